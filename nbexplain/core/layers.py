@@ -1,0 +1,182 @@
+"""Finding the analysable layers of a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from .hygiene import model_device, preserved
+from .validation import check_model, suggest
+
+__all__ = ["layers", "LAYER_KINDS", "resolve_modules", "is_channel_first"]
+
+#: Named groups of module types accepted by ``layers(model, kinds=...)``.
+LAYER_KINDS: dict[str, tuple[type[nn.Module], ...]] = {
+    "linear": (nn.Linear, nn.Bilinear),
+    "conv": (
+        nn.Conv1d,
+        nn.Conv2d,
+        nn.Conv3d,
+        nn.ConvTranspose1d,
+        nn.ConvTranspose2d,
+        nn.ConvTranspose3d,
+    ),
+    "norm": (
+        nn.BatchNorm1d,
+        nn.BatchNorm2d,
+        nn.BatchNorm3d,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.InstanceNorm1d,
+        nn.InstanceNorm2d,
+        nn.InstanceNorm3d,
+    ),
+    "activation": (
+        nn.ReLU,
+        nn.LeakyReLU,
+        nn.ELU,
+        nn.GELU,
+        nn.SiLU,
+        nn.Tanh,
+        nn.Sigmoid,
+        nn.Softplus,
+        nn.ReLU6,
+        nn.Mish,
+        nn.Hardtanh,
+        nn.PReLU,
+    ),
+    "pool": (
+        nn.MaxPool1d,
+        nn.MaxPool2d,
+        nn.MaxPool3d,
+        nn.AvgPool1d,
+        nn.AvgPool2d,
+        nn.AvgPool3d,
+        nn.AdaptiveAvgPool1d,
+        nn.AdaptiveAvgPool2d,
+        nn.AdaptiveAvgPool3d,
+        nn.AdaptiveMaxPool1d,
+        nn.AdaptiveMaxPool2d,
+        nn.AdaptiveMaxPool3d,
+    ),
+}
+
+# Module types whose outputs are channel-first (N, C, *spatial).
+_CHANNEL_FIRST = LAYER_KINDS["conv"] + LAYER_KINDS["pool"] + (
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.GroupNorm,
+    nn.Dropout2d,
+    nn.Dropout3d,
+)
+
+KindsArg = Union[None, str, type, Iterable[Union[str, type]]]
+
+
+def is_channel_first(module: nn.Module) -> bool:
+    """Whether a module's output is laid out channels-first ``(N, C, …)`` (conv-like)."""
+    return isinstance(module, _CHANNEL_FIRST)
+
+
+def _resolve_kinds(kinds: KindsArg) -> tuple[type[nn.Module], ...] | None:
+    """Turn the ``kinds`` argument into a tuple of module types (``None`` = every leaf module)."""
+    if kinds is None:
+        return LAYER_KINDS["linear"] + LAYER_KINDS["conv"]
+    items: list[Any] = [kinds] if isinstance(kinds, (str, type)) else list(kinds)
+    types: list[type[nn.Module]] = []
+    for item in items:
+        if isinstance(item, str):
+            if item == "all":
+                return None
+            if item not in LAYER_KINDS:
+                options = sorted(LAYER_KINDS) + ["all"]
+                raise ValueError(
+                    f"`kinds` entry {item!r} is not a known layer kind; use one of {options} "
+                    f"or module classes such as torch.nn.Conv2d.{suggest(item, options)}"
+                )
+            types.extend(LAYER_KINDS[item])
+        elif isinstance(item, type) and issubclass(item, nn.Module):
+            types.append(item)
+        else:
+            raise TypeError(
+                f"`kinds` must contain layer-kind names or nn.Module subclasses, got {item!r}."
+            )
+    return tuple(types)
+
+
+def layers(model: nn.Module, kinds: KindsArg = None, example: torch.Tensor | None = None) -> list[str]:
+    """Qualified names of a model's analysable layers, in forward order.
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module``.
+    kinds
+        Which layers count. ``None`` (default) selects Linear and Conv/ConvTranspose layers; a kind name
+        (``"linear"``, ``"conv"``, ``"norm"``, ``"activation"``, ``"pool"``), ``"all"`` (every leaf
+        module), a module class, or a list of these.
+    example
+        An optional input batch. Without it the order is the order in which modules were registered
+        (the forward order for ``nn.Sequential`` and most hand-written models); with it the layers are
+        ordered by when they first run in a real forward pass, and layers that never run are dropped.
+
+    Returns
+    -------
+    list of str
+        Names usable with :func:`nbexplain.activations` and :func:`nbexplain.capture`.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> nx.layers(net)
+    ['0', '2']
+    >>> nx.layers(net, kinds="all")
+    ['0', '1', '2']
+    """
+    check_model(model)
+    types = _resolve_kinds(kinds)
+    names = []
+    for name, mod in model.named_modules():
+        if name == "":
+            continue
+        if types is None:
+            if len(list(mod.children())) == 0:
+                names.append(name)
+        elif isinstance(mod, types):
+            names.append(name)
+    if example is None:
+        return names
+    order: list[str] = []
+    modules = dict(model.named_modules())
+    with preserved(model):
+        handles = []
+        for n in names:
+            def hook(_m: nn.Module, _i: Any, _o: Any, n: str = n) -> None:
+                if n not in order:
+                    order.append(n)
+            handles.append(modules[n].register_forward_hook(hook))
+        try:
+            model.eval()
+            with torch.no_grad():
+                model(example.to(model_device(model)))
+        finally:
+            for h in handles:
+                h.remove()
+    return order
+
+
+def resolve_modules(model: nn.Module, names: str | Sequence[str], argname: str = "layers") -> dict[str, nn.Module]:
+    """Map layer names (any submodule name, not only the default kinds) to modules, validating them."""
+    from .validation import check_layer_names
+
+    modules = dict(model.named_modules())
+    available = [n for n in modules if n != ""]
+    resolved = check_layer_names(names, available, argname)
+    return {n: modules[n] for n in resolved}
