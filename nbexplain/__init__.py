@@ -1,20 +1,30 @@
 """nbexplain — see inside PyTorch models from a notebook.
 
-The public API is re-exported here; see DESIGN.md for the contract.
+Everything public in :mod:`nbexplain.core` is re-exported here (``import nbexplain as nx``), plus the
+``widgets``, ``data`` and ``zoo`` submodules. See DESIGN.md for the contract.
 """
 
 from __future__ import annotations
 
-from .core import activations, capture, layers
+import importlib
+from typing import Any
+
+from . import core as _core
+from .core import *  # noqa: F403 - the public API is core's __all__
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "activations", "capture", "layers", "widgets"]
+__all__ = ["__version__", "widgets", "data", "zoo", *_core.__all__]
+
+_LAZY = ("widgets", "data", "zoo")
 
 
-def __getattr__(name: str):  # lazy: importing the core must not import ipywidgets
-    if name == "widgets":
-        import importlib
-
-        return importlib.import_module(".widgets", __name__)
+def __getattr__(name: str) -> Any:
+    # Lazy: `import nbexplain` must not import ipywidgets (core works in plain scripts), nor sklearn.
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nbexplain' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

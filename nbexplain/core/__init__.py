@@ -1,16 +1,22 @@
-"""nbexplain.core — the algorithms, in plain torch (no widget imports, ever)."""
+"""nbexplain.core — the algorithms, in plain torch (no widget imports, ever).
 
-from .capture import CONV_MODES, Captured, activations, capture, to_features
+Each area below adds its public names to ``__all__``; :mod:`nbexplain` re-exports all of them.
+"""
+
+from .capturing import CONV_MODES, Captured, activations, capture, to_features
 from .hygiene import preserved
-from .layers import LAYER_KINDS, layers
+from .layer_select import LAYER_KINDS, layers
 
-__all__ = [
-    "CONV_MODES",
-    "Captured",
-    "LAYER_KINDS",
-    "activations",
-    "capture",
-    "layers",
-    "preserved",
-    "to_features",
-]
+__all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "activations", "capture", "layers", "preserved", "to_features"]
+
+# --- saturation & δ projection (issue 3) ---
+
+# --- representation similarity (issue 4) ---
+
+# --- attribution: LRP (issue 5) ---
+
+# --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
+
+# --- activation maximization (issue 6) ---
+
+# --- complexity decomposition (issue 7) ---

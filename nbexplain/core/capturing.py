@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .hygiene import model_device, preserved
-from .layers import is_channel_first, resolve_modules
+from .layer_select import is_channel_first, resolve_modules
 from .validation import check_choice, check_model, check_positive_int
 
 __all__ = ["capture", "Captured", "activations", "to_features", "iter_batches", "CONV_MODES"]
