@@ -1,0 +1,413 @@
+"""Streaming first and second moments in float64, mergeable across batches and processes.
+
+:class:`RunningMoments` keeps, for ``d`` features, the sample count ``n``, the mean ``μ`` and the
+co-moment matrix ``M = Σ_i (x_i − μ)(x_i − μ)ᵀ`` (all float64, on the device the statistics live on).
+The population covariance is ``M / n``.
+
+Each batch is reduced on its own first — its mean, and its co-moment *after subtracting its own mean* —
+in the batch's precision (float32 for float32/16-bit input, float64 for float64 input), and then merged
+into the float64 running statistics with the parallel update of Chan, Golub & LeVeque (1979)::
+
+    n   = n_a + n_b
+    δ   = μ_b − μ_a
+    μ   = μ_a + δ · n_b / n
+    M   = M_a + M_b + δ δᵀ · n_a n_b / n
+
+Centring before the product removes the catastrophic cancellation of ``Σxxᵀ/n − μμᵀ`` in float32,
+and the float64 merge keeps the long-run sums exact to float64 round-off, at the cost of a float32 matrix
+product per batch (several times cheaper than a float64 one on CPUs and GPUs).
+
+API summary (what other areas build on)
+---------------------------------------
+``m = RunningMoments(d, device=None)``
+    Empty statistics for ``d`` features (device: where the float64 state lives; default: the device of
+    the first batch).
+``m.update(batch)``
+    ``batch`` is ``(n, d)``; any floating dtype, any device. Returns ``m``.
+``m.update_channels(maps)``
+    ``maps`` is channel-first ``(N, C, *spatial)``: every spatial position is a sample of ``C`` features
+    (the same statistics as ``update(to_features(maps))``, without the transposed copy).
+``m.merge(other)``
+    Adds another ``RunningMoments`` (same ``d``) as if its batches had been seen here. Returns ``m``.
+``m.all_reduce(group=None)``
+    Under an initialised ``torch.distributed`` process group: replaces every rank's statistics by the
+    statistics of the union of all ranks' samples (exact; three all-reduces of float64 tensors).
+``m.count`` (int), ``m.mean`` (float64 ``(d,)``), ``m.comoment`` (float64 ``(d, d)``),
+``m.covariance`` (float64, population, ``M / n``), ``m.sample_covariance()`` (``M / (n − 1)``),
+``m.eigh()`` → ``(eigenvalues, eigenvectors)`` of the covariance, eigenvalues descending and clipped
+at 0, eigenvectors as columns; ``m.reset()``; ``m.state_dict()`` / ``RunningMoments.from_state_dict``.
+
+Cross-covariances (CCA, CKA): feed ``torch.cat([x, y], dim=1)`` and slice the covariance:
+``Σxx = C[:dx, :dx]``, ``Σyy = C[dx:, dx:]``, ``Σxy = C[:dx, dx:]``.
+
+:func:`subsample_positions` picks a deterministic subset of spatial positions from very large conv maps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .validation import check_positive_int, check_tensor
+
+__all__ = ["RunningMoments", "subsample_positions", "channels_to_features"]
+
+
+def _as_work_dtype(x: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64; every other floating dtype is reduced in float32."""
+    if x.dtype == torch.float64:
+        return x
+    return x.float()
+
+
+class RunningMoments:
+    """Exact streaming mean and covariance of ``n_features`` features (float64 state).
+
+    Parameters
+    ----------
+    n_features
+        Number of features ``d`` (columns of every batch).
+    device
+        Device of the float64 state. ``None``: the device of the first batch (or CPU for merges).
+    check_finite
+        Raise on non-finite batches (costs one host sync per batch on accelerators).
+    name
+        Optional label (a layer name) used in error messages.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.core.statistics import RunningMoments
+    >>> x = torch.randn(1000, 3, dtype=torch.float64)
+    >>> m = RunningMoments(3)
+    >>> for chunk in x.split(128):
+    ...     _ = m.update(chunk)
+    >>> m.count
+    1000
+    >>> torch.allclose(m.covariance, torch.cov(x.T, correction=0))
+    True
+    >>> vals, vecs = m.eigh()
+    >>> bool(vals[0] >= vals[-1])
+    True
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        device: torch.device | str | None = None,
+        check_finite: bool = True,
+        name: str | None = None,
+    ) -> None:
+        self.n_features = check_positive_int(n_features, "n_features")
+        self.device = torch.device(device) if device is not None else None
+        self.check_finite = bool(check_finite)
+        self.name = name
+        self._count = 0
+        self._mean: torch.Tensor | None = None
+        self._m2: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ state
+    def _ensure(self, device: torch.device) -> None:
+        if self._mean is None:
+            dev = self.device if self.device is not None else device
+            self.device = dev
+            d = self.n_features
+            self._mean = torch.zeros(d, dtype=torch.float64, device=dev)
+            self._m2 = torch.zeros(d, d, dtype=torch.float64, device=dev)
+
+    def _label(self) -> str:
+        return f" for layer {self.name!r}" if self.name else ""
+
+    def reset(self) -> RunningMoments:
+        """Forget every sample (keeps ``n_features`` and the device)."""
+        self._count = 0
+        self._mean = None
+        self._m2 = None
+        return self
+
+    # ----------------------------------------------------------------- update
+    def _merge_batch(self, n_b: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
+        """Chan et al.'s parallel update with a batch summary (mean_b, m2_b in any float dtype)."""
+        self._ensure(mean_b.device)
+        assert self._mean is not None and self._m2 is not None
+        mean_b = mean_b.to(self._mean.device, torch.float64)
+        m2_b = m2_b.to(self._m2.device, torch.float64)
+        n_a = self._count
+        n = n_a + n_b
+        if n_a == 0:
+            self._mean.copy_(mean_b)
+            self._m2.copy_(m2_b)
+        else:
+            delta = mean_b - self._mean
+            self._mean.add_(delta, alpha=n_b / n)
+            self._m2.add_(m2_b)
+            self._m2.addr_(delta, delta, alpha=n_a * n_b / n)
+        self._count = n
+
+    def _check_batch_mean(self, mean_b: torch.Tensor) -> None:
+        # A NaN or inf anywhere in the batch makes its mean non-finite: one cheap check.
+        if self.check_finite and not bool(torch.isfinite(mean_b).all()):
+            raise ValueError(
+                f"Non-finite activations (NaN or inf){self._label()}: the batch contains values that "
+                "are not finite. Check the inputs and the model for overflow (e.g. a too-high learning "
+                "rate)."
+            )
+
+    def update(self, batch: torch.Tensor) -> RunningMoments:
+        """Add a batch of samples.
+
+        Parameters
+        ----------
+        batch
+            ``(n, d)`` floating tensor on any device. float64 input is reduced in float64, other
+            floating dtypes in float32 (after subtracting the batch mean), then merged in float64.
+        """
+        batch = check_tensor(batch, "batch", ndim=2, dtype_kind="float")
+        if batch.shape[1] != self.n_features:
+            raise ValueError(
+                f"`batch` has {batch.shape[1]} features but these statistics{self._label()} track "
+                f"{self.n_features}; pass (n_samples, {self.n_features}) tensors."
+            )
+        n_b = batch.shape[0]
+        if n_b == 0:
+            return self
+        with torch.no_grad():
+            x = _as_work_dtype(batch.detach())
+            mean_b = x.mean(dim=0)
+            self._check_batch_mean(mean_b)
+            xc = x - mean_b
+            m2_b = xc.T @ xc
+            self._merge_batch(n_b, mean_b, m2_b)
+        return self
+
+    def update_channels(self, maps: torch.Tensor) -> RunningMoments:
+        """Add a channel-first map ``(N, C, *spatial)``: each of the ``N·∏spatial`` positions is a sample.
+
+        Equivalent to ``update(channels_to_features(maps))`` but avoids the transposed copy: the batch
+        is centred in its own layout and its co-moment formed as a sum of per-image products.
+        """
+        maps = check_tensor(maps, "maps", min_ndim=2, dtype_kind="float")
+        if maps.shape[1] != self.n_features:
+            raise ValueError(
+                f"`maps` has {maps.shape[1]} channels but these statistics{self._label()} track "
+                f"{self.n_features} features."
+            )
+        if maps.ndim == 2:
+            return self.update(maps)
+        n_img, c = maps.shape[:2]
+        x = _as_work_dtype(maps.detach()).reshape(n_img, c, -1)
+        n_b = n_img * x.shape[2]
+        if n_b == 0:
+            return self
+        with torch.no_grad():
+            mean_b = x.mean(dim=(0, 2))
+            self._check_batch_mean(mean_b)
+            xc = x - mean_b[None, :, None]
+            if n_img == 1:
+                m2_b = xc[0] @ xc[0].T
+            else:
+                # (C, N·P) @ (N·P, C) as one GEMM over the flattened image-position axis.
+                flat = xc.transpose(0, 1).reshape(c, -1)
+                m2_b = flat @ flat.T
+            self._merge_batch(n_b, mean_b, m2_b)
+        return self
+
+    def merge(self, other: RunningMoments) -> RunningMoments:
+        """Add the samples summarised by ``other`` (same number of features). Returns ``self``."""
+        if not isinstance(other, RunningMoments):
+            raise TypeError(f"`other` must be a RunningMoments, got {type(other).__name__}.")
+        if other.n_features != self.n_features:
+            raise ValueError(
+                f"Cannot merge statistics of {other.n_features} features into {self.n_features}."
+            )
+        if other._count == 0:
+            return self
+        assert other._mean is not None and other._m2 is not None
+        self._merge_batch(other._count, other._mean, other._m2)
+        return self
+
+    def all_reduce(self, group: Any = None) -> RunningMoments:
+        """Replace every rank's statistics by those of all ranks' samples together (exact).
+
+        Must be called on every rank of ``group`` (collective). Uses three float64 all-reduces:
+        the counts, the count-weighted means, and the co-moments re-centred on the global mean
+        (``M = Σ_r M_r + n_r (μ_r − μ)(μ_r − μ)ᵀ``). With the gloo backend the state must be on the CPU;
+        with NCCL on the rank's GPU.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "all_reduce needs an initialised torch.distributed process group; call "
+                "torch.distributed.init_process_group(...) first (or use merge() within one process)."
+            )
+        dev = self.device if self.device is not None else torch.device("cpu")
+        self._ensure(dev)
+        assert self._mean is not None and self._m2 is not None
+        count = torch.tensor([float(self._count)], dtype=torch.float64, device=self._mean.device)
+        dist.all_reduce(count, group=group)
+        total = int(count.item())
+        weighted = self._mean * float(self._count)
+        dist.all_reduce(weighted, group=group)
+        if total == 0:
+            return self.reset()
+        gmean = weighted / total
+        shift = self._mean - gmean
+        m2 = self._m2 + float(self._count) * torch.outer(shift, shift)
+        dist.all_reduce(m2, group=group)
+        self._mean = gmean
+        self._m2 = m2
+        self._count = total
+        return self
+
+    # ---------------------------------------------------------------- results
+    @property
+    def count(self) -> int:
+        """Number of samples seen."""
+        return self._count
+
+    def _require(self) -> None:
+        if self._count == 0:
+            raise ValueError(
+                f"No samples have been seen{self._label()} yet: run batches through update() first "
+                "(for a tracker: run a forward pass inside it)."
+            )
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """float64 mean ``(d,)``."""
+        self._require()
+        assert self._mean is not None
+        return self._mean.clone()
+
+    @property
+    def comoment(self) -> torch.Tensor:
+        """float64 co-moment ``Σ (x − μ)(x − μ)ᵀ`` ``(d, d)``."""
+        self._require()
+        assert self._m2 is not None
+        return self._m2.clone()
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        """float64 population covariance ``(d, d)`` (divided by ``n``)."""
+        self._require()
+        assert self._m2 is not None
+        cov = self._m2 / self._count
+        return (cov + cov.T) / 2
+
+    def sample_covariance(self) -> torch.Tensor:
+        """float64 unbiased covariance (divided by ``n − 1``; needs ``n ≥ 2``)."""
+        if self._count < 2:
+            raise ValueError("The sample covariance needs at least 2 samples.")
+        return self.covariance * (self._count / (self._count - 1))
+
+    def eigh(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigen-decomposition of the covariance.
+
+        Returns
+        -------
+        eigenvalues
+            float64 ``(d,)``, descending, round-off negatives clipped to 0.
+        eigenvectors
+            float64 ``(d, d)``; column ``i`` belongs to ``eigenvalues[i]``.
+        """
+        vals, vecs = torch.linalg.eigh(self.covariance)
+        return vals.flip(0).clamp_min(0.0), vecs.flip(1)
+
+    # ------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """A plain dict (tensors on the CPU) that :meth:`from_state_dict` turns back into statistics."""
+        d = self.n_features
+        mean = self._mean if self._mean is not None else torch.zeros(d, dtype=torch.float64)
+        m2 = self._m2 if self._m2 is not None else torch.zeros(d, d, dtype=torch.float64)
+        return {
+            "n_features": d,
+            "count": self._count,
+            "mean": mean.detach().cpu().clone(),
+            "comoment": m2.detach().cpu().clone(),
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_state_dict(
+        cls, state: dict[str, Any], device: torch.device | str | None = None
+    ) -> RunningMoments:
+        """Rebuild statistics saved with :meth:`state_dict`."""
+        for key in ("n_features", "count", "mean", "comoment"):
+            if key not in state:
+                raise KeyError(f"`state` lacks {key!r}; pass a dict made by RunningMoments.state_dict().")
+        m = cls(int(state["n_features"]), device=device, name=state.get("name"))
+        if int(state["count"]) > 0:
+            dev = torch.device(device) if device is not None else torch.device("cpu")
+            m._ensure(dev)
+            assert m._mean is not None and m._m2 is not None
+            m._mean.copy_(torch.as_tensor(state["mean"], dtype=torch.float64))
+            m._m2.copy_(torch.as_tensor(state["comoment"], dtype=torch.float64))
+            m._count = int(state["count"])
+        return m
+
+    def copy(self) -> RunningMoments:
+        """An independent copy."""
+        m = RunningMoments(self.n_features, device=self.device, check_finite=self.check_finite, name=self.name)
+        m._count = self._count
+        m._mean = None if self._mean is None else self._mean.clone()
+        m._m2 = None if self._m2 is None else self._m2.clone()
+        return m
+
+    def __repr__(self) -> str:
+        where = f", device={self.device}" if self.device is not None else ""
+        label = f", name={self.name!r}" if self.name else ""
+        return f"RunningMoments(n_features={self.n_features}, count={self._count}{where}{label})"
+
+
+def channels_to_features(maps: torch.Tensor) -> torch.Tensor:
+    """``(N, C, *spatial)`` → ``(N·∏spatial, C)``: every spatial position is a sample of ``C`` features."""
+    if maps.ndim <= 2:
+        return maps.reshape(maps.shape[0], -1) if maps.ndim == 2 else maps.reshape(-1, 1)
+    return maps.movedim(1, -1).reshape(-1, maps.shape[1])
+
+
+def subsample_positions(
+    maps: torch.Tensor, max_positions: int, seed: int = 0, step: int = 0
+) -> torch.Tensor:
+    """Deterministically keep at most ``max_positions`` spatial positions of a channel-first map.
+
+    Parameters
+    ----------
+    maps
+        ``(N, C, *spatial)``.
+    max_positions
+        Largest number of spatial positions kept per image. Maps with no more positions are returned
+        unchanged.
+    seed, step
+        The positions are a uniformly random subset (the same for every image of the batch) drawn from
+        a generator seeded with ``(seed, step)``: the same call gives the same positions, and a tracker
+        passing its batch counter as ``step`` covers different positions on different batches.
+
+    Returns
+    -------
+    Tensor
+        ``(N, C, m)`` with ``m = min(max_positions, ∏spatial)``; the position axis is flattened.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.core.statistics import subsample_positions
+    >>> x = torch.randn(2, 3, 32, 32)
+    >>> subsample_positions(x, 100).shape
+    torch.Size([2, 3, 100])
+    >>> torch.equal(subsample_positions(x, 100, step=1), subsample_positions(x, 100, step=1))
+    True
+    """
+    maps = check_tensor(maps, "maps", min_ndim=3)
+    max_positions = check_positive_int(max_positions, "max_positions")
+    n, c = maps.shape[:2]
+    flat = maps.reshape(n, c, -1)
+    p = flat.shape[2]
+    if p <= max_positions:
+        return flat
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63 - 1))
+    idx = torch.randperm(p, generator=gen)[:max_positions].sort().values.to(maps.device)
+    return flat.index_select(2, idx)

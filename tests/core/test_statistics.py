@@ -1,0 +1,169 @@
+"""Streaming float64 moments against a float64 reference computed on all samples at once."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from nbexplain.core.statistics import (
+    RunningMoments,
+    channels_to_features,
+    subsample_positions,
+)
+
+
+def reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population covariance from the definitions, float64, all samples at once."""
+    x = x.double()
+    mu = x.sum(0) / x.shape[0]
+    xc = x - mu
+    return mu, xc.T @ xc / x.shape[0]
+
+
+@pytest.mark.parametrize("sizes", [[1000], [1, 2, 997], [128] * 7 + [104], [3, 500, 3, 494]])
+def test_matches_reference_any_batch_sizes(sizes):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(sum(sizes), 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g, dtype=torch.float64)
+    m = RunningMoments(6)
+    for chunk in x.split(sizes):
+        m.update(chunk)
+    mu, cov = reference(x)
+    assert m.count == x.shape[0]
+    torch.testing.assert_close(m.mean, mu, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.covariance, cov, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_input_with_large_offset_is_accurate():
+    # The naive float32 Σxxᵀ/n − μμᵀ loses every digit here (mean 1e4, std 1); centring per batch does not.
+    g = torch.Generator().manual_seed(1)
+    x64 = 1e4 + torch.randn(20000, 4, generator=g, dtype=torch.float64)
+    x32 = x64.float()
+    m = RunningMoments(4)
+    for chunk in x32.split(1000):
+        m.update(chunk)
+    _, cov = reference(x32)
+    torch.testing.assert_close(m.covariance, cov, rtol=1e-4, atol=1e-4)
+    naive = (x32.T @ x32) / x32.shape[0] - torch.outer(x32.mean(0), x32.mean(0))
+    assert (naive.double() - cov).abs().max() > 1.0  # the reason for the design
+
+
+def test_update_channels_equals_flattened_update():
+    g = torch.Generator().manual_seed(2)
+    maps = torch.randn(5, 3, 7, 6, generator=g, dtype=torch.float64) + 2.0
+    a = RunningMoments(3).update_channels(maps).update_channels(maps[:1] * 3)
+    b = RunningMoments(3).update(channels_to_features(maps)).update(channels_to_features(maps[:1] * 3))
+    torch.testing.assert_close(a.covariance, b.covariance, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a.mean, b.mean)
+    mu, cov = reference(torch.cat([channels_to_features(maps), channels_to_features(maps[:1] * 3)]))
+    torch.testing.assert_close(a.covariance, cov, rtol=1e-12, atol=1e-12)
+
+
+def test_merge_equals_single_stream_and_copy_is_independent():
+    x = torch.randn(300, 5, dtype=torch.float64)
+    a = RunningMoments(5).update(x[:100])
+    b = RunningMoments(5).update(x[100:250]).update(x[250:])
+    c = a.copy().merge(b)
+    whole = RunningMoments(5).update(x)
+    torch.testing.assert_close(c.covariance, whole.covariance, rtol=1e-12, atol=1e-12)
+    assert a.count == 100 and c.count == 300
+    c.merge(RunningMoments(5))  # empty merge is a no-op
+    assert c.count == 300
+
+
+def test_eigh_descending_and_reconstructs():
+    x = torch.randn(400, 4, dtype=torch.float64) * torch.tensor([5.0, 1.0, 3.0, 0.1], dtype=torch.float64)
+    m = RunningMoments(4).update(x)
+    vals, vecs = m.eigh()
+    assert torch.all(vals[:-1] >= vals[1:])
+    torch.testing.assert_close(vecs @ torch.diag(vals) @ vecs.T, m.covariance, rtol=1e-10, atol=1e-10)
+    ref = torch.linalg.eigvalsh(reference(x)[1]).flip(0)
+    torch.testing.assert_close(vals, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_state_dict_roundtrip_and_reset():
+    x = torch.randn(50, 3)
+    m = RunningMoments(3, name="fc1").update(x)
+    m2 = RunningMoments.from_state_dict(m.state_dict())
+    torch.testing.assert_close(m2.covariance, m.covariance)
+    assert m2.count == 50 and m2.name == "fc1"
+    m.reset()
+    assert m.count == 0
+    with pytest.raises(ValueError, match="No samples"):
+        _ = m.mean
+    empty = RunningMoments.from_state_dict(RunningMoments(3).state_dict())
+    assert empty.count == 0
+
+
+def test_bad_inputs_name_the_layer():
+    m = RunningMoments(3, name="conv1")
+    with pytest.raises(ValueError, match="conv1"):
+        m.update(torch.tensor([[1.0, float("nan"), 0.0]]))
+    with pytest.raises(ValueError, match="3"):
+        m.update(torch.randn(4, 5))
+    with pytest.raises(ValueError, match="dimensions"):
+        m.update(torch.randn(4))
+    with pytest.raises(TypeError, match="floating"):
+        m.update(torch.ones(4, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="≥ 1"):
+        RunningMoments(0)
+    with pytest.raises(RuntimeError, match="process group"):
+        RunningMoments(3).all_reduce()
+
+
+def test_subsample_positions_deterministic_and_unbiased():
+    x = torch.arange(2 * 1 * 100, dtype=torch.float32).reshape(2, 1, 10, 10)
+    a = subsample_positions(x, 10, seed=3, step=5)
+    b = subsample_positions(x, 10, seed=3, step=5)
+    c = subsample_positions(x, 10, seed=3, step=6)
+    assert a.shape == (2, 1, 10) and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a[1] - a[0], torch.full_like(a[0], 100.0))  # same positions for every image
+    assert subsample_positions(x, 1000).shape == (2, 1, 100)
+    # Over many steps every position is visited about equally often.
+    counts = torch.zeros(100)
+    for s in range(400):
+        counts[subsample_positions(x[:1], 10, step=s)[0, 0].long()] += 1
+    assert counts.min() > 15 and counts.max() < 70
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, data: torch.Tensor, sizes: list[int], out: dict) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        mine = data.split(sizes)[rank]
+        m = RunningMoments(data.shape[1])
+        for chunk in mine.split(37):
+            m.update(chunk.float())
+        m.all_reduce()
+        out[rank] = m.state_dict()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_two_process_all_reduce_equals_one_process():
+    torch.manual_seed(0)
+    data = torch.randn(500, 6) * 3 + torch.arange(6.0)
+    sizes = [180, 320]  # unequal shards
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_worker, args=(2, _free_port(), data, sizes, out), nprocs=2, join=True)
+    single = RunningMoments(6)
+    for part in data.split(sizes):
+        for chunk in part.split(37):
+            single.update(chunk)
+    for rank in (0, 1):
+        got = RunningMoments.from_state_dict(out[rank])
+        assert got.count == 500
+        torch.testing.assert_close(got.mean, single.mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got.covariance, single.covariance, rtol=1e-12, atol=1e-12)
