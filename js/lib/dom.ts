@@ -1,0 +1,76 @@
+// Small DOM helpers shared by every view. Text always goes in through textContent.
+import baseCss from "./style.css";
+
+/** Create an element with classes and (optional) text content. */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className = "",
+  text?: string,
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** Append a <style> with the shared nbx styles plus a view's own CSS into the view's element. */
+export function injectStyle(el: HTMLElement, viewCss = ""): HTMLStyleElement {
+  const style = document.createElement("style");
+  style.textContent = baseCss + "\n" + viewCss;
+  el.appendChild(style);
+  return style;
+}
+
+/** Root element of a view with the nbx classes and theme attribute. */
+export function viewRoot(kind: string, theme: string): HTMLDivElement {
+  const root = h("div", `nbx-root nbx-${kind}`);
+  root.dataset.theme = theme || "auto";
+  root.dataset.ready = "false";
+  return root;
+}
+
+/**
+ * Call `redraw` when the element changes size or becomes visible again (JupyterLab's windowed notebook
+ * detaches off-screen outputs and may drop canvas contents). Returns a cleanup function.
+ */
+export function onVisible(el: HTMLElement, redraw: () => void): () => void {
+  let frame = 0;
+  const schedule = () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      redraw();
+    });
+  };
+  const cleanups: Array<() => void> = [];
+  if (typeof ResizeObserver !== "undefined") {
+    const ro = new ResizeObserver(schedule);
+    ro.observe(el);
+    cleanups.push(() => ro.disconnect());
+  }
+  if (typeof IntersectionObserver !== "undefined") {
+    const io = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) schedule();
+    });
+    io.observe(el);
+    cleanups.push(() => io.disconnect());
+  }
+  return () => {
+    if (frame) cancelAnimationFrame(frame);
+    cleanups.forEach((c) => c());
+  };
+}
+
+/** Size a canvas for crisp drawing at the device pixel ratio; returns its 2-D context. */
+export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeight: number): CanvasRenderingContext2D | null {
+  const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+  const w = Math.max(1, Math.round(cssWidth * dpr));
+  const hgt = Math.max(1, Math.round(cssHeight * dpr));
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== hgt) canvas.height = hgt;
+  canvas.style.width = `${cssWidth}px`;
+  canvas.style.height = `${cssHeight}px`;
+  const ctx = canvas.getContext("2d");
+  if (ctx) ctx.imageSmoothingEnabled = false;
+  return ctx;
+}
