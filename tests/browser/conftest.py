@@ -1,0 +1,58 @@
+"""Fixtures for the real-browser tests: one JupyterLab + one Chromium for the whole session.
+
+Use the ``lab`` fixture and mark the test ``@pytest.mark.browser``::
+
+    @pytest.mark.browser
+    def test_my_view(lab):
+        nb = lab.open_notebook(["import nbexplain as nx", "w = nx.widgets.MyView(...); w"], name="my_view")
+        root = nb.view(".nbx-myview")
+        ...
+        assert nb.page_errors == []
+
+A missing Chromium or Playwright fails the run under CI (``CI=true``) and skips the browser tests
+elsewhere, with the reason. See ``harness.py`` for the API.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Lab, browser_available  # noqa: E402
+
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in _TRUTHY
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest):
+    """A started :class:`harness.Lab` (JupyterLab on 127.0.0.1 + headless Chromium), shared by the session."""
+    ok, why = browser_available()
+    if not ok:
+        if _under_ci():
+            pytest.fail(f"browser tests cannot run under CI: {why}", pytrace=False)
+        pytest.skip(f"browser tests skipped: {why}")
+    t0 = time.perf_counter()
+    instance = Lab().start()
+    elapsed = time.perf_counter() - t0
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"\n[browser] JupyterLab + Chromium started in {elapsed:.1f} s "
+            f"(server {instance.startup_seconds['server']:.1f} s, browser {instance.startup_seconds['browser']:.1f} s) "
+            f"at {instance.url}"
+        )
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
