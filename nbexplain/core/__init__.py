@@ -18,5 +18,20 @@ __all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "activations", "capture", "l
 # --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
 
 # --- activation maximization (issue 6) ---
+from .actmax import (
+    ActivationMaximization,
+    Objective,
+    TopActivating,
+    channel,
+    class_logit,
+    direction,
+    diversity,
+    maximize_activation,
+    neuron,
+    top_activating,
+)
+
+__all__ += ["ActivationMaximization", "Objective", "TopActivating", "channel", "class_logit", "direction",
+            "diversity", "maximize_activation", "neuron", "top_activating"]
 
 # --- complexity decomposition (issue 7) ---
