@@ -10,12 +10,31 @@ from .layer_select import LAYER_KINDS, layers
 __all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "activations", "capture", "layers", "preserved", "to_features"]
 
 # --- saturation & δ projection (issue 3) ---
+from .statistics import RunningMoments
+from .saturation_tracking import SaturationTracker, intrinsic_dimension, layer_statistics, saturation
+from .delta_projection import DeltaProjection, delta_curve, projected_outputs
+from .probes import probe_accuracy
+
+__all__ += ["RunningMoments", "SaturationTracker", "intrinsic_dimension", "layer_statistics", "saturation"]
+__all__ += ["DeltaProjection", "delta_curve", "projected_outputs", "probe_accuracy"]
 
 # --- representation similarity (issue 4) ---
+from .similarity import CCAResult, CKAResult, PWCCAResult, SVCCAResult, cca, cka, pwcca, svcca
+from .similarity_grids import SimilarityGridResult, model_similarity, similarity_grid
+from .similarity_streaming import StreamingSimilarity
+
+__all__ += ["cca", "svcca", "pwcca", "cka", "CCAResult", "SVCCAResult", "PWCCAResult", "CKAResult"]
+__all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "SimilarityGridResult"]
 
 # --- attribution: LRP (issue 5) ---
 
 # --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
+from .continuity import ContinuityResult, continuity
+from .rate_distortion import RDEResult, rde
+from .sensitivity import gradient, gradient_x_input, integrated_gradients, smoothgrad
+
+__all__ += ["ContinuityResult", "RDEResult", "continuity", "gradient", "gradient_x_input",
+            "integrated_gradients", "rde", "smoothgrad"]
 
 # --- activation maximization (issue 6) ---
 from .actmax import (

@@ -1,0 +1,638 @@
+"""Layer × layer similarity grids: across training checkpoints, and between two models.
+
+:func:`similarity_grid` runs every checkpoint over the same inputs and compares each of its layers with
+each layer of a reference model (by default the last checkpoint) — the training-dynamics figure of the
+SVCCA paper — giving a ``(T, L, L_ref)`` tensor per metric. :func:`model_similarity` compares the layers of
+two models (``(L_a, L_b)``).
+
+Work is shared: every layer's features are centred, reduced and whitened **once** (one eigen-decomposition
+per layer and sample layout) and reused for every pair, so each cell costs one cross-product of whitened
+features and a small SVD — instead of redoing both sides' covariances, inverses and reductions per cell.
+
+Samples must correspond across the two layers of a pair. Dense layers give one sample per input. With
+``conv="channels"`` (default) a conv layer's spatial positions are samples of its channels; two conv layers
+of different resolutions are compared at the smaller one (the larger map is average-pooled down), a conv
+layer against a dense layer is average-pooled to one sample per input, and when a pair has more than
+``max_samples`` samples a fixed (seeded) subset of them is used — the same subset for both sides.
+``conv="mean"``/``"max"`` pool every conv layer, ``"flatten"`` keeps C·H·W features per input.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .capturing import CONV_MODES, InputsArg, capture, iter_batches
+from .hygiene import model_device, preserved
+from .layer_select import is_channel_first, layers as list_layers, resolve_modules
+from .similarity import (
+    RANK_RTOL,
+    _check_epsilon,
+    _center_gram,
+    centred,
+    check_keep,
+    hsic_unbiased_linear,
+    rbf_gram,
+    sym_gram,
+)
+from .validation import check_choice, check_model, check_positive_int
+
+__all__ = ["similarity_grid", "model_similarity", "SimilarityGridResult", "GRID_METRICS"]
+
+#: Metrics a grid can compute. ``cka`` is linear CKA; ``cka_debiased`` its debiased form; ``cka_rbf`` RBF CKA.
+GRID_METRICS = ("svcca", "cca", "pwcca", "cka", "cka_debiased", "cka_rbf")
+_CCA_FAMILY = ("svcca", "cca", "pwcca")
+_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+
+CheckpointArg = Union[nn.Module, Mapping[str, Any], str, os.PathLike]
+
+
+@dataclass(repr=False)
+class SimilarityGridResult:
+    """Similarity of every layer pair, per checkpoint and metric.
+
+    Attributes
+    ----------
+    grids
+        metric → float64 ``(T, L, L_ref)``: ``grids[m][t, i, j]`` is the similarity of layer ``layers[i]``
+        at checkpoint ``t`` with layer ``reference_layers[j]`` of the reference. NaN marks an undefined
+        cell (a layer with zero variance on these inputs).
+    spectra
+        CCA-family metric → float32 ``(T, L, L_ref, K)`` canonical correlations of each cell, descending,
+        NaN-padded to the longest (``svcca``: of the reduced sides; ``cca``/``pwcca``: full CCA).
+    checkpoint_labels, layers, reference_layers, reference_label
+        Labels of the three axes and of the reference model.
+    kind
+        ``"checkpoints"`` (training dynamics) or ``"models"`` (model vs model).
+    n_samples
+        int64 ``(L, L_ref)``: samples used for each layer pair (depends on conv resolutions).
+    options
+        The settings used (conv, keep, epsilon, threshold, max_samples, seed).
+    """
+
+    grids: dict[str, torch.Tensor]
+    spectra: dict[str, torch.Tensor]
+    checkpoint_labels: list[str]
+    layers: list[str]
+    reference_layers: list[str]
+    reference_label: str
+    kind: str
+    n_samples: torch.Tensor
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metrics computed, in the order requested."""
+        return list(self.grids)
+
+    @property
+    def metric(self) -> str:
+        """The first (primary) metric."""
+        return self.metrics[0]
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """The primary metric's ``(T, L, L_ref)`` tensor."""
+        return self.grids[self.metric]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.grid.shape)  # type: ignore[return-value]
+
+    def __getitem__(self, metric: str) -> torch.Tensor:
+        check_choice(metric, "metric", self.metrics)
+        return self.grids[metric]
+
+    def spectrum(self, t: int, i: int, j: int, metric: str | None = None) -> torch.Tensor:
+        """Canonical correlations (descending, float32) of cell ``(t, i, j)``.
+
+        ``metric`` defaults to the first CCA-family metric computed.
+        """
+        if not self.spectra:
+            raise ValueError(
+                f"No CCA spectra: this grid computed {self.metrics} only. Include 'svcca', 'cca' or "
+                "'pwcca' in `metric`."
+            )
+        m = metric if metric is not None else next(iter(self.spectra))
+        check_choice(m, "metric", list(self.spectra))
+        s = self.spectra[m][t, i, j]
+        return s[~torch.isnan(s)]
+
+    def __repr__(self) -> str:
+        t, l, lr = self.shape
+        return (
+            f"SimilarityGridResult(kind={self.kind!r}, metrics={self.metrics}, checkpoints={t}, "
+            f"layers={l}, reference_layers={lr}, reference={self.reference_label!r})"
+        )
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def _label_for(item: Any, index: int) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return os.path.splitext(os.path.basename(os.fspath(item)))[0]
+    return f"checkpoint {index}"
+
+
+def _load_state(item: Any, where: str) -> Mapping[str, Any]:
+    if isinstance(item, (str, os.PathLike)):
+        path = os.fspath(item)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{where}: no file at {path!r}.")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle refusals, corrupt files
+            raise ValueError(
+                f"{where}: could not load {path!r} with torch.load(weights_only=True) ({exc}). Save "
+                "checkpoints with torch.save(model.state_dict(), path)."
+            ) from exc
+        item = obj
+    if isinstance(item, Mapping):
+        if item and all(isinstance(v, torch.Tensor) for v in item.values()):
+            return item
+        for key in _STATE_KEYS:
+            if isinstance(item.get(key), Mapping):
+                return item[key]
+        raise ValueError(
+            f"{where}: this dict is not a state dict (values are not all tensors) and has none of the keys "
+            f"{list(_STATE_KEYS)} holding one."
+        )
+    raise TypeError(
+        f"{where}: expected an nn.Module, a state dict or a checkpoint file path, got {type(item).__name__}."
+    )
+
+
+class _Materialiser:
+    """Turns checkpoint items into modules, loading state dicts into one reused copy of a template."""
+
+    def __init__(self, template: nn.Module | None) -> None:
+        self.template = template
+        self._copy: nn.Module | None = None
+
+    def __call__(self, item: Any, where: str) -> nn.Module:
+        if isinstance(item, nn.Module):
+            return item
+        state = _load_state(item, where)
+        if self.template is None:
+            raise ValueError(
+                f"{where} is a state dict or file: pass `model=` (a model of the same architecture) so it "
+                "can be loaded."
+            )
+        if self._copy is None:
+            self._copy = copy.deepcopy(self.template)
+        try:
+            self._copy.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{where} does not fit `model`'s architecture: {exc}") from exc
+        return self._copy
+
+
+# ------------------------------------------------------------------------------------------ features
+def _capture_outputs(
+    model: nn.Module, inputs: InputsArg, names: list[str], batch_size: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Raw layer outputs over all inputs (eval mode, no grad), float32 on ``device``."""
+    modules = resolve_modules(model, names)
+    dev = model_device(model)
+    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
+    with preserved(model):
+        model.eval()
+        with torch.no_grad(), capture(model, list(modules)) as out:
+            seen = False
+            for x in iter_batches(inputs, batch_size):
+                seen = True
+                out.clear()
+                model(x.to(dev))
+                for name, mod in modules.items():
+                    if name not in out:
+                        raise RuntimeError(
+                            f"Layer {name!r} did not run during the forward pass; choose a layer used by "
+                            "model.forward."
+                        )
+                    o = out[name]
+                    if not is_channel_first(mod) and o.ndim > 2:
+                        o = o.reshape(o.shape[0], -1) if o.ndim > 2 else o
+                    chunks[name].append(o.to(device, torch.float32))
+            if not seen:
+                raise ValueError("`inputs` is empty: it yielded no batches.")
+    return {n: torch.cat(c, dim=0) for n, c in chunks.items()}
+
+
+def _spatial(o: torch.Tensor) -> tuple[int, ...]:
+    return tuple(o.shape[2:]) if o.ndim > 2 else ()
+
+
+def _pair_key(a: torch.Tensor, b: torch.Tensor, conv: str) -> tuple[Any, ...]:
+    if conv != "channels":
+        return (conv,)
+    sa, sb = _spatial(a), _spatial(b)
+    if not sa or not sb or len(sa) != len(sb):
+        return ("pool",)
+    return ("res", tuple(min(u, v) for u, v in zip(sa, sb)))
+
+
+def _features(o: torch.Tensor, key: tuple[Any, ...], max_samples: int, seed: int) -> torch.Tensor:
+    """Features of one layer output for a sample layout ``key`` (float64)."""
+    if o.ndim <= 2:
+        return o.reshape(o.shape[0], -1).double()
+    n, c = o.shape[:2]
+    mode = key[0]
+    if mode in ("pool", "mean"):
+        return o.reshape(n, c, -1).mean(dim=2).double()
+    if mode == "max":
+        return o.reshape(n, c, -1).amax(dim=2).double()
+    if mode == "flatten":
+        return o.reshape(n, -1).double()
+    target = key[1]
+    if tuple(o.shape[2:]) != target:
+        pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}.get(len(target))
+        if pool is None:
+            o = o.reshape(n, c, -1).mean(dim=2, keepdim=True)
+        else:
+            o = pool(o, target)
+    feats = o.movedim(1, -1).reshape(-1, c)
+    total = feats.shape[0]
+    if total > max_samples:
+        gen = torch.Generator(device="cpu").manual_seed(int(seed) * 1_000_003 + total)
+        idx = torch.randperm(total, generator=gen)[:max_samples].sort().values.to(feats.device)
+        feats = feats.index_select(0, idx)
+    return feats.double()
+
+
+class _Prepared:
+    """One layer's features in one sample layout, reduced/whitened once for every pair."""
+
+    def __init__(self, x: torch.Tensor, metrics: set[str], keep: float | int, epsilon: float, threshold: float):
+        self.n = x.shape[0]
+        xc = centred(x)
+        self.dead = not bool(xc.any())
+        if self.dead:
+            return
+        gram = sym_gram(xc)
+        if metrics & set(_CCA_FAMILY):
+            scale = float(torch.diagonal(gram).max())
+            s = gram / scale
+            vals, vecs = torch.linalg.eigh(s)
+            vals, vecs = vals.flip(0).clamp_min(0.0), vecs.flip(1)
+            r = int((vals > RANK_RTOL * float(vals[0])).sum())
+            w = vecs[:, :r] * (vals[:r] + epsilon).rsqrt()
+            self.z = (xc @ w) / math.sqrt(scale)
+            self.load = s @ w
+            self.rank = r
+            if isinstance(keep, int):
+                self.k = min(keep, r)
+            else:
+                frac = torch.cumsum(vals[:r], 0) / float(vals[:r].sum())
+                self.k = min(int((frac < keep - 1e-12).sum()) + 1, r)
+        if metrics & {"cka", "cka_debiased"}:
+            self.xc = xc
+            self.gsq = float((gram * gram).sum())
+            if "cka_debiased" in metrics:
+                self.a = (xc * xc).sum(dim=1)
+        if "cka_rbf" in metrics:
+            self.kc = _center_gram(rbf_gram(x, threshold))
+            self.ksq = float((self.kc * self.kc).sum())
+
+
+def _pair_values(
+    a: _Prepared, b: _Prepared, metrics: list[str]
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    vals: dict[str, float] = {}
+    specs: dict[str, torch.Tensor] = {}
+    if a.dead or b.dead:
+        return {m: math.nan for m in metrics}, {}
+    fam = [m for m in metrics if m in _CCA_FAMILY]
+    if fam:
+        m = a.z.T @ b.z
+        if "svcca" in fam:
+            c = torch.linalg.svdvals(m[: a.k, : b.k]).clamp(0.0, 1.0)
+            vals["svcca"] = float(c.mean())
+            specs["svcca"] = c
+        if "pwcca" in fam:
+            u, c, vh = torch.linalg.svd(m, full_matrices=False)
+            c = c.clamp(0.0, 1.0)
+            load = (a.load @ u) if a.rank <= b.rank else (b.load @ vh.T)
+            wts = load.abs().sum(dim=0)
+            wts = wts / wts.sum()
+            vals["pwcca"] = float((wts * c).sum())
+            specs["pwcca"] = c
+            if "cca" in fam:
+                vals["cca"] = float(c.mean())
+                specs["cca"] = c
+        elif "cca" in fam:
+            c = torch.linalg.svdvals(m).clamp(0.0, 1.0)
+            vals["cca"] = float(c.mean())
+            specs["cca"] = c
+    if "cka" in metrics or "cka_debiased" in metrics:
+        cross = a.xc.T @ b.xc
+        csq = float((cross * cross).sum())
+        if "cka" in metrics:
+            vals["cka"] = min(max(csq / math.sqrt(a.gsq * b.gsq), 0.0), 1.0)
+        if "cka_debiased" in metrics:
+            n = a.n
+            sa, sb = float(a.a.sum()), float(b.a.sum())
+            hxy = hsic_unbiased_linear(csq, float(a.a @ b.a), sa, sb, n)
+            hxx = hsic_unbiased_linear(a.gsq, float(a.a @ a.a), sa, sa, n)
+            hyy = hsic_unbiased_linear(b.gsq, float(b.a @ b.a), sb, sb, n)
+            vals["cka_debiased"] = (
+                min(max(hxy / math.sqrt(hxx * hyy), -1.0), 1.0) if hxx > 0 and hyy > 0 else math.nan
+            )
+    if "cka_rbf" in metrics:
+        vals["cka_rbf"] = min(max(float((a.kc * b.kc).sum()) / math.sqrt(a.ksq * b.ksq), 0.0), 1.0)
+    return vals, specs
+
+
+# ------------------------------------------------------------------------------------------ public API
+def _check_metrics(metric: Any) -> list[str]:
+    ms = [metric] if isinstance(metric, str) else list(metric)
+    if not ms:
+        raise ValueError(f"`metric` is empty; choose from {list(GRID_METRICS)}.")
+    for m in ms:
+        check_choice(m, "metric", GRID_METRICS)
+    return list(dict.fromkeys(ms))
+
+
+def _layer_list(value: Any, model: nn.Module, argname: str) -> list[str]:
+    if value is None:
+        names = list_layers(model)
+        if not names:
+            raise ValueError(f"`{argname}`: the model has no analysable layers; pass layer names explicitly.")
+        return names
+    names = [value] if isinstance(value, str) else list(value)
+    resolve_modules(model, names, argname)
+    return names
+
+
+def similarity_grid(
+    checkpoints: CheckpointArg | Sequence[CheckpointArg] | Mapping[str, CheckpointArg],
+    inputs: InputsArg,
+    layers: str | Sequence[str] | None,
+    metric: str | Sequence[str] = "svcca",
+    *,
+    model: nn.Module | None = None,
+    reference: CheckpointArg | None = None,
+    reference_layers: str | Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    reference_label: str | None = None,
+    conv: str = "channels",
+    keep: float | int = 0.99,
+    epsilon: float = 0.0,
+    threshold: float = 1.0,
+    max_samples: int = 10_000,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = True,
+) -> SimilarityGridResult:
+    """Compare every layer at every checkpoint with every layer of a reference model.
+
+    Parameters
+    ----------
+    checkpoints
+        Models, state dicts, or checkpoint file paths (loaded with ``torch.load(weights_only=True)``;
+        a dict holding the state dict under ``"state_dict"``/``"model_state_dict"``/``"model"`` works too),
+        in training order — or a mapping ``label → checkpoint``. A single model is one checkpoint.
+    inputs
+        The probe inputs: a batch-first tensor or an iterable of batches (``(x, y)`` pairs are fine). Every
+        checkpoint sees the same inputs.
+    layers
+        Layer names compared at each checkpoint (``None``: all of ``nx.layers(model)``).
+    metric
+        One of ``"svcca"`` (default), ``"cca"``, ``"pwcca"``, ``"cka"`` (linear), ``"cka_debiased"``,
+        ``"cka_rbf"`` — or a list; every metric listed is computed in the same pass. Each cell's value is
+        the metric's headline (mean canonical correlation for SVCCA/CCA, Σαρ for PWCCA, CKA).
+    model
+        An architecture to load state dicts / files into (a private copy is used; ``model`` itself is never
+        modified). Defaults to the first checkpoint given as a module.
+    reference
+        What the columns compare against: default the last checkpoint (the trained network). Pass another
+        model/state dict/path for a fixed reference.
+    reference_layers
+        Layer names of the reference (default: ``layers``).
+    labels, reference_label
+        Axis labels (default: file stems, mapping keys, or ``"checkpoint t"``).
+    conv
+        ``"channels"`` (default): spatial positions are samples of the channels, pairs of different
+        resolution are compared at the smaller one, conv vs dense pooled; ``"mean"``/``"max"``: pooled;
+        ``"flatten"``: C·H·W features per input.
+    keep
+        SVCCA's reduction: variance fraction in (0, 1] or number of directions (see :func:`nbexplain.svcca`).
+    epsilon
+        Ridge on the scaled covariances (CCA family).
+    threshold
+        RBF bandwidth as a multiple of the median distance (``cka_rbf``).
+    max_samples
+        Largest number of samples per pair; above it a fixed subset (``seed``) is drawn — the same for both
+        layers of the pair.
+    batch_size, seed, progress
+        Forward batch size; seed of the subsampling; show a progress bar over checkpoints.
+
+    Returns
+    -------
+    SimilarityGridResult
+        ``.grid`` ``(T, L, L_ref)`` for the first metric, ``.grids[metric]``, ``.spectra``, labels.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> from nbexplain.zoo import mlp
+    >>> x = torch.randn(256, 20)
+    >>> ckpts = [mlp(20, (16, 8), seed=s) for s in range(3)]
+    >>> res = nx.similarity_grid(ckpts, x, ["fc1", "fc2", "out"], metric=["svcca", "cka"], progress=False)
+    >>> res.grid.shape, res.metrics
+    (torch.Size([3, 3, 3]), ['svcca', 'cka'])
+    >>> bool(torch.allclose(res.grids["cka"][-1].diagonal(), torch.ones(3, dtype=torch.float64)))
+    True
+    """
+    metrics = _check_metrics(metric)
+    check_choice(conv, "conv", CONV_MODES)
+    kx, _ = check_keep(keep)
+    eps = _check_epsilon(epsilon)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+        raise ValueError(f"`threshold` must be a positive number, got {threshold!r}.")
+    max_samples = check_positive_int(max_samples, "max_samples")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if model is not None:
+        check_model(model, "model")
+
+    if isinstance(checkpoints, Mapping) and not _looks_like_state_dict(checkpoints):
+        items = list(checkpoints.values())
+        default_labels = [str(k) for k in checkpoints.keys()]
+    elif isinstance(checkpoints, (nn.Module, str, os.PathLike, Mapping)):
+        items = [checkpoints]
+        default_labels = [_label_for(checkpoints, 0)]
+    else:
+        items = list(checkpoints)
+        default_labels = [_label_for(c, i) for i, c in enumerate(items)]
+    if not items:
+        raise ValueError("`checkpoints` is empty; pass at least one model, state dict or path.")
+    if labels is not None:
+        labels = [str(s) for s in labels]
+        if len(labels) != len(items):
+            raise ValueError(f"`labels` has {len(labels)} entries for {len(items)} checkpoints.")
+    ckpt_labels = labels if labels is not None else default_labels
+
+    template = model if model is not None else next((c for c in items if isinstance(c, nn.Module)), None)
+    load_rows = _Materialiser(template)
+    load_ref = _Materialiser(template)
+    kind = "checkpoints"
+    if reference is None:
+        ref_item, ref_label = items[-1], reference_label or ckpt_labels[-1]
+    else:
+        ref_item = reference
+        ref_label = reference_label or (
+            _label_for(reference, 0) if not isinstance(reference, nn.Module) else "reference"
+        )
+    ref_model = load_ref(ref_item, "`reference`" if reference is not None else "the last checkpoint")
+    row_names = _layer_list(layers, template if template is not None else ref_model, "layers")
+    ref_names = _layer_list(reference_layers if reference_layers is not None else row_names, ref_model, "reference_layers")
+
+    dev = model_device(ref_model)
+    if dev.type == "mps":
+        dev = torch.device("cpu")
+    opts = dict(conv=conv, keep=kx, epsilon=eps, threshold=float(threshold), max_samples=max_samples, seed=seed)
+    mset = set(metrics)
+
+    ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev)
+    ref_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
+
+    t_count, l_rows, l_ref = len(items), len(row_names), len(ref_names)
+    grids = {m: torch.full((t_count, l_rows, l_ref), math.nan, dtype=torch.float64) for m in metrics}
+    spec_lists: dict[str, dict[tuple[int, int, int], torch.Tensor]] = {m: {} for m in metrics if m in _CCA_FAMILY}
+    n_samples = torch.zeros(l_rows, l_ref, dtype=torch.int64)
+    undefined: set[str] = set()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(t_count), desc="similarity grid", unit="checkpoint", disable=not progress)
+    for t in bar:
+        net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
+        if t == 0 and template is None:
+            resolve_modules(net, row_names)
+        outs = _capture_outputs(net, inputs, row_names, batch_size, dev)
+        for name, o in outs.items():
+            if o.shape[0] != next(iter(ref_out.values())).shape[0]:
+                raise RuntimeError(f"Layer {name!r} produced a different number of samples than the reference.")
+        row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
+        for i, rn in enumerate(row_names):
+            for j, cn in enumerate(ref_names):
+                key = _pair_key(outs[rn], ref_out[cn], conv)
+                if (rn, key) not in row_cache:
+                    row_cache[(rn, key)] = _Prepared(
+                        _features(outs[rn], key, max_samples, seed), mset, kx, eps, float(threshold)
+                    )
+                if (cn, key) not in ref_cache:
+                    ref_cache[(cn, key)] = _Prepared(
+                        _features(ref_out[cn], key, max_samples, seed), mset, kx, eps, float(threshold)
+                    )
+                a, b = row_cache[(rn, key)], ref_cache[(cn, key)]
+                if a.dead:
+                    undefined.add(f"{rn} at {ckpt_labels[t]}")
+                if b.dead:
+                    undefined.add(f"{cn} of the reference")
+                vals, specs = _pair_values(a, b, metrics)
+                n_samples[i, j] = a.n
+                for m, v in vals.items():
+                    grids[m][t, i, j] = v
+                for m, c in specs.items():
+                    spec_lists[m][(t, i, j)] = c.to("cpu", torch.float32)
+        del outs, row_cache
+    bar.close()
+    if undefined:
+        warnings.warn(
+            "Zero variance on these inputs (cells are NaN): " + ", ".join(sorted(undefined)), stacklevel=2
+        )
+
+    spectra: dict[str, torch.Tensor] = {}
+    for m, d in spec_lists.items():
+        kmax = max((c.numel() for c in d.values()), default=0)
+        arr = torch.full((t_count, l_rows, l_ref, max(kmax, 1)), math.nan, dtype=torch.float32)
+        for (t, i, j), c in d.items():
+            arr[t, i, j, : c.numel()] = c
+        spectra[m] = arr
+    return SimilarityGridResult(
+        grids=grids,
+        spectra=spectra,
+        checkpoint_labels=ckpt_labels,
+        layers=row_names,
+        reference_layers=ref_names,
+        reference_label=ref_label,
+        kind=kind,
+        n_samples=n_samples,
+        options=opts,
+    )
+
+
+def _looks_like_state_dict(m: Mapping[str, Any]) -> bool:
+    return bool(m) and (
+        all(isinstance(v, torch.Tensor) for v in m.values()) or any(isinstance(m.get(k), Mapping) for k in _STATE_KEYS)
+    )
+
+
+def model_similarity(
+    model_a: CheckpointArg,
+    model_b: CheckpointArg,
+    inputs: InputsArg,
+    layers: str | Sequence[str] | None,
+    layers_b: str | Sequence[str] | None = None,
+    metric: str | Sequence[str] = "svcca",
+    *,
+    labels: tuple[str, str] = ("A", "B"),
+    **kwargs: Any,
+) -> SimilarityGridResult:
+    """Layer × layer similarity between two models: every layer of ``model_a`` against every layer of ``model_b``.
+
+    Parameters
+    ----------
+    model_a, model_b
+        Models (or state dicts / paths with ``model=`` given in ``kwargs``). The architectures may differ.
+    inputs
+        Probe inputs both models see.
+    layers, layers_b
+        Layers of A (rows) and of B (columns; default: the same names).
+    metric
+        As in :func:`similarity_grid`.
+    labels
+        Names of the two models.
+    **kwargs
+        Any other :func:`similarity_grid` option (``conv``, ``keep``, ``max_samples``, …).
+
+    Returns
+    -------
+    SimilarityGridResult
+        ``kind == "models"``; ``.grid[0]`` is the ``(L_a, L_b)`` matrix.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> from nbexplain.zoo import mlp
+    >>> res = nx.model_similarity(mlp(20, (16, 8), seed=0), mlp(20, (16, 8), seed=1), torch.randn(300, 20),
+    ...                           ["fc1", "fc2"], metric="cka", progress=False)
+    >>> res.kind, res.grid[0].shape
+    ('models', torch.Size([2, 2]))
+    """
+    for bad in ("reference", "reference_layers", "reference_label"):
+        if bad in kwargs:
+            raise TypeError(f"model_similarity() sets `{bad}` itself; use model_b / layers_b / labels.")
+    if len(labels) != 2:
+        raise ValueError(f"`labels` must be two names (model A, model B), got {labels!r}.")
+    res = similarity_grid(
+        [model_a],
+        inputs,
+        layers,
+        metric,
+        reference=model_b,
+        reference_layers=layers_b,
+        labels=[str(labels[0])],
+        reference_label=str(labels[1]),
+        **kwargs,
+    )
+    res.kind = "models"
+    return res
