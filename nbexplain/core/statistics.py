@@ -35,7 +35,8 @@ API summary (what other areas build on)
 ``m.count`` (int), ``m.mean`` (float64 ``(d,)``), ``m.comoment`` (float64 ``(d, d)``),
 ``m.covariance`` (float64, population, ``M / n``), ``m.sample_covariance()`` (``M / (n − 1)``),
 ``m.eigh()`` → ``(eigenvalues, eigenvectors)`` of the covariance, eigenvalues descending and clipped
-at 0, eigenvectors as columns; ``m.reset()``; ``m.state_dict()`` / ``RunningMoments.from_state_dict``.
+at 0, eigenvectors as columns (also as the cached properties ``m.eigenvalues`` / ``m.eigenvectors``);
+``m.reset()``; ``m.state_dict()`` / ``RunningMoments.from_state_dict``.
 
 Cross-covariances (CCA, CKA): feed ``torch.cat([x, y], dim=1)`` and slice the covariance:
 ``Σxx = C[:dx, :dx]``, ``Σyy = C[dx:, dx:]``, ``Σxy = C[:dx, dx:]``.
@@ -106,6 +107,7 @@ class RunningMoments:
         self._count = 0
         self._mean: torch.Tensor | None = None
         self._m2: torch.Tensor | None = None
+        self._eig: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ state
     def _ensure(self, device: torch.device) -> None:
@@ -124,6 +126,7 @@ class RunningMoments:
         self._count = 0
         self._mean = None
         self._m2 = None
+        self._eig = None
         return self
 
     # ----------------------------------------------------------------- update
@@ -144,6 +147,7 @@ class RunningMoments:
             self._m2.add_(m2_b)
             self._m2.addr_(delta, delta, alpha=n_a * n_b / n)
         self._count = n
+        self._eig = None
 
     def _check_batch_mean(self, mean_b: torch.Tensor) -> None:
         # A NaN or inf anywhere in the batch makes its mean non-finite: one cheap check.
@@ -259,6 +263,7 @@ class RunningMoments:
         self._mean = gmean
         self._m2 = m2
         self._count = total
+        self._eig = None
         return self
 
     # ---------------------------------------------------------------- results
@@ -312,8 +317,20 @@ class RunningMoments:
         eigenvectors
             float64 ``(d, d)``; column ``i`` belongs to ``eigenvalues[i]``.
         """
-        vals, vecs = torch.linalg.eigh(self.covariance)
-        return vals.flip(0).clamp_min(0.0), vecs.flip(1)
+        if self._eig is None:
+            vals, vecs = torch.linalg.eigh(self.covariance)
+            self._eig = (vals.flip(0).clamp_min(0.0), vecs.flip(1))
+        return self._eig[0].clone(), self._eig[1].clone()
+
+    @property
+    def eigenvalues(self) -> torch.Tensor:
+        """Descending float64 eigenvalues of the covariance (cached until the next update)."""
+        return self.eigh()[0]
+
+    @property
+    def eigenvectors(self) -> torch.Tensor:
+        """float64 eigenvectors as columns, in the order of :attr:`eigenvalues`."""
+        return self.eigh()[1]
 
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,368 @@
+"""Projection of a layer's features onto the eigen-directions that explain δ of their variance.
+
+``x ↦ μ + P_k P_kᵀ (x − μ)`` with ``P_k`` the top-``k(δ)`` eigenvectors of the layer's covariance
+(Shenk, Richter et al. 2020). Inserted into a model's forward, it shows what the rest of the network
+(a decoder, a classifier head) can still do with only those directions. A random orthonormal ``k``-dim
+subspace through the same mean is the control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .capturing import iter_batches
+from .hygiene import model_device, preserved
+from .layer_select import is_channel_first, resolve_modules
+from .saturation_tracking import COUNTING_MODES, intrinsic_dimension
+from .statistics import RunningMoments
+from .validation import (
+    check_choice,
+    check_fraction,
+    check_model,
+    check_positive_int,
+    check_same_samples,
+    check_tensor,
+)
+
+__all__ = ["DeltaProjection", "DeltaCurve", "projected_outputs", "delta_curve", "SUBSPACES"]
+
+#: Which ``k``-dim subspace a projection keeps.
+SUBSPACES = ("eigen", "random")
+
+
+def _random_basis(d: int, k: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(int(seed))
+    q, r = torch.linalg.qr(torch.randn(d, k, generator=gen, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(1, dtype=torch.float64))
+
+
+class DeltaProjection:
+    """Project features onto the ``k(δ)``-dim principal subspace of a layer, around its mean.
+
+    Parameters
+    ----------
+    stats
+        The layer's statistics: a :class:`~nbexplain.core.statistics.RunningMoments` (e.g.
+        ``tracker.stats["fc1"]`` or ``nx.layer_statistics(...)["fc1"]``).
+    delta
+        Explained-variance fraction in (0, 1]; ``k = nx.intrinsic_dimension(eigenvalues, delta)``.
+    k
+        Use exactly ``k`` directions instead of deriving them from ``delta`` (``delta`` is then ignored).
+    subspace
+        ``"eigen"`` (default): the top-``k`` eigenvectors. ``"random"``: a random orthonormal ``k``-dim
+        subspace (the control), drawn from ``seed``.
+    seed
+        Seed of the random subspace.
+    mode
+        Counting rule for ``k`` (see :func:`nbexplain.intrinsic_dimension`).
+    model, layer
+        Optional: given both, the projection itself is a context manager that inserts it into
+        ``model``'s forward at ``layer`` (see :meth:`inserted`).
+
+    Attributes
+    ----------
+    k : int
+        Number of kept directions.
+    basis : Tensor
+        ``(d, k)`` float64 orthonormal basis of the kept subspace.
+    mean : Tensor
+        ``(d,)`` float64 centre.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> from nbexplain.zoo import mlp
+    >>> net, x = mlp(16, (8,)), torch.randn(200, 16)
+    >>> stats = nx.layer_statistics(net, x, ["fc1"])["fc1"]
+    >>> proj = nx.DeltaProjection(stats, delta=0.9)
+    >>> feats = nx.activations(net, x, "fc1")["fc1"]
+    >>> proj(feats).shape
+    torch.Size([200, 8])
+    >>> with proj.inserted(net, "fc1"):
+    ...     logits = net(x)           # the head sees only the k(0.9) kept directions of fc1
+    >>> logits.shape
+    torch.Size([200, 10])
+    """
+
+    def __init__(
+        self,
+        stats: RunningMoments,
+        delta: float = 0.99,
+        k: int | None = None,
+        subspace: str = "eigen",
+        seed: int = 0,
+        mode: str = "textbook",
+        model: nn.Module | None = None,
+        layer: str | None = None,
+    ) -> None:
+        if not isinstance(stats, RunningMoments):
+            raise TypeError(
+                f"`stats` must be a RunningMoments (e.g. tracker.stats['fc1'] or "
+                f"nx.layer_statistics(model, x, ['fc1'])['fc1']), got {type(stats).__name__}."
+            )
+        if stats.count == 0:
+            raise ValueError(f"`stats`{' of ' + repr(stats.name) if stats.name else ''} has seen no samples.")
+        self.subspace = check_choice(subspace, "subspace", SUBSPACES)
+        self.mode = check_choice(mode, "mode", COUNTING_MODES)
+        self.seed = int(seed)
+        self.stats = stats
+        vals, vecs = stats.eigh()
+        self.eigenvalues = vals
+        d = stats.n_features
+        if k is None:
+            self.delta: float | None = check_fraction(delta, "delta")
+            self.k = max(intrinsic_dimension(vals.cpu(), self.delta, mode), 1)
+        else:
+            self.k = check_positive_int(k, "k")
+            if self.k > d:
+                raise ValueError(f"`k` must be ≤ the layer's width {d}, got {k}.")
+            self.delta = None
+        self.mean = stats.mean
+        if self.subspace == "eigen":
+            self.basis = vecs[:, : self.k].contiguous()
+        else:
+            self.basis = _random_basis(d, self.k, self.seed).to(vecs.device)
+        self.model = model
+        self.layer = layer
+        self._ctx: Any = None
+
+    @property
+    def width(self) -> int:
+        """The layer's number of features ``d``."""
+        return self.stats.n_features
+
+    @property
+    def explained(self) -> float:
+        """Fraction of the layer's variance inside the kept subspace (for ``"random"``, the measured one)."""
+        cov = self.stats.covariance
+        total = float(torch.trace(cov))
+        if total <= 0:
+            return 0.0
+        return float(torch.trace(self.basis.T @ cov @ self.basis)) / total
+
+    def project(self, features: torch.Tensor, channel_first: bool = False) -> torch.Tensor:
+        """Project ``(n, d)`` features (or a channel-first ``(N, d, *spatial)`` map when
+        ``channel_first``) and return them in the input's dtype and device."""
+        features = check_tensor(features, "features", min_ndim=1, dtype_kind="float")
+        if channel_first and features.ndim > 2:
+            moved = features.movedim(1, -1)
+            return self.project(moved, channel_first=False).movedim(-1, 1)
+        if features.shape[-1] != self.width:
+            raise ValueError(
+                f"`features` has {features.shape[-1]} features on its last dimension but the projection "
+                f"was built for {self.width}."
+            )
+        work = torch.float64 if features.dtype == torch.float64 else torch.float32
+        p = self.basis.to(features.device, work)
+        mu = self.mean.to(features.device, work)
+        xc = features.to(work) - mu
+        return (mu + (xc @ p) @ p.T).to(features.dtype)
+
+    __call__ = project
+
+    @contextmanager
+    def inserted(self, model: nn.Module, layer: str) -> Iterator[DeltaProjection]:
+        """Within the block, ``layer``'s output is replaced by its projection in every forward pass.
+
+        The model is restored exactly on exit (hooks, modes), also on exceptions.
+        """
+        check_model(model)
+        module = resolve_modules(model, [layer], "layer")[layer]
+        channel_first = is_channel_first(module)
+
+        def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
+            if isinstance(out, (tuple, list)):
+                head = self.project(out[0], channel_first=channel_first)
+                return type(out)([head, *out[1:]])
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(f"Layer {layer!r} returned {type(out).__name__}, not a tensor.")
+            return self.project(out, channel_first=channel_first)
+
+        with preserved(model):
+            handle = module.register_forward_hook(hook)
+            try:
+                yield self
+            finally:
+                handle.remove()
+
+    def __enter__(self) -> DeltaProjection:
+        if self.model is None or self.layer is None:
+            raise RuntimeError(
+                "Use `with proj.inserted(model, layer):` or build the projection with model= and layer= "
+                "to use it directly as a context manager."
+            )
+        self._ctx = self.inserted(self.model, self.layer)
+        return self._ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        ctx, self._ctx = self._ctx, None
+        return ctx.__exit__(*exc) if ctx is not None else None
+
+    def __repr__(self) -> str:
+        src = f"delta={self.delta}" if self.delta is not None else "k given"
+        return f"DeltaProjection(k={self.k}/{self.width}, {src}, subspace={self.subspace!r})"
+
+
+def _run(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    dev = model_device(model)
+    outs = [model(b.to(dev)).detach().cpu() for b in iter_batches(x, batch_size)]
+    return torch.cat(outs)
+
+
+def projected_outputs(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    stats: RunningMoments,
+    ks: Sequence[int],
+    subspace: str = "eigen",
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """The model's outputs on ``x`` with ``layer`` projected onto ``k`` directions, for every ``k``.
+
+    Parameters
+    ----------
+    model
+        Any model; run in eval mode under ``torch.no_grad`` (its modes are restored).
+    x
+        Input batch ``(N, …)``.
+    layer
+        Layer whose output is projected.
+    stats
+        That layer's statistics (see :class:`DeltaProjection`).
+    ks
+        The numbers of kept directions, e.g. every distinct ``k`` a δ slider can reach.
+    subspace, seed
+        ``"eigen"`` or the ``"random"`` control (see :class:`DeltaProjection`).
+    batch_size
+        Chunk size of the forward passes.
+    progress
+        Show a progress bar (default: when there are more than 8 values of ``k``).
+
+    Returns
+    -------
+    Tensor
+        ``(len(ks), N, *output_shape)`` on the CPU; for an autoencoder these are reconstructions.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> from nbexplain.zoo import dense_autoencoder
+    >>> ae, x = dense_autoencoder(64, (32,), code=8), torch.rand(50, 64)
+    >>> stats = nx.layer_statistics(ae, x, ["encoder.code"])["encoder.code"]
+    >>> nx.projected_outputs(ae, x[:4], "encoder.code", stats, ks=[1, 4, 8]).shape
+    torch.Size([3, 4, 64])
+    """
+    check_model(model)
+    x = check_tensor(x, "x", min_ndim=1)
+    resolve_modules(model, [layer], "layer")
+    ks = [check_positive_int(k, "ks") for k in ks]
+    if not ks:
+        raise ValueError("`ks` is empty; pass at least one number of directions.")
+    show = len(ks) > 8 if progress is None else bool(progress)
+    results = []
+    with preserved(model), torch.no_grad():
+        model.eval()
+        for k in tqdm(ks, desc=f"projecting {layer}", disable=not show, leave=False):
+            proj = DeltaProjection(stats, k=k, subspace=subspace, seed=seed)
+            with proj.inserted(model, layer):
+                results.append(_run(model, x, batch_size))
+    return torch.stack(results)
+
+
+@dataclass
+class DeltaCurve:
+    """A quantity as a function of δ, for the eigen-subspace and the random control.
+
+    ``metric`` is ``"accuracy"`` (classifier; higher is better) or ``"mse"`` (reconstruction error
+    against the input, or against the unprojected output when shapes differ; lower is better).
+    """
+
+    deltas: torch.Tensor
+    ks: torch.Tensor
+    metric: str
+    eigen: torch.Tensor
+    random: torch.Tensor
+    baseline: float
+
+
+def delta_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    stats: RunningMoments,
+    deltas: Sequence[float] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999),
+    target: torch.Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> DeltaCurve:
+    """Accuracy (``target`` given) or reconstruction error (autoencoder) under projection, per δ.
+
+    Parameters
+    ----------
+    model, x, layer, stats
+        As in :func:`projected_outputs`.
+    deltas
+        δ values in (0, 1].
+    target
+        Class labels ``(N,)`` for a classifier. Without it the error is the mean squared error between
+        the projected output and ``x`` (an autoencoder), or the unprojected output if shapes differ.
+    seed
+        Seed of the random-subspace control.
+
+    Returns
+    -------
+    DeltaCurve
+        ``eigen`` and ``random`` values per δ, plus the unprojected ``baseline``.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> from nbexplain.zoo import mlp
+    >>> net, x, y = mlp(16, (8,)), torch.randn(100, 16), torch.randint(0, 10, (100,))
+    >>> stats = nx.layer_statistics(net, x, ["fc1"])["fc1"]
+    >>> curve = nx.delta_curve(net, x, "fc1", stats, deltas=[0.5, 1.0], target=y)
+    >>> curve.metric, float(curve.eigen[-1]) == curve.baseline
+    ('accuracy', True)
+    """
+    check_model(model)
+    x = check_tensor(x, "x", min_ndim=1)
+    ds = [check_fraction(d, "deltas") for d in deltas]
+    if not ds:
+        raise ValueError("`deltas` is empty.")
+    vals = stats.eigenvalues.cpu()
+    ks = [max(intrinsic_dimension(vals, d), 1) for d in ds]
+    distinct = sorted(set(ks))
+    if target is not None:
+        target = check_tensor(target, "target", ndim=1, dtype_kind="int")
+        check_same_samples(x, target, ("x", "target"))
+    with preserved(model), torch.no_grad():
+        model.eval()
+        plain = _run(model, x, batch_size)
+
+    def score(out: torch.Tensor) -> float:
+        if target is not None:
+            return float((out.argmax(-1) == target.cpu()).double().mean())
+        ref = x.cpu() if out.shape[1:] == x.shape[1:] else plain
+        return float((out.double() - ref.double()).pow(2).mean())
+
+    eig = projected_outputs(model, x, layer, stats, distinct, "eigen", seed, batch_size)
+    rnd = projected_outputs(model, x, layer, stats, distinct, "random", seed, batch_size)
+    by_k = {k: (score(e), score(r)) for k, e, r in zip(distinct, eig, rnd)}
+    return DeltaCurve(
+        deltas=torch.tensor(ds, dtype=torch.float64),
+        ks=torch.tensor(ks),
+        metric="accuracy" if target is not None else "mse",
+        eigen=torch.tensor([by_k[k][0] for k in ks], dtype=torch.float64),
+        random=torch.tensor([by_k[k][1] for k in ks], dtype=torch.float64),
+        baseline=score(plain),
+    )
