@@ -103,7 +103,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     >>> from nbexplain.data import digits
     >>> d = digits()
     >>> d.x_train.shape, d.x_test.shape
-    (torch.Size([1437, 1, 8, 8]), torch.Size([360, 1, 8, 8]))
+    (torch.Size([1438, 1, 8, 8]), torch.Size([359, 1, 8, 8]))
     """
     try:
         from sklearn.datasets import load_digits

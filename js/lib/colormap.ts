@@ -50,11 +50,14 @@ export function colorOf(v: number, s: ColorScale): RGB {
   return sequential(v, s.vmin, s.vmax);
 }
 
-/** Precomputed 256-entry lookup table (RGB bytes) over [vmin, vmax] for fast per-pixel colouring. */
+/** Entries in a lookup table. Odd, so that the middle entry of a symmetric scale is exactly zero. */
+export const LUT_SIZE = 257;
+
+/** Precomputed lookup table (RGB bytes, LUT_SIZE entries) over [vmin, vmax] for fast per-pixel colouring. */
 export function lut(s: ColorScale): Uint8Array {
-  const table = new Uint8Array(256 * 3);
-  for (let i = 0; i < 256; i++) {
-    const v = s.vmin + ((s.vmax - s.vmin) * i) / 255;
+  const table = new Uint8Array(LUT_SIZE * 3);
+  for (let i = 0; i < LUT_SIZE; i++) {
+    const v = s.vmin + ((s.vmax - s.vmin) * i) / (LUT_SIZE - 1);
     const [r, g, b] = colorOf(v, s);
     table[3 * i] = r;
     table[3 * i + 1] = g;
@@ -66,9 +69,10 @@ export function lut(s: ColorScale): Uint8Array {
 /** Index into a lut for value v (clamped). */
 export function lutIndex(v: number, vmin: number, vmax: number): number {
   const span = vmax - vmin;
-  if (!(span > 0)) return 127;
-  const i = Math.round(((v - vmin) / span) * 255);
-  return i < 0 ? 0 : i > 255 ? 255 : i;
+  const last = LUT_SIZE - 1;
+  if (!(span > 0)) return last / 2;
+  const i = Math.round(((v - vmin) / span) * last);
+  return i < 0 ? 0 : i > last ? last : i;
 }
 
 /** Paint a horizontal colour bar into a canvas (width × 1 pixels, stretched by CSS). */

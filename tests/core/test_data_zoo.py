@@ -1,0 +1,69 @@
+"""Offline datasets and the reference models: shapes, ranges, splits, quick training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nbexplain as nx
+from nbexplain import data, zoo
+
+
+def test_digits_and_mnist_are_offline_scaled_and_stratified() -> None:
+    d = data.digits()
+    assert d.x_train.shape == (1438, 1, 8, 8) and d.x_test.shape == (359, 1, 8, 8)
+    m = data.mnist()
+    assert m.x_train.shape == (4000, 1, 28, 28) and m.x_test.shape == (1000, 1, 28, 28)
+    for ds in (d, m):
+        assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
+        assert float(ds.x_train.min()) >= 0.0 and float(ds.x_train.max()) == pytest.approx(1.0)
+        counts = torch.bincount(ds.y_test, minlength=10).float()
+        assert counts.min() > 0.5 * counts.mean(), "every class is in the test split"
+    train_images = {x.numpy().tobytes() for x in m.x_train}
+    assert not any(x.numpy().tobytes() in train_images for x in m.x_test), "train and test are disjoint"
+    assert m.flat().x_train.shape == (4000, 784)
+    assert data.mnist() is m, "cached"
+    assert torch.equal(data.mnist(seed=0).y_test, m.y_test)
+
+
+def test_models_have_readable_layers_and_correct_shapes() -> None:
+    x = torch.rand(2, 1, 28, 28)
+    assert zoo.mlp()(x).shape == (2, 10)
+    assert zoo.cnn()(x).shape == (2, 10)
+    assert zoo.cnn(image_size=8)(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    assert zoo.dense_autoencoder()(x).shape == x.shape
+    assert zoo.conv_autoencoder()(x).shape == x.shape
+    assert zoo.vgg_like()(torch.rand(2, 3, 64, 64)).shape == (2, 10)
+    assert nx.layers(zoo.dense_autoencoder()) == [
+        "encoder.fc1", "encoder.fc2", "encoder.code", "decoder.fc1", "decoder.fc2", "decoder.out"
+    ]
+    # Same seed, same weights; a seed leaves the global RNG alone.
+    state = torch.random.get_rng_state()
+    a, b = zoo.cnn(seed=3), zoo.cnn(seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_train_reaches_useful_accuracy_and_restores_mode() -> None:
+    d = data.digits()
+    net = zoo.cnn(image_size=8).eval()
+    seen = []
+    hist = zoo.train(net, d, epochs=4, progress=False, callback=lambda e, m: seen.append(e))
+    assert seen == [0, 1, 2, 3]
+    assert hist.test_accuracy[-1] > 0.85
+    assert hist.loss[0] > hist.loss[-1]
+    assert not net.training
+    assert all(p.grad is None for p in net.parameters())
+    assert zoo.accuracy(net, *d.test) == pytest.approx(hist.test_accuracy[-1])
+
+
+def test_train_autoencoder_and_bad_input() -> None:
+    d = data.digits().flat()
+    ae = zoo.dense_autoencoder(64, (32,), code=8)
+    hist = zoo.train(ae, d.x_train, epochs=3, test=(d.x_test, None), progress=False)
+    assert hist.test_loss[-1] < hist.test_loss[0] or hist.loss[-1] < hist.loss[0]
+    assert hist.test_accuracy == []
+    with pytest.raises(ValueError, match="`data` has 3 samples but `y` has 2"):
+        zoo.train(zoo.mlp(4, (3,)), torch.rand(3, 4), torch.tensor([0, 1]), progress=False)
+    with pytest.raises(TypeError, match="Dataset or"):
+        zoo.train(zoo.mlp(64, (3,)), data.digits(), torch.tensor([0]), progress=False)
