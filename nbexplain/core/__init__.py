@@ -27,6 +27,32 @@ __all__ += ["cca", "svcca", "pwcca", "cka", "CCAResult", "SVCCAResult", "PWCCARe
 __all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "SimilarityGridResult"]
 
 # --- attribution: LRP (issue 5) ---
+from .relevance import (
+    COMPOSITES,
+    AlphaBeta,
+    Canonizer,
+    Composite,
+    Epsilon,
+    ExplicitResidual,
+    Flat,
+    Gamma,
+    Gradient,
+    LRPResult,
+    MergeBatchNorm,
+    Norm,
+    Pass,
+    Rule,
+    UnsupportedModuleError,
+    WSquare,
+    ZBox,
+    ZeroRule,
+    ZPlus,
+    lrp,
+)
+
+__all__ += ["lrp", "LRPResult", "UnsupportedModuleError", "Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta"]
+__all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Composite", "COMPOSITES"]
+__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual"]
 
 # --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
 from .continuity import ContinuityResult, continuity

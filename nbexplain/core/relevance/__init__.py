@@ -1,0 +1,37 @@
+"""Layer-wise relevance propagation (LRP): rules, composites, canonizers and the :func:`lrp` entry point.
+
+Rules are modified gradients (:mod:`.rules`), composites assign them to layers (:mod:`.composites`),
+canonizers put a model into a form the rules apply to and always undo it (:mod:`.canonizers`), and
+:func:`lrp` (:mod:`.engine`) runs one forward and one backward pass with the rules hooked in.
+"""
+
+from .canonizers import Canonizer, ExplicitResidual, MergeBatchNorm, default_canonizers
+from .composites import COMPOSITES, Composite, Sum, get_composite
+from .engine import LRPResult, UnsupportedModuleError, lrp
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus
+
+__all__ = [
+    "lrp",
+    "LRPResult",
+    "UnsupportedModuleError",
+    "Rule",
+    "ZeroRule",
+    "Epsilon",
+    "Gamma",
+    "AlphaBeta",
+    "ZPlus",
+    "ZBox",
+    "Flat",
+    "WSquare",
+    "Norm",
+    "Pass",
+    "Gradient",
+    "Composite",
+    "COMPOSITES",
+    "get_composite",
+    "Sum",
+    "Canonizer",
+    "MergeBatchNorm",
+    "ExplicitResidual",
+    "default_canonizers",
+]

@@ -1,0 +1,247 @@
+"""Canonizers: reversible rewrites that put a model into a form LRP rules apply to.
+
+Each canonizer is used as a context manager, ``with canonizer.apply(model, example): ...``; inside it
+the model computes the same function (up to rounding) in a canonical form, and on exit — normally or
+through an exception — every change is undone: the original ``Parameter`` objects are put back
+untouched (their values are never written to), and every hook the canonizer added is removed.
+:func:`nbexplain.lrp` additionally wraps the whole call in ``preserved(model, values=True)``.
+
+- :class:`MergeBatchNorm` folds a batch norm into the Linear/Conv that feeds it
+  (``W' = W·γ/√(σ²+ε)``, ``b' = (b − μ)·γ/√(σ²+ε) + β``), so that the rule of that layer sees the
+  affine map the pair really computes; the batch norm then passes its input through.
+- :class:`ExplicitResidual` turns the addition of two activations (``out += identity`` of a residual
+  block, ``x + f(x)``, …) into a call of a :class:`~.composites.Sum` module, which has a rule of its
+  own (default: split the relevance in proportion to each branch's contribution). Without it a sum
+  would hand each branch the whole relevance (its gradient is 1 for both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .composites import CONVS, DENSE, Sum
+
+__all__ = ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "default_canonizers"]
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_LINEAR = DENSE + CONVS
+
+
+class Canonizer:
+    """Base class: :meth:`apply` is a context manager that changes the model and always undoes it."""
+
+    #: Modules that act as identity while the canonizer is active (LRP gives them no rule).
+    def transparent(self) -> set[nn.Module]:
+        return set()
+
+    #: Extra modules (not part of the model) that LRP must hook, by name.
+    def extra_modules(self) -> dict[str, nn.Module]:
+        return {}
+
+    def changes_values(self, model: nn.Module) -> bool:
+        """Whether :meth:`apply` would swap parameters of this model."""
+        return False
+
+    @contextmanager
+    def apply(self, model: nn.Module, example: torch.Tensor | None = None) -> Iterator[None]:
+        yield
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _bn_mergeable(bn: nn.Module, lin: nn.Module) -> bool:
+    if bn.running_mean is None or bn.running_var is None:
+        return False  # batch statistics only: not a fixed affine map
+    out_features = lin.out_features if isinstance(lin, nn.Linear) else lin.out_channels
+    if isinstance(lin, nn.Linear) and not isinstance(bn, nn.BatchNorm1d):
+        return False
+    return bn.num_features == out_features
+
+
+class MergeBatchNorm(Canonizer):
+    """Fold each batch norm into the Linear/Conv whose output it normalises.
+
+    Pairs are found from ``nn.Sequential`` order (a Linear/Conv directly followed by a batch norm) and,
+    given an ``example`` input, by tracing one sample through the model (a batch norm whose input is
+    exactly the output tensor of a Linear/Conv, each called once) — which finds the pairs of residual
+    blocks written with attributes (``self.bn1(self.conv1(x))``). A batch norm without running
+    statistics is left alone.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from nbexplain.core.relevance import MergeBatchNorm
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
+    >>> x = torch.rand(1, 1, 5, 5)
+    >>> with MergeBatchNorm().apply(net):
+    ...     merged = net(x)
+    >>> torch.allclose(merged, net(x), atol=1e-6)
+    True
+    """
+
+    def __init__(self) -> None:
+        self._merged: set[nn.Module] = set()
+
+    def transparent(self) -> set[nn.Module]:  # noqa: D102
+        return set(self._merged)
+
+    def changes_values(self, model: nn.Module) -> bool:  # noqa: D102
+        return any(isinstance(m, _BN) for m in model.modules())
+
+    def pairs(self, model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[nn.Module, nn.Module]]:
+        """The (Linear/Conv, batch norm) pairs that will be merged."""
+        found: list[tuple[nn.Module, nn.Module]] = []
+        paired: set[int] = set()
+        for mod in model.modules():
+            if isinstance(mod, nn.Sequential):
+                kids = list(mod.children())
+                for a, b in zip(kids, kids[1:]):
+                    if isinstance(a, _LINEAR) and isinstance(b, _BN) and id(b) not in paired and _bn_mergeable(b, a):
+                        found.append((a, b))
+                        paired.update((id(a), id(b)))
+        left = [m for m in model.modules() if isinstance(m, _BN) and id(m) not in paired]
+        if left and example is not None:
+            found += [p for p in self._trace(model, example) if id(p[0]) not in paired and id(p[1]) not in paired]
+        return found
+
+    @staticmethod
+    def _trace(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Module, nn.Module]]:
+        calls: dict[int, int] = {}
+        produced: dict[int, nn.Module] = {}  # id(output tensor) -> linear/conv module
+        consumed: list[tuple[nn.Module, int]] = []  # (bn, id(input tensor))
+        keep: list[torch.Tensor] = []  # keep outputs alive so ids stay unique
+
+        def hook(mod: nn.Module, args: tuple, out: Any) -> None:
+            calls[id(mod)] = calls.get(id(mod), 0) + 1
+            if isinstance(mod, _LINEAR) and isinstance(out, torch.Tensor):
+                produced[id(out)] = mod
+                keep.append(out)
+            elif isinstance(mod, _BN) and args and isinstance(args[0], torch.Tensor):
+                consumed.append((mod, id(args[0])))
+
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _LINEAR + _BN)]
+        try:
+            with torch.no_grad():
+                model(example[:1])
+        finally:
+            for h in handles:
+                h.remove()
+        pairs = []
+        for bn, src in consumed:
+            lin = produced.get(src)
+            if lin is not None and calls.get(id(bn)) == 1 and calls.get(id(lin)) == 1 and _bn_mergeable(bn, lin):
+                pairs.append((lin, bn))
+        return pairs
+
+    @contextmanager
+    def apply(self, model: nn.Module, example: torch.Tensor | None = None) -> Iterator[None]:  # noqa: D102
+        originals: list[tuple[nn.Module, str, Any]] = []
+        handles = []
+        self._merged = set()
+        try:
+            for lin, bn in self.pairs(model, example):
+                w, b = lin.weight, lin.bias
+                with torch.no_grad():
+                    scale = bn.running_var.double().add(bn.eps).rsqrt()
+                    if bn.weight is not None:
+                        scale = scale * bn.weight.double()
+                    shift = -bn.running_mean.double() * scale
+                    if bn.bias is not None:
+                        shift = shift + bn.bias.double()
+                    shape = (-1,) + (1,) * (w.ndim - 1)
+                    new_w = (w.double() * scale.view(shape)).to(w.dtype)
+                    new_b = shift if b is None else shift + b.double() * scale
+                    new_b = new_b.to(w.dtype)
+                for name, value in (("weight", new_w), ("bias", new_b)):
+                    originals.append((lin, name, lin._parameters.get(name)))
+                    lin._parameters[name] = nn.Parameter(value, requires_grad=False)
+                handles.append(bn.register_forward_hook(_pass_input))
+                self._merged.add(bn)
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for mod, name, param in reversed(originals):
+                mod._parameters[name] = param
+            self._merged = set()
+
+
+def _pass_input(module: nn.Module, args: tuple, out: Any) -> Any:
+    return args[0]
+
+
+_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__, torch.Tensor.__iadd__}
+
+
+class _SumMode(TorchFunctionMode):
+    def __init__(self, sum_module: Sum) -> None:
+        super().__init__()
+        self.sum_module = sum_module
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
+        kwargs = kwargs or {}
+        if (
+            func in _ADDS
+            and len(args) == 2
+            and isinstance(args[0], torch.Tensor)
+            and isinstance(args[1], torch.Tensor)
+            and args[0].requires_grad
+            and args[1].requires_grad
+            and args[0].shape == args[1].shape
+            and kwargs.get("alpha", 1) == 1
+            and "out" not in kwargs
+        ):
+            return self.sum_module(args[0], args[1])
+        return func(*args, **kwargs)
+
+
+class ExplicitResidual(Canonizer):
+    """Route every addition of two activations through a :class:`~.composites.Sum` module.
+
+    While active, ``a + b``, ``a += b`` and ``torch.add(a, b)`` of two same-shaped tensors that both
+    require grad (i.e. both depend on the explained input — the common residual block shape
+    ``out = f(x) + shortcut(x)``) call the canonizer's ``Sum`` module instead; LRP hooks it and applies
+    its rule. Parameters and buffers never require grad inside :func:`nbexplain.lrp`, so bias-like
+    additions are not affected. In-place ``Tensor.add_`` calls are left alone.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.core.relevance import ExplicitResidual
+    >>> canon = ExplicitResidual()
+    >>> a = torch.ones(2, requires_grad=True)
+    >>> with canon.apply(torch.nn.Identity()):
+    ...     s = a + a
+    >>> canon.calls
+    1
+    """
+
+    def __init__(self) -> None:
+        self.sum = Sum()
+        self.calls = 0
+        self.sum.register_forward_pre_hook(self._count)
+
+    def _count(self, module: nn.Module, args: tuple) -> None:
+        self.calls += 1
+
+    def extra_modules(self) -> dict[str, nn.Module]:  # noqa: D102
+        return {"<residual sum>": self.sum}
+
+    @contextmanager
+    def apply(self, model: nn.Module, example: torch.Tensor | None = None) -> Iterator[None]:  # noqa: D102
+        self.calls = 0
+        with _SumMode(self.sum):
+            yield
+
+
+def default_canonizers() -> list[Canonizer]:
+    """``[MergeBatchNorm(), ExplicitResidual()]``: what ``canonizers="auto"`` uses."""
+    return [MergeBatchNorm(), ExplicitResidual()]

@@ -1,0 +1,426 @@
+"""The LRP engine: hooks that turn one forward and one backward pass into a relevance propagation.
+
+During the forward pass every module with a rule is hooked: its output is replaced by the output of
+an autograd function that computes the rule's denominators (``Rule.forward``) and whose backward
+pass turns the incoming relevance into input relevance (``Rule.backward``). The backward pass is then
+a single ``torch.autograd.grad`` call seeded with the explained output, so relevance — not gradient —
+flows through the graph. Modules without a rule (max pooling, reshapes, eval-mode dropout) pass it on
+along their gradient. A module called more than once gets one autograd node per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from ..hygiene import model_device, model_dtype, preserved
+from ..validation import check_layer_names, check_model, check_positive_int, check_target, check_tensor
+from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
+from .composites import ACTIVATIONS, CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
+from .ops import POOLS, WEIGHTED, make_op
+from .rules import Gradient, Norm, Pass, Rule, stabilize
+
+__all__ = ["lrp", "LRPResult", "UnsupportedModuleError"]
+
+
+class UnsupportedModuleError(TypeError):
+    """A module the explained input reaches has no LRP rule."""
+
+
+class _RuleFunction(torch.autograd.Function):
+    """Identity on the module's output in the forward pass; the rule's redistribution backwards."""
+
+    @staticmethod
+    def forward(ctx, x, out, rule, op, grad_sink):  # type: ignore[override]
+        saved = rule.forward(op, x, out)
+        ctx.rule, ctx.op = rule, op
+        ctx.save_for_backward(x, *saved)
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, relevance):  # type: ignore[override]
+        x, *saved = ctx.saved_tensors
+        return ctx.rule.backward(ctx.op, x, saved, relevance), None, None, None, None
+
+
+class _SumFunction(torch.autograd.Function):
+    """``a + b`` forwards; relevance split in proportion to each summand backwards (ε-stabilised)."""
+
+    @staticmethod
+    def forward(ctx, a, b, out, epsilon):  # type: ignore[override]
+        ctx.save_for_backward(a, b, stabilize(out, epsilon))
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, relevance):  # type: ignore[override]
+        a, b, den = ctx.saved_tensors
+        s = relevance / den
+        return a * s, b * s, None, None
+
+
+@dataclass
+class LRPResult:
+    """What :func:`lrp` returns.
+
+    Attributes
+    ----------
+    relevance
+        Input relevance, shape of ``x``.
+    target
+        The explained class per sample, LongTensor ``(N,)``.
+    output
+        The model's output ``(N, n_classes)`` in eval mode (after canonization).
+    explained
+        The relevance put on the target output per sample ``(N,)`` — its score (``init="logit"``) or 1.
+    layers
+        Relevance at the *outputs* of the requested layers (``layers=``), by name; a module called more
+        than once gets ``name``, ``name#2``, ….
+    composite
+        The composite that assigned the rules.
+    rules
+        The rule used for each hooked layer, by name.
+    """
+
+    relevance: torch.Tensor
+    target: torch.Tensor
+    output: torch.Tensor
+    explained: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    composite: Composite | None = None
+    rules: dict[str, Rule] = field(default_factory=dict)
+
+    @property
+    def total(self) -> torch.Tensor:
+        """Σ input relevance per sample (float64)."""
+        return self.relevance.detach().double().flatten(1).sum(1)
+
+    @property
+    def conservation(self) -> torch.Tensor:
+        """Σ input relevance ÷ explained output per sample (1 = fully conserved; biases, ε and
+        αβ make it differ)."""
+        return self.total / self.explained.double()
+
+    @property
+    def conservation_error(self) -> torch.Tensor:
+        """``|Σ R_in − explained|`` per sample."""
+        return (self.total - self.explained.double()).abs()
+
+    def report(self) -> str:
+        """A short text summary of conservation over the batch."""
+        c = self.conservation
+        name = self.composite.name if self.composite is not None else "?"
+        return (
+            f"LRP ({name}), {len(c)} samples: Σ relevance / explained output = "
+            f"{float(c.median()):.4f} median (min {float(c.min()):.4f}, max {float(c.max()):.4f}); "
+            f"max |Σ R − f| = {float(self.conservation_error.max()):.3g}"
+        )
+
+    def __repr__(self) -> str:
+        shape = tuple(self.relevance.shape)
+        extra = f", layers={list(self.layers)}" if self.layers else ""
+        name = self.composite.name if self.composite is not None else "?"
+        return f"LRPResult(relevance={shape}, composite={name!r}, conservation≈{float(self.conservation.median()):.4f}{extra})"
+
+
+def _unsupported(name: str, module: nn.Module) -> UnsupportedModuleError:
+    kind = type(module).__name__
+    return UnsupportedModuleError(
+        f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, batch norm, "
+        "average/max/adaptive pooling, Flatten/Unflatten, Dropout, ReLU-family/tanh activations. "
+        f"If {kind} is an element-wise activation, map nx.Pass() to it; to send relevance along its "
+        f"plain gradient, map nx.Gradient(): e.g. composite=nx.Composite({{{kind}: nx.Pass(), "
+        "torch.nn.Conv2d: nx.ZPlus(), torch.nn.Linear: nx.Epsilon()}, first=nx.Flat()), or key it by "
+        f"layer name {{{name!r}: nx.Pass()}}."
+    )
+
+
+class _Session:
+    """Hooks of one :func:`lrp` call; removed in :meth:`close`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        composite: Composite,
+        canonizers: Sequence[Canonizer],
+        capture: Sequence[str],
+    ) -> None:
+        self.composite = composite
+        self.capture = set(capture)
+        self.handles: list[Any] = []
+        self.first_done = False
+        self.rules: dict[str, Rule] = {}
+        self.captured: dict[str, list[torch.Tensor | None]] = {}
+        self.transparent: set[nn.Module] = set()
+        for c in canonizers:
+            self.transparent |= c.transparent()
+        units = self._units(model)
+        for c in canonizers:
+            units.update(c.extra_modules())
+        for name, mod in units.items():
+            self.handles.append(mod.register_forward_hook(self._make_hook(name)))
+        for name in self.capture:
+            mod = dict(model.named_modules())[name]
+            self.handles.append(mod.register_forward_hook(self._make_capture(name)))
+
+    def _units(self, model: nn.Module) -> dict[str, nn.Module]:
+        """Modules that get a hook: leaves, and containers the composite maps by name or type."""
+        units: dict[str, nn.Module] = {}
+        skip: list[str] = []
+        for name, mod in model.named_modules():
+            if any(name.startswith(s + ".") for s in skip):
+                continue
+            leaf = next(iter(mod.children()), None) is None
+            if leaf:
+                units[name] = mod
+            elif name and (name in self.composite.names or any(isinstance(mod, t) for t, _ in self.composite.types)):
+                units[name] = mod
+                skip.append(name)
+        return units
+
+    def _make_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            if module in self.transparent:
+                return None
+            x = args[0] if args else None
+            if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor) or not x.requires_grad:
+                return None  # not on the explained input's path
+            is_weighted = isinstance(module, DENSE + CONVS)
+            first = is_weighted and not self.first_done
+            if is_weighted:
+                self.first_done = True
+            rule = self.composite.rule_for(name, module, first=first)
+            if rule is None:
+                if isinstance(module, TRANSPARENT) or type(module) is nn.Module:
+                    return None
+                raise _unsupported(name, module)
+            self.rules.setdefault(name, rule)
+            if isinstance(rule, Gradient):
+                return None
+            if isinstance(module, Sum):
+                if not isinstance(rule, (Norm,)) and type(rule).__name__ not in ("Epsilon", "ZeroRule", "Norm"):
+                    raise TypeError(f"Residual sums take an ε-type rule (nx.Norm(), nx.Epsilon()), got {rule!r}.")
+                return _SumFunction.apply(args[0], args[1], output.detach(), max(rule.epsilon, 1e-12))
+            supported = isinstance(module, WEIGHTED + POOLS)
+            if not supported and not isinstance(rule, Pass):
+                raise TypeError(
+                    f"Rule {rule!r} needs a Linear, Conv, batch-norm or average-pooling layer, but "
+                    f"{name!r} is a {type(module).__name__}; map nx.Pass() or nx.Gradient() to it instead."
+                )
+            op = make_op(module, x)
+            if rule.needs_weights and op.weight is None:
+                raise TypeError(
+                    f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
+                    "use nx.Norm() or nx.Epsilon() for pooling layers."
+                )
+            return _RuleFunction.apply(x, output.detach(), rule, op, None)
+
+        return hook
+
+    def _make_capture(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            if not isinstance(output, torch.Tensor) or not output.requires_grad:
+                return
+            slots = self.captured.setdefault(name, [])
+            slots.append(None)
+            index = len(slots) - 1
+
+            def store(grad: torch.Tensor) -> None:
+                slots[index] = grad.detach()
+
+            output.register_hook(store)
+
+        return hook
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+CanonizersArg = Union[str, None, Iterable[Canonizer]]
+
+
+def _resolve_canonizers(canonizers: CanonizersArg) -> list[Canonizer]:
+    if canonizers is None or canonizers is False:
+        return []
+    if isinstance(canonizers, str):
+        if canonizers != "auto":
+            raise ValueError(f"`canonizers` must be 'auto', None or a list of canonizers, got {canonizers!r}.")
+        return default_canonizers()
+    if isinstance(canonizers, Canonizer):
+        return [canonizers]
+    out = list(canonizers)
+    for c in out:
+        if not isinstance(c, Canonizer):
+            raise TypeError(f"`canonizers` must contain nx.MergeBatchNorm() / nx.ExplicitResidual() objects, got {c!r}.")
+    return out
+
+
+def lrp(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | torch.Tensor,
+    composite: str | Composite | Mapping[Key, Rule] = "epsilon_plus_flat",
+    *,
+    epsilon: float = 1e-6,
+    gamma: float = 0.25,
+    low: float | torch.Tensor | None = None,
+    high: float | torch.Tensor | None = None,
+    canonizers: CanonizersArg = "auto",
+    layers: str | Sequence[str] | None = None,
+    init: str = "logit",
+    batch_size: int | None = None,
+    progress: bool | None = None,
+) -> LRPResult:
+    """Layer-wise relevance propagation: how much each input feature contributes to a class score.
+
+    The score ``f_t(x)`` of the target class is handed backwards layer by layer; each layer splits the
+    relevance of its outputs over its inputs by a rule (see :mod:`nbexplain.core.relevance.rules`). One
+    forward and one backward pass (plus one extra forward of the layers whose rule modifies weights).
+    The model is explained in eval mode and left exactly as found — parameters, buffers, modes, hooks,
+    ``requires_grad`` — also when it raises.
+
+    Parameters
+    ----------
+    model
+        A classifier returning ``(N, n_classes)`` scores (logits; remove a final softmax).
+    x
+        Inputs ``(N, …)``; converted to the model's dtype and device.
+    target
+        The class to explain: an int for all samples, or a LongTensor ``(N,)`` (one class per sample,
+        so several classes can be explained in one batch).
+    composite
+        Which rule each layer gets: a name — ``"epsilon"``, ``"epsilon_plus"``, ``"epsilon_plus_flat"``
+        (default: flat on the first layer, z⁺ on convolutions, ε on dense layers),
+        ``"epsilon_gamma_box"``, ``"epsilon_alpha2_beta1"``, ``"epsilon_alpha2_beta1_flat"`` — an
+        :class:`~nbexplain.core.relevance.Composite`, or a dict ``{layer type or layer name: rule}``.
+    epsilon, gamma
+        ε of the dense layers' ε rule and γ of ``epsilon_gamma_box`` (named composites only).
+    low, high
+        Input bounds of the zᴮ rule of ``epsilon_gamma_box`` (numbers or tensors shaped like one sample;
+        default: the batch's smallest and largest value).
+    canonizers
+        ``"auto"`` (merge batch norms into the preceding Linear/Conv and make residual sums explicit),
+        ``None``, or a list of canonizer objects. Always undone on return.
+    layers
+        Layer name(s) whose output relevance to return in ``result.layers``.
+    init
+        ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1.
+    batch_size
+        Explain at most this many samples per pass (default: all at once).
+    progress
+        Show a progress bar over batches (default: when there is more than one batch).
+
+    Returns
+    -------
+    LRPResult
+        ``.relevance`` (shape of ``x``), ``.conservation`` (Σ R ÷ explained output per sample),
+        ``.layers``, ``.output``, ``.explained``, ``.target``, ``.rules``, ``.report()``.
+
+    Raises
+    ------
+    UnsupportedModuleError
+        When the input reaches a module without a rule (the message says how to map one).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import nbexplain as nx
+    >>> from nbexplain.zoo import cnn
+    >>> model = cnn()
+    >>> x = torch.rand(4, 1, 28, 28)
+    >>> result = nx.lrp(model, x, target=3)
+    >>> result.relevance.shape
+    torch.Size([4, 1, 28, 28])
+    >>> res = nx.lrp(model, x, torch.tensor([0, 1, 2, 3]), composite="epsilon", layers=["conv2"])
+    >>> res.layers["conv2"].shape
+    torch.Size([4, 32, 14, 14])
+    """
+    check_model(model)
+    x = check_tensor(x, "x", min_ndim=2, dtype_kind="float", finite=True)
+    if init not in ("logit", "one"):
+        raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
+    comp = get_composite(composite, epsilon=epsilon, gamma=gamma, low=low, high=high)
+    names = [n for n, _ in model.named_modules()]
+    comp.check_names(names)
+    capture = [] if layers is None else check_layer_names(layers, [n for n in names if n], "layers")
+    canons = _resolve_canonizers(canonizers)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("`x` is empty; pass at least one sample.")
+    bs = n if batch_size is None else check_positive_int(batch_size, "batch_size")
+    device, dtype = model_device(model), model_dtype(model)
+    if isinstance(target, torch.Tensor):
+        target = target.to("cpu")
+    tgt = check_target(target, n)
+    values = any(c.changes_values(model) for c in canons)
+    starts = list(range(0, n, bs))
+    show = progress if progress is not None else len(starts) > 1
+    rel_parts, out_parts, expl_parts = [], [], []
+    layer_parts: dict[str, list[torch.Tensor]] = {}
+    rules: dict[str, Rule] = {}
+    with preserved(model, values=values), ExitStack() as stack:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        example = x[:1].to(device=device, dtype=dtype)
+        for c in canons:
+            stack.enter_context(c.apply(model, example))
+        iterator: Iterable[int] = starts
+        if show:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(starts, desc="LRP", unit="batch")
+        for s in iterator:
+            xb = x[s : s + bs].to(device=device, dtype=dtype).detach().requires_grad_(True)
+            session = _Session(model, comp, canons, capture)
+            try:
+                with torch.enable_grad():
+                    out = model(xb)
+                    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+                        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                        raise ValueError(
+                            f"lrp explains class scores: the model must return (N, n_classes), got {shape}."
+                        )
+                    tb = tgt[s : s + bs].to(out.device)
+                    if int(tb.min()) < 0 or int(tb.max()) >= out.shape[1]:
+                        raise ValueError(
+                            f"`target` contains class indices outside [0, {out.shape[1] - 1}] (got min "
+                            f"{int(tb.min())}, max {int(tb.max())}); the model has {out.shape[1]} outputs."
+                        )
+                    if not out.requires_grad:
+                        raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
+                    rows = torch.arange(out.shape[0], device=out.device)
+                    picked = out.detach()[rows, tb]
+                    explained = picked if init == "logit" else torch.ones_like(picked)
+                    seed = torch.zeros_like(out)
+                    seed[rows, tb] = explained
+                    (rel,) = torch.autograd.grad(out, xb, seed)
+            finally:
+                session.close()
+            rel_parts.append(rel.detach())
+            out_parts.append(out.detach())
+            expl_parts.append(explained)
+            for name, slots in session.captured.items():
+                for i, t in enumerate(slots):
+                    key = name if i == 0 else f"{name}#{i + 1}"
+                    layer_parts.setdefault(key, []).append(
+                        t if t is not None else torch.zeros(0)
+                    )
+            for k, v in session.rules.items():
+                rules.setdefault(k, v)
+    cat = (lambda parts: parts[0]) if len(rel_parts) == 1 else (lambda parts: torch.cat(parts))
+    return LRPResult(
+        relevance=cat(rel_parts),
+        target=tgt,
+        output=cat(out_parts),
+        explained=cat(expl_parts),
+        layers={k: cat(v) for k, v in layer_parts.items()},
+        composite=comp,
+        rules=rules,
+    )

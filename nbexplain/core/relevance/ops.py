@@ -1,0 +1,220 @@
+"""Layer ops: the few linear maps LRP rules need from a layer, independent of the module type.
+
+An op exposes ``weight``/``bias`` (the tensors the module really uses, possibly canonized),
+``forward(x, weight, bias)`` (the layer's linear map with substituted parameters) and
+``backward(grad, x, weight)`` (the transposed map ``Wᵀ grad``, shaped like ``x``). Rules combine them;
+no op ever changes a module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LayerOp", "LinearOp", "ConvOp", "AffineOp", "PoolOp", "IdentityOp", "make_op", "WEIGHTED", "POOLS"]
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+POOLS = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+)
+#: Module types that carry weights a rule can modify.
+WEIGHTED = (nn.Linear,) + _CONVS + _BATCHNORMS
+
+
+class LayerOp:
+    """Base class; ``weight``/``bias`` are ``None`` for parameter-free layers."""
+
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, weight: Any, bias: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, grad: torch.Tensor, x: torch.Tensor, weight: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def bias_view(self, z: torch.Tensor) -> torch.Tensor:
+        """The bias shaped to broadcast against the output ``z``."""
+        return self.bias  # type: ignore[return-value]
+
+
+class IdentityOp(LayerOp):
+    """For rules that need no layer algebra (Pass)."""
+
+
+class LinearOp(LayerOp):
+    def __init__(self, module: nn.Linear) -> None:
+        self.weight = module.weight.detach()
+        self.bias = None if module.bias is None else module.bias.detach()
+
+    def forward(self, x, weight, bias):  # noqa: D102
+        return F.linear(x, weight, bias)
+
+    def backward(self, grad, x, weight):  # noqa: D102
+        return grad.matmul(weight)
+
+
+class ConvOp(LayerOp):
+    def __init__(self, module: nn.Module) -> None:
+        self.weight = module.weight.detach()
+        self.bias = None if module.bias is None else module.bias.detach()
+        self.dims = module.weight.ndim - 2
+        self.stride = module.stride
+        self.dilation = module.dilation
+        self.groups = module.groups
+        self.padding_mode = module.padding_mode
+        self.fn = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
+        if module.padding_mode != "zeros":
+            self.padding: Any = (0,) * self.dims
+            self.pre_pad: Any = module._reversed_padding_repeated_twice
+        else:
+            self.padding = module.padding
+            self.pre_pad = None
+        if isinstance(self.padding, str):
+            if self.padding == "valid":
+                self.padding = (0,) * self.dims
+            else:  # "same": torch pads (k-1)*d split left/right; only symmetric when (k-1)*d is even
+                k = module.kernel_size
+                total = [d * (kk - 1) for d, kk in zip(self.dilation, k)]
+                if any(t % 2 for t in total):
+                    # asymmetric same-padding: pad explicitly (left = total//2, right = rest)
+                    pads: list[int] = []
+                    for t in reversed(total):
+                        pads += [t // 2, t - t // 2]
+                    self.pre_pad = tuple(pads)
+                    self.padding_mode = "zeros"
+                    self.padding = (0,) * self.dims
+                else:
+                    self.padding = tuple(t // 2 for t in total)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+        return F.pad(x, self.pre_pad, mode=mode)
+
+    def forward(self, x, weight, bias):  # noqa: D102
+        if self.pre_pad is not None:
+            x = self._pad(x)
+        return self.fn(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def backward(self, grad, x, weight):  # noqa: D102
+        if self.pre_pad is not None:
+            # relevance-free fold-back of the padding: the VJP of the pad (sums the copies of each pixel).
+            with torch.enable_grad():
+                xr = x.detach().requires_grad_(True)
+                xp = self._pad(xr)
+                g = self._backward(grad, xp.detach(), weight)
+                return torch.autograd.grad(xp, xr, g)[0]
+        return self._backward(grad, x, weight)
+
+    def _backward(self, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != grad.shape[0]:
+            x = x.expand(grad.shape[0], *x.shape[1:])
+        return torch.ops.aten.convolution_backward(
+            grad,
+            x,
+            weight,
+            None,
+            list(self.stride),
+            list(self.padding),
+            list(self.dilation),
+            False,
+            [0] * self.dims,
+            self.groups,
+            (True, False, False),
+        )[0]
+
+    def bias_view(self, z):  # noqa: D102
+        return self.bias.view(-1, *([1] * self.dims))  # type: ignore[union-attr]
+
+
+class AffineOp(LayerOp):
+    """A batch-norm layer that was not merged into a preceding layer, read as the channel-wise affine
+    map ``y = a·x + c`` it computes in eval mode (``a = γ/√(σ²+ε)``, ``c = β − μ·a``)."""
+
+    def __init__(self, module: nn.Module, x: torch.Tensor) -> None:
+        if module.running_mean is not None and not module.training:
+            mean, var = module.running_mean.detach(), module.running_var.detach()
+        else:  # no running statistics: batch statistics, as the module uses them
+            dims = [0] + list(range(2, x.ndim))
+            mean = x.detach().mean(dims)
+            var = x.detach().var(dims, unbiased=False)
+        scale = torch.rsqrt(var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight.detach()
+        shift = -mean * scale
+        if module.bias is not None:
+            shift = shift + module.bias.detach()
+        self.weight = scale.to(x.dtype)
+        self.bias = shift.to(x.dtype)
+        self.extra = x.ndim - 2
+
+    def _view(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(-1, *([1] * self.extra))
+
+    def forward(self, x, weight, bias):  # noqa: D102
+        y = x * self._view(weight)
+        return y if bias is None else y + self._view(bias)
+
+    def backward(self, grad, x, weight):  # noqa: D102
+        return grad * self._view(weight)
+
+    def bias_view(self, z):  # noqa: D102
+        return self._view(self.bias)  # type: ignore[arg-type]
+
+
+class PoolOp(LayerOp):
+    """Average pooling (fixed positive weights): a linear map without parameters."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        name = type(module).__name__
+        dims = int(name[-2])
+        if name.startswith("Adaptive"):
+            fn = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[dims - 1]
+            self.fn = lambda x: fn(x, module.output_size)
+        else:
+            if dims == 1:
+                self.fn = lambda x: F.avg_pool1d(
+                    x, module.kernel_size, module.stride, module.padding, module.ceil_mode, module.count_include_pad
+                )
+            else:
+                fn = F.avg_pool2d if dims == 2 else F.avg_pool3d
+                self.fn = lambda x: fn(
+                    x,
+                    module.kernel_size,
+                    module.stride,
+                    module.padding,
+                    module.ceil_mode,
+                    module.count_include_pad,
+                    module.divisor_override,
+                )
+
+    def forward(self, x, weight, bias):  # noqa: D102
+        return self.fn(x)
+
+    def backward(self, grad, x, weight):  # noqa: D102
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            return torch.autograd.grad(self.fn(xr), xr, grad)[0]
+
+
+def make_op(module: nn.Module, x: torch.Tensor) -> LayerOp:
+    """The op for a module LRP can redistribute through (raises ``TypeError`` otherwise)."""
+    if isinstance(module, nn.Linear):
+        return LinearOp(module)
+    if isinstance(module, _CONVS):
+        return ConvOp(module)
+    if isinstance(module, _BATCHNORMS):
+        return AffineOp(module, x)
+    if isinstance(module, POOLS):
+        return PoolOp(module)
+    return IdentityOp()

@@ -1,0 +1,516 @@
+"""LRP rules as modified gradients.
+
+Every rule redistributes the relevance ``R_out`` of a layer's outputs onto its inputs as
+
+    R_in = x ⊙ (W_modᵀ (R_out / stab(z_mod)))
+
+where ``z_mod`` is the layer's output computed with modified weights / inputs and ``stab`` keeps the
+division away from zero. A rule has two halves: :meth:`Rule.forward` runs once during the forward pass
+and returns the denominators it needs (at most a few extra forward passes of the *layer* — none for
+ε and LRP-0, one for z⁺ and γ with non-negative inputs), and :meth:`Rule.backward` turns the output
+relevance into input relevance with transposed layer products only. So an LRP explanation costs one
+forward pass, one backward pass and, for rules that change weights, one extra forward of those layers.
+
+Notation: ``x`` layer input, ``w`` weights, ``b`` bias, ``z = Σ_i x_i w_ij + b_j`` the layer output,
+``(·)⁺ = max(·, 0)``, ``(·)⁻ = min(·, 0)``.
+
+Bias conventions (Montavon et al. 2019, "Layer-wise relevance propagation: an overview"):
+
+- LRP-0 and ε: the bias is part of ``z`` (a bias absorbs relevance, so Σ R_in ≠ Σ R_out when b ≠ 0).
+- z⁺: the positive part of the bias joins the positive contributions,
+  ``z = Σ x⁺w⁺ + Σ x⁻w⁻ + b⁺``.
+- αβ: ``b⁺`` joins the positive sum and ``b⁻`` the negative sum.
+- γ: the bias is boosted like the weights, ``b + γ b⁺``.
+- zᴮ, flat and w²: no bias.
+
+Every rule that uses a bias takes ``bias=False`` to leave it out (then the rule conserves relevance
+exactly wherever the denominator is non-zero).
+
+The layer itself is abstracted by a *layer op* (see :mod:`nbexplain.core.relevance.engine`) with
+``op.weight``, ``op.bias``, ``op.forward(x, weight, bias)`` and ``op.backward(grad, x, weight)``
+(the transposed product ``Wᵀ grad``). Rules never touch a module's parameters: modified weights are
+new tensors.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Sequence
+
+import torch
+
+__all__ = [
+    "Rule",
+    "Epsilon",
+    "ZeroRule",
+    "Gamma",
+    "AlphaBeta",
+    "ZPlus",
+    "ZBox",
+    "Flat",
+    "WSquare",
+    "Norm",
+    "Pass",
+    "Gradient",
+    "stabilize",
+]
+
+
+def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``z + ε·sign(z)`` with ``sign(0) = +1``; for ``ε = 0``, zeros become ``inf`` (so ``R / z = 0``)."""
+    if epsilon == 0:
+        return z.masked_fill(z == 0, math.inf)
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
+
+
+def _number(value: Any, argname: str, low: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+        raise TypeError(f"`{argname}` must be a real number, got {value!r}.")
+    if float(value) < low:
+        raise ValueError(f"`{argname}` must be ≥ {low}, got {value}.")
+    return float(value)
+
+
+def _pos(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.clamp(min=0)
+
+
+def _neg(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.clamp(max=0)
+
+
+def _nonneg(x: torch.Tensor) -> bool:
+    """Whether every entry is ≥ 0 (then the x⁻ terms of z⁺ / αβ vanish and are skipped)."""
+    return x.numel() == 0 or bool(x.min() >= 0)
+
+
+class Rule:
+    """Base class of all LRP rules.
+
+    Subclasses implement :meth:`forward` (denominators, computed once in the forward pass) and
+    :meth:`backward` (relevance of the inputs from the relevance of the outputs).
+
+    Attributes
+    ----------
+    needs_weights
+        Whether the rule modifies weights (then it only applies to layers with weights: Linear,
+        Conv, batch norm); parameter-free layers (average pooling) accept only rules without it.
+    """
+
+    needs_weights = False
+    #: Whether the rule guarantees Σ R_in = Σ R_out (up to the stabiliser) when no bias is used.
+    conserving = True
+
+    def forward(self, op: Any, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Tensors the backward half needs (saved for backward); ``z`` is the layer's real output."""
+        raise NotImplementedError
+
+    def backward(self, op: Any, x: torch.Tensor, saved: Sequence[torch.Tensor], relevance: torch.Tensor) -> torch.Tensor:
+        """Relevance of the layer's input (shape of ``x``) from the relevance of its output."""
+        raise NotImplementedError
+
+    def _params(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._params() == other._params()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted((k, repr(v)) for k, v in self._params().items()))))
+
+
+class Epsilon(Rule):
+    """LRP-ε: ``R_i = Σ_j x_i w_ij / (z_j + ε·sign(z_j)) · R_j`` with ``z_j = Σ_i x_i w_ij + b_j``.
+
+    ε absorbs some relevance of weak or contradictory activations (sparser, less noisy maps);
+    ε → 0 gives LRP-0. Costs no extra forward pass: the denominator is the layer's own output.
+
+    Parameters
+    ----------
+    epsilon
+        The stabiliser ε ≥ 0.
+    bias
+        Include the bias in ``z`` (default, the convention of Montavon et al. 2019).
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import Epsilon
+    >>> Epsilon(0.25)
+    Epsilon(epsilon=0.25, bias=True)
+    """
+
+    def __init__(self, epsilon: float = 1e-6, bias: bool = True) -> None:
+        self.epsilon = _number(epsilon, "epsilon")
+        self.bias = bool(bias)
+
+    def _params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "bias": self.bias}
+
+    def forward(self, op, x, z):  # noqa: D102
+        if not self.bias and op.bias is not None:
+            z = z - op.bias_view(z)
+        return (stabilize(z, self.epsilon),)
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        (den,) = saved
+        return x * op.backward(relevance / den, x, op.weight)
+
+
+class ZeroRule(Epsilon):
+    """LRP-0: ``R_i = Σ_j x_i w_ij / z_j · R_j`` (the bias is part of ``z_j``); outputs with
+    ``z_j = 0`` pass no relevance. Equivalent to gradient × input on a ReLU network without biases.
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import ZeroRule
+    >>> ZeroRule()
+    ZeroRule(bias=True)
+    """
+
+    def __init__(self, bias: bool = True) -> None:
+        super().__init__(0.0, bias)
+
+    def _params(self) -> dict[str, Any]:
+        return {"bias": self.bias}
+
+
+class Norm(Epsilon):
+    """Proportional redistribution ``R_i = Σ_j x_i w_ij / z_j · R_j`` with a tiny stabiliser: the
+    default rule of average-pooling layers (and residual sums), where all weights are positive.
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import Norm
+    >>> Norm()
+    Norm(epsilon=1e-09)
+    """
+
+    def __init__(self, epsilon: float = 1e-9) -> None:
+        super().__init__(epsilon, True)
+
+    def _params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon}
+
+
+class Gamma(Rule):
+    """LRP-γ: favours positive contributions, ``R_i = Σ_j x_i (w_ij + γ w_ij⁺) / Σ_i' x_i' (w_i'j + γ w_i'j⁺) · R_j``.
+
+    The bias is boosted like the weights (``b + γ b⁺``). Derived for non-negative inputs (layers after a
+    ReLU); applied as written to any input. γ → ∞ approaches z⁺. One extra forward pass of the layer.
+
+    Parameters
+    ----------
+    gamma
+        γ ≥ 0 (0.25 is the "best practice" value for convolutions, Kohlbrenner et al. 2020).
+    epsilon
+        Stabiliser of the denominator.
+    bias
+        Include the (boosted) bias.
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import Gamma
+    >>> Gamma(0.25)
+    Gamma(gamma=0.25, epsilon=1e-06, bias=True)
+    """
+
+    needs_weights = True
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, bias: bool = True) -> None:
+        self.gamma = _number(gamma, "gamma")
+        self.epsilon = _number(epsilon, "epsilon")
+        self.bias = bool(bias)
+
+    def _params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "epsilon": self.epsilon, "bias": self.bias}
+
+    def _boost(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t + self.gamma * t.clamp(min=0)
+
+    def forward(self, op, x, z):  # noqa: D102
+        w = self._boost(op.weight)
+        b = self._boost(op.bias) if self.bias else None
+        return (stabilize(op.forward(x, w, b), self.epsilon),)
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        (den,) = saved
+        return x * op.backward(relevance / den, x, self._boost(op.weight))
+
+
+class ZPlus(Rule):
+    """LRP-z⁺ (deep Taylor decomposition of a ReLU layer): only positive contributions count,
+    ``R_i = Σ_j (x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻) / (Σ_i' (x_i'⁺ w_i'j⁺ + x_i'⁻ w_i'j⁻) + b_j⁺) · R_j``.
+
+    For non-negative inputs (after a ReLU, checked at run time) the x⁻ terms vanish and the rule costs
+    one extra forward pass of the layer. Equals α1β0.
+
+    Parameters
+    ----------
+    epsilon
+        Stabiliser of the (non-negative) denominator.
+    bias
+        Include ``b⁺`` in the denominator (default; Montavon et al. 2019).
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import ZPlus
+    >>> ZPlus()
+    ZPlus(epsilon=1e-09, bias=True)
+    """
+
+    needs_weights = True
+
+    def __init__(self, epsilon: float = 1e-9, bias: bool = True) -> None:
+        self.epsilon = _number(epsilon, "epsilon")
+        self.bias = bool(bias)
+
+    def _params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "bias": self.bias}
+
+    def forward(self, op, x, z):  # noqa: D102
+        wp = _pos(op.weight)
+        b = _pos(op.bias) if self.bias else None
+        if _nonneg(x):
+            zp = op.forward(x, wp, b)
+        else:
+            zp = op.forward(x.clamp(min=0), wp, b) + op.forward(x.clamp(max=0), _neg(op.weight), None)
+        return (zp + self.epsilon,)
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        (den,) = saved
+        s = relevance / den
+        wp = _pos(op.weight)
+        if _nonneg(x):
+            return x * op.backward(s, x, wp)
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        return xp * op.backward(s, x, wp) + xn * op.backward(s, x, _neg(op.weight))
+
+
+class AlphaBeta(Rule):
+    """LRP-αβ: ``R_i = Σ_j (α (x_i w_ij)⁺ / z_j⁺ − β (x_i w_ij)⁻ / z_j⁻) · R_j`` with ``α − β = 1``,
+    ``z_j⁺ = Σ_i (x_i w_ij)⁺ + b_j⁺`` and ``z_j⁻ = Σ_i (x_i w_ij)⁻ + b_j⁻``.
+
+    A neuron without negative (positive) contributions passes ``α R_j`` (``−β R_j``·0): conservation
+    holds only where both sums are non-zero. Two extra forward passes of the layer for non-negative
+    inputs, four otherwise.
+
+    Parameters
+    ----------
+    alpha, beta
+        α ≥ 1 and β = α − 1 ≥ 0 (give one or both; α2β1 and α1β0 are the usual choices).
+    epsilon
+        Stabiliser of both denominators.
+    bias
+        Split the bias into ``b⁺`` and ``b⁻`` and add them to ``z⁺`` and ``z⁻`` (default).
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import AlphaBeta
+    >>> AlphaBeta(2, 1)
+    AlphaBeta(alpha=2.0, beta=1.0, epsilon=1e-09, bias=True)
+    """
+
+    needs_weights = True
+    conserving = False
+
+    def __init__(
+        self, alpha: float | None = 2.0, beta: float | None = None, epsilon: float = 1e-9, bias: bool = True
+    ) -> None:
+        if alpha is None and beta is None:
+            raise ValueError("Give `alpha` or `beta` (α − β = 1), e.g. AlphaBeta(2, 1).")
+        if alpha is None:
+            alpha = _number(beta, "beta") + 1.0
+        if beta is None:
+            beta = _number(alpha, "alpha") - 1.0
+        self.alpha = _number(alpha, "alpha")
+        self.beta = _number(beta, "beta")
+        if abs(self.alpha - self.beta - 1.0) > 1e-12:
+            raise ValueError(
+                f"LRP-αβ needs α − β = 1 (relevance conservation), got α={self.alpha}, β={self.beta}. "
+                f"Use e.g. AlphaBeta({self.beta + 1:g}, {self.beta:g})."
+            )
+        self.epsilon = _number(epsilon, "epsilon")
+        self.bias = bool(bias)
+
+    def _params(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "beta": self.beta, "epsilon": self.epsilon, "bias": self.bias}
+
+    def forward(self, op, x, z):  # noqa: D102
+        w = op.weight
+        wp, wn = _pos(w), _neg(w)
+        bp = _pos(op.bias) if self.bias else None
+        bn = _neg(op.bias) if self.bias else None
+        if _nonneg(x):
+            zp = op.forward(x, wp, bp)
+            zn = op.forward(x, wn, bn)
+        else:
+            xp, xn = x.clamp(min=0), x.clamp(max=0)
+            zp = op.forward(xp, wp, bp) + op.forward(xn, wn, None)
+            zn = op.forward(xp, wn, bn) + op.forward(xn, wp, None)
+        return (zp + self.epsilon, zn - self.epsilon)
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        zp, zn = saved
+        sp, sn = relevance / zp, relevance / zn
+        w = op.weight
+        wp, wn = _pos(w), _neg(w)
+        if _nonneg(x):
+            pos = x * op.backward(sp, x, wp)
+            neg = x * op.backward(sn, x, wn) if self.beta else 0.0
+        else:
+            xp, xn = x.clamp(min=0), x.clamp(max=0)
+            pos = xp * op.backward(sp, x, wp) + xn * op.backward(sp, x, wn)
+            neg = (xp * op.backward(sn, x, wn) + xn * op.backward(sn, x, wp)) if self.beta else 0.0
+        return self.alpha * pos - self.beta * neg
+
+
+class ZBox(Rule):
+    """LRP-zᴮ (deep Taylor decomposition for inputs bounded by ``low ≤ x ≤ high``), for the first layer:
+    ``R_i = Σ_j (x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻) / Σ_i' (x_i' w_i'j − l_i' w_i'j⁺ − h_i' w_i'j⁻) · R_j``.
+    No bias. Two extra forward passes of the layer.
+
+    Parameters
+    ----------
+    low, high
+        The box bounds: numbers, or tensors broadcastable to one input sample (e.g. per-channel
+        bounds of normalised images, shape ``(C, 1, 1)``). ``None`` takes the smallest / largest value
+        of the batch being explained.
+    epsilon
+        Stabiliser of the denominator.
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import ZBox
+    >>> ZBox(0.0, 1.0)
+    ZBox(low=0.0, high=1.0, epsilon=1e-06)
+    """
+
+    needs_weights = True
+
+    def __init__(
+        self, low: float | torch.Tensor | None = None, high: float | torch.Tensor | None = None, epsilon: float = 1e-6
+    ) -> None:
+        for name, v in (("low", low), ("high", high)):
+            if v is not None and not isinstance(v, torch.Tensor):
+                _number(v, name, low=-math.inf)
+        if isinstance(low, numbers.Real) and isinstance(high, numbers.Real) and float(low) > float(high):
+            raise ValueError(f"ZBox needs low ≤ high, got low={low}, high={high}.")
+        self.low = float(low) if isinstance(low, numbers.Real) else low
+        self.high = float(high) if isinstance(high, numbers.Real) else high
+        self.epsilon = _number(epsilon, "epsilon")
+
+    def _params(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "epsilon": self.epsilon}
+
+    def bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bounds as tensors of ``x``'s shape, dtype and device."""
+        out = []
+        for v, reduce in ((self.low, torch.min), (self.high, torch.max)):
+            if v is None:
+                v = reduce(x.detach())
+            v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+            try:
+                out.append(v.expand_as(x))
+            except RuntimeError as err:
+                raise ValueError(
+                    f"ZBox bound of shape {tuple(v.shape)} does not broadcast to the layer input "
+                    f"{tuple(x.shape)}; give a number or a tensor shaped like one sample."
+                ) from err
+        return out[0], out[1]
+
+    def forward(self, op, x, z):  # noqa: D102
+        low, high = self.bounds(x)
+        w = op.weight
+        zb = op.forward(x, w, None) - op.forward(low, _pos(w), None) - op.forward(high, _neg(w), None)
+        return (stabilize(zb, self.epsilon),)
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        (den,) = saved
+        low, high = self.bounds(x)
+        s = relevance / den
+        w = op.weight
+        return x * op.backward(s, x, w) - low * op.backward(s, x, _pos(w)) - high * op.backward(s, x, _neg(w))
+
+
+class Flat(Rule):
+    """Flat rule: every input in a neuron's receptive field gets an equal share,
+    ``R_i = Σ_j 1 / (Σ_i' 1) · R_j`` (weights and inputs set to 1, no bias).
+
+    On a dense first layer every input receives the same relevance — expected, not a bug.
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import Flat
+    >>> Flat()
+    Flat()
+    """
+
+    needs_weights = True
+
+    def _weight(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(w)
+
+    def forward(self, op, x, z):  # noqa: D102
+        ones = torch.ones_like(x[:1])
+        return (stabilize(op.forward(ones, self._weight(op.weight), None), 1e-12),)
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        (den,) = saved
+        return op.backward(relevance / den, x, self._weight(op.weight))
+
+
+class WSquare(Flat):
+    """w² rule: ``R_i = Σ_j w_ij² / Σ_i' w_i'j² · R_j`` (independent of the input, no bias); for the
+    first layer of a network whose input has no natural reference point.
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import WSquare
+    >>> WSquare()
+    WSquare()
+    """
+
+    def _weight(self, w: torch.Tensor) -> torch.Tensor:
+        return w * w
+
+
+class Pass(Rule):
+    """Pass the relevance through unchanged (``R_in = R_out``): for element-wise activations
+    (ReLU family, tanh, …) and other shape-preserving modules that should not redistribute relevance.
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import Pass
+    >>> Pass()
+    Pass()
+    """
+
+    def forward(self, op, x, z):  # noqa: D102
+        if tuple(x.shape) != tuple(z.shape):
+            raise ValueError(
+                f"The Pass rule needs a module whose output has the input's shape; got input "
+                f"{tuple(x.shape)} and output {tuple(z.shape)}. Map another rule to it."
+            )
+        return ()
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        return relevance
+
+
+class Gradient(Rule):
+    """Propagate the plain gradient through the module (no LRP redistribution). Use it for modules
+    where relevance should follow the gradient — max pooling uses it implicitly (winner takes all).
+
+    Examples
+    --------
+    >>> from nbexplain.core.relevance import Gradient
+    >>> Gradient()
+    Gradient()
+    """
+
+    conserving = False
