@@ -660,7 +660,7 @@ def maximize_activation(
     steps: int = 256,
     seed: int | None = 0,
     objective: str | Objective = "auto",
-    lr: float = 0.05,
+    lr: float = 0.1,
     param: str = "fourier",
     range_mode: str = "sigmoid",
     decorrelate: bool = True,
