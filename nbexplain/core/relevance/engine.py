@@ -19,13 +19,23 @@ import torch
 from torch import nn
 
 from ..hygiene import model_device, model_dtype, preserved
-from ..validation import check_layer_names, check_model, check_positive_int, check_target, check_tensor
+from ..validation import check_finite, check_layer_names, check_model, check_positive_int, check_target, check_tensor
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import ACTIVATIONS, CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
 from .ops import POOLS, WEIGHTED, make_op
 from .rules import Gradient, Norm, Pass, Rule, stabilize
 
 __all__ = ["lrp", "LRPResult", "UnsupportedModuleError"]
+
+
+_NONNEG_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    """One reduction instead of a full mask; the detailed count only when something is wrong."""
+    if not bool(torch.isfinite(x.sum())):
+        check_finite(x, "x")
+        raise ValueError("`x` sums to a non-finite value (overflow); rescale the input.")
 
 
 class UnsupportedModuleError(TypeError):
@@ -156,6 +166,9 @@ class _Session:
         self.rules: dict[str, Rule] = {}
         self.captured: dict[str, list[torch.Tensor | None]] = {}
         self.transparent: set[nn.Module] = set()
+        # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
+        # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
+        self.nonneg: dict[int, tuple[torch.Tensor, int]] = {}
         for c in canonizers:
             self.transparent |= c.transparent()
         units = self._units(model)
@@ -182,13 +195,23 @@ class _Session:
                 skip.append(name)
         return units
 
+    def _is_nonneg(self, t: torch.Tensor) -> bool:
+        entry = self.nonneg.get(id(t))
+        return entry is not None and entry[0] is t and entry[1] == t._version
+
+    def _mark_nonneg(self, t: torch.Tensor) -> torch.Tensor:
+        self.nonneg[id(t)] = (t, t._version)
+        return t
+
     def _make_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            if module in self.transparent:
-                return None
             x = args[0] if args else None
             if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor) or not x.requires_grad:
                 return None  # not on the explained input's path
+            if module in self.transparent:
+                if output is not x and self._is_nonneg(x):
+                    self._mark_nonneg(output)
+                return None
             is_weighted = isinstance(module, DENSE + CONVS)
             first = is_weighted and not self.first_done
             if is_weighted:
@@ -196,6 +219,8 @@ class _Session:
             rule = self.composite.rule_for(name, module, first=first)
             if rule is None:
                 if isinstance(module, TRANSPARENT) or type(module) is nn.Module:
+                    if isinstance(module, TRANSPARENT) and self._is_nonneg(x):
+                        self._mark_nonneg(output)
                     return None
                 raise _unsupported(name, module)
             self.rules.setdefault(name, rule)
@@ -217,7 +242,14 @@ class _Session:
                     f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
                     "use nx.Norm() or nx.Epsilon() for pooling layers."
                 )
-            return _RuleFunction.apply(x, output.detach(), rule, op, None)
+            if self._is_nonneg(x):
+                op.nonneg = True
+            out = _RuleFunction.apply(x, output.detach(), rule, op, None)
+            if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
+                isinstance(module, POOLS) and op.nonneg
+            ):
+                self._mark_nonneg(out)
+            return out
 
         return hook
 
@@ -342,7 +374,8 @@ def lrp(
     torch.Size([4, 32, 14, 14])
     """
     check_model(model)
-    x = check_tensor(x, "x", min_ndim=2, dtype_kind="float", finite=True)
+    x = check_tensor(x, "x", min_ndim=2, dtype_kind="float")
+    _check_finite(x)
     if init not in ("logit", "one"):
         raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
     comp = get_composite(composite, epsilon=epsilon, gamma=gamma, low=low, high=high)

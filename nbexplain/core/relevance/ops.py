@@ -35,6 +35,16 @@ class LayerOp:
 
     weight: torch.Tensor | None = None
     bias: torch.Tensor | None = None
+    #: Whether the layer's input is known to be ≥ 0 (set by the engine; ``None``: unknown, rules check).
+    nonneg: bool | None = None
+
+    def derived(self, key: str, fn: Any) -> Any:
+        """``fn()`` computed once per op (e.g. the positive part of the weights, shared by the
+        forward and backward halves of a rule)."""
+        cache = self.__dict__.setdefault("_derived", {})
+        if key not in cache:
+            cache[key] = fn()
+        return cache[key]
 
     def forward(self, x: torch.Tensor, weight: Any, bias: Any) -> torch.Tensor:
         raise NotImplementedError

@@ -80,9 +80,20 @@ def _neg(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.clamp(max=0)
 
 
-def _nonneg(x: torch.Tensor) -> bool:
-    """Whether every entry is ≥ 0 (then the x⁻ terms of z⁺ / αβ vanish and are skipped)."""
-    return x.numel() == 0 or bool(x.min() >= 0)
+def _nonneg(op: Any, x: torch.Tensor) -> bool:
+    """Whether every entry of the layer input is ≥ 0 (then the x⁻ terms of z⁺ / αβ vanish and are
+    skipped). The engine knows it for inputs coming from a ReLU; otherwise it is checked once per call."""
+    if op.nonneg is None:
+        op.nonneg = x.numel() == 0 or bool(x.min() >= 0)
+    return op.nonneg
+
+
+def _wpos(op: Any) -> torch.Tensor:
+    return op.derived("w+", lambda: op.weight.clamp(min=0))
+
+
+def _wneg(op: Any) -> torch.Tensor:
+    return op.derived("w-", lambda: op.weight.clamp(max=0))
 
 
 class Rule:
@@ -158,7 +169,7 @@ class Epsilon(Rule):
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        return x * op.backward(relevance / den, x, op.weight)
+        return op.backward(relevance / den, x, op.weight).mul_(x)
 
 
 class ZeroRule(Epsilon):
@@ -233,13 +244,13 @@ class Gamma(Rule):
         return None if t is None else t + self.gamma * t.clamp(min=0)
 
     def forward(self, op, x, z):  # noqa: D102
-        w = self._boost(op.weight)
+        w = op.derived("w-gamma", lambda: self._boost(op.weight))
         b = self._boost(op.bias) if self.bias else None
         return (stabilize(op.forward(x, w, b), self.epsilon),)
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        return x * op.backward(relevance / den, x, self._boost(op.weight))
+        return op.backward(relevance / den, x, op.derived("w-gamma", lambda: self._boost(op.weight))).mul_(x)
 
 
 class ZPlus(Rule):
@@ -273,22 +284,23 @@ class ZPlus(Rule):
         return {"epsilon": self.epsilon, "bias": self.bias}
 
     def forward(self, op, x, z):  # noqa: D102
-        wp = _pos(op.weight)
-        b = _pos(op.bias) if self.bias else None
-        if _nonneg(x):
+        wp = _wpos(op)
+        # b⁺ + ε as the bias: the stabiliser costs no extra pass over the output
+        b = _pos(op.bias) if self.bias and op.bias is not None else None
+        b = wp.new_full((wp.shape[0],), self.epsilon) if b is None else b + self.epsilon
+        if _nonneg(op, x):
             zp = op.forward(x, wp, b)
         else:
-            zp = op.forward(x.clamp(min=0), wp, b) + op.forward(x.clamp(max=0), _neg(op.weight), None)
-        return (zp + self.epsilon,)
+            zp = op.forward(x.clamp(min=0), wp, b) + op.forward(x.clamp(max=0), _wneg(op), None)
+        return (zp,)
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
         s = relevance / den
-        wp = _pos(op.weight)
-        if _nonneg(x):
-            return x * op.backward(s, x, wp)
+        if _nonneg(op, x):
+            return op.backward(s, x, _wpos(op)).mul_(x)
         xp, xn = x.clamp(min=0), x.clamp(max=0)
-        return xp * op.backward(s, x, wp) + xn * op.backward(s, x, _neg(op.weight))
+        return op.backward(s, x, _wpos(op)).mul_(xp) + op.backward(s, x, _wneg(op)).mul_(xn)
 
 
 class AlphaBeta(Rule):
@@ -341,11 +353,10 @@ class AlphaBeta(Rule):
         return {"alpha": self.alpha, "beta": self.beta, "epsilon": self.epsilon, "bias": self.bias}
 
     def forward(self, op, x, z):  # noqa: D102
-        w = op.weight
-        wp, wn = _pos(w), _neg(w)
+        wp, wn = _wpos(op), _wneg(op)
         bp = _pos(op.bias) if self.bias else None
         bn = _neg(op.bias) if self.bias else None
-        if _nonneg(x):
+        if _nonneg(op, x):
             zp = op.forward(x, wp, bp)
             zn = op.forward(x, wn, bn)
         else:
@@ -357,9 +368,8 @@ class AlphaBeta(Rule):
     def backward(self, op, x, saved, relevance):  # noqa: D102
         zp, zn = saved
         sp, sn = relevance / zp, relevance / zn
-        w = op.weight
-        wp, wn = _pos(w), _neg(w)
-        if _nonneg(x):
+        wp, wn = _wpos(op), _wneg(op)
+        if _nonneg(op, x):
             pos = x * op.backward(sp, x, wp)
             neg = x * op.backward(sn, x, wn) if self.beta else 0.0
         else:
