@@ -583,6 +583,10 @@ def pwcca(x: Any, y: Any, epsilon: float = 0.0) -> PWCCAResult:
     taken on the side with fewer directions (x on a tie), whose canonical variates are all paired — so
     sides of different widths are handled correctly (google/svcca's ``compute_pwcca`` mis-sizes them).
 
+    With tied canonical correlations (e.g. several exactly 1 when both layers are linear maps of the
+    same input), the canonical variates inside a tie are not unique and neither is PWCCA: the value
+    then depends on the basis the SVD returns for that tie.
+
     Parameters
     ----------
     x, y

@@ -243,6 +243,7 @@ def _features(o: torch.Tensor, key: tuple[Any, ...], max_samples: int, seed: int
     """Features of one layer output for a sample layout ``key`` (float64)."""
     if o.ndim <= 2:
         return o.reshape(o.shape[0], -1).double()
+    o = o.double()
     n, c = o.shape[:2]
     mode = key[0]
     if mode in ("pool", "mean"):
