@@ -28,6 +28,7 @@ __all__ = [
     "train",
     "accuracy",
     "TrainHistory",
+    "max_net",
 ]
 
 
@@ -390,3 +391,28 @@ def train(
             p.grad = None
     hist.seconds = time.perf_counter() - t0
     return hist
+
+
+def max_net() -> nn.Sequential:
+    """The two-input teaching network ``f(x1, x2) = max(x1, x2)``, exact, built from ReLUs.
+
+    ``max(a, b) = relu(a − b) + relu(b) − relu(−b)``: a hidden layer ``fc1`` (2 → 3, no bias) with rows
+    ``(1, −1)``, ``(0, 1)``, ``(0, −1)``, a ReLU, and an output layer ``out`` (3 → 1, no bias) with
+    weights ``(1, 1, −1)``. Input ``(N, 2)``, output ``(N, 1)`` (explain target 0).
+
+    Montavon, Samek & Müller (2018) use this function to show that gradients (and simple Taylor
+    expansions) jump on the diagonal ``x1 = x2`` while deep-Taylor / LRP-z⁺ relevance varies smoothly.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.zoo import max_net
+    >>> max_net()(torch.tensor([[1.0, 3.0], [2.0, -5.0]])).squeeze(1)
+    tensor([3., 2.])
+    """
+    fc1 = nn.Linear(2, 3, bias=False)
+    out = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        fc1.weight.copy_(torch.tensor([[1.0, -1.0], [0.0, 1.0], [0.0, -1.0]]))
+        out.weight.copy_(torch.tensor([[1.0, 1.0, -1.0]]))
+    return nn.Sequential(OrderedDict([("fc1", fc1), ("relu1", nn.ReLU()), ("out", out)]))
