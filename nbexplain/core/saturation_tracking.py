@@ -65,9 +65,10 @@ def intrinsic_dimension(eigenvalues: Any, delta: float = 0.99, mode: str = "text
         Fraction of variance in (0, 1]. The authors recommend 0.97–0.9995; 0.99 is the default.
     mode
         ``"textbook"`` (default): the definition above. ``"delve"``: delve 0.1.50's counting rule, for
-        comparing with published delve figures — ``k`` is the number of eigenvalues *before* the
-        cumulative fraction reaches δ (one less than the definition), plus one only when that count
-        falls short of δ by more than 0.02, and at least 1.
+        comparing with published delve figures — ``k`` is the number of eigenvalues whose cumulative
+        fraction is still *below* δ, at least 1: one less than the definition whenever that is ≥ 2.
+        (delve's code also means to add one back when the count falls short of δ by more than 0.02,
+        but it slices an already-truncated matrix, so that branch never changes ``k``.)
 
     Returns
     -------
@@ -98,12 +99,7 @@ def intrinsic_dimension(eigenvalues: Any, delta: float = 0.99, mode: str = "text
         i = int(torch.searchsorted(cum, torch.tensor([delta * total], dtype=torch.float64), right=False))
         return min(i + 1, vals.numel())
     frac = cum / total
-    below = int((frac < delta).sum())
-    if below == 0:
-        return 1
-    if delta - float(frac[below - 1]) > 0.02:
-        return below + 1
-    return below
+    return max(int((frac < delta).sum()), 1)
 
 
 def saturation(eigenvalues: Any, delta: float = 0.99, mode: str = "textbook") -> float:
@@ -350,6 +346,11 @@ class SaturationTracker:
             if not self.recording:
                 return
             out = _output_tensor(name, output)
+            if out.numel() == 0:
+                raise ValueError(
+                    f"Layer {name!r} produced an empty output {tuple(out.shape)}; its activations "
+                    "cannot be tracked. Leave it out of `layers`."
+                )
             phase = "train" if module.training else "eval"
             with torch.no_grad():
                 out = out.detach()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from nbexplain.core.statistics import (
     RunningMoments,
@@ -129,41 +125,5 @@ def test_subsample_positions_deterministic_and_unbiased():
     assert counts.min() > 15 and counts.max() < 70
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, data: torch.Tensor, sizes: list[int], out: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        mine = data.split(sizes)[rank]
-        m = RunningMoments(data.shape[1])
-        for chunk in mine.split(37):
-            m.update(chunk.float())
-        m.all_reduce()
-        out[rank] = m.state_dict()
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.distributed
-def test_two_process_all_reduce_equals_one_process():
-    torch.manual_seed(0)
-    data = torch.randn(500, 6) * 3 + torch.arange(6.0)
-    sizes = [180, 320]  # unequal shards
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(2, _free_port(), data, sizes, out), nprocs=2, join=True)
-    single = RunningMoments(6)
-    for part in data.split(sizes):
-        for chunk in part.split(37):
-            single.update(chunk)
-    for rank in (0, 1):
-        got = RunningMoments.from_state_dict(out[rank])
-        assert got.count == 500
-        torch.testing.assert_close(got.mean, single.mean, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(got.covariance, single.covariance, rtol=1e-12, atol=1e-12)
+# The 2-process gloo test of all_reduce (raw moments and through a tracker) lives in test_saturation.py
+# so that one process spawn serves both.
