@@ -1,0 +1,301 @@
+"""``DeltaExplorer``: the δ slider of feature-space saturation, on precomputed reconstructions."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from ..core.delta_projection import projected_outputs
+from ..core.hygiene import model_device, preserved
+from ..core.layer_select import layers as list_layers
+from ..core.layer_select import resolve_modules
+from ..core.saturation_tracking import intrinsic_dimension, layer_statistics
+from ..core.validation import check_fraction, check_model, check_positive_int, check_tensor
+from .base import NbxWidget
+from .tensor import TensorTrait, downsample_maps, to_uint8_images
+
+__all__ = ["DeltaExplorer", "slider_deltas"]
+
+#: Default budget for all precomputed images (eigen + random) sent to the view.
+MAX_IMAGE_BYTES = 8_000_000
+
+
+def slider_deltas(lo: float = 0.5, hi: float = 0.9999, steps: int = 121) -> np.ndarray:
+    """Slider positions evenly spaced in ``−log10(1 − δ)`` ("nines"), so δ near 1 gets room, plus δ = 1."""
+    u = np.linspace(-math.log10(1 - lo), -math.log10(1 - hi), steps)
+    return np.concatenate([1 - 10.0 ** (-u), [1.0]])
+
+
+def _unpack(data: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """(stats_x, stats_y, show_x, show_y) from a Dataset, an (x, y) pair or a tensor."""
+    if hasattr(data, "x_train") and hasattr(data, "x_test"):
+        return data.x_train, data.y_train, data.x_test, data.y_test
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x = check_tensor(data[0], "data[0]", min_ndim=2)
+        y = check_tensor(data[1], "data[1]", ndim=1, dtype_kind="int")
+        return x, y, x, y
+    x = check_tensor(data, "data", min_ndim=2)
+    return x, None, x, None
+
+
+class DeltaExplorer(NbxWidget):
+    """Explore what a layer keeps at δ: spectrum, k(δ), saturation and reconstructions through it.
+
+    Every reconstruction (or prediction) for every distinct ``k`` the δ slider can reach is computed
+    once here and sent as uint8 images; the view swaps them locally (no kernel message), so it also
+    works in an exported page. Changing ``layer`` or asking for other samples recomputes in the kernel.
+
+    Parameters
+    ----------
+    model
+        An autoencoder (output shaped like the input: reconstructions are shown) or a classifier
+        (accuracy under projection and per-sample predictions are shown).
+    data
+        Inputs: a tensor, an ``(x, y)`` pair, or a :class:`nbexplain.data.Dataset` (statistics from its
+        training split, samples and scores from its test split).
+    layer
+        The projected layer. Default: the last layer of ``model.encoder`` for an autoencoder, else the
+        last hidden Linear/Conv layer.
+    n_samples
+        Number of samples shown.
+    delta
+        Initial δ.
+    deltas
+        Slider positions (default :func:`slider_deltas`: 0.5 … 0.9999 on a "nines" scale, and 1).
+    max_stats_samples, max_eval_samples
+        Caps on the samples used for the statistics and for the error/accuracy curves.
+    seed
+        Seed of the random-subspace control and of sample selection.
+
+    Attributes
+    ----------
+    k, saturation
+        At the current Python-side ``delta``.
+    precompute_seconds : float
+        Time the last precomputation took.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.zoo import dense_autoencoder
+    >>> from nbexplain.widgets import DeltaExplorer
+    >>> ae = dense_autoencoder(64, (32,), code=8)
+    >>> ex = DeltaExplorer(ae, torch.rand(100, 1, 8, 8), n_samples=4)
+    >>> ex.layer, ex.mode
+    ('encoder.code', 'reconstruction')
+    """
+
+    _bundle = "delta_explorer"
+
+    layer = traitlets.Unicode("").tag(sync=True)
+    layer_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    mode = traitlets.Enum(["reconstruction", "accuracy"], default_value="reconstruction").tag(sync=True)
+    width = traitlets.Int(0).tag(sync=True)
+    delta = traitlets.Float(0.99).tag(sync=True)
+    show_random = traitlets.Bool(False).tag(sync=True)
+    deltas = TensorTrait("float32", ndim=1)
+    k_index = TensorTrait("float32", ndim=1)  # slider position → index into `ks`
+    ks = traitlets.List(traitlets.Int()).tag(sync=True)
+    eigenvalues = TensorTrait("float32", ndim=1)
+    originals = TensorTrait("uint8", ndim=4)
+    recon = TensorTrait("uint8", ndim=5)
+    recon_random = TensorTrait("uint8", ndim=5)
+    predictions = TensorTrait("uint8", ndim=2)
+    predictions_random = TensorTrait("uint8", ndim=2)
+    labels = traitlets.List(traitlets.Int()).tag(sync=True)
+    metric_name = traitlets.Unicode("mse").tag(sync=True)
+    metric = TensorTrait("float32", ndim=1)  # per distinct k
+    metric_random = TensorTrait("float32", ndim=1)
+    baseline = traitlets.Float(0.0).tag(sync=True)
+    sample_seed = traitlets.Int(0).tag(sync=True)
+    busy = traitlets.Bool(False).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    cell_size = traitlets.Int(72, min=16, max=512).tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        layer: str | None = None,
+        *,
+        n_samples: int = 12,
+        delta: float = 0.99,
+        deltas: Any = None,
+        max_stats_samples: int = 4000,
+        max_eval_samples: int = 1000,
+        seed: int = 0,
+        cell_size: int = 72,
+        max_bytes: int = MAX_IMAGE_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        self.model = check_model(model)
+        self._stats_x, self._stats_y, self._show_x, self._show_y = _unpack(data)
+        self._stats_x = self._stats_x[: check_positive_int(max_stats_samples, "max_stats_samples")]
+        self._n_samples = check_positive_int(n_samples, "n_samples")
+        self._max_eval = check_positive_int(max_eval_samples, "max_eval_samples")
+        self._max_bytes = int(max_bytes)
+        self._seed = int(seed)
+        grid = slider_deltas() if deltas is None else np.asarray(
+            [check_fraction(float(d), "deltas") for d in deltas], dtype=np.float64
+        )
+        if grid.size == 0:
+            raise ValueError("`deltas` is empty; pass slider positions in (0, 1].")
+        self._grid = np.sort(grid)
+        options = list_layers(model)
+        if layer is None:
+            layer = self._default_layer(model, options)
+        resolve_modules(model, [layer], "layer")
+        if layer not in options:
+            options.append(layer)
+        super().__init__(cell_size=cell_size, **kwargs)
+        self.stats: Any = None
+        self.precompute_seconds = 0.0
+        with self.hold_sync():
+            self.layer_options = options
+            self.layer = layer
+            self.delta = check_fraction(delta, "delta")
+        self._compute()
+        self.observe(self._on_request, names=["layer", "sample_seed"])
+
+    # ------------------------------------------------------------------ setup
+    @staticmethod
+    def _default_layer(model: nn.Module, options: list[str]) -> str:
+        enc = getattr(model, "encoder", None)
+        if isinstance(enc, nn.Module):
+            inner = [f"encoder.{n}" for n in list_layers(enc)]
+            if inner:
+                return inner[-1]
+        if len(options) >= 2:
+            return options[-2]
+        if options:
+            return options[0]
+        raise ValueError("`model` has no Linear/Conv layers; pass `layer=` explicitly.")
+
+    def _sample_indices(self) -> torch.Tensor:
+        n = self._show_x.shape[0]
+        k = min(self._n_samples, n)
+        if self.sample_seed == 0:
+            return torch.arange(k)
+        g = torch.Generator().manual_seed(self._seed * 7919 + int(self.sample_seed))
+        return torch.randperm(n, generator=g)[:k].sort().values
+
+    def _on_request(self, _change: dict[str, Any]) -> None:
+        self.busy = True
+        try:
+            self._compute()
+            self.error = ""
+        except Exception as exc:  # shown in the view; the kernel keeps running
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.busy = False
+
+    # -------------------------------------------------------------- compute
+    def _compute(self) -> None:
+        t0 = time.perf_counter()
+        model, layer = self.model, self.layer
+        self.stats = layer_statistics(model, self._stats_x, [layer])[layer]
+        vals = self.stats.eigenvalues.cpu()
+        ks_at = [max(intrinsic_dimension(vals, float(d)), 1) for d in self._grid]
+        distinct = sorted(set(ks_at))
+        k_index = np.array([distinct.index(k) for k in ks_at], dtype=np.float32)
+        idx = self._sample_indices()
+        show = self._show_x[idx]
+        with preserved(model), torch.no_grad():
+            model.eval()
+            probe_out = model(show[:1].to(model_device(model)))
+        is_ae = tuple(probe_out.shape[1:]) == tuple(show.shape[1:])
+        n_eval = min(self._max_eval, self._show_x.shape[0])
+        ev_x = self._show_x[:n_eval]
+        ev_y = None if self._show_y is None else self._show_y[:n_eval]
+        if not is_ae and ev_y is None:
+            raise ValueError(
+                "The model's output is not shaped like its input (not an autoencoder) and `data` has no "
+                "labels: pass (x, y) or a Dataset to see accuracy under projection."
+            )
+        # One pass per distinct k over the shown samples and the evaluation set together.
+        both = torch.cat([show, ev_x])
+        eig = projected_outputs(model, both, layer, self.stats, distinct, "eigen", self._seed)
+        rnd = projected_outputs(model, both, layer, self.stats, distinct, "random", self._seed)
+        n_show = show.shape[0]
+        state: dict[str, Any] = {}
+        if is_ae:
+            def score(out: torch.Tensor) -> float:
+                return float((out[n_show:].double() - ev_x.double()).pow(2).mean())
+
+            lo, hi = float(show.min()), float(show.max())
+            originals = to_uint8_images(show, value_range=(lo, hi))
+            rec = [to_uint8_images(o[:n_show].clamp(lo, hi), value_range=(lo, hi)) for o in eig]
+            rec_r = [to_uint8_images(o[:n_show].clamp(lo, hi), value_range=(lo, hi)) for o in rnd]
+            recon, recon_random = np.stack(rec), np.stack(rec_r)
+            budget = self._max_bytes
+            if recon.nbytes + recon_random.nbytes + originals.nbytes > budget:
+                kk, nn_, h, w, c = recon.shape
+                share = budget // (2 * kk + 1)
+                def pool(a: np.ndarray) -> np.ndarray:
+                    flat = a.reshape(-1, h, w, c).astype(np.float32)
+                    small, _ = downsample_maps(flat, share * flat.shape[0] // max(nn_, 1), itemsize=1)
+                    return np.clip(small.round(), 0, 255).astype(np.uint8)
+                originals = pool(originals)
+                recon = pool(recon).reshape(kk, nn_, *originals.shape[1:])
+                recon_random = pool(recon_random).reshape(kk, nn_, *originals.shape[1:])
+            with torch.no_grad(), preserved(model):
+                model.eval()
+                plain = model(ev_x.to(model_device(model))).cpu()
+            state.update(
+                mode="reconstruction", metric_name="mse", originals=originals, recon=recon,
+                recon_random=recon_random, predictions=np.zeros((0,), np.uint8),
+                predictions_random=np.zeros((0,), np.uint8), labels=[],
+                baseline=float((plain.double() - ev_x.double()).pow(2).mean()),
+            )
+        else:
+            assert ev_y is not None
+            def score(out: torch.Tensor) -> float:
+                return float((out[n_show:].argmax(-1) == ev_y).double().mean())
+
+            with torch.no_grad(), preserved(model):
+                model.eval()
+                plain = model(ev_x.to(model_device(model))).cpu()
+            labels = [] if self._show_y is None else [int(v) for v in self._show_y[idx]]
+            img = show if show.ndim == 4 else show.reshape(show.shape[0], 1, 1, -1)
+            state.update(
+                mode="accuracy", metric_name="accuracy",
+                originals=to_uint8_images(img if img.shape[1] in (1, 3) else img.mean(1, keepdim=True)),
+                recon=np.zeros((0,), np.uint8), recon_random=np.zeros((0,), np.uint8),
+                predictions=np.stack([o[:n_show].argmax(-1).numpy() for o in eig]).astype(np.uint8),
+                predictions_random=np.stack([o[:n_show].argmax(-1).numpy() for o in rnd]).astype(np.uint8),
+                labels=labels, baseline=float((plain.argmax(-1) == ev_y).double().mean()),
+            )
+        metric = np.array([score(o) for o in eig], dtype=np.float32)
+        metric_r = np.array([score(o) for o in rnd], dtype=np.float32)
+        with self.hold_sync():
+            for key, value in state.items():
+                setattr(self, key, value)
+            self.width = self.stats.n_features
+            self.deltas = self._grid.astype(np.float32)
+            self.k_index = k_index
+            self.ks = distinct
+            self.eigenvalues = vals.numpy().astype(np.float32)
+            self.metric = metric
+            self.metric_random = metric_r
+        self.precompute_seconds = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- results
+    @property
+    def k(self) -> int:
+        """``k(δ)`` at the Python-side ``delta``."""
+        return max(intrinsic_dimension(self.stats.eigenvalues.cpu(), self.delta), 1)
+
+    @property
+    def saturation(self) -> float:
+        """``k / width`` at the Python-side ``delta``."""
+        return self.k / self.stats.n_features
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"layer": repr(self.layer), "mode": self.mode, "width": self.width, "ks": len(self.ks)}
