@@ -407,7 +407,7 @@ def max_net() -> nn.Sequential:
     --------
     >>> import torch
     >>> from nbexplain.zoo import max_net
-    >>> max_net()(torch.tensor([[1.0, 3.0], [2.0, -5.0]])).squeeze(1)
+    >>> max_net()(torch.tensor([[1.0, 3.0], [2.0, -5.0]])).squeeze(1).detach()
     tensor([3., 2.])
     """
     fc1 = nn.Linear(2, 3, bias=False)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .hygiene import model_device, preserved
+from .hygiene import model_device, model_dtype, preserved
 from .sensitivity import target_scores
 from .validation import (
     check_choice,
@@ -253,7 +253,7 @@ def rde(
     nm, ns = _noise_model(x, mean, std, reference)
 
     dev = model_device(model)
-    dtype = x.dtype
+    dtype = model_dtype(model)
     n = x.shape[0]
     sample_shape = tuple(x.shape[1:])
     shared = x.ndim == 4 and not per_channel
@@ -265,13 +265,13 @@ def rde(
         gen.seed()
     nm_d = torch.broadcast_to(nm, sample_shape).to(dev, dtype)
     ns_d = torch.broadcast_to(ns, sample_shape).to(dev, dtype)
-    xd = x.detach().to(dev)
+    xd = x.detach().to(dev, dtype)
 
     def noise(k: int) -> torch.Tensor:
         eps = torch.randn((k,) + sample_shape, generator=gen, dtype=torch.float32).to(dev, dtype)
         return nm_d + ns_d * eps
 
-    with preserved(model):
+    with preserved(model, values=not eval):
         if eval:
             model.eval()
         for p in model.parameters():
@@ -361,7 +361,7 @@ def rde(
                     else:
                         rand_curve[:, j] += d / n_random
 
-    full_mask = mask.expand((n,) + sample_shape).to(x.device).clone()
+    full_mask = mask.expand((n,) + sample_shape).to(x.device, x.dtype).clone()
     return RDEResult(
         mask=full_mask,
         distortion=dist_traj,

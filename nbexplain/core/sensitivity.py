@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .hygiene import model_device, preserved
+from .hygiene import model_device, model_dtype, preserved
 from .validation import check_choice, check_model, check_positive_int, check_target, check_tensor
 
 __all__ = [
@@ -82,8 +82,12 @@ def target_scores(output: torch.Tensor, target: torch.Tensor, argname: str = "ta
 
 @contextmanager
 def _attribution_mode(model: nn.Module, eval: bool) -> Iterator[None]:
-    """Eval mode (optional) and no parameter gradients, all undone by :func:`preserved` on exit."""
-    with preserved(model):
+    """Eval mode (optional) and no parameter gradients, all undone by :func:`preserved` on exit.
+
+    In train mode a forward pass updates buffers (batch-norm running statistics), so their values are
+    snapshotted and written back too.
+    """
+    with preserved(model, values=not eval):
         if eval:
             model.eval()
         for p in model.parameters():
@@ -105,14 +109,23 @@ def _bar(total: int, desc: str, progress: bool | None) -> Any:
     return tqdm(total=total, desc=desc, disable=not show, leave=False)
 
 
-def _prepare(
-    model: Any, x: Any, target: Any, batch_size: Any
-) -> tuple[nn.Module, torch.Tensor, torch.Tensor, int, torch.device]:
+class _Where:
+    """Device and dtype the model computes in (inputs are moved there, results moved back)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.device = model_device(model)
+        self.dtype = model_dtype(model)
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to(self.device, self.dtype)
+
+
+def _prepare(model: Any, x: Any, target: Any, batch_size: Any) -> tuple[nn.Module, torch.Tensor, torch.Tensor, int, _Where]:
     model = check_model(model)
     x = _check_input(x)
     t = check_target(target, x.shape[0])
     batch_size = check_positive_int(batch_size, "batch_size")
-    return model, x, t, batch_size, model_device(model)
+    return model, x, t, batch_size, _Where(model)
 
 
 def _check_bool(value: Any, argname: str) -> bool:
@@ -165,7 +178,7 @@ def gradient(
     >>> import torch, nbexplain as nx
     >>> net = torch.nn.Linear(3, 2, bias=False)
     >>> with torch.no_grad():
-    ...     net.weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [0.0, 1.0, 0.0]]))
+    ...     _ = net.weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [0.0, 1.0, 0.0]]))
     >>> nx.gradient(net, torch.ones(1, 3), 0)
     tensor([[ 1.0000, -2.0000,  0.5000]])
     >>> nx.gradient(net, torch.ones(1, 3), 0, absolute=True)
@@ -177,7 +190,7 @@ def gradient(
     starts = range(0, x.shape[0], batch_size)
     with _attribution_mode(model, eval), _bar(len(starts), "gradient", progress) as bar:
         for s in starts:
-            g, _ = _input_grad(model, x[s : s + batch_size].to(dev), t[s : s + batch_size])
+            g, _ = _input_grad(model, dev(x[s : s + batch_size]), t[s : s + batch_size])
             out[s : s + batch_size] = (g.abs() if absolute else g).to(out.device, out.dtype)
             bar.update(1)
     return out
@@ -202,7 +215,7 @@ def gradient_x_input(
     >>> import torch, nbexplain as nx
     >>> net = torch.nn.Linear(3, 1, bias=False)
     >>> with torch.no_grad():
-    ...     net.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+    ...     _ = net.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
     >>> nx.gradient_x_input(net, torch.tensor([[2.0, 1.0, 4.0]]), 0)
     tensor([[ 2., -2.,  2.]])
     """
@@ -289,7 +302,7 @@ def smoothgrad(
     ranges = torch.where(ranges > 0, ranges, torch.ones_like(ranges))
     sigma = (float(noise_level) * ranges).tolist()
 
-    acc = torch.zeros((n,) + tuple(x.shape[1:]), dtype=torch.float64, device=dev)
+    acc = torch.zeros((n,) + tuple(x.shape[1:]), dtype=torch.float64, device=dev.device)
     # Samples per chunk: whole samples so that the noise stream is independent of batch_size.
     per_chunk = max(1, batch_size // n_samples)
     chunks = list(range(0, n, per_chunk))
@@ -302,7 +315,7 @@ def smoothgrad(
                 # Unit noise is drawn in float32 whatever x's dtype (as captum does), then scaled.
                 eps = torch.randn((n_samples,) + tuple(x.shape[1:]), generator=gen, dtype=torch.float32)
                 noisy.append(x[i].detach().cpu().unsqueeze(0) + (sigma[i] * eps).to(x.dtype))
-            rows = torch.cat(noisy).to(dev)
+            rows = dev(torch.cat(noisy))
             rows_t = t[s : s + len(idx)].repeat_interleave(n_samples)
             grads = torch.empty_like(rows)
             for r in range(0, rows.shape[0], batch_size):
@@ -419,17 +432,17 @@ def integrated_gradients(
     n = x.shape[0]
     shape = tuple(x.shape[1:])
     total = n * steps
-    acc = torch.zeros((n,) + shape, dtype=torch.float64, device=dev)
-    xd, bd = x.detach().to(dev), base.detach().to(dev)
-    a_dev = alphas.to(dev, x.dtype)
-    w_dev = weights.to(dev)
+    acc = torch.zeros((n,) + shape, dtype=torch.float64, device=dev.device)
+    xd, bd = dev(x), dev(base)
+    a_dev = dev(alphas)
+    w_dev = weights.to(dev.device)
     view = (-1,) + (1,) * len(shape)
     with _attribution_mode(model, eval), _bar(math.ceil(total / batch_size), "integrated gradients", progress) as bar:
         for r in range(0, total, batch_size):
-            rows = torch.arange(r, min(total, r + batch_size), device=dev)
+            rows = torch.arange(r, min(total, r + batch_size), device=dev.device)
             si, ki = rows // steps, rows % steps
             pts = bd[si] + a_dev[ki].view(view) * (xd[si] - bd[si])
-            g, _ = _input_grad(model, pts, t.to(dev)[si])
+            g, _ = _input_grad(model, pts, t.to(dev.device)[si])
             acc.index_add_(0, si, g.to(torch.float64) * w_dev[ki].view(view))
             bar.update(1)
         attr64 = acc * (xd - bd).to(torch.float64)

@@ -1,0 +1,117 @@
+"""Rate–distortion explanations (Macdonald et al. 2019) against closed-form distortions of linear models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import nbexplain as nx
+
+FAST = dict(steps=5, n_noise=4, fractions=3, n_eval=4, n_random=1, progress=False)
+
+
+def linear(d: int = 8, classes: int = 2, seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(d, classes).double()
+
+
+def linear_distortion(w: torch.Tensor, x: torch.Tensor, s: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+    """D(s) = ½ E[(w·(1 − s) ⊙ (x − n))²], n ~ N(μ, σ²) — the closed form for a linear score:
+    ½ [ (Σ w (1 − s)(x − μ))² + Σ w² (1 − s)² σ² ]."""
+    keep = 1 - s
+    return 0.5 * ((w * keep * (x - mu)).sum(-1) ** 2 + (w**2 * keep**2 * sd**2).sum(-1))
+
+
+def test_curve_matches_closed_form_distortion():
+    net = linear(d=6)
+    x = torch.rand(3, 6, dtype=torch.float64)
+    mu, sd = torch.full((6,), 0.4, dtype=torch.float64), torch.linspace(0.1, 0.6, 6, dtype=torch.float64)
+    res = nx.rde(net, x, 1, mean=mu, std=sd, score="logit", steps=2, n_noise=4, fractions=[0.0, 0.5, 1.0],
+                 n_eval=8000, n_random=1, seed=0, batch_size=50000, progress=False)
+    w = net.weight[1].detach()
+    ref0 = linear_distortion(w, x, torch.zeros(6, dtype=torch.float64), mu, sd)
+    assert torch.allclose(res.curve[:, 0], ref0, rtol=0.08)  # Monte-Carlo, 8000 draws: ~2 % std
+    assert torch.allclose(res.random_curve[:, 0], ref0, rtol=0.08)
+    assert bool((res.curve[:, 2] == 0).all()) and bool((res.random_curve[:, 2] == 0).all())  # all kept: exact
+    order = res.mask.argsort(dim=1, descending=True)
+    keep = torch.zeros(3, 6, dtype=torch.float64).scatter_(1, order[:, :3], 1.0)
+    assert torch.allclose(res.curve[:, 1], linear_distortion(w, x, keep, mu, sd), rtol=0.08, atol=1e-4)
+    assert torch.allclose(res.score, net(x)[:, 1].detach())
+
+
+def test_mask_keeps_what_the_model_uses():
+    """A linear model that reads only the first 4 of 8 inputs: ℓ1 drives the unused half to 0 and the
+    mask keeps the used half; the ranked curve beats a random ranking."""
+    net = nn.Linear(8, 2).double()
+    with torch.no_grad():
+        net.weight.zero_()
+        net.weight[0, :4] = torch.tensor([2.0, -1.5, 1.0, 2.5])
+        net.bias.zero_()
+    x = torch.rand(2, 8, dtype=torch.float64) + 0.5
+    res = nx.rde(net, x, 0, mean=0.0, std=1.0, score="logit", l1=0.05, steps=150, lr=0.05, n_noise=32,
+                 fractions=5, n_eval=256, seed=1, progress=False)
+    assert bool((res.mask >= 0).all() and (res.mask <= 1).all())
+    assert float(res.mask[:, 4:].max()) < 0.05
+    assert float(res.mask[:, :4].min()) > 0.5
+    mid = slice(1, 4)
+    assert bool((res.curve[:, mid] < res.random_curve[:, mid]).all())
+    assert res.distortion.shape == (150, 2) and res.rate.shape == (150, 2)
+    assert float(res.rate[-1].mean()) < float(res.rate[0].mean())
+
+
+def test_images_share_the_mask_across_channels_and_seed_reproduces():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+    x = torch.rand(2, 3, 5, 5)
+    ref = torch.rand(10, 3, 5, 5)
+    a = nx.rde(net, x, None, reference=ref, seed=3, **FAST)
+    b = nx.rde(net, x, None, reference=ref, seed=3, **FAST)
+    c = nx.rde(net, x, None, reference=ref, seed=4, **FAST)
+    assert a.mask.shape == x.shape and a.mask.dtype == x.dtype
+    assert torch.equal(a.mask[:, 0], a.mask[:, 2])
+    assert torch.equal(a.mask, b.mask) and torch.equal(a.curve, b.curve)
+    assert not torch.equal(a.mask, c.mask)
+    pc = nx.rde(net, x, 1, mean=0.5, std=0.2, per_channel=True, **FAST)
+    assert not torch.equal(pc.mask[:, 0], pc.mask[:, 1])
+    small = nx.rde(net, x, 1, mean=0.5, std=0.2, batch_size=3, seed=3, **FAST)  # chunking does not change the math
+    assert small.mask.shape == x.shape
+    assert "RDEResult" in repr(a)
+
+
+def test_predicted_class_is_default_target():
+    net = linear(d=4, classes=3)
+    x = torch.rand(5, 4, dtype=torch.float64)
+    pred = net(x).argmax(1)
+    res = nx.rde(net, x, None, seed=0, score="softmax", **FAST)
+    ref = nx.rde(net, x, pred, seed=0, score="softmax", **FAST)
+    assert torch.equal(res.mask, ref.mask)
+    assert torch.allclose(res.score, torch.softmax(net(x), 1).gather(1, pred[:, None]).squeeze(1).detach())
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(mean=0.0), ValueError, "both `mean` and `std`"),
+        (dict(mean=0.0, std=1.0, reference=torch.rand(3, 4)), ValueError, "either"),
+        (dict(reference=torch.rand(3, 5)), ValueError, "reference"),
+        (dict(mean=torch.zeros(3), std=1.0), ValueError, "broadcast"),
+        (dict(mean=0.0, std=-1.0), ValueError, "std"),
+        (dict(l1=-1.0), ValueError, "l1"),
+        (dict(lr=0.0), ValueError, "lr"),
+        (dict(init=2.0), ValueError, "init"),
+        (dict(steps=0), ValueError, "steps"),
+        (dict(fractions=[0.0, 1.5]), ValueError, "fractions"),
+        (dict(fractions=1), ValueError, "fractions"),
+        (dict(score="probability"), ValueError, "score"),
+        (dict(per_channel=1), TypeError, "per_channel"),
+    ],
+)
+def test_bad_inputs(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        nx.rde(linear(d=4), torch.rand(2, 4, dtype=torch.float64), 0, **{**FAST, **kwargs})
+
+
+def test_softmax_needs_two_outputs():
+    with pytest.raises(ValueError, match="logit"):
+        nx.rde(nn.Linear(4, 1), torch.rand(2, 4), 0, **FAST)
