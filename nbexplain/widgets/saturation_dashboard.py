@@ -110,6 +110,9 @@ class SaturationDashboard(w.VBox):
         self.epochs = len(hist)
         x = np.arange(len(hist), dtype=float)
         train, ev = self._series("train"), self._series("eval")
+        if len(hist) == 1:
+            # bqplot squeezes (layers, 1) to (layers,) and would read it as one line: repeat the point.
+            x, train, ev = np.zeros(2), np.repeat(train, 2, axis=1), np.repeat(ev, 2, axis=1)
         with self.lines_train.hold_sync(), self.lines_eval.hold_sync():
             self.lines_train.x, self.lines_train.y = x, train
             self.lines_eval.x, self.lines_eval.y = x, ev

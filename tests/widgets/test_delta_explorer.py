@@ -1,0 +1,105 @@
+"""DeltaExplorer: precomputed state for every reachable k, serialization, kernel requests, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import nbexplain as nx
+from nbexplain.widgets.delta_explorer import DeltaExplorer, slider_deltas
+from nbexplain.widgets.tensor import serialize_tensor
+from nbexplain.zoo import dense_autoencoder, mlp
+
+
+@pytest.fixture(scope="module")
+def ae_and_data():
+    data = nx.data.digits()
+    ae = dense_autoencoder(64, (32,), code=12, seed=0)
+    nx.zoo.train(ae, data.x_train.reshape(len(data.x_train), -1), epochs=3, lr=3e-3, seed=0, progress=False)
+    return ae, data
+
+
+def test_precomputes_every_reachable_k(ae_and_data):
+    ae, data = ae_and_data
+    ex = DeltaExplorer(ae, data.x_train[:400], n_samples=6)
+    assert ex.layer == "encoder.code" and ex.mode == "reconstruction" and ex.width == 12
+    vals = ex.stats.eigenvalues
+    grid = ex.deltas.astype(np.float64)
+    expected = [max(nx.intrinsic_dimension(vals, float(d)), 1) for d in slider_deltas()]
+    got = [ex.ks[int(i)] for i in ex.k_index]
+    assert got == expected and ex.ks == sorted(set(expected))
+    assert len(grid) == len(slider_deltas()) and grid[-1] == 1.0
+    assert ex.originals.shape == (6, 8, 8, 1) and ex.originals.dtype == np.uint8
+    assert ex.recon.shape == (len(ex.ks), 6, 8, 8, 1) and ex.recon_random.shape == ex.recon.shape
+    # Reconstructions equal the core projection for each k (same uint8 scaling).
+    x = data.x_train[:6]
+    lo, hi = float(x.min()), float(x.max())
+    out = nx.projected_outputs(ae, x, "encoder.code", ex.stats, [ex.ks[0], ex.ks[-1]])
+    for j, o in zip((0, -1), out):
+        ref = nx.widgets.tensor.to_uint8_images(o.clamp(lo, hi), value_range=(lo, hi))
+        assert np.abs(ref.astype(int) - ex.recon[j].astype(int)).max() <= 1
+    # Error falls as k rises; eigen beats random; the largest k reproduces the unprojected output.
+    assert ex.metric[0] > ex.metric[-1]
+    assert np.all(ex.metric <= ex.metric_random + 1e-6)
+    assert ex.metric[-1] == pytest.approx(ex.baseline, rel=1e-3, abs=1e-6)
+    assert ex.k == max(nx.intrinsic_dimension(vals, 0.99), 1) and ex.saturation == ex.k / 12
+    assert ex.precompute_seconds > 0
+
+
+def test_tensors_travel_as_binary_buffers(ae_and_data):
+    ae, data = ae_and_data
+    ex = DeltaExplorer(ae, data.x_train[:200], n_samples=3)
+    state = ex.get_state()
+    for key in ("recon", "recon_random", "originals", "deltas", "k_index", "eigenvalues", "metric"):
+        assert isinstance(state[key]["view"], memoryview), key
+    wire = serialize_tensor(ex.recon)
+    assert wire["dtype"] == "uint8" and wire["shape"] == list(ex.recon.shape)
+    total = sum(np.asarray(getattr(ex, k)).nbytes for k in ("recon", "recon_random", "originals"))
+    assert total < 8_000_000
+
+
+def test_layer_and_sample_requests_recompute(ae_and_data):
+    ae, data = ae_and_data
+    ex = DeltaExplorer(ae, data.x_train[:300], n_samples=4)
+    first = ex.originals.copy()
+    busy = []
+    ex.observe(lambda c: busy.append(c["new"]), "busy")
+    ex.sample_seed = 1  # what the view's "other samples" button sends
+    assert not np.array_equal(first, ex.originals) and busy == [True, False]
+    ex.layer = "encoder.fc1"  # what the layer menu sends
+    assert ex.width == 32 and ex.recon.shape[1] == 4 and ex.stats.n_features == 32
+    with pytest.raises(ValueError, match="Unknown layer"):
+        ex.layer = "encoder.nope"
+    assert "Unknown layer" in ex.error and ex.busy is False
+
+
+def test_classifier_accuracy_mode_and_hygiene():
+    data = nx.data.digits()
+    net = mlp(64, (32, 16), seed=0)
+    nx.zoo.train(net, data.x_train.reshape(len(data.x_train), -1), data.y_train, epochs=2, lr=3e-3,
+                 seed=0, progress=False)
+    x = data.x_train.reshape(len(data.x_train), -1)[:300]
+    y = data.y_train[:300]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ex = DeltaExplorer(net, (x, y), n_samples=5)
+    assert ex.layer == "fc2" and ex.mode == "accuracy" and ex.metric_name == "accuracy"
+    assert ex.predictions.shape == (len(ex.ks), 5) and ex.labels == [int(v) for v in y[:5]]
+    assert ex.metric[-1] == pytest.approx(ex.baseline, abs=0.01)
+    assert net.training and all(len(m._forward_hooks) == 0 for m in net.modules())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(ValueError, match="labels"):
+        DeltaExplorer(net, x, n_samples=2)
+
+
+def test_bad_arguments(ae_and_data):
+    ae, data = ae_and_data
+    with pytest.raises(TypeError, match="n_sample"):
+        DeltaExplorer(ae, data.x_train[:50], n_sample=3)
+    with pytest.raises(ValueError, match="Unknown layer"):
+        DeltaExplorer(ae, data.x_train[:50], layer="encoder.fc9")
+    with pytest.raises(ValueError, match="deltas"):
+        DeltaExplorer(ae, data.x_train[:50], deltas=[0.5, 1.5])
+    with pytest.raises(TypeError, match="Module"):
+        DeltaExplorer("model", data.x_train[:50])
+    assert "DeltaExplorer(layer='encoder.code'" in repr(DeltaExplorer(ae, data.x_train[:50], n_samples=2))
