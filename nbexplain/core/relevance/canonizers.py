@@ -178,7 +178,23 @@ def _pass_input(module: nn.Module, args: tuple, out: Any) -> Any:
     return args[0]
 
 
-_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__, torch.Tensor.__iadd__}
+_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__}
+_INPLACE_ADDS = {torch.Tensor.add_, torch.Tensor.__iadd__}
+
+
+class _Assign(torch.autograd.Function):
+    """``target.copy_(value)`` in place, with the gradient going to ``value`` only; lets an in-place
+    ``out += identity`` keep its in-place semantics while its graph comes from the Sum module."""
+
+    @staticmethod
+    def forward(ctx, target, value):  # type: ignore[override]
+        target.copy_(value)
+        ctx.mark_dirty(target)
+        return target
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return None, grad
 
 
 class _SumMode(TorchFunctionMode):
@@ -189,7 +205,7 @@ class _SumMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
         if (
-            func in _ADDS
+            (func in _ADDS or func in _INPLACE_ADDS)
             and len(args) == 2
             and isinstance(args[0], torch.Tensor)
             and isinstance(args[1], torch.Tensor)
@@ -199,7 +215,10 @@ class _SumMode(TorchFunctionMode):
             and kwargs.get("alpha", 1) == 1
             and "out" not in kwargs
         ):
-            return self.sum_module(args[0], args[1])
+            result = self.sum_module(args[0], args[1])
+            if func in _INPLACE_ADDS:
+                return _Assign.apply(args[0], result)
+            return result
         return func(*args, **kwargs)
 
 

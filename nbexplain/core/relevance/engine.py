@@ -63,14 +63,15 @@ class _SumFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, out, epsilon):  # type: ignore[override]
-        ctx.save_for_backward(a, b, stabilize(out, epsilon))
+        # the shares are taken now: residual code often updates the summands in place afterwards
+        den = stabilize(out, epsilon)
+        ctx.save_for_backward(a / den, b / den)
         return out.detach()
 
     @staticmethod
     def backward(ctx, relevance):  # type: ignore[override]
-        a, b, den = ctx.saved_tensors
-        s = relevance / den
-        return a * s, b * s, None, None
+        qa, qb = ctx.saved_tensors
+        return relevance * qa, relevance * qb, None, None
 
 
 @dataclass
@@ -174,7 +175,12 @@ class _Session:
         units = self._units(model)
         for c in canonizers:
             units.update(c.extra_modules())
+        # in-place activations (ReLU(inplace=True)) would put their own graph node between the rules:
+        # they get a copy of their input, and the rule function connects to the untouched original
+        self.originals: dict[int, list[torch.Tensor]] = {}
         for name, mod in units.items():
+            if getattr(mod, "inplace", False) is True:
+                self.handles.append(mod.register_forward_pre_hook(self._copy_input))
             self.handles.append(mod.register_forward_hook(self._make_hook(name)))
         for name in self.capture:
             mod = dict(model.named_modules())[name]
@@ -203,9 +209,19 @@ class _Session:
         self.nonneg[id(t)] = (t, t._version)
         return t
 
+    def _copy_input(self, module: nn.Module, args: tuple) -> Any:
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            self.originals.setdefault(id(module), []).append(x)
+            return (x.clone(),) + tuple(args[1:])
+        return None
+
     def _make_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             x = args[0] if args else None
+            stash = self.originals.get(id(module))
+            if stash:
+                x = stash.pop()
             if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor) or not x.requires_grad:
                 return None  # not on the explained input's path
             if module in self.transparent:
@@ -397,24 +413,29 @@ def lrp(
     rel_parts, out_parts, expl_parts = [], [], []
     layer_parts: dict[str, list[torch.Tensor]] = {}
     rules: dict[str, Rule] = {}
-    with preserved(model, values=values), ExitStack() as stack:
+    with preserved(model, values=values):
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        example = x[:1].to(device=device, dtype=dtype)
-        for c in canons:
-            stack.enter_context(c.apply(model, example))
         iterator: Iterable[int] = starts
         if show:
             from tqdm.auto import tqdm
 
             iterator = tqdm(starts, desc="LRP", unit="batch")
         for s in iterator:
+            session: _Session | None = None
             xb = x[s : s + bs].to(device=device, dtype=dtype).detach().requires_grad_(True)
-            session = _Session(model, comp, canons, capture)
             try:
+                with ExitStack() as canonized:
+                    # canonizers are active for the forward pass only: the backward pass needs nothing
+                    # from them (rules keep the tensors they use), so the model is restored early
+                    for c in canons:
+                        canonized.enter_context(c.apply(model, xb.detach()))
+                    session = _Session(model, comp, canons, capture)
+                    with torch.enable_grad():
+                        out = model(xb)
+                    session.close()
                 with torch.enable_grad():
-                    out = model(xb)
                     if not isinstance(out, torch.Tensor) or out.ndim != 2:
                         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                         raise ValueError(
@@ -435,7 +456,8 @@ def lrp(
                     seed[rows, tb] = explained
                     (rel,) = torch.autograd.grad(out, xb, seed)
             finally:
-                session.close()
+                if session is not None:
+                    session.close()
             rel_parts.append(rel.detach())
             out_parts.append(out.detach())
             expl_parts.append(explained)

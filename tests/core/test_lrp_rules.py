@@ -1,0 +1,298 @@
+"""Every LRP rule against the float64 matrix-form reference (tests/core/lrp_reference.py), on dense and
+conv nets, with and without batch norm, and with residual blocks; conservation where a rule guarantees it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import nbexplain as nx
+from tests.core import lrp_reference as ref
+
+torch.set_default_dtype(torch.float32)
+
+RULES = {
+    "zero": nx.ZeroRule(),
+    "zero-nobias": nx.ZeroRule(bias=False),
+    "eps": nx.Epsilon(0.1),
+    "eps-nobias": nx.Epsilon(1e-6, bias=False),
+    "gamma": nx.Gamma(0.25),
+    "gamma-nobias": nx.Gamma(1.0, bias=False),
+    "zplus": nx.ZPlus(),
+    "zplus-nobias": nx.ZPlus(bias=False),
+    "a2b1": nx.AlphaBeta(2, 1),
+    "a1b0": nx.AlphaBeta(1, 0, bias=False),
+    "zbox": nx.ZBox(-3.0, 3.0),
+    "flat": nx.Flat(),
+    "w2": nx.WSquare(),
+}
+
+
+def as_ref(rule: nx.Rule) -> tuple:
+    """The reference's tuple form of a rule object."""
+    if isinstance(rule, nx.Norm):
+        return ("eps", rule.epsilon, True)
+    if isinstance(rule, nx.ZeroRule):
+        return ("zero", rule.bias)
+    if isinstance(rule, nx.Epsilon):
+        return ("eps", rule.epsilon, rule.bias)
+    if isinstance(rule, nx.Gamma):
+        return ("gamma", rule.gamma, rule.bias)
+    if isinstance(rule, nx.ZPlus):
+        return ("zplus", rule.bias)
+    if isinstance(rule, nx.AlphaBeta):
+        return ("alphabeta", rule.alpha, rule.beta, rule.bias)
+    if isinstance(rule, nx.ZBox):
+        return ("zbox", rule.low, rule.high)
+    if isinstance(rule, nx.WSquare):
+        return ("w2",)
+    if isinstance(rule, nx.Flat):
+        return ("flat",)
+    raise AssertionError(rule)
+
+
+def _randomize_bn(bn: nn.Module, gen: torch.Generator) -> None:
+    with torch.no_grad():
+        c = bn.num_features
+        bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+        bn.weight.copy_(torch.randn(c, generator=gen) * 0.5 + 1)
+        bn.bias.copy_(torch.randn(c, generator=gen) * 0.3)
+
+
+def dense_net() -> nn.Sequential:
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4)
+    ).double().eval()
+
+
+def dense_plan(net: nn.Sequential, rule: tuple, first: tuple | None = None) -> list:
+    return [
+        ("flatten",),
+        ("linear", net[1], first or rule),
+        ("relu",),
+        ("linear", net[3], rule),
+        ("relu",),
+        ("linear", net[5], rule),
+    ]
+
+
+def conv_net(bn: bool = False) -> nn.Sequential:
+    torch.manual_seed(2)
+    gen = torch.Generator().manual_seed(3)
+    layers: list[nn.Module] = [nn.Conv2d(2, 4, 3, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(4))
+    layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3, padding=1, stride=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(5))
+    layers += [nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(20, 6)]
+    if bn:
+        layers.append(nn.BatchNorm1d(6))
+    layers += [nn.ReLU(), nn.Linear(6, 3)]
+    net = nn.Sequential(*layers).double().eval()
+    for m in net:
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            _randomize_bn(m, gen)
+    return net
+
+
+def conv_plan(net: nn.Sequential, rule: tuple, dense: tuple, first: tuple | None = None) -> list:
+    mods = list(net)
+    plan: list = []
+    i = 0
+    seen_first = False
+    while i < len(mods):
+        m = mods[i]
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            r = rule if isinstance(m, nn.Conv2d) else dense
+            if not seen_first and first is not None:
+                r = first
+            seen_first = True
+            if isinstance(nxt, nn.modules.batchnorm._BatchNorm):
+                plan.append(("merged", m, nxt, r))
+                i += 2
+                continue
+            plan.append(("linear", m, r))
+        elif isinstance(m, nn.ReLU):
+            plan.append(("relu",))
+        elif isinstance(m, nn.MaxPool2d):
+            plan.append(("maxpool", m))
+        elif isinstance(m, nn.AvgPool2d):
+            plan.append(("linear", m, ("eps", 1e-9, True)))
+        elif isinstance(m, nn.Flatten):
+            plan.append(("flatten",))
+        else:
+            raise AssertionError(m)
+        i += 1
+    return plan
+
+
+class Block(nn.Module):
+    """The common residual block shape (torchvision's BasicBlock): ``out += identity``, one ReLU
+    module called twice, an optional 1×1 conv + BN shortcut."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)) if cin != cout else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(2, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.block1 = Block(4, 4)
+        self.block2 = Block(4, 6)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(24, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv_in(x))
+        h = self.block2(self.block1(h))
+        return self.fc(self.flatten(self.pool(h)))
+
+
+def resnet() -> ResNet:
+    torch.manual_seed(4)
+    gen = torch.Generator().manual_seed(5)
+    net = ResNet().double().eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            _randomize_bn(m, gen)
+    return net
+
+
+def block_plan(b: Block, rule: tuple) -> tuple:
+    main = [("merged", b.conv1, b.bn1, rule), ("relu",), ("merged", b.conv2, b.bn2, rule)]
+    short = [("merged", b.downsample[0], b.downsample[1], rule)] if b.downsample is not None else []
+    return ("residual", main, short, 1e-9)
+
+
+def resnet_plan(net: ResNet, rule: tuple, dense: tuple, first: tuple | None = None) -> list:
+    return [
+        ("linear", net.conv_in, first or rule),
+        ("relu",),
+        block_plan(net.block1, rule),
+        ("relu",),
+        block_plan(net.block2, rule),
+        ("relu",),
+        ("linear", net.pool, ("eps", 1e-9, True)),
+        ("flatten",),
+        ("linear", net.fc, dense),
+    ]
+
+
+def _x(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+TARGET = torch.tensor([0, 2, 1])
+
+
+@pytest.mark.parametrize("key", list(RULES))
+def test_dense_rules_match_reference(key: str) -> None:
+    rule = RULES[key]
+    net = dense_net()
+    x = _x((3, 2, 5), 0)
+    res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Linear: rule}))
+    want, out = ref.run(dense_plan(net, as_ref(rule)), x, TARGET)
+    assert torch.allclose(res.output, out, atol=1e-12)
+    torch.testing.assert_close(res.relevance, want, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("bn", [False, True], ids=["plain", "batchnorm"])
+@pytest.mark.parametrize("key", list(RULES))
+def test_conv_rules_match_reference(key: str, bn: bool) -> None:
+    rule = RULES[key]
+    net = conv_net(bn)
+    x = _x((3, 2, 8, 8), 1)
+    dense = nx.Epsilon(0.01)
+    res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: rule, nn.Linear: dense}))
+    want, out = ref.run(conv_plan(net, as_ref(rule), as_ref(dense)), x, TARGET)
+    torch.testing.assert_close(res.output, out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("key", ["zero", "eps", "zplus", "gamma", "a2b1", "w2"])
+def test_residual_rules_match_reference(key: str) -> None:
+    rule = RULES[key]
+    net = resnet()
+    x = _x((3, 2, 6, 6), 2)
+    dense = nx.Epsilon(1e-6)
+    res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: rule, nn.Linear: dense}))
+    want, out = ref.run(resnet_plan(net, as_ref(rule), as_ref(dense)), x, TARGET)
+    torch.testing.assert_close(res.output, out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", list(nx.COMPOSITES))
+def test_named_composites_match_reference(name: str) -> None:
+    net = conv_net(bn=True)
+    x = _x((3, 2, 8, 8), 3).clamp(-1, 1)
+    res = nx.lrp(net, x, TARGET, composite=name, low=-1.0, high=1.0)
+    eps = ("eps", 1e-6, True)
+    conv, first = {
+        "epsilon": (eps, None),
+        "epsilon_plus": (("zplus", True), None),
+        "epsilon_plus_flat": (("zplus", True), ("flat",)),
+        "epsilon_gamma_box": (("gamma", 0.25, True), ("zbox", -1.0, 1.0)),
+        "epsilon_alpha2_beta1": (("alphabeta", 2.0, 1.0, True), None),
+        "epsilon_alpha2_beta1_flat": (("alphabeta", 2.0, 1.0, True), ("flat",)),
+    }[name]
+    want, _ = ref.run(conv_plan(net, conv, eps, first), x, TARGET)
+    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("key", ["zero-nobias", "eps-tiny", "zplus-nobias", "gamma-nobias", "a1b0", "flat", "w2"])
+def test_conserving_rules_conserve_without_biases(key: str) -> None:
+    """Without biases, LRP-0, ε→0, z⁺, γ, α1β0, flat and w² conserve relevance layer by layer, also
+    through max pooling, average pooling (proportional rule), merged batch norm and residual sums.
+
+    z⁺, γ and α1β0 lose the relevance of a neuron whose positive (boosted) contributions sum to 0; in a
+    ReLU chain such a neuron has no relevance, but a residual sum can hand it some, so they are checked
+    on the plain conv net only."""
+    rule = {"eps-tiny": nx.Epsilon(1e-13, bias=False), "gamma-nobias": nx.Gamma(1.0, 1e-13, bias=False)}.get(key)
+    rule = rule or RULES[key]
+    nets = [(conv_net(bn=False), _x((3, 2, 8, 8), 4))]
+    if key in ("zero-nobias", "eps-tiny", "flat", "w2"):
+        nets.append((resnet(), _x((3, 2, 6, 6), 5)))
+    for net, x in nets:
+        for mod in net.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)) and mod.bias is not None:
+                with torch.no_grad():
+                    mod.bias.zero_()
+        comp = nx.Composite({nn.Conv2d: rule, nn.Linear: nx.Epsilon(1e-12, bias=False)})
+        res = nx.lrp(net, x, TARGET, composite=comp)
+        # the output layer (ε, no bias) and every rule above conserve; the explained logit is recovered
+        torch.testing.assert_close(res.total, res.explained.double(), rtol=1e-7, atol=1e-9)
+
+
+def test_biases_absorb_relevance_for_epsilon() -> None:
+    net = conv_net(bn=False)
+    res = nx.lrp(net, _x((3, 2, 8, 8), 6), TARGET, composite="epsilon")
+    assert float(res.conservation_error.max()) > 1e-4  # documented: biases take their share
+
+
+def test_alphabeta_does_not_promise_conservation() -> None:
+    assert not nx.AlphaBeta(2, 1).conserving and nx.ZPlus().conserving
