@@ -1,0 +1,536 @@
+"""``ExplanationExplorer``: several attribution methods side by side, one row per sample.
+
+Rows are samples; the columns are the input and one map per method, with the predicted and the
+explained class as text, and each map's conservation and continuity scores. Hovering a pixel marks
+the same pixel in every column of that row and reads every method's value there; an opacity control
+blends the maps over the input. Every map already computed (per sample *and* target class) is kept in
+the view's cache, so switching back to a class seen before is instant and needs no kernel; a class or
+a sample not computed yet is requested from the kernel (the view shows it is busy, and only the latest
+request is run).
+
+The widget implements no algorithm: every map comes from :mod:`nbexplain.core`
+(:func:`~nbexplain.core.sensitivity.gradient`, …, :func:`~nbexplain.core.relevance.lrp`,
+:func:`~nbexplain.core.rate_distortion.rde`, :func:`~nbexplain.core.continuity.continuity`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from .. import core
+from ..core.hygiene import model_device, model_dtype, preserved
+from ..core.validation import check_model, check_positive_int, check_tensor, suggest
+from .base import NbxWidget
+from .tensor import TensorTrait, downsample_maps, to_uint8_images
+
+__all__ = ["ExplanationExplorer", "METHOD_NAMES"]
+
+#: Methods known by name; LRP takes any composite as ``"lrp:<composite>"``.
+METHOD_NAMES = ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "rde", "lrp:<composite>")
+
+_TITLES = {
+    "gradient": "gradient",
+    "gradient_x_input": "gradient × input",
+    "smoothgrad": "SmoothGrad",
+    "integrated_gradients": "integrated gradients",
+    "rde": "RDE mask",
+}
+
+# Budget for the cache tensor sent to the view (maps of every computed (sample, target) pair).
+_MAX_CACHE_BYTES = 8_000_000
+
+
+@dataclass
+class _Method:
+    key: str  # unique column key
+    title: str
+    kind: str  # "diverging" | "sequential"
+    fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _conservation_ratio(total: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Σ map ÷ reference, NaN where the reference is (numerically) zero."""
+    ref = reference.to(torch.float64)
+    out = total.to(torch.float64) / ref
+    return torch.where(ref.abs() > 1e-12, out, torch.full_like(out, float("nan")))
+
+
+def _scores(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    with preserved(model), torch.no_grad():
+        model.eval()
+        out = model(x.to(model_device(model), model_dtype(model)))
+    return out.reshape(out.shape[0], -1).gather(1, t.view(-1, 1).to(out.device)).squeeze(1).cpu()
+
+
+def _build_method(spec: Any, options: Mapping[str, Mapping[str, Any]]) -> _Method:
+    if callable(spec) and not isinstance(spec, str):
+        name = getattr(spec, "__name__", type(spec).__name__)
+        kw = dict(options.get(name, {}))
+
+        def user(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, None]:
+            r = spec(model, x, t, **kw)
+            r = getattr(r, "relevance", r)
+            if isinstance(r, (tuple, list)):
+                r = r[0]
+            if not isinstance(r, torch.Tensor) or tuple(r.shape) != tuple(x.shape):
+                raise ValueError(
+                    f"Method {name!r} must return a tensor with the input's shape {tuple(x.shape)}, got "
+                    f"{tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__}."
+                )
+            return r.detach(), None
+
+        return _Method(name, name, "diverging", user)
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"Each entry of `methods` must be a method name or a function (model, x, target) -> map, got {spec!r}."
+        )
+    kw = dict(options.get(spec, {}))
+    if spec.startswith("lrp"):
+        composite = spec.split(":", 1)[1] if ":" in spec else "epsilon_plus_flat"
+        if composite not in core.COMPOSITES:
+            raise ValueError(
+                f"Unknown LRP composite {composite!r} in {spec!r}.{suggest(composite, core.COMPOSITES)} "
+                f"Known: {list(core.COMPOSITES)} (write 'lrp:<composite>')."
+            )
+
+        def lrp(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            r = core.lrp(model, x, t, composite=composite, **kw)
+            return r.relevance.detach(), r.conservation.detach().cpu().to(torch.float64)
+
+        return _Method(f"lrp:{composite}", f"LRP {composite}", "diverging", lrp)
+    if spec == "gradient":
+        absolute = bool(kw.get("absolute", False))
+
+        def grad(model, x, t):
+            return core.gradient(model, x, t, **kw), None
+
+        return _Method(spec, "|gradient|" if absolute else "gradient", "sequential" if absolute else "diverging", grad)
+    if spec == "gradient_x_input":
+
+        def gxi(model, x, t):
+            r = core.gradient_x_input(model, x, t, **kw)
+            return r, _conservation_ratio(r.reshape(r.shape[0], -1).sum(1).cpu(), _scores(model, x, t))
+
+        return _Method(spec, _TITLES[spec], "diverging", gxi)
+    if spec == "smoothgrad":
+        magnitude = bool(kw.get("magnitude", False))
+
+        def sg(model, x, t):
+            return core.smoothgrad(model, x, t, **kw), None
+
+        return _Method(spec, _TITLES[spec], "sequential" if magnitude else "diverging", sg)
+    if spec == "integrated_gradients":
+
+        def ig(model, x, t):
+            kw2 = {k: v for k, v in kw.items() if k != "return_error"}
+            r, err = core.integrated_gradients(model, x, t, return_error=True, **kw2)
+            total = r.reshape(r.shape[0], -1).sum(1).cpu().to(torch.float64)
+            return r, _conservation_ratio(total, total - err.cpu())
+
+        return _Method(spec, _TITLES[spec], "diverging", ig)
+    if spec == "rde":
+        rkw = {"steps": 150, "n_noise": 16, "fractions": 5, "n_eval": 8, "progress": False, **kw}
+
+        def rde(model, x, t):
+            return core.rde(model, x, t, **rkw).mask, None
+
+        return _Method(spec, _TITLES[spec], "sequential", rde)
+    raise ValueError(
+        f"Unknown method {spec!r}.{suggest(spec, [m for m in METHOD_NAMES if ':' not in m] + ['lrp:epsilon_plus_flat'])} "
+        f"Known: {list(METHOD_NAMES)}, or pass a function (model, x, target) -> map."
+    )
+
+
+def _as_plain(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+class ExplanationExplorer(NbxWidget):
+    """Compare attribution methods on a few samples, interactively.
+
+    Parameters
+    ----------
+    model
+        A classifier returning ``(N, n_classes)`` scores.
+    inputs
+        Images ``(N, C, H, W)`` or ``(N, H, W)`` in the model's input layout; flat inputs ``(N, D)`` with
+        ``image_shape=(H, W)`` (or ``(C, H, W)``) for display. All ``N`` are the pool; the first
+        ``n_shown`` are explained up front, the view's "more samples" button adds the next ones.
+    targets
+        The class explained per shown sample: ``None`` (the predicted class), an int, or one per sample.
+    methods
+        Method names — ``"gradient"``, ``"gradient_x_input"``, ``"smoothgrad"``,
+        ``"integrated_gradients"``, ``"rde"``, ``"lrp:<composite>"`` (e.g. ``"lrp:epsilon_plus_flat"``)
+        — and/or functions ``fn(model, x, target) -> map`` (titled by their ``__name__``).
+    method_options
+        Keyword arguments per method name, e.g. ``{"smoothgrad": {"n_samples": 20}, "rde": {"steps": 300}}``.
+    classes
+        Class labels (text) for the predicted/explained classes; default ``"0"``, ``"1"``, …
+    n_shown
+        Rows explained at start (capped by the pool size).
+    add_step
+        Rows the "more samples" button adds.
+    continuity_shifts
+        Pixel shifts of the continuity criterion computed per map (Montavon et al. 2018, horizontal
+        translations); ``None`` skips it (each shift costs one more explanation per map).
+    opacity
+        Opacity of the maps over the input (0 shows only the input, 1 only the map).
+    cell_size
+        Width of each image in CSS pixels.
+    max_cache
+        At most this many (sample, target) entries are kept; the oldest entries not on screen go first.
+
+    Attributes
+    ----------
+    targets : list[int]
+        The explained class per shown row (set it to explain other classes; the view sets it too).
+    n_shown : int
+        Rows shown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.zoo import cnn
+    >>> from nbexplain.widgets import ExplanationExplorer
+    >>> ex = ExplanationExplorer(cnn(), torch.rand(3, 1, 28, 28), methods=["gradient", "lrp:epsilon_plus_flat"])
+    >>> ex
+    ExplanationExplorer(samples=3/3, methods=['gradient', 'lrp:epsilon_plus_flat'], cached=3)
+    >>> ex.targets = [1, 2, 3]   # explains these classes (kernel work); switching back is cached
+    """
+
+    _bundle = "explanation_explorer"
+
+    images = TensorTrait("uint8", ndim=4)
+    maps = TensorTrait("float32", ndim=4)
+    entries = traitlets.List(traitlets.List(traitlets.Int())).tag(sync=True)
+    entry_meta = traitlets.List(traitlets.Dict()).tag(sync=True)
+    methods = traitlets.List(traitlets.Dict()).tag(sync=True)
+    targets = traitlets.List(traitlets.Int()).tag(sync=True)
+    n_shown = traitlets.Int(0, min=0).tag(sync=True)
+    n_pool = traitlets.Int(0, min=0).tag(sync=True)
+    add_step = traitlets.Int(1, min=1).tag(sync=True)
+    predicted = traitlets.List(traitlets.Int()).tag(sync=True)
+    probability = traitlets.List(traitlets.Float()).tag(sync=True)
+    classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    opacity = traitlets.Float(0.7, min=0.0, max=1.0).tag(sync=True)
+    cell_size = traitlets.Int(96, min=16, max=1024).tag(sync=True)
+    source_shape = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
+    continuity_shifts = traitlets.List(traitlets.Int()).tag(sync=True)
+    busy = traitlets.Bool(False).tag(sync=True)
+    completed_request = traitlets.Int(0).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: Any,
+        targets: int | Sequence[int] | torch.Tensor | None = None,
+        methods: Sequence[str | Callable[..., Any]] = ("gradient", "smoothgrad", "integrated_gradients", "lrp:epsilon_plus_flat"),
+        *,
+        method_options: Mapping[str, Mapping[str, Any]] | None = None,
+        classes: Sequence[str] | None = None,
+        image_shape: Sequence[int] | None = None,
+        n_shown: int = 4,
+        add_step: int = 2,
+        continuity_shifts: Sequence[int] | None = (-1, 0, 1),
+        opacity: float = 0.7,
+        cell_size: int = 96,
+        max_cache: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        self._model = check_model(model)
+        x = check_tensor(inputs, "inputs", min_ndim=2, dtype_kind="float", finite=True)
+        if x.shape[0] == 0:
+            raise ValueError("`inputs` is empty; pass at least one sample.")
+        self._x = x.detach().cpu()
+        self._display_shape = self._resolve_display_shape(self._x, image_shape)
+        if isinstance(methods, (str, bytes)) or callable(methods):
+            methods = [methods]  # one method given bare
+        if not methods:
+            raise ValueError("`methods` is empty; pass at least one, e.g. ['gradient', 'lrp:epsilon_plus_flat'].")
+        options = dict(method_options or {})
+        self._methods = [_build_method(m, options) for m in methods]
+        keys = [m.key for m in self._methods]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"`methods` contains duplicates: {keys}.")
+        self._max_cache = check_positive_int(max_cache, "max_cache")
+        shifts = None if continuity_shifts is None else [int(s) for s in continuity_shifts]
+        if shifts is not None and len(shifts) < 2:
+            raise ValueError("`continuity_shifts` needs at least two shifts (e.g. (-1, 0, 1)), or None to skip.")
+        # cache: (sample, target) -> (maps (M, H, W) float32, meta dict)
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, dict[str, Any]]] = {}
+        self._order: list[tuple[int, int]] = []
+
+        with torch.no_grad(), preserved(self._model):
+            self._model.eval()
+            dev, dt = model_device(self._model), model_dtype(self._model)
+            logits = torch.cat(
+                [self._model(self._x[s : s + 256].to(dev, dt)).reshape(min(256, self._x.shape[0] - s), -1).cpu()
+                 for s in range(0, self._x.shape[0], 256)]
+            )
+        self._n_classes = int(logits.shape[1])
+        probs = torch.softmax(logits.to(torch.float64), dim=1)
+        self._pred = logits.argmax(dim=1)
+        self._prob = probs.gather(1, self._pred.view(-1, 1)).squeeze(1)
+        if classes is None:
+            labels = [str(i) for i in range(self._n_classes)]
+        else:
+            labels = [str(c) for c in classes]
+            if len(labels) != self._n_classes:
+                raise ValueError(f"`classes` has {len(labels)} labels but the model has {self._n_classes} outputs.")
+        n0 = min(check_positive_int(n_shown, "n_shown"), self._x.shape[0])
+        super().__init__(
+            opacity=opacity, cell_size=cell_size, add_step=check_positive_int(add_step, "add_step"), **kwargs
+        )
+        with self.hold_sync():
+            self.classes = labels
+            self.continuity_shifts = shifts or []
+            self.n_pool = int(self._x.shape[0])
+            self.methods = [{"key": m.key, "title": m.title, "kind": m.kind} for m in self._methods]
+            self.source_shape = [int(self._display_shape[-2]), int(self._display_shape[-1])]
+        self._show(n0, self._targets_for(targets, n0), force=True)
+        self.observe(self._on_targets, "targets")
+        self.on_msg(self._handle_message)
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_display_shape(x: torch.Tensor, image_shape: Sequence[int] | None) -> tuple[int, ...]:
+        if image_shape is not None:
+            shape = tuple(int(s) for s in image_shape)
+            if len(shape) not in (2, 3) or math.prod(shape) != math.prod(x.shape[1:]):
+                raise ValueError(
+                    f"`image_shape` {shape} must be (H, W) or (C, H, W) with as many values as one input "
+                    f"{tuple(x.shape[1:])} ({math.prod(x.shape[1:])})."
+                )
+            return shape
+        if x.ndim == 4 or x.ndim == 3:
+            return tuple(x.shape[1:])
+        raise ValueError(
+            f"`inputs` of shape {tuple(x.shape)} are not images; pass (N, C, H, W) or (N, H, W), or give "
+            "`image_shape=(H, W)` to display flat inputs."
+        )
+
+    def _to_image(self, t: torch.Tensor) -> torch.Tensor:
+        """(n, *input) → (n, C, H, W) for display."""
+        shape = self._display_shape
+        t = t.reshape((t.shape[0],) + shape)
+        return t.unsqueeze(1) if len(shape) == 2 else t
+
+    def _targets_for(self, targets: Any, n: int) -> list[int]:
+        if targets is None:
+            return [int(v) for v in self._pred[:n]]
+        if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
+            out = [int(targets)] * n
+        else:
+            out = [int(v) for v in (targets.tolist() if isinstance(targets, torch.Tensor) else targets)]
+            if len(out) == self._x.shape[0] and n < len(out):
+                out = out[:n]
+            if len(out) != n:
+                raise ValueError(f"`targets` has {len(out)} entries for {n} shown samples; give one per sample or an int.")
+        bad = [v for v in out if not 0 <= v < self._n_classes]
+        if bad:
+            raise ValueError(f"`targets` contains {bad[0]}, outside [0, {self._n_classes - 1}] (the model's classes).")
+        return out
+
+    # ---- computation -----------------------------------------------------------------------------
+    def _compute(self, pairs: list[tuple[int, int]]) -> bool:
+        """Explain every missing (sample, target) pair with every method (batched per method).
+
+        Returns whether anything was computed.
+        """
+        missing = [p for p in dict.fromkeys(pairs) if p not in self._cache]
+        if not missing:
+            return False
+        idx = torch.tensor([p[0] for p in missing])
+        tgt = torch.tensor([p[1] for p in missing], dtype=torch.long)
+        x = self._x[idx]
+        maps, cons, cont, vmax = [], [], [], []
+        shifts = list(self.continuity_shifts)
+        for m in self._methods:
+            r, c = m.fn(self._model, x, tgt)
+            img = self._to_image(r.detach().cpu().to(torch.float32))
+            # relevance adds up over channels; unsigned maps (masks, magnitudes) are averaged
+            img = img.sum(dim=1) if m.kind == "diverging" else img.mean(dim=1)
+            maps.append(img)
+            cons.append(c if c is not None else torch.full((len(missing),), float("nan"), dtype=torch.float64))
+            if shifts:
+                def explain(z: torch.Tensor, _m: _Method = m) -> torch.Tensor:
+                    return _m.fn(self._model, z, tgt)[0]
+
+                x_img = self._to_image(x)
+                if x.ndim == x_img.ndim:
+                    res = core.continuity(explain, x, shifts=shifts)
+                else:
+                    res = core.continuity(lambda z: explain(z.reshape(x.shape)).reshape(z.shape), x_img, shifts=shifts)
+                cont.append(res.score.to(torch.float64))
+            else:
+                cont.append(torch.full((len(missing),), float("nan"), dtype=torch.float64))
+        stack = torch.stack(maps, dim=1).numpy()  # (K, M, H, W)
+        for k, pair in enumerate(missing):
+            per = stack[k]
+            meta = {
+                "vmax": [float(np.abs(per[j]).max()) for j in range(per.shape[0])],
+                "vmin": [float(per[j].min()) for j in range(per.shape[0])],
+                "conservation": [_as_plain(float(cons[j][k])) for j in range(len(self._methods))],
+                "continuity": [_as_plain(float(cont[j][k])) for j in range(len(self._methods))],
+            }
+            self._cache[pair] = (per.astype(np.float32), meta)
+            self._order.append(pair)
+        return True
+
+    def _evict(self, keep: set[tuple[int, int]]) -> None:
+        while len(self._order) > self._max_cache:
+            victim = next((p for p in self._order if p not in keep), None)
+            if victim is None:
+                break
+            self._order.remove(victim)
+            del self._cache[victim]
+
+    def _publish(self) -> None:
+        """Send the whole cache (downsampled to the byte budget) and the per-entry scores."""
+        pairs = list(self._order)
+        maps = np.stack([self._cache[p][0] for p in pairs])  # (K, M, H, W)
+        k, m, hgt, wid = maps.shape
+        small, _ = downsample_maps(maps.reshape(k * m, hgt, wid), _MAX_CACHE_BYTES)
+        self.maps = small.reshape((k, m) + small.shape[1:])
+        self.entries = [[int(a), int(b)] for a, b in pairs]
+        self.entry_meta = [self._cache[p][1] for p in pairs]
+
+    def _show(self, n: int, targets: list[int], force: bool = False) -> None:
+        pairs = [(i, targets[i]) for i in range(n)]
+        changed = self._compute(pairs)
+        self._evict(set(pairs))
+        with self.hold_sync():
+            if changed or force:
+                self._publish()
+            if n != self.n_shown or force:
+                imgs = self._to_image(self._x[:n])
+                if imgs.shape[1] not in (1, 3):
+                    imgs = imgs.mean(dim=1, keepdim=True)
+                self.images = to_uint8_images(imgs)
+                self.predicted = [int(v) for v in self._pred[:n]]
+                self.probability = [float(v) for v in self._prob[:n]]
+            self.n_shown = n
+            self._setting_targets = True
+            try:
+                self.targets = list(targets)
+            finally:
+                self._setting_targets = False
+            self.error = ""
+
+    _setting_targets = False
+
+    def _on_targets(self, change: dict) -> None:
+        if self._setting_targets:
+            return
+        new = list(change["new"])
+        try:
+            self._show(self.n_shown, self._targets_for(new, self.n_shown))
+        except Exception:
+            self._setting_targets = True
+            try:
+                self.targets = list(change["old"])
+            finally:
+                self._setting_targets = False
+            raise
+
+    # ---- public API ------------------------------------------------------------------------------
+    def explain(self, targets: int | Sequence[int] | None = None, n_shown: int | None = None) -> None:
+        """Show ``n_shown`` rows explaining ``targets`` (``None``: keep the current classes; new rows
+        explain their predicted class), computing only what is not cached."""
+        n = self.n_shown if n_shown is None else min(check_positive_int(n_shown, "n_shown"), self._x.shape[0])
+        if targets is None:
+            cur = list(self.targets)[:n]
+            cur += [int(v) for v in self._pred[len(cur) : n]]
+            t = cur
+        else:
+            t = self._targets_for(targets, n)
+        self._show(n, t)
+
+    def add_samples(self, x: Any = None, targets: int | Sequence[int] | None = None) -> None:
+        """Add rows: the next ``add_step`` samples of the pool, or new inputs ``x`` (appended to the pool).
+
+        ``targets``: classes for the new rows (default: their predicted class).
+        """
+        start = self.n_shown
+        if x is not None:
+            xn = check_tensor(x, "x", dtype_kind="float", finite=True).detach().cpu()
+            if tuple(xn.shape[1:]) != tuple(self._x.shape[1:]):
+                raise ValueError(f"`x` must hold samples shaped {tuple(self._x.shape[1:])}, got {tuple(xn.shape)}.")
+            with torch.no_grad(), preserved(self._model):
+                self._model.eval()
+                logits = self._model(xn.to(model_device(self._model), model_dtype(self._model))).reshape(xn.shape[0], -1).cpu()
+            probs = torch.softmax(logits.to(torch.float64), dim=1)
+            pred = logits.argmax(dim=1)
+            # insert the new samples right after the shown rows
+            self._x = torch.cat([self._x[:start], xn, self._x[start:]])
+            self._pred = torch.cat([self._pred[:start], pred, self._pred[start:]])
+            self._prob = torch.cat([self._prob[:start], probs.gather(1, pred.view(-1, 1)).squeeze(1), self._prob[start:]])
+            # cached pairs beyond `start` refer to shifted indices: drop them
+            for p in [p for p in self._order if p[0] >= start]:
+                self._order.remove(p)
+                del self._cache[p]
+            self.n_pool = int(self._x.shape[0])
+            k = xn.shape[0]
+        else:
+            k = min(self.add_step, self._x.shape[0] - start)
+            if k <= 0:
+                raise ValueError("Every sample of the pool is shown; pass new inputs: add_samples(x).")
+        new_t = [int(v) for v in self._pred[start : start + k]] if targets is None else self._targets_for(targets, k)
+        self._show(start + k, list(self.targets) + new_t, force=x is not None)
+
+    def maps_for(self, sample: int, target: int | None = None) -> dict[str, np.ndarray]:
+        """The full-resolution maps of a shown sample (current target by default), by method key."""
+        t = self.targets[sample] if target is None else int(target)
+        if (sample, t) not in self._cache:
+            self._compute([(sample, t)])
+            self._evict({(i, self.targets[i]) for i in range(self.n_shown)} | {(sample, t)})
+            self._publish()
+        maps, _ = self._cache[(sample, t)]
+        return {m.key: maps[j] for j, m in enumerate(self._methods)}
+
+    def scores_for(self, sample: int, target: int | None = None) -> dict[str, dict[str, float | None]]:
+        """Conservation and continuity scores of a shown sample's maps, by method key."""
+        t = self.targets[sample] if target is None else int(target)
+        self.maps_for(sample, t)
+        meta = self._cache[(sample, t)][1]
+        return {
+            m.key: {"conservation": meta["conservation"][j], "continuity": meta["continuity"][j]}
+            for j, m in enumerate(self._methods)
+        }
+
+    # ---- view requests ---------------------------------------------------------------------------
+    def _handle_message(self, _widget: Any, content: dict, buffers: list) -> None:
+        if not isinstance(content, dict) or content.get("type") != "request":
+            return
+        request = int(content.get("id", 0))
+        self.busy = True
+        try:
+            n = int(content.get("n_shown", self.n_shown))
+            targets = [int(v) for v in content.get("targets", self.targets)]
+            if n > self.n_shown:
+                n = min(n, self._x.shape[0])
+                targets = targets[: self.n_shown] + [int(v) for v in self._pred[self.n_shown : n]]
+            self._show(n, self._targets_for(targets[:n], n))
+        except Exception as err:  # shown in the view; the widget stays usable
+            self.error = f"{type(err).__name__}: {err}"
+        finally:
+            with self.hold_sync():
+                self.busy = False
+                self.completed_request = max(self.completed_request, request)
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {
+            "samples": f"{self.n_shown}/{self.n_pool}",
+            "methods": [m.key for m in self._methods],
+            "cached": len(self._order),
+        }
