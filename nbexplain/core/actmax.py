@@ -434,14 +434,18 @@ def diversity(layer: str, groups: Sequence[int] | None = None) -> Objective:
 
 
 def _named_objective(
-    kind: str, layer: str, units: torch.Tensor | None, vectors: torch.Tensor | None, module: nn.Module
+    kind: str, layer: str, units: torch.Tensor | None, vectors: torch.Tensor | None, module: nn.Module,
+    shape: tuple[int, ...] | None = None,
 ) -> Objective:
     if kind == "direction":
         assert vectors is not None
         return _Direction(layer, vectors)
     assert units is not None
     if kind == "auto":
-        kind = "channel" if is_channel_first(module) else "neuron"
+        # channel means for outputs with positions (N, C, *spatial) — conv, pool, activations after
+        # them — and the unit itself for (N, F) outputs.
+        spatial = len(shape) >= 3 if shape is not None else is_channel_first(module)
+        kind = "channel" if spatial else "neuron"
     if kind == "neuron":
         return _Neuron(layer, units)
     if kind == "channel":
@@ -670,6 +674,7 @@ def maximize_activation(
     l2: float = 0.0,
     tv: float = 0.0,
     diversity: float = 0.0,
+    diversity_layer: str | None = None,
     images_per_unit: int = 1,
     reference: Any = None,
     batch_size: int = 256,
@@ -697,7 +702,8 @@ def maximize_activation(
     seed
         Seeds initialisation and random transforms (deterministic on CPU); ``None`` for fresh randomness.
     objective
-        ``"auto"`` (channel mean for conv layers, neuron for dense ones), ``"neuron"``, ``"channel"``,
+        ``"auto"`` (channel mean for outputs with spatial positions, the unit itself for ``(N, F)``
+        outputs), ``"neuron"``, ``"channel"``,
         ``"logit"``, ``"logit_minus_others"``, ``"direction"``, or an :class:`Objective` built from
         :func:`neuron`, :func:`channel`, :func:`class_logit`, :func:`direction`, :func:`diversity`
         (combinable with ``+`` and weights).
@@ -717,7 +723,10 @@ def maximize_activation(
     l2, tv
         Weights of the L2 penalty (around the middle of ``value_range``) and of total variation.
     diversity
-        Weight of the diversity term (used with ``images_per_unit > 1``), computed on ``layer``.
+        Weight of the diversity term (used with ``images_per_unit > 1``): minus the cosine similarity
+        of the Gram matrices of ``diversity_layer``'s activations between images of the same unit.
+    diversity_layer
+        Where diversity is measured; defaults to ``layer`` (a post-ReLU layer often works best).
     images_per_unit
         Images per unit; with ``diversity > 0`` they are pushed apart.
     reference
@@ -788,7 +797,7 @@ def maximize_activation(
             resolve_modules(model, objective_layers, "objective layers")
             shapes, order = _probe(model, objective_layers, input_shape, device, dtype)
             n_base = 1
-            for t in (obj.terms if isinstance(obj, _Sum) else [obj]):
+            for t in ([t for _, t in obj.terms] if isinstance(obj, _Sum) else [obj]):
                 if isinstance(t, _Indexed):
                     n_base = max(n_base, t.units.numel())
                 if isinstance(t, _Direction):
@@ -816,11 +825,16 @@ def maximize_activation(
                     units = units.repeat_interleave(images_per_unit)
                 if vectors is not None:
                     vectors = (vectors[None] if vectors.ndim == 1 else vectors).repeat_interleave(images_per_unit, 0)
-            obj = _named_objective(objective, layer, units, vectors, module)
+            obj = _named_objective(objective, layer, units, vectors, module, shapes[layer])
             group_layer = layer
             obj_layer = layer
         batch = n_base * images_per_unit
         if diversity_w > 0:
+            if diversity_layer is not None:
+                resolve_modules(model, [diversity_layer], "diversity_layer")
+                group_layer = diversity_layer
+                shapes.update(_probe(model, [diversity_layer], input_shape, device, dtype)[0])
+                order = _probe(model, sorted({*obj.layers, diversity_layer}), input_shape, device, dtype)[1]
             groups = torch.arange(n_base).repeat_interleave(images_per_unit)
             obj_opt: Objective = obj + diversity_w * _Diversity(group_layer, groups)
         else:
@@ -1029,7 +1043,7 @@ def top_activating(
                     if obj is None:
                         n_units = int(o.shape[1]) if o.ndim >= 2 else 1
                         units = torch.arange(n_units) if unit is None else _as_units(unit)
-                        proto = _named_objective(objective, layer, units, None, module)
+                        proto = _named_objective(objective, layer, units, None, module, (1, *o.shape[1:]))
                         proto.check({layer: (1, *o.shape[1:])}, units.numel())
                         obj = proto
                     assert units is not None

@@ -167,16 +167,23 @@ def test_regularisers_make_images_smoother(trained_cnn):
 
 
 def test_diversity_pushes_images_of_one_unit_apart(trained_cnn):
-    kw = dict(steps=20, seed=3, images_per_unit=3, progress=False)
+    kw = dict(steps=40, seed=3, images_per_unit=4, progress=False)
     plain = nx.maximize_activation(trained_cnn, "conv2", [2], SHAPE, (0, 1), **kw)
-    diverse = nx.maximize_activation(trained_cnn, "conv2", [2], SHAPE, (0, 1), diversity=50.0, **kw)
-    assert diverse.units == [2, 2, 2] and diverse.images.shape == (3, *SHAPE)
+    diverse = nx.maximize_activation(trained_cnn, "conv2", [2], SHAPE, (0, 1), diversity=2.0,
+                                     diversity_layer="relu2", **kw)
+    assert diverse.units == [2, 2, 2, 2] and diverse.images.shape == (4, *SHAPE)
 
-    def spread(x):
-        f = x.flatten(1)
-        return torch.pdist(f).mean()
+    def gram_similarity(x):  # what the diversity term lowers: cosine of Gram matrices at relu2
+        with torch.no_grad(), nx.capture(trained_cnn, ["relu2"]) as out:
+            trained_cnn(x)
+        return -float(_Diversity("relu2")({"relu2": out["relu2"]}).mean())
 
-    assert spread(diverse.images) > spread(plain.images)
+    assert gram_similarity(diverse.images) < gram_similarity(plain.images) - 0.1
+    assert torch.pdist(diverse.images.flatten(1)).mean() > torch.pdist(plain.images.flatten(1)).mean()
+    # the combined objective in one batch: custom objectives with per-image units and a diversity term
+    obj = nx.channel("conv2", [2, 2]) + 2.0 * nx.diversity("relu2")
+    res = nx.maximize_activation(trained_cnn, None, None, SHAPE, (0, 1), objective=obj, steps=3, progress=False)
+    assert res.images.shape == (2, *SHAPE)
 
 
 def test_direction_objective_and_dense_inputs():
@@ -325,3 +332,13 @@ def test_top_activating_matches_brute_force(trained_cnn, mnist):
     dense = nx.top_activating(trained_cnn, "fc1", 7, [(x[:100], None), (x[100:], None)], k=3)
     assert dense.indices[0].tolist() == out["fc1"][:, 7].argsort(descending=True)[:3].tolist()
     assert dense.maps is None and dense.units == [7]
+
+
+def test_auto_objective_follows_the_output_shape(trained_cnn):
+    # a ReLU after a conv has positions: channel means; after the dense layer: the unit itself
+    assert nx.maximize_activation(trained_cnn, "relu1", 0, SHAPE, (0, 1), steps=1, progress=False).objective \
+        == "channel('relu1', 0)"
+    assert nx.maximize_activation(trained_cnn, "relu3", 0, SHAPE, (0, 1), steps=1, progress=False).objective \
+        == "neuron('relu3', 0)"
+    top = nx.top_activating(trained_cnn, "relu1", [0], torch.rand(6, *SHAPE), k=2)
+    assert top.maps.shape == (1, 2, 28, 28)
