@@ -10,7 +10,9 @@ per layer and sample layout) and reused for every pair, so each cell costs one c
 features and a small SVD — instead of redoing both sides' covariances, inverses and reductions per cell.
 
 Samples must correspond across the two layers of a pair. Dense layers give one sample per input. With
-``conv="channels"`` (default) a conv layer's spatial positions are samples of its channels; two conv layers
+``conv="channels"`` (default) a conv layer's spatial positions are samples of its channels (also for the
+activations, dropout and pooling layers that follow a conv; a ``(N, T, F)`` token output is read as
+``T`` positions of ``F`` features); two conv layers
 of different resolutions are compared at the smaller one (the larger map is average-pooled down), a conv
 layer against a dense layer is average-pooled to one sample per input, and when a pair has more than
 ``max_samples`` samples a fixed (seeded) subset of them is used — the same subset for both sides.
@@ -33,7 +35,7 @@ from torch import nn
 
 from .capturing import CONV_MODES, InputsArg, capture, iter_batches
 from .hygiene import model_device, preserved
-from .layer_select import is_channel_first, layers as list_layers, resolve_modules
+from .layer_select import LAYER_KINDS, is_channel_first, layers as list_layers, resolve_modules
 from .similarity import (
     RANK_RTOL,
     _check_epsilon,
@@ -52,6 +54,8 @@ __all__ = ["similarity_grid", "model_similarity", "SimilarityGridResult", "GRID_
 GRID_METRICS = ("svcca", "cca", "pwcca", "cka", "cka_debiased", "cka_rbf")
 _CCA_FAMILY = ("svcca", "cca", "pwcca")
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+#: Modules whose output keeps their input's layout (a ReLU after a conv is still channel-first).
+_ELEMENTWISE = LAYER_KINDS["activation"] + (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
 
 CheckpointArg = Union[nn.Module, Mapping[str, Any], str, os.PathLike]
 
@@ -218,8 +222,8 @@ def _capture_outputs(
                             "model.forward."
                         )
                     o = out[name]
-                    if not is_channel_first(mod) and o.ndim > 2:
-                        o = o.reshape(o.shape[0], -1) if o.ndim > 2 else o
+                    if o.ndim > 2 and not (is_channel_first(mod) or isinstance(mod, _ELEMENTWISE)):
+                        o = o.movedim(-1, 1)  # (N, …, F) token layout → features first, tokens as positions
                     chunks[name].append(o.to(device, torch.float32))
             if not seen:
                 raise ValueError("`inputs` is empty: it yielded no batches.")

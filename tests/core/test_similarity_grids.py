@@ -144,6 +144,9 @@ def test_conv_channels_resolution_alignment_and_pooling():
     again = nx.model_similarity(net, net, imgs, ["conv1"], metric="svcca", max_samples=500, progress=False)
     assert sub.n_samples.item() == 500 and torch.equal(sub.grid, again.grid)
     assert sub.grid.item() == pytest.approx(1.0, abs=1e-9)
+    # a ReLU after a conv keeps the channel layout (positions are samples)
+    relu = nx.model_similarity(net, net, imgs, ["relu1", "conv2"], metric="cca", max_samples=100_000, progress=False)
+    assert relu.n_samples.tolist() == [[30 * 64, 30 * 16], [30 * 16, 30 * 16]]
     pooled_mode = nx.model_similarity(net, other, imgs, ["conv1"], ["conv2"], metric="cka", conv="mean", progress=False)
     assert pooled_mode.grid.item() == pytest.approx(
         nx.cka(c1.mean(dim=(2, 3)), c2.mean(dim=(2, 3))).value, abs=1e-9
