@@ -39,7 +39,59 @@ def _check_finite(x: torch.Tensor) -> None:
 
 
 class UnsupportedModuleError(TypeError):
-    """A module the explained input reaches has no LRP rule."""
+    """A module (or a functional operation) the explained input reaches has no LRP rule."""
+
+
+# autograd nodes relevance may pass through unchanged: moving, selecting or copying values, routing to
+# a maximum (max pooling, ReLU masks, eval-mode dropout), zero padding — plus nbexplain's own nodes
+_SAFE_NODES = (
+    "_RuleFunction", "_SumFunction", "_Assign", "AccumulateGrad", "View", "Reshape", "UnsafeView",
+    "Permute", "Transpose", "TBackward", "Squeeze", "Unsqueeze", "Slice", "Select", "Cat", "Stack",
+    "Split", "Unbind", "Index", "Clone", "ToCopy", "Alias", "AsStrided", "MaxPool", "AdaptiveMaxPool",
+    "Relu", "Threshold", "MaxBackward", "Flip", "Roll", "ConstantPadNd", "Contiguous", "Unfold",
+    "Narrow", "Detach", "Identity", "Flatten", "Unflatten", "Dropout", "NativeDropout", "Hardtanh",
+)
+_HINTS = {
+    "Add": "make sums explicit with canonizers='auto' (residual sums of two activations are handled)",
+    "Mean": "use an nn.AdaptiveAvgPool module instead of .mean() (it gets the proportional rule)",
+    "Convolution": "call convolutions through nn.Conv modules, not F.conv*",
+    "Addmm": "call dense layers through nn.Linear, not F.linear / @",
+    "Mm": "call dense layers through nn.Linear, not F.linear / @",
+}
+
+
+def _check_graph(out: torch.Tensor, regions: dict[int, set[int]]) -> None:
+    """Walk the autograd graph of the LRP forward pass and reject operations no rule covers.
+
+    ``regions`` maps the output node of a module mapped to :class:`Gradient` to the nodes of its
+    inputs: everything between them propagates plain gradients on purpose."""
+    seen: set[int] = set()
+    bad: list[str] = []
+    stack: list[tuple[Any, frozenset[int]]] = [(out.grad_fn, frozenset())]
+    while stack:
+        node, stops = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        name = type(node).__name__
+        if id(node) in stops:
+            stops = frozenset()
+        if id(node) in regions:
+            stops = frozenset(regions[id(node)])
+        elif not stops and not name.startswith(_SAFE_NODES):
+            bad.append(name)
+        for nxt, _ in node.next_functions:
+            stack.append((nxt, stops))
+    if bad:
+        ops = sorted(set(bad))
+        hints = [h for k, h in _HINTS.items() if any(b.startswith(k) for b in ops)]
+        raise UnsupportedModuleError(
+            f"The model computes {ops} on the explained input outside any module with an LRP rule; "
+            "relevance would pass these as plain gradients and stop meaning 'contribution'. "
+            + ("; ".join(h[0].upper() + h[1:] for h in hints) + ". " if hints else "")
+            + "Move the computation into modules and map rules to them, or pass strict=False to let "
+            "relevance follow the gradient through them."
+        )
 
 
 class _RuleFunction(torch.autograd.Function):
@@ -166,6 +218,7 @@ class _Session:
         self.first_done = False
         self.rules: dict[str, Rule] = {}
         self.captured: dict[str, list[torch.Tensor | None]] = {}
+        self.regions: dict[int, set[int]] = {}
         self.transparent: set[nn.Module] = set()
         # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
         # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
@@ -241,6 +294,8 @@ class _Session:
                 raise _unsupported(name, module)
             self.rules.setdefault(name, rule)
             if isinstance(rule, Gradient):
+                if output.grad_fn is not None:
+                    self.regions[id(output.grad_fn)] = {id(a.grad_fn) for a in args if isinstance(a, torch.Tensor) and a.grad_fn is not None}
                 return None
             if isinstance(module, Sum):
                 if not isinstance(rule, (Norm,)) and type(rule).__name__ not in ("Epsilon", "ZeroRule", "Norm"):
@@ -324,6 +379,7 @@ def lrp(
     init: str = "logit",
     batch_size: int | None = None,
     progress: bool | None = None,
+    strict: bool = True,
 ) -> LRPResult:
     """Layer-wise relevance propagation: how much each input feature contributes to a class score.
 
@@ -363,6 +419,9 @@ def lrp(
         Explain at most this many samples per pass (default: all at once).
     progress
         Show a progress bar over batches (default: when there is more than one batch).
+    strict
+        Reject models that compute on the input outside modules with rules (``F.linear``, ``x * w``,
+        ``.mean()``, …), naming the operations; ``False`` lets relevance follow their gradient.
 
     Returns
     -------
@@ -449,6 +508,8 @@ def lrp(
                         )
                     if not out.requires_grad:
                         raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
+                    if strict:
+                        _check_graph(out, session.regions)
                     rows = torch.arange(out.shape[0], device=out.device)
                     picked = out.detach()[rows, tb]
                     explained = picked if init == "logit" else torch.ones_like(picked)
