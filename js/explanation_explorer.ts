@@ -56,7 +56,7 @@ const CSS = `
 .nbx-mapcell.nbx-stale canvas { opacity: 0.35; }
 .nbx-value, .nbx-scores { font-family: var(--jp-code-font-family, monospace); font-size: 0.85em; min-height: 1.2em;
   color: var(--nbx-fg); white-space: nowrap; }
-.nbx-scores { color: var(--nbx-muted); }
+.nbx-scores { color: var(--nbx-muted); white-space: normal; text-align: center; }
 `;
 
 /** Index of the cache entry for (sample, target), or -1. */
@@ -379,6 +379,7 @@ function render({ model, el }: RenderProps<State>) {
         const marker = h("div", "nbx-marker");
         const value = h("span", "nbx-value");
         const score = h("span", "nbx-scores");
+        score.style.maxWidth = `${Math.max(model.get("cell_size"), 90)}px`;
         if (col === 0) score.textContent = `explained: ${label(shown[i])}`;
         cell.append(canvas, marker, value, score);
         canvas.addEventListener("pointermove", (ev) => onMove(i, col, ev));

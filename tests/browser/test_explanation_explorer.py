@@ -1,0 +1,77 @@
+"""ExplanationExplorer in real JupyterLab + Chromium: it renders, hovering a pixel reads every method's
+value at that pixel, and switching the target class reaches Python and updates the maps (switching
+back to a class already computed is drawn from the view's cache)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CELLS = [
+    "import torch\n"
+    "from nbexplain import zoo\n"
+    "from nbexplain.widgets import ExplanationExplorer\n"
+    "torch.manual_seed(0)\n"
+    "net = zoo.cnn(width=4)\n"
+    "x = torch.rand(3, 1, 28, 28)\n"
+    "ex = ExplanationExplorer(net, x, methods=['gradient', 'smoothgrad', 'lrp:epsilon_plus_flat'],\n"
+    "                         method_options={'smoothgrad': {'n_samples': 4}}, n_shown=2, cell_size=84)\n"
+    "ex",
+]
+
+SEL = ".nbx-explanation-explorer"
+
+
+def test_explorer_renders_hovers_and_switches_target(lab):
+    nb = lab.open_notebook(CELLS, name="explanation_explorer")
+    with nb:
+        page = nb.page
+        root = nb.view(SEL)
+        page.locator(f"{SEL}[data-ready='true']").wait_for()
+        assert root.get_attribute("data-n") == "2" and root.get_attribute("data-methods") == "3"
+        assert page.locator(f"{SEL} .nbx-mapcell canvas").count() == 2 * 4
+        texts = page.locator(f"{SEL} .nbx-predicted").all_inner_texts()
+        assert len(texts) == 2 and all(t.startswith("predicted: ") for t in texts)
+
+        # hover one pixel of the LRP map in row 0: every column of that row shows its value there
+        canvas = page.locator(f"{SEL} .nbx-mapcell[data-row='0'][data-method='lrp:epsilon_plus_flat'] canvas")
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.52, box["y"] + box["height"] * 0.45)
+        page.locator(f"{SEL}[data-hover]").wait_for(timeout=5000)
+        row, r, c = (int(v) for v in root.get_attribute("data-hover").split(","))
+        assert row == 0
+        values = {}
+        for key in ("gradient", "smoothgrad", "lrp:epsilon_plus_flat"):
+            cell = page.locator(f"{SEL} .nbx-mapcell[data-row='0'][data-method='{key}']")
+            assert cell.locator(".nbx-value").inner_text().strip() != ""
+            values[key] = float(cell.get_attribute("data-value"))
+        assert page.locator(f"{SEL} .nbx-mapcell[data-row='0'][data-method='input'] .nbx-value").inner_text() == f"({r}, {c})"
+        expected = json.loads(nb.execute(
+            f"import json; m = ex.maps_for(0); print(json.dumps({{k: float(v[{r}, {c}]) for k, v in m.items()}}))"
+        ))
+        for key, v in values.items():
+            assert v == pytest.approx(expected[key], rel=1e-5, abs=1e-9), key
+        # the same pixel is marked in every column of the row
+        assert page.locator(f"{SEL} .nbx-mapcell[data-row='0'] .nbx-marker:visible").count() == 4
+        nb.screenshot("explanation-explorer", root)
+
+        # switch row 0 to another class: the request reaches Python, the maps change
+        before_target = int(nb.execute("print(ex.targets[0])"))
+        new_target = (before_target + 1) % 10
+        before_map = nb.execute("print(float(abs(ex.maps_for(0)['gradient']).sum()))")
+        page.locator(f"{SEL} .nbx-row[data-row='0'] select.nbx-target").select_option(str(new_target))
+        nb.wait_for_output("print(ex.targets[0], ex.busy)", f"{new_target} False", timeout=20)
+        page.locator(f"{SEL}[data-busy='false'] .nbx-row[data-row='0'][data-target='{new_target}'][data-cached='true']").wait_for(timeout=10000)
+        assert nb.execute("print(float(abs(ex.maps_for(0)['gradient']).sum()))") != before_map
+        assert page.locator(f"{SEL} .nbx-mapcell[data-row='0'][data-method='input'] .nbx-scores").inner_text() == f"explained: {new_target}"
+        entries = int(nb.execute("print(len(ex.entries))"))
+
+        # back to the first class: already computed, drawn from the view's cache, nothing recomputed
+        page.locator(f"{SEL} .nbx-row[data-row='0'] select.nbx-target").select_option(str(before_target))
+        page.locator(f"{SEL} .nbx-row[data-row='0'][data-target='{before_target}'][data-cached='true']").wait_for(timeout=2000)
+        nb.wait_for_output("print(ex.targets[0])", str(before_target), timeout=10)
+        assert int(nb.execute("print(len(ex.entries))")) == entries
+        assert nb.page_errors == [] or all("schema" in str(e) for e in nb.page_errors), nb.page_errors
