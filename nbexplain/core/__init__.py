@@ -80,3 +80,7 @@ __all__ += ["ActivationMaximization", "Objective", "TopActivating", "channel", "
             "diversity", "maximize_activation", "neuron", "top_activating"]
 
 # --- complexity decomposition (issue 7) ---
+from .complexity import ComplexityDecomposition, decompose_complexity
+from .shapley import ShapleyValues, shapley_values
+
+__all__ += ["ComplexityDecomposition", "decompose_complexity", "ShapleyValues", "shapley_values"]

@@ -1,0 +1,248 @@
+"""Disentangler networks: families of networks of increasing non-linear depth (Ren et al., ICML 2021).
+
+A disentangler of *order* ``l`` maps the model's input to the analysed layer's feature with exactly
+``l`` non-linear (ReLU) layers between them; order 0 is an affine map. Both families here are built as
+
+``input normalisation → linear stem → l residual blocks → linear head → feature (de)normalisation``
+
+where each residual block is ``h ↦ h + V·ReLU(U·h + u)`` (one ReLU layer). The residual form makes the
+warm start of the paper exact: :meth:`Disentangler.grow` copies the stem, the head and the first blocks
+from the previous order and adds new blocks whose output weights ``V`` are zero, so the deeper network
+starts as the *same function* as the shallower one, and the component it adds,
+``c_l = g_l(x) − g_{l−1}(x)``, starts at zero and grows only where the extra depth helps.
+
+* :class:`DenseDisentangler` — for vector inputs (or any input, flattened): linear layers.
+* :class:`ConvDisentangler` — for image inputs ``(C, H, W)`` and spatial features ``(C', H', W')``:
+  a strided "patchify" convolution brings the input to the feature's resolution (or a 3×3 convolution
+  followed by adaptive average pooling when the sizes do not divide), blocks use 3×3 convolutions,
+  the head is a 1×1 convolution.
+
+Both normalise their input with per-channel statistics and predict the standardised feature, whose
+per-channel mean and standard deviation are stored as buffers; this keeps one learning-rate schedule
+suitable for features of any scale. A user can supply their own family: any callable
+``factory(order, previous) -> nn.Module`` (see :func:`nbexplain.decompose_complexity`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Disentangler",
+    "DenseDisentangler",
+    "ConvDisentangler",
+    "ResidualBlock",
+    "make_disentangler",
+    "FAMILIES",
+]
+
+#: Names accepted by ``decompose_complexity(family=...)``.
+FAMILIES = ("auto", "dense", "conv")
+
+
+class ResidualBlock(nn.Module):
+    """``h ↦ h + V·ReLU(U·h + u)``: one ReLU layer; ``V`` starts at zero (the block starts as identity)."""
+
+    def __init__(self, width: int, conv: bool, kernel_size: int = 3) -> None:
+        super().__init__()
+        if conv:
+            self.inner = nn.Conv2d(width, width, kernel_size, padding=kernel_size // 2)
+            self.outer = nn.Conv2d(width, width, 1)
+        else:
+            self.inner = nn.Linear(width, width)
+            self.outer = nn.Linear(width, width)
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+        self.act = nn.ReLU()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return h + self.outer(self.act(self.inner(h)))
+
+
+class Disentangler(nn.Module):
+    """Base class: normalise input → stem → ``order`` residual blocks → head → de-normalise.
+
+    Attributes
+    ----------
+    order
+        Number of ReLU layers (residual blocks).
+    stem, blocks, head
+        The linear stem, the ``nn.ModuleList`` of blocks and the linear head.
+    """
+
+    order: int
+
+    def __init__(
+        self,
+        order: int,
+        input_shape: tuple[int, ...],
+        feature_shape: tuple[int, ...],
+        width: int,
+        x_mean: torch.Tensor,
+        x_std: torch.Tensor,
+        f_mean: torch.Tensor,
+        f_std: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.order = int(order)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.feature_shape = tuple(int(s) for s in feature_shape)
+        self.width = int(width)
+        self.register_buffer("x_mean", x_mean.detach().clone().float())
+        self.register_buffer("x_std", x_std.detach().clone().float())
+        self.register_buffer("f_mean", f_mean.detach().clone().float())
+        self.register_buffer("f_std", f_std.detach().clone().float())
+        self.blocks = nn.ModuleList()
+
+    # subclasses define stem/head/_embed/_readout
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _readout(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _new_block(self) -> nn.Module:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The order-``l`` fit ``g_l(x)`` of the feature, shaped ``(N, *feature_shape)``."""
+        h = self._embed((x - self.x_mean) / self.x_std)
+        for block in self.blocks:
+            h = block(h)
+        z = self._readout(h)
+        return z * self.f_std + self.f_mean
+
+    def grow(self, order: int, generator_seed: Optional[int] = None) -> "Disentangler":
+        """A deeper disentangler that starts as exactly this function (warm start).
+
+        The copy keeps the stem, head and existing blocks; ``order − self.order`` new blocks with zero
+        output weights are appended (initialised under ``generator_seed`` when given).
+        """
+        if order < self.order:
+            raise ValueError(f"Cannot grow an order-{self.order} disentangler to order {order}.")
+        new = copy.deepcopy(self)
+        with torch.random.fork_rng(devices=[]):
+            if generator_seed is not None:
+                torch.manual_seed(generator_seed)
+            dev = next(self.parameters()).device
+            for _ in range(order - self.order):
+                new.blocks.append(new._new_block().to(dev))
+        new.order = int(order)
+        return new
+
+    def extra_repr(self) -> str:
+        return f"order={self.order}, width={self.width}"
+
+
+class DenseDisentangler(Disentangler):
+    """Dense disentangler: flatten the input, ``Linear`` stem, dense residual blocks, ``Linear`` head."""
+
+    def __init__(self, order: int, input_shape, feature_shape, width, x_mean, x_std, f_mean, f_std) -> None:
+        super().__init__(order, input_shape, feature_shape, width, x_mean, x_std, f_mean, f_std)
+        d_in = math.prod(self.input_shape)
+        d_out = math.prod(self.feature_shape)
+        self.stem = nn.Linear(d_in, width)
+        self.head = nn.Linear(width, d_out)
+        for _ in range(self.order):
+            self.blocks.append(self._new_block())
+
+    def _new_block(self) -> nn.Module:
+        return ResidualBlock(self.width, conv=False)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x.flatten(1))
+
+    def _readout(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h).reshape(h.shape[0], *self.feature_shape)
+
+
+class ConvDisentangler(Disentangler):
+    """Convolutional disentangler for image inputs ``(C, H, W)`` and spatial features ``(C', H', W')``."""
+
+    def __init__(
+        self, order: int, input_shape, feature_shape, width, x_mean, x_std, f_mean, f_std, kernel_size: int = 3
+    ) -> None:
+        super().__init__(order, input_shape, feature_shape, width, x_mean, x_std, f_mean, f_std)
+        if len(self.input_shape) != 3 or len(self.feature_shape) != 3:
+            raise ValueError(
+                "The conv disentangler needs image inputs (C, H, W) and a spatial feature (C', H', W'); "
+                f"got input {self.input_shape} and feature {self.feature_shape}. Use family='dense'."
+            )
+        self.kernel_size = int(kernel_size)
+        c_in, h_in, w_in = self.input_shape
+        c_out, h_out, w_out = self.feature_shape
+        self.pool: nn.Module
+        if h_in % h_out == 0 and w_in % w_out == 0 and h_in // h_out == w_in // w_out:
+            s = h_in // h_out
+            # kernel s+2, stride s, padding 1: output side = side / s exactly
+            self.stem = nn.Conv2d(c_in, width, s + 2, stride=s, padding=1) if s > 1 else nn.Conv2d(
+                c_in, width, 3, padding=1
+            )
+            self.pool = nn.Identity()
+        else:
+            self.stem = nn.Conv2d(c_in, width, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d((h_out, w_out))
+        self.head = nn.Conv2d(width, c_out, 1)
+        for _ in range(self.order):
+            self.blocks.append(self._new_block())
+
+    def _new_block(self) -> nn.Module:
+        return ResidualBlock(self.width, conv=True, kernel_size=self.kernel_size)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stem(x))
+
+    def _readout(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h)
+
+    def extra_repr(self) -> str:
+        return f"order={self.order}, width={self.width}, kernel_size={self.kernel_size}"
+
+
+def _channel_stats(t: torch.Tensor, spatial: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std per channel (broadcastable to one sample), float64 accumulation."""
+    t64 = t.double()
+    if spatial and t.ndim >= 3:
+        dims = [0] + list(range(2, t.ndim))
+        mean = t64.mean(dim=dims, keepdim=True)[0]
+        std = t64.std(dim=dims, keepdim=True)[0]
+    else:
+        mean = t64.mean(dim=0)
+        std = t64.std(dim=0)
+    # a constant channel gets std 1 so that it is reproduced by the bias alone
+    std = torch.where(std > 1e-8 * (1 + mean.abs()), std, torch.ones_like(std))
+    return mean.float(), std.float()
+
+
+def make_disentangler(
+    family: str,
+    order: int,
+    x: torch.Tensor,
+    f: torch.Tensor,
+    width: int,
+    kernel_size: int = 3,
+) -> Disentangler:
+    """Build a fresh order-``order`` disentangler of ``family`` ('dense' or 'conv') for data like ``(x, f)``.
+
+    ``x`` and ``f`` are (a sample of) the training inputs and features; they set the normalisation
+    buffers and the shapes.
+    """
+    input_shape, feature_shape = tuple(x.shape[1:]), tuple(f.shape[1:])
+    image = family == "conv"
+    x_mean, x_std = _channel_stats(x, spatial=image)
+    f_mean, f_std = _channel_stats(f, spatial=image)
+    if family == "conv":
+        return ConvDisentangler(
+            order, input_shape, feature_shape, width, x_mean, x_std, f_mean, f_std, kernel_size=kernel_size
+        )
+    return DenseDisentangler(order, input_shape, feature_shape, width, x_mean, x_std, f_mean, f_std)
+
+
+def auto_family(input_shape: tuple[int, ...], feature_shape: tuple[int, ...]) -> str:
+    """``'conv'`` for image inputs with a spatial feature, ``'dense'`` otherwise."""
+    return "conv" if len(input_shape) == 3 and len(feature_shape) == 3 else "dense"
