@@ -1,0 +1,98 @@
+"""DeltaExplorer in real JupyterLab + Chromium: the δ slider swaps precomputed reconstructions locally."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from harness import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import dense_autoencoder, train\n"
+    "from nbexplain.widgets import DeltaExplorer\n"
+    "d = nx.data.mnist()\n"
+    "ae = dense_autoencoder(784, (128,), code=32, seed=0)\n"
+    "_ = train(ae, d.x_train[:2000], epochs=2, lr=3e-3, progress=False)\n"
+    "ex = DeltaExplorer(ae, (d.x_test, d.y_test), n_samples=8, delta=0.9, max_stats_samples=2000, "
+    "max_eval_samples=300)\n"
+    "ex",
+]
+
+# Sum of the pixels of every reconstruction canvas (what the user sees).
+PIXELS = """root => Array.from(root.querySelectorAll('canvas.nbx-recon')).map(c => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s; })"""
+
+# Move the slider to position p and time until the next frame has been painted.
+MOVE = """async (root, p) => {
+  const s = root.querySelector('input.nbx-delta-slider');
+  const t0 = performance.now();
+  s.value = String(p);
+  s.dispatchEvent(new Event('input', {bubbles: true}));
+  await new Promise(r => requestAnimationFrame(() => r()));
+  return [performance.now() - t0, Number(root.dataset.repaintMs)];
+}"""
+
+
+def test_delta_slider_is_local_and_repaints_in_a_frame(lab):
+    nb = lab.open_notebook(CELLS, name="delta_explorer")
+    with nb:
+        root = nb.view(".nbx-delta-explorer")
+        nb.page.locator(".nbx-delta-explorer[data-ready='true']").wait_for()
+        assert root.get_attribute("data-mode") == "reconstruction"
+        assert nb.page.locator(".nbx-delta-explorer canvas.nbx-recon").count() == 8
+        ks = json.loads(nb.execute("import json; print(json.dumps([ex.ks[int(i)] for i in ex.k_index]))"))
+        assert int(root.get_attribute("data-k")) == int(nb.execute("print(ex.k)"))
+
+        nb.reset_comm_count()
+        slider = nb.page.locator(".nbx-delta-explorer input.nbx-delta-slider")
+        low = 0
+        high = len(ks) - 1
+        slider.fill(str(low))
+        k_low = int(root.get_attribute("data-k"))
+        pix_low = root.evaluate(PIXELS)
+        slider.fill(str(high))
+        k_high = int(root.get_attribute("data-k"))
+        pix_high = root.evaluate(PIXELS)
+        assert (k_low, k_high) == (ks[low], ks[high]) and k_low < k_high
+        assert pix_low != pix_high
+        assert float(root.get_attribute("data-delta")) == 1.0
+        # the random-subspace control is precomputed too (at a k below the width: at full width both
+        # subspaces are the whole space and the images agree)
+        mid = next(i for i, k in enumerate(ks) if k > k_low and k < max(ks))
+        slider.fill(str(mid))
+        pix_mid = root.evaluate(PIXELS)
+        nb.page.locator(".nbx-delta-explorer input.nbx-random-toggle").check()
+        assert root.get_attribute("data-subspace") == "random"
+        assert root.evaluate(PIXELS) != pix_mid
+        nb.page.locator(".nbx-delta-explorer input.nbx-random-toggle").uncheck()
+
+        # repaint time, measured in the page: input event → next animation frame painted
+        frames, work = [], []
+        for i in range(40):
+            total, sync = root.evaluate(MOVE, (i * 7) % len(ks))
+            frames.append(total)
+            work.append(sync)
+        assert nb.comm_messages_sent() == 0  # nothing went to the kernel
+        (ARTIFACTS / "delta_explorer_repaint.json").parent.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "delta_explorer_repaint.json").write_text(json.dumps(
+            {"median_to_next_frame_ms": statistics.median(frames), "median_sync_work_ms": statistics.median(work),
+             "samples": len(frames)}))
+        print(f"repaint: median {statistics.median(work):.2f} ms of work, "
+              f"{statistics.median(frames):.1f} ms to the next frame")
+        nb.screenshot("delta_explorer", root)
+
+        # asking for other samples goes to the kernel and comes back
+        before = root.evaluate(PIXELS)
+        nb.page.locator(".nbx-delta-explorer button.nbx-resample").click()
+        nb.page.locator(".nbx-delta-explorer[data-busy='false']").wait_for(timeout=90000)
+        assert nb.execute("print(ex.sample_seed)").strip() == "1"
+        nb.page.wait_for_function(
+            "([r, b]) => JSON.stringify(" + PIXELS + "(r)) !== JSON.stringify(b)", arg=[root.element_handle(), before],
+            timeout=20000)
+        assert nb.comm_messages_sent() >= 1
+        assert nb.page_errors == [], nb.page_errors
