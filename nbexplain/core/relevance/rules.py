@@ -61,7 +61,8 @@ def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``z + ε·sign(z)`` with ``sign(0) = +1``; for ``ε = 0``, zeros become ``inf`` (so ``R / z = 0``)."""
     if epsilon == 0:
         return z.masked_fill(z == 0, math.inf)
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+    # two passes over z: ε carrying z's sign bit, then the sum (−0.0 counts as negative)
+    return torch.copysign(z.new_tensor(epsilon), z).add_(z)
 
 
 def _number(value: Any, argname: str, low: float = 0.0) -> float:
@@ -86,6 +87,14 @@ def _nonneg(op: Any, x: torch.Tensor) -> bool:
     if op.nonneg is None:
         op.nonneg = x.numel() == 0 or bool(x.min() >= 0)
     return op.nonneg
+
+
+def _share(relevance: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``relevance / den``, written into ``den``'s memory when shapes allow: the denominator is a
+    saved tensor used exactly once, and reusing it saves one allocation per layer."""
+    if den.shape == relevance.shape and den.dtype == relevance.dtype:
+        return torch.div(relevance, den, out=den)
+    return relevance / den
 
 
 def _wpos(op: Any) -> torch.Tensor:
@@ -169,7 +178,7 @@ class Epsilon(Rule):
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        return op.backward(relevance / den, x, op.weight).mul_(x)
+        return op.backward(_share(relevance, den), x, op.weight).mul_(x)
 
 
 class ZeroRule(Epsilon):
@@ -250,7 +259,7 @@ class Gamma(Rule):
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        return op.backward(relevance / den, x, op.derived("w-gamma", lambda: self._boost(op.weight))).mul_(x)
+        return op.backward(_share(relevance, den), x, op.derived("w-gamma", lambda: self._boost(op.weight))).mul_(x)
 
 
 class ZPlus(Rule):
@@ -296,7 +305,7 @@ class ZPlus(Rule):
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        s = relevance / den
+        s = _share(relevance, den)
         if _nonneg(op, x):
             return op.backward(s, x, _wpos(op)).mul_(x)
         xp, xn = x.clamp(min=0), x.clamp(max=0)
@@ -442,7 +451,7 @@ class ZBox(Rule):
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
         low, high = self.bounds(x)
-        s = relevance / den
+        s = _share(relevance, den)
         w = op.weight
         return x * op.backward(s, x, w) - low * op.backward(s, x, _pos(w)) - high * op.backward(s, x, _neg(w))
 
