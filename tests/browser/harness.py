@@ -443,8 +443,11 @@ class Lab:
         return path
 
     def open_notebook(self, cells: list[str], name: str, run: bool = True,
-                      viewport: tuple[int, int] = (1280, 1000)) -> Notebook:
+                      viewport: tuple[int, int] = (1280, 1000), device_scale_factor: float = 1) -> Notebook:
         """Write ``cells`` to ``<name>.ipynb``, open it in a new page, wait for its kernel, run all cells.
+
+        ``run=False`` only opens the page and waits for the kernel (call ``nb.run_all()`` yourself).
+        ``device_scale_factor=2`` renders at high DPI (sharper screenshots for the docs).
 
         Raises :class:`NotebookCellError` (with the cell's source and traceback) if a cell raised, and
         :class:`HarnessError` if the page, the kernel or the run did not get ready in time.
@@ -452,7 +455,7 @@ class Lab:
         if self.browser is None:
             raise HarnessError("Lab.start() was not called")
         path = self.write_notebook(cells, name)
-        nb = Notebook(self, path, viewport)
+        nb = Notebook(self, path, viewport, device_scale_factor)
         self.open_notebooks.append(nb)
         try:
             nb._open()
@@ -476,12 +479,12 @@ class Lab:
 class Notebook:
     """A notebook opened in its own browser page, with its own kernel. Created by :meth:`Lab.open_notebook`."""
 
-    def __init__(self, lab: Lab, path: str, viewport: tuple[int, int]) -> None:
+    def __init__(self, lab: Lab, path: str, viewport: tuple[int, int], device_scale_factor: float = 1) -> None:
         self.lab = lab
         self.path = path
         self.name = Path(path).stem
         self.context = lab.browser.new_context(
-            viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=1,
+            viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=device_scale_factor,
         )
         self.page = self.context.new_page()
         self.page.set_default_timeout(30_000)

@@ -1,0 +1,117 @@
+"""Heatmap in real JupyterLab + Chromium: real MNIST maps, hover readout, click-to-select, screenshot."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+# One test digit per class 0..7, shown as its difference from the mean training digit (a signed map
+# over the digit itself): real data, and both signs, so the diverging colour map is exercised.
+CELLS = [
+    "import numpy as np\n"
+    "from nbexplain.data import mnist\n"
+    "from nbexplain.widgets import Heatmap\n"
+    "d = mnist()\n"
+    "idx = [int((d.y_test == k).nonzero()[0][0]) for k in range(8)]\n"
+    "x = d.x_test[idx, 0].numpy()\n"
+    "maps = x - d.x_train[:, 0].numpy().mean(axis=0)\n"
+    "h = Heatmap(maps, images=d.x_test[idx], titles=[f'digit {k}' for k in range(8)],\n"
+    "            label='x − mean digit', cell_size=112, columns=4)\n"
+    "h",
+]
+
+
+def expected_maps() -> np.ndarray:
+    """The same maps, computed in the test process from the same offline data."""
+    from nbexplain.data import mnist
+
+    d = mnist()
+    idx = [int((d.y_test == k).nonzero()[0][0]) for k in range(8)]
+    x = d.x_test[idx, 0].numpy()
+    return (x - d.x_train[:, 0].numpy().mean(axis=0)).astype(np.float32)
+
+
+def js_format(v: float) -> str:
+    """Python twin of the view's ``formatValue`` (4 significant digits) for |v| in [1e-3, 1e5)."""
+    return repr(float(f"{v:.4g}")).removesuffix(".0")
+
+
+def hover_pixel(nb, cell_index: int, row: int, col: int, h: int, w: int) -> None:
+    canvas = nb.view(f".nbx-heatmap .nbx-cell[data-index='{cell_index}'] canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box and box["width"] > 0
+    nb.page.mouse.move(box["x"] + (col + 0.5) * box["width"] / w, box["y"] + (row + 0.5) * box["height"] / h)
+
+
+def test_heatmap_hover_click_select(lab):
+    with ThreadPoolExecutor(1) as pool:
+        want = pool.submit(expected_maps)  # loads MNIST while the notebook runs
+        nb = lab.open_notebook(CELLS, name="heatmap_mnist", device_scale_factor=2)
+        maps = want.result()
+    with nb:
+        n, H, W = maps.shape
+        root = nb.view(".nbx-heatmap")
+        nb.page.locator(".nbx-heatmap[data-ready='true']").wait_for()
+        assert root.get_attribute("data-n") == str(n)
+        assert root.get_attribute("data-cmap") == "diverging"
+        assert nb.page.locator(".nbx-heatmap .nbx-cell").count() == n
+        # the kernel holds exactly the maps computed here
+        assert nb.execute("print(h.data.shape, h.source_shape)").strip() == f"({n}, {H}, {W}) [{H}, {W}]"
+
+        nb.reset_comm_count()
+        readout = nb.page.locator(".nbx-heatmap .nbx-readout")
+        # hover the strongest pixel of one map and a negative pixel of another
+        for i, pick in ((2, np.argmax(np.abs(maps[2]))), (5, np.argmin(maps[5]))):
+            r, c = divmod(int(pick), W)
+            value = float(maps[i, r, c])
+            assert abs(value) >= 1e-3
+            hover_pixel(nb, i, r, c, H, W)
+            nb.page.locator(f".nbx-heatmap[data-hover='{i},{r},{c}']").wait_for(timeout=5000)
+            text = readout.inner_text()
+            assert f"digit {i}" in text and f"row {r}, col {c}:" in text, text
+            shown = text.rsplit(":", 1)[1].strip()
+            assert shown == js_format(value), (text, value)
+            # the exact float32 the view used
+            assert float(root.get_attribute("data-value")) == value
+            # and the kernel agrees on that pixel
+            assert float(nb.execute(f"print(repr(float(h.data[{i}, {r}, {c}])))")) == value
+        # hovering is client-side only: no message to the kernel
+        assert nb.comm_messages_sent() == 0
+        nb.screenshot("heatmap-hover", root)
+
+        # click a map -> the Python trait follows
+        assert nb.execute("print(h.selected)").strip() == "-1"
+        nb.page.locator(".nbx-heatmap .nbx-cell[data-index='3'] canvas").click()
+        nb.wait_for_output("print(h.selected)", "3")
+        assert root.get_attribute("data-selected") == "3"
+        assert "nbx-selected" in (nb.page.locator(".nbx-heatmap .nbx-cell[data-index='3']").get_attribute("class") or "")
+        assert nb.comm_messages_sent() >= 1
+        assert nb.execute("print(np.array_equal(h.selected_map, maps[3]))").strip() == "True"
+
+        # Python -> view
+        nb.execute("h.selected = 6")
+        nb.page.locator(".nbx-heatmap[data-selected='6']").wait_for(timeout=5000)
+        assert re.search(r"\bnbx-selected\b",
+                         nb.page.locator(".nbx-heatmap .nbx-cell[data-index='6']").get_attribute("class") or "")
+
+        # the picture for the README: hover a pixel of the selected map
+        r, c = divmod(int(np.argmax(maps[6])), W)
+        hover_pixel(nb, 6, r, c, H, W)
+        nb.page.locator(f".nbx-heatmap[data-hover='6,{r},{c}']").wait_for(timeout=5000)
+        shot = nb.screenshot("heatmap", root)
+        assert shot == ARTIFACTS / "heatmap.png" and shot.stat().st_size > 10_000
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(shot, DOCS / "heatmap.png")
+
+        assert nb.page_errors == [], nb.page_errors
