@@ -79,6 +79,8 @@ class DeltaExplorer(NbxWidget):
         At the current Python-side ``delta``.
     precompute_seconds : float
         Time the last precomputation took.
+    sample_indices : Tensor
+        Indices (into the shown data) of the samples in the grid.
 
     Examples
     --------
@@ -178,10 +180,10 @@ class DeltaExplorer(NbxWidget):
         raise ValueError("`model` has no Linear/Conv layers; pass `layer=` explicitly.")
 
     def _sample_indices(self) -> torch.Tensor:
+        # A seeded random draw (data sets are often sorted by class, so the first samples are not
+        # representative); "other samples" increments `sample_seed`.
         n = self._show_x.shape[0]
         k = min(self._n_samples, n)
-        if self.sample_seed == 0:
-            return torch.arange(k)
         g = torch.Generator().manual_seed(self._seed * 7919 + int(self.sample_seed))
         return torch.randperm(n, generator=g)[:k].sort().values
 
@@ -206,6 +208,7 @@ class DeltaExplorer(NbxWidget):
         distinct = sorted(set(ks_at))
         k_index = np.array([distinct.index(k) for k in ks_at], dtype=np.float32)
         idx = self._sample_indices()
+        self.sample_indices = idx
         show = self._show_x[idx]
         with preserved(model), torch.no_grad():
             model.eval()

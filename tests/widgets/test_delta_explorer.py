@@ -33,7 +33,7 @@ def test_precomputes_every_reachable_k(ae_and_data):
     assert ex.originals.shape == (6, 8, 8, 1) and ex.originals.dtype == np.uint8
     assert ex.recon.shape == (len(ex.ks), 6, 8, 8, 1) and ex.recon_random.shape == ex.recon.shape
     # Reconstructions equal the core projection for each k (same uint8 scaling).
-    x = data.x_train[:6]
+    x = data.x_train[:400][ex.sample_indices]
     lo, hi = float(x.min()), float(x.max())
     out = nx.projected_outputs(ae, x, "encoder.code", ex.stats, [ex.ks[0], ex.ks[-1]])
     for j, o in zip((0, -1), out):
@@ -84,7 +84,7 @@ def test_classifier_accuracy_mode_and_hygiene():
     before = {k: v.clone() for k, v in net.state_dict().items()}
     ex = DeltaExplorer(net, (x, y), n_samples=5)
     assert ex.layer == "fc2" and ex.mode == "accuracy" and ex.metric_name == "accuracy"
-    assert ex.predictions.shape == (len(ex.ks), 5) and ex.labels == [int(v) for v in y[:5]]
+    assert ex.predictions.shape == (len(ex.ks), 5) and ex.labels == [int(v) for v in y[ex.sample_indices]]
     assert ex.metric[-1] == pytest.approx(ex.baseline, abs=0.01)
     assert net.training and all(len(m._forward_hooks) == 0 for m in net.modules())
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
