@@ -456,8 +456,11 @@ def _named_objective(
 # ----------------------------------------------------------------------------------------------------
 # Forward passes with hooks registered once per call
 # ----------------------------------------------------------------------------------------------------
-class _StopForward(Exception):
-    """Raised from a hook once every needed layer has run (skips the rest of the network)."""
+class _StopForward(BaseException):
+    """Raised from a hook once every needed layer has run (skips the rest of the network).
+
+    A BaseException, so that a model whose forward catches ``Exception`` cannot swallow it.
+    """
 
 
 class _Runner:
