@@ -43,13 +43,16 @@ const CSS = `
 .nbx-complexity-viewer .nbx-chart-box { display: flex; flex-direction: column; gap: 2px; }
 .nbx-complexity-viewer .nbx-chart-title { color: var(--nbx-fg); font-size: 0.95em; }
 .nbx-complexity-viewer .nbx-chart-help { color: var(--nbx-muted); font-size: 0.82em; }
-.nbx-complexity-viewer svg.nbx-chart text { fill: var(--nbx-muted); font-size: 10px; font-family: inherit; }
-.nbx-complexity-viewer svg.nbx-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; }
+.nbx-complexity-viewer svg.nbx-chart text { fill: var(--nbx-muted); font-size: 10px; font-family: inherit;
+  pointer-events: none; }
+.nbx-complexity-viewer svg.nbx-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; pointer-events: none; }
+.nbx-complexity-viewer svg.nbx-chart .nbx-bar-hit { fill: transparent; cursor: pointer; }
+.nbx-complexity-viewer svg.nbx-chart .nbx-bar-hit:hover { fill: var(--nbx-bg2); }
 .nbx-complexity-viewer svg.nbx-chart .nbx-bar { fill: var(--nbx-accent); opacity: 0.55; cursor: pointer; }
 .nbx-complexity-viewer svg.nbx-chart .nbx-bar.nbx-bar-current { opacity: 0.8; }
 .nbx-complexity-viewer svg.nbx-chart .nbx-bar.nbx-bar-selected { opacity: 1; stroke: var(--nbx-fg); stroke-width: 1.5; }
 .nbx-complexity-viewer svg.nbx-chart .nbx-bar.nbx-bar-missing { fill: var(--nbx-bg2); }
-.nbx-complexity-viewer .nbx-cv-table { display: grid; gap: 4px 8px; align-items: end; }
+.nbx-complexity-viewer .nbx-cv-table { display: grid; gap: 4px 8px; align-items: end; overflow-x: auto; max-width: 100%; }
 .nbx-complexity-viewer .nbx-cv-head { color: var(--nbx-muted); font-size: 0.85em; text-align: center; max-width: 14em; }
 .nbx-complexity-viewer .nbx-cv-head.nbx-order-head { cursor: pointer; }
 .nbx-complexity-viewer .nbx-cv-head.nbx-selected { color: var(--nbx-accent); font-weight: 600; }
@@ -345,6 +348,16 @@ function render({ model, el }: RenderProps<State>) {
       const bars: SVGRectElement[] = [];
       for (let i = 0; i < L; i++) {
         const v = shown[i];
+        // a full-height column behind the bar, so that tiny bars are easy to click
+        const hit = document.createElementNS(SVG, "rect");
+        hit.setAttribute("class", "nbx-bar-hit");
+        hit.setAttribute("x", String(left + i * bw));
+        hit.setAttribute("width", String(bw));
+        hit.setAttribute("y", "0");
+        hit.setAttribute("height", String(H));
+        hit.dataset.index = String(i);
+        hit.addEventListener("click", () => selectOrder(i));
+        svg.appendChild(hit);
         const rect = document.createElementNS(SVG, "rect");
         const y0 = y(Math.max(v, 0));
         const y1 = y(Math.min(v, 0));
@@ -362,9 +375,11 @@ function render({ model, el }: RenderProps<State>) {
         title.textContent = `order ${orders()[i]}: ${ok[i] ? formatValue(vals[i]) : "not computed"}`;
         rect.appendChild(title);
         rect.addEventListener("click", () => selectOrder(i));
-        rect.addEventListener("pointerenter", () => {
+        const show = () => {
           readout.textContent = `${name}, order ${orders()[i]}: ${ok[i] ? formatValue(vals[i]) : "not computed"}`;
-        });
+        };
+        rect.addEventListener("pointerenter", show);
+        hit.addEventListener("pointerenter", show);
         svg.appendChild(rect);
         bars.push(rect);
         const label = document.createElementNS(SVG, "text");
