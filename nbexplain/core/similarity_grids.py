@@ -458,6 +458,9 @@ def similarity_grid(
     """
     metrics = _check_metrics(metric)
     check_choice(conv, "conv", CONV_MODES)
+    if not isinstance(inputs, torch.Tensor) and iter(inputs) is inputs:  # type: ignore[call-overload]
+        # a one-shot iterator (generator): every checkpoint needs the same batches, so keep them
+        inputs = list(inputs)
     kx, _ = check_keep(keep)
     eps = _check_epsilon(epsilon)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:

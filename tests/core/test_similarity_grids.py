@@ -97,6 +97,10 @@ def test_state_dicts_and_files_give_the_same_grid(tmp_path, x):
     assert by_file.checkpoint_labels == ["epoch0", "epoch1", "epoch2"]
     for k, v in template.state_dict().items():  # the template is never loaded into
         assert torch.equal(v, before[k])
+    # a one-shot generator of (x, y) batches is read once and reused for every checkpoint
+    gen = ((x[i : i + 50], None) for i in range(0, 120, 50))
+    by_gen = nx.similarity_grid(ckpts, gen, LAYERS, metric="cca", progress=False)
+    torch.testing.assert_close(by_gen.grid, by_module.grid, atol=1e-12, rtol=0)
     labelled = nx.similarity_grid({"start": ckpts[0], "end": ckpts[2]}, x, "fc1", progress=False)
     assert labelled.checkpoint_labels == ["start", "end"] and labelled.grid.shape == (2, 1, 1)
 
