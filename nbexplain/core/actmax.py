@@ -67,7 +67,7 @@ class Objective:
     def __call__(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def for_image(self, index: int, n: int) -> "Objective | None":
+    def for_image(self, index: int, n: int) -> Objective | None:
         """This objective as image ``index`` of the batch sees it, for a batch of ``n`` other inputs."""
         raise NotImplementedError
 
@@ -79,24 +79,24 @@ class Objective:
         return type(self).__name__
 
     # algebra
-    def __add__(self, other: "Objective") -> "Objective":
+    def __add__(self, other: Objective) -> Objective:
         if not isinstance(other, Objective):
             return NotImplemented
         return _Sum([(1.0, self), (1.0, other)])
 
-    def __sub__(self, other: "Objective") -> "Objective":
+    def __sub__(self, other: Objective) -> Objective:
         if not isinstance(other, Objective):
             return NotImplemented
         return _Sum([(1.0, self), (-1.0, other)])
 
-    def __mul__(self, weight: float) -> "Objective":
+    def __mul__(self, weight: float) -> Objective:
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
             return NotImplemented
         return _Sum([(float(weight), self)])
 
     __rmul__ = __mul__
 
-    def __neg__(self) -> "Objective":
+    def __neg__(self) -> Objective:
         return _Sum([(-1.0, self)])
 
     def __repr__(self) -> str:
@@ -230,7 +230,7 @@ class _Neuron(_Indexed):
         super().check(shapes, batch)
         spatial = shapes[self.layer][2:]
         if self.position is not None and (
-            len(self.position) != len(spatial) or any(not 0 <= p < s for p, s in zip(self.position, spatial))
+            len(self.position) != len(spatial) or any(not 0 <= p < s for p, s in zip(self.position, spatial, strict=False))
         ):
             raise ValueError(
                 f"`position` {self.position} does not fit layer {self.layer!r}'s spatial shape {tuple(spatial)}."
@@ -474,7 +474,7 @@ class _Runner:
         self._stop_handle: Any = None
         self.forward_calls = 0
 
-    def __enter__(self) -> "_Runner":
+    def __enter__(self) -> _Runner:
         self._capture = capture(self.model, self.layer_names, detach=False)
         self.outputs = self._capture.__enter__()
         return self

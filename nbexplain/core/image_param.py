@@ -168,7 +168,7 @@ class ImageParam(nn.Module):
     def forward(self) -> torch.Tensor:  # noqa: D102
         return self._to_range(self._mix_colors(self.decorrelated()))
 
-    def encode(self, images: torch.Tensor) -> "ImageParam":
+    def encode(self, images: torch.Tensor) -> ImageParam:
         """Set the parameters so that ``self()`` returns ``images`` (clipped into the range). Returns self."""
         raise NotImplementedError
 
@@ -212,7 +212,7 @@ class PixelImage(ImageParam):
     def decorrelated(self) -> torch.Tensor:  # noqa: D102
         return self.pixels
 
-    def encode(self, images: torch.Tensor) -> "PixelImage":  # noqa: D102
+    def encode(self, images: torch.Tensor) -> PixelImage:  # noqa: D102
         images = self._check_encode(images)
         with torch.no_grad():
             t = self._mix_colors(self._from_range(images.to(self.pixels)), inverse=True)
@@ -282,7 +282,7 @@ class FourierImage(ImageParam):
         spectrum = torch.view_as_complex(self.coefficients) * self.scale
         return torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
 
-    def encode(self, images: torch.Tensor) -> "FourierImage":  # noqa: D102
+    def encode(self, images: torch.Tensor) -> FourierImage:  # noqa: D102
         images = self._check_encode(images)
         h, w = self.shape[1:]
         with torch.no_grad():
