@@ -11,6 +11,8 @@ A network is described by a *plan*: a list of steps
 - ``("merged", conv, bn, rule)`` — a Linear/Conv followed by a batch norm, merged in float64,
 - ``("relu",)``, ``("tanh",)`` — relevance passes through,
 - ``("maxpool", module)`` — relevance goes to the maximum of each window,
+- ``("copy", module)`` — a module that only copies inputs (reflect / circular padding): the relevance of
+  every copy goes back to the pixel it copies,
 - ``("flatten",)`` — reshape,
 - ``("residual", main_plan, shortcut_plan, eps)`` — ``main(x) + shortcut(x)`` (shortcut ``[]`` is the
   identity), relevance split in proportion to the two summands.
@@ -155,6 +157,12 @@ def _forward(plan: list, x: torch.Tensor):
             sel.scatter_(2, flat_idx.reshape(h.shape[0], -1, 1), 1.0)
             tape.append(("select", sel, shape))
             h = pooled
+        elif kind == "copy":
+            module = step[1]
+            sel, _ = layer_matrix(module, shape)  # a 0/1 matrix: output j copies input i
+            assert set(sel.unique().tolist()) <= {0.0, 1.0}
+            tape.append(("select", sel[None].expand(h.shape[0], -1, -1), shape))
+            h = module(h)
         elif kind == "flatten":
             tape.append(("reshape", shape))
             h = h.reshape(h.shape[0], -1)

@@ -377,7 +377,7 @@ def lrp(
     canonizers: CanonizersArg = "auto",
     layers: str | Sequence[str] | None = None,
     init: str = "logit",
-    batch_size: int | None = None,
+    batch_size: int | None = 128,
     progress: bool | None = None,
     strict: bool = True,
 ) -> LRPResult:
@@ -416,7 +416,7 @@ def lrp(
     init
         ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1.
     batch_size
-        Explain at most this many samples per pass (default: all at once).
+        Explain at most this many samples per pass (bounds memory; ``None``: all at once).
     progress
         Show a progress bar over batches (default: when there is more than one batch).
     strict
