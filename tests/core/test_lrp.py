@@ -351,3 +351,26 @@ def test_unsupported_module_error_mid_forward_leaves_model_intact() -> None:
     with pytest.raises(nx.UnsupportedModuleError):
         nx.lrp(net, torch.rand(2, 1, 4, 4), 0)
     _assert_same(before, _state(net))
+
+
+def test_parametrized_layers_are_units_and_stay_unmerged() -> None:
+    """A weight-normalised conv (a parametrization: the conv has child modules) gets its rule like a plain
+    conv with the same effective weight; the batch norm after it is left unmerged (ε on the affine map)."""
+    from torch.nn.utils import parametrizations
+
+    torch.manual_seed(3)
+    plain = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2)).double().eval()
+    param = nn.Sequential(
+        parametrizations.weight_norm(nn.Conv2d(1, 3, 3)), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2)
+    ).double().eval()
+    param.load_state_dict({k: v for k, v in plain.state_dict().items() if k != "0.weight"}, strict=False)
+    with torch.no_grad():
+        param[0].parametrizations.weight.original1.copy_(plain[0].weight)
+        param[0].parametrizations.weight.original0.copy_(plain[0].weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
+    x = _x((2, 1, 4, 4), 10)
+    before = _state(param)
+    a = nx.lrp(param, x, 1, composite="epsilon_plus")
+    b = nx.lrp(plain, x, 1, composite="epsilon_plus", canonizers=None)
+    torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-9, atol=1e-12)
+    assert a.rules["0"] == nx.ZPlus() and a.rules["1"] == nx.Epsilon()
+    _assert_same(before, _state(param))

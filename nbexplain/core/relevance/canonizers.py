@@ -59,6 +59,8 @@ class Canonizer:
 def _bn_mergeable(bn: nn.Module, lin: nn.Module) -> bool:
     if bn.running_mean is None or bn.running_var is None:
         return False  # batch statistics only: not a fixed affine map
+    if not isinstance(lin._parameters.get("weight"), nn.Parameter) or lin._forward_pre_hooks:
+        return False  # weight computed by a parametrization or a weight-norm hook: left unmerged
     out_features = lin.out_features if isinstance(lin, nn.Linear) else lin.out_channels
     if isinstance(lin, nn.Linear) and not isinstance(bn, nn.BatchNorm1d):
         return False

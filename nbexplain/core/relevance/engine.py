@@ -249,6 +249,11 @@ class _Session:
             leaf = next(iter(mod.children()), None) is None
             if leaf:
                 units[name] = mod
+            elif isinstance(mod, WEIGHTED + POOLS):
+                # a layer with children of its own (weight parametrizations): one unit, its children are
+                # part of how it computes its weight
+                units[name] = mod
+                skip.append(name)
             elif name and (name in self.composite.names or any(isinstance(mod, t) for t, _ in self.composite.types)):
                 units[name] = mod
                 skip.append(name)
