@@ -374,3 +374,18 @@ def test_parametrized_layers_are_units_and_stay_unmerged() -> None:
     torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-9, atol=1e-12)
     assert a.rules["0"] == nx.ZPlus() and a.rules["1"] == nx.Epsilon()
     _assert_same(before, _state(param))
+
+
+def test_zbox_accepts_per_channel_bounds() -> None:
+    model = cnn(in_channels=2, width=4, hidden=8).double()
+    x = _x((2, 2, 28, 28), 11).clamp(-1, 1)
+    low = torch.tensor([-1.0, -0.5], dtype=torch.float64).view(2, 1, 1)
+    high = torch.tensor([1.0, 0.5], dtype=torch.float64).view(2, 1, 1)
+    a = nx.lrp(model, x.clamp(low, high), 0, composite="epsilon_gamma_box", low=low, high=high)
+    comp = nx.Composite({nn.Conv2d: nx.Gamma(0.25), nn.Linear: nx.Epsilon()}, first=nx.ZBox(low, high))
+    b = nx.lrp(model, x.clamp(low, high), 0, composite=comp)
+    torch.testing.assert_close(a.relevance, b.relevance)
+    c = nx.lrp(model, x.clamp(low, high), 0, composite="epsilon_gamma_box", low=-1.0, high=1.0)
+    assert not torch.allclose(a.relevance, c.relevance)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        nx.lrp(model, x, 0, composite="epsilon_gamma_box", low=torch.zeros(3, 1, 1), high=1.0)
