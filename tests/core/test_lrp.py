@@ -152,10 +152,13 @@ def test_a_module_called_twice_matches_the_reference() -> None:
     assert set(res.layers) == {"fc", "fc#2"}  # one entry per call
 
 
-def test_conv1d_tanh_adaptive_pool_match_the_reference() -> None:
+@pytest.mark.parametrize(
+    "pool,width", [(nn.AdaptiveAvgPool1d(4), 12), (nn.AvgPool1d(2, ceil_mode=True), 15)], ids=["adaptive", "ceil"]
+)
+def test_conv1d_tanh_avg_pool_match_the_reference(pool: nn.Module, width: int) -> None:
     torch.manual_seed(8)
     net = nn.Sequential(
-        nn.Conv1d(2, 3, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool1d(4), nn.Flatten(), nn.Dropout(0.5), nn.Linear(12, 3)
+        nn.Conv1d(2, 3, 3, padding=1), nn.Tanh(), pool, nn.Flatten(), nn.Dropout(0.5), nn.Linear(width, 3)
     ).double()
     x = _x((3, 2, 9), 7)
     target = torch.tensor([2, 0, 1])

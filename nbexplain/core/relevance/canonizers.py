@@ -105,7 +105,7 @@ class MergeBatchNorm(Canonizer):
         for mod in model.modules():
             if isinstance(mod, nn.Sequential):
                 kids = list(mod.children())
-                for a, b in zip(kids, kids[1:]):
+                for a, b in zip(kids, kids[1:], strict=False):
                     if isinstance(a, _LINEAR) and isinstance(b, _BN) and id(b) not in paired and _bn_mergeable(b, a):
                         found.append((a, b))
                         paired.update((id(a), id(b)))

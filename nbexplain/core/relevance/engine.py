@@ -19,11 +19,18 @@ import torch
 from torch import nn
 
 from ..hygiene import model_device, model_dtype, preserved
-from ..validation import check_finite, check_layer_names, check_model, check_positive_int, check_target, check_tensor
-from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
-from .composites import ACTIVATIONS, CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
+from ..validation import (
+    check_finite,
+    check_layer_names,
+    check_model,
+    check_positive_int,
+    check_target,
+    check_tensor,
+)
+from .canonizers import Canonizer, default_canonizers
+from .composites import CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
 from .ops import POOLS, WEIGHTED, make_op
-from .rules import Gradient, Norm, Pass, Rule, stabilize
+from .rules import Epsilon, Gradient, Pass, Rule, stabilize
 
 __all__ = ["lrp", "LRPResult", "UnsupportedModuleError"]
 
@@ -52,7 +59,7 @@ _SAFE_NODES = (
     "Permute", "Transpose", "TBackward", "Squeeze", "Unsqueeze", "Slice", "Select", "Cat", "Stack",
     "Split", "Unbind", "Index", "Clone", "ToCopy", "Alias", "AsStrided", "MaxPool", "AdaptiveMaxPool",
     "Relu", "Threshold", "MaxBackward", "Flip", "Roll", "ConstantPadNd", "Contiguous", "Unfold",
-    "Narrow", "Detach", "Identity", "Flatten", "Unflatten", "Dropout", "NativeDropout", "Hardtanh",
+    "Narrow", "Identity", "Flatten", "Unflatten",
 )
 _HINTS = {
     "Add": "make sums explicit with canonizers='auto' (residual sums of two activations are handled)",
@@ -101,7 +108,7 @@ class _RuleFunction(torch.autograd.Function):
     """Identity on the module's output in the forward pass; the rule's redistribution backwards."""
 
     @staticmethod
-    def forward(ctx, x, out, rule, op, grad_sink):  # type: ignore[override]
+    def forward(ctx, x, out, rule, op):  # type: ignore[override]
         saved = rule.forward(op, x, out)
         ctx.rule, ctx.op = rule, op
         ctx.save_for_backward(x, *saved)
@@ -110,7 +117,7 @@ class _RuleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, relevance):  # type: ignore[override]
         x, *saved = ctx.saved_tensors
-        return ctx.rule.backward(ctx.op, x, saved, relevance), None, None, None, None
+        return ctx.rule.backward(ctx.op, x, saved, relevance), None, None, None
 
 
 class _SumFunction(torch.autograd.Function):
@@ -306,7 +313,7 @@ class _Session:
                     self.regions[id(output.grad_fn)] = {id(a.grad_fn) for a in args if isinstance(a, torch.Tensor) and a.grad_fn is not None}
                 return None
             if isinstance(module, Sum):
-                if not isinstance(rule, (Norm,)) and type(rule).__name__ not in ("Epsilon", "ZeroRule", "Norm"):
+                if not isinstance(rule, Epsilon):  # Norm and ZeroRule are ε rules too
                     raise TypeError(f"Residual sums take an ε-type rule (nx.Norm(), nx.Epsilon()), got {rule!r}.")
                 return _SumFunction.apply(args[0], args[1], output.detach(), max(rule.epsilon, 1e-12))
             supported = isinstance(module, WEIGHTED + POOLS)
@@ -323,7 +330,7 @@ class _Session:
                 )
             if self._is_nonneg(x):
                 op.nonneg = True
-            out = _RuleFunction.apply(x, output.detach(), rule, op, None)
+            out = _RuleFunction.apply(x, output.detach(), rule, op)
             if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
                 isinstance(module, POOLS) and op.nonneg
             ):

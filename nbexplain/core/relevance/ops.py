@@ -94,7 +94,7 @@ class ConvOp(LayerOp):
                 self.padding = (0,) * self.dims
             else:  # "same": torch pads (k-1)*d split left/right; only symmetric when (k-1)*d is even
                 k = module.kernel_size
-                total = [d * (kk - 1) for d, kk in zip(self.dilation, k)]
+                total = [d * (kk - 1) for d, kk in zip(self.dilation, k, strict=True)]
                 if any(t % 2 for t in total):
                     # asymmetric same-padding: pad explicitly (left = total//2, right = rest)
                     pads: list[int] = []
