@@ -55,4 +55,11 @@ def lab(request: pytest.FixtureRequest):
         yield instance
     finally:
         instance.stop()
+        if reporter is not None and instance.timings:
+            reporter.write_line("\n[browser] notebook timings (s): page load / kernel ready / run all")
+            for path, t in instance.timings:
+                reporter.write_line(
+                    f"[browser]   {path}: {t.get('page', float('nan')):.1f} / {t.get('kernel', float('nan')):.1f}"
+                    f" / {t.get('run_all', float('nan')):.1f}"
+                )
 

@@ -133,7 +133,7 @@ def decode_ws_frame(payload: str | bytes) -> tuple[str | None, dict | None]:
         n = int.from_bytes(data[:8], "little")
         if 3 <= n <= 4096 and len(data) >= 8 * (n + 1):
             offsets = [int.from_bytes(data[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(n)]
-            if offsets[0] == 8 * (n + 1) and all(a <= b for a, b in zip(offsets, offsets[1:])) and offsets[-1] <= len(data):
+            if offsets[0] == 8 * (n + 1) and all(a <= b for a, b in zip(offsets, offsets[1:], strict=False)) and offsets[-1] <= len(data):
                 try:
                     channel = data[offsets[0] : offsets[1]].decode("utf-8")
                     header = json.loads(data[offsets[1] : offsets[2]])
@@ -251,6 +251,8 @@ class Lab:
         self.browser = None
         self.open_notebooks: list[Notebook] = []
         self.startup_seconds: dict[str, float] = {}
+        #: (notebook path, {"page": s, "kernel": s, "run_all": s}) for every notebook opened
+        self.timings: list[tuple[str, dict[str, float]]] = []
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"token {self.token}"
 
@@ -454,9 +456,14 @@ class Lab:
         """
         if self.browser is None:
             raise HarnessError("Lab.start() was not called")
+        wanted = name if name.endswith(".ipynb") else f"{name}.ipynb"
+        if any(nb.path == wanted for nb in self.open_notebooks):
+            raise ValueError(f"a notebook named {wanted!r} is already open in this session; close it "
+                             "(use `with nb:`) or pick another name")
         path = self.write_notebook(cells, name)
         nb = Notebook(self, path, viewport, device_scale_factor)
         self.open_notebooks.append(nb)
+        self.timings.append((path, nb.open_seconds))
         try:
             nb._open()
             if run:
