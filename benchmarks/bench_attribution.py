@@ -104,11 +104,11 @@ def main() -> None:
     print("| method | nbexplain (median s) | captum (median s) | nbexplain ÷ captum, median (min–max) |")
     print("|---|---:|---:|---:|")
     for label, ours, theirs in pairs:
-        ratios = [a / b for a, b in zip(times[ours], times[theirs])]
+        ratios = [a / b for a, b in zip(times[ours], times[theirs], strict=True)]
         print(f"| {label} | {statistics.median(times[ours]):.3f} | {statistics.median(times[theirs]):.3f} | "
               f"**{statistics.median(ratios):.2f}×** ({min(ratios):.2f}–{max(ratios):.2f}) |")
     base = times["input gradient (plain torch)"]
-    ratios = [a / b for a, b in zip(times["nbexplain gradient"], base)]
+    ratios = [a / b for a, b in zip(times["nbexplain gradient"], base, strict=True)]
     print(f"\n`nx.gradient` ÷ plain `torch.autograd.grad`: median {statistics.median(ratios):.2f}× "
           f"({min(ratios):.2f}–{max(ratios):.2f}); plain gradient median {statistics.median(base):.3f} s.")
 

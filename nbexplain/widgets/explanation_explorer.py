@@ -353,7 +353,7 @@ class ExplanationExplorer(NbxWidget):
         idx = torch.tensor([p[0] for p in missing])
         tgt = torch.tensor([p[1] for p in missing], dtype=torch.long)
         x = self._x[idx]
-        maps, cons, cont, vmax = [], [], [], []
+        maps, cons, cont = [], [], []
         shifts = list(self.continuity_shifts)
         for m in self._methods:
             r, c = m.fn(self._model, x, tgt)

@@ -45,7 +45,9 @@ def test_gradient_jumps_on_the_diagonal_lrp_does_not():
     x = torch.tensor([[1.0, 0.7]], dtype=torch.float64)
     end = torch.tensor([[0.7, 1.0]], dtype=torch.float64)
     net = net.double()
-    grad = lambda z: nx.gradient(net, z, 0)
+    def grad(z):
+        return nx.gradient(net, z, 0)
+
     scores = {}
     for steps in (11, 41):
         g = nx.continuity(grad, x, to=end, steps=steps)
@@ -67,7 +69,9 @@ def test_gradient_jumps_on_the_diagonal_lrp_does_not():
 def test_score_matches_brute_force_on_translations():
     torch.manual_seed(0)
     x = torch.rand(2, 1, 6, 6, dtype=torch.float64)
-    explain = lambda z: z**2 - z.mean()
+    def explain(z):
+        return z**2 - z.mean()
+
     res = nx.continuity(explain, x, shifts=[-2, -1, 0, 1, 3])
     assert res.inputs.shape == (2, 5, 1, 6, 6) and res.explanations.shape == (2, 5, 1, 6, 6)
     assert torch.equal(res.offsets, torch.tensor([-2.0, -1, 0, 1, 3], dtype=torch.float64))

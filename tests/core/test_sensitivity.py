@@ -140,7 +140,7 @@ def test_smoothgrad_zero_noise_is_gradient_and_seed_matters(x64):
 def ig_reference(net, x, t, baseline, alphas, weights):
     """(x − x̄) ⊙ Σ_k w_k ∇f(x̄ + α_k (x − x̄)), closed-form gradients, float64."""
     acc = torch.zeros_like(x)
-    for a, w in zip(alphas.tolist(), weights.tolist()):
+    for a, w in zip(alphas.tolist(), weights.tolist(), strict=True):
         acc += w * tanh_mlp_grad(net, baseline + a * (x - baseline), t)
     return (x - baseline) * acc
 
