@@ -245,7 +245,8 @@ class _Neuron(_Indexed):
             centre = tuple(s // 2 for s in picked.shape[1:])
         else:
             centre = self.position
-        return picked[(slice(None), *centre)]
+        index: tuple[Any, ...] = (slice(None),) + tuple(centre)
+        return picked[index]
 
 
 class _Channel(_Indexed):

@@ -279,7 +279,8 @@ class FourierImage(ImageParam):
 
     def decorrelated(self) -> torch.Tensor:  # noqa: D102
         h, w = self.shape[1:]
-        spectrum = torch.view_as_complex(self.coefficients) * self.scale
+        scale: torch.Tensor = self.scale  # type: ignore[assignment]
+        spectrum = torch.view_as_complex(self.coefficients) * scale
         return torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
 
     def encode(self, images: torch.Tensor) -> FourierImage:  # noqa: D102

@@ -250,7 +250,7 @@ class FeatureGallery(NbxWidget):
         res = maximize_activation(
             self._model, self.layer, units, self._input_shape, self._value_range,
             steps=steps, seed=self._seed, objective=self._objective, param=param, reference=ref,
-            progress=self._progress, **weights, **self._extra,
+            progress=self._progress, tv=weights["tv"], l2=weights["l2"], **self._extra,
         )
         self.result = res
         shown_units = res.units or units
@@ -265,7 +265,8 @@ class FeatureGallery(NbxWidget):
         with self.hold_sync():
             self.images = self._to_images(res.images)
             self.curves = _curves(res.trajectory)
-            self.percentiles = [None if math.isnan(p) else round(float(p), 2) for p in res.percentile.tolist()]
+            pcts: list[float | None] = [None if math.isnan(p) else round(float(p), 2) for p in res.percentile.tolist()]
+            self.percentiles = pcts
             self.finals = [float(v) for v in res.final.tolist()]
             self.units = [int(u) for u in shown_units]
             self.titles = list(titles)

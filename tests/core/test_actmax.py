@@ -342,3 +342,24 @@ def test_auto_objective_follows_the_output_shape(trained_cnn):
         == "neuron('relu3', 0)"
     top = nx.top_activating(trained_cnn, "relu1", [0], torch.rand(6, *SHAPE), k=2)
     assert top.maps.shape == (1, 2, 28, 28)
+
+
+class CatchAll(nn.Module):
+    """A forward that swallows every Exception (as some user models do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = zoo.cnn(width=4)
+
+    def forward(self, x):
+        try:
+            return self.net(x)
+        except Exception:  # noqa: BLE001
+            return None
+
+
+def test_early_exit_survives_models_that_catch_exceptions():
+    model = CatchAll()
+    a = nx.maximize_activation(model, "net.conv1", [0], SHAPE, (0, 1), steps=3, progress=False)
+    b = nx.maximize_activation(model, "net.conv1", [0], SHAPE, (0, 1), steps=3, early_exit=False, progress=False)
+    assert torch.allclose(a.images, b.images, atol=1e-6)
