@@ -221,13 +221,14 @@ COMPOSITES = (
 
 
 def get_composite(
-    composite: str | Composite | Mapping[Key, Rule],
+    composite: str | Composite | Rule | Mapping[Key, Rule],
     epsilon: float = 1e-6,
     gamma: float = 0.25,
     low: Any = None,
     high: Any = None,
 ) -> Composite:
-    """Resolve a composite name, a :class:`Composite`, or a plain ``{key: rule}`` mapping.
+    """Resolve a composite name, a :class:`Composite`, a plain ``{key: rule}`` mapping, or a single rule
+    (applied to every Linear and Conv layer).
 
     Examples
     --------
@@ -237,6 +238,8 @@ def get_composite(
     """
     if isinstance(composite, Composite):
         return composite
+    if isinstance(composite, Rule):
+        return Composite({DENSE + CONVS: composite}, name=repr(composite))
     if isinstance(composite, str):
         if composite not in COMPOSITES:
             raise ValueError(
@@ -247,6 +250,6 @@ def get_composite(
     if isinstance(composite, Mapping):
         return Composite(composite)
     raise TypeError(
-        f"`composite` must be a name {list(COMPOSITES)}, an nx.Composite or a dict "
+        f"`composite` must be a name {list(COMPOSITES)}, an nx.Composite, a rule or a dict "
         f"{{layer type or name: rule}}, got {type(composite).__name__}."
     )

@@ -383,7 +383,7 @@ def lrp(
     model: nn.Module,
     x: torch.Tensor,
     target: int | torch.Tensor,
-    composite: str | Composite | Mapping[Key, Rule] = "epsilon_plus_flat",
+    composite: str | Composite | Rule | Mapping[Key, Rule] = "epsilon_plus_flat",
     *,
     epsilon: float = 1e-6,
     gamma: float = 0.25,
@@ -400,7 +400,8 @@ def lrp(
 
     The score ``f_t(x)`` of the target class is handed backwards layer by layer; each layer splits the
     relevance of its outputs over its inputs by a rule (see :mod:`nbexplain.core.relevance.rules`). One
-    forward and one backward pass (plus one extra forward of the layers whose rule modifies weights).
+    forward and one backward pass (plus one extra forward of the layers whose rule modifies weights, and,
+    for batch norms outside ``nn.Sequential`` order, a one-sample forward that finds the layer feeding them).
     The model is explained in eval mode and left exactly as found — parameters, buffers, modes, hooks,
     ``requires_grad`` — also when it raises.
 
@@ -417,7 +418,8 @@ def lrp(
         Which rule each layer gets: a name — ``"epsilon"``, ``"epsilon_plus"``, ``"epsilon_plus_flat"``
         (default: flat on the first layer, z⁺ on convolutions, ε on dense layers),
         ``"epsilon_gamma_box"``, ``"epsilon_alpha2_beta1"``, ``"epsilon_alpha2_beta1_flat"`` — an
-        :class:`~nbexplain.core.relevance.Composite`, or a dict ``{layer type or layer name: rule}``.
+        :class:`~nbexplain.core.relevance.Composite`, a dict ``{layer type or layer name: rule}``, or one
+        rule for every Linear and Conv layer (``nx.ZPlus()``).
     epsilon, gamma
         ε of the dense layers' ε rule and γ of ``epsilon_gamma_box`` (named composites only).
     low, high
