@@ -55,13 +55,6 @@ from .validation import check_positive_int, check_tensor
 __all__ = ["RunningMoments", "subsample_positions", "channels_to_features"]
 
 
-def _as_work_dtype(x: torch.Tensor) -> torch.Tensor:
-    """float64 stays float64; every other floating dtype is reduced in float32."""
-    if x.dtype == torch.float64:
-        return x
-    return x.float()
-
-
 class RunningMoments:
     """Exact streaming mean and covariance of ``n_features`` features (float64 state).
 
@@ -72,9 +65,22 @@ class RunningMoments:
     device
         Device of the float64 state. ``None``: the device of the first batch (or CPU for merges).
     check_finite
-        Raise on non-finite batches (costs one host sync per batch on accelerators).
+        Raise on non-finite input. Checked once per merged block (see Notes), so the error comes at
+        the latest ``flush_every`` batches later, or when a result is read; the block is discarded.
     name
         Optional label (a layer name) used in error messages.
+    flush_every
+        Batches accumulated in the batch precision before they are merged into the float64 state
+        (see Notes). ``1`` merges every batch on its own.
+
+    Notes
+    -----
+    Per batch, the samples are shifted by a reference point ``s`` (the running mean at the last merge,
+    or the first batch's mean) and ``Σ(x − s)`` and ``Σ(x − s)(x − s)ᵀ`` are accumulated in place in
+    the batch precision (one GEMM with beta = 1; no float64 work per batch). Every ``flush_every``
+    batches, and before any result is read, the block is turned into its mean and centred co-moment in
+    float64 (``M_b = S₂ − S₁S₁ᵀ/n_b``, well conditioned because ``s`` is close to the block's mean) and
+    merged with Chan et al.'s update; then ``s`` moves to the new running mean.
 
     Examples
     --------
@@ -99,17 +105,30 @@ class RunningMoments:
         device: torch.device | str | None = None,
         check_finite: bool = True,
         name: str | None = None,
+        flush_every: int = 16,
     ) -> None:
         self.n_features = check_positive_int(n_features, "n_features")
         self.device = torch.device(device) if device is not None else None
         self.check_finite = bool(check_finite)
         self.name = name
+        self.flush_every = check_positive_int(flush_every, "flush_every")
         self._count = 0
         self._mean: torch.Tensor | None = None
         self._m2: torch.Tensor | None = None
         self._eig: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._clear_block()
 
     # ------------------------------------------------------------------ state
+    def _clear_block(self) -> None:
+        self._flushes = 0
+        self._shift: torch.Tensor | None = None
+        self._p_n = 0
+        self._p_batches = 0
+        self._p_s1: torch.Tensor | None = None
+        self._p_s2: torch.Tensor | None = None
+        self._buf: torch.Tensor | None = None
+        self._ones: torch.Tensor | None = None
+
     def _ensure(self, device: torch.device) -> None:
         if self._mean is None:
             dev = self.device if self.device is not None else device
@@ -127,6 +146,7 @@ class RunningMoments:
         self._mean = None
         self._m2 = None
         self._eig = None
+        self._clear_block()
         return self
 
     # ----------------------------------------------------------------- update
@@ -149,14 +169,75 @@ class RunningMoments:
         self._count = n
         self._eig = None
 
-    def _check_batch_mean(self, mean_b: torch.Tensor) -> None:
-        # A NaN or inf anywhere in the batch makes its mean non-finite: one cheap check.
-        if self.check_finite and not bool(torch.isfinite(mean_b).all()):
+    def _flush(self) -> None:
+        """Merge the pending block (shifted sums in the batch precision) into the float64 state."""
+        if self._p_n == 0:
+            return
+        assert self._shift is not None and self._p_s1 is not None and self._p_s2 is not None
+        n_b = self._p_n
+        # A NaN or inf in any batch of the block makes its sum non-finite: one check per block.
+        if self.check_finite and not bool(torch.isfinite(self._p_s1).all()):
+            self._p_s1.zero_()
+            self._p_s2.zero_()
+            self._p_n = 0
+            self._p_batches = 0
             raise ValueError(
-                f"Non-finite activations (NaN or inf){self._label()}: the batch contains values that "
-                "are not finite. Check the inputs and the model for overflow (e.g. a too-high learning "
-                "rate)."
+                f"Non-finite activations (NaN or inf){self._label()}: a batch contained values that "
+                "are not finite (they are discarded). Check the inputs and the model for overflow "
+                "(e.g. a too-high learning rate)."
             )
+        s1 = self._p_s1.double()
+        s2 = self._p_s2.double()
+        mean_b = self._shift.double() + s1 / n_b
+        m2_b = s2 - torch.outer(s1, s1) / n_b
+        self._merge_batch(n_b, mean_b, (m2_b + m2_b.T) / 2)
+        assert self._mean is not None
+        self._shift = self._mean.to(self._shift.device, self._shift.dtype)
+        self._p_s1.zero_()
+        self._p_s2.zero_()
+        self._p_n = 0
+        self._p_batches = 0
+        self._flushes += 1
+
+    def _block_for(self, dtype: torch.dtype, device: torch.device, first_mean: Any) -> torch.Tensor:
+        """The shift for a batch of ``dtype`` on ``device`` (starting a block if needed)."""
+        shift = self._shift
+        if shift is None or shift.dtype != dtype or shift.device != device:
+            self._flush()
+            if self._count > 0:
+                assert self._mean is not None
+                shift = self._mean.to(device, dtype)
+            else:
+                shift = first_mean().to(device, dtype)
+            d = self.n_features
+            self._shift = shift
+            self._p_s1 = torch.zeros(d, dtype=dtype, device=device)
+            self._p_s2 = torch.zeros(d, d, dtype=dtype, device=device)
+            self._p_n = 0
+            self._p_batches = 0
+            self._buf = None
+        return shift
+
+    def _accumulate(self, centred: torch.Tensor, n_b: int, rows_are_samples: bool) -> None:
+        """Add a shifted batch: ``(n, d)`` when ``rows_are_samples``, else ``(d, n)``."""
+        assert self._p_s1 is not None and self._p_s2 is not None
+        ones = self._ones
+        if ones is None or ones.shape[0] != n_b or ones.dtype != centred.dtype or ones.device != centred.device:
+            ones = torch.ones(n_b, dtype=centred.dtype, device=centred.device)
+            self._ones = ones
+        # Σ(x − s) as a matrix-vector product and Σ(x − s)(x − s)ᵀ as a GEMM, both in place.
+        if rows_are_samples:
+            self._p_s1.addmv_(centred.T, ones)
+            self._p_s2.addmm_(centred.T, centred)
+        else:
+            self._p_s1.addmv_(centred, ones)
+            self._p_s2.addmm_(centred, centred.T)
+        self._p_n += n_b
+        self._p_batches += 1
+        self._eig = None
+        # Early blocks are merged sooner (1, 2, 4, … batches) so the shift settles on the mean quickly.
+        if self._p_batches >= min(self.flush_every, 1 << min(self._flushes, 30)):
+            self._flush()
 
     def update(self, batch: torch.Tensor) -> RunningMoments:
         """Add a batch of samples.
@@ -164,10 +245,11 @@ class RunningMoments:
         Parameters
         ----------
         batch
-            ``(n, d)`` floating tensor on any device. float64 input is reduced in float64, other
-            floating dtypes in float32 (after subtracting the batch mean), then merged in float64.
+            ``(n, d)`` floating tensor on any device. float64 input is accumulated in float64, other
+            floating dtypes in float32 (shifted by the running mean), then merged in float64.
         """
-        batch = check_tensor(batch, "batch", ndim=2, dtype_kind="float")
+        if not (isinstance(batch, torch.Tensor) and batch.ndim == 2 and batch.is_floating_point()):
+            batch = check_tensor(batch, "batch", ndim=2, dtype_kind="float")
         if batch.shape[1] != self.n_features:
             raise ValueError(
                 f"`batch` has {batch.shape[1]} features but these statistics{self._label()} track "
@@ -177,21 +259,21 @@ class RunningMoments:
         if n_b == 0:
             return self
         with torch.no_grad():
-            x = _as_work_dtype(batch.detach())
-            mean_b = x.mean(dim=0)
-            self._check_batch_mean(mean_b)
-            xc = x - mean_b
-            m2_b = xc.T @ xc
-            self._merge_batch(n_b, mean_b, m2_b)
+            x = batch.detach()
+            if x.dtype != torch.float64 and x.dtype != torch.float32:
+                x = x.float()
+            shift = self._block_for(x.dtype, x.device, lambda: x.mean(dim=0))
+            self._accumulate(x - shift, n_b, rows_are_samples=True)
         return self
 
     def update_channels(self, maps: torch.Tensor) -> RunningMoments:
         """Add a channel-first map ``(N, C, *spatial)``: each of the ``N·∏spatial`` positions is a sample.
 
-        Equivalent to ``update(channels_to_features(maps))`` but avoids the transposed copy: the batch
-        is centred in its own layout and its co-moment formed as a sum of per-image products.
+        The same statistics as ``update(channels_to_features(maps))``; the shift and the transpose to
+        ``(C, N·positions)`` happen in one pass into a reused buffer.
         """
-        maps = check_tensor(maps, "maps", min_ndim=2, dtype_kind="float")
+        if not (isinstance(maps, torch.Tensor) and maps.ndim >= 2 and maps.is_floating_point()):
+            maps = check_tensor(maps, "maps", min_ndim=2, dtype_kind="float")
         if maps.shape[1] != self.n_features:
             raise ValueError(
                 f"`maps` has {maps.shape[1]} channels but these statistics{self._label()} track "
@@ -200,21 +282,21 @@ class RunningMoments:
         if maps.ndim == 2:
             return self.update(maps)
         n_img, c = maps.shape[:2]
-        x = _as_work_dtype(maps.detach()).reshape(n_img, c, -1)
-        n_b = n_img * x.shape[2]
-        if n_b == 0:
-            return self
         with torch.no_grad():
-            mean_b = x.mean(dim=(0, 2))
-            self._check_batch_mean(mean_b)
-            xc = x - mean_b[None, :, None]
-            if n_img == 1:
-                m2_b = xc[0] @ xc[0].T
-            else:
-                # (C, N·P) @ (N·P, C) as one GEMM over the flattened image-position axis.
-                flat = xc.transpose(0, 1).reshape(c, -1)
-                m2_b = flat @ flat.T
-            self._merge_batch(n_b, mean_b, m2_b)
+            x = maps.detach().reshape(n_img, c, -1)
+            if x.dtype != torch.float64 and x.dtype != torch.float32:
+                x = x.float()
+            n_b = n_img * x.shape[2]
+            if n_b == 0:
+                return self
+            shift = self._block_for(x.dtype, x.device, lambda: x.mean(dim=(0, 2)))
+            shape = (c, n_img, x.shape[2])
+            buf = self._buf
+            if buf is None or tuple(buf.shape) != shape:
+                buf = torch.empty(shape, dtype=x.dtype, device=x.device)
+                self._buf = buf
+            torch.sub(x.transpose(0, 1), shift.view(c, 1, 1), out=buf)
+            self._accumulate(buf.view(c, n_b), n_b, rows_are_samples=False)
         return self
 
     def merge(self, other: RunningMoments) -> RunningMoments:
@@ -225,8 +307,10 @@ class RunningMoments:
             raise ValueError(
                 f"Cannot merge statistics of {other.n_features} features into {self.n_features}."
             )
+        other._flush()
         if other._count == 0:
             return self
+        self._flush()
         assert other._mean is not None and other._m2 is not None
         self._merge_batch(other._count, other._mean, other._m2)
         return self
@@ -246,6 +330,7 @@ class RunningMoments:
                 "all_reduce needs an initialised torch.distributed process group; call "
                 "torch.distributed.init_process_group(...) first (or use merge() within one process)."
             )
+        self._flush()
         dev = self.device if self.device is not None else torch.device("cpu")
         self._ensure(dev)
         assert self._mean is not None and self._m2 is not None
@@ -270,9 +355,10 @@ class RunningMoments:
     @property
     def count(self) -> int:
         """Number of samples seen."""
-        return self._count
+        return self._count + self._p_n
 
     def _require(self) -> None:
+        self._flush()
         if self._count == 0:
             raise ValueError(
                 f"No samples have been seen{self._label()} yet: run batches through update() first "
@@ -335,6 +421,7 @@ class RunningMoments:
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """A plain dict (tensors on the CPU) that :meth:`from_state_dict` turns back into statistics."""
+        self._flush()
         d = self.n_features
         mean = self._mean if self._mean is not None else torch.zeros(d, dtype=torch.float64)
         m2 = self._m2 if self._m2 is not None else torch.zeros(d, d, dtype=torch.float64)
@@ -366,6 +453,7 @@ class RunningMoments:
 
     def copy(self) -> RunningMoments:
         """An independent copy."""
+        self._flush()
         m = RunningMoments(self.n_features, device=self.device, check_finite=self.check_finite, name=self.name)
         m._count = self._count
         m._mean = None if self._mean is None else self._mean.clone()
