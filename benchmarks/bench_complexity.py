@@ -1,0 +1,104 @@
+"""Benchmark: complexity decomposition (issue 7).
+
+1. End-to-end time of the lesson's decomposition (examples/05_complexity.ipynb: ``conv2`` of the MNIST CNN,
+   orders 1, 2, 4) split into disentangler training and everything else (feature capture, test curves,
+   energy, reliability, the exact Shapley game over 2³ coalitions).
+2. Time per disentangler epoch inside :func:`nbexplain.decompose_complexity` against a plain hand-written
+   distillation loop (same network, data, batch size, optimiser; no progress bar, no bookkeeping) in the
+   same process, interleaved, as a ratio of medians.
+
+Run: ``.venv/bin/python benchmarks/bench_complexity.py [--repeats 3] [--threads N]``. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+import nbexplain as nx
+from nbexplain import zoo
+from nbexplain.core.disentanglers import make_disentangler
+from nbexplain.data import mnist
+
+LESSON = dict(orders=(1, 2, 4), epochs=(4, 3, 3), width=16, batch_size=128, lr=(3e-3, 1e-4), metric_samples=400)
+
+
+def plain_epoch_seconds(x, f, order, width, batch_size, epochs, seed=0):
+    """A plain distillation loop: Adam on the MSE of the standardised feature, one entry per epoch."""
+    torch.manual_seed(seed)
+    d = make_disentangler("conv", order, x[:4096], f[:4096], width)
+    scale = f.double().std(dim=(0, 2, 3)).clamp_min(1e-8).float().reshape(-1, 1, 1)
+    opt = torch.optim.Adam(d.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        d.train()
+        perm = torch.randperm(x.shape[0], generator=gen)
+        for s in range(0, x.shape[0], batch_size):
+            idx = perm[s : s + batch_size]
+            loss = (((d(x[idx]) - f[idx]) / scale) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave the default)")
+    ap.add_argument("--epoch-order", type=int, default=2, help="disentangler order for the per-epoch timing")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    d = mnist()
+    net = zoo.cnn(seed=0)
+    zoo.train(net, d.x_train, d.y_train, epochs=2, progress=False)
+    ref = zoo.cnn(seed=1)
+    zoo.train(ref, d.x_train, d.y_train, epochs=2, seed=1, progress=False)
+    train = (d.x_train[:800], d.y_train[:800])
+    test = (d.x_test[:400], d.y_test[:400])
+
+    # 1. end to end (the lesson's first decomposition)
+    e2e, training = [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        res = nx.decompose_complexity(net, "conv2", train, test, reference_model=ref, progress=False, **LESSON)
+        e2e.append(time.perf_counter() - t)
+        training.append(sum(h["seconds"] for h in res.history.values()))
+
+    # 2. per-epoch: nbexplain vs a plain loop, interleaved
+    f = nx.activations(net, train[0], "conv2", conv="flatten")["conv2"].reshape(-1, 32, 14, 14)
+    order, epochs = args.epoch_order, 3
+    nbx_ep, plain_ep = [], []
+    for r in range(args.repeats):
+        plain_ep += plain_epoch_seconds(train[0], f, order, LESSON["width"], LESSON["batch_size"], epochs, seed=r)
+        res = nx.decompose_complexity(net, "conv2", train, test, orders=(order,), epochs=epochs,
+                                      width=LESSON["width"], batch_size=LESSON["batch_size"], lr=LESSON["lr"],
+                                      metric_samples=50, reference_model=False, progress=False, seed=r)
+        nbx_ep += res.history[order]["epoch_seconds"]
+
+    m_e2e, m_train = statistics.median(e2e), statistics.median(training)
+    m_nbx, m_plain = statistics.median(nbx_ep), statistics.median(plain_ep)
+    print(f"<!-- {platform.node()} · torch {torch.__version__} · {torch.get_num_threads()} threads · "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} -->")
+    print("| measurement | median (s) | note |")
+    print("|---|---:|---|")
+    print(f"| lesson decomposition, end to end | {m_e2e:.1f} | conv2 of the MNIST CNN, orders 1/2/4, "
+          f"epochs 4/3/3, 800 images, {args.repeats} repeats |")
+    print(f"| … of which disentangler training | {m_train:.1f} | {100 * m_train / m_e2e:.0f}% of the total |")
+    print(f"| … everything else (features, metrics, 2³ Shapley coalitions) | {m_e2e - m_train:.1f} | |")
+    print(f"| one epoch, order-{order} disentangler, nbexplain | {m_nbx:.2f} | 800 images, batch 128 |")
+    print(f"| one epoch, same network, plain loop | {m_plain:.2f} | |")
+    print(f"| ratio nbexplain / plain (per epoch) | {m_nbx / m_plain:.2f}× | median of {len(nbx_ep)} epochs each |")
+
+
+if __name__ == "__main__":
+    main()
