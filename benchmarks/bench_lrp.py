@@ -2,7 +2,8 @@
 
 Model: ``nbexplain.zoo.vgg_like()`` (3×64×64 inputs, batch 32, random init, eval mode). Every method is
 timed in the same process, interleaved round by round, and divided by the plain input-gradient time
-of the same round; the table reports medians over the rounds.
+of the same round; the table reports medians over the rounds, of wall-clock time and of process CPU
+time (steadier on a shared machine, with ``--threads 1``).
 
 - gradient: ``torch.autograd.grad(model(x)[range, target].sum(), x)`` — the baseline (1.00×).
 - nx.lrp(..., "epsilon_plus_flat"): flat on conv1, z⁺ on the other convolutions, ε on dense layers.
@@ -87,34 +88,40 @@ def main() -> None:
     for fn in methods.values():
         fn()
 
-    base: list[float] = []
-    ratios: dict[str, list[float]] = {k: [] for k in methods}
+    # wall-clock time and process CPU time: on a shared machine the CPU time (with --threads 1) is the
+    # steadier measure, since it does not count the time other processes hold the cores
+    base: dict[str, list[float]] = {"wall": [], "cpu": []}
+    ratios: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in methods}
     times: dict[str, list[float]] = {k: [] for k in methods}
-    for _ in range(args.rounds):
-        t0 = time.perf_counter()
-        gradient()
-        g = time.perf_counter() - t0
-        base.append(g)
-        for name, fn in methods.items():
-            t0 = time.perf_counter()
-            fn()
-            t = time.perf_counter() - t0
-            times[name].append(t)
-            ratios[name].append(t / g)
 
+    def timed(fn: Callable[[], object]) -> tuple[float, float]:
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - w0, time.process_time() - c0
+
+    for _ in range(args.rounds):
+        gw, gc = timed(gradient)
+        base["wall"].append(gw)
+        base["cpu"].append(gc)
+        for name, fn in methods.items():
+            w, c = timed(fn)
+            times[name].append(w)
+            ratios[name]["wall"].append(w / gw)
+            ratios[name]["cpu"].append(c / gc)
+
+    med = statistics.median
     print(f"# LRP vs plain input gradient — vgg_like, batch {args.batch}×3×64×64, {args.rounds} rounds")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     )
-    print("| method | median time (s) | median ratio to gradient | min–max ratio |")
-    print("|---|---|---|---|")
-    print(f"| input gradient | {statistics.median(base):.3f} | 1.00× | — |")
+    print("| method | median wall time (s) | median ratio, wall | min–max, wall | median ratio, CPU time |")
+    print("|---|---|---|---|---|")
+    print(f"| input gradient | {med(base['wall']):.3f} | 1.00× | — | 1.00× |")
     for name in methods:
-        r = ratios[name]
+        rw, rc = ratios[name]["wall"], ratios[name]["cpu"]
         print(
-            f"| {name} | {statistics.median(times[name]):.3f} | {statistics.median(r):.2f}× | "
-            f"{min(r):.2f}–{max(r):.2f}× |"
+            f"| {name} | {med(times[name]):.3f} | {med(rw):.2f}× | {min(rw):.2f}–{max(rw):.2f}× | {med(rc):.2f}× |"
         )
 
 

@@ -109,14 +109,17 @@ class _RuleFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, out, rule, op):  # type: ignore[override]
-        saved = rule.forward(op, x, out)
+        saved = () if rule.lazy else rule.forward(op, x, out)
         ctx.rule, ctx.op = rule, op
-        ctx.save_for_backward(x, *saved)
+        ctx.save_for_backward(x if rule.saves_input or rule.lazy else None, *saved)
         return out.detach()
 
     @staticmethod
     def backward(ctx, relevance):  # type: ignore[override]
         x, *saved = ctx.saved_tensors
+        if ctx.rule.lazy:
+            with torch.no_grad():
+                saved = ctx.rule.forward(ctx.op, x, None)
         return ctx.rule.backward(ctx.op, x, saved, relevance), None, None, None
 
 
@@ -358,6 +361,8 @@ class _Session:
         for h in self.handles:
             h.remove()
         self.handles = []
+        self.nonneg.clear()  # let activations go as soon as the backward pass is done with them
+        self.originals.clear()
 
 
 CanonizersArg = Union[str, None, Iterable[Canonizer]]

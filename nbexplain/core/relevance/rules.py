@@ -122,9 +122,15 @@ class Rule:
     needs_weights = False
     #: Whether the rule guarantees Σ R_in = Σ R_out (up to the stabiliser) when no bias is used.
     conserving = True
+    #: Whether :meth:`forward` may run in the backward pass instead (it does not read the layer output
+    #: ``z``): the denominators then live only while they are used, which lowers the peak memory.
+    lazy = False
+    #: Whether :meth:`backward` reads the layer input ``x`` (else it is not kept for the backward pass).
+    saves_input = True
 
-    def forward(self, op: Any, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Tensors the backward half needs (saved for backward); ``z`` is the layer's real output."""
+    def forward(self, op: Any, x: torch.Tensor, z: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """Tensors the backward half needs; ``z`` is the layer's real output (``None`` when a
+        :attr:`lazy` rule runs this in the backward pass)."""
         raise NotImplementedError
 
     def backward(self, op: Any, x: torch.Tensor, saved: Sequence[torch.Tensor], relevance: torch.Tensor) -> torch.Tensor:
@@ -241,6 +247,7 @@ class Gamma(Rule):
     """
 
     needs_weights = True
+    lazy = True
 
     def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, bias: bool = True) -> None:
         self.gamma = _number(gamma, "gamma")
@@ -285,6 +292,7 @@ class ZPlus(Rule):
     """
 
     needs_weights = True
+    lazy = True
 
     def __init__(self, epsilon: float = 1e-9, bias: bool = True) -> None:
         self.epsilon = _number(epsilon, "epsilon")
@@ -338,6 +346,7 @@ class AlphaBeta(Rule):
     """
 
     needs_weights = True
+    lazy = True
     conserving = False
 
     def __init__(
@@ -411,6 +420,7 @@ class ZBox(Rule):
     """
 
     needs_weights = True
+    lazy = True
 
     def __init__(
         self, low: float | torch.Tensor | None = None, high: float | torch.Tensor | None = None, epsilon: float = 1e-6
@@ -471,17 +481,34 @@ class Flat(Rule):
     """
 
     needs_weights = True
+    lazy = True
 
     def _weight(self, w: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(w)
 
+    @staticmethod
+    def _collapsed(op: Any) -> torch.Tensor | None:
+        """For a dense layer or an ungrouped conv every output sees the same all-ones weights, so the
+        outputs can be summed first and spread back with a single all-ones output channel — the same
+        numbers at a fraction of the cost of a full transposed convolution."""
+        w = op.weight
+        if type(op).__name__ == "LinearOp" or (type(op).__name__ == "ConvOp" and op.groups == 1):
+            return op.derived("ones1", lambda: torch.ones_like(w[:1]))
+        return None
+
     def forward(self, op, x, z):  # noqa: D102
         ones = torch.ones_like(x[:1])
-        return (stabilize(op.forward(ones, self._weight(op.weight), None), 1e-12),)
+        w1 = self._collapsed(op) if type(self) is Flat else None
+        w = self._weight(op.weight) if w1 is None else w1
+        return (stabilize(op.forward(ones, w, None), 1e-12),)
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        return op.backward(relevance / den, x, self._weight(op.weight))
+        w1 = self._collapsed(op) if type(self) is Flat else None
+        if w1 is None:
+            return op.backward(relevance / den, x, self._weight(op.weight))
+        dim = 1 if type(op).__name__ == "ConvOp" else -1
+        return op.backward(relevance.sum(dim, keepdim=True) / den, x, w1)
 
 
 class WSquare(Flat):
@@ -509,6 +536,8 @@ class Pass(Rule):
     >>> Pass()
     Pass()
     """
+
+    saves_input = False
 
     def forward(self, op, x, z):  # noqa: D102
         if tuple(x.shape) != tuple(z.shape):
