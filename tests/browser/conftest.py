@@ -33,6 +33,21 @@ def _under_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in _TRUTHY
 
 
+def _say(config: pytest.Config, *lines: str) -> None:
+    """Write to the terminal past pytest's output capture (the timings are worth seeing)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capman is not None:
+        with capman.global_and_fixture_disabled():
+            for line in lines:
+                reporter.write_line(line)
+    else:
+        for line in lines:
+            reporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def lab(request: pytest.FixtureRequest):
     """A started :class:`harness.Lab` (JupyterLab on 127.0.0.1 + headless Chromium), shared by the session."""
@@ -44,22 +59,20 @@ def lab(request: pytest.FixtureRequest):
     t0 = time.perf_counter()
     instance = Lab().start()
     elapsed = time.perf_counter() - t0
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"\n[browser] JupyterLab + Chromium started in {elapsed:.1f} s "
-            f"(server {instance.startup_seconds['server']:.1f} s, browser {instance.startup_seconds['browser']:.1f} s) "
-            f"at {instance.url}"
-        )
+    _say(
+        request.config,
+        f"\n[browser] JupyterLab + Chromium started in {elapsed:.1f} s "
+        f"(server {instance.startup_seconds['server']:.1f} s, browser {instance.startup_seconds['browser']:.1f} s) "
+        f"at {instance.url}",
+    )
     try:
         yield instance
     finally:
         instance.stop()
-        if reporter is not None and instance.timings:
-            reporter.write_line("\n[browser] notebook timings (s): page load / kernel ready / run all")
-            for path, t in instance.timings:
-                reporter.write_line(
-                    f"[browser]   {path}: {t.get('page', float('nan')):.1f} / {t.get('kernel', float('nan')):.1f}"
-                    f" / {t.get('run_all', float('nan')):.1f}"
-                )
-
+        if instance.timings:
+            _say(
+                request.config,
+                "\n[browser] notebook timings (s): page load / kernel ready / run all",
+                *(f"[browser]   {path}: {t.get('page', float('nan')):.1f} / {t.get('kernel', float('nan')):.1f}"
+                  f" / {t.get('run_all', float('nan')):.1f}" for path, t in instance.timings),
+            )
