@@ -10,9 +10,10 @@
    i.e. ``resource.getrusage(...).ru_maxrss``) minus the resident set size (``VmRSS``) after imports and a
    warm-up. Not tracemalloc: it does not see torch's allocations.
 
-Both sides of every timing run in this process, alternating, and the tables report medians. torch and numpy use
-their default thread counts (2 on the development machine). Run: ``python benchmarks/bench_similarity.py``
-(``--quick`` for a smoke run).
+Both sides of every timing run in this process, alternating, and the tables report medians. Thread counts follow
+the environment and are printed (on a machine shared with other jobs, ``OMP_NUM_THREADS=1
+OPENBLAS_NUM_THREADS=1`` gives steadier ratios). Run: ``python benchmarks/bench_similarity.py`` (``--quick``
+for a smoke run).
 """
 
 from __future__ import annotations
@@ -202,8 +203,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     reps = 1 if args.quick else args.repeats
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info())
+    except ImportError:
+        blas = "unknown"
     print(f"## Similarity (issue 4) — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, numpy {np.__version__}\n")
+          f"{torch.get_num_threads()} torch threads, numpy/BLAS threads: {blas}, torch {torch.__version__}, "
+          f"numpy {np.__version__}\n")
     sizes = dict(cca=(2000, 128), grid=(1000, 64), mem=(100_000, 32)) if args.quick else dict(
         cca=(10_000, 1024), grid=(4000, 256), mem=(1_000_000, 32))
     for lines in (

@@ -40,7 +40,7 @@ from .similarity import (
     RANK_RTOL,
     _check_epsilon,
     _center_gram,
-    centred,
+    centre_and_gram,
     check_keep,
     hsic_unbiased_linear,
     rbf_gram,
@@ -277,26 +277,28 @@ class _Prepared:
 
     def __init__(self, x: torch.Tensor, metrics: set[str], keep: float | int, epsilon: float, threshold: float):
         self.n = x.shape[0]
-        xc = centred(x)
-        self.dead = not bool(xc.any())
+        xc, gram, _ = centre_and_gram(x)
+        self.dead = not bool(torch.diagonal(gram).max() > 0)
         if self.dead:
             return
-        gram = sym_gram(xc)
         if metrics & set(_CCA_FAMILY):
             scale = float(torch.diagonal(gram).max())
             s = gram / scale
             vals, vecs = torch.linalg.eigh(s)
             vals, vecs = vals.flip(0).clamp_min(0.0), vecs.flip(1)
             r = int((vals > RANK_RTOL * float(vals[0])).sum())
-            w = vecs[:, :r] * (vals[:r] + epsilon).rsqrt()
-            self.z = (xc @ w) / math.sqrt(scale)
-            self.load = s @ w
             self.rank = r
             if isinstance(keep, int):
                 self.k = min(keep, r)
             else:
                 frac = torch.cumsum(vals[:r], 0) / float(vals[:r].sum())
                 self.k = min(int((frac < keep - 1e-12).sum()) + 1, r)
+            # SVCCA alone needs only the top-k whitened directions
+            cols = self.k if metrics & set(_CCA_FAMILY) == {"svcca"} else r
+            w = vecs[:, :cols] * (vals[:cols] + epsilon).rsqrt()
+            self.z = (xc @ w) / math.sqrt(scale)
+            if "pwcca" in metrics:
+                self.load = s @ w
         if metrics & {"cka", "cka_debiased"}:
             self.xc = xc
             self.gsq = float((gram * gram).sum())
@@ -316,7 +318,7 @@ def _pair_values(
         return {m: math.nan for m in metrics}, {}
     fam = [m for m in metrics if m in _CCA_FAMILY]
     if fam:
-        m = a.z.T @ b.z
+        m = a.z[:, : a.k].T @ b.z[:, : b.k] if fam == ["svcca"] else a.z.T @ b.z
         if "svcca" in fam:
             c = torch.linalg.svdvals(m[: a.k, : b.k]).clamp(0.0, 1.0)
             vals["svcca"] = float(c.mean())
@@ -521,14 +523,16 @@ def similarity_grid(
 
     bar = tqdm(range(t_count), desc="similarity grid", unit="checkpoint", disable=not progress)
     for t in bar:
-        net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
-        if t == 0 and template is None:
-            resolve_modules(net, row_names)
-        outs = _capture_outputs(net, inputs, row_names, batch_size, dev)
+        same_as_ref = reference is None and t == t_count - 1 and row_names == ref_names
+        if same_as_ref:  # the last checkpoint is the reference: reuse its outputs and reductions
+            outs = ref_out
+        else:
+            net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
+            outs = _capture_outputs(net, inputs, row_names, batch_size, dev)
         for name, o in outs.items():
             if o.shape[0] != next(iter(ref_out.values())).shape[0]:
                 raise RuntimeError(f"Layer {name!r} produced a different number of samples than the reference.")
-        row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
+        row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = ref_cache if same_as_ref else {}
         for i, rn in enumerate(row_names):
             for j, cn in enumerate(ref_names):
                 key = _pair_key(outs[rn], ref_out[cn], conv)
@@ -553,6 +557,7 @@ def similarity_grid(
                     spec_lists[m][(t, i, j)] = c.to("cpu", torch.float32)
         del outs, row_cache
     bar.close()
+    del ref_cache
     if undefined:
         warnings.warn(
             "Zero variance on these inputs (cells are NaN): " + ", ".join(sorted(undefined)), stacklevel=2

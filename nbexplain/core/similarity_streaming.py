@@ -129,7 +129,7 @@ class StreamingSimilarity:
             raise ValueError(
                 f"Similarity needs at least {min_samples} samples, {n} seen so far: call update() with batches."
             )
-        cov = zero_constant(self.moments.comoment, self.moments.mean)
+        cov = zero_constant(self.moments.comoment, self.moments.mean, n)
         cov = (cov + cov.T) * 0.5
         p = self.x_features
         return cov[:p, :p], cov[p:, p:], cov[:p, p:]
