@@ -5,11 +5,13 @@ Every rule redistributes the relevance ``R_out`` of a layer's outputs onto its i
     R_in = x ⊙ (W_modᵀ (R_out / stab(z_mod)))
 
 where ``z_mod`` is the layer's output computed with modified weights / inputs and ``stab`` keeps the
-division away from zero. A rule has two halves: :meth:`Rule.forward` runs once during the forward pass
-and returns the denominators it needs (at most a few extra forward passes of the *layer* — none for
-ε and LRP-0, one for z⁺ and γ with non-negative inputs), and :meth:`Rule.backward` turns the output
-relevance into input relevance with transposed layer products only. So an LRP explanation costs one
-forward pass, one backward pass and, for rules that change weights, one extra forward of those layers.
+division away from zero. A rule has two halves: :meth:`Rule.forward` computes the denominators it
+needs once (none extra for ε and LRP-0, which reuse the layer's output; one forward of the *layer* for
+z⁺ and γ with non-negative inputs), and :meth:`Rule.backward` turns the output relevance into input
+relevance with transposed layer products only. Rules that do not read the layer's output (``lazy``)
+compute their denominators in the backward pass, right before using them, which keeps the peak memory
+at that of a plain gradient. So an LRP explanation costs one forward pass, one backward pass and, for
+rules that change weights, one extra forward of those layers.
 
 Notation: ``x`` layer input, ``w`` weights, ``b`` bias, ``z = Σ_i x_i w_ij + b_j`` the layer output,
 ``(·)⁺ = max(·, 0)``, ``(·)⁻ = min(·, 0)``.
