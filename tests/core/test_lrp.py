@@ -392,3 +392,11 @@ def test_zbox_accepts_per_channel_bounds() -> None:
     assert not torch.allclose(a.relevance, c.relevance)
     with pytest.raises(ValueError, match="does not broadcast"):
         nx.lrp(model, x, 0, composite="epsilon_gamma_box", low=torch.zeros(3, 1, 1), high=1.0)
+
+
+def test_merge_batchnorm_trace_leaves_a_training_model_untouched() -> None:
+    net = resnet().train()
+    before = _state(net)
+    pairs = nx.MergeBatchNorm().pairs(net, _x((2, 2, 6, 6), 12))
+    assert len(pairs) == 5
+    _assert_same(before, _state(net))  # running statistics not updated, modes and hooks as found

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..hygiene import preserved
 from .composites import CONVS, DENSE, Sum
 
 __all__ = ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "default_canonizers"]
@@ -73,8 +74,9 @@ class MergeBatchNorm(Canonizer):
     Pairs are found from ``nn.Sequential`` order (a Linear/Conv directly followed by a batch norm) and,
     given an ``example`` input, by tracing one sample through the model (a batch norm whose input is
     exactly the output tensor of a Linear/Conv, each called once) — which finds the pairs of residual
-    blocks written with attributes (``self.bn1(self.conv1(x))``). A batch norm without running
-    statistics is left alone.
+    blocks written with attributes (``self.bn1(self.conv1(x))``). The trace runs in eval mode under
+    ``torch.no_grad()`` (the model's own forward hooks see that one extra call). A batch norm without
+    running statistics, or after a layer whose weight comes from a parametrization, is left alone.
 
     Examples
     --------
@@ -129,13 +131,13 @@ class MergeBatchNorm(Canonizer):
             elif isinstance(mod, _BN) and args and isinstance(args[0], torch.Tensor):
                 consumed.append((mod, id(args[0])))
 
-        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _LINEAR + _BN)]
-        try:
-            with torch.no_grad():
-                model(example[:1])
-        finally:
-            for h in handles:
-                h.remove()
+        # eval mode (batch norms must not update their running statistics), modes and hooks restored
+        with preserved(model), torch.no_grad():
+            model.eval()
+            for m in model.modules():
+                if isinstance(m, _LINEAR + _BN):
+                    m.register_forward_hook(hook)
+            model(example[:1])
         pairs = []
         for bn, src in consumed:
             lin = produced.get(src)
