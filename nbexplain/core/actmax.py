@@ -843,6 +843,15 @@ def maximize_activation(
             obj_opt: Objective = obj + diversity_w * _Diversity(group_layer, groups)
         else:
             obj_opt = obj
+        # What is reported (trajectory, final, percentile) leaves out batch-only terms such as diversity,
+        # so that the final value is comparable with the same objective on real examples.
+        if isinstance(obj, _Sum):
+            kept = [(w, t) for w, t in obj.terms if not t.batch_only]
+            if not kept:
+                raise ValueError("The objective has only batch terms (diversity); add a unit objective.")
+            obj = obj if len(kept) == len(obj.terms) else _Sum(kept)
+        elif obj.batch_only:
+            raise ValueError("The objective has only batch terms (diversity); add a unit objective.")
         obj_opt.check(shapes, batch)
 
         # ---- parameterisation and transforms -----------------------------------------------------
@@ -876,7 +885,7 @@ def maximize_activation(
                     if step == 0:
                         run.arm_early_exit([n for n in order if n in obj_opt.layers])
                     value = obj(outputs)
-                    total = obj_opt(outputs) if obj_opt is not obj else value
+                    total = obj_opt(outputs) if obj_opt is not obj else value  # obj_opt adds batch terms
                     loss = -total.sum()
                     if l2 > 0:
                         loss = loss + l2 * l2_penalty(img, centre).sum()

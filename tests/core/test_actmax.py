@@ -182,8 +182,17 @@ def test_diversity_pushes_images_of_one_unit_apart(trained_cnn):
     assert torch.pdist(diverse.images.flatten(1)).mean() > torch.pdist(plain.images.flatten(1)).mean()
     # the combined objective in one batch: custom objectives with per-image units and a diversity term
     obj = nx.channel("conv2", [2, 2]) + 2.0 * nx.diversity("relu2")
-    res = nx.maximize_activation(trained_cnn, None, None, SHAPE, (0, 1), objective=obj, steps=3, progress=False)
+    res = nx.maximize_activation(trained_cnn, None, None, SHAPE, (0, 1), objective=obj, steps=3,
+                                 reference=torch.rand(20, *SHAPE), progress=False)
     assert res.images.shape == (2, *SHAPE)
+    # reported values leave the batch-only diversity term out, so they compare with real examples
+    with torch.no_grad(), nx.capture(trained_cnn, ["conv2"]) as out:
+        trained_cnn(res.images)
+    assert torch.allclose(res.final, out["conv2"][:, 2].mean(dim=(1, 2)), atol=1e-5)
+    assert res.objective == "channel('conv2', [2, 2])"
+    with pytest.raises(ValueError, match="only batch terms"):
+        nx.maximize_activation(trained_cnn, None, None, SHAPE, objective=nx.diversity("relu2"), steps=1,
+                               progress=False)
 
 
 def test_direction_objective_and_dense_inputs():
