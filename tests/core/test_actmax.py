@@ -372,3 +372,14 @@ def test_early_exit_survives_models_that_catch_exceptions():
     a = nx.maximize_activation(model, "net.conv1", [0], SHAPE, (0, 1), steps=3, progress=False)
     b = nx.maximize_activation(model, "net.conv1", [0], SHAPE, (0, 1), steps=3, early_exit=False, progress=False)
     assert torch.allclose(a.images, b.images, atol=1e-6)
+
+
+def test_colour_model_with_decorrelated_fourier_and_own_colour_matrix():
+    net = zoo.vgg_like(image_size=16, widths=(4, 8), hidden=16)
+    photos = torch.rand(6, 3, 16, 16)
+    for kw in ({}, {"color_matrix": nx.core.image_param.color_correlation(photos)}, {"decorrelate": False}):
+        res = nx.maximize_activation(net, "conv2_2", [0, 1], (3, 16, 16), (0, 1), steps=4, progress=False, **kw)
+        assert res.images.shape == (2, 3, 16, 16)
+        assert res.images.min() >= 0 and res.images.max() <= 1
+    with pytest.raises(ValueError, match="color_matrix"):
+        nx.maximize_activation(net, "conv2_2", 0, (3, 16, 16), steps=1, color_matrix=torch.eye(2), progress=False)
