@@ -1,10 +1,12 @@
 """Saturation tracking overhead: training-step time with tracking ÷ without, nbexplain vs delve.
 
-Every Linear/Conv layer is tracked. Both trackers run in this process on separate copies of the same
+Every Linear/Conv layer is tracked. Times are process CPU time (``time.process_time``) with one torch
+thread by default (``--threads``), which is the cost of the work and steady on a shared machine. Both trackers run in this process on separate copies of the same
 model (delve never removes its hooks), and the conditions are interleaved repeat by repeat; the table
 reports medians over repeats. Also times the DeltaExplorer precompute.
 
-    python benchmarks/bench_saturation.py [--repeats 7] [--steps 10] [--threads 1]
+    python benchmarks/bench_saturation.py [--repeats 9] [--mlp-steps 40] [--cnn-steps 3] [--threads 1]
+                                          [--max-positions 1024]
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def time_steps(step, n: int) -> float:
-    t0 = time.perf_counter()
+    # Process CPU time: with one torch thread it is the cost of the work, and far steadier than wall-clock
+    # time on a shared, loaded machine.
+    t0 = time.process_time()
     for _ in range(n):
         step()
-    return (time.perf_counter() - t0) / n
+    return (time.process_time() - t0) / n
 
 
 def bench_model(name: str, build, x: torch.Tensor, y: torch.Tensor, repeats: int, steps: int, **tracker_kw):
@@ -97,8 +101,9 @@ def bench_precompute(repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--mlp-steps", type=int, default=40, help="MLP training steps per timed repeat")
+    ap.add_argument("--cnn-steps", type=int, default=3, help="CNN training steps per timed repeat")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0 = leave as is)")
     ap.add_argument("--max-positions", type=int, default=None,
                     help="also run the CNN with nbexplain's spatial subsampling at this many positions")
@@ -109,19 +114,20 @@ def main() -> None:
     rows = []
     x = torch.rand(64, 1, 28, 28)
     y = torch.randint(0, 10, (64,))
-    rows.append(bench_model("zoo.mlp() 784-256-128-64-10, batch 64", mlp, x, y, args.repeats, args.steps))
+    rows.append(bench_model("zoo.mlp() 784-256-128-64-10, batch 64", mlp, x, y, args.repeats, args.mlp_steps))
     x = torch.rand(32, 3, 64, 64)
     y = torch.randint(0, 10, (32,))
-    rows.append(bench_model("zoo.vgg_like() 3×64×64, batch 32", vgg_like, x, y, args.repeats, max(2, args.steps // 2)))
+    rows.append(bench_model("zoo.vgg_like() 3×64×64, batch 32", vgg_like, x, y, args.repeats, args.cnn_steps))
     if args.max_positions:
         rows.append(bench_model(f"vgg_like, max_positions={args.max_positions}", vgg_like, x, y, args.repeats,
-                                max(2, args.steps // 2), max_positions=args.max_positions))
+                                args.cnn_steps, max_positions=args.max_positions))
     pre = bench_precompute(max(1, args.repeats // 3))
 
     print(f"\nmachine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"repeats {args.repeats} × steps per repeat; ratios are medians of per-repeat ratios\n")
-    print("| model | tracked layers | plain step (ms) | nbexplain ÷ plain | delve ÷ plain | end_epoch (ms) |")
+    print(f"{args.repeats} interleaved repeats ({args.mlp_steps} MLP / {args.cnn_steps} CNN steps each); "
+          "ratios are medians of per-repeat ratios\n")
+    print("| model | tracked layers | plain step (CPU ms) | nbexplain ÷ plain | delve ÷ plain | end_epoch (ms) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['layers']} | {r['plain_ms']:.1f} | {r['ours_ratio']:.3f}× | "

@@ -253,6 +253,12 @@ def projected_outputs(
     Tensor
         ``(len(ks), N, *output_shape)`` on the CPU; for an autoencoder these are reconstructions.
 
+    Notes
+    -----
+    When the layers after ``layer`` treat samples independently, all ``k`` run in one pass: the layer's
+    output is replaced by the stack of its projections, so the layers before it run once (checked against
+    a plain pass; otherwise, and for models that reshape to the input's batch size, one pass per ``k``).
+
     Examples
     --------
     >>> import torch, nbexplain as nx
@@ -269,14 +275,65 @@ def projected_outputs(
     if not ks:
         raise ValueError("`ks` is empty; pass at least one number of directions.")
     show = len(ks) > 8 if progress is None else bool(progress)
-    results = []
+    projs = [DeltaProjection(stats, k=k, subspace=subspace, seed=seed) for k in ks]
     with preserved(model), torch.no_grad():
         model.eval()
-        for k in tqdm(ks, desc=f"projecting {layer}", disable=not show, leave=False):
-            proj = DeltaProjection(stats, k=k, subspace=subspace, seed=seed)
+        if len(projs) > 1 and x.shape[0] >= 2:
+            stacked = _stacked_outputs(model, x, layer, projs, batch_size, show)
+            if stacked is not None:
+                return stacked
+        results = []
+        for proj in tqdm(projs, desc=f"projecting {layer}", disable=not show, leave=False):
             with proj.inserted(model, layer):
                 results.append(_run(model, x, batch_size))
     return torch.stack(results)
+
+
+def _stacked_outputs(
+    model: nn.Module, x: torch.Tensor, layer: str, projs: list[DeltaProjection], batch_size: int, show: bool
+) -> torch.Tensor | None:
+    """All projections in one pass per chunk: the layer's output (n samples) is replaced by the stack of
+    its K projections (K·n samples), so the layers before it run once instead of K times.
+
+    Valid when the rest of the network treats samples independently (eval mode). Returns ``None`` —
+    and the caller runs one pass per k — when the model rejects the larger batch (e.g. it reshapes to
+    the input's batch size) or when a check against a plain one-k pass disagrees.
+    """
+    module = resolve_modules(model, [layer], "layer")[layer]
+    channel_first = is_channel_first(module)
+    n_k = len(projs)
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
+        if not isinstance(out, torch.Tensor):
+            raise TypeError("stacking needs a tensor output")
+        return torch.cat([p.project(out, channel_first=channel_first) for p in projs], dim=0)
+
+    dev = model_device(model)
+    chunk = max(2, min(batch_size, 8192 // n_k))
+    outs: list[torch.Tensor] = []
+    try:
+        for i, b in enumerate(tqdm(list(iter_batches(x, chunk)), desc=f"projecting {layer}",
+                                   disable=not show, leave=False)):
+            handle = module.register_forward_hook(hook)
+            try:
+                y = model(b.to(dev))
+            finally:
+                handle.remove()
+            n = b.shape[0]
+            if not isinstance(y, torch.Tensor) or y.shape[0] != n_k * n:
+                return None
+            y = y.detach().cpu().reshape(n_k, n, *y.shape[1:])
+            if i == 0:
+                # Guard against silent broadcasting in the rest of the network: check one k exactly.
+                for j in {0, n_k - 1}:
+                    with projs[j].inserted(model, layer):
+                        ref = model(b.to(dev)).detach().cpu()
+                    if ref.shape != y[j].shape or not torch.allclose(ref, y[j], rtol=1e-4, atol=1e-5):
+                        return None
+            outs.append(y)
+    except (RuntimeError, ValueError, TypeError):
+        return None
+    return torch.cat(outs, dim=1)
 
 
 @dataclass

@@ -130,7 +130,7 @@ class DeltaExplorer(NbxWidget):
         delta: float = 0.99,
         deltas: Any = None,
         max_stats_samples: int = 4000,
-        max_eval_samples: int = 1000,
+        max_eval_samples: int = 500,
         seed: int = 0,
         cell_size: int = 72,
         max_bytes: int = MAX_IMAGE_BYTES,

@@ -145,3 +145,25 @@ def test_bad_inputs():
             pass
     with pytest.raises(ValueError, match="target"):
         nx.delta_curve(net, torch.randn(5, 4), "0", st, target=torch.zeros(4, dtype=torch.long))
+
+
+def test_stacked_projection_pass_equals_one_pass_per_k():
+    from nbexplain.core.delta_projection import DeltaProjection, _run, _stacked_outputs
+
+    net = cnn(seed=0).eval()
+    x = torch.rand(9, 1, 28, 28)
+    st = nx.layer_statistics(net, torch.rand(64, 1, 28, 28), ["conv2"])["conv2"]
+    ks = [1, 3, 8, 32]
+    projs = [DeltaProjection(st, k=k) for k in ks]
+    with torch.no_grad():
+        stacked = _stacked_outputs(net, x, "conv2", projs, batch_size=4, show=False)
+        assert stacked is not None  # the CNN's head treats samples independently
+        for j, p in enumerate(projs):
+            with p.inserted(net, "conv2"):
+                torch.testing.assert_close(stacked[j], _run(net, x, 4), rtol=1e-4, atol=1e-5)
+    # An autoencoder that reshapes to the input's batch size falls back to one pass per k.
+    ae = dense_autoencoder(64, (16,), code=4, seed=0).eval()
+    st = nx.layer_statistics(ae, torch.rand(50, 64), ["encoder.code"])["encoder.code"]
+    out = nx.projected_outputs(ae, torch.rand(6, 64), "encoder.code", st, ks=[1, 2, 4])
+    assert out.shape == (3, 6, 64)
+    assert all(len(m._forward_hooks) == 0 for m in ae.modules())
