@@ -6,9 +6,9 @@
 2. ``nx.similarity_grid`` (SVCCA, 99% variance) of 2 checkpoints × 4 layers of width 256 on 4,000 samples
    against reducing (SVD) and correlating (the numpy reference CCA) each of the 32 cells separately.
 3. Peak memory of ``nx.StreamingSimilarity`` against in-memory ``nx.cca`` on 1,000,000 samples of 32 + 32
-   features, each in a fresh subprocess: peak resident set size at the end (``VmHWM`` of /proc/self/status,
-   i.e. ``resource.getrusage(...).ru_maxrss``) minus the resident set size (``VmRSS``) after imports and a
-   warm-up. Not tracemalloc: it does not see torch's allocations.
+   features, each in a fresh subprocess: peak resident set size at the end (``VmHWM`` of /proc/self/status)
+   minus the resident set size (``VmRSS``) after imports and a warm-up. Not ``resource.getrusage().ru_maxrss``:
+   after fork + exec it keeps the parent's high-water mark; not tracemalloc: it does not see torch's memory.
 
 Both sides of every timing run in this process, alternating, and the tables report medians. Thread counts follow
 the environment and are printed (on a machine shared with other jobs, ``OMP_NUM_THREADS=1
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -152,7 +151,7 @@ def bench_grid(n: int, width: int, repeats: int) -> list[str]:
 # ---------------------------------------------------------------------------------------- 3. memory
 MEMORY_CHILD = textwrap.dedent(
     """
-    import resource, sys, torch, nbexplain as nx
+    import sys, torch, nbexplain as nx
     mode, n, p, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     def status(key):  # kB values from /proc/self/status: VmRSS (now), VmHWM (peak so far)
         with open("/proc/self/status") as f:
@@ -172,7 +171,7 @@ MEMORY_CHILD = textwrap.dedent(
         parts = [make(i) for i in range(n // batch)]
         x = torch.cat([a for a, _ in parts]); y = torch.cat([b for _, b in parts]); del parts
         value = nx.cca(x, y).mean
-    print(repr(value), base, max(status("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    print(repr(value), base, status("VmHWM"))
     """
 )
 
