@@ -106,8 +106,8 @@ class ComplexityDecomposition:
     reliability_feature
         Linear consistency (R²) of the whole feature with the reference network's feature.
     history
-        ``{order: {"loss": [...], "test_loss": [...], "lr": [...], "seconds": float}}`` — the training
-        curves (standardised MSE per epoch).
+        ``{order: {"loss": [...], "test_loss": [...], "lr": [...], "seconds": float, "epoch_seconds": [...],
+        "epoch_cpu_seconds": [...]}}`` — the training curves (standardised MSE per epoch) and timings.
     losses
         Task losses: ``"model_train"``/``"model_test"`` (the unmodified network),
         ``"empty_train"``/``"empty_test"`` (head sees the mean feature), ``"full_train"``/``"full_test"``
@@ -571,14 +571,16 @@ def _train_disentangler(
     scale = f_scale.to(dev)
     opt = torch.optim.Adam(d.parameters(), lr=lr[0])
     gen = torch.Generator().manual_seed(seed)
-    hist: dict[str, Any] = {"loss": [], "test_loss": [], "lr": [], "seconds": 0.0, "epoch_seconds": []}
+    hist: dict[str, Any] = {
+        "loss": [], "test_loss": [], "lr": [], "seconds": 0.0, "epoch_seconds": [], "epoch_cpu_seconds": [],
+    }
     t0 = time.perf_counter()
     bar = tqdm(range(epochs), desc=bar_desc, disable=not progress, leave=False)
     for e in bar:
         rate = lr[0] * (lr[1] / lr[0]) ** (e / (epochs - 1)) if epochs > 1 else lr[0]
         for g in opt.param_groups:
             g["lr"] = rate
-        te = time.perf_counter()
+        te, ce = time.perf_counter(), time.process_time()
         d.train()
         order = torch.randperm(x.shape[0], generator=gen)
         total = 0.0
@@ -591,6 +593,7 @@ def _train_disentangler(
             opt.step()
             total += float(loss.detach()) * idx.numel()
         hist["epoch_seconds"].append(time.perf_counter() - te)
+        hist["epoch_cpu_seconds"].append(time.process_time() - ce)
         hist["loss"].append(total / x.shape[0])
         hist["lr"].append(rate)
         d.eval()
