@@ -309,8 +309,27 @@ class _Prepared:
             self.ksq = float((self.kc * self.kc).sum())
 
 
+def _cross_products(
+    a: _Prepared, bs: list[_Prepared], metrics: list[str], concat_cache: dict[Any, torch.Tensor], cache_key: Any
+) -> list[torch.Tensor | None]:
+    """Whitened cross-products of one row layer with several reference layers as one matrix product."""
+    fam = [m for m in metrics if m in _CCA_FAMILY]
+    if not fam or a.dead:
+        return [None] * len(bs)
+    alive = [b for b in bs if not b.dead]
+    if not alive:
+        return [None] * len(bs)
+    svcca_only = fam == ["svcca"]
+    widths = [b.k if svcca_only else b.z.shape[1] for b in alive]
+    if cache_key not in concat_cache:
+        concat_cache[cache_key] = torch.cat([b.z[:, :w] for b, w in zip(alive, widths)], dim=1)
+    left = a.z[:, : a.k] if svcca_only else a.z
+    parts = iter((left.T @ concat_cache[cache_key]).split(widths, dim=1))
+    return [None if b.dead else next(parts) for b in bs]
+
+
 def _pair_values(
-    a: _Prepared, b: _Prepared, metrics: list[str]
+    a: _Prepared, b: _Prepared, metrics: list[str], m: torch.Tensor | None = None
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     vals: dict[str, float] = {}
     specs: dict[str, torch.Tensor] = {}
@@ -318,7 +337,8 @@ def _pair_values(
         return {m: math.nan for m in metrics}, {}
     fam = [m for m in metrics if m in _CCA_FAMILY]
     if fam:
-        m = a.z[:, : a.k].T @ b.z[:, : b.k] if fam == ["svcca"] else a.z.T @ b.z
+        if m is None:
+            m = a.z[:, : a.k].T @ b.z[:, : b.k] if fam == ["svcca"] else a.z.T @ b.z
         if "svcca" in fam:
             c = torch.linalg.svdvals(m[: a.k, : b.k]).clamp(0.0, 1.0)
             vals["svcca"] = float(c.mean())
@@ -512,6 +532,7 @@ def similarity_grid(
 
     ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev)
     ref_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
+    concat_cache: dict[Any, torch.Tensor] = {}
 
     t_count, l_rows, l_ref = len(items), len(row_names), len(ref_names)
     grids = {m: torch.full((t_count, l_rows, l_ref), math.nan, dtype=torch.float64) for m in metrics}
@@ -534,8 +555,10 @@ def similarity_grid(
                 raise RuntimeError(f"Layer {name!r} produced a different number of samples than the reference.")
         row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = ref_cache if same_as_ref else {}
         for i, rn in enumerate(row_names):
-            for j, cn in enumerate(ref_names):
-                key = _pair_key(outs[rn], ref_out[cn], conv)
+            keys = [_pair_key(outs[rn], ref_out[cn], conv) for cn in ref_names]
+            groups: dict[tuple[Any, ...], list[int]] = {}
+            for j, (cn, key) in enumerate(zip(ref_names, keys)):
+                groups.setdefault(key, []).append(j)
                 if (rn, key) not in row_cache:
                     row_cache[(rn, key)] = _Prepared(
                         _features(outs[rn], key, max_samples, seed), mset, kx, eps, float(threshold)
@@ -544,20 +567,24 @@ def similarity_grid(
                     ref_cache[(cn, key)] = _Prepared(
                         _features(ref_out[cn], key, max_samples, seed), mset, kx, eps, float(threshold)
                     )
-                a, b = row_cache[(rn, key)], ref_cache[(cn, key)]
-                if a.dead:
-                    undefined.add(f"{rn} at {ckpt_labels[t]}")
-                if b.dead:
-                    undefined.add(f"{cn} of the reference")
-                vals, specs = _pair_values(a, b, metrics)
-                n_samples[i, j] = a.n
-                for m, v in vals.items():
-                    grids[m][t, i, j] = v
-                for m, c in specs.items():
-                    spec_lists[m][(t, i, j)] = c.to("cpu", torch.float32)
+            for key, js in groups.items():
+                a = row_cache[(rn, key)]
+                bs = [ref_cache[(ref_names[j], key)] for j in js]
+                products = _cross_products(a, bs, metrics, concat_cache, (key, tuple(js)))
+                for j, b, m in zip(js, bs, products):
+                    if a.dead:
+                        undefined.add(f"{rn} at {ckpt_labels[t]}")
+                    if b.dead:
+                        undefined.add(f"{ref_names[j]} of the reference")
+                    vals, specs = _pair_values(a, b, metrics, m)
+                    n_samples[i, j] = a.n
+                    for mname, v in vals.items():
+                        grids[mname][t, i, j] = v
+                    for mname, c in specs.items():
+                        spec_lists[mname][(t, i, j)] = c.to("cpu", torch.float32)
         del outs, row_cache
     bar.close()
-    del ref_cache
+    del ref_cache, concat_cache
     if undefined:
         warnings.warn(
             "Zero variance on these inputs (cells are NaN): " + ", ".join(sorted(undefined)), stacklevel=2
