@@ -48,7 +48,8 @@ class ComplexityViewer(NbxWidget):
     titles
         One title per sample (text, never HTML). Default: ``"sample 0"``, …
     channels
-        For spatial features ``(C, H, W)``: the channels the channel picker offers. Default: the
+        For spatial features ``(C, H, W)`` — and for flat features with as many values as an image input,
+        which are drawn in the input's shape — the channels the channel picker offers. Default: the
         ``n_channels`` channels with the largest feature variance over the shown samples.
     n_channels
         How many channels to offer by default.
@@ -161,6 +162,10 @@ class ComplexityViewer(NbxWidget):
         c[1:] -= g[:-1]
         fs = tuple(res.feature_shape)
         L = len(res.orders)
+        if len(fs) == 1 and _image_like(x) and fs[0] == int(np.prod(x.shape[1:])):
+            # image-like vector feature (e.g. an autoencoder's flat output): draw it in the input's shape
+            fs = tuple(int(s) for s in x.shape[1:])
+            f, g, c = f.reshape(n, *fs), g.reshape(L, n, *fs), c.reshape(L, n, *fs)
         if len(fs) >= 2:
             kind = "images"
             if len(fs) == 2:   # (C, length) sequences: draw as 1-row images

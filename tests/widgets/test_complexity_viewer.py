@@ -130,3 +130,17 @@ def test_lazy_export():
     from nbexplain import widgets
 
     assert widgets.ComplexityViewer is ComplexityViewer
+
+
+def test_image_like_flat_feature_is_drawn_as_images():
+    torch.manual_seed(0)
+    ae = nn.Sequential(OrderedDict([("flatten", nn.Flatten()), ("enc", nn.Linear(36, 8)), ("act", nn.ReLU()),
+                                    ("dec", nn.Linear(8, 36))]))
+    x = torch.rand(60, 1, 6, 6)
+    y = x.flatten(1)
+    res = nx.decompose_complexity(ae, "dec", (x[:40], y[:40]), (x[40:], y[40:]), orders=(0, 1), epochs=1,
+                                  width=8, progress=False, reference_model=False)
+    assert res.feature_shape == (36,)
+    v = ComplexityViewer(res, x[:3])
+    assert v.kind == "images" and v.feature.shape == (3, 1, 6, 6) and v.recon.shape == (2, 3, 1, 6, 6)
+    assert np.allclose(v.feature.reshape(3, 36), res.features(x[:3]).numpy(), atol=1e-6)
