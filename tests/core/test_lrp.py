@@ -400,3 +400,18 @@ def test_merge_batchnorm_trace_leaves_a_training_model_untouched() -> None:
     pairs = nx.MergeBatchNorm().pairs(net, _x((2, 2, 6, 6), 12))
     assert len(pairs) == 5
     _assert_same(before, _state(net))  # running statistics not updated, modes and hooks as found
+
+
+def test_layers_the_input_does_not_reach_are_refused() -> None:
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.unused = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    with pytest.raises(ValueError, match=r"\['unused'\].*not called"):
+        nx.lrp(TwoHeads(), torch.rand(2, 4), 0, layers=["fc", "unused"])
+    assert nx.lrp(TwoHeads(), torch.rand(2, 4), 0, layers="fc").layers["fc"].shape == (2, 3)

@@ -230,7 +230,7 @@ class _Session:
         self.handles: list[Any] = []
         self.first_done = False
         self.rules: dict[str, Rule] = {}
-        self.captured: dict[str, list[torch.Tensor | None]] = {}
+        self.captured: dict[str, list[torch.Tensor]] = {}
         self.regions: dict[int, set[int]] = {}
         self.transparent: set[nn.Module] = set()
         # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
@@ -347,7 +347,8 @@ class _Session:
             if not isinstance(output, torch.Tensor) or not output.requires_grad:
                 return
             slots = self.captured.setdefault(name, [])
-            slots.append(None)
+            # zeros until relevance arrives: an output the explained score does not depend on gets none
+            slots.append(torch.zeros_like(output, memory_format=torch.contiguous_format).detach())
             index = len(slots) - 1
 
             def store(grad: torch.Tensor) -> None:
@@ -546,12 +547,17 @@ def lrp(
             rel_parts.append(rel.detach())
             out_parts.append(out.detach())
             expl_parts.append(explained)
+            missing = [n for n in capture if n not in session.captured]
+            if missing:
+                raise ValueError(
+                    f"Layer(s) {missing} in `layers` were not called on the explained input during the forward "
+                    "pass (or sit inside a module mapped as one unit), so they have no relevance; pick layers "
+                    f"the input passes through, e.g. {list(session.rules)[:6]}."
+                )
             for name, slots in session.captured.items():
                 for i, t in enumerate(slots):
                     key = name if i == 0 else f"{name}#{i + 1}"
-                    layer_parts.setdefault(key, []).append(
-                        t if t is not None else torch.zeros(0)
-                    )
+                    layer_parts.setdefault(key, []).append(t)
             for k, v in session.rules.items():
                 rules.setdefault(k, v)
     cat = (lambda parts: parts[0]) if len(rel_parts) == 1 else (lambda parts: torch.cat(parts))
