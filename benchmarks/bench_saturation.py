@@ -54,7 +54,7 @@ def bench_model(name: str, build, x: torch.Tensor, y: torch.Tensor, repeats: int
     ours_model = copy.deepcopy(base)
     delve_model = copy.deepcopy(base)
     tmp = tempfile.mkdtemp(prefix="nbx-bench-delve-")
-    delve = DelveTracker(tmp, save_to="csv", modules=delve_model, device="cpu", stats=["lsat"])
+    DelveTracker(tmp, save_to="csv", modules=delve_model, device="cpu", stats=["lsat"])
     ours = nx.SaturationTracker(ours_model, **tracker_kw).start()
     runs = {"plain": make_step(plain, x, y), "nbexplain": make_step(ours_model, x, y),
             "delve": make_step(delve_model, x, y)}
@@ -70,7 +70,7 @@ def bench_model(name: str, build, x: torch.Tensor, y: torch.Tensor, repeats: int
     end_epoch_s = time.perf_counter() - t0
     ours.close()
     med = {k: statistics.median(v) for k, v in times.items()}
-    ratio = {k: statistics.median([t / p for t, p in zip(times[k], times["plain"])]) for k in runs}
+    ratio = {k: statistics.median([t / p for t, p in zip(times[k], times["plain"], strict=False)]) for k in runs}
     return {
         "model": name,
         "layers": len(ours.layers),

@@ -414,7 +414,7 @@ def delta_curve(
 
     eig = projected_outputs(model, x, layer, stats, distinct, "eigen", seed, batch_size)
     rnd = projected_outputs(model, x, layer, stats, distinct, "random", seed, batch_size)
-    by_k = {k: (score(e), score(r)) for k, e, r in zip(distinct, eig, rnd)}
+    by_k = {k: (score(e), score(r)) for k, e, r in zip(distinct, eig, rnd, strict=False)}
     return DeltaCurve(
         deltas=torch.tensor(ds, dtype=torch.float64),
         ks=torch.tensor(ks),

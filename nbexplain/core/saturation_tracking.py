@@ -20,9 +20,8 @@ from torch import nn
 
 from .capturing import CONV_MODES, iter_batches
 from .hygiene import model_device, preserved
-from .layer_select import is_channel_first
+from .layer_select import is_channel_first, resolve_modules
 from .layer_select import layers as list_layers
-from .layer_select import resolve_modules
 from .statistics import RunningMoments, subsample_positions
 from .validation import check_choice, check_fraction, check_model, check_positive_int, check_tensor
 
@@ -392,7 +391,7 @@ class SaturationTracker:
             if dev is not None and dev.type != "cpu" and dist.get_backend() != "gloo":
                 widths = widths.to(dev)
             dist.all_reduce(widths, op=dist.ReduceOp.MAX)
-            for n, w in zip(self.layers, widths.tolist()):
+            for n, w in zip(self.layers, widths.tolist(), strict=False):
                 if w == 0:
                     continue
                 if n not in store:
