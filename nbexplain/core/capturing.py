@@ -207,6 +207,9 @@ def activations(
     modules = resolve_modules(model, layers)
     dev = torch.device(device) if device is not None else model_device(model)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
+    layouts = {
+        n: (lambda nd, m=m, n=n: is_channel_first(m, model, n, nd)) for n, m in modules.items()
+    }
     with preserved(model):
         if eval:
             model.eval()
@@ -216,13 +219,13 @@ def activations(
                 seen = True
                 out.clear()
                 model(x.to(dev))
-                for name, mod in modules.items():
+                for name in modules:
                     if name not in out:
                         raise RuntimeError(
                             f"Layer {name!r} did not run during the forward pass; "
                             "choose a layer that is used by model.forward."
                         )
-                    feats = to_features(out[name], conv, is_channel_first(mod))
+                    feats = to_features(out[name], conv, layouts[name](out[name].ndim))
                     chunks[name].append(feats.to("cpu", dtype))
             if not seen:
                 raise ValueError("`inputs` is empty: it yielded no batches.")

@@ -66,6 +66,7 @@ LAYER_KINDS: dict[str, tuple[type[nn.Module], ...]] = {
 
 # Module types whose outputs are channel-first (N, C, *spatial).
 _CHANNEL_FIRST = LAYER_KINDS["conv"] + LAYER_KINDS["pool"] + (
+    nn.BatchNorm1d,
     nn.BatchNorm2d,
     nn.BatchNorm3d,
     nn.InstanceNorm1d,
@@ -79,9 +80,54 @@ _CHANNEL_FIRST = LAYER_KINDS["conv"] + LAYER_KINDS["pool"] + (
 KindsArg = Union[None, str, type, Iterable[Union[str, type]]]
 
 
-def is_channel_first(module: nn.Module) -> bool:
-    """Whether a module's output is laid out channels-first ``(N, C, …)`` (conv-like)."""
-    return isinstance(module, _CHANNEL_FIRST)
+# Module types whose outputs put features on the last dimension (N, …, F).
+_CHANNEL_LAST = LAYER_KINDS["linear"] + (nn.LayerNorm, nn.Embedding, nn.MultiheadAttention)
+
+
+def _known_layout(module: nn.Module) -> bool | None:
+    """True/False for modules whose type fixes the layout; None for layout-agnostic ones (ReLU, Dropout…)."""
+    if isinstance(module, _CHANNEL_FIRST):
+        return True
+    if isinstance(module, _CHANNEL_LAST):
+        return False
+    return None
+
+
+def is_channel_first(
+    module: nn.Module, model: nn.Module | None = None, name: str | None = None, ndim: int | None = None
+) -> bool:
+    """Whether a module's output is laid out channels-first ``(N, C, …)`` (conv-like).
+
+    Conv, pooling and 2-D/3-D norm layers are channels-first; Linear, LayerNorm and embeddings put
+    features last. A layout-agnostic module (an activation, dropout, identity, a custom block) takes the
+    layout of the nearest layer with a known layout registered before it in ``model`` (so ``relu1``
+    after ``conv1`` is channels-first, and a GELU after a Linear is channels-last); without such a layer
+    an output of rank ≥ 4 is read as channels-first and rank 3 as ``(N, T, F)`` tokens.
+
+    Parameters
+    ----------
+    module
+        The layer.
+    model, name
+        The model and the layer's qualified name, to look at the layers before it.
+    ndim
+        Rank of the layer's output, for the fallback rule.
+    """
+    known = _known_layout(module)
+    if known is not None:
+        return known
+    if model is not None and name is not None:
+        previous: bool | None = None
+        for other_name, other in model.named_modules():
+            if other_name == name:
+                break
+            if len(list(other.children())) == 0:
+                layout = _known_layout(other)
+                if layout is not None:
+                    previous = layout
+        if previous is not None:
+            return previous
+    return ndim is not None and ndim >= 4
 
 
 def _resolve_kinds(kinds: KindsArg) -> tuple[type[nn.Module], ...] | None:

@@ -35,7 +35,7 @@ from torch import nn
 
 from .capturing import CONV_MODES, InputsArg, capture, iter_batches
 from .hygiene import model_device, preserved
-from .layer_select import LAYER_KINDS, is_channel_first, layers as list_layers, resolve_modules
+from .layer_select import is_channel_first, layers as list_layers, resolve_modules
 from .similarity import (
     RANK_RTOL,
     _check_epsilon,
@@ -55,7 +55,6 @@ GRID_METRICS = ("svcca", "cca", "pwcca", "cka", "cka_debiased", "cka_rbf")
 _CCA_FAMILY = ("svcca", "cca", "pwcca")
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 #: Modules whose output keeps their input's layout (a ReLU after a conv is still channel-first).
-_ELEMENTWISE = LAYER_KINDS["activation"] + (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
 
 CheckpointArg = Union[nn.Module, Mapping[str, Any], str, os.PathLike]
 
@@ -222,7 +221,7 @@ def _capture_outputs(
                             "model.forward."
                         )
                     o = out[name]
-                    if o.ndim > 2 and not (is_channel_first(mod) or isinstance(mod, _ELEMENTWISE)):
+                    if o.ndim > 2 and not is_channel_first(mod, model, name, o.ndim):
                         o = o.movedim(-1, 1)  # (N, …, F) token layout → features first, tokens as positions
                     chunks[name].append(o.to(device, torch.float32))
             if not seen:

@@ -226,3 +226,23 @@ def test_snapshot_restores_swapped_parameters_values_and_hooks() -> None:
     assert torch.equal(net[1].running_mean, rm)
     assert len(net[1]._forward_pre_hooks) == 0
     assert net.training and net[1].training
+
+
+def test_layout_of_elementwise_layers_follows_the_layer_before_them() -> None:
+    """A ReLU after a conv is channels-first; a GELU after a Linear (tokens) is channels-last."""
+    net = zoo.cnn().eval()
+    x = torch.rand(2, 1, 28, 28)
+    feats = nx.activations(net, x, ["relu1", "pool1", "relu2", "relu3"])
+    assert feats["relu1"].shape == (2 * 28 * 28, 16)
+    with torch.no_grad():
+        r1 = net.relu1(net.bn1(net.conv1(x)))
+    assert torch.allclose(feats["relu1"], r1.permute(0, 2, 3, 1).reshape(-1, 16))
+    assert feats["pool1"].shape == (2 * 14 * 14, 16) and feats["relu2"].shape == (2 * 14 * 14, 32)
+    assert feats["relu3"].shape == (2, 64)
+    tokens = nn.Sequential(nn.Linear(8, 16), nn.GELU())
+    assert nx.activations(tokens, torch.rand(3, 5, 8), "1")["1"].shape == (15, 16)
+    conv1d = nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU(), nn.BatchNorm1d(4))
+    out = nx.activations(conv1d, torch.rand(3, 2, 10), ["1", "2"])
+    assert out["1"].shape == (24, 4) and out["2"].shape == (24, 4)
+    lone = nn.Sequential(nn.ReLU())  # nothing known before it: rank decides
+    assert nx.activations(lone, torch.rand(2, 3, 4, 4), "0")["0"].shape == (32, 3)
