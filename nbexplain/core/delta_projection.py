@@ -175,7 +175,7 @@ class DeltaProjection:
         """
         check_model(model)
         module = resolve_modules(model, [layer], "layer")[layer]
-        channel_first = is_channel_first(module)
+        channel_first = is_channel_first(module, model, layer)
 
         def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
             if isinstance(out, (tuple, list)):
@@ -300,7 +300,7 @@ def _stacked_outputs(
     the input's batch size) or when a check against a plain one-k pass disagrees.
     """
     module = resolve_modules(model, [layer], "layer")[layer]
-    channel_first = is_channel_first(module)
+    channel_first = is_channel_first(module, model, layer)
     n_k = len(projs)
 
     def hook(_m: nn.Module, _i: Any, out: Any) -> Any:

@@ -152,9 +152,11 @@ class EpochRecord:
 class _FeatureFeeder:
     """Turns one layer's output into samples and feeds them to a RunningMoments."""
 
-    def __init__(self, name: str, module: nn.Module, conv: str, max_positions: int | None, seed: int) -> None:
+    def __init__(
+        self, name: str, module: nn.Module, conv: str, max_positions: int | None, seed: int, channel_first: bool
+    ) -> None:
         self.name = name
-        self.channel_first = is_channel_first(module)
+        self.channel_first = channel_first
         self.conv = conv
         self.max_positions = max_positions
         self.seed = seed
@@ -296,7 +298,8 @@ class SaturationTracker:
         self.sync = sync
         self.history: list[EpochRecord] = []
         self._feeders = {
-            n: _FeatureFeeder(n, m, self.conv, self.max_positions, seed) for n, m in self.modules.items()
+            n: _FeatureFeeder(n, m, self.conv, self.max_positions, seed, is_channel_first(m, model, n))
+            for n, m in self.modules.items()
         }
         self._current: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}
         self._last: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}

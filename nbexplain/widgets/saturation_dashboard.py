@@ -138,7 +138,10 @@ class SaturationDashboard(w.VBox):
 
     def close(self) -> None:
         """Stop following the tracker and close the widgets."""
-        self._unobserve()
+        unobserve = getattr(self, "_unobserve", None)  # absent when __init__ raised before observing
+        if unobserve is not None:
+            unobserve()
+            self._unobserve = None
         super().close()
 
     def __repr__(self) -> str:

@@ -89,7 +89,8 @@ def reference_spectrum(outputs: list[torch.Tensor], channel_first: bool) -> tupl
 @pytest.mark.parametrize("sizes", [[64, 64, 64], [1, 7, 100, 33]])
 def test_tracker_equals_reference_mlp(sizes):
     net = mlp(20, (16, 8), seed=1)
-    xs = [torch.randn(n, 20) * 3 + 5 for n in sizes]
+    gen = torch.Generator().manual_seed(sum(sizes))
+    xs = [torch.randn(n, 20, generator=gen) * 3 + 5 for n in sizes]
     with nx.capture(net, ["fc1", "fc2", "out"]) as cap:
         outs = {k: [] for k in ["fc1", "fc2", "out"]}
         with torch.no_grad():
@@ -105,8 +106,10 @@ def test_tracker_equals_reference_mlp(sizes):
         rec = tr.end_epoch()
     for name in ["fc1", "fc2", "out"]:
         cov, vals = reference_spectrum(outs[name], False)
-        # float32 activations: equal to float32 precision of the covariance's scale
-        torch.testing.assert_close(tr.stats[name].covariance, cov, rtol=1e-6, atol=1e-6 * float(cov.abs().max()))
+        # float32 activations, summed in float32 blocks of up to 16 batches (shifted) and merged in
+        # float64: equal to float32 precision (eps 1.2e-7, times the few dozen additions of a block) of
+        # the covariance's scale. Measured worst case over random data: 2.4e-6 of the scale.
+        torch.testing.assert_close(tr.stats[name].covariance, cov, rtol=1e-5, atol=1e-5 * float(cov.abs().max()))
         torch.testing.assert_close(rec.train[name].eigenvalues, vals.clamp_min(0), rtol=1e-5, atol=1e-6)
         assert rec.train[name].intrinsic_dimension == ref_k(vals.tolist(), 0.95)
         assert rec.train[name].count == sum(sizes)
