@@ -3,7 +3,7 @@
 // locally (no kernel message); clicking an order (a bar or a component) selects it and tells Python.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, imageRGBA } from "./lib/raster";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -61,14 +61,6 @@ const CSS = `
 .nbx-complexity-viewer .nbx-sep { border-left: 1px solid var(--nbx-border); align-self: stretch; }
 `;
 
-function offscreen(rgba: Uint8ClampedArray, w: number, hgt: number): HTMLCanvasElement {
-  const c = document.createElement("canvas");
-  c.width = w;
-  c.height = hgt;
-  const ctx = c.getContext("2d");
-  if (ctx) ctx.putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, w, hgt), 0, 0);
-  return c;
-}
 
 /** Largest |value| of a channel (images) or of every bar, over the leading dims. Exported for tests. */
 export function maxAbs(t: Tensor, channel: number, kind: "images" | "bars", lead: number): number {
@@ -536,13 +528,13 @@ function render({ model, el }: RenderProps<State>) {
     ["change:cell_size", rebuild], ["change:order_index", onOrder], ["change:channel_index", onChannel],
     ["change:selected_order", drawSelected], ["change:theme", onTheme],
   ];
-  for (const [e, f] of events) model.on(e, f);
+  const unlisten = listen(model, events);
   build();
   const stopVisible = onVisible(root, drawAll);
 
   return () => {
     stopVisible();
-    for (const [e, f] of events) model.off(e, f);
+    unlisten();
     el.replaceChildren();
   };
 }

@@ -5,7 +5,7 @@
 // latest request wins).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
-import { h, injectStyle, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
 import { imageRGBA } from "./lib/raster";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -53,14 +53,6 @@ export function nines(frac: number): number {
   return Math.min(4, -Math.log10(Math.max(1e-4, 1 - Math.min(frac, 1))));
 }
 
-function offscreen(rgba: Uint8ClampedArray, w: number, hgt: number): HTMLCanvasElement {
-  const c = document.createElement("canvas");
-  c.width = w;
-  c.height = hgt;
-  const ctx = c.getContext("2d");
-  if (ctx) ctx.putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, w, hgt), 0, 0);
-  return c;
-}
 
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("delta-explorer", model.get("theme"));
@@ -418,7 +410,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:delta", onDelta], ["change:show_random", onRandom], ["change:busy", setBusy],
     ["change:error", onError], ["change:theme", onTheme], ["change:layer", rebuild],
   ];
-  for (const [e, f] of events) model.on(e, f);
+  const unlisten = listen(model, events);
   build();
   onError();
   setBusy();
@@ -426,7 +418,7 @@ function render({ model, el }: RenderProps<State>) {
 
   return () => {
     stopVisible();
-    for (const [e, f] of events) model.off(e, f);
+    unlisten();
     el.replaceChildren();
   };
 }

@@ -5,7 +5,7 @@
 // only the latest pending one is sent (latest wins); the root shows data-busy meanwhile.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -145,15 +145,6 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.requests = String(id);
     model.send({ type: "request", id, ...req });
   }, model.get("completed_request"));
-
-  function offscreen(rgba: Uint8ClampedArray, w: number, hgt: number): HTMLCanvasElement {
-    const c = document.createElement("canvas");
-    c.width = w;
-    c.height = hgt;
-    const ctx = c.getContext("2d");
-    if (ctx) ctx.putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, w, hgt), 0, 0);
-    return c;
-  }
 
   function mapShape(): [number, number] {
     return maps.shape.length === 4 ? [maps.shape[2], maps.shape[3]] : [0, 0];
@@ -476,7 +467,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:targets", onTargets], ["change:completed_request", onCompleted], ["change:busy", onBusy],
     ["change:error", onError], ["change:opacity", onOpacity], ["change:theme", onTheme],
   ];
-  for (const [e, f] of events) model.on(e, f);
+  const unlisten = listen(model, events);
   build();
   onError();
   root.dataset.busy = "false";
@@ -484,7 +475,7 @@ function render({ model, el }: RenderProps<State>) {
 
   return () => {
     stopVisible();
-    for (const [e, f] of events) model.off(e, f);
+    unlisten();
     el.replaceChildren();
   };
 }

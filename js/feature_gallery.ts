@@ -4,7 +4,7 @@
 // re-run the optimisation: one request in flight at a time, and only the latest pending one is sent.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { h, injectStyle, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -127,14 +127,6 @@ export class LatestWins<T> {
   }
 }
 
-function offscreen(rgba: Uint8ClampedArray, w: number, hgt: number): HTMLCanvasElement {
-  const c = document.createElement("canvas");
-  c.width = w;
-  c.height = hgt;
-  const ctx = c.getContext("2d");
-  if (ctx) ctx.putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, w, hgt), 0, 0);
-  return c;
-}
 
 interface RerunRequest {
   steps: number;
@@ -443,7 +435,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:error", onError], ["change:steps", syncControls], ["change:param", syncControls],
     ["change:regularization", syncControls], ["change:theme", onTheme],
   ];
-  for (const [e, f] of events) model.on(e, f);
+  const unlisten = listen(model, events);
   build();
   onError();
   root.dataset.completed = String(model.get("completed_request"));
@@ -452,7 +444,7 @@ function render({ model, el }: RenderProps<State>) {
 
   return () => {
     stopVisible();
-    for (const [e, f] of events) model.off(e, f);
+    unlisten();
     el.replaceChildren();
   };
 }

@@ -2,7 +2,7 @@
 // Pure render from model state; the only intent sent back is `selected` (and `opacity`).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -22,14 +22,6 @@ interface State {
   theme: string;
 }
 
-function offscreen(rgba: Uint8ClampedArray, w: number, hgt: number): HTMLCanvasElement {
-  const c = document.createElement("canvas");
-  c.width = w;
-  c.height = hgt;
-  const ctx = c.getContext("2d");
-  if (ctx) ctx.putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, w, hgt), 0, 0);
-  return c;
-}
 
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("heatmap", model.get("theme"));
@@ -216,13 +208,13 @@ function render({ model, el }: RenderProps<State>) {
     ["change:label", rebuild], ["change:opacity", onOpacity], ["change:selected", markSelected],
     ["change:theme", onTheme],
   ];
-  for (const [e, f] of events) model.on(e, f);
+  const unlisten = listen(model, events);
   build();
   const stopVisible = onVisible(root, drawAll);
 
   return () => {
     stopVisible();
-    for (const [e, f] of events) model.off(e, f);
+    unlisten();
     el.replaceChildren();
   };
 }

@@ -3,7 +3,7 @@
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, onVisible, viewRoot } from "./lib/dom";
+import { h, injectStyle, listen, onVisible, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -341,14 +341,14 @@ function render({ model, el }: RenderProps<State>) {
     ["change:checkpoint", paint], ["change:checkpoint_labels", paint], ["change:show_values", paint],
     ["change:metric", onMetric], ["change:selected", markSelected], ["change:theme", onTheme],
   ];
-  for (const [e, f] of events) model.on(e, f);
+  const unlisten = listen(model, events);
   build();
   const stopVisible = onVisible(root, paint);
 
   return () => {
     stop();
     stopVisible();
-    for (const [e, f] of events) model.off(e, f);
+    unlisten();
     el.replaceChildren();
   };
 }

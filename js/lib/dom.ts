@@ -74,3 +74,26 @@ export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeigh
   if (ctx) ctx.imageSmoothingEnabled = false;
   return ctx;
 }
+
+/** A canvas holding RGBA pixels at their own resolution (drawn scaled with drawImage). */
+export function offscreen(rgba: Uint8ClampedArray, w: number, hgt: number): HTMLCanvasElement {
+  const c = document.createElement("canvas");
+  c.width = w;
+  c.height = hgt;
+  const ctx = c.getContext("2d");
+  if (ctx) ctx.putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, w, hgt), 0, 0);
+  return c;
+}
+
+interface Listenable {
+  on(event: string, callback: () => void): void;
+  off(event: string, callback: () => void): void;
+}
+
+/** Subscribe each handler to its model event; returns the function that unsubscribes them all. */
+export function listen(model: Listenable, events: Array<[string, () => void]>): () => void {
+  for (const [e, f] of events) model.on(e, f);
+  return () => {
+    for (const [e, f] of events) model.off(e, f);
+  };
+}
