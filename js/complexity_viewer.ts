@@ -2,8 +2,8 @@
 // Pure render from model state. The order slider, the channel picker and the per-order scaling act
 // locally (no kernel message); clicking an order (a bar or a component) selects it and tells Python.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { type ColorScale, formatValue } from "./lib/colormap";
+import { colorFooter, h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, imageRGBA } from "./lib/raster";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -160,15 +160,7 @@ function render({ model, el }: RenderProps<State>) {
   controls.append(sliderLabel, channelLabel, normLabel);
   const charts = h("div", "nbx-charts");
   const table = h("div", "nbx-cv-table");
-  const footer = h("div", "nbx-footer");
-  const cbarWrap = h("span", "nbx-colorbar-wrap");
-  const cbarLabel = h("span", "nbx-cbar-label", "feature");
-  const cbarMin = h("span", "nbx-cbar-min");
-  const cbar = h("canvas", "nbx-colorbar");
-  const cbarMax = h("span", "nbx-cbar-max");
-  cbarWrap.append(cbarLabel, cbarMin, cbar, cbarMax);
-  const readout = h("div", "nbx-readout");
-  footer.append(cbarWrap, readout);
+  const { footer, readout, setScale } = colorFooter();
   root.append(header, controls, charts, table, footer);
 
   // local view state (never sent to the kernel)
@@ -283,11 +275,8 @@ function render({ model, el }: RenderProps<State>) {
         ctx.drawImage(img, 0, 0, inputCanvases[s].width, inputCanvases[s].height);
       }
     }
-    paintColorbar(cbar, fsc);
-    cbarMin.textContent = formatValue(fsc.vmin);
-    cbarMax.textContent = formatValue(fsc.vmax);
     const ch = model.get("channels")[channelIndex];
-    cbarLabel.textContent = kind() === "images" ? `feature, channel ${ch}` : "feature";
+    setScale(fsc, kind() === "images" ? `feature, channel ${ch}` : "feature");
     root.dataset.channel = String(ch);
   }
 

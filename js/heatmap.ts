@@ -1,8 +1,8 @@
 // Heatmap view: a grid of maps (optionally over images), colour bar, readout, click-to-select.
 // Pure render from model state; the only intent sent back is `selected` (and `opacity`).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { type ColorScale, formatValue } from "./lib/colormap";
+import { colorFooter, h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -38,15 +38,7 @@ function render({ model, el }: RenderProps<State>) {
   opacityLabel.appendChild(opacity);
   controls.appendChild(opacityLabel);
   const grid = h("div", "nbx-grid");
-  const footer = h("div", "nbx-footer");
-  const cbarWrap = h("span", "nbx-colorbar-wrap");
-  const cbarMin = h("span", "nbx-cbar-min");
-  const cbar = h("canvas", "nbx-colorbar");
-  const cbarMax = h("span", "nbx-cbar-max");
-  const cbarLabel = h("span", "nbx-cbar-label");
-  cbarWrap.append(cbarLabel, cbarMin, cbar, cbarMax);
-  const readout = h("div", "nbx-readout");
-  footer.append(cbarWrap, readout);
+  const { footer, readout, setScale } = colorFooter();
   root.append(controls, grid, footer);
 
   let maps: Tensor = decodeTensor(null);
@@ -178,10 +170,7 @@ function render({ model, el }: RenderProps<State>) {
       markers.push(marker);
     }
     const drawn = effectiveScale(s);
-    paintColorbar(cbar, drawn);
-    cbarMin.textContent = formatValue(drawn.vmin);
-    cbarMax.textContent = formatValue(drawn.vmax);
-    cbarLabel.textContent = model.get("label");
+    setScale(drawn, model.get("label"));
     readout.textContent = n ? "hover a map to read values · click to select" : "no maps";
     root.dataset.n = String(n);
     root.dataset.cmap = s.kind;

@@ -2,8 +2,8 @@
 // arrives once as one (M, T, L, Lr) float32 tensor; the slider, play button and metric menu repaint from
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, listen, onVisible, viewRoot } from "./lib/dom";
+import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
+import { colorFooter, h, injectStyle, listen, onVisible, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -88,15 +88,7 @@ function render({ model, el }: RenderProps<State>) {
   controls.append(play, sliderLabel, metricLabel);
 
   const body = h("div", "nbx-sim-body");
-  const footer = h("div", "nbx-footer");
-  const cbarWrap = h("span", "nbx-colorbar-wrap");
-  const cbarMin = h("span", "nbx-cbar-min");
-  const cbar = h("canvas", "nbx-colorbar");
-  const cbarMax = h("span", "nbx-cbar-max");
-  const cbarLabel = h("span", "nbx-cbar-label");
-  cbarWrap.append(cbarLabel, cbarMin, cbar, cbarMax);
-  const readout = h("div", "nbx-readout");
-  footer.append(cbarWrap, readout);
+  const { footer, readout, setScale } = colorFooter();
   root.append(controls, body, footer);
 
   let grids: Tensor = decodeTensor(null);
@@ -295,10 +287,7 @@ function render({ model, el }: RenderProps<State>) {
     metricSelect.value = model.get("metric");
     metricLabel.style.display = metrics.length > 1 ? "" : "none";
     const s = scale();
-    paintColorbar(cbar, s);
-    cbarMin.textContent = formatValue(s.vmin);
-    cbarMax.textContent = formatValue(s.vmax);
-    cbarLabel.textContent = names[metricIndex()] ?? "";
+    setScale(s, names[metricIndex()] ?? "");
     root.dataset.rows = String(L);
     root.dataset.cols = String(Lr);
     root.dataset.checkpoints = String(T);
@@ -315,7 +304,7 @@ function render({ model, el }: RenderProps<State>) {
   play.addEventListener("click", () => (timer === null ? start() : stop()));
   metricSelect.addEventListener("change", () => {
     model.set("metric", metricSelect.value); // local switch, synced with the next click
-    cbarLabel.textContent = model.get("metric_names")[metricIndex()] ?? "";
+    setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");
     paint();
   });
   root.tabIndex = 0;
@@ -330,7 +319,7 @@ function render({ model, el }: RenderProps<State>) {
   const rebuild = () => build();
   const onMetric = () => {
     metricSelect.value = model.get("metric");
-    cbarLabel.textContent = model.get("metric_names")[metricIndex()] ?? "";
+    setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");
     paint();
   };
   const onTheme = () => (root.dataset.theme = model.get("theme"));

@@ -1,4 +1,5 @@
 // Small DOM helpers shared by every view. Text always goes in through textContent.
+import { type ColorScale, formatValue, paintColorbar } from "./colormap";
 import baseCss from "./style.css";
 
 /** Create an element with classes and (optional) text content. */
@@ -95,5 +96,35 @@ export function listen(model: Listenable, events: Array<[string, () => void]>): 
   for (const [e, f] of events) model.on(e, f);
   return () => {
     for (const [e, f] of events) model.off(e, f);
+  };
+}
+
+/** The footer shared by colour-mapped views: a labelled colour bar and a readout line. */
+export interface ColorFooter {
+  footer: HTMLDivElement;
+  readout: HTMLDivElement;
+  /** Paint the bar for `scale` (as drawn) and set its end values and caption. */
+  setScale(scale: ColorScale, label: string): void;
+}
+
+export function colorFooter(): ColorFooter {
+  const footer = h("div", "nbx-footer");
+  const wrap = h("span", "nbx-colorbar-wrap");
+  const label = h("span", "nbx-cbar-label");
+  const min = h("span", "nbx-cbar-min");
+  const bar = h("canvas", "nbx-colorbar");
+  const max = h("span", "nbx-cbar-max");
+  wrap.append(label, min, bar, max);
+  const readout = h("div", "nbx-readout");
+  footer.append(wrap, readout);
+  return {
+    footer,
+    readout,
+    setScale(scale, text) {
+      paintColorbar(bar, scale);
+      min.textContent = formatValue(scale.vmin);
+      max.textContent = formatValue(scale.vmax);
+      label.textContent = text;
+    },
   };
 }
