@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import anywidget
 import traitlets
 
-__all__ = ["NbxWidget", "STATIC", "bundle_path"]
+__all__ = ["NbxWidget", "RequestWidget", "STATIC", "bundle_path"]
 
 #: Where the JS build (``npm run build``) writes one ESM bundle per view.
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
@@ -67,3 +67,40 @@ class NbxWidget(anywidget.AnyWidget):
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in self._repr_fields().items())
         return f"{type(self).__name__}({fields})"
+
+
+class RequestWidget(NbxWidget):
+    """A view that asks the kernel for genuinely new work (another target, more samples, a re-run).
+
+    The view sends ``{"type": _request_type, "id": n, ...}``, coalescing so that only the latest request
+    is pending. While :meth:`_serve` runs, ``busy`` is true; a failure is shown as ``error`` and leaves
+    the widget usable; ``completed_request`` then tells the view which request was answered.
+    """
+
+    _request_type: ClassVar[str] = "request"
+
+    busy = traitlets.Bool(False).tag(sync=True)
+    completed_request = traitlets.Int(0).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_msg(self._handle_message)
+
+    def _serve(self, content: dict[str, Any]) -> None:
+        """Do the work a request asks for (override in subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve kernel requests")
+
+    def _handle_message(self, _widget: Any, content: Any, buffers: list) -> None:
+        if not isinstance(content, dict) or content.get("type") != self._request_type:
+            return
+        request = int(content.get("id", 0))
+        self.busy = True
+        try:
+            self._serve(content)
+        except Exception as err:  # shown in the view; the widget stays usable
+            self.error = f"{type(err).__name__}: {err}"
+        finally:
+            with self.hold_sync():
+                self.busy = False
+                self.completed_request = max(self.completed_request, request)

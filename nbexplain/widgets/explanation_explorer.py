@@ -29,7 +29,7 @@ from torch import nn
 from .. import core
 from ..core.hygiene import model_device, model_dtype, preserved
 from ..core.validation import check_model, check_positive_int, check_tensor, suggest
-from .base import NbxWidget
+from .base import RequestWidget
 from .tensor import TensorTrait, downsample_maps, to_uint8_images
 
 __all__ = ["ExplanationExplorer", "METHOD_NAMES"]
@@ -154,7 +154,7 @@ def _as_plain(v: float) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
 
-class ExplanationExplorer(NbxWidget):
+class ExplanationExplorer(RequestWidget):
     """Compare attribution methods on a few samples, interactively.
 
     Parameters
@@ -208,6 +208,7 @@ class ExplanationExplorer(NbxWidget):
     """
 
     _bundle = "explanation_explorer"
+    _request_type = "request"
 
     images = TensorTrait("uint8", ndim=4)
     maps = TensorTrait("float32", ndim=4)
@@ -225,9 +226,6 @@ class ExplanationExplorer(NbxWidget):
     cell_size = traitlets.Int(96, min=16, max=1024).tag(sync=True)
     source_shape = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
     continuity_shifts = traitlets.List(traitlets.Int()).tag(sync=True)
-    busy = traitlets.Bool(False).tag(sync=True)
-    completed_request = traitlets.Int(0).tag(sync=True)
-    error = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,
@@ -299,7 +297,6 @@ class ExplanationExplorer(NbxWidget):
             self.source_shape = [int(self._display_shape[-2]), int(self._display_shape[-1])]
         self._show(n0, self._targets_for(targets, n0), force=True)
         self.observe(self._on_targets, "targets")
-        self.on_msg(self._handle_message)
 
     # ---- inputs ----------------------------------------------------------------------------------
     @staticmethod
@@ -509,24 +506,13 @@ class ExplanationExplorer(NbxWidget):
         }
 
     # ---- view requests ---------------------------------------------------------------------------
-    def _handle_message(self, _widget: Any, content: dict, buffers: list) -> None:
-        if not isinstance(content, dict) or content.get("type") != "request":
-            return
-        request = int(content.get("id", 0))
-        self.busy = True
-        try:
-            n = int(content.get("n_shown", self.n_shown))
-            targets = [int(v) for v in content.get("targets", self.targets)]
-            if n > self.n_shown:
-                n = min(n, self._x.shape[0])
-                targets = targets[: self.n_shown] + [int(v) for v in self._pred[self.n_shown : n]]
-            self._show(n, self._targets_for(targets[:n], n))
-        except Exception as err:  # shown in the view; the widget stays usable
-            self.error = f"{type(err).__name__}: {err}"
-        finally:
-            with self.hold_sync():
-                self.busy = False
-                self.completed_request = max(self.completed_request, request)
+    def _serve(self, content: dict[str, Any]) -> None:
+        n = int(content.get("n_shown", self.n_shown))
+        targets = [int(v) for v in content.get("targets", self.targets)]
+        if n > self.n_shown:
+            n = min(n, self._x.shape[0])
+            targets = targets[: self.n_shown] + [int(v) for v in self._pred[self.n_shown : n]]
+        self._show(n, self._targets_for(targets[:n], n))
 
     def _repr_fields(self) -> dict[str, Any]:
         return {

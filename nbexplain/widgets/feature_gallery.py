@@ -22,7 +22,7 @@ from torch import nn
 from ..core.actmax import ActivationMaximization, TopActivating, maximize_activation, top_activating
 from ..core.image_param import PARAMETERIZATIONS
 from ..core.validation import check_choice, check_model, check_positive_int
-from .base import NbxWidget
+from .base import RequestWidget
 from .tensor import DEFAULT_MAX_BYTES, TensorTrait, downsample_maps, to_uint8_images
 
 __all__ = ["FeatureGallery", "regularization_weights"]
@@ -58,7 +58,7 @@ def _curves(trajectory: torch.Tensor) -> np.ndarray:
     return np.nan_to_num(t.numpy(), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-class FeatureGallery(NbxWidget):
+class FeatureGallery(RequestWidget):
     """A grid of units with their optimised images, objective sparklines and percentiles; click a unit to
     see its top-activating real examples and its activation map over them.
 
@@ -120,6 +120,7 @@ class FeatureGallery(NbxWidget):
     """
 
     _bundle = "feature_gallery"
+    _request_type = "rerun"
 
     images = TensorTrait("uint8", ndim=4)  # (U, H, W, C)
     curves = TensorTrait("float32", ndim=2)  # (U, points)
@@ -138,10 +139,7 @@ class FeatureGallery(NbxWidget):
     steps = traitlets.Int(128, min=1, max=100_000).tag(sync=True)
     regularization = traitlets.Float(0.0, min=0.0, max=1.0).tag(sync=True)
     param = traitlets.Enum(list(PARAMETERIZATIONS), default_value="fourier").tag(sync=True)
-    busy = traitlets.Bool(False).tag(sync=True)
-    completed_request = traitlets.Int(0).tag(sync=True)
     runs = traitlets.Int(0).tag(sync=True)
-    error = traitlets.Unicode("").tag(sync=True)
     cell_size = traitlets.Int(96, min=16, max=1024).tag(sync=True)
     columns = traitlets.Int(0, min=0).tag(sync=True)
 
@@ -209,7 +207,6 @@ class FeatureGallery(NbxWidget):
         self.top: TopActivating | None = None
         self.layer = layer
         self.k = k
-        self.on_msg(self._handle_message)
         self.rerun()
         self._compute_top()
 
@@ -309,23 +306,12 @@ class FeatureGallery(NbxWidget):
             self.k = kk
 
     # --- the view's requests --------------------------------------------------------------------------
-    def _handle_message(self, _widget: Any, content: dict, buffers: list) -> None:
-        if not isinstance(content, dict) or content.get("type") != "rerun":
-            return
-        request = int(content.get("id", 0))
-        self.busy = True
-        try:
-            self.rerun(
-                steps=int(content.get("steps", self.steps)),
-                regularization=float(content.get("regularization", self.regularization)),
-                param=str(content.get("param", self.param)),
-            )
-        except Exception as err:  # shown in the view; the widget stays usable
-            self.error = f"{type(err).__name__}: {err}"
-        finally:
-            with self.hold_sync():
-                self.busy = False
-                self.completed_request = max(self.completed_request, request)
+    def _serve(self, content: dict[str, Any]) -> None:
+        self.rerun(
+            steps=int(content.get("steps", self.steps)),
+            regularization=float(content.get("regularization", self.regularization)),
+            param=str(content.get("param", self.param)),
+        )
 
     @property
     def selected_top(self) -> dict[str, Any] | None:
