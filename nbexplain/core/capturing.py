@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Union
 
@@ -13,7 +13,7 @@ from .hygiene import model_device, preserved
 from .layer_select import is_channel_first, resolve_modules
 from .validation import check_choice, check_model, check_positive_int
 
-__all__ = ["capture", "Captured", "activations", "to_features", "iter_batches", "CONV_MODES"]
+__all__ = ["capture", "Captured", "activations", "run_layers", "to_features", "iter_batches", "CONV_MODES"]
 
 #: How a channel-first output ``(N, C, *spatial)`` becomes ``(n_samples, n_features)``.
 CONV_MODES = ("channels", "mean", "max", "flatten")
@@ -153,6 +153,44 @@ def iter_batches(inputs: InputsArg, batch_size: int) -> Iterator[torch.Tensor]:
         yield x
 
 
+def run_layers(
+    model: nn.Module,
+    inputs: InputsArg,
+    modules: dict[str, nn.Module],
+    consume: Callable[[dict[str, torch.Tensor]], None],
+    *,
+    batch_size: int,
+    eval: bool = True,
+    device: torch.device | None = None,
+) -> None:
+    """Run ``model`` batch by batch without grad and hand each batch's layer outputs to ``consume``.
+
+    The shared driver of :func:`activations` and the similarity grids: outputs of every layer in
+    ``modules`` (as returned by :func:`~nbexplain.core.layer_select.resolve_modules`) arrive as
+    ``{name: output}`` per batch. The model's state is restored afterwards, also when ``consume``
+    raises. A layer that does not run, and inputs with no batches, are clear errors.
+    """
+    dev = device if device is not None else model_device(model)
+    with preserved(model):
+        if eval:
+            model.eval()
+        with torch.no_grad(), capture(model, list(modules)) as out:
+            seen = False
+            for x in iter_batches(inputs, batch_size):
+                seen = True
+                out.clear()
+                model(x.to(dev))
+                for name in modules:
+                    if name not in out:
+                        raise RuntimeError(
+                            f"Layer {name!r} did not run during the forward pass; "
+                            "choose a layer that is used by model.forward."
+                        )
+                consume({name: out[name] for name in modules})
+            if not seen:
+                raise ValueError("`inputs` is empty: it yielded no batches.")
+
+
 def activations(
     model: nn.Module,
     inputs: InputsArg,
@@ -207,26 +245,11 @@ def activations(
     modules = resolve_modules(model, layers)
     dev = torch.device(device) if device is not None else model_device(model)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
-    layouts = {
-        n: (lambda nd, m=m, n=n: is_channel_first(m, model, n, nd)) for n, m in modules.items()
-    }
-    with preserved(model):
-        if eval:
-            model.eval()
-        with torch.no_grad(), capture(model, list(modules)) as out:
-            seen = False
-            for x in iter_batches(inputs, batch_size):
-                seen = True
-                out.clear()
-                model(x.to(dev))
-                for name in modules:
-                    if name not in out:
-                        raise RuntimeError(
-                            f"Layer {name!r} did not run during the forward pass; "
-                            "choose a layer that is used by model.forward."
-                        )
-                    feats = to_features(out[name], conv, layouts[name](out[name].ndim))
-                    chunks[name].append(feats.to("cpu", dtype))
-            if not seen:
-                raise ValueError("`inputs` is empty: it yielded no batches.")
+
+    def collect(outputs: dict[str, torch.Tensor]) -> None:
+        for name, o in outputs.items():
+            feats = to_features(o, conv, is_channel_first(modules[name], model, name, o.ndim))
+            chunks[name].append(feats.to("cpu", dtype))
+
+    run_layers(model, inputs, modules, collect, batch_size=batch_size, eval=eval, device=dev)
     return {n: torch.cat(c, dim=0) for n, c in chunks.items()}

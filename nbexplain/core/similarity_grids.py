@@ -33,18 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capturing import CONV_MODES, InputsArg, capture, iter_batches
-from .hygiene import model_device, preserved
-from .layer_select import is_channel_first, layers as list_layers, resolve_modules
+from .capturing import CONV_MODES, InputsArg, run_layers
+from .hygiene import model_device
+from .layer_select import is_channel_first, resolve_modules
+from .layer_select import layers as list_layers
 from .similarity import (
     RANK_RTOL,
-    _check_epsilon,
     _center_gram,
+    _check_epsilon,
     centre_and_gram,
     check_keep,
     hsic_unbiased_linear,
     rbf_gram,
-    sym_gram,
 )
 from .validation import check_choice, check_model, check_positive_int
 
@@ -204,28 +204,15 @@ def _capture_outputs(
 ) -> dict[str, torch.Tensor]:
     """Raw layer outputs over all inputs (eval mode, no grad), float32 on ``device``."""
     modules = resolve_modules(model, names)
-    dev = model_device(model)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
-    with preserved(model):
-        model.eval()
-        with torch.no_grad(), capture(model, list(modules)) as out:
-            seen = False
-            for x in iter_batches(inputs, batch_size):
-                seen = True
-                out.clear()
-                model(x.to(dev))
-                for name, mod in modules.items():
-                    if name not in out:
-                        raise RuntimeError(
-                            f"Layer {name!r} did not run during the forward pass; choose a layer used by "
-                            "model.forward."
-                        )
-                    o = out[name]
-                    if o.ndim > 2 and not is_channel_first(mod, model, name, o.ndim):
-                        o = o.movedim(-1, 1)  # (N, …, F) token layout → features first, tokens as positions
-                    chunks[name].append(o.to(device, torch.float32))
-            if not seen:
-                raise ValueError("`inputs` is empty: it yielded no batches.")
+
+    def collect(outputs: dict[str, torch.Tensor]) -> None:
+        for name, o in outputs.items():
+            if o.ndim > 2 and not is_channel_first(modules[name], model, name, o.ndim):
+                o = o.movedim(-1, 1)  # (N, …, F) token layout → features first, tokens as positions
+            chunks[name].append(o.to(device, torch.float32))
+
+    run_layers(model, inputs, modules, collect, batch_size=batch_size)
     return {n: torch.cat(c, dim=0) for n, c in chunks.items()}
 
 
