@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .hygiene import model_device, preserved
-from .layer_select import is_channel_first, resolve_modules
+from .layer_select import layout_resolver, resolve_modules
 from .validation import check_choice, check_model, check_positive_int
 
 __all__ = ["capture", "Captured", "activations", "run_layers", "to_features", "iter_batches", "CONV_MODES"]
@@ -245,10 +245,11 @@ def activations(
     modules = resolve_modules(model, layers)
     dev = torch.device(device) if device is not None else model_device(model)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
+    channel_first = layout_resolver(model, modules)
 
     def collect(outputs: dict[str, torch.Tensor]) -> None:
         for name, o in outputs.items():
-            feats = to_features(o, conv, is_channel_first(modules[name], model, name, o.ndim))
+            feats = to_features(o, conv, channel_first(name, o.ndim))
             chunks[name].append(feats.to("cpu", dtype))
 
     run_layers(model, inputs, modules, collect, batch_size=batch_size, eval=eval, device=dev)

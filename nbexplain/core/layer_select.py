@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
 import torch
@@ -11,7 +11,7 @@ from torch import nn
 from .hygiene import model_device, preserved
 from .validation import check_model, suggest
 
-__all__ = ["layers", "LAYER_KINDS", "resolve_modules", "is_channel_first"]
+__all__ = ["layers", "LAYER_KINDS", "resolve_modules", "is_channel_first", "layout_resolver"]
 
 #: Named groups of module types accepted by ``layers(model, kinds=...)``.
 LAYER_KINDS: dict[str, tuple[type[nn.Module], ...]] = {
@@ -117,17 +117,41 @@ def is_channel_first(
     if known is not None:
         return known
     if model is not None and name is not None:
-        previous: bool | None = None
-        for other_name, other in model.named_modules():
-            if other_name == name:
-                break
-            if len(list(other.children())) == 0:
-                layout = _known_layout(other)
-                if layout is not None:
-                    previous = layout
+        previous = _previous_layout(model, name)
         if previous is not None:
             return previous
     return ndim is not None and ndim >= 4
+
+
+def _previous_layout(model: nn.Module, name: str) -> bool | None:
+    """Layout of the nearest leaf registered before ``name`` whose type fixes it (None if there is none)."""
+    previous: bool | None = None
+    for other_name, other in model.named_modules():
+        if other_name == name:
+            break
+        if len(list(other.children())) == 0:
+            layout = _known_layout(other)
+            if layout is not None:
+                previous = layout
+    return previous
+
+
+def layout_resolver(model: nn.Module, modules: dict[str, nn.Module]) -> Callable[[str, int], bool]:
+    """:func:`is_channel_first` for several layers of one model, each layer's lookup done once.
+
+    Returns ``channel_first(name, ndim)``; use it on hot paths (every batch) instead of calling
+    :func:`is_channel_first` with the model, which walks the model's modules on each call.
+    """
+    known: dict[str, bool | None] = {}
+    for name, module in modules.items():
+        layout = _known_layout(module)
+        known[name] = layout if layout is not None else _previous_layout(model, name)
+
+    def channel_first(name: str, ndim: int) -> bool:
+        layout = known[name]
+        return layout if layout is not None else ndim >= 4
+
+    return channel_first
 
 
 def _resolve_kinds(kinds: KindsArg) -> tuple[type[nn.Module], ...] | None:

@@ -35,8 +35,8 @@ from torch import nn
 
 from .capturing import CONV_MODES, InputsArg, run_layers
 from .hygiene import model_device
-from .layer_select import is_channel_first, resolve_modules
 from .layer_select import layers as list_layers
+from .layer_select import layout_resolver, resolve_modules
 from .similarity import (
     RANK_RTOL,
     _center_gram,
@@ -205,10 +205,11 @@ def _capture_outputs(
     """Raw layer outputs over all inputs (eval mode, no grad), float32 on ``device``."""
     modules = resolve_modules(model, names)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
+    channel_first = layout_resolver(model, modules)
 
     def collect(outputs: dict[str, torch.Tensor]) -> None:
         for name, o in outputs.items():
-            if o.ndim > 2 and not is_channel_first(modules[name], model, name, o.ndim):
+            if o.ndim > 2 and not channel_first(name, o.ndim):
                 o = o.movedim(-1, 1)  # (N, …, F) token layout → features first, tokens as positions
             chunks[name].append(o.to(device, torch.float32))
 
