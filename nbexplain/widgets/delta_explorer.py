@@ -18,7 +18,7 @@ from ..core.layer_select import resolve_modules
 from ..core.saturation_tracking import intrinsic_dimension, layer_statistics
 from ..core.validation import check_fraction, check_model, check_positive_int, check_tensor
 from .base import NbxWidget
-from .tensor import TensorTrait, downsample_maps, to_uint8_images
+from .tensor import TensorTrait, downsample_images, to_uint8_images
 
 __all__ = ["DeltaExplorer", "slider_deltas"]
 
@@ -242,9 +242,8 @@ class DeltaExplorer(NbxWidget):
                 kk, nn_, h, w, c = recon.shape
                 share = budget // (2 * kk + 1)
                 def pool(a: np.ndarray) -> np.ndarray:
-                    flat = a.reshape(-1, h, w, c).astype(np.float32)
-                    small, _ = downsample_maps(flat, share * flat.shape[0] // max(nn_, 1), itemsize=1)
-                    return np.clip(small.round(), 0, 255).astype(np.uint8)
+                    flat = a.reshape(-1, h, w, c)
+                    return downsample_images(flat, share * flat.shape[0] // max(nn_, 1))
                 originals = pool(originals)
                 recon = pool(recon).reshape(kk, nn_, *originals.shape[1:])
                 recon_random = pool(recon_random).reshape(kk, nn_, *originals.shape[1:])

@@ -23,7 +23,7 @@ from ..core.actmax import ActivationMaximization, TopActivating, maximize_activa
 from ..core.image_param import PARAMETERIZATIONS
 from ..core.validation import check_choice, check_model, check_positive_int
 from .base import RequestWidget
-from .tensor import DEFAULT_MAX_BYTES, TensorTrait, downsample_maps, to_uint8_images
+from .tensor import DEFAULT_MAX_BYTES, TensorTrait, downsample_images, downsample_maps, to_uint8_images
 
 __all__ = ["FeatureGallery", "regularization_weights"]
 
@@ -282,8 +282,7 @@ class FeatureGallery(RequestWidget):
         elif x.ndim == 4 and x.shape[1] not in (1, 3):
             x = x.mean(dim=1, keepdim=True)
         img = to_uint8_images(x, value_range=self._value_range)
-        small, _ = downsample_maps(img.astype(np.float32), DEFAULT_MAX_BYTES, itemsize=1)
-        return np.clip(small.round(), 0, 255).astype(np.uint8)
+        return downsample_images(img, DEFAULT_MAX_BYTES)
 
     def _compute_top(self) -> None:
         if self._data is None:

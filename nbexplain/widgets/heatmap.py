@@ -10,7 +10,14 @@ import traitlets
 
 from ..core.validation import check_choice
 from .base import NbxWidget
-from .tensor import DEFAULT_MAX_BYTES, TensorTrait, downsample_maps, to_numpy, to_uint8_images
+from .tensor import (
+    DEFAULT_MAX_BYTES,
+    TensorTrait,
+    downsample_images,
+    downsample_maps,
+    to_numpy,
+    to_uint8_images,
+)
 
 __all__ = ["Heatmap"]
 
@@ -153,8 +160,7 @@ class Heatmap(NbxWidget):
         self.source_images = img
         small, _ = downsample_maps(arr, self._max_bytes // 2 if img is not None else self._max_bytes)
         if img is not None:
-            img, _ = downsample_maps(img.astype(np.float32), self._max_bytes // 2, itemsize=1)
-            img = np.clip(img.round(), 0, 255).astype(np.uint8)
+            img = downsample_images(img, self._max_bytes // 2)
         kind = ("diverging" if float(arr.min()) < 0 else "sequential") if cmap == "auto" else cmap
         if kind == "diverging":
             m = float(np.abs(arr).max())

@@ -20,6 +20,7 @@ __all__ = [
     "to_numpy",
     "to_uint8_images",
     "downsample_maps",
+    "downsample_images",
     "wire_bytes",
     "DEFAULT_MAX_BYTES",
 ]
@@ -146,3 +147,12 @@ def downsample_maps(maps: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES, itemsi
     pooled = torch.nn.functional.avg_pool2d(t, factor, stride=factor, ceil_mode=True, count_include_pad=False)
     out = pooled.permute(0, 2, 3, 1).reshape((n, pooled.shape[2], pooled.shape[3]) + maps.shape[3:])
     return out.numpy(), factor
+
+
+def downsample_images(images: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """:func:`downsample_maps` for uint8 ``(N, H, W, C)`` images: pooled only when over ``max_bytes``,
+    returned as uint8 either way (no float round trip when nothing needs pooling)."""
+    pooled, factor = downsample_maps(images, max_bytes, itemsize=1)
+    if factor == 1:
+        return pooled
+    return np.clip(pooled.round(), 0, 255).astype(np.uint8)
