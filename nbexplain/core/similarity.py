@@ -36,6 +36,7 @@ from typing import Any, Union
 
 import torch
 
+from . import dense_linalg
 from .validation import check_choice, check_finite, check_same_samples
 
 __all__ = [
@@ -295,25 +296,13 @@ def _check_keep_one(k: Any) -> float | int:
 
 # ------------------------------------------------------------------------------------------ building blocks
 def sym_gram(a: torch.Tensor) -> torch.Tensor:
-    """``aᵀa`` (symmetric). On the CPU in float64 numpy's BLAS ``syrk`` does half the flops of a GEMM;
-    elsewhere only the upper block triangle is formed for wide ``a`` (≈25% fewer flops), then mirrored."""
-    p = a.shape[1]
-    if a.device.type == "cpu" and a.dtype == torch.float64 and not a.requires_grad:
-        an = a.contiguous().numpy()
-        g = torch.from_numpy(an.T @ an)  # numpy recognises aᵀ·a of one buffer and calls syrk
-        return (g + g.T) * 0.5
-    if p < 384:
-        g = a.T @ a
-        return (g + g.T) * 0.5
-    h = p // 2
-    a1, a2 = a[:, :h], a[:, h:]
-    g = torch.empty(p, p, dtype=a.dtype, device=a.device)
-    g[:h, :h] = a1.T @ a1
-    g12 = a1.T @ a2
-    g[:h, h:] = g12
-    g[h:, :h] = g12.T
-    g[h:, h:] = a2.T @ a2
-    return (g + g.T) * 0.5
+    """``aᵀa``, exactly symmetric (``syrk`` on the CPU; see :mod:`.dense_linalg`)."""
+    return dense_linalg.gram(a)
+
+
+def cross_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``aᵀb``."""
+    return dense_linalg.cross(a, b)
 
 
 #: A feature whose spread is below this fraction of its magnitude is constant (round-off of the mean).
@@ -346,8 +335,7 @@ def zero_constant(cov: torch.Tensor, mean: torch.Tensor, n: int) -> torch.Tensor
 
 def centre_and_gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(xc, xcᵀxc, constant mask)`` with numerically constant columns exactly zero in both."""
-    mean = x.mean(dim=0)
-    xc = x - mean
+    xc, mean = dense_linalg.centre(x)
     gram = sym_gram(xc)
     const = constant_mask(torch.diagonal(gram), mean, x.shape[0])
     if bool(const.any()):
@@ -379,7 +367,7 @@ class Whitener:
         keep: float | int | None = None,
         allow_cholesky: bool = True,
     ) -> None:
-        cov = (cov + cov.T) * 0.5
+        # callers pass symmetric matrices; Cholesky and eigh read only the lower triangle
         diag = torch.diagonal(cov)
         scale = float(diag.max()) if diag.numel() else 0.0
         if not scale > 0.0:
@@ -401,13 +389,15 @@ class Whitener:
                     self.tri = chol
                     self.rank = p
                     return
-        vals, vecs = torch.linalg.eigh(s)
+        vals, vecs = dense_linalg.eigh(s)
         vals = vals.flip(0).clamp_min(0.0)
         vecs = vecs.flip(1)
         top = float(vals[0]) if vals.numel() else 0.0
         if not top > 0.0:
             raise zero_variance_error(argname)
-        r = int((vals > RANK_RTOL * top).sum())
+        # ε = 0: numerically null directions are dropped; ε > 0: every direction is kept and shrunk by the
+        # ridge (as the Cholesky path does), so the result does not depend on which path ran
+        r = int((vals > RANK_RTOL * top).sum()) if keep is not None or epsilon == 0.0 else p
         if keep is not None:
             if isinstance(keep, int):
                 k = min(keep, r)
@@ -476,7 +466,7 @@ def cca_from_covariances(
     cross = sxy / math.sqrt(wx.scale * wy.scale)
     m = wy.right(wx.left(cross))
     if method == "pwcca":
-        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+        u, s, vh = dense_linalg.svd(m)
         coef = s.clamp(0.0, 1.0)
         if wx.rank <= wy.rank:
             side, weights = "x", pwcca_weights(wx, u)
@@ -491,7 +481,7 @@ def cca_from_covariances(
             weights=weights.cpu(),
             side=side,
         )
-    coef = torch.linalg.svdvals(m).clamp(0.0, 1.0).cpu()
+    coef = dense_linalg.svdvals(m).clamp(0.0, 1.0).cpu()
     if method == "svcca":
         assert kx is not None and ky is not None
         return SVCCAResult(
@@ -510,7 +500,7 @@ def cca_from_covariances(
 def _covariances(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     xc, sxx, _ = centre_and_gram(x)
     yc, syy, _ = centre_and_gram(y)
-    return sxx, syy, xc.T @ yc  # co-moments: the common scale (n − 1) is irrelevant
+    return sxx, syy, cross_gram(xc, yc)  # co-moments: the common scale (n − 1) is irrelevant
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -525,7 +515,8 @@ def cca(x: Any, y: Any, epsilon: float = 0.0) -> CCAResult:
     epsilon
         Ridge added to the diagonal of each covariance after scaling it by its largest entry (as in
         google/svcca). ``0`` (default) gives exact CCA; directions with variance below ``1e-10`` of the
-        largest are dropped instead of inverted.
+        largest are dropped instead of inverted. With ``epsilon > 0`` every direction is kept and shrunk, so
+        null directions (a rank-deficient side) add coefficients near 0, as in google/svcca.
 
     Returns
     -------
@@ -757,7 +748,7 @@ def cka(
     if kernel == "linear" and p * p + q * q + p * q <= n * (p + q):
         xc, sxx, _ = centre_and_gram(xt)
         yc, syy, _ = centre_and_gram(yt)
-        sxy = xc.T @ yc
+        sxy = cross_gram(xc, yc)
         if not debiased:
             value = linear_cka_from_covariances(sxx, syy, sxy)
         else:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import dense_linalg
 from .capturing import CONV_MODES, InputsArg, run_layers
 from .hygiene import model_device
 from .layer_select import layers as list_layers
@@ -271,21 +272,22 @@ class _Prepared:
         if metrics & set(_CCA_FAMILY):
             scale = float(torch.diagonal(gram).max())
             s = gram / scale
-            vals, vecs = torch.linalg.eigh(s)
+            vals, vecs = dense_linalg.eigh(s)
             vals, vecs = vals.flip(0).clamp_min(0.0), vecs.flip(1)
             r = int((vals > RANK_RTOL * float(vals[0])).sum())
-            self.rank = r
+            # as nx.cca: ε > 0 keeps (and shrinks) every direction, ε = 0 drops the numerically null ones
+            self.rank = r if epsilon == 0.0 else vals.numel()
             if isinstance(keep, int):
                 self.k = min(keep, r)
             else:
                 frac = torch.cumsum(vals[:r], 0) / float(vals[:r].sum())
                 self.k = min(int((frac < keep - 1e-12).sum()) + 1, r)
             # SVCCA alone needs only the top-k whitened directions
-            cols = self.k if metrics & set(_CCA_FAMILY) == {"svcca"} else r
+            cols = self.k if metrics & set(_CCA_FAMILY) == {"svcca"} else self.rank
             w = vecs[:, :cols] * (vals[:cols] + epsilon).rsqrt()
-            self.z = (xc @ w) / math.sqrt(scale)
+            self.z = dense_linalg.matmul(xc, w / math.sqrt(scale))
             if "pwcca" in metrics:
-                self.load = s @ w
+                self.load = dense_linalg.matmul(s, w)
         if metrics & {"cka", "cka_debiased"}:
             self.xc = xc
             self.gsq = float((gram * gram).sum())
@@ -297,9 +299,17 @@ class _Prepared:
 
 
 def _cross_products(
-    a: _Prepared, bs: list[_Prepared], metrics: list[str], concat_cache: dict[Any, torch.Tensor], cache_key: Any
+    a: _Prepared,
+    bs: list[_Prepared],
+    metrics: list[str],
+    concat_cache: dict[Any, torch.Tensor],
+    cache_key: Any,
 ) -> list[torch.Tensor | None]:
-    """Whitened cross-products of one row layer with several reference layers as one matrix product."""
+    """Whitened cross-products of one row layer with several reference layers.
+
+    With a ``cache_key`` the reference layers' whitened features are concatenated once (kept in
+    ``concat_cache`` for every row) and multiplied as one matrix product; without, one product per layer.
+    """
     fam = [m for m in metrics if m in _CCA_FAMILY]
     if not fam or a.dead:
         return [None] * len(bs)
@@ -308,11 +318,40 @@ def _cross_products(
         return [None] * len(bs)
     svcca_only = fam == ["svcca"]
     widths = [b.k if svcca_only else b.z.shape[1] for b in alive]
-    if cache_key not in concat_cache:
-        concat_cache[cache_key] = torch.cat([b.z[:, :w] for b, w in zip(alive, widths)], dim=1)
     left = a.z[:, : a.k] if svcca_only else a.z
-    parts = iter((left.T @ concat_cache[cache_key]).split(widths, dim=1))
+    if cache_key is None:  # a one-off set of columns: one product per layer, no concatenated copy
+        parts = iter([dense_linalg.cross(left, b.z[:, :w]) for b, w in zip(alive, widths)])
+    else:
+        if cache_key not in concat_cache:
+            concat_cache[cache_key] = torch.cat([b.z[:, :w] for b, w in zip(alive, widths)], dim=1)
+        parts = iter(dense_linalg.cross(left, concat_cache[cache_key]).split(widths, dim=1))
     return [None if b.dead else next(parts) for b in bs]
+
+
+def _self_values(a: _Prepared, metrics: list[str]) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """A live layer against itself (ε = 0): every canonical correlation and every CKA is exactly 1."""
+    vals = {m: 1.0 for m in metrics}
+    specs = {m: torch.ones(a.k if m == "svcca" else a.rank, dtype=torch.float64) for m in metrics if m in _CCA_FAMILY}
+    if "cka_debiased" in metrics:  # defined only when the unbiased HSIC of the layer with itself is positive
+        sa = float(a.a.sum())
+        if not hsic_unbiased_linear(a.gsq, float(a.a @ a.a), sa, sa, a.n) > 0:
+            vals["cka_debiased"] = math.nan
+    return vals, specs
+
+
+def _store(
+    t: int,
+    i: int,
+    j: int,
+    vals: dict[str, float],
+    specs: dict[str, torch.Tensor],
+    grids: dict[str, torch.Tensor],
+    spec_lists: dict[str, dict[tuple[int, int, int], torch.Tensor]],
+) -> None:
+    for mname, v in vals.items():
+        grids[mname][t, i, j] = v
+    for mname, c in specs.items():
+        spec_lists[mname][(t, i, j)] = c.to("cpu", torch.float32)
 
 
 def _pair_values(
@@ -325,13 +364,13 @@ def _pair_values(
     fam = [m for m in metrics if m in _CCA_FAMILY]
     if fam:
         if m is None:
-            m = a.z[:, : a.k].T @ b.z[:, : b.k] if fam == ["svcca"] else a.z.T @ b.z
+            m = dense_linalg.cross(a.z[:, : a.k], b.z[:, : b.k]) if fam == ["svcca"] else dense_linalg.cross(a.z, b.z)
         if "svcca" in fam:
-            c = torch.linalg.svdvals(m[: a.k, : b.k]).clamp(0.0, 1.0)
+            c = dense_linalg.svdvals(m[: a.k, : b.k]).clamp(0.0, 1.0)
             vals["svcca"] = float(c.mean())
             specs["svcca"] = c
         if "pwcca" in fam:
-            u, c, vh = torch.linalg.svd(m, full_matrices=False)
+            u, c, vh = dense_linalg.svd(m)
             c = c.clamp(0.0, 1.0)
             load = (a.load @ u) if a.rank <= b.rank else (b.load @ vh.T)
             wts = load.abs().sum(dim=0)
@@ -342,11 +381,11 @@ def _pair_values(
                 vals["cca"] = float(c.mean())
                 specs["cca"] = c
         elif "cca" in fam:
-            c = torch.linalg.svdvals(m).clamp(0.0, 1.0)
+            c = dense_linalg.svdvals(m).clamp(0.0, 1.0)
             vals["cca"] = float(c.mean())
             specs["cca"] = c
     if "cka" in metrics or "cka_debiased" in metrics:
-        cross = a.xc.T @ b.xc
+        cross = dense_linalg.cross(a.xc, b.xc)
         csq = float((cross * cross).sum())
         if "cka" in metrics:
             vals["cka"] = min(max(csq / math.sqrt(a.gsq * b.gsq), 0.0), 1.0)
@@ -529,6 +568,7 @@ def similarity_grid(
 
     from tqdm.auto import tqdm
 
+    mirror = "pwcca" not in metrics  # PWCCA weights one side: not symmetric
     bar = tqdm(range(t_count), desc="similarity grid", unit="checkpoint", disable=not progress)
     for t in bar:
         same_as_ref = reference is None and t == t_count - 1 and row_names == ref_names
@@ -541,34 +581,41 @@ def similarity_grid(
             if o.shape[0] != next(iter(ref_out.values())).shape[0]:
                 raise RuntimeError(f"Layer {name!r} produced a different number of samples than the reference.")
         row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = ref_cache if same_as_ref else {}
-        for i, rn in enumerate(row_names):
-            keys = [_pair_key(outs[rn], ref_out[cn], conv) for cn in ref_names]
-            groups: dict[tuple[Any, ...], list[int]] = {}
-            for j, (cn, key) in enumerate(zip(ref_names, keys)):
-                groups.setdefault(key, []).append(j)
-                if (rn, key) not in row_cache:
-                    row_cache[(rn, key)] = _Prepared(
-                        _features(outs[rn], key, max_samples, seed), mset, kx, eps, float(threshold)
-                    )
-                if (cn, key) not in ref_cache:
-                    ref_cache[(cn, key)] = _Prepared(
-                        _features(ref_out[cn], key, max_samples, seed), mset, kx, eps, float(threshold)
-                    )
-            for key, js in groups.items():
-                a = row_cache[(rn, key)]
-                bs = [ref_cache[(ref_names[j], key)] for j in js]
-                products = _cross_products(a, bs, metrics, concat_cache, (key, tuple(js)))
-                for j, b, m in zip(js, bs, products):
+        with dense_linalg.blas_phase(dev):
+            for i, rn in enumerate(row_names):
+                groups: dict[tuple[Any, ...], list[int]] = {}
+                for j, cn in enumerate(ref_names):
+                    key = _pair_key(outs[rn], ref_out[cn], conv)
+                    groups.setdefault(key, []).append(j)
+                    for name, src, cache in ((rn, outs, row_cache), (cn, ref_out, ref_cache)):
+                        if (name, key) not in cache:
+                            cache[(name, key)] = _Prepared(
+                                _features(src[name], key, max_samples, seed), mset, kx, eps, float(threshold)
+                            )
+                for key, js in groups.items():
+                    a = row_cache[(rn, key)]
                     if a.dead:
                         undefined.add(f"{rn} at {ckpt_labels[t]}")
-                    if b.dead:
-                        undefined.add(f"{ref_names[j]} of the reference")
-                    vals, specs = _pair_values(a, b, metrics, m)
-                    n_samples[i, j] = a.n
-                    for mname, v in vals.items():
-                        grids[mname][t, i, j] = v
-                    for mname, c in specs.items():
-                        spec_lists[mname][(t, i, j)] = c.to("cpu", torch.float32)
+                    todo: list[int] = []
+                    for j in js:
+                        b = ref_cache[(ref_names[j], key)]
+                        n_samples[i, j] = a.n
+                        if b.dead:
+                            undefined.add(f"{ref_names[j]} of the reference")
+                        if same_as_ref and j < i and mirror:  # the reference against itself is symmetric
+                            for mname in metrics:
+                                grids[mname][t, i, j] = grids[mname][t, j, i]
+                            for mname, d in spec_lists.items():
+                                if (t, j, i) in d:
+                                    d[(t, i, j)] = d[(t, j, i)]
+                        elif a is b and not a.dead and eps == 0.0:  # a layer against itself: exactly 1
+                            _store(t, i, j, *_self_values(a, metrics), grids, spec_lists)
+                        else:
+                            todo.append(j)
+                    bs = [ref_cache[(ref_names[j], key)] for j in todo]
+                    cache_key = (key, tuple(todo)) if len(todo) == len(js) else None
+                    for j, b, m in zip(todo, bs, _cross_products(a, bs, metrics, concat_cache, cache_key)):
+                        _store(t, i, j, *_pair_values(a, b, metrics, m), grids, spec_lists)
         del outs, row_cache
     bar.close()
     del ref_cache, concat_cache

@@ -440,6 +440,31 @@ def test_epsilon_regularises_like_the_reference():
     assert res.mean < nx.cca(x, y).mean
 
 
+@pytest.mark.parametrize("epsilon", [1e-9, 1e-3])
+def test_epsilon_on_a_rank_deficient_side_keeps_every_direction_whichever_whitening_runs(monkeypatch, epsilon):
+    """ε > 0 shrinks every direction, the null ones too (google/svcca's ridge). Before, a tiny ε (Cholesky
+    pivot check fails → eigh path) dropped the null directions while a larger ε kept them."""
+    g = rng(17)
+    x = g.standard_normal((200, 8))
+    x[:, 4:] = x[:, :4] @ g.standard_normal((4, 4))  # rank 4 of 8
+    y = x @ g.standard_normal((8, 8)) + g.standard_normal((200, 8))
+    c = np.cov(x.T, y.T)
+    sxx, syy, sxy = c[:8, :8], c[8:, 8:], c[:8, 8:]
+    mx, my = np.diag(sxx).max(), np.diag(syy).max()
+
+    def whiten(s, m):
+        w, v = np.linalg.eigh(s / m)
+        return v @ np.diag((np.clip(w, 0, None) + epsilon) ** -0.5) @ v.T
+
+    ref = np.linalg.svd(whiten(sxx, mx) @ (sxy / np.sqrt(mx * my)) @ whiten(syy, my), compute_uv=False)
+    res = nx.cca(x, y, epsilon=epsilon)
+    assert res.x_rank == 8 and res.coefficients.numel() == 8
+    assert nx.cca(x, y).coefficients.numel() == 4  # ε = 0: the null directions are dropped
+    np.testing.assert_allclose(res.coefficients.numpy(), ref, atol=1e-7)
+    monkeypatch.setattr(sim, "_CHOLESKY_PIVOT_RTOL", 2.0)  # force the eigh path
+    torch.testing.assert_close(nx.cca(x, y, epsilon=epsilon).coefficients, res.coefficients, atol=1e-7, rtol=0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda():
     x = torch.randn(300, 6, device="cuda")

@@ -80,6 +80,38 @@ def test_last_checkpoint_against_itself_is_one_on_the_diagonal(grid):
     assert "checkpoints=3" in repr(grid)
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 1e-3])
+def test_reference_rows_use_symmetry_and_still_equal_the_pairwise_functions(x, epsilon):
+    """At the reference checkpoint the grid computes only the upper triangle (mirroring the rest) and sets
+    the diagonal to exactly 1 when ε = 0; every cell and spectrum must still equal the direct computation."""
+    ckpts = checkpoints()
+    metrics = ["svcca", "cca", "cka", "cka_debiased", "cka_rbf"]
+    res = nx.similarity_grid(ckpts, x, LAYERS, metric=metrics, keep=0.95, epsilon=epsilon, progress=False)
+    ref = nx.activations(ckpts[-1], x, LAYERS, dtype=torch.float64)
+    for i, rn in enumerate(LAYERS):
+        for j, cn in enumerate(LAYERS):
+            a, b = ref[rn], ref[cn]
+            expect = {
+                "svcca": nx.svcca(a, b, keep=0.95, epsilon=epsilon),
+                "cca": nx.cca(a, b, epsilon=epsilon),
+            }
+            for m, r in expect.items():
+                assert res.grids[m][-1, i, j].item() == pytest.approx(r.mean, abs=1e-9), (m, rn, cn)
+                torch.testing.assert_close(res.spectrum(2, i, j, m), r.coefficients.float(), atol=1e-6, rtol=0)
+            assert res.grids["cka"][-1, i, j].item() == pytest.approx(nx.cka(a, b).value, abs=1e-9)
+            assert res.grids["cka_debiased"][-1, i, j].item() == pytest.approx(
+                nx.cka(a, b, debiased=True).value, abs=1e-9
+            )
+            assert res.grids["cka_rbf"][-1, i, j].item() == pytest.approx(nx.cka(a, b, kernel="rbf").value, abs=1e-9)
+    for m in metrics:
+        torch.testing.assert_close(res.grids[m][-1], res.grids[m][-1].T, atol=1e-12, rtol=0)
+    if epsilon == 0.0:
+        for m in metrics:
+            assert bool(res.grids[m][-1].diagonal().eq(1.0).all()), m
+    else:  # the ridge shrinks self-correlations below 1, so the diagonal is computed, not assumed
+        assert float(res.grids["cca"][-1].diagonal().max()) < 1.0
+
+
 def test_state_dicts_and_files_give_the_same_grid(tmp_path, x):
     ckpts = checkpoints()
     by_module = nx.similarity_grid(ckpts, x, LAYERS, metric="cca", progress=False)
