@@ -263,7 +263,9 @@ def _features(o: torch.Tensor, key: tuple[Any, ...], max_samples: int, seed: int
 class _Prepared:
     """One layer's features in one sample layout, reduced/whitened once for every pair."""
 
-    def __init__(self, x: torch.Tensor, metrics: set[str], keep: float | int, epsilon: float, threshold: float):
+    def __init__(
+        self, x: torch.Tensor, metrics: set[str], keep: float | int, epsilon: float, threshold: float
+    ):
         self.n = x.shape[0]
         xc, gram, _ = centre_and_gram(x)
         self.dead = not bool(torch.diagonal(gram).max() > 0)
@@ -331,7 +333,11 @@ def _cross_products(
 def _self_values(a: _Prepared, metrics: list[str]) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """A live layer against itself (ε = 0): every canonical correlation and every CKA is exactly 1."""
     vals = {m: 1.0 for m in metrics}
-    specs = {m: torch.ones(a.k if m == "svcca" else a.rank, dtype=torch.float64) for m in metrics if m in _CCA_FAMILY}
+    specs = {
+        m: torch.ones(a.k if m == "svcca" else a.rank, dtype=torch.float64)
+        for m in metrics
+        if m in _CCA_FAMILY
+    }
     if "cka_debiased" in metrics:  # defined only when the unbiased HSIC of the layer with itself is positive
         sa = float(a.a.sum())
         if not hsic_unbiased_linear(a.gsq, float(a.a @ a.a), sa, sa, a.n) > 0:
@@ -364,7 +370,11 @@ def _pair_values(
     fam = [m for m in metrics if m in _CCA_FAMILY]
     if fam:
         if m is None:
-            m = dense_linalg.cross(a.z[:, : a.k], b.z[:, : b.k]) if fam == ["svcca"] else dense_linalg.cross(a.z, b.z)
+            m = (
+                dense_linalg.cross(a.z[:, : a.k], b.z[:, : b.k])
+                if fam == ["svcca"]
+                else dense_linalg.cross(a.z, b.z)
+            )
         if "svcca" in fam:
             c = dense_linalg.svdvals(m[: a.k, : b.k]).clamp(0.0, 1.0)
             vals["svcca"] = float(c.mean())
@@ -548,12 +558,16 @@ def similarity_grid(
         )
     ref_model = load_ref(ref_item, "`reference`" if reference is not None else "the last checkpoint")
     row_names = _layer_list(layers, template if template is not None else ref_model, "layers")
-    ref_names = _layer_list(reference_layers if reference_layers is not None else row_names, ref_model, "reference_layers")
+    ref_names = _layer_list(
+        reference_layers if reference_layers is not None else row_names, ref_model, "reference_layers"
+    )
 
     dev = model_device(ref_model)
     if dev.type == "mps":
         dev = torch.device("cpu")
-    opts = dict(conv=conv, keep=kx, epsilon=eps, threshold=float(threshold), max_samples=max_samples, seed=seed)
+    opts = dict(
+        conv=conv, keep=kx, epsilon=eps, threshold=float(threshold), max_samples=max_samples, seed=seed
+    )
     mset = set(metrics)
 
     ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev)
@@ -562,7 +576,9 @@ def similarity_grid(
 
     t_count, l_rows, l_ref = len(items), len(row_names), len(ref_names)
     grids = {m: torch.full((t_count, l_rows, l_ref), math.nan, dtype=torch.float64) for m in metrics}
-    spec_lists: dict[str, dict[tuple[int, int, int], torch.Tensor]] = {m: {} for m in metrics if m in _CCA_FAMILY}
+    spec_lists: dict[str, dict[tuple[int, int, int], torch.Tensor]] = {
+        m: {} for m in metrics if m in _CCA_FAMILY
+    }
     n_samples = torch.zeros(l_rows, l_ref, dtype=torch.int64)
     undefined: set[str] = set()
 
@@ -579,7 +595,9 @@ def similarity_grid(
             outs = _capture_outputs(net, inputs, row_names, batch_size, dev)
         for name, o in outs.items():
             if o.shape[0] != next(iter(ref_out.values())).shape[0]:
-                raise RuntimeError(f"Layer {name!r} produced a different number of samples than the reference.")
+                raise RuntimeError(
+                    f"Layer {name!r} produced a different number of samples than the reference."
+                )
         row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = ref_cache if same_as_ref else {}
         with dense_linalg.blas_phase(dev):
             for i, rn in enumerate(row_names):
@@ -605,7 +623,7 @@ def similarity_grid(
                         if same_as_ref and j < i and mirror:  # the reference against itself is symmetric
                             for mname in metrics:
                                 grids[mname][t, i, j] = grids[mname][t, j, i]
-                            for mname, d in spec_lists.items():
+                            for d in spec_lists.values():
                                 if (t, j, i) in d:
                                     d[(t, i, j)] = d[(t, j, i)]
                         elif a is b and not a.dead and eps == 0.0:  # a layer against itself: exactly 1
@@ -646,7 +664,8 @@ def similarity_grid(
 
 def _looks_like_state_dict(m: Mapping[str, Any]) -> bool:
     return bool(m) and (
-        all(isinstance(v, torch.Tensor) for v in m.values()) or any(isinstance(m.get(k), Mapping) for k in _STATE_KEYS)
+        all(isinstance(v, torch.Tensor) for v in m.values())
+        or any(isinstance(m.get(k), Mapping) for k in _STATE_KEYS)
     )
 
 
