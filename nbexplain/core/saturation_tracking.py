@@ -153,7 +153,13 @@ class _FeatureFeeder:
     """Turns one layer's output into samples and feeds them to a RunningMoments."""
 
     def __init__(
-        self, name: str, module: nn.Module, conv: str, max_positions: int | None, seed: int, channel_first: bool
+        self,
+        name: str,
+        module: nn.Module,
+        conv: str,
+        max_positions: int | None,
+        seed: int,
+        channel_first: bool,
     ) -> None:
         self.name = name
         self.channel_first = channel_first
@@ -170,12 +176,11 @@ class _FeatureFeeder:
         return int(out.shape[-1])
 
     def feed(self, moments: RunningMoments, out: torch.Tensor) -> None:
+        """Feed a detached, non-empty output (the hook checks both)."""
         self.calls += 1
-        if out.numel() == 0:
-            raise ValueError(
-                f"Layer {self.name!r} produced an empty output {tuple(out.shape)}; "
-                "its activations cannot be tracked."
-            )
+        if out.ndim == 2 and not self.channel_first:  # the common dense case first
+            moments.update(out)
+            return
         if out.ndim <= 1:
             moments.update(out.reshape(-1, 1))
             return
@@ -200,7 +205,9 @@ def _output_tensor(name: str, out: Any) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"Layer {name!r} returned {type(out).__name__}, not a tensor; it cannot be tracked.")
     if not out.is_floating_point():
-        raise TypeError(f"Layer {name!r} returned a {out.dtype} tensor; only floating outputs can be tracked.")
+        raise TypeError(
+            f"Layer {name!r} returned a {out.dtype} tensor; only floating outputs can be tracked."
+        )
     return out
 
 
@@ -292,7 +299,9 @@ class SaturationTracker:
         self.layers = list(self.modules)
         self.delta = check_fraction(delta, "delta")
         self.conv = check_choice(conv, "conv", CONV_MODES)
-        self.max_positions = None if max_positions is None else check_positive_int(max_positions, "max_positions")
+        self.max_positions = (
+            None if max_positions is None else check_positive_int(max_positions, "max_positions")
+        )
         self.mode = check_choice(mode, "mode", COUNTING_MODES)
         self.device = torch.device(device) if device is not None else None
         self.sync = sync
@@ -353,15 +362,15 @@ class SaturationTracker:
                     f"Layer {name!r} produced an empty output {tuple(out.shape)}; its activations "
                     "cannot be tracked. Leave it out of `layers`."
                 )
-            phase = "train" if module.training else "eval"
-            with torch.no_grad():
-                out = out.detach()
-                store = self._current[phase]
-                moments = store.get(name)
-                if moments is None:
-                    moments = RunningMoments(feeder.width(out), device=self.device or out.device, name=name)
-                    store[name] = moments
-                feeder.feed(moments, out)
+            # detached: nothing below records autograd history, so no no_grad context is needed (this
+            # runs for every tracked layer and batch; its Python overhead is part of the tracking cost)
+            out = out.detach()
+            store = self._current["train" if module.training else "eval"]
+            moments = store.get(name)
+            if moments is None:
+                moments = RunningMoments(feeder.width(out), device=self.device or out.device, name=name)
+                store[name] = moments
+            feeder.feed(moments, out)
 
         return hook
 

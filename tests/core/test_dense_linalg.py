@@ -11,7 +11,9 @@ from nbexplain.core import dense_linalg as dl
 
 def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(300, 40, generator=g, dtype=torch.float64), torch.randn(300, 25, generator=g, dtype=torch.float64)
+    return torch.randn(300, 40, generator=g, dtype=torch.float64), torch.randn(
+        300, 25, generator=g, dtype=torch.float64
+    )
 
 
 def _torch_only(t: torch.Tensor) -> torch.Tensor:
@@ -48,7 +50,9 @@ def test_numpy_and_torch_paths_agree():
     torch.testing.assert_close(vecs @ torch.diag(vals) @ vecs.T, s, atol=1e-12, rtol=0)
     m = dl.cross(a, b) / 300.0
     torch.testing.assert_close(dl.svdvals(m), torch.linalg.svdvals(m), atol=1e-12, rtol=0)
-    torch.testing.assert_close(dl.svdvals(_torch_only(m)).detach(), torch.linalg.svdvals(m), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        dl.svdvals(_torch_only(m)).detach(), torch.linalg.svdvals(m), atol=1e-12, rtol=0
+    )
     u, sv, vh = dl.svd(m)
     assert u.shape == (40, 25) and vh.shape == (25, 25)
     torch.testing.assert_close(u @ torch.diag(sv) @ vh, m, atol=1e-12, rtol=0)

@@ -23,7 +23,9 @@ def reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("sizes", [[1000], [1, 2, 997], [128] * 7 + [104], [3, 500, 3, 494]])
 def test_matches_reference_any_batch_sizes(sizes):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(sum(sizes), 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(sum(sizes), 6, generator=g, dtype=torch.float64) @ torch.randn(
+        6, 6, generator=g, dtype=torch.float64
+    )
     m = RunningMoments(6)
     for chunk in x.split(sizes):
         m.update(chunk)
@@ -56,6 +58,50 @@ def test_update_channels_equals_flattened_update():
     torch.testing.assert_close(a.mean, b.mean)
     mu, cov = reference(torch.cat([channels_to_features(maps), channels_to_features(maps[:1] * 3)]))
     torch.testing.assert_close(a.covariance, cov, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [130, 300])
+def test_wide_layers_row_buffer_and_block_triangular_products_match_reference(d):
+    """Wide features go through the row buffer (small batches), the direct path (a large batch) and the
+    block-triangular products (2 blocks for d=130, 4 for d=300); float64 input must match the float64
+    reference to round-off, float32 input to float32 accuracy; the co-moment is exactly symmetric."""
+    g = torch.Generator().manual_seed(d)
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
+    x = 3.0 + torch.randn(5000, d, generator=g, dtype=torch.float64) @ mix
+    sizes = [64] * 20 + [1, 63] + [2000] + [64] * 8 + [5000 - 64 * 28 - 64 - 2000]
+    mu, cov = reference(x)
+    for dtype, tol in ((torch.float64, 1e-11), (torch.float32, 2e-5)):
+        m = RunningMoments(d)
+        for chunk in x.to(dtype).split(sizes):
+            m.update(chunk)
+        assert m.count == 5000
+        scale = float(cov.abs().max())
+        assert float((m.covariance - cov).abs().max()) <= tol * scale, dtype
+        torch.testing.assert_close(m.mean, mu, rtol=0, atol=tol * 10)
+        assert torch.equal(m.comoment, m.comoment.T)
+        vals = m.eigenvalues
+        torch.testing.assert_close(vals, torch.linalg.eigvalsh(cov).flip(0), rtol=0, atol=tol * scale * 10)
+
+
+def test_wide_channel_maps_use_the_block_products_too():
+    g = torch.Generator().manual_seed(5)
+    maps = torch.randn(4, 200, 6, 5, generator=g, dtype=torch.float64) + 1.0
+    a = RunningMoments(200).update_channels(maps)
+    _, cov = reference(channels_to_features(maps))
+    torch.testing.assert_close(a.covariance, cov, rtol=1e-12, atol=1e-12)
+
+
+def test_overflowing_squares_and_nan_in_a_buffered_batch_are_errors():
+    for bad in (3e19, float("nan")):  # 3e19² overflows float32 although the value itself is finite
+        m = RunningMoments(4, name="fc9")
+        x = torch.randn(64, 4)
+        m.update(x)  # first block: merged at once
+        y = torch.randn(64, 4)
+        y[5, 2] = bad
+        with pytest.raises(ValueError, match="fc9"):
+            m.update(y)  # buffered until its block is merged …
+            _ = m.covariance  # … which happens at the latest when a result is read
+        assert m.count == 64  # the bad block is discarded, the good one kept
 
 
 def test_merge_equals_single_stream_and_copy_is_independent():
