@@ -96,3 +96,74 @@ def test_delta_slider_is_local_and_repaints_in_a_frame(lab):
             timeout=20000)
         assert nb.comm_messages_sent() >= 1
         assert nb.page_errors == [], nb.page_errors
+
+
+CLASSIFIER_CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import mlp, train\n"
+    "from nbexplain.widgets import DeltaExplorer\n"
+    "torch.set_num_threads(1)\n"
+    "d = nx.data.digits()\n"
+    "clf = mlp(64, (48, 24), n_classes=10, seed=0)\n"
+    "_ = train(clf, d.x_train, d.y_train, epochs=15, lr=3e-3, progress=False)\n"
+    "cx = DeltaExplorer(clf, (d.x_test, d.y_test), layer='fc1', n_samples=8, max_eval_samples=300)\n"
+    "cx",
+]
+
+# What the user reads per sample: "→ 7", and which are marked wrong.
+PREDICTIONS = """root => Array.from(root.querySelectorAll('span.nbx-pred')).map(
+  s => [s.textContent, s.classList.contains('nbx-wrong')])"""
+
+
+def js_format(v: float) -> str:
+    """The view's formatValue for values in [1e-3, 1e5): 4 significant digits, no trailing zeros."""
+    s = repr(float(f"{v:.4g}"))
+    return s[:-2] if s.endswith(".0") else s
+
+
+def test_classifier_mode_shows_predictions_and_accuracy_per_k_locally(lab):
+    nb = lab.open_notebook(CLASSIFIER_CELLS, name="delta_explorer_classifier")
+    with nb:
+        root = nb.view(".nbx-delta-explorer")
+        nb.page.locator(".nbx-delta-explorer[data-ready='true']").wait_for()
+        assert root.get_attribute("data-mode") == "accuracy"
+        assert nb.page.locator(".nbx-delta-explorer canvas.nbx-recon").count() == 0
+        assert nb.page.locator(".nbx-delta-explorer span.nbx-pred").count() == 8
+        labels = json.loads(nb.execute("import json; print(json.dumps([int(v) for v in cx.labels]))"))
+        titles = nb.page.locator(".nbx-delta-explorer span.nbx-title").all_text_contents()
+        assert titles == [f"label {v}" for v in labels]
+        ks = json.loads(nb.execute("print(json.dumps([cx.ks[int(i)] for i in cx.k_index]))"))
+        acc = json.loads(nb.execute("print(json.dumps([float(v) for v in cx.metric]))"))
+        preds = json.loads(nb.execute("print(json.dumps(cx.predictions.tolist()))"))
+
+        nb.reset_comm_count()
+        slider = nb.page.locator(".nbx-delta-explorer input.nbx-delta-slider")
+        seen = {}
+        for p in (0, len(ks) - 1):
+            slider.fill(str(p))
+            k = int(root.get_attribute("data-k"))
+            assert k == ks[p]
+            ki = sorted(set(ks)).index(k)
+            shown = root.evaluate(PREDICTIONS)
+            # the text is the precomputed prediction at this k; red marks exactly the wrong ones
+            assert [t for t, _ in shown] == [f"→ {v}" for v in preds[ki]]
+            assert [w for _, w in shown] == [v != lab_ for v, lab_ in zip(preds[ki], labels)]
+            text = nb.page.locator(".nbx-delta-explorer .nbx-k").text_content()
+            assert f"accuracy {js_format(acc[ki])}" in text, (text, acc[ki])
+            seen[p] = (k, shown, text)
+        (k_lo, shown_lo, text_lo), (k_hi, shown_hi, text_hi) = seen[0], seen[len(ks) - 1]
+        assert k_lo < k_hi and text_lo != text_hi
+        assert acc[sorted(set(ks)).index(k_lo)] < acc[sorted(set(ks)).index(k_hi)]  # fewer directions, worse
+        nb.page.locator(".nbx-delta-explorer input.nbx-random-toggle").check()
+        assert root.get_attribute("data-subspace") == "random"
+        assert "(random)" in nb.page.locator(".nbx-delta-explorer .nbx-k").text_content()
+        assert nb.comm_messages_sent() == 0  # every k was precomputed: nothing went to the kernel
+        nb.screenshot("delta_explorer_classifier", root)
+
+        # another layer is a kernel request; the view rebuilds for it
+        nb.page.locator(".nbx-delta-explorer select.nbx-layer-select").select_option("fc2")
+        nb.page.locator(".nbx-delta-explorer[data-layer='fc2'][data-busy='false']").wait_for(timeout=90000)
+        assert nb.execute("print(cx.layer, cx.width)").split() == ["fc2", "24"]
+        assert int(root.get_attribute("data-k")) <= 24
+        assert nb.comm_messages_sent() >= 1
+        assert nb.page_errors == [], nb.page_errors
