@@ -147,12 +147,12 @@ def test_classifier_mode_shows_predictions_and_accuracy_per_k_locally(lab):
             shown = root.evaluate(PREDICTIONS)
             # the text is the precomputed prediction at this k; red marks exactly the wrong ones
             assert [t for t, _ in shown] == [f"→ {v}" for v in preds[ki]]
-            assert [w for _, w in shown] == [v != lab_ for v, lab_ in zip(preds[ki], labels)]
+            assert [w for _, w in shown] == [v != lab_ for v, lab_ in zip(preds[ki], labels, strict=True)]
             text = nb.page.locator(".nbx-delta-explorer .nbx-k").text_content()
             assert f"accuracy {js_format(acc[ki])}" in text, (text, acc[ki])
             seen[p] = (k, shown, text)
         (k_lo, shown_lo, text_lo), (k_hi, shown_hi, text_hi) = seen[0], seen[len(ks) - 1]
-        assert k_lo < k_hi and text_lo != text_hi
+        assert k_lo < k_hi and text_lo != text_hi and shown_lo != shown_hi
         assert acc[sorted(set(ks)).index(k_lo)] < acc[sorted(set(ks)).index(k_hi)]  # fewer directions, worse
         nb.page.locator(".nbx-delta-explorer input.nbx-random-toggle").check()
         assert root.get_attribute("data-subspace") == "random"
