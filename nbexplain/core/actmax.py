@@ -13,6 +13,7 @@ different unit per image — several units are visualised by one optimisation.
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -52,7 +53,7 @@ UnitArg = Union[int, Sequence[int], torch.Tensor, None]
 # ----------------------------------------------------------------------------------------------------
 # Objectives
 # ----------------------------------------------------------------------------------------------------
-class Objective:
+class Objective(abc.ABC):
     """A quantity to maximise: ``objective(outputs) -> (B,)`` from ``{layer: output}`` of a batch.
 
     Combine with ``+``, ``-`` and scalar ``*``. :meth:`for_image` returns the objective of one image of
@@ -64,9 +65,11 @@ class Objective:
     #: Terms that only make sense within an optimised batch (diversity) are excluded from data scores.
     batch_only: bool = False
 
+    @abc.abstractmethod
     def __call__(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def for_image(self, index: int, n: int) -> Objective | None:
         """This objective as image ``index`` of the batch sees it, for a batch of ``n`` other inputs."""
         raise NotImplementedError

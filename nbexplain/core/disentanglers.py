@@ -25,6 +25,7 @@ suitable for features of any scale. A user can supply their own family: any call
 
 from __future__ import annotations
 
+import abc
 import copy
 import math
 from typing import Optional
@@ -64,7 +65,7 @@ class ResidualBlock(nn.Module):
         return h + self.outer(self.act(self.inner(h)))
 
 
-class Disentangler(nn.Module):
+class Disentangler(nn.Module, abc.ABC):
     """Base class: normalise input → stem → ``order`` residual blocks → head → de-normalise.
 
     Attributes
@@ -99,13 +100,16 @@ class Disentangler(nn.Module):
         self.register_buffer("f_std", f_std.detach().clone().float())
         self.blocks = nn.ModuleList()
 
-    # subclasses define stem/head/_embed/_readout
+    # subclasses define _embed/_readout/_new_block
+    @abc.abstractmethod
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _readout(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _new_block(self) -> nn.Module:
         raise NotImplementedError
 

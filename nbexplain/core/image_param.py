@@ -14,6 +14,7 @@ A parameterisation is an ``nn.Module`` holding the parameters; calling it return
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 
@@ -78,7 +79,7 @@ def _check_range(value_range: Sequence[float] | None) -> tuple[float, float] | N
     return lo, hi
 
 
-class ImageParam(nn.Module):
+class ImageParam(nn.Module, abc.ABC):
     """Base class: a batch of images generated from learnable parameters.
 
     Parameters
@@ -161,6 +162,7 @@ class ImageParam(nn.Module):
             return torch.log(u) - torch.log1p(-u)
         return x - 0.5 * (lo + hi)
 
+    @abc.abstractmethod
     def decorrelated(self) -> torch.Tensor:
         """The images before colour mixing and range mapping, ``(N, C, H, W)``."""
         raise NotImplementedError
@@ -168,6 +170,7 @@ class ImageParam(nn.Module):
     def forward(self) -> torch.Tensor:  # noqa: D102
         return self._to_range(self._mix_colors(self.decorrelated()))
 
+    @abc.abstractmethod
     def encode(self, images: torch.Tensor) -> ImageParam:
         """Set the parameters so that ``self()`` returns ``images`` (clipped into the range). Returns self."""
         raise NotImplementedError

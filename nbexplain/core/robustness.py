@@ -13,6 +13,7 @@ Random scale and rotation draw one value per image and are applied together with
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from collections.abc import Sequence
@@ -51,9 +52,10 @@ def _cpu_generator(generator: torch.Generator | None) -> torch.Generator:
     return generator
 
 
-class Transform:
+class Transform(abc.ABC):
     """A random, differentiable image transform: ``t(x, generator) -> x'`` for ``x`` of shape (N, C, H, W)."""
 
+    @abc.abstractmethod
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -123,6 +125,7 @@ class Jitter(Transform):
 class _Affine(Transform):
     """A per-image random linear map of the normalised coordinates, applied with bilinear sampling."""
 
+    @abc.abstractmethod
     def matrices(self, n: int, generator: torch.Generator, h: int, w: int) -> torch.Tensor:
         """``(n, 2, 2)`` float64 matrices mapping output coordinates to input coordinates."""
         raise NotImplementedError

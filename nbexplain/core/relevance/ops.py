@@ -8,6 +8,7 @@ no op ever changes a module.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ POOLS = (
 WEIGHTED = (nn.Linear,) + _CONVS + _BATCHNORMS
 
 
-class LayerOp:
+class LayerOp(abc.ABC):
     """Base class; ``weight``/``bias`` are ``None`` for parameter-free layers."""
 
     weight: torch.Tensor | None = None
@@ -46,9 +47,11 @@ class LayerOp:
             cache[key] = fn()
         return cache[key]
 
+    @abc.abstractmethod
     def forward(self, x: torch.Tensor, weight: Any, bias: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def backward(self, grad: torch.Tensor, x: torch.Tensor, weight: Any) -> torch.Tensor:
         raise NotImplementedError
 
@@ -58,7 +61,13 @@ class LayerOp:
 
 
 class IdentityOp(LayerOp):
-    """For rules that need no layer algebra (Pass)."""
+    """For rules that need no layer algebra (Pass): the identity map."""
+
+    def forward(self, x, weight, bias):  # noqa: D102
+        return x
+
+    def backward(self, grad, x, weight):  # noqa: D102
+        return grad
 
 
 class LinearOp(LayerOp):

@@ -112,7 +112,9 @@ class Rule:
     """Base class of all LRP rules.
 
     Subclasses implement :meth:`forward` (denominators, computed once in the forward pass) and
-    :meth:`backward` (relevance of the inputs from the relevance of the outputs).
+    :meth:`backward` (relevance of the inputs from the relevance of the outputs). The base is not an
+    ``abc.ABC`` on purpose: :class:`Gradient` implements neither (the engine runs plain autograd through
+    the modules mapped to it), so the two methods raise ``NotImplementedError`` if ever reached.
 
     Attributes
     ----------
