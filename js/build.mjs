@@ -1,8 +1,10 @@
 // Bundle every top-level js/*.ts view into nbexplain/static/<name>.js (ESM, minified, no CDN imports).
 // `--watch` rebuilds on change (pair with ANYWIDGET_HMR=1 for hot reload); `--tests` bundles
 // js/tests/*.test.ts for node's test runner into build/js-tests/.
+// A build also copies the widget renderer for static HTML export (require.js, html-manager's
+// embed-amd.js, their licences) into nbexplain/static/export/ (see nbexplain/export.py).
 import * as esbuild from "esbuild";
-import { readdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,6 +21,36 @@ const common = {
   legalComments: "none",
 };
 
+// [package, file inside it, name in nbexplain/static/export/, licence text committed in js/licenses/]
+const exportAssets = [
+  ["requirejs", "require.js", "require.js", "requirejs.LICENSE.txt"],
+  ["@jupyter-widgets/html-manager", "dist/embed-amd.js", "embed-amd.js", "html-manager.LICENSE.txt"],
+];
+
+function copyExportAssets() {
+  const out = join(root, "nbexplain", "static", "export");
+  mkdirSync(out, { recursive: true });
+  const notices = ["Third-party files in this folder (copied from npm by js/build.mjs):", ""];
+  for (const [pkg, file, name, licence] of exportAssets) {
+    const dir = join(root, "node_modules", ...pkg.split("/"));
+    const src = join(dir, file);
+    if (!existsSync(src)) {
+      throw new Error(`${src} is missing: run \`npm install\` (it is a devDependency in package.json)`);
+    }
+    const { version, license } = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+    copyFileSync(src, join(out, name));
+    copyFileSync(join(jsDir, "licenses", licence), join(out, licence));
+    notices.push(`${name}: npm ${pkg}@${version} (${file}), ${license}; licence text in ${licence}`);
+  }
+  // html-manager's bundle carries jQuery, jQuery UI and is-plain-object: keep their notices with it.
+  const bundled = join(root, "node_modules", "@jupyter-widgets", "html-manager", "dist", "embed.js.LICENSE.txt");
+  if (existsSync(bundled)) {
+    copyFileSync(bundled, join(out, "embed-amd.bundled-notices.txt"));
+    notices.push("embed-amd.js bundles code under the notices in embed-amd.bundled-notices.txt");
+  }
+  writeFileSync(join(out, "NOTICE.txt"), notices.join("\n") + "\n");
+}
+
 if (args.has("--tests")) {
   const testDir = join(jsDir, "tests");
   const entries = readdirSync(testDir).filter((f) => f.endsWith(".test.ts")).map((f) => join(testDir, f));
@@ -28,6 +60,7 @@ if (args.has("--tests")) {
   const entries = readdirSync(jsDir).filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts")).map((f) => join(jsDir, f));
   const options = { ...common, entryPoints: entries, outdir: join(root, "nbexplain", "static"), minify: true,
     platform: "browser" };
+  copyExportAssets();
   if (args.has("--watch")) {
     const ctx = await esbuild.context(options);
     await ctx.watch();
