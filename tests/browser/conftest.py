@@ -9,6 +9,9 @@ Use the ``lab`` fixture and mark the test ``@pytest.mark.browser``::
         ...
         assert nb.page_errors == []
 
+Tests that need only a browser (e.g. opening an exported HTML page) use the ``chromium`` fixture, the
+:class:`harness.Chromium` that ``lab`` shares (one Playwright per process).
+
 A missing Chromium or Playwright fails the run under CI (``CI=true``) and skips the browser tests
 elsewhere, with the reason. See ``harness.py`` for the API.
 """
@@ -24,7 +27,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Lab, browser_available  # noqa: E402
+from harness import Chromium, Lab, browser_available  # noqa: E402
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -48,22 +51,38 @@ def _say(config: pytest.Config, *lines: str) -> None:
             reporter.write_line(line)
 
 
-@pytest.fixture(scope="session")
-def lab(request: pytest.FixtureRequest):
-    """A started :class:`harness.Lab` (JupyterLab on 127.0.0.1 + headless Chromium), shared by the session."""
-    ok, why = browser_available()
+def _require_browser(lab: bool) -> None:
+    ok, why = browser_available(lab=lab)
     if not ok:
         if _under_ci():
             pytest.fail(f"browser tests cannot run under CI: {why}", pytrace=False)
         pytest.skip(f"browser tests skipped: {why}")
+
+
+@pytest.fixture(scope="session")
+def chromium(request: pytest.FixtureRequest):
+    """A started :class:`harness.Chromium` (headless Debian Chromium under Playwright), shared by the session."""
+    _require_browser(lab=False)
     t0 = time.perf_counter()
-    instance = Lab().start()
+    instance = Chromium().start()
+    _say(request.config, f"\n[browser] Chromium started in {time.perf_counter() - t0:.1f} s")
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest, chromium: Chromium):
+    """A started :class:`harness.Lab` (JupyterLab on 127.0.0.1 + the shared Chromium), shared by the session."""
+    _require_browser(lab=True)
+    t0 = time.perf_counter()
+    instance = Lab(chromium=chromium).start()
     elapsed = time.perf_counter() - t0
     _say(
         request.config,
-        f"\n[browser] JupyterLab + Chromium started in {elapsed:.1f} s "
-        f"(server {instance.startup_seconds['server']:.1f} s, browser {instance.startup_seconds['browser']:.1f} s) "
-        f"at {instance.url}",
+        f"\n[browser] JupyterLab started in {elapsed:.1f} s "
+        f"(server {instance.startup_seconds['server']:.1f} s) at {instance.url}",
     )
     try:
         yield instance

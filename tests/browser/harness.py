@@ -77,8 +77,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def browser_available() -> tuple[bool, str]:
-    """Whether the real-browser tests can run here, and if not, why."""
+def browser_available(lab: bool = True) -> tuple[bool, str]:
+    """Whether the real-browser tests can run here (``lab``: JupyterLab too), and if not, why."""
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         return False, (
             f"Chromium not found at {CHROMIUM} (install Debian's package: `apt-get install -y chromium`; "
@@ -90,9 +90,44 @@ def browser_available() -> tuple[bool, str]:
         return False, f"the Playwright Python package is not importable ({exc}); pip install -e '.[test]'"
     import importlib.util
 
-    if importlib.util.find_spec("jupyterlab") is None:  # (importing it costs ~6 s; finding it is enough)
+    if lab and importlib.util.find_spec("jupyterlab") is None:  # (importing it costs ~6 s; finding it is enough)
         return False, "JupyterLab is not installed in this interpreter; pip install -e '.[test]'"
     return True, ""
+
+
+class Chromium:
+    """Playwright driving Debian's Chromium with the flags above (one per test session; see conftest).
+
+    Parameters
+    ----------
+    headed : bool
+        Show the browser window (debugging on a desktop); default from ``NBX_BROWSER_HEADED=1``.
+    """
+
+    def __init__(self, headed: bool | None = None) -> None:
+        self.headed = bool(int(os.environ.get("NBX_BROWSER_HEADED", "0"))) if headed is None else headed
+        self._pw = None
+        self.browser = None
+
+    def start(self) -> Chromium:
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        args = [a for a in CHROMIUM_ARGS if not (self.headed and a == "--headless")]
+        self.browser = self._pw.chromium.launch(
+            executable_path=CHROMIUM, headless=not self.headed, args=args, timeout=60_000,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.browser is not None:
+            with contextlib.suppress(Exception):
+                self.browser.close()
+            self.browser = None
+        if self._pw is not None:
+            with contextlib.suppress(Exception):
+                self._pw.stop()
+            self._pw = None
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -236,10 +271,13 @@ class Lab:
     ----------
     headed : bool
         Show the browser window (debugging on a desktop); default from ``NBX_BROWSER_HEADED=1``.
+    chromium : Chromium, optional
+        A started browser to share (it is left running by :meth:`stop`); default: start one.
     """
 
-    def __init__(self, headed: bool | None = None) -> None:
+    def __init__(self, headed: bool | None = None, chromium: Chromium | None = None) -> None:
         self.headed = bool(int(os.environ.get("NBX_BROWSER_HEADED", "0"))) if headed is None else headed
+        self._shared = chromium
         self.tmp = Path(tempfile.mkdtemp(prefix="nbx-lab-"))
         self.root = self.tmp / "root"
         self.token = uuid.uuid4().hex + uuid.uuid4().hex
@@ -248,7 +286,7 @@ class Lab:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.tmp / "server.log"
         self._log_file = None
-        self._pw = None
+        self._own: Chromium | None = None
         self.browser = None
         self.open_notebooks: list[Notebook] = []
         self.startup_seconds: dict[str, float] = {}
@@ -360,26 +398,18 @@ class Lab:
         raise HarnessError(f"jupyter lab did not answer within {SERVER_START_TIMEOUT:.0f} s:\n{self._log_tail()}")
 
     def _start_browser(self) -> None:
-        from playwright.sync_api import sync_playwright
-
-        self._pw = sync_playwright().start()
-        args = [a for a in CHROMIUM_ARGS if not (self.headed and a == "--headless")]
-        self.browser = self._pw.chromium.launch(
-            executable_path=CHROMIUM, headless=not self.headed, args=args, timeout=60_000,
-        )
+        if self._shared is None:
+            self._own = Chromium(self.headed).start()
+        self.browser = (self._shared or self._own).browser
 
     def stop(self) -> None:
         for nb in list(self.open_notebooks):
             with contextlib.suppress(Exception):
                 nb.close()
-        if self.browser is not None:
-            with contextlib.suppress(Exception):
-                self.browser.close()
-            self.browser = None
-        if self._pw is not None:
-            with contextlib.suppress(Exception):
-                self._pw.stop()
-            self._pw = None
+        if self._own is not None:
+            self._own.stop()
+            self._own = None
+        self.browser = None
         self._stop_server()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
