@@ -60,7 +60,7 @@ function render({ model, el }: RenderProps<State>) {
   el.appendChild(root);
 
   const controls = h("div", "nbx-controls");
-  const layerLabel = h("label", "nbx-control", "layer");
+  const layerLabel = h("label", "nbx-control nbx-needs-kernel", "layer");
   const layerSelect = h("select", "nbx-layer-select");
   layerLabel.appendChild(layerSelect);
   const sliderLabel = h("label", "nbx-control", "δ");
@@ -74,7 +74,7 @@ function render({ model, el }: RenderProps<State>) {
   const randomBox = h("input", "nbx-random-toggle");
   randomBox.type = "checkbox";
   randomLabel.prepend(randomBox);
-  const samplesButton = h("button", "nbx-button nbx-resample", "other samples");
+  const samplesButton = h("button", "nbx-button nbx-resample nbx-needs-kernel", "other samples");
   const busy = h("span", "nbx-busy", "computing…");
   const errorBox = h("div", "nbx-error");
   controls.append(layerLabel, sliderLabel, kText, randomLabel, samplesButton, busy);

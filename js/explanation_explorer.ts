@@ -116,7 +116,7 @@ function render({ model, el }: RenderProps<State>) {
   opacity.max = "1";
   opacity.step = "0.01";
   opacityLabel.appendChild(opacity);
-  const more = h("button", "nbx-button nbx-more", "more samples");
+  const more = h("button", "nbx-button nbx-more nbx-needs-kernel", "more samples");
   const busy = h("span", "nbx-busy", "computing…");
   controls.append(opacityLabel, more, busy);
   const errorBox = h("div", "nbx-error");

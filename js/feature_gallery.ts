@@ -141,10 +141,10 @@ function render({ model, el }: RenderProps<State>) {
 
   // ---- controls ----
   const controls = h("div", "nbx-controls");
-  const stepsLabel = h("label", "nbx-control", "steps");
+  const stepsLabel = h("label", "nbx-control nbx-needs-kernel", "steps");
   const stepsSel = h("select", "nbx-steps");
   stepsLabel.appendChild(stepsSel);
-  const regLabel = h("label", "nbx-control", "regularisation");
+  const regLabel = h("label", "nbx-control nbx-needs-kernel", "regularisation");
   const reg = h("input", "nbx-regularization");
   reg.type = "range";
   reg.min = "0";
@@ -152,7 +152,7 @@ function render({ model, el }: RenderProps<State>) {
   reg.step = "0.05";
   const regValue = h("span", "nbx-regularization-value");
   regLabel.append(reg, regValue);
-  const paramLabel = h("label", "nbx-control", "parameterisation");
+  const paramLabel = h("label", "nbx-control nbx-needs-kernel", "parameterisation");
   const paramSel = h("select", "nbx-param");
   for (const p of ["fourier", "pixel"]) {
     const o = h("option", "", p);
@@ -160,7 +160,7 @@ function render({ model, el }: RenderProps<State>) {
     paramSel.appendChild(o);
   }
   paramLabel.appendChild(paramSel);
-  const runBtn = h("button", "nbx-button nbx-run", "re-run");
+  const runBtn = h("button", "nbx-button nbx-run nbx-needs-kernel", "re-run");
   runBtn.type = "button";
   const busy = h("span", "nbx-busy", "optimising…");
   const error = h("span", "nbx-error");
