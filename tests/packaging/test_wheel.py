@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import site
 import subprocess
 import sys
@@ -40,7 +39,7 @@ def test_wheel_contains_bundles_and_no_sources(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "nbexplain/static/heatmap.js" in names
     assert "nbexplain/py.typed" in names
-    views = [n for n in names if n.startswith("nbexplain/static/") and n.endswith(".js")]
+    views = [n for n in names if n.startswith("nbexplain/static/") and n.endswith(".js") and n.count("/") == 2]
     sources = sorted(p.stem for p in (ROOT / "js").glob("*.ts") if not p.name.endswith(".d.ts"))
     committed = set(
         subprocess.run(["git", "ls-files", "js"], cwd=ROOT, capture_output=True, text=True).stdout.split()
@@ -48,6 +47,10 @@ def test_wheel_contains_bundles_and_no_sources(wheel: Path) -> None:
     expected = [s for s in sources if f"js/{s}.ts" in committed]
     assert sorted(Path(v).stem for v in views) == expected, "one bundle per committed view source"
     assert not any(n.startswith(("js/", "tests/", "node_modules/")) for n in names)
+    # the widget renderer for offline HTML export (nbexplain.export), with its licences
+    for asset in ("require.js", "embed-amd.js", "requirejs.LICENSE.txt", "html-manager.LICENSE.txt"):
+        assert f"nbexplain/static/export/{asset}" in names, asset
+    assert "nbexplain/export.py" in names
 
 
 def test_wheel_installs_and_renders_without_node(wheel: Path, tmp_path: Path) -> None:
