@@ -1,0 +1,149 @@
+"""A notebook exported with ``nbexplain.export`` works in Chromium with every network request refused.
+
+The notebook (a dense autoencoder trained in seconds on the digits, a DeltaExplorer and a Heatmap) is
+executed and exported, the page and its ``_files/`` folder are moved elsewhere (relative URLs), and the
+``file://`` page is opened with only ``file://`` requests let through: the views render from the saved
+widget state, the δ slider swaps reconstructions, hovering the heatmap reads values — with no kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+
+import pytest
+from harness import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+CELLS = [
+    "%%md\n# Exported offline",
+    "import json, torch\n"
+    "import nbexplain as nx\n"
+    "from nbexplain.zoo import dense_autoencoder, train\n"
+    "from nbexplain.widgets import DeltaExplorer, Heatmap\n"
+    "torch.set_num_threads(1)\n"
+    "d = nx.data.digits()\n"
+    "ae = dense_autoencoder(64, (32,), code=12, seed=0)\n"
+    "_ = train(ae, d.x_train, epochs=5, lr=3e-3, progress=False)\n"
+    "ex = DeltaExplorer(ae, (d.x_test, d.y_test), n_samples=6, max_stats_samples=1000, max_eval_samples=200)\n"
+    "print('KS=' + json.dumps([int(ex.ks[int(i)]) for i in ex.k_index]))\n"
+    "ex",
+    "maps = d.x_test[:4, 0] - d.x_train[:, 0].mean(0)\n"
+    "h = Heatmap(maps, images=d.x_test[:4], titles=[f'digit {int(v)}' for v in d.y_test[:4]], cell_size=96)\n"
+    "h",
+]
+
+# Sum of the red channel of every reconstruction canvas (what the user sees).
+PIXELS = """root => Array.from(root.querySelectorAll('canvas.nbx-recon')).map(c => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s; })"""
+
+
+def js_format(v: float) -> str:
+    """Python twin of the views' ``formatValue`` (4 significant digits) for |v| in [1e-3, 1e5)."""
+    return repr(float(f"{v:.4g}")).removesuffix(".0")
+
+
+def write_notebook(path, cells: list[str]) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(c[len("%%md\n"):]) if c.startswith("%%md\n") else nbformat.v4.new_code_cell(c)
+        for c in cells
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+def test_exported_page_renders_and_interacts_offline(chromium, tmp_path):
+    from nbexplain.data import digits
+    from nbexplain.export import export_html
+
+    t0 = time.perf_counter()
+    write_notebook(tmp_path / "offline.ipynb", CELLS)
+    page_path = export_html(tmp_path / "offline.ipynb", tmp_path / "out" / "offline.html", execute=True, timeout=120)
+    t_export = time.perf_counter() - t0
+    assert page_path == tmp_path / "out" / "offline.html" and (tmp_path / "out" / "offline_files").is_dir()
+
+    # the page and its folder, moved as a unit: every URL is relative
+    moved = tmp_path / "moved elsewhere"
+    moved.mkdir()
+    shutil.move(str(page_path), moved / "offline.html")
+    shutil.move(str(tmp_path / "out" / "offline_files"), moved / "offline_files")
+    html = (moved / "offline.html").read_text()
+    ks = json.loads(re.search(r"KS=(\[[0-9, ]*\])", html).group(1))
+
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    allowed, blocked, requested, errors = [], [], [], []
+
+    def gate(route) -> None:
+        url = route.request.url
+        if url.startswith("file://"):
+            allowed.append(url)
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    context.route("**/*", gate)
+    page.on("request", lambda r: requested.append(r.url))
+    page.on("pageerror", lambda e: errors.append(f"{getattr(e, 'name', 'Error')}: {getattr(e, 'message', e)}"))
+    try:
+        t1 = time.perf_counter()
+        page.goto((moved / "offline.html").as_uri(), wait_until="load")
+        root = page.locator(".nbx-delta-explorer[data-ready='true']")
+        root.wait_for()
+        t_render = time.perf_counter() - t1
+
+        # the DeltaExplorer: the slider swaps precomputed reconstructions, no kernel involved
+        assert root.get_attribute("data-mode") == "reconstruction"
+        assert page.locator(".nbx-delta-explorer").count() == 1 and page.locator(".nbx-heatmap").count() == 1
+        assert page.locator(".nbx-delta-explorer canvas.nbx-recon").count() == 6
+        slider = page.locator(".nbx-delta-explorer input.nbx-delta-slider")
+        slider.fill("0")
+        k_low, pix_low = int(root.get_attribute("data-k")), root.evaluate(PIXELS)
+        slider.fill(str(len(ks) - 1))
+        k_high, pix_high = int(root.get_attribute("data-k")), root.evaluate(PIXELS)
+        assert (k_low, k_high) == (ks[0], ks[-1]) and k_low < k_high
+        assert pix_low != pix_high and all(p > 0 for p in pix_high)
+        page.locator(".nbx-delta-explorer input.nbx-random-toggle").check()
+        assert root.get_attribute("data-subspace") == "random"
+        page.locator(".nbx-delta-explorer input.nbx-random-toggle").uncheck()
+        # asking for other samples needs a kernel: greyed out and inert in the static page
+        resample = page.locator(".nbx-delta-explorer button.nbx-resample")
+        assert resample.evaluate("b => getComputedStyle(b).pointerEvents") == "none"
+
+        # the Heatmap: four signed maps, and hovering reads the exact saved value
+        heat = page.locator(".nbx-heatmap[data-ready='true']")
+        heat.wait_for()
+        assert heat.get_attribute("data-n") == "4" and heat.get_attribute("data-cmap") == "diverging"
+        assert page.locator(".nbx-heatmap .nbx-cell").count() == 4
+        d = digits()
+        maps = (d.x_test[:4, 0] - d.x_train[:, 0].mean(0)).numpy()
+        i, (r, c) = 1, divmod(int(abs(maps[1]).argmax()), maps.shape[2])
+        canvas = page.locator(f".nbx-heatmap .nbx-cell[data-index='{i}'] canvas")
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        h, w = maps.shape[1:]
+        page.mouse.move(box["x"] + (c + 0.5) * box["width"] / w, box["y"] + (r + 0.5) * box["height"] / h)
+        page.locator(f".nbx-heatmap[data-hover='{i},{r},{c}']").wait_for(timeout=5000)
+        assert float(heat.get_attribute("data-value")) == pytest.approx(float(maps[i, r, c]), abs=1e-6)
+        readout = page.locator(".nbx-heatmap .nbx-readout").inner_text()
+        assert readout.endswith(js_format(float(heat.get_attribute("data-value")))), readout
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
+    finally:
+        context.close()
+
+    # nothing but the page's own folder was asked for
+    assert blocked == [], blocked
+    assert not [u for u in requested if u.startswith(("http:", "https:", "ws:", "wss:"))], requested
+    assert any(u.endswith("/offline_files/anywidget.js") for u in allowed), allowed
+    assert errors == [], errors
+    print(f"export (execute) {t_export:.1f} s, offline render {t_render:.1f} s")
