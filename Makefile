@@ -8,14 +8,17 @@ PY := $(BIN)/python
 TORCH_VERSION ?= 2.13.0
 PORT ?= 8888
 PYTEST_ARGS ?=
+# `make export`: the notebook to run and write as an offline HTML page (into build/export/, git-ignored).
+NB ?= examples/00_tour.ipynb
 
-.PHONY: demo test setup setup-test js js-test typecheck browser lint bench dev clean help
+.PHONY: demo test setup setup-test js js-test typecheck browser lint bench dev clean help export
 
 help:
 	@echo "make demo   - install everything, build the JS, open JupyterLab on examples/"
 	@echo "make test   - install everything (incl. Chromium when root), run JS, Python and browser tests"
 	@echo "make dev    - JupyterLab with hot-reloading views (esbuild --watch + ANYWIDGET_HMR=1)"
 	@echo "make bench  - run every benchmark in benchmarks/"
+	@echo "make export NB=examples/00_tour.ipynb - run a notebook, write build/export/<name>.html (+ _files/), works offline"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +33,7 @@ js: node_modules/.package-lock.json
 # Stamps record which extras are installed; they are redone when pyproject.toml changes.
 $(VENV)/.lessons: pyproject.toml | $(PY)
 	$(PY) -m pip install "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install -e ".[lessons]"
+	$(PY) -m pip install -e ".[lessons,export]"
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(PY)
@@ -72,6 +75,9 @@ typecheck: node_modules/.package-lock.json
 test: setup-test browser js-test typecheck
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
+export: setup
+	$(PY) -m nbexplain.export "$(NB)" --execute -o "build/export/$(basename $(notdir $(NB))).html"
+
 bench: setup-test
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
@@ -79,4 +85,4 @@ lint: setup-test
 	$(BIN)/ruff check nbexplain tests benchmarks
 
 clean:
-	rm -rf build dist nbexplain/static/*.js tests/browser/artifacts .pytest_cache
+	rm -rf build dist nbexplain/static/*.js nbexplain/static/export tests/browser/artifacts .pytest_cache
