@@ -124,6 +124,7 @@ def export_html(
     >>> page = export_html(nb, pathlib.Path(tempfile.mkdtemp()) / "results.html")
     >>> page.name, sorted(p.name for p in (page.parent / "results_files").glob("*.js"))
     ('results.html', ['anywidget.js', 'embed-amd.js', 'require.js'])
+    >>> import shutil; shutil.rmtree(page.parent)
 
     Running a notebook and exporting it (starts a kernel; takes as long as the notebook):
 
@@ -219,13 +220,14 @@ def _execute(nb: Any, cwd: Path, timeout: int, kernel_name: str | None) -> set[s
 
     Returns the ids of the widgets closed while it ran (finished progress bars, for instance).
     """
-    nbclient = _require("nbclient")
+    _require("nbclient")
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
 
     closed: set[str] = set()
 
-    class Client(nbclient.NotebookClient):
+    class Client(NotebookClient):
         def handle_comm_msg(self, outs: list, msg: dict, cell_index: int) -> None:
             if msg["msg_type"] == "comm_close":
                 closed.add(msg["content"]["comm_id"])
@@ -330,7 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         page = export_html(args.notebook, args.output, execute=args.execute, timeout=args.timeout,
                            kernel_name=args.kernel)
-    except (OSError, ValueError, TypeError, ImportError) as exc:
+    except Exception as exc:
+        # our argument errors, and a cell that raised or timed out while executing (nbclient's errors)
+        if not (isinstance(exc, (OSError, ValueError, TypeError, ImportError))
+                or type(exc).__module__.startswith("nbclient")):
+            raise
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
     print(page)
     return 0

@@ -139,6 +139,12 @@ def test_cli_writes_the_page_and_reports_errors(tmp_path: Path, capsys: pytest.C
     assert exit_info.value.code == 1
     assert "--execute" in capsys.readouterr().err
 
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")]), str(path))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path), "--execute", "--timeout", "60"])
+    assert exit_info.value.code == 1
+    assert "ZeroDivisionError" in capsys.readouterr().err
+
 
 def test_importing_nbexplain_does_not_import_nbconvert() -> None:
     code = ("import sys, nbexplain, nbexplain.export\n"
