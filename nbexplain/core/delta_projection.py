@@ -283,10 +283,27 @@ def projected_outputs(
             if stacked is not None:
                 return stacked
         results = []
-        for proj in tqdm(projs, desc=f"projecting {layer}", disable=not show, leave=False):
-            with proj.inserted(model, layer):
-                results.append(_run(model, x, batch_size))
+        with _progress(len(projs), f"projecting {layer}", show) as bar:
+            for proj in projs:
+                with proj.inserted(model, layer):
+                    results.append(_run(model, x, batch_size))
+                bar.update(1)
     return torch.stack(results)
+
+
+@contextmanager
+def _progress(total: int, desc: str, show: bool) -> Iterator[Any]:
+    """A transient progress bar that disappears when the block ends, also on an early return.
+
+    tqdm's notebook bar treats ``n < total`` at close as a failure: it turns red and stays on screen even
+    with ``leave=False``. Giving up on the stacked pass is not a failure, so the total is set to what was done.
+    """
+    bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
+    try:
+        yield bar
+    finally:
+        bar.total = bar.n
+        bar.close()
 
 
 def _stacked_outputs(
@@ -311,28 +328,30 @@ def _stacked_outputs(
     dev = model_device(model)
     chunk = max(2, min(batch_size, 8192 // n_k))
     outs: list[torch.Tensor] = []
-    try:
-        for i, b in enumerate(tqdm(list(iter_batches(x, chunk)), desc=f"projecting {layer}",
-                                   disable=not show, leave=False)):
-            handle = module.register_forward_hook(hook)
-            try:
-                y = model(b.to(dev))
-            finally:
-                handle.remove()
-            n = b.shape[0]
-            if not isinstance(y, torch.Tensor) or y.shape[0] != n_k * n:
-                return None
-            y = y.detach().cpu().reshape(n_k, n, *y.shape[1:])
-            if i == 0:
-                # Guard against silent broadcasting in the rest of the network: check one k exactly.
-                for j in {0, n_k - 1}:
-                    with projs[j].inserted(model, layer):
-                        ref = model(b.to(dev)).detach().cpu()
-                    if ref.shape != y[j].shape or not torch.allclose(ref, y[j], rtol=1e-4, atol=1e-5):
-                        return None
-            outs.append(y)
-    except (RuntimeError, ValueError, TypeError):
-        return None
+    batches = list(iter_batches(x, chunk))
+    with _progress(len(batches), f"projecting {layer}", show) as bar:
+        try:
+            for i, b in enumerate(batches):
+                handle = module.register_forward_hook(hook)
+                try:
+                    y = model(b.to(dev))
+                finally:
+                    handle.remove()
+                n = b.shape[0]
+                if not isinstance(y, torch.Tensor) or y.shape[0] != n_k * n:
+                    return None
+                y = y.detach().cpu().reshape(n_k, n, *y.shape[1:])
+                if i == 0:
+                    # Guard against silent broadcasting in the rest of the network: check one k exactly.
+                    for j in {0, n_k - 1}:
+                        with projs[j].inserted(model, layer):
+                            ref = model(b.to(dev)).detach().cpu()
+                        if ref.shape != y[j].shape or not torch.allclose(ref, y[j], rtol=1e-4, atol=1e-5):
+                            return None
+                outs.append(y)
+                bar.update(1)
+        except (RuntimeError, ValueError, TypeError):
+            return None
     return torch.cat(outs, dim=1)
 
 

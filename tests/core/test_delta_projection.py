@@ -167,3 +167,29 @@ def test_stacked_projection_pass_equals_one_pass_per_k():
     out = nx.projected_outputs(ae, torch.rand(6, 64), "encoder.code", st, ks=[1, 2, 4])
     assert out.shape == (3, 6, 64)
     assert all(len(m._forward_hooks) == 0 for m in ae.modules())
+
+
+def test_progress_bars_close_finished_when_stacking_gives_up(monkeypatch):
+    """The stacked pass gives up early for a model that reshapes to the input's batch size. tqdm's
+    notebook bar treats a close with n < total as a failure (red, and it stays on screen even with
+    leave=False), so every bar must be closed with n == total."""
+    from tqdm import tqdm as std_tqdm
+
+    import nbexplain.core.delta_projection as dp
+
+    closed: list[tuple[str, int, int | None]] = []
+
+    class Recording(std_tqdm):
+        def close(self) -> None:
+            if not self.disable and not getattr(self, "_recorded", False):
+                self._recorded = True
+                closed.append((self.desc, self.n, self.total))
+            super().close()
+
+    monkeypatch.setattr(dp, "tqdm", Recording)
+    ae = dense_autoencoder(64, (16,), code=4, seed=0).eval()
+    st = nx.layer_statistics(ae, torch.rand(50, 64), ["encoder.code"])["encoder.code"]
+    out = nx.projected_outputs(ae, torch.rand(600, 64), "encoder.code", st, ks=[1, 2, 3, 4], progress=True)
+    assert out.shape == (4, 600, 64)
+    assert len(closed) == 2  # the abandoned stacked attempt, then one pass per k
+    assert all(n == total for _, n, total in closed), closed
