@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["blas_phase", "on_numpy", "centre", "gram", "cross", "matmul", "eigh", "svdvals", "svd"]
+__all__ = ["blas_phase", "on_numpy", "centre", "column_moments", "gram", "cross", "matmul", "eigh", "svdvals", "svd"]
 
 
 def on_numpy(*ts: torch.Tensor) -> bool:
@@ -62,6 +62,14 @@ def centre(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(a - mean), torch.from_numpy(mean)
     mean = x.mean(dim=0)
     return x - mean, mean
+
+
+def column_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means and column sums of squares (``Σᵢ xᵢⱼ²``), without a temporary copy of ``x``."""
+    if on_numpy(x):
+        a = _np(x)
+        return torch.from_numpy(a.mean(axis=0)), torch.from_numpy(np.einsum("ij,ij->j", a, a))
+    return x.mean(dim=0), torch.linalg.vector_norm(x, dim=0).square()
 
 
 def gram(a: torch.Tensor) -> torch.Tensor:
