@@ -149,6 +149,9 @@ class EpochRecord:
         return {k: r.saturation for k, r in getattr(self, phase).items()}
 
 
+_ACCUMULATED = (torch.float32, torch.float64)
+
+
 class _FeatureFeeder:
     """Turns one layer's output into samples and feeds them to a RunningMoments."""
 
@@ -178,8 +181,9 @@ class _FeatureFeeder:
     def feed(self, moments: RunningMoments, out: torch.Tensor) -> None:
         """Feed a detached, non-empty output (the hook checks both)."""
         self.calls += 1
-        if out.ndim == 2 and not self.channel_first:  # the common dense case first
-            moments.update(out)
+        if out.ndim == 2 and not self.channel_first and out.shape[1] == moments.n_features:
+            # the common dense case: skip update()'s checks (the hook checked the output)
+            moments.add_rows(out if out.dtype in _ACCUMULATED else out.float())
             return
         if out.ndim <= 1:
             moments.update(out.reshape(-1, 1))

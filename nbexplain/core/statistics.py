@@ -177,6 +177,7 @@ class RunningMoments:
         self._buf: torch.Tensor | None = None
         self._ones: torch.Tensor | None = None
         self._rows: torch.Tensor | None = None
+        self._slots: dict[tuple[int, int], torch.Tensor] = {}  # views of the row buffer, by (start, rows)
         self._r = 0
 
     def _ensure(self, device: torch.device) -> None:
@@ -300,6 +301,7 @@ class RunningMoments:
             self._p_batches = 0
             self._buf = None
             self._rows = None
+            self._slots = {}
             self._r = 0
         return shift
 
@@ -312,6 +314,7 @@ class RunningMoments:
             if cap < 2 * n_b:  # a batch this large is one efficient GEMM already
                 return None
             buf = self._rows = torch.empty(cap, d, dtype=dtype, device=device)
+            self._slots = {}
             self._r = 0
         if self._r + n_b > buf.shape[0]:
             self._fold()
@@ -364,20 +367,32 @@ class RunningMoments:
                 f"`batch` has {batch.shape[1]} features but these statistics{self._label()} track "
                 f"{self.n_features}; pass (n_samples, {self.n_features}) tensors."
             )
-        n_b = batch.shape[0]
-        if n_b == 0:
+        if batch.shape[0] == 0:
             return self
-        # Every op below has detached inputs, so no autograd graph is built (no no_grad context needed:
-        # this runs once per tracked layer and batch, and its Python overhead is part of the cost).
         x = batch.detach()
         if x.dtype is not torch.float32 and x.dtype is not torch.float64:
             x = x.float()
+        return self.add_rows(x)
+
+    def add_rows(self, x: torch.Tensor) -> RunningMoments:
+        """:meth:`update` without its checks, for callers that guarantee a detached, non-empty float32 or
+        float64 ``(n, n_features)`` tensor (the saturation tracker's hook, once per layer and batch: its
+        Python overhead is part of the tracking cost).
+
+        No ``no_grad`` context is needed: every op here has detached inputs, so no graph is recorded.
+        """
+        n_b = x.shape[0]
         shift = self._shift
         if shift is None or shift.dtype is not x.dtype or shift.device != x.device:
             shift = self._block_for(x.dtype, x.device, lambda: x.mean(dim=0))
         buf, r = self._rows, self._r
         if buf is not None and r + n_b <= buf.shape[0]:  # the common case: shift into the row buffer
-            torch.sub(x, shift, out=buf[r : r + n_b])
+            slot = self._slots.get((r, n_b))
+            if slot is None:
+                if len(self._slots) >= 256:  # batch sizes that keep changing: do not hoard views
+                    self._slots.clear()
+                slot = self._slots[(r, n_b)] = buf[r : r + n_b]
+            torch.sub(x, shift, out=slot)
             self._r = r + n_b
             self._p_n += n_b
             self._p_batches += 1

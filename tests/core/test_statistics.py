@@ -173,3 +173,18 @@ def test_subsample_positions_deterministic_and_unbiased():
 
 # The 2-process gloo test of all_reduce (raw moments and through a tracker) lives in test_saturation.py
 # so that one process spawn serves both.
+
+
+def test_add_rows_equals_update_and_varying_batch_sizes_keep_few_buffer_views():
+    g = torch.Generator().manual_seed(7)
+    sizes = [int(v) for v in torch.randint(1, 64, (300,), generator=g)]
+    x = torch.randn(sum(sizes), 40, generator=g) * 2.0 + 1.0
+    a, b = RunningMoments(40), RunningMoments(40)
+    for chunk in x.split(sizes):
+        a.update(chunk)
+        b.add_rows(chunk)
+    torch.testing.assert_close(a.covariance, b.covariance, rtol=0, atol=0)
+    torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=0)
+    _, cov = reference(x)
+    torch.testing.assert_close(a.covariance, cov, rtol=1e-5, atol=1e-5)
+    assert len(a._slots) <= 256  # views of the row buffer are cached, but not without bound
