@@ -1,9 +1,11 @@
 """A notebook exported with ``nbexplain.export`` works in Chromium with every network request refused.
 
-The notebook (a dense autoencoder trained in seconds on the digits, a DeltaExplorer and a Heatmap) is
+The notebook (a dense autoencoder trained in seconds on the digits, a DeltaExplorer, a Heatmap and a
+SimilarityGrid of three small checkpoints) is
 executed and exported, the page and its ``_files/`` folder are moved elsewhere (relative URLs), and the
 ``file://`` page is opened with only ``file://`` requests let through: the views render from the saved
-widget state, the δ slider swaps reconstructions, hovering the heatmap reads values — with no kernel.
+widget state, the δ slider swaps reconstructions, hovering the heatmap reads values, the similarity grid's
+checkpoint slider and metric switch recolour the cells — with no kernel.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ CELLS = [
     "maps = d.x_test[:4, 0] - d.x_train[:, 0].mean(0)\n"
     "h = Heatmap(maps, images=d.x_test[:4], titles=[f'digit {int(v)}' for v in d.y_test[:4]], cell_size=96)\n"
     "h",
+    "from nbexplain.zoo import mlp\n"
+    "from nbexplain.widgets import SimilarityGrid\n"
+    "ckpts = [mlp(64, (16, 8), seed=s) for s in range(3)]\n"
+    "res = nx.similarity_grid(ckpts, d.x_test, ['fc1', 'fc2', 'out'], metric=['svcca', 'cka'], progress=False)\n"
+    "g = SimilarityGrid(res, cell_size=40)\n"
+    "g",
 ]
 
 # Sum of the red channel of every reconstruction canvas (what the user sees).
@@ -135,6 +143,20 @@ def test_exported_page_renders_and_interacts_offline(chromium, tmp_path):
         assert float(heat.get_attribute("data-value")) == pytest.approx(float(maps[i, r, c]), abs=1e-6)
         readout = page.locator(".nbx-heatmap .nbx-readout").inner_text()
         assert readout.endswith(js_format(float(heat.get_attribute("data-value")))), readout
+
+        # the SimilarityGrid: the checkpoint slider and the metric switch are local, precomputed state
+        grid = page.locator(".nbx-similarity_grid[data-ready='true']")
+        grid.wait_for()
+        assert grid.get_attribute("data-cells") == "9" and grid.get_attribute("data-checkpoints") == "3"
+        colours = ".nbx-similarity_grid .nbx-sim-cell"
+        last = page.eval_on_selector_all(colours, "els => els.map(e => e.style.background)")
+        page.locator(".nbx-similarity_grid input.nbx-checkpoint").fill("0")
+        page.locator(".nbx-similarity_grid[data-checkpoint='0']").wait_for(timeout=5000)
+        first = page.eval_on_selector_all(colours, "els => els.map(e => e.style.background)")
+        assert first != last
+        page.locator(".nbx-similarity_grid select.nbx-metric").select_option("cka")
+        page.locator(".nbx-similarity_grid[data-metric='cka']").wait_for(timeout=5000)
+        assert page.eval_on_selector_all(colours, "els => els.map(e => e.style.background)") != first
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
