@@ -3,7 +3,7 @@
 // locally (no kernel message); clicking an order (a bar or a component) selects it and tells Python.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { colorFooter, connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, imageRGBA } from "./lib/raster";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -517,15 +517,8 @@ function render({ model, el }: RenderProps<State>) {
     ["change:cell_size", rebuild], ["change:order_index", onOrder], ["change:channel_index", onChannel],
     ["change:selected_order", drawSelected], ["change:theme", onTheme],
   ];
-  const unlisten = listen(model, events);
   build();
-  const stopVisible = onVisible(root, drawAll);
-
-  return () => {
-    stopVisible();
-    unlisten();
-    el.replaceChildren();
-  };
+  return connect(el, root, model, events, drawAll);
 }
 
 export default { render };

@@ -5,7 +5,7 @@
 // latest request wins).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
-import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
 import { imageRGBA } from "./lib/raster";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -410,17 +410,10 @@ function render({ model, el }: RenderProps<State>) {
     ["change:delta", onDelta], ["change:show_random", onRandom], ["change:busy", setBusy],
     ["change:error", onError], ["change:theme", onTheme], ["change:layer", rebuild],
   ];
-  const unlisten = listen(model, events);
   build();
   onError();
   setBusy();
-  const stopVisible = onVisible(root, redraw);
-
-  return () => {
-    stopVisible();
-    unlisten();
-    el.replaceChildren();
-  };
+  return connect(el, root, model, events, redraw);
 }
 
 export default { render };

@@ -5,7 +5,7 @@
 // only the latest pending one is sent (latest wins); the root shows data-busy meanwhile.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -467,17 +467,10 @@ function render({ model, el }: RenderProps<State>) {
     ["change:targets", onTargets], ["change:completed_request", onCompleted], ["change:busy", onBusy],
     ["change:error", onError], ["change:opacity", onOpacity], ["change:theme", onTheme],
   ];
-  const unlisten = listen(model, events);
   build();
   onError();
   root.dataset.busy = "false";
-  const stopVisible = onVisible(root, drawAll);
-
-  return () => {
-    stopVisible();
-    unlisten();
-    el.replaceChildren();
-  };
+  return connect(el, root, model, events, drawAll);
 }
 
 export default { render };

@@ -4,7 +4,7 @@
 // re-run the optimisation: one request in flight at a time, and only the latest pending one is sent.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -435,18 +435,11 @@ function render({ model, el }: RenderProps<State>) {
     ["change:error", onError], ["change:steps", syncControls], ["change:param", syncControls],
     ["change:regularization", syncControls], ["change:theme", onTheme],
   ];
-  const unlisten = listen(model, events);
   build();
   onError();
   root.dataset.completed = String(model.get("completed_request"));
   setBusy();
-  const stopVisible = onVisible(root, drawAll);
-
-  return () => {
-    stopVisible();
-    unlisten();
-    el.replaceChildren();
-  };
+  return connect(el, root, model, events, drawAll);
 }
 
 export default { render };

@@ -2,7 +2,7 @@
 // Pure render from model state; the only intent sent back is `selected` (and `opacity`).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, h, injectStyle, listen, offscreen, onVisible, sizeCanvas, viewRoot } from "./lib/dom";
+import { colorFooter, connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -197,15 +197,8 @@ function render({ model, el }: RenderProps<State>) {
     ["change:label", rebuild], ["change:opacity", onOpacity], ["change:selected", markSelected],
     ["change:theme", onTheme],
   ];
-  const unlisten = listen(model, events);
   build();
-  const stopVisible = onVisible(root, drawAll);
-
-  return () => {
-    stopVisible();
-    unlisten();
-    el.replaceChildren();
-  };
+  return connect(el, root, model, events, drawAll);
 }
 
 export default { render };

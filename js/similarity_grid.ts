@@ -3,7 +3,7 @@
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, h, injectStyle, listen, onVisible, viewRoot } from "./lib/dom";
+import { colorFooter, connect, h, injectStyle, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -330,16 +330,8 @@ function render({ model, el }: RenderProps<State>) {
     ["change:checkpoint", paint], ["change:checkpoint_labels", paint], ["change:show_values", paint],
     ["change:metric", onMetric], ["change:selected", markSelected], ["change:theme", onTheme],
   ];
-  const unlisten = listen(model, events);
   build();
-  const stopVisible = onVisible(root, paint);
-
-  return () => {
-    stop();
-    stopVisible();
-    unlisten();
-    el.replaceChildren();
-  };
+  return connect(el, root, model, events, paint, stop);
 }
 
 export default { render };

@@ -99,6 +99,28 @@ export function listen(model: Listenable, events: Array<[string, () => void]>): 
   };
 }
 
+/**
+ * Wire a rendered view: subscribe `events` on the model and redraw when `root` becomes visible again.
+ * Returns the view's cleanup: it runs `extra` cleanups, undoes both subscriptions and empties `el`.
+ */
+export function connect(
+  el: HTMLElement,
+  root: HTMLElement,
+  model: Listenable,
+  events: Array<[string, () => void]>,
+  redraw: () => void,
+  ...extra: Array<() => void>
+): () => void {
+  const unlisten = listen(model, events);
+  const stopVisible = onVisible(root, redraw);
+  return () => {
+    extra.forEach((c) => c());
+    stopVisible();
+    unlisten();
+    el.replaceChildren();
+  };
+}
+
 /** The footer shared by colour-mapped views: a labelled colour bar and a readout line. */
 export interface ColorFooter {
   footer: HTMLDivElement;

@@ -101,3 +101,22 @@ test("formatValue is short and exact for ordinary numbers", () => {
   assert.equal(formatValue(1e-6), "1.000e-6");
   assert.equal(formatValue(Number.POSITIVE_INFINITY), "Infinity");
 });
+
+test("connect subscribes the handlers and its cleanup undoes everything once", async () => {
+  const { connect } = await import("../lib/dom");
+  const handlers = new Map<string, Set<() => void>>();
+  const model = {
+    on: (e: string, f: () => void) => void (handlers.get(e) ?? handlers.set(e, new Set()).get(e)!).add(f),
+    off: (e: string, f: () => void) => void handlers.get(e)?.delete(f),
+  };
+  let emptied = 0;
+  const el = { replaceChildren: () => void emptied++ } as unknown as HTMLElement;
+  let calls = 0;
+  let extra = 0;
+  const cleanup = connect(el, el, model, [["change:a", () => void calls++]], () => {}, () => void extra++);
+  handlers.get("change:a")!.forEach((f) => f());
+  assert.equal(calls, 1);
+  cleanup();
+  assert.equal(handlers.get("change:a")!.size, 0);
+  assert.deepEqual([extra, emptied], [1, 1]);
+});
