@@ -13,6 +13,8 @@ import nbexplain as nx
 from nbexplain.core.complexity import ComplexityDecomposition, decompose_complexity
 from nbexplain.core.disentanglers import ConvDisentangler, DenseDisentangler, make_disentangler
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: one thread is faster
+
 D_IN, D_FEAT, N_CLASSES = 4, 3, 3
 
 
@@ -57,15 +59,6 @@ def make_data(n: int, seed: int, teacher: Teacher) -> tuple[torch.Tensor, torch.
 
 
 SETTINGS = dict(orders=(1, 2, 4), epochs=25, width=32, batch_size=128, lr=(3e-3, 1e-4), progress=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is faster (and far faster on a loaded machine); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

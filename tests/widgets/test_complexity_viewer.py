@@ -12,13 +12,7 @@ from torch import nn
 import nbexplain as nx
 from nbexplain.widgets.complexity_viewer import METRICS, ComplexityViewer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: one thread is faster
 
 
 @pytest.fixture(scope="module")
