@@ -67,15 +67,15 @@ class Objective(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
+        """The objective of every image of the batch, ``(B,)``, from ``{layer: output}``."""
 
     @abc.abstractmethod
     def for_image(self, index: int, n: int) -> Objective | None:
         """This objective as image ``index`` of the batch sees it, for a batch of ``n`` other inputs."""
-        raise NotImplementedError
 
     def check(self, shapes: dict[str, tuple[int, ...]], batch: int) -> None:
         """Validate unit indices against the layer output shapes ``(1, …)`` of one input."""
+        return  # a hook: objectives without unit indices have nothing to check
 
     def describe(self) -> str:
         """A short human-readable label (used in titles)."""

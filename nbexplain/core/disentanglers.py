@@ -100,18 +100,17 @@ class Disentangler(nn.Module, abc.ABC):
         self.register_buffer("f_std", f_std.detach().clone().float())
         self.blocks = nn.ModuleList()
 
-    # subclasses define _embed/_readout/_new_block
     @abc.abstractmethod
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Map the standardised input ``(N, *input_shape)`` to the hidden representation."""
 
     @abc.abstractmethod
     def _readout(self, h: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Map the hidden representation to the standardised feature ``(N, *feature_shape)``."""
 
     @abc.abstractmethod
     def _new_block(self) -> nn.Module:
-        raise NotImplementedError
+        """A new residual block, one order deeper (``__init__`` and :meth:`grow` append it to ``self.blocks``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The order-``l`` fit ``g_l(x)`` of the feature, shaped ``(N, *feature_shape)``."""

@@ -165,7 +165,6 @@ class ImageParam(nn.Module, abc.ABC):
     @abc.abstractmethod
     def decorrelated(self) -> torch.Tensor:
         """The images before colour mixing and range mapping, ``(N, C, H, W)``."""
-        raise NotImplementedError
 
     def forward(self) -> torch.Tensor:  # noqa: D102
         return self._to_range(self._mix_colors(self.decorrelated()))
@@ -173,7 +172,6 @@ class ImageParam(nn.Module, abc.ABC):
     @abc.abstractmethod
     def encode(self, images: torch.Tensor) -> ImageParam:
         """Set the parameters so that ``self()`` returns ``images`` (clipped into the range). Returns self."""
-        raise NotImplementedError
 
     def project_(self) -> None:
         """Called after every optimiser step (keeps clamped pixel parameters inside the range)."""

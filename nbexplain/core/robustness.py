@@ -57,7 +57,7 @@ class Transform(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """The transformed batch, same shape as ``x``; random draws come from ``generator`` (CPU)."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -128,7 +128,6 @@ class _Affine(Transform):
     @abc.abstractmethod
     def matrices(self, n: int, generator: torch.Generator, h: int, w: int) -> torch.Tensor:
         """``(n, 2, 2)`` float64 matrices mapping output coordinates to input coordinates."""
-        raise NotImplementedError
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_images(x)

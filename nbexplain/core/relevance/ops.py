@@ -49,11 +49,11 @@ class LayerOp(abc.ABC):
 
     @abc.abstractmethod
     def forward(self, x: torch.Tensor, weight: Any, bias: Any) -> torch.Tensor:
-        raise NotImplementedError
+        """The layer's output for input ``x`` with the (possibly rule-modified) ``weight`` and ``bias``."""
 
     @abc.abstractmethod
     def backward(self, grad: torch.Tensor, x: torch.Tensor, weight: Any) -> torch.Tensor:
-        raise NotImplementedError
+        """The vector-Jacobian product of :meth:`forward` with ``grad``, with respect to ``x``."""
 
     def bias_view(self, z: torch.Tensor) -> torch.Tensor:
         """The bias shaped to broadcast against the output ``z``."""
