@@ -297,16 +297,6 @@ def _check_keep_one(k: Any) -> float | int:
 
 
 # ------------------------------------------------------------------------------------------ building blocks
-def sym_gram(a: torch.Tensor) -> torch.Tensor:
-    """``aᵀa``, exactly symmetric (``syrk`` on the CPU; see :mod:`.dense_linalg`)."""
-    return dense_linalg.gram(a)
-
-
-def cross_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``aᵀb``."""
-    return dense_linalg.cross(a, b)
-
-
 #: A feature whose spread is below this fraction of its magnitude is constant (round-off of the mean).
 CONSTANT_RTOL = 1e-12
 
@@ -338,7 +328,7 @@ def zero_constant(cov: torch.Tensor, mean: torch.Tensor, n: int) -> torch.Tensor
 def centre_and_gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(xc, xcᵀxc, constant mask)`` with numerically constant columns exactly zero in both."""
     xc, mean = dense_linalg.centre(x)
-    gram = sym_gram(xc)
+    gram = dense_linalg.gram(xc)
     const = constant_mask(torch.diagonal(gram), mean, x.shape[0])
     if bool(const.any()):
         xc[:, const] = 0.0
@@ -376,7 +366,7 @@ def centred_products(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
     n = x.shape[0]
     ax, dx, mx = _product_operand(x)
     ay, dy, my = _product_operand(y)
-    sxx, syy, sxy = sym_gram(ax), sym_gram(ay), cross_gram(ax, ay)
+    sxx, syy, sxy = dense_linalg.gram(ax), dense_linalg.gram(ay), dense_linalg.cross(ax, ay)
     sxx.addr_(dx, dx, alpha=-float(n))
     syy.addr_(dy, dy, alpha=-float(n))
     sxy.addr_(dx, dy, alpha=-float(n))
@@ -796,7 +786,7 @@ def cka(
         else:
             xc, sxx, _ = centre_and_gram(xt)
             yc, syy, _ = centre_and_gram(yt)
-            sxy = cross_gram(xc, yc)
+            sxy = dense_linalg.cross(xc, yc)
             a, b = (xc * xc).sum(dim=1), (yc * yc).sum(dim=1)
             hxy = hsic_unbiased_linear(float((sxy * sxy).sum()), float(a @ b), float(a.sum()), float(b.sum()), n)
             hxx = hsic_unbiased_linear(float((sxx * sxx).sum()), float(a @ a), float(a.sum()), float(a.sum()), n)

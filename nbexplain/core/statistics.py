@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from .dense_linalg import add_gram, sym_from_upper
 from .validation import check_positive_int, check_tensor
 
 __all__ = ["RunningMoments", "subsample_positions", "channels_to_features"]
@@ -61,41 +62,6 @@ __all__ = ["RunningMoments", "subsample_positions", "channels_to_features"]
 _ROW_BUFFER_ELEMENTS = 1 << 20
 #: … and the buffer holds at most this many batches (a fold every 16 batches of 64 rows: GEMMs of 1024 rows).
 _FOLD_BATCHES = 16
-
-
-def _block_count(d: int) -> int:
-    """Column blocks for :func:`add_gram` on the CPU (measured, float32, one thread: 1024 × 256 rows
-    take 1.5 ms in 4 block rows vs 2.0 ms as one GEMM; 1024 × 512: 5.0 vs 7.8 ms; below 96 one GEMM wins)."""
-    return 1 if d < 96 else 2 if d < 192 else 4 if d < 384 else 8
-
-
-def add_gram(out: torch.Tensor, c: torch.Tensor, rows_are_samples: bool = True) -> None:
-    """``out += cᵀc`` (``c`` is ``(n, d)``; ``c cᵀ`` for ``(d, n)`` when not ``rows_are_samples``).
-
-    Only the **upper triangle** of ``out`` (with the diagonal) is guaranteed: on the CPU a wide product is
-    formed as block rows ``out[Bᵢ, Bᵢ:] += c_{Bᵢ}ᵀ c_{Bᵢ:}``, skipping the lower blocks (up to ~45% of the
-    flops, which is what a symmetric rank-k update saves; torch has no ``syrk``). Readers symmetrise from
-    the upper triangle (:func:`sym_from_upper`). On other devices: one GEMM.
-    """
-    d = c.shape[1] if rows_are_samples else c.shape[0]
-    nb = _block_count(d) if c.device.type == "cpu" else 1
-    if nb == 1:
-        if rows_are_samples:
-            out.addmm_(c.T, c)
-        else:
-            out.addmm_(c, c.T)
-        return
-    b = -(-d // nb)
-    for s in range(0, d, b):
-        if rows_are_samples:
-            out[s : s + b, s:].addmm_(c[:, s : s + b].T, c[:, s:])
-        else:
-            out[s : s + b, s:].addmm_(c[s : s + b], c[s:].T)
-
-
-def sym_from_upper(m: torch.Tensor) -> torch.Tensor:
-    """The symmetric matrix whose upper triangle (with the diagonal) is that of ``m``."""
-    return torch.triu(m) + torch.triu(m, 1).T
 
 
 class RunningMoments:
