@@ -103,13 +103,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.numpy()  # a view with the tensor's strides; numpy copies only if BLAS needs it
 
 
-def centre(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x − mean, mean)`` over the rows (a new tensor; ``x`` is not modified)."""
-    if on_numpy(x):
-        a = _np(x)
-        mean = a.mean(axis=0)
-        return torch.from_numpy(a - mean), torch.from_numpy(mean)
-    mean = x.mean(dim=0)
+def centre(x: torch.Tensor, mean: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x − mean, mean)`` over the rows (a new tensor; ``x`` is not modified); ``mean`` if already known."""
+    if mean is None:
+        mean = torch.from_numpy(_np(x).mean(axis=0)) if on_numpy(x) else x.mean(dim=0)
+    if on_numpy(x, mean):
+        return torch.from_numpy(_np(x) - _np(mean)), mean
     return x - mean, mean
 
 

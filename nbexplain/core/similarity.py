@@ -343,16 +343,15 @@ def centre_and_gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 UNCENTRED_MAX_MEAN_RATIO = 1.0
 
 
-def _product_operand(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(a, d, mean)``: ``a`` is ``x`` itself when its columns are centred enough for the corrected
-    product, else ``x − mean`` (a new tensor); ``d`` is the mean that the product must still remove."""
+def _product_operand(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``(a, mean, raw)``: ``a`` is ``x`` itself (``raw``) when its columns are centred enough for the
+    corrected product, else ``x − mean`` (a new tensor)."""
     n = x.shape[0]
     mean, sumsq = dense_linalg.column_moments(x)
     var = sumsq / n - mean * mean  # cancellation-prone only where the test below fails anyway
     if bool((mean * mean <= UNCENTRED_MAX_MEAN_RATIO**2 * var).all()):
-        return x, mean, mean
-    xc, mean = dense_linalg.centre(x)
-    return xc, torch.zeros_like(mean), mean
+        return x, mean, True
+    return dense_linalg.centre(x, mean)[0], mean, False
 
 
 def centred_products(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -360,16 +359,20 @@ def centred_products(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
 
     Nearly centred inputs (the usual case for activations and for this benchmark's data) are multiplied
     as they are and corrected by ``n μ μᵀ``: no centred copies (2 × n·p floats less memory, and no pass to
-    write them). Inputs with a large mean are centred first (see ``UNCENTRED_MAX_MEAN_RATIO``).
-    Numerically constant features are exactly zero rows and columns.
+    write them). Inputs with a large mean are centred first (see ``UNCENTRED_MAX_MEAN_RATIO``); a product
+    with one centred side needs no correction (its columns sum to 0). Numerically constant features are
+    exactly zero rows and columns.
     """
     n = x.shape[0]
-    ax, dx, mx = _product_operand(x)
-    ay, dy, my = _product_operand(y)
+    ax, mx, raw_x = _product_operand(x)
+    ay, my, raw_y = _product_operand(y)
     sxx, syy, sxy = dense_linalg.gram(ax), dense_linalg.gram(ay), dense_linalg.cross(ax, ay)
-    sxx.addr_(dx, dx, alpha=-float(n))
-    syy.addr_(dy, dy, alpha=-float(n))
-    sxy.addr_(dx, dy, alpha=-float(n))
+    if raw_x:
+        sxx.addr_(mx, mx, alpha=-float(n))
+    if raw_y:
+        syy.addr_(my, my, alpha=-float(n))
+    if raw_x and raw_y:
+        sxy.addr_(mx, my, alpha=-float(n))
     for side, (cov, mean) in enumerate(((sxx, mx), (syy, my))):
         const = constant_mask(torch.diagonal(cov), mean, n)
         if bool(const.any()):
