@@ -345,19 +345,60 @@ def _self_values(a: _Prepared, metrics: list[str]) -> tuple[dict[str, float], di
     return vals, specs
 
 
-def _store(
+@dataclass
+class _Cells:
+    """The grid being filled: values per metric ``(T, L, L_ref)`` and spectra per CCA-family metric."""
+
+    grids: dict[str, torch.Tensor]
+    spectra: dict[str, dict[tuple[int, int, int], torch.Tensor]]
+
+    def store(self, t: int, i: int, j: int, vals: dict[str, float], specs: dict[str, torch.Tensor]) -> None:
+        for m, v in vals.items():
+            self.grids[m][t, i, j] = v
+        for m, c in specs.items():
+            self.spectra[m][(t, i, j)] = c.to("cpu", torch.float32)
+
+    def mirror(self, t: int, i: int, j: int) -> None:
+        """Cell ``(t, i, j)`` := cell ``(t, j, i)`` (a symmetric pair of the reference with itself)."""
+        for g in self.grids.values():
+            g[t, i, j] = g[t, j, i]
+        for d in self.spectra.values():
+            if (t, j, i) in d:
+                d[(t, i, j)] = d[(t, j, i)]
+
+
+def _fill_group(
+    cells: _Cells,
     t: int,
     i: int,
-    j: int,
-    vals: dict[str, float],
-    specs: dict[str, torch.Tensor],
-    grids: dict[str, torch.Tensor],
-    spec_lists: dict[str, dict[tuple[int, int, int], torch.Tensor]],
+    a: _Prepared,
+    js: list[int],
+    refs: list[_Prepared],
+    metrics: list[str],
+    *,
+    symmetric: bool,
+    self_is_one: bool,
+    concat_cache: dict[Any, torch.Tensor],
+    key: Any,
 ) -> None:
-    for mname, v in vals.items():
-        grids[mname][t, i, j] = v
-    for mname, c in specs.items():
-        spec_lists[mname][(t, i, j)] = c.to("cpu", torch.float32)
+    """Cells ``(t, i, j)`` for the reference layers ``js`` (prepared as ``refs``) that share one sample layout.
+
+    ``symmetric``: row ``i`` is reference layer ``i`` of the same model and the metrics are symmetric, so the
+    cells left of the diagonal are mirrored from rows already filled. ``self_is_one``: a live layer against
+    itself is exactly 1 (ε = 0).
+    """
+    todo: list[tuple[int, _Prepared]] = []
+    for j, b in zip(js, refs, strict=True):
+        if symmetric and j < i:
+            cells.mirror(t, i, j)
+        elif self_is_one and a is b and not a.dead:
+            cells.store(t, i, j, *_self_values(a, metrics))
+        else:
+            todo.append((j, b))
+    bs = [b for _, b in todo]
+    cache_key = (key, tuple(j for j, _ in todo)) if len(todo) == len(js) else None
+    for (j, b), m in zip(todo, _cross_products(a, bs, metrics, concat_cache, cache_key), strict=True):
+        cells.store(t, i, j, *_pair_values(a, b, metrics, m))
 
 
 def _pair_values(
@@ -575,10 +616,10 @@ def similarity_grid(
     concat_cache: dict[Any, torch.Tensor] = {}
 
     t_count, l_rows, l_ref = len(items), len(row_names), len(ref_names)
-    grids = {m: torch.full((t_count, l_rows, l_ref), math.nan, dtype=torch.float64) for m in metrics}
-    spec_lists: dict[str, dict[tuple[int, int, int], torch.Tensor]] = {
-        m: {} for m in metrics if m in _CCA_FAMILY
-    }
+    cells = _Cells(
+        grids={m: torch.full((t_count, l_rows, l_ref), math.nan, dtype=torch.float64) for m in metrics},
+        spectra={m: {} for m in metrics if m in _CCA_FAMILY},
+    )
     n_samples = torch.zeros(l_rows, l_ref, dtype=torch.int64)
     undefined: set[str] = set()
 
@@ -612,28 +653,24 @@ def similarity_grid(
                             )
                 for key, js in groups.items():
                     a = row_cache[(rn, key)]
+                    refs = [ref_cache[(ref_names[j], key)] for j in js]
+                    n_samples[i, js] = a.n
                     if a.dead:
                         undefined.add(f"{rn} at {ckpt_labels[t]}")
-                    todo: list[int] = []
-                    for j in js:
-                        b = ref_cache[(ref_names[j], key)]
-                        n_samples[i, j] = a.n
-                        if b.dead:
-                            undefined.add(f"{ref_names[j]} of the reference")
-                        if same_as_ref and j < i and mirror:  # the reference against itself is symmetric
-                            for mname in metrics:
-                                grids[mname][t, i, j] = grids[mname][t, j, i]
-                            for d in spec_lists.values():
-                                if (t, j, i) in d:
-                                    d[(t, i, j)] = d[(t, j, i)]
-                        elif a is b and not a.dead and eps == 0.0:  # a layer against itself: exactly 1
-                            _store(t, i, j, *_self_values(a, metrics), grids, spec_lists)
-                        else:
-                            todo.append(j)
-                    bs = [ref_cache[(ref_names[j], key)] for j in todo]
-                    cache_key = (key, tuple(todo)) if len(todo) == len(js) else None
-                    for j, b, m in zip(todo, bs, _cross_products(a, bs, metrics, concat_cache, cache_key)):
-                        _store(t, i, j, *_pair_values(a, b, metrics, m), grids, spec_lists)
+                    undefined.update(f"{ref_names[j]} of the reference" for j, b in zip(js, refs) if b.dead)
+                    _fill_group(
+                        cells,
+                        t,
+                        i,
+                        a,
+                        js,
+                        refs,
+                        metrics,
+                        symmetric=same_as_ref and mirror,
+                        self_is_one=eps == 0.0,
+                        concat_cache=concat_cache,
+                        key=key,
+                    )
         del outs, row_cache
     bar.close()
     del ref_cache, concat_cache
@@ -643,14 +680,14 @@ def similarity_grid(
         )
 
     spectra: dict[str, torch.Tensor] = {}
-    for m, d in spec_lists.items():
+    for m, d in cells.spectra.items():
         kmax = max((c.numel() for c in d.values()), default=0)
         arr = torch.full((t_count, l_rows, l_ref, max(kmax, 1)), math.nan, dtype=torch.float32)
         for (t, i, j), c in d.items():
             arr[t, i, j, : c.numel()] = c
         spectra[m] = arr
     return SimilarityGridResult(
-        grids=grids,
+        grids=cells.grids,
         spectra=spectra,
         checkpoint_labels=ckpt_labels,
         layers=row_names,
