@@ -141,7 +141,6 @@ class RunningMoments:
         self._p_s1: torch.Tensor | None = None
         self._p_s2: torch.Tensor | None = None
         self._buf: torch.Tensor | None = None
-        self._ones: torch.Tensor | None = None
         self._rows: torch.Tensor | None = None
         self._slots: dict[tuple[int, int], torch.Tensor] = {}  # views of the row buffer, by (start, rows)
         self._r = 0
@@ -167,8 +166,15 @@ class RunningMoments:
         return self
 
     # ----------------------------------------------------------------- update
-    def _merge_batch(self, n_b: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
-        """Chan et al.'s parallel update with a batch summary (mean_b, m2_b in any float dtype)."""
+    def _merge_batch(
+        self,
+        n_b: int,
+        mean_b: torch.Tensor,
+        m2_b: torch.Tensor,
+        rank_one: tuple[torch.Tensor, float] | None = None,
+    ) -> None:
+        """Chan et al.'s parallel update with a batch summary (mean_b, m2_b in any float dtype); the batch's
+        co-moment is ``m2_b + α·vvᵀ`` for ``rank_one = (v, α)`` (added in place, no d × d temporary)."""
         self._ensure(mean_b.device)
         assert self._mean is not None and self._m2 is not None
         mean_b = mean_b.to(self._mean.device, torch.float64)
@@ -183,6 +189,8 @@ class RunningMoments:
             self._mean.add_(delta, alpha=n_b / n)
             self._m2.add_(m2_b)
             self._m2.addr_(delta, delta, alpha=n_a * n_b / n)
+        if rank_one is not None:
+            self._m2.addr_(rank_one[0], rank_one[0], alpha=rank_one[1])
         self._count = n
         self._eig = None
 
@@ -216,28 +224,15 @@ class RunningMoments:
                 "are not finite (they are discarded). Check the inputs and the model for overflow "
                 "(e.g. a too-high learning rate)."
             )
-        self._ensure(self._p_s1.device)
-        assert self._mean is not None and self._m2 is not None and self._shift64 is not None
-        mean, m2 = self._mean, self._m2
-        s1 = self._p_s1.to(mean.device, torch.float64)
-        s2 = self._p_s2 if self._p_s2.device == m2.device else self._p_s2.to(m2.device)
-        # Chan et al.'s merge of the block (mean s + S₁/n_b, co-moment S₂ − S₁S₁ᵀ/n_b) in a few in-place ops
-        n_a = self._count
-        n = n_a + n_b
-        delta = torch.add(self._shift64, s1, alpha=1.0 / n_b)  # the block's mean …
-        if n_a == 0:
-            mean.copy_(delta)
-            m2.copy_(s2)
-        else:
-            delta.sub_(mean)  # … minus the running mean
-            mean.add_(delta, alpha=n_b / n)
-            m2.add_(s2)
-            m2.addr_(delta, delta, alpha=n_a * n_b / n)
-        m2.addr_(s1, s1, alpha=-1.0 / n_b)
-        self._count = n
-        self._eig = None
-        self._shift.copy_(mean)  # the next block is shifted by the new running mean
-        self._shift64.copy_(mean)
+        assert self._shift64 is not None
+        # the block's mean is s + S₁/n_b and its co-moment S₂ − S₁S₁ᵀ/n_b (S₂ is added as it is, in its
+        # own dtype; only the upper triangle is exact, see add_gram)
+        s1 = self._p_s1.to(self._shift64.device, torch.float64)
+        mean_b = torch.add(self._shift64, s1, alpha=1.0 / n_b)
+        self._merge_batch(n_b, mean_b, self._p_s2, rank_one=(s1, -1.0 / n_b))
+        assert self._mean is not None
+        self._shift.copy_(self._mean)  # the next block is shifted by the new running mean
+        self._shift64.copy_(self._mean)
         self._p_s1.zero_()
         self._p_s2.zero_()
         self._p_n = 0
@@ -282,31 +277,24 @@ class RunningMoments:
             buf = self._rows = torch.empty(cap, d, dtype=dtype, device=device)
             self._slots = {}
             self._r = 0
-        if self._r + n_b > buf.shape[0]:
+        r = self._r
+        if r + n_b > buf.shape[0]:
             self._fold()
+            r = 0
             if n_b > buf.shape[0]:
                 return None
-        slot = buf[self._r : self._r + n_b]
-        self._r += n_b
+        slot = self._slots.get((r, n_b))  # views are cached: slicing costs more than the shift itself
+        if slot is None:
+            if len(self._slots) >= 256:  # batch sizes that keep changing: do not hoard views
+                self._slots.clear()
+            slot = self._slots[(r, n_b)] = buf[r : r + n_b]
+        self._r = r + n_b
         return slot
 
     def _accumulate(self, centred: torch.Tensor, n_b: int, rows_are_samples: bool) -> None:
         """Add a shifted batch: ``(n, d)`` when ``rows_are_samples``, else ``(d, n)``."""
         assert self._p_s1 is not None and self._p_s2 is not None
-        ones = self._ones
-        if (
-            ones is None
-            or ones.shape[0] != n_b
-            or ones.dtype != centred.dtype
-            or ones.device != centred.device
-        ):
-            ones = torch.ones(n_b, dtype=centred.dtype, device=centred.device)
-            self._ones = ones
-        # Σ(x − s) as a matrix-vector product and Σ(x − s)(x − s)ᵀ as a GEMM, both in place.
-        if rows_are_samples:
-            self._p_s1.addmv_(centred.T, ones)
-        else:
-            self._p_s1.addmv_(centred, ones)
+        self._p_s1.add_(centred.sum(dim=0 if rows_are_samples else 1))
         add_gram(self._p_s2, centred, rows_are_samples)
         self._after_batch(n_b)
 
@@ -351,21 +339,6 @@ class RunningMoments:
         shift = self._shift
         if shift is None or shift.dtype is not x.dtype or shift.device != x.device:
             shift = self._block_for(x.dtype, x.device, lambda: x.mean(dim=0))
-        buf, r = self._rows, self._r
-        if buf is not None and r + n_b <= buf.shape[0]:  # the common case: shift into the row buffer
-            slot = self._slots.get((r, n_b))
-            if slot is None:
-                if len(self._slots) >= 256:  # batch sizes that keep changing: do not hoard views
-                    self._slots.clear()
-                slot = self._slots[(r, n_b)] = buf[r : r + n_b]
-            torch.sub(x, shift, out=slot)
-            self._r = r + n_b
-            self._p_n += n_b
-            self._p_batches += 1
-            self._eig = None
-            if self._p_batches >= self._flush_at:
-                self._flush()
-            return self
         slot = self._row_slot(n_b, x.dtype, x.device)
         if slot is None:
             self._accumulate(x - shift, n_b, rows_are_samples=True)
