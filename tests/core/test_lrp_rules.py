@@ -101,6 +101,19 @@ def conv_net(bn: bool = False) -> nn.Sequential:
     return net
 
 
+def _plain_step(m: nn.Module) -> tuple:
+    """The reference plan's step for a module without a rule of its own (activation, pooling, flatten)."""
+    if isinstance(m, nn.ReLU):
+        return ("relu",)
+    if isinstance(m, nn.MaxPool2d):
+        return ("maxpool", m)
+    if isinstance(m, nn.AvgPool2d):
+        return ("linear", m, ("eps", 1e-9, True))
+    if isinstance(m, nn.Flatten):
+        return ("flatten",)
+    raise AssertionError(m)
+
+
 def conv_plan(net: nn.Sequential, rule: tuple, dense: tuple, first: tuple | None = None) -> list:
     mods = list(net)
     plan: list = []
@@ -119,16 +132,8 @@ def conv_plan(net: nn.Sequential, rule: tuple, dense: tuple, first: tuple | None
                 i += 2
                 continue
             plan.append(("linear", m, r))
-        elif isinstance(m, nn.ReLU):
-            plan.append(("relu",))
-        elif isinstance(m, nn.MaxPool2d):
-            plan.append(("maxpool", m))
-        elif isinstance(m, nn.AvgPool2d):
-            plan.append(("linear", m, ("eps", 1e-9, True)))
-        elif isinstance(m, nn.Flatten):
-            plan.append(("flatten",))
         else:
-            raise AssertionError(m)
+            plan.append(_plain_step(m))
         i += 1
     return plan
 
@@ -361,13 +366,7 @@ def test_unmerged_batchnorm_is_an_affine_layer_with_the_epsilon_rule() -> None:
             plan.append(("linear", m, ("eps", 0.01, True)))
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             plan.append(("linear", m, ("eps", 1e-6, True)))  # the base map's ε for batch norm
-        elif isinstance(m, nn.ReLU):
-            plan.append(("relu",))
-        elif isinstance(m, nn.MaxPool2d):
-            plan.append(("maxpool", m))
-        elif isinstance(m, nn.AvgPool2d):
-            plan.append(("linear", m, ("eps", 1e-9, True)))
-        elif isinstance(m, nn.Flatten):
-            plan.append(("flatten",))
+        else:
+            plan.append(_plain_step(m))
     want, _ = ref.run(plan, x, TARGET)
     torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-11)
