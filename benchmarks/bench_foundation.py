@@ -10,7 +10,6 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from ipywidgets.widgets.widget import _remove_buffers

@@ -71,15 +71,6 @@ def numpy_svcca_cell(acts1: np.ndarray, acts2: np.ndarray, keep: float = 0.99) -
     return float(np.mean(numpy_reference_cca(reduce(acts1), reduce(acts2))))
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
 def alternate(fa, fb, repeats: int) -> tuple[list[float], list[float], object, object]:
     ta, tb, oa, ob = [], [], None, None
     for _ in range(repeats):

@@ -137,7 +137,6 @@ def test_to_uint8_images_layouts_and_scaling() -> None:
 
 
 def test_missing_bundle_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    import nbexplain.widgets.base as base
 
     class Ghost(NbxWidget):
         _bundle = "does_not_exist"
