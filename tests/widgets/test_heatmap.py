@@ -136,8 +136,7 @@ def test_to_uint8_images_layouts_and_scaling() -> None:
         to_uint8_images(np.zeros((2, 5, 4, 4)))
 
 
-def test_missing_bundle_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-
+def test_missing_bundle_is_a_clear_error() -> None:
     class Ghost(NbxWidget):
         _bundle = "does_not_exist"
 
