@@ -42,6 +42,8 @@ def test_dashboard_draws_one_line_per_layer_and_grows(lab):
         nb.page.wait_for_function(f"f => ({TRAIN_LINES})(f).every(n => n == 3)", arg=fig.element_handle(),
                                   timeout=20000)
         assert fig.evaluate(TRAIN_LINES) == [3, 3, 3, 3]
+        # the summary line is a separate widget: its update may render a moment after the chart's
+        nb.page.wait_for_function("el => el.innerText.includes('epoch 2')", arg=dash.element_handle(), timeout=20000)
         assert "epoch 2" in dash.inner_text()
         nb.screenshot("saturation_dashboard", dash)
         nb.execute("tracker.close()")
