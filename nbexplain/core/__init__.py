@@ -5,9 +5,9 @@ Each area below adds its public names to ``__all__``; :mod:`nbexplain` re-export
 
 from .capturing import CONV_MODES, Captured, activations, capture, to_features
 from .hygiene import preserved
-from .layer_select import LAYER_KINDS, layers
+from .layer_select import LAYER_KINDS, LayerList, layers
 
-__all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "activations", "capture", "layers", "preserved", "to_features"]
+__all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LayerList", "activations", "capture", "layers", "preserved", "to_features"]
 
 # --- saturation & δ projection (issue 3) ---
 from .statistics import RunningMoments

@@ -23,10 +23,10 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .capturing import capture, iter_batches
+from .capturing import capture, features_first, iter_batches
 from .hygiene import model_device, preserved
 from .image_param import PARAMETERIZATIONS, RANGE_MODES, ImageParam, _check_range, image_param
-from .layer_select import is_channel_first, resolve_modules
+from .layer_select import resolve_modules
 from .robustness import Compose, Transform, l2_penalty, standard_transforms, total_variation
 from .validation import check_choice, check_model, check_positive_int, check_tensor
 
@@ -448,7 +448,7 @@ def _named_objective(
     if kind == "auto":
         # channel means for outputs with positions (N, C, *spatial) — conv, pool, activations after
         # them — and the unit itself for (N, F) outputs.
-        spatial = len(shape) >= 3 if shape is not None else is_channel_first(module)
+        spatial = len(shape) >= 3 if shape is not None else False
         kind = "channel" if spatial else "neuron"
     if kind == "neuron":
         return _Neuron(layer, units)
@@ -514,7 +514,7 @@ class _Runner:
             raise RuntimeError(
                 f"Layer(s) {missing} did not run during the forward pass; choose layers used by model.forward."
             )
-        return dict(self.outputs)
+        return features_first(self.outputs, self.outputs.layouts)
 
 
 def _probe(model: nn.Module, layers: Sequence[str], input_shape: tuple[int, ...], device: torch.device,
@@ -539,7 +539,8 @@ def _probe(model: nn.Module, layers: Sequence[str], input_shape: tuple[int, ...]
         for name in out.calls:
             order.append(name)
     # capture fills dicts in hook order: re-derive the execution order from insertion order
-    return {n: tuple(out[n].shape) for n in layers}, order
+    moved = features_first({n: out[n] for n in layers}, out.layouts)
+    return {n: tuple(moved[n].shape) for n in layers}, order
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -652,7 +653,7 @@ def _score_data(model: nn.Module, objective: Objective, batch: int, data: Any, d
         for x in iter_batches(data, batch_size):
             out.clear()
             model(x.to(device=device, dtype=dtype))
-            got = dict(out)
+            got = features_first(dict(out), out.layouts)
             for i, o in enumerate(per_image):
                 assert o is not None
                 rows[i].append(o(got).detach().to("cpu", torch.float64))
@@ -1054,7 +1055,7 @@ def top_activating(
                         ) from err
                     if layer not in out:
                         raise ValueError(f"Layer {layer!r} did not run during the forward pass.")
-                    o = out[layer]
+                    o = features_first({layer: out[layer]}, out.layouts)[layer]
                     n = x.shape[0]
                     if obj is None:
                         n_units = int(o.shape[1]) if o.ndim >= 2 else 1

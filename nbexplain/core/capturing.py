@@ -1,4 +1,13 @@
-"""Capturing layer outputs: a context manager and a batched feature extractor."""
+"""Capturing layer outputs: a context manager and a batched feature extractor.
+
+What is kept for a layer is the value it produced, even when later code writes into that tensor in place
+(torchvision's ResNet blocks run ``ReLU(inplace=True)`` and ``out += identity`` on outputs a hook has seen).
+A hook's ``out.detach()`` shares storage with the output, so :class:`_InPlaceGuard` clones a layer's output on
+its first call and learns from the tensor's version counter, at the end of that forward pass, whether anything
+wrote into it; only layers that are written into keep being cloned. An unexpected later write (one that only
+some inputs trigger) is never returned silently: reading that entry raises, and :func:`run_layers` repeats the
+batch with that layer cloned.
+"""
 
 from __future__ import annotations
 
@@ -9,36 +18,140 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .hygiene import model_device, preserved
-from .layer_select import layout_resolver, resolve_modules
-from .validation import check_choice, check_model, check_positive_int
+from .hygiene import preserved
+from .layer_select import resolve_modules
+from .layouts import LAYOUTS, LayoutArg, LayoutProbe, check_layout_arg
+from .model_io import check_runnable, model_input
+from .validation import check_choice, check_finite, check_model, check_positive_int
 
-__all__ = ["capture", "Captured", "activations", "run_layers", "to_features", "iter_batches", "CONV_MODES"]
+__all__ = [
+    "capture", "Captured", "activations", "run_layers", "to_features", "features_first", "iter_batches", "CONV_MODES",
+]
 
-#: How a channel-first output ``(N, C, *spatial)`` becomes ``(n_samples, n_features)``.
-CONV_MODES = ("channels", "mean", "max", "flatten")
+#: How a layer output becomes ``(n_samples, n_features)``: every position/token a sample (``"channels"``),
+#: pooled over positions/tokens (``"mean"``, ``"max"``), everything one vector (``"flatten"``), or the
+#: first token of a token output (``"cls"``).
+CONV_MODES = ("channels", "mean", "max", "flatten", "cls")
 
 InputsArg = Union[torch.Tensor, Iterable[Any]]
+
+
+class StaleCaptureError(RuntimeError):
+    """A captured output was written in place after the hook saw it; run the forward pass again."""
+
+
+def _version(t: torch.Tensor) -> int | None:
+    try:
+        return int(t._version)
+    except RuntimeError:  # inference tensors have no version counter
+        return None
+
+
+class _InPlaceGuard:
+    """Decides per layer whether its captured outputs must be cloned (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.clone_always: set[str] = set()
+        self.trusted: set[str] = set()
+        self.learning: list[tuple[str, torch.Tensor, int]] = []
+
+    def keep(self, name: str, t: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, int] | None]:
+        """What to store for ``t``, and the ``(tensor, version)`` to verify later (None if stored as a copy)."""
+        if name in self.clone_always:
+            return t.clone(), None
+        version = _version(t)
+        if version is None:
+            self.clone_always.add(name)
+            return t.clone(), None
+        if name not in self.trusted:
+            if len(self.learning) > 4096:  # a submodule called on its own, never ending a root forward
+                self.settle()
+            self.learning.append((name, t, version))
+            return t.clone(), None
+        return t, (t, version)
+
+    def settle(self) -> None:
+        """After a forward pass: layers whose first output was written since are cloned from now on."""
+        for name, t, version in self.learning:
+            if t._version != version:
+                self.clone_always.add(name)
+                self.trusted.discard(name)
+            elif name not in self.clone_always:
+                self.trusted.add(name)
+        self.learning.clear()
+
+
+class _Calls(dict):
+    """``Captured.calls``: layer name → every output of the call, guarded like :class:`Captured`."""
+
+    def __init__(self, owner: Captured) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def __getitem__(self, name: str) -> list[torch.Tensor]:
+        self._owner.check(name, every_call=True)
+        return super().__getitem__(name)
 
 
 class Captured(dict):
     """Layer name → output of the latest call, filled while inside :func:`capture`.
 
-    ``.calls[name]`` holds every output when a module runs several times in one forward pass.
+    ``.calls[name]`` holds every output when a module runs several times in one forward pass;
+    ``.layouts[name]`` the layout each layer's output was read in (``"channels_first"``,
+    ``"features_last"`` or ``"sequence_first"``; see :mod:`nbexplain.core.layouts`). Reading an output
+    that was written in place after it was captured raises :class:`StaleCaptureError`.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: dict[str, list[torch.Tensor]] = {}
+        self.calls: dict[str, list[torch.Tensor]] = _Calls(self)
+        self.layouts: dict[str, str] = {}
+        # per call: (tensor, version) for outputs stored without a copy, None for copies
+        self._watch: dict[str, list[tuple[torch.Tensor, int] | None]] = {}
 
     def clear(self) -> None:  # noqa: D102 - dict semantics
         super().clear()
-        self.calls.clear()
+        dict.clear(self.calls)
+        self._watch.clear()
+
+    def _store(self, name: str, kept: torch.Tensor, watch: tuple[torch.Tensor, int] | None) -> None:
+        dict.__setitem__(self, name, kept)
+        dict.setdefault(self.calls, name, []).append(kept)
+        self._watch.setdefault(name, []).append(watch)
+
+    @staticmethod
+    def _written(entries: Iterable[tuple[torch.Tensor, int] | None]) -> bool:
+        return any(e is not None and e[0]._version != e[1] for e in entries)
+
+    def verify(self) -> set[str]:
+        """Names with a stored output that was written in place since it was captured."""
+        return {name for name, entries in self._watch.items() if self._written(entries)}
+
+    def check(self, name: str, every_call: bool = False) -> None:
+        """Raise :class:`StaleCaptureError` if ``name``'s stored output (or any call's) was overwritten."""
+        entries = self._watch.get(name, [])
+        if self._written(entries if every_call else entries[-1:]):
+            raise StaleCaptureError(
+                f"The output captured for layer {name!r} was written in place after the layer produced it "
+                "(an in-place operation later in the forward pass, taken only for some inputs). Run the "
+                "forward pass again inside the same capture: the layer's outputs are now copied."
+            )
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        self.check(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # noqa: D102 - dict semantics
+        return self[name] if name in self else default
 
 
 @contextmanager
 def capture(
-    model: nn.Module, layers: str | Sequence[str], detach: bool = True
+    model: nn.Module,
+    layers: str | Sequence[str],
+    detach: bool = True,
+    *,
+    layout: LayoutArg = None,
 ) -> Iterator[Captured]:
     """Collect the outputs of named layers while the block runs.
 
@@ -50,6 +163,10 @@ def capture(
         A layer name or a list of names (see :func:`nbexplain.layers`).
     detach
         Store detached outputs (default). Set to ``False`` to keep the autograd graph.
+    layout
+        Override the layout of every layer (a string) or of some (a dict); by default it is resolved from
+        the module's type and the forward pass (see :mod:`nbexplain.core.layouts`). Resolved layouts are
+        in ``.layouts``.
 
     Yields
     ------
@@ -58,7 +175,9 @@ def capture(
 
     Notes
     -----
-    Every hook is removed and the model's state restored on exit, also when the block raises.
+    The stored value is what the layer produced, also when later code writes into it in place (the
+    output is copied for layers where that happens). Every hook is removed and the model's state
+    restored on exit, also when the block raises.
 
     Examples
     --------
@@ -71,30 +190,46 @@ def capture(
     """
     check_model(model)
     modules = resolve_modules(model, layers)
+    overrides = check_layout_arg(layout, list(modules))
     captured = Captured()
+    guard = _InPlaceGuard()
+    probe = LayoutProbe(model, modules, overrides)
+    captured.layouts = probe.layouts
     with preserved(model):
         handles = []
         try:
+            probe.start()
             for name, mod in modules.items():
-                def hook(_m: nn.Module, _i: Any, out: Any, name: str = name) -> None:
-                    if isinstance(out, (tuple, list)):
+                def hook(m: nn.Module, inputs: Any, out: Any, name: str = name) -> None:
+                    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
                         out = out[0]
                     if not isinstance(out, torch.Tensor):
                         raise TypeError(
                             f"Layer {name!r} returned {type(out).__name__}, not a tensor; "
                             "choose a layer whose output is a tensor."
                         )
-                    t = out.detach() if detach else out
-                    captured[name] = t
-                    captured.calls.setdefault(name, []).append(t)
+                    probe.layout(name, m, inputs, out)
+                    kept, watch = guard.keep(name, out.detach() if detach else out)
+                    captured._store(name, kept, watch)
                 handles.append(mod.register_forward_hook(hook))
+
+            def settle(_m: nn.Module, _i: Any, _o: Any) -> None:
+                guard.settle()
+                for name in captured.verify():
+                    guard.clone_always.add(name)
+                    guard.trusted.discard(name)
+
+            handles.append(model.register_forward_hook(settle))
             yield captured
         finally:
             for h in handles:
                 h.remove()
+            probe.stop()
 
 
-def to_features(output: torch.Tensor, conv: str = "channels", channel_first: bool = True) -> torch.Tensor:
+def to_features(
+    output: torch.Tensor, conv: str = "channels", channel_first: bool = True, *, layout: str | None = None
+) -> torch.Tensor:
     """Reshape a layer output to ``(n_samples, n_features)``.
 
     Parameters
@@ -102,19 +237,34 @@ def to_features(output: torch.Tensor, conv: str = "channels", channel_first: boo
     output
         ``(N, F)``; a channel-first map ``(N, C, *spatial)``; or a token sequence ``(N, …, F)``.
     conv
-        For channel-first maps: ``"channels"`` reads every spatial position as a sample of ``C``
-        features (``N·H·W × C``); ``"mean"``/``"max"`` pool over positions (``N × C``);
-        ``"flatten"`` keeps everything (``N × C·H·W``).
+        ``"channels"`` reads every position (channel-first maps) or token (token outputs) as a sample
+        (``N·H·W × C``, ``N·T × D``); ``"mean"``/``"max"`` pool over positions or tokens (``N × C``);
+        ``"flatten"`` keeps everything (``N × C·H·W``); ``"cls"`` takes the first token of a token output
+        (``N × D``, the class token of a ViT or BERT).
     channel_first
         Whether features sit on dimension 1 (conv-like) rather than on the last dimension.
+    layout
+        ``"channels_first"``, ``"features_last"`` or ``"sequence_first"`` (``(T, N, D)``); overrides
+        ``channel_first`` when given.
     """
     check_choice(conv, "conv", CONV_MODES)
+    if layout is None:
+        layout = "channels_first" if channel_first else "features_last"
+    else:
+        check_choice(layout, "layout", LAYOUTS)
     if output.ndim == 1:
         return output.reshape(-1, 1)
     if output.ndim == 2:
         return output
-    if not channel_first:
-        return output.reshape(-1, output.shape[-1])
+    if layout == "sequence_first":
+        output, layout = output.movedim(0, 1), "features_last"
+    if layout == "features_last":
+        output = output.movedim(-1, 1)  # (N, D, T, …): tokens play the role of positions
+    elif conv == "cls":
+        raise ValueError(
+            f"`conv='cls'` takes the first token of a token output (N, T, D), but this output "
+            f"{tuple(output.shape)} is channels-first (N, C, …); use 'channels', 'mean', 'max' or 'flatten'."
+        )
     n, c = output.shape[:2]
     if conv == "channels":
         return output.movedim(1, -1).reshape(-1, c)
@@ -122,7 +272,23 @@ def to_features(output: torch.Tensor, conv: str = "channels", channel_first: boo
         return output.reshape(n, c, -1).mean(dim=2)
     if conv == "max":
         return output.reshape(n, c, -1).amax(dim=2)
+    if conv == "cls":
+        return output.reshape(n, c, -1)[:, :, 0]
+    if layout == "features_last":
+        output = output.movedim(1, -1)  # flatten in the model's own order (token-major)
     return output.reshape(n, -1)
+
+
+def features_first(outputs: dict[str, torch.Tensor], layouts: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Layer outputs with their features on dimension 1: ``(N, D, T…)`` for token outputs, unchanged for
+    channel-first maps and ``(N, F)`` — so code written for conv maps reads tokens as positions."""
+    moved: dict[str, torch.Tensor] = {}
+    for name, o in outputs.items():
+        layout = layouts.get(name, "channels_first")
+        if o.ndim > 2 and layout != "channels_first":
+            o = (o.movedim(0, 1) if layout == "sequence_first" else o).movedim(-1, 1)
+        moved[name] = o
+    return moved
 
 
 def iter_batches(inputs: InputsArg, batch_size: int) -> Iterator[torch.Tensor]:
@@ -162,24 +328,38 @@ def run_layers(
     batch_size: int,
     eval: bool = True,
     device: torch.device | None = None,
+    layout: LayoutArg = None,
+    layouts: dict[str, str] | None = None,
 ) -> None:
     """Run ``model`` batch by batch without grad and hand each batch's layer outputs to ``consume``.
 
     The shared driver of :func:`activations` and the similarity grids: outputs of every layer in
     ``modules`` (as returned by :func:`~nbexplain.core.layer_select.resolve_modules`) arrive as
-    ``{name: output}`` per batch. The model's state is restored afterwards, also when ``consume``
-    raises. A layer that does not run, and inputs with no batches, are clear errors.
+    ``{name: output}`` per batch — the values the layers produced, also where later code writes into them
+    in place. Floating inputs are cast to the model's dtype and moved to its device (or ``device``);
+    integer inputs (token ids) keep their dtype. ``layouts``, when given, is filled with each layer's
+    resolved layout (see :mod:`nbexplain.core.layouts`). The model's state is restored afterwards, also
+    when ``consume`` raises. A layer that does not run, non-finite inputs, and inputs with no batches are
+    clear errors.
     """
-    dev = device if device is not None else model_device(model)
+    check_runnable(model)
     with preserved(model):
         if eval:
             model.eval()
-        with torch.no_grad(), capture(model, list(modules)) as out:
+        with torch.no_grad(), capture(model, list(modules), layout=layout) as out:
             seen = False
             for x in iter_batches(inputs, batch_size):
                 seen = True
-                out.clear()
-                model(x.to(dev))
+                x = model_input(x, model)
+                x = x.to(device) if device is not None else x
+                check_finite(x, "inputs")
+                for _attempt in range(2):
+                    out.clear()
+                    model(x)
+                    if not out.verify():
+                        break
+                if layouts is not None:
+                    layouts.update(out.layouts)
                 for name in modules:
                     if name not in out:
                         raise RuntimeError(
@@ -200,6 +380,8 @@ def activations(
     eval: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    *,
+    layout: LayoutArg = None,
 ) -> dict[str, torch.Tensor]:
     """Run the model over ``inputs`` and return each layer's features as ``(n_samples, n_features)``.
 
@@ -209,12 +391,14 @@ def activations(
         Any ``torch.nn.Module``.
     inputs
         A batch-first tensor (split into ``batch_size`` chunks) or an iterable of batches such as a
-        ``DataLoader`` yielding tensors or ``(x, y)`` pairs.
+        ``DataLoader`` yielding tensors or ``(x, y)`` pairs. Floating inputs are cast to the model's dtype;
+        integer token ids are passed as they are.
     layers
         A layer name or list of names (see :func:`nbexplain.layers`).
     conv
-        How channel-first outputs become features: ``"channels"`` (default; each spatial position is a
-        sample of C features), ``"mean"``, ``"max"`` or ``"flatten"``. See :func:`to_features`.
+        How multi-dimensional outputs become features: ``"channels"`` (default; each spatial position of a
+        conv map, or each token of a token output, is a sample), ``"mean"``, ``"max"``, ``"flatten"``, or
+        ``"cls"`` (the first token). See :func:`to_features`.
     batch_size
         Chunk size when ``inputs`` is a tensor.
     eval
@@ -224,6 +408,10 @@ def activations(
         Where to run; defaults to the model's device. Results are returned on the CPU.
     dtype
         dtype of the returned features.
+    layout
+        Which axis holds the features, per layer or for all (``"channels_first"``, ``"features_last"``,
+        ``"sequence_first"``); by default resolved from each module's type and the forward pass (see
+        :mod:`nbexplain.core.layouts`; ``nx.layers(model, example=x).layouts`` shows the result).
 
     Returns
     -------
@@ -243,14 +431,17 @@ def activations(
     check_choice(conv, "conv", CONV_MODES)
     batch_size = check_positive_int(batch_size, "batch_size")
     modules = resolve_modules(model, layers)
-    dev = torch.device(device) if device is not None else model_device(model)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
-    channel_first = layout_resolver(model, modules)
+    layouts: dict[str, str] = {}
 
     def collect(outputs: dict[str, torch.Tensor]) -> None:
         for name, o in outputs.items():
-            feats = to_features(o, conv, channel_first(name, o.ndim))
+            try:
+                feats = to_features(o, conv, layout=layouts[name])
+            except ValueError as exc:
+                raise ValueError(f"Layer {name!r}: {exc}") from None
             chunks[name].append(feats.to("cpu", dtype))
 
-    run_layers(model, inputs, modules, collect, batch_size=batch_size, eval=eval, device=dev)
+    run_layers(model, inputs, modules, collect, batch_size=batch_size, eval=eval,
+               device=torch.device(device) if device is not None else None, layout=layout, layouts=layouts)
     return {n: torch.cat(c, dim=0) for n, c in chunks.items()}

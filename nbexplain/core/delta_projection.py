@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from .capturing import iter_batches
 from .hygiene import model_device, preserved
-from .layer_select import is_channel_first, resolve_modules
+from .layer_select import resolve_modules
+from .layouts import LayoutProbe
 from .saturation_tracking import COUNTING_MODES, intrinsic_dimension
 from .statistics import RunningMoments
 from .validation import (
@@ -175,22 +176,24 @@ class DeltaProjection:
         """
         check_model(model)
         module = resolve_modules(model, [layer], "layer")[layer]
-        channel_first = is_channel_first(module, model, layer)
+        probe = LayoutProbe(model, {layer: module})
 
-        def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
-            if isinstance(out, (tuple, list)):
-                head = self.project(out[0], channel_first=channel_first)
-                return type(out)([head, *out[1:]])
-            if not isinstance(out, torch.Tensor):
+        def hook(m: nn.Module, inputs: Any, out: Any) -> Any:
+            head = out[0] if isinstance(out, (tuple, list)) and out else out
+            if not isinstance(head, torch.Tensor):
                 raise TypeError(f"Layer {layer!r} returned {type(out).__name__}, not a tensor.")
-            return self.project(out, channel_first=channel_first)
+            channel_first = probe.layout(layer, m, inputs, head) == "channels_first"
+            head = self.project(head, channel_first=channel_first)
+            return type(out)([head, *out[1:]]) if isinstance(out, (tuple, list)) else head
 
         with preserved(model):
             handle = module.register_forward_hook(hook)
             try:
+                probe.start()
                 yield self
             finally:
                 handle.remove()
+                probe.stop()
 
     def __enter__(self) -> DeltaProjection:
         if self.model is None or self.layer is None:
@@ -317,13 +320,19 @@ def _stacked_outputs(
     the input's batch size) or when a check against a plain one-k pass disagrees.
     """
     module = resolve_modules(model, [layer], "layer")[layer]
-    channel_first = is_channel_first(module, model, layer)
+    # Not started: the layout comes from the module's type or the output's rank. Where that is wrong for an
+    # untyped module, the exact one-k check below (through `inserted`, whose probe is started) disagrees
+    # and the caller falls back to one pass per k.
+    probe = LayoutProbe(model, {layer: module})
     n_k = len(projs)
 
-    def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
+    def hook(m: nn.Module, inputs: Any, out: Any) -> Any:
         if not isinstance(out, torch.Tensor):
             raise TypeError("stacking needs a tensor output")
-        return torch.cat([p.project(out, channel_first=channel_first) for p in projs], dim=0)
+        layout = probe.layout(layer, m, inputs, out)
+        batch_dim = 1 if layout == "sequence_first" else 0
+        projected = [p.project(out, channel_first=layout == "channels_first") for p in projs]
+        return torch.cat(projected, dim=batch_dim)
 
     dev = model_device(model)
     chunk = max(2, min(batch_size, 8192 // n_k))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Union
 
 import torch
 from torch import nn
 
-from .hygiene import model_device, preserved
+from .hygiene import preserved
 from .validation import check_model, suggest
 
-__all__ = ["layers", "LAYER_KINDS", "resolve_modules", "is_channel_first", "layout_resolver"]
+__all__ = ["layers", "LayerList", "LAYER_KINDS", "resolve_modules"]
 
 #: Named groups of module types accepted by ``layers(model, kinds=...)``.
 LAYER_KINDS: dict[str, tuple[type[nn.Module], ...]] = {
@@ -64,94 +64,7 @@ LAYER_KINDS: dict[str, tuple[type[nn.Module], ...]] = {
     ),
 }
 
-# Module types whose outputs are channel-first (N, C, *spatial).
-_CHANNEL_FIRST = LAYER_KINDS["conv"] + LAYER_KINDS["pool"] + (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
-    nn.GroupNorm,
-    nn.Dropout2d,
-    nn.Dropout3d,
-)
-
 KindsArg = Union[None, str, type, Iterable[Union[str, type]]]
-
-
-# Module types whose outputs put features on the last dimension (N, …, F).
-_CHANNEL_LAST = LAYER_KINDS["linear"] + (nn.LayerNorm, nn.Embedding, nn.MultiheadAttention)
-
-
-def _known_layout(module: nn.Module) -> bool | None:
-    """True/False for modules whose type fixes the layout; None for layout-agnostic ones (ReLU, Dropout…)."""
-    if isinstance(module, _CHANNEL_FIRST):
-        return True
-    if isinstance(module, _CHANNEL_LAST):
-        return False
-    return None
-
-
-def is_channel_first(
-    module: nn.Module, model: nn.Module | None = None, name: str | None = None, ndim: int | None = None
-) -> bool:
-    """Whether a module's output is laid out channels-first ``(N, C, …)`` (conv-like).
-
-    Conv, pooling and 2-D/3-D norm layers are channels-first; Linear, LayerNorm and embeddings put
-    features last. A layout-agnostic module (an activation, dropout, identity, a custom block) takes the
-    layout of the nearest layer with a known layout registered before it in ``model`` (so ``relu1``
-    after ``conv1`` is channels-first, and a GELU after a Linear is channels-last); without such a layer
-    an output of rank ≥ 4 is read as channels-first and rank 3 as ``(N, T, F)`` tokens.
-
-    Parameters
-    ----------
-    module
-        The layer.
-    model, name
-        The model and the layer's qualified name, to look at the layers before it.
-    ndim
-        Rank of the layer's output, for the fallback rule.
-    """
-    known = _known_layout(module)
-    if known is not None:
-        return known
-    if model is not None and name is not None:
-        previous = _previous_layout(model, name)
-        if previous is not None:
-            return previous
-    return ndim is not None and ndim >= 4
-
-
-def _previous_layout(model: nn.Module, name: str) -> bool | None:
-    """Layout of the nearest leaf registered before ``name`` whose type fixes it (None if there is none)."""
-    previous: bool | None = None
-    for other_name, other in model.named_modules():
-        if other_name == name:
-            break
-        if len(list(other.children())) == 0:
-            layout = _known_layout(other)
-            if layout is not None:
-                previous = layout
-    return previous
-
-
-def layout_resolver(model: nn.Module, modules: dict[str, nn.Module]) -> Callable[[str, int], bool]:
-    """:func:`is_channel_first` for several layers of one model, each layer's lookup done once.
-
-    Returns ``channel_first(name, ndim)``; use it on hot paths (every batch) instead of calling
-    :func:`is_channel_first` with the model, which walks the model's modules on each call.
-    """
-    known: dict[str, bool | None] = {}
-    for name, module in modules.items():
-        layout = _known_layout(module)
-        known[name] = layout if layout is not None else _previous_layout(model, name)
-
-    def channel_first(name: str, ndim: int) -> bool:
-        layout = known[name]
-        return layout if layout is not None else ndim >= 4
-
-    return channel_first
 
 
 def _resolve_kinds(kinds: KindsArg) -> tuple[type[nn.Module], ...] | None:
@@ -180,7 +93,9 @@ def _resolve_kinds(kinds: KindsArg) -> tuple[type[nn.Module], ...] | None:
     return tuple(types)
 
 
-def layers(model: nn.Module, kinds: KindsArg = None, example: torch.Tensor | None = None) -> list[str]:
+def layers(
+    model: nn.Module, kinds: KindsArg = None, example: torch.Tensor | None = None, *, layout: Any = None
+) -> list[str]:
     """Qualified names of a model's analysable layers, in forward order.
 
     Parameters
@@ -194,7 +109,11 @@ def layers(model: nn.Module, kinds: KindsArg = None, example: torch.Tensor | Non
     example
         An optional input batch. Without it the order is the order in which modules were registered
         (the forward order for ``nn.Sequential`` and most hand-written models); with it the layers are
-        ordered by when they first run in a real forward pass, and layers that never run are dropped.
+        ordered by when they first run in a real forward pass, and layers that never run are dropped; the
+        returned :class:`LayerList` then also reports each layer's output shape and layout (``.layouts``,
+        ``.shapes``, ``.table()``).
+    layout
+        With ``example``: layout overrides to show, as accepted by :func:`nbexplain.activations`.
 
     Returns
     -------
@@ -223,23 +142,72 @@ def layers(model: nn.Module, kinds: KindsArg = None, example: torch.Tensor | Non
             names.append(name)
     if example is None:
         return names
-    order: list[str] = []
+    return _run_example(model, names, example, layout)
+
+
+class LayerList(list):
+    """The layers ``nx.layers(model, example=x)`` found, in the order they ran, with what was seen of them.
+
+    Attributes
+    ----------
+    layouts : dict[str, str]
+        How each layer's output is read: ``"channels_first"`` ``(N, C, …)``, ``"features_last"``
+        ``(N, …, D)`` or ``"sequence_first"`` ``(T, N, D)`` (see :mod:`nbexplain.core.layouts`).
+    shapes : dict[str, tuple[int, ...]]
+        Each layer's output shape for the example batch.
+    reasons : dict[str, str]
+        Why each layout was chosen (the module's type, its input, its rank, or ``layout=``).
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        super().__init__(names)
+        self.layouts: dict[str, str] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.reasons: dict[str, str] = {}
+
+    def table(self) -> str:
+        """One line per layer: name, output shape, layout and why."""
+        rows = [(n, str(self.shapes.get(n, "")), self.layouts.get(n, "?"), self.reasons.get(n, "")) for n in self]
+        widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("layer", "output", "layout", "why"))]
+        head = ("layer", "output", "layout", "why")
+        lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def _run_example(model: nn.Module, names: list[str], example: torch.Tensor, layout: Any) -> LayerList:
+    """Run ``example`` once (eval, no grad) and record the order, output shapes and layouts of ``names``."""
+    from .layouts import LayoutProbe, check_layout_arg
+    from .model_io import check_runnable, model_input
+
+    check_runnable(model)
     modules = dict(model.named_modules())
+    watched = {n: modules[n] for n in names}
+    found = LayerList()
+    probe = LayoutProbe(model, watched, check_layout_arg(layout, names))
     with preserved(model):
         handles = []
         for n in names:
-            def hook(_m: nn.Module, _i: Any, _o: Any, n: str = n) -> None:
-                if n not in order:
-                    order.append(n)
-            handles.append(modules[n].register_forward_hook(hook))
+            def hook(m: nn.Module, inputs: Any, out: Any, n: str = n) -> None:
+                t = out[0] if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor) else out
+                if n in found or not isinstance(t, torch.Tensor):
+                    return
+                found.append(n)
+                found.shapes[n] = tuple(t.shape)
+                probe.layout(n, m, inputs, t)
+            handles.append(watched[n].register_forward_hook(hook))
         try:
+            probe.start()
             model.eval()
             with torch.no_grad():
-                model(example.to(model_device(model)))
+                model(model_input(example, model))
         finally:
             for h in handles:
                 h.remove()
-    return order
+            probe.stop()
+    found.layouts = {n: probe.layouts[n] for n in found}
+    found.reasons = {n: probe.how[n] for n in found}
+    return found
 
 
 def resolve_modules(model: nn.Module, names: str | Sequence[str], argname: str = "layers") -> dict[str, nn.Module]:

@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from .capturing import CONV_MODES, iter_batches
-from .hygiene import model_device, preserved
-from .layer_select import is_channel_first, resolve_modules
+from .hygiene import preserved
+from .layer_select import resolve_modules
+from .layouts import LayoutArg, LayoutProbe, check_layout_arg
+from .model_io import check_runnable, model_input
 from .layer_select import layers as list_layers
 from .statistics import RunningMoments, subsample_positions
-from .validation import check_choice, check_fraction, check_model, check_positive_int, check_tensor
+from .validation import check_choice, check_finite, check_fraction, check_model, check_positive_int, check_tensor
 
 __all__ = [
     "saturation",
@@ -153,43 +155,62 @@ _ACCUMULATED = (torch.float32, torch.float64)
 
 
 class _FeatureFeeder:
-    """Turns one layer's output into samples and feeds them to a RunningMoments."""
+    """Turns one layer's output into samples and feeds them to a RunningMoments.
 
-    def __init__(
-        self,
-        name: str,
-        module: nn.Module,
-        conv: str,
-        max_positions: int | None,
-        seed: int,
-        channel_first: bool,
-    ) -> None:
+    The layout (which axis holds the features) is resolved on the layer's first call, by the tracker's
+    :class:`~nbexplain.core.layouts.LayoutProbe`.
+    """
+
+    def __init__(self, name: str, conv: str, max_positions: int | None, seed: int) -> None:
         self.name = name
-        self.channel_first = channel_first
+        self.layout: str | None = None
         self.conv = conv
         self.max_positions = max_positions
         self.seed = seed
         self.calls = 0
 
+    def set_layout(self, layout: str, out: torch.Tensor) -> None:
+        if self.conv == "cls" and layout == "channels_first" and out.ndim > 2:
+            raise ValueError(
+                f"Layer {self.name!r} is channels-first {tuple(out.shape)}; `conv='cls'` takes the first token "
+                "of token outputs (N, T, D). Use conv='channels', 'mean', 'max' or 'flatten'."
+            )
+        self.layout = layout
+
+    def _tokens(self, out: torch.Tensor) -> torch.Tensor:
+        """A features-last/sequence-first output as ``(N, T…, D)``."""
+        return out.movedim(0, 1) if self.layout == "sequence_first" else out
+
     def width(self, out: torch.Tensor) -> int:
         if out.ndim <= 1:
             return 1
-        if self.channel_first and out.ndim > 2:
+        if out.ndim == 2:
+            return int(out.shape[-1])
+        if self.layout == "channels_first":
             return int(out.shape[1]) if self.conv != "flatten" else int(out[0].numel())
-        return int(out.shape[-1])
+        return int(out.shape[-1]) if self.conv != "flatten" else int(self._tokens(out)[0].numel())
 
     def feed(self, moments: RunningMoments, out: torch.Tensor) -> None:
         """Feed a detached, non-empty output (the hook checks both)."""
         self.calls += 1
-        if out.ndim == 2 and not self.channel_first and out.shape[1] == moments.n_features:
+        if out.ndim == 2 and out.shape[1] == moments.n_features:
             # the common dense case: skip update()'s checks (the hook checked the output)
             moments.add_rows(out if out.dtype in _ACCUMULATED else out.float())
             return
         if out.ndim <= 1:
             moments.update(out.reshape(-1, 1))
             return
-        if not (self.channel_first and out.ndim > 2):
-            moments.update(out.reshape(-1, out.shape[-1]))
+        if self.layout != "channels_first":
+            t = self._tokens(out)
+            if self.conv == "channels":
+                moments.update(t.reshape(-1, t.shape[-1]))
+            elif self.conv == "cls":
+                moments.update(t.reshape(t.shape[0], -1, t.shape[-1])[:, 0])
+            elif self.conv == "flatten":
+                moments.update(t.reshape(t.shape[0], -1))
+            else:
+                flat = t.reshape(t.shape[0], -1, t.shape[-1])
+                moments.update(flat.mean(dim=1) if self.conv == "mean" else flat.amax(dim=1))
             return
         if self.conv == "channels":
             if self.max_positions is not None:
@@ -227,8 +248,9 @@ class SaturationTracker:
     delta
         Explained-variance fraction δ in (0, 1] used for ``saturation`` (default 0.99).
     conv
-        How channel-first outputs become samples: ``"channels"`` (default; every spatial position is a
-        sample of C features), ``"mean"``/``"max"`` (pooled per image) or ``"flatten"``.
+        How multi-dimensional outputs become samples: ``"channels"`` (default; every spatial position of a
+        conv map, or every token of a token output, is a sample), ``"mean"``/``"max"`` (pooled per image or
+        sequence), ``"flatten"``, or ``"cls"`` (the first token of token outputs).
     max_positions
         With ``conv="channels"``: keep at most this many spatial positions per image and batch (a
         deterministic random subset that changes from batch to batch). ``None`` (default) keeps all:
@@ -242,6 +264,10 @@ class SaturationTracker:
         initialised (``None``, default: when it is initialised; every rank must call ``end_epoch``).
     seed
         Seed of the spatial subsampling.
+    layout
+        Which axis holds each layer's features (``"channels_first"``, ``"features_last"``,
+        ``"sequence_first"``, or a dict per layer); by default resolved from the module's type and the first
+        forward pass (see :mod:`nbexplain.core.layouts`). The result is in :attr:`layouts`.
 
     Attributes
     ----------
@@ -289,6 +315,8 @@ class SaturationTracker:
         device: torch.device | str | None = None,
         sync: bool | None = None,
         seed: int = 0,
+        *,
+        layout: LayoutArg = None,
     ) -> None:
         self.model = check_model(model)
         if layers is None:
@@ -310,10 +338,8 @@ class SaturationTracker:
         self.device = torch.device(device) if device is not None else None
         self.sync = sync
         self.history: list[EpochRecord] = []
-        self._feeders = {
-            n: _FeatureFeeder(n, m, self.conv, self.max_positions, seed, is_channel_first(m, model, n))
-            for n, m in self.modules.items()
-        }
+        self._feeders = {n: _FeatureFeeder(n, self.conv, self.max_positions, seed) for n in self.modules}
+        self._probe = LayoutProbe(model, self.modules, check_layout_arg(layout, self.layers))
         self._current: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}
         self._last: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}
         self._handles: list[Any] = []
@@ -331,6 +357,7 @@ class SaturationTracker:
                 "This SaturationTracker was closed; its results stay readable, but to record again "
                 "create a new nx.SaturationTracker(model, ...)."
             )
+        self._probe.start()
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
         self._state = "open"
@@ -341,6 +368,7 @@ class SaturationTracker:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._probe.stop()
         self._state = "closed"
 
     def __enter__(self) -> SaturationTracker:
@@ -357,10 +385,14 @@ class SaturationTracker:
     def _make_hook(self, name: str) -> Callable[..., None]:
         feeder = self._feeders[name]
 
-        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if not self.recording:
                 return
             out = _output_tensor(name, output)
+            if feeder.layout is None:
+                feeder.set_layout(self._probe.layout(name, module, inputs, out), out)
+                if self._probe.done:
+                    self._probe.stop()
             if out.numel() == 0:
                 raise ValueError(
                     f"Layer {name!r} produced an empty output {tuple(out.shape)}; its activations "
@@ -511,10 +543,19 @@ class SaturationTracker:
             for n in self.layers
         }
 
+    @property
+    def layouts(self) -> dict[str, str]:
+        """Each layer's resolved layout (layers that have not run yet are missing)."""
+        return {n: f.layout for n, f in self._feeders.items() if f.layout is not None}
+
     def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for layout in self.layouts.values():
+            counts[layout] = counts.get(layout, 0) + 1
+        shown = ", ".join(f"{v} {k}" for k, v in counts.items()) or "not yet seen"
         return (
             f"SaturationTracker({len(self.layers)} layers, delta={self.delta}, conv={self.conv!r}, "
-            f"epochs={len(self.history)}, state={self._state})"
+            f"epochs={len(self.history)}, state={self._state}, layouts: {shown})"
         )
 
 
@@ -526,6 +567,8 @@ def layer_statistics(
     batch_size: int = 256,
     eval: bool = True,
     max_positions: int | None = None,
+    *,
+    layout: LayoutArg = None,
 ) -> dict[str, RunningMoments]:
     """Exact float64 mean and covariance of layers' features over a data set, streamed batch by batch.
 
@@ -537,7 +580,7 @@ def layer_statistics(
         A batch-first tensor or an iterable of batches (``DataLoader``; ``(x, y)`` items use ``x``).
     layers
         Layer names; default every Linear and Conv layer.
-    conv, max_positions
+    conv, max_positions, layout
         As in :class:`SaturationTracker`.
     batch_size
         Chunk size when ``inputs`` is a tensor.
@@ -557,17 +600,19 @@ def layer_statistics(
     (100, (8, 8))
     """
     check_model(model)
+    check_runnable(model)
     batch_size = check_positive_int(batch_size, "batch_size")
     with preserved(model):
         if eval:
             model.eval()
-        tracker = SaturationTracker(model, layers, conv=conv, max_positions=max_positions, sync=False)
-        dev = model_device(model)
+        tracker = SaturationTracker(model, layers, conv=conv, max_positions=max_positions, sync=False, layout=layout)
         seen = False
         with torch.no_grad(), tracker:
             for x in iter_batches(inputs, batch_size):
                 seen = True
-                model(x.to(dev))
+                x = model_input(x, model)
+                check_finite(x, "inputs")
+                model(x)
         if not seen:
             raise ValueError("`inputs` is empty: it yielded no batches.")
         stats: dict[str, RunningMoments] = {}

@@ -37,7 +37,8 @@ from . import dense_linalg
 from .capturing import CONV_MODES, InputsArg, run_layers
 from .hygiene import model_device
 from .layer_select import layers as list_layers
-from .layer_select import layout_resolver, resolve_modules
+from .layer_select import resolve_modules
+from .layouts import LayoutArg, check_layout_arg
 from .similarity import (
     RANK_RTOL,
     _center_gram,
@@ -47,7 +48,7 @@ from .similarity import (
     hsic_unbiased_linear,
     rbf_gram,
 )
-from .validation import check_choice, check_model, check_positive_int
+from .validation import check_choice, check_finite, check_model, check_positive_int
 
 __all__ = ["similarity_grid", "model_similarity", "SimilarityGridResult", "GRID_METRICS"]
 
@@ -201,20 +202,41 @@ class _Materialiser:
 
 # ------------------------------------------------------------------------------------------ features
 def _capture_outputs(
-    model: nn.Module, inputs: InputsArg, names: list[str], batch_size: int, device: torch.device
+    model: nn.Module, inputs: InputsArg, names: list[str], batch_size: int, device: torch.device,
+    conv: str = "channels", overrides: Mapping[str, str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Raw layer outputs over all inputs (eval mode, no grad), float32 on ``device``."""
+    """Raw layer outputs over all inputs (eval mode, no grad), float32 on ``device``, features on dim 1.
+
+    Token outputs are moved to ``(N, D, T…)`` so that tokens play the role of positions (``conv="cls"``
+    keeps the first token only). Non-finite outputs are an error naming the layer.
+    """
     modules = resolve_modules(model, names)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
-    channel_first = layout_resolver(model, modules)
+    layouts: dict[str, str] = {}
+    overrides = {n: v for n, v in (overrides or {}).items() if n in modules}
 
     def collect(outputs: dict[str, torch.Tensor]) -> None:
         for name, o in outputs.items():
-            if o.ndim > 2 and not channel_first(name, o.ndim):
-                o = o.movedim(-1, 1)  # (N, …, F) token layout → features first, tokens as positions
+            if o.ndim > 2 and layouts[name] != "channels_first":
+                o = o.movedim(0, 1) if layouts[name] == "sequence_first" else o
+                o = o.movedim(-1, 1)  # (N, …, D) tokens → features first, tokens as positions
+                if conv == "cls":
+                    o = o.reshape(o.shape[0], o.shape[1], -1)[:, :, 0]
+            elif o.ndim > 2 and conv == "cls":
+                raise ValueError(
+                    f"Layer {name!r} is channels-first {tuple(o.shape)}; `conv='cls'` takes the first token of "
+                    "token outputs (N, T, D). Use conv='channels', 'mean', 'max' or 'flatten' for conv layers."
+                )
+            try:
+                check_finite(o, "inputs")
+            except ValueError:
+                raise ValueError(
+                    f"Layer {name!r} produced non-finite values (NaN or inf) for these inputs; similarity is "
+                    "undefined. Check the model for overflow (e.g. half precision) or the inputs."
+                ) from None
             chunks[name].append(o.to(device, torch.float32))
 
-    run_layers(model, inputs, modules, collect, batch_size=batch_size)
+    run_layers(model, inputs, modules, collect, batch_size=batch_size, layout=overrides or None, layouts=layouts)
     return {n: torch.cat(c, dim=0) for n, c in chunks.items()}
 
 
@@ -494,6 +516,7 @@ def similarity_grid(
     batch_size: int = 256,
     seed: int = 0,
     progress: bool = True,
+    layout: LayoutArg = None,
 ) -> SimilarityGridResult:
     """Compare every layer at every checkpoint with every layer of a reference model.
 
@@ -537,6 +560,10 @@ def similarity_grid(
         layers of the pair.
     batch_size, seed, progress
         Forward batch size; seed of the subsampling; show a progress bar over checkpoints.
+    layout
+        Which axis holds each layer's features (``"channels_first"``, ``"features_last"``,
+        ``"sequence_first"``, or a dict per layer name); by default resolved from each module's type and the
+        forward pass (see :mod:`nbexplain.core.layouts`).
 
     Returns
     -------
@@ -611,7 +638,8 @@ def similarity_grid(
     )
     mset = set(metrics)
 
-    ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev)
+    overrides = check_layout_arg(layout, sorted(set(row_names) | set(ref_names)))
+    ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev, conv, overrides)
     ref_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
     concat_cache: dict[Any, torch.Tensor] = {}
 
@@ -633,7 +661,7 @@ def similarity_grid(
             outs = ref_out
         else:
             net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
-            outs = _capture_outputs(net, inputs, row_names, batch_size, dev)
+            outs = _capture_outputs(net, inputs, row_names, batch_size, dev, conv, overrides)
         for name, o in outs.items():
             if o.shape[0] != next(iter(ref_out.values())).shape[0]:
                 raise RuntimeError(

@@ -239,8 +239,9 @@ def test_repeated_calls_register_and_run_the_same_hooks(trained_cnn, monkeypatch
         assert all(len(m._forward_hooks) == 0 for m in trained_cnn.modules())
     assert per_call[0] == per_call[-1] == per_call[1]
     n_registered, n_fired = per_call[0]
-    # probe pass + the optimisation context (capture + early exit): a handful, not one per step
-    assert n_registered <= 4
+    # probe pass + the optimisation context (capture + early exit): a handful, not one per step. Each
+    # capture adds one hook on the model itself, which learns whether the captured output is written in place.
+    assert n_registered <= 5
     assert n_fired <= 2 * (5 + 2)
 
 
