@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import nbexplain as nx
+from nbexplain.architectures import resnet18
 from nbexplain.zoo import dense_autoencoder, mlp, vgg_like
 
 
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--mlp-steps", type=int, default=40, help="MLP training steps per timed repeat")
     ap.add_argument("--cnn-steps", type=int, default=3, help="CNN training steps per timed repeat")
+    ap.add_argument("--only", choices=["mlp", "vgg", "resnet"], default=None, help="run one model only")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0 = leave as is)")
     ap.add_argument("--max-positions", type=int, default=None,
                     help="also run the CNN with nbexplain's spatial subsampling at this many positions")
@@ -114,14 +116,21 @@ def main() -> None:
     rows = []
     x = torch.rand(64, 1, 28, 28)
     y = torch.randint(0, 10, (64,))
-    rows.append(bench_model("zoo.mlp() 784-256-128-64-10, batch 64", mlp, x, y, args.repeats, args.mlp_steps))
+    if args.only in (None, "mlp"):
+        rows.append(bench_model("zoo.mlp() 784-256-128-64-10, batch 64", mlp, x, y, args.repeats, args.mlp_steps))
     x = torch.rand(32, 3, 64, 64)
     y = torch.randint(0, 10, (32,))
-    rows.append(bench_model("zoo.vgg_like() 3×64×64, batch 32", vgg_like, x, y, args.repeats, args.cnn_steps))
-    if args.max_positions:
+    if args.only in (None, "vgg"):
+        rows.append(bench_model("zoo.vgg_like() 3×64×64, batch 32", vgg_like, x, y, args.repeats, args.cnn_steps))
+    if args.max_positions and args.only in (None, "vgg"):
         rows.append(bench_model(f"vgg_like, max_positions={args.max_positions}", vgg_like, x, y, args.repeats,
                                 args.cnn_steps, max_positions=args.max_positions))
-    pre = bench_precompute(max(1, args.repeats // 3))
+    if args.only in (None, "resnet"):
+        # torchvision-style ResNet-18 (in-place ReLU, residual adds), train mode: 21 tracked conv/linear layers
+        x16, y16 = x[:16], y[:16]
+        rows.append(bench_model("architectures.resnet18() 3×64×64, batch 16", lambda: resnet18().train(), x16, y16,
+                                args.repeats, args.cnn_steps))
+    pre = bench_precompute(max(1, args.repeats // 3)) if args.only is None else None
 
     print(f"\nmachine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
@@ -132,6 +141,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['model']} | {r['layers']} | {r['plain_ms']:.1f} | {r['ours_ratio']:.3f}× | "
               f"{r['delve_ratio']:.3f}× | {r['end_epoch_ms']:.1f} |")
+    if pre is None:
+        return
     print(f"\nDeltaExplorer precompute (dense AE 784-256-64-32 on MNIST, 12 samples, {pre['positions']} slider "
           f"positions → {pre['distinct_k']} distinct k, eigen + random): {pre['seconds']:.2f} s median, "
           f"{pre['payload_bytes'] / 1e6:.2f} MB of uint8 images")

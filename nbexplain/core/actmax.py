@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .capturing import capture, features_first, iter_batches
+from .model_io import check_runnable
 from .hygiene import model_device, preserved
 from .image_param import PARAMETERIZATIONS, RANGE_MODES, ImageParam, _check_range, image_param
 from .layer_select import resolve_modules
@@ -771,7 +772,7 @@ def maximize_activation(
     """
     from tqdm.auto import tqdm
 
-    check_model(model)
+    check_runnable(check_model(model))
     input_shape = _check_input_shape(input_shape)
     vr = _check_range(value_range)
     steps = check_positive_int(steps, "steps")
@@ -1021,7 +1022,7 @@ def top_activating(
     """
     from tqdm.auto import tqdm
 
-    check_model(model)
+    check_runnable(check_model(model))
     k = check_positive_int(k, "k")
     batch_size = check_positive_int(batch_size, "batch_size")
     check_choice(objective, "objective", [o for o in OBJECTIVES if o != "direction"])

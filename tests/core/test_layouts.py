@@ -287,3 +287,21 @@ def test_meta_device_and_dtype_casting():
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
     stats = nx.layer_statistics(net64, x.to(memory_format=torch.channels_last), "1")["1"]
     assert stats.count == 4 * 16
+
+
+def test_maximize_activation_reads_the_produced_value_with_or_without_early_exit():
+    net = resnet18(width=8)
+    kw = dict(steps=4, progress=False, seed=0, objective="channel")
+    early = nx.maximize_activation(net, "layer1.0.bn2", 1, (3, 32, 32), early_exit=True, **kw)
+    full = nx.maximize_activation(net, "layer1.0.bn2", 1, (3, 32, 32), early_exit=False, **kw)
+    torch.testing.assert_close(full.trajectory, early.trajectory)
+    assert float(early.trajectory.min()) < 0  # batch-norm output, before the in-place ReLU
+
+
+def test_actmax_entry_points_refuse_meta_models():
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(ValueError, match="meta"):
+        nx.maximize_activation(meta, "0", 0, (3,), steps=2, progress=False)
+    with pytest.raises(ValueError, match="meta"):
+        nx.top_activating(meta, "0", 0, torch.rand(4, 3))
