@@ -72,19 +72,20 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def assert_same(before: dict[str, Any], model: nn.Module, what: str = "the call") -> None:
-    """Assert that ``model`` is exactly as recorded in ``before``."""
+def assert_same(before: dict[str, Any], model: nn.Module, what: str = "the call", values: bool = True) -> None:
+    """Assert that ``model`` is exactly as recorded in ``before`` (``values=False``: all but the weights'
+    values and gradients, for a block in which the user's own optimiser trains the model)."""
     after = snapshot(model)
     assert after["training"] == before["training"], f"{what} changed train/eval flags"
     assert after["requires_grad"] == before["requires_grad"], f"{what} changed requires_grad"
-    for n, g in before["grad"].items():
+    for n, g in before["grad"].items() if values else ():
         assert after["grad"][n] is g, f"{what} changed .grad of {n}"
     assert after["hooks"] == before["hooks"], f"{what} left hooks behind or removed the user's hooks"
     assert after["backward_flag"] == before["backward_flag"], f"{what} changed backward-hook mode"
     assert after["tensor_hooks"] == before["tensor_hooks"], f"{what} left tensor hooks on parameters"
     assert after["state_ids"] == before["state_ids"], f"{what} replaced parameter or buffer objects"
     assert after["state"].keys() == before["state"].keys(), f"{what} added or removed state"
-    for k, v in before["state"].items():
+    for k, v in before["state"].items() if values else ():
         if v.device.type == "meta":  # holds no values: only its shape and dtype can change
             assert (after["state"][k].shape, after["state"][k].dtype) == (v.shape, v.dtype), f"{what} changed {k}"
             continue
