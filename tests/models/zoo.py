@@ -88,11 +88,12 @@ class UpsampleNet(nn.Module):
         self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(6, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         x = self.conv2(self.up(torch.relu(self.conv1(x))))
-        return self.head(torch.relu(x).mean(dim=(2, 3)))
+        return self.head(self.pool(torch.relu(x)).flatten(1))
 
 
 class SharedTwice(nn.Module):
@@ -103,13 +104,14 @@ class SharedTwice(nn.Module):
         self.stem = nn.Conv2d(1, 4, 3, padding=1)
         self.shared = nn.Conv2d(4, 4, 3, padding=1)
         self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(4, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         x = torch.relu(self.stem(x))
         x = self.relu(self.shared(x))
         x = self.relu(self.shared(x))
-        return self.head(x.mean(dim=(2, 3)))
+        return self.head(self.pool(x).flatten(1))
 
 
 class FunctionalResidual(nn.Module):
