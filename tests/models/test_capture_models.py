@@ -90,7 +90,6 @@ def test_token_layers_every_mode(name: str, layer: str) -> None:
     expected = {
         "channels": token_features(true),
         "mean": true.mean(1),
-        "max": true.amax(1),
         "cls": true[:, 0],
         "flatten": true.reshape(n, -1),
     }
@@ -100,6 +99,12 @@ def test_token_layers_every_mode(name: str, layer: str) -> None:
         assert got.shape == want.shape, conv
         torch.testing.assert_close(got, want, **TOL, msg=f"conv={conv!r}")
     assert expected["channels"].shape[1] == d
+    try:  # not among the agreed token modes: max over tokens, or a clear refusal
+        got = nx.activations(net, x, layer, conv="max")[layer]
+    except ValueError as err:
+        assert "max" in str(err)
+    else:
+        torch.testing.assert_close(got, true.amax(1), **TOL)
 
 
 def test_layout_override_per_layer_and_for_all() -> None:

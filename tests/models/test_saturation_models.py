@@ -199,3 +199,38 @@ def test_tracker_counts_tokens_as_samples_of_features() -> None:
     assert tracker.eval_stats["block"].n_features == 8
     assert tracker.eval_stats["block"].count == 4 * 16
     assert set(record.saturation("eval")) == {"block", "patch"}
+
+
+def test_float64_model_and_channels_last_inputs_give_the_float32_statistics() -> None:
+    net, case = build("resnet18")
+    x = case.x(4)
+    layer = case.channel_layer
+    want = nx.layer_statistics(net, x, [layer])[layer]
+    got_cl = nx.layer_statistics(net, x.to(memory_format=torch.channels_last), [layer])[layer]
+    net64 = net.double()
+    with untouched(net64):
+        got64 = nx.layer_statistics(net64, x, [layer])[layer]  # float32 inputs cast to the model's dtype
+    scale = float(want.covariance.diagonal().max())
+    for got in (got_cl, got64):
+        assert got.count == want.count
+        torch.testing.assert_close(got.covariance, want.covariance, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_tracker_and_inserted_projection_leave_the_model_as_found_when_the_block_raises() -> None:
+    net, case = build("resnet18")
+    dress(net, case.hook_layer)
+    x = case.x(2)
+    stats = nx.layer_statistics(net, x, [case.channel_layer])[case.channel_layer]
+    with pytest.raises(RuntimeError, match="user code failed"):
+        with untouched(net):
+            with nx.SaturationTracker(net, [case.channel_layer, "fc"]):
+                net(x)
+                raise RuntimeError("user code failed")
+    with pytest.raises(RuntimeError, match="user code failed"):
+        with untouched(net):
+            with nx.DeltaProjection(stats, k=2).inserted(net, case.channel_layer):
+                net(x)
+                raise RuntimeError("user code failed")
+    with pytest.raises(ValueError, match="ks"):
+        with untouched(net):
+            nx.projected_outputs(net, x, case.channel_layer, stats, [])

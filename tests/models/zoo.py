@@ -210,7 +210,7 @@ CASES: dict[str, Case] = {
              hook_layer="fc", n_classes=10),
         Case("vit", lambda: arch.vit(), (1, 16, 16), token_layer="encoder.layers.0", channel_layer="patch",
              hook_layer="head", n_classes=10),
-        Case("V", _v, (1, 16, 16), token_layer="block", channel_layer="patch", hook_layer="patch", n_classes=8),
+        Case("V", _v, (1, 16, 16), token_layer="block", channel_layer="patch", hook_layer="block", n_classes=8),
         Case("lstm", lambda: arch.rnn_classifier("lstm"), (7,), token_layer="emb", hook_layer="head",
              tokens=True, vocab=50, n_classes=4),
         Case("gru", lambda: arch.rnn_classifier("gru"), (7,), token_layer="emb", hook_layer="head",
