@@ -63,7 +63,7 @@ def test_shared_module_every_call_is_kept() -> None:
         with nx.capture(net, "shared") as out:
             net(x)
     assert len(out.calls["shared"]) == 2
-    for got, want in zip(out.calls["shared"], true):
+    for got, want in zip(out.calls["shared"], true, strict=True):
         torch.testing.assert_close(got, want, **TOL)
     torch.testing.assert_close(out["shared"], true[-1], **TOL)  # the latest call
 

@@ -67,7 +67,7 @@ def test_gradient_family_equals_autograd(name: str) -> None:
 def _gauss_legendre_ig(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, steps: int, output: Any) -> torch.Tensor:
     nodes, weights = np.polynomial.legendre.leggauss(steps)
     acc = torch.zeros_like(x, dtype=torch.float64)
-    for a, w in zip((nodes + 1) / 2, weights / 2):
+    for a, w in zip((nodes + 1) / 2, weights / 2, strict=True):
         g, _ = input_gradient(net, float(a) * x, t, output)
         acc += float(w) * g.double()
     return (acc * x.double()).to(x.dtype)

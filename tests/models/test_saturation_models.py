@@ -122,7 +122,7 @@ def test_projection_acts_on_the_feature_axis(name: str, layer: str, tokens: bool
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     with untouched(net):
         outs = nx.projected_outputs(net, x, layer, stats, [1, 3, width])
-    for k, o in zip([1, 3, width], outs):
+    for k, o in zip([1, 3, width], outs, strict=True):
         ref = _manual(net, x, layer, nx.DeltaProjection(stats, k=k), tokens)
         torch.testing.assert_close(o, ref, rtol=1e-4, atol=1e-5, msg=f"k={k}")
 
@@ -137,7 +137,7 @@ def test_projection_and_delta_curve_on_multi_output_models(name: str) -> None:
     with untouched(net):
         outs = nx.projected_outputs(net, x, layer, stats, [1, 2], output=sel)
     assert outs.shape == (2, 12, case.n_classes)
-    for k, o in zip([1, 2], outs):
+    for k, o in zip([1, 2], outs, strict=True):
         raw = _manual(net, x, layer, nx.DeltaProjection(stats, k=k), False)
         torch.testing.assert_close(o, raw[sel], rtol=1e-4, atol=1e-5)
     y = torch.arange(12) % case.n_classes
@@ -146,7 +146,7 @@ def test_projection_and_delta_curve_on_multi_output_models(name: str) -> None:
     with torch.no_grad():
         plain = net(x)[sel]
     assert curve.baseline == pytest.approx(float((plain.argmax(1) == y).double().mean()))
-    for k, eig, rnd in zip(curve.ks.tolist(), curve.eigen.tolist(), curve.random.tolist()):
+    for k, eig, rnd in zip(curve.ks.tolist(), curve.eigen.tolist(), curve.random.tolist(), strict=True):
         for subspace, value in (("eigen", eig), ("random", rnd)):
             out = _manual(net, x, layer, nx.DeltaProjection(stats, k=k, subspace=subspace, seed=0), False)[sel]
             assert value == pytest.approx(float((out.argmax(1) == y).double().mean())), (k, subspace)
@@ -164,7 +164,7 @@ def test_delta_curve_on_a_conv_transpose_autoencoder() -> None:
     with untouched(net):
         curve = nx.delta_curve(net, x, layer, stats, deltas=[0.5, 1.0])
     assert curve.metric == "mse"
-    for k, eig in zip(curve.ks.tolist(), curve.eigen.tolist()):
+    for k, eig in zip(curve.ks.tolist(), curve.eigen.tolist(), strict=True):
         out = _manual(net, x, layer, nx.DeltaProjection(stats, k=k), False)
         assert eig == pytest.approx(float((out.double() - x.double()).pow(2).mean()), rel=1e-5)
 
