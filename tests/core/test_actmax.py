@@ -335,12 +335,16 @@ def test_top_activating_matches_brute_force(trained_cnn, mnist):
     for row, u in enumerate([3, 9]):
         scores = conv[:, u].mean(dim=(1, 2))
         ref = scores.argsort(descending=True)[:5]
-        assert top.indices[row].tolist() == ref.tolist()
+        picked = top.indices[row]
+        # Ranked from batches of 64 here and of 300 in the reference: other kernels, so scores differ in
+        # the last bits and near-ties may swap. The picked examples must be the 5 best up to that rounding.
+        assert torch.allclose(scores[picked], scores[ref], rtol=0, atol=1e-5)
         assert torch.allclose(top.values[row], scores[ref], atol=1e-5)
-        assert torch.equal(top.images[row], x[ref])
-        assert torch.allclose(top.maps[row], conv[ref, u], atol=1e-6)
+        assert torch.equal(top.images[row], x[picked])  # copies of the data: exact by construction
+        assert torch.allclose(top.maps[row], conv[picked, u], atol=1e-6)
     dense = nx.top_activating(trained_cnn, "fc1", 7, [(x[:100], None), (x[100:], None)], k=3)
-    assert dense.indices[0].tolist() == out["fc1"][:, 7].argsort(descending=True)[:3].tolist()
+    fc = out["fc1"][:, 7]
+    assert torch.allclose(fc[dense.indices[0]], fc.sort(descending=True).values[:3], rtol=0, atol=1e-5)
     assert dense.maps is None and dense.units == [7]
 
 

@@ -29,6 +29,19 @@ def ref_k(eigenvalues: list[float], delta: float) -> int:
     return len(vals)
 
 
+def k_band(eigenvalues: list[float], delta: float, slack: float, mode: str = "textbook") -> range:
+    """Every k the counting rule can give when the explained fractions move by ±``slack``.
+
+    k is a threshold on a cumulative sum, so an exact comparison of two k's computed from two routes
+    (float32 batch covariances vs a float64 reference, two eigen-solvers, another CPU's BLAS kernels) flips
+    whenever the data put a cumulative fraction within round-off of δ. Both rules are monotone in δ, so the
+    band is [k(δ − slack), k(δ + slack)].
+    """
+    lo = nx.intrinsic_dimension(eigenvalues, max(delta - slack, 1e-12), mode=mode)
+    hi = nx.intrinsic_dimension(eigenvalues, min(delta + slack, 1.0), mode=mode)
+    return range(lo, hi + 1)
+
+
 @pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("delta", [0.5, 0.9, 0.97, 0.99, 0.9995, 1.0])
 def test_intrinsic_dimension_matches_definition(seed, delta):
@@ -66,10 +79,13 @@ def test_delve_mode_reproduces_delve_counting_rule_and_textbook_differs():
         cov = a.T @ a / 40
         vals = torch.linalg.eigvalsh(cov)
         for delta in (0.9, 0.99):
+            # delve takes its own eigh (UPLO='U') and a vectorised sum: its fractions may differ from
+            # ours in the last bits, so k is compared within a band of 1e-9 around δ
             theirs = compute_intrinsic_dimensionality(cov.clone(), thresh=delta)
-            assert nx.intrinsic_dimension(vals, delta, mode="delve") == theirs
+            assert theirs in k_band(vals, delta, 1e-9, mode="delve")
             ours = nx.intrinsic_dimension(vals, delta)
-            assert theirs == max(ours - 1, 1)  # delve's k is one less than the definition
+            band = k_band(vals, delta, 1e-9)
+            assert max(band[0] - 1, 1) <= theirs <= max(band[-1] - 1, 1)  # delve's k: one less than ours
             differ += theirs != ours
     assert differ > 60
 
@@ -111,7 +127,9 @@ def test_tracker_equals_reference_mlp(sizes):
         # the covariance's scale. Measured worst case over random data: 2.4e-6 of the scale.
         torch.testing.assert_close(tr.stats[name].covariance, cov, rtol=1e-5, atol=1e-5 * float(cov.abs().max()))
         torch.testing.assert_close(rec.train[name].eigenvalues, vals.clamp_min(0), rtol=1e-5, atol=1e-6)
-        assert rec.train[name].intrinsic_dimension == ref_k(vals.tolist(), 0.95)
+        # float32-accurate statistics: k within the band of fractions ±1e-5 around δ (exact k would flip
+        # on another CPU's kernels whenever a cumulative fraction lies that close to δ)
+        assert rec.train[name].intrinsic_dimension in k_band(vals.tolist(), 0.95, 1e-5)
         assert rec.train[name].count == sum(sizes)
         assert live[name] == rec.train[name].saturation
 
@@ -141,7 +159,7 @@ def test_tracker_equals_reference_conv_channels_and_pooled():
             else:
                 cov, vals = reference_spectrum([o.mean(dim=(2, 3)) for o in outs[name]], False)
             torch.testing.assert_close(tr.eval_stats[name].covariance, cov, rtol=1e-5, atol=1e-7)
-            assert rec.eval[name].intrinsic_dimension == ref_k(vals.tolist(), 0.99)
+            assert rec.eval[name].intrinsic_dimension in k_band(vals.tolist(), 0.99, 1e-5)
             assert rec.train == {}
 
 
@@ -314,8 +332,8 @@ def test_delve_defects_pinned(tmp_path):
     assert not torch.allclose(cov_delve, whole, rtol=1e-2)
     # (2) its counting rule is reproduced by mode="delve" and can be one lower than the definition.
     k_delve = compute_intrinsic_dimensionality(cov_delve.clone(), 0.99)
-    assert k_delve == nx.intrinsic_dimension(torch.linalg.eigvalsh(cov_delve), 0.99, mode="delve")
-    assert rec.train["fc1"].intrinsic_dimension == ref_k(torch.linalg.eigvalsh(whole).tolist(), 0.99)
+    assert k_delve in k_band(torch.linalg.eigvalsh(cov_delve), 0.99, 1e-9, mode="delve")
+    assert rec.train["fc1"].intrinsic_dimension in k_band(torch.linalg.eigvalsh(whole).tolist(), 0.99, 1e-5)
     # (3) its hooks stay on the model after use; ours are gone.
     assert len(net.fc1._forward_hooks) >= 1
     delve.close()

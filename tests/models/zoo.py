@@ -1,0 +1,242 @@
+"""The model zoo of tests/models: real architectures, small enough that every call takes milliseconds.
+
+ResNets, the ViT, the RNN classifiers and the tuple/dict wrappers come from :mod:`nbexplain.architectures`;
+the rest is written here. Every model is built from a fixed seed, in eval mode, with batch-norm running
+statistics made non-trivial (:func:`nbexplain.architectures.settle_batch_norm`), so eval-mode batch norm is a
+real affine map and a test that forgets it fails.
+
+A :class:`Case` bundles a model factory with an input and the layer names the tests use:
+``channel_layer`` (a channel-first map that is written in place later in ``forward`` where the
+architecture does that), ``token_layer`` (an ``(N, T, D)`` output), ``hook_layer`` (where the hygiene
+helper registers the user's full backward hook: a module whose output is never written in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nbexplain import architectures as arch
+
+__all__ = [
+    "Case",
+    "CASES",
+    "IMAGE_CASES",
+    "conv_bn_relu",
+    "Depthwise",
+    "ConvTransposeAE",
+    "UpsampleNet",
+    "SharedTwice",
+    "FunctionalResidual",
+    "V",
+    "build",
+]
+
+
+def conv_bn_relu() -> nn.Sequential:
+    """The issue's first example: a batch norm whose output the in-place ReLU after it overwrites."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True))
+    return arch.settle_batch_norm(net, torch.randn(8, 1, 8, 8))
+
+
+class Depthwise(nn.Module):
+    """Depthwise (groups = channels) and grouped (groups = 2) convolutions, with biases and batch norm."""
+
+    def __init__(self, n_classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.grouped = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = self.relu(self.bn(self.dw(torch.relu(self.stem(x)))))
+        x = torch.relu(self.grouped(x))
+        return self.fc(self.pool(x).flatten(1))
+
+
+class ConvTransposeAE(nn.Module):
+    """A convolutional autoencoder whose decoder upsamples with transposed convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, stride=2, padding=1)
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(6, 1, 4, stride=2, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.decoder(self.encoder(x))
+
+
+class UpsampleNet(nn.Module):
+    """Conv, nearest-neighbour ``nn.Upsample``, conv, pooled head."""
+
+    def __init__(self, n_classes: int = 4) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(6, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = self.conv2(self.up(torch.relu(self.conv1(x))))
+        return self.head(self.pool(torch.relu(x)).flatten(1))
+
+
+class SharedTwice(nn.Module):
+    """One conv module applied twice in ``forward`` (weight sharing), each call followed by an in-place ReLU."""
+
+    def __init__(self, n_classes: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.shared = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(4, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = torch.relu(self.stem(x))
+        x = self.relu(self.shared(x))
+        x = self.relu(self.shared(x))
+        return self.head(self.pool(x).flatten(1))
+
+
+class FunctionalResidual(nn.Module):
+    """Residual adds written in ``forward`` (``x = x + f(x)``) around conv blocks, no residual modules.
+
+    ``bias=False`` everywhere makes it positively homogeneous: ``Σ x ⊙ ∂f/∂x = f(x)`` (LRP conservation).
+    """
+
+    def __init__(self, n_classes: int = 3, bias: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 6, 3, padding=1, bias=bias)
+        self.f1 = nn.Conv2d(6, 6, 3, padding=1, bias=bias)
+        self.f2 = nn.Conv2d(6, 6, 3, padding=1, bias=bias)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(6 * 4 * 4, n_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = torch.relu(self.stem(x))
+        x = x + torch.relu(self.f1(x))
+        x = torch.relu(x + self.f2(x))
+        return self.fc(self.pool(x).flatten(1))
+
+
+class V(nn.Module):
+    """The issue's example: a patch conv, then one ``nn.TransformerEncoderLayer`` over the patch tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(1, 8, 4, 4)
+        self.block = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.block(self.patch(x).flatten(2).transpose(1, 2)).mean(1)
+
+
+def _v() -> V:
+    torch.manual_seed(0)
+    return V().eval()
+
+
+def _seeded(factory: Callable[[], nn.Module], example: torch.Tensor) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        net = factory()
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+            arch.settle_batch_norm(net, example)
+        return net.eval()
+
+    return make
+
+
+def _tuple_model() -> nn.Module:
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
+    return arch.settle_batch_norm(arch.TupleOutput(body, nn.Linear(4, 3)), torch.randn(8, 1, 8, 8))
+
+
+def _dict_model() -> nn.Module:
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
+    return arch.settle_batch_norm(arch.DictOutput(body, nn.Linear(4, 3)), torch.randn(8, 1, 8, 8))
+
+
+@dataclass
+class Case:
+    """A model factory, an input batch and the names the tests need."""
+
+    name: str
+    make: Callable[[], nn.Module]
+    shape: tuple[int, ...]
+    channel_layer: str | None = None
+    token_layer: str | None = None
+    hook_layer: str | None = None
+    output: Any = None
+    tokens: bool = False
+    vocab: int = 0
+    n_classes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def x(self, n: int = 4, seed: int = 1) -> torch.Tensor:
+        """A deterministic input batch of ``n`` samples (token ids for token models)."""
+        g = torch.Generator().manual_seed(seed)
+        if self.tokens:
+            return torch.randint(0, self.vocab, (n, *self.shape), generator=g)
+        return torch.randn((n, *self.shape), generator=g)
+
+
+CASES: dict[str, Case] = {
+    c.name: c
+    for c in [
+        Case("resnet18", lambda: arch.resnet18(width=8), (3, 32, 32), channel_layer="layer1.0.bn2",
+             hook_layer="fc", n_classes=10),
+        Case("bottleneck", lambda: arch.resnet_bottleneck(width=4), (3, 32, 32), channel_layer="layer1.0.bn3",
+             hook_layer="fc", n_classes=10),
+        Case("vit", lambda: arch.vit(), (1, 16, 16), token_layer="encoder.layers.0", channel_layer="patch",
+             hook_layer="head", n_classes=10),
+        Case("V", _v, (1, 16, 16), token_layer="block", channel_layer="patch", hook_layer="block", n_classes=8),
+        Case("lstm", lambda: arch.rnn_classifier("lstm"), (7,), token_layer="emb", hook_layer="head",
+             tokens=True, vocab=50, n_classes=4),
+        Case("gru", lambda: arch.rnn_classifier("gru"), (7,), token_layer="emb", hook_layer="head",
+             tokens=True, vocab=50, n_classes=4),
+        Case("tuple", _tuple_model, (1, 8, 8), channel_layer="body.1", hook_layer="head", output=0, n_classes=3),
+        Case("dict", _dict_model, (1, 8, 8), channel_layer="body.1", hook_layer="head", output="logits",
+             n_classes=3),
+        Case("depthwise", _seeded(Depthwise, torch.randn(8, 3, 12, 12)), (3, 12, 12), channel_layer="bn",
+             hook_layer="fc", n_classes=5),
+        Case("convtranspose", _seeded(ConvTransposeAE, torch.randn(8, 1, 16, 16)), (1, 16, 16),
+             channel_layer="decoder.0", hook_layer="decoder.2", n_classes=1),
+        Case("upsample", _seeded(UpsampleNet, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="up",
+             hook_layer="head", n_classes=4),
+        Case("shared", _seeded(SharedTwice, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="shared",
+             hook_layer="head", n_classes=3),
+        Case("residual", _seeded(FunctionalResidual, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="f1",
+             hook_layer="fc", n_classes=3),
+        Case("conv_bn_relu", conv_bn_relu, (1, 8, 8), channel_layer="1", hook_layer="0", n_classes=4),
+    ]
+}
+
+#: Classifiers on float images whose output is one tensor of class scores.
+IMAGE_CASES = ["resnet18", "bottleneck", "vit", "V", "depthwise", "upsample", "shared", "residual"]
+
+
+def build(name: str) -> tuple[nn.Module, Case]:
+    """A fresh model of case ``name`` (eval mode) and its :class:`Case`."""
+    case = CASES[name]
+    return case.make(), case
