@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .capturing import capture, features_first, iter_batches
-from .model_io import check_runnable
+from .model_io import OutputArg, check_output_arg, check_runnable, select_output
 from .hygiene import model_device, preserved
 from .image_param import PARAMETERIZATIONS, RANGE_MODES, ImageParam, _check_range, image_param
 from .layer_select import resolve_modules
@@ -544,6 +544,21 @@ def _probe(model: nn.Module, layers: Sequence[str], input_shape: tuple[int, ...]
     return {n: tuple(moved[n].shape) for n in layers}, order
 
 
+class _SelectedOutput(nn.Module):
+    """The user's model with its selected output exposed as a layer (``"output"``), for ``layer=None``."""
+
+    LAYER = "output"
+
+    def __init__(self, model: nn.Module, output: OutputArg) -> None:
+        super().__init__()
+        self.model = model
+        self.selector = output
+        self.output = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.output(select_output(self.model(x), self.selector))
+
+
 # ----------------------------------------------------------------------------------------------------
 # maximize_activation
 # ----------------------------------------------------------------------------------------------------
@@ -689,6 +704,7 @@ def maximize_activation(
     batch_size: int = 256,
     early_exit: bool = True,
     progress: bool | None = None,
+    output: OutputArg = None,
 ) -> ActivationMaximization:
     """Find inputs that maximally activate a unit (Erhan et al. 2009; Olah et al. 2017).
 
@@ -698,7 +714,8 @@ def maximize_activation(
         Any ``torch.nn.Module``; run in eval mode, left exactly as found.
     layer
         The layer name (see :func:`nbexplain.layers`); ignored when ``objective`` is an
-        :class:`Objective`.
+        :class:`Objective`. ``None`` with a named objective maximises the model's own output (the tensor
+        ``output=`` selects, for models that return a tuple or dict), e.g. ``objective="logit"``.
     unit
         A unit/channel/class index, a list of them (one optimisation, one image per unit), ``None`` for
         every unit of the layer, or for ``objective="direction"`` a direction tensor ``(F,)`` / ``(n, F)``.
@@ -747,6 +764,9 @@ def maximize_activation(
         Stop each forward pass once the objective's layers have run (saves the rest of the network).
     progress
         Progress bar: ``True``, ``False``, or ``None`` (appears only if the run takes over 2 s).
+    output
+        With ``layer=None``: which part of the model's output to maximise (an index, a key or attribute
+        name, or a callable), as in every other entry point.
 
     Returns
     -------
@@ -773,6 +793,14 @@ def maximize_activation(
     from tqdm.auto import tqdm
 
     check_runnable(check_model(model))
+    check_output_arg(output)
+    if layer is None and not isinstance(objective, Objective):
+        model, layer = _SelectedOutput(model, output), _SelectedOutput.LAYER
+    elif output is not None:
+        raise ValueError(
+            "`output=` selects part of the model's output, which is maximised with layer=None; "
+            f"with layer={layer!r} leave `output` out."
+        )
     input_shape = _check_input_shape(input_shape)
     vr = _check_range(value_range)
     steps = check_positive_int(steps, "steps")

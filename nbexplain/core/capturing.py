@@ -188,7 +188,7 @@ def capture(
     >>> out["0"].shape, out["2"].shape
     (torch.Size([5, 8]), torch.Size([5, 2]))
     """
-    check_model(model)
+    check_runnable(check_model(model))
     modules = resolve_modules(model, layers)
     overrides = check_layout_arg(layout, list(modules))
     captured = Captured()

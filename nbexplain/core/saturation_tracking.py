@@ -318,7 +318,7 @@ class SaturationTracker:
         *,
         layout: LayoutArg = None,
     ) -> None:
-        self.model = check_model(model)
+        self.model = check_runnable(check_model(model))
         if layers is None:
             names = list_layers(model)
             if not names:
