@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from .capturing import capture, features_first, iter_batches
-from .model_io import OutputArg, check_output_arg, check_runnable, select_output
 from .hygiene import model_device, preserved
 from .image_param import PARAMETERIZATIONS, RANGE_MODES, ImageParam, _check_range, image_param
 from .layer_select import resolve_modules
+from .model_io import OutputArg, check_output_arg, check_runnable, select_output
 from .robustness import Compose, Transform, l2_penalty, standard_transforms, total_variation
 from .validation import check_choice, check_model, check_positive_int, check_tensor
 

@@ -20,12 +20,19 @@ from torch import nn
 
 from .capturing import CONV_MODES, iter_batches
 from .hygiene import preserved
+from .layer_select import layers as list_layers
 from .layer_select import resolve_modules
 from .layouts import LayoutArg, LayoutProbe, check_layout_arg
 from .model_io import check_runnable, model_input
-from .layer_select import layers as list_layers
 from .statistics import RunningMoments, subsample_positions
-from .validation import check_choice, check_finite, check_fraction, check_model, check_positive_int, check_tensor
+from .validation import (
+    check_choice,
+    check_finite,
+    check_fraction,
+    check_model,
+    check_positive_int,
+    check_tensor,
+)
 
 __all__ = [
     "saturation",
