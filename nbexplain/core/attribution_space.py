@@ -22,6 +22,7 @@ from .model_io import (
     EmbeddingSite,
     LayerTap,
     OutputArg,
+    StopForward,
     check_output_arg,
     check_runnable,
     model_input,
@@ -135,15 +136,26 @@ class AttributionSpace:
             raw = self.model(self._ids(idx))
         finally:
             self.tap.replace = None
-        assert self.tap.out is not None
+        if self.tap.out is None:
+            raise RuntimeError(f"The embedding layer {self.tap.name!r} did not run in the forward pass.")
         return select_output(raw, self.output), self.tap.out
 
     def points(self, idx: Any) -> torch.Tensor:
-        """The samples' own points (no gradient): ``x[idx]`` cast for the model, or their embeddings."""
+        """The samples' own points (no gradient): ``x[idx]`` cast for the model, or their embeddings
+        (the forward pass stops at the embedding layer)."""
         if self.tap is None:
             return self._ids(idx)
-        with torch.no_grad():
-            return self.forward(idx)[1].detach()
+        self.tap.replace, self.tap.leaf, self.tap.out, self.tap.stop = None, False, None, True
+        try:
+            with torch.no_grad():
+                self.model(self._ids(idx))
+        except StopForward:
+            pass
+        finally:
+            self.tap.stop = False
+        if self.tap.out is None:
+            raise RuntimeError(f"The embedding layer {self.tap.name!r} did not run in the forward pass.")
+        return self.tap.out.detach()
 
     def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """The embedding-layer output for other token ids (e.g. a padding baseline), no gradient."""

@@ -36,6 +36,7 @@ __all__ = [
     "EmbeddingSite",
     "resolve_embedding",
     "LayerTap",
+    "StopForward",
 ]
 
 #: What ``output=`` accepts: ``None`` (the model returns a tensor), an index, a key/attribute name, or a callable.
@@ -286,12 +287,20 @@ def resolve_embedding(
     return EmbeddingSite(name, module, int(out.shape[-1]))
 
 
+class StopForward(BaseException):
+    """Raised by a :class:`LayerTap` with ``stop=True`` once it has the layer's output: the rest of the
+    forward pass is skipped. A ``BaseException`` so that a model's own ``except Exception`` does not
+    swallow it."""
+
+
 class LayerTap:
     """A forward hook on one layer that records its output or replaces it.
 
     Set :attr:`replace` to a tensor of the layer output's shape to substitute it (gradients flow into that
     tensor when it requires them); set :attr:`leaf` to make what the layer passes on a fresh leaf tensor
-    that requires a gradient (read it back from :attr:`out` after the forward pass). Use as a context manager
+    that requires a gradient (read it back from :attr:`out` after the forward pass). With :attr:`stop`
+    the hook raises :class:`StopForward` after recording, so only the layers up to this one run (no
+    batch-norm statistics move, and a one-sample batch is fine in train mode). Use as a context manager
     inside :func:`~nbexplain.core.hygiene.preserved`; the hook is removed on exit, also on exceptions.
     """
 
@@ -300,6 +309,7 @@ class LayerTap:
         self.name = name
         self.replace: torch.Tensor | None = None
         self.leaf = False
+        self.stop = False
         self.out: torch.Tensor | None = None
         self._handle: Any = None
 
@@ -317,6 +327,8 @@ class LayerTap:
         if self.leaf:
             value = value.detach().requires_grad_(True)
         self.out = value
+        if self.stop:
+            raise StopForward
         return value
 
     def __enter__(self) -> LayerTap:
