@@ -130,15 +130,26 @@ class AttributionSpace:
             inp = z if z is not None else self._ids(idx)
             if leaf:
                 inp = inp.detach().requires_grad_(True)
-            return select_output(self.model(inp), self.output), inp
+            return self._selected(self.model(inp), inp.shape[0]), inp
         self.tap.replace, self.tap.leaf, self.tap.out = z, leaf, None
         try:
-            raw = self.model(self._ids(idx))
+            ids = self._ids(idx)
+            raw = self.model(ids)
         finally:
             self.tap.replace = None
         if self.tap.out is None:
             raise RuntimeError(f"The embedding layer {self.tap.name!r} did not run in the forward pass.")
-        return select_output(raw, self.output), self.tap.out
+        return self._selected(raw, ids.shape[0]), self.tap.out
+
+    def _selected(self, raw: Any, rows: int) -> torch.Tensor:
+        """``output=``'s tensor, with one row per input row (the check :func:`probe_output` makes)."""
+        out = select_output(raw, self.output)
+        if out.ndim == 0 or out.shape[0] != rows:
+            raise ValueError(
+                f"The selected model output has shape {tuple(out.shape)} for a batch of {rows} samples; it must "
+                "have one row per sample (batch first). Choose another tensor with `output`."
+            )
+        return out
 
     def points(self, idx: Any) -> torch.Tensor:
         """The samples' own points (no gradient): ``x[idx]`` cast for the model, or their embeddings
@@ -191,9 +202,15 @@ class AttributionSpace:
 
 
 def prepare_attribution(
-    model: Any, x: Any, output: Any, embedding: Any
+    model: Any, x: Any, output: Any, embedding: Any, probe: bool = True
 ) -> tuple[nn.Module, torch.Tensor, AttributionSpace]:
-    """Validate the model, ``x``, ``output=`` and ``embedding=`` (one probe forward pass) — before any work."""
+    """Validate the model, ``x``, ``output=`` and ``embedding=`` — before any work.
+
+    ``output=`` is checked by one forward pass on two samples (:func:`probe_output`), or for token ids by the
+    pass that finds the embedding. ``probe=False`` skips that pass for floating ``x``, for callers whose
+    first chunk is no heavier than the probe (a plain gradient): :meth:`AttributionSpace.forward` makes the
+    same checks on every pass.
+    """
     model = check_runnable(check_model(model))
     output = check_output_arg(output)
     x = check_attribution_input(x)
@@ -201,5 +218,6 @@ def prepare_attribution(
     if site is None:
         if not x.is_floating_point():
             raise TypeError(f"`x` must be a floating-point tensor or integer token ids, got {x.dtype}.")
-        probe_output(model, x, output)
+        if probe:
+            probe_output(model, x, output)
     return model, x, AttributionSpace(model, x, output, site)

@@ -75,10 +75,10 @@ _PROGRESS_CHUNKS = 8
 
 
 def _prepare(
-    model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any
+    model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any, probe: bool = True
 ) -> tuple[AttributionSpace, torch.Tensor, int]:
     batch_size = check_positive_int(batch_size, "batch_size")
-    model, x, space = prepare_attribution(model, x, output, embedding)
+    model, x, space = prepare_attribution(model, x, output, embedding, probe=probe)
     t = check_target(target, x.shape[0])
     return space, t, batch_size
 
@@ -176,8 +176,9 @@ def gradient(
     >>> nx.gradient(net, torch.ones(1, 3), 0, absolute=True)
     tensor([[1.0000, 2.0000, 0.5000]])
     """
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding)
     absolute = _check_bool(absolute, "absolute")
+    # No separate probe pass: the first chunk checks `output=` and is no heavier than a probe's work.
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, probe=False)
     return _gradient_pass(space, t, batch_size, eval, progress, "gradient", absolute=absolute)
 
 
@@ -207,7 +208,7 @@ def gradient_x_input(
     >>> nx.gradient_x_input(net, torch.tensor([[2.0, 1.0, 4.0]]), 0)
     tensor([[ 2., -2.,  2.]])
     """
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding)
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, probe=False)
     g = _gradient_pass(space, t, batch_size, eval, progress, "gradient × input", times_input=True)
     return g if space.tokens else g * space.x.to(g.device, g.dtype)
 
