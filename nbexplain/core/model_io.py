@@ -329,7 +329,9 @@ class LayerTap:
         self.out = value
         if self.stop:
             raise StopForward
-        return value
+        # A copy goes on: the model may write into it in place (`h += pos`), which autograd refuses on a
+        # leaf and which must not change what was recorded.
+        return value.clone() if (self.leaf or self.replace is not None) else value
 
     def __enter__(self) -> LayerTap:
         self._handle = self.module.register_forward_hook(self._hook)

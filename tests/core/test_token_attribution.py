@@ -210,6 +210,33 @@ class TwoEmbeddings(nn.Module):
         return self.head(torch.tanh(h).mean(1))
 
 
+class InPlacePositions(TwoEmbeddings):
+    """Adds the positions into the token embedding in place, as many transformer implementations do."""
+
+    def forward(self, ids):
+        h = self.tok(ids)
+        h += self.pos(torch.arange(ids.shape[1]))
+        return self.head(torch.tanh(h).mean(1))
+
+
+def test_in_place_writes_into_the_embedding_output():
+    model = InPlacePositions().double()
+    ids = torch.randint(0, 30, (2, 5))
+    e = model.tok(ids).detach().requires_grad_(True)
+    out = model.head(torch.tanh(e + model.pos(torch.arange(5))).mean(1))[:, 1].sum()
+    (g,) = torch.autograd.grad(out, e)
+    torch.testing.assert_close(nx.gradient_x_input(model, ids, 1, embedding="tok"), (g * e).sum(-1).detach(),
+                               rtol=1e-10, atol=1e-12)
+    a, err = nx.integrated_gradients(model, ids, 1, embedding="tok", steps=16, return_error=True)
+    with torch.no_grad():
+        f = lambda z: model.head(torch.tanh(z + model.pos(torch.arange(5))).mean(1))[:, 1]  # noqa: E731
+        torch.testing.assert_close(a.sum(1), f(e) - f(torch.zeros_like(e)), rtol=0, atol=1e-8)
+    sg = nx.smoothgrad(model, ids, 1, embedding="tok", noise_level=0.0, n_samples=2, times_input=True)
+    torch.testing.assert_close(sg, (g * e).sum(-1).detach(), rtol=1e-10, atol=1e-12)
+    res = nx.rde(model, ids, 1, embedding="tok", steps=2, n_noise=2, fractions=3, n_eval=2, n_random=1, progress=False)
+    assert res.mask.shape == ids.shape
+
+
 class PositionOnly(nn.Module):
     """Its only nn.Embedding reads positions, not the ids."""
 
