@@ -344,7 +344,7 @@ TOKEN_METHODS = {
 
 
 @pytest.mark.parametrize("name", list(TOKEN_METHODS))
-@pytest.mark.parametrize("fail_at", [None, 2, 3])
+@pytest.mark.parametrize("fail_at", [None, 1, 2, 3])
 @pytest.mark.parametrize("eval", [True, False])
 def test_hygiene_on_token_paths(name, fail_at, eval):
     model = TokenRecorder(fail_at).train()
