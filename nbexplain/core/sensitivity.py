@@ -252,8 +252,8 @@ def smoothgrad(
     ``SG(x) = 1/n Σ_i ∇f(x + ε_i)``, ``ε_i ~ N(0, σ²)`` with ``σ = noise_level · (max(x) − min(x))``
     taken per sample (Smilkov et al. recommend 10–20 % of the input range and about 50 samples).
     For token ids the noise is added to the embedding ``e`` (σ from each sample's range of embedding
-    values), and the averaged embedding gradient is reduced per token: its L2 norm, or with
-    ``times_input`` the signed sum of ``e ⊙ SG``.
+    values), and the averaged embedding gradient (of ``|∇f|`` with ``magnitude``) is reduced per token:
+    its L2 norm over the features, or with ``times_input`` the signed sum of ``e ⊙ SG``.
 
     Parameters
     ----------
