@@ -113,7 +113,9 @@ class AttributionSpace:
             for p in self.model.parameters():
                 p.requires_grad_(False)
             if self.device.type == "cuda" and any(isinstance(m, nn.RNNBase) for m in self.model.modules()):
-                stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+                cudnn = torch.backends.cudnn
+                stack.enter_context(cudnn.flags(enabled=False, benchmark=cudnn.benchmark,
+                                                deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32))
             if self.tap is not None:
                 stack.enter_context(self.tap)
             yield
