@@ -91,7 +91,9 @@ def _call(explain: Callable[[torch.Tensor], Any], xt: torch.Tensor) -> torch.Ten
     r = explain(xt)
     if isinstance(r, (tuple, list)) and r and isinstance(r[0], torch.Tensor):
         r = r[0]  # e.g. integrated_gradients(..., return_error=True)
-    r = getattr(r, "relevance", r)  # result objects that carry the map as `.relevance`
+    for field in ("relevance", "mask"):  # result objects: LRP's `.relevance`, RDE's `.mask`
+        if not isinstance(r, torch.Tensor) and isinstance(getattr(r, field, None), torch.Tensor):
+            r = getattr(r, field)
     if not isinstance(r, torch.Tensor):
         raise TypeError(
             f"`explain` must return a tensor with the shape of its input, got {type(r).__name__}. "
@@ -122,8 +124,10 @@ def continuity(
     ----------
     explain
         A function mapping an input batch ``(N, …)`` to explanations of the same shape, e.g.
-        ``lambda x: nx.gradient(model, x, 3)`` or ``lambda x: nx.lrp(model, x, 3)``. It is called once
-        per path point with all ``N`` samples.
+        ``lambda x: nx.gradient(model, x, 3)``, ``lambda x: nx.lrp(model, x, 3)`` or, for a model that
+        returns a tuple or dict, ``lambda x: nx.gradient(model, x, 3, output="logits")``. It may return a
+        tensor, a tuple whose first item is the map, or a result with ``.relevance`` or ``.mask``. It is
+        called once per path point with all ``N`` samples.
     x
         Input batch ``(N, …)``: every sample gets its own path and score.
     path
@@ -163,7 +167,13 @@ def continuity(
             f"`explain` must be a function of the input batch, got {type(explain).__name__}. "
             "E.g. explain=lambda x: nx.gradient(model, x, target)."
         )
-    x = check_tensor(x, "x", min_ndim=2, dtype_kind="float", finite=True)
+    x = check_tensor(x, "x", min_ndim=2, finite=True)
+    if not x.is_floating_point():
+        raise TypeError(
+            f"`x` must be a floating-point tensor, got {x.dtype}: continuity divides by distances "
+            "‖x_i − x_j‖₂ between perturbed inputs, which integer token ids do not have. For text, pass "
+            "floating points (e.g. embeddings) and an explain function that takes them."
+        )
     if x.shape[0] == 0:
         raise ValueError("`x` is an empty batch; pass at least one sample.")
     axis = check_choice(axis, "axis", ("horizontal", "vertical"))

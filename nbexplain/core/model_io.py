@@ -8,11 +8,16 @@
   inputs (token ids) and bool masks keep their dtype.
 - :func:`probe_output`: one forward pass on the first samples that checks the selected output has one row
   per sample, run before any heavy work so a wrong ``output=`` fails in a second, not after training.
+- :func:`resolve_embedding`: the layer whose output is attributed for token inputs (``embedding=``), found
+  automatically for integer inputs to a model with exactly one ``nn.Embedding``, and checked by one forward pass.
+- :class:`LayerTap`: a forward hook that records a layer's output, or replaces it by a tensor of the caller's
+  (e.g. a noisy or interpolated embedding), optionally as a fresh leaf to take gradients with respect to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
@@ -28,6 +33,10 @@ __all__ = [
     "check_runnable",
     "model_input",
     "probe_output",
+    "EmbeddingSite",
+    "resolve_embedding",
+    "LayerTap",
+    "StopForward",
 ]
 
 #: What ``output=`` accepts: ``None`` (the model returns a tensor), an index, a key/attribute name, or a callable.
@@ -174,3 +183,161 @@ def probe_output(
             f"it must have one row per sample (batch first). Choose another tensor with `{argname}`."
         )
     return picked
+
+
+
+# ----------------------------------------------------------------------------------------------------
+# token inputs: attribution at an embedding layer's output
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingSite:
+    """The layer whose output an attribution for token inputs is computed at.
+
+    Attributes
+    ----------
+    name
+        The layer's name in ``model.named_modules()``.
+    module
+        The layer itself.
+    features
+        Size of its output's last dimension (the embedding width ``D``); the output is ``(*x.shape, D)``.
+    """
+
+    name: str
+    module: nn.Module
+    features: int
+
+
+_ASK = (
+    "pass `embedding=` the name of the layer whose output is attributed (e.g. embedding='emb'); the "
+    "attribution is summed over that layer's features and has the shape of the token ids"
+)
+
+
+def _embedding_candidate(model: nn.Module, x: torch.Tensor, argname: str) -> tuple[str, nn.Module]:
+    """The model's only ``nn.Embedding``, or a clear error asking for ``embedding=``."""
+    if x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"`x` has dtype {x.dtype}; pass floating inputs, or integer token ids with `{argname}=`.")
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise TypeError(
+            f"`x` is an integer tensor ({x.dtype}) but the model has no nn.Embedding to read it as token ids. "
+            f"If x holds pixel or feature values, pass a floating-point tensor (x.float()); if it holds token "
+            f"ids, {_ASK}."
+        )
+    names = ", ".join(repr(n) for n, _ in found)
+    raise ValueError(
+        f"`x` holds integer token ids and the model has {len(found)} nn.Embedding layers ({names}), so which "
+        f"one reads the ids is ambiguous; {_ASK}."
+    )
+
+
+def resolve_embedding(
+    model: nn.Module,
+    x: torch.Tensor,
+    embedding: str | None = None,
+    output: OutputArg = None,
+    argname: str = "embedding",
+) -> EmbeddingSite | None:
+    """Resolve ``embedding=``: ``None`` for floating ``x`` without it, else the checked layer.
+
+    With ``embedding=None`` and integer ``x`` (token ids) the model's single ``nn.Embedding`` is used; a model
+    with none or several is refused with an error asking for ``embedding=``. One forward pass on the first
+    two samples (eval mode, no gradients, model restored) checks that the layer runs exactly once and
+    returns a floating ``(*x.shape, D)`` tensor — i.e. it consumes the token ids — and validates ``output=``
+    the way :func:`probe_output` does.
+    """
+    auto = embedding is None
+    if auto:
+        if x.is_floating_point():
+            return None
+        name, module = _embedding_candidate(model, x, argname)
+    else:
+        if not isinstance(embedding, str):
+            raise TypeError(f"`{argname}` must be a layer name (str) or None, got {embedding!r}.")
+        from .layer_select import resolve_modules
+
+        name = embedding
+        module = resolve_modules(model, [embedding], argname)[embedding]
+    seen: list[Any] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        probe_output(model, x, output)
+    finally:
+        handle.remove()
+    xs_shape = tuple(x[:2].shape)
+    what = f"the model's only nn.Embedding {name!r}" if auto else f"`{argname}`={name!r}"
+    if len(seen) != 1:
+        raise ValueError(
+            f"{what} ran {len(seen)} times in one forward pass; attribution at a layer's output needs a layer "
+            f"that runs exactly once. {_ASK[0].upper() + _ASK[1:]}."
+        )
+    out = seen[0]
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        raise ValueError(f"{what} returned {describe_output(out)}; it must return a floating tensor (*x.shape, D).")
+    if out.ndim != len(xs_shape) + 1 or tuple(out.shape[:-1]) != xs_shape:
+        raise ValueError(
+            f"{what} returned shape {tuple(out.shape)} for token ids of shape {xs_shape}: it does not consume "
+            f"the ids (its output must be (*x.shape, D), one feature vector per token). {_ASK[0].upper() + _ASK[1:]}."
+        )
+    return EmbeddingSite(name, module, int(out.shape[-1]))
+
+
+class StopForward(BaseException):
+    """Raised by a :class:`LayerTap` with ``stop=True`` once it has the layer's output: the rest of the
+    forward pass is skipped. A ``BaseException`` so that a model's own ``except Exception`` does not
+    swallow it."""
+
+
+class LayerTap:
+    """A forward hook on one layer that records its output or replaces it.
+
+    Set :attr:`replace` to a tensor of the layer output's shape to substitute it (gradients flow into that
+    tensor when it requires them); set :attr:`leaf` to make what the layer passes on a fresh leaf tensor
+    that requires a gradient (read it back from :attr:`out` after the forward pass). With :attr:`stop`
+    the hook raises :class:`StopForward` after recording, so only the layers up to this one run (no
+    batch-norm statistics move, and a one-sample batch is fine in train mode). Use as a context manager
+    inside :func:`~nbexplain.core.hygiene.preserved`; the hook is removed on exit, also on exceptions.
+    """
+
+    def __init__(self, module: nn.Module, name: str = "layer") -> None:
+        self.module = module
+        self.name = name
+        self.replace: torch.Tensor | None = None
+        self.leaf = False
+        self.stop = False
+        self.out: torch.Tensor | None = None
+        self._handle: Any = None
+
+    def _hook(self, _m: nn.Module, _i: Any, out: Any) -> torch.Tensor:
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"Layer {self.name!r} returned {describe_output(out)}, not a tensor.")
+        value = out
+        if self.replace is not None:
+            if tuple(self.replace.shape) != tuple(out.shape):
+                raise ValueError(
+                    f"Layer {self.name!r} produced shape {tuple(out.shape)}, but the substitute has shape "
+                    f"{tuple(self.replace.shape)}."
+                )
+            value = self.replace.to(out.dtype)
+        if self.leaf:
+            value = value.detach().requires_grad_(True)
+        self.out = value
+        if self.stop:
+            raise StopForward
+        # A copy goes on: the model may write into it in place (`h += pos`), which autograd refuses on a
+        # leaf and which must not change what was recorded.
+        return value.clone() if (self.leaf or self.replace is not None) else value
+
+    def __enter__(self) -> LayerTap:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None

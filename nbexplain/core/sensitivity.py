@@ -1,26 +1,47 @@
 """Sensitivity analysis: input gradients, gradient × input, SmoothGrad and integrated gradients.
 
-Every function takes ``(model, x, target, ...)`` and returns an attribution with the shape of ``x``
-(on ``x``'s device, in ``x``'s dtype). The model is run in eval mode by default and left exactly as it
-was found (:func:`~nbexplain.core.hygiene.preserved`): gradients are taken with respect to the input
-only, so no ``.grad`` ever appears on a parameter. Work is split into chunks of at most
-``batch_size`` forward rows, so SmoothGrad and integrated gradients over many samples and steps never
-hold more than one chunk's graph in memory.
+Every function takes ``(model, x, target, ...)`` and returns an attribution with the shape of ``x``.
+The model is run in eval mode by default and left exactly as it was found
+(:func:`~nbexplain.core.hygiene.preserved`): gradients are taken with respect to the input only, so no
+``.grad`` ever appears on a parameter. Work is split into chunks of at most ``batch_size`` forward rows,
+so SmoothGrad and integrated gradients over many samples and steps never hold more than one chunk's
+graph in memory.
+
+Inputs are cast to the model's device and floating dtype (:func:`~nbexplain.core.model_io.model_input`);
+for floating ``x`` the attribution comes back on ``x``'s device in ``x``'s dtype. A model that returns a
+tuple, dict or output object is explained through ``output=`` (an index, a key or a callable), checked by
+one forward pass before any heavy work.
+
+Token inputs
+------------
+For integer token ids ``x`` of shape ``(N, T)`` the attribution is computed at the output ``e`` of an
+embedding layer (``embedding=``; found automatically when the model has exactly one ``nn.Embedding``),
+``(N, T, D)``, and reduced over the ``D`` features to one value per token, ``(N, T)``, in float32 (float64
+for a float64 model), on ``x``'s device. Each method is the float method applied in embedding space, and
+the reduction follows what the per-feature values mean:
+
+- products with the input (gradient × input, SmoothGrad × input, integrated gradients) are contributions
+  that add up — to ``f(x) − f(baseline)`` for integrated gradients — so they are **summed, signed**, over
+  the features; the completeness of integrated gradients carries over to ``Σ_t IG_t``;
+- plain gradients (:func:`gradient`, :func:`smoothgrad`) are sensitivities, not contributions: their signed
+  sum is the derivative along the arbitrary direction ``(1, …, 1)`` of embedding space and can cancel to
+  0 for a token the output depends on strongly. They are reduced to the **L2 norm** ``‖∂f/∂e_t‖₂`` — the
+  largest rate of change of ``f`` when token ``t``'s embedding moves (always ≥ 0, so ``absolute`` has no
+  further effect).
 
 References
 ----------
 - Simonyan, Vedaldi, Zisserman (2014), *Deep inside convolutional networks* (gradient saliency).
 - Shrikumar et al. (2016) / Ancona et al. (2018) (gradient × input).
 - Smilkov et al. (2017), *SmoothGrad: removing noise by adding noise*.
-- Sundararajan, Taly, Yan (2017), *Axiomatic attribution for deep networks* (integrated gradients).
+- Sundararajan, Taly, Yan (2017), *Axiomatic attribution for deep networks* (integrated gradients; for
+  text they integrate in embedding space from a zero or padding embedding, as here).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -28,8 +49,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .hygiene import model_device, model_dtype, preserved
-from .validation import check_choice, check_model, check_positive_int, check_target, check_tensor
+from .attribution_space import AttributionSpace, prepare_attribution, target_scores
+from .model_io import OutputArg, model_input
+from .validation import check_choice, check_positive_int, check_target, check_tensor
 
 __all__ = [
     "gradient",
@@ -52,80 +74,18 @@ _PROGRESS_CHUNKS = 8
 # ----------------------------------------------------------------------------------------------------
 
 
-def _check_input(x: Any, argname: str = "x") -> torch.Tensor:
-    x = check_tensor(x, argname, min_ndim=2, dtype_kind="float", finite=True)
-    if x.shape[0] == 0:
-        raise ValueError(f"`{argname}` is an empty batch (shape {tuple(x.shape)}); pass at least one sample.")
-    return x
-
-
-def target_scores(output: torch.Tensor, target: torch.Tensor, argname: str = "target") -> torch.Tensor:
-    """Pick each row's target score from a model output.
-
-    ``output`` may be ``(N,)`` (a scalar model: only target 0 is valid), ``(N, C)`` or ``(N, C, …)``
-    (the extra dimensions are summed, e.g. a segmentation map's class channel).
-    """
-    if output.ndim == 0:
-        raise ValueError("The model returned a scalar; it must return one row per sample, shape (N, C).")
-    if output.ndim == 1:
-        output = output.unsqueeze(1)
-    if output.ndim > 2:
-        output = output.reshape(output.shape[0], output.shape[1], -1).sum(dim=2)
-    n_classes = output.shape[1]
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
-        raise ValueError(
-            f"`{argname}` contains class indices outside [0, {n_classes - 1}] "
-            f"(got min {int(target.min())}, max {int(target.max())}); the model has {n_classes} outputs."
-        )
-    return output.gather(1, target.to(output.device).view(-1, 1)).squeeze(1)
-
-
-@contextmanager
-def _attribution_mode(model: nn.Module, eval: bool) -> Iterator[None]:
-    """Eval mode (optional) and no parameter gradients, all undone by :func:`preserved` on exit.
-
-    In train mode a forward pass updates buffers (batch-norm running statistics), so their values are
-    snapshotted and written back too.
-    """
-    with preserved(model, values=not eval):
-        if eval:
-            model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        yield
-
-
-def _input_grad(model: nn.Module, xb: torch.Tensor, tb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of the target scores w.r.t. ``xb`` (a fresh leaf) and the scores themselves."""
-    xb = xb.detach().requires_grad_(True)
-    with torch.enable_grad():
-        scores = target_scores(model(xb), tb)
-        (g,) = torch.autograd.grad(scores.sum(), xb)
-    return g, scores.detach()
+def _prepare(
+    model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any, probe: bool = True
+) -> tuple[AttributionSpace, torch.Tensor, int]:
+    batch_size = check_positive_int(batch_size, "batch_size")
+    model, x, space = prepare_attribution(model, x, output, embedding, probe=probe)
+    t = check_target(target, x.shape[0])
+    return space, t, batch_size
 
 
 def _bar(total: int, desc: str, progress: bool | None) -> Any:
     show = total > _PROGRESS_CHUNKS if progress is None else bool(progress)
     return tqdm(total=total, desc=desc, disable=not show, leave=False)
-
-
-class _Where:
-    """Device and dtype the model computes in (inputs are moved there, results moved back)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.device = model_device(model)
-        self.dtype = model_dtype(model)
-
-    def __call__(self, t: torch.Tensor) -> torch.Tensor:
-        return t.detach().to(self.device, self.dtype)
-
-
-def _prepare(model: Any, x: Any, target: Any, batch_size: Any) -> tuple[nn.Module, torch.Tensor, torch.Tensor, int, _Where]:
-    model = check_model(model)
-    x = _check_input(x)
-    t = check_target(target, x.shape[0])
-    batch_size = check_positive_int(batch_size, "batch_size")
-    return model, x, t, batch_size, _Where(model)
 
 
 def _check_bool(value: Any, argname: str) -> bool:
@@ -138,6 +98,26 @@ def _check_bool(value: Any, argname: str) -> bool:
 # gradient and gradient × input
 # ----------------------------------------------------------------------------------------------------
 
+def _gradient_pass(
+    space: AttributionSpace, t: torch.Tensor, batch_size: int, eval: bool, progress: bool | None,
+    desc: str, times_input: bool = False, absolute: bool = False,
+) -> torch.Tensor:
+    """Input gradients (floating ``x``: per component; token ids: reduced per token) in chunks."""
+    x = space.x
+    out = torch.empty(tuple(x.shape), dtype=space.result_dtype, device=x.device) if space.tokens else torch.empty_like(x)
+    starts = range(0, space.n, batch_size)
+    with space.active(eval), _bar(len(starts), desc, progress) as bar:
+        for s in starts:
+            sl = slice(s, s + batch_size)
+            g, z = space.grad(sl, t[sl])
+            if space.tokens:
+                r = space.reduce(g, times=z if times_input else None)
+            else:
+                r = g.abs() if absolute else g
+            out[sl] = r.to(out.device, out.dtype)
+            bar.update(1)
+    return out
+
 
 def gradient(
     model: nn.Module,
@@ -145,6 +125,8 @@ def gradient(
     target: int | torch.Tensor,
     *,
     absolute: bool = False,
+    output: OutputArg = None,
+    embedding: str | None = None,
     batch_size: int = 128,
     eval: bool = True,
     progress: bool | None = None,
@@ -156,11 +138,20 @@ def gradient(
     model
         Any ``nn.Module`` returning ``(N, C)`` scores (``(N,)`` is read as one output).
     x
-        Input batch ``(N, …)``, floating point.
+        Input batch ``(N, …)``, floating point, or integer token ids ``(N, T)``.
     target
         Class to explain: an int for every sample or a LongTensor of shape ``(N,)``.
     absolute
         Return ``|∂f/∂x|`` (the "saliency map" of Simonyan et al.) instead of the signed gradient.
+        (Token inputs always get the per-token L2 norm ``‖∂f/∂e_t‖₂``, which is ≥ 0.)
+    output
+        Which of the model's outputs to explain when it returns a tuple, dict or output object: an index,
+        a key/attribute name, or a callable on the output (see :func:`nbexplain.core.model_io.select_output`).
+    embedding
+        For token inputs: the name of the layer (usually an ``nn.Embedding``) whose output ``(N, T, D)`` is
+        attributed; the result is reduced over its ``D`` features to ``(N, T)`` (see the module notes).
+        ``None``: found automatically when ``x`` is an integer tensor and the model has exactly one
+        ``nn.Embedding``.
     batch_size
         Largest number of rows sent through the model at once.
     eval
@@ -171,7 +162,8 @@ def gradient(
     Returns
     -------
     torch.Tensor
-        The gradient, shape and dtype of ``x``, on ``x``'s device.
+        The gradient, shape and dtype of ``x``, on ``x``'s device; for token ids ``(N, T)`` in float32
+        (float64 for a float64 model).
 
     Examples
     --------
@@ -184,16 +176,10 @@ def gradient(
     >>> nx.gradient(net, torch.ones(1, 3), 0, absolute=True)
     tensor([[1.0000, 2.0000, 0.5000]])
     """
-    model, x, t, batch_size, dev = _prepare(model, x, target, batch_size)
     absolute = _check_bool(absolute, "absolute")
-    out = torch.empty_like(x)
-    starts = range(0, x.shape[0], batch_size)
-    with _attribution_mode(model, eval), _bar(len(starts), "gradient", progress) as bar:
-        for s in starts:
-            g, _ = _input_grad(model, dev(x[s : s + batch_size]), t[s : s + batch_size])
-            out[s : s + batch_size] = (g.abs() if absolute else g).to(out.device, out.dtype)
-            bar.update(1)
-    return out
+    # No separate probe pass: the first chunk checks `output=` and is no heavier than a probe's work.
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, probe=False)
+    return _gradient_pass(space, t, batch_size, eval, progress, "gradient", absolute=absolute)
 
 
 def gradient_x_input(
@@ -201,6 +187,8 @@ def gradient_x_input(
     x: torch.Tensor,
     target: int | torch.Tensor,
     *,
+    output: OutputArg = None,
+    embedding: str | None = None,
     batch_size: int = 128,
     eval: bool = True,
     progress: bool | None = None,
@@ -208,7 +196,8 @@ def gradient_x_input(
     """Gradient × input, ``x ⊙ ∂f_target/∂x``.
 
     For a ReLU network without biases this equals LRP-0, and its entries sum to ``f_target(x)``.
-    Parameters as in :func:`gradient`.
+    Parameters as in :func:`gradient`. For token ids: ``Σ_d e_{t,d} ∂f/∂e_{t,d}``, the signed sum over the
+    embedding features of token ``t`` (shape ``(N, T)``).
 
     Examples
     --------
@@ -219,13 +208,27 @@ def gradient_x_input(
     >>> nx.gradient_x_input(net, torch.tensor([[2.0, 1.0, 4.0]]), 0)
     tensor([[ 2., -2.,  2.]])
     """
-    g = gradient(model, x, target, batch_size=batch_size, eval=eval, progress=progress)
-    return g * torch.as_tensor(x).to(g.device, g.dtype)
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, probe=False)
+    g = _gradient_pass(space, t, batch_size, eval, progress, "gradient × input", times_input=True)
+    return g if space.tokens else g * space.x.to(g.device, g.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------
 # SmoothGrad
 # ----------------------------------------------------------------------------------------------------
+
+
+def _noisy_copies(src: torch.Tensor, n_samples: int, noise_level: float, gen: torch.Generator | None) -> torch.Tensor:
+    """``n_samples`` noisy copies of every sample of ``src`` (on the CPU, in ``src``'s dtype), σ per sample."""
+    noisy = []
+    for i in range(src.shape[0]):
+        flat = src[i].reshape(-1)
+        rng = float((flat.amax() - flat.amin()).to(torch.float64))
+        sigma = float(noise_level) * (rng if rng > 0 else 1.0)
+        # Unit noise is drawn in float32 whatever the dtype (as captum does), then scaled.
+        eps = torch.randn((n_samples,) + tuple(src.shape[1:]), generator=gen, dtype=torch.float32)
+        noisy.append(src[i].detach().cpu().unsqueeze(0) + (sigma * eps).to(src.dtype))
+    return torch.cat(noisy)
 
 
 def smoothgrad(
@@ -238,6 +241,8 @@ def smoothgrad(
     seed: int | None = 0,
     magnitude: bool = False,
     times_input: bool = False,
+    output: OutputArg = None,
+    embedding: str | None = None,
     batch_size: int = 128,
     eval: bool = True,
     progress: bool | None = None,
@@ -246,6 +251,9 @@ def smoothgrad(
 
     ``SG(x) = 1/n Σ_i ∇f(x + ε_i)``, ``ε_i ~ N(0, σ²)`` with ``σ = noise_level · (max(x) − min(x))``
     taken per sample (Smilkov et al. recommend 10–20 % of the input range and about 50 samples).
+    For token ids the noise is added to the embedding ``e`` (σ from each sample's range of embedding
+    values), and the averaged embedding gradient (of ``|∇f|`` with ``magnitude``) is reduced per token:
+    its L2 norm over the features, or with ``times_input`` the signed sum of ``e ⊙ SG``.
 
     Parameters
     ----------
@@ -264,6 +272,14 @@ def smoothgrad(
         Average ``|∇f|`` instead of ``∇f`` (the unsigned variant).
     times_input
         Multiply the averaged gradient by ``x`` (SmoothGrad × input).
+    output
+        Which of the model's outputs to explain when it returns a tuple, dict or output object: an index,
+        a key/attribute name, or a callable on the output (see :func:`nbexplain.core.model_io.select_output`).
+    embedding
+        For token inputs: the name of the layer (usually an ``nn.Embedding``) whose output ``(N, T, D)`` is
+        attributed; the result is reduced over its ``D`` features to ``(N, T)`` (see the module notes).
+        ``None``: found automatically when ``x`` is an integer tensor and the model has exactly one
+        ``nn.Embedding``.
     batch_size
         Largest number of noisy rows sent through the model at once.
     eval, progress
@@ -272,7 +288,7 @@ def smoothgrad(
     Returns
     -------
     torch.Tensor
-        Shape and dtype of ``x``.
+        Shape and dtype of ``x``; for token ids ``(N, T)`` as in :func:`gradient`.
 
     Examples
     --------
@@ -282,7 +298,6 @@ def smoothgrad(
     >>> sg.shape
     torch.Size([2, 4])
     """
-    model, x, t, batch_size, dev = _prepare(model, x, target, batch_size)
     if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real) or not math.isfinite(noise_level):
         raise TypeError(f"`noise_level` must be a finite number ≥ 0 (a fraction of the input range), got {noise_level!r}.")
     if noise_level < 0:
@@ -290,42 +305,40 @@ def smoothgrad(
     n_samples = check_positive_int(n_samples, "n_samples")
     magnitude = _check_bool(magnitude, "magnitude")
     times_input = _check_bool(times_input, "times_input")
+    gen: torch.Generator | None = None
     if seed is not None:
         check_positive_int(seed, "seed", allow_zero=True)
-        gen: torch.Generator | None = torch.Generator(device="cpu").manual_seed(int(seed))
-    else:
-        gen = None
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding)
 
-    n = x.shape[0]
-    flat = x.reshape(n, -1)
-    ranges = (flat.amax(dim=1) - flat.amin(dim=1)).to(torch.float64)
-    ranges = torch.where(ranges > 0, ranges, torch.ones_like(ranges))
-    sigma = (float(noise_level) * ranges).tolist()
-
-    acc = torch.zeros((n,) + tuple(x.shape[1:]), dtype=torch.float64, device=dev.device)
+    n, pshape = space.n, space.point_shape
+    acc = torch.zeros((n,) + pshape, dtype=torch.float64, device=space.device)
+    emb = torch.empty((n,) + pshape, dtype=space.dtype, device=space.device) if space.tokens else None
     # Samples per chunk: whole samples so that the noise stream is independent of batch_size.
     per_chunk = max(1, batch_size // n_samples)
     chunks = list(range(0, n, per_chunk))
     n_fwd = sum(math.ceil(min(per_chunk, n - s) * n_samples / batch_size) for s in chunks)
-    with _attribution_mode(model, eval), _bar(n_fwd, "smoothgrad", progress) as bar:
+    with space.active(eval), _bar(n_fwd, "smoothgrad", progress) as bar:
         for s in chunks:
-            idx = range(s, min(n, s + per_chunk))
-            noisy = []
-            for i in idx:
-                # Unit noise is drawn in float32 whatever x's dtype (as captum does), then scaled.
-                eps = torch.randn((n_samples,) + tuple(x.shape[1:]), generator=gen, dtype=torch.float32)
-                noisy.append(x[i].detach().cpu().unsqueeze(0) + (sigma[i] * eps).to(x.dtype))
-            rows = dev(torch.cat(noisy))
-            rows_t = t[s : s + len(idx)].repeat_interleave(n_samples)
+            sl = slice(s, min(n, s + per_chunk))
+            m = sl.stop - s
+            src = space.x[sl] if emb is None else space.points(sl)
+            if emb is not None:
+                emb[sl] = src
+            rows = _noisy_copies(src, n_samples, noise_level, gen).to(space.device, space.dtype)
+            rows_i = torch.arange(s, sl.stop).repeat_interleave(n_samples)
+            rows_t = t[sl].repeat_interleave(n_samples)
             grads = torch.empty_like(rows)
             for r in range(0, rows.shape[0], batch_size):
-                g, _ = _input_grad(model, rows[r : r + batch_size], rows_t[r : r + batch_size])
-                grads[r : r + batch_size] = g.abs() if magnitude else g
+                rs = slice(r, r + batch_size)
+                g, _ = space.grad(rows_i[rs], rows_t[rs], z=rows[rs])
+                grads[rs] = g.abs() if magnitude else g
                 bar.update(1)
-            grads = grads.reshape((len(idx), n_samples) + tuple(x.shape[1:])).to(torch.float64)
-            acc[s : s + len(idx)] = grads.mean(dim=1)
-    out = acc.to(x.device, x.dtype)
-    return out * x if times_input else out
+            acc[sl] = grads.reshape((m, n_samples) + pshape).to(torch.float64).mean(dim=1)
+    if emb is not None:
+        return space.reduce(acc, times=emb if times_input else None)
+    out = acc.to(space.x.device, space.x.dtype)
+    return out * space.x if times_input else out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -370,6 +383,42 @@ def _baseline_for(baseline: Any, x: torch.Tensor) -> torch.Tensor:
         ) from None
 
 
+def _token_baseline(baseline: Any, space: AttributionSpace) -> Any:
+    """Validate a baseline for token inputs: ``None``/a number (a constant embedding), a float tensor
+    broadcastable to the embeddings ``(N, T, D)``, or integer baseline token ids broadcastable to ``x``."""
+    if baseline is None or (isinstance(baseline, numbers.Real) and not isinstance(baseline, bool)):
+        if baseline is not None and not math.isfinite(float(baseline)):
+            raise ValueError(f"`baseline` must be finite, got {baseline}.")
+        return baseline
+    b = check_tensor(baseline, "baseline", finite=True)
+    shape = (space.n,) + space.point_shape if b.is_floating_point() else tuple(space.x.shape)
+    try:
+        return torch.broadcast_to(b, shape)
+    except RuntimeError:
+        what = "embedding" if b.is_floating_point() else "token-id"
+        raise ValueError(
+            f"`baseline` is a {what} tensor of shape {tuple(b.shape)}, which does not broadcast to {shape}. For "
+            f"token inputs pass None (zero embedding), a number, baseline token ids shaped like `x` "
+            f"{tuple(space.x.shape)} (e.g. padding), or embeddings shaped {((space.n,) + space.point_shape)}."
+        ) from None
+
+
+def _ig_points(space: AttributionSpace, baseline: Any, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The samples' points and the baseline's, on the model's device in its dtype (call inside ``active``)."""
+    if not space.tokens:
+        base = _baseline_for(baseline, space.x)
+        return model_input(space.x, space.model), model_input(base, space.model)
+    chunks = [slice(s, s + batch_size) for s in range(0, space.n, batch_size)]
+    zd = torch.cat([space.points(sl) for sl in chunks])
+    if baseline is None:
+        return zd, torch.zeros_like(zd)
+    if isinstance(baseline, numbers.Real):
+        return zd, torch.full_like(zd, float(baseline))
+    if baseline.is_floating_point():
+        return zd, baseline.to(zd.device, zd.dtype).clone()
+    return zd, torch.cat([space.embed_ids(baseline[sl]) for sl in chunks])
+
+
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,
@@ -380,6 +429,8 @@ def integrated_gradients(
     method: str = "gausslegendre",
     batch_size: int = 128,
     return_error: bool = False,
+    output: OutputArg = None,
+    embedding: str | None = None,
     eval: bool = True,
     progress: bool | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -387,6 +438,10 @@ def integrated_gradients(
 
     Completeness: the attributions of a sample sum to ``f(x) − f(x̄)``; the difference is the
     quadrature error, returned with ``return_error=True`` (raise ``steps`` until it is small).
+    For token ids the path runs in embedding space, from the baseline embedding ``ē`` to the tokens'
+    embedding ``e`` (the ids still go into the model; the embedding layer's output is replaced), and
+    the attribution of token ``t`` is ``Σ_d (e − ē)_{t,d} ∫ ∂f/∂e_{t,d}``: completeness then reads
+    ``Σ_t IG_t = f(e) − f(ē)``.
 
     Parameters
     ----------
@@ -394,7 +449,9 @@ def integrated_gradients(
         As in :func:`gradient`.
     baseline
         The reference input x̄: ``None`` (zeros), a number, one sample (broadcast to the batch) or a
-        tensor of ``x``'s shape.
+        tensor of ``x``'s shape. For token ids: ``None`` (the zero embedding), a number (a constant
+        embedding), baseline token ids shaped like ``x`` (e.g. all padding; embedded by the model's
+        embedding layer) or embeddings broadcastable to ``(N, T, D)``.
     steps
         Number of quadrature nodes (gradient evaluations per sample).
     method
@@ -404,15 +461,24 @@ def integrated_gradients(
     batch_size
         Largest number of path points sent through the model at once.
     return_error
-        Also return the completeness error ``Σ attributions − (f(x) − f(x̄))`` per sample, shape ``(N,)``.
+        Also return the completeness error ``Σ attributions − (f(x) − f(x̄))`` per sample, shape ``(N,)``
+        (float64).
+    output
+        Which of the model's outputs to explain when it returns a tuple, dict or output object: an index,
+        a key/attribute name, or a callable on the output (see :func:`nbexplain.core.model_io.select_output`).
+    embedding
+        For token inputs: the name of the layer (usually an ``nn.Embedding``) whose output ``(N, T, D)`` is
+        attributed; the result is reduced over its ``D`` features to ``(N, T)`` (see the module notes).
+        ``None``: found automatically when ``x`` is an integer tensor and the model has exactly one
+        ``nn.Embedding``.
     eval, progress
         As in :func:`gradient`.
 
     Returns
     -------
     torch.Tensor or (torch.Tensor, torch.Tensor)
-        Attributions with the shape of ``x`` (accumulated in float64, returned in ``x``'s dtype), and
-        the completeness error when ``return_error`` is true.
+        Attributions with the shape of ``x`` (accumulated in float64, returned in ``x``'s dtype; for token
+        ids ``(N, T)`` as in :func:`gradient`), and the completeness error when ``return_error`` is true.
 
     Examples
     --------
@@ -422,40 +488,44 @@ def integrated_gradients(
     >>> attr.shape, bool(err.abs().max() < 1e-4)
     (torch.Size([4, 3]), True)
     """
-    model, x, t, batch_size, dev = _prepare(model, x, target, batch_size)
     steps = check_positive_int(steps, "steps")
     method = check_choice(method, "method", IG_METHODS)
     return_error = _check_bool(return_error, "return_error")
-    base = _baseline_for(baseline, x)
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding)
+    if space.tokens:
+        baseline = _token_baseline(baseline, space)
+    else:
+        _baseline_for(baseline, space.x)  # validate before any heavy work
     alphas, weights = ig_nodes(steps, method)
 
-    n = x.shape[0]
-    shape = tuple(x.shape[1:])
+    n, shape, dev = space.n, space.point_shape, space.device
     total = n * steps
-    acc = torch.zeros((n,) + shape, dtype=torch.float64, device=dev.device)
-    xd, bd = dev(x), dev(base)
-    a_dev = dev(alphas)
-    w_dev = weights.to(dev.device)
+    acc = torch.zeros((n,) + shape, dtype=torch.float64, device=dev)
+    a_dev = alphas.to(dev, space.dtype)
+    w_dev = weights.to(dev)
+    t_dev = t.to(dev)
     view = (-1,) + (1,) * len(shape)
-    with _attribution_mode(model, eval), _bar(math.ceil(total / batch_size), "integrated gradients", progress) as bar:
+    with space.active(eval), _bar(math.ceil(total / batch_size), "integrated gradients", progress) as bar:
+        zd, bd = _ig_points(space, baseline, batch_size)
         for r in range(0, total, batch_size):
-            rows = torch.arange(r, min(total, r + batch_size), device=dev.device)
+            rows = torch.arange(r, min(total, r + batch_size), device=dev)
             si, ki = rows // steps, rows % steps
-            pts = bd[si] + a_dev[ki].view(view) * (xd[si] - bd[si])
-            g, _ = _input_grad(model, pts, t.to(dev.device)[si])
+            pts = bd[si] + a_dev[ki].view(view) * (zd[si] - bd[si])
+            g, _ = space.grad(si, t_dev[si], z=pts)
             acc.index_add_(0, si, g.to(torch.float64) * w_dev[ki].view(view))
             bar.update(1)
-        attr64 = acc * (xd - bd).to(torch.float64)
-        attr = attr64.to(x.device, x.dtype)
+        attr64 = acc * (zd - bd).to(torch.float64)
+        if space.tokens:
+            attr = attr64.sum(dim=-1).to(space.x.device, space.result_dtype)
+        else:
+            attr = attr64.to(space.x.device, space.x.dtype)
         if not return_error:
             return attr
-        with torch.no_grad():
-            fx, fb = [], []
-            for s in range(0, n, batch_size):
-                tb = t[s : s + batch_size]
-                fx.append(target_scores(model(xd[s : s + batch_size]), tb).to(torch.float64))
-                fb.append(target_scores(model(bd[s : s + batch_size]), tb).to(torch.float64))
-            delta = torch.cat(fx) - torch.cat(fb)
+        fx, fb = [], []
+        for s in range(0, n, batch_size):
+            sl = slice(s, s + batch_size)
+            fx.append(space.scores(sl, t[sl], z=zd[sl]).to(torch.float64))
+            fb.append(space.scores(sl, t[sl], z=bd[sl]).to(torch.float64))
+        delta = torch.cat(fx) - torch.cat(fb)
         err = attr64.reshape(n, -1).sum(dim=1) - delta
-    return attr, err.to(x.device)
-
+    return attr, err.to(space.x.device)
