@@ -99,9 +99,10 @@ def test_token_ids_are_attributed_through_the_embedding(name: str, embedding: st
         sg0 = nx.smoothgrad(net, ids, t, noise_level=0.0, n_samples=2, embedding=embedding)
         ig, err = nx.integrated_gradients(net, ids, t, steps=16, return_error=True, embedding=embedding)
     assert grad.shape == gxi.shape == sg0.shape == ig.shape == ids.shape
-    _close(grad, g.sum(-1))
+    # sensitivities are reduced to the per-token L2 norm, contributions are summed (sensitivity.py docstring)
+    _close(grad, g.norm(dim=-1))
     _close(gxi, (g * e).sum(-1))
-    _close(sg0, g.sum(-1), msg="smoothgrad without noise is the gradient")
+    _close(sg0, g.norm(dim=-1), msg="smoothgrad without noise is the gradient")
     # completeness in embedding space, against a zero embedding (the baseline of token attributions)
     fb = target_scores(replaced_output(net, ids, "emb", torch.zeros_like(e)), t).double()
     gap = ig.double().sum(1) - (fx.double() - fb)
