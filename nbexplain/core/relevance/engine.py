@@ -27,8 +27,8 @@ from ..validation import (
     check_target,
     check_tensor,
 )
-from .canonizers import Canonizer, default_canonizers
-from .composites import CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
+from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable, default_canonizers, merged_parameters
+from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
 from .ops import POOLS, WEIGHTED, make_op
 from .rules import Epsilon, Gradient, Pass, Rule, stabilize
 
@@ -233,6 +233,12 @@ class _Session:
         self.captured: dict[str, list[torch.Tensor]] = {}
         self.regions: dict[int, set[int]] = {}
         self.transparent: set[nn.Module] = set()
+        # MergeBatchNorm inside lrp: a batch norm whose input is exactly the output a Linear/Conv call just
+        # produced is folded into that call while the forward pass runs (no parameter is swapped, no extra
+        # trace pass): id(rule output) -> (that output, its version, layer input, rule, op, module)
+        self.merge_bn = any(isinstance(c, MergeBatchNorm) for c in canonizers)
+        self.produced: dict[int, tuple[torch.Tensor, int, torch.Tensor, Rule, Any, nn.Module]] = {}
+        self.capture_store: dict[int, tuple[torch.Tensor, Any]] = {}
         # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
         # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
         self.nonneg: dict[int, tuple[torch.Tensor, int]] = {}
@@ -299,6 +305,10 @@ class _Session:
                 if output is not x and self._is_nonneg(x):
                     self._mark_nonneg(output)
                 return None
+            if self.merge_bn and isinstance(module, BATCHNORMS):
+                merged = self._merge(module, x, output)
+                if merged is not None:
+                    return merged
             is_weighted = isinstance(module, DENSE + CONVS)
             first = is_weighted and not self.first_done
             if is_weighted:
@@ -338,9 +348,29 @@ class _Session:
                 isinstance(module, POOLS) and op.nonneg
             ):
                 self._mark_nonneg(out)
+            if self.merge_bn and is_weighted:
+                self.produced[id(out)] = (out, out._version, x, rule, op, module)
             return out
 
         return hook
+
+    def _merge(self, bn: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
+        """Fold ``bn`` into the Linear/Conv call that produced its input ``x`` (if it did, and ``x`` was not
+        written since): one rule node from that layer's input to the batch norm's output, with the merged
+        weights. The layer's own rule node is then left without a consumer (unless something else reads
+        its output, which then correctly gets relevance through it)."""
+        src = self.produced.get(id(x))
+        if src is None or src[0] is not x or src[1] != x._version or bn.training or not bn_mergeable(bn, src[5]):
+            return None
+        _, _, lin_in, rule, lin_op, lin = src
+        op = make_op(lin, lin_in)
+        op.weight, op.bias = merged_parameters(lin_op.weight, lin_op.bias, bn, dtype=lin_op.weight.dtype)
+        op.nonneg = lin_op.nonneg
+        out = _RuleFunction.apply(lin_in, output.detach(), rule, op)
+        stored = self.capture_store.get(id(x))
+        if stored is not None and stored[0] is x:
+            out.register_hook(stored[1])  # relevance "at the layer" = at the merged pair's output
+        return out
 
     def _make_capture(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
@@ -355,6 +385,7 @@ class _Session:
                 slots[index] = grad.detach()
 
             output.register_hook(store)
+            self.capture_store[id(output)] = (output, store)
 
         return hook
 
@@ -364,6 +395,8 @@ class _Session:
         self.handles = []
         self.nonneg.clear()  # let activations go as soon as the backward pass is done with them
         self.originals.clear()
+        self.produced.clear()
+        self.capture_store.clear()
 
 
 CanonizersArg = Union[str, None, Iterable[Canonizer]]
@@ -514,7 +547,8 @@ def lrp(
                     # canonizers are active for the forward pass only: the backward pass needs nothing
                     # from them (rules keep the tensors they use), so the model is restored early
                     for c in canons:
-                        canonized.enter_context(c.apply(model, xb.detach()))
+                        if not isinstance(c, MergeBatchNorm):  # merged during the forward pass (_Session)
+                            canonized.enter_context(c.apply(model, xb.detach()))
                     session = _Session(model, comp, canons, capture)
                     with torch.enable_grad():
                         out = model(xb)
