@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 from ..hygiene import preserved
 from .composites import CONVS, DENSE, Sum
 
-__all__ = ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "default_canonizers", "merged_parameters", "bn_mergeable"]
+__all__ = ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "default_canonizers", "merged_parameters", "bn_mergeable", "bn_affine"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _LINEAR = DENSE + CONVS
@@ -72,6 +72,18 @@ def bn_mergeable(bn: nn.Module, lin: nn.Module) -> bool:
     return bn.num_features == out_features
 
 
+def bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eval-mode batch norm as ``y = scale·x + shift`` per channel, in float64."""
+    with torch.no_grad():
+        scale = bn.running_var.double().add(bn.eps).rsqrt()
+        if bn.weight is not None:
+            scale = scale * bn.weight.double()
+        shift = -bn.running_mean.double() * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.double()
+    return scale, shift
+
+
 def merged_parameters(
     weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Module, dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,13 +93,8 @@ def merged_parameters(
     The per-channel factors are computed in float64 (a few values); the weight product in the target dtype
     — one rounding per weight, at a fraction of the cost of a float64 round trip."""
     dtype = weight.dtype if dtype is None else dtype
+    scale, shift = bn_affine(bn)
     with torch.no_grad():
-        scale = bn.running_var.double().add(bn.eps).rsqrt()
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        shift = -bn.running_mean.double() * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.double()
         shape = (-1,) + (1,) * (weight.ndim - 1)
         new_w = weight.to(dtype) * scale.to(dtype).view(shape)
         new_b = shift if bias is None else shift + bias.detach().double() * scale

@@ -27,9 +27,9 @@ from ..validation import (
     check_target,
     check_tensor,
 )
-from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable, default_canonizers, merged_parameters
+from .canonizers import Canonizer, MergeBatchNorm, bn_affine, bn_mergeable, default_canonizers
 from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
-from .ops import POOLS, WEIGHTED, make_op
+from .ops import POOLS, WEIGHTED, Workspace, make_op
 from .rules import Epsilon, Gradient, Pass, Rule, stabilize
 
 __all__ = ["lrp", "LRPResult", "UnsupportedModuleError"]
@@ -120,7 +120,9 @@ class _RuleFunction(torch.autograd.Function):
         if ctx.rule.lazy:
             with torch.no_grad():
                 saved = ctx.rule.forward(ctx.op, x, None)
-        return ctx.rule.backward(ctx.op, x, saved, relevance), None, None, None
+        rel = ctx.rule.backward(ctx.op, x, saved, relevance)
+        ctx.op.release()  # derived weights go now, so the next layer reuses their memory
+        return rel, None, None, None
 
 
 class _SumFunction(torch.autograd.Function):
@@ -239,6 +241,7 @@ class _Session:
         self.merge_bn = any(isinstance(c, MergeBatchNorm) for c in canonizers)
         self.produced: dict[int, tuple[torch.Tensor, int, torch.Tensor, Rule, Any, nn.Module]] = {}
         self.capture_store: dict[int, tuple[torch.Tensor, Any]] = {}
+        self.workspace = Workspace()
         # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
         # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
         self.nonneg: dict[int, tuple[torch.Tensor, int]] = {}
@@ -336,6 +339,7 @@ class _Session:
                     f"{name!r} is a {type(module).__name__}; map nx.Pass() or nx.Gradient() to it instead."
                 )
             op = make_op(module, x)
+            op.workspace = self.workspace
             if rule.needs_weights and op.weight is None:
                 raise TypeError(
                     f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
@@ -364,7 +368,10 @@ class _Session:
             return None
         _, _, lin_in, rule, lin_op, lin = src
         op = make_op(lin, lin_in)
-        op.weight, op.bias = merged_parameters(lin_op.weight, lin_op.bias, bn, dtype=lin_op.weight.dtype)
+        op.workspace = self.workspace
+        scale, shift = bn_affine(bn)
+        bias = shift if op.bias is None else shift + op.bias.double() * scale
+        op.merge(scale.to(op.weight.dtype), bias.to(op.weight.dtype))
         op.nonneg = lin_op.nonneg
         out = _RuleFunction.apply(lin_in, output.detach(), rule, op)
         stored = self.capture_store.get(id(x))
