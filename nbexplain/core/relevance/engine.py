@@ -585,6 +585,7 @@ def lrp(
             finally:
                 if session is not None:
                     session.close()
+                    session.workspace.close()
             rel_parts.append(rel.detach())
             out_parts.append(out.detach())
             expl_parts.append(explained)

@@ -9,6 +9,7 @@ no op ever changes a module.
 from __future__ import annotations
 
 import abc
+import threading
 from typing import Any
 
 import torch
@@ -35,6 +36,12 @@ WEIGHTED = (nn.Linear,) + _CONVS + _BATCHNORMS
 _BLOCK = 2**18
 
 
+#: Scratch memory kept between LRP calls (bytes); larger buffers are freed at the end of each call.
+POOL_BYTES = 64 * 2**20
+_POOL: list[torch.Tensor] = []
+_POOL_LOCK = threading.Lock()
+
+
 class Workspace:
     """Weight-sized scratch buffers reused by the layers of one LRP call, one layer after the other.
 
@@ -44,8 +51,23 @@ class Workspace:
     an op that asks while every buffer is lent gets a fresh allocation (never a shared one)."""
 
     def __init__(self) -> None:
-        self.buffers: list[torch.Tensor] = []
-        self.owner: list[Any] = []
+        with _POOL_LOCK:  # buffers kept from the previous call (their pages are already mapped)
+            self.buffers: list[torch.Tensor] = list(_POOL)
+            _POOL.clear()
+        self.owner: list[Any] = [None] * len(self.buffers)
+
+    def close(self) -> None:
+        """End of the call: keep up to :data:`POOL_BYTES` of CPU buffers for the next call, free the rest."""
+        keep, total = [], 0
+        for buf in sorted(self.buffers, key=lambda b: -b.numel()):
+            size = buf.numel() * buf.element_size()
+            if buf.device.type == "cpu" and total + size <= POOL_BYTES:
+                keep.append(buf)
+                total += size
+        with _POOL_LOCK:
+            if not _POOL:
+                _POOL.extend(keep)
+        self.buffers, self.owner = [], []
 
     def take(self, op: Any, like: torch.Tensor) -> torch.Tensor | None:
         """A contiguous tensor shaped like ``like``, lent to ``op`` (``None``: allocate yourself)."""

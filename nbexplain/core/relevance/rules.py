@@ -473,6 +473,8 @@ class ZBox(Rule):
 
     def forward(self, op, x, z):  # noqa: D102
         low, high = self.bounds(x)
+        # bounds shared by every sample (the usual case) are pushed through the layer once, not N times
+        low, high = (b[:1] if b.shape[0] == 1 or b.stride(0) == 0 else b for b in (low, high))
         w = op.weight
         zb = op.forward(x, w, None) - op.forward(low, _pos(w), None) - op.forward(high, _neg(w), None)
         return (stabilize(zb, self.epsilon),)
