@@ -108,7 +108,7 @@ class LayerOp(abc.ABC):
     _weight: torch.Tensor | None = None
     _raw_weight: torch.Tensor | None = None
     #: Scratch memory shared by the ops of one LRP call (set by the engine; ``None``: allocate).
-    workspace: "Workspace | None" = None
+    workspace: Workspace | None = None
 
     @property
     def weight(self) -> torch.Tensor | None:

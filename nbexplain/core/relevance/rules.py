@@ -572,14 +572,28 @@ class Pass(Rule):
 
 
 class Gradient(Rule):
-    """Propagate the plain gradient through the module (no LRP redistribution). Use it for modules
-    where relevance should follow the gradient — max pooling uses it implicitly (winner takes all).
+    """Gradient × input through a module LRP has no rule for (LSTM, GRU, attention, a custom block):
+    ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / (z + ε·sign(z)))`` for every tensor input ``a`` and output ``z`` of the
+    module (also for modules returning tuples, e.g. ``(output, (h, c))``). For a linear map without bias it is
+    LRP-0; for max pooling it sends the relevance to the maximum. It does not conserve relevance through
+    non-linear modules.
+
+    Parameters
+    ----------
+    epsilon
+        Stabiliser of the division by the module's outputs.
 
     Examples
     --------
     >>> from nbexplain.core.relevance import Gradient
     >>> Gradient()
-    Gradient()
+    Gradient(epsilon=1e-06)
     """
 
     conserving = False
+
+    def __init__(self, epsilon: float = 1e-6) -> None:
+        self.epsilon = _number(epsilon, "epsilon")
+
+    def _params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon}
