@@ -123,11 +123,16 @@ class _OpOwners(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         result = func(*args, **(kwargs or {}))
         if self.stack:
-            for t in result if isinstance(result, (tuple, list)) else (result,):
-                node = getattr(t, "grad_fn", None) if isinstance(t, torch.Tensor) else None
-                if node is not None and id(node) not in self.owners:
-                    self.owners[id(node)] = self.stack[-1]
-                    self.keep.append(node)
+            # a composite function (F.multi_head_attention_forward) creates many nodes in one call: tag every
+            # new node behind its outputs, back to the nodes tagged before
+            todo = [t.grad_fn for t in _tensor_leaves(result) if t.grad_fn is not None]
+            while todo:
+                node = todo.pop()
+                if node is None or id(node) in self.owners:
+                    continue
+                self.owners[id(node)] = self.stack[-1]
+                self.keep.append(node)
+                todo.extend(nxt for nxt, _ in node.next_functions)
         return result
 
     def close(self) -> None:

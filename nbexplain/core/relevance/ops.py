@@ -166,6 +166,14 @@ class LayerOp(abc.ABC):
             return self.backward(grad * self.bias_shape(self.scale, grad), x, self._raw_weight)
         return self.backward(grad, x, self.weight)
 
+    def forward_unbiased(self, x: torch.Tensor) -> torch.Tensor:
+        """``W x`` with the op's own (possibly merged) weight and no bias (merged: ``scale ⊙ (W_raw x)``,
+        without materialising the merged weight)."""
+        if self.scale is not None and self._weight is None:
+            z = self.forward(x, self._raw_weight, None)
+            return z.mul_(self.bias_shape(self.scale, z))
+        return self.forward(x, self.weight, None)
+
     def bias_shape(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """A per-output-channel vector shaped to broadcast against an output ``z``."""
         return v

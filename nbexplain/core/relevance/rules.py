@@ -184,7 +184,8 @@ class Epsilon(Rule):
 
     def forward(self, op, x, z):  # noqa: D102
         if not self.bias and op.bias is not None:
-            z = z - op.bias_view(z)
+            # recomputed without the bias rather than z − b: no cancellation where b dominates z
+            z = op.forward_unbiased(x)
         return (stabilize(z, self.epsilon),)
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
