@@ -94,10 +94,9 @@ def _zennit_methods(
 
         return call
 
-    import zennit
+    from importlib.metadata import version as dist_version
 
-    version = getattr(zennit, "__version__", "?")
-    return {f"zennit {k}": run(m) for k, m in makers.items()}, f"zennit {version}"
+    return {f"zennit {k}": run(m) for k, m in makers.items()}, f"zennit {dist_version('zennit')}"
 
 
 def main() -> None:

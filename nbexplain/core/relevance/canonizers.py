@@ -111,6 +111,11 @@ class MergeBatchNorm(Canonizer):
     ``torch.no_grad()`` (the model's own forward hooks see that one extra call). A batch norm without
     running statistics, or after a layer whose weight comes from a parametrization, is left alone.
 
+    Inside :func:`nbexplain.lrp` none of this runs: there the merge happens during the explained forward
+    pass itself — a batch norm whose input is exactly the output a Linear/Conv call just produced (and that
+    nothing wrote into since) is folded into that call, per call, with the merged weights materialised
+    only when a rule needs them. No parameter is swapped and no extra pass is made.
+
     Examples
     --------
     >>> import torch
