@@ -371,3 +371,34 @@ def test_token_relevance_is_conserved_and_the_input_embedding_is_found() -> None
 def test_integer_input_without_embedding_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="no nn.Embedding.*embedding="):
         nx.lrp(cnn(width=4, hidden=8), torch.ones(2, 1, 28, 28, dtype=torch.long), 0)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["positive-bn-scale", "a-negative-bn-scale"])
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1"])
+def test_batch_norm_folded_on_the_fly_equals_a_model_with_merged_weights(composite: str, sign: float) -> None:
+    """The batch norm is folded into the conv during the pass (its factor applied on the activation side when
+    positive); the result equals that of a model whose conv already carries the merged weights."""
+    torch.manual_seed(3)
+    conv, bn = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.weight[2] *= sign
+        bn.bias.uniform_(-0.3, 0.3)
+    head = [nn.ReLU(), nn.Conv2d(6, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)]
+    net = nn.Sequential(conv, bn, *head).double().eval()
+    with torch.no_grad():
+        net[4].running_var.uniform_(0.5, 2.0)
+    merged = copy.deepcopy(net)
+    for i in (0, 3):
+        c, b = merged[i], merged[i + 1]
+        scale = b.weight / torch.sqrt(b.running_var + b.eps)
+        with torch.no_grad():
+            c.weight.mul_(scale.view(-1, 1, 1, 1))
+            c.bias.copy_((c.bias - b.running_mean) * scale + b.bias)
+        merged[i + 1] = nn.Identity()
+    x = _images(2, size=8, seed=6, dtype=torch.float64)
+    a = nx.lrp(net, x, 1, composite=composite)
+    b = nx.lrp(merged, x, 1, composite=composite, canonizers=None)
+    torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-9, atol=1e-12)
