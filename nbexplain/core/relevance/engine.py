@@ -6,6 +6,15 @@ pass turns the incoming relevance into input relevance (``Rule.backward``). The 
 a single ``torch.autograd.grad`` call seeded with the explained output, so relevance — not gradient —
 flows through the graph. Modules without a rule (max pooling, reshapes, eval-mode dropout) pass it on
 along their gradient. A module called more than once gets one autograd node per call.
+
+- A batch norm that normalises exactly the output a Linear/Conv call just produced is folded into that call
+  while the forward pass runs (:meth:`_Session._merge`): one rule node from the layer's input to the batch
+  norm's output, with merged weights derived only when a rule needs them.
+- A module mapped to :class:`~.rules.Gradient` (LSTM, GRU, attention, any block, also with tuple outputs)
+  gets one :class:`_GradientFunction` node: gradient × input through the module's own graph.
+- Operations outside any module with a rule are rejected after the forward pass (``strict``); the error
+  names the module whose forward computed them (found by a second, diagnostic pass, :class:`_OpOwners`).
+- Weight-sized scratch tensors of the rules live in a :class:`~.ops.Workspace` that the layers take turns on.
 """
 
 from __future__ import annotations
