@@ -7,7 +7,8 @@ canonizers put a model into a form the rules apply to and always undo it (:mod:`
 
 from .canonizers import Canonizer, ExplicitResidual, MergeBatchNorm, default_canonizers
 from .composites import COMPOSITES, Composite, Sum, get_composite
-from .engine import LRPResult, UnsupportedModuleError, lrp
+from .engine import LRPResult, UnsupportedModuleError
+from .entry import lrp
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus
 
 __all__ = [

@@ -6,46 +6,36 @@ pass turns the incoming relevance into input relevance (``Rule.backward``). The 
 a single ``torch.autograd.grad`` call seeded with the explained output, so relevance — not gradient —
 flows through the graph. Modules without a rule (max pooling, reshapes, eval-mode dropout) pass it on
 along their gradient. A module called more than once gets one autograd node per call.
+
+- A batch norm that normalises exactly the output a Linear/Conv call just produced is folded into that call
+  while the forward pass runs (:meth:`_Session._merge`): one rule node from the layer's input to the batch
+  norm's output, with merged weights derived only when a rule needs them.
+- A module mapped to :class:`~.rules.Gradient` (LSTM, GRU, attention, any block, also with tuple outputs)
+  gets one :class:`_GradientFunction` node: gradient × input through the module's own graph.
+- Operations outside any module with a rule are rejected after the forward pass (``strict``); the error
+  names the module whose forward computed them (found by a second, diagnostic pass, :class:`_OpOwners`).
+- Weight-sized scratch tensors of the rules live in a :class:`~.ops.Workspace` that the layers take turns on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from ..hygiene import model_device, model_dtype, preserved
-from ..validation import (
-    check_finite,
-    check_layer_names,
-    check_model,
-    check_positive_int,
-    check_target,
-    check_tensor,
-)
-from .canonizers import Canonizer, default_canonizers
-from .composites import CONVS, DENSE, TRANSPARENT, Composite, Key, Sum, get_composite
-from .ops import POOLS, WEIGHTED, make_op
+from .canonizers import Canonizer, MergeBatchNorm, bn_affine, bn_mergeable
+from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
+from .ops import POOLS, WEIGHTED, Workspace, make_op
 from .rules import Epsilon, Gradient, Pass, Rule, stabilize
 
-__all__ = ["lrp", "LRPResult", "UnsupportedModuleError"]
+__all__ = ["LRPResult", "UnsupportedModuleError"]
 
-
-#: Input values per pass when ``batch_size=None``.
-_AUTO_BATCH_VALUES = 2**21
 
 _NONNEG_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
-
-
-def _check_finite(x: torch.Tensor) -> None:
-    """One reduction instead of a full mask; the detailed count only when something is wrong."""
-    if not bool(torch.isfinite(x.sum())):
-        check_finite(x, "x")
-        raise ValueError("`x` sums to a non-finite value (overflow); rescale the input.")
 
 
 class UnsupportedModuleError(TypeError):
@@ -59,7 +49,7 @@ _SAFE_NODES = (
     "Permute", "Transpose", "TBackward", "Squeeze", "Unsqueeze", "Slice", "Select", "Cat", "Stack",
     "Split", "Unbind", "Index", "Clone", "ToCopy", "Alias", "AsStrided", "MaxPool", "AdaptiveMaxPool",
     "Relu", "Threshold", "MaxBackward", "Flip", "Roll", "ConstantPadNd", "Contiguous", "Unfold",
-    "Narrow", "Identity", "Flatten", "Unflatten",
+    "Narrow", "Identity", "Flatten", "Unflatten", "_GradientFunction",
 )
 _HINTS = {
     "Add": "make sums explicit with canonizers='auto' (residual sums of two activations are handled)",
@@ -67,41 +57,97 @@ _HINTS = {
     "Convolution": "call convolutions through nn.Conv modules, not F.conv*",
     "Addmm": "call dense layers through nn.Linear, not F.linear / @",
     "Mm": "call dense layers through nn.Linear, not F.linear / @",
+    "BackwardHookFunction": "a global module backward hook (register_module_full_backward_hook) is registered; "
+    "remove it while explaining",
 }
 
 
-def _check_graph(out: torch.Tensor, regions: dict[int, set[int]]) -> None:
-    """Walk the autograd graph of the LRP forward pass and reject operations no rule covers.
-
-    ``regions`` maps the output node of a module mapped to :class:`Gradient` to the nodes of its
-    inputs: everything between them propagates plain gradients on purpose."""
+def _bad_nodes(out: torch.Tensor) -> list[Any]:
+    """The autograd nodes behind ``out`` that no LRP rule covers (relevance would pass them as gradients)."""
     seen: set[int] = set()
-    bad: list[str] = []
-    stack: list[tuple[Any, frozenset[int]]] = [(out.grad_fn, frozenset())]
+    bad: list[Any] = []
+    stack = [out.grad_fn]
     while stack:
-        node, stops = stack.pop()
+        node = stack.pop()
         if node is None or id(node) in seen:
             continue
         seen.add(id(node))
-        name = type(node).__name__
-        if id(node) in stops:
-            stops = frozenset()
-        if id(node) in regions:
-            stops = frozenset(regions[id(node)])
-        elif not stops and not name.startswith(_SAFE_NODES):
-            bad.append(name)
-        for nxt, _ in node.next_functions:
-            stack.append((nxt, stops))
-    if bad:
-        ops = sorted(set(bad))
-        hints = [h for k, h in _HINTS.items() if any(b.startswith(k) for b in ops)]
-        raise UnsupportedModuleError(
-            f"The model computes {ops} on the explained input outside any module with an LRP rule; "
-            "relevance would pass these as plain gradients and stop meaning 'contribution'. "
-            + ("; ".join(h[0].upper() + h[1:] for h in hints) + ". " if hints else "")
-            + "Move the computation into modules and map rules to them, or pass strict=False to let "
-            "relevance follow the gradient through them."
-        )
+        if not type(node).__name__.startswith(_SAFE_NODES):
+            bad.append(node)
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return bad
+
+
+def _graph_error(bad: list[Any], owners: dict[int, str] | None = None) -> UnsupportedModuleError:
+    """The error for operations no rule covers, naming the module whose forward computed each."""
+    ops = sorted({type(b).__name__ for b in bad})
+    where: dict[str, set[str]] = {}
+    for b in bad:
+        owner = (owners or {}).get(id(b), "")
+        if owner:
+            where.setdefault(owner, set()).add(type(b).__name__)
+    hints = [h for k, h in _HINTS.items() if any(b.startswith(k) for b in ops)]
+    located = (
+        " Computed in: " + "; ".join(f"{mod}: {sorted(names)}" for mod, names in where.items()) + "."
+        if where
+        else ""
+    )
+    return UnsupportedModuleError(
+        f"The model computes {ops} on the explained input outside any module with an LRP rule; "
+        "relevance would pass these as plain gradients and stop meaning 'contribution'."
+        + located
+        + " "
+        + ("; ".join(h[0].upper() + h[1:] for h in hints) + ". " if hints else "")
+        + "Move the computation into modules and map rules to them (a module LRP has no rule for, e.g. an "
+        "LSTM or attention block, can be mapped to nx.Gradient(): gradient × input through it), or pass "
+        "strict=False to let relevance follow the gradient through them."
+    )
+
+
+class _OpOwners(TorchFunctionMode):
+    """Records which module's forward created each autograd node (for error messages only: it runs in a
+    second, diagnostic forward pass after the graph check failed)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.owners: dict[int, str] = {}
+        self.keep: list[Any] = []
+        self.handles = []
+        for name, mod in model.named_modules():
+            label = f"{name!r} ({type(mod).__name__})" if name else f"the model's own forward ({type(mod).__name__})"
+            self.handles.append(mod.register_forward_pre_hook(self._enter(label)))
+            self.handles.append(mod.register_forward_hook(self._leave))
+
+    def _enter(self, label: str):
+        def pre(module: nn.Module, args: tuple) -> None:
+            self.stack.append(label)
+
+        return pre
+
+    def _leave(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self.stack:
+            self.stack.pop()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
+        result = func(*args, **(kwargs or {}))
+        if self.stack:
+            # a composite function (F.multi_head_attention_forward) creates many nodes in one call: tag every
+            # new node behind its outputs, back to the nodes tagged before
+            todo = [t.grad_fn for t in _tensor_leaves(result) if t.grad_fn is not None]
+            while todo:
+                node = todo.pop()
+                if node is None or id(node) in self.owners:
+                    continue
+                self.owners[id(node)] = self.stack[-1]
+                self.keep.append(node)
+                todo.extend(nxt for nxt, _ in node.next_functions)
+        return result
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
 
 
 class _RuleFunction(torch.autograd.Function):
@@ -120,7 +166,70 @@ class _RuleFunction(torch.autograd.Function):
         if ctx.rule.lazy:
             with torch.no_grad():
                 saved = ctx.rule.forward(ctx.op, x, None)
-        return ctx.rule.backward(ctx.op, x, saved, relevance), None, None, None
+        rel = ctx.rule.backward(ctx.op, x, saved, relevance)
+        ctx.op.release()  # derived weights go now, so the next layer reuses their memory
+        return rel, None, None, None
+
+
+class _GradientFunction(torch.autograd.Function):
+    """The :class:`~.rules.Gradient` rule on a module LRP has no rule for (LSTM, GRU, attention, …): identity on
+    its tensor outputs forwards; backwards ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / stab(z))`` for every tensor input ``a``
+    (gradient × input through the module, summed over its outputs), by a nested backward pass through the
+    module's own graph."""
+
+    @staticmethod
+    def forward(ctx, epsilon, inner, n_in, *tensors):  # type: ignore[override]
+        ins, outs = tensors[:n_in], tensors[n_in:]
+        ctx.inner = inner
+        ctx.n_in = n_in
+        # denominators now: code after the module may write into its outputs in place
+        ctx.save_for_backward(*ins, *(stabilize(o.detach(), epsilon) for o in outs))
+        return tuple(o.detach() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *relevance):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        ins, dens = saved[: ctx.n_in], saved[ctx.n_in :]
+        inner_in, inner_out = ctx.inner
+        seeds = [r / d for r, d in zip(relevance, dens, strict=True)]
+        with torch.enable_grad():
+            grads = torch.autograd.grad(inner_out, inner_in, seeds, allow_unused=True)
+        ctx.inner = None
+        rel = [None if g is None else g * a for g, a in zip(grads, ins, strict=True)]
+        return (None, None, None, *rel, *([None] * len(dens)))
+
+
+def _tensor_leaves(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensor_leaves(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensor_leaves(v)]
+    return []
+
+
+def _replace_leaves(value: Any, new: dict[int, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return new.get(id(value), value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
+        return type(value)(*(_replace_leaves(v, new) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_replace_leaves(v, new) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _replace_leaves(v, new)) for k, v in value.items())
+    return value
+
+
+def _gradient_node(args: tuple, output: Any, epsilon: float) -> Any:
+    """``output`` with every tensor that depends on the inputs routed through one :class:`_GradientFunction`."""
+    ins = list({id(a): a for a in args if isinstance(a, torch.Tensor) and a.requires_grad}.values())
+    outs = [t for t in _tensor_leaves(output) if t.requires_grad and t.is_floating_point()]
+    if not ins or not outs:
+        return None
+    # the outputs enter detached: the outer graph reaches the inputs only through this node
+    new = _GradientFunction.apply(epsilon, (ins, outs), len(ins), *ins, *(o.detach() for o in outs))
+    return _replace_leaves(output, {id(o): n for o, n in zip(outs, new, strict=True)})
 
 
 class _SumFunction(torch.autograd.Function):
@@ -208,10 +317,10 @@ def _unsupported(name: str, module: nn.Module) -> UnsupportedModuleError:
     return UnsupportedModuleError(
         f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, batch norm, "
         "average/max/adaptive pooling, Flatten/Unflatten, Dropout, ReLU-family/tanh activations. "
-        f"If {kind} is an element-wise activation, map nx.Pass() to it; to send relevance along its "
-        f"plain gradient, map nx.Gradient(): e.g. composite=nx.Composite({{{kind}: nx.Pass(), "
-        "torch.nn.Conv2d: nx.ZPlus(), torch.nn.Linear: nx.Epsilon()}, first=nx.Flat()), or key it by "
-        f"layer name {{{name!r}: nx.Pass()}}."
+        f"If {kind} is an element-wise activation, map nx.Pass() to it; otherwise (an LSTM, GRU, attention or "
+        f"custom block) map nx.Gradient() to pass gradient × input through it: e.g. "
+        f"composite=nx.Composite({{{kind}: nx.Gradient(), torch.nn.Conv2d: nx.ZPlus(), "
+        f"torch.nn.Linear: nx.Epsilon()}}, first=nx.Flat()), or key it by layer name {{{name!r}: nx.Pass()}}."
     )
 
 
@@ -231,8 +340,14 @@ class _Session:
         self.first_done = False
         self.rules: dict[str, Rule] = {}
         self.captured: dict[str, list[torch.Tensor]] = {}
-        self.regions: dict[int, set[int]] = {}
         self.transparent: set[nn.Module] = set()
+        # MergeBatchNorm inside lrp: a batch norm whose input is exactly the output a Linear/Conv call just
+        # produced is folded into that call while the forward pass runs (no parameter is swapped, no extra
+        # trace pass): id(rule output) -> (that output, its version, layer input, rule, op, module)
+        self.merge_bn = any(isinstance(c, MergeBatchNorm) for c in canonizers)
+        self.produced: dict[int, tuple[torch.Tensor, int, torch.Tensor, Rule, Any, nn.Module]] = {}
+        self.capture_store: dict[int, tuple[torch.Tensor, Any]] = {}
+        self.workspace = Workspace()
         # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
         # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
         self.nonneg: dict[int, tuple[torch.Tensor, int]] = {}
@@ -287,18 +402,44 @@ class _Session:
             return (x.clone(),) + tuple(args[1:])
         return None
 
+    def _structured(self, name: str, module: nn.Module, args: tuple, output: Any) -> Any:
+        """A module whose output is a tuple/dict (LSTM, GRU, MultiheadAttention, …): only
+        :class:`~.rules.Gradient` applies; no rule is an error naming the module."""
+        if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            return None
+        if not any(t.requires_grad for t in _tensor_leaves(output)):
+            return None
+        rule = self.composite.rule_for(name, module)
+        if rule is None and (isinstance(module, TRANSPARENT) or type(module) is nn.Module):
+            return None
+        if rule is None:
+            raise _unsupported(name, module)
+        if not isinstance(rule, Gradient):
+            raise TypeError(
+                f"{name!r} ({type(module).__name__}) returns {type(output).__name__}, not a tensor; only "
+                f"nx.Gradient() (gradient × input through the module) applies to it, got {rule!r}."
+            )
+        self.rules.setdefault(name, rule)
+        return _gradient_node(args, output, rule.epsilon)
+
     def _make_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             x = args[0] if args else None
             stash = self.originals.get(id(module))
             if stash:
                 x = stash.pop()
-            if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor) or not x.requires_grad:
+            if not isinstance(output, torch.Tensor):
+                return self._structured(name, module, args, output)
+            if not isinstance(x, torch.Tensor) or not x.requires_grad:
                 return None  # not on the explained input's path
             if module in self.transparent:
                 if output is not x and self._is_nonneg(x):
                     self._mark_nonneg(output)
                 return None
+            if self.merge_bn and isinstance(module, BATCHNORMS):
+                merged = self._merge(module, x, output)
+                if merged is not None:
+                    return merged
             is_weighted = isinstance(module, DENSE + CONVS)
             first = is_weighted and not self.first_done
             if is_weighted:
@@ -312,9 +453,7 @@ class _Session:
                 raise _unsupported(name, module)
             self.rules.setdefault(name, rule)
             if isinstance(rule, Gradient):
-                if output.grad_fn is not None:
-                    self.regions[id(output.grad_fn)] = {id(a.grad_fn) for a in args if isinstance(a, torch.Tensor) and a.grad_fn is not None}
-                return None
+                return _gradient_node(args, output, rule.epsilon)
             if isinstance(module, Sum):
                 if not isinstance(rule, Epsilon):  # Norm and ZeroRule are ε rules too
                     raise TypeError(f"Residual sums take an ε-type rule (nx.Norm(), nx.Epsilon()), got {rule!r}.")
@@ -326,6 +465,7 @@ class _Session:
                     f"{name!r} is a {type(module).__name__}; map nx.Pass() or nx.Gradient() to it instead."
                 )
             op = make_op(module, x)
+            op.workspace = self.workspace
             if rule.needs_weights and op.weight is None:
                 raise TypeError(
                     f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
@@ -338,9 +478,32 @@ class _Session:
                 isinstance(module, POOLS) and op.nonneg
             ):
                 self._mark_nonneg(out)
+            if self.merge_bn and is_weighted:
+                self.produced[id(out)] = (out, out._version, x, rule, op, module)
             return out
 
         return hook
+
+    def _merge(self, bn: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
+        """Fold ``bn`` into the Linear/Conv call that produced its input ``x`` (if it did, and ``x`` was not
+        written since): one rule node from that layer's input to the batch norm's output, with the merged
+        weights. The layer's own rule node is then left without a consumer (unless something else reads
+        its output, which then correctly gets relevance through it)."""
+        src = self.produced.get(id(x))
+        if src is None or src[0] is not x or src[1] != x._version or bn.training or not bn_mergeable(bn, src[5]):
+            return None
+        _, _, lin_in, rule, lin_op, lin = src
+        op = make_op(lin, lin_in)
+        op.workspace = self.workspace
+        scale, shift = bn_affine(bn)
+        bias = shift if op.bias is None else shift + op.bias.double() * scale
+        op.merge(scale.to(op.weight.dtype), bias.to(op.weight.dtype))
+        op.nonneg = lin_op.nonneg
+        out = _RuleFunction.apply(lin_in, output.detach(), rule, op)
+        stored = self.capture_store.get(id(x))
+        if stored is not None and stored[0] is x:
+            out.register_hook(stored[1])  # relevance "at the layer" = at the merged pair's output
+        return out
 
     def _make_capture(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
@@ -355,6 +518,7 @@ class _Session:
                 slots[index] = grad.detach()
 
             output.register_hook(store)
+            self.capture_store[id(output)] = (output, store)
 
         return hook
 
@@ -364,209 +528,7 @@ class _Session:
         self.handles = []
         self.nonneg.clear()  # let activations go as soon as the backward pass is done with them
         self.originals.clear()
+        self.produced.clear()
+        self.capture_store.clear()
 
 
-CanonizersArg = Union[str, None, Iterable[Canonizer]]
-
-
-def _resolve_canonizers(canonizers: CanonizersArg) -> list[Canonizer]:
-    if canonizers is None or canonizers is False:
-        return []
-    if isinstance(canonizers, str):
-        if canonizers != "auto":
-            raise ValueError(f"`canonizers` must be 'auto', None or a list of canonizers, got {canonizers!r}.")
-        return default_canonizers()
-    if isinstance(canonizers, Canonizer):
-        return [canonizers]
-    out = list(canonizers)
-    for c in out:
-        if not isinstance(c, Canonizer):
-            raise TypeError(f"`canonizers` must contain nx.MergeBatchNorm() / nx.ExplicitResidual() objects, got {c!r}.")
-    return out
-
-
-def lrp(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: int | torch.Tensor,
-    composite: str | Composite | Rule | Mapping[Key, Rule] = "epsilon_plus_flat",
-    *,
-    epsilon: float = 1e-6,
-    gamma: float = 0.25,
-    low: float | torch.Tensor | None = None,
-    high: float | torch.Tensor | None = None,
-    canonizers: CanonizersArg = "auto",
-    layers: str | Sequence[str] | None = None,
-    init: str = "logit",
-    batch_size: int | None = None,
-    progress: bool | None = None,
-    strict: bool = True,
-) -> LRPResult:
-    """Layer-wise relevance propagation: how much each input feature contributes to a class score.
-
-    The score ``f_t(x)`` of the target class is handed backwards layer by layer; each layer splits the
-    relevance of its outputs over its inputs by a rule (see :mod:`nbexplain.core.relevance.rules`). One
-    forward and one backward pass (plus one extra forward of the layers whose rule modifies weights, and,
-    for batch norms outside ``nn.Sequential`` order, a one-sample forward that finds the layer feeding them).
-    The model is explained in eval mode and left exactly as found — parameters, buffers, modes, hooks,
-    ``requires_grad`` — also when it raises.
-
-    Parameters
-    ----------
-    model
-        A classifier returning ``(N, n_classes)`` scores (logits; remove a final softmax).
-    x
-        Inputs ``(N, …)``; converted to the model's dtype and device.
-    target
-        The class to explain: an int for all samples, or a LongTensor ``(N,)`` (one class per sample,
-        so several classes can be explained in one batch).
-    composite
-        Which rule each layer gets: a name — ``"epsilon"``, ``"epsilon_plus"``, ``"epsilon_plus_flat"``
-        (default: flat on the first layer, z⁺ on convolutions, ε on dense layers),
-        ``"epsilon_gamma_box"``, ``"epsilon_alpha2_beta1"``, ``"epsilon_alpha2_beta1_flat"`` — an
-        :class:`~nbexplain.core.relevance.Composite`, a dict ``{layer type or layer name: rule}``, or one
-        rule for every Linear and Conv layer (``nx.ZPlus()``).
-    epsilon, gamma
-        ε of the dense layers' ε rule and γ of ``epsilon_gamma_box`` (named composites only).
-    low, high
-        Input bounds of the zᴮ rule of ``epsilon_gamma_box`` (numbers or tensors shaped like one sample;
-        default: the batch's smallest and largest value).
-    canonizers
-        ``"auto"`` (merge batch norms into the preceding Linear/Conv and make residual sums explicit),
-        ``None``, or a list of canonizer objects. Always undone on return.
-    layers
-        Layer name(s) whose output relevance to return in ``result.layers``.
-    init
-        ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1.
-    batch_size
-        Explain at most this many samples per pass (bounds memory). ``None``: as many as fit in about
-        2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224).
-    progress
-        Show a progress bar over batches (default: when there is more than one batch).
-    strict
-        Reject models that compute on the input outside modules with rules (``F.linear``, ``x * w``,
-        ``.mean()``, …), naming the operations; ``False`` lets relevance follow their gradient.
-
-    Returns
-    -------
-    LRPResult
-        ``.relevance`` (shape of ``x``), ``.conservation`` (Σ R ÷ explained output per sample),
-        ``.layers``, ``.output``, ``.explained``, ``.target``, ``.rules``, ``.report()``.
-
-    Raises
-    ------
-    UnsupportedModuleError
-        When the input reaches a module without a rule (the message says how to map one).
-
-    Examples
-    --------
-    >>> import torch
-    >>> import nbexplain as nx
-    >>> from nbexplain.zoo import cnn
-    >>> model = cnn()
-    >>> x = torch.rand(4, 1, 28, 28)
-    >>> result = nx.lrp(model, x, target=3)
-    >>> result.relevance.shape
-    torch.Size([4, 1, 28, 28])
-    >>> res = nx.lrp(model, x, torch.tensor([0, 1, 2, 3]), composite="epsilon", layers=["conv2"])
-    >>> res.layers["conv2"].shape
-    torch.Size([4, 32, 14, 14])
-    """
-    check_model(model)
-    x = check_tensor(x, "x", min_ndim=2, dtype_kind="float")
-    _check_finite(x)
-    if init not in ("logit", "one"):
-        raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
-    comp = get_composite(composite, epsilon=epsilon, gamma=gamma, low=low, high=high)
-    names = [n for n, _ in model.named_modules()]
-    comp.check_names(names)
-    capture = [] if layers is None else check_layer_names(layers, [n for n in names if n], "layers")
-    canons = _resolve_canonizers(canonizers)
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("`x` is empty; pass at least one sample.")
-    per_sample = max(1, x[0].numel())
-    bs = max(1, _AUTO_BATCH_VALUES // per_sample) if batch_size is None else check_positive_int(batch_size, "batch_size")
-    device, dtype = model_device(model), model_dtype(model)
-    if isinstance(target, torch.Tensor):
-        target = target.to("cpu")
-    tgt = check_target(target, n)
-    values = any(c.changes_values(model) for c in canons)
-    starts = list(range(0, n, bs))
-    show = progress if progress is not None else len(starts) > 1
-    rel_parts, out_parts, expl_parts = [], [], []
-    layer_parts: dict[str, list[torch.Tensor]] = {}
-    rules: dict[str, Rule] = {}
-    with preserved(model, values=values):
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        iterator: Iterable[int] = starts
-        if show:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(starts, desc="LRP", unit="batch")
-        for s in iterator:
-            session: _Session | None = None
-            xb = x[s : s + bs].to(device=device, dtype=dtype).detach().requires_grad_(True)
-            try:
-                with ExitStack() as canonized:
-                    # canonizers are active for the forward pass only: the backward pass needs nothing
-                    # from them (rules keep the tensors they use), so the model is restored early
-                    for c in canons:
-                        canonized.enter_context(c.apply(model, xb.detach()))
-                    session = _Session(model, comp, canons, capture)
-                    with torch.enable_grad():
-                        out = model(xb)
-                    session.close()
-                with torch.enable_grad():
-                    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-                        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                        raise ValueError(
-                            f"lrp explains class scores: the model must return (N, n_classes), got {shape}."
-                        )
-                    tb = tgt[s : s + bs].to(out.device)
-                    if int(tb.min()) < 0 or int(tb.max()) >= out.shape[1]:
-                        raise ValueError(
-                            f"`target` contains class indices outside [0, {out.shape[1] - 1}] (got min "
-                            f"{int(tb.min())}, max {int(tb.max())}); the model has {out.shape[1]} outputs."
-                        )
-                    if not out.requires_grad:
-                        raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
-                    if strict:
-                        _check_graph(out, session.regions)
-                    rows = torch.arange(out.shape[0], device=out.device)
-                    picked = out.detach()[rows, tb]
-                    explained = picked if init == "logit" else torch.ones_like(picked)
-                    seed = torch.zeros_like(out)
-                    seed[rows, tb] = explained
-                    (rel,) = torch.autograd.grad(out, xb, seed)
-            finally:
-                if session is not None:
-                    session.close()
-            rel_parts.append(rel.detach())
-            out_parts.append(out.detach())
-            expl_parts.append(explained)
-            missing = [n for n in capture if n not in session.captured]
-            if missing:
-                raise ValueError(
-                    f"Layer(s) {missing} in `layers` were not called on the explained input during the forward "
-                    "pass (or sit inside a module mapped as one unit), so they have no relevance; pick layers "
-                    f"the input passes through, e.g. {list(session.rules)[:6]}."
-                )
-            for name, slots in session.captured.items():
-                for i, t in enumerate(slots):
-                    key = name if i == 0 else f"{name}#{i + 1}"
-                    layer_parts.setdefault(key, []).append(t)
-            for k, v in session.rules.items():
-                rules.setdefault(k, v)
-    cat = (lambda parts: parts[0]) if len(rel_parts) == 1 else (lambda parts: torch.cat(parts))
-    return LRPResult(
-        relevance=cat(rel_parts),
-        target=tgt,
-        output=cat(out_parts),
-        explained=cat(expl_parts),
-        layers={k: cat(v) for k, v in layer_parts.items()},
-        composite=comp,
-        rules=rules,
-    )

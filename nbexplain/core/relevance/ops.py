@@ -9,13 +9,14 @@ no op ever changes a module.
 from __future__ import annotations
 
 import abc
+import threading
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LayerOp", "LinearOp", "ConvOp", "AffineOp", "PoolOp", "IdentityOp", "make_op", "WEIGHTED", "POOLS"]
+__all__ = ["Workspace", "LayerOp", "LinearOp", "ConvOp", "AffineOp", "PoolOp", "IdentityOp", "make_op", "WEIGHTED", "POOLS"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -31,17 +32,163 @@ POOLS = (
 WEIGHTED = (nn.Linear,) + _CONVS + _BATCHNORMS
 
 
-class LayerOp(abc.ABC):
-    """Base class; ``weight``/``bias`` are ``None`` for parameter-free layers."""
+#: Weight elements per block when deriving weights (1 MiB of float32).
+_BLOCK = 2**18
 
-    weight: torch.Tensor | None = None
+
+#: Scratch memory kept between LRP calls (bytes); larger buffers are freed at the end of each call.
+POOL_BYTES = 64 * 2**20
+_POOL: list[torch.Tensor] = []
+_POOL_LOCK = threading.Lock()
+
+
+class Workspace:
+    """Weight-sized scratch buffers reused by the layers of one LRP call, one layer after the other.
+
+    A CPU allocation of several MB is served with fresh pages whose first touch costs more than the
+    arithmetic on them; LRP needs a modified copy of each layer's weights for a moment, so the layers
+    take turns on the same buffers. A buffer is lent to one op until that op's :meth:`LayerOp.release`;
+    an op that asks while every buffer is lent gets a fresh allocation (never a shared one)."""
+
+    def __init__(self) -> None:
+        with _POOL_LOCK:  # buffers kept from the previous call (their pages are already mapped)
+            self.buffers: list[torch.Tensor] = list(_POOL)
+            _POOL.clear()
+        self.owner: list[Any] = [None] * len(self.buffers)
+
+    def close(self) -> None:
+        """End of the call: keep up to :data:`POOL_BYTES` of CPU buffers for the next call, free the rest."""
+        keep, total = [], 0
+        for buf in sorted(self.buffers, key=lambda b: -b.numel()):
+            size = buf.numel() * buf.element_size()
+            if buf.device.type == "cpu" and total + size <= POOL_BYTES:
+                keep.append(buf)
+                total += size
+        with _POOL_LOCK:
+            if not _POOL:
+                _POOL.extend(keep)
+        self.buffers, self.owner = [], []
+
+    def take(self, op: Any, like: torch.Tensor) -> torch.Tensor | None:
+        """A contiguous tensor shaped like ``like``, lent to ``op`` (``None``: allocate yourself)."""
+        n = like.numel()
+        for i, buf in enumerate(self.buffers):
+            if self.owner[i] is None and buf.dtype == like.dtype and buf.device == like.device:
+                if buf.numel() < n:
+                    buf = self.buffers[i] = torch.empty(n, dtype=like.dtype, device=like.device)
+                self.owner[i] = op
+                return buf[:n].view(like.shape)
+        if len(self.buffers) >= 4:
+            return None
+        self.buffers.append(torch.empty(n, dtype=like.dtype, device=like.device))
+        self.owner.append(op)
+        return self.buffers[-1].view(like.shape)
+
+    def give_back(self, op: Any, tensor: torch.Tensor | None = None) -> None:
+        """Return the buffers lent to ``op`` (only the one holding ``tensor`` when given)."""
+        for i, o in enumerate(self.owner):
+            if o is op and (tensor is None or self.buffers[i].data_ptr() == tensor.data_ptr()):
+                self.owner[i] = None
+
+
+class LayerOp(abc.ABC):
+    """Base class; ``weight``/``bias`` are ``None`` for parameter-free layers.
+
+    Weight-sized tensors an op derives (the positive part of the weights, batch-norm-merged weights) are
+    computed on first use and dropped by :meth:`release` as soon as the layer's backward step is done, so
+    only one layer's derived weights are alive at a time: the allocator then hands the next layer the same
+    memory instead of fresh pages (which on CPU cost more than the arithmetic)."""
+
     bias: torch.Tensor | None = None
     #: Whether the layer's input is known to be ≥ 0 (set by the engine; ``None``: unknown, rules check).
     nonneg: bool | None = None
+    #: Per-output-channel factor of a batch norm folded into this layer (``None``: not merged). The
+    #: merged weight ``W·scale`` is materialised only when a rule asks for :attr:`weight`.
+    scale: torch.Tensor | None = None
+    _weight: torch.Tensor | None = None
+    _raw_weight: torch.Tensor | None = None
+    #: Scratch memory shared by the ops of one LRP call (set by the engine; ``None``: allocate).
+    workspace: Workspace | None = None
+
+    @property
+    def weight(self) -> torch.Tensor | None:
+        """The weight the rules see (batch-norm merged when :meth:`merge` was called)."""
+        if self.scale is None:
+            return self._weight
+        if self._weight is None:
+            self._weight = self.weight_map(None)
+        return self._weight
+
+    def weight_map(self, fn: Any = None) -> torch.Tensor:
+        """The (merged) weight, modified by ``fn``, as one new tensor.
+
+        ``fn``: ``None`` (the weight itself), ``"pos"``/``"neg"`` (its positive / negative part) or a
+        function that modifies a block of weights *in place* and returns it. Large weights are written into
+        the call's :class:`Workspace` and modified there in place (in blocks of output channels for a
+        function): no weight-sized temporary is allocated, so no fresh pages are touched."""
+        w = self._raw_weight if self.scale is not None else self._weight
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        out = self.workspace.take(self, w) if self.workspace is not None and w.numel() > _BLOCK else None
+        if out is None:
+            out = torch.empty_like(w, memory_format=torch.contiguous_format)
+        if self.scale is not None:
+            torch.mul(w, self.scale.view(shape), out=out)
+            src = out
+        else:
+            src = w
+        if fn == "pos":
+            return torch.clamp(src, min=0, out=out)
+        if fn == "neg":
+            return torch.clamp(src, max=0, out=out)
+        if src is not out:
+            out.copy_(src)
+        if fn is not None:
+            step = max(1, _BLOCK // max(1, w[0].numel()))
+            for i in range(0, w.shape[0], step):
+                fn(out[i : i + step])
+        return out
+
+    @weight.setter
+    def weight(self, value: torch.Tensor | None) -> None:
+        self._weight = value
+
+    def merge(self, scale: torch.Tensor, bias: torch.Tensor) -> None:
+        """Fold a per-output-channel affine map ``y ↦ scale·y + …`` (an eval-mode batch norm) into the op:
+        the weight becomes ``W·scale`` (lazily) and the bias ``bias`` (already merged)."""
+        self._raw_weight, self._weight = self._weight, None
+        self.scale = scale
+        self.bias = bias
+
+    def transpose(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``Wᵀ grad`` with the op's own (possibly merged) weight; for a merged op the batch-norm factor is
+        applied to ``grad`` (output-sized) instead of to the weight (often far larger)."""
+        if self.scale is not None and self._weight is None:
+            return self.backward(grad * self.bias_shape(self.scale, grad), x, self._raw_weight)
+        return self.backward(grad, x, self.weight)
+
+    def forward_unbiased(self, x: torch.Tensor) -> torch.Tensor:
+        """``W x`` with the op's own (possibly merged) weight and no bias (merged: ``scale ⊙ (W_raw x)``,
+        without materialising the merged weight)."""
+        if self.scale is not None and self._weight is None:
+            z = self.forward(x, self._raw_weight, None)
+            return z.mul_(self.bias_shape(self.scale, z))
+        return self.forward(x, self.weight, None)
+
+    def bias_shape(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """A per-output-channel vector shaped to broadcast against an output ``z``."""
+        return v
+
+    def release(self) -> None:
+        """Drop derived weight-sized tensors (called after the layer's backward step)."""
+        self.__dict__.pop("_derived", None)
+        if self.scale is not None:
+            self._weight = None
+        if self.workspace is not None:
+            self.workspace.give_back(self)
 
     def derived(self, key: str, fn: Any) -> Any:
-        """``fn()`` computed once per op (e.g. the positive part of the weights, shared by the
-        forward and backward halves of a rule)."""
+        """``fn()`` computed once per op until :meth:`release` (e.g. the positive part of the weights,
+        shared by the forward and backward halves of a rule)."""
         cache = self.__dict__.setdefault("_derived", {})
         if key not in cache:
             cache[key] = fn()
@@ -153,6 +300,9 @@ class ConvOp(LayerOp):
 
     def bias_view(self, z):  # noqa: D102
         return self.bias.view(-1, *([1] * self.dims))  # type: ignore[union-attr]
+
+    def bias_shape(self, v, z):  # noqa: D102
+        return v.view(-1, *([1] * self.dims))
 
 
 class AffineOp(LayerOp):

@@ -101,11 +101,11 @@ def _share(relevance: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def _wpos(op: Any) -> torch.Tensor:
-    return op.derived("w+", lambda: op.weight.clamp(min=0))
+    return op.derived("w+", lambda: op.weight_map("pos"))
 
 
 def _wneg(op: Any) -> torch.Tensor:
-    return op.derived("w-", lambda: op.weight.clamp(max=0))
+    return op.derived("w-", lambda: op.weight_map("neg"))
 
 
 class Rule:
@@ -184,12 +184,13 @@ class Epsilon(Rule):
 
     def forward(self, op, x, z):  # noqa: D102
         if not self.bias and op.bias is not None:
-            z = z - op.bias_view(z)
+            # recomputed without the bias rather than z − b: no cancellation where b dominates z
+            z = op.forward_unbiased(x)
         return (stabilize(z, self.epsilon),)
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        return op.backward(_share(relevance, den), x, op.weight).mul_(x)
+        return op.transpose(_share(relevance, den), x).mul_(x)
 
 
 class ZeroRule(Epsilon):
@@ -262,16 +263,21 @@ class Gamma(Rule):
         return {"gamma": self.gamma, "epsilon": self.epsilon, "bias": self.bias}
 
     def _boost(self, t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t + self.gamma * t.clamp(min=0)
+        return None if t is None else t.clamp(min=0).mul_(self.gamma).add_(t)
+
+    def _boost_(self, t: torch.Tensor) -> torch.Tensor:
+        return t.add_(t.clamp(min=0).mul_(self.gamma))
+
+    def _weight(self, op: Any) -> torch.Tensor:
+        return op.derived("w-gamma", lambda: op.weight_map(self._boost_))
 
     def forward(self, op, x, z):  # noqa: D102
-        w = op.derived("w-gamma", lambda: self._boost(op.weight))
         b = self._boost(op.bias) if self.bias else None
-        return (stabilize(op.forward(x, w, b), self.epsilon),)
+        return (stabilize(op.forward(x, self._weight(op), b), self.epsilon),)
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
-        return op.backward(_share(relevance, den), x, op.derived("w-gamma", lambda: self._boost(op.weight))).mul_(x)
+        return op.backward(_share(relevance, den), x, self._weight(op)).mul_(x)
 
 
 class ZPlus(Rule):
@@ -376,29 +382,38 @@ class AlphaBeta(Rule):
         return {"alpha": self.alpha, "beta": self.beta, "epsilon": self.epsilon, "bias": self.bias}
 
     def forward(self, op, x, z):  # noqa: D102
+        # nothing ahead of time: backward computes each sign's denominator right before using it
+        return ()
+
+    def _half(self, op: Any, x: torch.Tensor, relevance: torch.Tensor, sign: str) -> torch.Tensor:
+        """One sign's term for non-negative inputs: ``x ⊙ W_sᵀ (R / (z_s ± ε))`` with ``W_s = W⁺`` or
+        ``W⁻``; the modified weight lives only while this term is computed."""
+        w = op.weight_map(sign)
+        b = (_pos if sign == "pos" else _neg)(op.bias) if self.bias else None
+        den = op.forward(x, w, b)
+        den = den.add_(self.epsilon) if sign == "pos" else den.sub_(self.epsilon)
+        out = op.backward(_share(relevance, den), x, w).mul_(x)
+        if op.workspace is not None:
+            op.workspace.give_back(op, w)
+        return out
+
+    def backward(self, op, x, saved, relevance):  # noqa: D102
+        if _nonneg(op, x):
+            pos = self._half(op, x, relevance, "pos")
+            if not self.beta:
+                return pos.mul_(self.alpha)
+            return pos.mul_(self.alpha).sub_(self._half(op, x, relevance, "neg").mul_(self.beta))
         wp, wn = _wpos(op), _wneg(op)
         bp = _pos(op.bias) if self.bias else None
         bn = _neg(op.bias) if self.bias else None
-        if _nonneg(op, x):
-            zp = op.forward(x, wp, bp)
-            zn = op.forward(x, wn, bn)
-        else:
-            xp, xn = x.clamp(min=0), x.clamp(max=0)
-            zp = op.forward(xp, wp, bp) + op.forward(xn, wn, None)
-            zn = op.forward(xp, wn, bn) + op.forward(xn, wp, None)
-        return (zp + self.epsilon, zn - self.epsilon)
-
-    def backward(self, op, x, saved, relevance):  # noqa: D102
-        zp, zn = saved
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        zp = op.forward(xp, wp, bp) + op.forward(xn, wn, None) + self.epsilon
+        zn = op.forward(xp, wn, bn) + op.forward(xn, wp, None) - self.epsilon
         sp, sn = relevance / zp, relevance / zn
-        wp, wn = _wpos(op), _wneg(op)
-        if _nonneg(op, x):
-            pos = x * op.backward(sp, x, wp)
-            neg = x * op.backward(sn, x, wn) if self.beta else 0.0
-        else:
-            xp, xn = x.clamp(min=0), x.clamp(max=0)
-            pos = xp * op.backward(sp, x, wp) + xn * op.backward(sp, x, wn)
-            neg = (xp * op.backward(sn, x, wn) + xn * op.backward(sn, x, wp)) if self.beta else 0.0
+        pos = xp * op.backward(sp, x, wp) + xn * op.backward(sp, x, wn)
+        if not self.beta:
+            return self.alpha * pos
+        neg = xp * op.backward(sn, x, wn) + xn * op.backward(sn, x, wp)
         return self.alpha * pos - self.beta * neg
 
 
@@ -459,6 +474,8 @@ class ZBox(Rule):
 
     def forward(self, op, x, z):  # noqa: D102
         low, high = self.bounds(x)
+        # bounds shared by every sample (the usual case) are pushed through the layer once, not N times
+        low, high = (b[:1] if b.shape[0] == 1 or b.stride(0) == 0 else b for b in (low, high))
         w = op.weight
         zb = op.forward(x, w, None) - op.forward(low, _pos(w), None) - op.forward(high, _neg(w), None)
         return (stabilize(zb, self.epsilon),)
@@ -556,14 +573,28 @@ class Pass(Rule):
 
 
 class Gradient(Rule):
-    """Propagate the plain gradient through the module (no LRP redistribution). Use it for modules
-    where relevance should follow the gradient — max pooling uses it implicitly (winner takes all).
+    """Gradient × input through a module LRP has no rule for (LSTM, GRU, attention, a custom block):
+    ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / (z + ε·sign(z)))`` for every tensor input ``a`` and output ``z`` of the
+    module (also for modules returning tuples, e.g. ``(output, (h, c))``). For a linear map without bias it is
+    LRP-0; for max pooling it sends the relevance to the maximum. It does not conserve relevance through
+    non-linear modules.
+
+    Parameters
+    ----------
+    epsilon
+        Stabiliser of the division by the module's outputs.
 
     Examples
     --------
     >>> from nbexplain.core.relevance import Gradient
     >>> Gradient()
-    Gradient()
+    Gradient(epsilon=1e-06)
     """
 
     conserving = False
+
+    def __init__(self, epsilon: float = 1e-6) -> None:
+        self.epsilon = _number(epsilon, "epsilon")
+
+    def _params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon}
