@@ -9,6 +9,17 @@ model's input by distillation (MSE). The component of order ``l`` is what the ex
 
 so the components of all orders sum to the deepest fit ``g_L(x)``; ``f − g_L`` is the residual.
 
+Distillation loss: the paper's MSE ``E‖f − g_l(x)‖²`` divided by one constant, the feature's mean
+per-element variance over the training samples, so the loss reads ``1 − R²`` whatever the feature's
+scale. Units that never vary (dead ReLU units) weigh nothing in it; the disentanglers reproduce them by
+their fixed per-element mean (see :func:`nbexplain.core.disentanglers.feature_stats`), and the result
+counts them in ``constant_units``. (Standardising every unit by its own std, as earlier versions did,
+let units with a std near 0 dominate: losses of 1e10–1e13 on a trained MLP.)
+
+Features: image inputs with a spatial feature ``(C, H, W)`` get convolutional disentanglers; any other
+feature — vectors, token outputs ``(T, D)`` of a transformer layer — dense ones over all its elements
+(each token position a set of units, as a conv feature's positions are), with the same metrics.
+
 Metrics, one value per order (all float64):
 
 ``energy``
@@ -59,7 +70,15 @@ from torch import nn
 from .disentanglers import FAMILIES, Disentangler, auto_family, make_disentangler
 from .hygiene import model_device, preserved
 from .layer_select import resolve_modules
-from .model_io import OutputArg, check_output_arg, check_runnable, describe_output, model_input, probe_output, select_output
+from .model_io import (
+    OutputArg,
+    check_output_arg,
+    check_runnable,
+    describe_output,
+    model_input,
+    probe_output,
+    select_output,
+)
 from .shapley import ShapleyValues, shapley_values
 from .validation import (
     check_choice,
@@ -700,7 +719,8 @@ def decompose_complexity(
         Seeds initialisation, mini-batch order, the default reference network and Shapley sampling (the
         global RNG is left alone).
     family
-        ``"auto"`` (conv disentanglers for image inputs with a spatial feature, dense otherwise),
+        ``"auto"`` (conv disentanglers for image inputs with a spatial feature, dense otherwise, e.g. for a
+        transformer layer's ``(T, D)`` tokens),
         ``"dense"``, ``"conv"``, or a callable ``factory(order, previous)`` returning an ``nn.Module``
         that maps inputs to features (``previous`` is the trained module of the previous order or
         ``None``; warm-start from it yourself).

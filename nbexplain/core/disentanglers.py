@@ -13,7 +13,8 @@ starts as the *same function* as the shallower one, and the component it adds,
 
 * :class:`DenseDisentangler` — for vector inputs (or any input, flattened): linear layers.
 * :class:`ConvDisentangler` — for image inputs ``(C, H, W)`` and spatial features ``(C', H', W')``:
-  a strided "patchify" convolution brings the input to the feature's resolution (or a 3×3 convolution
+  a strided convolution (stride ``s`` = the input/feature size ratio, kernel ``3s``: each position's
+  patch and its neighbours) brings the input to the feature's resolution (or a 3×3 convolution
   followed by adaptive average pooling when the sizes do not divide), blocks use 3×3 convolutions,
   the head is a 1×1 convolution.
 
@@ -186,10 +187,11 @@ class ConvDisentangler(Disentangler):
         self.pool: nn.Module
         if h_in % h_out == 0 and w_in % w_out == 0 and h_in // h_out == w_in // w_out:
             s = h_in // h_out
-            # kernel s+2, stride s, padding 1: output side = side / s exactly
-            self.stem = nn.Conv2d(c_in, width, s + 2, stride=s, padding=1) if s > 1 else nn.Conv2d(
-                c_in, width, 3, padding=1
-            )
+            # kernel 3s, stride s, padding s: output side = side / s exactly, and each position sees its own
+            # s×s patch and its 8 neighbours. A stem that saw only its own patch restricted the *linear* part
+            # of the fit to local functions, so spatial context that a deep layer (ResNet-18's layer2 sees
+            # the whole 32×32 image) carries linearly was pushed into higher orders or not fitted at all.
+            self.stem = nn.Conv2d(c_in, width, 3 * s, stride=s, padding=s)
             self.pool = nn.Identity()
         else:
             self.stem = nn.Conv2d(c_in, width, 3, padding=1)
