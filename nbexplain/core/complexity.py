@@ -620,11 +620,15 @@ def _train_disentangler(
     d: nn.Module, x: torch.Tensor, f: torch.Tensor, xt: torch.Tensor, ft: torch.Tensor, f_scale: torch.Tensor,
     epochs: int, lr: tuple[float, float], batch_size: int, seed: int, bar_desc: str, progress: bool,
 ) -> dict[str, Any]:
-    """Distil ``f`` into ``d`` by MSE on the standardised feature, log-spaced learning rate."""
+    """Distil ``f`` into ``d`` by MSE (divided by ``f_scale``²), log-spaced learning rate.
+
+    After every epoch a :class:`Disentangler`'s per-element offset is set to that epoch's mean residual.
+    """
     from tqdm.auto import tqdm
 
     dev = next(d.parameters()).device
     scale = f_scale.to(dev)
+    refit = isinstance(d, Disentangler)
     opt = torch.optim.Adam(d.parameters(), lr=lr[0])
     gen = torch.Generator().manual_seed(seed)
     hist: dict[str, Any] = {
@@ -640,14 +644,20 @@ def _train_disentangler(
         d.train()
         order = torch.randperm(x.shape[0], generator=gen)
         total = 0.0
+        residual = torch.zeros(f.shape[1:], device=dev, dtype=torch.float64) if refit else None
         for s in range(0, x.shape[0], batch_size):
             idx = order[s : s + batch_size]
             xb, fb = x[idx].to(dev), f[idx].to(dev)
-            loss = (((d(xb) - fb) / scale) ** 2).mean()
+            diff = d(xb) - fb
+            loss = ((diff / scale) ** 2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * idx.numel()
+            if residual is not None:
+                residual -= diff.detach().double().sum(0)
+        if residual is not None:
+            d.refit_offset(residual / x.shape[0])
         hist["epoch_seconds"].append(time.perf_counter() - te)
         hist["epoch_cpu_seconds"].append(time.process_time() - ce)
         hist["loss"].append(total / x.shape[0])

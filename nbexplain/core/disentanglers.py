@@ -19,11 +19,15 @@ starts as the *same function* as the shallower one, and the component it adds,
   the head is a 1×1 convolution.
 
 Both normalise their input with per-channel statistics and predict the standardised feature, whose
-mean and standard deviation *per element* (per channel and position for spatial features; see
-:func:`feature_stats`) are stored as buffers; this keeps one learning-rate schedule suitable for features of
-any scale, and puts the position-dependent mean of a conv feature — which a translation-equivariant network
-cannot produce — into the fixed affine de-normalisation (a deviation from the paper's plain networks, which
-adds no non-linearity and so leaves every component's order unchanged). A user can supply their own family: any callable
+mean *per element* (per channel and position for spatial features) and std per unit (per channel for
+spatial features; see :func:`feature_stats`) are stored as buffers; this keeps one learning-rate schedule
+suitable for features of any scale. A conv feature's mean depends on the position (zero padding, borders),
+which a translation-equivariant network cannot produce; so the head adds a per-element ``offset`` buffer
+that is not trained by gradient but set in closed form after every epoch to the mean residual
+(:meth:`Disentangler.refit_offset`) — a fixed bias per position, so it adds no non-linearity and leaves
+every component's order unchanged (a deviation from the paper's plain networks, documented here).
+
+A user can supply their own family: any callable
 ``factory(order, previous) -> nn.Module`` (see :func:`nbexplain.decompose_complexity`).
 """
 
@@ -103,6 +107,8 @@ class Disentangler(nn.Module, abc.ABC):
         self.register_buffer("x_std", x_std.detach().clone().float())
         self.register_buffer("f_mean", f_mean.detach().clone().float())
         self.register_buffer("f_std", f_std.detach().clone().float())
+        # per-element offset (standardised units), set in closed form during training (see refit_offset)
+        self.register_buffer("offset", torch.zeros(self.feature_shape))
         self.blocks = nn.ModuleList()
 
     @abc.abstractmethod
@@ -122,8 +128,18 @@ class Disentangler(nn.Module, abc.ABC):
         h = self._embed((x - self.x_mean) / self.x_std)
         for block in self.blocks:
             h = block(h)
-        z = self._readout(h)
+        z = self._readout(h) + self.offset
         return z * self.f_std + self.f_mean
+
+    @torch.no_grad()
+    def refit_offset(self, mean_residual: torch.Tensor) -> None:
+        """Add the mean residual ``E[f − g(x)]`` (per element, feature units) to the offset.
+
+        The best per-element offset given the rest of the network is the mean residual, so this is an
+        exact coordinate step on the offset; ``decompose_complexity`` takes it after every epoch, with the
+        residuals of that epoch's mini-batches.
+        """
+        self.offset += (mean_residual.to(self.offset) / self.f_std).expand_as(self.offset)
 
     def grow(self, order: int, generator_seed: Optional[int] = None) -> "Disentangler":
         """A deeper disentangler that starts as exactly this function (warm start).
@@ -242,19 +258,28 @@ def _channel_stats(t: torch.Tensor, spatial: bool) -> tuple[torch.Tensor, torch.
 STD_FLOOR = 1e-2
 
 
-def feature_stats(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of every feature element over the samples (shape ``f.shape[1:]``), float64 accumulation.
+def feature_stats(f: torch.Tensor, spatial: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The feature's de-normalisation: a mean per element and a std per unit, float64 accumulation.
 
-    Per element, also for spatial features: a conv feature's mean depends on the position (zero padding,
-    image borders), often more than it varies between samples (on ResNet-18's ``layer2`` the per-sample
-    variance is 12–20 % of the per-channel variance). A translation-equivariant disentangler cannot learn
-    such a position-dependent offset, so it is part of the fixed affine de-normalisation instead.
-    A std below ``STD_FLOOR`` × the RMS std of all elements (dead units) is raised to that floor, so a
-    constant unit is reproduced by its mean and adds no noise of the layer's scale.
+    The mean is taken per element (shape ``f.shape[1:]``), also for spatial features: a conv feature's
+    mean depends on the position (zero padding, image borders), often more than it varies between samples
+    (on ResNet-18's ``layer2`` the per-sample variance is 12–20 % of the per-channel variance). A
+    translation-equivariant disentangler cannot produce such a position-dependent offset, so it is part of
+    the fixed affine de-normalisation instead. The std is per element for vector features and per
+    channel for spatial ones (``spatial=True``; the std of the centred feature over samples and positions):
+    a position-dependent *gain* is something an equivariant network would have to undo (a per-element std
+    cost the lesson's MNIST CNN 0.1 of R²). A std below ``STD_FLOOR`` × the RMS std of all units (dead
+    units) is raised to that floor, so a constant unit is reproduced by its mean and adds no noise of the
+    layer's scale.
     """
     t64 = f.double()
     mean = t64.mean(dim=0)
-    std = t64.std(dim=0) if f.shape[0] > 1 else torch.zeros_like(mean)
+    centred = t64 - mean
+    if spatial and f.ndim >= 3:
+        dims = [0] + list(range(2, f.ndim))
+        std = centred.square().mean(dim=dims, keepdim=True)[0].sqrt()
+    else:
+        std = centred.square().mean(dim=0).sqrt()
     rms = float(std.square().mean().sqrt())
     floor = STD_FLOOR * rms if rms > 0 else 1.0
     return mean.float(), std.clamp_min(floor).float()
@@ -276,7 +301,7 @@ def make_disentangler(
     input_shape, feature_shape = tuple(x.shape[1:]), tuple(f.shape[1:])
     image = family == "conv"
     x_mean, x_std = _channel_stats(x, spatial=image)
-    f_mean, f_std = feature_stats(f)
+    f_mean, f_std = feature_stats(f, spatial=image)
     if family == "conv":
         return ConvDisentangler(
             order, input_shape, feature_shape, width, x_mean, x_std, f_mean, f_std, kernel_size=kernel_size

@@ -356,14 +356,14 @@ def resnet_layer2_fit(width: int, n: int) -> tuple:
     res = decompose_complexity(net, "layer2", (x[:k], y[:k]), (x[k:], y[k:]), reference_model=False,
                                progress=False)
     assert_untouched(net, snap)
-    return net, res
+    return x[:k], res
 
 
 def test_resnet18_layer2_is_fitted_at_every_order():
     # before: R² −1.5 … −0.01 at this width (−5.2 … −4.4 at width 64): the conv disentanglers could not make
     # the feature's position-dependent mean, and the stem saw only one patch. The default width (64) is
     # checked by ``benchmarks/bench_complexity.py --resnet`` (≈ 30 s, too long for the suite).
-    net, res = resnet_layer2_fit(width=16, n=450)
+    x_train, res = resnet_layer2_fit(width=16, n=450)
     assert res.family == "conv" and res.feature_shape == (32, 4, 4)
     assert bool((res.fit_quality > 0.05).all()), res.fit_quality
     assert bool((res.fit_quality_train > 0.05).all()), res.fit_quality_train
@@ -371,6 +371,26 @@ def test_resnet18_layer2_is_fitted_at_every_order():
     losses = [v for h in res.history.values() for v in h["loss"] + h["test_loss"]]
     assert max(losses) < 2.0  # reads 1 − R²
     assert bool(torch.isfinite(res.energy).all() & torch.isfinite(res.effectiveness).all())
+    # the position-dependent mean of the feature is reproduced by every order (mean residual ≈ 0 everywhere)
+    f = res.features(x_train)
+    spread = float(f.std(0).square().mean().sqrt())
+    for g in res.reconstructions(x_train):
+        assert float((f - g).mean(0).square().mean().sqrt()) < 0.05 * spread
+
+
+def test_offset_refit_is_an_exact_coordinate_step():
+    g = torch.Generator().manual_seed(0)
+    x, f = torch.randn(64, 2, 8, 8, generator=g), torch.randn(64, 3, 4, 4, generator=g)
+    f += 3 * torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4)  # a position-dependent mean
+    d = make_disentangler("conv", 1, x, f, 8)
+    with torch.no_grad():
+        d.head.bias.add_(0.7)
+        nn.init.normal_(d.blocks[0].outer.weight, std=0.3, generator=g)
+        before = (f - d(x)).mean(0)
+        d.refit_offset(before)
+        after = (f - d(x)).mean(0)
+    assert float(before.abs().max()) > 0.3
+    assert float(after.abs().max()) < 1e-5
 
 
 
