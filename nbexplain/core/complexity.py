@@ -12,8 +12,8 @@ so the components of all orders sum to the deepest fit ``g_L(x)``; ``f − g_L``
 Distillation loss: the paper's MSE ``E‖f − g_l(x)‖²`` divided by one constant, the feature's mean
 per-element variance over the training samples, so the loss reads ``1 − R²`` whatever the feature's
 scale. Units that never vary (dead ReLU units) weigh nothing in it; the disentanglers reproduce them by
-their fixed per-element mean (see :func:`nbexplain.core.disentanglers.feature_stats`), and the result
-counts them in ``constant_units``. (Standardising every unit by its own std, as earlier versions did,
+their per-element mean (see :func:`nbexplain.core.disentanglers.feature_stats`), and the result counts
+them in ``constant_units``. (Standardising every unit by its own std, as earlier versions did,
 let units with a std near 0 dominate: losses of 1e10–1e13 on a trained MLP.)
 
 Features: image inputs with a spatial feature ``(C, H, W)`` get convolutional disentanglers; any other
@@ -142,7 +142,7 @@ class ComplexityDecomposition:
     constant_units
         How many feature elements (one per channel and position for spatial features) do not vary over
         the training samples (variance ≤ 1e-12 × the mean element variance; e.g. dead ReLU units). They
-        weigh nothing in the distillation loss and are reproduced by the disentanglers' fixed mean.
+        weigh nothing in the distillation loss and are reproduced by the disentanglers' per-element mean.
     """
 
     model: nn.Module
@@ -451,7 +451,9 @@ def _resolve_loss(loss: Any, y: torch.Tensor) -> LossFn:
     return mse
 
 
-def _probe_task_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, output: OutputArg, loss_fn: LossFn) -> None:
+def _probe_task_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, output: OutputArg, loss_fn: LossFn
+) -> None:
     """One forward pass on two samples: ``output=`` selects a tensor and the task loss accepts it.
 
     Run before any training, so that a tuple-output model or a mismatched loss fails in a second.
