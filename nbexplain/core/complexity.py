@@ -67,7 +67,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from .disentanglers import FAMILIES, Disentangler, auto_family, make_disentangler
+from .disentanglers import FAMILIES, Disentangler, ElementwiseFit, auto_family, make_disentangler
 from .hygiene import model_device, preserved
 from .layer_select import resolve_modules
 from .model_io import (
@@ -624,7 +624,8 @@ def _train_disentangler(
 ) -> dict[str, Any]:
     """Distil ``f`` into ``d`` by MSE (divided by ``f_scale``²), log-spaced learning rate.
 
-    After every epoch a :class:`Disentangler`'s per-element offset is set to that epoch's mean residual.
+    After every epoch a :class:`Disentangler`'s per-element gain and offset are set by least squares on that
+    epoch's mini-batches (:meth:`~nbexplain.core.disentanglers.Disentangler.refit_affine`).
     """
     from tqdm.auto import tqdm
 
@@ -646,20 +647,23 @@ def _train_disentangler(
         d.train()
         order = torch.randperm(x.shape[0], generator=gen)
         total = 0.0
-        residual = torch.zeros(f.shape[1:], device=dev, dtype=torch.float64) if refit else None
+        fit = ElementwiseFit() if refit else None
         for s in range(0, x.shape[0], batch_size):
             idx = order[s : s + batch_size]
             xb, fb = x[idx].to(dev), f[idx].to(dev)
-            diff = d(xb) - fb
-            loss = ((diff / scale) ** 2).mean()
+            if fit is not None:
+                u = d.raw(xb)
+                fit.add(u, d.standardise(fb))
+                pred = d.finish(u)
+            else:
+                pred = d(xb)
+            loss = (((pred - fb) / scale) ** 2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * idx.numel()
-            if residual is not None:
-                residual -= diff.detach().double().sum(0)
-        if residual is not None:
-            d.refit_offset(residual / x.shape[0])
+        if fit is not None and fit.n >= 2:
+            d.refit_affine(fit)
         hist["epoch_seconds"].append(time.perf_counter() - te)
         hist["epoch_cpu_seconds"].append(time.process_time() - ce)
         hist["loss"].append(total / x.shape[0])

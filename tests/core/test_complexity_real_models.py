@@ -12,7 +12,7 @@ from torch import nn
 
 from nbexplain import architectures
 from nbexplain.core.complexity import _head_loss, _metric_indices, decompose_complexity
-from nbexplain.core.disentanglers import make_disentangler
+from nbexplain.core.disentanglers import ElementwiseFit, make_disentangler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -378,7 +378,7 @@ def test_resnet18_layer2_is_fitted_at_every_order():
         assert float((f - g).mean(0).square().mean().sqrt()) < 0.05 * spread
 
 
-def test_offset_refit_is_an_exact_coordinate_step():
+def test_head_affine_refit_is_the_per_element_least_squares_fit():
     g = torch.Generator().manual_seed(0)
     x, f = torch.randn(64, 2, 8, 8, generator=g), torch.randn(64, 3, 4, 4, generator=g)
     f += 3 * torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4)  # a position-dependent mean
@@ -386,11 +386,23 @@ def test_offset_refit_is_an_exact_coordinate_step():
     with torch.no_grad():
         d.head.bias.add_(0.7)
         nn.init.normal_(d.blocks[0].outer.weight, std=0.3, generator=g)
+        fit = ElementwiseFit()
+        for s in (0, 40):  # two mini-batches
+            fit.add(d.raw(x[s : s + 40]), d.standardise(f[s : s + 40]))
+        assert fit.n == 64
         before = (f - d(x)).mean(0)
-        d.refit_offset(before)
-        after = (f - d(x)).mean(0)
+        d.refit_affine(fit)
+        u, t = d.raw(x).double(), d.standardise(f).double()
     assert float(before.abs().max()) > 0.3
-    assert float(after.abs().max()) < 1e-5
+    # float64 reference: an ordinary least-squares line per element
+    for c, i, j in [(0, 0, 0), (1, 2, 3), (2, 3, 1)]:
+        design = torch.stack([u[:, c, i, j], torch.ones(64, dtype=torch.float64)], 1)
+        a, b = torch.linalg.lstsq(design, t[:, c, i, j, None]).solution.flatten()
+        assert float(d.gain[c, i, j]) == pytest.approx(float(a.clamp(0.2, 5.0)), rel=1e-4, abs=1e-5)
+        if 0.2 < float(a) < 5.0:
+            assert float(d.offset[c, i, j]) == pytest.approx(float(b), rel=1e-4, abs=1e-5)
+    with torch.no_grad():
+        assert float((f - d(x)).mean(0).abs().max()) < 0.05 * float(f.std())
 
 
 
