@@ -325,7 +325,7 @@ class ElementwiseFit:
         """Accumulate one mini-batch."""
         u, t = u.detach().double(), t.detach().double()
         parts = [u.sum(0), (u * u).sum(0), t.sum(0), (u * t).sum(0)]
-        self.sums = parts if self.sums is None else [a + b for a, b in zip(self.sums, parts)]
+        self.sums = parts if self.sums is None else [a + b for a, b in zip(self.sums, parts, strict=True)]
         self.n += u.shape[0]
 
     def solve(self, fallback_gain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
