@@ -9,6 +9,17 @@ model's input by distillation (MSE). The component of order ``l`` is what the ex
 
 so the components of all orders sum to the deepest fit ``g_L(x)``; ``f − g_L`` is the residual.
 
+Distillation loss: the paper's MSE ``E‖f − g_l(x)‖²`` divided by one constant, the feature's mean
+per-element variance over the training samples, so the loss reads ``1 − R²`` whatever the feature's
+scale. Units that never vary (dead ReLU units) weigh nothing in it; the disentanglers reproduce them by
+their per-element mean (see :func:`nbexplain.core.disentanglers.feature_stats`), and the result counts
+them in ``constant_units``. (Standardising every unit by its own std, as earlier versions did,
+let units with a std near 0 dominate: losses of 1e10–1e13 on a trained MLP.)
+
+Features: image inputs with a spatial feature ``(C, H, W)`` get convolutional disentanglers; any other
+feature — vectors, token outputs ``(T, D)`` of a transformer layer — dense ones over all its elements
+(each token position a set of units, as a conv feature's positions are), with the same metrics.
+
 Metrics, one value per order (all float64):
 
 ``energy``
@@ -56,9 +67,18 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from .disentanglers import FAMILIES, Disentangler, auto_family, make_disentangler
+from .disentanglers import FAMILIES, Disentangler, ElementwiseFit, auto_family, make_disentangler
 from .hygiene import model_device, preserved
 from .layer_select import resolve_modules
+from .model_io import (
+    OutputArg,
+    check_output_arg,
+    check_runnable,
+    describe_output,
+    model_input,
+    probe_output,
+    select_output,
+)
 from .shapley import ShapleyValues, shapley_values
 from .validation import (
     check_choice,
@@ -107,7 +127,8 @@ class ComplexityDecomposition:
         Linear consistency (R²) of the whole feature with the reference network's feature.
     history
         ``{order: {"loss": [...], "test_loss": [...], "lr": [...], "seconds": float, "epoch_seconds": [...],
-        "epoch_cpu_seconds": [...]}}`` — the training curves (standardised MSE per epoch) and timings.
+        "epoch_cpu_seconds": [...]}}`` — the training curves and timings. The loss is the MSE divided by
+        the feature's mean per-element variance over the training samples, so it reads ``1 − R²``.
     losses
         Task losses: ``"model_train"``/``"model_test"`` (the unmodified network),
         ``"empty_train"``/``"empty_test"`` (head sees the mean feature), ``"full_train"``/``"full_test"``
@@ -118,6 +139,10 @@ class ComplexityDecomposition:
         The network used for reliability (``None`` when reliability was switched off).
     consistency_maps
         ``{order: (weight, bias)}`` float64 affine maps from the reference feature to each component.
+    constant_units
+        How many feature elements (one per channel and position for spatial features) do not vary over
+        the training samples (variance ≤ 1e-12 × the mean element variance; e.g. dead ReLU units). They
+        weigh nothing in the distillation loss and are reproduced by the disentanglers' per-element mean.
     """
 
     model: nn.Module
@@ -141,6 +166,7 @@ class ComplexityDecomposition:
     reference_layer: Optional[str] = None
     consistency_maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    constant_units: int = 0
 
     # -- evaluation on new inputs ----------------------------------------------------------------
 
@@ -164,7 +190,7 @@ class ComplexityDecomposition:
         dev = self._device()
         out = torch.empty(len(self.orders), x.shape[0], *self.feature_shape)
         for s in range(0, x.shape[0], batch_size):
-            xb = x[s : s + batch_size].to(dev)
+            xb = x[s : s + batch_size].to(device=dev, dtype=torch.float32)
             for i, o in enumerate(self.orders):
                 d = self.disentanglers[o]
                 was = d.training
@@ -264,6 +290,12 @@ class ComplexityDecomposition:
 
 
 def _check_inputs(x: Any, argname: str, input_shape: Optional[tuple[int, ...]] = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor) and not x.is_floating_point() and not x.is_complex():
+        raise TypeError(
+            f"`{argname}` has dtype {x.dtype}; decompose_complexity needs float inputs, because the "
+            "disentanglers are networks trained on the model's input (token ids cannot be fed to them). For a "
+            "text model, decompose a model that starts after the embedding and pass the embedded inputs."
+        )
     x = check_tensor(x, argname, min_ndim=2, dtype_kind="float", finite=True)
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
         raise ValueError(
@@ -346,8 +378,12 @@ def _single_forward_hook(module: nn.Module, layer: str, replace: Optional[list] 
                 raise RuntimeError(
                     f"Replacement for {layer!r} has shape {tuple(new.shape)}, expected {tuple(out.shape)}."
                 )
-            return new.to(out.dtype)
-        box["out"] = out.detach()
+            # a copy: code after the layer may write into its output in place (``out += identity``)
+            return new.to(device=out.device, dtype=out.dtype, copy=True)
+        # a copy, not ``out.detach()`` (which shares storage): torchvision-style blocks write into a layer's
+        # output after the hook has run (``ReLU(inplace=True)``, ``out += identity``); the copy is the value
+        # the layer produced. One feature-sized copy per batch, negligible next to the forward pass.
+        box["out"] = out.detach().clone()
         return None
 
     return module.register_forward_hook(hook), box
@@ -356,7 +392,6 @@ def _single_forward_hook(module: nn.Module, layer: str, replace: Optional[list] 
 @torch.no_grad()
 def _layer_outputs(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: int, layer: str) -> torch.Tensor:
     """Outputs of ``module`` for every input (model in eval mode), float32 on the CPU."""
-    dev = model_device(model)
     chunks = []
     with preserved(model):
         model.eval()
@@ -364,7 +399,7 @@ def _layer_outputs(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_s
         try:
             for s in range(0, x.shape[0], batch_size):
                 box["calls"], box["out"] = 0, None
-                model(x[s : s + batch_size].to(dev))
+                model(model_input(x[s : s + batch_size], model))
                 if box["out"] is None:
                     raise ValueError(
                         f"Layer {layer!r} did not run during the forward pass; choose a layer used by forward()."
@@ -416,6 +451,28 @@ def _resolve_loss(loss: Any, y: torch.Tensor) -> LossFn:
     return mse
 
 
+def _probe_task_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, output: OutputArg, loss_fn: LossFn
+) -> None:
+    """One forward pass on two samples: ``output=`` selects a tensor and the task loss accepts it.
+
+    Run before any training, so that a tuple-output model or a mismatched loss fails in a second.
+    """
+    picked = probe_output(model, x, output)
+    try:
+        with torch.no_grad():
+            value = loss_fn(picked, y[:2].to(picked.device))
+    except Exception as err:  # noqa: BLE001 - re-raised with what the model returned
+        raise ValueError(
+            f"The task loss failed on the selected model output {describe_output(picked)} and targets "
+            f"{describe_output(y[:2])}: {err}. Check `loss=` and, for models with several outputs, `output=`."
+        ) from err
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        raise ValueError(
+            f"The task loss must return a scalar tensor, got {describe_output(value)}; check `loss=`."
+        )
+
+
 @torch.no_grad()
 def _head_loss(
     model: nn.Module,
@@ -426,6 +483,7 @@ def _head_loss(
     feature: Optional[torch.Tensor],
     loss_fn: LossFn,
     batch_size: int,
+    output: OutputArg = None,
 ) -> float:
     """Mean task loss when ``module``'s output is replaced by ``feature`` (or left alone when None)."""
     dev = model_device(model)
@@ -436,11 +494,11 @@ def _head_loss(
     total, n = 0.0, 0
     try:
         for s in range(0, x.shape[0], batch_size):
-            xb = x[s : s + batch_size].to(dev)
+            xb = model_input(x[s : s + batch_size], model)
             if feature is not None:
                 box[0] = feature[s : s + batch_size].to(dev)
                 calls["calls"] = 0
-            out = model(xb)
+            out = select_output(model(xb), output)
             total += float(loss_fn(out, y[s : s + batch_size].to(dev))) * xb.shape[0]
             n += xb.shape[0]
     finally:
@@ -530,7 +588,7 @@ def _fresh_reference(model: nn.Module, seed: int) -> nn.Module:
 
 def _train_reference(
     ref: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, epochs: int, seed: int,
-    batch_size: int, progress: bool,
+    batch_size: int, progress: bool, output: OutputArg = None,
 ) -> list[float]:
     from tqdm.auto import tqdm
 
@@ -547,7 +605,7 @@ def _train_reference(
             idx = order[s : s + batch_size]
             if idx.numel() < 2 and x.shape[0] > 1:
                 continue
-            loss = loss_fn(ref(x[idx].to(dev)), y[idx].to(dev))
+            loss = loss_fn(select_output(ref(model_input(x[idx], ref)), output), y[idx].to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -564,11 +622,16 @@ def _train_disentangler(
     d: nn.Module, x: torch.Tensor, f: torch.Tensor, xt: torch.Tensor, ft: torch.Tensor, f_scale: torch.Tensor,
     epochs: int, lr: tuple[float, float], batch_size: int, seed: int, bar_desc: str, progress: bool,
 ) -> dict[str, Any]:
-    """Distil ``f`` into ``d`` by MSE on the standardised feature, log-spaced learning rate."""
+    """Distil ``f`` into ``d`` by MSE (divided by ``f_scale``²), log-spaced learning rate.
+
+    After every epoch a :class:`Disentangler`'s per-element gain and offset are set by least squares on that
+    epoch's mini-batches (:meth:`~nbexplain.core.disentanglers.Disentangler.refit_affine`).
+    """
     from tqdm.auto import tqdm
 
     dev = next(d.parameters()).device
     scale = f_scale.to(dev)
+    refit = isinstance(d, Disentangler)
     opt = torch.optim.Adam(d.parameters(), lr=lr[0])
     gen = torch.Generator().manual_seed(seed)
     hist: dict[str, Any] = {
@@ -584,14 +647,23 @@ def _train_disentangler(
         d.train()
         order = torch.randperm(x.shape[0], generator=gen)
         total = 0.0
+        fit = ElementwiseFit() if refit else None
         for s in range(0, x.shape[0], batch_size):
             idx = order[s : s + batch_size]
             xb, fb = x[idx].to(dev), f[idx].to(dev)
-            loss = (((d(xb) - fb) / scale) ** 2).mean()
+            if fit is not None:
+                u = d.raw(xb)
+                fit.add(u, d.standardise(fb))
+                pred = d.finish(u)
+            else:
+                pred = d(xb)
+            loss = (((pred - fb) / scale) ** 2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * idx.numel()
+        if fit is not None and fit.n >= 2:
+            d.refit_affine(fit)
         hist["epoch_seconds"].append(time.perf_counter() - te)
         hist["epoch_cpu_seconds"].append(time.process_time() - ce)
         hist["loss"].append(total / x.shape[0])
@@ -639,6 +711,7 @@ def decompose_complexity(
     shapley_permutations: int = 200,
     resume: Optional[ComplexityDecomposition] = None,
     progress: bool = True,
+    output: OutputArg = None,
 ) -> ComplexityDecomposition:
     """Decompose a layer's feature into components of increasing complexity (Ren et al., ICML 2021).
 
@@ -662,7 +735,8 @@ def decompose_complexity(
         Seeds initialisation, mini-batch order, the default reference network and Shapley sampling (the
         global RNG is left alone).
     family
-        ``"auto"`` (conv disentanglers for image inputs with a spatial feature, dense otherwise),
+        ``"auto"`` (conv disentanglers for image inputs with a spatial feature, dense otherwise, e.g. for a
+        transformer layer's ``(T, D)`` tokens),
         ``"dense"``, ``"conv"``, or a callable ``factory(order, previous)`` returning an ``nn.Module``
         that maps inputs to features (``previous`` is the trained module of the previous order or
         ``None``; warm-start from it yourself).
@@ -698,6 +772,10 @@ def decompose_complexity(
         orders they cover (and as the warm start of new, deeper ones), as is its reference network.
     progress
         Progress bars over orders and epochs.
+    output
+        For models that return a tuple, dict or output object: which tensor the task loss reads (an index,
+        a key or attribute name, or a callable on the model's output; see
+        :func:`nbexplain.core.model_io.select_output`). Checked with one forward pass before any training.
 
     Returns
     -------
@@ -721,6 +799,8 @@ def decompose_complexity(
     from tqdm.auto import tqdm
 
     check_model(model)
+    check_runnable(model)
+    output = check_output_arg(output)
     if not isinstance(layer, str):
         raise TypeError(f"`layer` must be one layer name (str), got {type(layer).__name__}.")
     module = resolve_modules(model, layer, "layer")[layer]
@@ -762,6 +842,9 @@ def decompose_complexity(
     if reference_model is True:
         reference_model = None
     loss_fn = _resolve_loss(loss, y_tr)
+    if reference_model is not None and reference_model is not False:
+        check_runnable(reference_model, "reference_model")
+    _probe_task_loss(model, x_tr, y_tr, output, loss_fn)
     if resume is not None and not isinstance(resume, ComplexityDecomposition):
         raise TypeError(f"`resume` must be a previous ComplexityDecomposition, got {type(resume).__name__}.")
 
@@ -771,6 +854,8 @@ def decompose_complexity(
         "lr": lr, "batch_size": batch_size, "seed": seed, "epochs": dict(zip(orders, epoch_list)),
         "metric_samples": metric_samples, "loss": loss if isinstance(loss, str) else "custom",
     }
+    # the disentanglers are float32 networks on the model's device, whatever the model's dtype
+    xd_tr, xd_te = x_tr.float(), x_te.float()
 
     with preserved(model):
         model.eval()
@@ -802,11 +887,17 @@ def decompose_complexity(
             if fam != "custom" and resume.settings.get("width") != width:
                 raise ValueError(f"`resume` used width {resume.settings.get('width')}, this call {width}.")
 
-        # per-element scale of the standardised distillation loss
-        if len(feature_shape) == 3:
-            f_scale = f_tr.double().std(dim=(0, 2, 3)).clamp_min(1e-8).float().reshape(-1, 1, 1)
-        else:
-            f_scale = f_tr.double().std(dim=0).clamp_min(1e-8).float()
+        # one scale for the whole distillation loss: the paper's MSE divided by the feature's mean
+        # per-element variance, so the loss reads 1 − R² and units that never vary weigh nothing
+        elem_var = f_tr.double().var(dim=0, unbiased=False)
+        mean_var = float(elem_var.mean())
+        if not mean_var > 0:
+            raise ValueError(
+                f"The output of {layer!r} is constant on the training samples; nothing to decompose. "
+                "Choose another layer or more varied inputs."
+            )
+        f_scale = torch.tensor(math.sqrt(mean_var), dtype=torch.float32)
+        constant_units = int((elem_var <= (1e-6) ** 2 * mean_var).sum())
 
         # ---------------- train the disentanglers, order by order ----------------
         trained: dict[int, nn.Module] = {}
@@ -838,17 +929,17 @@ def decompose_complexity(
             else:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(init_seed)
-                    d = make_disentangler(fam, o, x_tr[stat_idx], f_tr[stat_idx], width, kernel_size)
+                    d = make_disentangler(fam, o, xd_tr[stat_idx], f_tr[stat_idx], width, kernel_size)
                 d = d.to(dev)
             with torch.no_grad():
-                probe = d(x_tr[:2].to(dev))
+                probe = d(xd_tr[:2].to(dev))
             if tuple(probe.shape[1:]) != feature_shape:
                 raise ValueError(
                     f"The order-{o} disentangler outputs samples of shape {tuple(probe.shape[1:])}, "
                     f"but {layer!r} outputs {feature_shape}."
                 )
             history[o] = _train_disentangler(
-                d, x_tr, f_tr, x_te, f_te, f_scale, epoch_list[i], lr, batch_size,
+                d, xd_tr, f_tr, xd_te, f_te, f_scale, epoch_list[i], lr, batch_size,
                 seed * 7919 + 104729 + o, f"order {o}", progress,
             )
             trained[o] = d
@@ -864,6 +955,7 @@ def decompose_complexity(
             energy=torch.empty(0), reliability=torch.empty(0), effectiveness=torch.empty(0),
             overfitting=torch.empty(0), fit_quality=torch.empty(0), fit_quality_train=torch.empty(0),
             reliability_feature=float("nan"), history=history, losses={}, shapley=None, settings=settings,
+            constant_units=constant_units,
         )
         g_tr = result.reconstructions(xm_tr)
         g_te = result.reconstructions(xm_te)
@@ -897,7 +989,7 @@ def decompose_complexity(
                 ref = resume.reference_model
             else:
                 ref = _fresh_reference(model, seed + 1).to(dev)
-                _train_reference(ref, x_tr, y_tr, loss_fn, reference_epochs, seed + 1, 64, progress)
+                _train_reference(ref, x_tr, y_tr, loss_fn, reference_epochs, seed + 1, 64, progress, output)
             ref_module = resolve_modules(ref, ref_layer, "reference_layer")[ref_layer]
             with preserved(ref):
                 fb_tr = _layer_outputs(ref, ref_module, xm_tr, 256, ref_layer)
@@ -928,8 +1020,8 @@ def decompose_complexity(
                 h_te += cc_te[k]
             return torch.tensor(
                 [
-                    _head_loss(model, module, layer, xm_tr, ym_tr, h_tr, loss_fn, 256),
-                    _head_loss(model, module, layer, xm_te, ym_te, h_te, loss_fn, 256),
+                    _head_loss(model, module, layer, xm_tr, ym_tr, h_tr, loss_fn, 256, output),
+                    _head_loss(model, module, layer, xm_te, ym_te, h_te, loss_fn, 256, output),
                 ],
                 dtype=torch.float64,
             )
@@ -941,8 +1033,8 @@ def decompose_complexity(
         result.effectiveness = -sv.values[:, 0].clone()
         result.overfitting = (sv.values[:, 1] - sv.values[:, 0]).clone()
         result.losses = {
-            "model_train": _head_loss(model, module, layer, xm_tr, ym_tr, None, loss_fn, 256),
-            "model_test": _head_loss(model, module, layer, xm_te, ym_te, None, loss_fn, 256),
+            "model_train": _head_loss(model, module, layer, xm_tr, ym_tr, None, loss_fn, 256, output),
+            "model_test": _head_loss(model, module, layer, xm_te, ym_te, None, loss_fn, 256, output),
             "empty_train": float(sv.empty[0]),
             "empty_test": float(sv.empty[1]),
             "full_train": float(sv.full[0]),
