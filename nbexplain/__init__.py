@@ -1,7 +1,7 @@
 """nbexplain — see inside PyTorch models from a notebook.
 
 Everything public in :mod:`nbexplain.core` is re-exported here (``import nbexplain as nx``), plus the
-``widgets``, ``data`` and ``zoo`` submodules. See DESIGN.md for the contract.
+``widgets``, ``data``, ``zoo`` and ``architectures`` submodules. See DESIGN.md for the contract.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from .core import *  # noqa: F403 - the public API is core's __all__
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "widgets", "data", "zoo", *_core.__all__]
+__all__ = ["__version__", "widgets", "data", "zoo", "architectures", *_core.__all__]
 
-_LAZY = ("widgets", "data", "zoo")
+_LAZY = ("widgets", "data", "zoo", "architectures")
 
 
 def __getattr__(name: str) -> Any:

@@ -3,11 +3,13 @@
 Each area below adds its public names to ``__all__``; :mod:`nbexplain` re-exports all of them.
 """
 
-from .capturing import CONV_MODES, Captured, activations, capture, to_features
+from .capturing import CONV_MODES, Captured, StaleCaptureError, activations, capture, to_features
 from .hygiene import preserved
 from .layer_select import LAYER_KINDS, LayerList, layers
+from .layouts import LAYOUTS
 
-__all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LayerList", "activations", "capture", "layers", "preserved", "to_features"]
+__all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LAYOUTS", "LayerList", "StaleCaptureError", "activations",
+           "capture", "layers", "preserved", "to_features"]
 
 # --- saturation & δ projection (issue 3) ---
 from .statistics import RunningMoments

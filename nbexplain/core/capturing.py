@@ -25,7 +25,7 @@ from .model_io import check_runnable, model_input
 from .validation import check_choice, check_finite, check_model, check_positive_int
 
 __all__ = [
-    "capture", "Captured", "activations", "run_layers", "to_features", "features_first", "iter_batches", "CONV_MODES",
+    "capture", "Captured", "StaleCaptureError", "activations", "run_layers", "to_features", "features_first", "iter_batches", "CONV_MODES",
 ]
 
 #: How a layer output becomes ``(n_samples, n_features)``: every position/token a sample (``"channels"``),
