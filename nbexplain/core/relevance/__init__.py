@@ -9,12 +9,14 @@ from .canonizers import Canonizer, ExplicitResidual, MergeBatchNorm, default_can
 from .composites import COMPOSITES, Composite, Sum, get_composite
 from .engine import LRPResult, UnsupportedModuleError
 from .entry import lrp
+from .functional import FunctionalOpsWarning
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus
 
 __all__ = [
     "lrp",
     "LRPResult",
     "UnsupportedModuleError",
+    "FunctionalOpsWarning",
     "Rule",
     "ZeroRule",
     "Epsilon",

@@ -574,27 +574,39 @@ class Pass(Rule):
 
 class Gradient(Rule):
     """Gradient × input through a module LRP has no rule for (LSTM, GRU, attention, a custom block):
-    ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / (z + ε·sign(z)))`` for every tensor input ``a`` and output ``z`` of the
-    module (also for modules returning tuples, e.g. ``(output, (h, c))``). For a linear map without bias it is
-    LRP-0; for max pooling it sends the relevance to the maximum. It does not conserve relevance through
-    non-linear modules.
+    ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / z)`` for every tensor input ``a`` and output ``z`` of the module (also for
+    modules returning tuples, e.g. ``(output, (h, c))``). Where the relevance arriving at ``z`` is itself
+    gradient × input (ε → 0 LRP of a ReLU network, other Gradient modules), the result is exactly gradient ×
+    input at ``a``. For a linear map without bias it is LRP-0; for max pooling it sends the relevance to the
+    maximum. It does not conserve relevance through non-linear modules.
 
     Parameters
     ----------
     epsilon
-        Stabiliser of the division by the module's outputs.
+        ``None`` (default): no stabiliser, ``R_out / z`` exactly (an output that is exactly 0 passes no
+        relevance) — what a user who maps ``nx.Gradient()`` expects: gradient × input. A number ε divides by
+        ``z + ε·sign(z)`` instead, which damps outputs near 0 (and moves the result away from gradient × input
+        by about ε/|z| there). The call's ``epsilon=`` does not change it: it sets the ε of the named
+        composites' rules.
 
     Examples
     --------
     >>> from nbexplain.core.relevance import Gradient
     >>> Gradient()
-    Gradient(epsilon=1e-06)
+    Gradient(epsilon=None)
+    >>> Gradient(1e-6).stabilizer
+    1e-06
     """
 
     conserving = False
 
-    def __init__(self, epsilon: float = 1e-6) -> None:
-        self.epsilon = _number(epsilon, "epsilon")
+    def __init__(self, epsilon: float | None = None) -> None:
+        self.epsilon = None if epsilon is None else _number(epsilon, "epsilon")
+
+    @property
+    def stabilizer(self) -> float:
+        """The ε of the division (0: none; a zero output then passes no relevance)."""
+        return 0.0 if self.epsilon is None else self.epsilon
 
     def _params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon}
