@@ -145,3 +145,30 @@ def test_gradient_rule_is_gradient_times_input_by_default_and_takes_an_explicit_
     assert float((damped - want).abs().max()) > 0.1 * float(want.abs().max())
     with pytest.raises(ValueError, match="epsilon"):
         nx.Gradient(-1.0)
+
+
+class _InplaceAfterConv(nn.Module):
+    """A conv whose output the forward then rewrites in place (``mul_``, ``relu_``), with no batch norm to fold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(12, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self.conv(x)
+        y.mul_(2.0)
+        y.relu_()
+        return self.fc(y.flatten(1))
+
+
+def test_a_layer_output_written_in_place_later_keeps_its_own_denominators() -> None:
+    # the ε denominators of a Linear/Conv that a batch norm might be folded into are computed in the backward
+    # pass from the output kept by reference; written in place since (mul_), the output is recomputed (with
+    # the doubled output, every layer's relevance came out halved)
+    net = _InplaceAfterConv().double().eval()
+    x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    res = nx.lrp(net, x, 1, composite="epsilon", epsilon=TINY, strict=False)
+    want = _grad_x_input(net, x, 1)
+    torch.testing.assert_close(res.relevance, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))

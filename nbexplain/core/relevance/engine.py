@@ -161,10 +161,15 @@ class _RuleFunction(torch.autograd.Function):
     """Identity on the module's output in the forward pass; the rule's redistribution backwards."""
 
     @staticmethod
-    def forward(ctx, x, out, rule, op):  # type: ignore[override]
-        saved = () if rule.lazy else rule.forward(op, x, out)
+    def forward(ctx, x, out, rule, op, defer=False):  # type: ignore[override]
+        # defer: a Linear/Conv output a batch norm may be folded into next — the merged node then replaces
+        # this one, whose denominators would be computed for nothing; they are computed in the backward pass
+        # instead, from the output kept by reference (recomputed should code after the layer write into it)
+        ctx.defer = defer and not rule.lazy
+        saved = () if rule.lazy or ctx.defer else rule.forward(op, x, out)
+        ctx.z = (out, out._version) if ctx.defer else None
         ctx.rule, ctx.op = rule, op
-        ctx.save_for_backward(x if rule.saves_input or rule.lazy else None, *saved)
+        ctx.save_for_backward(x if rule.saves_input or rule.lazy or ctx.defer else None, *saved)
         return out.detach()
 
     @staticmethod
@@ -173,9 +178,16 @@ class _RuleFunction(torch.autograd.Function):
         if ctx.rule.lazy:
             with torch.no_grad():
                 saved = ctx.rule.forward(ctx.op, x, None)
+        elif ctx.defer:
+            z, version = ctx.z
+            ctx.z = None
+            with torch.no_grad():
+                if z._version != version:
+                    z = ctx.op.forward(x, ctx.op.weight, ctx.op.bias)
+                saved = ctx.rule.forward(ctx.op, x, z)
         rel = ctx.rule.backward(ctx.op, x, saved, relevance)
         ctx.op.release()  # derived weights go now, so the next layer reuses their memory
-        return rel, None, None, None
+        return rel, None, None, None, None
 
 
 class _GradientFunction(torch.autograd.Function):
@@ -513,7 +525,7 @@ class _Session:
                 )
             if self._is_nonneg(x):
                 op.nonneg = True
-            out = _RuleFunction.apply(x, output.detach(), rule, op)
+            out = _RuleFunction.apply(x, output.detach(), rule, op, self.merge_bn and is_weighted)
             if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
                 isinstance(module, POOLS) and op.nonneg
             ):
