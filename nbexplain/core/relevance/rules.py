@@ -329,8 +329,8 @@ class ZPlus(Rule):
         s = _share(relevance, den)
         if _nonneg(op, x):
             return op.backward(s, x, _wpos(op)).mul_(x)
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        return op.backward(s, x, _wpos(op)).mul_(xp) + op.backward(s, x, _wneg(op)).mul_(xn)
+        gp, gn = op.backward_many(s, x, [_wpos(op), _wneg(op)])  # one stacked transposed pass
+        return gp.mul_(x.clamp(min=0)).add_(gn.mul_(x.clamp(max=0)))
 
 
 class AlphaBeta(Rule):
@@ -415,10 +415,12 @@ class AlphaBeta(Rule):
         zp = op.forward(xp, wp, op.units(self.epsilon if bp is None else bp + self.epsilon)) + op.forward(xn, wn, None)
         zn = op.forward(xp, wn, op.units(-self.epsilon if bn is None else bn - self.epsilon)) + op.forward(xn, wp, None)
         sp, sn = relevance / zp, relevance / zn
-        pos = xp * op.backward(sp, x, wp) + xn * op.backward(sp, x, wn)
+        gp, gn = op.backward_many(sp, x, [wp, wn])  # stacked transposed passes (see LayerOp.backward_many)
+        pos = xp * gp + xn * gn
         if not self.beta:
             return self.alpha * pos
-        neg = xp * op.backward(sn, x, wn) + xn * op.backward(sn, x, wp)
+        hn, hp = op.backward_many(sn, x, [wn, wp])
+        neg = xp * hn + xn * hp
         return self.alpha * pos - self.beta * neg
 
 
@@ -490,7 +492,8 @@ class ZBox(Rule):
         low, high = self.bounds(x)
         s = _share(relevance, den)
         w = op.weight
-        return x * op.backward(s, x, w) - low * op.backward(s, x, _pos(w)) - high * op.backward(s, x, _neg(w))
+        gx, gl, gh = op.backward_many(s, x, [w, _pos(w), _neg(w)])  # one stacked transposed pass
+        return gx.mul_(x).sub_(low * gl).sub_(high * gh)
 
 
 class Flat(Rule):
