@@ -46,19 +46,27 @@ def _inplace_pos(m: nn.Module, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _inplace_on_a_view(m: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    t = t * 1.0
+    t[:, 0] += m.pos[0, 0]  # an in-place add into a view of the activation
+    return t
+
+
 CASES: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
     "identity": lambda m, t: t,
     "mean": lambda m, t: t - t.mean(2, keepdim=True),
     "plus-position": lambda m, t: t + m.pos,
     "inplace-plus-position": _inplace_pos,
+    "inplace-on-a-view": _inplace_on_a_view,
     "residual": lambda m, t: t + F.relu(t),
     "scale": lambda m, t: 0.5 * t / 3.0,
     "relu-index-cat": lambda m, t: torch.cat([F.relu(t[:, :2]), t[:, 2:].flip(1)], 1),
     "gelu": lambda m, t: F.gelu(t),
     "layer-norm": lambda m, t: F.layer_norm(t, (8,)),
     "product": lambda m, t: t * torch.sigmoid(t),
+    "softmax-weighted": lambda m, t: torch.softmax(t, -1) * t,
 }
-NONLINEAR = {"gelu": "gelu", "layer-norm": "layer_norm", "product": "sigmoid"}
+NONLINEAR = {"gelu": "gelu", "layer-norm": "layer_norm", "product": "sigmoid", "softmax-weighted": "softmax"}
 
 
 def _grad_x_input(net: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:

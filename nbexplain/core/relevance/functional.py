@@ -139,10 +139,9 @@ class FunctionalRules(torch.overrides.TorchFunctionMode):
         return _replace_leaves(result, {id(o): n for o, n in zip(outs, new, strict=True)})
 
     def _inplace(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
-        """``a.op_(…)`` / ``a op= …``: computed out of place from a copy of ``a`` through the rule, then written
-        into ``a`` (so the rule's saved inputs are never overwritten)."""
-        from .canonizers import _Assign  # noqa: PLC0415
-
+        """``a.op_(…)`` / ``a op= …``: computed out of place from a copy of ``a`` through the rule, then copied
+        into ``a`` (so the rule's saved inputs are never overwritten; ``copy_`` hands the relevance of ``a``'s
+        new values to the rule's output, also where ``a`` is a view such as ``t[:, 0]``)."""
         target = args[0]
         plain = _INPLACE_DUNDER.get(name, name.rstrip("_"))
         alt = getattr(torch.Tensor, plain, None)
@@ -155,7 +154,7 @@ class FunctionalRules(torch.overrides.TorchFunctionMode):
         rest = tuple(before if a is target else a for a in args[1:])
         ins = _grad_inputs((before,) + rest, kwargs)
         new = self._wrap(alt, plain, ins, (before,) + rest, kwargs)
-        return _Assign.apply(target, new)
+        return target.copy_(new)
 
     def close(self) -> None:
         """Remove the module hooks; warn about the non-linear operations that were explained by gradient × input."""
