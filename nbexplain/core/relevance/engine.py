@@ -14,6 +14,8 @@ along their gradient. A module called more than once gets one autograd node per 
   gets one :class:`_GradientFunction` node: gradient × input through the module's own graph.
 - Operations outside any module with a rule are rejected after the forward pass (``strict``); the error
   names the module whose forward computed them (found by a second, diagnostic pass, :class:`_OpOwners`).
+  With ``strict=False`` they get rules consistent with gradient × input during the forward pass
+  (:mod:`.functional`), which reads :attr:`_Session.depth` to leave the operations inside units alone.
 - Weight-sized scratch tensors of the rules live in a :class:`~.ops.Workspace` that the layers take turns on.
 """
 
