@@ -180,3 +180,27 @@ def test_a_layer_output_written_in_place_later_keeps_its_own_denominators() -> N
     res = nx.lrp(net, x, 1, composite="epsilon", epsilon=TINY, strict=False)
     want = _grad_x_input(net, x, 1)
     torch.testing.assert_close(res.relevance, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
+
+
+class _Cube(torch.autograd.Function):
+    """A user's own autograd function: no torch function the functional rules could see."""
+
+    @staticmethod
+    def forward(ctx, t):  # type: ignore[override]
+        ctx.save_for_backward(t)
+        return t**3
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (t,) = ctx.saved_tensors
+        return 3 * t**2 * g
+
+
+def test_an_operation_no_functional_rule_reaches_is_named_in_a_warning() -> None:
+    net = _Around(lambda m, t: _Cube.apply(t)).double().eval()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with pytest.warns(FunctionalOpsWarning, match="_CubeBackward"):
+        nx.lrp(net, x, 0, composite={nn.Linear: nx.Epsilon(TINY)}, strict=False)
+    with warnings.catch_warnings():  # the ops the functional rules cover leave no such warning
+        warnings.simplefilter("error")
+        nx.lrp(_Around(CASES["inplace-on-a-view"]).double().eval(), x, 0, composite={nn.Linear: nx.Epsilon(TINY)}, strict=False)

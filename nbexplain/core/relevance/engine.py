@@ -52,6 +52,10 @@ _SAFE_NODES = (
     "Split", "Unbind", "Index", "Clone", "ToCopy", "Alias", "AsStrided", "MaxPool", "AdaptiveMaxPool",
     "Relu", "Threshold", "MaxBackward", "Flip", "Roll", "ConstantPadNd", "Contiguous", "Unfold",
     "Narrow", "Identity", "Flatten", "Unflatten", "_GradientFunction",
+    # copies of input elements or constants (relevance following their gradient is consistent): see
+    # functional.COPY_LIKE
+    "Expand", "Repeat", "Gather", "Take", "Where", "MaskedFill", "Clamp", "Hardtanh", "Sort", "Topk",
+    "ReflectionPad", "ReplicationPad", "CopySlices", "CopyBackwards",
 )
 _HINTS = {
     "Add": "with canonizers='auto' sums of two activations become Sum modules; a sum with a constant (a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from ..validation import (
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
 from .engine import LRPResult, _bad_nodes, _graph_error, _OpOwners, _Session
-from .functional import FunctionalRules
+from .functional import FunctionalOpsWarning, FunctionalRules
 from .inputs import EmbeddingTap, computed_in_float32, resolve_embedding, suspended_backward_hooks
 from .rules import Rule
 
@@ -133,10 +134,18 @@ def _explain_batch(model: nn.Module, xb: torch.Tensor, tb: torch.Tensor, plan: _
         leaf = xb if tap is None else tap.leaf(model)[1]
         if not out.requires_grad:
             raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
-        if plan.strict:
-            bad = _bad_nodes(out)
-            if bad:
-                raise _locate_bad_ops(model, xb, plan)
+        bad = _bad_nodes(out)
+        if bad and plan.strict:
+            raise _locate_bad_ops(model, xb, plan)
+        if bad:  # strict=False and still uncovered (a custom autograd.Function outside modules, …): say so
+            warnings.warn(
+                f"lrp(strict=False): the model computes {sorted({type(b).__name__ for b in bad})} on the "
+                "explained input outside any module with an LRP rule, where no functional rule could be "
+                "applied; relevance followed their gradient there, which is not a relevance rule. Move them "
+                "into a module and map nx.Gradient() (or another rule) to it.",
+                FunctionalOpsWarning,
+                stacklevel=4,
+            )
         rows = torch.arange(out.shape[0], device=out.device)
         picked = out.detach()[rows, tb]
         explained = picked if plan.init == "logit" else torch.ones_like(picked)
