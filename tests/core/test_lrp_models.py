@@ -359,13 +359,17 @@ def test_token_relevance_is_conserved_and_the_input_embedding_is_found() -> None
     ids = torch.randint(0, 20, (3, 5))
     res = nx.lrp(model, ids, 1, composite={nn.Linear: nx.ZeroRule()}, strict=False)
     assert res.relevance.shape == (3, 5)
-    # a bias-free linear read-out of the embedding output: LRP-0 relevance = e ⊙ ∂f/∂e, summed over features,
-    # and Σ over tokens = f
-    e = (model.tok(ids) + model.pos.weight).detach().requires_grad_(True)  # the (tokens + positions) map
-    f = model.head(e.flatten(1))[:, 1]
-    want = (torch.autograd.grad(f.sum(), e)[0] * e).sum(-1)
-    torch.testing.assert_close(res.relevance, want.detach())
-    torch.testing.assert_close(res.total, res.explained.double())
+    # a bias-free linear read-out of e = tok + pos: LRP-0 relevance at e is e ⊙ ∂f/∂e (Σ = f). The functional
+    # `+ positions` splits it in proportion to the summands (strict=False's rule for sums), so the tokens get
+    # tok ⊙ ∂f/∂e — gradient × input at the token embedding's output, what nx.gradient_x_input(embedding=…)
+    # reads — and the position embedding keeps pos ⊙ ∂f/∂e, like a bias. (Before, relevance followed the
+    # gradient through the sum and the tokens also received the positions' share.)
+    tok = model.tok(ids).detach().requires_grad_(True)
+    pos = model.pos.weight.detach()
+    f = model.head((tok + pos).flatten(1))[:, 1]
+    g = torch.autograd.grad(f.sum(), tok)[0]
+    torch.testing.assert_close(res.relevance, (g * tok).sum(-1).detach())
+    torch.testing.assert_close(res.total + (g * pos).flatten(1).sum(1).double(), res.explained.double())
 
 
 def test_integer_input_without_embedding_is_a_clear_error() -> None:

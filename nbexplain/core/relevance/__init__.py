@@ -2,19 +2,23 @@
 
 Rules are modified gradients (:mod:`.rules`), composites assign them to layers (:mod:`.composites`),
 canonizers put a model into a form the rules apply to and always undo it (:mod:`.canonizers`), and
-:func:`lrp` (:mod:`.engine`) runs one forward and one backward pass with the rules hooked in.
+:func:`lrp` (:mod:`.engine`) runs one forward and one backward pass with the rules hooked in. With
+``strict=False``, functional operations outside modules get rules consistent with gradient × input
+(:mod:`.functional`; non-linear ones are named in a :class:`FunctionalOpsWarning`).
 """
 
 from .canonizers import Canonizer, ExplicitResidual, MergeBatchNorm, default_canonizers
 from .composites import COMPOSITES, Composite, Sum, get_composite
 from .engine import LRPResult, UnsupportedModuleError
 from .entry import lrp
+from .functional import FunctionalOpsWarning
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus
 
 __all__ = [
     "lrp",
     "LRPResult",
     "UnsupportedModuleError",
+    "FunctionalOpsWarning",
     "Rule",
     "ZeroRule",
     "Epsilon",

@@ -64,7 +64,8 @@ class Canonizer:
 def bn_mergeable(bn: nn.Module, lin: nn.Module) -> bool:
     if bn.running_mean is None or bn.running_var is None:
         return False  # batch statistics only: not a fixed affine map
-    if not isinstance(lin._parameters.get("weight"), nn.Parameter) or lin._forward_pre_hooks:
+    user_pre_hooks = [h for h in lin._forward_pre_hooks.values() if not getattr(h, "nbexplain_internal", False)]
+    if not isinstance(lin._parameters.get("weight"), nn.Parameter) or user_pre_hooks:
         return False  # weight computed by a parametrization or a weight-norm hook: left unmerged
     out_features = lin.out_features if isinstance(lin, nn.Linear) else lin.out_channels
     if isinstance(lin, nn.Linear) and not isinstance(bn, nn.BatchNorm1d):

@@ -14,6 +14,8 @@ along their gradient. A module called more than once gets one autograd node per 
   gets one :class:`_GradientFunction` node: gradient × input through the module's own graph.
 - Operations outside any module with a rule are rejected after the forward pass (``strict``); the error
   names the module whose forward computed them (found by a second, diagnostic pass, :class:`_OpOwners`).
+  With ``strict=False`` they get rules consistent with gradient × input during the forward pass
+  (:mod:`.functional`), which reads :attr:`_Session.depth` to leave the operations inside units alone.
 - Weight-sized scratch tensors of the rules live in a :class:`~.ops.Workspace` that the layers take turns on.
 """
 
@@ -50,10 +52,18 @@ _SAFE_NODES = (
     "Split", "Unbind", "Index", "Clone", "ToCopy", "Alias", "AsStrided", "MaxPool", "AdaptiveMaxPool",
     "Relu", "Threshold", "MaxBackward", "Flip", "Roll", "ConstantPadNd", "Contiguous", "Unfold",
     "Narrow", "Identity", "Flatten", "Unflatten", "_GradientFunction",
+    # copies of input elements or constants (relevance following their gradient is consistent): see
+    # functional.COPY_LIKE
+    "Expand", "Repeat", "Gather", "Take", "Where", "MaskedFill", "Clamp", "Hardtanh", "Sort", "Topk",
+    "ReflectionPad", "ReplicationPad", "CopySlices", "CopyBackwards",
 )
 _HINTS = {
-    "Add": "make sums explicit with canonizers='auto' (residual sums of two activations are handled)",
-    "Mean": "use an nn.AdaptiveAvgPool module instead of .mean() (it gets the proportional rule)",
+    "Add": "with canonizers='auto' sums of two activations become Sum modules; a sum with a constant (a "
+    "position embedding, a functional bias) needs strict=False, which splits it in proportion to the summands",
+    "Sub": "strict=False splits a difference in proportion to its terms",
+    "Mean": "use an nn.AdaptiveAvgPool module instead of .mean(), or strict=False (both split a mean in "
+    "proportion to its terms)",
+    "Sum": "strict=False splits a sum over a dimension in proportion to its terms",
     "Convolution": "call convolutions through nn.Conv modules, not F.conv*",
     "Addmm": "call dense layers through nn.Linear, not F.linear / @",
     "Mm": "call dense layers through nn.Linear, not F.linear / @",
@@ -98,9 +108,12 @@ def _graph_error(bad: list[Any], owners: dict[int, str] | None = None) -> Unsupp
         + located
         + " "
         + ("; ".join(h[0].upper() + h[1:] for h in hints) + ". " if hints else "")
-        + "Move the computation into modules and map rules to them (a module LRP has no rule for, e.g. an "
-        "LSTM or attention block, can be mapped to nx.Gradient(): gradient × input through it), or pass "
-        "strict=False to let relevance follow the gradient through them."
+        + "Either pass strict=False — every such operation then gets a rule consistent with gradient × input: "
+        "reshapes, indexing, concatenation and ReLU pass relevance on unchanged, sums, means and scalings split "
+        "it in proportion to their terms, and non-linear operations (gelu, softmax, products, …) get gradient × "
+        "input through them, listed in a FunctionalOpsWarning — or move the computation into modules and map "
+        "rules to them (a module LRP has no rule for, e.g. an LSTM or attention block, can be mapped to "
+        "nx.Gradient(): gradient × input through it)."
     )
 
 
@@ -154,10 +167,15 @@ class _RuleFunction(torch.autograd.Function):
     """Identity on the module's output in the forward pass; the rule's redistribution backwards."""
 
     @staticmethod
-    def forward(ctx, x, out, rule, op):  # type: ignore[override]
-        saved = () if rule.lazy else rule.forward(op, x, out)
+    def forward(ctx, x, out, rule, op, defer=False):  # type: ignore[override]
+        # defer: a Linear/Conv output a batch norm may be folded into next — the merged node then replaces
+        # this one, whose denominators would be computed for nothing; they are computed in the backward pass
+        # instead, from the output kept by reference (recomputed should code after the layer write into it)
+        ctx.defer = defer and not rule.lazy
+        saved = () if rule.lazy or ctx.defer else rule.forward(op, x, out)
+        ctx.z = (out, out._version) if ctx.defer else None
         ctx.rule, ctx.op = rule, op
-        ctx.save_for_backward(x if rule.saves_input or rule.lazy else None, *saved)
+        ctx.save_for_backward(x if rule.saves_input or rule.lazy or ctx.defer else None, *saved)
         return out.detach()
 
     @staticmethod
@@ -166,9 +184,16 @@ class _RuleFunction(torch.autograd.Function):
         if ctx.rule.lazy:
             with torch.no_grad():
                 saved = ctx.rule.forward(ctx.op, x, None)
+        elif ctx.defer:
+            z, version = ctx.z
+            ctx.z = None
+            with torch.no_grad():
+                if z._version != version:
+                    z = ctx.op.forward(x, ctx.op.weight, ctx.op.bias)
+                saved = ctx.rule.forward(ctx.op, x, z)
         rel = ctx.rule.backward(ctx.op, x, saved, relevance)
         ctx.op.release()  # derived weights go now, so the next layer reuses their memory
-        return rel, None, None, None
+        return rel, None, None, None, None
 
 
 class _GradientFunction(torch.autograd.Function):
@@ -324,6 +349,19 @@ def _unsupported(name: str, module: nn.Module) -> UnsupportedModuleError:
     )
 
 
+class _DepthHook:
+    """Forward pre-hook counting the units running (:attr:`_Session.depth`); marked as nbexplain's own, so
+    that it does not count as a user's weight hook (:func:`~.canonizers.bn_mergeable`)."""
+
+    nbexplain_internal = True
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        self.session.depth += 1
+
+
 class _Session:
     """Hooks of one :func:`lrp` call; removed in :meth:`close`."""
 
@@ -351,6 +389,10 @@ class _Session:
         # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
         # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
         self.nonneg: dict[int, tuple[torch.Tensor, int]] = {}
+        # how many modules with hooks are running now: operations inside them belong to their rule (read by
+        # the functional rules of strict=False), and a unit called inside another (a residual Sum inside a
+        # block mapped to nx.Gradient()) is part of the outer unit's computation, not a rule of its own
+        self.depth = 0
         for c in canonizers:
             self.transparent |= c.transparent()
         units = self._units(model)
@@ -360,6 +402,7 @@ class _Session:
         # they get a copy of their input, and the rule function connects to the untouched original
         self.originals: dict[int, list[torch.Tensor]] = {}
         for name, mod in units.items():
+            self.handles.append(mod.register_forward_pre_hook(_DepthHook(self)))
             if getattr(mod, "inplace", False) is True:
                 self.handles.append(mod.register_forward_pre_hook(self._copy_input))
             self.handles.append(mod.register_forward_hook(self._make_hook(name)))
@@ -396,6 +439,8 @@ class _Session:
         return t
 
     def _copy_input(self, module: nn.Module, args: tuple) -> Any:
+        if self.depth > 1:
+            return None
         x = args[0] if args else None
         if isinstance(x, torch.Tensor) and x.requires_grad:
             self.originals.setdefault(id(module), []).append(x)
@@ -420,9 +465,22 @@ class _Session:
                 f"nx.Gradient() (gradient × input through the module) applies to it, got {rule!r}."
             )
         self.rules.setdefault(name, rule)
-        return _gradient_node(args, output, rule.epsilon)
+        return _gradient_node(args, output, rule.stabilizer)
 
     def _make_hook(self, name: str):
+        rule_hook = self._make_rule_hook(name)
+
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            try:
+                if self.depth > 1:  # called inside another unit: part of that unit's computation
+                    return None
+                return rule_hook(module, args, output)
+            finally:
+                self.depth -= 1
+
+        return hook
+
+    def _make_rule_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             x = args[0] if args else None
             stash = self.originals.get(id(module))
@@ -453,7 +511,7 @@ class _Session:
                 raise _unsupported(name, module)
             self.rules.setdefault(name, rule)
             if isinstance(rule, Gradient):
-                return _gradient_node(args, output, rule.epsilon)
+                return _gradient_node(args, output, rule.stabilizer)
             if isinstance(module, Sum):
                 if not isinstance(rule, Epsilon):  # Norm and ZeroRule are ε rules too
                     raise TypeError(f"Residual sums take an ε-type rule (nx.Norm(), nx.Epsilon()), got {rule!r}.")
@@ -473,7 +531,7 @@ class _Session:
                 )
             if self._is_nonneg(x):
                 op.nonneg = True
-            out = _RuleFunction.apply(x, output.detach(), rule, op)
+            out = _RuleFunction.apply(x, output.detach(), rule, op, self.merge_bn and is_weighted)
             if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
                 isinstance(module, POOLS) and op.nonneg
             ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..validation import (
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
 from .engine import LRPResult, _bad_nodes, _graph_error, _OpOwners, _Session
+from .functional import FunctionalOpsWarning, FunctionalRules
 from .inputs import EmbeddingTap, computed_in_float32, resolve_embedding, suspended_backward_hooks
 from .rules import Rule
 
@@ -74,14 +76,19 @@ def _forward(model: nn.Module, xb: torch.Tensor, plan: _Plan, owners: _OpOwners 
     """One forward pass with the rules hooked in (canonizers active only during it)."""
     tap = EmbeddingTap(model, plan.embedding, xb) if plan.embedding is not None else None
     session: _Session | None = None
+    functional = None if plan.strict or owners is not None else FunctionalRules(model)
     try:
         with ExitStack() as stack:
             if owners is not None:
                 stack.enter_context(owners)
+            if functional is not None:  # below the canonizers' modes: residual sums still become Sum modules
+                stack.enter_context(functional)
             for c in plan.canonizers:
                 if not isinstance(c, MergeBatchNorm):  # merged during the forward pass (_Session)
                     stack.enter_context(c.apply(model, xb.detach()))
             session = _Session(model, plan.composite, plan.canonizers, plan.capture)
+            if functional is not None:
+                functional.inside = lambda: session.depth > 0
             with torch.enable_grad():
                 raw = model(xb)
     except BaseException:
@@ -94,7 +101,11 @@ def _forward(model: nn.Module, xb: torch.Tensor, plan: _Plan, owners: _OpOwners 
             tap.close()
         if owners is not None:
             owners.close()
+        if functional is not None:
+            functional.close()
     session.close()
+    if functional is not None:
+        functional.report()
     return raw, session, tap
 
 
@@ -123,10 +134,18 @@ def _explain_batch(model: nn.Module, xb: torch.Tensor, tb: torch.Tensor, plan: _
         leaf = xb if tap is None else tap.leaf(model)[1]
         if not out.requires_grad:
             raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
-        if plan.strict:
-            bad = _bad_nodes(out)
-            if bad:
-                raise _locate_bad_ops(model, xb, plan)
+        bad = _bad_nodes(out)
+        if bad and plan.strict:
+            raise _locate_bad_ops(model, xb, plan)
+        if bad:  # strict=False and still uncovered (a custom autograd.Function outside modules, …): say so
+            warnings.warn(
+                f"lrp(strict=False): the model computes {sorted({type(b).__name__ for b in bad})} on the "
+                "explained input outside any module with an LRP rule, where no functional rule could be "
+                "applied; relevance followed their gradient there, which is not a relevance rule. Move them "
+                "into a module and map nx.Gradient() (or another rule) to it.",
+                FunctionalOpsWarning,
+                stacklevel=4,
+            )
         rows = torch.arange(out.shape[0], device=out.device)
         picked = out.detach()[rows, tb]
         explained = picked if plan.init == "logit" else torch.ones_like(picked)
@@ -232,8 +251,14 @@ def lrp(
         Show a progress bar over batches (default: when there is more than one batch).
     strict
         Reject models that compute on the input outside modules with rules (``F.linear``, ``x * w``,
-        ``.mean()``, …), naming the operations and the module whose forward computes them; ``False`` lets
-        relevance follow their gradient.
+        ``.mean()``, ``+ self.pos``, …), naming the operations and the module whose forward computes them.
+        ``False``: every such operation gets a rule consistent with gradient × input (see
+        :mod:`nbexplain.core.relevance.functional`) — reshapes, permutations, indexing, ``cat``, ``F.relu``,
+        max pooling pass relevance on unchanged; sums, means, differences and scalings split it in proportion
+        to their terms (LRP-0); every other operation (``gelu``, ``softmax``, ``layer_norm``, products of two
+        activations, ``F.linear``) gets gradient × input through it, which is not an LRP rule and is listed,
+        with its module, in a :class:`~nbexplain.core.relevance.functional.FunctionalOpsWarning`. With
+        ε → 0 rules and ``nx.Gradient()`` on the other modules, the map is then exactly gradient × input.
 
     Returns
     -------

@@ -71,18 +71,19 @@ class Workspace:
 
     def take(self, op: Any, like: torch.Tensor) -> torch.Tensor | None:
         """A contiguous tensor shaped like ``like``, lent to ``op`` (``None``: allocate yourself)."""
+        shape = like.shape
         n = like.numel()
         for i, buf in enumerate(self.buffers):
             if self.owner[i] is None and buf.dtype == like.dtype and buf.device == like.device:
                 if buf.numel() < n:
                     buf = self.buffers[i] = torch.empty(n, dtype=like.dtype, device=like.device)
                 self.owner[i] = op
-                return buf[:n].view(like.shape)
+                return buf[:n].view(shape)
         if len(self.buffers) >= 4:
             return None
         self.buffers.append(torch.empty(n, dtype=like.dtype, device=like.device))
         self.owner.append(op)
-        return self.buffers[-1].view(like.shape)
+        return self.buffers[-1].view(shape)
 
     def give_back(self, op: Any, tensor: torch.Tensor | None = None) -> None:
         """Return the buffers lent to ``op`` (only the one holding ``tensor`` when given)."""
@@ -122,8 +123,9 @@ class LayerOp(abc.ABC):
     def weight_map(self, fn: Any = None) -> torch.Tensor:
         """The (merged) weight, modified by ``fn``, as one new tensor.
 
-        ``fn``: ``None`` (the weight itself), ``"pos"``/``"neg"`` (its positive / negative part) or a
-        function that modifies a block of weights *in place* and returns it. Large weights are written into
+        ``fn``: ``None`` (the weight itself), ``"pos"``/``"neg"`` (its positive / negative part),
+        ``("boost", γ)`` (``w + γ·w⁺``) or a function that modifies a block of weights *in place* and returns it. With ``fn`` given and
+        :attr:`raw_units`, the modification of the *raw* weight (the batch-norm factor left to the rule). Large weights are written into
         the call's :class:`Workspace` and modified there in place (in blocks of output channels for a
         function): no weight-sized temporary is allocated, so no fresh pages are touched."""
         w = self._raw_weight if self.scale is not None else self._weight
@@ -131,7 +133,7 @@ class LayerOp(abc.ABC):
         out = self.workspace.take(self, w) if self.workspace is not None and w.numel() > _BLOCK else None
         if out is None:
             out = torch.empty_like(w, memory_format=torch.contiguous_format)
-        if self.scale is not None:
+        if self.scale is not None and not (self.raw_units and fn is not None):  # see raw_units
             torch.mul(w, self.scale.view(shape), out=out)
             src = out
         else:
@@ -140,6 +142,12 @@ class LayerOp(abc.ABC):
             return torch.clamp(src, min=0, out=out)
         if fn == "neg":
             return torch.clamp(src, max=0, out=out)
+        if isinstance(fn, tuple) and fn[0] == "boost":  # w + γ·w⁺ in two passes, no temporary
+            if src is not out:
+                torch.clamp(src, min=0, out=out)
+                return torch.add(src, out, alpha=fn[1], out=out)
+            gamma = fn[1]
+            fn = lambda t: t.add_(t.clamp(min=0), alpha=gamma)  # noqa: E731  (merged in place: by blocks)
         if src is not out:
             out.copy_(src)
         if fn is not None:
@@ -152,12 +160,31 @@ class LayerOp(abc.ABC):
     def weight(self, value: torch.Tensor | None) -> None:
         self._weight = value
 
+    #: Whether :meth:`weight_map` derives modified weights from the raw (unmerged) weight: a merged op whose
+    #: batch-norm factors are all > 0. Every modification the rules make (``w⁺``, ``w⁻``, ``w + γw⁺``) is
+    #: positively homogeneous per output channel, ``m(W·s) = m(W)·s`` for ``s > 0``, so the factor moves to
+    #: the output side: a rule divides its denominator's bias and ε by ``s`` (:meth:`units`) and the
+    #: denominator it computes is ``den / s``; ``x ⊙ m(W)ᵀ (R / (den/s)) = x ⊙ m(W·s)ᵀ (R / den)`` — the same
+    #: relevance without a pass over the weights to multiply them by ``s``.
+    raw_units: bool = False
+
     def merge(self, scale: torch.Tensor, bias: torch.Tensor) -> None:
         """Fold a per-output-channel affine map ``y ↦ scale·y + …`` (an eval-mode batch norm) into the op:
         the weight becomes ``W·scale`` (lazily) and the bias ``bias`` (already merged)."""
         self._raw_weight, self._weight = self._weight, None
         self.scale = scale
         self.bias = bias
+        self.raw_units = bool((scale > 0).all())
+
+    def units(self, v: torch.Tensor | float | None) -> torch.Tensor | None:
+        """A per-output-channel vector (a bias, ε) in the units of :meth:`weight_map`'s weights: ``v / s``
+        when :attr:`raw_units`, else ``v`` (a number becomes a vector; ``None`` stays ``None``)."""
+        if v is None:
+            return None
+        w = self._raw_weight if self.scale is not None else self._weight
+        if not isinstance(v, torch.Tensor):
+            v = w.new_full((w.shape[0],), float(v))
+        return v / self.scale if self.raw_units else v
 
     def transpose(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``Wᵀ grad`` with the op's own (possibly merged) weight; for a merged op the batch-norm factor is
@@ -194,6 +221,13 @@ class LayerOp(abc.ABC):
             cache[key] = fn()
         return cache[key]
 
+    def backward_many(self, grad: torch.Tensor, x: torch.Tensor, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``[Wᵀ grad for W in weights]``: the same output-side ``grad`` through several weights. Dense layers
+        and ungrouped convolutions do it in one transposed pass with the weights stacked along the input
+        dimension (a layer with few input channels, an image's first convolution, runs its transposed
+        convolution far below peak: three 3-channel passes cost 2.7× one 9-channel pass)."""
+        return [self.backward(grad, x, w) for w in weights]
+
     @abc.abstractmethod
     def forward(self, x: torch.Tensor, weight: Any, bias: Any) -> torch.Tensor:
         """The layer's output for input ``x`` with the (possibly rule-modified) ``weight`` and ``bias``."""
@@ -227,6 +261,9 @@ class LinearOp(LayerOp):
 
     def backward(self, grad, x, weight):  # noqa: D102
         return grad.matmul(weight)
+
+    def backward_many(self, grad, x, weights):  # noqa: D102
+        return list(grad.matmul(torch.cat(weights, dim=1)).split(weights[0].shape[1], dim=-1))
 
 
 class ConvOp(LayerOp):
@@ -280,6 +317,15 @@ class ConvOp(LayerOp):
                 g = self._backward(grad, xp.detach(), weight)
                 return torch.autograd.grad(xp, xr, g)[0]
         return self._backward(grad, x, weight)
+
+    def backward_many(self, grad, x, weights):  # noqa: D102
+        if self.pre_pad is not None or self.groups != 1:
+            return super().backward_many(grad, x, weights)
+        k = len(weights)
+        # the input only gives the transposed convolution its shape: a broadcast view, no memory
+        shape = (grad.shape[0], k * x.shape[1]) + tuple(x.shape[2:])
+        g = self._backward(grad, x.narrow(1, 0, 1).expand(shape), torch.cat(weights, dim=1))
+        return list(g.split(x.shape[1], dim=1))
 
     def _backward(self, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != grad.shape[0]:

@@ -265,15 +265,17 @@ class Gamma(Rule):
     def _boost(self, t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.clamp(min=0).mul_(self.gamma).add_(t)
 
-    def _boost_(self, t: torch.Tensor) -> torch.Tensor:
-        return t.add_(t.clamp(min=0).mul_(self.gamma))
-
     def _weight(self, op: Any) -> torch.Tensor:
-        return op.derived("w-gamma", lambda: op.weight_map(self._boost_))
+        return op.derived("w-gamma", lambda: op.weight_map(("boost", self.gamma)))
 
     def forward(self, op, x, z):  # noqa: D102
         b = self._boost(op.bias) if self.bias else None
-        return (stabilize(op.forward(x, self._weight(op), b), self.epsilon),)
+        zg = op.forward(x, self._weight(op), op.units(b))
+        if not op.raw_units:
+            return (stabilize(zg, self.epsilon),)
+        # in the weights' units (den / s, see LayerOp.raw_units): ε / s per output channel, with z's sign
+        eps = op.bias_shape(op.units(self.epsilon), zg)
+        return (torch.copysign(eps, zg).add_(zg),)
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         (den,) = saved
@@ -315,7 +317,7 @@ class ZPlus(Rule):
         wp = _wpos(op)
         # b⁺ + ε as the bias: the stabiliser costs no extra pass over the output
         b = _pos(op.bias) if self.bias and op.bias is not None else None
-        b = wp.new_full((wp.shape[0],), self.epsilon) if b is None else b + self.epsilon
+        b = op.units(self.epsilon if b is None else b + self.epsilon)
         if _nonneg(op, x):
             zp = op.forward(x, wp, b)
         else:
@@ -327,8 +329,8 @@ class ZPlus(Rule):
         s = _share(relevance, den)
         if _nonneg(op, x):
             return op.backward(s, x, _wpos(op)).mul_(x)
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        return op.backward(s, x, _wpos(op)).mul_(xp) + op.backward(s, x, _wneg(op)).mul_(xn)
+        gp, gn = op.backward_many(s, x, [_wpos(op), _wneg(op)])  # one stacked transposed pass
+        return gp.mul_(x.clamp(min=0)).add_(gn.mul_(x.clamp(max=0)))
 
 
 class AlphaBeta(Rule):
@@ -390,8 +392,8 @@ class AlphaBeta(Rule):
         ``W⁻``; the modified weight lives only while this term is computed."""
         w = op.weight_map(sign)
         b = (_pos if sign == "pos" else _neg)(op.bias) if self.bias else None
-        den = op.forward(x, w, b)
-        den = den.add_(self.epsilon) if sign == "pos" else den.sub_(self.epsilon)
+        eps = self.epsilon if sign == "pos" else -self.epsilon
+        den = op.forward(x, w, op.units(eps if b is None else b + eps))  # ± ε as part of the bias
         out = op.backward(_share(relevance, den), x, w).mul_(x)
         if op.workspace is not None:
             op.workspace.give_back(op, w)
@@ -399,6 +401,9 @@ class AlphaBeta(Rule):
 
     def backward(self, op, x, saved, relevance):  # noqa: D102
         if _nonneg(op, x):
+            # two halves, one modified weight alive at a time; stacking [W⁺; W⁻] into one forward and one
+            # transposed convolution was measured slower (ResNet-18 layer shapes, 1 thread: 7.3 vs 6.9 ms at
+            # 64 channels, 16.7 vs 12.9 ms at 512), so it is not done
             pos = self._half(op, x, relevance, "pos")
             if not self.beta:
                 return pos.mul_(self.alpha)
@@ -407,13 +412,15 @@ class AlphaBeta(Rule):
         bp = _pos(op.bias) if self.bias else None
         bn = _neg(op.bias) if self.bias else None
         xp, xn = x.clamp(min=0), x.clamp(max=0)
-        zp = op.forward(xp, wp, bp) + op.forward(xn, wn, None) + self.epsilon
-        zn = op.forward(xp, wn, bn) + op.forward(xn, wp, None) - self.epsilon
+        zp = op.forward(xp, wp, op.units(self.epsilon if bp is None else bp + self.epsilon)) + op.forward(xn, wn, None)
+        zn = op.forward(xp, wn, op.units(-self.epsilon if bn is None else bn - self.epsilon)) + op.forward(xn, wp, None)
         sp, sn = relevance / zp, relevance / zn
-        pos = xp * op.backward(sp, x, wp) + xn * op.backward(sp, x, wn)
+        gp, gn = op.backward_many(sp, x, [wp, wn])  # stacked transposed passes (see LayerOp.backward_many)
+        pos = xp * gp + xn * gn
         if not self.beta:
             return self.alpha * pos
-        neg = xp * op.backward(sn, x, wn) + xn * op.backward(sn, x, wp)
+        hn, hp = op.backward_many(sn, x, [wn, wp])
+        neg = xp * hn + xn * hp
         return self.alpha * pos - self.beta * neg
 
 
@@ -485,7 +492,8 @@ class ZBox(Rule):
         low, high = self.bounds(x)
         s = _share(relevance, den)
         w = op.weight
-        return x * op.backward(s, x, w) - low * op.backward(s, x, _pos(w)) - high * op.backward(s, x, _neg(w))
+        gx, gl, gh = op.backward_many(s, x, [w, _pos(w), _neg(w)])  # one stacked transposed pass
+        return gx.mul_(x).sub_(low * gl).sub_(high * gh)
 
 
 class Flat(Rule):
@@ -574,27 +582,39 @@ class Pass(Rule):
 
 class Gradient(Rule):
     """Gradient × input through a module LRP has no rule for (LSTM, GRU, attention, a custom block):
-    ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / (z + ε·sign(z)))`` for every tensor input ``a`` and output ``z`` of the
-    module (also for modules returning tuples, e.g. ``(output, (h, c))``). For a linear map without bias it is
-    LRP-0; for max pooling it sends the relevance to the maximum. It does not conserve relevance through
-    non-linear modules.
+    ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / z)`` for every tensor input ``a`` and output ``z`` of the module (also for
+    modules returning tuples, e.g. ``(output, (h, c))``). Where the relevance arriving at ``z`` is itself
+    gradient × input (ε → 0 LRP of a ReLU network, other Gradient modules), the result is exactly gradient ×
+    input at ``a``. For a linear map without bias it is LRP-0; for max pooling it sends the relevance to the
+    maximum. It does not conserve relevance through non-linear modules.
 
     Parameters
     ----------
     epsilon
-        Stabiliser of the division by the module's outputs.
+        ``None`` (default): no stabiliser, ``R_out / z`` exactly (an output that is exactly 0 passes no
+        relevance) — what a user who maps ``nx.Gradient()`` expects: gradient × input. A number ε divides by
+        ``z + ε·sign(z)`` instead, which damps outputs near 0 (and moves the result away from gradient × input
+        by about ε/|z| there). The call's ``epsilon=`` does not change it: it sets the ε of the named
+        composites' rules.
 
     Examples
     --------
     >>> from nbexplain.core.relevance import Gradient
     >>> Gradient()
-    Gradient(epsilon=1e-06)
+    Gradient(epsilon=None)
+    >>> Gradient(1e-6).stabilizer
+    1e-06
     """
 
     conserving = False
 
-    def __init__(self, epsilon: float = 1e-6) -> None:
-        self.epsilon = _number(epsilon, "epsilon")
+    def __init__(self, epsilon: float | None = None) -> None:
+        self.epsilon = None if epsilon is None else _number(epsilon, "epsilon")
+
+    @property
+    def stabilizer(self) -> float:
+        """The ε of the division (0: none; a zero output then passes no relevance)."""
+        return 0.0 if self.epsilon is None else self.epsilon
 
     def _params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon}
