@@ -37,6 +37,7 @@ from .relevance import (
     Epsilon,
     ExplicitResidual,
     Flat,
+    FunctionalOpsWarning,
     Gamma,
     Gradient,
     LRPResult,
@@ -54,7 +55,7 @@ from .relevance import (
 
 __all__ += ["lrp", "LRPResult", "UnsupportedModuleError", "Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta"]
 __all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Composite", "COMPOSITES"]
-__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual"]
+__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "FunctionalOpsWarning"]
 
 # --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
 from .continuity import ContinuityResult, continuity

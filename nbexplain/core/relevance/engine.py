@@ -345,7 +345,7 @@ def _unsupported(name: str, module: nn.Module) -> UnsupportedModuleError:
         f"If {kind} is an element-wise activation, map nx.Pass() to it; otherwise (an LSTM, GRU, attention or "
         f"custom block) map nx.Gradient() to pass gradient × input through it: e.g. "
         f"composite=nx.Composite({{{kind}: nx.Gradient(), torch.nn.Conv2d: nx.ZPlus(), "
-        f"torch.nn.Linear: nx.Epsilon()}}, first=nx.Flat()), or key it by layer name {{{name!r}: nx.Pass()}}."
+        f"torch.nn.Linear: nx.Epsilon()}}, first=nx.Flat()), or key the rule by layer name, {{{name!r}: nx.Gradient()}}."
     )
 
 
