@@ -18,12 +18,10 @@ Run: ``python benchmarks/bench_lrp.py [--rounds 7] [--batch 32] [--threads N]``.
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from ratio_timing import print_ratio_table, time_against
 
 import nbexplain as nx
 from nbexplain.zoo import vgg_like
@@ -83,47 +81,8 @@ def main() -> None:
     if captum is not None:
         methods["captum LRP (ε)"] = lambda: captum(x, target)
 
-    # warm-up (allocator, mkldnn primitives)
-    gradient()
-    for fn in methods.values():
-        fn()
-
-    # wall-clock time and process CPU time: on a shared machine the CPU time (with --threads 1) is the
-    # steadier measure, since it does not count the time other processes hold the cores
-    base: dict[str, list[float]] = {"wall": [], "cpu": []}
-    ratios: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in methods}
-    times: dict[str, list[float]] = {k: [] for k in methods}
-
-    def timed(fn: Callable[[], object]) -> tuple[float, float]:
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        return time.perf_counter() - w0, time.process_time() - c0
-
-    for _ in range(args.rounds):
-        gw, gc = timed(gradient)
-        base["wall"].append(gw)
-        base["cpu"].append(gc)
-        for name, fn in methods.items():
-            w, c = timed(fn)
-            times[name].append(w)
-            ratios[name]["wall"].append(w / gw)
-            ratios[name]["cpu"].append(c / gc)
-
-    med = statistics.median
-    print(f"# LRP vs plain input gradient — vgg_like, batch {args.batch}×3×64×64, {args.rounds} rounds")
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-    )
-    print("| method | median wall time (s) | median ratio, wall | min–max, wall | median ratio, CPU time |")
-    print("|---|---|---|---|---|")
-    print(f"| input gradient | {med(base['wall']):.3f} | 1.00× | — | 1.00× |")
-    for name in methods:
-        rw, rc = ratios[name]["wall"], ratios[name]["cpu"]
-        print(
-            f"| {name} | {med(times[name]):.3f} | {med(rw):.2f}× | {min(rw):.2f}–{max(rw):.2f}× | {med(rc):.2f}× |"
-        )
-
+    runs = time_against(gradient, methods, args.rounds)
+    print_ratio_table(f"LRP vs plain input gradient — vgg_like, batch {args.batch}×3×64×64, {args.rounds} rounds", runs, "")
 
 if __name__ == "__main__":
     main()

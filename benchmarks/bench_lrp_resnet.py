@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import torch
+from ratio_timing import print_ratio_table, time_against
 
 import nbexplain as nx
 from nbexplain.architectures import resnet18
@@ -128,44 +126,8 @@ def main() -> None:
         extra, peer = _zennit_methods(model, x, target, 10)
         methods.update(extra)
 
-    gradient()  # warm-up (allocator, mkldnn primitives)
-    for fn in methods.values():
-        fn()
-
-    base: dict[str, list[float]] = {"wall": [], "cpu": []}
-    ratios: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in methods}
-    times: dict[str, list[float]] = {k: [] for k in methods}
-
-    def timed(fn: Callable[[], object]) -> tuple[float, float]:
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        return time.perf_counter() - w0, time.process_time() - c0
-
-    for _ in range(args.rounds):
-        gw, gc = timed(gradient)
-        base["wall"].append(gw)
-        base["cpu"].append(gc)
-        for name, fn in methods.items():
-            w, c = timed(fn)
-            times[name].append(w)
-            ratios[name]["wall"].append(w / gw)
-            ratios[name]["cpu"].append(c / gc)
-
-    med = statistics.median
-    print(f"# LRP vs plain input gradient — resnet18(width={args.width}), batch {args.batch}×3×64×64, {args.rounds} rounds")
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-        f"{peer}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-    )
-    print("| method | median wall time (s) | median ratio, wall | min–max, wall | median ratio, CPU time |")
-    print("|---|---|---|---|---|")
-    print(f"| input gradient | {med(base['wall']):.3f} | 1.00× | — | 1.00× |")
-    for name in methods:
-        rw, rc = ratios[name]["wall"], ratios[name]["cpu"]
-        print(
-            f"| {name} | {med(times[name]):.3f} | {med(rw):.2f}× | {min(rw):.2f}–{max(rw):.2f}× | {med(rc):.2f}× |"
-        )
-
+    runs = time_against(gradient, methods, args.rounds)
+    print_ratio_table(f"LRP vs plain input gradient — resnet18(width={args.width}), batch {args.batch}×3×64×64, {args.rounds} rounds", runs, peer)
 
 if __name__ == "__main__":
     main()
