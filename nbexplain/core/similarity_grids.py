@@ -82,6 +82,9 @@ class SimilarityGridResult:
         int64 ``(L, L_ref)``: samples used for each layer pair (depends on conv resolutions).
     options
         The settings used (conv, keep, epsilon, threshold, max_samples, seed).
+    layouts
+        How each layer's output was read (``"channels_first"``, ``"features_last"``, ``"sequence_first"``;
+        see :mod:`nbexplain.core.layouts`), for the compared and the reference layers.
     """
 
     grids: dict[str, torch.Tensor]
@@ -93,6 +96,7 @@ class SimilarityGridResult:
     kind: str
     n_samples: torch.Tensor
     options: dict[str, Any] = field(default_factory=dict)
+    layouts: dict[str, str] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
@@ -134,9 +138,14 @@ class SimilarityGridResult:
 
     def __repr__(self) -> str:
         t, l, lr = self.shape
+        counts: dict[str, int] = {}
+        for layout in self.layouts.values():
+            counts[layout] = counts.get(layout, 0) + 1
+        shown = ", ".join(f"{v} {k}" for k, v in counts.items())
         return (
             f"SimilarityGridResult(kind={self.kind!r}, metrics={self.metrics}, checkpoints={t}, "
-            f"layers={l}, reference_layers={lr}, reference={self.reference_label!r})"
+            f"layers={l}, reference_layers={lr}, reference={self.reference_label!r}"
+            + (f", layouts: {shown})" if shown else ")")
         )
 
 
@@ -203,16 +212,17 @@ class _Materialiser:
 # ------------------------------------------------------------------------------------------ features
 def _capture_outputs(
     model: nn.Module, inputs: InputsArg, names: list[str], batch_size: int, device: torch.device,
-    conv: str = "channels", overrides: Mapping[str, str] | None = None,
+    conv: str = "channels", overrides: Mapping[str, str] | None = None, layouts: dict[str, str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Raw layer outputs over all inputs (eval mode, no grad), float32 on ``device``, features on dim 1.
 
     Token outputs are moved to ``(N, D, T…)`` so that tokens play the role of positions (``conv="cls"``
-    keeps the first token only). Non-finite outputs are an error naming the layer.
+    keeps the first token only). Non-finite outputs are an error naming the layer. ``layouts``, when given, is
+    filled with each layer's resolved layout.
     """
     modules = resolve_modules(model, names)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
-    layouts: dict[str, str] = {}
+    layouts = {} if layouts is None else layouts
     overrides = {n: v for n, v in (overrides or {}).items() if n in modules}
 
     def collect(outputs: dict[str, torch.Tensor]) -> None:
@@ -639,7 +649,8 @@ def similarity_grid(
     mset = set(metrics)
 
     overrides = check_layout_arg(layout, sorted(set(row_names) | set(ref_names)))
-    ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev, conv, overrides)
+    layouts: dict[str, str] = {}
+    ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev, conv, overrides, layouts)
     ref_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
     concat_cache: dict[Any, torch.Tensor] = {}
 
@@ -661,7 +672,7 @@ def similarity_grid(
             outs = ref_out
         else:
             net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
-            outs = _capture_outputs(net, inputs, row_names, batch_size, dev, conv, overrides)
+            outs = _capture_outputs(net, inputs, row_names, batch_size, dev, conv, overrides, layouts)
         for name, o in outs.items():
             if o.shape[0] != next(iter(ref_out.values())).shape[0]:
                 raise RuntimeError(
@@ -724,6 +735,7 @@ def similarity_grid(
         kind=kind,
         n_samples=n_samples,
         options=opts,
+        layouts=layouts,
     )
 
 

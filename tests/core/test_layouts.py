@@ -217,6 +217,8 @@ def test_similarity_grid_on_token_layer_matches_svcca_of_token_features():
     b = produced(net, x, "act").reshape(-1, 8).double()
     res = nx.similarity_grid(net, x, ["block"], reference_layers=["act"], metric="svcca", progress=False)
     assert float(res.grids["svcca"][0, 0, 0]) == pytest.approx(float(nx.svcca(a, b).mean), abs=1e-6)
+    assert res.layouts == {"block": "features_last", "act": "features_last"}
+    assert "2 features_last" in repr(res)
 
 
 def test_delta_projection_on_token_layer_projects_each_token():
