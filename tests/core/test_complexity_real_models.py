@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -46,24 +45,6 @@ def assert_untouched(model: nn.Module, snap: dict) -> None:
         (list(m._forward_hooks), list(m._forward_pre_hooks), list(m._backward_hooks)) for m in model.modules()
     ] == snap["hooks"]
     assert all(p.grad is None for p in model.parameters())
-
-
-def sample_crops(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
-    """``n`` 3×size×size crops of sklearn's two sample photos (random position and scale), values in [0, 1]."""
-    from sklearn.datasets import load_sample_images
-
-    photos = [torch.tensor(np.asarray(im), dtype=torch.float32).permute(2, 0, 1) / 255.0
-              for im in load_sample_images().images]
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        im = photos[i % len(photos)]
-        s = int(torch.randint(size, 4 * size, (1,), generator=g))
-        top = int(torch.randint(0, im.shape[1] - s, (1,), generator=g))
-        left = int(torch.randint(0, im.shape[2] - s, (1,), generator=g))
-        crop = im[None, :, top : top + s, left : left + s]
-        out.append(nn.functional.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)[0])
-    return torch.stack(out)
 
 
 # --------------------------------------------------------------------------------------------------
