@@ -197,6 +197,9 @@ class LayerOp(abc.ABC):
     #: The module's weight parameter (``None``: not a parameter, e.g. a parametrized weight computed per
     #: call): modifications of it are cached between calls, keyed on it (see :func:`_cached`).
     param: torch.Tensor | None = None
+    #: ``(W⁺x, W⁻x)`` with the raw weight and no bias, computed in the forward pass when they gave the layer's
+    #: output (see ``engine._SplitForward``); dropped by :meth:`release`.
+    halves: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def weight(self) -> torch.Tensor | None:
@@ -309,6 +312,7 @@ class LayerOp(abc.ABC):
     def release(self) -> None:
         """Drop derived weight-sized tensors (called after the layer's backward step)."""
         self.__dict__.pop("_derived", None)
+        self.halves = None
         if self.scale is not None:
             self._weight = None
         if self.workspace is not None:

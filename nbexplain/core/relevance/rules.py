@@ -393,7 +393,13 @@ class AlphaBeta(Rule):
         w = op.weight_map(sign)
         b = (_pos if sign == "pos" else _neg)(op.bias) if self.bias else None
         eps = self.epsilon if sign == "pos" else -self.epsilon
-        den = op.forward(x, w, op.units(eps if b is None else b + eps))  # ± ε as part of the bias
+        bias = op.units(eps if b is None else b + eps)  # ± ε as part of the bias
+        if op.halves is not None and (op.scale is None or op.raw_units):
+            # z⁺ / z⁻ of the raw weight, computed in the forward pass (they gave the layer's output)
+            base = op.halves[0 if sign == "pos" else 1]
+            den = base + op.bias_shape(bias, base)
+        else:
+            den = op.forward(x, w, bias)
         out = op.backward(_share(relevance, den), x, w).mul_(x)
         if op.workspace is not None:
             op.workspace.give_back(op, w)
