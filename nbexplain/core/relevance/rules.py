@@ -338,8 +338,10 @@ class AlphaBeta(Rule):
     ``z_j⁺ = Σ_i (x_i w_ij)⁺ + b_j⁺`` and ``z_j⁻ = Σ_i (x_i w_ij)⁻ + b_j⁻``.
 
     A neuron without negative (positive) contributions passes ``α R_j`` (``−β R_j``·0): conservation
-    holds only where both sums are non-zero. Two extra forward passes of the layer for non-negative
-    inputs, four otherwise.
+    holds only where both sums are non-zero. For non-negative inputs (after a ReLU) with β > 0 the engine
+    forms the layer's own output as ``z⁺ + z⁻ + b`` from the two products the rule needs (one extra forward
+    pass of the layer in all; the output then agrees with the layer's own to float rounding); four extra
+    passes for signed inputs.
 
     Parameters
     ----------
