@@ -141,3 +141,20 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.testing.assert_close(out, _fresh(net, x, "epsilon_alpha2_beta1"), rtol=1e-5, atol=1e-7)
     ops.clear_weight_cache()
     assert not ops._CACHE
+
+
+def test_a_cache_too_small_for_one_call_keeps_what_it_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room for one large weight: αβ's W⁻ does not push out the W⁺ the same call used (no thrashing: W⁻ is
+    computed in the call's workspace), and the kept W⁺ serves the next call."""
+    net, x = _net(), _x()
+    big = net[3].weight
+    monkeypatch.setattr(ops, "CACHE_BYTES", big.numel() * big.element_size() + 50_000)
+    ops.clear_weight_cache()
+    first = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").relevance
+    entry = ops._CACHE.get((id(big), "pos"))
+    assert entry is not None and (id(big), "neg") not in ops._CACHE
+    second = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").relevance
+    assert ops._CACHE.get((id(big), "pos")) is entry
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+    torch.testing.assert_close(first, _fresh(net, x, "epsilon_alpha2_beta1"), rtol=1e-5, atol=1e-7)
+    ops.clear_weight_cache()

@@ -402,12 +402,14 @@ class _SplitForward:
         if not isinstance(rule, AlphaBeta) or not rule.beta:
             return type(m).forward(m, *args, **kwargs)
         op = make_op(m, x)
+        op.workspace = s.workspace
         with torch.no_grad():
             zp = op.forward(x, op.weight_map("pos"), None)
             zn = op.forward(x, op.weight_map("neg"), None)
             z = zp + zn
             if op.bias is not None:
                 z.add_(op.bias_view(z))
+        op.release()  # workspace buffers (when the weights were not cached) go back now
         s.halves[id(z)] = (z, z._version, zp, zn)
         return z
 

@@ -42,6 +42,7 @@ _BLOCK = 2**18
 POOL_BYTES = 64 * 2**20
 _POOL: list[torch.Tensor] = []
 _POOL_LOCK = threading.Lock()
+_CALLS = 0
 
 
 #: Memory for modified weights kept between LRP calls (bytes, all models together; least recently used
@@ -50,6 +51,8 @@ CACHE_BYTES = 128 * 2**20
 #: Entries of the derived-weight cache: (id(parameter), modification) -> _Derived, least recently used first.
 _CACHE: OrderedDict[tuple[int, Any], _Derived] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+#: Entries used by this many most recent LRP calls are never pushed out (see _cached).
+_RECENT_CALLS = 8
 #: Elements of a parameter compared on every use of a cached entry (a strided sample, see _Derived).
 _SAMPLE = 64
 
@@ -65,7 +68,7 @@ class _Derived:
     optimiser, ``p.data.copy_(…)``) — an edit through ``.data`` of a few elements only can slip through it
     (call :func:`clear_weight_cache` after such an edit)."""
 
-    __slots__ = ("ref", "key", "version", "ptr", "sample", "value", "nbytes")
+    __slots__ = ("ref", "key", "version", "ptr", "sample", "value", "nbytes", "call")
 
     def __init__(self, param: torch.Tensor, key: tuple[int, Any], value: torch.Tensor) -> None:
         self.ref = weakref.ref(param, lambda _r, k=key: _drop(k))
@@ -75,6 +78,8 @@ class _Derived:
         self.sample = _sample(param).clone()
         self.value = value
         self.nbytes = value.numel() * value.element_size()
+        #: The LRP call that used the entry last (see :func:`_cached`).
+        self.call = 0
 
     def valid(self, param: torch.Tensor) -> bool:
         return (
@@ -101,28 +106,47 @@ def clear_weight_cache() -> None:
         _CACHE.clear()
 
 
-def _cached(param: torch.Tensor | None, fn: Any, make: Any) -> torch.Tensor:
-    """``make()`` for the modification ``fn`` of the parameter ``param``, kept between calls (see :class:`_Derived`);
-    ``param=None`` (a weight that is not a module parameter): computed every time."""
+def _cached(param: torch.Tensor | None, fn: Any, make: Any, scratch: Any, call: int) -> torch.Tensor:
+    """``make()`` for the modification ``fn`` of the parameter ``param``, kept between calls (see :class:`_Derived`).
+
+    When keeping it would push out an entry used by one of the last :data:`_RECENT_CALLS` LRP calls (``call`` is
+    this call's number), the cache is too small for the models in use: ``scratch()`` computes it in the call's
+    workspace instead — no fresh weight-sized allocation per call, no entries pushed out and recomputed over and
+    over (measured: a ResNet-18 with a 30 MiB cache and eviction by plain LRU ran `epsilon_plus_flat` at 1.67×
+    against 1.53× without any cache). Entries unused for longer (a model no longer explained) make room. ``param=None`` (a weight that is not a module
+    parameter): ``scratch()`` every time."""
     if param is None or CACHE_BYTES <= 0:
-        return make()
+        return scratch()
     key = (id(param), fn)
     with _CACHE_LOCK:
         entry = _CACHE.get(key)
         if entry is not None:
             _CACHE.move_to_end(key)
     if entry is not None and entry.valid(param):
+        entry.call = call
         return entry.value
+    nbytes = param.numel() * param.element_size()
+    with _CACHE_LOCK:
+        if entry is not None:
+            _CACHE.pop(key, None)
+        total = sum(e.nbytes for e in _CACHE.values())
+        victims, room = [], total
+        for e in _CACHE.values():  # least recently used first
+            if room + nbytes <= CACHE_BYTES:
+                break
+            if e.call > call - _RECENT_CALLS:
+                return scratch()
+            victims.append(e.key)
+            room -= e.nbytes
+        if room + nbytes > CACHE_BYTES:
+            return scratch()
+        for k in victims:
+            _CACHE.pop(k, None)
     value = make()
     entry = _Derived(param, key, value)
-    if entry.nbytes > CACHE_BYTES:
-        return value
+    entry.call = call
     with _CACHE_LOCK:
         _CACHE[key] = entry
-        total = sum(e.nbytes for e in _CACHE.values())
-        while total > CACHE_BYTES:
-            _, old = _CACHE.popitem(last=False)
-            total -= old.nbytes
     return value
 
 
@@ -135,7 +159,11 @@ class Workspace:
     an op that asks while every buffer is lent gets a fresh allocation (never a shared one)."""
 
     def __init__(self) -> None:
+        global _CALLS
         with _POOL_LOCK:  # buffers kept from the previous call (their pages are already mapped)
+            _CALLS += 1
+            #: This call's number (the weight cache keeps what one call uses together, see _cached).
+            self.call = _CALLS
             self.buffers: list[torch.Tensor] = list(_POOL)
             _POOL.clear()
         self.owner: list[Any] = [None] * len(self.buffers)
@@ -229,7 +257,13 @@ class LayerOp(abc.ABC):
             and self.param is not None
             and self.param.data_ptr() == w.data_ptr()
         ):
-            return _cached(self.param, fn, lambda: self._weight_map(w, fn, None))
+            return _cached(
+                self.param,
+                fn,
+                lambda: self._weight_map(w, fn, None),
+                lambda: self._weight_map(w, fn, self.workspace),
+                0 if self.workspace is None else self.workspace.call,
+            )
         return self._weight_map(w, fn, self.workspace)
 
     def _weight_map(self, w: torch.Tensor, fn: Any, workspace: Workspace | None) -> torch.Tensor:
