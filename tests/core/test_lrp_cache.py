@@ -158,3 +158,22 @@ def test_a_cache_too_small_for_one_call_keeps_what_it_holds(monkeypatch: pytest.
     torch.testing.assert_close(second, first, rtol=0, atol=0)
     torch.testing.assert_close(first, _fresh(net, x, "epsilon_alpha2_beta1"), rtol=1e-5, atol=1e-7)
     ops.clear_weight_cache()
+
+
+def test_half_precision_models_leave_nothing_in_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float16 models are explained through float32 copies that live for one call: caching their weights would
+    only trade the call's reused workspace for fresh allocations."""
+    made: list[int] = []
+    original = ops._Derived.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ops._Derived, "__init__", counted)
+    net, x = _net().half(), _x()
+    res = nx.lrp(net, x, 0, composite="epsilon_plus_flat")
+    assert torch.isfinite(res.relevance).all()
+    assert not made
+    nx.lrp(_net(), x, 0, composite="epsilon_plus_flat")  # the float32 model's weights are kept
+    assert made

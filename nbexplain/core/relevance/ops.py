@@ -100,6 +100,14 @@ def _drop(key: tuple[int, Any]) -> None:
         _CACHE.pop(key, None)
 
 
+def _param(module: nn.Module) -> torch.Tensor | None:
+    """The module's weight when it is a parameter that outlives the call (the key of the weight cache)."""
+    w = module.weight
+    if not isinstance(w, nn.Parameter) or getattr(w, "_nbexplain_temporary", False):
+        return None
+    return w
+
+
 def clear_weight_cache() -> None:
     """Forget every modified weight kept between LRP calls (they are recomputed on the next call)."""
     with _CACHE_LOCK:
@@ -392,7 +400,7 @@ class IdentityOp(LayerOp):
 
 class LinearOp(LayerOp):
     def __init__(self, module: nn.Linear) -> None:
-        self.param = module.weight if isinstance(module.weight, nn.Parameter) else None
+        self.param = _param(module)
         self.weight = module.weight.detach()
         self.bias = None if module.bias is None else module.bias.detach()
 
@@ -408,7 +416,7 @@ class LinearOp(LayerOp):
 
 class ConvOp(LayerOp):
     def __init__(self, module: nn.Module) -> None:
-        self.param = module.weight if isinstance(module.weight, nn.Parameter) else None
+        self.param = _param(module)
         self.weight = module.weight.detach()
         self.bias = None if module.bias is None else module.bias.detach()
         self.dims = module.weight.ndim - 2
