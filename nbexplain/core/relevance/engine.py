@@ -32,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 from .canonizers import Canonizer, MergeBatchNorm, bn_affine, bn_mergeable
 from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
 from .ops import POOLS, WEIGHTED, Workspace, make_op
-from .rules import Epsilon, Gradient, Pass, Rule, stabilize
+from .rules import AlphaBeta, Epsilon, Gradient, Pass, Rule, stabilize
 
 __all__ = ["LRPResult", "UnsupportedModuleError"]
 
@@ -362,6 +362,58 @@ class _DepthHook:
         self.session.depth += 1
 
 
+#: Module types whose own forward :class:`_SplitForward` may stand in for (exactly these types: a subclass may
+#: compute something else in its forward).
+_SPLITTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class _SplitForward:
+    """Stands in for the forward of a Linear/Conv layer whose rule is αβ (β > 0) and whose input is known to be
+    ≥ 0, for the duration of one explained forward pass (an instance attribute ``forward``, removed in
+    :meth:`remove`).
+
+    αβ needs ``z⁺ = W⁺x`` and ``z⁻ = W⁻x`` anyway, and for ``x ≥ 0`` the layer's output is ``z⁺ + z⁻ + b``: the
+    two products replace the layer's own one (three passes become two). The output then differs from the
+    layer's own computation by float rounding of the same order as the layer's own (both sum the same products
+    ``x_i w_ij`` in float32; the difference is bounded by ~ε_float · Σ_i |x_i w_ij|). ``z⁺`` and ``z⁻`` are kept
+    for the backward pass (:attr:`~.ops.LayerOp.halves`): two output-sized tensors per layer until its
+    backward step."""
+
+    def __init__(self, session: _Session, name: str, module: nn.Module) -> None:
+        self.session, self.name, self.module = session, name, module
+        module.forward = self  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") is self:
+            del self.module.forward
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        s, m = self.session, self.module
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if (
+            not isinstance(x, torch.Tensor)
+            or not x.requires_grad
+            or s.depth != 1
+            or not s._is_nonneg(x)
+            or not isinstance(m.weight, nn.Parameter)
+        ):
+            return type(m).forward(m, *args, **kwargs)
+        rule = s.composite.rule_for(self.name, m, first=not s.first_done)
+        if not isinstance(rule, AlphaBeta) or not rule.beta:
+            return type(m).forward(m, *args, **kwargs)
+        op = make_op(m, x)
+        op.workspace = s.workspace
+        with torch.no_grad():
+            zp = op.forward(x, op.weight_map("pos"), None)
+            zn = op.forward(x, op.weight_map("neg"), None)
+            z = zp + zn
+            if op.bias is not None:
+                z.add_(op.bias_view(z))
+        op.release()  # workspace buffers (when the weights were not cached) go back now
+        s.halves[id(z)] = (z, z._version, zp, zn)
+        return z
+
+
 class _Session:
     """Hooks of one :func:`lrp` call; removed in :meth:`close`."""
 
@@ -401,8 +453,17 @@ class _Session:
         # in-place activations (ReLU(inplace=True)) would put their own graph node between the rules:
         # they get a copy of their input, and the rule function connects to the untouched original
         self.originals: dict[int, list[torch.Tensor]] = {}
+        # αβ layers on non-negative inputs: the layer's output from z⁺ + z⁻ (_SplitForward): id(output) ->
+        # (output, its version, z⁺, z⁻)
+        self.halves: dict[int, tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]] = {}
         for name, mod in units.items():
             self.handles.append(mod.register_forward_pre_hook(_DepthHook(self)))
+            if (
+                type(mod) in _SPLITTABLE
+                and "forward" not in mod.__dict__
+                and isinstance(composite.rule_for(name, mod), AlphaBeta)
+            ):
+                self.handles.append(_SplitForward(self, name, mod))
             if getattr(mod, "inplace", False) is True:
                 self.handles.append(mod.register_forward_pre_hook(self._copy_input))
             self.handles.append(mod.register_forward_hook(self._make_hook(name)))
@@ -531,6 +592,9 @@ class _Session:
                 )
             if self._is_nonneg(x):
                 op.nonneg = True
+            split = self.halves.pop(id(output), None)
+            if split is not None and split[0] is output and split[1] == output._version:
+                op.halves = split[2:]
             out = _RuleFunction.apply(x, output.detach(), rule, op, self.merge_bn and is_weighted)
             if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
                 isinstance(module, POOLS) and op.nonneg
@@ -557,6 +621,7 @@ class _Session:
         bias = shift if op.bias is None else shift + op.bias.double() * scale
         op.merge(scale.to(op.weight.dtype), bias.to(op.weight.dtype))
         op.nonneg = lin_op.nonneg
+        op.halves = lin_op.halves
         out = _RuleFunction.apply(lin_in, output.detach(), rule, op)
         stored = self.capture_store.get(id(x))
         if stored is not None and stored[0] is x:
@@ -588,5 +653,6 @@ class _Session:
         self.originals.clear()
         self.produced.clear()
         self.capture_store.clear()
+        self.halves.clear()
 
 

@@ -269,6 +269,17 @@ def lrp(
         the call; the model itself is not changed): the relevance and outputs are then float32 — half
         precision underflows LRP's stabilisers. Other dtypes are kept.
 
+    Notes
+    -----
+    Modified weights (W⁺, W⁻, γ-boosted) of a model's parameters are kept between calls (at most 128 MiB
+    over all models, ``nbexplain.core.relevance.ops.CACHE_BYTES``) and used again while the parameter is
+    unchanged: every in-place update (an optimiser step, ``load_state_dict``) is seen through the parameter's
+    version counter, a write through ``param.data`` through a sample of its values. The cache holds the
+    parameters weakly (a model is never kept alive by it); after editing a few elements through ``.data``,
+    call ``nbexplain.core.relevance.ops.clear_weight_cache()``. For αβ rules on inputs after a ReLU, a layer's
+    output is computed as ``z⁺ + z⁻ + b`` (the two products the rule needs), equal to the layer's own output
+    to float rounding.
+
     Raises
     ------
     UnsupportedModuleError

@@ -47,6 +47,7 @@ def computed_in_float32(model: nn.Module) -> Iterator[bool]:
                     if new is None:
                         data = t.detach().float()
                         new = nn.Parameter(data, requires_grad=False) if make else data
+                        new._nbexplain_temporary = True  # lives for one call: not worth caching weights of
                         copies[id(t)] = new
                     swapped.append((store, name, t))
                     store[name] = new

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import abc
 import threading
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Workspace", "LayerOp", "LinearOp", "ConvOp", "AffineOp", "PoolOp", "IdentityOp", "make_op", "WEIGHTED", "POOLS"]
+__all__ = ["clear_weight_cache", "Workspace", "LayerOp", "LinearOp", "ConvOp", "AffineOp", "PoolOp", "IdentityOp", "make_op", "WEIGHTED", "POOLS"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -40,6 +42,120 @@ _BLOCK = 2**18
 POOL_BYTES = 64 * 2**20
 _POOL: list[torch.Tensor] = []
 _POOL_LOCK = threading.Lock()
+_CALLS = 0
+
+
+#: Memory for modified weights kept between LRP calls (bytes, all models together; least recently used
+#: entries are dropped first). 128 MiB holds W⁺ and W⁻ of a ResNet-18 (2 × 45 MB).
+CACHE_BYTES = 128 * 2**20
+#: Entries of the derived-weight cache: (id(parameter), modification) -> _Derived, least recently used first.
+_CACHE: OrderedDict[tuple[int, Any], _Derived] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+#: Entries used by this many most recent LRP calls are never pushed out (see _cached).
+_RECENT_CALLS = 8
+#: Elements of a parameter compared on every use of a cached entry (a strided sample, see _Derived).
+_SAMPLE = 64
+
+
+class _Derived:
+    """A weight derived from a parameter (its positive part, …), valid while the parameter is unchanged.
+
+    Validity is checked on every use, cheaply: the parameter is the same object (held by a weak reference, so
+    a model is never kept alive by the cache), its storage is the same (``data_ptr``, shape, dtype) and its
+    version counter has not moved (every in-place write counts: an optimiser step, ``load_state_dict``,
+    ``nn.init`` under ``no_grad``). Writes through ``param.data`` bypass the version counter; a strided sample
+    of ``_SAMPLE`` elements is compared too, which catches any update of the whole tensor (an old-style
+    optimiser, ``p.data.copy_(…)``) — an edit through ``.data`` of a few elements only can slip through it
+    (call :func:`clear_weight_cache` after such an edit)."""
+
+    __slots__ = ("ref", "key", "version", "ptr", "sample", "value", "nbytes", "call")
+
+    def __init__(self, param: torch.Tensor, key: tuple[int, Any], value: torch.Tensor) -> None:
+        self.ref = weakref.ref(param, lambda _r, k=key: _drop(k))
+        self.key = key
+        self.version = param._version
+        self.ptr = (param.data_ptr(), tuple(param.shape), param.stride(), param.dtype, param.device)
+        self.sample = _sample(param).clone()
+        self.value = value
+        self.nbytes = value.numel() * value.element_size()
+        #: The LRP call that used the entry last (see :func:`_cached`).
+        self.call = 0
+
+    def valid(self, param: torch.Tensor) -> bool:
+        return (
+            self.ref() is param
+            and self.version == param._version
+            and self.ptr == (param.data_ptr(), tuple(param.shape), param.stride(), param.dtype, param.device)
+            and torch.equal(self.sample, _sample(param))
+        )
+
+
+def _sample(t: torch.Tensor) -> torch.Tensor:
+    flat = t.detach().reshape(-1)
+    return flat[:: max(1, flat.numel() // _SAMPLE)]
+
+
+def _drop(key: tuple[int, Any]) -> None:
+    with _CACHE_LOCK:
+        _CACHE.pop(key, None)
+
+
+def _param(module: nn.Module) -> torch.Tensor | None:
+    """The module's weight when it is a parameter that outlives the call (the key of the weight cache)."""
+    w = module.weight
+    if not isinstance(w, nn.Parameter) or getattr(w, "_nbexplain_temporary", False):
+        return None
+    return w
+
+
+def clear_weight_cache() -> None:
+    """Forget every modified weight kept between LRP calls (they are recomputed on the next call)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _cached(param: torch.Tensor | None, fn: Any, make: Any, scratch: Any, call: int) -> torch.Tensor:
+    """``make()`` for the modification ``fn`` of the parameter ``param``, kept between calls (see :class:`_Derived`).
+
+    When keeping it would push out an entry used by one of the last :data:`_RECENT_CALLS` LRP calls (``call`` is
+    this call's number), the cache is too small for the models in use: ``scratch()`` computes it in the call's
+    workspace instead — no fresh weight-sized allocation per call, no entries pushed out and recomputed over and
+    over (measured: a ResNet-18 with a 30 MiB cache and eviction by plain LRU ran `epsilon_plus_flat` at 1.67×
+    against 1.53× without any cache). Entries unused for longer (a model no longer explained) make room. ``param=None`` (a weight that is not a module
+    parameter): ``scratch()`` every time."""
+    if param is None or CACHE_BYTES <= 0:
+        return scratch()
+    key = (id(param), fn)
+    with _CACHE_LOCK:
+        entry = _CACHE.get(key)
+        if entry is not None:
+            _CACHE.move_to_end(key)
+    if entry is not None and entry.valid(param):
+        entry.call = call
+        return entry.value
+    nbytes = param.numel() * param.element_size()
+    with _CACHE_LOCK:
+        if entry is not None:
+            _CACHE.pop(key, None)
+        total = sum(e.nbytes for e in _CACHE.values())
+        victims, room = [], total
+        for e in _CACHE.values():  # least recently used first
+            if room + nbytes <= CACHE_BYTES:
+                break
+            if e.call > call - _RECENT_CALLS:
+                return scratch()
+            victims.append(e.key)
+            room -= e.nbytes
+        if room + nbytes > CACHE_BYTES:
+            return scratch()
+        for k in victims:
+            _CACHE.pop(k, None)
+    value = make()
+    entry = _Derived(param, key, value)
+    entry.call = call
+    with _CACHE_LOCK:
+        _CACHE[key] = entry
+    return value
 
 
 class Workspace:
@@ -51,7 +167,11 @@ class Workspace:
     an op that asks while every buffer is lent gets a fresh allocation (never a shared one)."""
 
     def __init__(self) -> None:
+        global _CALLS
         with _POOL_LOCK:  # buffers kept from the previous call (their pages are already mapped)
+            _CALLS += 1
+            #: This call's number (the weight cache keeps what one call uses together, see _cached).
+            self.call = _CALLS
             self.buffers: list[torch.Tensor] = list(_POOL)
             _POOL.clear()
         self.owner: list[Any] = [None] * len(self.buffers)
@@ -110,6 +230,12 @@ class LayerOp(abc.ABC):
     _raw_weight: torch.Tensor | None = None
     #: Scratch memory shared by the ops of one LRP call (set by the engine; ``None``: allocate).
     workspace: Workspace | None = None
+    #: The module's weight parameter (``None``: not a parameter, e.g. a parametrized weight computed per
+    #: call): modifications of it are cached between calls, keyed on it (see :func:`_cached`).
+    param: torch.Tensor | None = None
+    #: ``(W⁺x, W⁻x)`` with the raw weight and no bias, computed in the forward pass when they gave the layer's
+    #: output (see ``engine._SplitForward``); dropped by :meth:`release`.
+    halves: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def weight(self) -> torch.Tensor | None:
@@ -127,10 +253,30 @@ class LayerOp(abc.ABC):
         ``("boost", γ)`` (``w + γ·w⁺``) or a function that modifies a block of weights *in place* and returns it. With ``fn`` given and
         :attr:`raw_units`, the modification of the *raw* weight (the batch-norm factor left to the rule). Large weights are written into
         the call's :class:`Workspace` and modified there in place (in blocks of output channels for a
-        function): no weight-sized temporary is allocated, so no fresh pages are touched."""
+        function): no weight-sized temporary is allocated, so no fresh pages are touched.
+
+        A modification of the module's own parameter (``fn`` a string or tuple; no batch-norm factor applied,
+        i.e. unmerged or :attr:`raw_units`) is kept between calls (:func:`_cached`): the next call on the same,
+        unchanged parameter reuses it instead of reading and writing the whole weight again."""
         w = self._raw_weight if self.scale is not None else self._weight
+        if (
+            isinstance(fn, (str, tuple))
+            and (self.scale is None or self.raw_units)
+            and self.param is not None
+            and self.param.data_ptr() == w.data_ptr()
+        ):
+            return _cached(
+                self.param,
+                fn,
+                lambda: self._weight_map(w, fn, None),
+                lambda: self._weight_map(w, fn, self.workspace),
+                0 if self.workspace is None else self.workspace.call,
+            )
+        return self._weight_map(w, fn, self.workspace)
+
+    def _weight_map(self, w: torch.Tensor, fn: Any, workspace: Workspace | None) -> torch.Tensor:
         shape = (-1,) + (1,) * (w.ndim - 1)
-        out = self.workspace.take(self, w) if self.workspace is not None and w.numel() > _BLOCK else None
+        out = workspace.take(self, w) if workspace is not None and w.numel() > _BLOCK else None
         if out is None:
             out = torch.empty_like(w, memory_format=torch.contiguous_format)
         if self.scale is not None and not (self.raw_units and fn is not None):  # see raw_units
@@ -208,6 +354,7 @@ class LayerOp(abc.ABC):
     def release(self) -> None:
         """Drop derived weight-sized tensors (called after the layer's backward step)."""
         self.__dict__.pop("_derived", None)
+        self.halves = None
         if self.scale is not None:
             self._weight = None
         if self.workspace is not None:
@@ -253,6 +400,7 @@ class IdentityOp(LayerOp):
 
 class LinearOp(LayerOp):
     def __init__(self, module: nn.Linear) -> None:
+        self.param = _param(module)
         self.weight = module.weight.detach()
         self.bias = None if module.bias is None else module.bias.detach()
 
@@ -268,6 +416,7 @@ class LinearOp(LayerOp):
 
 class ConvOp(LayerOp):
     def __init__(self, module: nn.Module) -> None:
+        self.param = _param(module)
         self.weight = module.weight.detach()
         self.bias = None if module.bias is None else module.bias.detach()
         self.dims = module.weight.ndim - 2

@@ -338,8 +338,10 @@ class AlphaBeta(Rule):
     ``z_j⁺ = Σ_i (x_i w_ij)⁺ + b_j⁺`` and ``z_j⁻ = Σ_i (x_i w_ij)⁻ + b_j⁻``.
 
     A neuron without negative (positive) contributions passes ``α R_j`` (``−β R_j``·0): conservation
-    holds only where both sums are non-zero. Two extra forward passes of the layer for non-negative
-    inputs, four otherwise.
+    holds only where both sums are non-zero. For non-negative inputs (after a ReLU) with β > 0 the engine
+    forms the layer's own output as ``z⁺ + z⁻ + b`` from the two products the rule needs (one extra forward
+    pass of the layer in all; the output then agrees with the layer's own to float rounding); four extra
+    passes for signed inputs.
 
     Parameters
     ----------
@@ -393,7 +395,13 @@ class AlphaBeta(Rule):
         w = op.weight_map(sign)
         b = (_pos if sign == "pos" else _neg)(op.bias) if self.bias else None
         eps = self.epsilon if sign == "pos" else -self.epsilon
-        den = op.forward(x, w, op.units(eps if b is None else b + eps))  # ± ε as part of the bias
+        bias = op.units(eps if b is None else b + eps)  # ± ε as part of the bias
+        if op.halves is not None and (op.scale is None or op.raw_units):
+            # z⁺ / z⁻ of the raw weight, computed in the forward pass (they gave the layer's output)
+            base = op.halves[0 if sign == "pos" else 1]
+            den = base + op.bias_shape(bias, base)
+        else:
+            den = op.forward(x, w, bias)
         out = op.backward(_share(relevance, den), x, w).mul_(x)
         if op.workspace is not None:
             op.workspace.give_back(op, w)
