@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from .canonizers import Canonizer, MergeBatchNorm, bn_affine, bn_mergeable
 from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
+from .functional import ModuleStackMode
 from .ops import POOLS, WEIGHTED, Workspace, make_op
 from .rules import AlphaBeta, Epsilon, Gradient, Pass, Rule, stabilize
 
@@ -117,30 +117,14 @@ def _graph_error(bad: list[Any], owners: dict[int, str] | None = None) -> Unsupp
     )
 
 
-class _OpOwners(TorchFunctionMode):
+class _OpOwners(ModuleStackMode):
     """Records which module's forward created each autograd node (for error messages only: it runs in a
     second, diagnostic forward pass after the graph check failed)."""
 
     def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.stack: list[str] = []
+        super().__init__(model)
         self.owners: dict[int, str] = {}
         self.keep: list[Any] = []
-        self.handles = []
-        for name, mod in model.named_modules():
-            label = f"{name!r} ({type(mod).__name__})" if name else f"the model's own forward ({type(mod).__name__})"
-            self.handles.append(mod.register_forward_pre_hook(self._enter(label)))
-            self.handles.append(mod.register_forward_hook(self._leave))
-
-    def _enter(self, label: str):
-        def pre(module: nn.Module, args: tuple) -> None:
-            self.stack.append(label)
-
-        return pre
-
-    def _leave(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if self.stack:
-            self.stack.pop()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         result = func(*args, **(kwargs or {}))
@@ -157,10 +141,6 @@ class _OpOwners(TorchFunctionMode):
                 todo.extend(nxt for nxt, _ in node.next_functions)
         return result
 
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
 
 
 class _RuleFunction(torch.autograd.Function):

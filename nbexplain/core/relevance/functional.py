@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FunctionalRules", "FunctionalOpsWarning", "COPY_LIKE", "LINEAR"]
+__all__ = ["FunctionalRules", "FunctionalOpsWarning", "ModuleStackMode", "COPY_LIKE", "LINEAR"]
 
 
 class FunctionalOpsWarning(UserWarning):
@@ -81,24 +81,20 @@ def _grad_inputs(args: tuple, kwargs: dict) -> list[torch.Tensor]:
     return list(found.values())
 
 
-class FunctionalRules(torch.overrides.TorchFunctionMode):
-    """Active during the forward pass of ``lrp(strict=False)``: gives functional operations outside modules with
-    rules a gradient-consistent rule (see the module docstring) and records the non-linear ones by module.
-
-    ``inside`` is a callable telling whether a module with a rule is running (its operations are left alone)."""
+class ModuleStackMode(torch.overrides.TorchFunctionMode):
+    """A torch function mode that knows which module's forward is running: ``self.stack[-1]`` labels it
+    (``"'layer1.0' (BasicBlock)"``). Module hooks keep the stack; :meth:`close` removes them."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.inside: Any = lambda: True
         self.stack: list[str] = []
-        self.nonlinear: dict[str, set[str]] = {}
         self.handles: list[Any] = []
         for name, mod in model.named_modules():
             label = f"{name!r} ({type(mod).__name__})" if name else f"the model's own forward ({type(mod).__name__})"
             self.handles.append(mod.register_forward_pre_hook(self._enter(label)))
             self.handles.append(mod.register_forward_hook(self._leave, always_call=True))
 
-    def _enter(self, label: str):
+    def _enter(self, label: str) -> Any:
         def pre(module: nn.Module, args: tuple) -> None:
             self.stack.append(label)
 
@@ -107,6 +103,24 @@ class FunctionalRules(torch.overrides.TorchFunctionMode):
     def _leave(self, module: nn.Module, args: tuple, output: Any) -> None:
         if self.stack:
             self.stack.pop()
+
+    def close(self) -> None:
+        """Remove the module hooks."""
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+class FunctionalRules(ModuleStackMode):
+    """Active during the forward pass of ``lrp(strict=False)``: gives functional operations outside modules with
+    rules a gradient-consistent rule (see the module docstring) and records the non-linear ones by module.
+
+    ``inside`` is a callable telling whether a module with a rule is running (its operations are left alone)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.inside: Any = lambda: True
+        self.nonlinear: dict[str, set[str]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
@@ -155,12 +169,6 @@ class FunctionalRules(torch.overrides.TorchFunctionMode):
         ins = _grad_inputs((before,) + rest, kwargs)
         new = self._wrap(alt, plain, ins, (before,) + rest, kwargs)
         return target.copy_(new)
-
-    def close(self) -> None:
-        """Remove the module hooks; warn about the non-linear operations that were explained by gradient × input."""
-        for h in self.handles:
-            h.remove()
-        self.handles = []
 
     def report(self) -> None:
         """One :class:`FunctionalOpsWarning` naming the non-linear functional operations and their modules."""
