@@ -209,6 +209,8 @@ def capture(
                             "choose a layer whose output is a tensor."
                         )
                     probe.layout(name, m, inputs, out)
+                    if probe.done:
+                        probe.stop()  # every layer resolved: no recording hooks on later passes
                     kept, watch = guard.keep(name, out.detach() if detach else out)
                     captured._store(name, kept, watch)
                 handles.append(mod.register_forward_hook(hook))

@@ -177,7 +177,7 @@ class DeltaProjection:
         """
         check_model(model)
         module = resolve_modules(model, [layer], "layer")[layer]
-        probe = LayoutProbe(model, {layer: module})
+        probe = LayoutProbe(model, {layer: module}, batch_axis=False)  # projects the feature axis only
 
         def hook(m: nn.Module, inputs: Any, out: Any) -> Any:
             head = out[0] if isinstance(out, (tuple, list)) and out else out

@@ -13,6 +13,7 @@ custom block, a container) is resolved while the model runs, by :class:`LayoutPr
 
 1. the user's ``layout=`` for that layer;
 2. the module's type (the lists above);
+   A Linear or LayerNorm is features-last, and sequence-first when its input is (it keeps the batch axis);
 3. the tensor it returns, when an inner module produced it (a ResNet block returns its last ReLU's output);
 4. its first input, when that tensor's layout is known and the output has the same rank (a ReLU after a
    conv; ``x + conv(x)``);
@@ -33,7 +34,7 @@ from torch import nn
 
 from .validation import check_choice, suggest
 
-__all__ = ["LAYOUTS", "LayoutArg", "LayoutProbe", "known_layout", "check_layout_arg", "static_layout"]
+__all__ = ["LAYOUTS", "LayoutArg", "LayoutProbe", "known_layout", "check_layout_arg"]
 
 #: The layouts a layer output can be read in.
 LAYOUTS = ("channels_first", "features_last", "sequence_first")
@@ -56,6 +57,11 @@ _CHANNELS_FIRST: tuple[type[nn.Module], ...] = (
 _FEATURES_LAST: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Bilinear, nn.LazyLinear, nn.LayerNorm, nn.Embedding, nn.EmbeddingBag,
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+# Features-last modules that keep their input's batch axis: inside a sequence-first model (batch_first=False)
+# a Linear or LayerNorm maps (T, N, D) to (T, N, D'), so their batch axis is resolved from their input.
+_KEEPS_BATCH_AXIS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, nn.LayerNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
 # Modules that are features-last when batch_first, sequence-first otherwise.
 _SEQUENCE: tuple[type[nn.Module], ...] = (
     nn.MultiheadAttention, nn.RNNBase, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
@@ -112,11 +118,6 @@ def check_layout_arg(layout: Any, names: list[str], argname: str = "layout") -> 
     return out
 
 
-def static_layout(module: nn.Module, ndim: int, override: str | None = None) -> str:
-    """Layout without watching a forward pass: the override, the module's type, else the rank."""
-    return override or known_layout(module) or rank_layout(ndim)
-
-
 def _first_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
@@ -143,9 +144,16 @@ class LayoutProbe:
         The watched layers, name → module.
     overrides
         Per-layer layouts set by the user (from :func:`check_layout_arg`).
+    batch_axis
+        Whether the caller needs the batch axis of token outputs (``"sequence_first"`` vs ``"features_last"``).
+        Without it, Linear/LayerNorm layers are features-last by their type and need no watching (a δ
+        projection acts on the feature axis only).
     """
 
-    def __init__(self, model: nn.Module, modules: Mapping[str, nn.Module], overrides: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, modules: Mapping[str, nn.Module], overrides: Mapping[str, str] | None = None,
+        batch_axis: bool = True,
+    ) -> None:
         self.model = model
         self.modules = dict(modules)
         self.overrides = dict(overrides or {})
@@ -156,13 +164,16 @@ class LayoutProbe:
         self._last: tuple[tuple[int, ...], str] | None = None
         self._module_layout: dict[int, str] = {}
         self._handles: list[Any] = []
+        self.batch_axis = batch_axis
         self.done = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LayoutProbe:
         """Attach the recording hooks (none when every layer's layout is fixed by override or type)."""
         for name, module in self.modules.items():
-            fixed = self.overrides.get(name) or known_layout(module)
+            fixed = self.overrides.get(name)
+            if fixed is None and not (self.batch_axis and isinstance(module, _KEEPS_BATCH_AXIS)):
+                fixed = known_layout(module)
             if fixed is not None:
                 self.layouts[name] = fixed
                 self.how[name] = "set by layout=" if name in self.overrides else f"{type(module).__name__} layer"
@@ -207,12 +218,18 @@ class LayoutProbe:
 
     def _infer(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> tuple[str, str]:
         fixed = known_layout(module)
+        first = _first_tensor(inputs)
+        if self.batch_axis and isinstance(module, _KEEPS_BATCH_AXIS) and output.ndim >= 3 and first is not None:
+            source = self._lookup(first)
+            if source is None and self._last is not None and self._last[0] == tuple(first.shape):
+                source = self._last[1]  # its input came from a functional op: the previous output of that shape
+            if first.ndim == output.ndim and source == "sequence_first":
+                return "sequence_first", f"{type(module).__name__} layer on a sequence-first input"
         if fixed is not None:
             return fixed, f"{type(module).__name__} layer"
         produced = self._lookup(output)
         if produced is not None:
             return produced, "the inner layer that produced its output"
-        first = _first_tensor(inputs)
         if first is not None:
             from_input = self._lookup(first)
             if from_input is not None and first.ndim == output.ndim:

@@ -307,3 +307,35 @@ def test_actmax_entry_points_refuse_meta_models():
         nx.maximize_activation(meta, "0", 0, (3,), steps=2, progress=False)
     with pytest.raises(ValueError, match="meta"):
         nx.top_activating(meta, "0", 0, torch.rand(4, 3))
+
+
+class SeqFirstLM(nn.Module):
+    """A batch_first=False encoder (PyTorch's default) followed by a LayerNorm and a Linear on (T, N, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(30, 16)
+        layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.ln = nn.LayerNorm(16)
+        self.proj = nn.Linear(16, 8)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.ln(self.enc(self.tok(ids).transpose(0, 1)))).mean(0)
+
+
+def test_linear_and_layernorm_keep_a_sequence_first_batch_axis():
+    net = SeqFirstLM().eval()
+    ids = torch.randint(0, 30, (6, 9))
+    truth = produced(net, ids, "ln")  # (T, N, D)
+    assert truth.shape == (9, 6, 16)
+    listed = nx.layers(net, kinds=[nn.LayerNorm, nn.Linear, nn.TransformerEncoder], example=ids)
+    assert listed.layouts["ln"] == listed.layouts["proj"] == listed.layouts["enc"] == "sequence_first"
+    assert listed.layouts["enc.layers.0.linear1"] == "sequence_first"
+    got = nx.activations(net, ids, ["ln", "proj"], conv="cls")
+    torch.testing.assert_close(got["ln"], truth[0])  # the first token of each of the 6 sequences
+    torch.testing.assert_close(got["proj"], produced(net, ids, "proj")[0])
+    with nx.SaturationTracker(net, ["ln"], conv="mean") as tracker, torch.no_grad():
+        net(ids)
+    assert tracker.eval_stats["ln"].count == 6
+    torch.testing.assert_close(tracker.eval_stats["ln"].mean, truth.mean(0).double().mean(0), rtol=1e-5, atol=1e-6)
