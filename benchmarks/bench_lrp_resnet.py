@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable
 
 import torch
-from ratio_timing import print_ratio_table, time_against
+from ratio_timing import input_gradient, print_ratio_table, time_against
 
 import nbexplain as nx
 from nbexplain.architectures import resnet18
@@ -112,11 +112,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, 64, 64, generator=gen)
     target = torch.randint(0, 10, (args.batch,), generator=gen)
-    rows = torch.arange(args.batch)
-
-    def gradient() -> torch.Tensor:
-        xi = x.detach().requires_grad_(True)
-        return torch.autograd.grad(model(xi)[rows, target].sum(), xi)[0]
+    gradient = input_gradient(model, x, target)
 
     methods: dict[str, Callable[[], object]] = {
         f"nx.lrp {c}": (lambda c=c: nx.lrp(model, x, target, composite=c)) for c in COMPOSITES

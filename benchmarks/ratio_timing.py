@@ -25,6 +25,17 @@ class RatioRuns:
     ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
+def input_gradient(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The baseline: ``torch.autograd.grad`` of the target scores with respect to the input."""
+    rows = torch.arange(x.shape[0])
+
+    def gradient() -> torch.Tensor:
+        xi = x.detach().requires_grad_(True)
+        return torch.autograd.grad(model(xi)[rows, target].sum(), xi)[0]
+
+    return gradient
+
+
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
     w0, c0 = time.perf_counter(), time.process_time()
     fn()

@@ -272,14 +272,8 @@ def smoothgrad(
         Average ``|∇f|`` instead of ``∇f`` (the unsigned variant).
     times_input
         Multiply the averaged gradient by ``x`` (SmoothGrad × input).
-    output
-        Which of the model's outputs to explain when it returns a tuple, dict or output object: an index,
-        a key/attribute name, or a callable on the output (see :func:`nbexplain.core.model_io.select_output`).
-    embedding
-        For token inputs: the name of the layer (usually an ``nn.Embedding``) whose output ``(N, T, D)`` is
-        attributed; the result is reduced over its ``D`` features to ``(N, T)`` (see the module notes).
-        ``None``: found automatically when ``x`` is an integer tensor and the model has exactly one
-        ``nn.Embedding``.
+    output, embedding
+        As in :func:`gradient`.
     batch_size
         Largest number of noisy rows sent through the model at once.
     eval, progress
@@ -463,14 +457,8 @@ def integrated_gradients(
     return_error
         Also return the completeness error ``Σ attributions − (f(x) − f(x̄))`` per sample, shape ``(N,)``
         (float64).
-    output
-        Which of the model's outputs to explain when it returns a tuple, dict or output object: an index,
-        a key/attribute name, or a callable on the output (see :func:`nbexplain.core.model_io.select_output`).
-    embedding
-        For token inputs: the name of the layer (usually an ``nn.Embedding``) whose output ``(N, T, D)`` is
-        attributed; the result is reduced over its ``D`` features to ``(N, T)`` (see the module notes).
-        ``None``: found automatically when ``x`` is an integer tensor and the model has exactly one
-        ``nn.Embedding``.
+    output, embedding
+        As in :func:`gradient`.
     eval, progress
         As in :func:`gradient`.
 
