@@ -27,7 +27,7 @@ from .capturing import capture, features_first, iter_batches
 from .hygiene import model_device, preserved
 from .image_param import PARAMETERIZATIONS, RANGE_MODES, ImageParam, _check_range, image_param
 from .layer_select import resolve_modules
-from .model_io import OutputArg, check_output_arg, check_runnable, select_output
+from .model_io import OutputArg, StopForward, check_output_arg, check_runnable, select_output
 from .robustness import Compose, Transform, l2_penalty, standard_transforms, total_variation
 from .validation import check_choice, check_model, check_positive_int, check_tensor
 
@@ -461,13 +461,6 @@ def _named_objective(
 # ----------------------------------------------------------------------------------------------------
 # Forward passes with hooks registered once per call
 # ----------------------------------------------------------------------------------------------------
-class _StopForward(BaseException):
-    """Raised from a hook once every needed layer has run (skips the rest of the network).
-
-    A BaseException, so that a model whose forward catches ``Exception`` cannot swallow it.
-    """
-
-
 class _Runner:
     """Runs the model and collects the objective's layers; hooks live exactly as long as the context."""
 
@@ -499,7 +492,7 @@ class _Runner:
         last = self.modules[order[-1]]
 
         def stop(_m: nn.Module, _i: Any, _o: Any) -> None:
-            raise _StopForward
+            raise StopForward
 
         self._stop_handle = last.register_forward_hook(stop)
 
@@ -508,7 +501,7 @@ class _Runner:
         self.forward_calls += 1
         try:
             self.model(x)
-        except _StopForward:
+        except StopForward:
             pass
         missing = [n for n in self.layer_names if n not in self.outputs]
         if missing:
