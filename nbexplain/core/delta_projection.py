@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .capturing import iter_batches
 from .hygiene import preserved
 from .layer_select import resolve_modules
-from .layouts import LayoutProbe
+from .layouts import LayoutProbe, known_layout, rank_layout
 from .model_io import OutputArg, check_output_arg, check_runnable, model_input, probe_output, select_output
 from .saturation_tracking import COUNTING_MODES, intrinsic_dimension
 from .statistics import RunningMoments
@@ -334,16 +334,15 @@ def _stacked_outputs(
     the input's batch size) or when a check against a plain one-k pass disagrees.
     """
     module = resolve_modules(model, [layer], "layer")[layer]
-    # Not started: the layout comes from the module's type or the output's rank. Where that is wrong for an
-    # untyped module, the exact one-k check below (through `inserted`, whose probe is started) disagrees
-    # and the caller falls back to one pass per k.
-    probe = LayoutProbe(model, {layer: module})
+    # The layout from the module's type or the output's rank (no forward pass watched). Where that is wrong for
+    # an untyped module, the exact one-k check below (through `inserted`, which watches the forward pass)
+    # disagrees and the caller falls back to one pass per k.
     n_k = len(projs)
 
     def hook(m: nn.Module, inputs: Any, out: Any) -> Any:
         if not isinstance(out, torch.Tensor):
             raise TypeError("stacking needs a tensor output")
-        layout = probe.layout(layer, m, inputs, out)
+        layout = known_layout(m) or rank_layout(out.ndim)
         batch_dim = 1 if layout == "sequence_first" else 0
         projected = [p.project(out, channel_first=layout == "channels_first") for p in projs]
         return torch.cat(projected, dim=batch_dim)

@@ -34,7 +34,7 @@ from torch import nn
 
 from .validation import check_choice, suggest
 
-__all__ = ["LAYOUTS", "LayoutArg", "LayoutProbe", "known_layout", "check_layout_arg"]
+__all__ = ["LAYOUTS", "LayoutArg", "LayoutProbe", "known_layout", "rank_layout", "check_layout_arg"]
 
 #: The layouts a layer output can be read in.
 LAYOUTS = ("channels_first", "features_last", "sequence_first")
