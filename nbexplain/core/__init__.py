@@ -7,8 +7,9 @@ from .capturing import CONV_MODES, Captured, StaleCaptureError, activations, cap
 from .hygiene import preserved
 from .layer_select import LAYER_KINDS, LayerList, layers
 from .layouts import LAYOUTS
+from .model_inputs import Inputs
 
-__all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LAYOUTS", "LayerList", "StaleCaptureError", "activations",
+__all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LAYOUTS", "LayerList", "Inputs", "StaleCaptureError", "activations",
            "capture", "layers", "preserved", "to_features"]
 
 # --- saturation & δ projection (issue 3) ---
