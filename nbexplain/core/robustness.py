@@ -179,7 +179,8 @@ class RandomScale(_Affine):
 
 
 class RandomRotate(_Affine):
-    """Rotate every image by a random angle (degrees).
+    """Rotate every image by a random angle (degrees; positive angles turn counter-clockwise as displayed,
+    as in torchvision).
 
     Parameters
     ----------

@@ -74,4 +74,4 @@ def test_explorer_renders_hovers_and_switches_target(lab):
         page.locator(f"{SEL} .nbx-row[data-row='0'][data-target='{before_target}'][data-cached='true']").wait_for(timeout=2000)
         nb.wait_for_output("print(ex.targets[0])", str(before_target), timeout=10)
         assert int(nb.execute("print(len(ex.entries))")) == entries
-        assert nb.page_errors == [] or all("schema" in str(e) for e in nb.page_errors), nb.page_errors
+        assert nb.page_errors == [], nb.page_errors  # the harness already drops the known harmless one

@@ -67,4 +67,4 @@ def test_feature_gallery_renders_clicks_and_reruns(lab):
         assert runs + 1 <= final_runs <= runs + 2
         assert nb.execute("print(g.result.settings['param'], g.result.settings['steps'])").strip() == "pixel 32"
         assert root.get_attribute("data-completed") == root.get_attribute("data-requested")
-        assert nb.page_errors == [] or all("schema" in str(e) for e in nb.page_errors), nb.page_errors
+        assert nb.page_errors == [], nb.page_errors  # the harness already drops the known harmless one

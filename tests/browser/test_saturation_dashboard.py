@@ -47,5 +47,4 @@ def test_dashboard_draws_one_line_per_layer_and_grows(lab):
         assert "epoch 2" in dash.inner_text()
         nb.screenshot("saturation_dashboard", dash)
         nb.execute("tracker.close()")
-        errors = [e for e in nb.page_errors if "schema" not in e]
-        assert errors == [], errors
+        assert nb.page_errors == [], nb.page_errors  # the harness already drops the known harmless one

@@ -101,7 +101,12 @@ def test_explicit_path_and_result_objects():
     path = torch.tensor([[[0.2, 0.1]], [[0.1, 0.2]], [[0.3, 0.3]]])
     res = nx.continuity(lambda z: nx.lrp(net, z, 0, composite="epsilon"), torch.tensor([[0.2, 0.1]]), path=path)
     assert res.explanations.shape == (1, 3, 2)
-    assert "ContinuityResult" in repr(res)
+    # the explicit path is used as given, each point explained on its own, and the score is the brute force one
+    torch.testing.assert_close(res.inputs, path.permute(1, 0, 2), rtol=0, atol=0)
+    for t in range(3):
+        alone = nx.lrp(net, path[t], 0, composite="epsilon").relevance
+        torch.testing.assert_close(res.explanations[:, t], alone, rtol=1e-6, atol=1e-7)
+    assert float(res.score[0]) == pytest.approx(brute_force_score(res.inputs[0], res.explanations[0]), rel=1e-6)
     ig = nx.continuity(lambda z: nx.integrated_gradients(net, z, 0, steps=4, return_error=True),
                        torch.tensor([[0.2, 0.1]]), to=torch.tensor([[0.1, 0.2]]), steps=3)
     assert ig.explanations.shape == (1, 3, 2)

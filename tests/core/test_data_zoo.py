@@ -62,7 +62,9 @@ def test_train_autoencoder_and_bad_input() -> None:
     d = data.digits().flat()
     ae = zoo.dense_autoencoder(64, (32,), code=8)
     hist = zoo.train(ae, d.x_train, epochs=3, test=(d.x_test, None), progress=False)
-    assert hist.test_loss[-1] < hist.test_loss[0] or hist.loss[-1] < hist.loss[0]
+    # both losses fall (by about half in 3 epochs on every seed tried; a quarter is required)
+    assert hist.loss[-1] < 0.75 * hist.loss[0]
+    assert hist.test_loss[-1] < 0.75 * hist.test_loss[0]
     assert hist.test_accuracy == []
     with pytest.raises(ValueError, match="`data` has 3 samples but `y` has 2"):
         zoo.train(zoo.mlp(4, (3,)), torch.rand(3, 4), torch.tensor([0, 1]), progress=False)

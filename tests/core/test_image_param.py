@@ -179,9 +179,13 @@ def test_random_transforms_vary_with_seed_and_per_image():
 def test_rotation_by_90_degrees_matches_rot90():
     x = torch.rand(1, 1, 6, 6, dtype=torch.float64)
     out = RandomRotate((90.0,))(x, gen())
-    ref = torch.rot90(x, k=1, dims=(-2, -1))
-    ref2 = torch.rot90(x, k=-1, dims=(-2, -1))
-    assert torch.allclose(out, ref, atol=1e-9) or torch.allclose(out, ref2, atol=1e-9)
+    # positive angles turn counter-clockwise as displayed (torchvision's convention): the top-right pixel
+    # goes to the top left, which is rot90 with k=1 over (H, W)
+    torch.testing.assert_close(out, torch.rot90(x, k=1, dims=(-2, -1)), atol=1e-9, rtol=0)
+    corner = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    corner[0, 0, 0, 4] = 1.0
+    turned = RandomRotate((90.0,))(corner, gen())
+    assert float(turned[0, 0, 0, 0]) == pytest.approx(1.0) and float(turned[0, 0, 0, 4]) == pytest.approx(0.0)
 
 
 def test_composed_affine_steps_fuse_into_one_exact_map():
