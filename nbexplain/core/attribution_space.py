@@ -98,7 +98,9 @@ def attribution_inputs(x: Any, wrt: Any = None, argname: str = "x") -> tuple[Inp
         for k in batch.keys:
             t = batch[k]
             if k != key and t.is_floating_point() and t.numel() and bool(torch.isnan(t).any()):
-                raise ValueError(f"`{argname}[{k!r}]` holds NaN values; every input must be a number (±inf is allowed).")
+                raise ValueError(
+                    f"`{argname}[{k!r}]` holds NaN values; every input must be a number (±inf is allowed)."
+                )
     return batch.replace(key, chosen), key, name
 
 

@@ -217,13 +217,16 @@ def _raised_by_nbexplain(e: BaseException) -> bool:
 
 
 def call_with_note(model: Any, batch: Inputs) -> Any:
-    """``model(*batch.args, **batch.kwargs)``; a ``TypeError``, ``RuntimeError`` or ``IndexError`` raised in
-    the model (a wrong number of inputs, mismatched shapes) gets a note saying how nbexplain called it
-    (:func:`~nbexplain.core.model_inputs.call_note`). nbexplain's own errors raised in its hooks get none."""
+    """``model(*batch.args, **batch.kwargs)``; an error raised in the model that the way it was called may
+    explain gets a note saying how nbexplain called it (:func:`~nbexplain.core.model_inputs.call_note`): a
+    ``TypeError`` (a wrong number of inputs), and with several inputs also a ``RuntimeError`` or ``IndexError``
+    (mismatched shapes: labels read as an input). Out-of-memory errors and nbexplain's own errors raised in its
+    hooks get none."""
     try:
         return batch.call(model)
     except (TypeError, RuntimeError, IndexError) as e:
-        if not _raised_by_nbexplain(e):
+        why = isinstance(e, TypeError) or not batch.single
+        if why and not isinstance(e, torch.OutOfMemoryError) and not _raised_by_nbexplain(e):
             note = call_note(batch)
             if note not in getattr(e, "__notes__", ()):
                 e.add_note(note)

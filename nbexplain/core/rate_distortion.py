@@ -153,9 +153,8 @@ def _token_noise_model(
                     f"For token inputs `reference` must be a batch of token ids (M, T) — their embeddings give "
                     f"the noise statistics — got {ref.dtype} of shape {tuple(ref.shape)}."
                 )
-            emb = torch.cat([
-                space.embed_ids(ref[s : s + batch_size], argname="reference") for s in range(0, ref.shape[0], batch_size)
-            ])
+            chunks = range(0, ref.shape[0], batch_size)
+            emb = torch.cat([space.embed_ids(ref[s : s + batch_size], argname="reference") for s in chunks])
         if emb.shape[-1] != d:
             raise ValueError(f"`reference` embeds to {emb.shape[-1]} features; `x` to {d}.")
         z = emb

@@ -192,6 +192,14 @@ def gradient(
     tensor([[ 1.0000, -2.0000,  0.5000]])
     >>> nx.gradient(net, torch.ones(1, 3), 0, absolute=True)
     tensor([[1.0000, 2.0000, 0.5000]])
+
+    Two inputs, ``f(a, b) = aᵀ W b``, explained in ``b`` with ``a`` held fixed (``∂f/∂b = Wᵀ a``):
+
+    >>> bil = torch.nn.Bilinear(2, 2, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = bil.weight.copy_(torch.tensor([[[1.0, 2.0], [3.0, 4.0]]]))
+    >>> nx.gradient(bil, (torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])), 0, wrt=1)
+    tensor([[1., 2.]])
     """
     absolute = _check_bool(absolute, "absolute")
     # No separate probe pass: the first chunk checks `output=` and is no heavier than a probe's work.
@@ -214,8 +222,8 @@ def gradient_x_input(
     """Gradient × input, ``x ⊙ ∂f_target/∂x``.
 
     For a ReLU network without biases this equals LRP-0, and its entries sum to ``f_target(x)``.
-    Parameters as in :func:`gradient` (several inputs: ``wrt=`` there). For token ids: ``Σ_d e_{t,d} ∂f/∂e_{t,d}``, the signed sum over the
-    embedding features of token ``t`` (shape ``(N, T)``).
+    Parameters as in :func:`gradient` (several inputs: ``wrt=`` there). For token ids:
+    ``Σ_d e_{t,d} ∂f/∂e_{t,d}``, the signed sum over the embedding features of token ``t`` (shape ``(N, T)``).
 
     Examples
     --------

@@ -462,7 +462,8 @@ def test_bad_wrt_and_batch_errors():
         nx.gradient(Conditioned().double(), nx.Inputs(x[:, 0], cond=torch.zeros(N, 2), scale=2.0), t, wrt="scale")
     with pytest.raises(ValueError, match=r"`wrt`=1 names no input of model\(Tensor"):
         nx.lrp(model, x, t, wrt=1)
-    with pytest.raises(ValueError, match=r"`x`: The inputs of one batch must share their first-axis size.*\[0\]: 5, \[1\]: 4"):
+    size = r"`x`: The inputs of one batch must share their first-axis size"
+    with pytest.raises(ValueError, match=size + r".*\[0\]: 5, \[1\]: 4"):
         nx.gradient(model, (x, mask[:4]), t)
     with pytest.raises(ValueError, match=r"`x`: .*'x': 5, 'mask': 3"):
         nx.rde(model, {"x": x, "mask": mask[:3]}, t)
@@ -470,7 +471,8 @@ def test_bad_wrt_and_batch_errors():
         nx.lrp(model, (x, mask[:2]), t)
     with pytest.raises(ValueError, match=r"`target` has 4 entries|4 entries"):
         nx.gradient(model, (x, mask), t[:4])
-    with pytest.raises(TypeError, match=r"`x\[1\]` \(the explained input, `wrt`=1\) has dtype torch.bool.*mask.float\(\)"):
+    bool_mask = r"`x\[1\]` \(the explained input, `wrt`=1\) has dtype torch.bool.*mask.float\(\)"
+    with pytest.raises(TypeError, match=bool_mask):
         nx.gradient(model, (x, mask), t, wrt=1)
     with pytest.raises(TypeError, match=r"A list is not read as several inputs: pass them as a tuple"):
         nx.gradient(model, [x, mask], t)
@@ -511,10 +513,14 @@ def test_a_label_passed_as_an_input_gets_a_note_saying_how_the_model_was_called(
         notes = "".join(getattr(err.value, "__notes__", []))
         assert f"model(Tensor({rows}, 1, 6, 6) float32, Tensor({rows},) int64)" in notes
         assert "(inputs, labels)" in notes and "`target=`" in notes
-    # a mismatched shape inside a one-input model: the note says how to pass several inputs
+    # a model that takes two inputs called with one: the note says how to pass several
+    with pytest.raises(TypeError, match="missing 1 required positional argument") as err:
+        nx.integrated_gradients(masked_model(), data()[0], 0)
+    assert "pass them together as a tuple (positional) or dict (keyword)" in "".join(err.value.__notes__)
+    # a one-input model's own shape error is not about its inputs: no note
     with pytest.raises(RuntimeError) as err:
         nx.gradient(net, torch.rand(4, 1, 5, 5), 0)
-    assert "pass them together as a tuple" in "".join(err.value.__notes__)
+    assert not getattr(err.value, "__notes__", None)
     # nbexplain's own errors raised in its hooks get no note
     with pytest.raises(nx.UnsupportedModuleError) as err:
         nx.lrp(masked_model(nn.ReLU), data()[:2], 0)
@@ -572,5 +578,6 @@ def test_continuity_follows_one_input_and_explain_binds_the_others():
     for k, a in enumerate((0.0, 0.5, 1.0)):
         ref = grad_ref(lambda z: masked_mean_ref(model, z, mask), x + a * (end - x), t)
         torch.testing.assert_close(res.explanations[:, k], ref, rtol=1e-12, atol=1e-14)
-    with pytest.raises(TypeError, match=r"bind the others in `explain`, e.g. explain=lambda z: nx.gradient\(model, \(z, mask\)"):
+    idiom = r"bind the others in `explain`, e.g. explain=lambda z: nx.gradient\(model, \(z, mask\)"
+    with pytest.raises(TypeError, match=idiom):
         nx.continuity(lambda z: z, (x, mask), to=end)

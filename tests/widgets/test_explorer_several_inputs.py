@@ -30,7 +30,8 @@ def test_several_inputs_are_refused_and_the_named_remedy_works(form):
     model = Conditioned()
     x, cond = torch.rand(3, 1, 8, 8), torch.randn(3, 2)
     inputs = {"tuple": (x, cond), "dict": {"x": x, "cond": cond}, "inputs": nx.Inputs(x, cond=cond)}[form]
-    with pytest.raises(TypeError, match=r"several inputs.*nx\.gradient\(model, \(x, mask\), target, wrt=0\).*Heatmap\(maps, images=x\)"):
+    remedy = r"several inputs.*nx\.gradient\(model, \(x, mask\), target, wrt=0\).*Heatmap\(maps, images=x\)"
+    with pytest.raises(TypeError, match=remedy):
         ExplanationExplorer(model, inputs, methods=["gradient"])
     # the remedy the message names
     maps = nx.gradient(model, (x, cond), 1, wrt=0)
