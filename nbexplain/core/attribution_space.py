@@ -6,23 +6,34 @@ or interpolated embedding) by a :class:`~nbexplain.core.model_io.LayerTap`. The 
 (:mod:`~nbexplain.core.sensitivity`) and rate–distortion explanations (:mod:`~nbexplain.core.rate_distortion`)
 run every model call through :class:`AttributionSpace`, and validate their arguments with
 :func:`prepare_attribution` (one early forward pass) before any heavy work.
+
+Several inputs
+--------------
+``x`` may be one batch of several model inputs — a tuple (positional), a dict (keyword) or an
+:class:`~nbexplain.core.model_inputs.Inputs` — of which one, ``wrt``, is explained. The space holds the whole
+batch; every model call takes the rows ``idx`` of *every* input and puts the point ``z`` in place of the
+``wrt`` input, ``model(*inputs.rows(idx).replace(wrt, z))``. The methods that expand the batch (SmoothGrad's
+noisy copies, integrated gradients' path points, RDE's noise draws) call with repeated row indices, so the
+other inputs are repeated row by row with the explained one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import nn
 
 from .hygiene import model_device, model_dtype, preserved
+from .model_inputs import InputKey, Inputs, as_inputs, resolve_wrt
 from .model_io import (
     EmbeddingSite,
     LayerTap,
     OutputArg,
     StopForward,
+    call_with_note,
     check_output_arg,
     check_runnable,
     model_input,
@@ -32,15 +43,65 @@ from .model_io import (
 )
 from .validation import check_model, check_tensor
 
-__all__ = ["AttributionSpace", "prepare_attribution", "check_attribution_input", "target_scores"]
+__all__ = [
+    "AttributionSpace",
+    "AttributionInputs",
+    "attribution_inputs",
+    "prepare_attribution",
+    "check_attribution_input",
+    "target_scores",
+]
+
+#: What ``x=`` of an attribution accepts: one tensor (or numpy array), a tuple (positional inputs) or dict
+#: (keyword inputs) of tensors batched together, or :class:`~nbexplain.core.model_inputs.Inputs`.
+AttributionInputs = Union[torch.Tensor, tuple, Mapping[str, Any], Inputs]
 
 
-def check_attribution_input(x: Any, argname: str = "x") -> torch.Tensor:
+def check_attribution_input(x: Any, argname: str = "x", min_ndim: int = 2) -> torch.Tensor:
     """A batch ``(N, …)`` with N ≥ 1: floating (and finite) values, or integer token ids."""
-    x = check_tensor(x, argname, min_ndim=2, finite=True)
+    x = check_tensor(x, argname, min_ndim=min_ndim, finite=True)
     if x.shape[0] == 0:
         raise ValueError(f"`{argname}` is an empty batch (shape {tuple(x.shape)}); pass at least one sample.")
     return x
+
+
+def attribution_inputs(x: Any, wrt: Any = None, argname: str = "x") -> tuple[Inputs, InputKey, str]:
+    """``x=`` of an attribution as one :class:`Inputs` batch, the key of the explained input, and its name for
+    messages (``x``, or ``x[1]`` / ``x['mask']`` for one of several inputs).
+
+    The explained input is checked as by :func:`check_attribution_input` (for one of several inputs a 1-D
+    ``(N,)`` input is allowed: the batch size is known from the others); floating inputs that are held fixed
+    may hold ±inf (additive attention masks) but not NaN.
+    """
+    if not isinstance(x, (torch.Tensor, tuple, Mapping, Inputs)) and not (
+        type(x).__module__.startswith("numpy") and hasattr(x, "shape")
+    ):
+        hint = (
+            " A list is not read as several inputs: pass them as a tuple, e.g. x=(x, mask)."
+            if isinstance(x, list) and x and all(isinstance(v, torch.Tensor) for v in x) else ""
+        )
+        raise TypeError(
+            f"`{argname}` must be a torch.Tensor (or numpy array), a tuple or dict of tensors (several inputs of one "
+            f"batch) or nx.Inputs(...), got {type(x).__name__}. Convert it with torch.as_tensor(...).{hint}"
+        )
+    batch = as_inputs(x, argname)
+    key = resolve_wrt(batch, wrt)
+    name = argname if batch.single else f"{argname}[{key!r}]"
+    chosen = check_attribution_input(batch[key], name, min_ndim=2 if batch.single else 1)
+    if not batch.single:
+        if chosen.dtype == torch.bool or chosen.is_complex():
+            raise TypeError(
+                f"`{name}` (the explained input, `wrt`={key!r}) has dtype {chosen.dtype}: an attribution needs "
+                f"floating values or integer token ids. To explain a mask, pass it as floats (mask.float()) if the "
+                f"model accepts that; to explain another input choose it with `wrt=` (one of {batch.keys})."
+            )
+        for k in batch.keys:
+            t = batch[k]
+            if k != key and t.is_floating_point() and t.numel() and bool(torch.isnan(t).any()):
+                raise ValueError(
+                    f"`{argname}[{k!r}]` holds NaN values; every input must be a number (±inf is allowed)."
+                )
+    return batch.replace(key, chosen), key, name
 
 
 def target_scores(output: torch.Tensor, target: torch.Tensor, argname: str = "target") -> torch.Tensor:
@@ -71,10 +132,18 @@ class AttributionSpace:
     for token ids it is the output of the embedding layer ``site`` (points ``(n, T, D)``, substituted for
     that layer's output by a :class:`~nbexplain.core.model_io.LayerTap` while the ids still go in). Use
     :meth:`active` around every model call: it sets the attribution mode and registers the tap.
+
+    ``x`` may also be an :class:`~nbexplain.core.model_inputs.Inputs` batch of several inputs: :attr:`x` is
+    then its input ``wrt`` (the one explained), and every model call passes the same rows of the others.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, output: OutputArg, site: EmbeddingSite | None) -> None:
-        self.model, self.x, self.output, self.site = model, x, output, site
+    def __init__(
+        self, model: nn.Module, x: torch.Tensor | Inputs, output: OutputArg, site: EmbeddingSite | None,
+        wrt: InputKey | None = None,
+    ) -> None:
+        self.inputs = x if isinstance(x, Inputs) else Inputs(x)
+        self.wrt = resolve_wrt(self.inputs, wrt)
+        self.model, self.x, self.output, self.site = model, self.inputs[self.wrt], output, site
         self.device = model_device(model)
         self.dtype = model_dtype(model)
         self.tap = LayerTap(site.module, site.name) if site is not None else None
@@ -125,23 +194,38 @@ class AttributionSpace:
             idx = idx.to(self.x.device)
         return model_input(self.x[idx], self.model)
 
+    def batch(self, idx: Any, value: torch.Tensor | None = None) -> Inputs:
+        """The model's inputs for the samples ``idx`` (repeated indices repeat rows), on the model's device and
+        dtype, with ``value`` in place of the explained input (``None``: its own rows)."""
+
+        def one(key: InputKey, t: torch.Tensor) -> torch.Tensor:
+            if key == self.wrt:
+                return value if value is not None else self._ids(idx)
+            return model_input(t[idx.to(t.device)] if isinstance(idx, torch.Tensor) else t[idx], self.model)
+
+        return self.inputs.map(one)
+
+    def _run(self, batch: Inputs) -> Any:
+        return call_with_note(self.model, batch)
+
     def forward(self, idx: Any, z: torch.Tensor | None = None, leaf: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The selected model output for the samples ``idx`` at the points ``z`` (``None``: their own
-        points), and the point tensor the model saw (a fresh leaf when ``leaf``)."""
+        points), and the point tensor the model saw (a fresh leaf when ``leaf``). The other inputs (several
+        inputs) are their rows ``idx``."""
         if self.tap is None:
             inp = z if z is not None else self._ids(idx)
             if leaf:
                 inp = inp.detach().requires_grad_(True)
-            return self._selected(self.model(inp), inp.shape[0]), inp
+            return self._selected(self._run(self.batch(idx, inp)), inp.shape[0]), inp
         self.tap.replace, self.tap.leaf, self.tap.out = z, leaf, None
         try:
-            ids = self._ids(idx)
-            raw = self.model(ids)
+            batch = self.batch(idx)
+            raw = self._run(batch)
         finally:
             self.tap.replace = None
         if self.tap.out is None:
             raise RuntimeError(f"The embedding layer {self.tap.name!r} did not run in the forward pass.")
-        return self._selected(raw, ids.shape[0]), self.tap.out
+        return self._selected(raw, batch.n), self.tap.out
 
     def _selected(self, raw: Any, rows: int) -> torch.Tensor:
         """``output=``'s tensor, with one row per input row (the check :func:`probe_output` makes)."""
@@ -158,10 +242,15 @@ class AttributionSpace:
         (the forward pass stops at the embedding layer)."""
         if self.tap is None:
             return self._ids(idx)
+        return self._embed(self.batch(idx))
+
+    def _embed(self, batch: Inputs) -> torch.Tensor:
+        """The embedding-layer output for ``batch`` (no gradient; the forward pass stops there)."""
+        assert self.tap is not None
         self.tap.replace, self.tap.leaf, self.tap.out, self.tap.stop = None, False, None, True
         try:
             with torch.no_grad():
-                self.model(self._ids(idx))
+                self._run(batch)
         except StopForward:
             pass
         finally:
@@ -170,14 +259,32 @@ class AttributionSpace:
             raise RuntimeError(f"The embedding layer {self.tap.name!r} did not run in the forward pass.")
         return self.tap.out.detach()
 
-    def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """The embedding-layer output for other token ids (e.g. a padding baseline), no gradient."""
-        saved = self.x
-        try:
-            self.x = ids
-            return self.points(slice(None))
-        finally:
-            self.x = saved
+    def embed_ids(self, ids: torch.Tensor, idx: Any = None, argname: str = "baseline") -> torch.Tensor:
+        """The embedding-layer output for other token ids (e.g. a padding baseline), no gradient.
+
+        ``idx``: the samples the ids stand in for (their other inputs go into the model with them). Without
+        it (ids of unrelated samples, e.g. a reference batch), a one-input model is run on the ids alone; with
+        several inputs the ``nn.Embedding`` is called on them directly (other layers are refused, naming
+        ``argname``).
+        """
+        if idx is not None:
+            return self._embed(self.batch(idx, model_input(ids, self.model)))
+        if self.inputs.single:
+            return self._embed(Inputs(model_input(ids, self.model)))
+        assert self.site is not None
+        if not isinstance(self.site.module, nn.Embedding):
+            raise ValueError(
+                f"`{argname}` holds token ids of other samples, and the model takes several inputs: their "
+                f"embeddings are computed by calling the embedding layer on them alone, which needs an "
+                f"nn.Embedding, but {self.site.name!r} is a {type(self.site.module).__name__}. Pass `{argname}` as "
+                f"a whole batch of the model's inputs (a tuple or dict like `x`) instead."
+            )
+        with torch.no_grad():
+            return self.site.module(model_input(ids, self.model)).detach()
+
+    def embed_inputs(self, batch: Inputs) -> torch.Tensor:
+        """The embedding-layer output of another batch of the model's inputs (same structure as ``x``)."""
+        return self._embed(batch.to_model(self.model))
 
     def grad(self, idx: Any, t: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the target scores w.r.t. the points, and the points themselves."""
@@ -204,22 +311,24 @@ class AttributionSpace:
 
 
 def prepare_attribution(
-    model: Any, x: Any, output: Any, embedding: Any, probe: bool = True
+    model: Any, x: Any, output: Any, embedding: Any, probe: bool = True, wrt: Any = None
 ) -> tuple[nn.Module, torch.Tensor, AttributionSpace]:
-    """Validate the model, ``x``, ``output=`` and ``embedding=`` — before any work.
+    """Validate the model, ``x`` (and ``wrt=``), ``output=`` and ``embedding=`` — before any work.
 
     ``output=`` is checked by one forward pass on two samples (:func:`probe_output`), or for token ids by the
     pass that finds the embedding. ``probe=False`` skips that pass for floating ``x``, for callers whose
     first chunk is no heavier than the probe (a plain gradient): :meth:`AttributionSpace.forward` makes the
-    same checks on every pass.
+    same checks on every pass. Returns the model, the explained input (``x`` itself, or the ``wrt`` input of
+    several) and the space.
     """
     model = check_runnable(check_model(model))
     output = check_output_arg(output)
-    x = check_attribution_input(x)
-    site = resolve_embedding(model, x, embedding, output)
+    batch, key, name = attribution_inputs(x, wrt)
+    x = batch[key]
+    site = resolve_embedding(model, batch, embedding, output, wrt=key)
     if site is None:
         if not x.is_floating_point():
-            raise TypeError(f"`x` must be a floating-point tensor or integer token ids, got {x.dtype}.")
+            raise TypeError(f"`{name}` must be a floating-point tensor or integer token ids, got {x.dtype}.")
         if probe:
-            probe_output(model, x, output)
-    return model, x, AttributionSpace(model, x, output, site)
+            probe_output(model, batch, output)
+    return model, x, AttributionSpace(model, batch, output, site, key)

@@ -15,12 +15,13 @@ example is ``f(x1, x2) = max(x1, x2)`` (:func:`nbexplain.zoo.max_net`): its grad
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from .model_inputs import Inputs
 from .validation import check_choice, check_positive_int, check_tensor
 
 __all__ = ["continuity", "ContinuityResult", "translate"]
@@ -129,7 +130,10 @@ def continuity(
         tensor, a tuple whose first item is the map, or a result with ``.relevance`` or ``.mask``. It is
         called once per path point with all ``N`` samples.
     x
-        Input batch ``(N, …)``: every sample gets its own path and score.
+        Input batch ``(N, …)``: every sample gets its own path and score. For a model with several inputs,
+        ``x`` is the one whose path is followed and ``explain`` binds the others, e.g.
+        ``explain=lambda z: nx.gradient(model, (z, mask), t, wrt=0)``: every path point keeps ``x``'s rows,
+        so each sample meets its own mask.
     path
         ``"translate"``: integer shifts of images (``x`` must have ≥ 3 dimensions, ``(N, H, W)`` or
         ``(N, C, H, W)``); ``"line"``: ``steps`` equally spaced points of the segment from ``x`` to
@@ -166,6 +170,13 @@ def continuity(
         raise TypeError(
             f"`explain` must be a function of the input batch, got {type(explain).__name__}. "
             "E.g. explain=lambda x: nx.gradient(model, x, target)."
+        )
+    if isinstance(x, (tuple, Mapping, Inputs)):
+        raise TypeError(
+            "`x` of continuity is the one input whose path is followed, a tensor; got "
+            f"{type(x).__name__}. For a model with several inputs pass the explained input as `x` and bind the "
+            "others in `explain`, e.g. explain=lambda z: nx.gradient(model, (z, mask), target) — every path "
+            "point keeps x's rows, so each sample meets its own mask."
         )
     x = check_tensor(x, "x", min_ndim=2, finite=True)
     if not x.is_floating_point():

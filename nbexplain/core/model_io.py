@@ -16,14 +16,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
 
 from .hygiene import model_device, model_dtype, preserved
+from .model_inputs import InputKey, Inputs, call_note, resolve_wrt
 
 __all__ = [
     "OutputArg",
@@ -33,8 +36,10 @@ __all__ = [
     "check_runnable",
     "model_input",
     "probe_output",
+    "call_with_note",
     "EmbeddingSite",
     "resolve_embedding",
+    "reads_other_input",
     "LayerTap",
     "StopForward",
 ]
@@ -166,24 +171,66 @@ def model_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
 
 
 def probe_output(
-    model: nn.Module, x: torch.Tensor, output: OutputArg = None, argname: str = "output", samples: int = 2
+    model: nn.Module,
+    x: torch.Tensor | Inputs,
+    output: OutputArg = None,
+    argname: str = "output",
+    samples: int = 2,
 ) -> torch.Tensor:
     """Run the model once on the first ``samples`` rows of ``x`` and return the selected output.
 
-    Checks that the selection is a tensor with one row per sample, so a wrong ``output=`` (or a model that
-    reduces over the batch) is reported before any heavy work. The model's state is left as found.
+    ``x`` is one tensor (``model(x)``) or an :class:`~nbexplain.core.model_inputs.Inputs` batch of several
+    inputs (``model(*args, **kwargs)``, every input's first rows). Checks that the selection is a tensor with
+    one row per sample, so a wrong ``output=`` (or a model that reduces over the batch) is reported before any
+    heavy work. The model's state is left as found. With an :class:`Inputs`, an error the model raises carries
+    a note saying how nbexplain called it (:func:`~nbexplain.core.model_inputs.call_note`).
     """
-    xs = model_input(x[:samples], model)
+    if isinstance(x, Inputs):
+        batch = x.rows(slice(0, samples)).to_model(model)
+        rows = batch.n
+    else:
+        xs = model_input(x[:samples], model)
+        rows = xs.shape[0]
     with preserved(model), torch.no_grad():
         model.eval()
-        picked = select_output(model(xs), output, argname)
-    if picked.ndim == 0 or picked.shape[0] != xs.shape[0]:
+        raw = call_with_note(model, batch) if isinstance(x, Inputs) else model(xs)
+        picked = select_output(raw, output, argname)
+    if picked.ndim == 0 or picked.shape[0] != rows:
         raise ValueError(
-            f"The selected model output has shape {tuple(picked.shape)} for a batch of {xs.shape[0]} samples; "
+            f"The selected model output has shape {tuple(picked.shape)} for a batch of {rows} samples; "
             f"it must have one row per sample (batch first). Choose another tensor with `{argname}`."
         )
     return picked
 
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
+def _raised_by_nbexplain(e: BaseException) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is nbexplain's own code (a hook or rule)."""
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
+
+
+def call_with_note(model: Any, batch: Inputs) -> Any:
+    """``model(*batch.args, **batch.kwargs)``; an error raised in the model that the way it was called may
+    explain gets a note saying how nbexplain called it (:func:`~nbexplain.core.model_inputs.call_note`): a
+    ``TypeError`` (a wrong number of inputs), and with several inputs also a ``RuntimeError`` or ``IndexError``
+    (mismatched shapes: labels read as an input). Out-of-memory errors and nbexplain's own errors raised in its
+    hooks get none."""
+    try:
+        return batch.call(model)
+    except (TypeError, RuntimeError, IndexError) as e:
+        why = isinstance(e, TypeError) or not batch.single
+        if why and not isinstance(e, torch.OutOfMemoryError) and not _raised_by_nbexplain(e):
+            note = call_note(batch)
+            if note not in getattr(e, "__notes__", ()):
+                e.add_note(note)
+        raise
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -216,32 +263,48 @@ _ASK = (
 )
 
 
-def _embedding_candidate(model: nn.Module, x: torch.Tensor, argname: str) -> tuple[str, nn.Module]:
+def _embedding_candidate(model: nn.Module, x: torch.Tensor, argname: str, what: str = "`x`") -> tuple[str, nn.Module]:
     """The model's only ``nn.Embedding``, or a clear error asking for ``embedding=``."""
     if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"`x` has dtype {x.dtype}; pass floating inputs, or integer token ids with `{argname}=`.")
+        raise TypeError(f"{what} has dtype {x.dtype}; pass floating inputs, or integer token ids with `{argname}=`.")
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
     if len(found) == 1:
         return found[0]
     if not found:
         raise TypeError(
-            f"`x` is an integer tensor ({x.dtype}) but the model has no nn.Embedding to read it as token ids. "
-            f"If x holds pixel or feature values, pass a floating-point tensor (x.float()); if it holds token "
-            f"ids, {_ASK}."
+            f"{what} is an integer tensor ({x.dtype}) but the model has no nn.Embedding to read it as token ids. "
+            f"If it holds pixel or feature values, pass a floating-point tensor ({what.strip('`')}.float()); if it "
+            f"holds token ids, {_ASK}."
         )
     names = ", ".join(repr(n) for n, _ in found)
     raise ValueError(
-        f"`x` holds integer token ids and the model has {len(found)} nn.Embedding layers ({names}), so which "
+        f"{what} holds integer token ids and the model has {len(found)} nn.Embedding layers ({names}), so which "
         f"one reads the ids is ambiguous; {_ASK}."
     )
 
 
+def _same_tensor(a: Any, b: torch.Tensor) -> bool:
+    return a is b or (
+        isinstance(a, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
+        and bool(torch.equal(a, b))
+    )
+
+
+def reads_other_input(value: Any, batch: Inputs, wrt: InputKey) -> InputKey | None:
+    """The key of the input of ``batch`` other than ``wrt`` that ``value`` (what a layer was called with) is,
+    when it is exactly another input and not the ``wrt`` input; ``None`` otherwise."""
+    if not isinstance(value, torch.Tensor) or _same_tensor(value, batch[wrt]):
+        return None
+    return next((k for k in batch.keys if k != wrt and _same_tensor(value, batch[k])), None)
+
+
 def resolve_embedding(
     model: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | Inputs,
     embedding: str | None = None,
     output: OutputArg = None,
     argname: str = "embedding",
+    wrt: InputKey | None = None,
 ) -> EmbeddingSite | None:
     """Resolve ``embedding=``: ``None`` for floating ``x`` without it, else the checked layer.
 
@@ -250,12 +313,23 @@ def resolve_embedding(
     two samples (eval mode, no gradients, model restored) checks that the layer runs exactly once and
     returns a floating ``(*x.shape, D)`` tensor — i.e. it consumes the token ids — and validates ``output=``
     the way :func:`probe_output` does.
+
+    ``x`` may be an :class:`~nbexplain.core.model_inputs.Inputs` batch of several inputs; the token ids are
+    then its input ``wrt`` (a position or keyword; ``None``: the first), the others go into the model
+    unchanged, and a layer that reads another input instead of ``wrt`` (e.g. an integer attention mask of the
+    ids' shape) is refused.
     """
+    batch = x if isinstance(x, Inputs) else None
+    key: InputKey = 0
+    if batch is not None:
+        key = resolve_wrt(batch, wrt)
+        x = batch[key]
+    what = "`x`" if batch is None or batch.single else f"`x[{key!r}]`"
     auto = embedding is None
     if auto:
         if x.is_floating_point():
             return None
-        name, module = _embedding_candidate(model, x, argname)
+        name, module = _embedding_candidate(model, x, argname, what)
     else:
         if not isinstance(embedding, str):
             raise TypeError(f"`{argname}` must be a layer name (str) or None, got {embedding!r}.")
@@ -264,25 +338,44 @@ def resolve_embedding(
         name = embedding
         module = resolve_modules(model, [embedding], argname)[embedding]
     seen: list[Any] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    read: list[Any] = []
+
+    def hook(_m: nn.Module, args: tuple, out: Any) -> None:
+        seen.append(out)
+        read.append(args[0] if args else None)
+
+    handle = module.register_forward_hook(hook)
     try:
-        probe_output(model, x, output)
+        if batch is None:
+            probe_output(model, x, output)
+        else:
+            rows = batch.rows(slice(0, 2)).to_model(model)
+            probe_output(model, rows, output)
     finally:
         handle.remove()
     xs_shape = tuple(x[:2].shape)
-    what = f"the model's only nn.Embedding {name!r}" if auto else f"`{argname}`={name!r}"
+    layer = f"the model's only nn.Embedding {name!r}" if auto else f"`{argname}`={name!r}"
     if len(seen) != 1:
         raise ValueError(
-            f"{what} ran {len(seen)} times in one forward pass; attribution at a layer's output needs a layer "
+            f"{layer} ran {len(seen)} times in one forward pass; attribution at a layer's output needs a layer "
             f"that runs exactly once. {_ASK[0].upper() + _ASK[1:]}."
         )
+    if batch is not None and not batch.single:
+        other = reads_other_input(read[0], rows, key)
+        if other is not None:
+            raise ValueError(
+                f"{layer} reads the input {other!r}, not the explained input wrt={key!r}: its output would be "
+                f"attributed to the wrong input. Choose the input it reads with `wrt={other!r}`, or name the layer "
+                f"that reads {key!r} with `{argname}=`."
+            )
     out = seen[0]
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
-        raise ValueError(f"{what} returned {describe_output(out)}; it must return a floating tensor (*x.shape, D).")
+        raise ValueError(f"{layer} returned {describe_output(out)}; it must return a floating tensor (*x.shape, D).")
     if out.ndim != len(xs_shape) + 1 or tuple(out.shape[:-1]) != xs_shape:
         raise ValueError(
-            f"{what} returned shape {tuple(out.shape)} for token ids of shape {xs_shape}: it does not consume "
-            f"the ids (its output must be (*x.shape, D), one feature vector per token). {_ASK[0].upper() + _ASK[1:]}."
+            f"{layer} returned shape {tuple(out.shape)} for token ids {what} of shape {xs_shape}: it does not "
+            f"consume the ids (its output must be (*x.shape, D), one feature vector per token). "
+            f"{_ASK[0].upper() + _ASK[1:]}."
         )
     return EmbeddingSite(name, module, int(out.shape[-1]))
 

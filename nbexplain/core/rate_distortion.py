@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from .attribution_space import AttributionSpace, prepare_attribution, target_scores
+from .attribution_space import AttributionInputs, AttributionSpace, prepare_attribution, target_scores
+from .model_inputs import InputKey, Inputs, as_inputs
 from .model_io import OutputArg
 from .validation import check_choice, check_positive_int, check_target, check_tensor
 
@@ -143,13 +144,17 @@ def _token_noise_model(
     if reference is not None:
         if mean is not None or std is not None:
             raise ValueError("Pass either `reference` (a batch of data) or `mean`/`std` statistics, not both.")
-        ref = check_tensor(reference, "reference", min_ndim=2)
-        if ref.is_floating_point() or ref.shape[0] < 1:
-            raise TypeError(
-                f"For token inputs `reference` must be a batch of token ids (M, T) — their embeddings give "
-                f"the noise statistics — got {ref.dtype} of shape {tuple(ref.shape)}."
-            )
-        emb = torch.cat([space.embed_ids(ref[s : s + batch_size]) for s in range(0, ref.shape[0], batch_size)])
+        if isinstance(reference, Inputs):  # a batch of the model's inputs: its `wrt` ids, embedded by the model
+            emb = torch.cat([space.embed_inputs(b) for b in reference.split(batch_size)])
+        else:
+            ref = check_tensor(reference, "reference", min_ndim=2)
+            if ref.is_floating_point() or ref.shape[0] < 1:
+                raise TypeError(
+                    f"For token inputs `reference` must be a batch of token ids (M, T) — their embeddings give "
+                    f"the noise statistics — got {ref.dtype} of shape {tuple(ref.shape)}."
+                )
+            chunks = range(0, ref.shape[0], batch_size)
+            emb = torch.cat([space.embed_ids(ref[s : s + batch_size], argname="reference") for s in chunks])
         if emb.shape[-1] != d:
             raise ValueError(f"`reference` embeds to {emb.shape[-1]} features; `x` to {d}.")
         z = emb
@@ -160,6 +165,30 @@ def _token_noise_model(
     flat = z.detach().to(torch.float64).reshape(-1, d)
     sd = flat.std(dim=0) if flat.shape[0] > 1 else torch.zeros(d, dtype=torch.float64)
     return flat.mean(dim=0), sd
+
+
+def _reference_for(space: AttributionSpace, reference: Any) -> Any:
+    """``reference=`` for a model with several inputs: a tensor is data of the ``wrt`` input; a tuple, dict or
+    :class:`Inputs` is a batch of all the model's inputs (like ``x``) — its ``wrt`` input is used (for token ids
+    it is embedded by running the model on that batch, returned as an :class:`Inputs`)."""
+    if reference is None or not isinstance(reference, (tuple, Mapping, Inputs)):
+        return reference
+    if space.inputs.single:
+        raise TypeError(
+            f"`reference` must be a tensor (a batch of data like `x`), got {type(reference).__name__}; a tuple or "
+            "dict is a batch of several inputs, and the model takes one."
+        )
+    ref = as_inputs(reference, "reference")
+    if ref.keys != space.inputs.keys:
+        raise ValueError(
+            f"`reference` must be a batch of the same inputs as `x` ({space.inputs.describe()}), got "
+            f"{ref.describe()}; or pass data of the explained input `wrt`={space.wrt!r} alone, as a tensor."
+        )
+    if space.tokens and ref[space.wrt].is_floating_point():
+        raise TypeError(
+            f"`reference`[{space.wrt!r}] must hold token ids like `x`[{space.wrt!r}], got {ref[space.wrt].dtype}."
+        )
+    return ref if space.tokens else ref[space.wrt]
 
 
 def _phi(out: torch.Tensor, t: torch.Tensor, score: str) -> torch.Tensor:
@@ -328,9 +357,10 @@ def _clean_scores(
 
 def rde(
     model: nn.Module,
-    x: torch.Tensor,
+    x: AttributionInputs,
     target: int | torch.Tensor | None = None,
     *,
+    wrt: InputKey | None = None,
     mean: float | torch.Tensor | None = None,
     std: float | torch.Tensor | None = None,
     reference: torch.Tensor | None = None,
@@ -360,8 +390,13 @@ def rde(
     x
         Input batch ``(N, …)``; each sample gets its own mask (optimised jointly, independently). Integer
         token ids ``(N, T)`` get one mask value per token, applied to the embedding (see ``embedding``).
+        Several inputs as one batch (a tuple, a dict or ``nx.Inputs``), as in :func:`~nbexplain.gradient`.
     target
         Class to explain (int or ``(N,)``); ``None`` explains the predicted class.
+    wrt
+        With several inputs, the one masked (a position or keyword name; ``None``: the first), as in
+        :func:`~nbexplain.gradient`: the others are held fixed, each noisy draw going into the model with its
+        sample's own rows. The mask, ``mean``, ``std`` and ``reference`` are of this input.
     mean, std
         Statistics of the data distribution the noise is drawn from (numbers, per-channel ``(C,1,1)``
         or per-component tensors); the noise is Gaussian with this mean and std per component. For
@@ -370,7 +405,9 @@ def rde(
         A batch of real data instead of ``mean``/``std``: its per-component mean and std are used.
         With neither given, one mean and std pooled over ``x`` are used. For token ids: a batch of token
         ids ``(M, T')``, whose embeddings give a per-feature mean and std (pooled over tokens); by default
-        those of ``x``'s tokens.
+        those of ``x``'s tokens. With several inputs: data of the ``wrt`` input, or a batch of all the model's
+        inputs like ``x`` (a tuple or dict, any number of rows), whose ``wrt`` input is used (token ids are then
+        embedded by running the model on that batch; as a bare tensor, by calling the ``nn.Embedding`` alone).
     l1
         λ, the weight of the rate ``‖s‖₁ / d`` (the mean mask value). Larger: sparser masks.
     steps
@@ -426,7 +463,8 @@ def rde(
         score, per_channel, fractions, seed,
     )
     batch_size = ints["batch_size"]
-    model, x, space = prepare_attribution(model, x, output, embedding)
+    model, x, space = prepare_attribution(model, x, output, embedding, wrt=wrt)
+    reference = _reference_for(space, reference)
     if space.tokens and per_channel:
         raise ValueError("`per_channel` does not apply to token ids: their mask has one value per token.")
     if target is not None:

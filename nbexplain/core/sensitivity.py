@@ -7,6 +7,11 @@ The model is run in eval mode by default and left exactly as it was found
 so SmoothGrad and integrated gradients over many samples and steps never hold more than one chunk's
 graph in memory.
 
+A model with several inputs gets them as one batch — a tuple ``(x, mask)``, a dict of keyword inputs or
+``nx.Inputs`` — and ``wrt=`` chooses the one explained (the first by default): the others are held fixed,
+each sample's rows travelling with it through every noisy copy and path point, and the attribution has the
+shape of the ``wrt`` input (see :mod:`nbexplain.core.model_inputs`).
+
 Inputs are cast to the model's device and floating dtype (:func:`~nbexplain.core.model_io.model_input`);
 for floating ``x`` the attribution comes back on ``x``'s device in ``x``'s dtype. A model that returns a
 tuple, dict or output object is explained through ``output=`` (an index, a key or a callable), checked by
@@ -49,7 +54,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .attribution_space import AttributionSpace, prepare_attribution, target_scores
+from .attribution_space import AttributionInputs, AttributionSpace, prepare_attribution, target_scores
+from .model_inputs import InputKey
 from .model_io import OutputArg, model_input
 from .validation import check_choice, check_positive_int, check_target, check_tensor
 
@@ -75,10 +81,10 @@ _PROGRESS_CHUNKS = 8
 
 
 def _prepare(
-    model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any, probe: bool = True
+    model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any, wrt: Any, probe: bool = True
 ) -> tuple[AttributionSpace, torch.Tensor, int]:
     batch_size = check_positive_int(batch_size, "batch_size")
-    model, x, space = prepare_attribution(model, x, output, embedding, probe=probe)
+    model, x, space = prepare_attribution(model, x, output, embedding, probe=probe, wrt=wrt)
     t = check_target(target, x.shape[0])
     return space, t, batch_size
 
@@ -121,9 +127,10 @@ def _gradient_pass(
 
 def gradient(
     model: nn.Module,
-    x: torch.Tensor,
+    x: AttributionInputs,
     target: int | torch.Tensor,
     *,
+    wrt: InputKey | None = None,
     absolute: bool = False,
     output: OutputArg = None,
     embedding: str | None = None,
@@ -138,9 +145,19 @@ def gradient(
     model
         Any ``nn.Module`` returning ``(N, C)`` scores (``(N,)`` is read as one output).
     x
-        Input batch ``(N, …)``, floating point, or integer token ids ``(N, T)``.
+        Input batch ``(N, …)``, floating point, or integer token ids ``(N, T)``. A model with several inputs
+        gets them as one batch: a tuple ``(x, mask)`` is ``model(x, mask)``, a dict ``{"input_ids": ids,
+        "attention_mask": m}`` is ``model(**x)``, ``nx.Inputs(x, mask=m)`` is ``model(x, mask=m)``. Every tensor
+        holds one row per sample (the same ``N``); values that are not tensors are passed unchanged. Labels
+        are not inputs: they go in ``target``.
     target
         Class to explain: an int for every sample or a LongTensor of shape ``(N,)``.
+    wrt
+        With several inputs, the one explained: a position (``wrt=1``) or a keyword name (``wrt="mask"``);
+        ``None``: the first. The others are held fixed — each sample's own rows go into the model with it,
+        also in SmoothGrad's noisy copies, integrated gradients' path points and RDE's noise draws — and the
+        result has the shape of the ``wrt`` input (integer token ids there are attributed through
+        ``embedding``, as below). To explain a bool mask, pass it as floats if the model accepts that.
     absolute
         Return ``|∂f/∂x|`` (the "saliency map" of Simonyan et al.) instead of the signed gradient.
         (Token inputs always get the per-token L2 norm ``‖∂f/∂e_t‖₂``, which is ≥ 0.)
@@ -162,8 +179,8 @@ def gradient(
     Returns
     -------
     torch.Tensor
-        The gradient, shape and dtype of ``x``, on ``x``'s device; for token ids ``(N, T)`` in float32
-        (float64 for a float64 model).
+        The gradient, shape and dtype of ``x`` (of the ``wrt`` input, with several), on its device; for token
+        ids ``(N, T)`` in float32 (float64 for a float64 model).
 
     Examples
     --------
@@ -175,18 +192,27 @@ def gradient(
     tensor([[ 1.0000, -2.0000,  0.5000]])
     >>> nx.gradient(net, torch.ones(1, 3), 0, absolute=True)
     tensor([[1.0000, 2.0000, 0.5000]])
+
+    Two inputs, ``f(a, b) = aᵀ W b``, explained in ``b`` with ``a`` held fixed (``∂f/∂b = Wᵀ a``):
+
+    >>> bil = torch.nn.Bilinear(2, 2, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = bil.weight.copy_(torch.tensor([[[1.0, 2.0], [3.0, 4.0]]]))
+    >>> nx.gradient(bil, (torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])), 0, wrt=1)
+    tensor([[1., 2.]])
     """
     absolute = _check_bool(absolute, "absolute")
     # No separate probe pass: the first chunk checks `output=` and is no heavier than a probe's work.
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, probe=False)
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt, probe=False)
     return _gradient_pass(space, t, batch_size, eval, progress, "gradient", absolute=absolute)
 
 
 def gradient_x_input(
     model: nn.Module,
-    x: torch.Tensor,
+    x: AttributionInputs,
     target: int | torch.Tensor,
     *,
+    wrt: InputKey | None = None,
     output: OutputArg = None,
     embedding: str | None = None,
     batch_size: int = 128,
@@ -196,8 +222,8 @@ def gradient_x_input(
     """Gradient × input, ``x ⊙ ∂f_target/∂x``.
 
     For a ReLU network without biases this equals LRP-0, and its entries sum to ``f_target(x)``.
-    Parameters as in :func:`gradient`. For token ids: ``Σ_d e_{t,d} ∂f/∂e_{t,d}``, the signed sum over the
-    embedding features of token ``t`` (shape ``(N, T)``).
+    Parameters as in :func:`gradient` (several inputs: ``wrt=`` there). For token ids:
+    ``Σ_d e_{t,d} ∂f/∂e_{t,d}``, the signed sum over the embedding features of token ``t`` (shape ``(N, T)``).
 
     Examples
     --------
@@ -208,7 +234,7 @@ def gradient_x_input(
     >>> nx.gradient_x_input(net, torch.tensor([[2.0, 1.0, 4.0]]), 0)
     tensor([[ 2., -2.,  2.]])
     """
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, probe=False)
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt, probe=False)
     g = _gradient_pass(space, t, batch_size, eval, progress, "gradient × input", times_input=True)
     return g if space.tokens else g * space.x.to(g.device, g.dtype)
 
@@ -233,9 +259,10 @@ def _noisy_copies(src: torch.Tensor, n_samples: int, noise_level: float, gen: to
 
 def smoothgrad(
     model: nn.Module,
-    x: torch.Tensor,
+    x: AttributionInputs,
     target: int | torch.Tensor,
     *,
+    wrt: InputKey | None = None,
     noise_level: float = 0.15,
     n_samples: int = 50,
     seed: int | None = 0,
@@ -257,8 +284,9 @@ def smoothgrad(
 
     Parameters
     ----------
-    model, x, target
-        As in :func:`gradient`.
+    model, x, target, wrt
+        As in :func:`gradient`. With several inputs only the ``wrt`` input gets noise; every noisy copy goes
+        into the model with its sample's other inputs.
     noise_level
         σ relative to each sample's value range; ``0`` gives the plain gradient. When a sample is
         constant its range is taken as 1.
@@ -303,7 +331,7 @@ def smoothgrad(
     if seed is not None:
         check_positive_int(seed, "seed", allow_zero=True)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding)
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt)
 
     n, pshape = space.n, space.point_shape
     acc = torch.zeros((n,) + pshape, dtype=torch.float64, device=space.device)
@@ -410,14 +438,15 @@ def _ig_points(space: AttributionSpace, baseline: Any, batch_size: int) -> tuple
         return zd, torch.full_like(zd, float(baseline))
     if baseline.is_floating_point():
         return zd, baseline.to(zd.device, zd.dtype).clone()
-    return zd, torch.cat([space.embed_ids(baseline[sl]) for sl in chunks])
+    return zd, torch.cat([space.embed_ids(baseline[sl], sl) for sl in chunks])
 
 
 def integrated_gradients(
     model: nn.Module,
-    x: torch.Tensor,
+    x: AttributionInputs,
     target: int | torch.Tensor,
     *,
+    wrt: InputKey | None = None,
     baseline: float | torch.Tensor | None = None,
     steps: int = 50,
     method: str = "gausslegendre",
@@ -439,11 +468,12 @@ def integrated_gradients(
 
     Parameters
     ----------
-    model, x, target
-        As in :func:`gradient`.
+    model, x, target, wrt
+        As in :func:`gradient`. With several inputs the path runs in the ``wrt`` input; the others are held
+        at each sample's own values at every path point.
     baseline
-        The reference input x̄: ``None`` (zeros), a number, one sample (broadcast to the batch) or a
-        tensor of ``x``'s shape. For token ids: ``None`` (the zero embedding), a number (a constant
+        The reference input x̄ (of the ``wrt`` input): ``None`` (zeros), a number, one sample (broadcast to
+        the batch) or a tensor of ``x``'s shape. For token ids: ``None`` (the zero embedding), a number (a constant
         embedding), baseline token ids shaped like ``x`` (e.g. all padding; embedded by the model's
         embedding layer) or embeddings broadcastable to ``(N, T, D)``.
     steps
@@ -479,7 +509,7 @@ def integrated_gradients(
     steps = check_positive_int(steps, "steps")
     method = check_choice(method, "method", IG_METHODS)
     return_error = _check_bool(return_error, "return_error")
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding)
+    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt)
     if space.tokens:
         baseline = _token_baseline(baseline, space)
     else:

@@ -163,7 +163,9 @@ class ExplanationExplorer(RequestWidget):
         A classifier returning ``(N, n_classes)`` scores.
     inputs
         Images ``(N, C, H, W)`` or ``(N, H, W)`` in the model's input layout; flat inputs ``(N, D)`` with
-        ``image_shape=(H, W)`` (or ``(C, H, W)``) for display. All ``N`` are the pool; the first
+        ``image_shape=(H, W)`` (or ``(C, H, W)``) for display. One tensor: a model with several inputs is
+        refused (explain it with ``nx.gradient(model, (x, mask), target, wrt=0)`` etc. and show the maps
+        with :class:`~nbexplain.widgets.Heatmap`). All ``N`` are the pool; the first
         ``n_shown`` are explained up front, the view's "more samples" button adds the next ones.
     targets
         The class explained per shown sample: ``None`` (the predicted class), an int, or one per sample.
@@ -246,6 +248,14 @@ class ExplanationExplorer(RequestWidget):
         **kwargs: Any,
     ) -> None:
         self._model = check_model(model)
+        if isinstance(inputs, (tuple, Mapping, core.Inputs)):
+            raise TypeError(
+                f"ExplanationExplorer shows one image input per sample and calls model(inputs); got "
+                f"{type(inputs).__name__}, several inputs. For a model with several inputs compute the maps with "
+                "the attribution functions, which explain one input with the others held fixed — e.g. "
+                "maps = nx.gradient(model, (x, mask), target, wrt=0) — and show them with "
+                "nbexplain.widgets.Heatmap(maps, images=x)."
+            )
         x = check_tensor(inputs, "inputs", min_ndim=2, dtype_kind="float", finite=True)
         if x.shape[0] == 0:
             raise ValueError("`inputs` is empty; pass at least one sample.")

@@ -11,15 +11,24 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from ..attribution_space import AttributionInputs, attribution_inputs
 from ..hygiene import model_device, model_dtype, preserved
-from ..model_io import OutputArg, check_output_arg, check_runnable, describe_output, select_output
+from ..model_inputs import InputKey, Inputs
+from ..model_io import (
+    OutputArg,
+    call_with_note,
+    check_output_arg,
+    check_runnable,
+    describe_output,
+    model_input,
+    select_output,
+)
 from ..validation import (
     check_finite,
     check_layer_names,
     check_model,
     check_positive_int,
     check_target,
-    check_tensor,
 )
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
@@ -70,11 +79,14 @@ class _Plan:
     embedding: str | None
     init: str
     strict: bool
+    wrt: InputKey = 0
 
 
-def _forward(model: nn.Module, xb: torch.Tensor, plan: _Plan, owners: _OpOwners | None = None) -> tuple[Any, _Session, EmbeddingTap | None]:
+def _forward(model: nn.Module, inp: Inputs, plan: _Plan, owners: _OpOwners | None = None) -> tuple[Any, _Session, EmbeddingTap | None]:
     """One forward pass with the rules hooked in (canonizers active only during it)."""
-    tap = EmbeddingTap(model, plan.embedding, xb) if plan.embedding is not None else None
+    xb = inp[plan.wrt]
+    several = None if inp.single else inp
+    tap = EmbeddingTap(model, plan.embedding, xb, several, plan.wrt) if plan.embedding is not None else None
     session: _Session | None = None
     functional = None if plan.strict or owners is not None else FunctionalRules(model)
     try:
@@ -90,7 +102,7 @@ def _forward(model: nn.Module, xb: torch.Tensor, plan: _Plan, owners: _OpOwners 
             if functional is not None:
                 functional.inside = lambda: session.depth > 0
             with torch.enable_grad():
-                raw = model(xb)
+                raw = call_with_note(model, inp)
     except BaseException:
         if session is not None:
             session.close()
@@ -121,8 +133,9 @@ def _scores(raw: Any, plan: _Plan, n: int) -> torch.Tensor:
     return out
 
 
-def _explain_batch(model: nn.Module, xb: torch.Tensor, tb: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Session]:
-    raw, session, tap = _forward(model, xb, plan)
+def _explain_batch(model: nn.Module, inp: Inputs, tb: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Session]:
+    xb = inp[plan.wrt]
+    raw, session, tap = _forward(model, inp, plan)
     try:
         out = _scores(raw, plan, xb.shape[0])
         tb = tb.to(out.device)
@@ -136,7 +149,7 @@ def _explain_batch(model: nn.Module, xb: torch.Tensor, tb: torch.Tensor, plan: _
             raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
         bad = _bad_nodes(out)
         if bad and plan.strict:
-            raise _locate_bad_ops(model, xb, plan)
+            raise _locate_bad_ops(model, inp, plan)
         if bad:  # strict=False and still uncovered (a custom autograd.Function outside modules, …): say so
             warnings.warn(
                 f"lrp(strict=False): the model computes {sorted({type(b).__name__ for b in bad})} on the "
@@ -167,11 +180,11 @@ def _explain_batch(model: nn.Module, xb: torch.Tensor, tb: torch.Tensor, plan: _
     return rel.detach(), out.detach(), explained, session
 
 
-def _locate_bad_ops(model: nn.Module, xb: torch.Tensor, plan: _Plan) -> Exception:
+def _locate_bad_ops(model: nn.Module, inp: Inputs, plan: _Plan) -> Exception:
     """The graph check failed: run the forward pass again, recording which module created each operation,
     and return the error naming them."""
     owners = _OpOwners(model)
-    raw, session, _ = _forward(model, xb, plan, owners)
+    raw, session, _ = _forward(model, inp, plan, owners)
     session.workspace.close()
     out = select_output(raw, plan.output)
     return _graph_error(_bad_nodes(out), owners.owners)
@@ -179,10 +192,11 @@ def _locate_bad_ops(model: nn.Module, xb: torch.Tensor, plan: _Plan) -> Exceptio
 
 def lrp(
     model: nn.Module,
-    x: torch.Tensor,
+    x: AttributionInputs,
     target: int | torch.Tensor,
     composite: str | Composite | Rule | Mapping[Key, Rule] = "epsilon_plus_flat",
     *,
+    wrt: InputKey | None = None,
     output: OutputArg = None,
     embedding: str | None = None,
     epsilon: float = 1e-6,
@@ -212,10 +226,18 @@ def lrp(
         of outputs with ``output=`` choosing the scores.
     x
         Inputs ``(N, …)``; floats are converted to the model's dtype and device. Integer token ids
-        ``(N, T)`` are attributed through an embedding layer (see ``embedding``).
+        ``(N, T)`` are attributed through an embedding layer (see ``embedding``). Several inputs as one batch
+        (a tuple, a dict or ``nx.Inputs``), as in :func:`~nbexplain.gradient`.
     target
         The class to explain: an int for all samples, or a LongTensor ``(N,)`` (one class per sample,
         so several classes can be explained in one batch).
+    wrt
+        With several inputs, the one explained (a position or keyword name; ``None``: the first), as in
+        :func:`~nbexplain.gradient`: relevance flows back to it alone. The others are held fixed (each batch
+        of ``batch_size`` samples gets their own rows) and are no path for relevance: what the model computes
+        from them alone is a constant of the explained input, and where it combines them with the explained
+        input (a mask multiplying hidden states) it needs a rule like any operation on that input
+        (``strict=False`` gives one).
     composite
         Which rule each layer gets: a name — ``"epsilon"``, ``"epsilon_plus"``, ``"epsilon_plus_flat"``
         (default: flat on the first layer, z⁺ on convolutions, ε on dense layers),
@@ -305,10 +327,11 @@ def lrp(
     check_model(model)
     check_runnable(model)
     plan_output = check_output_arg(output)
-    x = check_tensor(x, "x", min_ndim=2)
-    emb = resolve_embedding(model, x, embedding)
+    batch, key, name = attribution_inputs(x, wrt)
+    x = batch[key]
+    emb = resolve_embedding(model, x, embedding, f"`{name}`")
     if emb is None and not x.is_floating_point():
-        raise TypeError(f"`x` must hold floating-point values, got {x.dtype}; use x.float().")
+        raise TypeError(f"`{name}` must hold floating-point values, got {x.dtype}; use {name}.float().")
     if x.is_floating_point():
         _check_finite(x)
     if init not in ("logit", "one"):
@@ -317,21 +340,21 @@ def lrp(
     names = [n for n, _ in model.named_modules()]
     comp.check_names(names)
     capture = [] if layers is None else check_layer_names(layers, [n for n in names if n], "layers")
-    plan = _Plan(comp, _resolve_canonizers(canonizers), capture, plan_output, emb, init, strict)
+    plan = _Plan(comp, _resolve_canonizers(canonizers), capture, plan_output, emb, init, strict, key)
     n = x.shape[0]
-    if n == 0:
-        raise ValueError("`x` is empty; pass at least one sample.")
-    bs = max(1, _AUTO_BATCH_VALUES // max(1, x[0].numel())) if batch_size is None else check_positive_int(batch_size, "batch_size")
+    per_sample = sum(t[0].numel() for t in batch.tensors)
+    bs = max(1, _AUTO_BATCH_VALUES // max(1, per_sample)) if batch_size is None else check_positive_int(batch_size, "batch_size")
     if isinstance(target, torch.Tensor):
         target = target.to("cpu")
     tgt = check_target(target, n)
     values = any(c.changes_values(model) for c in plan.canonizers)
     with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
-        return _run(model, x, tgt, plan, bs, progress)
+        return _run(model, batch, tgt, plan, bs, progress)
 
 
-def _run(model: nn.Module, x: torch.Tensor, tgt: torch.Tensor, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:
-    """The batch loop (inside the hygiene contexts)."""
+def _run(model: nn.Module, batch: Inputs, tgt: torch.Tensor, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:
+    """The batch loop (inside the hygiene contexts); the other inputs of ``batch`` go with each slice."""
+    x = batch[plan.wrt]
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -352,7 +375,10 @@ def _run(model: nn.Module, x: torch.Tensor, tgt: torch.Tensor, plan: _Plan, bs: 
             xb.requires_grad_(plan.embedding is None)
         else:
             xb = xb.to(device=device)
-        rel, out, explained, session = _explain_batch(model, xb, tgt[s : s + bs], plan)
+        inp = batch.rows(slice(s, s + bs)).map(
+            lambda k, t, xb=xb: xb if k == plan.wrt else model_input(t, model).detach()
+        )
+        rel, out, explained, session = _explain_batch(model, inp, tgt[s : s + bs], plan)
         rel_parts.append(rel)
         out_parts.append(out)
         expl_parts.append(explained)

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..model_inputs import InputKey, Inputs
+from ..model_io import reads_other_input
 from ..validation import suggest
 
 __all__ = ["HALF", "computed_in_float32", "suspended_backward_hooks", "EmbeddingTap", "resolve_embedding"]
@@ -88,12 +90,13 @@ def suspended_backward_hooks(model: nn.Module) -> Iterator[list[str]]:
             current.update(hooks)
 
 
-def resolve_embedding(model: nn.Module, x: torch.Tensor, embedding: str | None) -> str | None:
+def resolve_embedding(model: nn.Module, x: torch.Tensor, embedding: str | None, what: str = "`x`") -> str | None:
     """The name of the layer whose output is attributed (``None``: the input itself).
 
     ``embedding`` given: checked against the model's layer names. Not given and ``x`` holds integers: the
     model's only ``nn.Embedding`` (several: the one called with ``x`` itself, decided during the forward pass —
-    returned as ``""`` here)."""
+    returned as ``""`` here). ``what`` names ``x`` in messages (e.g. ```x['input_ids']``` for one of several
+    inputs)."""
     names = [n for n, _ in model.named_modules() if n]
     if embedding is not None:
         if not isinstance(embedding, str):
@@ -109,9 +112,9 @@ def resolve_embedding(model: nn.Module, x: torch.Tensor, embedding: str | None) 
     found = [n for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
     if not found:
         raise TypeError(
-            f"`x` holds integer values ({x.dtype}) but the model has no nn.Embedding to attribute them through. "
-            "Pass floating-point inputs (x.float()), or name the layer whose output stands for the tokens with "
-            "`embedding='name'`."
+            f"{what} holds integer values ({x.dtype}) but the model has no nn.Embedding to attribute them through. "
+            f"Pass floating-point inputs ({what.strip('`')}.float()), or name the layer whose output stands for the "
+            "tokens with `embedding='name'`."
         )
     return found[0] if len(found) == 1 else ""
 
@@ -120,11 +123,16 @@ class EmbeddingTap:
     """Makes the output of the embedding layer the leaf relevance is read at, for one forward pass.
 
     With ``name == ""`` every ``nn.Embedding`` is tapped but only one called with the input tensor itself
-    counts; :meth:`leaf` raises a clear error when that is not exactly one."""
+    counts; :meth:`leaf` raises a clear error when that is not exactly one. With ``batch`` (the model's several
+    inputs, ``x`` being its input ``wrt``) a named layer called with another of the inputs instead of ``x``
+    (e.g. an integer attention mask shaped like the ids) is refused."""
 
-    def __init__(self, model: nn.Module, name: str, x: torch.Tensor) -> None:
+    def __init__(
+        self, model: nn.Module, name: str, x: torch.Tensor, batch: Inputs | None = None, wrt: InputKey = 0
+    ) -> None:
         self.name = name
         self.x = x
+        self.batch, self.wrt = batch, wrt
         self.leaves: list[tuple[str, torch.Tensor]] = []
         self.handles = []
         modules = dict(model.named_modules())
@@ -139,6 +147,13 @@ class EmbeddingTap:
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             if self.name == "" and not (args and args[0] is self.x):
                 return None
+            other = reads_other_input(args[0], self.batch, self.wrt) if self.batch is not None and args else None
+            if other is not None:
+                raise ValueError(
+                    f"`embedding`={name!r} reads the input {other!r}, not the explained input wrt={self.wrt!r}: its "
+                    f"relevance would be attributed to the wrong input. Choose the input it reads with "
+                    f"`wrt={other!r}`, or name the layer that reads {self.wrt!r} with `embedding=`."
+                )
             if not isinstance(output, torch.Tensor) or not output.is_floating_point():
                 raise ValueError(
                     f"`embedding`={name!r} ({type(module).__name__}) returned "
