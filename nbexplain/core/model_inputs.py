@@ -292,6 +292,6 @@ def call_note(batch: Inputs, argname: str = "inputs") -> str:
         )
     return (
         f"nbexplain called {batch.describe()}: a tuple is read as the positional inputs of one batch and a dict "
-        f"as keyword inputs. If the tuple was (inputs, labels), pass only the inputs (labels go in `target=` or "
-        f"a list/DataLoader of (inputs, label) batches)."
+        f"as keyword inputs. If the tuple was (inputs, labels), pass only the inputs: an attribution's classes go "
+        f"in `target=`, and data for statistics may be a list or DataLoader of (inputs, label) batches."
     )
