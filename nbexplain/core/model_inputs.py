@@ -26,12 +26,13 @@ by default); the others are held fixed, sliced and expanded row by row with it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
 
-__all__ = ["Inputs", "InputKey", "as_inputs", "iter_inputs", "resolve_wrt", "call_note"]
+__all__ = ["Inputs", "InputKey", "as_inputs", "iter_inputs", "resolve_wrt", "call_note", "call_model"]
 
 #: A position in the positional inputs or a keyword name.
 InputKey = Union[int, str]
@@ -295,3 +296,29 @@ def call_note(batch: Inputs, argname: str = "inputs") -> str:
         f"as keyword inputs. If the tuple was (inputs, labels), pass only the inputs (labels go in `target=` or "
         f"a list/DataLoader of (inputs, label) batches)."
     )
+
+
+_CORE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _raised_by_nbexplain(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is in nbexplain.core (a hook's own clear error)."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.startswith(_CORE_DIR)
+
+
+def call_model(model: Callable[..., Any], batch: Inputs, argname: str = "inputs") -> Any:
+    """``model(*batch.args, **batch.kwargs)``. An error the model raises (``TypeError``, ``RuntimeError``,
+    ``ValueError``, ``IndexError``) gets :func:`call_note` as a note, so the traceback says how nbexplain
+    called the model (e.g. that a tuple was read as two inputs); nbexplain's own errors from its hooks are
+    left as they are."""
+    try:
+        return batch.call(model)
+    except (TypeError, RuntimeError, ValueError, IndexError) as err:
+        if not _raised_by_nbexplain(err):
+            err.add_note(call_note(batch, argname))
+        raise

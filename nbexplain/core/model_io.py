@@ -166,20 +166,24 @@ def model_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
 
 
 def probe_output(
-    model: nn.Module, x: torch.Tensor, output: OutputArg = None, argname: str = "output", samples: int = 2
+    model: nn.Module, x: Any, output: OutputArg = None, argname: str = "output", samples: int = 2
 ) -> torch.Tensor:
     """Run the model once on the first ``samples`` rows of ``x`` and return the selected output.
 
-    Checks that the selection is a tensor with one row per sample, so a wrong ``output=`` (or a model that
-    reduces over the batch) is reported before any heavy work. The model's state is left as found.
+    ``x`` is one batch of inputs: a tensor, or several inputs as a tuple, dict or
+    :class:`~nbexplain.core.model_inputs.Inputs` (sliced together). Checks that the selection is a tensor
+    with one row per sample, so a wrong ``output=`` (or a model that reduces over the batch) is reported
+    before any heavy work. The model's state is left as found.
     """
-    xs = model_input(x[:samples], model)
+    from .model_inputs import as_inputs, call_model
+
+    xs = as_inputs(x, "x").rows(slice(0, samples)).to_model(model)
     with preserved(model), torch.no_grad():
         model.eval()
-        picked = select_output(model(xs), output, argname)
-    if picked.ndim == 0 or picked.shape[0] != xs.shape[0]:
+        picked = select_output(call_model(model, xs, "x"), output, argname)
+    if picked.ndim == 0 or picked.shape[0] != xs.n:
         raise ValueError(
-            f"The selected model output has shape {tuple(picked.shape)} for a batch of {xs.shape[0]} samples; "
+            f"The selected model output has shape {tuple(picked.shape)} for a batch of {xs.n} samples; "
             f"it must have one row per sample (batch first). Choose another tensor with `{argname}`."
         )
     return picked
