@@ -1083,10 +1083,6 @@ def top_activating(
     batch_size = check_positive_int(batch_size, "batch_size")
     check_choice(objective, "objective", [o for o in OBJECTIVES if o != "direction"])
     module = resolve_modules(model, [layer], "layer")[layer]
-    device = model_device(model)
-    from .hygiene import model_dtype
-
-    dtype = model_dtype(model)
 
     with preserved(model):
         model.eval()

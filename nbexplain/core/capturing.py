@@ -330,7 +330,7 @@ def prepared_batches(
         batch = batch.to_model(model)
         if device is not None:
             batch = batch.to(device)
-        for key, t in zip(batch.keys, batch.tensors):
+        for key, t in zip(batch.keys, batch.tensors, strict=True):
             check_finite(t, _input_label(batch, key, argname))
         yield batch
 

@@ -334,7 +334,7 @@ def _model_inputs(
     finite, of ``input_shape``); every other floating input is checked finite."""
     batch = as_inputs(tuple(x) if isinstance(x, list) else x, argname)
     key = resolve_wrt(batch, wrt, "wrt")
-    for k, t in zip(batch.keys, batch.tensors):
+    for k, t in zip(batch.keys, batch.tensors, strict=True):
         label = argname if batch.single else f"{argname}[{k!r}]"
         if k == key:
             _check_inputs(t, label, input_shape)

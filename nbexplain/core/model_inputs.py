@@ -320,5 +320,9 @@ def call_model(model: Callable[..., Any], batch: Inputs, argname: str = "inputs"
         return batch.call(model)
     except (TypeError, RuntimeError, ValueError, IndexError) as err:
         if not _raised_by_nbexplain(err):
-            err.add_note(call_note(batch, argname))
+            note = call_note(batch, argname)
+            if hasattr(err, "add_note"):
+                err.add_note(note)
+            else:  # Python 3.10: stored where 3.11's traceback (and the exceptiongroup backport) looks
+                err.__notes__ = [*getattr(err, "__notes__", []), note]  # type: ignore[attr-defined]
         raise

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from .capturing import CONV_MODES, prepared_batches
-from .model_inputs import call_model
 from .hygiene import preserved
 from .layer_select import layers as list_layers
 from .layer_select import resolve_modules
 from .layouts import LayoutArg, LayoutProbe, check_layout_arg
+from .model_inputs import call_model
 from .model_io import check_runnable
 from .statistics import RunningMoments, subsample_positions
 from .validation import (
