@@ -328,7 +328,7 @@ def _check_inputs(x: Any, argname: str, input_shape: Optional[tuple[int, ...]] =
 
 
 def _model_inputs(
-    x: Any, argname: str, wrt: Optional[InputKey], input_shape: Optional[tuple[int, ...]] = None
+    x: Any, argname: str, wrt: InputKey | None, input_shape: tuple[int, ...] | None = None
 ) -> tuple[Inputs, InputKey]:
     """The model's inputs as one batch, and the key of the one the disentanglers read (checked: floating,
     finite, of ``input_shape``); every other floating input is checked finite."""
@@ -343,7 +343,7 @@ def _model_inputs(
     return batch, key
 
 
-def _check_split(value: Any, argname: str, wrt: Optional[InputKey]) -> tuple[Inputs, InputKey, torch.Tensor]:
+def _check_split(value: Any, argname: str, wrt: InputKey | None) -> tuple[Inputs, InputKey, torch.Tensor]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         got = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
         raise TypeError(
@@ -430,8 +430,11 @@ def _single_forward_hook(module: nn.Module, layer: str, replace: Optional[list] 
 
 
 @torch.no_grad()
-def _layer_outputs(model: nn.Module, module: nn.Module, x: Inputs, batch_size: int, layer: str) -> torch.Tensor:
+def _layer_outputs(
+    model: nn.Module, module: nn.Module, x: Inputs | torch.Tensor, batch_size: int, layer: str
+) -> torch.Tensor:
     """Outputs of ``module`` for every input (model in eval mode), float32 on the CPU."""
+    x = as_inputs(x, "x")
     chunks = []
     with preserved(model):
         model.eval()
@@ -518,7 +521,7 @@ def _head_loss(
     model: nn.Module,
     module: nn.Module,
     layer: str,
-    x: Inputs,
+    x: Inputs | torch.Tensor,
     y: torch.Tensor,
     feature: Optional[torch.Tensor],
     loss_fn: LossFn,
@@ -526,6 +529,7 @@ def _head_loss(
     output: OutputArg = None,
 ) -> float:
     """Mean task loss when ``module``'s output is replaced by ``feature`` (or left alone when None)."""
+    x = as_inputs(x, "x")
     dev = model_device(model)
     box: list = [None]
     handle, calls = (None, None)
@@ -627,11 +631,12 @@ def _fresh_reference(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _train_reference(
-    ref: nn.Module, x: Inputs, y: torch.Tensor, loss_fn: LossFn, epochs: int, seed: int,
+    ref: nn.Module, x: Inputs | torch.Tensor, y: torch.Tensor, loss_fn: LossFn, epochs: int, seed: int,
     batch_size: int, progress: bool, output: OutputArg = None,
 ) -> list[float]:
     from tqdm.auto import tqdm
 
+    x = as_inputs(x, "x")
     dev = model_device(ref)
     opt = torch.optim.Adam([p for p in ref.parameters() if p.requires_grad], lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
@@ -752,7 +757,7 @@ def decompose_complexity(
     resume: Optional[ComplexityDecomposition] = None,
     progress: bool = True,
     output: OutputArg = None,
-    wrt: Optional[InputKey] = None,
+    wrt: InputKey | None = None,
 ) -> ComplexityDecomposition:
     """Decompose a layer's feature into components of increasing complexity (Ren et al., ICML 2021).
 
