@@ -229,6 +229,18 @@ def test_projected_outputs_and_delta_curve_on_several_inputs() -> None:
         p = proj.mean + (pooled - proj.mean) @ proj.basis @ proj.basis.T
         torch.testing.assert_close(outs[i].double(), p @ w2.T + b2, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(outs[2].double(), logits, rtol=1e-4, atol=1e-5)
+    # a projection before the masked pooling: the mask (N rows) cannot follow a stacked K·N batch, so each k
+    # runs on its own — with the mask
+    act = nx.layer_statistics(net, (x, mask), ["act"])["act"]
+    with untouched(net):
+        outs = nx.projected_outputs(net, (x, mask), "act", act, ks=[1, 3])
+    h = torch.relu(x.double() @ net.proj.weight.detach().double().T + net.proj.bias.detach().double())
+    m = mask.double()[..., None]
+    for i, k in enumerate([1, 3]):
+        proj = nx.DeltaProjection(act, k=k)
+        hp = proj.mean + (h - proj.mean) @ proj.basis @ proj.basis.T
+        pooled_k = (hp * m).sum(1) / m.sum(1).clamp_min(1.0)
+        torch.testing.assert_close(outs[i].double(), pooled_k @ w2.T + b2, rtol=1e-4, atol=1e-5)
     target = logits.argmax(1)
     target[:4] = (target[:4] + 1) % 3  # four wrong labels: the unprojected accuracy is 26/30
     with untouched(net):
