@@ -23,10 +23,12 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .capturing import capture, features_first, iter_batches
+from .actmax_feed import FixedInputs
+from .capturing import capture, features_first, prepared_batches
 from .hygiene import model_device, preserved
 from .image_param import PARAMETERIZATIONS, RANGE_MODES, ImageParam, _check_range, image_param
 from .layer_select import resolve_modules
+from .model_inputs import InputKey, Inputs, call_model, resolve_wrt
 from .model_io import OutputArg, StopForward, check_output_arg, check_runnable, select_output
 from .robustness import Compose, Transform, l2_penalty, standard_transforms, total_variation
 from .validation import check_choice, check_model, check_positive_int, check_tensor
@@ -496,11 +498,11 @@ class _Runner:
 
         self._stop_handle = last.register_forward_hook(stop)
 
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: Inputs) -> dict[str, torch.Tensor]:
         self.outputs.clear()
         self.forward_calls += 1
         try:
-            self.model(x)
+            call_model(self.model, batch)
         except StopForward:
             pass
         missing = [n for n in self.layer_names if n not in self.outputs]
@@ -512,17 +514,19 @@ class _Runner:
 
 
 def _probe(model: nn.Module, layers: Sequence[str], input_shape: tuple[int, ...], device: torch.device,
-           dtype: torch.dtype) -> tuple[dict[str, tuple[int, ...]], list[str]]:
+           dtype: torch.dtype, feed: FixedInputs | None = None) -> tuple[dict[str, tuple[int, ...]], list[str]]:
     """One forward pass on a blank input: output shapes of the layers, and their order of execution."""
     order: list[str] = []
     with torch.no_grad(), capture(model, list(layers)) as out:
         x = torch.zeros((1, *input_shape), device=device, dtype=dtype)
+        batch = feed(x) if feed is not None else Inputs(x)
         try:
-            model(x)
+            call_model(model, batch)
         except Exception as err:  # the user's model rejected the shape: say so clearly
+            how = "" if batch.single else f" (called as {batch.describe()})"
             raise ValueError(
                 f"The model rejected an input of shape {tuple(x.shape)} built from "
-                f"input_shape={tuple(input_shape)} (one input's shape, without the batch dimension): "
+                f"input_shape={tuple(input_shape)} (one input's shape, without the batch dimension){how}: "
                 f"{type(err).__name__}: {err}"
             ) from err
         for name in layers:
@@ -548,8 +552,8 @@ class _SelectedOutput(nn.Module):
         self.selector = output
         self.output = nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.output(select_output(self.model(x), self.selector))
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:  # noqa: D102
+        return self.output(select_output(self.model(*args, **kwargs), self.selector))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -626,8 +630,8 @@ def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
 
 
 def _all_units(model: nn.Module, layer: str, input_shape: tuple[int, ...], device: torch.device,
-               dtype: torch.dtype) -> torch.Tensor:
-    shapes, _ = _probe(model, [layer], input_shape, device, dtype)
+               dtype: torch.dtype, feed: FixedInputs | None = None) -> torch.Tensor:
+    shapes, _ = _probe(model, [layer], input_shape, device, dtype, feed)
     shape = shapes[layer]
     return torch.arange(int(shape[1]) if len(shape) >= 2 else 1)
 
@@ -651,17 +655,16 @@ def _build_transforms(transforms: Any, input_shape: tuple[int, ...]) -> Callable
     )
 
 
-def _score_data(model: nn.Module, objective: Objective, batch: int, data: Any, device: torch.device,
-                dtype: torch.dtype, batch_size: int) -> torch.Tensor:
+def _score_data(model: nn.Module, objective: Objective, batch: int, data: Any, batch_size: int) -> torch.Tensor:
     """The objective of each of the ``batch`` optimised images, evaluated on every data example: (B, N)."""
     per_image = [objective.for_image(i, 0) for i in range(batch)]
     if any(o is None for o in per_image):
         raise ValueError("The objective has no per-example value (only batch terms); pass reference=None.")
     rows: list[list[torch.Tensor]] = [[] for _ in range(batch)]
     with torch.no_grad(), capture(model, list(objective.layers)) as out:
-        for x in iter_batches(data, batch_size):
+        for inputs in prepared_batches(data, batch_size, model, argname="reference"):
             out.clear()
-            model(x.to(device=device, dtype=dtype))
+            call_model(model, inputs, "reference")
             got = features_first(dict(out), out.layouts)
             for i, o in enumerate(per_image):
                 assert o is not None
@@ -698,6 +701,8 @@ def maximize_activation(
     early_exit: bool = True,
     progress: bool | None = None,
     output: OutputArg = None,
+    inputs: Any = None,
+    wrt: InputKey | None = None,
 ) -> ActivationMaximization:
     """Find inputs that maximally activate a unit (Erhan et al. 2009; Olah et al. 2017).
 
@@ -750,7 +755,8 @@ def maximize_activation(
         Images per unit; with ``diversity > 0`` they are pushed apart.
     reference
         Real inputs (tensor or iterable of batches) to compare the final activation with: fills
-        ``.percentile`` and ``.reference_values``.
+        ``.percentile`` and ``.reference_values``. For a model with several inputs, every input of the real
+        examples: a tuple/dict/``nx.Inputs`` batch or a DataLoader of them (see :func:`nbexplain.activations`).
     batch_size
         Batch size for scoring ``reference``.
     early_exit
@@ -760,6 +766,12 @@ def maximize_activation(
     output
         With ``layer=None``: which part of the model's output to maximise (an index, a key or attribute
         name, or a callable), as in every other entry point.
+    inputs, wrt
+        For a model with several inputs: one input (``wrt``, a position or keyword name; default the first)
+        is optimised, the others are held fixed. ``inputs`` holds all of them as a tuple (positional), a dict
+        (keyword) or ``nx.Inputs``, with ``None`` (or a placeholder tensor, whose values are not used) at
+        ``wrt``: ``inputs=(None, mask), wrt=0`` calls ``model(image, mask)``. A fixed tensor has one row
+        (shared by every image) or one row per image (``len(units) · images_per_unit``, grouped by unit).
 
     Returns
     -------
@@ -782,6 +794,19 @@ def maximize_activation(
     (torch.Size([2, 1, 8, 8]), torch.Size([20, 2]))
     >>> bool(res.images.min() >= 0 and res.images.max() <= 1)
     True
+
+    A model with a second input held fixed (here a gate, one row shared by every image):
+
+    >>> class Gated(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = torch.nn.Linear(4, 3)
+    ...     def forward(self, x, gate):
+    ...         return self.fc(x) * gate
+    >>> res = nx.maximize_activation(Gated(), None, 1, (4,), (-1, 1), steps=10, objective="logit",
+    ...                              inputs=(None, torch.tensor([[1.0, 1.0, 1.0]])), progress=False)
+    >>> res.images.shape
+    torch.Size([1, 4])
     """
     from tqdm.auto import tqdm
 
@@ -795,6 +820,7 @@ def maximize_activation(
             f"with layer={layer!r} leave `output` out."
         )
     input_shape = _check_input_shape(input_shape)
+    feed = FixedInputs(inputs, wrt, input_shape, model)
     vr = _check_range(value_range)
     steps = check_positive_int(steps, "steps")
     images_per_unit = check_positive_int(images_per_unit, "images_per_unit")
@@ -825,7 +851,7 @@ def maximize_activation(
             obj = objective
             objective_layers = list(obj.layers)
             resolve_modules(model, objective_layers, "objective layers")
-            shapes, order = _probe(model, objective_layers, input_shape, device, dtype)
+            shapes, order = _probe(model, objective_layers, input_shape, device, dtype, feed)
             n_base = 1
             for t in ([t for _, t in obj.terms] if isinstance(obj, _Sum) else [obj]):
                 if isinstance(t, _Indexed):
@@ -839,7 +865,7 @@ def maximize_activation(
             if layer is None:
                 raise ValueError("`layer` is required (or pass an Objective as `objective=`).")
             module = resolve_modules(model, [layer], "layer")[layer]
-            shapes, order = _probe(model, [layer], input_shape, device, dtype)
+            shapes, order = _probe(model, [layer], input_shape, device, dtype, feed)
             vectors = units = None
             if objective == "direction":
                 if not isinstance(unit, torch.Tensor) and not hasattr(unit, "shape"):
@@ -847,7 +873,7 @@ def maximize_activation(
                 vectors = check_tensor(unit, "unit", ndim=(1, 2), dtype_kind="float", finite=True)
                 n_base = 1 if vectors.ndim == 1 else vectors.shape[0]
             else:
-                units = _all_units(model, layer, input_shape, device, dtype) if unit is None else _as_units(unit)
+                units = _all_units(model, layer, input_shape, device, dtype, feed) if unit is None else _as_units(unit)
                 n_base = units.numel()
                 units_list = units.tolist()
             if images_per_unit > 1:
@@ -863,8 +889,8 @@ def maximize_activation(
             if diversity_layer is not None:
                 resolve_modules(model, [diversity_layer], "diversity_layer")
                 group_layer = diversity_layer
-                shapes.update(_probe(model, [diversity_layer], input_shape, device, dtype)[0])
-                order = _probe(model, sorted({*obj.layers, diversity_layer}), input_shape, device, dtype)[1]
+                shapes.update(_probe(model, [diversity_layer], input_shape, device, dtype, feed)[0])
+                order = _probe(model, sorted({*obj.layers, diversity_layer}), input_shape, device, dtype, feed)[1]
             groups = torch.arange(n_base).repeat_interleave(images_per_unit)
             obj_opt: Objective = obj + diversity_w * _Diversity(group_layer, groups)
         else:
@@ -879,6 +905,7 @@ def maximize_activation(
         elif obj.batch_only:
             raise ValueError("The objective has only batch terms (diversity); add a unit objective.")
         obj_opt.check(shapes, batch)
+        feed.check_batch(batch)
 
         # ---- parameterisation and transforms -----------------------------------------------------
         gen = torch.Generator()
@@ -907,7 +934,7 @@ def maximize_activation(
                 for step in range(steps):
                     img = param_mod().to(dtype)
                     x = tfm(img, gen) if tfm is not None else img
-                    outputs = run(x.reshape(batch, *input_shape))
+                    outputs = run(feed(x.reshape(batch, *input_shape)))
                     if step == 0:
                         run.arm_early_exit([n for n in order if n in obj_opt.layers])
                     value = obj(outputs)
@@ -927,12 +954,12 @@ def maximize_activation(
                 bar.close()
             with torch.no_grad():
                 final_images = param_mod().to(dtype).reshape(batch, *input_shape)
-                final = obj(run(final_images)).to("cpu", torch.float32)
+                final = obj(run(feed(final_images))).to("cpu", torch.float32)
 
         ref_values = None
         percentile = torch.full((batch,), float("nan"))
         if reference is not None:
-            ref_values = _score_data(model, obj, batch, reference, device, dtype, batch_size)
+            ref_values = _score_data(model, obj, batch, reference, batch_size)
             percentile = (ref_values < final.to(torch.float64)[:, None]).to(torch.float64).mean(dim=1) * 100
             percentile = percentile.to(torch.float32)
 
@@ -971,7 +998,8 @@ class TopActivating:
     values
         ``(U, k)`` their objective values.
     images
-        ``(U, k, *input_shape)`` the examples themselves.
+        ``(U, k, *input_shape)`` the examples themselves (for a model with several inputs: the input chosen
+        by ``wrt``, by default the first; ``indices`` find the others in the data).
     maps
         ``(U, k, h, w)`` the unit's activation map over each example (the channel's spatial map for conv
         layers); ``None`` for layers without spatial positions.
@@ -1005,6 +1033,7 @@ def top_activating(
     objective: str = "auto",
     batch_size: int = 256,
     progress: bool | None = None,
+    wrt: InputKey | None = None,
 ) -> TopActivating:
     """The real examples that drive a unit hardest, with the unit's activation map over each.
 
@@ -1017,7 +1046,10 @@ def top_activating(
     unit
         A unit/channel index, a list, or ``None`` for every unit of the layer.
     data
-        Inputs: a tensor ``(N, …)``, or an iterable of batches / ``(x, y)`` pairs.
+        Inputs: a tensor ``(N, …)``, or an iterable of batches / ``(x, y)`` pairs (the model gets ``x``).
+        For a model with several inputs: a tuple ``(x, mask)`` (positional), a dict (keyword) or
+        ``nx.Inputs`` is one batch, and a DataLoader yields ``((x, mask), y)`` (see
+        :func:`nbexplain.activations`).
     k
         Examples per unit.
     objective
@@ -1025,9 +1057,12 @@ def top_activating(
         layers, the unit itself for dense ones), ``"neuron"``, ``"channel"``, ``"logit"``,
         ``"logit_minus_others"``.
     batch_size
-        Chunk size for tensor ``data``.
+        Chunk size when ``data`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
     progress
         Progress bar (``None``: only if it takes over 2 s).
+    wrt
+        With several inputs: which one ``.images`` holds (a position or keyword name); default the first
+        tensor input (the first positional one, else the first keyword one).
 
     Returns
     -------
@@ -1048,10 +1083,6 @@ def top_activating(
     batch_size = check_positive_int(batch_size, "batch_size")
     check_choice(objective, "objective", [o for o in OBJECTIVES if o != "direction"])
     module = resolve_modules(model, [layer], "layer")[layer]
-    device = model_device(model)
-    from .hygiene import model_dtype
-
-    dtype = model_dtype(model)
 
     with preserved(model):
         model.eval()
@@ -1066,14 +1097,16 @@ def top_activating(
             bar = tqdm(desc=f"top examples {layer}", disable=progress is False,
                        delay=2.0 if progress is None else 0.0, leave=False, unit="batch")
             try:
-                for x in iter_batches(data, batch_size):
-                    x = x.to(device=device, dtype=dtype)
+                for batch in prepared_batches(data, batch_size, model, argname="data"):
+                    key = resolve_wrt(batch, wrt)
+                    x = batch[key]
                     out.clear()
                     try:
-                        model(x)
+                        call_model(model, batch, "data")
                     except Exception as err:
+                        what = f"of shape {tuple(x.shape)}" if batch.single else batch.describe()
                         raise ValueError(
-                            f"The model rejected a `data` batch of shape {tuple(x.shape)}: {type(err).__name__}: {err}"
+                            f"The model rejected a `data` batch {what}: {type(err).__name__}: {err}"
                         ) from err
                     if layer not in out:
                         raise ValueError(f"Layer {layer!r} did not run during the forward pass.")

@@ -11,7 +11,7 @@ batch with that layer cloned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Union
 
@@ -21,11 +21,13 @@ from torch import nn
 from .hygiene import preserved
 from .layer_select import resolve_modules
 from .layouts import LAYOUTS, LayoutArg, LayoutProbe, check_layout_arg
-from .model_io import check_runnable, model_input
+from .model_inputs import InputKey, Inputs, call_model, iter_inputs
+from .model_io import check_runnable
 from .validation import check_choice, check_finite, check_model, check_positive_int
 
 __all__ = [
-    "capture", "Captured", "StaleCaptureError", "activations", "run_layers", "to_features", "features_first", "iter_batches", "CONV_MODES",
+    "capture", "Captured", "StaleCaptureError", "activations", "run_layers", "to_features", "features_first", "iter_batches",
+    "prepared_batches", "CONV_MODES",
 ]
 
 #: How a layer output becomes ``(n_samples, n_features)``: every position/token a sample (``"channels"``),
@@ -33,7 +35,9 @@ __all__ = [
 #: first token of a token output (``"cls"``).
 CONV_MODES = ("channels", "mean", "max", "flatten", "cls")
 
-InputsArg = Union[torch.Tensor, Iterable[Any]]
+#: What ``inputs=`` / ``data=`` accept: a tensor, a tuple or dict of tensors, ``nx.Inputs`` (one batch), or an
+#: iterable of batches (see :mod:`nbexplain.core.model_inputs`).
+InputsArg = Union[torch.Tensor, tuple, Mapping[str, Any], Inputs, Iterable[Any]]
 
 
 class StaleCaptureError(RuntimeError):
@@ -293,32 +297,42 @@ def features_first(outputs: dict[str, torch.Tensor], layouts: dict[str, str]) ->
     return moved
 
 
-def iter_batches(inputs: InputsArg, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield input batches from a tensor (split along dim 0) or an iterable of batches.
+def iter_batches(inputs: InputsArg, batch_size: int, argname: str = "inputs") -> Iterator[Inputs]:
+    """Yield batches of model inputs (:class:`~nbexplain.core.model_inputs.Inputs`), by the conventions of
+    :mod:`nbexplain.core.model_inputs`.
 
-    Items of an iterable may be tensors or ``(x, y, …)`` tuples/lists, of which ``x`` is used.
+    A tensor, a tuple (positional inputs), a dict (keyword inputs) or an ``nx.Inputs`` is *one* batch, split
+    into chunks of ``batch_size`` samples; a list, ``DataLoader`` or other iterable yields its own batches,
+    whose items are the model's inputs or ``(inputs, label, …)`` with the inputs first.
     """
-    if isinstance(inputs, torch.Tensor):
-        if inputs.ndim == 0:
-            raise ValueError("`inputs` must have a batch dimension, got a scalar tensor.")
-        for start in range(0, inputs.shape[0], batch_size):
-            yield inputs[start : start + batch_size]
-        return
-    if type(inputs).__module__.startswith("numpy"):
-        yield from iter_batches(torch.as_tensor(inputs), batch_size)
-        return
-    if not isinstance(inputs, Iterable):
-        raise TypeError(
-            f"`inputs` must be a tensor or an iterable of batches (e.g. a DataLoader), "
-            f"got {type(inputs).__name__}."
-        )
-    for item in inputs:
-        x = item[0] if isinstance(item, (tuple, list)) else item
-        if isinstance(x, dict):
-            raise TypeError("`inputs` yielded a dict; pass the input tensors (or (x, y) pairs).")
-        if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(x)
-        yield x
+    if isinstance(inputs, torch.Tensor) and inputs.ndim == 0:
+        raise ValueError(f"`{argname}` must have a batch dimension, got a scalar tensor.")
+    yield from iter_inputs(inputs, batch_size, argname)
+
+
+def _input_label(batch: Inputs, key: InputKey, argname: str) -> str:
+    if batch.single:
+        return argname
+    return f"{argname}[{key}]" if isinstance(key, int) else f"{argname}[{key!r}]"
+
+
+def prepared_batches(
+    inputs: InputsArg,
+    batch_size: int,
+    model: nn.Module,
+    device: torch.device | None = None,
+    argname: str = "inputs",
+) -> Iterator[Inputs]:
+    """The batches of :func:`iter_batches`, every tensor on the model's device (or ``device``), floating
+    tensors in the model's dtype (integer ids and bool masks keep theirs), and every floating tensor checked
+    for NaN/inf (the error names the input: ``inputs['mask']``)."""
+    for batch in iter_batches(inputs, batch_size, argname):
+        batch = batch.to_model(model)
+        if device is not None:
+            batch = batch.to(device)
+        for key, t in zip(batch.keys, batch.tensors, strict=True):
+            check_finite(t, _input_label(batch, key, argname))
+        yield batch
 
 
 def run_layers(
@@ -338,8 +352,10 @@ def run_layers(
     The shared driver of :func:`activations` and the similarity grids: outputs of every layer in
     ``modules`` (as returned by :func:`~nbexplain.core.layer_select.resolve_modules`) arrive as
     ``{name: output}`` per batch — the values the layers produced, also where later code writes into them
-    in place. Floating inputs are cast to the model's dtype and moved to its device (or ``device``);
-    integer inputs (token ids) keep their dtype. ``layouts``, when given, is filled with each layer's
+    in place. ``inputs`` follows :mod:`nbexplain.core.model_inputs` (a tuple or dict is one batch of several
+    inputs, a list or DataLoader yields batches); each batch is called as ``model(*args, **kwargs)``.
+    Floating inputs are cast to the model's dtype and moved to its device (or ``device``); integer inputs
+    (token ids) and bool masks keep their dtype. ``layouts``, when given, is filled with each layer's
     resolved layout (see :mod:`nbexplain.core.layouts`). The model's state is restored afterwards, also
     when ``consume`` raises. A layer that does not run, non-finite inputs, and inputs with no batches are
     clear errors.
@@ -350,14 +366,11 @@ def run_layers(
             model.eval()
         with torch.no_grad(), capture(model, list(modules), layout=layout) as out:
             seen = False
-            for x in iter_batches(inputs, batch_size):
+            for batch in prepared_batches(inputs, batch_size, model, device):
                 seen = True
-                x = model_input(x, model)
-                x = x.to(device) if device is not None else x
-                check_finite(x, "inputs")
                 for _attempt in range(2):
                     out.clear()
-                    model(x)
+                    call_model(model, batch)
                     if not out.verify():
                         break
                 if layouts is not None:
@@ -393,8 +406,11 @@ def activations(
         Any ``torch.nn.Module``.
     inputs
         A batch-first tensor (split into ``batch_size`` chunks) or an iterable of batches such as a
-        ``DataLoader`` yielding tensors or ``(x, y)`` pairs. Floating inputs are cast to the model's dtype;
-        integer token ids are passed as they are.
+        ``DataLoader`` yielding tensors or ``(x, y)`` pairs (the model gets ``x``). For a model with several
+        inputs: a tuple ``(x, mask)`` (positional, ``model(x, mask)``), a dict (keyword) or
+        ``nx.Inputs(x, mask=m)`` is one batch, split together; a DataLoader then yields ``((x, mask), y)``.
+        Floating inputs are cast to the model's dtype; integer token ids and bool masks are passed as they
+        are.
     layers
         A layer name or list of names (see :func:`nbexplain.layers`).
     conv
@@ -402,7 +418,7 @@ def activations(
         conv map, or each token of a token output, is a sample), ``"mean"``, ``"max"``, ``"flatten"``, or
         ``"cls"`` (the first token). See :func:`to_features`.
     batch_size
-        Chunk size when ``inputs`` is a tensor.
+        Chunk size when ``inputs`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
     eval
         Run in eval mode (default; dropout off, batch-norm running statistics). The model's own mode is
         restored afterwards either way.
@@ -428,6 +444,17 @@ def activations(
     >>> feats = nx.activations(net, torch.rand(4, 1, 8, 8), ["0", "3"])
     >>> feats["0"].shape, feats["3"].shape  # conv: 4 images x 6x6 positions, 3 channels
     (torch.Size([144, 3]), torch.Size([4, 10]))
+
+    A model with two inputs gets both, batched together:
+
+    >>> class Gated(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = torch.nn.Linear(3, 2)
+    ...     def forward(self, x, gate):
+    ...         return self.fc(x) * gate
+    >>> nx.activations(Gated(), (torch.randn(5, 3), torch.zeros(5, 1)), "fc")["fc"].shape
+    torch.Size([5, 2])
     """
     check_model(model)
     check_choice(conv, "conv", CONV_MODES)

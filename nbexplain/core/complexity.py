@@ -60,7 +60,7 @@ import copy
 import math
 import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -70,18 +70,19 @@ from torch import nn
 from .disentanglers import FAMILIES, Disentangler, ElementwiseFit, auto_family, make_disentangler
 from .hygiene import model_device, preserved
 from .layer_select import resolve_modules
+from .model_inputs import InputKey, Inputs, as_inputs, call_model, resolve_wrt
 from .model_io import (
     OutputArg,
     check_output_arg,
     check_runnable,
     describe_output,
-    model_input,
     probe_output,
     select_output,
 )
 from .shapley import ShapleyValues, shapley_values
 from .validation import (
     check_choice,
+    check_finite,
     check_model,
     check_positive_int,
     check_same_samples,
@@ -118,7 +119,7 @@ class ComplexityDecomposition:
     family
         ``"dense"``, ``"conv"`` or ``"custom"``.
     feature_shape, input_shape
-        Shape of one sample's feature and input.
+        Shape of one sample's feature and of its input the disentanglers read.
     energy, reliability, effectiveness, overfitting
         float64 tensors of shape ``(len(orders),)`` (see the module notes for the exact definitions).
     fit_quality, fit_quality_train
@@ -143,6 +144,9 @@ class ComplexityDecomposition:
         How many feature elements (one per channel and position for spatial features) do not vary over
         the training samples (variance ≤ 1e-12 × the mean element variance; e.g. dead ReLU units). They
         weigh nothing in the distillation loss and are reproduced by the disentanglers' per-element mean.
+    input_key
+        For a model with several inputs: the input the disentanglers read (``wrt``; a position or keyword
+        name). ``0`` for a model with one input.
     """
 
     model: nn.Module
@@ -167,6 +171,7 @@ class ComplexityDecomposition:
     consistency_maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     constant_units: int = 0
+    input_key: InputKey = 0
 
     # -- evaluation on new inputs ----------------------------------------------------------------
 
@@ -176,16 +181,31 @@ class ComplexityDecomposition:
                 return p.device
         return torch.device("cpu")
 
+    def _explained(self, x: Any) -> torch.Tensor:
+        """The input the disentanglers read: ``x`` itself, or ``x[input_key]`` of several inputs."""
+        if isinstance(x, (tuple, list, Mapping, Inputs)):
+            batch = as_inputs(tuple(x) if isinstance(x, list) else x, "x")
+            if self.input_key not in batch:
+                raise ValueError(
+                    f"`x` is {batch.describe()}, without the input {self.input_key!r} the disentanglers read."
+                )
+            label = "x" if batch.single else f"x[{self.input_key!r}]"
+            return _check_inputs(batch[self.input_key], label, self.input_shape)
+        return _check_inputs(x, "x", self.input_shape)
+
     @torch.no_grad()
-    def reconstructions(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def reconstructions(self, x: Any, batch_size: int = 256) -> torch.Tensor:
         """The cumulative fits ``g_l(x)`` for every order: ``(len(orders), N, *feature_shape)`` on the CPU.
+
+        ``x`` is the input the disentanglers read; for a model with several inputs, that input alone or all
+        of them (a tuple, dict or ``nx.Inputs``, of which ``input_key`` is used).
 
         Examples
         --------
         >>> res.reconstructions(x_test[:4]).shape  # doctest: +SKIP
         torch.Size([4, 4, 32, 14, 14])
         """
-        x = _check_inputs(x, "x", self.input_shape)
+        x = self._explained(x)
         batch_size = check_positive_int(batch_size, "batch_size")
         dev = self._device()
         out = torch.empty(len(self.orders), x.shape[0], *self.feature_shape)
@@ -199,7 +219,7 @@ class ComplexityDecomposition:
                 d.train(was)
         return out
 
-    def components(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def components(self, x: Any, batch_size: int = 256) -> torch.Tensor:
         """The components ``c_l(x)`` of every order: ``(len(orders), N, *feature_shape)`` on the CPU.
 
         They sum (over the first axis) to the deepest fit ``g_L(x)``.
@@ -216,21 +236,23 @@ class ComplexityDecomposition:
         return c
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """The analysed layer's actual feature ``f(x)`` (model in eval mode, left as found)."""
-        x = _check_inputs(x, "x", self.input_shape)
+    def features(self, x: Any, batch_size: int = 256) -> torch.Tensor:
+        """The analysed layer's actual feature ``f(x)`` (model in eval mode, left as found); for a model with
+        several inputs ``x`` holds all of them (a tuple, dict or ``nx.Inputs``)."""
+        x, _ = _model_inputs(x, "x", self.input_key, self.input_shape)
         module = resolve_modules(self.model, self.layer, "layer")[self.layer]
         return _layer_outputs(self.model, module, x, batch_size, self.layer)
 
     @torch.no_grad()
-    def reliable_components(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """The part of each component predicted from the reference network (``(L, N, *feature_shape)``).
+    def reliable_components(self, x: Any, batch_size: int = 256) -> torch.Tensor:
+        """The part of each component predicted from the reference network (``(L, N, *feature_shape)``);
+        for a model with several inputs ``x`` holds all of them.
 
         Raises ``RuntimeError`` when the decomposition was run with ``reference_model=False``.
         """
         if self.reference_model is None or not self.consistency_maps:
             raise RuntimeError("This decomposition has no reference network (reference_model=False).")
-        x = _check_inputs(x, "x", self.input_shape)
+        x, _ = _model_inputs(x, "x", self.input_key, self.input_shape)
         ref_mod = resolve_modules(self.reference_model, self.reference_layer, "reference_layer")
         fb = _layer_outputs(self.reference_model, ref_mod[self.reference_layer], x, batch_size, self.reference_layer)
         xb = _consistency_inputs(fb, self.feature_shape)
@@ -238,7 +260,7 @@ class ComplexityDecomposition:
         for o in self.orders:
             w, b = self.consistency_maps[o]
             pred = xb @ w + b
-            out.append(_from_rows(pred.float(), x.shape[0], self.feature_shape))
+            out.append(_from_rows(pred.float(), x.n, self.feature_shape))
         return torch.stack(out)
 
     def to(self, device: Union[str, torch.device]) -> "ComplexityDecomposition":
@@ -305,20 +327,38 @@ def _check_inputs(x: Any, argname: str, input_shape: Optional[tuple[int, ...]] =
     return x
 
 
-def _check_split(value: Any, argname: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _model_inputs(
+    x: Any, argname: str, wrt: InputKey | None, input_shape: tuple[int, ...] | None = None
+) -> tuple[Inputs, InputKey]:
+    """The model's inputs as one batch, and the key of the one the disentanglers read (checked: floating,
+    finite, of ``input_shape``); every other floating input is checked finite."""
+    batch = as_inputs(tuple(x) if isinstance(x, list) else x, argname)
+    key = resolve_wrt(batch, wrt, "wrt")
+    for k, t in zip(batch.keys, batch.tensors, strict=True):
+        label = argname if batch.single else f"{argname}[{k!r}]"
+        if k == key:
+            _check_inputs(t, label, input_shape)
+        else:
+            check_finite(t, label)
+    return batch, key
+
+
+def _check_split(value: Any, argname: str, wrt: InputKey | None) -> tuple[Inputs, InputKey, torch.Tensor]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
+        got = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
         raise TypeError(
-            f"`{argname}` must be a pair (x, y) of inputs and task targets, got {type(value).__name__}."
+            f"`{argname}` must be a pair (x, y) of inputs and task targets, got {got}. For a model with several "
+            f"inputs, group them: {argname}=((x, mask), y), or a dict / nx.Inputs as the first element."
         )
-    x = _check_inputs(value[0], f"{argname}[0]")
+    x, key = _model_inputs(value[0], f"{argname}[0]", wrt)
     y = value[1]
     if isinstance(y, (list, tuple)):
         y = torch.as_tensor(y)
     y = check_tensor(y, f"{argname}[1]", min_ndim=1)
-    check_same_samples(x, y, (f"{argname}[0]", f"{argname}[1]"))
-    if x.shape[0] < 2:
-        raise ValueError(f"`{argname}` needs at least 2 samples, got {x.shape[0]}.")
-    return x, y
+    check_same_samples(x[key], y, (f"{argname}[0]", f"{argname}[1]"))
+    if x.n < 2:
+        raise ValueError(f"`{argname}` needs at least 2 samples, got {x.n}.")
+    return x, key, y
 
 
 def _check_orders(orders: Any) -> tuple[int, ...]:
@@ -390,16 +430,19 @@ def _single_forward_hook(module: nn.Module, layer: str, replace: Optional[list] 
 
 
 @torch.no_grad()
-def _layer_outputs(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: int, layer: str) -> torch.Tensor:
+def _layer_outputs(
+    model: nn.Module, module: nn.Module, x: Inputs | torch.Tensor, batch_size: int, layer: str
+) -> torch.Tensor:
     """Outputs of ``module`` for every input (model in eval mode), float32 on the CPU."""
+    x = as_inputs(x, "x")
     chunks = []
     with preserved(model):
         model.eval()
         handle, box = _single_forward_hook(module, layer)
         try:
-            for s in range(0, x.shape[0], batch_size):
+            for b in x.split(batch_size):
                 box["calls"], box["out"] = 0, None
-                model(model_input(x[s : s + batch_size], model))
+                call_model(model, b.to_model(model))
                 if box["out"] is None:
                     raise ValueError(
                         f"Layer {layer!r} did not run during the forward pass; choose a layer used by forward()."
@@ -452,7 +495,7 @@ def _resolve_loss(loss: Any, y: torch.Tensor) -> LossFn:
 
 
 def _probe_task_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, output: OutputArg, loss_fn: LossFn
+    model: nn.Module, x: Inputs, y: torch.Tensor, output: OutputArg, loss_fn: LossFn
 ) -> None:
     """One forward pass on two samples: ``output=`` selects a tensor and the task loss accepts it.
 
@@ -478,7 +521,7 @@ def _head_loss(
     model: nn.Module,
     module: nn.Module,
     layer: str,
-    x: torch.Tensor,
+    x: Inputs | torch.Tensor,
     y: torch.Tensor,
     feature: Optional[torch.Tensor],
     loss_fn: LossFn,
@@ -486,6 +529,7 @@ def _head_loss(
     output: OutputArg = None,
 ) -> float:
     """Mean task loss when ``module``'s output is replaced by ``feature`` (or left alone when None)."""
+    x = as_inputs(x, "x")
     dev = model_device(model)
     box: list = [None]
     handle, calls = (None, None)
@@ -493,14 +537,14 @@ def _head_loss(
         handle, calls = _single_forward_hook(module, layer, replace=box)
     total, n = 0.0, 0
     try:
-        for s in range(0, x.shape[0], batch_size):
-            xb = model_input(x[s : s + batch_size], model)
+        for s in range(0, x.n, batch_size):
+            xb = x.rows(slice(s, s + batch_size)).to_model(model)
             if feature is not None:
                 box[0] = feature[s : s + batch_size].to(dev)
                 calls["calls"] = 0
-            out = select_output(model(xb), output)
-            total += float(loss_fn(out, y[s : s + batch_size].to(dev))) * xb.shape[0]
-            n += xb.shape[0]
+            out = select_output(call_model(model, xb), output)
+            total += float(loss_fn(out, y[s : s + batch_size].to(dev))) * xb.n
+            n += xb.n
     finally:
         if handle is not None:
             handle.remove()
@@ -587,11 +631,12 @@ def _fresh_reference(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _train_reference(
-    ref: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, epochs: int, seed: int,
+    ref: nn.Module, x: Inputs | torch.Tensor, y: torch.Tensor, loss_fn: LossFn, epochs: int, seed: int,
     batch_size: int, progress: bool, output: OutputArg = None,
 ) -> list[float]:
     from tqdm.auto import tqdm
 
+    x = as_inputs(x, "x")
     dev = model_device(ref)
     opt = torch.optim.Adam([p for p in ref.parameters() if p.requires_grad], lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
@@ -599,18 +644,18 @@ def _train_reference(
     ref.train()
     bar = tqdm(range(epochs), desc="reference network", disable=not progress, leave=False)
     for _ in bar:
-        order = torch.randperm(x.shape[0], generator=gen)
+        order = torch.randperm(x.n, generator=gen)
         total = 0.0
-        for s in range(0, x.shape[0], batch_size):
+        for s in range(0, x.n, batch_size):
             idx = order[s : s + batch_size]
-            if idx.numel() < 2 and x.shape[0] > 1:
+            if idx.numel() < 2 and x.n > 1:
                 continue
-            loss = loss_fn(select_output(ref(model_input(x[idx], ref)), output), y[idx].to(dev))
+            loss = loss_fn(select_output(call_model(ref, x.rows(idx).to_model(ref)), output), y[idx].to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * idx.numel()
-        losses.append(total / x.shape[0])
+        losses.append(total / x.n)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     ref.eval()
     for p in ref.parameters():
@@ -712,6 +757,7 @@ def decompose_complexity(
     resume: Optional[ComplexityDecomposition] = None,
     progress: bool = True,
     output: OutputArg = None,
+    wrt: InputKey | None = None,
 ) -> ComplexityDecomposition:
     """Decompose a layer's feature into components of increasing complexity (Ren et al., ICML 2021).
 
@@ -725,7 +771,9 @@ def decompose_complexity(
     train, test
         ``(x, y)`` pairs: inputs and task targets (class indices, or float targets for regression). The
         disentanglers are trained on ``train[0]``; ``test`` is used for test curves, fit quality,
-        reliability and the overfitting metric.
+        reliability and the overfitting metric. For a model with several inputs ``x`` is a tuple
+        (positional, ``model(x, mask)``), a dict (keyword) or ``nx.Inputs``: ``train=((x, mask), y)``; the
+        model gets all of them, the disentanglers read one (``wrt``).
     orders
         Increasing numbers of non-linear layers of the disentanglers (0 = affine), e.g. ``(1, 2, 4, 8)``;
         an int ``n`` means ``1 … n``.
@@ -776,6 +824,10 @@ def decompose_complexity(
         For models that return a tuple, dict or output object: which tensor the task loss reads (an index,
         a key or attribute name, or a callable on the model's output; see
         :func:`nbexplain.core.model_io.select_output`). Checked with one forward pass before any training.
+    wrt
+        For a model with several inputs: the input the disentanglers read (a position or keyword name;
+        default the first), a floating tensor. The components are functions of that input alone; what the
+        feature owes to the other inputs stays in the residual ``f − g_L`` (see ``fit_quality``).
 
     Returns
     -------
@@ -804,11 +856,14 @@ def decompose_complexity(
     if not isinstance(layer, str):
         raise TypeError(f"`layer` must be one layer name (str), got {type(layer).__name__}.")
     module = resolve_modules(model, layer, "layer")[layer]
-    x_tr, y_tr = _check_split(train, "train")
-    x_te, y_te = _check_split(test, "test")
-    if tuple(x_tr.shape[1:]) != tuple(x_te.shape[1:]):
+    x_tr, key, y_tr = _check_split(train, "train", wrt)
+    x_te, _, y_te = _check_split(test, "test", key)
+    if x_tr.keys != x_te.keys:
+        raise ValueError(f"`train` and `test` hold different inputs: {x_tr.describe()} vs {x_te.describe()}.")
+    if tuple(x_tr[key].shape[1:]) != tuple(x_te[key].shape[1:]):
         raise ValueError(
-            f"`train` and `test` inputs differ in shape: {tuple(x_tr.shape[1:])} vs {tuple(x_te.shape[1:])}."
+            f"`train` and `test` inputs differ in shape: {tuple(x_tr[key].shape[1:])} vs "
+            f"{tuple(x_te[key].shape[1:])}."
         )
     orders = _check_orders(orders)
     epoch_list = _check_epochs(epochs, len(orders))
@@ -855,14 +910,14 @@ def decompose_complexity(
         "metric_samples": metric_samples, "loss": loss if isinstance(loss, str) else "custom",
     }
     # the disentanglers are float32 networks on the model's device, whatever the model's dtype
-    xd_tr, xd_te = x_tr.float(), x_te.float()
+    xd_tr, xd_te = x_tr[key].float(), x_te[key].float()
 
     with preserved(model):
         model.eval()
         f_tr = _layer_outputs(model, module, x_tr, 256, layer)
         f_te = _layer_outputs(model, module, x_te, 256, layer)
         feature_shape = tuple(f_tr.shape[1:])
-        input_shape = tuple(x_tr.shape[1:])
+        input_shape = tuple(xd_tr.shape[1:])
         if custom:
             fam = "custom"
         else:
@@ -881,6 +936,10 @@ def decompose_complexity(
                 raise ValueError(
                     f"`resume` decomposed layer {resume.layer!r} with feature shape {resume.feature_shape}; "
                     f"this call asks for {layer!r} with {feature_shape}. Resume only the same layer."
+                )
+            if resume.input_key != key:
+                raise ValueError(
+                    f"`resume` distilled from input {resume.input_key!r}, this call from {key!r} (`wrt`)."
                 )
             if resume.family != fam:
                 raise ValueError(f"`resume` used family {resume.family!r}, this call {fam!r}.")
@@ -903,7 +962,7 @@ def decompose_complexity(
         trained: dict[int, nn.Module] = {}
         history: dict[int, dict[str, Any]] = {}
         previous_pool: dict[int, nn.Module] = dict(resume.disentanglers) if resume is not None else {}
-        stat_idx = torch.randperm(x_tr.shape[0], generator=torch.Generator().manual_seed(seed))[:4096]
+        stat_idx = torch.randperm(x_tr.n, generator=torch.Generator().manual_seed(seed))[:4096]
         outer = tqdm(orders, desc=f"complexity of {layer}", disable=not progress)
         for i, o in enumerate(outer):
             outer.set_postfix(order=o)
@@ -947,18 +1006,18 @@ def decompose_complexity(
 
         # ---------------- metrics on the metric samples ----------------
         i_tr, i_te = _metric_indices(y_tr, y_te, metric_samples)
-        xm_tr, ym_tr, fm_tr = x_tr[i_tr], y_tr[i_tr], f_tr[i_tr]
-        xm_te, ym_te, fm_te = x_te[i_te], y_te[i_te], f_te[i_te]
+        xm_tr, ym_tr, fm_tr = x_tr.rows(i_tr), y_tr[i_tr], f_tr[i_tr]
+        xm_te, ym_te, fm_te = x_te.rows(i_te), y_te[i_te], f_te[i_te]
         result = ComplexityDecomposition(
             model=model, layer=layer, orders=orders, disentanglers=trained, family=fam,
             feature_shape=feature_shape, input_shape=input_shape,
             energy=torch.empty(0), reliability=torch.empty(0), effectiveness=torch.empty(0),
             overfitting=torch.empty(0), fit_quality=torch.empty(0), fit_quality_train=torch.empty(0),
             reliability_feature=float("nan"), history=history, losses={}, shapley=None, settings=settings,
-            constant_units=constant_units,
+            constant_units=constant_units, input_key=key,
         )
-        g_tr = result.reconstructions(xm_tr)
-        g_te = result.reconstructions(xm_te)
+        g_tr = result.reconstructions(xm_tr[key])
+        g_te = result.reconstructions(xm_te[key])
         c_tr = g_tr.clone()
         c_tr[1:] -= g_tr[:-1]
         c_te = g_te.clone()

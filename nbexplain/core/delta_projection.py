@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .capturing import iter_batches
 from .hygiene import preserved
 from .layer_select import resolve_modules
 from .layouts import LayoutProbe, known_layout, rank_layout
-from .model_io import OutputArg, check_output_arg, check_runnable, model_input, probe_output, select_output
+from .model_inputs import Inputs, as_inputs, call_model
+from .model_io import OutputArg, check_output_arg, check_runnable, probe_output, select_output
 from .saturation_tracking import COUNTING_MODES, intrinsic_dimension
 from .statistics import RunningMoments
 from .validation import (
@@ -214,18 +214,24 @@ class DeltaProjection:
         return f"DeltaProjection(k={self.k}/{self.width}, {src}, subspace={self.subspace!r})"
 
 
-def _run(model: nn.Module, x: torch.Tensor, batch_size: int, output: OutputArg = None) -> torch.Tensor:
-    outs = [select_output(model(model_input(b, model)), output).detach().cpu() for b in iter_batches(x, batch_size)]
+def _run(model: nn.Module, x: Inputs | torch.Tensor, batch_size: int, output: OutputArg = None) -> torch.Tensor:
+    batches = as_inputs(x, "x").split(batch_size)
+    outs = [select_output(call_model(model, b.to_model(model), "x"), output).detach().cpu() for b in batches]
     return torch.cat(outs)
 
 
-def _check_call(model: Any, x: Any, output: Any) -> tuple[nn.Module, torch.Tensor, OutputArg]:
-    """Model, inputs and ``output=`` checked — the latter by one forward pass — before any heavy work."""
+def _check_call(model: Any, x: Any, output: Any) -> tuple[nn.Module, Inputs, OutputArg]:
+    """Model, inputs and ``output=`` checked — the latter by one forward pass — before any heavy work.
+
+    ``x`` is one batch of inputs (a tensor, or a tuple / dict / ``nx.Inputs`` of several), returned as
+    :class:`~nbexplain.core.model_inputs.Inputs`."""
     model = check_runnable(check_model(model))
     output = check_output_arg(output)
-    x = check_tensor(x, "x", min_ndim=1)
-    probe_output(model, x, output)
-    return model, x, output
+    if isinstance(x, torch.Tensor) or type(x).__module__.startswith("numpy"):
+        x = check_tensor(x, "x", min_ndim=1)
+    batch = as_inputs(x, "x")
+    probe_output(model, batch, output)
+    return model, batch, output
 
 
 def projected_outputs(
@@ -247,7 +253,8 @@ def projected_outputs(
     model
         Any model; run in eval mode under ``torch.no_grad`` (its modes are restored).
     x
-        Input batch ``(N, …)``.
+        Input batch ``(N, …)``; for a model with several inputs a tuple (positional, ``model(x, mask)``),
+        a dict (keyword) or ``nx.Inputs``, sliced together.
     layer
         Layer whose output is projected.
     stats
@@ -285,7 +292,7 @@ def projected_outputs(
     >>> nx.projected_outputs(ae, x[:4], "encoder.code", stats, ks=[1, 4, 8]).shape
     torch.Size([3, 4, 64])
     """
-    model, x, output = _check_call(model, x, output)
+    model, batch, output = _check_call(model, x, output)
     resolve_modules(model, [layer], "layer")
     ks = [check_positive_int(k, "ks") for k in ks]
     if not ks:
@@ -294,15 +301,15 @@ def projected_outputs(
     projs = [DeltaProjection(stats, k=k, subspace=subspace, seed=seed) for k in ks]
     with preserved(model), torch.no_grad():
         model.eval()
-        if len(projs) > 1 and x.shape[0] >= 2:
-            stacked = _stacked_outputs(model, x, layer, projs, batch_size, show, output)
+        if len(projs) > 1 and batch.n >= 2:
+            stacked = _stacked_outputs(model, batch, layer, projs, batch_size, show, output)
             if stacked is not None:
                 return stacked
         results = []
         with _progress(len(projs), f"projecting {layer}", show) as bar:
             for proj in projs:
                 with proj.inserted(model, layer):
-                    results.append(_run(model, x, batch_size, output))
+                    results.append(_run(model, batch, batch_size, output))
                 bar.update(1)
     return torch.stack(results)
 
@@ -323,7 +330,7 @@ def _progress(total: int, desc: str, show: bool) -> Iterator[Any]:
 
 
 def _stacked_outputs(
-    model: nn.Module, x: torch.Tensor, layer: str, projs: list[DeltaProjection], batch_size: int, show: bool,
+    model: nn.Module, x: Inputs | torch.Tensor, layer: str, projs: list[DeltaProjection], batch_size: int, show: bool,
     output: OutputArg = None,
 ) -> torch.Tensor | None:
     """All projections in one pass per chunk: the layer's output (n samples) is replaced by the stack of
@@ -349,16 +356,17 @@ def _stacked_outputs(
 
     chunk = max(2, min(batch_size, 8192 // n_k))
     outs: list[torch.Tensor] = []
-    batches = list(iter_batches(x, chunk))
+    batches = list(as_inputs(x, "x").split(chunk))
     with _progress(len(batches), f"projecting {layer}", show) as bar:
         try:
             for i, b in enumerate(batches):
+                b = b.to_model(model)
                 handle = module.register_forward_hook(hook)
                 try:
-                    y = select_output(model(model_input(b, model)), output)
+                    y = select_output(b.call(model), output)
                 finally:
                     handle.remove()
-                n = b.shape[0]
+                n = b.n
                 if not isinstance(y, torch.Tensor) or y.shape[0] != n_k * n:
                     return None
                 y = y.detach().cpu().reshape(n_k, n, *y.shape[1:])
@@ -366,7 +374,7 @@ def _stacked_outputs(
                     # Guard against silent broadcasting in the rest of the network: check one k exactly.
                     for j in {0, n_k - 1}:
                         with projs[j].inserted(model, layer):
-                            ref = select_output(model(model_input(b, model)), output).detach().cpu()
+                            ref = select_output(b.call(model), output).detach().cpu()
                         if ref.shape != y[j].shape or not torch.allclose(ref, y[j], rtol=1e-4, atol=1e-5):
                             return None
                 outs.append(y)
@@ -413,7 +421,8 @@ def delta_curve(
         δ values in (0, 1].
     target
         Class labels ``(N,)`` for a classifier. Without it the error is the mean squared error between
-        the projected output and ``x`` (an autoencoder), or the unprojected output if shapes differ.
+        the projected output and ``x`` (an autoencoder; with several inputs, the first), or the unprojected
+        output if shapes differ.
     seed
         Seed of the random-subspace control.
     output
@@ -435,7 +444,8 @@ def delta_curve(
     >>> curve.metric, abs(float(curve.eigen[-1]) - curve.baseline) <= 0.01
     ('accuracy', True)
     """
-    model, x, output = _check_call(model, x, output)
+    model, batch, output = _check_call(model, x, output)
+    first = batch.first
     ds = [check_fraction(d, "deltas") for d in deltas]
     if not ds:
         raise ValueError("`deltas` is empty.")
@@ -444,19 +454,19 @@ def delta_curve(
     distinct = sorted(set(ks))
     if target is not None:
         target = check_tensor(target, "target", ndim=1, dtype_kind="int")
-        check_same_samples(x, target, ("x", "target"))
+        check_same_samples(first, target, ("x", "target"))
     with preserved(model), torch.no_grad():
         model.eval()
-        plain = _run(model, x, batch_size, output)
+        plain = _run(model, batch, batch_size, output)
 
     def score(out: torch.Tensor) -> float:
         if target is not None:
             return float((out.argmax(-1) == target.cpu()).double().mean())
-        ref = x.cpu() if out.shape[1:] == x.shape[1:] else plain
+        ref = first.cpu() if out.shape[1:] == first.shape[1:] else plain
         return float((out.double() - ref.double()).pow(2).mean())
 
-    eig = projected_outputs(model, x, layer, stats, distinct, "eigen", seed, batch_size, output=output)
-    rnd = projected_outputs(model, x, layer, stats, distinct, "random", seed, batch_size, output=output)
+    eig = projected_outputs(model, batch, layer, stats, distinct, "eigen", seed, batch_size, output=output)
+    rnd = projected_outputs(model, batch, layer, stats, distinct, "random", seed, batch_size, output=output)
     by_k = {k: (score(e), score(r)) for k, e, r in zip(distinct, eig, rnd, strict=False)}
     return DeltaCurve(
         deltas=torch.tensor(ds, dtype=torch.float64),

@@ -94,7 +94,7 @@ def _resolve_kinds(kinds: KindsArg) -> tuple[type[nn.Module], ...] | None:
 
 
 def layers(
-    model: nn.Module, kinds: KindsArg = None, example: torch.Tensor | None = None, *, layout: Any = None
+    model: nn.Module, kinds: KindsArg = None, example: Any = None, *, layout: Any = None
 ) -> list[str]:
     """Qualified names of a model's analysable layers, in forward order.
 
@@ -107,7 +107,8 @@ def layers(
         (``"linear"``, ``"conv"``, ``"norm"``, ``"activation"``, ``"pool"``), ``"all"`` (every leaf
         module), a module class, or a list of these.
     example
-        An optional input batch. Without it the order is the order in which modules were registered
+        An optional input batch: a tensor, or for a model with several inputs a tuple (positional), a dict
+        (keyword) or ``nx.Inputs(x, mask=m)``, called as ``model(*args, **kwargs)``. Without it the order is the order in which modules were registered
         (the forward order for ``nn.Sequential`` and most hand-written models); with it the layers are
         ordered by when they first run in a real forward pass, and layers that never run are dropped; the
         returned :class:`LayerList` then also reports each layer's output shape and layout (``.layouts``,
@@ -175,12 +176,14 @@ class LayerList(list):
         return "\n".join(line.rstrip() for line in lines)
 
 
-def _run_example(model: nn.Module, names: list[str], example: torch.Tensor, layout: Any) -> LayerList:
+def _run_example(model: nn.Module, names: list[str], example: Any, layout: Any) -> LayerList:
     """Run ``example`` once (eval, no grad) and record the order, output shapes and layouts of ``names``."""
     from .layouts import LayoutProbe, check_layout_arg
-    from .model_io import check_runnable, model_input
+    from .model_inputs import as_inputs, call_model
+    from .model_io import check_runnable
 
     check_runnable(model)
+    batch = as_inputs(example, "example").to_model(model)
     modules = dict(model.named_modules())
     watched = {n: modules[n] for n in names}
     found = LayerList()
@@ -200,7 +203,7 @@ def _run_example(model: nn.Module, names: list[str], example: torch.Tensor, layo
             probe.start()
             model.eval()
             with torch.no_grad():
-                model(model_input(example, model))
+                call_model(model, batch, "example")
         finally:
             for h in handles:
                 h.remove()

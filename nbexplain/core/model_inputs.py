@@ -25,13 +25,15 @@ by default); the others are held fixed, sliced and expanded row by row with it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
 
-__all__ = ["Inputs", "InputKey", "as_inputs", "iter_inputs", "resolve_wrt", "call_note"]
+__all__ = ["Inputs", "InputKey", "as_inputs", "iter_inputs", "resolve_wrt", "call_note", "call_model"]
 
 #: A position in the positional inputs or a keyword name.
 InputKey = Union[int, str]
@@ -295,3 +297,37 @@ def call_note(batch: Inputs, argname: str = "inputs") -> str:
         f"as keyword inputs. If the tuple was (inputs, labels), pass only the inputs: an attribution's classes go "
         f"in `target=`, and data for statistics may be a list or DataLoader of (inputs, label) batches."
     )
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
+def _raised_by_nbexplain(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is nbexplain's own code (a hook's or rule's clear
+    error)."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
+
+
+def call_model(model: Callable[..., Any], batch: Inputs, argname: str = "inputs") -> Any:
+    """``model(*batch.args, **batch.kwargs)``. An error the model raises that the way it was called may
+    explain gets :func:`call_note` as a note, so the traceback says how nbexplain called the model: a
+    ``TypeError`` (a wrong number of inputs) always, and with several inputs also a ``RuntimeError``,
+    ``ValueError`` or ``IndexError`` (mismatched shapes, e.g. labels read as an input). Out-of-memory errors and
+    nbexplain's own errors raised in its hooks get none."""
+    try:
+        return batch.call(model)
+    except (TypeError, RuntimeError, ValueError, IndexError) as err:
+        why = isinstance(err, TypeError) or not batch.single
+        if why and not isinstance(err, torch.OutOfMemoryError) and not _raised_by_nbexplain(err):
+            note = call_note(batch, argname)
+            if note not in getattr(err, "__notes__", ()):
+                if hasattr(err, "add_note"):
+                    err.add_note(note)
+                else:  # Python 3.10: stored where 3.11's traceback (and the exceptiongroup backport) looks
+                    err.__notes__ = [*getattr(err, "__notes__", []), note]  # type: ignore[attr-defined]
+        raise

@@ -16,17 +16,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
 
 from .hygiene import model_device, model_dtype, preserved
-from .model_inputs import InputKey, Inputs, call_note, resolve_wrt
+from .model_inputs import InputKey, Inputs, as_inputs, call_model, resolve_wrt
 
 __all__ = [
     "OutputArg",
@@ -171,66 +169,31 @@ def model_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
 
 
 def probe_output(
-    model: nn.Module,
-    x: torch.Tensor | Inputs,
-    output: OutputArg = None,
-    argname: str = "output",
-    samples: int = 2,
+    model: nn.Module, x: Any, output: OutputArg = None, argname: str = "output", samples: int = 2
 ) -> torch.Tensor:
     """Run the model once on the first ``samples`` rows of ``x`` and return the selected output.
 
-    ``x`` is one tensor (``model(x)``) or an :class:`~nbexplain.core.model_inputs.Inputs` batch of several
-    inputs (``model(*args, **kwargs)``, every input's first rows). Checks that the selection is a tensor with
-    one row per sample, so a wrong ``output=`` (or a model that reduces over the batch) is reported before any
-    heavy work. The model's state is left as found. With an :class:`Inputs`, an error the model raises carries
-    a note saying how nbexplain called it (:func:`~nbexplain.core.model_inputs.call_note`).
+    ``x`` is one batch of inputs: a tensor, or several inputs as a tuple, dict or
+    :class:`~nbexplain.core.model_inputs.Inputs` (sliced together). Checks that the selection is a tensor
+    with one row per sample, so a wrong ``output=`` (or a model that reduces over the batch) is reported
+    before any heavy work. The model's state is left as found.
     """
-    if isinstance(x, Inputs):
-        batch = x.rows(slice(0, samples)).to_model(model)
-        rows = batch.n
-    else:
-        xs = model_input(x[:samples], model)
-        rows = xs.shape[0]
+    xs = as_inputs(x, "x").rows(slice(0, samples)).to_model(model)
     with preserved(model), torch.no_grad():
         model.eval()
-        raw = call_with_note(model, batch) if isinstance(x, Inputs) else model(xs)
-        picked = select_output(raw, output, argname)
-    if picked.ndim == 0 or picked.shape[0] != rows:
+        picked = select_output(call_model(model, xs, "x"), output, argname)
+    if picked.ndim == 0 or picked.shape[0] != xs.n:
         raise ValueError(
-            f"The selected model output has shape {tuple(picked.shape)} for a batch of {rows} samples; "
+            f"The selected model output has shape {tuple(picked.shape)} for a batch of {xs.n} samples; "
             f"it must have one row per sample (batch first). Choose another tensor with `{argname}`."
         )
     return picked
 
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
-
-
-def _raised_by_nbexplain(e: BaseException) -> bool:
-    """Whether the innermost frame of ``e``'s traceback is nbexplain's own code (a hook or rule)."""
-    tb = e.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
-
-
 def call_with_note(model: Any, batch: Inputs) -> Any:
-    """``model(*batch.args, **batch.kwargs)``; an error raised in the model that the way it was called may
-    explain gets a note saying how nbexplain called it (:func:`~nbexplain.core.model_inputs.call_note`): a
-    ``TypeError`` (a wrong number of inputs), and with several inputs also a ``RuntimeError`` or ``IndexError``
-    (mismatched shapes: labels read as an input). Out-of-memory errors and nbexplain's own errors raised in its
-    hooks get none."""
-    try:
-        return batch.call(model)
-    except (TypeError, RuntimeError, IndexError) as e:
-        why = isinstance(e, TypeError) or not batch.single
-        if why and not isinstance(e, torch.OutOfMemoryError) and not _raised_by_nbexplain(e):
-            note = call_note(batch)
-            if note not in getattr(e, "__notes__", ()):
-                e.add_note(note)
-        raise
+    """``model(*batch.args, **batch.kwargs)`` with :func:`~nbexplain.core.model_inputs.call_model`'s note on
+    errors the way of calling may explain."""
+    return call_model(model, batch, "x")
 
 
 # ----------------------------------------------------------------------------------------------------

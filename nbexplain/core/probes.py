@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .capturing import CONV_MODES, activations
 from .hygiene import preserved
 from .layer_select import layers as list_layers
+from .model_inputs import Inputs, as_inputs
 from .validation import (
     check_choice,
     check_finite,
@@ -47,15 +48,26 @@ class ProbeFit:
         return (z @ self.weight + self.bias).argmax(dim=1)
 
 
-def _pair(value: Any, argname: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(value: Any, argname: str) -> tuple[Inputs, torch.Tensor]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"`{argname}` must be a pair (x, y) of inputs and integer labels.")
-    x = check_tensor(value[0], f"{argname}[0]", min_ndim=1)
+        got = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
+        raise TypeError(
+            f"`{argname}` must be a pair (x, y) of inputs and integer labels, got {got}. For a model with "
+            f"several inputs, group them: {argname}=((x, mask), y), or a dict / nx.Inputs as the first element."
+        )
+    x = value[0]
+    if isinstance(x, list):
+        x = tuple(x)
+    batch = as_inputs(x, f"{argname}[0]")
     y = check_tensor(value[1], f"{argname}[1]", ndim=1, dtype_kind="int")
-    check_same_samples(x, y, (f"{argname}[0]", f"{argname}[1]"))
-    if x.shape[0] == 0:
+    if y.shape[0] != batch.n:
+        raise ValueError(
+            f"`{argname}[0]` has {batch.n} samples but `{argname}[1]` has {y.shape[0]}; both must hold the same "
+            "samples in the same order (dimension 0)."
+        )
+    if batch.n == 0:
         raise ValueError(f"`{argname}` holds no samples.")
-    return x, y.long()
+    return batch, y.long()
 
 
 def fit_linear_probe(
@@ -150,7 +162,9 @@ def probe_accuracy(
     model
         Any ``torch.nn.Module`` (run in eval mode; its state is left as found).
     train, test
-        ``(x, y)`` pairs of inputs and integer labels.
+        ``(x, y)`` pairs of inputs and integer labels. For a model with several inputs ``x`` is a tuple
+        (positional, ``model(x, mask)``), a dict (keyword) or ``nx.Inputs``: ``train=((x, mask), y)``. The
+        labels never reach the model.
     layers
         Layer names; default every Linear and Conv layer.
     conv

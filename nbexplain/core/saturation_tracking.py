@@ -18,16 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capturing import CONV_MODES, iter_batches
+from .capturing import CONV_MODES, prepared_batches
 from .hygiene import preserved
 from .layer_select import layers as list_layers
 from .layer_select import resolve_modules
 from .layouts import LayoutArg, LayoutProbe, check_layout_arg
-from .model_io import check_runnable, model_input
+from .model_inputs import call_model
+from .model_io import check_runnable
 from .statistics import RunningMoments, subsample_positions
 from .validation import (
     check_choice,
-    check_finite,
     check_fraction,
     check_model,
     check_positive_int,
@@ -287,7 +287,9 @@ class SaturationTracker:
 
     Notes
     -----
-    A forward pass counts as train or eval according to the tracked module's own ``training`` flag.
+    The tracker takes no data: it records the forward passes your loop makes, so a model with several
+    inputs (``model(x, mask)``, ``model(ids, attention_mask=m)``) needs nothing special. A forward pass
+    counts as train or eval according to the tracked module's own ``training`` flag.
     Hooks are attached on entering the ``with`` block (or :meth:`start`) and all removed on exit (or
     :meth:`close`), also when the block raises. Results stay readable after closing; recording does not.
 
@@ -584,13 +586,15 @@ def layer_statistics(
     model
         Any ``torch.nn.Module``.
     inputs
-        A batch-first tensor or an iterable of batches (``DataLoader``; ``(x, y)`` items use ``x``).
+        A batch-first tensor or an iterable of batches (``DataLoader``; ``(x, y)`` items give the model
+        ``x``). Several inputs: a tuple ``(x, mask)`` or a dict is one batch (``model(x, mask)``), and a
+        DataLoader yields ``((x, mask), y)`` (see :func:`nbexplain.activations`).
     layers
         Layer names; default every Linear and Conv layer.
     conv, max_positions, layout
         As in :class:`SaturationTracker`.
     batch_size
-        Chunk size when ``inputs`` is a tensor.
+        Chunk size when ``inputs`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
     eval
         Run in eval mode (default). The model's modes are restored afterwards.
 
@@ -615,11 +619,9 @@ def layer_statistics(
         tracker = SaturationTracker(model, layers, conv=conv, max_positions=max_positions, sync=False, layout=layout)
         seen = False
         with torch.no_grad(), tracker:
-            for x in iter_batches(inputs, batch_size):
+            for batch in prepared_batches(inputs, batch_size, model):
                 seen = True
-                x = model_input(x, model)
-                check_finite(x, "inputs")
-                model(x)
+                call_model(model, batch)
         if not seen:
             raise ValueError("`inputs` is empty: it yielded no batches.")
         stats: dict[str, RunningMoments] = {}

@@ -25,7 +25,7 @@ import copy
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -537,7 +537,9 @@ def similarity_grid(
         a dict holding the state dict under ``"state_dict"``/``"model_state_dict"``/``"model"`` works too),
         in training order — or a mapping ``label → checkpoint``. A single model is one checkpoint.
     inputs
-        The probe inputs: a batch-first tensor or an iterable of batches (``(x, y)`` pairs are fine). Every
+        The probe inputs: a batch-first tensor or an iterable of batches (``(x, y)`` pairs are fine: the
+        model gets ``x``). For models with several inputs a tuple ``(x, mask)``, a dict or ``nx.Inputs`` is
+        one batch, and a DataLoader yields ``((x, mask), y)`` (see :func:`nbexplain.activations`). Every
         checkpoint sees the same inputs.
     layers
         Layer names compared at each checkpoint (``None``: all of ``nx.layers(model)``).
@@ -594,7 +596,7 @@ def similarity_grid(
     """
     metrics = _check_metrics(metric)
     check_choice(conv, "conv", CONV_MODES)
-    if not isinstance(inputs, torch.Tensor) and iter(inputs) is inputs:  # type: ignore[call-overload]
+    if isinstance(inputs, Iterator):
         # a one-shot iterator (generator): every checkpoint needs the same batches, so keep them
         inputs = list(inputs)
     kx, _ = check_keep(keep)
@@ -764,7 +766,7 @@ def model_similarity(
     model_a, model_b
         Models (or state dicts / paths with ``model=`` given in ``kwargs``). The architectures may differ.
     inputs
-        Probe inputs both models see.
+        Probe inputs both models see (as in :func:`similarity_grid`; both models take the same inputs).
     layers, layers_b
         Layers of A (rows) and of B (columns; default: the same names).
     metric

@@ -9,7 +9,7 @@ computed here once and switched in the browser without a kernel round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 import traitlets
 
 from ..core.complexity import ComplexityDecomposition
+from ..core.model_inputs import Inputs, as_inputs
 from ..core.validation import check_positive_int, check_tensor
 from .base import NbxWidget
 from .tensor import DEFAULT_MAX_BYTES, TensorTrait, to_uint8_images
@@ -44,7 +45,9 @@ class ComplexityViewer(NbxWidget):
         A :class:`~nbexplain.core.complexity.ComplexityDecomposition` from
         :func:`nbexplain.decompose_complexity`.
     x
-        The samples to show (``(N, *input_shape)``, at most 16), e.g. ``data.x_test[:6]``.
+        The samples to show (``(N, *input_shape)``, at most 16), e.g. ``data.x_test[:6]``. For a model with
+        several inputs, all of them as one batch (a tuple, dict or ``nx.Inputs``); the input the
+        disentanglers read (``result.input_key``) is the one shown.
     titles
         One title per sample (text, never HTML). Default: ``"sample 0"``, …
     channels
@@ -142,7 +145,17 @@ class ComplexityViewer(NbxWidget):
     def set_samples(self, x: Any, titles: Sequence[str] | None = None) -> None:
         """Show other samples (recomputes the components; one update of the view)."""
         res = self.result
-        x = check_tensor(x, "x", min_ndim=2, dtype_kind="float", finite=True)
+        every = x  # what the model gets: x itself, or several inputs
+        label = "x"
+        if isinstance(x, (tuple, list, Mapping, Inputs)):
+            every = as_inputs(tuple(x) if isinstance(x, list) else x, "x")
+            if res.input_key not in every:
+                raise ValueError(
+                    f"`x` is {every.describe()}, without the input {res.input_key!r} the disentanglers read."
+                )
+            x = every[res.input_key]
+            label = "x" if every.single else f"x[{res.input_key!r}]"
+        x = check_tensor(x, label, min_ndim=2, dtype_kind="float", finite=True)
         if tuple(x.shape[1:]) != tuple(res.input_shape):
             raise ValueError(
                 f"`x` has samples of shape {tuple(x.shape[1:])}; the decomposition expects {tuple(res.input_shape)}."
@@ -156,7 +169,7 @@ class ComplexityViewer(NbxWidget):
         if len(titles) != n:
             raise ValueError(f"`titles` has {len(titles)} entries for {n} samples; give one per sample.")
 
-        f = res.features(x)                 # (N, *fs)
+        f = res.features(every)             # (N, *fs)
         g = res.reconstructions(x)          # (L, N, *fs)
         c = g.clone()
         c[1:] -= g[:-1]

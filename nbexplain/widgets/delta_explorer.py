@@ -12,9 +12,10 @@ import traitlets
 from torch import nn
 
 from ..core.delta_projection import projected_outputs
-from ..core.hygiene import model_device, preserved
+from ..core.hygiene import preserved
 from ..core.layer_select import layers as list_layers
 from ..core.layer_select import resolve_modules
+from ..core.model_inputs import Inputs, as_inputs, call_model
 from ..core.saturation_tracking import intrinsic_dimension, layer_statistics
 from ..core.validation import check_fraction, check_model, check_positive_int, check_tensor
 from .base import NbxWidget
@@ -32,16 +33,48 @@ def slider_deltas(lo: float = 0.5, hi: float = 0.9999, steps: int = 121) -> np.n
     return np.concatenate([1 - 10.0 ** (-u), [1.0]])
 
 
-def _unpack(data: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-    """(stats_x, stats_y, show_x, show_y) from a Dataset, an (x, y) pair or a tensor."""
+def _inputs(x: Any, argname: str) -> Inputs:
+    """One batch of the model's inputs; the first (the one shown) an image or vector batch ``(N, …)``."""
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        x = check_tensor(x, argname, min_ndim=2)
+    batch = as_inputs(tuple(x) if isinstance(x, list) else x, argname)
+    if batch.first.ndim < 2:
+        raise ValueError(
+            f"`{argname}`'s first input (the one shown) must be a batch of images or vectors (N, …), got shape "
+            f"{tuple(batch.first.shape)}."
+        )
+    return batch
+
+
+def _unpack(data: Any) -> tuple[Inputs, torch.Tensor | None, Inputs, torch.Tensor | None]:
+    """(stats_x, stats_y, show_x, show_y) from a Dataset, an (inputs, y) pair, several inputs or a tensor."""
     if hasattr(data, "x_train") and hasattr(data, "x_test"):
-        return data.x_train, data.y_train, data.x_test, data.y_test
+        return _inputs(data.x_train, "data.x_train"), data.y_train, _inputs(data.x_test, "data.x_test"), data.y_test
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        x = check_tensor(data[0], "data[0]", min_ndim=2)
-        y = check_tensor(data[1], "data[1]", ndim=1, dtype_kind="int")
+        y = data[1]
+        if isinstance(y, np.ndarray):
+            y = torch.as_tensor(y)
+        if not (isinstance(y, torch.Tensor) and y.ndim == 1 and not y.is_floating_point() and y.dtype != torch.bool):
+            got = f"shape {tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(
+                f"`data` is a pair, read as (inputs, labels), but `data[1]` ({got}) is not a 1-D integer label "
+                "tensor. For a model with several inputs pass them as one batch, nx.Inputs(x, mask), or with "
+                "labels as ((x, mask), y)."
+            )
+        x = _inputs(data[0], "data[0]")
+        if x.n != y.shape[0]:
+            raise ValueError(f"`data[0]` has {x.n} samples but `data[1]` has {y.shape[0]} labels.")
         return x, y, x, y
-    x = check_tensor(data, "data", min_ndim=2)
+    x = _inputs(data, "data")
     return x, None, x, None
+
+
+def _cat(a: Inputs, b: Inputs) -> Inputs:
+    """Two batches of the same inputs, one after the other."""
+    return Inputs(
+        *[torch.cat([u, v]) if isinstance(u, torch.Tensor) else u for u, v in zip(a.args, b.args, strict=True)],
+        **{k: torch.cat([u, b.kwargs[k]]) if isinstance(u, torch.Tensor) else u for k, u in a.kwargs.items()},
+    )
 
 
 class DeltaExplorer(NbxWidget):
@@ -57,8 +90,11 @@ class DeltaExplorer(NbxWidget):
         An autoencoder (output shaped like the input: reconstructions are shown) or a classifier
         (accuracy under projection and per-sample predictions are shown).
     data
-        Inputs: a tensor, an ``(x, y)`` pair, or a :class:`nbexplain.data.Dataset` (statistics from its
-        training split, samples and scores from its test split).
+        Inputs: a tensor, an ``(x, y)`` pair of inputs and integer labels, or a
+        :class:`nbexplain.data.Dataset` (statistics from its training split, samples and scores from its
+        test split). For a model with several inputs: ``nx.Inputs(x, mask)`` or a dict (one batch, no
+        labels) or ``((x, mask), y)``; the first input is the one shown (and, for an autoencoder, the one
+        its output is compared with). A pair is always read as (inputs, labels).
     layer
         The projected layer. Default: the last layer of ``model.encoder`` for an autoencoder, else the
         last hidden Linear/Conv layer.
@@ -138,7 +174,7 @@ class DeltaExplorer(NbxWidget):
     ) -> None:
         self.model = check_model(model)
         self._stats_x, self._stats_y, self._show_x, self._show_y = _unpack(data)
-        self._stats_x = self._stats_x[: check_positive_int(max_stats_samples, "max_stats_samples")]
+        self._stats_x = self._stats_x.rows(slice(0, check_positive_int(max_stats_samples, "max_stats_samples")))
         self._n_samples = check_positive_int(n_samples, "n_samples")
         self._max_eval = check_positive_int(max_eval_samples, "max_eval_samples")
         self._max_bytes = int(max_bytes)
@@ -182,7 +218,7 @@ class DeltaExplorer(NbxWidget):
     def _sample_indices(self) -> torch.Tensor:
         # A seeded random draw (data sets are often sorted by class, so the first samples are not
         # representative); "other samples" increments `sample_seed`.
-        n = self._show_x.shape[0]
+        n = self._show_x.n
         k = min(self._n_samples, n)
         g = torch.Generator().manual_seed(self._seed * 7919 + int(self.sample_seed))
         return torch.randperm(n, generator=g)[:k].sort().values
@@ -209,13 +245,15 @@ class DeltaExplorer(NbxWidget):
         k_index = np.array([distinct.index(k) for k in ks_at], dtype=np.float32)
         idx = self._sample_indices()
         self.sample_indices = idx
-        show = self._show_x[idx]
+        shown = self._show_x.rows(idx)
         with preserved(model), torch.no_grad():
             model.eval()
-            probe_out = model(show[:1].to(model_device(model)))
+            probe_out = call_model(model, shown.rows(slice(0, 1)).to_model(model), "data")
+        show = shown.first
         is_ae = tuple(probe_out.shape[1:]) == tuple(show.shape[1:])
-        n_eval = min(self._max_eval, self._show_x.shape[0])
-        ev_x = self._show_x[:n_eval]
+        n_eval = min(self._max_eval, self._show_x.n)
+        ev_inputs = self._show_x.rows(slice(0, n_eval))
+        ev_x = ev_inputs.first
         ev_y = None if self._show_y is None else self._show_y[:n_eval]
         if not is_ae and ev_y is None:
             raise ValueError(
@@ -223,7 +261,7 @@ class DeltaExplorer(NbxWidget):
                 "labels: pass (x, y) or a Dataset to see accuracy under projection."
             )
         # One pass per distinct k over the shown samples and the evaluation set together.
-        both = torch.cat([show, ev_x])
+        both = _cat(shown, ev_inputs)
         eig = projected_outputs(model, both, layer, self.stats, distinct, "eigen", self._seed)
         rnd = projected_outputs(model, both, layer, self.stats, distinct, "random", self._seed)
         n_show = show.shape[0]
@@ -249,7 +287,7 @@ class DeltaExplorer(NbxWidget):
                 recon_random = pool(recon_random).reshape(kk, nn_, *originals.shape[1:])
             with torch.no_grad(), preserved(model):
                 model.eval()
-                plain = model(ev_x.to(model_device(model))).cpu()
+                plain = call_model(model, ev_inputs.to_model(model), "data").cpu()
             state.update(
                 mode="reconstruction", metric_name="mse", originals=originals, recon=recon,
                 recon_random=recon_random, predictions=np.zeros((0,), np.uint8),
@@ -263,7 +301,7 @@ class DeltaExplorer(NbxWidget):
 
             with torch.no_grad(), preserved(model):
                 model.eval()
-                plain = model(ev_x.to(model_device(model))).cpu()
+                plain = call_model(model, ev_inputs.to_model(model), "data").cpu()
             labels = [] if self._show_y is None else [int(v) for v in self._show_y[idx]]
             img = show if show.ndim == 4 else show.reshape(show.shape[0], 1, 1, -1)
             state.update(

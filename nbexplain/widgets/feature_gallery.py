@@ -11,7 +11,7 @@ shows it is busy, and only the latest request is run).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from torch import nn
 
 from ..core.actmax import ActivationMaximization, TopActivating, maximize_activation, top_activating
 from ..core.image_param import PARAMETERIZATIONS
+from ..core.model_inputs import Inputs, as_inputs, resolve_wrt
 from ..core.validation import check_choice, check_model, check_positive_int
 from .base import RequestWidget
 from .tensor import DEFAULT_MAX_BYTES, TensorTrait, downsample_images, downsample_maps, to_uint8_images
@@ -72,11 +73,16 @@ class FeatureGallery(RequestWidget):
         Unit/channel/class indices to show; ``None`` shows the first ``max_units`` of the layer.
     data
         Real inputs ``(N, *input_shape)``: scores the percentiles and supplies the top examples.
-        Optional (without it the gallery shows only synthetic images).
+        Optional (without it the gallery shows only synthetic images). For a model with several inputs, one
+        batch of all of them: a tuple (positional), a dict (keyword) or ``nx.Inputs``; the images shown are
+        of the optimised input (``maximize_kwargs["wrt"]``, by default the first), and the other inputs
+        held fixed during the optimisation go in ``maximize_kwargs["inputs"]`` (see
+        :func:`nbexplain.maximize_activation`).
     input_shape
-        One input's shape; defaults to ``data.shape[1:]``.
+        One input's shape; defaults to ``data.shape[1:]`` (of the optimised input).
     value_range
-        The data's value range; defaults to ``(data.min(), data.max())`` when data is given.
+        The data's value range; defaults to ``(data.min(), data.max())`` (of the optimised input) when data
+        is given.
     objective
         As in :func:`nbexplain.maximize_activation` (``"auto"``, ``"channel"``, ``"neuron"``,
         ``"logit"``, ``"logit_minus_others"``).
@@ -177,26 +183,33 @@ class FeatureGallery(RequestWidget):
         super().__init__(steps=steps, regularization=float(regularization), param=param, cell_size=cell_size,
                          columns=columns, **kwargs)
         self._model = model
-        self._data = None
+        self._extra = dict(maximize_kwargs or {})
+        self._wrt = self._extra.get("wrt")
+        self._data: Any = None
+        shown = None  # the optimised input of `data`
         if data is not None:
-            if not isinstance(data, torch.Tensor):
-                data = torch.as_tensor(np.asarray(data))
-            if data.ndim < 2 or data.shape[0] == 0:
-                raise ValueError(f"`data` must be a non-empty batch (N, …), got shape {tuple(data.shape)}.")
+            if isinstance(data, (tuple, Mapping, Inputs)):
+                data = as_inputs(data, "data")
+                shown = data[resolve_wrt(data, self._wrt)]
+            else:
+                if not isinstance(data, torch.Tensor):
+                    data = torch.as_tensor(np.asarray(data))
+                shown = data
+            if shown.ndim < 2 or shown.shape[0] == 0:
+                raise ValueError(f"`data` must be a non-empty batch (N, …), got shape {tuple(shown.shape)}.")
             self._data = data
         if input_shape is None:
-            if self._data is None:
+            if shown is None:
                 raise ValueError("Pass `input_shape` (one input's shape), or `data` to read it from.")
-            input_shape = tuple(self._data.shape[1:])
+            input_shape = tuple(shown.shape[1:])
         self._input_shape = tuple(int(s) for s in input_shape)
-        if value_range is None and self._data is not None:
-            lo, hi = float(self._data.min()), float(self._data.max())
+        if value_range is None and shown is not None:
+            lo, hi = float(shown.min()), float(shown.max())
             value_range = (lo, hi) if hi > lo else None
         self._value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
         self._objective = objective
         self._seed = seed
         self._progress = progress
-        self._extra = dict(maximize_kwargs or {})
         for bad in ("steps", "seed", "param", "l2", "tv", "objective", "reference", "progress"):
             if bad in self._extra:
                 raise TypeError(f"`maximize_kwargs` must not contain {bad!r}; it is an argument of FeatureGallery.")
@@ -234,12 +247,14 @@ class FeatureGallery(RequestWidget):
         if units is None:
             # every unit, capped at max_units: resolve the count with a zero-step probe of the core
             from ..core.actmax import _all_units
+            from ..core.actmax_feed import FixedInputs
             from ..core.hygiene import model_device, model_dtype, preserved
 
+            feed = FixedInputs(self._extra.get("inputs"), self._wrt, self._input_shape, self._model)
             with preserved(self._model):
                 self._model.eval()
                 all_units = _all_units(self._model, self.layer, self._input_shape,
-                                       model_device(self._model), model_dtype(self._model)).tolist()
+                                       model_device(self._model), model_dtype(self._model), feed).tolist()
             units = all_units[: self._max_units]
         ref = None
         if self._data is not None:
@@ -290,7 +305,7 @@ class FeatureGallery(RequestWidget):
         units = self.units
         top = top_activating(self._model, self.layer, units, self._data, k=self.k,
                              objective="auto" if self._objective == "direction" else self._objective,
-                             progress=self._progress)
+                             progress=self._progress, wrt=self._wrt)
         self.top = top
         u, kk = top.indices.shape
         imgs = top.images.reshape(u * kk, *top.images.shape[2:])
