@@ -213,7 +213,7 @@ def prepare_attribution(
     first chunk is no heavier than the probe (a plain gradient): :meth:`AttributionSpace.forward` makes the
     same checks on every pass.
     """
-    model = check_runnable(check_model(model))
+    model = check_runnable(check_model(model, hooks=False))
     output = check_output_arg(output)
     x = check_attribution_input(x)
     site = resolve_embedding(model, x, embedding, output)

@@ -23,6 +23,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from .compiled import require_hooks
 from .hygiene import model_device, model_dtype, preserved
 
 __all__ = [
@@ -252,9 +253,10 @@ def resolve_embedding(
     the way :func:`probe_output` does.
     """
     auto = embedding is None
+    if auto and x.is_floating_point():
+        return None
+    require_hooks(model, "model", "attribution for token inputs (read at the embedding layer's output)")
     if auto:
-        if x.is_floating_point():
-            return None
         name, module = _embedding_candidate(model, x, argname)
     else:
         if not isinstance(embedding, str):

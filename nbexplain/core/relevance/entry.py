@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
@@ -11,15 +12,16 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from ..compiled import strip_compiled
 from ..hygiene import model_device, model_dtype, preserved
 from ..model_io import OutputArg, check_output_arg, check_runnable, describe_output, select_output
 from ..validation import (
     check_finite,
-    check_layer_names,
     check_model,
     check_positive_int,
     check_target,
     check_tensor,
+    match_layer_names,
 )
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
@@ -302,8 +304,7 @@ def lrp(
     >>> res.layers["conv2"].shape
     torch.Size([4, 32, 14, 14])
     """
-    check_model(model)
-    check_runnable(model)
+    model = check_runnable(check_model(model, what="nx.lrp"))
     plan_output = check_output_arg(output)
     x = check_tensor(x, "x", min_ndim=2)
     emb = resolve_embedding(model, x, embedding)
@@ -315,8 +316,10 @@ def lrp(
         raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
     comp = get_composite(composite, epsilon=epsilon, gamma=gamma, low=low, high=high)
     names = [n for n, _ in model.named_modules()]
+    comp = _own_names(comp, names)
     comp.check_names(names)
-    capture = [] if layers is None else check_layer_names(layers, [n for n in names if n], "layers")
+    requested = {} if layers is None else match_layer_names(layers, [n for n in names if n], "layers")
+    capture = list(dict.fromkeys(requested.values()))
     plan = _Plan(comp, _resolve_canonizers(canonizers), capture, plan_output, emb, init, strict)
     n = x.shape[0]
     if n == 0:
@@ -327,7 +330,35 @@ def lrp(
     tgt = check_target(target, n)
     values = any(c.changes_values(model) for c in plan.canonizers)
     with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
-        return _run(model, x, tgt, plan, bs, progress)
+        result = _run(model, x, tgt, plan, bs, progress)
+    if any(given != own for given, own in requested.items()):
+        result.layers = {_given_name(k, requested): v for k, v in result.layers.items()}
+    return result
+
+
+def _given_name(key: str, requested: dict[str, str]) -> str:
+    """A ``result.layers`` key (``name``, or ``name#2`` for a layer's second call) spelled as the user gave it."""
+    back = {own: given for given, own in requested.items()}
+    if key in back:
+        return back[key]
+    base, _, call = key.rpartition("#")
+    return f"{back[base]}#{call}" if base in back and call.isdigit() else key
+
+
+def _own_names(comp: Composite, names: list[str]) -> Composite:
+    """The composite with layer names that leave out (or add) a compiled model's '_orig_mod' parts put in the
+    model's own spelling; the user's composite is not changed."""
+    renamed = {}
+    for key in comp.names:
+        if key not in names:
+            alias = [n for n in names if n and strip_compiled(n) == strip_compiled(key)]
+            if len(alias) == 1:
+                renamed[key] = alias[0]
+    if not renamed:
+        return comp
+    copied = copy.copy(comp)
+    copied.names = {renamed.get(k, k): v for k, v in comp.names.items()}
+    return copied
 
 
 def _run(model: nn.Module, x: torch.Tensor, tgt: torch.Tensor, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:

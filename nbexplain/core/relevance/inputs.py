@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compiled import strip_compiled
 from ..validation import suggest
 
 __all__ = ["HALF", "computed_in_float32", "suspended_backward_hooks", "EmbeddingTap", "resolve_embedding"]
@@ -99,6 +100,10 @@ def resolve_embedding(model: nn.Module, x: torch.Tensor, embedding: str | None) 
         if not isinstance(embedding, str):
             raise TypeError(f"`embedding` must be a layer name (str) or None, got {embedding!r}.")
         if embedding not in names:
+            # a compiled model's names may keep or leave out their '_orig_mod' parts
+            alias = [n for n in names if strip_compiled(n) == strip_compiled(embedding)]
+            if len(alias) == 1:
+                return alias[0]
             raise ValueError(
                 f"`embedding`={embedding!r} is not a layer of the model.{suggest(embedding, names)} "
                 f"Layer names: {names[:30]}."
