@@ -28,6 +28,7 @@ pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.filterwarnings("ignore:`model` is a torch.compile'd model:UserWarning"),
     pytest.mark.filterwarnings("ignore:`checkpoints` is a torch.compile'd model:UserWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning"),
 ]
 
 LAYER = "layer1.0.bn2"

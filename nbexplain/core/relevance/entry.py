@@ -212,6 +212,8 @@ def lrp(
     model
         A classifier returning ``(N, n_classes)`` scores (logits; remove a final softmax), or a tuple/dict
         of outputs with ``output=`` choosing the scores.
+        A ``torch.compile``'d model is explained through its eager module (``model._orig_mod``); a
+        TorchScript model is refused (LRP needs hooks on its layers).
     x
         Inputs ``(N, …)``; floats are converted to the model's dtype and device. Integer token ids
         ``(N, T)`` are attributed through an embedding layer (see ``embedding``).
