@@ -274,7 +274,7 @@ def _batched_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, bat
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     """Classification accuracy of ``model`` on ``(x, y)`` in eval mode (the mode is restored)."""
-    check_model(model)
+    check_model(model, hooks=False, unwrap=False)  # runs the model as it is (compiled or scripted too)
     x = check_tensor(x, "x", min_ndim=2)
     y = check_tensor(y, "y", ndim=1, dtype_kind="int")
     check_same_samples(x, y)
@@ -327,7 +327,7 @@ def train(
 
     from .data import Dataset
 
-    check_model(model)
+    check_model(model, hooks=False, unwrap=False)  # runs the model as it is (compiled or scripted too)
     epochs = check_positive_int(epochs, "epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(data, Dataset):

@@ -810,7 +810,7 @@ def maximize_activation(
     """
     from tqdm.auto import tqdm
 
-    check_runnable(check_model(model))
+    model = check_runnable(check_model(model, what="nx.maximize_activation"))
     check_output_arg(output)
     if layer is None and not isinstance(objective, Objective):
         model, layer = _SelectedOutput(model, output), _SelectedOutput.LAYER
@@ -1078,7 +1078,7 @@ def top_activating(
     """
     from tqdm.auto import tqdm
 
-    check_runnable(check_model(model))
+    model = check_runnable(check_model(model, what="nx.top_activating"))
     k = check_positive_int(k, "k")
     batch_size = check_positive_int(batch_size, "batch_size")
     check_choice(objective, "objective", [o for o in OBJECTIVES if o != "direction"])

@@ -321,7 +321,7 @@ def prepare_attribution(
     same checks on every pass. Returns the model, the explained input (``x`` itself, or the ``wrt`` input of
     several) and the space.
     """
-    model = check_runnable(check_model(model))
+    model = check_runnable(check_model(model, hooks=False))
     output = check_output_arg(output)
     batch, key, name = attribution_inputs(x, wrt)
     x = batch[key]

@@ -162,7 +162,8 @@ def capture(
     Parameters
     ----------
     model
-        Any ``torch.nn.Module``.
+        Any ``torch.nn.Module``. A ``torch.compile``'d model runs its eager module (``model._orig_mod``) when
+        called inside the block, so the layers are seen; it runs compiled again after the block.
     layers
         A layer name or a list of names (see :func:`nbexplain.layers`).
     detach
@@ -192,13 +193,14 @@ def capture(
     >>> out["0"].shape, out["2"].shape
     (torch.Size([5, 8]), torch.Size([5, 2]))
     """
-    check_runnable(check_model(model))
-    modules = resolve_modules(model, layers)
+    net = check_runnable(check_model(model, what="nx.capture"))
+    modules = resolve_modules(net, layers)
     overrides = check_layout_arg(layout, list(modules))
     captured = Captured()
     guard = _InPlaceGuard()
-    probe = LayoutProbe(model, modules, overrides)
+    probe = LayoutProbe(net, modules, overrides)
     captured.layouts = probe.layouts
+    # `model`, not `net`: a torch.compile'd model the block calls runs its eager module (and so the hooks).
     with preserved(model):
         handles = []
         try:
@@ -225,7 +227,7 @@ def capture(
                     guard.clone_always.add(name)
                     guard.trusted.discard(name)
 
-            handles.append(model.register_forward_hook(settle))
+            handles.append(net.register_forward_hook(settle))
             yield captured
         finally:
             for h in handles:
@@ -456,7 +458,7 @@ def activations(
     >>> nx.activations(Gated(), (torch.randn(5, 3), torch.zeros(5, 1)), "fc")["fc"].shape
     torch.Size([5, 2])
     """
-    check_model(model)
+    model = check_model(model, what="nx.activations")
     check_choice(conv, "conv", CONV_MODES)
     batch_size = check_positive_int(batch_size, "batch_size")
     modules = resolve_modules(model, layers)

@@ -850,8 +850,7 @@ def decompose_complexity(
     """
     from tqdm.auto import tqdm
 
-    check_model(model)
-    check_runnable(model)
+    model = check_runnable(check_model(model, what="nx.decompose_complexity"))
     output = check_output_arg(output)
     if not isinstance(layer, str):
         raise TypeError(f"`layer` must be one layer name (str), got {type(layer).__name__}.")
@@ -898,7 +897,9 @@ def decompose_complexity(
         reference_model = None
     loss_fn = _resolve_loss(loss, y_tr)
     if reference_model is not None and reference_model is not False:
-        check_runnable(reference_model, "reference_model")
+        reference_model = check_runnable(
+            check_model(reference_model, "reference_model", what="nx.decompose_complexity"), "reference_model"
+        )
     _probe_task_loss(model, x_tr, y_tr, output, loss_fn)
     if resume is not None and not isinstance(resume, ComplexityDecomposition):
         raise TypeError(f"`resume` must be a previous ComplexityDecomposition, got {type(resume).__name__}.")

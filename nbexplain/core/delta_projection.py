@@ -173,11 +173,13 @@ class DeltaProjection:
     def inserted(self, model: nn.Module, layer: str) -> Iterator[DeltaProjection]:
         """Within the block, ``layer``'s output is replaced by its projection in every forward pass.
 
-        The model is restored exactly on exit (hooks, modes), also on exceptions.
+        The model is restored exactly on exit (hooks, modes), also on exceptions. A ``torch.compile``'d
+        model runs its eager module (``model._orig_mod``) within the block — compiled code would skip the
+        projection — and runs compiled again afterwards; a TorchScript model is refused.
         """
-        check_model(model)
-        module = resolve_modules(model, [layer], "layer")[layer]
-        probe = LayoutProbe(model, {layer: module}, batch_axis=False)  # projects the feature axis only
+        net = check_model(model, what="DeltaProjection.inserted")
+        module = resolve_modules(net, [layer], "layer")[layer]
+        probe = LayoutProbe(net, {layer: module}, batch_axis=False)  # projects the feature axis only
 
         def hook(m: nn.Module, inputs: Any, out: Any) -> Any:
             head = out[0] if isinstance(out, (tuple, list)) and out else out
@@ -187,6 +189,8 @@ class DeltaProjection:
             head = self.project(head, channel_first=channel_first)
             return type(out)([head, *out[1:]]) if isinstance(out, (tuple, list)) else head
 
+        # `model`, not `net`: a torch.compile'd model called in the block runs its eager module, so the
+        # projection is applied (compiled code would skip the hook silently).
         with preserved(model):
             handle = module.register_forward_hook(hook)
             try:
@@ -220,12 +224,12 @@ def _run(model: nn.Module, x: Inputs | torch.Tensor, batch_size: int, output: Ou
     return torch.cat(outs)
 
 
-def _check_call(model: Any, x: Any, output: Any) -> tuple[nn.Module, Inputs, OutputArg]:
+def _check_call(model: Any, x: Any, output: Any, what: str) -> tuple[nn.Module, Inputs, OutputArg]:
     """Model, inputs and ``output=`` checked — the latter by one forward pass — before any heavy work.
 
     ``x`` is one batch of inputs (a tensor, or a tuple / dict / ``nx.Inputs`` of several), returned as
     :class:`~nbexplain.core.model_inputs.Inputs`."""
-    model = check_runnable(check_model(model))
+    model = check_runnable(check_model(model, what=what))
     output = check_output_arg(output)
     if isinstance(x, torch.Tensor) or type(x).__module__.startswith("numpy"):
         x = check_tensor(x, "x", min_ndim=1)
@@ -292,7 +296,7 @@ def projected_outputs(
     >>> nx.projected_outputs(ae, x[:4], "encoder.code", stats, ks=[1, 4, 8]).shape
     torch.Size([3, 4, 64])
     """
-    model, batch, output = _check_call(model, x, output)
+    model, batch, output = _check_call(model, x, output, "nx.projected_outputs")
     resolve_modules(model, [layer], "layer")
     ks = [check_positive_int(k, "ks") for k in ks]
     if not ks:
@@ -444,7 +448,7 @@ def delta_curve(
     >>> curve.metric, abs(float(curve.eigen[-1]) - curve.baseline) <= 0.01
     ('accuracy', True)
     """
-    model, batch, output = _check_call(model, x, output)
+    model, batch, output = _check_call(model, x, output, "nx.delta_curve")
     first = batch.first
     ds = [check_fraction(d, "deltas") for d in deltas]
     if not ds:

@@ -101,7 +101,8 @@ def layers(
     Parameters
     ----------
     model
-        Any ``torch.nn.Module``.
+        Any ``torch.nn.Module``. For a ``torch.compile``'d model the names are those of the eager module
+        behind it (``model._orig_mod``), without the ``_orig_mod.`` prefix.
     kinds
         Which layers count. ``None`` (default) selects Linear and Conv/ConvTranspose layers; a kind name
         (``"linear"``, ``"conv"``, ``"norm"``, ``"activation"``, ``"pool"``), ``"all"`` (every leaf
@@ -130,7 +131,7 @@ def layers(
     >>> nx.layers(net, kinds="all")
     ['0', '1', '2']
     """
-    check_model(model)
+    model = check_model(model, what="nx.layers")
     types = _resolve_kinds(kinds)
     names = []
     for name, mod in model.named_modules():
@@ -214,10 +215,14 @@ def _run_example(model: nn.Module, names: list[str], example: Any, layout: Any) 
 
 
 def resolve_modules(model: nn.Module, names: str | Sequence[str], argname: str = "layers") -> dict[str, nn.Module]:
-    """Map layer names (any submodule name, not only the default kinds) to modules, validating them."""
-    from .validation import check_layer_names
+    """Map layer names (any submodule name, not only the default kinds) to modules, validating them.
+
+    The keys are the names as given; a compiled model's names may keep or leave out their ``_orig_mod``
+    parts (see :func:`~nbexplain.core.validation.match_layer_names`).
+    """
+    from .validation import match_layer_names
 
     modules = dict(model.named_modules())
     available = [n for n in modules if n != ""]
-    resolved = check_layer_names(names, available, argname)
-    return {n: modules[n] for n in resolved}
+    matched = match_layer_names(names, available, argname)
+    return {n: modules[own] for n, own in matched.items()}

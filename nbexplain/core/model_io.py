@@ -23,6 +23,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from .compiled import require_hooks
 from .hygiene import model_device, model_dtype, preserved
 from .model_inputs import InputKey, Inputs, as_inputs, call_model, resolve_wrt
 
@@ -289,9 +290,10 @@ def resolve_embedding(
         x = batch[key]
     what = "`x`" if batch is None or batch.single else f"`x[{key!r}]`"
     auto = embedding is None
+    if auto and x.is_floating_point():
+        return None
+    require_hooks(model, "model", "attribution for token inputs (read at the embedding layer's output)")
     if auto:
-        if x.is_floating_point():
-            return None
         name, module = _embedding_candidate(model, x, argname, what)
     else:
         if not isinstance(embedding, str):

@@ -192,7 +192,7 @@ def probe_accuracy(
     >>> sorted(acc), acc["fc1"] > 0.8
     (['fc1', 'out'], True)
     """
-    check_model(model)
+    model = check_model(model, what="nx.probe_accuracy")
     x_tr, y_tr = _pair(train, "train")
     x_te, y_te = _pair(test, "test")
     check_choice(conv, "conv", [c for c in CONV_MODES if c != "channels"])

@@ -386,7 +386,8 @@ def rde(
     Parameters
     ----------
     model
-        A classifier returning ``(N, C)`` scores.
+        A classifier returning ``(N, C)`` scores; also a TorchScript model (floating ``x`` only) or a
+        ``torch.compile``'d one (run through its eager module).
     x
         Input batch ``(N, …)``; each sample gets its own mask (optimised jointly, independently). Integer
         token ids ``(N, T)`` get one mask value per token, applied to the embedding (see ``embedding``).

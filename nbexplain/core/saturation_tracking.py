@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .capturing import CONV_MODES, prepared_batches
+from .compiled import running_eagerly
 from .hygiene import preserved
 from .layer_select import layers as list_layers
 from .layer_select import resolve_modules
@@ -249,7 +250,9 @@ class SaturationTracker:
     Parameters
     ----------
     model
-        Any ``torch.nn.Module``.
+        Any ``torch.nn.Module``. A ``torch.compile``'d model runs its eager module (``model._orig_mod``)
+        while the tracker is open, because compiled code does not run the tracker's hooks; it runs compiled
+        again after :meth:`close`.
     layers
         Layer names (see :func:`nbexplain.layers`); default: every Linear and Conv/ConvTranspose layer.
     delta
@@ -327,16 +330,19 @@ class SaturationTracker:
         *,
         layout: LayoutArg = None,
     ) -> None:
-        self.model = check_runnable(check_model(model))
+        self.model = check_runnable(check_model(model, what="nx.SaturationTracker"))
+        # The object the user calls: while the tracker runs, its compiled parts run their eager code.
+        self._called = model
+        self._eager: running_eagerly | None = None
         if layers is None:
-            names = list_layers(model)
+            names = list_layers(self.model)
             if not names:
                 raise ValueError(
                     "`model` has no Linear or Conv layers to track; pass `layers=` explicitly "
-                    f"(its modules: {[n for n, _ in model.named_modules() if n][:20]})."
+                    f"(its modules: {[n for n, _ in self.model.named_modules() if n][:20]})."
                 )
             layers = names
-        self.modules = resolve_modules(model, layers)
+        self.modules = resolve_modules(self.model, layers)
         self.layers = list(self.modules)
         self.delta = check_fraction(delta, "delta")
         self.conv = check_choice(conv, "conv", CONV_MODES)
@@ -348,7 +354,7 @@ class SaturationTracker:
         self.sync = sync
         self.history: list[EpochRecord] = []
         self._feeders = {n: _FeatureFeeder(n, self.conv, self.max_positions, seed) for n in self.modules}
-        self._probe = LayoutProbe(model, self.modules, check_layout_arg(layout, self.layers))
+        self._probe = LayoutProbe(self.model, self.modules, check_layout_arg(layout, self.layers))
         self._current: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}
         self._last: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}
         self._handles: list[Any] = []
@@ -366,6 +372,7 @@ class SaturationTracker:
                 "This SaturationTracker was closed; its results stay readable, but to record again "
                 "create a new nx.SaturationTracker(model, ...)."
             )
+        self._eager = running_eagerly(self._called).__enter__()
         self._probe.start()
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
@@ -378,6 +385,9 @@ class SaturationTracker:
             h.remove()
         self._handles.clear()
         self._probe.stop()
+        if self._eager is not None:
+            self._eager.__exit__()
+            self._eager = None
         self._state = "closed"
 
     def __enter__(self) -> SaturationTracker:
@@ -610,8 +620,7 @@ def layer_statistics(
     >>> stats["fc1"].count, tuple(stats["fc1"].covariance.shape)
     (100, (8, 8))
     """
-    check_model(model)
-    check_runnable(model)
+    model = check_runnable(check_model(model, what="nx.layer_statistics"))
     batch_size = check_positive_int(batch_size, "batch_size")
     with preserved(model):
         if eval:

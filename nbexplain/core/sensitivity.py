@@ -17,6 +17,10 @@ for floating ``x`` the attribution comes back on ``x``'s device in ``x``'s dtype
 tuple, dict or output object is explained through ``output=`` (an index, a key or a callable), checked by
 one forward pass before any heavy work.
 
+These functions need no hooks for floating ``x``, so they also run on TorchScript models
+(``torch.jit.script``/``trace``); a ``torch.compile``'d model is explained through its eager module
+(:mod:`~nbexplain.core.compiled`).
+
 Token inputs
 ------------
 For integer token ids ``x`` of shape ``(N, T)`` the attribution is computed at the output ``e`` of an
@@ -143,7 +147,8 @@ def gradient(
     Parameters
     ----------
     model
-        Any ``nn.Module`` returning ``(N, C)`` scores (``(N,)`` is read as one output).
+        Any ``nn.Module`` returning ``(N, C)`` scores (``(N,)`` is read as one output); also a TorchScript
+        model (floating ``x`` only) or a ``torch.compile``'d one.
     x
         Input batch ``(N, …)``, floating point, or integer token ids ``(N, T)``. A model with several inputs
         gets them as one batch: a tuple ``(x, mask)`` is ``model(x, mask)``, a dict ``{"input_ids": ids,

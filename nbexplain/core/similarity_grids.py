@@ -191,10 +191,13 @@ class _Materialiser:
         self.template = template
         self._copy: nn.Module | None = None
 
-    def __call__(self, item: Any, where: str) -> nn.Module:
+    def __call__(self, item: Any, where: str, argname: str = "checkpoints") -> nn.Module:
         if isinstance(item, nn.Module):
-            return item
+            return check_model(item, argname, what="nx.similarity_grid")
         state = _load_state(item, where)
+        if state and all(k.startswith("_orig_mod.") for k in state):
+            # saved from a torch.compile'd model: its keys carry the wrapper's prefix; the template is eager
+            state = {k[len("_orig_mod."):]: v for k, v in state.items()}
         if self.template is None:
             raise ValueError(
                 f"{where} is a state dict or file: pass `model=` (a model of the same architecture) so it "
@@ -606,7 +609,7 @@ def similarity_grid(
     max_samples = check_positive_int(max_samples, "max_samples")
     batch_size = check_positive_int(batch_size, "batch_size")
     if model is not None:
-        check_model(model, "model")
+        model = check_model(model, "model", what="nx.similarity_grid")
 
     if isinstance(checkpoints, Mapping) and not _looks_like_state_dict(checkpoints):
         items = list(checkpoints.values())
@@ -626,6 +629,9 @@ def similarity_grid(
     ckpt_labels = labels if labels is not None else default_labels
 
     template = model if model is not None else next((c for c in items if isinstance(c, nn.Module)), None)
+    if template is not None:
+        argname = "checkpoints" if model is None else "model"
+        template = check_model(template, argname, what="nx.similarity_grid")
     load_rows = _Materialiser(template)
     load_ref = _Materialiser(template)
     kind = "checkpoints"
@@ -636,7 +642,10 @@ def similarity_grid(
         ref_label = reference_label or (
             _label_for(reference, 0) if not isinstance(reference, nn.Module) else "reference"
         )
-    ref_model = load_ref(ref_item, "`reference`" if reference is not None else "the last checkpoint")
+    ref_model = load_ref(
+        ref_item, "`reference`" if reference is not None else "the last checkpoint",
+        "reference" if reference is not None else "checkpoints",
+    )
     row_names = _layer_list(layers, template if template is not None else ref_model, "layers")
     ref_names = _layer_list(
         reference_layers if reference_layers is not None else row_names, ref_model, "reference_layers"
@@ -795,6 +804,9 @@ def model_similarity(
             raise TypeError(f"model_similarity() sets `{bad}` itself; use model_b / layers_b / labels.")
     if len(labels) != 2:
         raise ValueError(f"`labels` must be two names (model A, model B), got {labels!r}.")
+    for argname, given in (("model_a", model_a), ("model_b", model_b)):
+        if isinstance(given, nn.Module):  # named as the caller knows them (similarity_grid says "reference")
+            check_model(given, argname, what="nx.model_similarity")
     res = similarity_grid(
         [model_a],
         inputs,

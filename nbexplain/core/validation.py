@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .compiled import eager_module, note_compiled, require_hooks, strip_compiled
+
 __all__ = [
     "check_model",
     "check_tensor",
@@ -23,6 +25,7 @@ __all__ = [
     "check_positive_int",
     "check_choice",
     "check_layer_names",
+    "match_layer_names",
     "check_target",
     "check_same_samples",
     "suggest",
@@ -35,14 +38,55 @@ def suggest(name: str, options: Iterable[str]) -> str:
     return f" Did you mean {matches[0]!r}?" if matches else ""
 
 
-def check_model(model: Any, argname: str = "model") -> nn.Module:
-    """Require a ``torch.nn.Module``."""
+def check_model(
+    model: Any, argname: str = "model", *, hooks: bool = True, what: str = "this call", unwrap: bool = True
+) -> nn.Module:
+    """Require a ``torch.nn.Module`` and return the module to work on.
+
+    Parameters
+    ----------
+    model
+        The user's model.
+    argname
+        The argument name used in messages.
+    hooks
+        Whether the work needs forward hooks on the model's layers (everything but input gradients of the
+        model's output does). A TorchScript module is then refused with one clear error asking for the eager
+        module (:func:`~nbexplain.core.compiled.require_hooks`).
+    what
+        What needs the hooks, for that error (e.g. ``"nx.lrp"``).
+    unwrap
+        Return the eager module behind a ``torch.compile``'d model, and say so once. ``False`` (for code that
+        just runs the model, such as training it): return ``model`` itself, silently.
+
+    Returns
+    -------
+    nn.Module
+        ``model`` itself, or for a ``torch.compile``'d model the eager module behind it (``model._orig_mod``);
+        a one-time ``UserWarning`` says so (:func:`~nbexplain.core.compiled.note_compiled`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.core.validation import check_model
+    >>> net = torch.nn.Linear(2, 2)
+    >>> check_model(net) is net
+    True
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"`{argname}` must be a torch.nn.Module, got {type(model).__name__}. "
             "Pass the network object itself (not its state_dict or a function)."
         )
-    return model
+    if not unwrap:
+        if hooks:
+            require_hooks(model, argname, what)
+        return model
+    note_compiled(model, argname)
+    eager = eager_module(model)
+    if hooks:
+        require_hooks(eager, argname, what)
+    return eager
 
 
 def check_tensor(
@@ -160,20 +204,37 @@ def check_choice(value: Any, argname: str, choices: Iterable[str]) -> str:
     return value
 
 
-def check_layer_names(
+def match_layer_names(
     requested: str | Iterable[str], available: Sequence[str], argname: str = "layers"
-) -> list[str]:
-    """Resolve layer names against a model's modules.
+) -> dict[str, str]:
+    """Map each requested layer name to the model's own name for it.
 
-    Raises a ``ValueError`` that lists the valid names (and the closest match) for unknown ones.
+    A name matches itself, or — for ``torch.compile``'d models and submodules — the name with its
+    ``_orig_mod`` path segments given or left out (``"_orig_mod.conv1"`` and ``"conv1"`` both name ``conv1``
+    of ``model._orig_mod``). Raises a ``ValueError`` that lists the valid names (and the closest match) for
+    unknown ones.
     """
     names = [requested] if isinstance(requested, str) else list(requested)
     if not names:
-        raise ValueError(f"`{argname}` is empty; pass at least one layer name, e.g. {available[:3]}.")
+        raise ValueError(f"`{argname}` is empty; pass at least one layer name, e.g. {list(available[:3])}.")
     for n in names:
         if not isinstance(n, str):
             raise TypeError(f"`{argname}` must contain layer names (str), got {n!r}.")
-    unknown = [n for n in names if n not in available]
+    own = set(available)
+    aliases: dict[str, list[str]] = {}
+    for a in available:
+        aliases.setdefault(strip_compiled(a), []).append(a)
+    matched: dict[str, str] = {}
+    unknown = []
+    for n in names:
+        if n in own:
+            matched[n] = n
+            continue
+        candidates = aliases.get(strip_compiled(n), [])
+        if len(candidates) == 1:
+            matched[n] = candidates[0]
+        else:
+            unknown.append(n)
     if unknown:
         shown = list(available) if len(available) <= 40 else list(available[:40]) + ["…"]
         hint = suggest(unknown[0], available)
@@ -181,7 +242,19 @@ def check_layer_names(
             f"Unknown layer name(s) in `{argname}`: {unknown}.{hint} Valid names: {shown}. "
             "List them with nx.layers(model)."
         )
-    return names
+    return matched
+
+
+def check_layer_names(
+    requested: str | Iterable[str], available: Sequence[str], argname: str = "layers"
+) -> list[str]:
+    """Validate layer names against a model's modules; returns them as given.
+
+    Raises a ``ValueError`` that lists the valid names (and the closest match) for unknown ones. Names of
+    compiled models may keep or leave out their ``_orig_mod`` parts (see :func:`match_layer_names`).
+    """
+    match_layer_names(requested, available, argname)
+    return [requested] if isinstance(requested, str) else list(requested)
 
 
 def check_target(target: Any, n: int, n_classes: int | None = None, argname: str = "target") -> torch.Tensor:

@@ -172,7 +172,7 @@ class DeltaExplorer(NbxWidget):
         max_bytes: int = MAX_IMAGE_BYTES,
         **kwargs: Any,
     ) -> None:
-        self.model = check_model(model)
+        self.model = model = check_model(model, what="nx.widgets.DeltaExplorer")
         self._stats_x, self._stats_y, self._show_x, self._show_y = _unpack(data)
         self._stats_x = self._stats_x.rows(slice(0, check_positive_int(max_stats_samples, "max_stats_samples")))
         self._n_samples = check_positive_int(n_samples, "n_samples")

@@ -27,6 +27,7 @@ import traitlets
 from torch import nn
 
 from .. import core
+from ..core.compiled import require_hooks
 from ..core.hygiene import model_device, model_dtype, preserved
 from ..core.validation import check_model, check_positive_int, check_tensor, suggest
 from .base import RequestWidget
@@ -247,7 +248,9 @@ class ExplanationExplorer(RequestWidget):
         max_cache: int = 64,
         **kwargs: Any,
     ) -> None:
-        self._model = check_model(model)
+        # hooks are needed by LRP only (checked once the methods are known): on a TorchScript model the
+        # gradient family and RDE run
+        self._model = check_model(model, hooks=False)
         if isinstance(inputs, (tuple, Mapping, core.Inputs)):
             raise TypeError(
                 f"ExplanationExplorer shows one image input per sample and calls model(inputs); got "
@@ -270,6 +273,10 @@ class ExplanationExplorer(RequestWidget):
         keys = [m.key for m in self._methods]
         if len(set(keys)) != len(keys):
             raise ValueError(f"`methods` contains duplicates: {keys}.")
+        hooked = [k for k in keys if k.startswith("lrp:")]
+        if hooked:
+            what = f"the method(s) {hooked} (leave them out of `methods` to keep the others)"
+            require_hooks(self._model, "model", what)
         self._max_cache = check_positive_int(max_cache, "max_cache")
         shifts = None if continuity_shifts is None else [int(s) for s in continuity_shifts]
         if shifts is not None and len(shifts) < 2:

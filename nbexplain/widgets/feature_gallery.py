@@ -172,7 +172,7 @@ class FeatureGallery(RequestWidget):
         maximize_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_model(model)
+        model = check_model(model, what="nx.widgets.FeatureGallery")
         if not isinstance(layer, str):
             raise TypeError(f"`layer` must be a layer name (str), got {layer!r}.")
         steps = check_positive_int(steps, "steps")

@@ -34,6 +34,8 @@ __all__ = [
     "FunctionalResidual",
     "V",
     "build",
+    "compiled",
+    "scripted",
 ]
 
 
@@ -240,3 +242,28 @@ def build(name: str) -> tuple[nn.Module, Case]:
     """A fresh model of case ``name`` (eval mode) and its :class:`Case`."""
     case = CASES[name]
     return case.make(), case
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The same models as people run them: compiled with torch.compile, or TorchScript.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def compiled(name: str, backend: str = "eager", warm: bool = True) -> tuple[nn.Module, nn.Module, Case]:
+    """``torch.compile`` of a fresh model of case ``name``: ``(compiled, eager, case)``, where ``eager`` is
+    ``compiled._orig_mod``. ``warm``: called once without gradients first, as a user would before explaining
+    it (so Dynamo has compiled and cached code that later hooks would not be seen by). ``backend="eager"``
+    traces with Dynamo but does not generate code, which keeps tests fast."""
+    eager, case = build(name)
+    model = torch.compile(eager, backend=backend)
+    if warm:
+        with torch.no_grad():
+            model(case.x(2))
+    return model, eager, case
+
+
+def scripted(name: str) -> tuple[nn.Module, nn.Module, Case]:
+    """``torch.jit.script`` of a fresh model of case ``name``: ``(scripted, eager, case)``; the scripted
+    module shares the eager module's Parameter objects."""
+    eager, case = build(name)
+    return torch.jit.script(eager), eager, case

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from ..attribution_space import AttributionInputs, attribution_inputs
+from ..compiled import strip_compiled
 from ..hygiene import model_device, model_dtype, preserved
 from ..model_inputs import InputKey, Inputs
 from ..model_io import (
@@ -25,10 +27,10 @@ from ..model_io import (
 )
 from ..validation import (
     check_finite,
-    check_layer_names,
     check_model,
     check_positive_int,
     check_target,
+    match_layer_names,
 )
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
@@ -224,6 +226,8 @@ def lrp(
     model
         A classifier returning ``(N, n_classes)`` scores (logits; remove a final softmax), or a tuple/dict
         of outputs with ``output=`` choosing the scores.
+        A ``torch.compile``'d model is explained through its eager module (``model._orig_mod``); a
+        TorchScript model is refused (LRP needs hooks on its layers).
     x
         Inputs ``(N, …)``; floats are converted to the model's dtype and device. Integer token ids
         ``(N, T)`` are attributed through an embedding layer (see ``embedding``). Several inputs as one batch
@@ -324,8 +328,7 @@ def lrp(
     >>> res.layers["conv2"].shape
     torch.Size([4, 32, 14, 14])
     """
-    check_model(model)
-    check_runnable(model)
+    model = check_runnable(check_model(model, what="nx.lrp"))
     plan_output = check_output_arg(output)
     batch, key, name = attribution_inputs(x, wrt)
     x = batch[key]
@@ -338,8 +341,10 @@ def lrp(
         raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
     comp = get_composite(composite, epsilon=epsilon, gamma=gamma, low=low, high=high)
     names = [n for n, _ in model.named_modules()]
+    comp = _own_names(comp, names)
     comp.check_names(names)
-    capture = [] if layers is None else check_layer_names(layers, [n for n in names if n], "layers")
+    requested = {} if layers is None else match_layer_names(layers, [n for n in names if n], "layers")
+    capture = list(dict.fromkeys(requested.values()))
     plan = _Plan(comp, _resolve_canonizers(canonizers), capture, plan_output, emb, init, strict, key)
     n = x.shape[0]
     per_sample = sum(t[0].numel() for t in batch.tensors)
@@ -349,7 +354,35 @@ def lrp(
     tgt = check_target(target, n)
     values = any(c.changes_values(model) for c in plan.canonizers)
     with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
-        return _run(model, batch, tgt, plan, bs, progress)
+        result = _run(model, batch, tgt, plan, bs, progress)
+    if any(given != own for given, own in requested.items()):
+        result.layers = {_given_name(k, requested): v for k, v in result.layers.items()}
+    return result
+
+
+def _given_name(key: str, requested: dict[str, str]) -> str:
+    """A ``result.layers`` key (``name``, or ``name#2`` for a layer's second call) spelled as the user gave it."""
+    back = {own: given for given, own in requested.items()}
+    if key in back:
+        return back[key]
+    base, _, call = key.rpartition("#")
+    return f"{back[base]}#{call}" if base in back and call.isdigit() else key
+
+
+def _own_names(comp: Composite, names: list[str]) -> Composite:
+    """The composite with layer names that leave out (or add) a compiled model's '_orig_mod' parts put in the
+    model's own spelling; the user's composite is not changed."""
+    renamed = {}
+    for key in comp.names:
+        if key not in names:
+            alias = [n for n in names if n and strip_compiled(n) == strip_compiled(key)]
+            if len(alias) == 1:
+                renamed[key] = alias[0]
+    if not renamed:
+        return comp
+    copied = copy.copy(comp)
+    copied.names = {renamed.get(k, k): v for k, v in comp.names.items()}
+    return copied
 
 
 def _run(model: nn.Module, batch: Inputs, tgt: torch.Tensor, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:

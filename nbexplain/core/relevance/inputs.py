@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compiled import strip_compiled
 from ..model_inputs import InputKey, Inputs
 from ..model_io import reads_other_input
 from ..validation import suggest
@@ -102,6 +103,10 @@ def resolve_embedding(model: nn.Module, x: torch.Tensor, embedding: str | None, 
         if not isinstance(embedding, str):
             raise TypeError(f"`embedding` must be a layer name (str) or None, got {embedding!r}.")
         if embedding not in names:
+            # a compiled model's names may keep or leave out their '_orig_mod' parts
+            alias = [n for n in names if strip_compiled(n) == strip_compiled(embedding)]
+            if len(alias) == 1:
+                return alias[0]
             raise ValueError(
                 f"`embedding`={embedding!r} is not a layer of the model.{suggest(embedding, names)} "
                 f"Layer names: {names[:30]}."
