@@ -51,7 +51,8 @@ from tqdm.auto import tqdm
 
 from .attribution_space import AttributionSpace, prepare_attribution, target_scores
 from .model_io import OutputArg, model_input
-from .validation import check_choice, check_positive_int, check_target, check_tensor
+from .targets import Target, TargetArg, as_target
+from .validation import check_choice, check_positive_int, check_tensor
 
 __all__ = [
     "gradient",
@@ -76,10 +77,10 @@ _PROGRESS_CHUNKS = 8
 
 def _prepare(
     model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any, probe: bool = True
-) -> tuple[AttributionSpace, torch.Tensor, int]:
+) -> tuple[AttributionSpace, Target, int]:
     batch_size = check_positive_int(batch_size, "batch_size")
     model, x, space = prepare_attribution(model, x, output, embedding, probe=probe)
-    t = check_target(target, x.shape[0])
+    t = as_target(target, x.shape[0])
     return space, t, batch_size
 
 
@@ -99,7 +100,7 @@ def _check_bool(value: Any, argname: str) -> bool:
 # ----------------------------------------------------------------------------------------------------
 
 def _gradient_pass(
-    space: AttributionSpace, t: torch.Tensor, batch_size: int, eval: bool, progress: bool | None,
+    space: AttributionSpace, t: Target, batch_size: int, eval: bool, progress: bool | None,
     desc: str, times_input: bool = False, absolute: bool = False,
 ) -> torch.Tensor:
     """Input gradients (floating ``x``: per component; token ids: reduced per token) in chunks."""
@@ -122,7 +123,7 @@ def _gradient_pass(
 def gradient(
     model: nn.Module,
     x: torch.Tensor,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     absolute: bool = False,
     output: OutputArg = None,
@@ -136,11 +137,16 @@ def gradient(
     Parameters
     ----------
     model
-        Any ``nn.Module`` returning ``(N, C)`` scores (``(N,)`` is read as one output).
+        Any ``nn.Module``: class scores ``(N, C)`` (``(N,)`` is read as one output), a sequence
+        ``(N, T, V)`` (a language model) or a dense map ``(N, C, H, W)`` (segmentation).
     x
         Input batch ``(N, …)``, floating point, or integer token ids ``(N, T)``.
     target
-        Class to explain: an int for every sample or a LongTensor of shape ``(N,)``.
+        What to explain (:mod:`nbexplain.core.targets`): for ``(N, C)`` scores a class, an int for every
+        sample or a LongTensor ``(N,)``; for a sequence ``(N, T, V)`` a ``(position, token)`` tuple, e.g.
+        ``(-1, 40)`` (token 40 at the last position; each an int or one per sample); for a dense map a class
+        (its map summed over all positions) or ``nx.Target.region(class, mask)``; for any output a function
+        ``lambda out: ...`` returning one score per sample ``(N,)``.
     absolute
         Return ``|∂f/∂x|`` (the "saliency map" of Simonyan et al.) instead of the signed gradient.
         (Token inputs always get the per-token L2 norm ``‖∂f/∂e_t‖₂``, which is ≥ 0.)
@@ -185,7 +191,7 @@ def gradient(
 def gradient_x_input(
     model: nn.Module,
     x: torch.Tensor,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     output: OutputArg = None,
     embedding: str | None = None,
@@ -234,7 +240,7 @@ def _noisy_copies(src: torch.Tensor, n_samples: int, noise_level: float, gen: to
 def smoothgrad(
     model: nn.Module,
     x: torch.Tensor,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     noise_level: float = 0.15,
     n_samples: int = 50,
@@ -416,7 +422,7 @@ def _ig_points(space: AttributionSpace, baseline: Any, batch_size: int) -> tuple
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     baseline: float | torch.Tensor | None = None,
     steps: int = 50,
