@@ -36,7 +36,7 @@ import torch
 
 from .validation import check_target, check_tensor
 
-__all__ = ["Target", "TargetArg", "as_target", "describe_axes"]
+__all__ = ["Target", "TargetArg", "as_target", "describe_axes", "class_axis"]
 
 #: What ``target=`` accepts in the attribution entry points.
 TargetArg = Union[int, "list[int]", torch.Tensor, "tuple[Any, Any]", Callable[[torch.Tensor], torch.Tensor], "Target"]
@@ -58,6 +58,14 @@ def describe_axes(shape: tuple[int, ...], dense: bool = False) -> str:
         return f"(N, C={rest[0]}, L={rest[1]})" if dense else f"(N, T={rest[0]}, V={rest[1]})"
     names = ("H", "W") if len(rest) == 3 else ("D", "H", "W") if len(rest) == 4 else tuple(f"S{i}" for i in range(len(rest) - 1))
     return "(N, C=" + str(rest[0]) + "".join(f", {a}={s}" for a, s in zip(names, rest[1:], strict=False)) + ")"
+
+
+def class_axis(ndim: int) -> int:
+    """The axis holding classes in an output of rank ``ndim`` by the convention: 1 for ``(N, C)`` and
+    channels-first dense maps ``(N, C, H, W)``, the last for a 3-D sequence ``(N, T, V)``."""
+    if ndim < 2:
+        raise ValueError(f"An output of rank {ndim} has no class axis; class scores are (N, C).")
+    return 2 if ndim == 3 else 1
 
 
 def _sequence_help(argname: str) -> str:
