@@ -1,8 +1,10 @@
-"""δ curves and activation maximization on sequence ``(N, T, V)`` and dense ``(N, C, H, W)`` outputs (issue 16).
+"""δ curves, activation maximization and the complexity task loss on sequence ``(N, T, V)`` and dense
+``(N, C, H, W)`` outputs (issue 16).
 
 delta_curve's labels follow the output's class axis (one per position, one per pixel) and it no longer guesses
 from shapes that an output is a reconstruction of its input; maximize_activation's unit on a sequence head is a
-(position, token) pair. Values are checked against the projected outputs scored by hand, and the optimised
+(position, token) pair; decompose_complexity's cross-entropy reads a sequence's vocabulary on its last axis.
+Values are checked against the projected outputs scored by hand, and the optimised
 inputs run through the model again.
 """
 
@@ -156,3 +158,23 @@ def test_class_logit_at_a_position_of_a_named_sequence_layer() -> None:
     with pytest.raises(ValueError, match=r"12 positions.*position=-1"):
         nx.maximize_activation(model, None, None, (12, 4), objective=nx.class_logit("head", 7), steps=2,
                                progress=False)
+
+
+# ---- decompose_complexity's task loss -------------------------------------------------------------------------
+
+
+def test_cross_entropy_reads_a_sequence_output_vocabulary_last() -> None:
+    from nbexplain.core.complexity import _resolve_loss
+
+    out = torch.randn(3, 5, 5, dtype=torch.float64)  # (N, T=5, V=5): torch alone would read T as the classes
+    y = torch.randint(0, 5, (3, 5), generator=torch.Generator().manual_seed(6))
+    want = -torch.log_softmax(out, dim=-1).gather(2, y[..., None]).mean()
+    loss = _resolve_loss("cross_entropy", y)
+    torch.testing.assert_close(loss(out, y), want)
+    seg = torch.randn(2, 3, 4, 4, dtype=torch.float64)  # dense maps: classes on axis 1, labels (N, H, W)
+    ys = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(loss(seg, ys), -torch.log_softmax(seg, dim=1).gather(1, ys[:, None]).mean())
+    model, x, _ = seq_case()
+    with pytest.raises(ValueError, match=r"\(N, T=6, V=5\).*shape \(N, 6\)"):
+        nx.decompose_complexity(model, "fc", (x, torch.zeros(6, dtype=torch.long)), (x, torch.zeros(6, dtype=torch.long)),
+                                orders=(1,), epochs=1, progress=False)
