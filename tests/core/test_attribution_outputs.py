@@ -332,7 +332,7 @@ def test_delta_hygiene_with_output_selector(fail_at):
     before = snapshot(model)
     if fail_at is None:
         nx.projected_outputs(model, torch.rand(5, 6), "fc1", st, ks=[1, 3], output=0)
-        nx.delta_curve(model, torch.rand(5, 6), "fc1", st, deltas=[0.5, 1.0], output=0)
+        nx.delta_curve(model, torch.rand(5, 6), "fc1", st, deltas=[0.5, 1.0], output=0, metric="output_mse")
     else:
         with pytest.raises(RuntimeError, match="boom"):
             nx.projected_outputs(model, torch.rand(5, 6), "fc1", st, ks=[1, 3], output=0)
