@@ -62,9 +62,10 @@ __all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "FunctionalOpsWar
 from .continuity import ContinuityResult, continuity
 from .rate_distortion import RDEResult, rde
 from .sensitivity import gradient, gradient_x_input, integrated_gradients, smoothgrad
+from .targets import Target
 
 __all__ += ["ContinuityResult", "RDEResult", "continuity", "gradient", "gradient_x_input",
-            "integrated_gradients", "rde", "smoothgrad"]
+            "integrated_gradients", "rde", "smoothgrad", "Target"]
 
 # --- activation maximization (issue 6) ---
 from .actmax import (

@@ -267,30 +267,69 @@ class _Channel(_Indexed):
 class _Logit(_Indexed):
     kind = "logit"
 
-    def __init__(self, layer: str, unit: Any, minus_others: bool = False) -> None:
+    def __init__(self, layer: str, unit: Any, minus_others: bool = False, position: Any = None) -> None:
         super().__init__(layer, unit)
         self.minus_others = bool(minus_others)
         if self.minus_others:
             self.kind = "logit_minus_others"
+        self.positions = None if position is None else _as_units(position, "position")
 
     def check(self, shapes: dict[str, tuple[int, ...]], batch: int) -> None:  # noqa: D102
-        if len(shapes[self.layer]) != 2:
+        shape = shapes[self.layer]
+        if self.positions is None and len(shape) == 3:
+            raise ValueError(
+                f"Layer {self.layer!r} gives {shape[1]} logits at each of {shape[2]} positions per input (a "
+                f"sequence output); a class-logit objective needs one position: e.g. class_logit({self.layer!r}, "
+                f"{int(self.units[0])}, position=-1) for the last, or unit=(position, token) with layer=None."
+            )
+        if self.positions is None and len(shape) != 2:
             raise ValueError(
                 f"A class-logit objective needs a layer with (N, n_classes) outputs; layer {self.layer!r} "
-                f"gives {tuple(shapes[self.layer][1:])} per input. Use the model's output layer."
+                f"gives {tuple(shape[1:])} per input. Use the model's output layer."
             )
-        if self.minus_others and shapes[self.layer][1] < 2:
+        if self.positions is not None:
+            if len(shape) != 3:
+                raise ValueError(
+                    f"`position` names a position of a sequence output (N, T, V); layer {self.layer!r} gives "
+                    f"{tuple(shape[1:])} per input (features first), which has {len(shape) - 2} position axes."
+                )
+            t_len = int(shape[2])
+            bad = self.positions[(self.positions < -t_len) | (self.positions >= t_len)]
+            if bad.numel():
+                raise ValueError(
+                    f"position {int(bad[0])} is outside the {t_len} positions of layer {self.layer!r} (valid: "
+                    f"0 … {t_len - 1}, or -{t_len} … -1 counted from the end)."
+                )
+            _rows(self.positions, batch)
+        if self.minus_others and shape[1] < 2:
             raise ValueError("`minus_others` needs at least two classes.")
         super().check(shapes, batch)
 
     def __call__(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:  # noqa: D102
         out, rows = self._select(outputs)
         ar = torch.arange(out.shape[0], device=out.device)
+        if self.positions is not None:  # (B, V, T) features first: the logits at each image's position
+            pos = _rows(self.positions.to(out.device), out.shape[0]) % out.shape[2]
+            out = out[ar, :, pos]
         target = out[ar, rows]
         if not self.minus_others:
             return target
         others = (out.sum(dim=1) - target) / (out.shape[1] - 1)
         return target - others
+
+    def for_image(self, index: int, n: int) -> Objective:  # noqa: D102
+        clone = super().for_image(index, n)
+        if self.positions is not None and self.positions.numel() > 1:
+            clone.positions = self.positions[index : index + 1].clone()
+        return clone
+
+    def describe(self) -> str:  # noqa: D102
+        if self.positions is None:
+            return super().describe()
+        k = max(self.units.numel(), self.positions.numel())
+        pairs = list(zip(_rows(self.positions, k).tolist(), _rows(self.units, k).tolist(), strict=True))
+        shown = pairs[0] if len(set(pairs)) == 1 else pairs
+        return f"{self.kind}({self.layer!r}, (position, token)={shown})"
 
 
 class _Direction(Objective):
@@ -401,9 +440,15 @@ def channel(layer: str, unit: int | Sequence[int]) -> Objective:
     return _Channel(layer, unit)
 
 
-def class_logit(layer: str, unit: int | Sequence[int], minus_others: bool = False) -> Objective:
+def class_logit(
+    layer: str, unit: int | Sequence[int], minus_others: bool = False, position: int | Sequence[int] | None = None
+) -> Objective:
     """A class logit (pre-softmax score, Simonyan et al. 2014); with ``minus_others`` minus the mean of
     the other logits, so the image must favour this class rather than raise every score.
+
+    For a sequence output ``(N, T, V)`` (a language-model head) ``position`` names where: the logit of token
+    ``unit`` at that position (negative positions count from the end; one per image allowed), and
+    ``minus_others`` subtracts the mean of the other tokens at the same position.
 
     Examples
     --------
@@ -411,8 +456,11 @@ def class_logit(layer: str, unit: int | Sequence[int], minus_others: bool = Fals
     >>> from nbexplain.core.actmax import class_logit
     >>> class_logit("out", 0, minus_others=True)({"out": torch.tensor([[3.0, 1.0, 2.0]])})
     tensor([1.5000])
+    >>> seq = torch.arange(6.0).reshape(1, 3, 2)              # (B, V=3, T=2), features first
+    >>> class_logit("out", 2, position=-1)({"out": seq})
+    tensor([5.])
     """
-    return _Logit(layer, unit, minus_others)
+    return _Logit(layer, unit, minus_others, position)
 
 
 def direction(layer: str, vector: torch.Tensor, cosine: bool = False) -> Objective:
@@ -438,6 +486,45 @@ def diversity(layer: str, groups: Sequence[int] | None = None) -> Objective:
     Add it with a weight: ``channel("conv2", 3) + 0.1 * diversity("conv1")``.
     """
     return _Diversity(layer, groups)
+
+
+def _sequence_units(unit: Any, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``unit`` on a sequence output head (features first ``(1, V, T)``): ``(position, token)`` pairs, as
+    (positions, tokens). A bare unit would not say which position, so it is refused naming the axes."""
+    vocab, t_len = int(shape[1]), int(shape[2])
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    pairs: Any = None
+    if isinstance(unit, tuple) and len(unit) == 2 and all(is_int(v) for v in unit):
+        pairs = [unit]
+    elif isinstance(unit, (list, tuple)) and unit and all(
+        isinstance(p, tuple) and len(p) == 2 and all(is_int(v) for v in p) for p in unit
+    ):
+        pairs = list(unit)
+    elif isinstance(unit, torch.Tensor) and unit.ndim == 2 and unit.shape[1] == 2 and not unit.is_floating_point():
+        pairs = [tuple(int(v) for v in row) for row in unit.tolist()]
+    if pairs is None:
+        example = min(40, vocab - 1)
+        hint = ""
+        if isinstance(unit, list) and len(unit) == 2 and all(is_int(v) for v in unit):
+            hint = f" (a list is several units; write one pair as a tuple, unit={tuple(unit)})"
+        raise ValueError(
+            f"The model's output is a sequence, (N, T={t_len}, V={vocab}) — positions × tokens — so `unit` must "
+            f"name a (position, token) pair, e.g. unit=(-1, {example}) for token {example} at the last position, "
+            f"or a list of pairs, one image each; got {unit!r}{hint}. objective='channel' maximises a token's "
+            "logit averaged over all positions instead."
+        )
+    positions = torch.tensor([int(p) for p, _ in pairs], dtype=torch.long)
+    tokens = torch.tensor([int(t) for _, t in pairs], dtype=torch.long)
+    bad = tokens[(tokens < 0) | (tokens >= vocab)]
+    if bad.numel():
+        raise ValueError(
+            f"token {int(bad[0])} is outside the vocabulary axis (V={vocab}) of the model's output "
+            f"(N, T={t_len}, V={vocab}); tokens are 0 … {vocab - 1}."
+        )
+    return positions, tokens
 
 
 def _named_objective(
@@ -514,8 +601,11 @@ class _Runner:
 
 
 def _probe(model: nn.Module, layers: Sequence[str], input_shape: tuple[int, ...], device: torch.device,
-           dtype: torch.dtype, feed: FixedInputs | None = None) -> tuple[dict[str, tuple[int, ...]], list[str]]:
-    """One forward pass on a blank input: output shapes of the layers, and their order of execution."""
+           dtype: torch.dtype, feed: FixedInputs | None = None,
+           layouts: dict[str, str] | None = None) -> tuple[dict[str, tuple[int, ...]], list[str]]:
+    """One forward pass on a blank input (with the fixed other inputs of ``feed``): output shapes of the layers
+    (features first), and their order of execution; ``layouts``, when given, receives each layer's resolved
+    layout."""
     order: list[str] = []
     with torch.no_grad(), capture(model, list(layers)) as out:
         x = torch.zeros((1, *input_shape), device=device, dtype=dtype)
@@ -538,6 +628,8 @@ def _probe(model: nn.Module, layers: Sequence[str], input_shape: tuple[int, ...]
             order.append(name)
     # capture fills dicts in hook order: re-derive the execution order from insertion order
     moved = features_first({n: out[n] for n in layers}, out.layouts)
+    if layouts is not None:
+        layouts.update(out.layouts)
     return {n: tuple(moved[n].shape) for n in layers}, order
 
 
@@ -577,7 +669,8 @@ class ActivationMaximization:
         ``(B,)`` percent of the reference examples whose objective lies below ``final`` (NaN without
         ``reference``). Above 99 means the image drives the unit harder than 99% of real data.
     units
-        The unit of every image (``None`` for custom objectives and directions).
+        The unit of every image (``None`` for custom objectives and directions); ``(position, token)`` pairs
+        for a sequence output head.
     layer
         The layer (``None`` for custom objectives spanning several layers).
     objective
@@ -592,7 +685,7 @@ class ActivationMaximization:
     trajectory: torch.Tensor
     final: torch.Tensor
     percentile: torch.Tensor
-    units: list[int] | None
+    units: list[int] | list[tuple[int, int]] | None
     layer: str | None
     objective: str
     reference_values: torch.Tensor | None = None
@@ -717,6 +810,10 @@ def maximize_activation(
     unit
         A unit/channel/class index, a list of them (one optimisation, one image per unit), ``None`` for
         every unit of the layer, or for ``objective="direction"`` a direction tensor ``(F,)`` / ``(n, F)``.
+        With ``layer=None`` on a model whose output is a sequence ``(N, T, V)`` (a language-model head, read
+        features-last): a ``(position, token)`` pair, e.g. ``(-1, 40)`` (negative positions count from the
+        end), or a list of pairs — the logit of that token at that position; a bare index is refused, as
+        it does not say which position (``objective="channel"`` averages a token's logit over positions).
     input_shape
         One input's shape without the batch dimension, e.g. ``(1, 28, 28)``.
     value_range
@@ -846,7 +943,7 @@ def maximize_activation(
             p.requires_grad_(False)
 
         # ---- the objective -----------------------------------------------------------------------
-        units_list: list[int] | None = None
+        units_list: list[Any] | None = None
         if isinstance(objective, Objective):
             obj = objective
             objective_layers = list(obj.layers)
@@ -865,13 +962,24 @@ def maximize_activation(
             if layer is None:
                 raise ValueError("`layer` is required (or pass an Objective as `objective=`).")
             module = resolve_modules(model, [layer], "layer")[layer]
-            shapes, order = _probe(model, [layer], input_shape, device, dtype, feed)
-            vectors = units = None
+            layouts: dict[str, str] = {}
+            shapes, order = _probe(model, [layer], input_shape, device, dtype, feed, layouts)
+            # The model's own output read as a sequence (N, T, V) — 3-D and not channels-first: its units are
+            # (position, token) pairs, as `target=` in the attribution methods.
+            seq_head = (
+                isinstance(model, _SelectedOutput) and len(shapes[layer]) == 3
+                and layouts.get(layer) != "channels_first"
+            )
+            vectors = units = positions = None
             if objective == "direction":
                 if not isinstance(unit, torch.Tensor) and not hasattr(unit, "shape"):
                     raise TypeError("With objective='direction', pass the direction tensor as `unit`.")
                 vectors = check_tensor(unit, "unit", ndim=(1, 2), dtype_kind="float", finite=True)
                 n_base = 1 if vectors.ndim == 1 else vectors.shape[0]
+            elif seq_head and objective != "channel":
+                positions, units = _sequence_units(unit, shapes[layer])
+                n_base = units.numel()
+                units_list = list(zip(positions.tolist(), units.tolist(), strict=True))
             else:
                 units = _all_units(model, layer, input_shape, device, dtype, feed) if unit is None else _as_units(unit)
                 n_base = units.numel()
@@ -879,9 +987,14 @@ def maximize_activation(
             if images_per_unit > 1:
                 if units is not None:
                     units = units.repeat_interleave(images_per_unit)
+                if positions is not None:
+                    positions = positions.repeat_interleave(images_per_unit)
                 if vectors is not None:
                     vectors = (vectors[None] if vectors.ndim == 1 else vectors).repeat_interleave(images_per_unit, 0)
-            obj = _named_objective(objective, layer, units, vectors, module, shapes[layer])
+            if positions is not None:
+                obj = _Logit(layer, units, minus_others=objective == "logit_minus_others", position=positions)
+            else:
+                obj = _named_objective(objective, layer, units, vectors, module, shapes[layer])
             group_layer = layer
             obj_layer = layer
         batch = n_base * images_per_unit

@@ -41,6 +41,7 @@ from .model_io import (
     resolve_embedding,
     select_output,
 )
+from .targets import Target, as_target
 from .validation import check_model, check_tensor
 
 __all__ = [
@@ -104,25 +105,19 @@ def attribution_inputs(x: Any, wrt: Any = None, argname: str = "x") -> tuple[Inp
     return batch.replace(key, chosen), key, name
 
 
-def target_scores(output: torch.Tensor, target: torch.Tensor, argname: str = "target") -> torch.Tensor:
-    """Pick each row's target score from a model output.
+def target_scores(output: torch.Tensor, target: Any, argname: str = "target") -> torch.Tensor:
+    """Each row's explained score, read from a model output by the shared target convention.
 
-    ``output`` may be ``(N,)`` (a scalar model: only target 0 is valid), ``(N, C)`` or ``(N, C, …)``
-    (the extra dimensions are summed, e.g. a segmentation map's class channel).
+    ``target`` is a bound :class:`~nbexplain.core.targets.Target` (one per row), or class indices
+    ``(rows,)``. ``(N,)`` outputs accept only class 0; ``(N, C)`` a class; a 3-D output ``(N, T, V)`` a
+    ``(position, token)`` target; a ≥ 4-D dense map a class (its map summed over all positions) or a region;
+    any output a function of the output (see :mod:`nbexplain.core.targets`).
     """
     if output.ndim == 0:
         raise ValueError("The model returned a scalar; it must return one row per sample, shape (N, C).")
-    if output.ndim == 1:
-        output = output.unsqueeze(1)
-    if output.ndim > 2:
-        output = output.reshape(output.shape[0], output.shape[1], -1).sum(dim=2)
-    n_classes = output.shape[1]
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
-        raise ValueError(
-            f"`{argname}` contains class indices outside [0, {n_classes - 1}] "
-            f"(got min {int(target.min())}, max {int(target.max())}); the model has {n_classes} outputs."
-        )
-    return output.gather(1, target.to(output.device).view(-1, 1)).squeeze(1)
+    if not isinstance(target, Target):
+        target = as_target(target, int(output.shape[0]), argname)
+    return target.scores(output)
 
 
 class AttributionSpace:

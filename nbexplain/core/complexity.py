@@ -477,6 +477,21 @@ def _metric_indices(y_tr: torch.Tensor, y_te: torch.Tensor, n: int) -> tuple[tor
     return i_tr, i_te
 
 
+def _cross_entropy(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the class axis of nbexplain's output convention: ``(N, C)`` and dense maps
+    ``(N, C, H, W)`` (labels ``(N, H, W)``) on axis 1, a 3-D sequence ``(N, T, V)`` on its last axis, with one
+    label per position ``(N, T)`` (torch's own convention would read T as the classes)."""
+    if out.ndim == 3:
+        if tuple(t.shape) != tuple(out.shape[:2]):
+            raise ValueError(
+                f"the output is a sequence (N, T={out.shape[1]}, V={out.shape[2]}) with its classes last, so the "
+                f"labels need one class per position, shape (N, {out.shape[1]}), not {tuple(t.shape)}; reduce the "
+                "output to one position with output=lambda out: out[:, -1], or pass loss= a function"
+            )
+        out = out.movedim(-1, 1)
+    return nn.functional.cross_entropy(out, t)
+
+
 def _resolve_loss(loss: Any, y: torch.Tensor) -> LossFn:
     if callable(loss):
         return loss
@@ -486,7 +501,7 @@ def _resolve_loss(loss: Any, y: torch.Tensor) -> LossFn:
     if loss == "cross_entropy":
         if y.is_floating_point():
             raise TypeError("loss='cross_entropy' needs integer class labels as targets; use y.long().")
-        return lambda out, t: nn.functional.cross_entropy(out, t)
+        return _cross_entropy
 
     def mse(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return nn.functional.mse_loss(out, t.to(out.dtype).reshape(out.shape))
@@ -807,7 +822,9 @@ def decompose_complexity(
         Epochs for the default reference network.
     loss
         Task loss for effectiveness and overfitting: ``"auto"`` (cross-entropy for integer targets, MSE
-        for float), ``"cross_entropy"``, ``"mse"`` or ``loss(output, y) -> scalar``.
+        for float), ``"cross_entropy"``, ``"mse"`` or ``loss(output, y) -> scalar``. Cross-entropy reads the
+        classes where the attribution targets do: axis 1 of ``(N, C)`` and of dense maps ``(N, C, H, W)``
+        (labels ``(N, H, W)``), the last axis of a sequence ``(N, T, V)`` (labels ``(N, T)``).
     metric_samples
         How many training and test samples the metrics use: the first ones, or for class labels the
         first of every class in the training split's class proportions (same class mix on both sides).

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .delta_metrics import MetricArg, check_metric, scorer
 from .hygiene import preserved
 from .layer_select import resolve_modules
 from .layouts import LayoutProbe, known_layout, rank_layout
@@ -29,7 +30,6 @@ from .validation import (
     check_fraction,
     check_model,
     check_positive_int,
-    check_same_samples,
     check_tensor,
 )
 
@@ -392,8 +392,9 @@ def _stacked_outputs(
 class DeltaCurve:
     """A quantity as a function of δ, for the eigen-subspace and the random control.
 
-    ``metric`` is ``"accuracy"`` (classifier; higher is better) or ``"mse"`` (reconstruction error
-    against the input, or against the unprojected output when shapes differ; lower is better).
+    ``metric`` names it (see :mod:`nbexplain.core.delta_metrics`): ``"accuracy"`` and ``"agreement"`` (higher
+    is better), ``"reconstruction"`` (MSE against the input) and ``"output_mse"`` (against the unprojected
+    output; lower is better), or the ``__name__`` of a metric function.
     """
 
     deltas: torch.Tensor
@@ -414,8 +415,11 @@ def delta_curve(
     seed: int = 0,
     batch_size: int = 256,
     output: OutputArg = None,
+    *,
+    metric: MetricArg = None,
+    ignore_index: int | None = None,
 ) -> DeltaCurve:
-    """Accuracy (``target`` given) or reconstruction error (autoencoder) under projection, per δ.
+    """Accuracy, reconstruction error or another metric of the model's output under projection, per δ.
 
     Parameters
     ----------
@@ -424,14 +428,26 @@ def delta_curve(
     deltas
         δ values in (0, 1].
     target
-        Class labels ``(N,)`` for a classifier. Without it the error is the mean squared error between
-        the projected output and ``x`` (an autoencoder; with several inputs, the first), or the unprojected
-        output if shapes differ.
+        Labels, for ``metric="accuracy"`` (the default when they are given): the output's shape without its
+        class axis — ``(N,)`` for class scores ``(N, C)``, ``(N, T)`` for a sequence ``(N, T, V)``,
+        ``(N, H, W)`` for a dense map ``(N, C, H, W)``. With several inputs in ``x``, ``metric="reconstruction"``
+        compares with the first.
     seed
         Seed of the random-subspace control.
     output
         Which of the model's outputs to score when it returns a tuple, dict or output object (see
-        :func:`projected_outputs`).
+        :func:`projected_outputs`); a function can also reduce the output, e.g. ``output=lambda out: out[:, -1]``
+        scores a language model's last position against ``(N,)`` labels.
+    metric
+        What to score (see :mod:`nbexplain.core.delta_metrics`): ``"accuracy"`` (needs ``target``),
+        ``"reconstruction"`` (MSE against ``x``: an autoencoder, whose output has the input's shape),
+        ``"output_mse"`` (MSE against the unprojected output), ``"agreement"`` (fraction of argmax predictions
+        equal to the unprojected ones), or a function ``metric(projected, unprojected) -> float``. Without
+        ``target`` it must be given: nbexplain does not guess from shapes whether an output is a
+        reconstruction (a 3-class segmentation of RGB images has its input's shape).
+    ignore_index
+        With ``metric="accuracy"``: the label of entries that have none (e.g. ``-100`` for padding, ``255`` for
+        void pixels); they are left out of the accuracy.
 
     Returns
     -------
@@ -447,27 +463,22 @@ def delta_curve(
     >>> curve = nx.delta_curve(net, x, "fc1", stats, deltas=[0.5, 1.0], target=y)
     >>> curve.metric, abs(float(curve.eigen[-1]) - curve.baseline) <= 0.01
     ('accuracy', True)
+    >>> nx.delta_curve(net, x, "fc1", stats, deltas=[0.5, 1.0], metric="agreement").metric
+    'agreement'
     """
     model, batch, output = _check_call(model, x, output, "nx.delta_curve")
     first = batch.first
     ds = [check_fraction(d, "deltas") for d in deltas]
     if not ds:
         raise ValueError("`deltas` is empty.")
+    metric, labels = check_metric(metric, target, first, ignore_index)
     vals = stats.eigenvalues.cpu()
     ks = [max(intrinsic_dimension(vals, d), 1) for d in ds]
     distinct = sorted(set(ks))
-    if target is not None:
-        target = check_tensor(target, "target", ndim=1, dtype_kind="int")
-        check_same_samples(first, target, ("x", "target"))
     with preserved(model), torch.no_grad():
         model.eval()
         plain = _run(model, batch, batch_size, output)
-
-    def score(out: torch.Tensor) -> float:
-        if target is not None:
-            return float((out.argmax(-1) == target.cpu()).double().mean())
-        ref = first.cpu() if out.shape[1:] == first.shape[1:] else plain
-        return float((out.double() - ref.double()).pow(2).mean())
+    score = scorer(metric, first, plain, labels, ignore_index)  # checks labels and shapes before the projections
 
     eig = projected_outputs(model, batch, layer, stats, distinct, "eigen", seed, batch_size, output=output)
     rnd = projected_outputs(model, batch, layer, stats, distinct, "random", seed, batch_size, output=output)
@@ -475,7 +486,7 @@ def delta_curve(
     return DeltaCurve(
         deltas=torch.tensor(ds, dtype=torch.float64),
         ks=torch.tensor(ks),
-        metric="accuracy" if target is not None else "mse",
+        metric=metric if isinstance(metric, str) else getattr(metric, "__name__", "custom"),
         eigen=torch.tensor([by_k[k][0] for k in ks], dtype=torch.float64),
         random=torch.tensor([by_k[k][1] for k in ks], dtype=torch.float64),
         baseline=score(plain),

@@ -33,12 +33,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from .attribution_space import AttributionInputs, AttributionSpace, prepare_attribution, target_scores
+from .attribution_space import AttributionInputs, AttributionSpace, prepare_attribution
 from .model_inputs import InputKey, Inputs, as_inputs
 from .model_io import OutputArg
-from .validation import check_choice, check_positive_int, check_target, check_tensor
+from .targets import Target, TargetArg, as_target, describe_axes
+from .validation import check_choice, check_positive_int, check_tensor
 
 __all__ = ["rde", "RDEResult", "SCORES"]
 
@@ -191,13 +193,22 @@ def _reference_for(space: AttributionSpace, reference: Any) -> Any:
     return ref if space.tokens else ref[space.wrt]
 
 
-def _phi(out: torch.Tensor, t: torch.Tensor, score: str) -> torch.Tensor:
-    """Φ: the target's softmax probability or raw score, from the (selected) model output."""
+def _phi(out: torch.Tensor, t: Target, score: str) -> torch.Tensor:
+    """Φ: the target's softmax probability or raw score, from the (selected) model output.
+
+    ``"softmax"`` normalises over the target's class axis — the classes of ``(N, C)`` scores and of a dense
+    map ``(N, C, H, W)`` (at every position), the vocabulary of a sequence ``(N, T, V)`` — and a class map's
+    probability is averaged over its region, so Φ stays in [0, 1] for every output.
+    """
     if score == "softmax":
-        if out.ndim < 2 or out.shape[1] < 2:
-            raise ValueError("score='softmax' needs a model with ≥ 2 outputs per sample; use score='logit'.")
-        out = torch.softmax(out.reshape(out.shape[0], out.shape[1], -1).sum(dim=2), dim=1)
-    return target_scores(out, t)
+        axis = t.class_axis(out)
+        if out.ndim < 2 or out.shape[axis] < 2:
+            raise ValueError(
+                f"score='softmax' needs ≥ 2 classes on the class axis, but the output is "
+                f"{describe_axes(tuple(out.shape))}; use score='logit'."
+            )
+        return t.scores(torch.softmax(out, dim=axis), average=True)
+    return t.scores(out)
 
 
 class _Distortion:
@@ -208,7 +219,7 @@ class _Distortion:
     """
 
     def __init__(
-        self, space: AttributionSpace, z: torch.Tensor, t: torch.Tensor, phi_x: torch.Tensor,
+        self, space: AttributionSpace, z: torch.Tensor, t: Target, phi_x: torch.Tensor,
         nm: torch.Tensor, ns: torch.Tensor, gen: torch.Generator, score: str, batch_size: int,
     ) -> None:
         self.space, self.z, self.phi_x, self.gen, self.score, self.batch_size = space, z, phi_x, gen, score, batch_size
@@ -341,16 +352,22 @@ def _check_options(
 
 def _clean_scores(
     space: AttributionSpace, target: Any, score: str, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The explained class (``None``: the predicted one) and Φ(x), from one pass over ``x``."""
+) -> tuple[Target, torch.Tensor]:
+    """The explained target (``None``: the predicted class of ``(N, C)`` scores) and Φ(x), from one pass over ``x``."""
     n = space.n
     with torch.no_grad():
         outs = [space.forward(slice(s, s + batch_size))[0] for s in range(0, n, batch_size)]
         logits = torch.cat(outs)
         if target is None:
-            t = logits.reshape(n, -1).argmax(dim=1).cpu() if logits.ndim >= 2 else torch.zeros(n, dtype=torch.long)
+            if logits.ndim > 2:
+                raise ValueError(
+                    f"rde(target=None) explains the predicted class of (N, C) scores, but the output is "
+                    f"{describe_axes(tuple(logits.shape))}: pass `target=` — (position, token) for a sequence, "
+                    "a class or nx.Target.region(class, mask) for a dense map, or a function of the output."
+                )
+            t = as_target(logits.argmax(dim=1).cpu() if logits.ndim == 2 else 0, n)
         else:
-            t = check_target(target, n)
+            t = as_target(target, n)
         phi_x = _phi(logits, t, score)
     return t, phi_x
 
@@ -358,7 +375,7 @@ def _clean_scores(
 def rde(
     model: nn.Module,
     x: AttributionInputs,
-    target: int | torch.Tensor | None = None,
+    target: TargetArg,
     *,
     wrt: InputKey | None = None,
     mean: float | torch.Tensor | None = None,
@@ -386,14 +403,17 @@ def rde(
     Parameters
     ----------
     model
-        A classifier returning ``(N, C)`` scores; also a TorchScript model (floating ``x`` only) or a
+        A classifier returning ``(N, C)`` scores, or a sequence ``(N, T, V)`` / dense ``(N, C, H, W)`` output
+        with a ``target`` that names what to explain; also a TorchScript model (floating ``x`` only) or a
         ``torch.compile``'d one (run through its eager module).
     x
         Input batch ``(N, …)``; each sample gets its own mask (optimised jointly, independently). Integer
         token ids ``(N, T)`` get one mask value per token, applied to the embedding (see ``embedding``).
         Several inputs as one batch (a tuple, a dict or ``nx.Inputs``), as in :func:`~nbexplain.gradient`.
     target
-        Class to explain (int or ``(N,)``); ``None`` explains the predicted class.
+        What to explain, as in :func:`nbexplain.gradient`: a class (int or ``(N,)``), ``(position, token)``
+        for a sequence output, a class or ``nx.Target.region(class, mask)`` for a dense map, or a function of
+        the output (with ``score="logit"``). ``None`` explains the predicted class of ``(N, C)`` scores.
     wrt
         With several inputs, the one masked (a position or keyword name; ``None``: the first), as in
         :func:`~nbexplain.gradient`: the others are held fixed, each noisy draw going into the model with its
@@ -423,7 +443,10 @@ def rde(
         One mask value per component; by default images ``(N, C, H, W)`` get one value per pixel,
         shared by all channels. (Not for token ids, whose mask has one value per token.)
     score
-        Φ: ``"softmax"`` (the target's probability; default) or ``"logit"`` (raw score).
+        Φ: ``"softmax"`` (the target's probability; default) or ``"logit"`` (raw score). The softmax runs over
+        the target's class axis: the vocabulary of a sequence output at the target's position, the classes of
+        a dense map at every position (then averaged over the region, so Φ ∈ [0, 1]). A function target is
+        its own Φ: use ``score="logit"`` (apply a softmax inside the function if you want probabilities).
     fractions
         Kept fractions for the rate–distortion curve, or their number (evenly spaced in [0, 1]).
     n_eval
@@ -469,7 +492,11 @@ def rde(
     if space.tokens and per_channel:
         raise ValueError("`per_channel` does not apply to token ids: their mask has one value per token.")
     if target is not None:
-        check_target(target, x.shape[0])
+        if as_target(target, x.shape[0]).kind == "score" and score == "softmax":
+            raise ValueError(
+                "A function `target` computes Φ itself; pass score='logit' (the function gets the raw output — "
+                "apply torch.softmax inside it for probabilities)."
+            )
     if not space.tokens:
         nm, ns = _noise_model(x, mean, std, reference)
     n = x.shape[0]

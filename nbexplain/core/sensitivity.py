@@ -61,7 +61,8 @@ from tqdm.auto import tqdm
 from .attribution_space import AttributionInputs, AttributionSpace, prepare_attribution, target_scores
 from .model_inputs import InputKey
 from .model_io import OutputArg, model_input
-from .validation import check_choice, check_positive_int, check_target, check_tensor
+from .targets import Target, TargetArg, as_target
+from .validation import check_choice, check_positive_int, check_tensor
 
 __all__ = [
     "gradient",
@@ -86,10 +87,10 @@ _PROGRESS_CHUNKS = 8
 
 def _prepare(
     model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any, wrt: Any, probe: bool = True
-) -> tuple[AttributionSpace, torch.Tensor, int]:
+) -> tuple[AttributionSpace, Target, int]:
     batch_size = check_positive_int(batch_size, "batch_size")
     model, x, space = prepare_attribution(model, x, output, embedding, probe=probe, wrt=wrt)
-    t = check_target(target, x.shape[0])
+    t = as_target(target, x.shape[0])
     return space, t, batch_size
 
 
@@ -109,7 +110,7 @@ def _check_bool(value: Any, argname: str) -> bool:
 # ----------------------------------------------------------------------------------------------------
 
 def _gradient_pass(
-    space: AttributionSpace, t: torch.Tensor, batch_size: int, eval: bool, progress: bool | None,
+    space: AttributionSpace, t: Target, batch_size: int, eval: bool, progress: bool | None,
     desc: str, times_input: bool = False, absolute: bool = False,
 ) -> torch.Tensor:
     """Input gradients (floating ``x``: per component; token ids: reduced per token) in chunks."""
@@ -132,7 +133,7 @@ def _gradient_pass(
 def gradient(
     model: nn.Module,
     x: AttributionInputs,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     wrt: InputKey | None = None,
     absolute: bool = False,
@@ -147,7 +148,8 @@ def gradient(
     Parameters
     ----------
     model
-        Any ``nn.Module`` returning ``(N, C)`` scores (``(N,)`` is read as one output); also a TorchScript
+        Any ``nn.Module``: class scores ``(N, C)`` (``(N,)`` is read as one output), a sequence
+        ``(N, T, V)`` (a language model) or a dense map ``(N, C, H, W)`` (segmentation); also a TorchScript
         model (floating ``x`` only) or a ``torch.compile``'d one.
     x
         Input batch ``(N, …)``, floating point, or integer token ids ``(N, T)``. A model with several inputs
@@ -156,7 +158,11 @@ def gradient(
         holds one row per sample (the same ``N``); values that are not tensors are passed unchanged. Labels
         are not inputs: they go in ``target``.
     target
-        Class to explain: an int for every sample or a LongTensor of shape ``(N,)``.
+        What to explain (:mod:`nbexplain.core.targets`): for ``(N, C)`` scores a class, an int for every
+        sample or a LongTensor ``(N,)``; for a sequence ``(N, T, V)`` a ``(position, token)`` tuple, e.g.
+        ``(-1, 40)`` (token 40 at the last position; each an int or one per sample); for a dense map a class
+        (its map summed over all positions) or ``nx.Target.region(class, mask)``; for any output a function
+        ``lambda out: ...`` returning one score per sample ``(N,)``.
     wrt
         With several inputs, the one explained: a position (``wrt=1``) or a keyword name (``wrt="mask"``);
         ``None``: the first. The others are held fixed — each sample's own rows go into the model with it,
@@ -215,7 +221,7 @@ def gradient(
 def gradient_x_input(
     model: nn.Module,
     x: AttributionInputs,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     wrt: InputKey | None = None,
     output: OutputArg = None,
@@ -265,7 +271,7 @@ def _noisy_copies(src: torch.Tensor, n_samples: int, noise_level: float, gen: to
 def smoothgrad(
     model: nn.Module,
     x: AttributionInputs,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     wrt: InputKey | None = None,
     noise_level: float = 0.15,
@@ -449,7 +455,7 @@ def _ig_points(space: AttributionSpace, baseline: Any, batch_size: int) -> tuple
 def integrated_gradients(
     model: nn.Module,
     x: AttributionInputs,
-    target: int | torch.Tensor,
+    target: TargetArg,
     *,
     wrt: InputKey | None = None,
     baseline: float | torch.Tensor | None = None,

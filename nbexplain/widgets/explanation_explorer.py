@@ -29,6 +29,7 @@ from torch import nn
 from .. import core
 from ..core.compiled import require_hooks
 from ..core.hygiene import model_device, model_dtype, preserved
+from ..core.targets import as_target, describe_axes
 from ..core.validation import check_model, check_positive_int, check_tensor, suggest
 from .base import RequestWidget
 from .tensor import TensorTrait, downsample_maps, to_uint8_images
@@ -66,10 +67,12 @@ def _conservation_ratio(total: torch.Tensor, reference: torch.Tensor) -> torch.T
 
 
 def _scores(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The explained score of each row, by the attribution methods' target convention (a dense map's class:
+    its map summed over the image)."""
     with preserved(model), torch.no_grad():
         model.eval()
         out = model(x.to(model_device(model), model_dtype(model)))
-    return out.reshape(out.shape[0], -1).gather(1, t.view(-1, 1).to(out.device)).squeeze(1).cpu()
+    return as_target(t, out.shape[0]).scores(out).cpu()
 
 
 def _build_method(spec: Any, options: Mapping[str, Mapping[str, Any]]) -> _Method:
@@ -161,7 +164,9 @@ class ExplanationExplorer(RequestWidget):
     Parameters
     ----------
     model
-        A classifier returning ``(N, n_classes)`` scores.
+        A classifier returning ``(N, n_classes)`` scores, or a segmentation net returning class maps
+        ``(N, C, H, W)``: a class is then explained as its map summed over the image (as ``target=`` in the
+        methods), and the "predicted" class is the one with the largest summed map.
     inputs
         Images ``(N, C, H, W)`` or ``(N, H, W)`` in the model's input layout; flat inputs ``(N, D)`` with
         ``image_shape=(H, W)`` (or ``(C, H, W)``) for display. One tensor: a model with several inputs is
@@ -288,10 +293,17 @@ class ExplanationExplorer(RequestWidget):
         with torch.no_grad(), preserved(self._model):
             self._model.eval()
             dev, dt = model_device(self._model), model_dtype(self._model)
-            logits = torch.cat(
-                [self._model(self._x[s : s + 256].to(dev, dt)).reshape(min(256, self._x.shape[0] - s), -1).cpu()
-                 for s in range(0, self._x.shape[0], 256)]
+            raw = torch.cat(
+                [self._model(self._x[s : s + 256].to(dev, dt)).cpu() for s in range(0, self._x.shape[0], 256)]
             )
+        if raw.ndim == 3:
+            raise ValueError(
+                f"ExplanationExplorer explains class scores (N, C) or dense class maps (N, C, H, W), but the model "
+                f"returns a sequence {describe_axes(tuple(raw.shape))}, whose targets are (position, token) pairs; "
+                "call the methods directly, e.g. nx.gradient(model, x, target=(-1, token))."
+            )
+        # The explained score of each class, as the methods read it: a dense map's class map summed.
+        logits = raw.reshape(raw.shape[0], -1) if raw.ndim <= 2 else raw.reshape(raw.shape[0], raw.shape[1], -1).sum(2)
         self._n_classes = int(logits.shape[1])
         probs = torch.softmax(logits.to(torch.float64), dim=1)
         self._pred = logits.argmax(dim=1)

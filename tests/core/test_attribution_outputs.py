@@ -130,8 +130,8 @@ def test_projected_outputs_and_delta_curve_select_an_output():
     torch.testing.assert_close(got, ref)
     one = nx.projected_outputs(ae, x, "encoder.code", st, ks=[2], output=lambda out: out["recon"])
     torch.testing.assert_close(one[0], ref[1])
-    curve = nx.delta_curve(ae, x, "encoder.code", st, deltas=[0.5, 1.0], output="recon")
-    ref_curve = nx.delta_curve(plain, x, "encoder.code", st, deltas=[0.5, 1.0])
+    curve = nx.delta_curve(ae, x, "encoder.code", st, deltas=[0.5, 1.0], output="recon", metric="reconstruction")
+    ref_curve = nx.delta_curve(plain, x, "encoder.code", st, deltas=[0.5, 1.0], metric="reconstruction")
     torch.testing.assert_close(curve.eigen, ref_curve.eigen)
     assert curve.baseline == pytest.approx(ref_curve.baseline)
     with pytest.raises(ValueError, match=r"'recon'.*output="):
@@ -332,7 +332,7 @@ def test_delta_hygiene_with_output_selector(fail_at):
     before = snapshot(model)
     if fail_at is None:
         nx.projected_outputs(model, torch.rand(5, 6), "fc1", st, ks=[1, 3], output=0)
-        nx.delta_curve(model, torch.rand(5, 6), "fc1", st, deltas=[0.5, 1.0], output=0)
+        nx.delta_curve(model, torch.rand(5, 6), "fc1", st, deltas=[0.5, 1.0], output=0, metric="output_mse")
     else:
         with pytest.raises(RuntimeError, match="boom"):
             nx.projected_outputs(model, torch.rand(5, 6), "fc1", st, ks=[1, 3], output=0)

@@ -102,8 +102,8 @@ def test_reconstruction_error_falls_as_delta_rises_and_beats_random():
     nx.zoo.train(ae, x, epochs=8, lr=3e-3, batch_size=64, seed=0, progress=False)
     st = nx.layer_statistics(ae, x, ["encoder.code"])["encoder.code"]
     deltas = [0.5, 0.8, 0.9, 0.95, 0.99, 1.0]
-    curve = nx.delta_curve(ae, x[:200], "encoder.code", st, deltas=deltas)
-    assert curve.metric == "mse"
+    curve = nx.delta_curve(ae, x[:200], "encoder.code", st, deltas=deltas, metric="reconstruction")
+    assert curve.metric == "reconstruction"
     assert torch.all(curve.eigen[1:] <= curve.eigen[:-1] + 1e-9)  # non-increasing in δ
     assert curve.eigen[0] > curve.eigen[-1]
     assert torch.all(curve.eigen[:-1] <= curve.random[:-1] + 1e-9)

@@ -305,7 +305,7 @@ def test_bad_arguments() -> None:
         nx.Epsilon(-1)
     with pytest.raises(TypeError, match="needs a Linear, Conv"):
         nx.lrp(model, x, 0, composite={nn.ReLU: nx.ZPlus(), nn.Linear: nx.Epsilon()})
-    with pytest.raises(ValueError, match=r"\(N, n_classes\)"):
+    with pytest.raises(ValueError, match=r"\(N, T=3, V=1\).*target=\(position, token\)"):  # a 3-D output: a sequence
         nx.lrp(nn.Sequential(nn.Linear(12, 3), nn.Unflatten(1, (3, 1))), x, 0)
 
 

@@ -162,8 +162,8 @@ def test_delta_curve_on_a_conv_transpose_autoencoder() -> None:
     stats = nx.layer_statistics(net, x, [layer])[layer]
     dress(net, case.hook_layer)
     with untouched(net):
-        curve = nx.delta_curve(net, x, layer, stats, deltas=[0.5, 1.0])
-    assert curve.metric == "mse"
+        curve = nx.delta_curve(net, x, layer, stats, deltas=[0.5, 1.0], metric="reconstruction")
+    assert curve.metric == "reconstruction"
     for k, eig in zip(curve.ks.tolist(), curve.eigen.tolist(), strict=True):
         out = _manual(net, x, layer, nx.DeltaProjection(stats, k=k), False)
         assert eig == pytest.approx(float((out.double() - x.double()).pow(2).mean()), rel=1e-5)

@@ -26,6 +26,7 @@ __all__ = [
     "Case",
     "CASES",
     "IMAGE_CASES",
+    "OUTPUT_CASES",
     "conv_bn_relu",
     "Depthwise",
     "ConvTransposeAE",
@@ -33,6 +34,8 @@ __all__ = [
     "SharedTwice",
     "FunctionalResidual",
     "V",
+    "CausalLM",
+    "SegNet",
     "build",
     "compiled",
     "scripted",
@@ -149,6 +152,47 @@ class V(nn.Module):
         return self.block(self.patch(x).flatten(2).transpose(1, 2)).mean(1)
 
 
+class CausalLM(nn.Module):
+    """A GPT-style language model: token embedding plus learned positions (added in ``forward``), two causal
+    transformer blocks, a final LayerNorm and a vocabulary head — a sequence output ``(N, T, V)``."""
+
+    def __init__(self, vocab: int = 40, length: int = 10, dim: int = 16) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(0.1 * torch.randn(length, dim))
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, 2, 2 * dim, dropout=0.0, activation="gelu", batch_first=True)
+            for _ in range(2)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        h = self.emb(ids) + self.pos[: ids.shape[1]]
+        mask = nn.Transformer.generate_square_subsequent_mask(ids.shape[1], dtype=h.dtype, device=h.device)
+        for block in self.blocks:
+            h = block(h, src_mask=mask, is_causal=True)
+        return self.head(self.norm(h))
+
+
+class SegNet(nn.Module):
+    """A small U-Net: conv–BN–ReLU, max-pool, conv, nearest upsampling, a skip concatenation and a 1×1 head —
+    class maps ``(N, 4, H, W)`` at the input's resolution."""
+
+    def __init__(self, n_classes: int = 4) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.down = nn.MaxPool2d(2)
+        self.mid = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1), nn.ReLU())
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.head = nn.Conv2d(6 + 8, n_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        skip = self.enc(x)
+        deep = self.up(self.mid(self.down(skip)))
+        return self.head(torch.cat([skip, deep], dim=1))
+
+
 def _v() -> V:
     torch.manual_seed(0)
     return V().eval()
@@ -231,8 +275,16 @@ CASES: dict[str, Case] = {
         Case("residual", _seeded(FunctionalResidual, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="f1",
              hook_layer="fc", n_classes=3),
         Case("conv_bn_relu", conv_bn_relu, (1, 8, 8), channel_layer="1", hook_layer="0", n_classes=4),
+        # outputs that are not (N, classes): a sequence (N, T, V) and class maps (N, C, H, W)
+        Case("causal_lm", _seeded(CausalLM, torch.zeros(1)), (10,), token_layer="blocks.0", hook_layer="head",
+             tokens=True, vocab=40, n_classes=40),
+        Case("segmentation", _seeded(SegNet, torch.randn(8, 3, 16, 16)), (3, 16, 16), channel_layer="enc.1",
+             hook_layer="head", n_classes=4),
     ]
 }
+
+#: Models whose output is not (N, classes): a language model (N, T, V) and a segmentation net (N, C, H, W).
+OUTPUT_CASES = ["causal_lm", "segmentation"]
 
 #: Classifiers on float images whose output is one tensor of class scores.
 IMAGE_CASES = ["resnet18", "bottleneck", "vit", "V", "depthwise", "upsample", "shared", "residual"]

@@ -262,11 +262,13 @@ class LRPResult:
     relevance
         Input relevance, shape of ``x``.
     target
-        The explained class per sample, LongTensor ``(N,)``.
+        The explained class per sample, LongTensor ``(N,)``; for a ``(position, token)``, region or function
+        target the bound :class:`~nbexplain.core.targets.Target`.
     output
-        The model's output ``(N, n_classes)`` in eval mode (after canonization).
+        The model's (selected) output, e.g. ``(N, n_classes)``, in eval mode (after canonization).
     explained
-        The relevance put on the target output per sample ``(N,)`` — its score (``init="logit"``) or 1.
+        The relevance put on the output per sample ``(N,)`` — the target's score (``init="logit"``) or 1
+        (for a region: the mask's total weight).
     layers
         Relevance at the *outputs* of the requested layers (``layers=``), by name; a module called more
         than once gets ``name``, ``name#2``, ….
@@ -277,7 +279,7 @@ class LRPResult:
     """
 
     relevance: torch.Tensor
-    target: torch.Tensor
+    target: Any
     output: torch.Tensor
     explained: torch.Tensor
     layers: dict[str, torch.Tensor] = field(default_factory=dict)

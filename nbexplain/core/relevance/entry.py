@@ -29,9 +29,9 @@ from ..validation import (
     check_finite,
     check_model,
     check_positive_int,
-    check_target,
     match_layer_names,
 )
+from ..targets import Target, TargetArg, as_target
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
 from .engine import LRPResult, _bad_nodes, _graph_error, _OpOwners, _Session
@@ -125,27 +125,24 @@ def _forward(model: nn.Module, inp: Inputs, plan: _Plan, owners: _OpOwners | Non
 
 def _scores(raw: Any, plan: _Plan, n: int) -> torch.Tensor:
     out = select_output(raw, plan.output)
-    if out.ndim != 2 or out.shape[0] != n:
+    if out.ndim == 0 or out.shape[0] != n:
         picked = "the model returned" if plan.output is None else "`output` selected"
         raise ValueError(
-            f"lrp explains class scores (N, n_classes) with N={n}, but {picked} {describe_output(out)}"
+            f"lrp explains a model output with one row per sample (N={n}), but {picked} {describe_output(out)}"
             + ("" if isinstance(raw, torch.Tensor) else f" (the model returned {describe_output(raw)}; choose with `output=`)")
             + "."
         )
     return out
 
 
-def _explain_batch(model: nn.Module, inp: Inputs, tb: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Session]:
+def _explain_batch(model: nn.Module, inp: Inputs, tb: Target, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Session]:
     xb = inp[plan.wrt]
     raw, session, tap = _forward(model, inp, plan)
     try:
         out = _scores(raw, plan, xb.shape[0])
-        tb = tb.to(out.device)
-        if int(tb.min()) < 0 or int(tb.max()) >= out.shape[1]:
-            raise ValueError(
-                f"`target` contains class indices outside [0, {out.shape[1] - 1}] (got min "
-                f"{int(tb.min())}, max {int(tb.max())}); the model has {out.shape[1]} outputs."
-            )
+        # Where the explained score reads the output (a one-hot for a class or a token, a region's mask,
+        # ∂s/∂out for a function): checked against the output's shape before any backward pass.
+        weights = tb.seed(out.detach())
         leaf = xb if tap is None else tap.leaf(model)[1]
         if not out.requires_grad:
             raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
@@ -161,11 +158,14 @@ def _explain_batch(model: nn.Module, inp: Inputs, tb: torch.Tensor, plan: _Plan)
                 FunctionalOpsWarning,
                 stacklevel=4,
             )
-        rows = torch.arange(out.shape[0], device=out.device)
-        picked = out.detach()[rows, tb]
-        explained = picked if plan.init == "logit" else torch.ones_like(picked)
-        seed = torch.zeros_like(out)
-        seed[rows, tb] = explained
+        # init="logit": the relevance put on the output is the explained part of it, weights ⊙ out (for a class,
+        # a token or a region: the selected scores themselves); init="one": the weights.
+        if plan.init == "logit":  # zero weights stay exact zeros next to non-finite outputs the score never reads
+            seed = torch.where(weights != 0, weights * out.detach(), torch.zeros_like(weights))
+        else:
+            seed = weights
+        explained = seed.reshape(seed.shape[0], -1).sum(dim=1)
+        picked = explained
         with torch.enable_grad():
             (rel,) = torch.autograd.grad(out, leaf, seed)
     finally:
@@ -195,7 +195,7 @@ def _locate_bad_ops(model: nn.Module, inp: Inputs, plan: _Plan) -> Exception:
 def lrp(
     model: nn.Module,
     x: AttributionInputs,
-    target: int | torch.Tensor,
+    target: TargetArg,
     composite: str | Composite | Rule | Mapping[Key, Rule] = "epsilon_plus_flat",
     *,
     wrt: InputKey | None = None,
@@ -224,8 +224,8 @@ def lrp(
     Parameters
     ----------
     model
-        A classifier returning ``(N, n_classes)`` scores (logits; remove a final softmax), or a tuple/dict
-        of outputs with ``output=`` choosing the scores.
+        A classifier returning ``(N, n_classes)`` scores (logits; remove a final softmax), a sequence
+        ``(N, T, V)`` or dense map ``(N, C, H, W)``, or a tuple/dict of outputs with ``output=`` choosing one.
         A ``torch.compile``'d model is explained through its eager module (``model._orig_mod``); a
         TorchScript model is refused (LRP needs hooks on its layers).
     x
@@ -233,8 +233,13 @@ def lrp(
         ``(N, T)`` are attributed through an embedding layer (see ``embedding``). Several inputs as one batch
         (a tuple, a dict or ``nx.Inputs``), as in :func:`~nbexplain.gradient`.
     target
-        The class to explain: an int for all samples, or a LongTensor ``(N,)`` (one class per sample,
-        so several classes can be explained in one batch).
+        What to explain, as in :func:`nbexplain.gradient`: a class, an int for all samples or a LongTensor
+        ``(N,)`` (one class per sample, so several classes can be explained in one batch); ``(position,
+        token)`` for a sequence output ``(N, T, V)``; a class (its map summed over all positions) or
+        ``nx.Target.region(class, mask)`` for a dense map; or a function of the output returning one score per
+        sample. The relevance put on the output is ``∂s/∂out ⊙ out`` (``init="logit"``): the selected scores
+        for a class, token or region — and for a function ``s`` that is homogeneous of degree 1 (picks, sums
+        and weighted sums of outputs) it adds up to ``s``.
     wrt
         With several inputs, the one explained (a position or keyword name; ``None``: the first), as in
         :func:`~nbexplain.gradient`: relevance flows back to it alone. The others are held fixed (each batch
@@ -351,7 +356,7 @@ def lrp(
     bs = max(1, _AUTO_BATCH_VALUES // max(1, per_sample)) if batch_size is None else check_positive_int(batch_size, "batch_size")
     if isinstance(target, torch.Tensor):
         target = target.to("cpu")
-    tgt = check_target(target, n)
+    tgt = as_target(target, n)
     values = any(c.changes_values(model) for c in plan.canonizers)
     with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
         result = _run(model, batch, tgt, plan, bs, progress)
@@ -385,7 +390,7 @@ def _own_names(comp: Composite, names: list[str]) -> Composite:
     return copied
 
 
-def _run(model: nn.Module, batch: Inputs, tgt: torch.Tensor, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:
+def _run(model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:
     """The batch loop (inside the hygiene contexts); the other inputs of ``batch`` go with each slice."""
     x = batch[plan.wrt]
     model.eval()
@@ -430,7 +435,7 @@ def _run(model: nn.Module, batch: Inputs, tgt: torch.Tensor, plan: _Plan, bs: in
     cat = (lambda parts: parts[0]) if len(rel_parts) == 1 else (lambda parts: torch.cat(parts))
     return LRPResult(
         relevance=cat(rel_parts),
-        target=tgt,
+        target=tgt.classes if tgt.kind == "index" else tgt,
         output=cat(out_parts),
         explained=cat(expl_parts),
         layers={k: cat(v) for k, v in layer_parts.items()},
