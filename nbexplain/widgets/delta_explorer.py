@@ -17,7 +17,7 @@ from ..core.layer_select import layers as list_layers
 from ..core.layer_select import resolve_modules
 from ..core.model_inputs import Inputs, as_inputs, call_model
 from ..core.saturation_tracking import intrinsic_dimension, layer_statistics
-from ..core.validation import check_fraction, check_model, check_positive_int, check_tensor
+from ..core.validation import check_choice, check_fraction, check_model, check_positive_int, check_tensor
 from .base import NbxWidget
 from .tensor import TensorTrait, downsample_images, to_uint8_images
 
@@ -87,8 +87,10 @@ class DeltaExplorer(NbxWidget):
     Parameters
     ----------
     model
-        An autoencoder (output shaped like the input: reconstructions are shown) or a classifier
-        (accuracy under projection and per-sample predictions are shown).
+        An autoencoder (reconstructions are shown) or a classifier returning class scores ``(N, C)``
+        (accuracy under projection and per-sample predictions are shown). For sequence or dense outputs
+        (language models, segmentation) use :func:`nbexplain.delta_curve` with per-position labels or a
+        ``metric=``.
     data
         Inputs: a tensor, an ``(x, y)`` pair of inputs and integer labels, or a
         :class:`nbexplain.data.Dataset` (statistics from its training split, samples and scores from its
@@ -108,6 +110,12 @@ class DeltaExplorer(NbxWidget):
         Caps on the samples used for the statistics and for the error/accuracy curves.
     seed
         Seed of the random-subspace control and of sample selection.
+    mode
+        ``"reconstruction"`` (the output is compared with the shown input), ``"accuracy"`` (class scores
+        against the labels), or ``None``: reconstruction when the output has the input's shape, else accuracy.
+        A segmentation net whose class maps happen to have the image's shape (3 classes on RGB) is not an
+        autoencoder: it is refused in accuracy mode, and ``mode=None`` would show its logits as images, so
+        say what the model is.
 
     Attributes
     ----------
@@ -170,9 +178,13 @@ class DeltaExplorer(NbxWidget):
         seed: int = 0,
         cell_size: int = 72,
         max_bytes: int = MAX_IMAGE_BYTES,
+        mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.model = model = check_model(model, what="nx.widgets.DeltaExplorer")
+        if mode is not None:
+            check_choice(mode, "mode", ("reconstruction", "accuracy"))
+        self._mode = mode
         self._stats_x, self._stats_y, self._show_x, self._show_y = _unpack(data)
         self._stats_x = self._stats_x.rows(slice(0, check_positive_int(max_stats_samples, "max_stats_samples")))
         self._n_samples = check_positive_int(n_samples, "n_samples")
@@ -250,7 +262,29 @@ class DeltaExplorer(NbxWidget):
             model.eval()
             probe_out = call_model(model, shown.rows(slice(0, 1)).to_model(model), "data")
         show = shown.first
-        is_ae = tuple(probe_out.shape[1:]) == tuple(show.shape[1:])
+        if not isinstance(probe_out, torch.Tensor):
+            raise ValueError(
+                "DeltaExplorer needs a model that returns one tensor; for tuple or dict outputs use "
+                "nx.delta_curve(..., output=...)."
+            )
+        same = tuple(probe_out.shape[1:]) == tuple(show.shape[1:])
+        is_ae = same if self._mode is None else self._mode == "reconstruction"
+        if is_ae and not same:
+            raise ValueError(
+                f"mode='reconstruction' compares the output with the shown input, but the output has shape "
+                f"{tuple(probe_out.shape[1:])} per sample and the input {tuple(show.shape[1:])}."
+            )
+        if not is_ae and probe_out.ndim != 2:
+            raise ValueError(
+                f"DeltaExplorer shows one predicted class per sample, for class scores (N, C); one sample's output has "
+                f"shape {tuple(probe_out.shape[1:])}. For a sequence or dense output use nx.delta_curve(model, x, layer, "
+                "stats, target=labels per position or pixel) or its metric=."
+            )
+        if not is_ae and probe_out.shape[1] > 256:
+            raise ValueError(
+                f"DeltaExplorer shows predicted classes as 8-bit values, but the model has {probe_out.shape[1]} "
+                "classes (at most 256); use nx.delta_curve for the accuracy curve."
+            )
         n_eval = min(self._max_eval, self._show_x.n)
         ev_inputs = self._show_x.rows(slice(0, n_eval))
         ev_x = ev_inputs.first

@@ -103,3 +103,24 @@ def test_bad_arguments(ae_and_data):
     with pytest.raises(TypeError, match="Module"):
         DeltaExplorer("model", data.x_train[:50])
     assert "DeltaExplorer(layer='encoder.code'" in repr(DeltaExplorer(ae, data.x_train[:50], n_samples=2))
+
+
+def test_mode_is_explicit_where_the_output_shape_cannot_tell() -> None:
+    """A 3-class segmentation net on RGB images returns maps with the image's shape: not an autoencoder."""
+    torch.manual_seed(0)
+    seg = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1))
+    x = torch.rand(40, 3, 6, 6)
+    y = torch.randint(0, 3, (40,))
+    with pytest.raises(ValueError, match=r"one predicted class per sample.*output has shape \(3, 6, 6\).*nx.delta_curve"):
+        DeltaExplorer(seg, (x, y), layer="0", n_samples=2, mode="accuracy")
+    # an autoencoder said to be one must reconstruct its input's shape
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(108, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with pytest.raises(ValueError, match=r"mode='reconstruction' compares the output with the shown input"):
+        DeltaExplorer(clf, (x, y), layer="1", n_samples=2, mode="reconstruction")
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        DeltaExplorer(clf, (x, y), layer="1", n_samples=2, mode="auto")
+    # the classifier in accuracy mode: the curve's last point (k = all features) equals its plain accuracy
+    ex = DeltaExplorer(clf, (x, y), layer="1", n_samples=2, deltas=[0.5, 1.0], mode="accuracy")
+    plain = float((clf(x).argmax(1) == y).double().mean())
+    assert ex.mode == "accuracy" and ex.baseline == pytest.approx(plain)
+    assert float(ex.metric[-1]) == pytest.approx(plain, abs=1e-6)
