@@ -375,7 +375,7 @@ def _clean_scores(
 def rde(
     model: nn.Module,
     x: AttributionInputs,
-    target: TargetArg,
+    target: TargetArg | None = None,
     *,
     wrt: InputKey | None = None,
     mean: float | torch.Tensor | None = None,
