@@ -36,6 +36,7 @@ from .relevance import (
     Composite,
     Epsilon,
     ExplicitResidual,
+    ExplicitScale,
     Flat,
     FunctionalOpsWarning,
     Gamma,
@@ -45,6 +46,7 @@ from .relevance import (
     Norm,
     Pass,
     Rule,
+    Scale,
     UnsupportedModuleError,
     WSquare,
     ZBox,
@@ -55,7 +57,7 @@ from .relevance import (
 
 __all__ += ["lrp", "LRPResult", "UnsupportedModuleError", "Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta"]
 __all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Composite", "COMPOSITES"]
-__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "FunctionalOpsWarning"]
+__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "Scale", "FunctionalOpsWarning"]
 
 # --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
 from .continuity import ContinuityResult, continuity

@@ -33,6 +33,9 @@ __all__ = [
     "SharedTwice",
     "FunctionalResidual",
     "V",
+    "UNet",
+    "ConvNeXtish",
+    "PreActDenseNet",
     "build",
 ]
 
@@ -135,6 +138,111 @@ class FunctionalResidual(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
+class UNet(nn.Module):
+    """A small U-Net: two encoder stages (conv, max pooling / strided conv), a decoder that upsamples with
+    ``ConvTranspose2d`` + batch norm (one called with ``output_size=``), skip connections by concatenation, a
+    1×1 conv to per-pixel class maps, and their spatial mean as the class scores."""
+
+    def __init__(self, n_classes: int = 3) -> None:
+        super().__init__()
+        self.enc1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.enc2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.down = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1)  # output_padding from output_size=
+        self.bn2 = nn.BatchNorm2d(6)
+        self.dec2 = nn.Conv2d(12, 6, 3, padding=1)
+        self.up1 = nn.ConvTranspose2d(6, 4, 2, stride=2)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.dec1 = nn.Conv2d(8, 4, 3, padding=1)
+        self.seg = nn.Conv2d(4, n_classes, 1)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        s1 = torch.relu(self.enc1(x))
+        s2 = torch.relu(self.enc2(self.pool(s1)))
+        b = torch.relu(self.down(s2))
+        u2 = torch.relu(self.bn2(self.up2(b, output_size=s2.shape[2:])))
+        d2 = torch.relu(self.dec2(torch.cat([u2, s2], 1)))
+        u1 = torch.relu(self.bn1(self.up1(d2)))
+        d1 = torch.relu(self.dec1(torch.cat([u1, s1], 1)))
+        return self.gap(self.seg(d1)).flatten(1)
+
+
+class _ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise 7×7 conv, LayerNorm over channels (channels-last), Linear 4×, GELU,
+    Linear, a learned per-channel layer scale, and the residual sum."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(0.5 * torch.randn(dim))  # trained layer scales differ in size and sign
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.pwconv2(self.act(self.pwconv1(y)))
+        return x + (self.gamma * y).permute(0, 3, 1, 2)
+
+
+class ConvNeXtish(nn.Module):
+    """A 2×2 patchify stem, two ConvNeXt blocks with layer scale, global mean, LayerNorm, linear head."""
+
+    def __init__(self, n_classes: int = 4, dim: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 2, stride=2)
+        self.blocks = nn.Sequential(_ConvNeXtBlock(dim), _ConvNeXtBlock(dim))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.head(self.norm(self.pool(self.blocks(self.stem(x))).flatten(1)))
+
+
+class _DenseLayer(nn.Module):
+    """A pre-activation dense layer: BN → ReLU → 1×1 conv → BN → ReLU → 3×3 conv, concatenated to its input.
+    The first batch norm normalises a concatenation, not a conv's output: it cannot be merged."""
+
+    def __init__(self, cin: int, growth: int) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(cin)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(cin, 2 * growth, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(2 * growth)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(2 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self.conv2(self.relu2(self.norm2(self.conv1(self.relu1(self.norm1(x))))))
+        return torch.cat([x, y], 1)
+
+
+class PreActDenseNet(nn.Module):
+    """A DenseNet in miniature: stem conv, a dense block of two pre-activation layers, a transition (BN, ReLU,
+    1×1 conv, average pooling), another dense layer, final BN → ReLU → global mean → linear head."""
+
+    def __init__(self, n_classes: int = 5, growth: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.block1 = nn.Sequential(_DenseLayer(8, growth), _DenseLayer(8 + growth, growth))
+        c = 8 + 2 * growth
+        self.transition = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, 8, 1, bias=False),
+                                        nn.AvgPool2d(2))
+        self.block2 = _DenseLayer(8, growth)
+        self.norm = nn.BatchNorm2d(8 + growth)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8 + growth, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = self.block2(self.transition(self.block1(self.stem(x))))
+        return self.fc(self.pool(self.relu(self.norm(x))).flatten(1))
+
+
 class V(nn.Module):
     """The issue's example: a patch conv, then one ``nn.TransformerEncoderLayer`` over the patch tokens."""
 
@@ -229,11 +337,18 @@ CASES: dict[str, Case] = {
         Case("residual", _seeded(FunctionalResidual, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="f1",
              hook_layer="fc", n_classes=3),
         Case("conv_bn_relu", conv_bn_relu, (1, 8, 8), channel_layer="1", hook_layer="0", n_classes=4),
+        Case("unet", _seeded(UNet, torch.randn(8, 1, 12, 12)), (1, 12, 12), channel_layer="bn2", hook_layer="seg",
+             n_classes=3),
+        Case("convnext", _seeded(ConvNeXtish, torch.randn(8, 3, 12, 12)), (3, 12, 12),
+             channel_layer="blocks.0.dwconv", hook_layer="head", n_classes=4),
+        Case("densenet", _seeded(PreActDenseNet, torch.randn(8, 3, 8, 8)), (3, 8, 8),
+             channel_layer="block1.0.norm1", hook_layer="fc", n_classes=5),
     ]
 }
 
 #: Classifiers on float images whose output is one tensor of class scores.
-IMAGE_CASES = ["resnet18", "bottleneck", "vit", "V", "depthwise", "upsample", "shared", "residual"]
+IMAGE_CASES = ["resnet18", "bottleneck", "vit", "V", "depthwise", "upsample", "shared", "residual", "unet", "convnext",
+               "densenet"]
 
 
 def build(name: str) -> tuple[nn.Module, Case]:

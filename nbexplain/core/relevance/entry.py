@@ -185,7 +185,7 @@ def lrp(
     *,
     output: OutputArg = None,
     embedding: str | None = None,
-    epsilon: float = 1e-6,
+    epsilon: float | None = None,
     gamma: float = 0.25,
     low: float | torch.Tensor | None = None,
     high: float | torch.Tensor | None = None,
@@ -232,8 +232,16 @@ def lrp(
         there and summed over its last (feature) dimension, so ``result.relevance`` has the shape of the
         token ids ``(N, T)``. ``None``: for integer ``x`` the model's ``nn.Embedding`` (the only one, or the
         one called with ``x``), for float ``x`` the input itself.
-    epsilon, gamma
-        ε of the dense layers' ε rule and γ of ``epsilon_gamma_box`` (named composites only).
+    epsilon
+        ε of every ε rule the composite assigns itself: the dense layers of a named composite (and its
+        convolutions in ``"epsilon"``), batch norms that cannot be merged into a preceding layer (pre-activation
+        blocks), layer scales; average pooling and residual sums split in proportion with ``min(1e-9, ε)``. So
+        ``composite="epsilon", epsilon=1e-9`` is ε = 1e-9 everywhere (gradient × input on a ReLU network).
+        ``None``: 1e-6, or the ε of a single ε rule given as ``composite``. A :class:`Composite` object keeps the
+        ε it was made with (``nx.Composite(..., epsilon=…)``). The stabilisers of z⁺, γ, αβ and zᴮ are those
+        rules' own (see :mod:`nbexplain.core.relevance.composites`); ``result.rules`` lists every layer's rule.
+    gamma
+        γ of the convolutions' γ rule in ``epsilon_gamma_box``.
     low, high
         Input bounds of the zᴮ rule of ``epsilon_gamma_box`` (numbers or tensors shaped like one sample;
         default: the batch's smallest and largest value).
