@@ -2,8 +2,10 @@
 
 In a pre-activation DenseNet the batch norms read a concatenation, not a conv's output, so they cannot be merged
 into a conv: they are affine layers with the ε rule of their own. They used to keep a hidden ``Epsilon(1e-6)``,
-so ``composite="epsilon", epsilon=1e-9`` was off gradient × input by 5e-4–3e-3 (relative to the map's largest
-value); with ε → 0 everywhere it must equal gradient × input (Montavon et al. 2019; NOTES.md).
+so ``composite="epsilon", epsilon=1e-9`` was off gradient × input by 7e-4 here (relative to the map's largest
+value; 2.7e-3 in the issue's model) whatever the ε asked for. With ε everywhere, the difference is ε's own
+effect on small denominators and shrinks with it (1.1e-5 at ε = 1e-9, 1.1e-8 at 1e-12, measured): ε → 0 LRP
+of a ReLU network is gradient × input (Montavon et al. 2019; NOTES.md).
 """
 
 from __future__ import annotations
@@ -35,28 +37,29 @@ def _densenet() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return net.double(), case.x(4).double(), torch.tensor([0, 1, 2, 4])
 
 
-def test_epsilon_reaches_the_batch_norms_of_a_pre_activation_densenet() -> None:
+@pytest.mark.parametrize(("epsilon", "tol"), [(1e-9, 5e-5), (1e-12, 1e-7)])
+def test_epsilon_reaches_the_batch_norms_of_a_pre_activation_densenet(epsilon: float, tol: float) -> None:
     net, x, t = _densenet()
     want = _grad_x_input(net, x, t)
     with untouched(net):
-        res = nx.lrp(net, x, t, composite="epsilon", epsilon=1e-9)
+        res = nx.lrp(net, x, t, composite="epsilon", epsilon=epsilon)
     unmerged = {k: v for k, v in res.rules.items() if "norm" in k or k.startswith("transition.0")}
-    assert unmerged and all(v == nx.Epsilon(1e-9) for v in unmerged.values()), unmerged
-    assert _rel_err(res.relevance, want) < 1e-5  # measured 5e-7; with the hidden 1e-6: 4.8e-4
+    assert len(unmerged) == 4 and all(v == nx.Epsilon(epsilon) for v in unmerged.values()), unmerged
+    assert _rel_err(res.relevance, want) < tol  # with the hidden Epsilon(1e-6): 7e-4 at either ε
 
 
 @pytest.mark.parametrize(
     "composite",
-    [nx.Epsilon(1e-9), {nn.Conv2d: nx.Epsilon(1e-9), nn.Linear: nx.Epsilon(1e-9)}, nx.Composite(
-        {nn.Conv2d: nx.Epsilon(1e-9), nn.Linear: nx.Epsilon(1e-9)}, epsilon=1e-9)],
+    [nx.Epsilon(1e-12), {nn.Conv2d: nx.Epsilon(1e-12), nn.Linear: nx.Epsilon(1e-12)}, nx.Composite(
+        {nn.Conv2d: nx.Epsilon(1e-12), nn.Linear: nx.Epsilon(1e-12)}, epsilon=1e-12)],
     ids=["one rule", "dict", "Composite"],
 )
 def test_every_way_of_asking_for_epsilon_everywhere_gets_it(composite: object) -> None:
     net, x, t = _densenet()
-    kw = {"epsilon": 1e-9} if isinstance(composite, dict) else {}
+    kw = {"epsilon": 1e-12} if isinstance(composite, dict) else {}
     res = nx.lrp(net, x, t, composite=composite, **kw)  # type: ignore[arg-type]
-    assert all(r.epsilon <= 1e-9 for r in res.rules.values() if isinstance(r, nx.Epsilon)), res.rules
-    assert _rel_err(res.relevance, _grad_x_input(net, x, t)) < 1e-5
+    assert all(r.epsilon <= 1e-12 for r in res.rules.values() if isinstance(r, nx.Epsilon)), res.rules
+    assert _rel_err(res.relevance, _grad_x_input(net, x, t)) < 1e-7
 
 
 def test_a_large_epsilon_does_not_make_the_proportional_splits_absorb_relevance() -> None:

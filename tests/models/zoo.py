@@ -271,6 +271,11 @@ def _seeded(factory: Callable[[], nn.Module], example: torch.Tensor) -> Callable
     return make
 
 
+def _example(channels: int, size: int) -> torch.Tensor:
+    """A batch to settle batch-norm statistics on, the same in every process (not drawn from the global RNG)."""
+    return torch.randn(8, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
 def _tuple_model() -> nn.Module:
     torch.manual_seed(0)
     body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
@@ -337,11 +342,11 @@ CASES: dict[str, Case] = {
         Case("residual", _seeded(FunctionalResidual, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="f1",
              hook_layer="fc", n_classes=3),
         Case("conv_bn_relu", conv_bn_relu, (1, 8, 8), channel_layer="1", hook_layer="0", n_classes=4),
-        Case("unet", _seeded(UNet, torch.randn(8, 1, 12, 12)), (1, 12, 12), channel_layer="bn2", hook_layer="seg",
+        Case("unet", _seeded(UNet, _example(1, 12)), (1, 12, 12), channel_layer="bn2", hook_layer="seg",
              n_classes=3),
-        Case("convnext", _seeded(ConvNeXtish, torch.randn(8, 3, 12, 12)), (3, 12, 12),
+        Case("convnext", _seeded(ConvNeXtish, _example(3, 12)), (3, 12, 12),
              channel_layer="blocks.0.dwconv", hook_layer="head", n_classes=4),
-        Case("densenet", _seeded(PreActDenseNet, torch.randn(8, 3, 8, 8)), (3, 8, 8),
+        Case("densenet", _seeded(PreActDenseNet, _example(3, 8)), (3, 8, 8),
              channel_layer="block1.0.norm1", hook_layer="fc", n_classes=5),
     ]
 }
