@@ -47,6 +47,7 @@ WRITTEN: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
     "view of a (C,) parameter": lambda m, h: h * m.flat[:, None, None],
     "x.mul_(gamma)": lambda m, h: h.mul_(m.gamma),
     "x *= gamma": lambda m, h: h.__imul__(m.gamma),
+    "x * buffer": lambda m, h: h * m.fixed,
     "x / (1 / gamma)": lambda m, h: h / m.inverse,
 }
 
@@ -60,6 +61,7 @@ class _ScaledConv(nn.Module):
         self.conv = nn.Conv2d(2, 4, 3, padding=1)
         self.gamma = nn.Parameter(torch.tensor([0.7, -1.3, 2.0, 0.05]).view(4, 1, 1))
         self.flat = nn.Parameter(self.gamma.detach().flatten().clone())
+        self.register_buffer("fixed", self.gamma.detach().clone())
         self.register_buffer("inverse", 1 / self.gamma.detach())
         self.relu = nn.ReLU()
         self.head = nn.Linear(4 * 4 * 4, 3)

@@ -6,6 +6,12 @@ merged into the layer before them, residual sums and layer scales as modules wit
 :func:`lrp` (:mod:`.engine`) runs one forward and one backward pass with the rules hooked in. With
 ``strict=False``, functional operations outside modules get rules consistent with gradient × input
 (:mod:`.functional`; non-linear ones are named in a :class:`FunctionalOpsWarning`).
+
+Layers with rules of their own: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d (every rule of convolutions, with the
+transposed operator), batch norm (merged into the layer before it, else an affine layer), average pooling, layer
+scales (element-wise products with a constant factor, :class:`Scale`) and residual sums (:class:`Sum`);
+element-wise activations pass relevance on; max pooling, reshapes and dropout follow the gradient. Anything
+else (LSTM, GRU, attention, LayerNorm, custom blocks) can be mapped to :class:`Gradient`.
 """
 
 from .canonizers import Canonizer, ExplicitResidual, ExplicitScale, MergeBatchNorm, default_canonizers
@@ -13,8 +19,6 @@ from .composites import COMPOSITES, Composite, Scale, Sum, get_composite
 from .engine import LRPResult, UnsupportedModuleError
 from .entry import lrp
 from .functional import FunctionalOpsWarning
-# Layers with rules: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d (every conv rule, with the transposed operator),
-# batch norm (merged or affine), average pooling, layer scales (Scale), residual sums (Sum); activations pass.
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus
 
 __all__ = [

@@ -221,7 +221,8 @@ def lrp(
         (default: flat on the first layer, z⁺ on convolutions, ε on dense layers),
         ``"epsilon_gamma_box"``, ``"epsilon_alpha2_beta1"``, ``"epsilon_alpha2_beta1_flat"`` — an
         :class:`~nbexplain.core.relevance.Composite`, a dict ``{layer type or layer name: rule}``, or one
-        rule for every Linear and Conv layer (``nx.ZPlus()``). Modules LRP has no rule for (LSTM, GRU,
+        rule for every Linear and Conv layer (``nx.ZPlus()``; transposed convolutions are convolutions here: every
+        composite gives ``ConvTranspose1d/2d/3d`` the rules of convolutions). Modules LRP has no rule for (LSTM, GRU,
         ``nn.MultiheadAttention``, custom blocks) can be mapped to ``nx.Gradient()`` (gradient × input
         through them, also when they return tuples).
     output
@@ -246,7 +247,8 @@ def lrp(
         Input bounds of the zᴮ rule of ``epsilon_gamma_box`` (numbers or tensors shaped like one sample;
         default: the batch's smallest and largest value).
     canonizers
-        ``"auto"`` (merge batch norms into the preceding Linear/Conv and make residual sums explicit),
+        ``"auto"`` (merge batch norms into the preceding Linear/Conv, make residual sums explicit, and read
+        products with a constant factor — layer scales ``x * self.gamma`` — as diagonal linear layers, ``nx.Scale``),
         ``None``, or a list of canonizer objects. Always undone on return.
     layers
         Layer name(s) whose output relevance to return in ``result.layers``.
@@ -258,7 +260,7 @@ def lrp(
     progress
         Show a progress bar over batches (default: when there is more than one batch).
     strict
-        Reject models that compute on the input outside modules with rules (``F.linear``, ``x * w``,
+        Reject models that compute on the input outside modules with rules (``F.linear``, ``a * b`` of two activations,
         ``.mean()``, ``+ self.pos``, …), naming the operations and the module whose forward computes them.
         ``False``: every such operation gets a rule consistent with gradient × input (see
         :mod:`nbexplain.core.relevance.functional`) — reshapes, permutations, indexing, ``cat``, ``F.relu``,
