@@ -361,15 +361,16 @@ def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None
             f"to it (the relevance passes unchanged); otherwise (a normalisation, attention, a custom block) map "
             f"nx.Gradient() to pass gradient × input through it: e.g. {example}."
         )
-    else:
-        got = (
-            f" (it maps {tuple(x.shape)} to {tuple(output.shape)})"
-            if isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor)
-            else ""
-        )
+    elif isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor):
         remedy = (
-            f"Map nx.Gradient() to it{got}: gradient × input through the module, which for a linear module without "
-            f"bias (upsampling, a fixed filter) is LRP-0's proportional split; e.g. {example}."
+            f"Map nx.Gradient() to it (it maps {tuple(x.shape)} to {tuple(output.shape)}, so nx.Pass() does not "
+            f"apply): gradient × input through the module, which for a linear module without bias (upsampling, a "
+            f"fixed filter, a shuffle) is LRP-0's proportional split; e.g. {example}."
+        )
+    else:
+        remedy = (
+            f"It returns more than one tensor (an RNN, attention): map nx.Gradient() to it, gradient × input through "
+            f"the module; e.g. {example}."
         )
     return UnsupportedModuleError(
         f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, "
