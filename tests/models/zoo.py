@@ -272,7 +272,9 @@ def _seeded(factory: Callable[[], nn.Module], example: torch.Tensor) -> Callable
 
 
 def _example(channels: int, size: int) -> torch.Tensor:
-    """A batch to settle batch-norm statistics on, the same in every process (not drawn from the global RNG)."""
+    """A batch to settle batch-norm statistics on, the same in every process: torch seeds its global generator
+    at random in each process, so a batch drawn from it at import gave every run other statistics (and the
+    depthwise ε → 0 test failed in some runs, its map's smallest entries off by 5e-4 relative)."""
     return torch.randn(8, channels, size, size, generator=torch.Generator().manual_seed(0))
 
 
@@ -331,15 +333,15 @@ CASES: dict[str, Case] = {
         Case("tuple", _tuple_model, (1, 8, 8), channel_layer="body.1", hook_layer="head", output=0, n_classes=3),
         Case("dict", _dict_model, (1, 8, 8), channel_layer="body.1", hook_layer="head", output="logits",
              n_classes=3),
-        Case("depthwise", _seeded(Depthwise, torch.randn(8, 3, 12, 12)), (3, 12, 12), channel_layer="bn",
+        Case("depthwise", _seeded(Depthwise, _example(3, 12)), (3, 12, 12), channel_layer="bn",
              hook_layer="fc", n_classes=5),
-        Case("convtranspose", _seeded(ConvTransposeAE, torch.randn(8, 1, 16, 16)), (1, 16, 16),
+        Case("convtranspose", _seeded(ConvTransposeAE, _example(1, 16)), (1, 16, 16),
              channel_layer="decoder.0", hook_layer="decoder.2", n_classes=1),
-        Case("upsample", _seeded(UpsampleNet, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="up",
+        Case("upsample", _seeded(UpsampleNet, _example(1, 8)), (1, 8, 8), channel_layer="up",
              hook_layer="head", n_classes=4),
-        Case("shared", _seeded(SharedTwice, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="shared",
+        Case("shared", _seeded(SharedTwice, _example(1, 8)), (1, 8, 8), channel_layer="shared",
              hook_layer="head", n_classes=3),
-        Case("residual", _seeded(FunctionalResidual, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="f1",
+        Case("residual", _seeded(FunctionalResidual, _example(1, 8)), (1, 8, 8), channel_layer="f1",
              hook_layer="fc", n_classes=3),
         Case("conv_bn_relu", conv_bn_relu, (1, 8, 8), channel_layer="1", hook_layer="0", n_classes=4),
         Case("unet", _seeded(UNet, _example(1, 12)), (1, 12, 12), channel_layer="bn2", hook_layer="seg",

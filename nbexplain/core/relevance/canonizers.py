@@ -22,6 +22,7 @@ snapshot of every value.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -241,29 +242,52 @@ class _Assign(torch.autograd.Function):
         return None, grad
 
 
-class _SumMode(TorchFunctionMode):
-    def __init__(self, sum_module: Sum) -> None:
+class _Dispatch(TorchFunctionMode):
+    """The one torch function mode of the canonizers that rewrite functional calls (residual sums, layer scales):
+    each adds handlers by function while it is applied. With a mode active, every torch call of the forward pass
+    — attribute reads included, about 2,000 in a ResNet-18 LRP call — is a Python round trip through it, so the
+    canonizers share one mode instead of stacking one each (a second mode cost 11 % of a small ResNet-18 call)."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.sum_module = sum_module
+        self.handlers: dict[Any, list[Any]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
-        if (
-            (func in _ADDS or func in _INPLACE_ADDS)
-            and len(args) == 2
-            and isinstance(args[0], torch.Tensor)
-            and isinstance(args[1], torch.Tensor)
-            and args[0].requires_grad
-            and args[1].requires_grad
-            and args[0].shape == args[1].shape
-            and kwargs.get("alpha", 1) == 1
-            and "out" not in kwargs
-        ):
-            result = self.sum_module(args[0], args[1])
-            if func in _INPLACE_ADDS:
-                return _Assign.apply(args[0], result)
-            return result
+        for handle in self.handlers.get(func, ()):
+            out = handle(func, args, kwargs)
+            if out is not NotImplemented:
+                return out
         return func(*args, **kwargs)
+
+
+_LOCAL = threading.local()
+
+
+@contextmanager
+def _handling(handlers: dict[Any, Any]) -> Iterator[None]:
+    """Register ``{function: handler}`` in this thread's :class:`_Dispatch` mode (entered here when none is
+    active) for the duration of the block. A handler returns ``NotImplemented`` to leave a call alone."""
+    mode = getattr(_LOCAL, "mode", None)
+    own = mode is None
+    if own:
+        mode = _Dispatch()
+    for f, h in handlers.items():
+        mode.handlers.setdefault(f, []).append(h)
+    try:
+        if own:
+            _LOCAL.mode = mode
+            with mode:
+                yield
+        else:
+            yield
+    finally:
+        for f, h in handlers.items():
+            mode.handlers[f].remove(h)
+            if not mode.handlers[f]:
+                del mode.handlers[f]
+        if own:
+            _LOCAL.mode = None
 
 
 class ExplicitResidual(Canonizer):
@@ -298,10 +322,27 @@ class ExplicitResidual(Canonizer):
     def extra_modules(self) -> dict[str, nn.Module]:  # noqa: D102
         return {"<residual sum>": self.sum}
 
+    def _add(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        if (
+            len(args) == 2
+            and isinstance(args[0], torch.Tensor)
+            and isinstance(args[1], torch.Tensor)
+            and args[0].requires_grad
+            and args[1].requires_grad
+            and args[0].shape == args[1].shape
+            and kwargs.get("alpha", 1) == 1
+            and "out" not in kwargs
+        ):
+            result = self.sum(args[0], args[1])
+            if func in _INPLACE_ADDS:
+                return _Assign.apply(args[0], result)
+            return result
+        return NotImplemented
+
     @contextmanager
     def apply(self, model: nn.Module, example: torch.Tensor | None = None) -> Iterator[None]:  # noqa: D102
         self.calls = 0
-        with _SumMode(self.sum):
+        with _handling(dict.fromkeys(_ADDS | _INPLACE_ADDS, self._add)):
             yield
 
 
@@ -318,63 +359,29 @@ def _constant(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.is_floating_point() and (isinstance(t, nn.Parameter) or not t.requires_grad)
 
 
-class _ScaleMode(TorchFunctionMode):
-    def __init__(self, canonizer: ExplicitScale) -> None:
-        super().__init__()
-        self.canonizer = canonizer
-
-    @staticmethod
-    def _operands(func: Any, args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
-        """``(activation, factor, divide)`` when ``func(*args)`` is a product with (or a division by) a constant
-        factor that keeps the activation's shape; else ``None``."""
-        if len(args) != 2 or kwargs.get("rounding_mode") is not None or "out" in kwargs:
-            return None
-        if set(kwargs) - {"rounding_mode"}:
-            return None
-        a, b = args
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            return None  # a Python number: left to strict=False (a scaling, split in proportion)
-        divide = func in _DIVS or func in _INPLACE_DIVS
-        if divide:
-            act, factor = a, b  # only the dividend may be the activation: 1/x is not linear
-        elif _constant(b) and not _constant(a):
-            act, factor = a, b
-        else:
-            act, factor = b, a
-        if not (act.requires_grad and act.is_floating_point()) or _constant(act) or not _constant(factor):
-            return None
-        try:
-            if torch.broadcast_shapes(act.shape, factor.shape) != act.shape:
-                return None  # the factor would expand the activation: not a diagonal map of it
-        except RuntimeError:
-            return None
-        return act, factor, divide
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
-        kwargs = kwargs or {}
-        inplace = func in _INPLACE_MULS or func in _INPLACE_DIVS
-        found = self._operands(func, args, kwargs) if (inplace or func in _MULS or func in _DIVS) else None
-        if found is None:
-            return func(*args, **kwargs)
-        act, factor, divide = found
-        if inplace and act is not args[0]:
-            return func(*args, **kwargs)
-        scale = self.canonizer.scale
-        if divide:
-            scale.factor = torch.reciprocal(factor.detach())
-            scale.compute = lambda x: torch.div(x, factor)
-        else:
-            scale.factor = factor
-            first = args[0] is act
-            scale.compute = (lambda x: torch.mul(x, factor)) if first else (lambda x: torch.mul(factor, x))
-        try:
-            # in place: the rule keeps its input for the backward pass, so it gets a copy that is never written
-            result = scale(act.clone() if inplace else act)
-        finally:
-            scale.factor = scale.compute = None
-        if inplace:
-            return _Assign.apply(args[0], result)
-        return result
+def _operands(func: Any, args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
+    """``(activation, factor, divide)`` when ``func(*args)`` is a product with (or a division by) a constant
+    factor that keeps the activation's shape; else ``None``."""
+    if len(args) != 2 or set(kwargs) - {"rounding_mode"} or kwargs.get("rounding_mode") is not None:
+        return None
+    a, b = args
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return None  # a Python number: left to strict=False (a scaling, split in proportion)
+    divide = func in _DIVS or func in _INPLACE_DIVS
+    if divide:
+        act, factor = a, b  # only the dividend may be the activation: 1/x is not linear
+    elif _constant(b) and not _constant(a):
+        act, factor = a, b
+    else:
+        act, factor = b, a
+    if not (act.requires_grad and act.is_floating_point()) or _constant(act) or not _constant(factor):
+        return None
+    try:
+        if torch.broadcast_shapes(act.shape, factor.shape) != act.shape:
+            return None  # the factor would expand the activation: not a diagonal map of it
+    except RuntimeError:
+        return None
+    return act, factor, divide
 
 
 class ExplicitScale(Canonizer):
@@ -413,10 +420,33 @@ class ExplicitScale(Canonizer):
     def extra_modules(self) -> dict[str, nn.Module]:  # noqa: D102
         return {"<layer scale>": self.scale}
 
+    def _product(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        found = _operands(func, args, kwargs)
+        inplace = func in _INPLACE_MULS or func in _INPLACE_DIVS
+        if found is None or (inplace and found[0] is not args[0]):
+            return NotImplemented
+        act, factor, divide = found
+        scale = self.scale
+        if divide:
+            scale.factor = torch.reciprocal(factor.detach())
+            scale.compute = lambda x: torch.div(x, factor)
+        else:
+            scale.factor = factor
+            first = args[0] is act
+            scale.compute = (lambda x: torch.mul(x, factor)) if first else (lambda x: torch.mul(factor, x))
+        try:
+            # in place: the rule keeps its input for the backward pass, so it gets a copy that is never written
+            result = scale(act.clone() if inplace else act)
+        finally:
+            scale.factor = scale.compute = None
+        if inplace:
+            return _Assign.apply(args[0], result)
+        return result
+
     @contextmanager
     def apply(self, model: nn.Module, example: torch.Tensor | None = None) -> Iterator[None]:  # noqa: D102
         self.calls = 0
-        with _ScaleMode(self):
+        with _handling(dict.fromkeys(_MULS | _DIVS | _INPLACE_MULS | _INPLACE_DIVS, self._product)):
             yield
 
 
