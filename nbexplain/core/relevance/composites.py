@@ -228,14 +228,14 @@ class Composite:
 
 def _named(name: str, epsilon: float, gamma: float, low: Any, high: Any) -> Composite:
     eps = Epsilon(epsilon)
-    convs, first = {
-        "epsilon": (eps, None),
-        "epsilon_plus": (ZPlus(), None),
-        "epsilon_plus_flat": (ZPlus(), Flat()),
-        "epsilon_gamma_box": (Gamma(gamma), ZBox(low, high)),
-        "epsilon_alpha2_beta1": (AlphaBeta(2.0, 1.0), None),
-        "epsilon_alpha2_beta1_flat": (AlphaBeta(2.0, 1.0), Flat()),
-    }[name]
+    convs, first = {  # built for the name asked only (γ and the zᴮ bounds are checked when used)
+        "epsilon": lambda: (eps, None),
+        "epsilon_plus": lambda: (ZPlus(), None),
+        "epsilon_plus_flat": lambda: (ZPlus(), Flat()),
+        "epsilon_gamma_box": lambda: (Gamma(gamma), ZBox(low, high)),
+        "epsilon_alpha2_beta1": lambda: (AlphaBeta(2.0, 1.0), None),
+        "epsilon_alpha2_beta1_flat": lambda: (AlphaBeta(2.0, 1.0), Flat()),
+    }[name]()
     return Composite({CONVS: convs, DENSE: eps}, first=first, name=name, epsilon=epsilon)
 
 
