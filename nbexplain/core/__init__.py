@@ -37,6 +37,7 @@ from .relevance import (
     Composite,
     Epsilon,
     ExplicitResidual,
+    ExplicitScale,
     Flat,
     FunctionalOpsWarning,
     Gamma,
@@ -46,6 +47,7 @@ from .relevance import (
     Norm,
     Pass,
     Rule,
+    Scale,
     UnsupportedModuleError,
     WSquare,
     ZBox,
@@ -56,7 +58,7 @@ from .relevance import (
 
 __all__ += ["lrp", "LRPResult", "UnsupportedModuleError", "Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta"]
 __all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Composite", "COMPOSITES"]
-__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "FunctionalOpsWarning"]
+__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "Scale", "FunctionalOpsWarning"]
 
 # --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
 from .continuity import ContinuityResult, continuity

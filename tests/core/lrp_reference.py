@@ -16,6 +16,8 @@ A network is described by a *plan*: a list of steps
 - ``("flatten",)`` — reshape,
 - ``("residual", main_plan, shortcut_plan, eps)`` — ``main(x) + shortcut(x)`` (shortcut ``[]`` is the
   identity), relevance split in proportion to the two summands.
+- ``("concat", main_plan, skip_plan)`` — ``cat([main(x), skip(x)], dim=1)`` (skip ``[]`` is the identity: a
+  U-Net skip connection); each part's channels take their own relevance back.
 
 Rules are tuples: ``("zero", bias)``, ``("eps", eps, bias)``, ``("gamma", g, bias)``,
 ``("alphabeta", a, b, bias)``, ``("zplus", bias)``, ``("zbox", low, high)``, ``("flat",)``, ``("w2",)``.
@@ -172,6 +174,12 @@ def _forward(plan: list, x: torch.Tensor):
             hs, ts = _forward(short, h) if short else (h, [])
             tape.append(("residual", tm, ts, hm.reshape(h.shape[0], -1), hs.reshape(h.shape[0], -1), eps, shape))
             h = hm + hs
+        elif kind == "concat":
+            main, skip = step[1], step[2]
+            hm, tm = _forward(main, h)
+            hs, ts = _forward(skip, h) if skip else (h, [])
+            tape.append(("concat", tm, ts, hm[0].numel(), shape))
+            h = torch.cat([hm, hs], 1)
         else:
             raise ValueError(kind)
     return h, tape
@@ -197,6 +205,10 @@ def _backward(tape: list, r: torch.Tensor) -> torch.Tensor:
             z = hm + hs
             den = z + eps * _sign(z)
             rm, rs = hm / den * r, hs / den * r
+            r = _backward(tm, rm).reshape(r.shape[0], -1) + (_backward(ts, rs).reshape(r.shape[0], -1) if ts else rs)
+        elif kind == "concat":
+            _, tm, ts, n_main, shape = entry
+            rm, rs = r[:, :n_main], r[:, n_main:]  # channel-first: the main part's channels come first
             r = _backward(tm, rm).reshape(r.shape[0], -1) + (_backward(ts, rs).reshape(r.shape[0], -1) if ts else rs)
         # pass / reshape: nothing to do on flattened relevance
     return r

@@ -32,7 +32,7 @@ def homogeneous(net: nn.Module) -> nn.Module:
         for m in net.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.bias.copy_(m.running_mean * m.weight / torch.sqrt(m.running_var + m.eps))
-            elif isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
+            elif isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
                 m.bias.zero_()
     return net
 
@@ -51,19 +51,22 @@ def _close_to(got: torch.Tensor, want: torch.Tensor, rel: float) -> None:
     torch.testing.assert_close(got, want, rtol=rel, atol=rel * float(want.abs().max()))
 
 
-@pytest.mark.parametrize("name", LRP_CASES + ["upsample"])
+@pytest.mark.parametrize("name", LRP_CASES + ["upsample", "unet", "densenet", "convnext"])
 def test_epsilon_to_zero_is_gradient_times_input(name: str) -> None:
     net, case, x, t = _setup(name)
     g, _ = input_gradient(net, x, t)
     comp: Any = "epsilon"
     if name == "upsample":  # nearest upsampling is linear without bias: its gradient is its LRP rule
         comp = {nn.Upsample: nx.Gradient(), nn.Conv2d: nx.Epsilon(TINY_EPS), nn.Linear: nx.Epsilon(TINY_EPS)}
+    if name == "convnext":  # no LRP rule of its own for LayerNorm; GELU by gradient × input too (not Pass)
+        comp = {nn.LayerNorm: nx.Gradient(), nn.GELU: nx.Gradient(), nn.Conv2d: nx.Epsilon(TINY_EPS),
+                nn.Linear: nx.Epsilon(TINY_EPS)}
     with untouched(net):
         res = nx.lrp(net, x, t, composite=comp, epsilon=TINY_EPS)
     _close_to(res.relevance, g * x, 1e-5)
 
 
-@pytest.mark.parametrize("name", LRP_CASES)
+@pytest.mark.parametrize("name", LRP_CASES + ["densenet"])
 def test_every_composite_on_a_bias_free_network_conserves_relevance(name: str) -> None:
     net, case, x, t = _setup(name)
     homogeneous(net)

@@ -36,6 +36,9 @@ __all__ = [
     "V",
     "CausalLM",
     "SegNet",
+    "UNet",
+    "ConvNeXtish",
+    "PreActDenseNet",
     "build",
     "compiled",
     "scripted",
@@ -140,6 +143,111 @@ class FunctionalResidual(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
+class UNet(nn.Module):
+    """A small U-Net: two encoder stages (conv, max pooling / strided conv), a decoder that upsamples with
+    ``ConvTranspose2d`` + batch norm (one called with ``output_size=``), skip connections by concatenation, a
+    1×1 conv to per-pixel class maps, and their spatial mean as the class scores."""
+
+    def __init__(self, n_classes: int = 3) -> None:
+        super().__init__()
+        self.enc1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.enc2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.down = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1)  # output_padding from output_size=
+        self.bn2 = nn.BatchNorm2d(6)
+        self.dec2 = nn.Conv2d(12, 6, 3, padding=1)
+        self.up1 = nn.ConvTranspose2d(6, 4, 2, stride=2)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.dec1 = nn.Conv2d(8, 4, 3, padding=1)
+        self.seg = nn.Conv2d(4, n_classes, 1)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        s1 = torch.relu(self.enc1(x))
+        s2 = torch.relu(self.enc2(self.pool(s1)))
+        b = torch.relu(self.down(s2))
+        u2 = torch.relu(self.bn2(self.up2(b, output_size=s2.shape[2:])))
+        d2 = torch.relu(self.dec2(torch.cat([u2, s2], 1)))
+        u1 = torch.relu(self.bn1(self.up1(d2)))
+        d1 = torch.relu(self.dec1(torch.cat([u1, s1], 1)))
+        return self.gap(self.seg(d1)).flatten(1)
+
+
+class _ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise 7×7 conv, LayerNorm over channels (channels-last), Linear 4×, GELU,
+    Linear, a learned per-channel layer scale, and the residual sum."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(0.5 * torch.randn(dim))  # trained layer scales differ in size and sign
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.pwconv2(self.act(self.pwconv1(y)))
+        return x + (self.gamma * y).permute(0, 3, 1, 2)
+
+
+class ConvNeXtish(nn.Module):
+    """A 2×2 patchify stem, two ConvNeXt blocks with layer scale, global mean, LayerNorm, linear head."""
+
+    def __init__(self, n_classes: int = 4, dim: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 2, stride=2)
+        self.blocks = nn.Sequential(_ConvNeXtBlock(dim), _ConvNeXtBlock(dim))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.head(self.norm(self.pool(self.blocks(self.stem(x))).flatten(1)))
+
+
+class _DenseLayer(nn.Module):
+    """A pre-activation dense layer: BN → ReLU → 1×1 conv → BN → ReLU → 3×3 conv, concatenated to its input.
+    The first batch norm normalises a concatenation, not a conv's output: it cannot be merged."""
+
+    def __init__(self, cin: int, growth: int) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(cin)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(cin, 2 * growth, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(2 * growth)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(2 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self.conv2(self.relu2(self.norm2(self.conv1(self.relu1(self.norm1(x))))))
+        return torch.cat([x, y], 1)
+
+
+class PreActDenseNet(nn.Module):
+    """A DenseNet in miniature: stem conv, a dense block of two pre-activation layers, a transition (BN, ReLU,
+    1×1 conv, average pooling), another dense layer, final BN → ReLU → global mean → linear head."""
+
+    def __init__(self, n_classes: int = 5, growth: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.block1 = nn.Sequential(_DenseLayer(8, growth), _DenseLayer(8 + growth, growth))
+        c = 8 + 2 * growth
+        self.transition = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, 8, 1, bias=False),
+                                        nn.AvgPool2d(2))
+        self.block2 = _DenseLayer(8, growth)
+        self.norm = nn.BatchNorm2d(8 + growth)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8 + growth, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = self.block2(self.transition(self.block1(self.stem(x))))
+        return self.fc(self.pool(self.relu(self.norm(x))).flatten(1))
+
+
 class V(nn.Module):
     """The issue's example: a patch conv, then one ``nn.TransformerEncoderLayer`` over the patch tokens."""
 
@@ -209,6 +317,13 @@ def _seeded(factory: Callable[[], nn.Module], example: torch.Tensor) -> Callable
     return make
 
 
+def _example(channels: int, size: int) -> torch.Tensor:
+    """A batch to settle batch-norm statistics on, the same in every process: torch seeds its global generator
+    at random in each process, so a batch drawn from it at import gave every run other statistics (and the
+    depthwise ε → 0 test failed in some runs, its map's smallest entries off by 5e-4 relative)."""
+    return torch.randn(8, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
 def _tuple_model() -> nn.Module:
     torch.manual_seed(0)
     body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
@@ -264,22 +379,28 @@ CASES: dict[str, Case] = {
         Case("tuple", _tuple_model, (1, 8, 8), channel_layer="body.1", hook_layer="head", output=0, n_classes=3),
         Case("dict", _dict_model, (1, 8, 8), channel_layer="body.1", hook_layer="head", output="logits",
              n_classes=3),
-        Case("depthwise", _seeded(Depthwise, torch.randn(8, 3, 12, 12)), (3, 12, 12), channel_layer="bn",
+        Case("depthwise", _seeded(Depthwise, _example(3, 12)), (3, 12, 12), channel_layer="bn",
              hook_layer="fc", n_classes=5),
-        Case("convtranspose", _seeded(ConvTransposeAE, torch.randn(8, 1, 16, 16)), (1, 16, 16),
+        Case("convtranspose", _seeded(ConvTransposeAE, _example(1, 16)), (1, 16, 16),
              channel_layer="decoder.0", hook_layer="decoder.2", n_classes=1),
-        Case("upsample", _seeded(UpsampleNet, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="up",
+        Case("upsample", _seeded(UpsampleNet, _example(1, 8)), (1, 8, 8), channel_layer="up",
              hook_layer="head", n_classes=4),
-        Case("shared", _seeded(SharedTwice, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="shared",
+        Case("shared", _seeded(SharedTwice, _example(1, 8)), (1, 8, 8), channel_layer="shared",
              hook_layer="head", n_classes=3),
-        Case("residual", _seeded(FunctionalResidual, torch.randn(8, 1, 8, 8)), (1, 8, 8), channel_layer="f1",
+        Case("residual", _seeded(FunctionalResidual, _example(1, 8)), (1, 8, 8), channel_layer="f1",
              hook_layer="fc", n_classes=3),
         Case("conv_bn_relu", conv_bn_relu, (1, 8, 8), channel_layer="1", hook_layer="0", n_classes=4),
         # outputs that are not (N, classes): a sequence (N, T, V) and class maps (N, C, H, W)
         Case("causal_lm", _seeded(CausalLM, torch.zeros(1)), (10,), token_layer="blocks.0", hook_layer="head",
              tokens=True, vocab=40, n_classes=40),
-        Case("segmentation", _seeded(SegNet, torch.randn(8, 3, 16, 16)), (3, 16, 16), channel_layer="enc.1",
+        Case("segmentation", _seeded(SegNet, _example(3, 16)), (3, 16, 16), channel_layer="enc.1",
              hook_layer="head", n_classes=4),
+        Case("unet", _seeded(UNet, _example(1, 12)), (1, 12, 12), channel_layer="bn2", hook_layer="seg",
+             n_classes=3),
+        Case("convnext", _seeded(ConvNeXtish, _example(3, 12)), (3, 12, 12),
+             channel_layer="blocks.0.dwconv", hook_layer="head", n_classes=4),
+        Case("densenet", _seeded(PreActDenseNet, _example(3, 8)), (3, 8, 8),
+             channel_layer="block1.0.norm1", hook_layer="fc", n_classes=5),
     ]
 }
 
@@ -287,7 +408,8 @@ CASES: dict[str, Case] = {
 OUTPUT_CASES = ["causal_lm", "segmentation"]
 
 #: Classifiers on float images whose output is one tensor of class scores.
-IMAGE_CASES = ["resnet18", "bottleneck", "vit", "V", "depthwise", "upsample", "shared", "residual"]
+IMAGE_CASES = ["resnet18", "bottleneck", "vit", "V", "depthwise", "upsample", "shared", "residual", "unet", "convnext",
+               "densenet"]
 
 
 def build(name: str) -> tuple[nn.Module, Case]:

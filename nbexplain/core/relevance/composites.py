@@ -7,8 +7,14 @@ composite:
 
 - element-wise activations (ReLU family, tanh, sigmoid, …) → :class:`~.rules.Pass`,
 - average pooling (also adaptive) → :class:`~.rules.Norm` (proportional),
-- batch norm that was not merged into a preceding Linear/Conv → :class:`~.rules.Epsilon`,
+- batch norm that was not merged into a preceding Linear/Conv → :class:`~.rules.Epsilon` (the composite's ε),
+- element-wise products with a factor that does not depend on the input (layer scale ``x * self.gamma``, made
+  explicit by a canonizer as type :class:`~.ops.Scale`) → :class:`~.rules.Epsilon` (the composite's ε),
 - residual sums made explicit by the canonizer (type :class:`Sum`) → :class:`~.rules.Norm`.
+
+The ε of these rules is the composite's ``epsilon`` (the call's ``epsilon=`` for a named composite); the
+proportional splits (:class:`~.rules.Norm`) keep their 1e-9 unless ``epsilon`` is smaller, so that ε → 0 makes
+every rule of the composite exact, and a large ε that absorbs relevance in dense layers does not in averages.
 
 Max pooling, Flatten/Unflatten, Dropout (eval mode) and Identity need no rule: relevance follows their
 gradient, which for max pooling sends it to the maximum (winner takes all).
@@ -26,6 +32,12 @@ name                              first layer                other convolutions 
 ``epsilon_alpha2_beta1``          α2β1 (conv) / ε (dense)    α2β1                        ε
 ``epsilon_alpha2_beta1_flat``     flat                       α2β1                        ε
 ================================  =========================  ==========================  ============
+
+"Convolutions" are ``Conv1d/2d/3d`` and the transposed ``ConvTranspose1d/2d/3d`` (a linear map like a
+convolution: every rule applies with the transposed operator). ε is the call's ``epsilon=``, γ its ``gamma=``,
+the zᴮ bounds its ``low=``/``high=``; the stabilisers of z⁺ and αβ (1e-9) and of γ and zᴮ (1e-6) are those
+rules' defaults (denominators of one sign, kept away from 0 only) — choose them with your own
+:class:`Composite`. ``result.rules`` lists the rule every layer got.
 """
 
 from __future__ import annotations
@@ -37,12 +49,15 @@ import torch
 from torch import nn
 
 from ..validation import suggest
-from .ops import POOLS
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, ZBox, ZPlus
+from .ops import POOLS, TRANSPOSED, Scale
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, ZBox, ZPlus, _number
 
-__all__ = ["Composite", "Sum", "COMPOSITES", "ACTIVATIONS", "TRANSPARENT", "CONVS", "DENSE", "get_composite"]
+__all__ = [
+    "Composite", "Sum", "Scale", "COMPOSITES", "ACTIVATIONS", "TRANSPARENT", "CONVS", "DENSE", "get_composite",
+]
 
-CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Convolutions, transposed ones included: the named composites give them the same rules.
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d) + TRANSPOSED
 DENSE = (nn.Linear,)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -102,12 +117,20 @@ TRANSPARENT: tuple[type[nn.Module], ...] = (
 Key = Union[str, type, tuple]
 
 
-def _base_map() -> list[tuple[tuple[type, ...], Rule]]:
+#: The default ε of a composite's own ε rules (unmerged batch norms, layer scales) and of :func:`nbexplain.lrp`.
+DEFAULT_EPSILON = 1e-6
+#: The stabiliser of the proportional splits (average pooling, residual sums) unless ε is smaller.
+_NORM_EPSILON = 1e-9
+
+
+def _base_map(epsilon: float) -> list[tuple[tuple[type, ...], Rule]]:
+    norm = Norm(min(_NORM_EPSILON, epsilon))
     return [
         (ACTIVATIONS, Pass()),
-        (POOLS, Norm()),
-        (BATCHNORMS, Epsilon()),
-        ((Sum,), Norm()),
+        (POOLS, norm),
+        (BATCHNORMS, Epsilon(epsilon)),
+        ((Scale,), Epsilon(epsilon)),
+        ((Sum,), norm),
     ]
 
 
@@ -125,6 +148,10 @@ class Composite:
         ``ZBox(0, 1)``; ``None`` gives it its type's rule.
     name
         A label for reprs and reports.
+    epsilon
+        ε of the rules the composite assigns itself: the ε rule of batch norms that cannot be merged into a
+        preceding layer and of layer scales (:class:`~.ops.Scale`); average pooling and residual sums split
+        in proportion with ``min(1e-9, epsilon)``. Rules you map (also to these types) are used as given.
 
     Examples
     --------
@@ -137,7 +164,13 @@ class Composite:
     Flat()
     """
 
-    def __init__(self, rules: Mapping[Key, Rule] | None = None, first: Rule | None = None, name: str = "custom") -> None:
+    def __init__(
+        self,
+        rules: Mapping[Key, Rule] | None = None,
+        first: Rule | None = None,
+        name: str = "custom",
+        epsilon: float = DEFAULT_EPSILON,
+    ) -> None:
         rules = dict(rules or {})
         self.names: dict[str, Rule] = {}
         self.types: list[tuple[tuple[type, ...], Rule]] = []
@@ -160,7 +193,8 @@ class Composite:
             raise TypeError(f"`first` must be a Rule instance or None, got {first!r}.")
         self.first = first
         self.name = name
-        self._base = _base_map()
+        self.epsilon = _number(epsilon, "epsilon")
+        self._base = _base_map(self.epsilon)
 
     def rule_for(self, name: str, module: nn.Module, first: bool = False) -> Rule | None:
         """The rule for the module called ``name`` (``None``: no rule, relevance follows the gradient)."""
@@ -194,19 +228,15 @@ class Composite:
 
 def _named(name: str, epsilon: float, gamma: float, low: Any, high: Any) -> Composite:
     eps = Epsilon(epsilon)
-    if name == "epsilon":
-        return Composite({DENSE + CONVS: eps}, name=name)
-    if name == "epsilon_plus":
-        return Composite({CONVS: ZPlus(), DENSE: eps}, name=name)
-    if name == "epsilon_plus_flat":
-        return Composite({CONVS: ZPlus(), DENSE: eps}, first=Flat(), name=name)
-    if name == "epsilon_gamma_box":
-        return Composite({CONVS: Gamma(gamma), DENSE: eps}, first=ZBox(low, high), name=name)
-    if name == "epsilon_alpha2_beta1":
-        return Composite({CONVS: AlphaBeta(2.0, 1.0), DENSE: eps}, name=name)
-    if name == "epsilon_alpha2_beta1_flat":
-        return Composite({CONVS: AlphaBeta(2.0, 1.0), DENSE: eps}, first=Flat(), name=name)
-    raise AssertionError(name)
+    convs, first = {  # built for the name asked only (γ and the zᴮ bounds are checked when used)
+        "epsilon": lambda: (eps, None),
+        "epsilon_plus": lambda: (ZPlus(), None),
+        "epsilon_plus_flat": lambda: (ZPlus(), Flat()),
+        "epsilon_gamma_box": lambda: (Gamma(gamma), ZBox(low, high)),
+        "epsilon_alpha2_beta1": lambda: (AlphaBeta(2.0, 1.0), None),
+        "epsilon_alpha2_beta1_flat": lambda: (AlphaBeta(2.0, 1.0), Flat()),
+    }[name]()
+    return Composite({CONVS: convs, DENSE: eps}, first=first, name=name, epsilon=epsilon)
 
 
 #: The named composites accepted by ``nx.lrp(..., composite=name)``.
@@ -222,13 +252,17 @@ COMPOSITES = (
 
 def get_composite(
     composite: str | Composite | Rule | Mapping[Key, Rule],
-    epsilon: float = 1e-6,
+    epsilon: float | None = None,
     gamma: float = 0.25,
     low: Any = None,
     high: Any = None,
 ) -> Composite:
     """Resolve a composite name, a :class:`Composite`, a plain ``{key: rule}`` mapping, or a single rule
-    (applied to every Linear and Conv layer).
+    (applied to every Linear and Conv layer, transposed convolutions included).
+
+    ``epsilon`` is the ε of every ε rule the composite assigns itself (see :class:`Composite`; for a name also
+    that of its dense layers). ``None``: 1e-6, or the ε of an ε rule given as ``composite`` (so that
+    ``nx.Epsilon(1e-9)`` means ε = 1e-9 everywhere). A :class:`Composite` keeps its own.
 
     Examples
     --------
@@ -237,9 +271,17 @@ def get_composite(
     Flat()
     """
     if isinstance(composite, Composite):
+        if epsilon is not None and float(epsilon) != composite.epsilon:
+            raise ValueError(
+                f"`epsilon`={epsilon} cannot change the composite {composite.name!r}: a Composite object keeps the ε "
+                f"it was made with ({composite.epsilon}). Make it with nx.Composite(..., epsilon={epsilon}), or "
+                "leave `epsilon` out."
+            )
         return composite
+    if epsilon is None:
+        epsilon = composite.epsilon if isinstance(composite, Epsilon) else DEFAULT_EPSILON
     if isinstance(composite, Rule):
-        return Composite({DENSE + CONVS: composite}, name=repr(composite))
+        return Composite({DENSE + CONVS: composite}, name=repr(composite), epsilon=epsilon)
     if isinstance(composite, str):
         if composite not in COMPOSITES:
             raise ValueError(
@@ -248,7 +290,7 @@ def get_composite(
             )
         return _named(composite, epsilon, gamma, low, high)
     if isinstance(composite, Mapping):
-        return Composite(composite)
+        return Composite(composite, epsilon=epsilon)
     raise TypeError(
         f"`composite` must be a name {list(COMPOSITES)}, an nx.Composite, a rule or a dict "
         f"{{layer type or name: rule}}, got {type(composite).__name__}."

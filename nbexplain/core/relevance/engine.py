@@ -64,7 +64,14 @@ _HINTS = {
     "Mean": "use an nn.AdaptiveAvgPool module instead of .mean(), or strict=False (both split a mean in "
     "proportion to its terms)",
     "Sum": "strict=False splits a sum over a dimension in proportion to its terms",
-    "Convolution": "call convolutions through nn.Conv modules, not F.conv*",
+    "Mul": "a product with a factor that does not depend on the input (a layer scale x * self.gamma, a mask "
+    "buffer) is a linear layer of its own with canonizers='auto' when the factor is a tensor that broadcasts to the "
+    "activation's shape; a product of two activations (a gate, attention) needs strict=False (gradient × input "
+    "through it, named in a FunctionalOpsWarning) or a module around it mapped to nx.Gradient(); a product with a "
+    "Python number needs strict=False (it splits a scaling in proportion)",
+    "Div": "a division by a tensor that does not depend on the input is a linear layer of its own with "
+    "canonizers='auto'; other divisions need strict=False or a module around them mapped to nx.Gradient()",
+    "Convolution": "call convolutions through nn.Conv / nn.ConvTranspose modules, not F.conv*",
     "Addmm": "call dense layers through nn.Linear, not F.linear / @",
     "Mm": "call dense layers through nn.Linear, not F.linear / @",
     "BackwardHookFunction": "a global module backward hook (register_module_full_backward_hook) is registered; "
@@ -319,15 +326,58 @@ class LRPResult:
         return f"LRPResult(relevance={shape}, composite={name!r}, conservation≈{float(self.conservation.median()):.4f}{extra})"
 
 
-def _unsupported(name: str, module: nn.Module) -> UnsupportedModuleError:
+#: Shape-preserving modules that are not element-wise: nx.Pass() would be wrong for them, so it is not offered.
+_NOT_ELEMENTWISE = tuple(
+    getattr(nn, n)
+    for n in (
+        "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm", "InstanceNorm1d", "InstanceNorm2d",
+        "InstanceNorm3d", "Softmax", "Softmax2d", "LogSoftmax", "Softmin", "ChannelShuffle", "CrossMapLRN2d",
+    )
+    if hasattr(nn, n)
+)
+
+
+def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None) -> UnsupportedModuleError:
+    """The error for a module without a rule. Only remedies that work for it are offered: a Linear/Conv-type
+    layer the composite did not map gets a layer rule; ``nx.Pass()`` is offered only when the module kept its
+    input's shape (and only for element-wise modules); ``nx.Gradient()`` always works."""
     kind = type(module).__name__
+    key = f"torch.nn.{kind}" if getattr(nn, kind, None) is type(module) else kind
+    example = (
+        f"composite=nx.Composite({{{key}: nx.Gradient(), torch.nn.Conv2d: nx.ZPlus(), "
+        f"torch.nn.Linear: nx.Epsilon()}}, first=nx.Flat()), or key the rule by layer name, {{{name!r}: nx.Gradient()}}"
+    )
+    if isinstance(module, DENSE + CONVS):
+        remedy = (
+            f"The composite maps no rule to {kind} layers: add one, e.g. {{{key}: nx.ZPlus()}} or nx.Epsilon() "
+            f"(every rule of Linear/Conv layers applies to it), or key it by layer name, {{{name!r}: nx.Epsilon()}}."
+        )
+    elif isinstance(module, _NOT_ELEMENTWISE):
+        remedy = (
+            f"{kind} mixes the values of a sample (it is not element-wise, so nx.Pass() does not apply): map "
+            f"nx.Gradient() to it (gradient × input through it); e.g. {example}."
+        )
+    elif isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor) and tuple(output.shape) == tuple(x.shape):
+        remedy = (
+            f"If {kind} acts element-wise (an activation: each output depends on its own input only), map nx.Pass() "
+            f"to it (the relevance passes unchanged); otherwise (a normalisation, attention, a custom block) map "
+            f"nx.Gradient() to pass gradient × input through it: e.g. {example}."
+        )
+    elif isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor):
+        remedy = (
+            f"Map nx.Gradient() to it (it maps {tuple(x.shape)} to {tuple(output.shape)}, so nx.Pass() does not "
+            f"apply): gradient × input through the module, which for a linear module without bias (upsampling, a "
+            f"fixed filter, a shuffle) is LRP-0's proportional split; e.g. {example}."
+        )
+    else:
+        remedy = (
+            f"It returns more than one tensor (an RNN, attention): map nx.Gradient() to it, gradient × input through "
+            f"the module; e.g. {example}."
+        )
     return UnsupportedModuleError(
-        f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, batch norm, "
-        "average/max/adaptive pooling, Flatten/Unflatten, Dropout, ReLU-family/tanh activations. "
-        f"If {kind} is an element-wise activation, map nx.Pass() to it; otherwise (an LSTM, GRU, attention or "
-        f"custom block) map nx.Gradient() to pass gradient × input through it: e.g. "
-        f"composite=nx.Composite({{{kind}: nx.Gradient(), torch.nn.Conv2d: nx.ZPlus(), "
-        f"torch.nn.Linear: nx.Epsilon()}}, first=nx.Flat()), or key the rule by layer name, {{{name!r}: nx.Gradient()}}."
+        f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, "
+        "batch norm, average/max/adaptive pooling, Flatten/Unflatten, Dropout, ReLU-family/tanh/GELU activations, "
+        "residual sums and layer scales (canonizers='auto'). " + remedy
     )
 
 
@@ -551,7 +601,7 @@ class _Session:
                     if isinstance(module, TRANSPARENT) and self._is_nonneg(x):
                         self._mark_nonneg(output)
                     return None
-                raise _unsupported(name, module)
+                raise _unsupported(name, module, x, output)
             self.rules.setdefault(name, rule)
             if isinstance(rule, Gradient):
                 return _gradient_node(args, output, rule.stabilizer)
@@ -561,11 +611,13 @@ class _Session:
                 return _SumFunction.apply(args[0], args[1], output.detach(), max(rule.epsilon, 1e-12))
             supported = isinstance(module, WEIGHTED + POOLS)
             if not supported and not isinstance(rule, Pass):
+                same = tuple(output.shape) == tuple(x.shape)
                 raise TypeError(
-                    f"Rule {rule!r} needs a Linear, Conv, batch-norm or average-pooling layer, but "
-                    f"{name!r} is a {type(module).__name__}; map nx.Pass() or nx.Gradient() to it instead."
+                    f"Rule {rule!r} needs a Linear, Conv, ConvTranspose, batch-norm or average-pooling layer, but "
+                    f"{name!r} is a {type(module).__name__}; map nx.Gradient() to it instead"
+                    + (" (or nx.Pass() if it acts element-wise)." if same else ".")
                 )
-            op = make_op(module, x)
+            op = make_op(module, x, output)
             op.workspace = self.workspace
             if rule.needs_weights and op.weight is None:
                 raise TypeError(
@@ -597,7 +649,7 @@ class _Session:
         if src is None or src[0] is not x or src[1] != x._version or bn.training or not bn_mergeable(bn, src[5]):
             return None
         _, _, lin_in, rule, lin_op, lin = src
-        op = make_op(lin, lin_in)
+        op = make_op(lin, lin_in, x)
         op.workspace = self.workspace
         scale, shift = bn_affine(bn)
         bias = shift if op.bias is None else shift + op.bias.double() * scale

@@ -201,7 +201,7 @@ def lrp(
     wrt: InputKey | None = None,
     output: OutputArg = None,
     embedding: str | None = None,
-    epsilon: float = 1e-6,
+    epsilon: float | None = None,
     gamma: float = 0.25,
     low: float | torch.Tensor | None = None,
     high: float | torch.Tensor | None = None,
@@ -252,7 +252,8 @@ def lrp(
         (default: flat on the first layer, z⁺ on convolutions, ε on dense layers),
         ``"epsilon_gamma_box"``, ``"epsilon_alpha2_beta1"``, ``"epsilon_alpha2_beta1_flat"`` — an
         :class:`~nbexplain.core.relevance.Composite`, a dict ``{layer type or layer name: rule}``, or one
-        rule for every Linear and Conv layer (``nx.ZPlus()``). Modules LRP has no rule for (LSTM, GRU,
+        rule for every Linear and Conv layer (``nx.ZPlus()``; transposed convolutions are convolutions here: every
+        composite gives ``ConvTranspose1d/2d/3d`` the rules of convolutions). Modules LRP has no rule for (LSTM, GRU,
         ``nn.MultiheadAttention``, custom blocks) can be mapped to ``nx.Gradient()`` (gradient × input
         through them, also when they return tuples).
     output
@@ -263,13 +264,22 @@ def lrp(
         there and summed over its last (feature) dimension, so ``result.relevance`` has the shape of the
         token ids ``(N, T)``. ``None``: for integer ``x`` the model's ``nn.Embedding`` (the only one, or the
         one called with ``x``), for float ``x`` the input itself.
-    epsilon, gamma
-        ε of the dense layers' ε rule and γ of ``epsilon_gamma_box`` (named composites only).
+    epsilon
+        ε of every ε rule the composite assigns itself: the dense layers of a named composite (and its
+        convolutions in ``"epsilon"``), batch norms that cannot be merged into a preceding layer (pre-activation
+        blocks), layer scales; average pooling and residual sums split in proportion with ``min(1e-9, ε)``. So
+        ``composite="epsilon", epsilon=1e-9`` is ε = 1e-9 everywhere (gradient × input on a ReLU network).
+        ``None``: 1e-6, or the ε of a single ε rule given as ``composite``. A :class:`Composite` object keeps the
+        ε it was made with (``nx.Composite(..., epsilon=…)``). The stabilisers of z⁺, γ, αβ and zᴮ are those
+        rules' own (see :mod:`nbexplain.core.relevance.composites`); ``result.rules`` lists every layer's rule.
+    gamma
+        γ of the convolutions' γ rule in ``epsilon_gamma_box``.
     low, high
         Input bounds of the zᴮ rule of ``epsilon_gamma_box`` (numbers or tensors shaped like one sample;
         default: the batch's smallest and largest value).
     canonizers
-        ``"auto"`` (merge batch norms into the preceding Linear/Conv and make residual sums explicit),
+        ``"auto"`` (merge batch norms into the preceding Linear/Conv, make residual sums explicit, and read
+        products with a constant factor — layer scales ``x * self.gamma`` — as diagonal linear layers, ``nx.Scale``),
         ``None``, or a list of canonizer objects. Always undone on return.
     layers
         Layer name(s) whose output relevance to return in ``result.layers``.
@@ -281,7 +291,7 @@ def lrp(
     progress
         Show a progress bar over batches (default: when there is more than one batch).
     strict
-        Reject models that compute on the input outside modules with rules (``F.linear``, ``x * w``,
+        Reject models that compute on the input outside modules with rules (``F.linear``, ``a * b`` of two activations,
         ``.mean()``, ``+ self.pos``, …), naming the operations and the module whose forward computes them.
         ``False``: every such operation gets a rule consistent with gradient × input (see
         :mod:`nbexplain.core.relevance.functional`) — reshapes, permutations, indexing, ``cat``, ``F.relu``,

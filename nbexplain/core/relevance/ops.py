@@ -18,9 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["clear_weight_cache", "Workspace", "LayerOp", "LinearOp", "ConvOp", "AffineOp", "PoolOp", "IdentityOp", "make_op", "WEIGHTED", "POOLS"]
+__all__ = [
+    "clear_weight_cache", "Workspace", "LayerOp", "LinearOp", "ConvOp", "ConvTransposeOp", "AffineOp", "ScaleOp",
+    "Scale", "PoolOp", "IdentityOp", "make_op", "channel_view", "WEIGHTED", "POOLS", "TRANSPOSED",
+]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Transposed convolutions: linear maps whose rules are those of convolutions, with the transposed operator.
+TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 POOLS = (
     nn.AvgPool1d,
@@ -30,8 +35,61 @@ POOLS = (
     nn.AdaptiveAvgPool2d,
     nn.AdaptiveAvgPool3d,
 )
+
+
+class Scale(nn.Module):
+    """An element-wise product of an activation with a factor that does not depend on the explained input
+    (a learned per-channel *layer scale* ``x * self.gamma`` as in ConvNeXt and CaiT, a mask buffer, a division
+    by a learned temperature), as a module of its own, so that LRP reads it as the diagonal linear layer it is.
+
+    Created by the :class:`~nbexplain.core.relevance.canonizers.ExplicitScale` canonizer (part of
+    ``canonizers="auto"``) and never added to the user's model. Use the type as a composite key to choose its
+    rule, e.g. ``{nx.Scale: nx.ZPlus()}``; by default it gets the ε rule with the call's ε (for a diagonal
+    map: ``R_in = x·w / (x·w + ε·sign(x·w)) · R_out``, the relevance passes unchanged up to the ε absorption).
+    Every rule of Linear/Conv layers applies to it, read with a diagonal weight matrix.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.core.relevance import Scale
+    >>> s = Scale()
+    >>> s.factor = torch.tensor([2.0, 3.0])
+    >>> s(torch.ones(1, 2))
+    tensor([[2., 3.]])
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The factor of the current call (plain attribute, never registered as this module's parameter).
+        self.__dict__["factor"] = None
+        #: The product exactly as the model wrote it (``a * p``, ``p * a``, ``a / p``); ``None``: ``x * factor``.
+        self.__dict__["compute"] = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("factor", "compute"):  # a parameter of the user's model: held, not registered here
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.compute is not None:
+            return self.compute(x)
+        return x * self.factor
+
+
 #: Module types that carry weights a rule can modify.
-WEIGHTED = (nn.Linear,) + _CONVS + _BATCHNORMS
+WEIGHTED = (nn.Linear,) + _CONVS + TRANSPOSED + _BATCHNORMS + (Scale,)
+
+
+def channel_view(scale: torch.Tensor, weight: torch.Tensor, transposed: bool = False, groups: int = 1) -> torch.Tensor:
+    """A per-output-channel vector ``scale`` shaped to multiply ``weight`` of a Linear/Conv (output channels
+    along dim 0) or of a transposed convolution (weight ``(C_in, C_out/groups, k…)``: output channel
+    ``g·C_out/groups + j`` of group ``g`` is column ``j`` of that group's rows)."""
+    rest = (1,) * (weight.ndim - 2)
+    if not transposed:
+        return scale.view(-1, *((1,) * (weight.ndim - 1)))
+    c_in, per = weight.shape[0], weight.shape[1]
+    return scale.view(groups, 1, per).expand(groups, c_in // groups, per).reshape(c_in, per, *rest)
 
 
 #: Weight elements per block when deriving weights (1 MiB of float32).
@@ -275,12 +333,11 @@ class LayerOp(abc.ABC):
         return self._weight_map(w, fn, self.workspace)
 
     def _weight_map(self, w: torch.Tensor, fn: Any, workspace: Workspace | None) -> torch.Tensor:
-        shape = (-1,) + (1,) * (w.ndim - 1)
         out = workspace.take(self, w) if workspace is not None and w.numel() > _BLOCK else None
         if out is None:
             out = torch.empty_like(w, memory_format=torch.contiguous_format)
         if self.scale is not None and not (self.raw_units and fn is not None):  # see raw_units
-            torch.mul(w, self.scale.view(shape), out=out)
+            torch.mul(w, self.scale_view(w), out=out)
             src = out
         else:
             src = w
@@ -329,8 +386,16 @@ class LayerOp(abc.ABC):
             return None
         w = self._raw_weight if self.scale is not None else self._weight
         if not isinstance(v, torch.Tensor):
-            v = w.new_full((w.shape[0],), float(v))
+            v = w.new_full((self.out_channels(w),), float(v))
         return v / self.scale if self.raw_units else v
+
+    def out_channels(self, w: torch.Tensor) -> int:
+        """How many output channels the weight ``w`` has (its first dimension, for Linear and Conv)."""
+        return w.shape[0]
+
+    def scale_view(self, w: torch.Tensor) -> torch.Tensor:
+        """The merged batch norm's per-output-channel :attr:`scale` shaped to multiply the weight ``w``."""
+        return channel_view(self.scale, w)
 
     def transpose(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``Wᵀ grad`` with the op's own (possibly merged) weight; for a merged op the batch-norm factor is
@@ -500,6 +565,93 @@ class ConvOp(LayerOp):
         return v.view(-1, *([1] * self.dims))
 
 
+class ConvTransposeOp(LayerOp):
+    """A transposed convolution ``ConvTranspose1d/2d/3d``: the linear map ``z = Wᵀ x + b`` whose adjoint is the
+    ordinary convolution with the same weight, so every rule of convolutions applies unchanged — its forward
+    half is the transposed convolution with modified weights, its backward half the convolution.
+
+    The weight is ``(C_in, C_out/groups, k…)``: output channels run along dimension 1 within each group (a
+    merged batch norm's factors are placed accordingly, :func:`channel_view`). The output padding is read from
+    the output the layer really produced, so a call with ``output_size=`` is explained as computed."""
+
+    def __init__(self, module: nn.Module, x: torch.Tensor, out: torch.Tensor | None = None) -> None:
+        self.param = _param(module)
+        self.weight = module.weight.detach()
+        self.bias = None if module.bias is None else module.bias.detach()
+        self.dims = module.weight.ndim - 2
+        self.stride = tuple(module.stride)
+        self.padding = tuple(module.padding)
+        self.dilation = tuple(module.dilation)
+        self.groups = module.groups
+        self.output_padding = tuple(module.output_padding)
+        if out is not None and out.ndim == x.ndim:
+            k = module.kernel_size
+            self.output_padding = tuple(
+                int(o) - ((int(i) - 1) * s - 2 * p + d * (kk - 1) + 1)
+                for o, i, s, p, d, kk in zip(
+                    out.shape[2:], x.shape[2:], self.stride, self.padding, self.dilation, k, strict=True
+                )
+            )
+        self.fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.dims - 1]
+        self.adjoint = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
+
+    def out_channels(self, w):  # noqa: D102
+        return w.shape[1] * self.groups
+
+    def scale_view(self, w):  # noqa: D102
+        return channel_view(self.scale, w, transposed=True, groups=self.groups)
+
+    def forward(self, x, weight, bias):  # noqa: D102
+        return self.fn(x, weight, bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation)
+
+    def backward(self, grad, x, weight):  # noqa: D102
+        # the adjoint of a transposed convolution is the convolution with the same weight (its output has
+        # exactly the input's size: output_padding < stride drops out of the floor division)
+        return self.adjoint(grad, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def backward_many(self, grad, x, weights):  # noqa: D102
+        if self.groups != 1:
+            return super().backward_many(grad, x, weights)
+        # one convolution with the weights stacked along the input-channel dimension (dim 0 here)
+        g = self.backward(grad, x, torch.cat(weights, dim=0))
+        return list(g.split(weights[0].shape[0], dim=1))
+
+    def bias_view(self, z):  # noqa: D102
+        return self.bias.view(-1, *([1] * self.dims))  # type: ignore[union-attr]
+
+    def bias_shape(self, v, z):  # noqa: D102
+        return v.view(-1, *([1] * self.dims))
+
+
+class ScaleOp(LayerOp):
+    """A :class:`Scale` (``z = x ⊙ w``, ``w`` broadcast to ``x``'s shape): a linear layer with a diagonal weight
+    matrix and no bias. The rules read it as such: ``w⁺``, ``w⁻``, ``w + γw⁺`` are taken element-wise, and a
+    stabiliser or bias is a number broadcast to every element."""
+
+    def __init__(self, module: Scale) -> None:
+        factor = module.factor
+        if not isinstance(factor, torch.Tensor):
+            raise TypeError("A Scale module needs its `factor` (a tensor) set before it is called.")
+        temporary = getattr(factor, "_nbexplain_temporary", False)
+        self.param = factor if isinstance(factor, nn.Parameter) and not temporary else None
+        self.weight = factor.detach()
+
+    def units(self, v):  # noqa: D102
+        if v is None or isinstance(v, torch.Tensor):
+            return v
+        return self._weight.new_tensor(float(v))
+
+    def forward(self, x, weight, bias):  # noqa: D102
+        z = x * weight
+        return z if bias is None else z + bias
+
+    def backward(self, grad, x, weight):  # noqa: D102
+        return grad * weight
+
+    def bias_view(self, z):  # noqa: D102
+        return self.bias  # type: ignore[return-value]
+
+
 class AffineOp(LayerOp):
     """A batch-norm layer that was not merged into a preceding layer, read as the channel-wise affine
     map ``y = a·x + c`` it computes in eval mode (``a = γ/√(σ²+ε)``, ``c = β − μ·a``)."""
@@ -571,12 +723,17 @@ class PoolOp(LayerOp):
             return torch.autograd.grad(self.fn(xr), xr, grad)[0]
 
 
-def make_op(module: nn.Module, x: torch.Tensor) -> LayerOp:
-    """The op for a module LRP can redistribute through (raises ``TypeError`` otherwise)."""
+def make_op(module: nn.Module, x: torch.Tensor, out: torch.Tensor | None = None) -> LayerOp:
+    """The op for a module LRP can redistribute through; ``out``: the output the module produced from ``x``
+    (fixes the output size of a transposed convolution called with ``output_size=``)."""
     if isinstance(module, nn.Linear):
         return LinearOp(module)
     if isinstance(module, _CONVS):
         return ConvOp(module)
+    if isinstance(module, TRANSPOSED):
+        return ConvTransposeOp(module, x, out)
+    if isinstance(module, Scale):
+        return ScaleOp(module)
     if isinstance(module, _BATCHNORMS):
         return AffineOp(module, x)
     if isinstance(module, POOLS):

@@ -525,12 +525,15 @@ class Flat(Rule):
 
     @staticmethod
     def _collapsed(op: Any) -> torch.Tensor | None:
-        """For a dense layer or an ungrouped conv every output sees the same all-ones weights, so the
-        outputs can be summed first and spread back with a single all-ones output channel — the same
+        """For a dense layer or an ungrouped (transposed) conv every output sees the same all-ones weights, so
+        the outputs can be summed first and spread back with a single all-ones output channel — the same
         numbers at a fraction of the cost of a full transposed convolution."""
         w = op.weight
-        if type(op).__name__ == "LinearOp" or (type(op).__name__ == "ConvOp" and op.groups == 1):
+        kind = type(op).__name__
+        if kind == "LinearOp" or (kind == "ConvOp" and op.groups == 1):
             return op.derived("ones1", lambda: torch.ones_like(w[:1]))
+        if kind == "ConvTransposeOp" and op.groups == 1:  # output channels along dim 1 of its weight
+            return op.derived("ones1", lambda: torch.ones_like(w[:, :1]))
         return None
 
     def forward(self, op, x, z):  # noqa: D102
@@ -544,7 +547,7 @@ class Flat(Rule):
         w1 = self._collapsed(op) if type(self) is Flat else None
         if w1 is None:
             return op.backward(relevance / den, x, self._weight(op.weight))
-        dim = 1 if type(op).__name__ == "ConvOp" else -1
+        dim = -1 if type(op).__name__ == "LinearOp" else 1
         return op.backward(relevance.sum(dim, keepdim=True) / den, x, w1)
 
 
@@ -580,7 +583,8 @@ class Pass(Rule):
         if tuple(x.shape) != tuple(z.shape):
             raise ValueError(
                 f"The Pass rule needs a module whose output has the input's shape; got input "
-                f"{tuple(x.shape)} and output {tuple(z.shape)}. Map another rule to it."
+                f"{tuple(x.shape)} and output {tuple(z.shape)}. Map nx.Gradient() to it (gradient × input through "
+                "the module), or a layer rule (nx.Epsilon(), nx.ZPlus(), …) if it is a Linear, Conv or ConvTranspose."
             )
         return ()
 
