@@ -28,7 +28,7 @@ import torch
 
 import nbexplain as nx
 from nbexplain import zoo
-from nbexplain.core.disentanglers import make_disentangler
+from nbexplain.core.complexity.disentanglers import make_disentangler
 from nbexplain.data import mnist
 
 LESSON = dict(orders=(0, 1, 2, 4), epochs=6, width=32, batch_size=32, lr=(3e-3, 1e-4), metric_samples=400)

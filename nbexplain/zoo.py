@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .core.hygiene import model_device
-from .core.validation import check_model, check_positive_int, check_same_samples, check_tensor
+from .core._base.hygiene import model_device
+from .core._base.validation import check_model, check_positive_int, check_same_samples, check_tensor
 
 __all__ = [
     "mlp",

@@ -3,34 +3,34 @@
 Each area below adds its public names to ``__all__``; :mod:`nbexplain` re-exports all of them.
 """
 
-from .capturing import CONV_MODES, Captured, StaleCaptureError, activations, capture, to_features
-from .hygiene import preserved
-from .layer_select import LAYER_KINDS, LayerList, layers
-from .layouts import LAYOUTS
-from .model_inputs import Inputs
+from ._base.capturing import CONV_MODES, Captured, StaleCaptureError, activations, capture, to_features
+from ._base.hygiene import preserved
+from ._base.layer_select import LAYER_KINDS, LayerList, layers
+from ._base.layouts import LAYOUTS
+from ._base.model_inputs import Inputs
 
 __all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LAYOUTS", "LayerList", "Inputs", "StaleCaptureError", "activations",
            "capture", "layers", "preserved", "to_features"]
 
 # --- saturation & δ projection (issue 3) ---
-from .statistics import RunningMoments
-from .saturation_tracking import SaturationTracker, intrinsic_dimension, layer_statistics, saturation
-from .delta_projection import DeltaProjection, delta_curve, projected_outputs
-from .probes import probe_accuracy
+from ._base.moments import RunningMoments
+from .feature_space.tracking import SaturationTracker, intrinsic_dimension, layer_statistics, saturation
+from .feature_space.delta_projection import DeltaProjection, delta_curve, projected_outputs
+from .feature_space.probes import probe_accuracy
 
 __all__ += ["RunningMoments", "SaturationTracker", "intrinsic_dimension", "layer_statistics", "saturation"]
 __all__ += ["DeltaProjection", "delta_curve", "projected_outputs", "probe_accuracy"]
 
 # --- representation similarity (issue 4) ---
-from .similarity import CCAResult, CKAResult, PWCCAResult, SVCCAResult, cca, cka, pwcca, svcca
-from .similarity_grids import SimilarityGridResult, model_similarity, similarity_grid
-from .similarity_streaming import StreamingSimilarity
+from .similarity.metrics import CCAResult, CKAResult, PWCCAResult, SVCCAResult, cca, cka, pwcca, svcca
+from .similarity.grids import SimilarityGridResult, model_similarity, similarity_grid
+from .similarity.streaming import StreamingSimilarity
 
 __all__ += ["cca", "svcca", "pwcca", "cka", "CCAResult", "SVCCAResult", "PWCCAResult", "CKAResult"]
 __all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "SimilarityGridResult"]
 
 # --- attribution: LRP (issue 5) ---
-from .relevance import (
+from .attribution.lrp import (
     COMPOSITES,
     AlphaBeta,
     Canonizer,
@@ -61,16 +61,16 @@ __all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Com
 __all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "Scale", "FunctionalOpsWarning"]
 
 # --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
-from .continuity import ContinuityResult, continuity
-from .rate_distortion import RDEResult, rde
-from .sensitivity import gradient, gradient_x_input, integrated_gradients, smoothgrad
-from .targets import Target
+from .attribution.continuity import ContinuityResult, continuity
+from .attribution.rate_distortion import RDEResult, rde
+from .attribution.gradients import gradient, gradient_x_input, integrated_gradients, smoothgrad
+from ._base.targets import Target
 
 __all__ += ["ContinuityResult", "RDEResult", "continuity", "gradient", "gradient_x_input",
             "integrated_gradients", "rde", "smoothgrad", "Target"]
 
 # --- activation maximization (issue 6) ---
-from .actmax import (
+from .actmax.optimize import (
     ActivationMaximization,
     Objective,
     TopActivating,
@@ -87,7 +87,7 @@ __all__ += ["ActivationMaximization", "Objective", "TopActivating", "channel", "
             "diversity", "maximize_activation", "neuron", "top_activating"]
 
 # --- complexity decomposition (issue 7) ---
-from .complexity import ComplexityDecomposition, decompose_complexity
-from .shapley import ShapleyValues, shapley_values
+from .complexity.decompose import ComplexityDecomposition, decompose_complexity
+from .complexity.shapley import ShapleyValues, shapley_values
 
 __all__ += ["ComplexityDecomposition", "decompose_complexity", "ShapleyValues", "shapley_values"]

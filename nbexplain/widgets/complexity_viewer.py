@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import traitlets
 
-from ..core.complexity import ComplexityDecomposition
-from ..core.model_inputs import Inputs, as_inputs
-from ..core.validation import check_positive_int, check_tensor
+from ..core.complexity.decompose import ComplexityDecomposition
+from ..core._base.model_inputs import Inputs, as_inputs
+from ..core._base.validation import check_positive_int, check_tensor
 from .base import NbxWidget
 from .tensor import DEFAULT_MAX_BYTES, TensorTrait, to_uint8_images
 
@@ -42,7 +42,7 @@ class ComplexityViewer(NbxWidget):
     Parameters
     ----------
     result
-        A :class:`~nbexplain.core.complexity.ComplexityDecomposition` from
+        A :class:`~nbexplain.core.complexity.decompose.ComplexityDecomposition` from
         :func:`nbexplain.decompose_complexity`.
     x
         The samples to show (``(N, *input_shape)``, at most 16), e.g. ``data.x_test[:6]``. For a model with

@@ -11,13 +11,13 @@ import torch
 import traitlets
 from torch import nn
 
-from ..core.delta_projection import projected_outputs
-from ..core.hygiene import preserved
-from ..core.layer_select import layers as list_layers
-from ..core.layer_select import resolve_modules
-from ..core.model_inputs import Inputs, as_inputs, call_model
-from ..core.saturation_tracking import intrinsic_dimension, layer_statistics
-from ..core.validation import check_choice, check_fraction, check_model, check_positive_int, check_tensor
+from ..core.feature_space.delta_projection import projected_outputs
+from ..core._base.hygiene import preserved
+from ..core._base.layer_select import layers as list_layers
+from ..core._base.layer_select import resolve_modules
+from ..core._base.model_inputs import Inputs, as_inputs, call_model
+from ..core.feature_space.tracking import intrinsic_dimension, layer_statistics
+from ..core._base.validation import check_choice, check_fraction, check_model, check_positive_int, check_tensor
 from .base import NbxWidget
 from .tensor import TensorTrait, downsample_images, to_uint8_images
 

@@ -9,8 +9,8 @@ a sample not computed yet is requested from the kernel (the view shows it is bus
 request is run).
 
 The widget implements no algorithm: every map comes from :mod:`nbexplain.core`
-(:func:`~nbexplain.core.sensitivity.gradient`, …, :func:`~nbexplain.core.relevance.lrp`,
-:func:`~nbexplain.core.rate_distortion.rde`, :func:`~nbexplain.core.continuity.continuity`).
+(:func:`~nbexplain.core.attribution.gradients.gradient`, …, :func:`~nbexplain.core.attribution.lrp.lrp`,
+:func:`~nbexplain.core.attribution.rate_distortion.rde`, :func:`~nbexplain.core.attribution.continuity.continuity`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import traitlets
 from torch import nn
 
 from .. import core
-from ..core.compiled import require_hooks
-from ..core.hygiene import model_device, model_dtype, preserved
-from ..core.targets import as_target, describe_axes
-from ..core.validation import check_model, check_positive_int, check_tensor, suggest
+from ..core._base.compiled import require_hooks
+from ..core._base.hygiene import model_device, model_dtype, preserved
+from ..core._base.targets import as_target, describe_axes
+from ..core._base.validation import check_model, check_positive_int, check_tensor, suggest
 from .base import RequestWidget
 from .tensor import TensorTrait, downsample_maps, to_uint8_images
 

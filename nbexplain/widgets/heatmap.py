@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from ..core.validation import check_choice
+from ..core._base.validation import check_choice
 from .base import NbxWidget
 from .tensor import (
     DEFAULT_MAX_BYTES,

@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-from ..core.saturation_tracking import EpochRecord, SaturationTracker
+from ..core.feature_space.tracking import EpochRecord, SaturationTracker
 
 __all__ = ["SaturationDashboard"]
 

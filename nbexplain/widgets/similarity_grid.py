@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import traitlets
 
-from ..core.similarity_grids import SimilarityGridResult
-from ..core.validation import check_choice
+from ..core.similarity.grids import SimilarityGridResult
+from ..core._base.validation import check_choice
 from .base import NbxWidget
 from .tensor import TensorTrait
 

@@ -10,8 +10,8 @@ from torch import nn
 
 import nbexplain as nx
 from nbexplain import data, zoo
-from nbexplain.core.actmax import _Diversity
-from nbexplain.core.robustness import RandomRotate
+from nbexplain.core.actmax.optimize import _Diversity
+from nbexplain.core.actmax.transforms import RandomRotate
 
 SHAPE = (1, 28, 28)
 
@@ -163,7 +163,7 @@ def test_regularisers_make_images_smoother(trained_cnn):
     kw = dict(steps=24, seed=0, param="pixel", transforms=None, lr=0.1, progress=False)
     rough = nx.maximize_activation(trained_cnn, "out", 5, SHAPE, (0, 1), **kw)
     smooth = nx.maximize_activation(trained_cnn, "out", 5, SHAPE, (0, 1), tv=5.0, **kw)
-    assert nx.core.robustness.total_variation(smooth.images) < nx.core.robustness.total_variation(rough.images)
+    assert nx.core.actmax.transforms.total_variation(smooth.images) < nx.core.actmax.transforms.total_variation(rough.images)
 
 
 def test_diversity_pushes_images_of_one_unit_apart(trained_cnn):
@@ -382,7 +382,7 @@ def test_early_exit_survives_models_that_catch_exceptions():
 def test_colour_model_with_decorrelated_fourier_and_own_colour_matrix():
     net = zoo.vgg_like(image_size=16, widths=(4, 8), hidden=16)
     photos = torch.rand(6, 3, 16, 16)
-    for kw in ({}, {"color_matrix": nx.core.image_param.color_correlation(photos)}, {"decorrelate": False}):
+    for kw in ({}, {"color_matrix": nx.core.actmax.image_param.color_correlation(photos)}, {"decorrelate": False}):
         res = nx.maximize_activation(net, "conv2_2", [0, 1], (3, 16, 16), (0, 1), steps=4, progress=False, **kw)
         assert res.images.shape == (2, 3, 16, 16)
         assert res.images.min() >= 0 and res.images.max() <= 1

@@ -15,7 +15,7 @@ from torch import nn
 
 import nbexplain as nx
 from nbexplain.architectures import DictOutput, TupleOutput
-from nbexplain.core.statistics import RunningMoments
+from nbexplain.core._base.moments import RunningMoments
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,8 +10,8 @@ from torch import nn
 
 import nbexplain as nx
 from nbexplain import zoo
-from nbexplain.core.capturing import iter_batches, to_features
-from nbexplain.core.hygiene import ModelSnapshot
+from nbexplain.core._base.capturing import iter_batches, to_features
+from nbexplain.core._base.hygiene import ModelSnapshot
 
 
 def _state(model: nn.Module) -> dict:

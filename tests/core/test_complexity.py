@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.complexity import ComplexityDecomposition, decompose_complexity
-from nbexplain.core.disentanglers import ConvDisentangler, DenseDisentangler, make_disentangler
+from nbexplain.core.complexity.decompose import ComplexityDecomposition, decompose_complexity
+from nbexplain.core.complexity.disentanglers import ConvDisentangler, DenseDisentangler, make_disentangler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: one thread is faster
 
@@ -127,7 +127,7 @@ def test_energy_is_variance_ratio_and_in_unit_interval(teacher, splits, result):
     assert bool(((result.energy >= 0) & (result.energy <= 1)).all())
     # float64 reference from the definition on the same (first 1000, class-balanced) training samples
     x_train, y_train = splits[0]
-    from nbexplain.core.complexity import _metric_indices
+    from nbexplain.core.complexity.decompose import _metric_indices
 
     idx, _ = _metric_indices(y_train, splits[1][1], 1000)
     xm = x_train[idx]
@@ -155,7 +155,7 @@ def test_shapley_effectiveness_and_overfitting_are_efficient(result):
 def test_head_sees_the_replaced_feature(teacher, splits, result):
     # model loss through the hook path equals the plain forward loss
     x_train, y_train = splits[0]
-    from nbexplain.core.complexity import _metric_indices
+    from nbexplain.core.complexity.decompose import _metric_indices
 
     idx, _ = _metric_indices(y_train, splits[1][1], 1000)
     with torch.no_grad():

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from nbexplain import architectures
-from nbexplain.core.complexity import _head_loss, _metric_indices, decompose_complexity
-from nbexplain.core.disentanglers import ElementwiseFit, make_disentangler
+from nbexplain.core.complexity.decompose import _head_loss, _metric_indices, decompose_complexity
+from nbexplain.core.complexity.disentanglers import ElementwiseFit, make_disentangler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

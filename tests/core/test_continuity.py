@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.continuity import translate
+from nbexplain.core.attribution.continuity import translate
 from nbexplain.zoo import max_net
 
 
@@ -24,7 +24,7 @@ def brute_force_score(inputs: torch.Tensor, expl: torch.Tensor) -> float:
 
 
 def lrp_zplus(net):
-    from nbexplain.core.relevance import ZPlus
+    from nbexplain.core.attribution.lrp import ZPlus
 
     return lambda z: nx.lrp(net, z, 0, composite={nn.Linear: ZPlus()}).relevance
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.delta_projection import DeltaProjection
-from nbexplain.core.statistics import RunningMoments
+from nbexplain.core.feature_space.delta_projection import DeltaProjection
+from nbexplain.core._base.moments import RunningMoments
 from nbexplain.zoo import cnn, dense_autoencoder, mlp
 
 
@@ -148,7 +148,7 @@ def test_bad_inputs():
 
 
 def test_stacked_projection_pass_equals_one_pass_per_k():
-    from nbexplain.core.delta_projection import DeltaProjection, _run, _stacked_outputs
+    from nbexplain.core.feature_space.delta_projection import DeltaProjection, _run, _stacked_outputs
 
     net = cnn(seed=0).eval()
     x = torch.rand(9, 1, 28, 28)
@@ -175,7 +175,7 @@ def test_progress_bars_close_finished_when_stacking_gives_up(monkeypatch):
     leave=False), so every bar must be closed with n == total."""
     from tqdm import tqdm as std_tqdm
 
-    import nbexplain.core.delta_projection as dp
+    import nbexplain.core.feature_space.delta_projection as dp
 
     closed: list[tuple[str, int, int | None]] = []
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from nbexplain.core.image_param import (
+from nbexplain.core.actmax.image_param import (
     IMAGENET_COLOR_SQRT,
     FourierImage,
     PixelImage,
     color_correlation,
     image_param,
 )
-from nbexplain.core.robustness import (
+from nbexplain.core.actmax.transforms import (
     Compose,
     FitTo,
     Jitter,

@@ -12,7 +12,7 @@ from torch import nn
 
 import nbexplain as nx
 from nbexplain.architectures import BasicBlock, resnet18, settle_batch_norm, vit
-from nbexplain.core.capturing import StaleCaptureError
+from nbexplain.core._base.capturing import StaleCaptureError
 
 
 def produced(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.relevance import ops
+from nbexplain.core.attribution.lrp import ops
 from tests.core.test_lrp import _assert_same, _state
 
 COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.relevance import FunctionalOpsWarning
+from nbexplain.core.attribution.lrp import FunctionalOpsWarning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,8 +11,8 @@ from torch import nn
 
 import nbexplain as nx
 from nbexplain.architectures import DictOutput, TupleOutput, resnet18, resnet_bottleneck, rnn_classifier
-from nbexplain.core.relevance.composites import Sum
-from nbexplain.core.relevance.ops import POOLS
+from nbexplain.core.attribution.lrp.composites import Sum
+from nbexplain.core.attribution.lrp.ops import POOLS
 from nbexplain.zoo import cnn
 from tests.core.test_lrp import _assert_same, _state
 

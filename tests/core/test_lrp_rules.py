@@ -378,7 +378,7 @@ def test_merged_ops_derive_modified_weights_from_the_raw_weight_when_the_bn_fact
     (no pass multiplying every weight by s) and the denominators are computed in the raw weight's units, den/s;
     the relevance equals that of the materialised merged weight W·s. With a negative factor the merged weight
     is used as before."""
-    from nbexplain.core.relevance.ops import ConvOp
+    from nbexplain.core.attribution.lrp.ops import ConvOp
 
     torch.manual_seed(5)
     conv = nn.Conv2d(3, 4, 3, padding=1).double()
@@ -416,7 +416,7 @@ def test_merged_ops_derive_modified_weights_from_the_raw_weight_when_the_bn_fact
 def test_one_stacked_transposed_pass_equals_one_pass_per_weight(layer: nn.Module) -> None:
     """zᴮ (and z⁺/αβ on signed inputs) send one output-side tensor through several weights; stacked along
     the input dimension that is one transposed pass (2.4× faster on a ResNet stem), equal to one pass each."""
-    from nbexplain.core.relevance.ops import make_op
+    from nbexplain.core.attribution.lrp.ops import make_op
 
     torch.manual_seed(6)
     layer = layer.double()

@@ -10,7 +10,7 @@ from torch import nn
 
 import nbexplain as nx
 from nbexplain.architectures import resnet18, settle_batch_norm
-from nbexplain.core.relevance import engine
+from nbexplain.core.attribution.lrp import engine
 from tests.core.test_lrp import _assert_same, _state
 
 

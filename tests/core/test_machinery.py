@@ -1,11 +1,11 @@
-"""The shared batching, progress and hook-handle machinery (nbexplain.core.machinery)."""
+"""The shared batching, progress and hook-handle machinery (nbexplain.core._base.machinery)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nbexplain.core.machinery import PROGRESS_DELAY, Handles, batch_slices, check_progress, progress_bar
+from nbexplain.core._base.machinery import PROGRESS_DELAY, Handles, batch_slices, check_progress, progress_bar
 
 
 def test_batch_slices_cover_every_row_once() -> None:

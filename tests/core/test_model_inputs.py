@@ -1,4 +1,4 @@
-"""nx.Inputs and the several-inputs conventions (nbexplain.core.model_inputs)."""
+"""nx.Inputs and the several-inputs conventions (nbexplain.core._base.model_inputs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nbexplain.core.model_inputs import Inputs, as_inputs, call_note, iter_inputs, resolve_wrt
+from nbexplain.core._base.model_inputs import Inputs, as_inputs, call_note, iter_inputs, resolve_wrt
 
 
 def test_inputs_rows_expand_and_replace_keep_every_input_aligned() -> None:

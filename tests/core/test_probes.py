@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nbexplain as nx
-from nbexplain.core.probes import fit_linear_probe
+from nbexplain.core.feature_space.probes import fit_linear_probe
 from nbexplain.zoo import cnn, mlp
 
 

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.saturation_tracking import SaturationTracker
+from nbexplain.core.feature_space.tracking import SaturationTracker
 from nbexplain.zoo import cnn, mlp
 
 

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.compiled import eager_module, is_compiled, running_eagerly
-from nbexplain.core.hygiene import RestoreError, preserved
-from nbexplain.core.validation import check_model
+from nbexplain.core._base.compiled import eager_module, is_compiled, running_eagerly
+from nbexplain.core._base.hygiene import RestoreError, preserved
+from nbexplain.core._base.validation import check_model
 from tests.models.state import untouched
 
 pytestmark = [

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.sensitivity import ig_nodes
+from nbexplain.core.attribution.gradients import ig_nodes
 
 captum_attr = pytest.importorskip("captum.attr")
 

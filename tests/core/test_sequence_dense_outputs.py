@@ -1,6 +1,6 @@
 """Outputs that are not ``(N, classes)``: sequences ``(N, T, V)`` and dense maps ``(N, C, H, W)`` (issue 16).
 
-Every attribution entry point reads ``target=`` by one convention (:mod:`nbexplain.core.targets`): a sequence
+Every attribution entry point reads ``target=`` by one convention (:mod:`nbexplain.core._base.targets`): a sequence
 output takes ``(position, token)`` (a bare index is refused, naming the axes), a dense map takes a class (its map
 summed) or ``nx.Target.region(class, mask)``, any output a function of it. Each case is checked against float64
 autograd of the score written out by hand (``out[:, position, token]``, ``Σ mask ⊙ out[:, c]``).

@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import nbexplain as nx
-from nbexplain.core.capturing import iter_batches
-from nbexplain.core.probes import fit_linear_probe
+from nbexplain.core._base.capturing import iter_batches
+from nbexplain.core.feature_space.probes import fit_linear_probe
 from tests.models.masked_pool import masked_batch, masked_pool, reference
 from tests.models.state import dress, untouched
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nbexplain.core.shapley import shapley_values
+from nbexplain.core.complexity.shapley import shapley_values
 
 
 def reference_shapley(v, n):

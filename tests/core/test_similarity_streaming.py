@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import nbexplain as nx
-from nbexplain.core.similarity_streaming import StreamingSimilarity
+from nbexplain.core.similarity.streaming import StreamingSimilarity
 
 
 def data(n=3000, p=24, q=10, seed=0, offset=0.0):
@@ -109,7 +109,7 @@ def test_streaming_errors():
 WORKER = textwrap.dedent(
     """
     import sys, torch, torch.distributed as dist
-    from nbexplain.core.similarity_streaming import StreamingSimilarity
+    from nbexplain.core.similarity.streaming import StreamingSimilarity
     rank, world, init, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     data = torch.load(sys.argv[5])

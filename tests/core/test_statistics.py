@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nbexplain.core.statistics import (
+from nbexplain.core._base.moments import (
     RunningMoments,
     channels_to_features,
     subsample_positions,

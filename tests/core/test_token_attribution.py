@@ -2,7 +2,7 @@
 
 The references run the embedding by hand, then the rest of the network on a leaf tensor and take
 ``torch.autograd.grad`` with respect to it — independent of nbexplain's forward-hook substitution.
-Conventions under test (documented in :mod:`nbexplain.core.sensitivity`): gradient and SmoothGrad give the
+Conventions under test (documented in :mod:`nbexplain.core.attribution.gradients`): gradient and SmoothGrad give the
 per-token L2 norm of the embedding gradient; gradient × input, SmoothGrad × input and integrated gradients
 give signed sums over the embedding features; integrated gradients run from the zero embedding by default.
 """

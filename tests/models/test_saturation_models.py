@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.probes import fit_linear_probe
+from nbexplain.core.feature_space.probes import fit_linear_probe
 from tests.models.reference import channel_features, produced, token_features
 from tests.models.state import assert_same, dress, snapshot, untouched
 from tests.models.zoo import build

@@ -57,7 +57,7 @@ def _tracker(net: nn.Module) -> torch.Tensor:
 
 
 def _inserted(net: nn.Module) -> torch.Tensor:
-    proj = nx.DeltaProjection(_stats(nx.core.compiled.eager_module(net)), k=2)
+    proj = nx.DeltaProjection(_stats(nx.core._base.compiled.eager_module(net)), k=2)
     with proj.inserted(net, LAYER), torch.no_grad():
         return net(X)
 

@@ -1,0 +1,1 @@
+"""Shared machinery: validation, model hygiene, model inputs and outputs, layers and layouts, capture, running moments, dense linear algebra."""

@@ -1,0 +1,1 @@
+"""Activation maximization: objectives, optimisation, top-activating examples, image parameterisations and robustness transforms."""

@@ -1,0 +1,692 @@
+"""The LRP engine: hooks that turn one forward and one backward pass into a relevance propagation.
+
+During the forward pass every module with a rule is hooked: its output is replaced by the output of
+an autograd function that computes the rule's denominators (``Rule.forward``) and whose backward
+pass turns the incoming relevance into input relevance (``Rule.backward``). The backward pass is then
+a single ``torch.autograd.grad`` call seeded with the explained output, so relevance — not gradient —
+flows through the graph. Modules without a rule (max pooling, reshapes, eval-mode dropout) pass it on
+along their gradient. A module called more than once gets one autograd node per call.
+
+- A batch norm that normalises exactly the output a Linear/Conv call just produced is folded into that call
+  while the forward pass runs (:meth:`_Session._merge`): one rule node from the layer's input to the batch
+  norm's output, with merged weights derived only when a rule needs them.
+- A module mapped to :class:`~.rules.Gradient` (LSTM, GRU, attention, any block, also with tuple outputs)
+  gets one :class:`_GradientFunction` node: gradient × input through the module's own graph.
+- Operations outside any module with a rule are rejected after the forward pass (``strict``); the error
+  names the module whose forward computed them (found by a second, diagnostic pass, :class:`_OpOwners`).
+  With ``strict=False`` they get rules consistent with gradient × input during the forward pass
+  (:mod:`.functional`), which reads :attr:`_Session.depth` to leave the operations inside units alone.
+- Weight-sized scratch tensors of the rules live in a :class:`~.ops.Workspace` that the layers take turns on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .canonizers import Canonizer, MergeBatchNorm, bn_affine, bn_mergeable
+from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
+from .functional import ModuleStackMode
+from .ops import POOLS, WEIGHTED, Workspace, make_op
+from .rules import AlphaBeta, Epsilon, Gradient, Pass, Rule, stabilize
+
+__all__ = ["LRPResult", "UnsupportedModuleError"]
+
+
+_NONNEG_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
+
+
+class UnsupportedModuleError(TypeError):
+    """A module (or a functional operation) the explained input reaches has no LRP rule."""
+
+
+# autograd nodes relevance may pass through unchanged: moving, selecting or copying values, routing to
+# a maximum (max pooling, ReLU masks, eval-mode dropout), zero padding — plus nbexplain's own nodes
+_SAFE_NODES = (
+    "_RuleFunction", "_SumFunction", "_Assign", "AccumulateGrad", "View", "Reshape", "UnsafeView",
+    "Permute", "Transpose", "TBackward", "Squeeze", "Unsqueeze", "Slice", "Select", "Cat", "Stack",
+    "Split", "Unbind", "Index", "Clone", "ToCopy", "Alias", "AsStrided", "MaxPool", "AdaptiveMaxPool",
+    "Relu", "Threshold", "MaxBackward", "Flip", "Roll", "ConstantPadNd", "Contiguous", "Unfold",
+    "Narrow", "Identity", "Flatten", "Unflatten", "_GradientFunction",
+    # copies of input elements or constants (relevance following their gradient is consistent): see
+    # functional.COPY_LIKE
+    "Expand", "Repeat", "Gather", "Take", "Where", "MaskedFill", "Clamp", "Hardtanh", "Sort", "Topk",
+    "ReflectionPad", "ReplicationPad", "CopySlices", "CopyBackwards",
+)
+_HINTS = {
+    "Add": "with canonizers='auto' sums of two activations become Sum modules; a sum with a constant (a "
+    "position embedding, a functional bias) needs strict=False, which splits it in proportion to the summands",
+    "Sub": "strict=False splits a difference in proportion to its terms",
+    "Mean": "use an nn.AdaptiveAvgPool module instead of .mean(), or strict=False (both split a mean in "
+    "proportion to its terms)",
+    "Sum": "strict=False splits a sum over a dimension in proportion to its terms",
+    "Mul": "a product with a factor that does not depend on the input (a layer scale x * self.gamma, a mask "
+    "buffer) is a linear layer of its own with canonizers='auto' when the factor is a tensor that broadcasts to the "
+    "activation's shape; a product of two activations (a gate, attention) needs strict=False (gradient × input "
+    "through it, named in a FunctionalOpsWarning) or a module around it mapped to nx.Gradient(); a product with a "
+    "Python number needs strict=False (it splits a scaling in proportion)",
+    "Div": "a division by a tensor that does not depend on the input is a linear layer of its own with "
+    "canonizers='auto'; other divisions need strict=False or a module around them mapped to nx.Gradient()",
+    "Convolution": "call convolutions through nn.Conv / nn.ConvTranspose modules, not F.conv*",
+    "Addmm": "call dense layers through nn.Linear, not F.linear / @",
+    "Mm": "call dense layers through nn.Linear, not F.linear / @",
+    "BackwardHookFunction": "a global module backward hook (register_module_full_backward_hook) is registered; "
+    "remove it while explaining",
+}
+
+
+def _bad_nodes(out: torch.Tensor) -> list[Any]:
+    """The autograd nodes behind ``out`` that no LRP rule covers (relevance would pass them as gradients)."""
+    seen: set[int] = set()
+    bad: list[Any] = []
+    stack = [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if not type(node).__name__.startswith(_SAFE_NODES):
+            bad.append(node)
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return bad
+
+
+def _graph_error(bad: list[Any], owners: dict[int, str] | None = None) -> UnsupportedModuleError:
+    """The error for operations no rule covers, naming the module whose forward computed each."""
+    ops = sorted({type(b).__name__ for b in bad})
+    where: dict[str, set[str]] = {}
+    for b in bad:
+        owner = (owners or {}).get(id(b), "")
+        if owner:
+            where.setdefault(owner, set()).add(type(b).__name__)
+    hints = [h for k, h in _HINTS.items() if any(b.startswith(k) for b in ops)]
+    located = (
+        " Computed in: " + "; ".join(f"{mod}: {sorted(names)}" for mod, names in where.items()) + "."
+        if where
+        else ""
+    )
+    return UnsupportedModuleError(
+        f"The model computes {ops} on the explained input outside any module with an LRP rule; "
+        "relevance would pass these as plain gradients and stop meaning 'contribution'."
+        + located
+        + " "
+        + ("; ".join(h[0].upper() + h[1:] for h in hints) + ". " if hints else "")
+        + "Either pass strict=False — every such operation then gets a rule consistent with gradient × input: "
+        "reshapes, indexing, concatenation and ReLU pass relevance on unchanged, sums, means and scalings split "
+        "it in proportion to their terms, and non-linear operations (gelu, softmax, products, …) get gradient × "
+        "input through them, listed in a FunctionalOpsWarning — or move the computation into modules and map "
+        "rules to them (a module LRP has no rule for, e.g. an LSTM or attention block, can be mapped to "
+        "nx.Gradient(): gradient × input through it)."
+    )
+
+
+class _OpOwners(ModuleStackMode):
+    """Records which module's forward created each autograd node (for error messages only: it runs in a
+    second, diagnostic forward pass after the graph check failed)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.owners: dict[int, str] = {}
+        self.keep: list[Any] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
+        result = func(*args, **(kwargs or {}))
+        if self.stack:
+            # a composite function (F.multi_head_attention_forward) creates many nodes in one call: tag every
+            # new node behind its outputs, back to the nodes tagged before
+            todo = [t.grad_fn for t in _tensor_leaves(result) if t.grad_fn is not None]
+            while todo:
+                node = todo.pop()
+                if node is None or id(node) in self.owners:
+                    continue
+                self.owners[id(node)] = self.stack[-1]
+                self.keep.append(node)
+                todo.extend(nxt for nxt, _ in node.next_functions)
+        return result
+
+
+
+class _RuleFunction(torch.autograd.Function):
+    """Identity on the module's output in the forward pass; the rule's redistribution backwards."""
+
+    @staticmethod
+    def forward(ctx, x, out, rule, op, defer=False):  # type: ignore[override]
+        # defer: a Linear/Conv output a batch norm may be folded into next — the merged node then replaces
+        # this one, whose denominators would be computed for nothing; they are computed in the backward pass
+        # instead, from the output kept by reference (recomputed should code after the layer write into it)
+        ctx.defer = defer and not rule.lazy
+        saved = () if rule.lazy or ctx.defer else rule.forward(op, x, out)
+        ctx.z = (out, out._version) if ctx.defer else None
+        ctx.rule, ctx.op = rule, op
+        ctx.save_for_backward(x if rule.saves_input or rule.lazy or ctx.defer else None, *saved)
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, relevance):  # type: ignore[override]
+        x, *saved = ctx.saved_tensors
+        if ctx.rule.lazy:
+            with torch.no_grad():
+                saved = ctx.rule.forward(ctx.op, x, None)
+        elif ctx.defer:
+            z, version = ctx.z
+            ctx.z = None
+            with torch.no_grad():
+                if z._version != version:
+                    z = ctx.op.forward(x, ctx.op.weight, ctx.op.bias)
+                saved = ctx.rule.forward(ctx.op, x, z)
+        rel = ctx.rule.backward(ctx.op, x, saved, relevance)
+        ctx.op.release()  # derived weights go now, so the next layer reuses their memory
+        return rel, None, None, None, None
+
+
+class _GradientFunction(torch.autograd.Function):
+    """The :class:`~.rules.Gradient` rule on a module LRP has no rule for (LSTM, GRU, attention, …): identity on
+    its tensor outputs forwards; backwards ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / stab(z))`` for every tensor input ``a``
+    (gradient × input through the module, summed over its outputs), by a nested backward pass through the
+    module's own graph."""
+
+    @staticmethod
+    def forward(ctx, epsilon, inner, n_in, *tensors):  # type: ignore[override]
+        ins, outs = tensors[:n_in], tensors[n_in:]
+        ctx.inner = inner
+        ctx.n_in = n_in
+        # denominators now: code after the module may write into its outputs in place
+        ctx.save_for_backward(*ins, *(stabilize(o.detach(), epsilon) for o in outs))
+        return tuple(o.detach() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *relevance):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        ins, dens = saved[: ctx.n_in], saved[ctx.n_in :]
+        inner_in, inner_out = ctx.inner
+        seeds = [r / d for r, d in zip(relevance, dens, strict=True)]
+        with torch.enable_grad():
+            grads = torch.autograd.grad(inner_out, inner_in, seeds, allow_unused=True)
+        ctx.inner = None
+        rel = [None if g is None else g * a for g, a in zip(grads, ins, strict=True)]
+        return (None, None, None, *rel, *([None] * len(dens)))
+
+
+def _tensor_leaves(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensor_leaves(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensor_leaves(v)]
+    return []
+
+
+def _replace_leaves(value: Any, new: dict[int, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return new.get(id(value), value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
+        return type(value)(*(_replace_leaves(v, new) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_replace_leaves(v, new) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _replace_leaves(v, new)) for k, v in value.items())
+    return value
+
+
+def _gradient_node(args: tuple, output: Any, epsilon: float) -> Any:
+    """``output`` with every tensor that depends on the inputs routed through one :class:`_GradientFunction`."""
+    ins = list({id(a): a for a in args if isinstance(a, torch.Tensor) and a.requires_grad}.values())
+    outs = [t for t in _tensor_leaves(output) if t.requires_grad and t.is_floating_point()]
+    if not ins or not outs:
+        return None
+    # the outputs enter detached: the outer graph reaches the inputs only through this node
+    new = _GradientFunction.apply(epsilon, (ins, outs), len(ins), *ins, *(o.detach() for o in outs))
+    return _replace_leaves(output, {id(o): n for o, n in zip(outs, new, strict=True)})
+
+
+class _SumFunction(torch.autograd.Function):
+    """``a + b`` forwards; relevance split in proportion to each summand backwards (ε-stabilised)."""
+
+    @staticmethod
+    def forward(ctx, a, b, out, epsilon):  # type: ignore[override]
+        # the shares are taken now: residual code often updates the summands in place afterwards
+        den = stabilize(out, epsilon)
+        ctx.save_for_backward(a / den, b / den)
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, relevance):  # type: ignore[override]
+        qa, qb = ctx.saved_tensors
+        return relevance * qa, relevance * qb, None, None
+
+
+@dataclass
+class LRPResult:
+    """What :func:`lrp` returns.
+
+    Attributes
+    ----------
+    relevance
+        Input relevance, shape of ``x``.
+    target
+        The explained class per sample, LongTensor ``(N,)``; for a ``(position, token)``, region or function
+        target the bound :class:`~nbexplain.core._base.targets.Target`.
+    output
+        The model's (selected) output, e.g. ``(N, n_classes)``, in eval mode (after canonization).
+    explained
+        The relevance put on the output per sample ``(N,)`` — the target's score (``init="logit"``) or 1
+        (for a region: the mask's total weight).
+    layers
+        Relevance at the *outputs* of the requested layers (``layers=``), by name; a module called more
+        than once gets ``name``, ``name#2``, ….
+    composite
+        The composite that assigned the rules.
+    rules
+        The rule used for each hooked layer, by name.
+    """
+
+    relevance: torch.Tensor
+    target: Any
+    output: torch.Tensor
+    explained: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    composite: Composite | None = None
+    rules: dict[str, Rule] = field(default_factory=dict)
+
+    @property
+    def total(self) -> torch.Tensor:
+        """Σ input relevance per sample (float64)."""
+        return self.relevance.detach().double().flatten(1).sum(1)
+
+    @property
+    def conservation(self) -> torch.Tensor:
+        """Σ input relevance ÷ explained output per sample (1 = fully conserved; biases, ε and
+        αβ make it differ)."""
+        return self.total / self.explained.double()
+
+    @property
+    def conservation_error(self) -> torch.Tensor:
+        """``|Σ R_in − explained|`` per sample."""
+        return (self.total - self.explained.double()).abs()
+
+    def report(self) -> str:
+        """A short text summary of conservation over the batch."""
+        c = self.conservation
+        name = self.composite.name if self.composite is not None else "?"
+        return (
+            f"LRP ({name}), {len(c)} samples: Σ relevance / explained output = "
+            f"{float(c.median()):.4f} median (min {float(c.min()):.4f}, max {float(c.max()):.4f}); "
+            f"max |Σ R − f| = {float(self.conservation_error.max()):.3g}"
+        )
+
+    def __repr__(self) -> str:
+        shape = tuple(self.relevance.shape)
+        extra = f", layers={list(self.layers)}" if self.layers else ""
+        name = self.composite.name if self.composite is not None else "?"
+        return f"LRPResult(relevance={shape}, composite={name!r}, conservation≈{float(self.conservation.median()):.4f}{extra})"
+
+
+#: Shape-preserving modules that are not element-wise: nx.Pass() would be wrong for them, so it is not offered.
+_NOT_ELEMENTWISE = tuple(
+    getattr(nn, n)
+    for n in (
+        "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm", "InstanceNorm1d", "InstanceNorm2d",
+        "InstanceNorm3d", "Softmax", "Softmax2d", "LogSoftmax", "Softmin", "ChannelShuffle", "CrossMapLRN2d",
+    )
+    if hasattr(nn, n)
+)
+
+
+def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None) -> UnsupportedModuleError:
+    """The error for a module without a rule. Only remedies that work for it are offered: a Linear/Conv-type
+    layer the composite did not map gets a layer rule; ``nx.Pass()`` is offered only when the module kept its
+    input's shape (and only for element-wise modules); ``nx.Gradient()`` always works."""
+    kind = type(module).__name__
+    key = f"torch.nn.{kind}" if getattr(nn, kind, None) is type(module) else kind
+    example = (
+        f"composite=nx.Composite({{{key}: nx.Gradient(), torch.nn.Conv2d: nx.ZPlus(), "
+        f"torch.nn.Linear: nx.Epsilon()}}, first=nx.Flat()), or key the rule by layer name, {{{name!r}: nx.Gradient()}}"
+    )
+    if isinstance(module, DENSE + CONVS):
+        remedy = (
+            f"The composite maps no rule to {kind} layers: add one, e.g. {{{key}: nx.ZPlus()}} or nx.Epsilon() "
+            f"(every rule of Linear/Conv layers applies to it), or key it by layer name, {{{name!r}: nx.Epsilon()}}."
+        )
+    elif isinstance(module, _NOT_ELEMENTWISE):
+        remedy = (
+            f"{kind} mixes the values of a sample (it is not element-wise, so nx.Pass() does not apply): map "
+            f"nx.Gradient() to it (gradient × input through it); e.g. {example}."
+        )
+    elif isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor) and tuple(output.shape) == tuple(x.shape):
+        remedy = (
+            f"If {kind} acts element-wise (an activation: each output depends on its own input only), map nx.Pass() "
+            f"to it (the relevance passes unchanged); otherwise (a normalisation, attention, a custom block) map "
+            f"nx.Gradient() to pass gradient × input through it: e.g. {example}."
+        )
+    elif isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor):
+        remedy = (
+            f"Map nx.Gradient() to it (it maps {tuple(x.shape)} to {tuple(output.shape)}, so nx.Pass() does not "
+            f"apply): gradient × input through the module, which for a linear module without bias (upsampling, a "
+            f"fixed filter, a shuffle) is LRP-0's proportional split; e.g. {example}."
+        )
+    else:
+        remedy = (
+            f"It returns more than one tensor (an RNN, attention): map nx.Gradient() to it, gradient × input through "
+            f"the module; e.g. {example}."
+        )
+    return UnsupportedModuleError(
+        f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, "
+        "batch norm, average/max/adaptive pooling, Flatten/Unflatten, Dropout, ReLU-family/tanh/GELU activations, "
+        "residual sums and layer scales (canonizers='auto'). " + remedy
+    )
+
+
+class _DepthHook:
+    """Forward pre-hook counting the units running (:attr:`_Session.depth`); marked as nbexplain's own, so
+    that it does not count as a user's weight hook (:func:`~.canonizers.bn_mergeable`)."""
+
+    nbexplain_internal = True
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        self.session.depth += 1
+
+
+#: Module types whose own forward :class:`_SplitForward` may stand in for (exactly these types: a subclass may
+#: compute something else in its forward).
+_SPLITTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class _SplitForward:
+    """Stands in for the forward of a Linear/Conv layer whose rule is αβ (β > 0) and whose input is known to be
+    ≥ 0, for the duration of one explained forward pass (an instance attribute ``forward``, removed in
+    :meth:`remove`).
+
+    αβ needs ``z⁺ = W⁺x`` and ``z⁻ = W⁻x`` anyway, and for ``x ≥ 0`` the layer's output is ``z⁺ + z⁻ + b``: the
+    two products replace the layer's own one (three passes become two). The output then differs from the
+    layer's own computation by float rounding of the same order as the layer's own (both sum the same products
+    ``x_i w_ij`` in float32; the difference is bounded by ~ε_float · Σ_i |x_i w_ij|). ``z⁺`` and ``z⁻`` are kept
+    for the backward pass (:attr:`~.ops.LayerOp.halves`): two output-sized tensors per layer until its
+    backward step."""
+
+    def __init__(self, session: _Session, name: str, module: nn.Module) -> None:
+        self.session, self.name, self.module = session, name, module
+        module.forward = self  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") is self:
+            del self.module.forward
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        s, m = self.session, self.module
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if (
+            not isinstance(x, torch.Tensor)
+            or not x.requires_grad
+            or s.depth != 1
+            or not s._is_nonneg(x)
+            or not isinstance(m.weight, nn.Parameter)
+        ):
+            return type(m).forward(m, *args, **kwargs)
+        rule = s.composite.rule_for(self.name, m, first=not s.first_done)
+        if not isinstance(rule, AlphaBeta) or not rule.beta:
+            return type(m).forward(m, *args, **kwargs)
+        op = make_op(m, x)
+        op.workspace = s.workspace
+        with torch.no_grad():
+            zp = op.forward(x, op.weight_map("pos"), None)
+            zn = op.forward(x, op.weight_map("neg"), None)
+            z = zp + zn
+            if op.bias is not None:
+                z.add_(op.bias_view(z))
+        op.release()  # workspace buffers (when the weights were not cached) go back now
+        s.halves[id(z)] = (z, z._version, zp, zn)
+        return z
+
+
+class _Session:
+    """Hooks of one :func:`lrp` call; removed in :meth:`close`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        composite: Composite,
+        canonizers: Sequence[Canonizer],
+        capture: Sequence[str],
+    ) -> None:
+        self.composite = composite
+        self.capture = set(capture)
+        self.handles: list[Any] = []
+        self.first_done = False
+        self.rules: dict[str, Rule] = {}
+        self.captured: dict[str, list[torch.Tensor]] = {}
+        self.transparent: set[nn.Module] = set()
+        # MergeBatchNorm inside lrp: a batch norm whose input is exactly the output a Linear/Conv call just
+        # produced is folded into that call while the forward pass runs (no parameter is swapped, no extra
+        # trace pass): id(rule output) -> (that output, its version, layer input, rule, op, module)
+        self.merge_bn = any(isinstance(c, MergeBatchNorm) for c in canonizers)
+        self.produced: dict[int, tuple[torch.Tensor, int, torch.Tensor, Rule, Any, nn.Module]] = {}
+        self.capture_store: dict[int, tuple[torch.Tensor, Any]] = {}
+        self.workspace = Workspace()
+        # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
+        # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
+        self.nonneg: dict[int, tuple[torch.Tensor, int]] = {}
+        # how many modules with hooks are running now: operations inside them belong to their rule (read by
+        # the functional rules of strict=False), and a unit called inside another (a residual Sum inside a
+        # block mapped to nx.Gradient()) is part of the outer unit's computation, not a rule of its own
+        self.depth = 0
+        for c in canonizers:
+            self.transparent |= c.transparent()
+        units = self._units(model)
+        for c in canonizers:
+            units.update(c.extra_modules())
+        # in-place activations (ReLU(inplace=True)) would put their own graph node between the rules:
+        # they get a copy of their input, and the rule function connects to the untouched original
+        self.originals: dict[int, list[torch.Tensor]] = {}
+        # αβ layers on non-negative inputs: the layer's output from z⁺ + z⁻ (_SplitForward): id(output) ->
+        # (output, its version, z⁺, z⁻)
+        self.halves: dict[int, tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]] = {}
+        for name, mod in units.items():
+            self.handles.append(mod.register_forward_pre_hook(_DepthHook(self)))
+            if (
+                type(mod) in _SPLITTABLE
+                and "forward" not in mod.__dict__
+                and isinstance(composite.rule_for(name, mod), AlphaBeta)
+            ):
+                self.handles.append(_SplitForward(self, name, mod))
+            if getattr(mod, "inplace", False) is True:
+                self.handles.append(mod.register_forward_pre_hook(self._copy_input))
+            self.handles.append(mod.register_forward_hook(self._make_hook(name)))
+        for name in self.capture:
+            mod = dict(model.named_modules())[name]
+            self.handles.append(mod.register_forward_hook(self._make_capture(name)))
+
+    def _units(self, model: nn.Module) -> dict[str, nn.Module]:
+        """Modules that get a hook: leaves, and containers the composite maps by name or type."""
+        units: dict[str, nn.Module] = {}
+        skip: list[str] = []
+        for name, mod in model.named_modules():
+            if any(name.startswith(s + ".") for s in skip):
+                continue
+            leaf = next(iter(mod.children()), None) is None
+            if leaf:
+                units[name] = mod
+            elif isinstance(mod, WEIGHTED + POOLS):
+                # a layer with children of its own (weight parametrizations): one unit, its children are
+                # part of how it computes its weight
+                units[name] = mod
+                skip.append(name)
+            elif name and (name in self.composite.names or any(isinstance(mod, t) for t, _ in self.composite.types)):
+                units[name] = mod
+                skip.append(name)
+        return units
+
+    def _is_nonneg(self, t: torch.Tensor) -> bool:
+        entry = self.nonneg.get(id(t))
+        return entry is not None and entry[0] is t and entry[1] == t._version
+
+    def _mark_nonneg(self, t: torch.Tensor) -> torch.Tensor:
+        self.nonneg[id(t)] = (t, t._version)
+        return t
+
+    def _copy_input(self, module: nn.Module, args: tuple) -> Any:
+        if self.depth > 1:
+            return None
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            self.originals.setdefault(id(module), []).append(x)
+            return (x.clone(),) + tuple(args[1:])
+        return None
+
+    def _structured(self, name: str, module: nn.Module, args: tuple, output: Any) -> Any:
+        """A module whose output is a tuple/dict (LSTM, GRU, MultiheadAttention, …): only
+        :class:`~.rules.Gradient` applies; no rule is an error naming the module."""
+        if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            return None
+        if not any(t.requires_grad for t in _tensor_leaves(output)):
+            return None
+        rule = self.composite.rule_for(name, module)
+        if rule is None and (isinstance(module, TRANSPARENT) or type(module) is nn.Module):
+            return None
+        if rule is None:
+            raise _unsupported(name, module)
+        if not isinstance(rule, Gradient):
+            raise TypeError(
+                f"{name!r} ({type(module).__name__}) returns {type(output).__name__}, not a tensor; only "
+                f"nx.Gradient() (gradient × input through the module) applies to it, got {rule!r}."
+            )
+        self.rules.setdefault(name, rule)
+        return _gradient_node(args, output, rule.stabilizer)
+
+    def _make_hook(self, name: str):
+        rule_hook = self._make_rule_hook(name)
+
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            try:
+                if self.depth > 1:  # called inside another unit: part of that unit's computation
+                    return None
+                return rule_hook(module, args, output)
+            finally:
+                self.depth -= 1
+
+        return hook
+
+    def _make_rule_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            x = args[0] if args else None
+            stash = self.originals.get(id(module))
+            if stash:
+                x = stash.pop()
+            if not isinstance(output, torch.Tensor):
+                return self._structured(name, module, args, output)
+            if not isinstance(x, torch.Tensor) or not x.requires_grad:
+                return None  # not on the explained input's path
+            if module in self.transparent:
+                if output is not x and self._is_nonneg(x):
+                    self._mark_nonneg(output)
+                return None
+            if self.merge_bn and isinstance(module, BATCHNORMS):
+                merged = self._merge(module, x, output)
+                if merged is not None:
+                    return merged
+            is_weighted = isinstance(module, DENSE + CONVS)
+            first = is_weighted and not self.first_done
+            if is_weighted:
+                self.first_done = True
+            rule = self.composite.rule_for(name, module, first=first)
+            if rule is None:
+                if isinstance(module, TRANSPARENT) or type(module) is nn.Module:
+                    if isinstance(module, TRANSPARENT) and self._is_nonneg(x):
+                        self._mark_nonneg(output)
+                    return None
+                raise _unsupported(name, module, x, output)
+            self.rules.setdefault(name, rule)
+            if isinstance(rule, Gradient):
+                return _gradient_node(args, output, rule.stabilizer)
+            if isinstance(module, Sum):
+                if not isinstance(rule, Epsilon):  # Norm and ZeroRule are ε rules too
+                    raise TypeError(f"Residual sums take an ε-type rule (nx.Norm(), nx.Epsilon()), got {rule!r}.")
+                return _SumFunction.apply(args[0], args[1], output.detach(), max(rule.epsilon, 1e-12))
+            supported = isinstance(module, WEIGHTED + POOLS)
+            if not supported and not isinstance(rule, Pass):
+                same = tuple(output.shape) == tuple(x.shape)
+                raise TypeError(
+                    f"Rule {rule!r} needs a Linear, Conv, ConvTranspose, batch-norm or average-pooling layer, but "
+                    f"{name!r} is a {type(module).__name__}; map nx.Gradient() to it instead"
+                    + (" (or nx.Pass() if it acts element-wise)." if same else ".")
+                )
+            op = make_op(module, x, output)
+            op.workspace = self.workspace
+            if rule.needs_weights and op.weight is None:
+                raise TypeError(
+                    f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
+                    "use nx.Norm() or nx.Epsilon() for pooling layers."
+                )
+            if self._is_nonneg(x):
+                op.nonneg = True
+            split = self.halves.pop(id(output), None)
+            if split is not None and split[0] is output and split[1] == output._version:
+                op.halves = split[2:]
+            out = _RuleFunction.apply(x, output.detach(), rule, op, self.merge_bn and is_weighted)
+            if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
+                isinstance(module, POOLS) and op.nonneg
+            ):
+                self._mark_nonneg(out)
+            if self.merge_bn and is_weighted:
+                self.produced[id(out)] = (out, out._version, x, rule, op, module)
+            return out
+
+        return hook
+
+    def _merge(self, bn: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
+        """Fold ``bn`` into the Linear/Conv call that produced its input ``x`` (if it did, and ``x`` was not
+        written since): one rule node from that layer's input to the batch norm's output, with the merged
+        weights. The layer's own rule node is then left without a consumer (unless something else reads
+        its output, which then correctly gets relevance through it)."""
+        src = self.produced.get(id(x))
+        if src is None or src[0] is not x or src[1] != x._version or bn.training or not bn_mergeable(bn, src[5]):
+            return None
+        _, _, lin_in, rule, lin_op, lin = src
+        op = make_op(lin, lin_in, x)
+        op.workspace = self.workspace
+        scale, shift = bn_affine(bn)
+        bias = shift if op.bias is None else shift + op.bias.double() * scale
+        op.merge(scale.to(op.weight.dtype), bias.to(op.weight.dtype))
+        op.nonneg = lin_op.nonneg
+        op.halves = lin_op.halves
+        out = _RuleFunction.apply(lin_in, output.detach(), rule, op)
+        stored = self.capture_store.get(id(x))
+        if stored is not None and stored[0] is x:
+            out.register_hook(stored[1])  # relevance "at the layer" = at the merged pair's output
+        return out
+
+    def _make_capture(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            if not isinstance(output, torch.Tensor) or not output.requires_grad:
+                return
+            slots = self.captured.setdefault(name, [])
+            # zeros until relevance arrives: an output the explained score does not depend on gets none
+            slots.append(torch.zeros_like(output, memory_format=torch.contiguous_format).detach())
+            index = len(slots) - 1
+
+            def store(grad: torch.Tensor) -> None:
+                slots[index] = grad.detach()
+
+            output.register_hook(store)
+            self.capture_store[id(output)] = (output, store)
+
+        return hook
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        self.nonneg.clear()  # let activations go as soon as the backward pass is done with them
+        self.originals.clear()
+        self.produced.clear()
+        self.capture_store.clear()
+        self.halves.clear()
+
+

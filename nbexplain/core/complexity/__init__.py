@@ -1,0 +1,1 @@
+"""Feature-component complexity (Ren et al. 2021): decomposition, disentangler nets, Shapley values."""

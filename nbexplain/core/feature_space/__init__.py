@@ -1,0 +1,1 @@
+"""Feature-space saturation: tracking covariance over training, δ eigen-projection, probes."""

@@ -1,0 +1,1 @@
+"""Representation similarity: CCA, SVCCA, PWCCA, CKA, streaming statistics and similarity grids."""
