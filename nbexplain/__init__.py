@@ -1,7 +1,7 @@
 """nbexplain — see inside PyTorch models from a notebook.
 
 Everything public in :mod:`nbexplain.core` is re-exported here (``import nbexplain as nx``), plus the
-``widgets``, ``data``, ``zoo`` and ``architectures`` submodules. See DESIGN.md for the contract.
+``widgets``, ``data``, ``zoo`` and ``architectures`` submodules. See docs/architecture.md for the contract.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ The page makes no network request: widget modules that are not available locally
 fail to load from the folder instead of a CDN and show as an error in their output only. Math and
 Mermaid diagrams are shown as their source (their renderers live on CDNs).
 
-The views interact on precomputed state (DESIGN.md), so sliders, hovers and toggles work in the page;
+The views interact on precomputed state (docs/architecture.md), so sliders, hovers and toggles work in the page;
 the controls that ask the kernel for new work (another sample, another layer; CSS class
 ``nbx-needs-kernel``) are greyed out and inert.
 

@@ -12,7 +12,7 @@ from ._base.model_inputs import Inputs
 __all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LAYOUTS", "LayerList", "Inputs", "StaleCaptureError", "activations",
            "capture", "layers", "preserved", "to_features"]
 
-# --- saturation & δ projection (issue 3) ---
+# --- saturation & δ projection ---
 from ._base.moments import RunningMoments
 from .feature_space.tracking import SaturationTracker, intrinsic_dimension, layer_statistics, saturation
 from .feature_space.delta_projection import DeltaProjection, delta_curve, projected_outputs
@@ -21,7 +21,7 @@ from .feature_space.probes import probe_accuracy
 __all__ += ["RunningMoments", "SaturationTracker", "intrinsic_dimension", "layer_statistics", "saturation"]
 __all__ += ["DeltaProjection", "delta_curve", "projected_outputs", "probe_accuracy"]
 
-# --- representation similarity (issue 4) ---
+# --- representation similarity ---
 from .similarity.metrics import CCAResult, CKAResult, PWCCAResult, SVCCAResult, cca, cka, pwcca, svcca
 from .similarity.grids import SimilarityGridResult, model_similarity, similarity_grid
 from .similarity.streaming import StreamingSimilarity
@@ -29,7 +29,7 @@ from .similarity.streaming import StreamingSimilarity
 __all__ += ["cca", "svcca", "pwcca", "cka", "CCAResult", "SVCCAResult", "PWCCAResult", "CKAResult"]
 __all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "SimilarityGridResult"]
 
-# --- attribution: LRP (issue 5) ---
+# --- attribution: LRP ---
 from .attribution.lrp import (
     COMPOSITES,
     AlphaBeta,
@@ -60,7 +60,7 @@ __all__ += ["lrp", "LRPResult", "UnsupportedModuleError", "Rule", "ZeroRule", "E
 __all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Composite", "COMPOSITES"]
 __all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "Scale", "FunctionalOpsWarning"]
 
-# --- attribution: sensitivity, rate-distortion, continuity (issue 5) ---
+# --- attribution: sensitivity, rate-distortion, continuity ---
 from .attribution.continuity import ContinuityResult, continuity
 from .attribution.rate_distortion import RDEResult, rde
 from .attribution.gradients import gradient, gradient_x_input, integrated_gradients, smoothgrad
@@ -69,7 +69,7 @@ from ._base.targets import Target
 __all__ += ["ContinuityResult", "RDEResult", "continuity", "gradient", "gradient_x_input",
             "integrated_gradients", "rde", "smoothgrad", "Target"]
 
-# --- activation maximization (issue 6) ---
+# --- activation maximization ---
 from .actmax.optimize import (
     ActivationMaximization,
     Objective,
@@ -86,7 +86,7 @@ from .actmax.optimize import (
 __all__ += ["ActivationMaximization", "Objective", "TopActivating", "channel", "class_logit", "direction",
             "diversity", "maximize_activation", "neuron", "top_activating"]
 
-# --- complexity decomposition (issue 7) ---
+# --- complexity decomposition ---
 from .complexity.decompose import ComplexityDecomposition, decompose_complexity
 from .complexity.shapley import ShapleyValues, shapley_values
 
