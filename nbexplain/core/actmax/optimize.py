@@ -416,7 +416,8 @@ def maximize_activation(
     early_exit
         Stop each forward pass once the objective's layers have run (saves the rest of the network).
     progress
-        Progress bar: ``True``, ``False``, or ``None`` (appears only if the run takes over 2 s).
+        ``None`` (default): a progress bar appears once the work has run for more than 2 s; ``True``: at
+        once; ``False``: never.
     output
         With ``layer=None``: which part of the model's output to maximise (an index, a key or attribute
         name, or a callable), as in every other entry point.

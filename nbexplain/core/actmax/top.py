@@ -153,7 +153,8 @@ def top_activating(
     batch_size
         Chunk size when ``data`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
     progress
-        Progress bar (``None``: only if it takes over 2 s).
+        ``None`` (default): a progress bar appears once the work has run for more than 2 s; ``True``: at
+        once; ``False``: never.
     wrt
         With several inputs: which one ``.images`` holds (a position or keyword name); default the first
         tensor input (the first positional one, else the first keyword one).
