@@ -70,7 +70,7 @@ __all__ += ["ContinuityResult", "RDEResult", "continuity", "gradient", "gradient
             "integrated_gradients", "rde", "smoothgrad", "Target"]
 
 # --- activation maximization ---
-from .actmax.optimize import (
+from .actmax import (
     ActivationMaximization,
     Objective,
     TopActivating,

@@ -19,10 +19,16 @@ import torch
 import traitlets
 from torch import nn
 
-from ..core.actmax.optimize import ActivationMaximization, TopActivating, maximize_activation, top_activating
-from ..core.actmax.image_param import PARAMETERIZATIONS
 from ..core._base.model_inputs import Inputs, as_inputs, resolve_wrt
 from ..core._base.validation import check_choice, check_model, check_positive_int
+from ..core.actmax import (
+    ActivationMaximization,
+    TopActivating,
+    layer_units,
+    maximize_activation,
+    top_activating,
+)
+from ..core.actmax.image_param import PARAMETERIZATIONS
 from .base import RequestWidget
 from .tensor import DEFAULT_MAX_BYTES, TensorTrait, downsample_images, downsample_maps, to_uint8_images
 
@@ -246,15 +252,8 @@ class FeatureGallery(RequestWidget):
         units = self._units_arg()
         if units is None:
             # every unit, capped at max_units: resolve the count with a zero-step probe of the core
-            from ..core.actmax.optimize import _all_units
-            from ..core.actmax.feed import FixedInputs
-            from ..core._base.hygiene import model_device, model_dtype, preserved
-
-            feed = FixedInputs(self._extra.get("inputs"), self._wrt, self._input_shape, self._model)
-            with preserved(self._model):
-                self._model.eval()
-                all_units = _all_units(self._model, self.layer, self._input_shape,
-                                       model_device(self._model), model_dtype(self._model), feed).tolist()
+            all_units = layer_units(self._model, self.layer, self._input_shape,
+                                    inputs=self._extra.get("inputs"), wrt=self._wrt)
             units = all_units[: self._max_units]
         ref = None
         if self._data is not None:

@@ -10,7 +10,7 @@ from torch import nn
 
 import nbexplain as nx
 from nbexplain import data, zoo
-from nbexplain.core.actmax.optimize import _Diversity
+from nbexplain.core.actmax.objectives import _Diversity
 from nbexplain.core.actmax.transforms import RandomRotate
 
 SHAPE = (1, 28, 28)

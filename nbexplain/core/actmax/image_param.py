@@ -67,7 +67,8 @@ def color_correlation(images: torch.Tensor) -> torch.Tensor:
     return evecs * evals.clamp_min(0).sqrt()
 
 
-def _check_range(value_range: Sequence[float] | None) -> tuple[float, float] | None:
+def check_range(value_range: Sequence[float] | None) -> tuple[float, float] | None:
+    """``value_range``: ``None`` (unbounded) or a finite pair ``(low, high)`` with ``low < high``."""
     if value_range is None:
         return None
     try:
@@ -118,7 +119,7 @@ class ImageParam(nn.Module, abc.ABC):
             raise ValueError(f"`range_mode` must be one of {list(RANGE_MODES)}, got {range_mode!r}.")
         self.shape = shape
         self.batch = int(batch)
-        self.value_range = _check_range(value_range)
+        self.value_range = check_range(value_range)
         self.range_mode = range_mode
         c = shape[0]
         matrix: torch.Tensor | None = None
