@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nbexplain.core import dense_linalg as dl
+from nbexplain.core._base import dense_linalg as dl
 
 
 def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nbexplain.core import validation as v
+from nbexplain.core._base import validation as v
 
 
 def test_check_tensor_accepts_numpy_and_checks_rank_dtype_finiteness() -> None:
