@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 import warnings
 
 import pytest
@@ -405,3 +406,16 @@ def test_the_default_inductor_backend_is_never_compiled_inside_nbexplain() -> No
     assert dict(counters["frames"]) == frames  # nothing was compiled inside nbexplain
     with torch.no_grad():
         torch.testing.assert_close(model(X), net(X), rtol=1e-5, atol=1e-6)
+
+
+def test_the_compile_warning_points_at_the_users_line() -> None:
+    import warnings
+
+    net = nn.Sequential(nn.Linear(4, 3))
+    compiled = torch.compile(net, backend="eager")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nx.gradient(compiled, torch.rand(2, 4), 0)
+        line = sys._getframe().f_lineno - 1
+    noted = [w for w in caught if "torch.compile" in str(w.message)]
+    assert noted and noted[0].filename == __file__ and noted[0].lineno == line

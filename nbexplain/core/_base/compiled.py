@@ -22,6 +22,7 @@ Layer names are those of the module nbexplain works on (``model._orig_mod`` for 
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 import weakref
@@ -161,7 +162,18 @@ def note_compiled(model: nn.Module, argname: str = "model") -> None:
             "'_orig_mod' parts."
         )
     _noted.add(model)
-    warnings.warn(message, UserWarning, stacklevel=4)
+    warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the user's line: the first caller outside nbexplain."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def require_hooks(model: nn.Module, argname: str = "model", what: str = "this call") -> None:

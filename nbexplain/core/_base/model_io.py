@@ -182,7 +182,11 @@ def probe_output(
     xs = as_inputs(x, "x").rows(slice(0, samples)).to_model(model)
     with preserved(model), torch.no_grad():
         model.eval()
-        picked = select_output(call_model(model, xs, "x"), output, argname)
+        raw = call_model(model, xs, "x")
+        try:
+            picked = select_output(raw, output, argname)
+        except ValueError as err:  # the shapes it shows are of the probe batch: say so
+            raise ValueError(f"{err} (Checked by one forward pass on the first {xs.n} samples.)") from None
     if picked.ndim == 0 or picked.shape[0] != xs.n:
         raise ValueError(
             f"The selected model output has shape {tuple(picked.shape)} for a batch of {xs.n} samples; "
