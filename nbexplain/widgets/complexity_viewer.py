@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import traitlets
 
-from ..core.complexity.decompose import ComplexityDecomposition
+from ..core.complexity.result import ComplexityDecomposition
 from ..core._base.model_inputs import Inputs, as_inputs
 from ..core._base.validation import check_positive_int, check_tensor
 from .base import NbxWidget
