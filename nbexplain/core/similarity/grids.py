@@ -39,6 +39,8 @@ from .._base.hygiene import model_device
 from .._base.layer_select import layers as list_layers
 from .._base.layer_select import resolve_modules
 from .._base.layouts import LayoutArg, check_layout_arg
+from .._base.machinery import check_progress, progress_bar
+from .._base.validation import check_choice, check_finite, check_model, check_positive_int
 from .metrics import (
     RANK_RTOL,
     _center_gram,
@@ -48,7 +50,6 @@ from .metrics import (
     hsic_unbiased_linear,
     rbf_gram,
 )
-from .._base.validation import check_choice, check_finite, check_model, check_positive_int
 
 __all__ = ["similarity_grid", "model_similarity", "SimilarityGridResult", "GRID_METRICS"]
 
@@ -528,7 +529,7 @@ def similarity_grid(
     max_samples: int = 10_000,
     batch_size: int = 256,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = True,
     layout: LayoutArg = None,
 ) -> SimilarityGridResult:
     """Compare every layer at every checkpoint with every layer of a reference model.
@@ -574,7 +575,8 @@ def similarity_grid(
         Largest number of samples per pair; above it a fixed subset (``seed``) is drawn — the same for both
         layers of the pair.
     batch_size, seed, progress
-        Forward batch size; seed of the subsampling; show a progress bar over checkpoints.
+        Forward batch size; seed of the subsampling; a progress bar over checkpoints (``True``, the
+        default: at once; ``None``: once the work has run for more than 2 s; ``False``: never).
     layout
         Which axis holds each layer's features (``"channels_first"``, ``"features_last"``,
         ``"sequence_first"``, or a dict per layer name); by default resolved from each module's type and the
@@ -597,20 +599,84 @@ def similarity_grid(
     >>> bool(torch.allclose(res.grids["cka"][-1].diagonal(), torch.ones(3, dtype=torch.float64)))
     True
     """
-    metrics = _check_metrics(metric)
-    check_choice(conv, "conv", CONV_MODES)
+    metrics, opts = _check_options(metric, conv, keep, epsilon, threshold, max_samples, seed)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    progress = check_progress(progress)
     if isinstance(inputs, Iterator):
         # a one-shot iterator (generator): every checkpoint needs the same batches, so keep them
         inputs = list(inputs)
+    if model is not None:
+        model = check_model(model, "model", what="nx.similarity_grid")
+    items, ckpt_labels = _checkpoint_items(checkpoints, labels)
+    template = model if model is not None else next((c for c in items if isinstance(c, nn.Module)), None)
+    if template is not None:
+        argname = "checkpoints" if model is None else "model"
+        template = check_model(template, argname, what="nx.similarity_grid")
+    ref_model, ref_label = _reference_model(template, items[-1], ckpt_labels[-1], reference, reference_label)
+    row_names = _layer_list(layers, template if template is not None else ref_model, "layers")
+    ref_names = _layer_list(
+        reference_layers if reference_layers is not None else row_names, ref_model, "reference_layers"
+    )
+    dev = model_device(ref_model)
+    if dev.type == "mps":
+        dev = torch.device("cpu")
+    overrides = check_layout_arg(layout, sorted(set(row_names) | set(ref_names)))
+    run = _GridRun(metrics, opts, row_names, ref_names, len(items), dev)
+    run.ref_out = _capture_outputs(
+        ref_model, inputs, ref_names, batch_size, dev, conv, overrides, run.layouts
+    )
+    load_rows = _Materialiser(template)
+    bar = progress_bar(
+        range(len(items)), desc="similarity grid", unit="checkpoint", progress=progress, leave=True
+    )
+    for t in bar:
+        same_as_ref = reference is None and t == len(items) - 1 and row_names == ref_names
+        if same_as_ref:  # the last checkpoint is the reference: reuse its outputs and reductions
+            outs = run.ref_out
+        else:
+            net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
+            outs = _capture_outputs(net, inputs, row_names, batch_size, dev, conv, overrides, run.layouts)
+        run.compare(t, outs, same_as_ref, ckpt_labels[t])
+        del outs
+    bar.close()
+    run.ref_cache.clear()
+    run.concat_cache.clear()
+    if run.undefined:
+        warnings.warn(
+            "Zero variance on these inputs (cells are NaN): " + ", ".join(sorted(run.undefined)), stacklevel=2
+        )
+    return SimilarityGridResult(
+        grids=run.cells.grids,
+        spectra=run.spectra(),
+        checkpoint_labels=ckpt_labels,
+        layers=row_names,
+        reference_layers=ref_names,
+        reference_label=ref_label,
+        kind="checkpoints",
+        n_samples=run.n_samples,
+        options=opts,
+        layouts=run.layouts,
+    )
+
+
+def _check_options(
+    metric: Any, conv: Any, keep: Any, epsilon: Any, threshold: Any, max_samples: Any, seed: Any
+) -> tuple[list[str], dict[str, Any]]:
+    """The metrics asked for, and the checked options as recorded in ``SimilarityGridResult.options``."""
+    metrics = _check_metrics(metric)
+    check_choice(conv, "conv", CONV_MODES)
     kx, _ = check_keep(keep)
     eps = _check_epsilon(epsilon)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
         raise ValueError(f"`threshold` must be a positive number, got {threshold!r}.")
     max_samples = check_positive_int(max_samples, "max_samples")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    if model is not None:
-        model = check_model(model, "model", what="nx.similarity_grid")
+    return metrics, dict(
+        conv=conv, keep=kx, epsilon=eps, threshold=float(threshold), max_samples=max_samples, seed=seed
+    )
 
+
+def _checkpoint_items(checkpoints: Any, labels: Sequence[str] | None) -> tuple[list[Any], list[str]]:
+    """The checkpoints as a list, and their labels (given, mapping keys, file stems or ``checkpoint t``)."""
     if isinstance(checkpoints, Mapping) and not _looks_like_state_dict(checkpoints):
         items = list(checkpoints.values())
         default_labels = [str(k) for k in checkpoints.keys()]
@@ -626,128 +692,97 @@ def similarity_grid(
         labels = [str(s) for s in labels]
         if len(labels) != len(items):
             raise ValueError(f"`labels` has {len(labels)} entries for {len(items)} checkpoints.")
-    ckpt_labels = labels if labels is not None else default_labels
+    return items, labels if labels is not None else default_labels
 
-    template = model if model is not None else next((c for c in items if isinstance(c, nn.Module)), None)
-    if template is not None:
-        argname = "checkpoints" if model is None else "model"
-        template = check_model(template, argname, what="nx.similarity_grid")
-    load_rows = _Materialiser(template)
-    load_ref = _Materialiser(template)
-    kind = "checkpoints"
+
+def _reference_model(
+    template: nn.Module | None, last: Any, last_label: str, reference: Any, reference_label: str | None
+) -> tuple[nn.Module, str]:
+    """The model the columns compare against (``reference``, by default the last checkpoint) and its label."""
     if reference is None:
-        ref_item, ref_label = items[-1], reference_label or ckpt_labels[-1]
+        ref_item, ref_label = last, reference_label or last_label
     else:
         ref_item = reference
         ref_label = reference_label or (
             _label_for(reference, 0) if not isinstance(reference, nn.Module) else "reference"
         )
-    ref_model = load_ref(
+    ref_model = _Materialiser(template)(
         ref_item, "`reference`" if reference is not None else "the last checkpoint",
         "reference" if reference is not None else "checkpoints",
     )
-    row_names = _layer_list(layers, template if template is not None else ref_model, "layers")
-    ref_names = _layer_list(
-        reference_layers if reference_layers is not None else row_names, ref_model, "reference_layers"
-    )
+    return ref_model, ref_label
 
-    dev = model_device(ref_model)
-    if dev.type == "mps":
-        dev = torch.device("cpu")
-    opts = dict(
-        conv=conv, keep=kx, epsilon=eps, threshold=float(threshold), max_samples=max_samples, seed=seed
-    )
-    mset = set(metrics)
 
-    overrides = check_layout_arg(layout, sorted(set(row_names) | set(ref_names)))
-    layouts: dict[str, str] = {}
-    ref_out = _capture_outputs(ref_model, inputs, ref_names, batch_size, dev, conv, overrides, layouts)
-    ref_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
-    concat_cache: dict[Any, torch.Tensor] = {}
+class _GridRun:
+    """The grid being filled, checkpoint by checkpoint, and the work shared between checkpoints: the
+    reference layers' outputs and prepared (reduced/whitened) features, and concatenated reference blocks."""
 
-    t_count, l_rows, l_ref = len(items), len(row_names), len(ref_names)
-    cells = _Cells(
-        grids={m: torch.full((t_count, l_rows, l_ref), math.nan, dtype=torch.float64) for m in metrics},
-        spectra={m: {} for m in metrics if m in _CCA_FAMILY},
-    )
-    n_samples = torch.zeros(l_rows, l_ref, dtype=torch.int64)
-    undefined: set[str] = set()
+    def __init__(
+        self, metrics: list[str], opts: dict[str, Any], row_names: list[str], ref_names: list[str],
+        t_count: int, dev: torch.device,
+    ) -> None:
+        self.metrics = metrics
+        self.opts, self.row_names, self.ref_names, self.dev = opts, row_names, ref_names, dev
+        shape = (t_count, len(row_names), len(ref_names))
+        self.cells = _Cells(
+            grids={m: torch.full(shape, math.nan, dtype=torch.float64) for m in self.metrics},
+            spectra={m: {} for m in self.metrics if m in _CCA_FAMILY},
+        )
+        self.shape = shape
+        self.n_samples = torch.zeros(len(row_names), len(ref_names), dtype=torch.int64)
+        self.undefined: set[str] = set()
+        self.layouts: dict[str, str] = {}
+        self.ref_out: dict[str, torch.Tensor] = {}
+        self.ref_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = {}
+        self.concat_cache: dict[Any, torch.Tensor] = {}
 
-    from tqdm.auto import tqdm
+    def _prepare(self, name: str, src: dict[str, torch.Tensor], cache: dict, key: tuple[Any, ...]) -> None:
+        if (name, key) not in cache:
+            o = self.opts
+            feats = _features(src[name], key, o["max_samples"], o["seed"])
+            cache[(name, key)] = _Prepared(feats, set(self.metrics), o["keep"], o["epsilon"], o["threshold"])
 
-    mirror = "pwcca" not in metrics  # PWCCA weights one side: not symmetric
-    bar = tqdm(range(t_count), desc="similarity grid", unit="checkpoint", disable=not progress)
-    for t in bar:
-        same_as_ref = reference is None and t == t_count - 1 and row_names == ref_names
-        if same_as_ref:  # the last checkpoint is the reference: reuse its outputs and reductions
-            outs = ref_out
-        else:
-            net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
-            outs = _capture_outputs(net, inputs, row_names, batch_size, dev, conv, overrides, layouts)
+    def compare(self, t: int, outs: dict[str, torch.Tensor], same_as_ref: bool, label: str) -> None:
+        """Row ``t``: every layer of one checkpoint (its outputs ``outs``) against every reference layer."""
+        n_ref = next(iter(self.ref_out.values())).shape[0]
         for name, o in outs.items():
-            if o.shape[0] != next(iter(ref_out.values())).shape[0]:
+            if o.shape[0] != n_ref:
                 raise RuntimeError(
                     f"Layer {name!r} produced a different number of samples than the reference."
                 )
-        row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = ref_cache if same_as_ref else {}
-        with dense_linalg.blas_phase(dev):
-            for i, rn in enumerate(row_names):
+        row_cache: dict[tuple[str, tuple[Any, ...]], _Prepared] = self.ref_cache if same_as_ref else {}
+        mirror = "pwcca" not in self.metrics  # PWCCA weights one side: not symmetric
+        with dense_linalg.blas_phase(self.dev):
+            for i, rn in enumerate(self.row_names):
                 groups: dict[tuple[Any, ...], list[int]] = {}
-                for j, cn in enumerate(ref_names):
-                    key = _pair_key(outs[rn], ref_out[cn], conv)
+                for j, cn in enumerate(self.ref_names):
+                    key = _pair_key(outs[rn], self.ref_out[cn], self.opts["conv"])
                     groups.setdefault(key, []).append(j)
-                    for name, src, cache in ((rn, outs, row_cache), (cn, ref_out, ref_cache)):
-                        if (name, key) not in cache:
-                            cache[(name, key)] = _Prepared(
-                                _features(src[name], key, max_samples, seed), mset, kx, eps, float(threshold)
-                            )
+                    self._prepare(rn, outs, row_cache, key)
+                    self._prepare(cn, self.ref_out, self.ref_cache, key)
                 for key, js in groups.items():
                     a = row_cache[(rn, key)]
-                    refs = [ref_cache[(ref_names[j], key)] for j in js]
-                    n_samples[i, js] = a.n
+                    refs = [self.ref_cache[(self.ref_names[j], key)] for j in js]
+                    self.n_samples[i, js] = a.n
                     if a.dead:
-                        undefined.add(f"{rn} at {ckpt_labels[t]}")
-                    undefined.update(f"{ref_names[j]} of the reference" for j, b in zip(js, refs) if b.dead)
+                        self.undefined.add(f"{rn} at {label}")
+                    dead = [self.ref_names[j] for j, b in zip(js, refs, strict=True) if b.dead]
+                    self.undefined.update(f"{name} of the reference" for name in dead)
                     _fill_group(
-                        cells,
-                        t,
-                        i,
-                        a,
-                        js,
-                        refs,
-                        metrics,
-                        symmetric=same_as_ref and mirror,
-                        self_is_one=eps == 0.0,
-                        concat_cache=concat_cache,
-                        key=key,
+                        self.cells, t, i, a, js, refs, self.metrics, symmetric=same_as_ref and mirror,
+                        self_is_one=self.opts["epsilon"] == 0.0, concat_cache=self.concat_cache, key=key,
                     )
-        del outs, row_cache
-    bar.close()
-    del ref_cache, concat_cache
-    if undefined:
-        warnings.warn(
-            "Zero variance on these inputs (cells are NaN): " + ", ".join(sorted(undefined)), stacklevel=2
-        )
 
-    spectra: dict[str, torch.Tensor] = {}
-    for m, d in cells.spectra.items():
-        kmax = max((c.numel() for c in d.values()), default=0)
-        arr = torch.full((t_count, l_rows, l_ref, max(kmax, 1)), math.nan, dtype=torch.float32)
-        for (t, i, j), c in d.items():
-            arr[t, i, j, : c.numel()] = c
-        spectra[m] = arr
-    return SimilarityGridResult(
-        grids=cells.grids,
-        spectra=spectra,
-        checkpoint_labels=ckpt_labels,
-        layers=row_names,
-        reference_layers=ref_names,
-        reference_label=ref_label,
-        kind=kind,
-        n_samples=n_samples,
-        options=opts,
-        layouts=layouts,
-    )
+    def spectra(self) -> dict[str, torch.Tensor]:
+        """The CCA spectra as float32 ``(T, L, L_ref, K)`` tensors, NaN-padded to the longest."""
+        out: dict[str, torch.Tensor] = {}
+        for m, d in self.cells.spectra.items():
+            kmax = max((c.numel() for c in d.values()), default=0)
+            arr = torch.full((*self.shape, max(kmax, 1)), math.nan, dtype=torch.float32)
+            for (t, i, j), c in d.items():
+                arr[t, i, j, : c.numel()] = c
+            out[m] = arr
+        return out
 
 
 def _looks_like_state_dict(m: Mapping[str, Any]) -> bool:
