@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbexplain as nx
-from nbexplain.core import similarity as sim
+from nbexplain.core.similarity import metrics as sim
 
 # ----------------------------------------------------------------------------- references (numpy float64)
 
