@@ -42,7 +42,7 @@ class ComplexityViewer(NbxWidget):
     Parameters
     ----------
     result
-        A :class:`~nbexplain.core.complexity.decompose.ComplexityDecomposition` from
+        A :class:`~nbexplain.core.complexity.result.ComplexityDecomposition` from
         :func:`nbexplain.decompose_complexity`.
     x
         The samples to show (``(N, *input_shape)``, at most 16), e.g. ``data.x_test[:6]``. For a model with
