@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import traitlets
 
-from ..core.complexity.decompose import ComplexityDecomposition
+from ..core.complexity.result import ComplexityDecomposition
 from ..core._base.model_inputs import Inputs, as_inputs
 from ..core._base.validation import check_positive_int, check_tensor
 from .base import NbxWidget
@@ -42,7 +42,7 @@ class ComplexityViewer(NbxWidget):
     Parameters
     ----------
     result
-        A :class:`~nbexplain.core.complexity.decompose.ComplexityDecomposition` from
+        A :class:`~nbexplain.core.complexity.result.ComplexityDecomposition` from
         :func:`nbexplain.decompose_complexity`.
     x
         The samples to show (``(N, *input_shape)``, at most 16), e.g. ``data.x_test[:6]``. For a model with

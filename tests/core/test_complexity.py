@@ -127,7 +127,7 @@ def test_energy_is_variance_ratio_and_in_unit_interval(teacher, splits, result):
     assert bool(((result.energy >= 0) & (result.energy <= 1)).all())
     # float64 reference from the definition on the same (first 1000, class-balanced) training samples
     x_train, y_train = splits[0]
-    from nbexplain.core.complexity.decompose import _metric_indices
+    from nbexplain.core.complexity.metrics import _metric_indices
 
     idx, _ = _metric_indices(y_train, splits[1][1], 1000)
     xm = x_train[idx]
@@ -155,7 +155,7 @@ def test_shapley_effectiveness_and_overfitting_are_efficient(result):
 def test_head_sees_the_replaced_feature(teacher, splits, result):
     # model loss through the hook path equals the plain forward loss
     x_train, y_train = splits[0]
-    from nbexplain.core.complexity.decompose import _metric_indices
+    from nbexplain.core.complexity.metrics import _metric_indices
 
     idx, _ = _metric_indices(y_train, splits[1][1], 1000)
     with torch.no_grad():
@@ -340,6 +340,25 @@ def test_bad_inputs(teacher, splits):
         res.components(torch.randn(3, D_IN + 1))
     with pytest.raises(RuntimeError, match="no reference"):
         res.reliable_components(torch.randn(3, D_IN))
+
+
+def test_seed_is_keyword_only_and_progress_follows_the_policy(teacher, splits, capsys):
+    train, test = splits
+    kw = dict(orders=(0, 1), epochs=1, width=4, reference_model=False)
+    with pytest.raises(TypeError, match="positional"):
+        decompose_complexity(teacher, "feature", train, test, (0, 1), 1, 3, progress=False)  # seed positional
+    with pytest.raises(TypeError, match="`progress` must be None"):
+        decompose_complexity(teacher, "feature", train, test, progress="yes", **kw)
+    quiet = decompose_complexity(teacher, "feature", train, test, seed=3, progress=False, **kw)
+    assert capsys.readouterr().err == ""
+    shown = decompose_complexity(teacher, "feature", train, test, seed=3, progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "complexity of feature" in err and "order 1" in err
+    auto = decompose_complexity(teacher, "feature", train, test, seed=3, progress=None, **kw)  # quick: no bar
+    assert "complexity of feature" not in capsys.readouterr().err
+    for res in (shown, auto):  # a bar changes nothing in the result
+        for name in ("energy", "fit_quality", "effectiveness", "overfitting"):
+            assert torch.equal(getattr(res, name), getattr(quiet, name)), name
 
 
 def test_public_export():

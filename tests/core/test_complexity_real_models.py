@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from nbexplain import architectures
-from nbexplain.core.complexity.decompose import _head_loss, _metric_indices, decompose_complexity
+from nbexplain.core.complexity.decompose import decompose_complexity
 from nbexplain.core.complexity.disentanglers import ElementwiseFit, make_disentangler
+from nbexplain.core.complexity.metrics import _metric_indices
+from nbexplain.core.complexity.task import _head_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

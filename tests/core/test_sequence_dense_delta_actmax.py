@@ -164,7 +164,7 @@ def test_class_logit_at_a_position_of_a_named_sequence_layer() -> None:
 
 
 def test_cross_entropy_reads_a_sequence_output_vocabulary_last() -> None:
-    from nbexplain.core.complexity.decompose import _resolve_loss
+    from nbexplain.core.complexity.task import _resolve_loss
 
     out = torch.randn(3, 5, 5, dtype=torch.float64)  # (N, T=5, V=5): torch alone would read T as the classes
     y = torch.randint(0, 5, (3, 5), generator=torch.Generator().manual_seed(6))

@@ -142,3 +142,18 @@ def test_bad_inputs():
         shapley_values(lambda s: torch.zeros(len(s) % 2 + 1), 2)
     with pytest.raises(ValueError, match="permutation"):
         shapley_values(v, 21, method="exact")
+
+
+def test_progress_follows_the_policy(capsys):
+    v = random_game(4, 7)
+    quiet = shapley_values(v, 4, progress=False)
+    assert capsys.readouterr().err == ""
+    for method in ("exact", "permutation"):
+        shown = shapley_values(v, 4, method=method, n_permutations=4, progress=True)
+        assert "Shapley" in capsys.readouterr().err
+        auto = shapley_values(v, 4, method=method, n_permutations=4, progress=None)  # quick: no bar
+        assert "Shapley" not in capsys.readouterr().err
+        assert torch.equal(shown.values, auto.values)
+    assert torch.allclose(quiet.values, reference_shapley(v, 4), atol=1e-12)
+    with pytest.raises(TypeError, match="`progress` must be None"):
+        shapley_values(v, 4, progress="yes")

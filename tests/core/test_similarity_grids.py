@@ -247,3 +247,19 @@ def test_grid_errors(x):
     res = nx.similarity_grid(ckpts, x, LAYERS, metric="cka", progress=False)
     with pytest.raises(ValueError, match="No CCA spectra"):
         res.spectrum(0, 0, 0)
+
+
+def test_progress_follows_the_policy(x, capsys):
+    ckpts = checkpoints()
+    quiet = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"], progress=False)
+    assert capsys.readouterr().err == ""
+    shown = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"])  # default True: at once
+    assert "similarity grid" in capsys.readouterr().err
+    auto = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"], progress=None)  # quick: none
+    assert "similarity grid" not in capsys.readouterr().err
+    for res in (shown, auto):
+        for m in ("svcca", "cka"):
+            assert torch.equal(res.grids[m], quiet.grids[m])
+    assert quiet.options == dict(conv="channels", keep=0.99, epsilon=0.0, threshold=1.0, max_samples=10_000, seed=0)
+    with pytest.raises(TypeError, match="`progress` must be None"):
+        nx.similarity_grid(ckpts, x, ["fc1"], progress="yes")

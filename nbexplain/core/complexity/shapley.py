@@ -34,6 +34,7 @@ from typing import Any, Union
 
 import torch
 
+from .._base.machinery import check_progress, progress_bar
 from .._base.validation import check_choice, check_positive_int
 
 __all__ = ["shapley_values", "ShapleyValues", "Coalition"]
@@ -114,7 +115,7 @@ def shapley_values(
     method: str = "auto",
     n_permutations: int = 200,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> ShapleyValues:
     """Shapley values of a cooperative game.
 
@@ -134,7 +135,8 @@ def shapley_values(
     seed
         Seeds the sampled orders (a private generator; the global RNG is not touched).
     progress
-        Show a progress bar over coalitions / orders.
+        A progress bar over coalitions / orders: ``False`` (default) never, ``True`` at once, ``None`` once
+        the work has run for more than 2 s.
 
     Returns
     -------
@@ -150,11 +152,10 @@ def shapley_values(
     >>> shapley_values(v, 3).values.tolist()  # doctest: +ELLIPSIS
     [0.666..., 0.166..., 0.166...]
     """
-    from tqdm.auto import tqdm
-
     n = check_positive_int(n_players, "n_players")
     check_choice(method, "method", ("auto", "exact", "permutation"))
     n_permutations = check_positive_int(n_permutations, "n_permutations")
+    progress = check_progress(progress)
     if not callable(game):
         raise TypeError(f"`game` must be callable as game(frozenset_of_players), got {type(game).__name__}.")
     if method == "auto":
@@ -176,7 +177,7 @@ def shapley_values(
     if method == "exact":
         fact = [math.factorial(k) for k in range(n + 1)]
         weights = [fact[s] * fact[n - s - 1] / fact[n] for s in range(n)]
-        bar = tqdm(total=2**n, desc="Shapley (exact)", disable=not progress, leave=False)
+        bar = progress_bar(total=2**n, desc="Shapley (exact)", progress=progress)
         for size in range(n + 1):
             for coal in combinations(range(n), size):
                 v(coal)
@@ -196,7 +197,7 @@ def shapley_values(
         empty = v(())
         sums = torch.zeros(n, empty.numel(), dtype=torch.float64)
         sq = torch.zeros_like(sums)
-        bar = tqdm(total=n_perm, desc="Shapley (sampled)", disable=not progress, leave=False)
+        bar = progress_bar(total=n_perm, desc="Shapley (sampled)", progress=progress)
         for _ in range(n_perm // 2):
             order = torch.randperm(n, generator=gen).tolist()
             pair = torch.zeros_like(sums)
