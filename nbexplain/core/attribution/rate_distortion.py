@@ -291,7 +291,9 @@ def _optimise(
         rate_traj[it] = rate.detach().cpu().to(torch.float64)
         bar.update(1)
         if it % 10 == 0:
-            bar.set_postfix(distortion=f"{float(dist_sum.mean()):.4f}", rate=f"{float(rate_traj[it].mean()):.3f}")
+            # refresh=False: shown with the next update, so that a delayed bar (progress=None) stays delayed
+            bar.set_postfix(distortion=f"{float(dist_sum.mean()):.4f}", rate=f"{float(rate_traj[it].mean()):.3f}",
+                            refresh=False)
     return s.detach(), dist_traj, rate_traj
 
 
