@@ -435,7 +435,7 @@ def _ig_points(space: AttributionSpace, baseline: Any, batch_size: int) -> tuple
     if not space.tokens:
         base = _baseline_for(baseline, space.x)
         return model_input(space.x, space.model), model_input(base, space.model)
-    chunks = batch_slices(space.n, batch_size)
+    chunks = list(batch_slices(space.n, batch_size))
     zd = torch.cat([space.points(sl) for sl in chunks])
     if baseline is None:
         return zd, torch.zeros_like(zd)
