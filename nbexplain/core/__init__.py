@@ -54,10 +54,13 @@ from .attribution.lrp import (
     ZeroRule,
     ZPlus,
     lrp,
+    register_composite,
+    unregister_composite,
 )
 
 __all__ += ["lrp", "LRPResult", "UnsupportedModuleError", "Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta"]
 __all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Composite", "COMPOSITES"]
+__all__ += ["register_composite", "unregister_composite"]
 __all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "Scale", "FunctionalOpsWarning"]
 
 # --- attribution: sensitivity, rate-distortion, continuity ---

@@ -98,9 +98,28 @@ def test_images_share_the_mask_across_channels_and_seed_reproduces():
     assert not torch.allclose(a.mask, c.mask)
     pc = nx.rde(net, x, 1, mean=0.5, std=0.2, per_channel=True, **FAST)
     assert not torch.equal(pc.mask[:, 0], pc.mask[:, 1])
-    small = nx.rde(net, x, 1, mean=0.5, std=0.2, batch_size=3, seed=3, **FAST)  # chunking does not change the math
-    assert small.mask.shape == x.shape
-    assert "RDEResult" in repr(a)
+    # the repr reports what was run and where it ended
+    text = repr(a)
+    assert f"mask shape={tuple(x.shape)}, steps={FAST['steps']}" in text
+    assert f"final distortion={[round(v, 4) for v in a.distortion[-1].tolist()]}" in text
+
+
+def test_chunking_does_not_change_the_noise_or_the_result():
+    """batch_size only bounds memory: every noise draw is taken per sample, so a run in chunks of 3 rows
+    (splitting a sample's n_noise=4 draws over two forward passes) gives the unchunked mask and curves up to the
+    rounding of the forward passes."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3)).double()
+    x = torch.rand(3, 3, 5, 5, dtype=torch.float64)
+    opts = dict(FAST, steps=12, fractions=4, n_random=2)
+    whole = nx.rde(net, x, 1, mean=0.5, std=0.2, seed=3, **opts)
+    for bs in (3, 5, 8):  # rows per pass: inside one sample's draws, across two samples, two whole samples
+        part = nx.rde(net, x, 1, mean=0.5, std=0.2, batch_size=bs, seed=3, **opts)
+        torch.testing.assert_close(part.mask, whole.mask, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(part.distortion, whole.distortion, rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(part.curve, whole.curve, rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(part.random_curve, whole.random_curve, rtol=1e-10, atol=1e-14)
+    assert bool((whole.distortion > 0).all()) and bool((whole.mask != 0.5).any())  # the noise and the steps act
 
 
 def test_predicted_class_is_default_target():

@@ -56,9 +56,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .space import AttributionInputs, AttributionSpace, prepare_attribution, target_scores
+from .._base.machinery import batch_slices, progress_bar
 from .._base.model_inputs import InputKey
 from .._base.model_io import OutputArg, model_input
 from .._base.targets import Target, TargetArg, as_target
@@ -76,9 +76,6 @@ __all__ = [
 #: Quadrature rules accepted by :func:`integrated_gradients`.
 IG_METHODS = ("gausslegendre", "riemann_trapezoid")
 
-# Show a progress bar when a call needs more than this many chunks.
-_PROGRESS_CHUNKS = 8
-
 
 # ----------------------------------------------------------------------------------------------------
 # shared plumbing
@@ -95,8 +92,8 @@ def _prepare(
 
 
 def _bar(total: int, desc: str, progress: bool | None) -> Any:
-    show = total > _PROGRESS_CHUNKS if progress is None else bool(progress)
-    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+    """A bar over ``total`` model passes, by the one progress policy (``None``: once the call runs > 2 s)."""
+    return progress_bar(total=total, desc=desc, progress=progress)
 
 
 def _check_bool(value: Any, argname: str) -> bool:
@@ -116,10 +113,9 @@ def _gradient_pass(
     """Input gradients (floating ``x``: per component; token ids: reduced per token) in chunks."""
     x = space.x
     out = torch.empty(tuple(x.shape), dtype=space.result_dtype, device=x.device) if space.tokens else torch.empty_like(x)
-    starts = range(0, space.n, batch_size)
-    with space.active(eval), _bar(len(starts), desc, progress) as bar:
-        for s in starts:
-            sl = slice(s, s + batch_size)
+    slices = list(batch_slices(space.n, batch_size))
+    with space.active(eval), _bar(len(slices), desc, progress) as bar:
+        for sl in slices:
             g, z = space.grad(sl, t[sl])
             if space.tokens:
                 r = space.reduce(g, times=z if times_input else None)
@@ -185,7 +181,7 @@ def gradient(
     eval
         Run the model in eval mode (batch norm statistics, no dropout); the mode is restored afterwards.
     progress
-        Show a progress bar (``None``: only for long runs).
+        Show a progress bar (``None``: once the call has run for more than 2 s).
 
     Returns
     -------
@@ -349,21 +345,19 @@ def smoothgrad(
     emb = torch.empty((n,) + pshape, dtype=space.dtype, device=space.device) if space.tokens else None
     # Samples per chunk: whole samples so that the noise stream is independent of batch_size.
     per_chunk = max(1, batch_size // n_samples)
-    chunks = list(range(0, n, per_chunk))
-    n_fwd = sum(math.ceil(min(per_chunk, n - s) * n_samples / batch_size) for s in chunks)
+    chunks = list(batch_slices(n, per_chunk))
+    n_fwd = sum(math.ceil((sl.stop - sl.start) * n_samples / batch_size) for sl in chunks)
     with space.active(eval), _bar(n_fwd, "smoothgrad", progress) as bar:
-        for s in chunks:
-            sl = slice(s, min(n, s + per_chunk))
-            m = sl.stop - s
+        for sl in chunks:
+            m = sl.stop - sl.start
             src = space.x[sl] if emb is None else space.points(sl)
             if emb is not None:
                 emb[sl] = src
             rows = _noisy_copies(src, n_samples, noise_level, gen).to(space.device, space.dtype)
-            rows_i = torch.arange(s, sl.stop).repeat_interleave(n_samples)
+            rows_i = torch.arange(sl.start, sl.stop).repeat_interleave(n_samples)
             rows_t = t[sl].repeat_interleave(n_samples)
             grads = torch.empty_like(rows)
-            for r in range(0, rows.shape[0], batch_size):
-                rs = slice(r, r + batch_size)
+            for rs in batch_slices(rows.shape[0], batch_size):
                 g, _ = space.grad(rows_i[rs], rows_t[rs], z=rows[rs])
                 grads[rs] = g.abs() if magnitude else g
                 bar.update(1)
@@ -441,7 +435,7 @@ def _ig_points(space: AttributionSpace, baseline: Any, batch_size: int) -> tuple
     if not space.tokens:
         base = _baseline_for(baseline, space.x)
         return model_input(space.x, space.model), model_input(base, space.model)
-    chunks = [slice(s, s + batch_size) for s in range(0, space.n, batch_size)]
+    chunks = list(batch_slices(space.n, batch_size))
     zd = torch.cat([space.points(sl) for sl in chunks])
     if baseline is None:
         return zd, torch.zeros_like(zd)
@@ -536,8 +530,8 @@ def integrated_gradients(
     view = (-1,) + (1,) * len(shape)
     with space.active(eval), _bar(math.ceil(total / batch_size), "integrated gradients", progress) as bar:
         zd, bd = _ig_points(space, baseline, batch_size)
-        for r in range(0, total, batch_size):
-            rows = torch.arange(r, min(total, r + batch_size), device=dev)
+        for rs in batch_slices(total, batch_size):
+            rows = torch.arange(rs.start, rs.stop, device=dev)
             si, ki = rows // steps, rows % steps
             pts = bd[si] + a_dev[ki].view(view) * (zd[si] - bd[si])
             g, _ = space.grad(si, t_dev[si], z=pts)
@@ -551,8 +545,7 @@ def integrated_gradients(
         if not return_error:
             return attr
         fx, fb = [], []
-        for s in range(0, n, batch_size):
-            sl = slice(s, s + batch_size)
+        for sl in batch_slices(n, batch_size):
             fx.append(space.scores(sl, t[sl], z=zd[sl]).to(torch.float64))
             fb.append(space.scores(sl, t[sl], z=bd[sl]).to(torch.float64))
         delta = torch.cat(fx) - torch.cat(fb)

@@ -19,6 +19,10 @@ For token ids ``(N, T)`` the mask has one value per token: the kept and noised q
 ``e`` of the embedding layer (``embedding=``), ``y = s ⊙ e + (1 − s) ⊙ n`` with ``s`` shared by a token's
 ``D`` features and the noise ``n`` drawn in embedding space.
 
+The noise is drawn sample by sample (a sample's draws of a step at once) from one generator seeded by
+``seed=``, so ``batch_size`` bounds memory only: it changes no random number, and the result only by the
+rounding of forward passes of other sizes.
+
 A mask that keeps every component gives ``y = x`` exactly, and its distortion is exactly 0 by
 construction (it is not estimated from a second forward pass, whose rounding could depend on the batch
 size and on the CPU's BLAS kernels).
@@ -34,9 +38,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .space import AttributionInputs, AttributionSpace, prepare_attribution
+from .._base.machinery import batch_slices, check_progress, progress_bar
 from .._base.model_inputs import InputKey, Inputs, as_inputs
 from .._base.model_io import OutputArg
 from .._base.targets import Target, TargetArg, as_target, describe_axes
@@ -155,8 +159,8 @@ def _token_noise_model(
                     f"For token inputs `reference` must be a batch of token ids (M, T) — their embeddings give "
                     f"the noise statistics — got {ref.dtype} of shape {tuple(ref.shape)}."
                 )
-            chunks = range(0, ref.shape[0], batch_size)
-            emb = torch.cat([space.embed_ids(ref[s : s + batch_size], argname="reference") for s in chunks])
+            chunks = batch_slices(ref.shape[0], batch_size)
+            emb = torch.cat([space.embed_ids(ref[sl], argname="reference") for sl in chunks])
         if emb.shape[-1] != d:
             raise ValueError(f"`reference` embeds to {emb.shape[-1]} features; `x` to {d}.")
         z = emb
@@ -229,9 +233,12 @@ class _Distortion:
         self.nm = torch.broadcast_to(nm, self.sample_shape).to(self.dev, self.dtype)
         self.ns = torch.broadcast_to(ns, self.sample_shape).to(self.dev, self.dtype)
 
-    def noise(self, k: int) -> torch.Tensor:
-        eps = torch.randn((k,) + self.sample_shape, generator=self.gen, dtype=torch.float32).to(self.dev, self.dtype)
-        return self.nm + self.ns * eps
+    def noise(self, m: int, k: int) -> torch.Tensor:
+        """``k`` draws for each of ``m`` samples, ``(m·k, …)``, drawn sample by sample (``k`` at a time): how the
+        rows are chunked (``batch_size``) never changes the random numbers."""
+        shape = (k,) + self.sample_shape
+        eps = torch.cat([torch.randn(shape, generator=self.gen, dtype=torch.float32) for _ in range(m)])
+        return self.nm + self.ns * eps.to(self.dev, self.dtype)
 
     def __call__(self, m: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
         """½ mean over ``k`` noise draws of (Φ(x) − Φ(y))² for the samples ``idx``, with masks ``m``.
@@ -242,11 +249,12 @@ class _Distortion:
         rows_i = idx.repeat_interleave(k)
         total = torch.zeros(idx.numel(), dtype=torch.float64, device=self.dev)
         kept_all = (m.reshape(m.shape[0], -1) == 1).all(dim=1)
-        for r in range(0, rows_i.numel(), self.batch_size):
-            ri = rows_i[r : r + self.batch_size]
-            local = torch.div(torch.arange(r, r + ri.numel(), device=self.dev), k, rounding_mode="floor")
+        noise = self.noise(idx.numel(), k)
+        for sl in batch_slices(rows_i.numel(), self.batch_size):
+            ri = rows_i[sl]
+            local = torch.div(torch.arange(sl.start, sl.stop, device=self.dev), k, rounding_mode="floor")
             mm = m[local]
-            y = (mm * self.z[ri] + (1 - mm) * self.noise(ri.numel())).to(self.dtype)
+            y = (mm * self.z[ri] + (1 - mm) * noise[sl]).to(self.dtype)
             out, _ = self.space.forward(ri, z=y)
             d = 0.5 * (self.phi_x[ri] - _phi(out, self.t[ri], self.score)) ** 2
             d = torch.where(kept_all[local], torch.zeros_like(d), d)
@@ -255,42 +263,42 @@ class _Distortion:
 
 
 def _optimise(
-    dist: _Distortion, s: torch.Tensor, l1: float, lr: float, steps: int, n_noise: int, progress: bool | None
+    dist: _Distortion, s: torch.Tensor, l1: float, lr: float, steps: int, n_noise: int, bar: Any
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Adam on the mask ``s`` (a leaf): minimise D(s) + λ·‖s‖₁/d, clipping to [0, 1]."""
     n = s.shape[0]
     opt = torch.optim.Adam([s], lr=float(lr))
     dist_traj = torch.empty(steps, n, dtype=torch.float64)
     rate_traj = torch.empty(steps, n, dtype=torch.float64)
-    show = steps > 50 if progress is None else bool(progress)
     all_idx = torch.arange(n, device=dist.dev)
     per = max(1, dist.batch_size // n_noise)
-    with tqdm(total=steps, desc="rde", disable=not show, leave=False) as bar:
-        for it in range(steps):
-            opt.zero_grad(set_to_none=True)
-            dist_sum = torch.zeros(n, dtype=torch.float64)
-            # accumulate the distortion gradient over chunks of rows
-            for c in range(0, n, per):
-                with torch.enable_grad():
-                    d = dist(s[c : c + per], all_idx[c : c + per], n_noise)
-                    d.sum().backward()
-                dist_sum[c : c + per] = d.detach().cpu()
+    for it in range(steps):
+        opt.zero_grad(set_to_none=True)
+        dist_sum = torch.zeros(n, dtype=torch.float64)
+        # accumulate the distortion gradient over chunks of whole samples
+        for sl in batch_slices(n, per):
             with torch.enable_grad():
-                rate = s.reshape(n, -1).mean(dim=1)
-                (float(l1) * rate.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                s.clamp_(0.0, 1.0)
-            dist_traj[it] = dist_sum
-            rate_traj[it] = rate.detach().cpu().to(torch.float64)
-            bar.update(1)
-            if it % 10 == 0:
-                bar.set_postfix(distortion=f"{float(dist_sum.mean()):.4f}", rate=f"{float(rate_traj[it].mean()):.3f}")
+                d = dist(s[sl], all_idx[sl], n_noise)
+                d.sum().backward()
+            dist_sum[sl] = d.detach().cpu()
+        with torch.enable_grad():
+            rate = s.reshape(n, -1).mean(dim=1)
+            (float(l1) * rate.sum()).backward()
+        opt.step()
+        with torch.no_grad():
+            s.clamp_(0.0, 1.0)
+        dist_traj[it] = dist_sum
+        rate_traj[it] = rate.detach().cpu().to(torch.float64)
+        bar.update(1)
+        if it % 10 == 0:
+            # refresh=False: shown with the next update, so that a delayed bar (progress=None) stays delayed
+            bar.set_postfix(distortion=f"{float(dist_sum.mean()):.4f}", rate=f"{float(rate_traj[it].mean()):.3f}",
+                            refresh=False)
     return s.detach(), dist_traj, rate_traj
 
 
 def _curves(
-    dist: _Distortion, mask: torch.Tensor, fr: torch.Tensor, n_eval: int, n_random: int
+    dist: _Distortion, mask: torch.Tensor, fr: torch.Tensor, n_eval: int, n_random: int, bar: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Distortion when keeping the top fraction of components by the mask, and by random rankings."""
     n, dev = mask.shape[0], dist.dev
@@ -311,11 +319,12 @@ def _curves(
             if keep:
                 binary.scatter_(1, o[:, :keep], 1.0)
             binary = binary.reshape(mask.shape)
-            d = torch.cat([dist(binary[c : c + per], all_idx[c : c + per], n_eval) for c in range(0, n, per)]).cpu()
+            d = torch.cat([dist(binary[sl], all_idx[sl], n_eval) for sl in batch_slices(n, per)]).cpu()
             if oi == 0:
                 curve[:, j] = d
             else:
                 rand_curve[:, j] += d / n_random
+        bar.update(1)
     return curve, rand_curve
 
 
@@ -356,7 +365,7 @@ def _clean_scores(
     """The explained target (``None``: the predicted class of ``(N, C)`` scores) and Φ(x), from one pass over ``x``."""
     n = space.n
     with torch.no_grad():
-        outs = [space.forward(slice(s, s + batch_size))[0] for s in range(0, n, batch_size)]
+        outs = [space.forward(sl)[0] for sl in batch_slices(n, batch_size)]
         logits = torch.cat(outs)
         if target is None:
             if logits.ndim > 2:
@@ -466,7 +475,8 @@ def rde(
     eval
         Run the model in eval mode (restored afterwards).
     progress
-        Progress bar (``None``: shown when the optimisation has more than 50 steps).
+        Progress bar over the optimisation steps and the curves' points (``None``: shown once the call has run
+        for more than 2 s).
 
     Returns
     -------
@@ -486,50 +496,27 @@ def rde(
         l1, lr, init, dict(steps=steps, n_noise=n_noise, n_eval=n_eval, n_random=n_random, batch_size=batch_size),
         score, per_channel, fractions, seed,
     )
+    check_progress(progress)
     batch_size = ints["batch_size"]
     model, x, space = prepare_attribution(model, x, output, embedding, wrt=wrt)
     reference = _reference_for(space, reference)
-    if space.tokens and per_channel:
-        raise ValueError("`per_channel` does not apply to token ids: their mask has one value per token.")
-    if target is not None:
-        if as_target(target, x.shape[0]).kind == "score" and score == "softmax":
-            raise ValueError(
-                "A function `target` computes Φ itself; pass score='logit' (the function gets the raw output — "
-                "apply torch.softmax inside it for probabilities)."
-            )
-    if not space.tokens:
-        nm, ns = _noise_model(x, mean, std, reference)
-    n = x.shape[0]
-    shared = space.tokens or (x.ndim == 4 and not per_channel)
+    _check_fit(space, target, score, per_channel)
+    stats = None if space.tokens else _noise_model(x, mean, std, reference)
     gen = torch.Generator(device="cpu")
     if seed is not None:
         gen.manual_seed(int(seed))
     else:
         gen.seed()
-    work = torch.promote_types(space.dtype, torch.float32)
 
     with space.active(eval):
-        if space.tokens:
-            z = torch.cat([space.points(slice(s, s + batch_size)) for s in range(0, n, batch_size)])
-            nm, ns = _token_noise_model(space, z, mean, std, reference, batch_size)
-        else:
-            z = space.points(slice(None))
-        sample_shape = tuple(z.shape[1:])
-        if space.tokens:
-            mask_shape = (n,) + sample_shape[:-1] + (1,)
-        else:
-            mask_shape = (n, 1) + sample_shape[1:] if shared else (n,) + sample_shape
-        t, phi_x = _clean_scores(space, target, score, batch_size)
-        dist = _Distortion(space, z, t, phi_x, nm, ns, gen, score, batch_size)
-        s = torch.full(mask_shape, float(init), dtype=work, device=space.device, requires_grad=True)
-        mask, dist_traj, rate_traj = _optimise(dist, s, float(l1), float(lr), ints["steps"], ints["n_noise"], progress)
-        with torch.no_grad():
-            curve, rand_curve = _curves(dist, mask, fr, ints["n_eval"], ints["n_random"])
-
+        z, mask, dist_traj, rate_traj, curve, rand_curve, phi_x = _fit(
+            space, target, stats, gen, mean, std, reference, ints, fr, score, float(l1), float(lr), float(init),
+            per_channel, progress,
+        )
     if space.tokens:
         full_mask = mask.squeeze(-1).to(x.device, space.result_dtype).clone()
     else:
-        full_mask = mask.expand((n,) + sample_shape).to(x.device, x.dtype).clone()
+        full_mask = mask.expand(tuple(z.shape)).to(x.device, x.dtype).clone()
     return RDEResult(
         mask=full_mask,
         distortion=dist_traj,
@@ -539,3 +526,50 @@ def rde(
         random_curve=rand_curve,
         score=phi_x.detach().cpu().to(torch.float64),
     )
+
+
+def _fit(
+    space: AttributionSpace, target: Any, stats: tuple[torch.Tensor, torch.Tensor] | None, gen: torch.Generator,
+    mean: Any, std: Any, reference: Any, ints: dict[str, int], fr: torch.Tensor, score: str, l1: float, lr: float,
+    init: float, per_channel: bool, progress: bool | None,
+) -> tuple[torch.Tensor, ...]:
+    """The work (inside ``space.active``): the points and noise statistics, Φ(x), the optimised mask and its
+    curves. Returns ``z, mask, distortion, rate, curve, random_curve, Φ(x)``."""
+    batch_size = ints["batch_size"]
+    if space.tokens:
+        z = torch.cat([space.points(sl) for sl in batch_slices(space.n, batch_size)])
+        stats = _token_noise_model(space, z, mean, std, reference, batch_size)
+    else:
+        z = space.points(slice(None))
+    t, phi_x = _clean_scores(space, target, score, batch_size)
+    dist = _Distortion(space, z, t, phi_x, *stats, gen, score, batch_size)
+    work = torch.promote_types(space.dtype, torch.float32)
+    s = torch.full(_mask_shape(space, z, per_channel), init, dtype=work, device=space.device, requires_grad=True)
+    with progress_bar(total=ints["steps"] + fr.numel(), desc="rde", progress=progress) as bar:
+        mask, dist_traj, rate_traj = _optimise(dist, s, l1, lr, ints["steps"], ints["n_noise"], bar)
+        with torch.no_grad():
+            curve, rand_curve = _curves(dist, mask, fr, ints["n_eval"], ints["n_random"], bar)
+    return z, mask, dist_traj, rate_traj, curve, rand_curve, phi_x
+
+
+def _check_fit(space: AttributionSpace, target: Any, score: str, per_channel: bool) -> None:
+    """The options that depend on the input and the target: a per-channel mask of token ids, a function target's
+    own Φ."""
+    if space.tokens and per_channel:
+        raise ValueError("`per_channel` does not apply to token ids: their mask has one value per token.")
+    if target is not None and score == "softmax" and as_target(target, space.n).kind == "score":
+        raise ValueError(
+            "A function `target` computes Φ itself; pass score='logit' (the function gets the raw output — "
+            "apply torch.softmax inside it for probabilities)."
+        )
+
+
+def _mask_shape(space: AttributionSpace, z: torch.Tensor, per_channel: bool) -> tuple[int, ...]:
+    """One value per token (token ids), per pixel shared by the channels (images, unless ``per_channel``), or
+    per component."""
+    n, sample_shape = z.shape[0], tuple(z.shape[1:])
+    if space.tokens:
+        return (n,) + sample_shape[:-1] + (1,)
+    if z.ndim == 4 and not per_channel:
+        return (n, 1) + sample_shape[1:]
+    return (n,) + sample_shape

@@ -15,7 +15,15 @@ else (LSTM, GRU, attention, LayerNorm, custom blocks) can be mapped to :class:`G
 """
 
 from .canonizers import Canonizer, ExplicitResidual, ExplicitScale, MergeBatchNorm, default_canonizers
-from .composites import COMPOSITES, Composite, Scale, Sum, get_composite
+from .composites import (
+    COMPOSITES,
+    Composite,
+    Scale,
+    Sum,
+    get_composite,
+    register_composite,
+    unregister_composite,
+)
 from .engine import LRPResult, UnsupportedModuleError
 from .entry import lrp
 from .functional import FunctionalOpsWarning
@@ -41,6 +49,8 @@ __all__ = [
     "Composite",
     "COMPOSITES",
     "get_composite",
+    "register_composite",
+    "unregister_composite",
     "Sum",
     "Scale",
     "Canonizer",

@@ -38,11 +38,17 @@ convolution: every rule applies with the transposed operator). ε is the call's 
 the zᴮ bounds its ``low=``/``high=``; the stabilisers of z⁺ and αβ (1e-9) and of γ and zᴮ (1e-6) are those
 rules' defaults (denominators of one sign, kept away from 0 only) — choose them with your own
 :class:`Composite`. ``result.rules`` lists the rule every layer got.
+
+Each named composite is a registered builder that declares its own parameters (``epsilon_gamma_box``:
+``epsilon``, ``gamma``, ``low``, ``high``; the others: ``epsilon``); :func:`get_composite` passes it only those,
+and refuses one it does not take. :func:`register_composite` adds your own names; ``COMPOSITES`` lists them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
@@ -54,6 +60,7 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, ZBox, ZPlu
 
 __all__ = [
     "Composite", "Sum", "Scale", "COMPOSITES", "ACTIVATIONS", "TRANSPARENT", "CONVS", "DENSE", "get_composite",
+    "register_composite", "unregister_composite",
 ]
 
 #: Convolutions, transposed ones included: the named composites give them the same rules.
@@ -226,42 +233,225 @@ class Composite:
         return f"Composite({self.name!r}, {{{', '.join(parts)}}}{first})"
 
 
-def _named(name: str, epsilon: float, gamma: float, low: Any, high: Any) -> Composite:
+# ----------------------------------------------------------------------------------------------------
+# the registry of named composites
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A named composite: its builder and the parameters the builder declares (name → default, or
+    ``_REQUIRED``)."""
+
+    builder: Callable[..., Composite]
+    params: dict[str, Any]
+    builtin: bool
+
+
+_REQUIRED = inspect.Parameter.empty
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def _declared(name: str, builder: Callable[..., Composite]) -> dict[str, Any]:
+    """The parameters ``builder`` takes by keyword, with their defaults; ``*args``/``**kwargs`` are refused
+    (every parameter of a composite is declared by name, so that a misspelt one is caught)."""
+    if not callable(builder):
+        raise TypeError(f"`builder` of composite {name!r} must be a function returning an nx.Composite, got {builder!r}.")
+    try:
+        sig = inspect.signature(builder)
+    except (TypeError, ValueError):
+        raise TypeError(f"The builder of composite {name!r} has no readable signature; pass a Python function.") from None
+    params: dict[str, Any] = {}
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.kind is p.POSITIONAL_ONLY:
+            raise TypeError(
+                f"The builder of composite {name!r} must declare its parameters by name "
+                f"(`def build(epsilon=1e-6, …)`), not as {p}."
+            )
+        params[p.name] = p.default
+    return params
+
+
+def register_composite(name: str, builder: Callable[..., Composite]) -> None:
+    """Register a named composite: ``nx.lrp(..., composite=name)`` then calls ``builder``.
+
+    ``builder`` returns an :class:`Composite` and declares the parameters it takes as keyword parameters with
+    defaults; :func:`nbexplain.lrp` passes it those of its ``epsilon``/``gamma``/``low``/``high`` that the call
+    gives, and refuses (naming the composite and its parameters) one the builder does not declare. A builder
+    that takes ``epsilon`` should pass it on as ``Composite(..., epsilon=epsilon)``, so that it reaches the
+    composite's own ε rules (unmerged batch norms, layer scales). The name joins ``nx.COMPOSITES``.
+    Registering a name again replaces your earlier builder (a notebook cell can run twice); the built-in
+    names cannot be replaced.
+
+    Parameters
+    ----------
+    name
+        The composite's name, a non-empty string.
+    builder
+        A function of keyword parameters returning an :class:`Composite`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import nbexplain as nx
+    >>> def gamma_everywhere(gamma=0.25, epsilon=1e-6):
+    ...     return nx.Composite({(torch.nn.Linear, torch.nn.Conv2d): nx.Gamma(gamma)}, name="gamma_everywhere",
+    ...                         epsilon=epsilon)
+    >>> nx.register_composite("gamma_everywhere", gamma_everywhere)
+    >>> "gamma_everywhere" in nx.COMPOSITES
+    True
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> res = nx.lrp(net, torch.rand(3, 4), 0, composite="gamma_everywhere", gamma=0.5)
+    >>> res.rules["0"]
+    Gamma(gamma=0.5, epsilon=1e-06, bias=True)
+    >>> nx.unregister_composite("gamma_everywhere")
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"`name` must be a non-empty string, got {name!r}.")
+    old = _REGISTRY.get(name)
+    if old is not None and old.builtin:
+        raise ValueError(
+            f"{name!r} is a built-in composite and cannot be replaced; register yours under another name."
+        )
+    _REGISTRY[name] = _Entry(builder, _declared(name, builder), builtin=False)
+
+
+def unregister_composite(name: str) -> None:
+    """Remove a composite added with :func:`register_composite` (the built-in ones stay).
+
+    Examples
+    --------
+    >>> import nbexplain as nx
+    >>> nx.register_composite("mine", lambda epsilon=1e-6: nx.Composite({}, name="mine", epsilon=epsilon))
+    >>> nx.unregister_composite("mine")
+    >>> "mine" in nx.COMPOSITES
+    False
+    """
+    entry = _REGISTRY.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise ValueError(f"No composite {name!r} is registered.{suggest(str(name), list(COMPOSITES))} "
+                         f"Named composites: {list(COMPOSITES)}.")
+    if entry.builtin:
+        raise ValueError(f"{name!r} is a built-in composite and cannot be removed.")
+    del _REGISTRY[name]
+
+
+def _builtin(name: str) -> Callable[[Callable[..., Composite]], Callable[..., Composite]]:
+    def add(builder: Callable[..., Composite]) -> Callable[..., Composite]:
+        _REGISTRY[name] = _Entry(builder, _declared(name, builder), builtin=True)
+        return builder
+
+    return add
+
+
+def _standard(name: str, convs: Rule, first: Rule | None, epsilon: float) -> Composite:
+    """ε on dense layers, ``convs`` on convolutions, ``first`` on the first layer."""
+    return Composite({CONVS: convs, DENSE: Epsilon(epsilon)}, first=first, name=name, epsilon=epsilon)
+
+
+@_builtin("epsilon")
+def _epsilon(epsilon: float = DEFAULT_EPSILON) -> Composite:
     eps = Epsilon(epsilon)
-    convs, first = {  # built for the name asked only (γ and the zᴮ bounds are checked when used)
-        "epsilon": lambda: (eps, None),
-        "epsilon_plus": lambda: (ZPlus(), None),
-        "epsilon_plus_flat": lambda: (ZPlus(), Flat()),
-        "epsilon_gamma_box": lambda: (Gamma(gamma), ZBox(low, high)),
-        "epsilon_alpha2_beta1": lambda: (AlphaBeta(2.0, 1.0), None),
-        "epsilon_alpha2_beta1_flat": lambda: (AlphaBeta(2.0, 1.0), Flat()),
-    }[name]()
-    return Composite({CONVS: convs, DENSE: eps}, first=first, name=name, epsilon=epsilon)
+    return Composite({CONVS: eps, DENSE: eps}, name="epsilon", epsilon=epsilon)
 
 
-#: The named composites accepted by ``nx.lrp(..., composite=name)``.
-COMPOSITES = (
-    "epsilon",
-    "epsilon_plus",
-    "epsilon_plus_flat",
-    "epsilon_gamma_box",
-    "epsilon_alpha2_beta1",
-    "epsilon_alpha2_beta1_flat",
-)
+@_builtin("epsilon_plus")
+def _epsilon_plus(epsilon: float = DEFAULT_EPSILON) -> Composite:
+    return _standard("epsilon_plus", ZPlus(), None, epsilon)
 
 
-def get_composite(
-    composite: str | Composite | Rule | Mapping[Key, Rule],
-    epsilon: float | None = None,
-    gamma: float = 0.25,
-    low: Any = None,
-    high: Any = None,
+@_builtin("epsilon_plus_flat")
+def _epsilon_plus_flat(epsilon: float = DEFAULT_EPSILON) -> Composite:
+    return _standard("epsilon_plus_flat", ZPlus(), Flat(), epsilon)
+
+
+@_builtin("epsilon_gamma_box")
+def _epsilon_gamma_box(
+    epsilon: float = DEFAULT_EPSILON, gamma: float = 0.25, low: Any = None, high: Any = None
 ) -> Composite:
+    # γ and the zᴮ bounds are checked by their rules (the bounds when used: None is the batch's range)
+    return _standard("epsilon_gamma_box", Gamma(gamma), ZBox(low, high), epsilon)
+
+
+@_builtin("epsilon_alpha2_beta1")
+def _epsilon_alpha2_beta1(epsilon: float = DEFAULT_EPSILON) -> Composite:
+    return _standard("epsilon_alpha2_beta1", AlphaBeta(2.0, 1.0), None, epsilon)
+
+
+@_builtin("epsilon_alpha2_beta1_flat")
+def _epsilon_alpha2_beta1_flat(epsilon: float = DEFAULT_EPSILON) -> Composite:
+    return _standard("epsilon_alpha2_beta1_flat", AlphaBeta(2.0, 1.0), Flat(), epsilon)
+
+
+class _Names(Sequence[str]):
+    """The registered composite names, in registration order (built-ins first); a live, read-only view."""
+
+    def __getitem__(self, i: Any) -> Any:
+        return tuple(_REGISTRY)[i]
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in _REGISTRY
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(_REGISTRY))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, (tuple, list, _Names)) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+#: The named composites accepted by ``nx.lrp(..., composite=name)``: the built-ins, then those added with
+#: :func:`register_composite` (a live view of the registry).
+COMPOSITES: Sequence[str] = _Names()
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    if not params:
+        return "it takes no parameters"
+    shown = [p if d is _REQUIRED else f"{p}={d!r}" for p, d in params.items()]
+    return f"its parameters: {', '.join(shown)}"
+
+
+def _build_named(name: str, params: dict[str, Any]) -> Composite:
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown composite {name!r}.{suggest(name, list(COMPOSITES))} Named composites: {list(COMPOSITES)}; "
+            "or pass nx.Composite({layer type or name: rule}), or add one with nx.register_composite."
+        )
+    entry = _REGISTRY[name]
+    extra = [p for p in params if p not in entry.params]
+    if extra:
+        raise TypeError(
+            f"The composite {name!r} does not take `{extra[0]}` ({_params_text(entry.params)}); leave "
+            f"`{extra[0]}` out, or choose a composite that uses it"
+            + (" (`gamma`, `low` and `high` are those of 'epsilon_gamma_box')." if extra[0] in ("gamma", "low", "high") else ".")
+        )
+    missing = [p for p, d in entry.params.items() if d is _REQUIRED and p not in params]
+    if missing:
+        raise TypeError(f"The composite {name!r} needs `{missing[0]}` ({_params_text(entry.params)}).")
+    comp = entry.builder(**params)
+    if not isinstance(comp, Composite):
+        raise TypeError(f"The builder of composite {name!r} returned {type(comp).__name__}, not an nx.Composite.")
+    return comp
+
+
+def get_composite(composite: str | Composite | Rule | Mapping[Key, Rule], **params: Any) -> Composite:
     """Resolve a composite name, a :class:`Composite`, a plain ``{key: rule}`` mapping, or a single rule
     (applied to every Linear and Conv layer, transposed convolutions included).
 
-    ``epsilon`` is the ε of every ε rule the composite assigns itself (see :class:`Composite`; for a name also
-    that of its dense layers). ``None``: 1e-6, or the ε of an ε rule given as ``composite`` (so that
+    ``params`` (``None`` values count as left out) go to a named composite's builder, which must declare each one (``epsilon_gamma_box`` takes
+    ``epsilon``, ``gamma``, ``low`` and ``high``; the others ``epsilon``; see :func:`register_composite`); one it
+    does not declare raises a ``TypeError`` naming the composite and its parameters. A :class:`Composite`,
+    a mapping or a rule take ``epsilon`` only: the ε of every ε rule the composite assigns itself (see
+    :class:`Composite`). Left out: 1e-6, or the ε of an ε rule given as ``composite`` (so that
     ``nx.Epsilon(1e-9)`` means ε = 1e-9 everywhere). A :class:`Composite` keeps its own.
 
     Examples
@@ -269,7 +459,26 @@ def get_composite(
     >>> from nbexplain.core.attribution.lrp import get_composite
     >>> get_composite("epsilon_plus_flat").first
     Flat()
+    >>> get_composite("epsilon_gamma_box", gamma=0.5).rule_for("c", torch.nn.Conv2d(1, 1, 1))
+    Gamma(gamma=0.5, epsilon=1e-06, bias=True)
     """
+    params = {k: v for k, v in params.items() if v is not None}  # None: left out (the builder's default)
+    if isinstance(composite, str):
+        return _build_named(composite, params)
+    if not isinstance(composite, (Composite, Rule, Mapping)):
+        raise TypeError(
+            f"`composite` must be a name {list(COMPOSITES)}, an nx.Composite, a rule or a dict "
+            f"{{layer type or name: rule}}, got {type(composite).__name__}."
+        )
+    extra = [p for p in params if p != "epsilon"]
+    if extra:
+        what = composite.name if isinstance(composite, Composite) else repr(composite)
+        raise TypeError(
+            f"`{extra[0]}` applies to named composites only (`gamma`, `low`, `high`: 'epsilon_gamma_box'); the "
+            f"composite {what} has its rules already; set it in the rule (e.g. nx.Gamma(gamma=…), nx.ZBox(low, high)) "
+            f"and leave `{extra[0]}` out."
+        )
+    epsilon = params.get("epsilon")
     if isinstance(composite, Composite):
         if epsilon is not None and float(epsilon) != composite.epsilon:
             raise ValueError(
@@ -282,16 +491,4 @@ def get_composite(
         epsilon = composite.epsilon if isinstance(composite, Epsilon) else DEFAULT_EPSILON
     if isinstance(composite, Rule):
         return Composite({DENSE + CONVS: composite}, name=repr(composite), epsilon=epsilon)
-    if isinstance(composite, str):
-        if composite not in COMPOSITES:
-            raise ValueError(
-                f"Unknown composite {composite!r}.{suggest(composite, COMPOSITES)} "
-                f"Named composites: {list(COMPOSITES)}; or pass nx.Composite({{layer type or name: rule}})."
-            )
-        return _named(composite, epsilon, gamma, low, high)
-    if isinstance(composite, Mapping):
-        return Composite(composite, epsilon=epsilon)
-    raise TypeError(
-        f"`composite` must be a name {list(COMPOSITES)}, an nx.Composite, a rule or a dict "
-        f"{{layer type or name: rule}}, got {type(composite).__name__}."
-    )
+    return Composite(composite, epsilon=epsilon)

@@ -15,6 +15,7 @@ from torch import nn
 from ..space import AttributionInputs, attribution_inputs
 from ..._base.compiled import strip_compiled
 from ..._base.hygiene import model_device, model_dtype, preserved
+from ..._base.machinery import batch_slices, check_progress, progress_bar
 from ..._base.model_inputs import InputKey, Inputs
 from ..._base.model_io import (
     OutputArg,
@@ -202,7 +203,7 @@ def lrp(
     output: OutputArg = None,
     embedding: str | None = None,
     epsilon: float | None = None,
-    gamma: float = 0.25,
+    gamma: float | None = None,
     low: float | torch.Tensor | None = None,
     high: float | torch.Tensor | None = None,
     canonizers: CanonizersArg = "auto",
@@ -264,19 +265,21 @@ def lrp(
         there and summed over its last (feature) dimension, so ``result.relevance`` has the shape of the
         token ids ``(N, T)``. ``None``: for integer ``x`` the model's ``nn.Embedding`` (the only one, or the
         one called with ``x``), for float ``x`` the input itself.
-    epsilon
-        ε of every ε rule the composite assigns itself: the dense layers of a named composite (and its
-        convolutions in ``"epsilon"``), batch norms that cannot be merged into a preceding layer (pre-activation
-        blocks), layer scales; average pooling and residual sums split in proportion with ``min(1e-9, ε)``. So
-        ``composite="epsilon", epsilon=1e-9`` is ε = 1e-9 everywhere (gradient × input on a ReLU network).
-        ``None``: 1e-6, or the ε of a single ε rule given as ``composite``. A :class:`Composite` object keeps the
-        ε it was made with (``nx.Composite(..., epsilon=…)``). The stabilisers of z⁺, γ, αβ and zᴮ are those
-        rules' own (see :mod:`nbexplain.core.attribution.lrp.composites`); ``result.rules`` lists every layer's rule.
-    gamma
-        γ of the convolutions' γ rule in ``epsilon_gamma_box``.
-    low, high
-        Input bounds of the zᴮ rule of ``epsilon_gamma_box`` (numbers or tensors shaped like one sample;
-        default: the batch's smallest and largest value).
+    epsilon, gamma, low, high
+        Parameters of a named composite, passed to it only when given (``None``: the composite's own default);
+        a composite that does not take one refuses it (``composite="epsilon", gamma=0.5`` raises a
+        ``TypeError`` naming the composite's parameters). Every named composite takes ``epsilon``, the ε of
+        every ε rule it assigns itself: its dense layers (and its convolutions in ``"epsilon"``), batch norms that
+        cannot be merged into a preceding layer (pre-activation blocks), layer scales; average pooling and residual
+        sums split in proportion with ``min(1e-9, ε)``. So ``composite="epsilon", epsilon=1e-9`` is ε = 1e-9
+        everywhere (gradient × input on a ReLU network). Default 1e-6, or the ε of a single ε rule given as
+        ``composite``; a :class:`Composite` object keeps the ε it was made with (``nx.Composite(..., epsilon=…)``)
+        and, like a rule or a dict, takes no other parameter. ``epsilon_gamma_box`` also takes ``gamma`` (γ of
+        its convolutions' γ rule, default 0.25) and ``low``, ``high`` (input bounds of its first layer's zᴮ
+        rule: numbers or tensors shaped like one sample; default: the batch's smallest and largest value).
+        Your own composites (:func:`~nbexplain.register_composite`) take the parameters they declare. The
+        stabilisers of z⁺, γ, αβ and zᴮ are those rules' own (see :mod:`nbexplain.core.attribution.lrp.composites`);
+        ``result.rules`` lists every layer's rule.
     canonizers
         ``"auto"`` (merge batch norms into the preceding Linear/Conv, make residual sums explicit, and read
         products with a constant factor — layer scales ``x * self.gamma`` — as diagonal linear layers, ``nx.Scale``),
@@ -289,7 +292,7 @@ def lrp(
         Explain at most this many samples per pass (bounds memory). ``None``: as many as fit in about
         2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224).
     progress
-        Show a progress bar over batches (default: when there is more than one batch).
+        Show a progress bar over batches (``None``: once the work has run for more than 2 s).
     strict
         Reject models that compute on the input outside modules with rules (``F.linear``, ``a * b`` of two activations,
         ``.mean()``, ``+ self.pos``, …), naming the operations and the module whose forward computes them.
@@ -344,6 +347,31 @@ def lrp(
     torch.Size([4, 32, 14, 14])
     """
     model = check_runnable(check_model(model, what="nx.lrp"))
+    params = {k: v for k, v in dict(epsilon=epsilon, gamma=gamma, low=low, high=high).items() if v is not None}
+    batch, plan, requested = _make_plan(
+        model, x, wrt, output, embedding, composite, params, canonizers, layers, init, strict
+    )
+    per_sample = sum(t[0].numel() for t in batch.tensors)
+    bs = max(1, _AUTO_BATCH_VALUES // max(1, per_sample)) if batch_size is None else check_positive_int(batch_size, "batch_size")
+    check_progress(progress)
+    if isinstance(target, torch.Tensor):
+        target = target.to("cpu")
+    tgt = as_target(target, batch[plan.wrt].shape[0])
+    values = any(c.changes_values(model) for c in plan.canonizers)
+    with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
+        result = _run(model, batch, tgt, plan, bs, progress)
+    if any(given != own for given, own in requested.items()):
+        result.layers = {_given_name(k, requested): v for k, v in result.layers.items()}
+    return result
+
+
+def _make_plan(
+    model: nn.Module, x: AttributionInputs, wrt: InputKey | None, output: OutputArg, embedding: str | None,
+    composite: Any, params: dict[str, Any], canonizers: CanonizersArg, layers: str | Sequence[str] | None,
+    init: str, strict: bool,
+) -> tuple[Inputs, _Plan, dict[str, str]]:
+    """Check every argument (nothing runs the model) and fix what each batch needs: the inputs, the plan, and
+    the requested layer names (as given → the model's own spelling)."""
     plan_output = check_output_arg(output)
     batch, key, name = attribution_inputs(x, wrt)
     x = batch[key]
@@ -354,25 +382,14 @@ def lrp(
         _check_finite(x)
     if init not in ("logit", "one"):
         raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
-    comp = get_composite(composite, epsilon=epsilon, gamma=gamma, low=low, high=high)
+    comp = get_composite(composite, **params)
     names = [n for n, _ in model.named_modules()]
     comp = _own_names(comp, names)
     comp.check_names(names)
     requested = {} if layers is None else match_layer_names(layers, [n for n in names if n], "layers")
     capture = list(dict.fromkeys(requested.values()))
     plan = _Plan(comp, _resolve_canonizers(canonizers), capture, plan_output, emb, init, strict, key)
-    n = x.shape[0]
-    per_sample = sum(t[0].numel() for t in batch.tensors)
-    bs = max(1, _AUTO_BATCH_VALUES // max(1, per_sample)) if batch_size is None else check_positive_int(batch_size, "batch_size")
-    if isinstance(target, torch.Tensor):
-        target = target.to("cpu")
-    tgt = as_target(target, n)
-    values = any(c.changes_values(model) for c in plan.canonizers)
-    with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
-        result = _run(model, batch, tgt, plan, bs, progress)
-    if any(given != own for given, own in requested.items()):
-        result.layers = {_given_name(k, requested): v for k, v in result.layers.items()}
-    return result
+    return batch, plan, requested
 
 
 def _given_name(key: str, requested: dict[str, str]) -> str:
@@ -407,41 +424,37 @@ def _run(model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, pro
     for p in model.parameters():
         p.requires_grad_(False)
     device, dtype = model_device(model), model_dtype(model)
-    starts = list(range(0, x.shape[0], bs))
-    iterator: Iterable[int] = starts
-    if progress if progress is not None else len(starts) > 1:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(starts, desc="LRP", unit="batch")
     rel_parts, out_parts, expl_parts = [], [], []
     layer_parts: dict[str, list[torch.Tensor]] = {}
     rules: dict[str, Rule] = {}
-    for s in iterator:
-        xb = x[s : s + bs]
-        if xb.is_floating_point():
-            xb = xb.to(device=device, dtype=dtype).detach()
-            xb.requires_grad_(plan.embedding is None)
-        else:
-            xb = xb.to(device=device)
-        inp = batch.rows(slice(s, s + bs)).map(
-            lambda k, t, xb=xb: xb if k == plan.wrt else model_input(t, model).detach()
-        )
-        rel, out, explained, session = _explain_batch(model, inp, tgt[s : s + bs], plan)
-        rel_parts.append(rel)
-        out_parts.append(out)
-        expl_parts.append(explained)
-        missing = [n for n in plan.capture if n not in session.captured]
-        if missing:
-            raise ValueError(
-                f"Layer(s) {missing} in `layers` were not called on the explained input during the forward "
-                "pass (or sit inside a module mapped as one unit), so they have no relevance; pick layers "
-                f"the input passes through, e.g. {list(session.rules)[:6]}."
+    slices = list(batch_slices(x.shape[0], bs))
+    with progress_bar(slices, desc="LRP", unit="batch", progress=progress) as bar:
+        for sl in bar:
+            xb = x[sl]
+            if xb.is_floating_point():
+                xb = xb.to(device=device, dtype=dtype).detach()
+                xb.requires_grad_(plan.embedding is None)
+            else:
+                xb = xb.to(device=device)
+            inp = batch.rows(sl).map(
+                lambda k, t, xb=xb: xb if k == plan.wrt else model_input(t, model).detach()
             )
-        for name, slots in session.captured.items():
-            for i, t in enumerate(slots):
-                layer_parts.setdefault(name if i == 0 else f"{name}#{i + 1}", []).append(t)
-        for k, v in session.rules.items():
-            rules.setdefault(k, v)
+            rel, out, explained, session = _explain_batch(model, inp, tgt[sl], plan)
+            rel_parts.append(rel)
+            out_parts.append(out)
+            expl_parts.append(explained)
+            missing = [n for n in plan.capture if n not in session.captured]
+            if missing:
+                raise ValueError(
+                    f"Layer(s) {missing} in `layers` were not called on the explained input during the forward "
+                    "pass (or sit inside a module mapped as one unit), so they have no relevance; pick layers "
+                    f"the input passes through, e.g. {list(session.rules)[:6]}."
+                )
+            for name, slots in session.captured.items():
+                for i, t in enumerate(slots):
+                    layer_parts.setdefault(name if i == 0 else f"{name}#{i + 1}", []).append(t)
+            for k, v in session.rules.items():
+                rules.setdefault(k, v)
     cat = (lambda parts: parts[0]) if len(rel_parts) == 1 else (lambda parts: torch.cat(parts))
     return LRPResult(
         relevance=cat(rel_parts),
