@@ -21,6 +21,7 @@ along their gradient. A module called more than once gets one autograd node per 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,16 +29,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from .canonizers import Canonizer, MergeBatchNorm, bn_affine, bn_mergeable
+from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable
 from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
 from .functional import ModuleStackMode
-from .ops import POOLS, WEIGHTED, Workspace, make_op
+from .ops import POOLS, WEIGHTED, LayerOp, Workspace, make_op
 from .rules import AlphaBeta, Epsilon, Gradient, Pass, Rule, stabilize
 
 __all__ = ["LRPResult", "UnsupportedModuleError"]
 
 
 _NONNEG_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
+
+
+#: The rules' own tensor operations during the explained forward pass skip torch-function modes (the residual
+#: canonizer's, strict=False's functional rules): they are not the model's computation, and every operation
+#: through a Python mode costs ≈ 3 µs (≈ 2,000 of them per ResNet-18 αβ call).
+_own_ops = getattr(torch._C, "DisableTorchFunction", contextlib.nullcontext)
 
 
 class UnsupportedModuleError(TypeError):
@@ -408,8 +415,12 @@ class _SplitForward:
     two products replace the layer's own one (three passes become two). The output then differs from the
     layer's own computation by float rounding of the same order as the layer's own (both sum the same products
     ``x_i w_ij`` in float32; the difference is bounded by ~ε_float · Σ_i |x_i w_ij|). ``z⁺`` and ``z⁻`` are kept
-    for the backward pass (:attr:`~.ops.LayerOp.halves`): two output-sized tensors per layer until its
-    backward step."""
+    for the backward pass (:attr:`~.ops.LayerOp.halves`, on the op that the layer's rule node takes over): two
+    output-sized tensors per layer until its backward step, which overwrites them with the shares. A layer
+    whose input is the explained input itself is not split even when that input is ≥ 0: there ``z⁺`` and
+    ``z⁻`` are large and opposite (dense inputs, mixed-sign weights) and their sum carried several times the
+    rounding error of the layer's own output into the whole network (measured in BENCHMARKS.md, "LRP on
+    ResNet-18, fourth round")."""
 
     def __init__(self, session: _Session, name: str, module: nn.Module) -> None:
         self.session, self.name, self.module = session, name, module
@@ -420,6 +431,12 @@ class _SplitForward:
             del self.module.forward
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with _own_ops():
+            z = self._split(args, kwargs)
+        return type(self.module).forward(self.module, *args, **kwargs) if z is None else z
+
+    def _split(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """``z⁺ + z⁻ + b`` when the split applies (``None``: the layer's own forward runs)."""
         s, m = self.session, self.module
         x = args[0] if len(args) == 1 and not kwargs else None
         if (
@@ -429,21 +446,36 @@ class _SplitForward:
             or not s._is_nonneg(x)
             or not isinstance(m.weight, nn.Parameter)
         ):
-            return type(m).forward(m, *args, **kwargs)
+            return None
         rule = s.composite.rule_for(self.name, m, first=not s.first_done)
         if not isinstance(rule, AlphaBeta) or not rule.beta:
-            return type(m).forward(m, *args, **kwargs)
+            return None
         op = make_op(m, x)
         op.workspace = s.workspace
         with torch.no_grad():
-            zp = op.forward(x, op.weight_map("pos"), None)
-            zn = op.forward(x, op.weight_map("neg"), None)
-            z = zp + zn
+            z, halves = op.forward_halves(x, op.weight_map("pos"), op.weight_map("neg"))
             if op.bias is not None:
                 z.add_(op.bias_view(z))
         op.release()  # workspace buffers (when the weights were not cached) go back now
-        s.halves[id(z)] = (z, z._version, zp, zn)
+        op.halves = halves
+        s.halves[id(z)] = (z, z._version, op)  # the layer's rule node takes this op over
         return z
+
+
+def _bn_fold(bn: nn.Module, bias: torch.Tensor | None, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode batch norm folded into the layer before it: the per-channel factor ``s = γ/√(σ² + ε)`` and
+    the merged bias ``(b − μ)·s + β``, in the layer's dtype (five vector operations per call; the float64 round
+    trip of :func:`~.canonizers.bn_affine` cost twice as much and changes the factors by float32 rounding only)."""
+    with torch.no_grad():
+        scale = (bn.running_var.to(dtype) + bn.eps).rsqrt_()
+        if bn.weight is not None:
+            scale.mul_(bn.weight.to(dtype))
+        mean = bn.running_mean.to(dtype)
+        shift = torch.neg(mean) if bias is None else bias - mean
+        shift.mul_(scale)
+        if bn.bias is not None:
+            shift.add_(bn.bias.to(dtype))
+    return scale, shift
 
 
 class _Session:
@@ -486,8 +518,8 @@ class _Session:
         # they get a copy of their input, and the rule function connects to the untouched original
         self.originals: dict[int, list[torch.Tensor]] = {}
         # αβ layers on non-negative inputs: the layer's output from z⁺ + z⁻ (_SplitForward): id(output) ->
-        # (output, its version, z⁺, z⁻)
-        self.halves: dict[int, tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]] = {}
+        # (output, its version, the op holding the two halves)
+        self.halves: dict[int, tuple[torch.Tensor, int, LayerOp]] = {}
         for name, mod in units.items():
             self.handles.append(mod.register_forward_pre_hook(_DepthHook(self)))
             if (
@@ -535,9 +567,10 @@ class _Session:
         if self.depth > 1:
             return None
         x = args[0] if args else None
-        if isinstance(x, torch.Tensor) and x.requires_grad:
-            self.originals.setdefault(id(module), []).append(x)
-            return (x.clone(),) + tuple(args[1:])
+        with _own_ops():
+            if isinstance(x, torch.Tensor) and x.requires_grad:
+                self.originals.setdefault(id(module), []).append(x)
+                return (x.clone(),) + tuple(args[1:])
         return None
 
     def _structured(self, name: str, module: nn.Module, args: tuple, output: Any) -> Any:
@@ -567,7 +600,8 @@ class _Session:
             try:
                 if self.depth > 1:  # called inside another unit: part of that unit's computation
                     return None
-                return rule_hook(module, args, output)
+                with _own_ops():
+                    return rule_hook(module, args, output)
             finally:
                 self.depth -= 1
 
@@ -617,8 +651,12 @@ class _Session:
                     f"{name!r} is a {type(module).__name__}; map nx.Gradient() to it instead"
                     + (" (or nx.Pass() if it acts element-wise)." if same else ".")
                 )
-            op = make_op(module, x, output)
-            op.workspace = self.workspace
+            split = self.halves.pop(id(output), None)
+            if split is not None and split[0] is output and split[1] == output._version:
+                op = split[2]  # made by _SplitForward for this call, holding z⁺ and z⁻
+            else:
+                op = make_op(module, x, output)
+                op.workspace = self.workspace
             if rule.needs_weights and op.weight is None:
                 raise TypeError(
                     f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
@@ -626,9 +664,6 @@ class _Session:
                 )
             if self._is_nonneg(x):
                 op.nonneg = True
-            split = self.halves.pop(id(output), None)
-            if split is not None and split[0] is output and split[1] == output._version:
-                op.halves = split[2:]
             out = _RuleFunction.apply(x, output.detach(), rule, op, self.merge_bn and is_weighted)
             if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
                 isinstance(module, POOLS) and op.nonneg
@@ -649,13 +684,11 @@ class _Session:
         if src is None or src[0] is not x or src[1] != x._version or bn.training or not bn_mergeable(bn, src[5]):
             return None
         _, _, lin_in, rule, lin_op, lin = src
-        op = make_op(lin, lin_in, x)
-        op.workspace = self.workspace
-        scale, shift = bn_affine(bn)
-        bias = shift if op.bias is None else shift + op.bias.double() * scale
-        op.merge(scale.to(op.weight.dtype), bias.to(op.weight.dtype))
-        op.nonneg = lin_op.nonneg
-        op.halves = lin_op.halves
+        op = lin_op.copy()
+        op.merge(*_bn_fold(bn, op.bias, op.weight.dtype))
+        # handed on, not shared: the merged node's rule writes into them, and the layer's own node (should
+        # something else read its output) then computes its own
+        op.halves, lin_op.halves = lin_op.halves, None
         out = _RuleFunction.apply(lin_in, output.detach(), rule, op)
         stored = self.capture_store.get(id(x))
         if stored is not None and stored[0] is x:

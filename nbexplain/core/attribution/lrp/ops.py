@@ -9,6 +9,7 @@ no op ever changes a module.
 from __future__ import annotations
 
 import abc
+import math
 import threading
 import weakref
 from collections import OrderedDict
@@ -19,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "clear_weight_cache", "Workspace", "LayerOp", "LinearOp", "ConvOp", "ConvTransposeOp", "AffineOp", "ScaleOp",
-    "Scale", "PoolOp", "IdentityOp", "make_op", "channel_view", "WEIGHTED", "POOLS", "TRANSPOSED",
+    "clear_weight_cache", "Workspace", "Halves", "LayerOp", "LinearOp", "ConvOp", "ConvTransposeOp", "AffineOp",
+    "ScaleOp", "Scale", "PoolOp", "IdentityOp", "make_op", "channel_view", "WEIGHTED", "POOLS", "TRANSPOSED",
 ]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -126,25 +127,31 @@ class _Derived:
     optimiser, ``p.data.copy_(…)``) — an edit through ``.data`` of a few elements only can slip through it
     (call :func:`clear_weight_cache` after such an edit)."""
 
-    __slots__ = ("ref", "key", "version", "ptr", "sample", "value", "nbytes", "call")
+    __slots__ = ("ref", "key", "version", "ptr", "view", "sample", "value", "nbytes", "call", "checked")
 
     def __init__(self, param: torch.Tensor, key: tuple[int, Any], value: torch.Tensor) -> None:
         self.ref = weakref.ref(param, lambda _r, k=key: _drop(k))
         self.key = key
         self.version = param._version
         self.ptr = (param.data_ptr(), tuple(param.shape), param.stride(), param.dtype, param.device)
-        self.sample = _sample(param).clone()
+        #: The strided sample as a view of the parameter's storage (reads its current values; a new storage
+        #: changes ``data_ptr``) and as a copy of the values the entry was derived from.
+        self.view = _sample(param)
+        self.sample = self.view.clone()
         self.value = value
         self.nbytes = value.numel() * value.element_size()
         #: The LRP call that used the entry last (see :func:`_cached`).
         self.call = 0
+        #: The LRP call that last found the entry :meth:`valid` (a later use in the same call checks only the
+        #: object and its version counter: nothing writes a model's weights while nbexplain explains it).
+        self.checked = 0
 
     def valid(self, param: torch.Tensor) -> bool:
         return (
             self.ref() is param
             and self.version == param._version
             and self.ptr == (param.data_ptr(), tuple(param.shape), param.stride(), param.dtype, param.device)
-            and torch.equal(self.sample, _sample(param))
+            and torch.equal(self.sample, self.view)
         )
 
 
@@ -188,8 +195,11 @@ def _cached(param: torch.Tensor | None, fn: Any, make: Any, scratch: Any, call: 
         entry = _CACHE.get(key)
         if entry is not None:
             _CACHE.move_to_end(key)
-    if entry is not None and entry.valid(param):
-        entry.call = call
+    if entry is not None and (
+        (call and entry.checked == call and entry.ref() is param and entry.version == param._version)
+        or entry.valid(param)
+    ):
+        entry.call = entry.checked = call
         return entry.value
     nbytes = param.numel() * param.element_size()
     with _CACHE_LOCK:
@@ -210,7 +220,7 @@ def _cached(param: torch.Tensor | None, fn: Any, make: Any, scratch: Any, call: 
             _CACHE.pop(k, None)
     value = make()
     entry = _Derived(param, key, value)
-    entry.call = call
+    entry.call = entry.checked = call
     with _CACHE_LOCK:
         _CACHE[key] = entry
     return value
@@ -270,6 +280,98 @@ class Workspace:
                 self.owner[i] = None
 
 
+#: CPU convolutions whose output has at most this many positions over the whole batch (N · H_out · W_out),
+#: and all 1×1 convolutions, compute αβ's z⁺/z⁻ and their transposed products as plain matrix products
+#: (unfold → GEMM → fold) instead of convolution calls: there the convolution library spends more time
+#: re-laying-out the weights on every call than multiplying (ResNet-18's 512-channel layers at 2×2 with a
+#: batch of 8: 32 positions; measured in BENCHMARKS.md, "LRP on ResNet-18, fourth round"). 0 turns the
+#: matrix-product path off (1×1 convolutions included).
+MATMUL_POSITIONS = 128
+#: CPU convolutions with at most this many input channels (an image's first layer) compute αβ's transposed
+#: products as one batched GEMM and a fold: the convolution library's transposed pass onto 1–4 channels runs
+#: far below its peak (a 3-channel 7×7 stride-2 layer: two transposed passes ≈ 3× one GEMM + fold). 0: off.
+MATMUL_MAX_INPUT_CHANNELS = 4
+
+
+#: CPU convolutions that run αβ's products as convolution calls take the pair's transposed step as one
+#: transposed convolution of the stacked shares ``[s⁺; s⁻]`` with ``[W⁺; W⁻]`` (the sum comes out directly):
+#: ResNet-18's 64-channel 16×16 layers, batch 8, 4.6 vs 6.0 ms for two passes and their sum.
+STACKED_TRANSPOSE = True
+
+
+class Halves:
+    """``z⁺ = W⁺x`` and ``z⁻ = W⁻x`` of one layer call (raw weights, no bias), kept from the forward pass for
+    the αβ rule's backward step (see :meth:`LayerOp.forward_halves`), which turns them into shares
+    (:meth:`to_shares`) for :meth:`LayerOp.transpose_halves`.
+
+    ``pos`` and ``neg`` are laid out like the layer's output (channel axis ``channel_axis``), or — when the
+    layer ran as a matrix product (:meth:`ConvOp.forward_halves`) — as ``(C, N, L)`` views of the two halves of
+    one channel-major ``(2C, N·L)`` buffer :attr:`rows` (``L`` output positions per sample), the layout the
+    transposed matrix product reads. One op holds them at a time (the engine hands them on, the rule takes them
+    off the op before they are overwritten).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from nbexplain.core.attribution.lrp.ops import Halves
+    >>> h = Halves(torch.ones(1, 3), -torch.ones(1, 3), channel_axis=1)
+    >>> h.to_shares(torch.full((1, 3), 6.0), (torch.tensor([1.0, 2.0, 5.0]), 2.0), (torch.zeros(3), -1.0))
+    >>> h.pos.tolist(), h.neg.tolist()
+    ([[6.0, 4.0, 2.0]], [[6.0, 6.0, 6.0]])
+    """
+
+    __slots__ = ("pos", "neg", "rows", "channel_axis", "shape", "stack", "stacked")
+
+    def __init__(
+        self,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        channel_axis: int,
+        rows: torch.Tensor | None = None,
+        shape: tuple[int, int, int] | None = None,
+        stack: bool = False,
+    ) -> None:
+        self.pos, self.neg = pos, neg
+        self.channel_axis = channel_axis
+        #: The ``(2C, N·L)`` buffer behind ``pos``/``neg`` in the matrix layout (``None``: output layout).
+        self.rows = rows
+        #: ``(N, C, L)`` in the matrix layout.
+        self.shape = shape
+        #: Whether :meth:`to_shares` writes the shares into one ``(N, 2C, …)`` tensor, :attr:`stacked`, that a
+        #: single transposed convolution with the weights ``[W⁺; W⁻]`` reads (output layout only).
+        self.stack = stack
+        self.stacked: torch.Tensor | None = None
+
+    def channel(self, v: torch.Tensor) -> torch.Tensor:
+        """A per-output-channel vector shaped to broadcast against :attr:`pos` / :attr:`neg`."""
+        return v.view((-1,) + (1,) * (self.pos.ndim - 1 - self.channel_axis))
+
+    def align(self, t: torch.Tensor) -> torch.Tensor:
+        """An output-shaped tensor (the relevance of the layer's output) laid out like :attr:`pos`."""
+        if self.rows is None:
+            return t
+        n, c, length = self.shape  # type: ignore[misc]
+        return t.reshape(n, c, length).transpose(0, 1)
+
+    def to_shares(
+        self, relevance: torch.Tensor, pos: tuple[torch.Tensor, float], neg: tuple[torch.Tensor, float]
+    ) -> None:
+        """Turn each half ``z`` into ``k · R / (z + c)`` for its ``(c, k)`` (``c`` per output channel), with
+        ``R`` the output-shaped ``relevance``: two passes per half, ``(z + c)/k`` in place, then ``R / ·``
+        (in place, or into :attr:`stacked`). :attr:`pos`/:attr:`neg` are the shares afterwards."""
+        r = self.align(relevance)
+        halves = (self.pos, self.neg)
+        targets = halves
+        if self.stack:
+            c = self.pos.shape[1]
+            self.stacked = self.pos.new_empty((self.pos.shape[0], 2 * c) + tuple(self.pos.shape[2:]))
+            targets = (self.stacked[:, :c], self.stacked[:, c:])
+        for half, target, (shift, k) in zip(halves, targets, (pos, neg), strict=True):
+            torch.add(self.channel(shift / k), half, alpha=1.0 / k, out=half)
+            torch.div(r, half, out=target)
+        self.pos, self.neg = targets
+
+
 class LayerOp(abc.ABC):
     """Base class; ``weight``/``bias`` are ``None`` for parameter-free layers.
 
@@ -291,9 +393,9 @@ class LayerOp(abc.ABC):
     #: The module's weight parameter (``None``: not a parameter, e.g. a parametrized weight computed per
     #: call): modifications of it are cached between calls, keyed on it (see :func:`_cached`).
     param: torch.Tensor | None = None
-    #: ``(W⁺x, W⁻x)`` with the raw weight and no bias, computed in the forward pass when they gave the layer's
-    #: output (see ``engine._SplitForward``); dropped by :meth:`release`.
-    halves: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: ``W⁺x`` and ``W⁻x`` with the raw weight and no bias, computed in the forward pass when they gave the
+    #: layer's output (see ``engine._SplitForward`` and :meth:`forward_halves`); dropped by :meth:`release`.
+    halves: Halves | None = None
 
     @property
     def weight(self) -> torch.Tensor | None:
@@ -416,6 +518,15 @@ class LayerOp(abc.ABC):
         """A per-output-channel vector shaped to broadcast against an output ``z``."""
         return v
 
+    def copy(self) -> LayerOp:
+        """A new op for the same layer call (same weights, bias, workspace and flags), without derived tensors
+        or halves: cheaper than building one from the module again."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.pop("_derived", None)
+        new.halves = None
+        return new
+
     def release(self) -> None:
         """Drop derived weight-sized tensors (called after the layer's backward step)."""
         self.__dict__.pop("_derived", None)
@@ -432,6 +543,19 @@ class LayerOp(abc.ABC):
         if key not in cache:
             cache[key] = fn()
         return cache[key]
+
+    def forward_halves(
+        self, x: torch.Tensor, wp: torch.Tensor, wn: torch.Tensor, total: bool = True
+    ) -> tuple[torch.Tensor | None, Halves]:
+        """``z⁺ = W⁺x`` and ``z⁻ = W⁻x`` (no bias) and, with ``total``, their sum: the output-shaped ``W x`` for
+        ``x ≥ 0`` (``None`` without)."""
+        zp, zn = self.forward(x, wp, None), self.forward(x, wn, None)
+        halves = Halves(zp, zn, channel_axis=zp.ndim - 1 if isinstance(self, LinearOp) else 1)
+        return (zp + zn if total else None), halves
+
+    def transpose_halves(self, halves: Halves, x: torch.Tensor, wp: torch.Tensor, wn: torch.Tensor) -> torch.Tensor:
+        """``W⁺ᵀ halves.pos + W⁻ᵀ halves.neg``, shaped like ``x`` (a new tensor)."""
+        return self.backward(halves.pos, x, wp).add_(self.backward(halves.neg, x, wn))
 
     def backward_many(self, grad: torch.Tensor, x: torch.Tensor, weights: list[torch.Tensor]) -> list[torch.Tensor]:
         """``[Wᵀ grad for W in weights]``: the same output-side ``grad`` through several weights. Dense layers
@@ -485,6 +609,7 @@ class ConvOp(LayerOp):
         self.weight = module.weight.detach()
         self.bias = None if module.bias is None else module.bias.detach()
         self.dims = module.weight.ndim - 2
+        self.kernel_size = tuple(module.weight.shape[2:])
         self.stride = module.stride
         self.dilation = module.dilation
         self.groups = module.groups
@@ -531,6 +656,93 @@ class ConvOp(LayerOp):
                 g = self._backward(grad, xp.detach(), weight)
                 return torch.autograd.grad(xp, xr, g)[0]
         return self._backward(grad, x, weight)
+
+    def _matmul_ok(self, x: torch.Tensor) -> bool:
+        """Whether this call can run as unfold → GEMM → fold (CPU, 2-d, ungrouped, zero padding, float)."""
+        return (
+            self.dims == 2
+            and self.groups == 1
+            and self.pre_pad is None
+            and x.ndim == 4
+            and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+        )
+
+    def _positions(self, x: torch.Tensor) -> int:
+        """N · (output positions per sample) of this layer on ``x``."""
+        return x.shape[0] * math.prod(self._out_size(x))
+
+    def _as_matmul(self, x: torch.Tensor) -> bool:
+        """Whether αβ's products of this call run as GEMMs (see :data:`MATMUL_POSITIONS`)."""
+        if MATMUL_POSITIONS <= 0 or not self._matmul_ok(x):
+            return False
+        return all(k == 1 for k in self.kernel_size) or self._positions(x) <= MATMUL_POSITIONS
+
+    def _few_inputs(self, x: torch.Tensor) -> bool:
+        """Whether αβ's transposed step of this call runs as one batched GEMM (:data:`MATMUL_MAX_INPUT_CHANNELS`)."""
+        return self._matmul_ok(x) and x.shape[1] <= MATMUL_MAX_INPUT_CHANNELS
+
+    def forward_halves(self, x, wp, wn, total=True):  # noqa: D102
+        if not self._as_matmul(x):
+            z, halves = super().forward_halves(x, wp, wn, total)
+            # CPU: one transposed convolution of [s⁺; s⁻] with [W⁺; W⁻] (see STACKED_TRANSPOSE)
+            halves.stack = (
+                STACKED_TRANSPOSE
+                and x.device.type == "cpu"
+                and self.groups == 1
+                and self.pre_pad is None
+                and not self._few_inputs(x)
+            )
+            return z, halves
+        n, c = x.shape[0], wp.shape[0]
+        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (N, K, L)
+        k, length = cols.shape[1], cols.shape[2]
+        cols = cols.transpose(0, 1).reshape(k, n * length)
+        rows = x.new_empty(2 * c, n * length)
+        torch.mm(wp.reshape(c, k), cols, out=rows[:c])
+        torch.mm(wn.reshape(c, k), cols, out=rows[c:])
+        pos, neg = rows[:c].view(c, n, length), rows[c:].view(c, n, length)
+        z = None
+        if total:
+            z = x.new_empty((n, c) + self._out_size(x))
+            torch.add(pos.transpose(0, 1), neg.transpose(0, 1), out=z.view(n, c, length))
+        return z, Halves(pos, neg, channel_axis=0, rows=rows, shape=(n, c, length))
+
+    def transpose_halves(self, halves, x, wp, wn):  # noqa: D102
+        c = wp.shape[0]
+        k = wp[0].numel()
+        if halves.rows is not None:  # one GEMM over the batch, then the columns folded back onto the input
+            n, _, length = halves.shape
+            cols = torch.mm(wp.reshape(c, k).t(), halves.rows[:c])
+            cols.addmm_(wn.reshape(c, k).t(), halves.rows[c:])
+            return self._fold(cols.view(k, n, length).transpose(0, 1), x)
+        if halves.stacked is not None:
+            return self._backward(halves.stacked, x, self._stacked_weights(wp, wn))
+        if self._few_inputs(x):  # per sample: small weights
+            n = x.shape[0]
+            sp, sn = halves.pos.reshape(n, c, -1), halves.neg.reshape(n, c, -1)
+            cols = torch.matmul(wp.reshape(c, k).t(), sp)  # (N, K, L)
+            cols.baddbmm_(wn.reshape(c, k).t().expand(n, k, c), sn)
+            return self._fold(cols, x)
+        return super().transpose_halves(halves, x, wp, wn)
+
+    def _stacked_weights(self, wp: torch.Tensor, wn: torch.Tensor) -> torch.Tensor:
+        """``[W⁺; W⁻]`` along the output channels; large ones in the call's workspace (no fresh pages per layer)."""
+        buf = None
+        if self.workspace is not None and 2 * wp.numel() > _BLOCK:
+            buf = self.workspace.take(self, wp.expand(2, *wp.shape))
+        if buf is None:
+            return torch.cat([wp, wn])
+        return torch.cat([wp, wn], out=buf.view((-1,) + tuple(wp.shape[1:])))
+
+    def _fold(self, cols: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.fold(cols, tuple(x.shape[2:]), self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def _out_size(self, x: torch.Tensor) -> tuple[int, ...]:
+        return tuple(
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, k, s, p, d in zip(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, strict=True)
+        )
 
     def backward_many(self, grad, x, weights):  # noqa: D102
         if self.pre_pad is not None or self.groups != 1:
