@@ -4,22 +4,22 @@ Each area below adds its public names to ``__all__``; :mod:`nbexplain` re-export
 """
 
 from ._base.capturing import CONV_MODES, Captured, StaleCaptureError, activations, capture, to_features
-from ._base.hygiene import preserved
+from ._base.hygiene import ModelSnapshot, preserved
 from ._base.layer_select import LAYER_KINDS, LayerList, layers
 from ._base.layouts import LAYOUTS
 from ._base.model_inputs import Inputs
 
 __all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LAYOUTS", "LayerList", "Inputs", "StaleCaptureError", "activations",
-           "capture", "layers", "preserved", "to_features"]
+           "capture", "layers", "ModelSnapshot", "preserved", "to_features"]
 
 # --- saturation & δ projection ---
 from ._base.moments import RunningMoments
-from .feature_space.tracking import SaturationTracker, intrinsic_dimension, layer_statistics, saturation
-from .feature_space.delta_projection import DeltaProjection, delta_curve, projected_outputs
+from .feature_space.tracking import EpochRecord, SaturationTracker, intrinsic_dimension, layer_statistics, saturation
+from .feature_space.delta_projection import DeltaCurve, DeltaProjection, delta_curve, projected_outputs
 from .feature_space.probes import probe_accuracy
 
 __all__ += ["RunningMoments", "SaturationTracker", "intrinsic_dimension", "layer_statistics", "saturation"]
-__all__ += ["DeltaProjection", "delta_curve", "projected_outputs", "probe_accuracy"]
+__all__ += ["DeltaCurve", "DeltaProjection", "EpochRecord", "delta_curve", "projected_outputs", "probe_accuracy"]
 
 # --- representation similarity ---
 from .similarity.metrics import CCAResult, CKAResult, PWCCAResult, SVCCAResult, cca, cka, pwcca, svcca

@@ -254,6 +254,16 @@ def to_features(
     layout
         ``"channels_first"``, ``"features_last"`` or ``"sequence_first"`` (``(T, N, D)``); overrides
         ``channel_first`` when given.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import nbexplain as nx
+    >>> maps = torch.rand(2, 8, 4, 4)
+    >>> nx.to_features(maps).shape, nx.to_features(maps, conv="mean").shape
+    (torch.Size([32, 8]), torch.Size([2, 8]))
+    >>> nx.to_features(torch.rand(2, 5, 16), layout="features_last").shape   # tokens (N, T, D)
+    torch.Size([10, 16])
     """
     check_choice(conv, "conv", CONV_MODES)
     if layout is None:

@@ -457,6 +457,13 @@ def diversity(layer: str, groups: Sequence[int] | None = None) -> Objective:
     layer's activations of an image and of the other images of its group (the same unit).
 
     Add it with a weight: ``channel("conv2", 3) + 0.1 * diversity("conv1")``.
+
+    Examples
+    --------
+    >>> import nbexplain as nx
+    >>> objective = nx.channel("conv2", 3) + 0.1 * nx.diversity("conv1")
+    >>> sorted(objective.layers)
+    ['conv1', 'conv2']
     """
     return _Diversity(layer, groups)
 
