@@ -22,7 +22,6 @@ Layer names are those of the module nbexplain works on (``model._orig_mod`` for 
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 import weakref
@@ -30,6 +29,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .machinery import is_nbexplain_code
 
 __all__ = [
     "is_scripted",
@@ -165,13 +166,10 @@ def note_compiled(model: nn.Module, argname: str = "model") -> None:
     warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
-
-
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the user's line: the first caller outside nbexplain."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+    while frame is not None and is_nbexplain_code(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
     return level
 

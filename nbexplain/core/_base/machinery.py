@@ -10,12 +10,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["PROGRESS_DELAY", "batch_slices", "check_progress", "progress_bar", "Handles"]
+__all__ = ["PROGRESS_DELAY", "batch_slices", "check_progress", "progress_bar", "Handles", "is_nbexplain_code"]
+
+#: The installed ``nbexplain/`` package folder (with a trailing separator).
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+
+
+def is_nbexplain_code(filename: str) -> bool:
+    """Whether a source file (a frame's ``co_filename``) belongs to nbexplain itself, not to the user."""
+    return os.path.abspath(filename).startswith(PACKAGE_DIR)
 
 #: Seconds of work after which an automatic (``progress=None``) bar appears.
 PROGRESS_DELAY = 2.0

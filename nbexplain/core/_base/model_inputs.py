@@ -25,13 +25,13 @@ by default); the others are held fixed, sliced and expanded row by row with it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
+
+from .machinery import is_nbexplain_code
 
 __all__ = ["Inputs", "InputKey", "as_inputs", "iter_inputs", "resolve_wrt", "call_note", "call_model"]
 
@@ -299,9 +299,6 @@ def call_note(batch: Inputs, argname: str = "inputs") -> str:
     )
 
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
-
-
 def _raised_by_nbexplain(err: BaseException) -> bool:
     """Whether the innermost frame of ``err``'s traceback is nbexplain's own code (a hook's or rule's clear
     error)."""
@@ -310,7 +307,7 @@ def _raised_by_nbexplain(err: BaseException) -> bool:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
+    return is_nbexplain_code(tb.tb_frame.f_code.co_filename)
 
 
 def call_model(model: Callable[..., Any], batch: Inputs, argname: str = "inputs") -> Any:
