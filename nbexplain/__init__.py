@@ -18,11 +18,19 @@ __all__ = ["__version__", "widgets", "data", "zoo", "architectures", *_core.__al
 
 _LAZY = ("widgets", "data", "zoo", "architectures")
 
+#: Public names that were renamed (issue 12: one vocabulary): the old name fails with the new spelling.
+_RENAMED: dict[str, str] = {}
+
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import nbexplain` must not import ipywidgets (core works in plain scripts), nor sklearn.
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
+    if name in _RENAMED:
+        raise AttributeError(
+            f"nx.{name} was renamed: use nx.{_RENAMED[name]} (nbexplain uses one vocabulary across the API; "
+            "see docs/architecture.md)."
+        )
     raise AttributeError(f"module 'nbexplain' has no attribute {name!r}")
 
 

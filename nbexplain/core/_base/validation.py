@@ -7,15 +7,18 @@ mistakes surface at the call site instead of deep inside an algorithm.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import numbers
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from .compiled import eager_module, note_compiled, require_hooks, strip_compiled
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "check_model",
@@ -29,7 +32,44 @@ __all__ = [
     "check_target",
     "check_same_samples",
     "suggest",
+    "renamed_arguments",
 ]
+
+
+def renamed_arguments(**renamed: str) -> Callable[[F], F]:
+    """Decorate a public function whose keyword arguments were renamed: an old name raises a ``TypeError``
+    that names the new one (instead of Python's bare "unexpected keyword argument").
+
+    Parameters
+    ----------
+    **renamed
+        ``old="new"`` pairs; ``new`` may be a sentence (e.g. ``"removed: the result always carries .error"``).
+
+    Examples
+    --------
+    >>> @renamed_arguments(x="inputs")
+    ... def f(inputs): return inputs
+    >>> f(x=1)
+    Traceback (most recent call last):
+    TypeError: f(): `x=` is now `inputs=` (nbexplain uses one vocabulary across the API; see docs/architecture.md).
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old in kwargs.keys() & renamed.keys():
+                new = renamed[old]
+                fix = f"is now `{new}=`" if new.isidentifier() else new
+                raise TypeError(
+                    f"{fn.__name__}(): `{old}=` {fix} (nbexplain uses one vocabulary across the API; "
+                    "see docs/architecture.md)."
+                )
+            return fn(*args, **kwargs)
+
+        wrapper.__renamed_arguments__ = dict(renamed)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def suggest(name: str, options: Iterable[str]) -> str:
