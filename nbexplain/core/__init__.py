@@ -25,9 +25,11 @@ __all__ += ["DeltaCurve", "DeltaProjection", "EpochRecord", "delta_curve", "proj
 from .similarity.metrics import CCAResult, CKAResult, PWCCAResult, SVCCAResult, cca, cka, pwcca, svcca
 from .similarity.grids import SimilarityGridResult, model_similarity, similarity_grid
 from .similarity.streaming import StreamingSimilarity
+from .similarity.dft import DFTCCAResult, StreamingDFTCCA, dft_cca
 
 __all__ += ["cca", "svcca", "pwcca", "cka", "CCAResult", "SVCCAResult", "PWCCAResult", "CKAResult"]
 __all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "SimilarityGridResult"]
+__all__ += ["dft_cca", "DFTCCAResult", "StreamingDFTCCA"]
 
 # --- attribution: LRP ---
 from .attribution.lrp import (
