@@ -105,7 +105,7 @@ def test_on_other_data_it_is_the_union_of_per_frequency_ccas():
     x[:, :, :2] += 2.0 * x[:, :1, 2:]  # position-specific structure: not translation invariant
     y = torch.tanh(F.conv2d(x, torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64), padding=1))
     y = y + 0.3 * torch.randn(y.shape, generator=g, dtype=torch.float64)
-    blocks = zip(_real_fourier_blocks(x), _real_fourier_blocks(y))
+    blocks = zip(_real_fourier_blocks(x), _real_fourier_blocks(y), strict=True)
     ref = torch.cat([nx.cca(a, b).coefficients for a, b in blocks]).sort(descending=True).values
     res = nx.dft_cca(x, y)
     torch.testing.assert_close(res.coefficients, ref, rtol=0, atol=1e-9)
@@ -117,10 +117,10 @@ def test_svcca_keep_applies_per_frequency_block():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(500, 4, 3, 3, generator=g, dtype=torch.float64) * torch.tensor([3.0, 1.0, 0.3, 0.05]).view(1, 4, 1, 1).double()
     y = torch.tanh(x[:, [1, 0, 3]] + 0.2 * torch.randn(500, 3, 3, 3, generator=g, dtype=torch.float64))
-    blocks = zip(_real_fourier_blocks(x), _real_fourier_blocks(y))
+    blocks = zip(_real_fourier_blocks(x), _real_fourier_blocks(y), strict=True)
     for keep in (0.9, 2):
         ref = torch.cat([nx.svcca(a, b, keep=keep).coefficients for a, b in blocks]).sort(descending=True).values
-        blocks = zip(_real_fourier_blocks(x), _real_fourier_blocks(y))
+        blocks = zip(_real_fourier_blocks(x), _real_fourier_blocks(y), strict=True)
         res = nx.dft_cca(x, y, keep=keep)
         assert res.keep == (keep, keep)
         torch.testing.assert_close(res.coefficients, ref, rtol=0, atol=1e-9)

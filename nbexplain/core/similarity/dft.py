@@ -96,7 +96,7 @@ def _frequency_blocks(spatial: tuple[int, ...]) -> tuple[torch.Tensor, torch.Ten
     that member's partner (all in ``torch.fft.fftn`` order over ``spatial``)."""
     grids = torch.meshgrid(*[torch.arange(s) for s in spatial], indexing="ij")
     flat = torch.arange(math.prod(spatial)).reshape(spatial)
-    partner_coords = [(-g) % s for g, s in zip(grids, spatial)]
+    partner_coords = [(-g) % s for g, s in zip(grids, spatial, strict=True)]
     partner = flat[tuple(partner_coords)].reshape(-1)
     idx = flat.reshape(-1)
     self_conj = idx[partner == idx]
