@@ -26,10 +26,13 @@ from .similarity.metrics import CCAResult, CKAResult, PWCCAResult, SVCCAResult, 
 from .similarity.grids import SimilarityGridResult, model_similarity, similarity_grid
 from .similarity.streaming import StreamingSimilarity
 from .similarity.dft import DFTCCAResult, StreamingDFTCCA, dft_cca
+from .similarity.directions import SVCCADirectionsResult, svcca_directions
+from .similarity.class_sensitivity import ClassSensitivityResult, class_sensitivity
 
 __all__ += ["cca", "svcca", "pwcca", "cka", "CCAResult", "SVCCAResult", "PWCCAResult", "CKAResult"]
 __all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "SimilarityGridResult"]
-__all__ += ["dft_cca", "DFTCCAResult", "StreamingDFTCCA"]
+__all__ += ["dft_cca", "DFTCCAResult", "StreamingDFTCCA", "svcca_directions", "SVCCADirectionsResult"]
+__all__ += ["class_sensitivity", "ClassSensitivityResult"]
 
 # --- attribution: LRP ---
 from .attribution.lrp import (
