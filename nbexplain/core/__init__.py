@@ -17,9 +17,11 @@ from ._base.moments import RunningMoments
 from .feature_space.tracking import EpochRecord, SaturationTracker, intrinsic_dimension, layer_statistics, saturation
 from .feature_space.delta_projection import DeltaCurve, DeltaProjection, delta_curve, projected_outputs
 from .feature_space.probes import probe_accuracy
+from .feature_space.widths import WidthSuggestionResult, suggest_widths
 
 __all__ += ["RunningMoments", "SaturationTracker", "intrinsic_dimension", "layer_statistics", "saturation"]
 __all__ += ["DeltaCurve", "DeltaProjection", "EpochRecord", "delta_curve", "projected_outputs", "probe_accuracy"]
+__all__ += ["suggest_widths", "WidthSuggestionResult"]
 
 # --- representation similarity ---
 from .similarity.metrics import CCAResult, CKAResult, PWCCAResult, SVCCAResult, cca, cka, pwcca, svcca
