@@ -71,13 +71,14 @@ class ClassSensitivityResult:
 
 
 def _run(
-    model: nn.Module, inputs: Any, layers: list[str], output: OutputArg, conv: str, batch_size: int
+    model: nn.Module, inputs: Any, layers: list[str], output: OutputArg, conv: str, batch_size: int, eval_mode: bool
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One pass: every layer's features (one row per input) and the selected output, float64 on the CPU."""
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     outs: list[torch.Tensor] = []
     with preserved(model), torch.no_grad():
-        model.eval()
+        if eval_mode:
+            model.eval()
         with capture(model, layers) as cap:
             for batch in iter_inputs(inputs, batch_size):
                 raw = call_model(model, batch)
@@ -119,6 +120,7 @@ def class_sensitivity(
     conv: str = "mean",
     keep: float | int = 0.99,
     batch_size: int = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
 ) -> ClassSensitivityResult:
     """SVCCA similarity of each layer with each class's output logit, at every checkpoint of a training run.
@@ -148,6 +150,8 @@ def class_sensitivity(
         SVCCA's variance fraction (or number of directions) kept of each layer.
     batch_size
         Inputs per forward pass.
+    eval_mode
+        Run every checkpoint in eval mode (default); its modes are restored afterwards.
     progress
         None: a bar once the work has run 2 s; True: always; False: never.
 
@@ -187,7 +191,7 @@ def class_sensitivity(
     items, labels = _checkpoint_items(checkpoints, None)
     template = model if model is not None else next((c for c in items if isinstance(c, nn.Module)), None)
     load = _Materialiser(template)
-    final_feats, final_logits = _run(load(items[-1], f"checkpoint {len(items) - 1}"), inputs, layer_list, output, conv, batch_size)
+    final_feats, final_logits = _run(load(items[-1], f"checkpoint {len(items) - 1}"), inputs, layer_list, output, conv, batch_size, eval_mode)
     n_classes = final_logits.shape[1]
     cls = list(range(n_classes)) if classes is None else [int(c) for c in classes]
     bad = [c for c in cls if not 0 <= c < n_classes]
@@ -199,7 +203,7 @@ def class_sensitivity(
             if t == len(items) - 1:
                 feats, own = final_feats, final_logits
             else:
-                feats, own = _run(load(item, f"checkpoint {t} ({labels[t]!r})"), inputs, layer_list, output, conv, batch_size)
+                feats, own = _run(load(item, f"checkpoint {t} ({labels[t]!r})"), inputs, layer_list, output, conv, batch_size, eval_mode)
             ref = final_logits if logits == "final" else own
             for i, name in enumerate(layer_list):
                 for j, c in enumerate(cls):
