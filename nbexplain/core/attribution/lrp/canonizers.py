@@ -393,7 +393,7 @@ class ExplicitScale(Canonizer):
     (``self.gamma[:, None, None]``), a buffer, a tensor made in ``forward`` from either; the factor must
     broadcast to the activation's shape (a per-channel or per-element factor, not an outer product). LRP reads
     the product as the diagonal linear layer it is and applies the Scale's rule (default: ε with the call's ε;
-    any rule of Linear/Conv layers can be mapped to ``nx.Scale``). Products of two activations (gates,
+    any rule of Linear/Conv layers can be mapped to ``nx.canonizers.Scale``). Products of two activations (gates,
     attention) and products with a Python number are left alone.
 
     Examples
