@@ -300,3 +300,21 @@ def test_namespaces_show_in_dir_and_the_gradient_function_is_unambiguous() -> No
     assert {"rules", "canonizers", "lrp_rules"} <= set(dir(nx))
     assert callable(nx.gradient) and not isinstance(nx.gradient, type)
     assert isinstance(nx.rules.Gradient(), nx.rules.Rule)
+
+
+def test_canonizers_remove_exactly_their_own_hooks() -> None:
+    net = _resnet()
+    x = _x(1)
+    before = _full_state(net)
+    canon = nx.canonizers.MergeBatchNorm()
+    with canon.apply(net, x):  # the trace path (attribute-style residual blocks) and the Sequential pairs
+        assert len(canon.transparent()) == sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+        assert all(len(bn._forward_hooks) == 1 for bn in canon.transparent())
+        kept = net.bn1.register_forward_hook(lambda m, a, o: None)  # a hook of someone else, added meanwhile
+        merged = net(x)
+    assert list(net.bn1._forward_hooks) == [kept.id]  # the canonizer's went, the other one stayed
+    kept.remove()
+    _assert_full(before, _full_state(net))
+    assert {k: id(v) for k, v in net.named_parameters()} == before["objects"]
+    assert canon.transparent() == set()
+    torch.testing.assert_close(merged, net(x), rtol=1e-10, atol=1e-12)

@@ -1,6 +1,8 @@
-"""The LRP engine: hooks that turn one forward and one backward pass into a relevance propagation.
+"""The LRP engine: the autograd nodes that turn one forward and one backward pass into a relevance propagation.
 
-During the forward pass every module with a rule is hooked: its output is replaced by the output of
+The hooks that put them into the model live in :mod:`.session` (one :class:`~.session.Session` per
+:func:`~nbexplain.lrp` call or :func:`~nbexplain.lrp_rules` block). During the forward pass every module with
+a rule is hooked: its output is replaced by the output of
 an autograd function that computes the rule's denominators (``Rule.forward``) and whose backward
 pass turns the incoming relevance into input relevance (``Rule.backward``). The backward pass is then
 a single ``torch.autograd.grad`` call seeded with the explained output, so relevance — not gradient —
@@ -8,14 +10,14 @@ flows through the graph. Modules without a rule (max pooling, reshapes, eval-mod
 along their gradient. A module called more than once gets one autograd node per call.
 
 - A batch norm that normalises exactly the output a Linear/Conv call just produced is folded into that call
-  while the forward pass runs (:meth:`_Session._merge`): one rule node from the layer's input to the batch
+  while the forward pass runs (:meth:`.session.Session._merge`): one rule node from the layer's input to the batch
   norm's output, with merged weights derived only when a rule needs them.
 - A module mapped to :class:`~.rules.Gradient` (LSTM, GRU, attention, any block, also with tuple outputs)
   gets one :class:`_GradientFunction` node: gradient × input through the module's own graph.
 - Operations outside any module with a rule are rejected after the forward pass (``strict``); the error
   names the module whose forward computed them (found by a second, diagnostic pass, :class:`_OpOwners`).
   With ``strict=False`` they get rules consistent with gradient × input during the forward pass
-  (:mod:`.functional`), which reads :attr:`_Session.depth` to leave the operations inside units alone.
+  (:mod:`.functional`), which reads :attr:`.session.Session.depth` to leave the operations inside units alone.
 - Weight-sized scratch tensors of the rules live in a :class:`~.ops.Workspace` that the layers take turns on.
 """
 
@@ -391,7 +393,7 @@ def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None
 
 
 class _DepthHook:
-    """Forward pre-hook counting the units running (:attr:`_Session.depth`); marked as nbexplain's own, so
+    """Forward pre-hook counting the units running (:attr:`.session.Session.depth`); marked as nbexplain's own, so
     that it does not count as a user's weight hook (:func:`~.canonizers.bn_mergeable`)."""
 
     nbexplain_internal = True

@@ -1,4 +1,5 @@
-"""The :func:`lrp` entry point: validation, batching, and one forward + one backward pass per batch."""
+"""The :func:`lrp` entry point: validation, batching, and one forward + one backward pass per batch, with the
+rules on the model by :func:`~.session.rules_on` (the code path :func:`~.context.lrp_rules` uses too)."""
 
 from __future__ import annotations
 
@@ -235,7 +236,9 @@ def lrp(
     layers
         Layer name(s) whose output relevance to return in ``result.layers``.
     init
-        ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1.
+        ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1 — the
+        gradient's seed, so ``init="one"`` is what :func:`~nbexplain.gradient` returns inside
+        :func:`~nbexplain.lrp_rules` (the same rules on the model for any gradient-based method).
     batch_size
         Explain at most this many samples per pass (bounds memory). ``None``: as many as fit in about
         2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224).
