@@ -209,7 +209,7 @@ def test_recurrent_layer_names_itself_and_takes_the_gradient_rule(cell: str) -> 
     model = rnn_classifier(cell)
     ids = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(0))
     kind = "LSTM" if cell == "lstm" else "GRU"
-    with pytest.raises(nx.UnsupportedModuleError, match=rf"'rnn' \({kind}\).*nx\.Gradient\(\)"):
+    with pytest.raises(nx.UnsupportedModuleError, match=rf"'rnn' \({kind}\).*nx\.rules\.Gradient\(\)"):
         nx.lrp(model, ids, 1)
     eps = 1e-6
     res = nx.lrp(model, ids, 1, composite={"rnn": nx.rules.Gradient(eps), nn.Linear: nx.rules.Epsilon(eps)})

@@ -129,7 +129,8 @@ def _explain_batch(
         with torch.enable_grad():
             (rel,) = torch.autograd.grad(out, leaf, seed)
     finally:
-        session.workspace.close()
+        if session.workspace is not None:
+            session.workspace.close()
     if tap is not None:
         rel = rel.sum(-1)  # one value per token: summed over the embedding features
     if not bool(torch.isfinite(rel).all()):

@@ -132,7 +132,7 @@ class Session:
         self.merge_bn = any(isinstance(c, MergeBatchNorm) for c in self.canonizers)
         for c in self.canonizers:
             self.transparent |= c.transparent()
-        self._reset()
+        self._reset(pooled=None)
         try:
             self._register(model)
         except BaseException:
@@ -174,8 +174,9 @@ class Session:
     # one explained pass per forward pass of the model
     # ------------------------------------------------------------------------------------------------
 
-    def _reset(self) -> None:
-        """Fresh per-pass state."""
+    def _reset(self, pooled: bool | None) -> None:
+        """Fresh per-pass state (``pooled``: whether the workspace takes the buffers kept between calls;
+        ``None``: no workspace yet)."""
         self.first_done = False
         self.rules: dict[str, Rule] = {}
         self.captured: dict[str, list[torch.Tensor]] = {}
@@ -195,7 +196,9 @@ class Session:
         # the functional rules of strict=False), and a unit called inside another (a residual Sum inside a
         # block mapped to nx.rules.Gradient()) is part of the outer unit's computation, not a rule of its own
         self.depth = 0
-        self.workspace = Workspace(pooled=self.pooled)
+        # a pooled workspace takes the buffers kept from the previous call: made when a pass begins, never before
+        # (one made for nothing would take them and never give them back, and count as a call of the weight cache)
+        self.workspace: Workspace | None = None if pooled is None else Workspace(pooled=pooled)
 
     def _clear(self) -> None:
         """Let the activations go as soon as the pass is over (the rule nodes keep what they need)."""
@@ -218,7 +221,7 @@ class Session:
                 "something the rules do not describe. Call the model in eval mode (the nbexplain methods do by "
                 "default), and train it outside the context."
             )
-        self._reset()
+        self._reset(pooled=self.pooled)
         leaves = _tensor_leaves((args, kwargs))
         # the graph check stops where the model's computation begins
         self._stop = {id(t.grad_fn) for t in leaves if t.grad_fn is not None}
@@ -256,7 +259,7 @@ class Session:
             return None
         self._leave()
         if output is None:  # the forward pass raised: nothing to check, no backward pass will come
-            if self.pooled:
+            if self.pooled and self.workspace is not None:
                 self.workspace.close()
             return None
         if self.functional is not None:
@@ -278,7 +281,7 @@ class Session:
         if not bad:
             return
         if self.strict:
-            if self.pooled:
+            if self.pooled and self.workspace is not None:
                 self.workspace.close()
             raise self._locate(args, kwargs)
         warnings.warn(
@@ -301,7 +304,7 @@ class Session:
         finally:
             owners.close()
             self.diagnosing = False
-        if self.pooled:
+        if self.pooled and self.workspace is not None:
             self.workspace.close()
         bad = {id(b): b for out in self._selected(raw) for b in _bad_nodes(out, self._stop)}
         return _graph_error(list(bad.values()), owners.owners)
