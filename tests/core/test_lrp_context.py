@@ -318,3 +318,34 @@ def test_canonizers_remove_exactly_their_own_hooks() -> None:
     assert {k: id(v) for k, v in net.named_parameters()} == before["objects"]
     assert canon.transparent() == set()
     torch.testing.assert_close(merged, net(x), rtol=1e-10, atol=1e-12)
+
+
+class _InterruptOnce(nn.Module):
+    """A block that raises KeyboardInterrupt when armed (torch runs no always-called hook for it), once."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.armed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        return self.inner(x)
+
+
+def test_a_pass_cut_short_by_keyboard_interrupt_does_not_leak_into_the_next() -> None:
+    net, x = _resnet(), _x()
+    net.layer2 = _InterruptOnce(net.layer2)
+    reference = nx.lrp(net, x, 1, "epsilon_plus_flat", init="one").relevance
+    net.layer2.armed = True
+    before = _full_state(net)
+    with nx.lrp_rules(net, "epsilon_plus_flat"):
+        with pytest.raises(KeyboardInterrupt):
+            nx.gradient(net, x, 1)
+        inside = _map(nx.gradient(net, x, 1))  # a fresh pass: the first layer gets its Flat rule again
+    _close(inside, reference)
+    _assert_full(before, _full_state(net))
+    a = torch.ones(2, requires_grad=True)
+    assert type((a + a).grad_fn).__name__ == "AddBackward0"  # the residual canonizer's mode is off

@@ -123,6 +123,7 @@ class Session:
         self.active = False
         self.diagnosing = False
         self._pass: ExitStack | None = None
+        self._frame: Any = None
         self._stop: set[int] = set()
         self._reentered = 0
         self.transparent: set[nn.Module] = set()
@@ -208,11 +209,22 @@ class Session:
         self.capture_store.clear()
         self.halves.clear()
 
+    def _running(self) -> bool:
+        """Whether the pass that began is still on the call stack (else a KeyboardInterrupt, which runs no
+        always-called hook, cut it short)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame is self._frame:
+                return True
+            frame = frame.f_back
+        return False
+
     def _begin(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
-        if self.active:  # the model calls itself: part of the running pass
+        if self.active and self._running():  # the model calls itself: part of the running pass
             self._reentered += 1
             return None
-        self._leave()  # a pass cut short by a KeyboardInterrupt (no always-called hook ran)
+        self._leave()  # a pass cut short by a KeyboardInterrupt: its modes off, its state gone
+        self._reentered = 0
         training = [n or "the model" for n, m in model.named_modules() if m.training]
         if training:
             raise RuntimeError(
@@ -238,12 +250,14 @@ class Session:
             stack.close()
             raise
         self._pass = stack
+        self._frame = sys._getframe(1)  # the model call's frame (torch's _call_impl), to tell a reentry
         self.active = True
         return None
 
     def _leave(self) -> None:
         """End the running pass: canonizer and functional modes off, per-pass maps cleared."""
         self.active = False
+        self._frame = None
         stack, self._pass = self._pass, None
         try:
             if stack is not None:
