@@ -24,7 +24,7 @@ Examples
 >>> comp = nx.Composite({torch.nn.Conv2d: nx.rules.ZPlus(), torch.nn.Linear: nx.rules.Epsilon(0.1)},
 ...                     first=nx.rules.Flat())
 >>> comp.rule_for("fc", torch.nn.Linear(3, 2))
-Epsilon(epsilon=0.1)
+Epsilon(epsilon=0.1, bias=True)
 """
 
 from __future__ import annotations
