@@ -1,7 +1,8 @@
 """nbexplain — see inside PyTorch models from a notebook.
 
 Everything public in :mod:`nbexplain.core` is re-exported here (``import nbexplain as nx``), plus the
-``widgets``, ``data``, ``zoo`` and ``architectures`` submodules. See docs/architecture.md for the contract.
+namespaces ``nx.rules`` (LRP rules) and ``nx.canonizers``, and the ``widgets``, ``data``, ``zoo`` and
+``architectures`` submodules. See docs/architecture.md for the contract.
 """
 
 from __future__ import annotations
@@ -9,17 +10,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from . import canonizers, rules
 from . import core as _core
 from .core import *  # noqa: F403 - the public API is core's __all__
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "widgets", "data", "zoo", "architectures", *_core.__all__]
+__all__ = ["__version__", "widgets", "data", "zoo", "architectures", "rules", "canonizers", *_core.__all__]
 
 _LAZY = ("widgets", "data", "zoo", "architectures")
 
 #: Public names that were renamed (issue 12: one vocabulary): the old name fails with the new spelling.
-_RENAMED: dict[str, str] = {}
+_RENAMED: dict[str, str] = {
+    # LRP rules and canonizers live in their namespaces (nx.Gradient, a rule, read like nx.gradient)
+    **{n: f"rules.{n}" for n in rules.__all__},
+    **{n: f"canonizers.{n}" for n in canonizers.__all__},
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -36,39 +36,21 @@ __all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "Simil
 __all__ += ["dft_cca", "DFTCCAResult", "StreamingDFTCCA", "svcca_directions", "SVCCADirectionsResult"]
 __all__ += ["class_sensitivity", "ClassSensitivityResult"]
 
-# --- attribution: LRP ---
+# --- attribution: LRP (rules in nx.rules, canonizers in nx.canonizers: nbexplain/rules.py, canonizers.py) ---
 from .attribution.lrp import (
     COMPOSITES,
-    AlphaBeta,
-    Canonizer,
     Composite,
-    Epsilon,
-    ExplicitResidual,
-    ExplicitScale,
-    Flat,
     FunctionalOpsWarning,
-    Gamma,
-    Gradient,
     LRPResult,
-    MergeBatchNorm,
-    Norm,
-    Pass,
-    Rule,
-    Scale,
     UnsupportedModuleError,
-    WSquare,
-    ZBox,
-    ZeroRule,
-    ZPlus,
     lrp,
+    lrp_rules,
     register_composite,
     unregister_composite,
 )
 
-__all__ += ["lrp", "LRPResult", "UnsupportedModuleError", "Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta"]
-__all__ += ["ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass", "Gradient", "Composite", "COMPOSITES"]
-__all__ += ["register_composite", "unregister_composite"]
-__all__ += ["Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "Scale", "FunctionalOpsWarning"]
+__all__ += ["lrp", "lrp_rules", "LRPResult", "UnsupportedModuleError", "Composite", "COMPOSITES"]
+__all__ += ["register_composite", "unregister_composite", "FunctionalOpsWarning"]
 
 # --- attribution: sensitivity, rate-distortion, continuity ---
 from .attribution.continuity import ContinuityResult, continuity

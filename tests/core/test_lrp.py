@@ -75,7 +75,7 @@ def test_batches_give_the_same_result_as_one_pass() -> None:
 
 def test_init_one_explains_unit_relevance() -> None:
     model = mlp(12, (8,)).double()
-    res = nx.lrp(model, _x((3, 12), 1), 0, composite={nn.Linear: nx.ZeroRule(bias=False)}, init="one")
+    res = nx.lrp(model, _x((3, 12), 1), 0, composite={nn.Linear: nx.rules.ZeroRule(bias=False)}, init="one")
     torch.testing.assert_close(res.explained, torch.ones(3, dtype=torch.float64))
     torch.testing.assert_close(res.total, torch.ones(3, dtype=torch.float64))
 
@@ -85,7 +85,7 @@ def test_init_one_explains_unit_relevance() -> None:
 
 def test_intermediate_layer_relevance_is_conserved_layer_by_layer() -> None:
     model = mlp(12, (8, 6)).double()
-    rule = nx.ZeroRule(bias=False)
+    rule = nx.rules.ZeroRule(bias=False)
     res = nx.lrp(model, _x((3, 12), 2), 1, composite={nn.Linear: rule}, layers=["fc1", "relu1", "fc2", "out"])
     assert res.layers["fc1"].shape == (3, 8) and res.layers["fc2"].shape == (3, 6)
     for name in ("fc1", "relu1", "fc2", "out"):
@@ -98,18 +98,18 @@ def test_intermediate_layer_relevance_is_conserved_layer_by_layer() -> None:
 
 def test_flat_on_a_dense_first_layer_gives_every_input_the_same_relevance() -> None:
     model = mlp(20, (8,)).double()
-    res = nx.lrp(model, _x((4, 20), 3), 2, composite=nx.Composite({nn.Linear: nx.Epsilon()}, first=nx.Flat()), layers="fc1")
+    res = nx.lrp(model, _x((4, 20), 3), 2, composite=nx.Composite({nn.Linear: nx.rules.Epsilon()}, first=nx.rules.Flat()), layers="fc1")
     rel = res.relevance
     torch.testing.assert_close(rel, rel[:, :1].expand_as(rel))
     torch.testing.assert_close(rel.sum(1), res.layers["fc1"].sum(1))
-    assert res.rules["fc1"] == nx.Flat() and res.rules["out"] == nx.Epsilon()
+    assert res.rules["fc1"] == nx.rules.Flat() and res.rules["out"] == nx.rules.Epsilon()
 
 
 def test_layer_names_override_types() -> None:
     model = mlp(12, (8, 6)).double()
-    comp = nx.Composite({"fc2": nx.ZPlus(), nn.Linear: nx.Epsilon(0.5)})
+    comp = nx.Composite({"fc2": nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon(0.5)})
     res = nx.lrp(model, _x((2, 12), 4), 0, composite=comp)
-    assert res.rules["fc2"] == nx.ZPlus() and res.rules["fc1"] == nx.Epsilon(0.5)
+    assert res.rules["fc2"] == nx.rules.ZPlus() and res.rules["fc1"] == nx.rules.Epsilon(0.5)
 
 
 def test_zbox_default_bounds_are_the_batch_range() -> None:
@@ -143,7 +143,7 @@ def test_a_module_called_twice_matches_the_reference() -> None:
     net = Shared().double().eval()
     x = _x((3, 6), 6)
     target = torch.tensor([0, 1, 2])
-    rule = nx.Epsilon(0.01)
+    rule = nx.rules.Epsilon(0.01)
     res = nx.lrp(net, x, target, composite={nn.Linear: rule}, layers="fc")
     plan = [("linear", net.fc, ("eps", 0.01, True)), ("relu",), ("linear", net.fc, ("eps", 0.01, True)), ("relu",),
             ("linear", net.out, ("eps", 0.01, True))]
@@ -162,7 +162,7 @@ def test_conv1d_tanh_avg_pool_match_the_reference(pool: nn.Module, width: int) -
     ).double()
     x = _x((3, 2, 9), 7)
     target = torch.tensor([2, 0, 1])
-    res = nx.lrp(net, x, target, composite={nn.Conv1d: nx.Gamma(0.5), nn.Linear: nx.Epsilon(0.1)})
+    res = nx.lrp(net, x, target, composite={nn.Conv1d: nx.rules.Gamma(0.5), nn.Linear: nx.rules.Epsilon(0.1)})
     plan = [("linear", net[0], ("gamma", 0.5, True)), ("tanh",), ("linear", net[2], ("eps", 1e-9, True)),
             ("flatten",), ("linear", net[5], ("eps", 0.1, True))]
     want, _ = ref.run(plan, x, target)
@@ -178,7 +178,7 @@ def test_conv3d_leaky_relu_unflatten_adaptive_maxpool_match_the_reference() -> N
     ).double().eval()
     x = _x((2, 64), 8)
     target = torch.tensor([0, 2])
-    res = nx.lrp(net, x, target, composite={nn.Conv3d: nx.ZPlus(), nn.Linear: nx.Epsilon(0.01)})
+    res = nx.lrp(net, x, target, composite={nn.Conv3d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon(0.01)})
     # matrix form: Conv3d on the unflattened input (z⁺, inputs of both signs) → LeakyReLU (relevance
     # passes) → adaptive max pool (winner takes all) → Linear (ε)
     rows = torch.arange(2)
@@ -222,7 +222,7 @@ def test_batchnorm_merge_matches_and_train_mode_is_explained_in_eval_mode() -> N
 def test_merge_batchnorm_canonizer_standalone_restores_the_model() -> None:
     net = resnet()
     before = _state(net)
-    canon = nx.MergeBatchNorm()
+    canon = nx.canonizers.MergeBatchNorm()
     x = _x((2, 2, 6, 6), 9)
     assert len(canon.pairs(net)) == 1  # Sequential order only finds the shortcut's pair
     assert len(canon.pairs(net, x)) == 5  # tracing finds the attribute-style pairs too
@@ -243,9 +243,9 @@ def test_merge_batchnorm_canonizer_standalone_restores_the_model() -> None:
 def test_unsupported_module_names_it_and_says_how_to_map_a_rule() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.Linear(5, 3))
-    with pytest.raises(nx.UnsupportedModuleError, match=r"'1' \(LayerNorm\).*nx\.Pass\(\)"):
+    with pytest.raises(nx.UnsupportedModuleError, match=r"'1' \(LayerNorm\).*nx\.rules\.Pass\(\)"):
         nx.lrp(net, torch.rand(2, 4), 0)
-    res = nx.lrp(net, torch.rand(2, 4), 0, composite={nn.LayerNorm: nx.Gradient(), nn.Linear: nx.Epsilon()})
+    res = nx.lrp(net, torch.rand(2, 4), 0, composite={nn.LayerNorm: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()})
     assert res.relevance.shape == (2, 4) and torch.isfinite(res.relevance).all()
 
 
@@ -294,17 +294,17 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="Did you mean 'fc1'"):
         nx.lrp(model, x, 0, layers=["fc11"])
     with pytest.raises(ValueError, match="does not have.*Did you mean 'fc1'"):
-        nx.lrp(model, x, 0, composite={"fc_1": nx.Epsilon()})
+        nx.lrp(model, x, 0, composite={"fc_1": nx.rules.Epsilon()})
     with pytest.raises(TypeError, match="Rule instances"):
         nx.lrp(model, x, 0, composite={nn.Linear: "epsilon"})
     with pytest.raises(TypeError, match="torch.nn.Module"):
         nx.lrp(object(), x, 0)
     with pytest.raises(ValueError, match="α − β = 1"):
-        nx.AlphaBeta(2, 0.5)
+        nx.rules.AlphaBeta(2, 0.5)
     with pytest.raises(ValueError, match="≥ 0"):
-        nx.Epsilon(-1)
+        nx.rules.Epsilon(-1)
     with pytest.raises(TypeError, match="needs a Linear, Conv"):
-        nx.lrp(model, x, 0, composite={nn.ReLU: nx.ZPlus(), nn.Linear: nx.Epsilon()})
+        nx.lrp(model, x, 0, composite={nn.ReLU: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon()})
     with pytest.raises(ValueError, match=r"\(N, T=3, V=1\).*target=\(position, token\)"):  # a 3-D output: a sequence
         nx.lrp(nn.Sequential(nn.Linear(12, 3), nn.Unflatten(1, (3, 1))), x, 0)
 
@@ -375,7 +375,7 @@ def test_parametrized_layers_are_units_and_stay_unmerged() -> None:
     a = nx.lrp(param, x, 1, composite="epsilon_plus")
     b = nx.lrp(plain, x, 1, composite="epsilon_plus", canonizers=None)
     torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-9, atol=1e-12)
-    assert a.rules["0"] == nx.ZPlus() and a.rules["1"] == nx.Epsilon()
+    assert a.rules["0"] == nx.rules.ZPlus() and a.rules["1"] == nx.rules.Epsilon()
     _assert_same(before, _state(param))
 
 
@@ -385,7 +385,7 @@ def test_zbox_accepts_per_channel_bounds() -> None:
     low = torch.tensor([-1.0, -0.5], dtype=torch.float64).view(2, 1, 1)
     high = torch.tensor([1.0, 0.5], dtype=torch.float64).view(2, 1, 1)
     a = nx.lrp(model, x.clamp(low, high), 0, composite="epsilon_gamma_box", low=low, high=high)
-    comp = nx.Composite({nn.Conv2d: nx.Gamma(0.25), nn.Linear: nx.Epsilon()}, first=nx.ZBox(low, high))
+    comp = nx.Composite({nn.Conv2d: nx.rules.Gamma(0.25), nn.Linear: nx.rules.Epsilon()}, first=nx.rules.ZBox(low, high))
     b = nx.lrp(model, x.clamp(low, high), 0, composite=comp)
     torch.testing.assert_close(a.relevance, b.relevance)
     c = nx.lrp(model, x.clamp(low, high), 0, composite="epsilon_gamma_box", low=-1.0, high=1.0)
@@ -397,7 +397,7 @@ def test_zbox_accepts_per_channel_bounds() -> None:
 def test_merge_batchnorm_trace_leaves_a_training_model_untouched() -> None:
     net = resnet().train()
     before = _state(net)
-    pairs = nx.MergeBatchNorm().pairs(net, _x((2, 2, 6, 6), 12))
+    pairs = nx.canonizers.MergeBatchNorm().pairs(net, _x((2, 2, 6, 6), 12))
     assert len(pairs) == 5
     _assert_same(before, _state(net))  # running statistics not updated, modes and hooks as found
 

@@ -2,7 +2,7 @@
 
 captum's ``LRP`` applies ``EpsilonRule`` (default ε = 1e-9; set 1e-6 here to match nbexplain's ε) to
 every Linear layer, with the bias in the denominator and ``sign(0) = +1`` — the same convention as
-``nx.Epsilon``. Documented differences: captum refuses ``nn.Flatten``/``nn.Unflatten`` modules (it has
+``nx.rules.Epsilon``. Documented differences: captum refuses ``nn.Flatten``/``nn.Unflatten`` modules (it has
 no rule for them) and it edits the layer weights in place while it runs (restoring them afterwards);
 nbexplain never writes to a parameter and passes relevance through reshapes.
 """

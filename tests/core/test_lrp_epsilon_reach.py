@@ -45,14 +45,14 @@ def test_epsilon_reaches_the_batch_norms_of_a_pre_activation_densenet(epsilon: f
         res = nx.lrp(net, x, t, composite="epsilon", epsilon=epsilon)
     assert _rel_err(res.relevance, want) < tol  # with the hidden Epsilon(1e-6): 7e-4 at either ε
     unmerged = {k: v for k, v in res.rules.items() if "norm" in k or k.startswith("transition.0")}
-    assert len(unmerged) == 4 and all(v == nx.Epsilon(epsilon) for v in unmerged.values()), unmerged
+    assert len(unmerged) == 4 and all(v == nx.rules.Epsilon(epsilon) for v in unmerged.values()), unmerged
 
 
 @pytest.mark.parametrize("way", ["one rule", "dict", "Composite"])
 def test_every_way_of_asking_for_epsilon_everywhere_gets_it(way: str) -> None:
-    layers = {nn.Conv2d: nx.Epsilon(1e-12), nn.Linear: nx.Epsilon(1e-12)}
+    layers = {nn.Conv2d: nx.rules.Epsilon(1e-12), nn.Linear: nx.rules.Epsilon(1e-12)}
     composite: object = {
-        "one rule": lambda: nx.Epsilon(1e-12),
+        "one rule": lambda: nx.rules.Epsilon(1e-12),
         "dict": lambda: layers,
         "Composite": lambda: nx.Composite(layers, epsilon=1e-12),
     }[way]()
@@ -60,23 +60,23 @@ def test_every_way_of_asking_for_epsilon_everywhere_gets_it(way: str) -> None:
     kw = {"epsilon": 1e-12} if isinstance(composite, dict) else {}
     res = nx.lrp(net, x, t, composite=composite, **kw)  # type: ignore[arg-type]
     assert _rel_err(res.relevance, _grad_x_input(net, x, t)) < 1e-7
-    assert all(r.epsilon <= 1e-12 for r in res.rules.values() if isinstance(r, nx.Epsilon)), res.rules
+    assert all(r.epsilon <= 1e-12 for r in res.rules.values() if isinstance(r, nx.rules.Epsilon)), res.rules
 
 
 def test_a_large_epsilon_does_not_make_the_proportional_splits_absorb_relevance() -> None:
     net, x, t = _densenet()
     res = nx.lrp(net, x, t, composite="epsilon_plus", epsilon=0.25)
-    assert res.rules["norm"] == nx.Epsilon(0.25) and res.rules["fc"] == nx.Epsilon(0.25)
-    assert res.rules["pool"] == nx.Norm(1e-9) and res.rules["transition.3"] == nx.Norm(1e-9)
+    assert res.rules["norm"] == nx.rules.Epsilon(0.25) and res.rules["fc"] == nx.rules.Epsilon(0.25)
+    assert res.rules["pool"] == nx.rules.Norm(1e-9) and res.rules["transition.3"] == nx.rules.Norm(1e-9)
     tiny = nx.lrp(net, x, t, composite="epsilon", epsilon=1e-12)
-    assert tiny.rules["pool"] == nx.Norm(1e-12)  # below 1e-9, ε → 0 reaches them too
+    assert tiny.rules["pool"] == nx.rules.Norm(1e-12)  # below 1e-9, ε → 0 reaches them too
 
 
 def test_a_composite_object_keeps_its_epsilon_and_a_conflicting_one_is_refused() -> None:
     net, x, t = _densenet()
-    comp = nx.Composite({nn.Conv2d: nx.ZPlus(), nn.Linear: nx.Epsilon(0.1)})
+    comp = nx.Composite({nn.Conv2d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon(0.1)})
     res = nx.lrp(net, x, t, composite=comp)
-    assert res.rules["norm"] == nx.Epsilon(1e-6)  # the documented default of a Composite
+    assert res.rules["norm"] == nx.rules.Epsilon(1e-6)  # the documented default of a Composite
     with pytest.raises(ValueError, match=r"`epsilon`=1e-09 .*nx\.Composite\(\.\.\., epsilon=1e-09\)"):
         nx.lrp(net, x, t, composite=comp, epsilon=1e-9)
     assert nx.lrp(net, x, t, composite=comp, epsilon=1e-6).rules == res.rules  # the same value: no conflict

@@ -1,7 +1,7 @@
-"""LRP through functional operations (``strict=False``) and the ``nx.Gradient()`` rule's stabiliser.
+"""LRP through functional operations (``strict=False``) and the ``nx.rules.Gradient()`` rule's stabiliser.
 
 The reference is gradient × input from ``torch.autograd.grad`` in float64: with ε → 0 rules on the Linear
-layers and ``nx.Gradient()`` on everything LRP has no rule for, every rule is consistent with gradient × input
+layers and ``nx.rules.Gradient()`` on everything LRP has no rule for, every rule is consistent with gradient × input
 (Montavon et al. 2019: ε → 0 LRP of a ReLU network is gradient × input), so any functional operation handled
 inconsistently — relevance following the *gradient* through ``t.mean(1)`` hands every term R/T instead of
 its share — shows as a mismatch. Before the functional rules, ``mean`` alone was off by 140 %.
@@ -81,9 +81,9 @@ def test_functional_operations_get_rules_consistent_with_gradient_times_input(ca
     x = torch.randn(3, 5, 8, dtype=torch.float64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = nx.lrp(net, x, 1, composite={nn.Linear: nx.Epsilon(TINY)}, strict=False)
+        res = nx.lrp(net, x, 1, composite={nn.Linear: nx.rules.Epsilon(TINY)}, strict=False)
     want = _grad_x_input(net, x, 1)
-    # tolerance: the residual Sum's own ε (nx.Norm(), 1e-9) moves near-cancelling sums by ~1e-8 of the map
+    # tolerance: the residual Sum's own ε (nx.rules.Norm(), 1e-9) moves near-cancelling sums by ~1e-8 of the map
     torch.testing.assert_close(res.relevance, want, rtol=1e-6, atol=1e-7 * float(want.abs().max()))
     flagged = [str(w.message) for w in caught if issubclass(w.category, FunctionalOpsWarning)]
     if case in NONLINEAR:  # not an LRP rule: said, with the operation and the module that computed it
@@ -96,17 +96,17 @@ def test_strict_names_the_functional_operation_its_module_and_a_remedy_that_work
     net = _Around(CASES["plus-position"]).double().eval()
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     with pytest.raises(nx.UnsupportedModuleError) as err:
-        nx.lrp(net, x, 0, composite={nn.Linear: nx.Epsilon(TINY)})
+        nx.lrp(net, x, 0, composite={nn.Linear: nx.rules.Epsilon(TINY)})
     msg = str(err.value)
     assert "AddBackward0" in msg and "MeanBackward1" in msg and "(_Around)" in msg, msg
     assert "strict=False" in msg and "proportion" in msg, msg
-    res = nx.lrp(net, x, 0, composite={nn.Linear: nx.Epsilon(TINY)}, strict=False)  # the remedy
+    res = nx.lrp(net, x, 0, composite={nn.Linear: nx.rules.Epsilon(TINY)}, strict=False)  # the remedy
     want = _grad_x_input(net, x, 0)
     torch.testing.assert_close(res.relevance, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
 
 
 class _Block(nn.Module):
-    """A residual block with a non-linearity inside: mapped to nx.Gradient() as a whole."""
+    """A residual block with a non-linearity inside: mapped to nx.rules.Gradient() as a whole."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,13 +117,13 @@ class _Block(nn.Module):
 
 
 def test_a_residual_sum_inside_a_gradient_block_is_part_of_the_block() -> None:
-    # canonizers="auto" turns `t + f(t)` into a Sum module; inside a block mapped to nx.Gradient() it must stay
+    # canonizers="auto" turns `t + f(t)` into a Sum module; inside a block mapped to nx.rules.Gradient() it must stay
     # a plain sum (the block's rule is gradient × input through all of it), not a proportional split nested in
     # the block's own graph (that gave 0.3 % off here)
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(4, 6), _Block(), nn.Linear(6, 3)).double().eval()
     x = torch.randn(5, 4, dtype=torch.float64)
-    res = nx.lrp(net, x, 2, composite={_Block: nx.Gradient(), nn.Linear: nx.Epsilon(TINY)})
+    res = nx.lrp(net, x, 2, composite={_Block: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY)})
     want = _grad_x_input(net, x, 2)
     torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10 * float(want.abs().max()))
 
@@ -145,14 +145,14 @@ def test_gradient_rule_is_gradient_times_input_by_default_and_takes_an_explicit_
     x = torch.randn(4, 3, dtype=torch.float64)
     want = _grad_x_input(net, x, 0)
     tol = {"rtol": 1e-7, "atol": 1e-9 * float(want.abs().max())}
-    assert repr(nx.Gradient()) == "Gradient(epsilon=None)"
-    got = nx.lrp(net, x, 0, composite={_Cancel: nx.Gradient(), nn.Linear: nx.Epsilon(TINY)}).relevance
+    assert repr(nx.rules.Gradient()) == "Gradient(epsilon=None)"
+    got = nx.lrp(net, x, 0, composite={_Cancel: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY)}).relevance
     torch.testing.assert_close(got, want, **tol)
     # an explicit ε is a stabiliser: it damps the near-zero outputs, so the map moves away from gradient × input
-    damped = nx.lrp(net, x, 0, composite={_Cancel: nx.Gradient(1e-3), nn.Linear: nx.Epsilon(TINY)}).relevance
+    damped = nx.lrp(net, x, 0, composite={_Cancel: nx.rules.Gradient(1e-3), nn.Linear: nx.rules.Epsilon(TINY)}).relevance
     assert float((damped - want).abs().max()) > 0.1 * float(want.abs().max())
     with pytest.raises(ValueError, match="epsilon"):
-        nx.Gradient(-1.0)
+        nx.rules.Gradient(-1.0)
 
 
 class _InplaceAfterConv(nn.Module):
@@ -200,7 +200,7 @@ def test_an_operation_no_functional_rule_reaches_is_named_in_a_warning() -> None
     net = _Around(lambda m, t: _Cube.apply(t)).double().eval()
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     with pytest.warns(FunctionalOpsWarning, match="_CubeBackward"):
-        nx.lrp(net, x, 0, composite={nn.Linear: nx.Epsilon(TINY)}, strict=False)
+        nx.lrp(net, x, 0, composite={nn.Linear: nx.rules.Epsilon(TINY)}, strict=False)
     with warnings.catch_warnings():  # the ops the functional rules cover leave no such warning
         warnings.simplefilter("error")
-        nx.lrp(_Around(CASES["inplace-on-a-view"]).double().eval(), x, 0, composite={nn.Linear: nx.Epsilon(TINY)}, strict=False)
+        nx.lrp(_Around(CASES["inplace-on-a-view"]).double().eval(), x, 0, composite={nn.Linear: nx.rules.Epsilon(TINY)}, strict=False)

@@ -91,7 +91,7 @@ def test_every_rule_on_a_layer_scale_reads_it_as_a_diagonal_linear_layer(rule: s
     x, t = _data()
     want, out = ref.run(_plan(net, as_ref(RULES[rule])), x, t)
     with untouched(net):
-        res = nx.lrp(net, x, t, composite={nx.Scale: RULES[rule], nn.Conv2d: nx.Epsilon(1e-6), nn.Linear: nx.Epsilon(1e-6)})
+        res = nx.lrp(net, x, t, composite={nx.canonizers.Scale: RULES[rule], nn.Conv2d: nx.rules.Epsilon(1e-6), nn.Linear: nx.rules.Epsilon(1e-6)})
     assert res.rules["<layer scale>"] == RULES[rule]
     torch.testing.assert_close(res.output, out.detach())
     _close(res.relevance, want)
@@ -106,7 +106,7 @@ def test_every_way_of_writing_the_product_gets_the_same_rule_and_output(written:
         expected_out = net(x)
     with untouched(net):
         res = nx.lrp(net, x, t, composite="epsilon", epsilon=0.05)
-    assert res.rules["<layer scale>"] == nx.Epsilon(0.05)  # the call's ε reaches the layer scale
+    assert res.rules["<layer scale>"] == nx.rules.Epsilon(0.05)  # the call's ε reaches the layer scale
     assert torch.equal(res.output, expected_out)  # the product computed exactly as written
     _close(res.relevance, want, 1e-8)
 
@@ -115,7 +115,7 @@ def test_the_default_composite_gives_a_layer_scale_the_calls_epsilon() -> None:
     net = _ScaledConv().double().eval()
     x, t = _data()
     res = nx.lrp(net, x, t)
-    assert res.rules["<layer scale>"] == nx.Epsilon(1e-6)
+    assert res.rules["<layer scale>"] == nx.rules.Epsilon(1e-6)
     plan = [("linear", net.conv, ("flat",)), ("linear", _Times(net.gamma.detach()), ("eps", 1e-6, True)), ("relu",),
             ("flatten",), ("linear", net.head, ("eps", 1e-6, True))]
     want, _ = ref.run(plan, x, t)
@@ -131,8 +131,8 @@ def _convnext_reference(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tor
 
 def test_a_convnext_block_with_layer_scale_is_gradient_times_input_as_epsilon_goes_to_zero() -> None:
     """ConvNeXt blocks (depthwise 7×7, LayerNorm, Linear 4×, GELU, Linear, layer scale, residual): LRP has no
-    rule of its own for LayerNorm (the error says to map nx.Gradient()), GELU passes relevance by default (an
-    activation). With ε → 0 on every Linear/Conv and the layer scale, and nx.Gradient() on LayerNorm and GELU,
+    rule of its own for LayerNorm (the error says to map nx.rules.Gradient()), GELU passes relevance by default (an
+    activation). With ε → 0 on every Linear/Conv and the layer scale, and nx.rules.Gradient() on LayerNorm and GELU,
     every rule is consistent with gradient × input, so the map must equal it — the layer scale and the
     residual sum around it included."""
     net, case = build("convnext")
@@ -140,12 +140,12 @@ def test_a_convnext_block_with_layer_scale_is_gradient_times_input_as_epsilon_go
     assert any(float(b.gamma.detach().min()) < 0 < float(b.gamma.detach().max()) for b in net.blocks)  # scales of both signs
     x = case.x(3).double()
     t = torch.tensor([0, 1, 3])
-    with pytest.raises(nx.UnsupportedModuleError, match=r"'blocks\.0\.norm' \(LayerNorm\).*nx\.Gradient\(\)"):
+    with pytest.raises(nx.UnsupportedModuleError, match=r"'blocks\.0\.norm' \(LayerNorm\).*nx\.rules\.Gradient\(\)"):
         nx.lrp(net, x, t)
-    comp = {nn.LayerNorm: nx.Gradient(), nn.GELU: nx.Gradient(), nn.Linear: nx.Epsilon(TINY), nn.Conv2d: nx.Epsilon(TINY)}
+    comp = {nn.LayerNorm: nx.rules.Gradient(), nn.GELU: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY), nn.Conv2d: nx.rules.Epsilon(TINY)}
     with untouched(net):
         res = nx.lrp(net, x, t, composite=comp, epsilon=TINY)
-    assert res.rules["<layer scale>"] == nx.Epsilon(TINY) and res.rules["<residual sum>"] == nx.Norm(TINY)
+    assert res.rules["<layer scale>"] == nx.rules.Epsilon(TINY) and res.rules["<residual sum>"] == nx.rules.Norm(TINY)
     want = _convnext_reference(net, x, t)
     _close(res.relevance, want, 1e-7)
 
@@ -155,7 +155,7 @@ def test_a_convnext_block_runs_with_the_usual_lrp_choices() -> None:
     GELU passed: finite, the model's own output, and the model left as found."""
     net, case = build("convnext")
     x = case.x(2)
-    comp = nx.Composite({nn.LayerNorm: nx.Gradient(), nn.Conv2d: nx.ZPlus(), nn.Linear: nx.Epsilon()}, first=nx.Flat())
+    comp = nx.Composite({nn.LayerNorm: nx.rules.Gradient(), nn.Conv2d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon()}, first=nx.rules.Flat())
     with untouched(net):
         res = nx.lrp(net, x, 1, composite=comp)
     assert bool(res.relevance.isfinite().all()) and res.relevance.abs().sum() > 0
@@ -181,7 +181,7 @@ def test_a_product_of_two_activations_is_not_a_layer_scale_and_its_error_says_wh
         nx.lrp(_Gated(), torch.randn(2, 4), 0)
     msg = str(info.value)
     assert "MulBackward0" in msg and "layer scale" in msg and "product of two activations" in msg, msg
-    assert "strict=False" in msg and "nx.Gradient()" in msg, msg
+    assert "strict=False" in msg and "nx.rules.Gradient()" in msg, msg
     with pytest.warns(nx.FunctionalOpsWarning, match="mul"):  # the remedy named works, and says what it did
         res = nx.lrp(_Gated(), torch.randn(2, 4), 0, strict=False)
     assert bool(res.relevance.isfinite().all())
@@ -191,13 +191,13 @@ def test_the_error_without_the_canonizer_names_the_layer_scale_remedy() -> None:
     net = _ScaledConv().double().eval()
     x, t = _data()
     with pytest.raises(nx.UnsupportedModuleError, match=r"MulBackward0.*layer scale x \* self\.gamma.*canonizers='auto'"):
-        nx.lrp(net, x, t, canonizers=[nx.MergeBatchNorm(), nx.ExplicitResidual()])
+        nx.lrp(net, x, t, canonizers=[nx.canonizers.MergeBatchNorm(), nx.canonizers.ExplicitResidual()])
 
 
 def test_the_scale_module_keeps_no_reference_to_the_users_parameter() -> None:
     net = _ScaledConv().double().eval()
     x, t = _data()
-    canon = nx.ExplicitScale()
+    canon = nx.canonizers.ExplicitScale()
     nx.lrp(net, x, t, canonizers=[canon])
     assert canon.calls == 1 and canon.scale.factor is None and canon.scale.compute is None
     assert list(canon.scale.parameters()) == []

@@ -19,7 +19,7 @@ from tests.core.test_lrp import _assert_same, _state
 COMPOSITES = ("epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat")
 
 
-_TINY_NORM = {Sum: nx.Norm(1e-15), POOLS: nx.Norm(1e-15)}
+_TINY_NORM = {Sum: nx.rules.Norm(1e-15), POOLS: nx.rules.Norm(1e-15)}
 
 
 def _images(n: int = 3, size: int = 32, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -48,7 +48,7 @@ def test_resnet_epsilon_to_zero_equals_gradient_times_input(make) -> None:
     res = nx.lrp(model, x, target, composite="epsilon", epsilon=1e-14)
     torch.testing.assert_close(res.relevance, want, rtol=1e-5, atol=1e-6 * scale)
     # every stabiliser → 0: equal to float64 rounding
-    tiny = {(nn.Conv2d, nn.Linear): nx.Epsilon(1e-14), **_TINY_NORM}
+    tiny = {(nn.Conv2d, nn.Linear): nx.rules.Epsilon(1e-14), **_TINY_NORM}
     res = nx.lrp(model, x, target, composite=tiny)
     torch.testing.assert_close(res.relevance, want, rtol=1e-7, atol=1e-8 * scale)
 
@@ -60,13 +60,13 @@ def test_resnet_conserves_relevance_through_residual_adds(make) -> None:
     hands on what it receives, up to neurons whose only non-zero input is their bias (dead receptive fields)."""
     model = make().double()
     x = _images(dtype=torch.float64, seed=1)
-    with_bias = nx.lrp(model, x, 3, composite={(nn.Conv2d, nn.Linear): nx.Epsilon(1e-14), **_TINY_NORM})
+    with_bias = nx.lrp(model, x, 3, composite={(nn.Conv2d, nn.Linear): nx.rules.Epsilon(1e-14), **_TINY_NORM})
     absorbed = _absorbed_by_biases(model, x, 3)
     assert float(absorbed.abs().min()) > 1e-3  # the biases do absorb relevance
     torch.testing.assert_close(with_bias.total + absorbed, with_bias.explained, rtol=1e-9, atol=1e-12)
 
     stages = ["layer1", "layer2", "layer3", "layer4"]
-    res = nx.lrp(model, x, 3, composite={(nn.Conv2d, nn.Linear): nx.ZeroRule(bias=False), **_TINY_NORM}, layers=stages)
+    res = nx.lrp(model, x, 3, composite={(nn.Conv2d, nn.Linear): nx.rules.ZeroRule(bias=False), **_TINY_NORM}, layers=stages)
     for name in stages:
         torch.testing.assert_close(res.layers[name].flatten(1).sum(1), res.explained, rtol=1e-5, atol=1e-10)
     torch.testing.assert_close(res.total, res.explained.double(), rtol=1e-5, atol=1e-10)
@@ -209,10 +209,10 @@ def test_recurrent_layer_names_itself_and_takes_the_gradient_rule(cell: str) -> 
     model = rnn_classifier(cell)
     ids = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(0))
     kind = "LSTM" if cell == "lstm" else "GRU"
-    with pytest.raises(nx.UnsupportedModuleError, match=rf"'rnn' \({kind}\).*nx\.Gradient\(\)"):
+    with pytest.raises(nx.UnsupportedModuleError, match=rf"'rnn' \({kind}\).*nx\.rules\.Gradient\(\)"):
         nx.lrp(model, ids, 1)
     eps = 1e-6
-    res = nx.lrp(model, ids, 1, composite={"rnn": nx.Gradient(eps), nn.Linear: nx.Epsilon(eps)})
+    res = nx.lrp(model, ids, 1, composite={"rnn": nx.rules.Gradient(eps), nn.Linear: nx.rules.Epsilon(eps)})
     assert res.relevance.shape == (3, 7)
 
     # reference in float64 from the rule's definitions: ε at the head, gradient × input through the RNN
@@ -250,7 +250,7 @@ def test_multihead_attention_is_named_and_takes_the_gradient_rule() -> None:
     x = torch.randn(2, 4, 5)
     with pytest.raises(nx.UnsupportedModuleError, match=r"'attn' \(MultiheadAttention\)"):
         nx.lrp(model, x, 0)
-    res = nx.lrp(model, x, 0, composite={nn.MultiheadAttention: nx.Gradient(), nn.Linear: nx.Epsilon()})
+    res = nx.lrp(model, x, 0, composite={nn.MultiheadAttention: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()})
     assert res.relevance.shape == x.shape and torch.isfinite(res.relevance).all()
     # gradient × input through the attention block, ε rules on the Linear layers: for ε → 0 and a module that
     # is linear in nothing, the relevance still follows the chain x ⊙ ∂(...)ᵀ(R/z) — check against autograd
@@ -285,7 +285,7 @@ def test_functional_operations_are_named_with_their_module() -> None:
     net = nn.Sequential(nn.Linear(4, 4), _Block(), nn.Linear(4, 2))
     with pytest.raises(nx.UnsupportedModuleError, match=r"MulBackward0.*'1' \(_Block\)"):
         nx.lrp(net, torch.rand(2, 4), 0)
-    assert nx.lrp(net, torch.rand(2, 4), 0, composite={_Block: nx.Gradient(), nn.Linear: nx.Epsilon()}).relevance.shape == (2, 4)
+    assert nx.lrp(net, torch.rand(2, 4), 0, composite={_Block: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()}).relevance.shape == (2, 4)
 
 
 def test_user_backward_hooks_are_suspended_and_restored() -> None:
@@ -329,7 +329,7 @@ def test_tuple_and_dict_outputs_are_chosen_with_output() -> None:
 def test_token_ids_are_attributed_through_the_embedding(cell: str) -> None:
     model = rnn_classifier(cell)
     ids = torch.randint(0, 50, (4, 6), generator=torch.Generator().manual_seed(1))
-    comp = {nn.LSTM: nx.Gradient(), nn.GRU: nx.Gradient(), nn.Linear: nx.Epsilon()}
+    comp = {nn.LSTM: nx.rules.Gradient(), nn.GRU: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()}
     auto = nx.lrp(model, ids, 2, composite=comp)
     named = nx.lrp(model, ids, 2, composite=comp, embedding="emb")
     assert auto.relevance.shape == (4, 6)
@@ -357,7 +357,7 @@ def test_token_relevance_is_conserved_and_the_input_embedding_is_found() -> None
     torch.manual_seed(0)
     model = _BagOfTokens().double().eval()
     ids = torch.randint(0, 20, (3, 5))
-    res = nx.lrp(model, ids, 1, composite={nn.Linear: nx.ZeroRule()}, strict=False)
+    res = nx.lrp(model, ids, 1, composite={nn.Linear: nx.rules.ZeroRule()}, strict=False)
     assert res.relevance.shape == (3, 5)
     # a bias-free linear read-out of e = tok + pos: LRP-0 relevance at e is e ⊙ ∂f/∂e (Σ = f). The functional
     # `+ positions` splits it in proportion to the summands (strict=False's rule for sums), so the tokens get

@@ -97,7 +97,7 @@ def test_alphabeta_matches_reference_on_every_path(monkeypatch: pytest.MonkeyPat
     """Residual net (merged batch norms, 1×1 shortcut) and a conv net, non-negative inputs: the first layer on
     the paired path computed in the backward step, every later layer on the split forward's halves."""
     log = _modes(monkeypatch, mode)
-    rule, dense = nx.AlphaBeta(2, 1), nx.Epsilon(1e-6)
+    rule, dense = nx.rules.AlphaBeta(2, 1), nx.rules.Epsilon(1e-6)
     comp = nx.Composite({nn.Conv2d: rule, nn.Linear: dense})
     net = resnet()
     x = torch.rand(3, 2, 6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
@@ -107,7 +107,7 @@ def test_alphabeta_matches_reference_on_every_path(monkeypatch: pytest.MonkeyPat
     torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
     net = conv_net(bn=True)
     x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: nx.AlphaBeta(3, 2), nn.Linear: dense}))
+    res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: nx.rules.AlphaBeta(3, 2), nn.Linear: dense}))
     want, _ = ref.run(conv_plan(net, ("alphabeta", 3.0, 2.0, True), ("eps", 1e-6, True)), x, TARGET)
     torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
     # resnet(): conv_in and 2 + 3 block convs; conv_net(): 2 convs — 8 pairs; the first convs have 2 and 4
@@ -146,7 +146,7 @@ def test_halves_read_by_two_rule_nodes_are_not_shared_in_place(monkeypatch: pyte
     _modes(monkeypatch, mode)
     net = _TwoReaders().double().eval()
     x = torch.rand(2, 2, 5, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    comp = nx.Composite({nn.Conv2d: nx.AlphaBeta(2, 1), nn.Linear: nx.Epsilon(1e-6)})
+    comp = nx.Composite({nn.Conv2d: nx.rules.AlphaBeta(2, 1), nn.Linear: nx.rules.Epsilon(1e-6)})
     res = nx.lrp(net, x, 0, composite=comp)
     monkeypatch.setattr(engine, "_SPLITTABLE", ())  # each node computes its own z± from the layer input
     plain = nx.lrp(net, x, 0, composite=comp)
@@ -163,7 +163,7 @@ def test_large_stacked_weights_live_in_the_workspace(monkeypatch: pytest.MonkeyP
         nn.Linear(256 * 6 * 6, 4),
     ).double().eval()
     x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
-    comp = nx.Composite({nn.Conv2d: nx.AlphaBeta(2, 1), nn.Linear: nx.Epsilon(1e-6)})
+    comp = nx.Composite({nn.Conv2d: nx.rules.AlphaBeta(2, 1), nn.Linear: nx.rules.Epsilon(1e-6)})
     log = _modes(monkeypatch, "conv-stacked")
     taken: list[int] = []
     take = ops.Workspace.take

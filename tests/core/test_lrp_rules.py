@@ -15,41 +15,41 @@ from tests.core import lrp_reference as ref
 torch.set_default_dtype(torch.float32)
 
 RULES = {
-    "zero": nx.ZeroRule(),
-    "zero-nobias": nx.ZeroRule(bias=False),
-    "eps": nx.Epsilon(0.1),
-    "eps-nobias": nx.Epsilon(1e-6, bias=False),
-    "gamma": nx.Gamma(0.25),
-    "gamma-nobias": nx.Gamma(1.0, bias=False),
-    "zplus": nx.ZPlus(),
-    "zplus-nobias": nx.ZPlus(bias=False),
-    "a2b1": nx.AlphaBeta(2, 1),
-    "a1b0": nx.AlphaBeta(1, 0, bias=False),
-    "zbox": nx.ZBox(-3.0, 3.0),
-    "flat": nx.Flat(),
-    "w2": nx.WSquare(),
+    "zero": nx.rules.ZeroRule(),
+    "zero-nobias": nx.rules.ZeroRule(bias=False),
+    "eps": nx.rules.Epsilon(0.1),
+    "eps-nobias": nx.rules.Epsilon(1e-6, bias=False),
+    "gamma": nx.rules.Gamma(0.25),
+    "gamma-nobias": nx.rules.Gamma(1.0, bias=False),
+    "zplus": nx.rules.ZPlus(),
+    "zplus-nobias": nx.rules.ZPlus(bias=False),
+    "a2b1": nx.rules.AlphaBeta(2, 1),
+    "a1b0": nx.rules.AlphaBeta(1, 0, bias=False),
+    "zbox": nx.rules.ZBox(-3.0, 3.0),
+    "flat": nx.rules.Flat(),
+    "w2": nx.rules.WSquare(),
 }
 
 
-def as_ref(rule: nx.Rule) -> tuple:
+def as_ref(rule: nx.rules.Rule) -> tuple:
     """The reference's tuple form of a rule object."""
-    if isinstance(rule, nx.Norm):
+    if isinstance(rule, nx.rules.Norm):
         return ("eps", rule.epsilon, True)
-    if isinstance(rule, nx.ZeroRule):
+    if isinstance(rule, nx.rules.ZeroRule):
         return ("zero", rule.bias)
-    if isinstance(rule, nx.Epsilon):
+    if isinstance(rule, nx.rules.Epsilon):
         return ("eps", rule.epsilon, rule.bias)
-    if isinstance(rule, nx.Gamma):
+    if isinstance(rule, nx.rules.Gamma):
         return ("gamma", rule.gamma, rule.bias)
-    if isinstance(rule, nx.ZPlus):
+    if isinstance(rule, nx.rules.ZPlus):
         return ("zplus", rule.bias)
-    if isinstance(rule, nx.AlphaBeta):
+    if isinstance(rule, nx.rules.AlphaBeta):
         return ("alphabeta", rule.alpha, rule.beta, rule.bias)
-    if isinstance(rule, nx.ZBox):
+    if isinstance(rule, nx.rules.ZBox):
         return ("zbox", rule.low, rule.high)
-    if isinstance(rule, nx.WSquare):
+    if isinstance(rule, nx.rules.WSquare):
         return ("w2",)
-    if isinstance(rule, nx.Flat):
+    if isinstance(rule, nx.rules.Flat):
         return ("flat",)
     raise AssertionError(rule)
 
@@ -234,7 +234,7 @@ def test_conv_rules_match_reference(key: str, bn: bool) -> None:
     rule = RULES[key]
     net = conv_net(bn)
     x = _x((3, 2, 8, 8), 1)
-    dense = nx.Epsilon(0.01)
+    dense = nx.rules.Epsilon(0.01)
     res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: rule, nn.Linear: dense}))
     want, out = ref.run(conv_plan(net, as_ref(rule), as_ref(dense)), x, TARGET)
     torch.testing.assert_close(res.output, out, rtol=1e-10, atol=1e-10)
@@ -246,7 +246,7 @@ def test_residual_rules_match_reference(key: str) -> None:
     rule = RULES[key]
     net = resnet()
     x = _x((3, 2, 6, 6), 2)
-    dense = nx.Epsilon(1e-6)
+    dense = nx.rules.Epsilon(1e-6)
     res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: rule, nn.Linear: dense}))
     want, out = ref.run(resnet_plan(net, as_ref(rule), as_ref(dense)), x, TARGET)
     torch.testing.assert_close(res.output, out, rtol=1e-10, atol=1e-10)
@@ -280,7 +280,7 @@ def test_conserving_rules_conserve_without_biases(key: str) -> None:
     z⁺, γ and α1β0 lose the relevance of a neuron whose positive (boosted) contributions sum to 0; in a
     ReLU chain such a neuron has no relevance, but a residual sum can hand it some, so they are checked
     on the plain conv net only."""
-    rule = {"eps-tiny": nx.Epsilon(1e-13, bias=False), "gamma-nobias": nx.Gamma(1.0, 1e-13, bias=False)}.get(key)
+    rule = {"eps-tiny": nx.rules.Epsilon(1e-13, bias=False), "gamma-nobias": nx.rules.Gamma(1.0, 1e-13, bias=False)}.get(key)
     rule = rule or RULES[key]
     nets = [(conv_net(bn=False), _x((3, 2, 8, 8), 4))]
     if key in ("zero-nobias", "eps-tiny", "flat", "w2"):
@@ -290,7 +290,7 @@ def test_conserving_rules_conserve_without_biases(key: str) -> None:
             if isinstance(mod, (nn.Conv2d, nn.Linear)) and mod.bias is not None:
                 with torch.no_grad():
                     mod.bias.zero_()
-        comp = nx.Composite({nn.Conv2d: rule, nn.Linear: nx.Epsilon(1e-12, bias=False)})
+        comp = nx.Composite({nn.Conv2d: rule, nn.Linear: nx.rules.Epsilon(1e-12, bias=False)})
         res = nx.lrp(net, x, TARGET, composite=comp)
         # the output layer (ε, no bias) and every rule above conserve; the explained logit is recovered
         torch.testing.assert_close(res.total, res.explained.double(), rtol=1e-7, atol=1e-9)
@@ -303,7 +303,7 @@ def test_biases_absorb_relevance_for_epsilon() -> None:
 
 
 def test_alphabeta_does_not_promise_conservation() -> None:
-    assert not nx.AlphaBeta(2, 1).conserving and nx.ZPlus().conserving
+    assert not nx.rules.AlphaBeta(2, 1).conserving and nx.rules.ZPlus().conserving
 
 
 PADDINGS = {
@@ -332,7 +332,7 @@ def test_conv_padding_variants_match_reference(pad: str, key: str) -> None:
     net.append(nn.Linear(n_out, 3).double())
     x = _x((3, 2, 7, 7), 13)
     rule = RULES[key]
-    res = nx.lrp(net, x, TARGET, composite={nn.Conv2d: rule, nn.Linear: nx.Epsilon(0.01)})
+    res = nx.lrp(net, x, TARGET, composite={nn.Conv2d: rule, nn.Linear: nx.rules.Epsilon(0.01)})
     conv_mod = net[0]
     first: list = [("linear", conv_mod, as_ref(rule))]
     if conv_mod.padding_mode != "zeros":
@@ -358,7 +358,7 @@ class _Pad(nn.Module):
 def test_unmerged_batchnorm_is_an_affine_layer_with_the_epsilon_rule() -> None:
     net = conv_net(bn=True)
     x = _x((3, 2, 8, 8), 14)
-    res = nx.lrp(net, x, TARGET, composite={nn.Conv2d: nx.ZPlus(), nn.Linear: nx.Epsilon(0.01)}, canonizers=None)
+    res = nx.lrp(net, x, TARGET, composite={nn.Conv2d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon(0.01)}, canonizers=None)
     plan = []
     for m in net:
         if isinstance(m, nn.Conv2d):
@@ -390,7 +390,7 @@ def test_merged_ops_derive_modified_weights_from_the_raw_weight_when_the_bn_fact
     x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
     rel = torch.randn(2, 4, 5, 5, dtype=torch.float64)
     merged_w = conv.weight.detach() * scale.view(-1, 1, 1, 1)
-    for rule in (nx.ZPlus(), nx.Gamma(0.25), nx.AlphaBeta(2, 1)):
+    for rule in (nx.rules.ZPlus(), nx.rules.Gamma(0.25), nx.rules.AlphaBeta(2, 1)):
         op = ConvOp(conv)
         op.merge(scale, bias)
         assert op.raw_units == (signs == "positive")

@@ -44,7 +44,7 @@ def _split_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("composite", ["epsilon_alpha2_beta1", nx.Composite({nn.Conv2d: nx.AlphaBeta(3, 2), nn.Linear: nx.Epsilon()})])
+@pytest.mark.parametrize("composite", ["epsilon_alpha2_beta1", nx.Composite({nn.Conv2d: nx.rules.AlphaBeta(3, 2), nn.Linear: nx.rules.Epsilon()})])
 def test_split_forward_matches_the_layers_own(monkeypatch: pytest.MonkeyPatch, composite) -> None:
     net, x = _net(), _x()
     calls = _split_calls(monkeypatch)
@@ -71,7 +71,7 @@ def test_no_split_for_other_rules_or_subclasses(monkeypatch: pytest.MonkeyPatch)
     net, x = _net(), _x()
     calls = _split_calls(monkeypatch)
     nx.lrp(net, x, 0, composite="epsilon_plus_flat")
-    nx.lrp(net, x, 0, composite=nx.Composite({nn.Conv2d: nx.AlphaBeta(1, 0), nn.Linear: nx.Epsilon()}))  # β = 0: z⁻ not needed
+    nx.lrp(net, x, 0, composite=nx.Composite({nn.Conv2d: nx.rules.AlphaBeta(1, 0), nn.Linear: nx.rules.Epsilon()}))  # β = 0: z⁻ not needed
     assert not calls
 
 

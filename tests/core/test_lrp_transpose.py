@@ -3,7 +3,7 @@
 A transposed convolution is a linear map ``z = Mx + b``; the reference (tests/core/lrp_reference.py) reads
 ``M`` column by column from the module itself and applies each rule's equation to the explicit matrix, so it
 knows nothing of how nbexplain computes the transposed operator. Before ConvTranspose had rules, every call
-here raised ``UnsupportedModuleError``, and the error suggested ``nx.Pass()``, which then failed on the shape.
+here raised ``UnsupportedModuleError``, and the error suggested ``nx.rules.Pass()``, which then failed on the shape.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_every_rule_on_transposed_convolutions_matches_the_matrix_reference(conf
     kind = type(net[0])
     want, out = ref.run(_plan(net, as_ref(RULES[rule])), x, t)
     with untouched(net):
-        res = nx.lrp(net, x, t, composite={kind: RULES[rule], nn.Linear: nx.Epsilon(1e-6)})
+        res = nx.lrp(net, x, t, composite={kind: RULES[rule], nn.Linear: nx.rules.Epsilon(1e-6)})
     torch.testing.assert_close(res.output, out)
     _close(res.relevance, want)
 
@@ -146,8 +146,8 @@ def test_batch_norm_after_a_transposed_conv_is_merged_along_its_output_channels(
             ("relu",), ("flatten",), ("linear", net.head, ("eps", 1e-6, True))]
     want, _ = ref.run(plan, x, t)
     with untouched(net):
-        res = nx.lrp(net, x, t, composite={nn.ConvTranspose2d: RULES[rule], nn.Conv2d: nx.Epsilon(1e-6),
-                                           nn.Linear: nx.Epsilon(1e-6)})
+        res = nx.lrp(net, x, t, composite={nn.ConvTranspose2d: RULES[rule], nn.Conv2d: nx.rules.Epsilon(1e-6),
+                                           nn.Linear: nx.rules.Epsilon(1e-6)})
     assert "bn" not in res.rules  # merged, not an affine layer of its own
     _close(res.relevance, want)
 
@@ -156,7 +156,7 @@ def test_the_standalone_merge_canonizer_folds_batch_norm_into_a_transposed_conv(
     net = _Decoder(2, True).double().eval()
     x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
     want = net(x)
-    canon = nx.MergeBatchNorm()
+    canon = nx.canonizers.MergeBatchNorm()
     assert canon.pairs(net) == [] and canon.pairs(net, x) == [(net.up, net.bn)]
     scale = net.bn.weight / torch.sqrt(net.bn.running_var + net.bn.eps)
     w = net.up.weight.detach()
@@ -192,7 +192,7 @@ def test_a_transposed_conv_called_with_output_size_is_explained_as_computed(rule
     same.load_state_dict(net.up.state_dict())
     want, _ = ref.run([("linear", same, as_ref(RULES[rule])), ("relu",), ("flatten",),
                        ("linear", net.head, ("eps", 1e-6, True))], x, torch.tensor([1, 0]))
-    res = nx.lrp(net, x, torch.tensor([1, 0]), composite={nn.ConvTranspose2d: RULES[rule], nn.Linear: nx.Epsilon(1e-6)})
+    res = nx.lrp(net, x, torch.tensor([1, 0]), composite={nn.ConvTranspose2d: RULES[rule], nn.Linear: nx.rules.Epsilon(1e-6)})
     _close(res.relevance, want)
 
 
@@ -215,11 +215,11 @@ def _message(net: nn.Module, x: torch.Tensor, composite: Any = "epsilon_plus_fla
 
 def test_the_error_for_an_unmapped_transposed_conv_suggests_a_rule_that_works() -> None:
     net, x = _net("2d-s2p1")
-    comp = {nn.Linear: nx.Epsilon(1e-6)}
+    comp = {nn.Linear: nx.rules.Epsilon(1e-6)}
     msg = _message(net, x, comp)
-    assert "'0' (ConvTranspose2d)" in msg and "{torch.nn.ConvTranspose2d: nx.ZPlus()}" in msg, msg
-    assert "nx.Pass()" not in msg, msg  # it maps (2, 3, 3) to (4, 5, 5): Pass would fail on the shape
-    res = nx.lrp(net, x, 0, composite={**comp, nn.ConvTranspose2d: nx.ZPlus()})  # the suggestion works
+    assert "'0' (ConvTranspose2d)" in msg and "{torch.nn.ConvTranspose2d: nx.rules.ZPlus()}" in msg, msg
+    assert "nx.rules.Pass()" not in msg, msg  # it maps (2, 3, 3) to (4, 5, 5): Pass would fail on the shape
+    res = nx.lrp(net, x, 0, composite={**comp, nn.ConvTranspose2d: nx.rules.ZPlus()})  # the suggestion works
     want, _ = ref.run(_plan(net, ("zplus", True)), x, torch.zeros(3, dtype=torch.long))
     _close(res.relevance, want)
 
@@ -230,26 +230,26 @@ def test_the_error_for_a_shape_changing_module_never_suggests_pass_and_its_sugge
     x = torch.randn(2, 1, 4, 4, dtype=torch.float64)
     msg = _message(net, x)
     assert "'shuffle' (PixelShuffle)" in msg and "(2, 4, 4, 4) to (2, 1, 8, 8)" in msg, msg
-    assert "nx.Pass() does not apply" in msg and "nx.Gradient()" in msg, msg
-    assert "map nx.Pass()" not in msg.replace("Map", "map"), msg
-    comp = {nn.PixelShuffle: nx.Gradient(), nn.Conv2d: nx.Epsilon(TINY), nn.Linear: nx.Epsilon(TINY)}
+    assert "nx.rules.Pass() does not apply" in msg and "nx.rules.Gradient()" in msg, msg
+    assert "map nx.rules.Pass()" not in msg.replace("Map", "map"), msg
+    comp = {nn.PixelShuffle: nx.rules.Gradient(), nn.Conv2d: nx.rules.Epsilon(TINY), nn.Linear: nx.rules.Epsilon(TINY)}
     res = nx.lrp(net, x, 0, composite=comp)  # a permutation: gradient × input through it is exact here
     xg = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(net(xg)[:, 0].sum(), xg)
     _close(res.relevance, g * x, 1e-8)
-    with pytest.raises(ValueError, match=r"Pass rule needs .* Map nx\.Gradient\(\)"):
-        nx.lrp(net, x, 0, composite={**comp, nn.PixelShuffle: nx.Pass()})
+    with pytest.raises(ValueError, match=r"Pass rule needs .* Map nx\.rules\.Gradient\(\)"):
+        nx.lrp(net, x, 0, composite={**comp, nn.PixelShuffle: nx.rules.Pass()})
 
 
 def test_the_error_for_a_normalisation_offers_the_gradient_rule_not_pass() -> None:
     net = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)).double().eval()
     msg = _message(net, torch.randn(2, 4, dtype=torch.float64))
-    assert "'1' (LayerNorm)" in msg and "nx.Gradient()" in msg and "nx.Pass() does not apply" in msg, msg
+    assert "'1' (LayerNorm)" in msg and "nx.rules.Gradient()" in msg and "nx.rules.Pass() does not apply" in msg, msg
     # an unknown shape-preserving module: Pass is offered only for the element-wise case, with Gradient beside it
     net = nn.Sequential(nn.Linear(4, 4), nn.Softshrink(), nn.Linear(4, 2)).double().eval()
     msg = _message(net, torch.randn(2, 4, dtype=torch.float64))
-    assert "If Softshrink acts element-wise" in msg and "nx.Pass()" in msg and "nx.Gradient()" in msg, msg
-    res = nx.lrp(net, torch.randn(2, 4, dtype=torch.float64), 0, composite={nn.Softshrink: nx.Pass(), nn.Linear: nx.Epsilon()})
+    assert "If Softshrink acts element-wise" in msg and "nx.rules.Pass()" in msg and "nx.rules.Gradient()" in msg, msg
+    res = nx.lrp(net, torch.randn(2, 4, dtype=torch.float64), 0, composite={nn.Softshrink: nx.rules.Pass(), nn.Linear: nx.rules.Epsilon()})
     assert bool(res.relevance.isfinite().all())
 
 
@@ -261,7 +261,7 @@ def test_a_parametrized_transposed_conv_is_one_unit() -> None:
     with torch.no_grad():
         torch.testing.assert_close(net[2].weight, plain[2].weight)
     t = torch.tensor([0, 1, 2])
-    comp = {nn.ConvTranspose2d: nx.ZPlus(), nn.Linear: nx.Epsilon(1e-6)}
+    comp = {nn.ConvTranspose2d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon(1e-6)}
     with untouched(net):
         got = nx.lrp(net, x, t, composite=comp).relevance
     _close(got, nx.lrp(plain, x, t, composite=comp).relevance, 1e-8)

@@ -283,9 +283,9 @@ def test_layer_names_work_with_or_without_the_orig_mod_prefix() -> None:
 
 def test_an_lrp_composite_may_name_layers_with_the_prefix() -> None:
     model, net = _compiled()
-    ref = nx.lrp(net, X[:3], 1, composite=nx.Composite({"fc1": nx.Flat(), nn.Linear: nx.Epsilon()})).relevance
-    plain = nx.lrp(net, X[:3], 1, composite=nx.Composite({nn.Linear: nx.Epsilon()})).relevance
-    comp = nx.Composite({"_orig_mod.fc1": nx.Flat(), nn.Linear: nx.Epsilon()})
+    ref = nx.lrp(net, X[:3], 1, composite=nx.Composite({"fc1": nx.rules.Flat(), nn.Linear: nx.rules.Epsilon()})).relevance
+    plain = nx.lrp(net, X[:3], 1, composite=nx.Composite({nn.Linear: nx.rules.Epsilon()})).relevance
+    comp = nx.Composite({"_orig_mod.fc1": nx.rules.Flat(), nn.Linear: nx.rules.Epsilon()})
     got = nx.lrp(model, X[:3], 1, composite=comp).relevance
     torch.testing.assert_close(got, ref)
     assert not torch.allclose(got, plain)  # the named rule was applied

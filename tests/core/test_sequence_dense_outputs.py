@@ -172,7 +172,7 @@ def test_lrp_on_a_recurrent_language_model_is_gradient_times_input_for_the_token
     torch.manual_seed(0)
     model = GRULM().double().eval()
     ids = torch.randint(0, 30, (3, 9), generator=torch.Generator().manual_seed(2))
-    comp = {nn.GRU: nx.Gradient(), nn.Linear: nx.Epsilon(1e-12)}
+    comp = {nn.GRU: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(1e-12)}
     res = nx.lrp(model, ids, (4, 11), composite=comp)
     g, e, s = embedding_grad(model, ids, lambda out: out[:, 4, 11])
     close(res.relevance, (g * e).sum(-1), rel=1e-7)
@@ -212,7 +212,7 @@ def test_lrp_and_rde_on_a_segmentation_region() -> None:
     net, x = seg_net(), torch.randn(2, 3, 8, 8, dtype=torch.float64)
     mask = torch.zeros(8, 8)
     mask[4:, 4:] = 1.0
-    res = nx.lrp(net, x, nx.Target.region(1, mask), composite={nn.Conv2d: nx.Epsilon(1e-12)})
+    res = nx.lrp(net, x, nx.Target.region(1, mask), composite={nn.Conv2d: nx.rules.Epsilon(1e-12)})
     g, s = input_grad(net, x, lambda out: (out[:, 1] * mask).sum((1, 2)))
     close(res.relevance, g * x, rel=1e-7)  # ReLU net, ε → 0: LRP is gradient × input
     close(res.explained, s)

@@ -408,7 +408,7 @@ def test_lrp_with_a_mask_equals_gradient_x_input():
         torch.testing.assert_close(res.output, out, rtol=1e-12, atol=1e-14)
     kw = nx.lrp(model, nx.Inputs(x, mask=mask), t, composite="epsilon", epsilon=1e-12, strict=False)
     torch.testing.assert_close(kw.relevance, ref, rtol=1e-8, atol=1e-10)
-    # strict: the mask product is a constant per-position factor, read as a layer scale (nx.Scale); the sum
+    # strict: the mask product is a constant per-position factor, read as a layer scale (nx.canonizers.Scale); the sum
     # over positions that follows is an operation without a rule, named
     with pytest.raises(nx.UnsupportedModuleError, match=r"\['SumBackward1'\]"):
         nx.lrp(model, (x, mask), t, composite="epsilon")

@@ -57,10 +57,10 @@ def test_epsilon_to_zero_is_gradient_times_input(name: str) -> None:
     g, _ = input_gradient(net, x, t)
     comp: Any = "epsilon"
     if name == "upsample":  # nearest upsampling is linear without bias: its gradient is its LRP rule
-        comp = {nn.Upsample: nx.Gradient(), nn.Conv2d: nx.Epsilon(TINY_EPS), nn.Linear: nx.Epsilon(TINY_EPS)}
+        comp = {nn.Upsample: nx.rules.Gradient(), nn.Conv2d: nx.rules.Epsilon(TINY_EPS), nn.Linear: nx.rules.Epsilon(TINY_EPS)}
     if name == "convnext":  # no LRP rule of its own for LayerNorm; GELU by gradient × input too (not Pass)
-        comp = {nn.LayerNorm: nx.Gradient(), nn.GELU: nx.Gradient(), nn.Conv2d: nx.Epsilon(TINY_EPS),
-                nn.Linear: nx.Epsilon(TINY_EPS)}
+        comp = {nn.LayerNorm: nx.rules.Gradient(), nn.GELU: nx.rules.Gradient(), nn.Conv2d: nx.rules.Epsilon(TINY_EPS),
+                nn.Linear: nx.rules.Epsilon(TINY_EPS)}
     with untouched(net):
         res = nx.lrp(net, x, t, composite=comp, epsilon=TINY_EPS)
     _close_to(res.relevance, g * x, 1e-5)
@@ -111,8 +111,8 @@ def test_the_suggested_gradient_rule_for_attention_works(name: str) -> None:
         names = {n: type(m).__name__ for n, m in net.named_modules() if n}
         named = any(f"'{n}' ({k})" in str(err) for n, k in names.items())
         assert named or "strict=False" in str(err), str(err)  # or: functional ops, and the way out
-    comp = {nn.MultiheadAttention: nx.Gradient(), nn.LayerNorm: nx.Gradient(),
-            nn.Linear: nx.Epsilon(TINY_EPS), nn.Conv2d: nx.Epsilon(TINY_EPS)}
+    comp = {nn.MultiheadAttention: nx.rules.Gradient(), nn.LayerNorm: nx.rules.Gradient(),
+            nn.Linear: nx.rules.Epsilon(TINY_EPS), nn.Conv2d: nx.rules.Epsilon(TINY_EPS)}
     g, _ = input_gradient(net, x, t)
     with untouched(net):
         res = nx.lrp(net, x, t, composite=comp, strict=False)
@@ -130,7 +130,7 @@ def test_token_ids_through_the_embedding_with_the_gradient_rule_on_the_rnn(name:
         assert "Backward0" not in str(err)  # autograd node names mean nothing to a user
     g, e, _ = embedding_gradient(net, ids, t, "emb")
     with untouched(net):
-        res = nx.lrp(net, ids, t, composite={rnn: nx.Gradient(), nn.Linear: nx.Epsilon(TINY_EPS)}, embedding="emb")
+        res = nx.lrp(net, ids, t, composite={rnn: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY_EPS)}, embedding="emb")
     assert res.relevance.shape == ids.shape
     _close_to(res.relevance, (g * e).sum(-1), 1e-5)
 

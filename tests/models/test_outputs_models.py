@@ -99,7 +99,7 @@ def test_language_model_rde_and_lrp() -> None:
     assert res.mask.shape == ids.shape
     # LRP: ε → 0 on the linear layers and gradient × input through the blocks (the learned positions are added
     # in forward, a functional sum: strict=False splits it in proportion) is exactly gradient × input.
-    comp = {nn.TransformerEncoderLayer: nx.Gradient(), nn.LayerNorm: nx.Gradient(), nn.Linear: nx.Epsilon(1e-12)}
+    comp = {nn.TransformerEncoderLayer: nx.rules.Gradient(), nn.LayerNorm: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(1e-12)}
     with untouched(net), warnings.catch_warnings():
         warnings.simplefilter("ignore", nx.FunctionalOpsWarning)
         lrp = nx.lrp(net, ids, (-1, 7), composite=comp, strict=False)
@@ -119,7 +119,7 @@ def test_segmentation_region_in_every_attribution_entry_point() -> None:
         grad = nx.gradient(net, x, target)
         gxi = nx.gradient_x_input(net, x, target)
         ig, err = nx.integrated_gradients(net, x, target, steps=16, return_error=True)
-        lrp = nx.lrp(net, x, target, composite={nn.Conv2d: nx.Epsilon(1e-12), nn.Upsample: nx.Gradient()})
+        lrp = nx.lrp(net, x, target, composite={nn.Conv2d: nx.rules.Epsilon(1e-12), nn.Upsample: nx.rules.Gradient()})
         rde = nx.rde(net, x, target, **FAST_RDE)
         whole = nx.gradient(net, x, 2)
     _close(grad, g)

@@ -3,7 +3,9 @@
 Rules are modified gradients (:mod:`.rules`), composites assign them to layers (:mod:`.composites`),
 canonizers put a model into a form the rules apply to and always undo it (:mod:`.canonizers`: batch norms
 merged into the layer before them, residual sums and layer scales as modules with rules of their own), and
-:func:`lrp` (:mod:`.engine`) runs one forward and one backward pass with the rules hooked in. With
+:func:`lrp` (:mod:`.entry`) runs one forward and one backward pass with the rules hooked in
+(:mod:`.session`, :mod:`.engine`). :func:`lrp_rules` (:mod:`.context`) puts the same rules on a model for a
+``with`` block, so that any gradient-based method computes with them. With
 ``strict=False``, functional operations outside modules get rules consistent with gradient × input
 (:mod:`.functional`; non-linear ones are named in a :class:`FunctionalOpsWarning`).
 
@@ -12,6 +14,9 @@ transposed operator), batch norm (merged into the layer before it, else an affin
 scales (element-wise products with a constant factor, :class:`Scale`) and residual sums (:class:`Sum`);
 element-wise activations pass relevance on; max pooling, reshapes and dropout follow the gradient. Anything
 else (LSTM, GRU, attention, LayerNorm, custom blocks) can be mapped to :class:`Gradient`.
+
+The public spellings are ``nx.rules.<Rule>`` (:mod:`nbexplain.rules`) and ``nx.canonizers.<Canonizer>``
+(:mod:`nbexplain.canonizers`).
 """
 
 from .canonizers import Canonizer, ExplicitResidual, ExplicitScale, MergeBatchNorm, default_canonizers
@@ -24,6 +29,7 @@ from .composites import (
     register_composite,
     unregister_composite,
 )
+from .context import lrp_rules
 from .engine import LRPResult, UnsupportedModuleError
 from .entry import lrp
 from .functional import FunctionalOpsWarning
@@ -31,6 +37,7 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, 
 
 __all__ = [
     "lrp",
+    "lrp_rules",
     "LRPResult",
     "UnsupportedModuleError",
     "FunctionalOpsWarning",

@@ -3,10 +3,10 @@
 Each canonizer is used as a context manager, ``with canonizer.apply(model, example): ...``; inside it
 the model computes the same function (up to rounding) in a canonical form, and on exit — normally or
 through an exception — every change is undone: the original ``Parameter`` objects are put back
-untouched (their values are never written to), and every hook the canonizer added is removed.
-:func:`nbexplain.lrp` wraps the whole call in ``preserved(model)``, which puts the original ``Parameter``
-objects back should a canonizer fail to; canonizers that *write into* tensors (``changes_values``) also get a
-snapshot of every value.
+untouched (their values are never written to), and exactly the hooks the canonizer added are removed (one
+:class:`~nbexplain.core._base.machinery.Handles` collection per use; hooks others add meanwhile stay).
+:func:`nbexplain.lrp` and :func:`nbexplain.lrp_rules` also wrap the work in ``preserved(model)``, a second line
+of defence; canonizers that *write into* tensors (``changes_values``) also get a snapshot of every value.
 
 - :class:`MergeBatchNorm` folds a batch norm into the Linear/Conv that feeds it
   (``W' = W·γ/√(σ²+ε)``, ``b' = (b − μ)·γ/√(σ²+ε) + β``), so that the rule of that layer sees the
@@ -32,6 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..._base.hygiene import preserved
+from ..._base.machinery import Handles
 from .composites import CONVS, DENSE, Sum
 from .ops import TRANSPOSED, Scale, channel_view
 
@@ -183,12 +184,13 @@ class MergeBatchNorm(Canonizer):
             elif isinstance(mod, _BN) and args and isinstance(args[0], torch.Tensor):
                 consumed.append((mod, id(args[0])))
 
-        # eval mode (batch norms must not update their running statistics), modes and hooks restored
-        with preserved(model), torch.no_grad():
+        # eval mode (batch norms must not update their running statistics; modes restored by preserved), and
+        # exactly the hooks added here removed again
+        with preserved(model), torch.no_grad(), Handles() as handles:
             model.eval()
             for m in model.modules():
                 if isinstance(m, _LINEAR + _BN):
-                    m.register_forward_hook(hook)
+                    handles.add(m.register_forward_hook(hook))
             model(example[:1])
         pairs = []
         for bn, src in consumed:
@@ -199,24 +201,27 @@ class MergeBatchNorm(Canonizer):
 
     @contextmanager
     def apply(self, model: nn.Module, example: torch.Tensor | None = None) -> Iterator[None]:  # noqa: D102
-        originals: list[tuple[nn.Module, str, Any]] = []
-        handles = []
         self._merged = set()
-        try:
+        # one collection undoes everything, newest first: the batch norms' hooks, then each swapped Parameter
+        with Handles() as undo:
+            undo.add(lambda: setattr(self, "_merged", set()))
             for lin, bn in self.pairs(model, example):
                 new_w, new_b = merged_parameters(lin.weight.detach(), lin.bias, bn, layer=lin)
                 for name, value in (("weight", new_w), ("bias", new_b)):
-                    originals.append((lin, name, lin._parameters.get(name)))
+                    undo.add(_put_back(lin, name, lin._parameters.get(name)))
                     lin._parameters[name] = nn.Parameter(value, requires_grad=False)
-                handles.append(bn.register_forward_hook(_pass_input))
+                undo.add(bn.register_forward_hook(_pass_input))
                 self._merged.add(bn)
             yield
-        finally:
-            for h in handles:
-                h.remove()
-            for mod, name, param in reversed(originals):
-                mod._parameters[name] = param
-            self._merged = set()
+
+
+def _put_back(module: nn.Module, name: str, param: Any) -> Any:
+    """A callable that puts ``param`` back as ``module._parameters[name]``."""
+
+    def undo() -> None:
+        module._parameters[name] = param
+
+    return undo
 
 
 def _pass_input(module: nn.Module, args: tuple, out: Any) -> Any:
@@ -393,7 +398,7 @@ class ExplicitScale(Canonizer):
     (``self.gamma[:, None, None]``), a buffer, a tensor made in ``forward`` from either; the factor must
     broadcast to the activation's shape (a per-channel or per-element factor, not an outer product). LRP reads
     the product as the diagonal linear layer it is and applies the Scale's rule (default: ε with the call's ε;
-    any rule of Linear/Conv layers can be mapped to ``nx.Scale``). Products of two activations (gates,
+    any rule of Linear/Conv layers can be mapped to ``nx.canonizers.Scale``). Products of two activations (gates,
     attention) and products with a Python number are left alone.
 
     Examples

@@ -184,7 +184,7 @@ class Composite:
         for key, rule in rules.items():
             if not isinstance(rule, Rule):
                 raise TypeError(
-                    f"Composite rules must be Rule instances (e.g. nx.Epsilon()), got {rule!r} for key {key!r}."
+                    f"Composite rules must be Rule instances (e.g. nx.rules.Epsilon()), got {rule!r} for key {key!r}."
                 )
             if isinstance(key, str):
                 self.names[key] = rule
@@ -295,7 +295,7 @@ def register_composite(name: str, builder: Callable[..., Composite]) -> None:
     >>> import torch
     >>> import nbexplain as nx
     >>> def gamma_everywhere(gamma=0.25, epsilon=1e-6):
-    ...     return nx.Composite({(torch.nn.Linear, torch.nn.Conv2d): nx.Gamma(gamma)}, name="gamma_everywhere",
+    ...     return nx.Composite({(torch.nn.Linear, torch.nn.Conv2d): nx.rules.Gamma(gamma)}, name="gamma_everywhere",
     ...                         epsilon=epsilon)
     >>> nx.register_composite("gamma_everywhere", gamma_everywhere)
     >>> "gamma_everywhere" in nx.COMPOSITES
@@ -452,7 +452,7 @@ def get_composite(composite: str | Composite | Rule | Mapping[Key, Rule], **para
     does not declare raises a ``TypeError`` naming the composite and its parameters. A :class:`Composite`,
     a mapping or a rule take ``epsilon`` only: the ε of every ε rule the composite assigns itself (see
     :class:`Composite`). Left out: 1e-6, or the ε of an ε rule given as ``composite`` (so that
-    ``nx.Epsilon(1e-9)`` means ε = 1e-9 everywhere). A :class:`Composite` keeps its own.
+    ``nx.rules.Epsilon(1e-9)`` means ε = 1e-9 everywhere). A :class:`Composite` keeps its own.
 
     Examples
     --------
@@ -475,7 +475,7 @@ def get_composite(composite: str | Composite | Rule | Mapping[Key, Rule], **para
         what = composite.name if isinstance(composite, Composite) else repr(composite)
         raise TypeError(
             f"`{extra[0]}` applies to named composites only (`gamma`, `low`, `high`: 'epsilon_gamma_box'); the "
-            f"composite {what} has its rules already; set it in the rule (e.g. nx.Gamma(gamma=…), nx.ZBox(low, high)) "
+            f"composite {what} has its rules already; set it in the rule (e.g. nx.rules.Gamma(gamma=…), nx.rules.ZBox(low, high)) "
             f"and leave `{extra[0]}` out."
         )
     epsilon = params.get("epsilon")

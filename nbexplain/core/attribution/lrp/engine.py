@@ -1,6 +1,8 @@
-"""The LRP engine: hooks that turn one forward and one backward pass into a relevance propagation.
+"""The LRP engine: the autograd nodes that turn one forward and one backward pass into a relevance propagation.
 
-During the forward pass every module with a rule is hooked: its output is replaced by the output of
+The hooks that put them into the model live in :mod:`.session` (one :class:`~.session.Session` per
+:func:`~nbexplain.lrp` call or :func:`~nbexplain.lrp_rules` block). During the forward pass every module with
+a rule is hooked: its output is replaced by the output of
 an autograd function that computes the rule's denominators (``Rule.forward``) and whose backward
 pass turns the incoming relevance into input relevance (``Rule.backward``). The backward pass is then
 a single ``torch.autograd.grad`` call seeded with the explained output, so relevance — not gradient —
@@ -8,32 +10,30 @@ flows through the graph. Modules without a rule (max pooling, reshapes, eval-mod
 along their gradient. A module called more than once gets one autograd node per call.
 
 - A batch norm that normalises exactly the output a Linear/Conv call just produced is folded into that call
-  while the forward pass runs (:meth:`_Session._merge`): one rule node from the layer's input to the batch
+  while the forward pass runs (:meth:`.session.Session._merge`): one rule node from the layer's input to the batch
   norm's output, with merged weights derived only when a rule needs them.
 - A module mapped to :class:`~.rules.Gradient` (LSTM, GRU, attention, any block, also with tuple outputs)
   gets one :class:`_GradientFunction` node: gradient × input through the module's own graph.
 - Operations outside any module with a rule are rejected after the forward pass (``strict``); the error
   names the module whose forward computed them (found by a second, diagnostic pass, :class:`_OpOwners`).
   With ``strict=False`` they get rules consistent with gradient × input during the forward pass
-  (:mod:`.functional`), which reads :attr:`_Session.depth` to leave the operations inside units alone.
+  (:mod:`.functional`), which reads :attr:`.session.Session.depth` to leave the operations inside units alone.
 - Weight-sized scratch tensors of the rules live in a :class:`~.ops.Workspace` that the layers take turns on.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable
-from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
+from .composites import CONVS, DENSE, Composite
 from .functional import ModuleStackMode
-from .ops import POOLS, WEIGHTED, LayerOp, Workspace, make_op
-from .rules import AlphaBeta, Epsilon, Gradient, Pass, Rule, stabilize
+from .ops import make_op
+from .rules import AlphaBeta, Rule, stabilize
 
 __all__ = ["LRPResult", "UnsupportedModuleError"]
 
@@ -74,10 +74,10 @@ _HINTS = {
     "Mul": "a product with a factor that does not depend on the input (a layer scale x * self.gamma, a mask "
     "buffer) is a linear layer of its own with canonizers='auto' when the factor is a tensor that broadcasts to the "
     "activation's shape; a product of two activations (a gate, attention) needs strict=False (gradient × input "
-    "through it, named in a FunctionalOpsWarning) or a module around it mapped to nx.Gradient(); a product with a "
+    "through it, named in a FunctionalOpsWarning) or a module around it mapped to nx.rules.Gradient(); a product with a "
     "Python number needs strict=False (it splits a scaling in proportion)",
     "Div": "a division by a tensor that does not depend on the input is a linear layer of its own with "
-    "canonizers='auto'; other divisions need strict=False or a module around them mapped to nx.Gradient()",
+    "canonizers='auto'; other divisions need strict=False or a module around them mapped to nx.rules.Gradient()",
     "Convolution": "call convolutions through nn.Conv / nn.ConvTranspose modules, not F.conv*",
     "Addmm": "call dense layers through nn.Linear, not F.linear / @",
     "Mm": "call dense layers through nn.Linear, not F.linear / @",
@@ -86,14 +86,18 @@ _HINTS = {
 }
 
 
-def _bad_nodes(out: torch.Tensor) -> list[Any]:
-    """The autograd nodes behind ``out`` that no LRP rule covers (relevance would pass them as gradients)."""
+def _bad_nodes(out: torch.Tensor, stop: set[int] | frozenset[int] = frozenset()) -> list[Any]:
+    """The autograd nodes behind ``out`` that no LRP rule covers (relevance would pass them as gradients).
+
+    ``stop``: ids of nodes where the model's computation begins (the ``grad_fn`` of inputs that were computed
+    before the model was called, e.g. by the caller of a gradient method); they and what is behind them are not
+    the model's."""
     seen: set[int] = set()
     bad: list[Any] = []
     stack = [out.grad_fn]
     while stack:
         node = stack.pop()
-        if node is None or id(node) in seen:
+        if node is None or id(node) in seen or id(node) in stop:
             continue
         seen.add(id(node))
         if not type(node).__name__.startswith(_SAFE_NODES):
@@ -127,7 +131,7 @@ def _graph_error(bad: list[Any], owners: dict[int, str] | None = None) -> Unsupp
         "it in proportion to their terms, and non-linear operations (gelu, softmax, products, …) get gradient × "
         "input through them, listed in a FunctionalOpsWarning — or move the computation into modules and map "
         "rules to them (a module LRP has no rule for, e.g. an LSTM or attention block, can be mapped to "
-        "nx.Gradient(): gradient × input through it)."
+        "nx.rules.Gradient(): gradient × input through it)."
     )
 
 
@@ -333,7 +337,7 @@ class LRPResult:
         return f"LRPResult(relevance={shape}, composite={name!r}, conservation≈{float(self.conservation.median()):.4f}{extra})"
 
 
-#: Shape-preserving modules that are not element-wise: nx.Pass() would be wrong for them, so it is not offered.
+#: Shape-preserving modules that are not element-wise: nx.rules.Pass() would be wrong for them, so it is not offered.
 _NOT_ELEMENTWISE = tuple(
     getattr(nn, n)
     for n in (
@@ -346,39 +350,39 @@ _NOT_ELEMENTWISE = tuple(
 
 def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None) -> UnsupportedModuleError:
     """The error for a module without a rule. Only remedies that work for it are offered: a Linear/Conv-type
-    layer the composite did not map gets a layer rule; ``nx.Pass()`` is offered only when the module kept its
-    input's shape (and only for element-wise modules); ``nx.Gradient()`` always works."""
+    layer the composite did not map gets a layer rule; ``nx.rules.Pass()`` is offered only when the module kept its
+    input's shape (and only for element-wise modules); ``nx.rules.Gradient()`` always works."""
     kind = type(module).__name__
     key = f"torch.nn.{kind}" if getattr(nn, kind, None) is type(module) else kind
     example = (
-        f"composite=nx.Composite({{{key}: nx.Gradient(), torch.nn.Conv2d: nx.ZPlus(), "
-        f"torch.nn.Linear: nx.Epsilon()}}, first=nx.Flat()), or key the rule by layer name, {{{name!r}: nx.Gradient()}}"
+        f"composite=nx.Composite({{{key}: nx.rules.Gradient(), torch.nn.Conv2d: nx.rules.ZPlus(), "
+        f"torch.nn.Linear: nx.rules.Epsilon()}}, first=nx.rules.Flat()), or key the rule by layer name, {{{name!r}: nx.rules.Gradient()}}"
     )
     if isinstance(module, DENSE + CONVS):
         remedy = (
-            f"The composite maps no rule to {kind} layers: add one, e.g. {{{key}: nx.ZPlus()}} or nx.Epsilon() "
-            f"(every rule of Linear/Conv layers applies to it), or key it by layer name, {{{name!r}: nx.Epsilon()}}."
+            f"The composite maps no rule to {kind} layers: add one, e.g. {{{key}: nx.rules.ZPlus()}} or nx.rules.Epsilon() "
+            f"(every rule of Linear/Conv layers applies to it), or key it by layer name, {{{name!r}: nx.rules.Epsilon()}}."
         )
     elif isinstance(module, _NOT_ELEMENTWISE):
         remedy = (
-            f"{kind} mixes the values of a sample (it is not element-wise, so nx.Pass() does not apply): map "
-            f"nx.Gradient() to it (gradient × input through it); e.g. {example}."
+            f"{kind} mixes the values of a sample (it is not element-wise, so nx.rules.Pass() does not apply): map "
+            f"nx.rules.Gradient() to it (gradient × input through it); e.g. {example}."
         )
     elif isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor) and tuple(output.shape) == tuple(x.shape):
         remedy = (
-            f"If {kind} acts element-wise (an activation: each output depends on its own input only), map nx.Pass() "
+            f"If {kind} acts element-wise (an activation: each output depends on its own input only), map nx.rules.Pass() "
             f"to it (the relevance passes unchanged); otherwise (a normalisation, attention, a custom block) map "
-            f"nx.Gradient() to pass gradient × input through it: e.g. {example}."
+            f"nx.rules.Gradient() to pass gradient × input through it: e.g. {example}."
         )
     elif isinstance(output, torch.Tensor) and isinstance(x, torch.Tensor):
         remedy = (
-            f"Map nx.Gradient() to it (it maps {tuple(x.shape)} to {tuple(output.shape)}, so nx.Pass() does not "
+            f"Map nx.rules.Gradient() to it (it maps {tuple(x.shape)} to {tuple(output.shape)}, so nx.rules.Pass() does not "
             f"apply): gradient × input through the module, which for a linear module without bias (upsampling, a "
             f"fixed filter, a shuffle) is LRP-0's proportional split; e.g. {example}."
         )
     else:
         remedy = (
-            f"It returns more than one tensor (an RNN, attention): map nx.Gradient() to it, gradient × input through "
+            f"It returns more than one tensor (an RNN, attention): map nx.rules.Gradient() to it, gradient × input through "
             f"the module; e.g. {example}."
         )
     return UnsupportedModuleError(
@@ -389,16 +393,17 @@ def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None
 
 
 class _DepthHook:
-    """Forward pre-hook counting the units running (:attr:`_Session.depth`); marked as nbexplain's own, so
+    """Forward pre-hook counting the units running (:attr:`.session.Session.depth`); marked as nbexplain's own, so
     that it does not count as a user's weight hook (:func:`~.canonizers.bn_mergeable`)."""
 
     nbexplain_internal = True
 
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Any) -> None:
         self.session = session
 
     def __call__(self, module: nn.Module, args: tuple) -> None:
-        self.session.depth += 1
+        if self.session.active:
+            self.session.depth += 1
 
 
 #: Module types whose own forward :class:`_SplitForward` may stand in for (exactly these types: a subclass may
@@ -422,7 +427,7 @@ class _SplitForward:
     rounding error of the layer's own output into the whole network (measured in BENCHMARKS.md, "LRP on
     ResNet-18, fourth round")."""
 
-    def __init__(self, session: _Session, name: str, module: nn.Module) -> None:
+    def __init__(self, session: Any, name: str, module: nn.Module) -> None:
         self.session, self.name, self.module = session, name, module
         module.forward = self  # type: ignore[method-assign]
 
@@ -442,6 +447,7 @@ class _SplitForward:
         if (
             not isinstance(x, torch.Tensor)
             or not x.requires_grad
+            or not s.active
             or s.depth != 1
             or not s._is_nonneg(x)
             or not isinstance(m.weight, nn.Parameter)
@@ -476,250 +482,3 @@ def _bn_fold(bn: nn.Module, bias: torch.Tensor | None, dtype: torch.dtype) -> tu
         if bn.bias is not None:
             shift.add_(bn.bias.to(dtype))
     return scale, shift
-
-
-class _Session:
-    """Hooks of one :func:`lrp` call; removed in :meth:`close`."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        composite: Composite,
-        canonizers: Sequence[Canonizer],
-        capture: Sequence[str],
-    ) -> None:
-        self.composite = composite
-        self.capture = set(capture)
-        self.handles: list[Any] = []
-        self.first_done = False
-        self.rules: dict[str, Rule] = {}
-        self.captured: dict[str, list[torch.Tensor]] = {}
-        self.transparent: set[nn.Module] = set()
-        # MergeBatchNorm inside lrp: a batch norm whose input is exactly the output a Linear/Conv call just
-        # produced is folded into that call while the forward pass runs (no parameter is swapped, no extra
-        # trace pass): id(rule output) -> (that output, its version, layer input, rule, op, module)
-        self.merge_bn = any(isinstance(c, MergeBatchNorm) for c in canonizers)
-        self.produced: dict[int, tuple[torch.Tensor, int, torch.Tensor, Rule, Any, nn.Module]] = {}
-        self.capture_store: dict[int, tuple[torch.Tensor, Any]] = {}
-        self.workspace = Workspace()
-        # tensors known to be ≥ 0 (ReLU outputs and what max pooling / reshapes make of them), so that
-        # z⁺ and αβ skip their x⁻ terms without scanning the input: id -> (tensor, version)
-        self.nonneg: dict[int, tuple[torch.Tensor, int]] = {}
-        # how many modules with hooks are running now: operations inside them belong to their rule (read by
-        # the functional rules of strict=False), and a unit called inside another (a residual Sum inside a
-        # block mapped to nx.Gradient()) is part of the outer unit's computation, not a rule of its own
-        self.depth = 0
-        for c in canonizers:
-            self.transparent |= c.transparent()
-        units = self._units(model)
-        for c in canonizers:
-            units.update(c.extra_modules())
-        # in-place activations (ReLU(inplace=True)) would put their own graph node between the rules:
-        # they get a copy of their input, and the rule function connects to the untouched original
-        self.originals: dict[int, list[torch.Tensor]] = {}
-        # αβ layers on non-negative inputs: the layer's output from z⁺ + z⁻ (_SplitForward): id(output) ->
-        # (output, its version, the op holding the two halves)
-        self.halves: dict[int, tuple[torch.Tensor, int, LayerOp]] = {}
-        for name, mod in units.items():
-            self.handles.append(mod.register_forward_pre_hook(_DepthHook(self)))
-            if (
-                type(mod) in _SPLITTABLE
-                and "forward" not in mod.__dict__
-                and isinstance(composite.rule_for(name, mod), AlphaBeta)
-            ):
-                self.handles.append(_SplitForward(self, name, mod))
-            if getattr(mod, "inplace", False) is True:
-                self.handles.append(mod.register_forward_pre_hook(self._copy_input))
-            self.handles.append(mod.register_forward_hook(self._make_hook(name)))
-        for name in self.capture:
-            mod = dict(model.named_modules())[name]
-            self.handles.append(mod.register_forward_hook(self._make_capture(name)))
-
-    def _units(self, model: nn.Module) -> dict[str, nn.Module]:
-        """Modules that get a hook: leaves, and containers the composite maps by name or type."""
-        units: dict[str, nn.Module] = {}
-        skip: list[str] = []
-        for name, mod in model.named_modules():
-            if any(name.startswith(s + ".") for s in skip):
-                continue
-            leaf = next(iter(mod.children()), None) is None
-            if leaf:
-                units[name] = mod
-            elif isinstance(mod, WEIGHTED + POOLS):
-                # a layer with children of its own (weight parametrizations): one unit, its children are
-                # part of how it computes its weight
-                units[name] = mod
-                skip.append(name)
-            elif name and (name in self.composite.names or any(isinstance(mod, t) for t, _ in self.composite.types)):
-                units[name] = mod
-                skip.append(name)
-        return units
-
-    def _is_nonneg(self, t: torch.Tensor) -> bool:
-        entry = self.nonneg.get(id(t))
-        return entry is not None and entry[0] is t and entry[1] == t._version
-
-    def _mark_nonneg(self, t: torch.Tensor) -> torch.Tensor:
-        self.nonneg[id(t)] = (t, t._version)
-        return t
-
-    def _copy_input(self, module: nn.Module, args: tuple) -> Any:
-        if self.depth > 1:
-            return None
-        x = args[0] if args else None
-        with _own_ops():
-            if isinstance(x, torch.Tensor) and x.requires_grad:
-                self.originals.setdefault(id(module), []).append(x)
-                return (x.clone(),) + tuple(args[1:])
-        return None
-
-    def _structured(self, name: str, module: nn.Module, args: tuple, output: Any) -> Any:
-        """A module whose output is a tuple/dict (LSTM, GRU, MultiheadAttention, …): only
-        :class:`~.rules.Gradient` applies; no rule is an error naming the module."""
-        if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-            return None
-        if not any(t.requires_grad for t in _tensor_leaves(output)):
-            return None
-        rule = self.composite.rule_for(name, module)
-        if rule is None and (isinstance(module, TRANSPARENT) or type(module) is nn.Module):
-            return None
-        if rule is None:
-            raise _unsupported(name, module)
-        if not isinstance(rule, Gradient):
-            raise TypeError(
-                f"{name!r} ({type(module).__name__}) returns {type(output).__name__}, not a tensor; only "
-                f"nx.Gradient() (gradient × input through the module) applies to it, got {rule!r}."
-            )
-        self.rules.setdefault(name, rule)
-        return _gradient_node(args, output, rule.stabilizer)
-
-    def _make_hook(self, name: str):
-        rule_hook = self._make_rule_hook(name)
-
-        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            try:
-                if self.depth > 1:  # called inside another unit: part of that unit's computation
-                    return None
-                with _own_ops():
-                    return rule_hook(module, args, output)
-            finally:
-                self.depth -= 1
-
-        return hook
-
-    def _make_rule_hook(self, name: str):
-        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            x = args[0] if args else None
-            stash = self.originals.get(id(module))
-            if stash:
-                x = stash.pop()
-            if not isinstance(output, torch.Tensor):
-                return self._structured(name, module, args, output)
-            if not isinstance(x, torch.Tensor) or not x.requires_grad:
-                return None  # not on the explained input's path
-            if module in self.transparent:
-                if output is not x and self._is_nonneg(x):
-                    self._mark_nonneg(output)
-                return None
-            if self.merge_bn and isinstance(module, BATCHNORMS):
-                merged = self._merge(module, x, output)
-                if merged is not None:
-                    return merged
-            is_weighted = isinstance(module, DENSE + CONVS)
-            first = is_weighted and not self.first_done
-            if is_weighted:
-                self.first_done = True
-            rule = self.composite.rule_for(name, module, first=first)
-            if rule is None:
-                if isinstance(module, TRANSPARENT) or type(module) is nn.Module:
-                    if isinstance(module, TRANSPARENT) and self._is_nonneg(x):
-                        self._mark_nonneg(output)
-                    return None
-                raise _unsupported(name, module, x, output)
-            self.rules.setdefault(name, rule)
-            if isinstance(rule, Gradient):
-                return _gradient_node(args, output, rule.stabilizer)
-            if isinstance(module, Sum):
-                if not isinstance(rule, Epsilon):  # Norm and ZeroRule are ε rules too
-                    raise TypeError(f"Residual sums take an ε-type rule (nx.Norm(), nx.Epsilon()), got {rule!r}.")
-                return _SumFunction.apply(args[0], args[1], output.detach(), max(rule.epsilon, 1e-12))
-            supported = isinstance(module, WEIGHTED + POOLS)
-            if not supported and not isinstance(rule, Pass):
-                same = tuple(output.shape) == tuple(x.shape)
-                raise TypeError(
-                    f"Rule {rule!r} needs a Linear, Conv, ConvTranspose, batch-norm or average-pooling layer, but "
-                    f"{name!r} is a {type(module).__name__}; map nx.Gradient() to it instead"
-                    + (" (or nx.Pass() if it acts element-wise)." if same else ".")
-                )
-            split = self.halves.pop(id(output), None)
-            if split is not None and split[0] is output and split[1] == output._version:
-                op = split[2]  # made by _SplitForward for this call, holding z⁺ and z⁻
-            else:
-                op = make_op(module, x, output)
-                op.workspace = self.workspace
-            if rule.needs_weights and op.weight is None:
-                raise TypeError(
-                    f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
-                    "use nx.Norm() or nx.Epsilon() for pooling layers."
-                )
-            if self._is_nonneg(x):
-                op.nonneg = True
-            out = _RuleFunction.apply(x, output.detach(), rule, op, self.merge_bn and is_weighted)
-            if (isinstance(rule, Pass) and isinstance(module, _NONNEG_ACTIVATIONS)) or (
-                isinstance(module, POOLS) and op.nonneg
-            ):
-                self._mark_nonneg(out)
-            if self.merge_bn and is_weighted:
-                self.produced[id(out)] = (out, out._version, x, rule, op, module)
-            return out
-
-        return hook
-
-    def _merge(self, bn: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
-        """Fold ``bn`` into the Linear/Conv call that produced its input ``x`` (if it did, and ``x`` was not
-        written since): one rule node from that layer's input to the batch norm's output, with the merged
-        weights. The layer's own rule node is then left without a consumer (unless something else reads
-        its output, which then correctly gets relevance through it)."""
-        src = self.produced.get(id(x))
-        if src is None or src[0] is not x or src[1] != x._version or bn.training or not bn_mergeable(bn, src[5]):
-            return None
-        _, _, lin_in, rule, lin_op, lin = src
-        op = lin_op.copy()
-        op.merge(*_bn_fold(bn, op.bias, op.weight.dtype))
-        # handed on, not shared: the merged node's rule writes into them, and the layer's own node (should
-        # something else read its output) then computes its own
-        op.halves, lin_op.halves = lin_op.halves, None
-        out = _RuleFunction.apply(lin_in, output.detach(), rule, op)
-        stored = self.capture_store.get(id(x))
-        if stored is not None and stored[0] is x:
-            out.register_hook(stored[1])  # relevance "at the layer" = at the merged pair's output
-        return out
-
-    def _make_capture(self, name: str):
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            if not isinstance(output, torch.Tensor) or not output.requires_grad:
-                return
-            slots = self.captured.setdefault(name, [])
-            # zeros until relevance arrives: an output the explained score does not depend on gets none
-            slots.append(torch.zeros_like(output, memory_format=torch.contiguous_format).detach())
-            index = len(slots) - 1
-
-            def store(grad: torch.Tensor) -> None:
-                slots[index] = grad.detach()
-
-            output.register_hook(store)
-            self.capture_store[id(output)] = (output, store)
-
-        return hook
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
-        self.nonneg.clear()  # let activations go as soon as the backward pass is done with them
-        self.originals.clear()
-        self.produced.clear()
-        self.capture_store.clear()
-        self.halves.clear()
-
-

@@ -1,20 +1,18 @@
-"""The :func:`lrp` entry point: validation, batching, and one forward + one backward pass per batch."""
+"""The :func:`lrp` entry point: validation, batching, and one forward + one backward pass per batch, with the
+rules on the model by :func:`~.session.rules_on` (the code path :func:`~.context.lrp_rules` uses too)."""
 
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
 from torch import nn
 
-from ..space import AttributionInputs, attribution_inputs
 from ..._base.compiled import strip_compiled
-from ..._base.hygiene import model_device, model_dtype, preserved
+from ..._base.hygiene import model_device, model_dtype
 from ..._base.machinery import batch_slices, check_progress, progress_bar
 from ..._base.model_inputs import InputKey, Inputs
 from ..._base.model_io import (
@@ -26,19 +24,20 @@ from ..._base.model_io import (
     model_input,
     select_output,
 )
+from ..._base.targets import Target, TargetArg, as_target
 from ..._base.validation import (
     check_finite,
     check_model,
     check_positive_int,
     match_layer_names,
 )
-from ..._base.targets import Target, TargetArg, as_target
-from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
+from ..space import AttributionInputs, attribution_inputs
+from .canonizers import Canonizer, default_canonizers
 from .composites import Composite, Key, get_composite
-from .engine import LRPResult, _bad_nodes, _graph_error, _OpOwners, _Session
-from .functional import FunctionalOpsWarning, FunctionalRules
-from .inputs import EmbeddingTap, computed_in_float32, resolve_embedding, suspended_backward_hooks
+from .engine import LRPResult
+from .inputs import EmbeddingTap, resolve_embedding
 from .rules import Rule
+from .session import Session, rules_on
 
 __all__ = ["lrp"]
 
@@ -67,7 +66,7 @@ def _resolve_canonizers(canonizers: CanonizersArg) -> list[Canonizer]:
     out = list(canonizers)
     for c in out:
         if not isinstance(c, Canonizer):
-            raise TypeError(f"`canonizers` must contain nx.MergeBatchNorm() / nx.ExplicitResidual() objects, got {c!r}.")
+            raise TypeError(f"`canonizers` must contain nx.canonizers.MergeBatchNorm() / nx.canonizers.ExplicitResidual() objects, got {c!r}.")
     return out
 
 
@@ -85,45 +84,6 @@ class _Plan:
     wrt: InputKey = 0
 
 
-def _forward(model: nn.Module, inp: Inputs, plan: _Plan, owners: _OpOwners | None = None) -> tuple[Any, _Session, EmbeddingTap | None]:
-    """One forward pass with the rules hooked in (canonizers active only during it)."""
-    xb = inp[plan.wrt]
-    several = None if inp.single else inp
-    tap = EmbeddingTap(model, plan.embedding, xb, several, plan.wrt) if plan.embedding is not None else None
-    session: _Session | None = None
-    functional = None if plan.strict or owners is not None else FunctionalRules(model)
-    try:
-        with ExitStack() as stack:
-            if owners is not None:
-                stack.enter_context(owners)
-            if functional is not None:  # below the canonizers' modes: residual sums still become Sum modules
-                stack.enter_context(functional)
-            for c in plan.canonizers:
-                if not isinstance(c, MergeBatchNorm):  # merged during the forward pass (_Session)
-                    stack.enter_context(c.apply(model, xb.detach()))
-            session = _Session(model, plan.composite, plan.canonizers, plan.capture)
-            if functional is not None:
-                functional.inside = lambda: session.depth > 0
-            with torch.enable_grad():
-                raw = call_with_note(model, inp)
-    except BaseException:
-        if session is not None:
-            session.close()
-            session.workspace.close()
-        raise
-    finally:
-        if tap is not None:
-            tap.close()
-        if owners is not None:
-            owners.close()
-        if functional is not None:
-            functional.close()
-    session.close()
-    if functional is not None:
-        functional.report()
-    return raw, session, tap
-
-
 def _scores(raw: Any, plan: _Plan, n: int) -> torch.Tensor:
     out = select_output(raw, plan.output)
     if out.ndim == 0 or out.shape[0] != n:
@@ -136,10 +96,21 @@ def _scores(raw: Any, plan: _Plan, n: int) -> torch.Tensor:
     return out
 
 
-def _explain_batch(model: nn.Module, inp: Inputs, tb: Target, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Session]:
+def _explain_batch(
+    model: nn.Module, inp: Inputs, tb: Target, plan: _Plan, session: Session
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward pass with the session's rules on the model (its forward hook checks the graph), and one
+    backward pass seeded by ``plan.init``."""
     xb = inp[plan.wrt]
-    raw, session, tap = _forward(model, inp, plan)
+    several = None if inp.single else inp
+    tap = EmbeddingTap(model, plan.embedding, xb, several, plan.wrt) if plan.embedding is not None else None
     try:
+        try:
+            with torch.enable_grad():
+                raw = call_with_note(model, inp)
+        finally:
+            if tap is not None:
+                tap.close()
         out = _scores(raw, plan, xb.shape[0])
         # Where the explained score reads the output (a one-hot for a class or a token, a region's mask,
         # ∂s/∂out for a function): checked against the output's shape before any backward pass.
@@ -147,18 +118,6 @@ def _explain_batch(model: nn.Module, inp: Inputs, tb: Target, plan: _Plan) -> tu
         leaf = xb if tap is None else tap.leaf(model)[1]
         if not out.requires_grad:
             raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
-        bad = _bad_nodes(out)
-        if bad and plan.strict:
-            raise _locate_bad_ops(model, inp, plan)
-        if bad:  # strict=False and still uncovered (a custom autograd.Function outside modules, …): say so
-            warnings.warn(
-                f"lrp(strict=False): the model computes {sorted({type(b).__name__ for b in bad})} on the "
-                "explained input outside any module with an LRP rule, where no functional rule could be "
-                "applied; relevance followed their gradient there, which is not a relevance rule. Move them "
-                "into a module and map nx.Gradient() (or another rule) to it.",
-                FunctionalOpsWarning,
-                stacklevel=4,
-            )
         # init="logit": the relevance put on the output is the explained part of it, weights ⊙ out (for a class,
         # a token or a region: the selected scores themselves); init="one": the weights.
         if plan.init == "logit":  # zero weights stay exact zeros next to non-finite outputs the score never reads
@@ -170,7 +129,8 @@ def _explain_batch(model: nn.Module, inp: Inputs, tb: Target, plan: _Plan) -> tu
         with torch.enable_grad():
             (rel,) = torch.autograd.grad(out, leaf, seed)
     finally:
-        session.workspace.close()
+        if session.workspace is not None:
+            session.workspace.close()
     if tap is not None:
         rel = rel.sum(-1)  # one value per token: summed over the embedding features
     if not bool(torch.isfinite(rel).all()):
@@ -180,17 +140,7 @@ def _explain_batch(model: nn.Module, inp: Inputs, tb: Target, plan: _Plan) -> tu
             f"{picked[bad_rows[:3]].tolist()}): a layer overflowed its dtype or a rule divided by zero. "
             "Explain the model in float32/float64, or use rules with a stabiliser (epsilon > 0)."
         )
-    return rel.detach(), out.detach(), explained, session
-
-
-def _locate_bad_ops(model: nn.Module, inp: Inputs, plan: _Plan) -> Exception:
-    """The graph check failed: run the forward pass again, recording which module created each operation,
-    and return the error naming them."""
-    owners = _OpOwners(model)
-    raw, session, _ = _forward(model, inp, plan, owners)
-    session.workspace.close()
-    out = select_output(raw, plan.output)
-    return _graph_error(_bad_nodes(out), owners.owners)
+    return rel.detach(), out.detach(), explained
 
 
 def lrp(
@@ -253,9 +203,9 @@ def lrp(
         (default: flat on the first layer, z⁺ on convolutions, ε on dense layers),
         ``"epsilon_gamma_box"``, ``"epsilon_alpha2_beta1"``, ``"epsilon_alpha2_beta1_flat"`` — an
         :class:`~nbexplain.core.attribution.lrp.Composite`, a dict ``{layer type or layer name: rule}``, or one
-        rule for every Linear and Conv layer (``nx.ZPlus()``; transposed convolutions are convolutions here: every
+        rule for every Linear and Conv layer (``nx.rules.ZPlus()``; transposed convolutions are convolutions here: every
         composite gives ``ConvTranspose1d/2d/3d`` the rules of convolutions). Modules LRP has no rule for (LSTM, GRU,
-        ``nn.MultiheadAttention``, custom blocks) can be mapped to ``nx.Gradient()`` (gradient × input
+        ``nn.MultiheadAttention``, custom blocks) can be mapped to ``nx.rules.Gradient()`` (gradient × input
         through them, also when they return tuples).
     output
         Which model output holds the class scores when the model returns a tuple, dict or object: an
@@ -282,12 +232,14 @@ def lrp(
         ``result.rules`` lists every layer's rule.
     canonizers
         ``"auto"`` (merge batch norms into the preceding Linear/Conv, make residual sums explicit, and read
-        products with a constant factor — layer scales ``x * self.gamma`` — as diagonal linear layers, ``nx.Scale``),
+        products with a constant factor — layer scales ``x * self.gamma`` — as diagonal linear layers, ``nx.canonizers.Scale``),
         ``None``, or a list of canonizer objects. Always undone on return.
     layers
         Layer name(s) whose output relevance to return in ``result.layers``.
     init
-        ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1.
+        ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1 — the
+        gradient's seed, so ``init="one"`` is what :func:`~nbexplain.gradient` returns inside
+        :func:`~nbexplain.lrp_rules` (the same rules on the model for any gradient-based method).
     batch_size
         Explain at most this many samples per pass (bounds memory). ``None``: as many as fit in about
         2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224).
@@ -302,7 +254,7 @@ def lrp(
         to their terms (LRP-0); every other operation (``gelu``, ``softmax``, ``layer_norm``, products of two
         activations, ``F.linear``) gets gradient × input through it, which is not an LRP rule and is listed,
         with its module, in a :class:`~nbexplain.core.attribution.lrp.functional.FunctionalOpsWarning`. With
-        ε → 0 rules and ``nx.Gradient()`` on the other modules, the map is then exactly gradient × input.
+        ε → 0 rules and ``nx.rules.Gradient()`` on the other modules, the map is then exactly gradient × input.
 
     Returns
     -------
@@ -357,9 +309,13 @@ def lrp(
     if isinstance(target, torch.Tensor):
         target = target.to("cpu")
     tgt = as_target(target, batch[plan.wrt].shape[0])
-    values = any(c.changes_values(model) for c in plan.canonizers)
-    with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
-        result = _run(model, batch, tgt, plan, bs, progress)
+    # the rules go on the model the way nx.lrp_rules puts them there (one code path): the model's backward pass
+    # then propagates relevance; the graph check reads the explained output only
+    with rules_on(
+        model, plan.composite, plan.canonizers, plan.capture, strict=plan.strict,
+        select=lambda raw: [select_output(raw, plan.output)], what="nx.lrp",
+    ) as session:
+        result = _run(model, batch, tgt, plan, bs, progress, session)
     if any(given != own for given, own in requested.items()):
         result.layers = {_given_name(k, requested): v for k, v in result.layers.items()}
     return result
@@ -417,12 +373,12 @@ def _own_names(comp: Composite, names: list[str]) -> Composite:
     return copied
 
 
-def _run(model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:
-    """The batch loop (inside the hygiene contexts); the other inputs of ``batch`` go with each slice."""
+def _run(
+    model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, progress: bool | None, session: Session
+) -> LRPResult:
+    """The batch loop (with the rules on the model, in eval mode); the other inputs of ``batch`` go with each
+    slice."""
     x = batch[plan.wrt]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     device, dtype = model_device(model), model_dtype(model)
     rel_parts, out_parts, expl_parts = [], [], []
     layer_parts: dict[str, list[torch.Tensor]] = {}
@@ -439,7 +395,7 @@ def _run(model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, pro
             inp = batch.rows(sl).map(
                 lambda k, t, xb=xb: xb if k == plan.wrt else model_input(t, model).detach()
             )
-            rel, out, explained, session = _explain_batch(model, inp, tgt[sl], plan)
+            rel, out, explained = _explain_batch(model, inp, tgt[sl], plan, session)
             rel_parts.append(rel)
             out_parts.append(out)
             expl_parts.append(explained)

@@ -17,7 +17,7 @@ a rule consistent with gradient × input (so an ε → 0 LRP of a ReLU network s
   LRP rule (it does not conserve relevance): they are listed in a :class:`FunctionalOpsWarning`, with the
   module whose forward computed them, so that no map changes meaning silently.
 
-Ops inside a module that has a rule (also inside a module mapped to ``nx.Gradient()``) are not touched.
+Ops inside a module that has a rule (also inside a module mapped to ``nx.rules.Gradient()``) are not touched.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from ..._base.machinery import Handles
 
 __all__ = ["FunctionalRules", "FunctionalOpsWarning", "ModuleStackMode", "COPY_LIKE", "LINEAR"]
 
@@ -88,11 +90,15 @@ class ModuleStackMode(torch.overrides.TorchFunctionMode):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.stack: list[str] = []
-        self.handles: list[Any] = []
-        for name, mod in model.named_modules():
-            label = f"{name!r} ({type(mod).__name__})" if name else f"the model's own forward ({type(mod).__name__})"
-            self.handles.append(mod.register_forward_pre_hook(self._enter(label)))
-            self.handles.append(mod.register_forward_hook(self._leave, always_call=True))
+        self.handles = Handles()
+        try:
+            for name, mod in model.named_modules():
+                label = f"{name!r} ({type(mod).__name__})" if name else f"the model's own forward ({type(mod).__name__})"
+                self.handles.add(mod.register_forward_pre_hook(self._enter(label)))
+                self.handles.add(mod.register_forward_hook(self._leave, always_call=True))
+        except BaseException:
+            self.handles.remove()
+            raise
 
     def _enter(self, label: str) -> Any:
         def pre(module: nn.Module, args: tuple) -> None:
@@ -106,9 +112,7 @@ class ModuleStackMode(torch.overrides.TorchFunctionMode):
 
     def close(self) -> None:
         """Remove the module hooks."""
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+        self.handles.remove()
 
 
 class FunctionalRules(ModuleStackMode):
@@ -170,16 +174,17 @@ class FunctionalRules(ModuleStackMode):
         new = self._wrap(alt, plain, ins, (before,) + rest, kwargs)
         return target.copy_(new)
 
-    def report(self) -> None:
-        """One :class:`FunctionalOpsWarning` naming the non-linear functional operations and their modules."""
+    def report(self, stacklevel: int = 2) -> None:
+        """One :class:`FunctionalOpsWarning` naming the non-linear functional operations and their modules
+        (``stacklevel`` as in :func:`warnings.warn`)."""
         if not self.nonlinear:
             return
         where = "; ".join(f"{op} in {', '.join(sorted(owners))}" for op, owners in sorted(self.nonlinear.items()))
         warnings.warn(
-            "lrp(strict=False): these operations run outside any module with an LRP rule and are not linear, so "
-            f"they were explained by gradient × input through them (nx.Gradient's rule, not an LRP rule; it does "
+            "strict=False: these operations run outside any module with an LRP rule and are not linear, so "
+            f"they were explained by gradient × input through them (nx.rules.Gradient's rule, not an LRP rule; it does "
             f"not conserve relevance): {where}. Move them into modules and map rules to those modules to choose "
             "another treatment.",
             FunctionalOpsWarning,
-            stacklevel=6,  # report ← _forward ← _explain_batch ← _run ← lrp ← the caller
+            stacklevel=stacklevel,
         )

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..._base.compiled import strip_compiled
+from ..._base.machinery import Handles
 from ..._base.model_inputs import InputKey, Inputs
 from ..._base.model_io import reads_other_input
 from ..._base.validation import suggest
@@ -139,14 +140,15 @@ class EmbeddingTap:
         self.x = x
         self.batch, self.wrt = batch, wrt
         self.leaves: list[tuple[str, torch.Tensor]] = []
-        self.handles = []
+        self.handles = Handles()
         modules = dict(model.named_modules())
         if name:
             targets = {name: modules[name]}
         else:
             targets = {n: m for n, m in modules.items() if isinstance(m, nn.Embedding)}
         for n, mod in targets.items():
-            self.handles.append(mod.register_forward_hook(self._hook(n)))
+            # first of the layer's hooks: the LRP session's hooks on it (a layer capture) see the leaf
+            self.handles.add(mod.register_forward_hook(self._hook(n), prepend=True))
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
@@ -188,6 +190,4 @@ class EmbeddingTap:
         )
 
     def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+        self.handles.remove()

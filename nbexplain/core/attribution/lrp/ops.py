@@ -45,7 +45,7 @@ class Scale(nn.Module):
 
     Created by the :class:`~nbexplain.core.attribution.lrp.canonizers.ExplicitScale` canonizer (part of
     ``canonizers="auto"``) and never added to the user's model. Use the type as a composite key to choose its
-    rule, e.g. ``{nx.Scale: nx.ZPlus()}``; by default it gets the ε rule with the call's ε (for a diagonal
+    rule, e.g. ``{nx.canonizers.Scale: nx.rules.ZPlus()}``; by default it gets the ε rule with the call's ε (for a diagonal
     map: ``R_in = x·w / (x·w + ε·sign(x·w)) · R_out``, the relevance passes unchanged up to the ε absorption).
     Every rule of Linear/Conv layers applies to it, read with a diagonal weight matrix.
 
@@ -234,18 +234,25 @@ class Workspace:
     take turns on the same buffers. A buffer is lent to one op until that op's :meth:`LayerOp.release`;
     an op that asks while every buffer is lent gets a fresh allocation (never a shared one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pooled: bool = True) -> None:
         global _CALLS
+        #: Whether the buffers come from (and :meth:`close` returns them to) the pool kept between calls. A
+        #: workspace whose backward pass is not run by nbexplain (``nx.lrp_rules``) is not pooled: it could not
+        #: be closed safely, and it is left to the garbage collector.
+        self.pooled = pooled
         with _POOL_LOCK:  # buffers kept from the previous call (their pages are already mapped)
             _CALLS += 1
             #: This call's number (the weight cache keeps what one call uses together, see _cached).
             self.call = _CALLS
-            self.buffers: list[torch.Tensor] = list(_POOL)
-            _POOL.clear()
+            self.buffers: list[torch.Tensor] = list(_POOL) if pooled else []
+            if pooled:
+                _POOL.clear()
         self.owner: list[Any] = [None] * len(self.buffers)
 
     def close(self) -> None:
         """End of the call: keep up to :data:`POOL_BYTES` of CPU buffers for the next call, free the rest."""
+        if not self.pooled:
+            return
         keep, total = [], 0
         for buf in sorted(self.buffers, key=lambda b: -b.numel()):
             size = buf.numel() * buf.element_size()

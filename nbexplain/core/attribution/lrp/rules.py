@@ -592,8 +592,8 @@ class Pass(Rule):
         if tuple(x.shape) != tuple(z.shape):
             raise ValueError(
                 f"The Pass rule needs a module whose output has the input's shape; got input "
-                f"{tuple(x.shape)} and output {tuple(z.shape)}. Map nx.Gradient() to it (gradient × input through "
-                "the module), or a layer rule (nx.Epsilon(), nx.ZPlus(), …) if it is a Linear, Conv or ConvTranspose."
+                f"{tuple(x.shape)} and output {tuple(z.shape)}. Map nx.rules.Gradient() to it (gradient × input through "
+                "the module), or a layer rule (nx.rules.Epsilon(), nx.rules.ZPlus(), …) if it is a Linear, Conv or ConvTranspose."
             )
         return ()
 
@@ -613,7 +613,7 @@ class Gradient(Rule):
     ----------
     epsilon
         ``None`` (default): no stabiliser, ``R_out / z`` exactly (an output that is exactly 0 passes no
-        relevance) — what a user who maps ``nx.Gradient()`` expects: gradient × input. A number ε divides by
+        relevance) — what a user who maps ``nx.rules.Gradient()`` expects: gradient × input. A number ε divides by
         ``z + ε·sign(z)`` instead, which damps outputs near 0 (and moves the result away from gradient × input
         by about ε/|z| there). The call's ``epsilon=`` does not change it: it sets the ε of the named
         composites' rules.
