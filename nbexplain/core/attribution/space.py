@@ -41,7 +41,7 @@ from .._base.model_io import (
     resolve_embedding,
     select_output,
 )
-from .._base.targets import Target, as_target
+from .._base.targets import Target, as_target, describe_axes
 from .._base.validation import check_model, check_tensor
 
 __all__ = [
@@ -51,6 +51,8 @@ __all__ = [
     "prepare_attribution",
     "check_attribution_input",
     "target_scores",
+    "predicted_classes",
+    "bind_target",
 ]
 
 #: What ``x=`` of an attribution accepts: one tensor (or numpy array), a tuple (positional inputs) or dict
@@ -118,6 +120,32 @@ def target_scores(output: torch.Tensor, target: Any, argname: str = "target") ->
     if not isinstance(target, Target):
         target = as_target(target, int(output.shape[0]), argname)
     return target.scores(output)
+
+
+def predicted_classes(output: torch.Tensor, method: str) -> torch.Tensor:
+    """``target=None``: the predicted class of each row, LongTensor ``(rows,)`` on the CPU.
+
+    ``(N, C)`` scores: the argmax over the classes; ``(N,)`` outputs: class 0 (the one output). Other outputs
+    (sequences, dense maps) have no single predicted class: a clear error asks for a target.
+    """
+    if output.ndim == 1:
+        return torch.zeros(output.shape[0], dtype=torch.long)
+    if output.ndim == 2:
+        return output.detach().argmax(dim=1).cpu()
+    raise ValueError(
+        f"{method}(target=None) explains the predicted class of (N, C) scores, but the selected output is "
+        f"{describe_axes(tuple(output.shape))}: pass `target=` — (position, token) for a sequence, a class or "
+        "nx.Target.region(class, mask) for a dense map, or a function of the output (nx.Target.score(fn))."
+    )
+
+
+def bind_target(target: Any, n: int, argname: str = "target") -> Target:
+    """``target=`` for ``n`` rows: a :class:`Target` already bound to ``n`` rows (e.g. repeated per noisy copy by
+    :func:`~nbexplain.core.attribution.noise.noise_tunnel`) is used as it is; anything else is read by
+    :func:`~nbexplain.core._base.targets.as_target`."""
+    if isinstance(target, Target) and target.rows is not None and len(target) == n:
+        return target
+    return as_target(target, n, argname)
 
 
 class AttributionSpace:
@@ -283,11 +311,22 @@ class AttributionSpace:
 
     def grad(self, idx: Any, t: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the target scores w.r.t. the points, and the points themselves."""
+        g, leaf, _, _, _ = self.grad_output(idx, t, z)
+        return g, leaf
+
+    def grad_output(
+        self, idx: Any, t: Any, z: torch.Tensor | None = None, method: str = "gradient"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Target, torch.Tensor]:
+        """Gradient of the target scores w.r.t. the points, the points, the selected output, the rows' target and
+        their scores (both detached), from one forward and one backward pass. ``t=None``: each row's predicted class (read from
+        this pass's output)."""
         with torch.enable_grad():
             out, leaf = self.forward(idx, z, leaf=True)
+            if t is None:
+                t = as_target(predicted_classes(out, method), int(out.shape[0]))
             scores = target_scores(out, t)
             (g,) = torch.autograd.grad(scores.sum(), leaf)
-        return g, leaf.detach()
+        return g, leaf.detach(), out.detach(), t, scores.detach()
 
     def scores(self, idx: Any, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
