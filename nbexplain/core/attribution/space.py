@@ -9,7 +9,7 @@ run every model call through :class:`AttributionSpace`, and validate their argum
 
 Several inputs
 --------------
-``x`` may be one batch of several model inputs — a tuple (positional), a dict (keyword) or an
+``inputs`` may be one batch of several model inputs — a tuple (positional), a dict (keyword) or an
 :class:`~nbexplain.core._base.model_inputs.Inputs` — of which one, ``wrt``, is explained. The space holds the whole
 batch; every model call takes the rows ``idx`` of *every* input and puts the point ``z`` in place of the
 ``wrt`` input, ``model(*inputs.rows(idx).replace(wrt, z))``. The methods that expand the batch (SmoothGrad's
@@ -55,12 +55,12 @@ __all__ = [
     "bind_target",
 ]
 
-#: What ``x=`` of an attribution accepts: one tensor (or numpy array), a tuple (positional inputs) or dict
+#: What ``inputs=`` of an attribution accepts: one tensor (or numpy array), a tuple (positional inputs) or dict
 #: (keyword inputs) of tensors batched together, or :class:`~nbexplain.core._base.model_inputs.Inputs`.
 AttributionInputs = Union[torch.Tensor, tuple, Mapping[str, Any], Inputs]
 
 
-def check_attribution_input(x: Any, argname: str = "x", min_ndim: int = 2) -> torch.Tensor:
+def check_attribution_input(x: Any, argname: str = "inputs", min_ndim: int = 2) -> torch.Tensor:
     """A batch ``(N, …)`` with N ≥ 1: floating (and finite) values, or integer token ids."""
     x = check_tensor(x, argname, min_ndim=min_ndim, finite=True)
     if x.shape[0] == 0:
@@ -68,9 +68,9 @@ def check_attribution_input(x: Any, argname: str = "x", min_ndim: int = 2) -> to
     return x
 
 
-def attribution_inputs(x: Any, wrt: Any = None, argname: str = "x") -> tuple[Inputs, InputKey, str]:
-    """``x=`` of an attribution as one :class:`Inputs` batch, the key of the explained input, and its name for
-    messages (``x``, or ``x[1]`` / ``x['mask']`` for one of several inputs).
+def attribution_inputs(x: Any, wrt: Any = None, argname: str = "inputs") -> tuple[Inputs, InputKey, str]:
+    """``inputs=`` of an attribution as one :class:`Inputs` batch, the key of the explained input, and its name for
+    messages (``inputs``, or ``inputs[1]`` / ``inputs['mask']`` for one of several inputs).
 
     The explained input is checked as by :func:`check_attribution_input` (for one of several inputs a 1-D
     ``(N,)`` input is allowed: the batch size is known from the others); floating inputs that are held fixed
@@ -80,7 +80,7 @@ def attribution_inputs(x: Any, wrt: Any = None, argname: str = "x") -> tuple[Inp
         type(x).__module__.startswith("numpy") and hasattr(x, "shape")
     ):
         hint = (
-            " A list is not read as several inputs: pass them as a tuple, e.g. x=(x, mask)."
+            " A list is not read as several inputs: pass them as a tuple, e.g. inputs=(x, mask)."
             if isinstance(x, list) and x and all(isinstance(v, torch.Tensor) for v in x) else ""
         )
         raise TypeError(
@@ -300,7 +300,7 @@ class AttributionSpace:
                 f"`{argname}` holds token ids of other samples, and the model takes several inputs: their "
                 f"embeddings are computed by calling the embedding layer on them alone, which needs an "
                 f"nn.Embedding, but {self.site.name!r} is a {type(self.site.module).__name__}. Pass `{argname}` as "
-                f"a whole batch of the model's inputs (a tuple or dict like `x`) instead."
+                f"a whole batch of the model's inputs (a tuple or dict like `inputs`) instead."
             )
         with torch.no_grad():
             return self.site.module(model_input(ids, self.model)).detach()

@@ -12,7 +12,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..space import AttributionInputs, attribution_inputs
+from ..result import resolved_target
+from ..space import AttributionInputs, attribution_inputs, bind_target, predicted_classes
 from ..._base.compiled import strip_compiled
 from ..._base.hygiene import model_device, model_dtype, preserved
 from ..._base.machinery import batch_slices, check_progress, progress_bar
@@ -31,6 +32,7 @@ from ..._base.validation import (
     check_model,
     check_positive_int,
     match_layer_names,
+    renamed_arguments,
 )
 from ..._base.targets import Target, TargetArg, as_target
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
@@ -51,8 +53,8 @@ CanonizersArg = Union[str, None, Iterable[Canonizer]]
 def _check_finite(x: torch.Tensor) -> None:
     """One reduction instead of a full mask; the detailed count only when something is wrong."""
     if not bool(torch.isfinite(x.sum())):
-        check_finite(x, "x")
-        raise ValueError("`x` sums to a non-finite value (overflow); rescale the input.")
+        check_finite(x, "inputs")
+        raise ValueError("`inputs` sums to a non-finite value (overflow); rescale the input.")
 
 
 def _resolve_canonizers(canonizers: CanonizersArg) -> list[Canonizer]:
@@ -136,11 +138,17 @@ def _scores(raw: Any, plan: _Plan, n: int) -> torch.Tensor:
     return out
 
 
-def _explain_batch(model: nn.Module, inp: Inputs, tb: Target, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Session]:
+def _explain_batch(
+    model: nn.Module, inp: Inputs, tb: Target | None, plan: _Plan
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Session, Target, torch.Tensor]:
+    """One batch: relevance, output, the relevance put on the output, the session, the target (``None``: the
+    predicted classes of this pass) and the explained score (float64)."""
     xb = inp[plan.wrt]
     raw, session, tap = _forward(model, inp, plan)
     try:
         out = _scores(raw, plan, xb.shape[0])
+        if tb is None:
+            tb = as_target(predicted_classes(out, "lrp"), xb.shape[0])
         # Where the explained score reads the output (a one-hot for a class or a token, a region's mask,
         # ∂s/∂out for a function): checked against the output's shape before any backward pass.
         weights = tb.seed(out.detach())
@@ -180,7 +188,8 @@ def _explain_batch(model: nn.Module, inp: Inputs, tb: Target, plan: _Plan) -> tu
             f"{picked[bad_rows[:3]].tolist()}): a layer overflowed its dtype or a rule divided by zero. "
             "Explain the model in float32/float64, or use rules with a stabiliser (epsilon > 0)."
         )
-    return rel.detach(), out.detach(), explained, session
+    score = tb.scores(out.detach()).to(torch.float64)
+    return rel.detach(), out.detach(), explained, session, tb, score
 
 
 def _locate_bad_ops(model: nn.Module, inp: Inputs, plan: _Plan) -> Exception:
@@ -193,10 +202,11 @@ def _locate_bad_ops(model: nn.Module, inp: Inputs, plan: _Plan) -> Exception:
     return _graph_error(_bad_nodes(out), owners.owners)
 
 
+@renamed_arguments(x="inputs", eval="eval_mode")
 def lrp(
     model: nn.Module,
-    x: AttributionInputs,
-    target: TargetArg,
+    inputs: AttributionInputs,
+    target: TargetArg | None = None,
     composite: str | Composite | Rule | Mapping[Key, Rule] = "epsilon_plus_flat",
     *,
     wrt: InputKey | None = None,
@@ -210,6 +220,7 @@ def lrp(
     layers: str | Sequence[str] | None = None,
     init: str = "logit",
     batch_size: int | None = None,
+    eval_mode: bool = True,
     progress: bool | None = None,
     strict: bool = True,
 ) -> LRPResult:
@@ -229,12 +240,14 @@ def lrp(
         ``(N, T, V)`` or dense map ``(N, C, H, W)``, or a tuple/dict of outputs with ``output=`` choosing one.
         A ``torch.compile``'d model is explained through its eager module (``model._orig_mod``); a
         TorchScript model is refused (LRP needs hooks on its layers).
-    x
+    inputs
         Inputs ``(N, …)``; floats are converted to the model's dtype and device. Integer token ids
         ``(N, T)`` are attributed through an embedding layer (see ``embedding``). Several inputs as one batch
         (a tuple, a dict or ``nx.Inputs``), as in :func:`~nbexplain.gradient`.
     target
-        What to explain, as in :func:`nbexplain.gradient`: a class, an int for all samples or a LongTensor
+        What to explain, as in :func:`nbexplain.gradient`: ``None`` (default) the predicted class of each
+        sample (the argmax of ``(N, C)`` scores, read from the explained forward pass itself); a class, an int
+        for all samples or a LongTensor
         ``(N,)`` (one class per sample, so several classes can be explained in one batch); ``(position,
         token)`` for a sequence output ``(N, T, V)``; a class (its map summed over all positions) or
         ``nx.Target.region(class, mask)`` for a dense map; or a function of the output returning one score per
@@ -262,7 +275,7 @@ def lrp(
         index, a key / attribute name, or a callable on the output. ``None``: the model returns a tensor.
     embedding
         Name of the layer (usually an ``nn.Embedding``) whose output is attributed: the relevance is read
-        there and summed over its last (feature) dimension, so ``result.relevance`` has the shape of the
+        there and summed over its last (feature) dimension, so ``result.attribution`` has the shape of the
         token ids ``(N, T)``. ``None``: for integer ``x`` the model's ``nn.Embedding`` (the only one, or the
         one called with ``x``), for float ``x`` the input itself.
     epsilon, gamma, low, high
@@ -291,6 +304,13 @@ def lrp(
     batch_size
         Explain at most this many samples per pass (bounds memory). ``None``: as many as fit in about
         2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224).
+    eval_mode
+        Explain the model in eval mode (default; batch norms use their running statistics and are merged into
+        the preceding layer). ``False`` explains it in the modes it is in; a batch norm in training mode then
+        normalises with the batch's statistics, which cannot be folded into the preceding layer, so
+        ``eval_mode=False`` with such a batch norm needs ``canonizers`` without ``MergeBatchNorm`` (the batch
+        norm then gets the rule of an unmerged batch norm, the affine map of the batch's statistics). Modes,
+        parameters and buffers (running statistics) are restored afterwards.
     progress
         Show a progress bar over batches (``None``: once the work has run for more than 2 s).
     strict
@@ -307,8 +327,9 @@ def lrp(
     Returns
     -------
     LRPResult
-        ``.relevance`` (shape of ``x``; ``(N, T)`` for token ids), ``.conservation`` (Σ R ÷ explained output
-        per sample), ``.layers``, ``.output``, ``.explained``, ``.target``, ``.rules``, ``.report()``.
+        ``.attribution`` (the relevance, shape of the input; ``(N, T)`` for token ids), ``.conservation`` (Σ R ÷
+        the relevance put on the output, per sample), ``.layers``, ``.output``, ``.score`` (the explained score,
+        float64), ``.output_relevance``, ``.target``, ``.rules``, ``.report()``.
         A float16/bfloat16 model is explained in float32 (its parameters are read into float32 copies for
         the call; the model itself is not changed): the relevance and outputs are then float32 — half
         precision underflows LRP's stabilisers. Other dtypes are kept.
@@ -340,7 +361,7 @@ def lrp(
     >>> model = cnn()
     >>> x = torch.rand(4, 1, 28, 28)
     >>> result = nx.lrp(model, x, target=3)
-    >>> result.relevance.shape
+    >>> result.attribution.shape
     torch.Size([4, 1, 28, 28])
     >>> res = nx.lrp(model, x, torch.tensor([0, 1, 2, 3]), composite="epsilon", layers=["conv2"])
     >>> res.layers["conv2"].shape
@@ -349,20 +370,47 @@ def lrp(
     model = check_runnable(check_model(model, what="nx.lrp"))
     params = {k: v for k, v in dict(epsilon=epsilon, gamma=gamma, low=low, high=high).items() if v is not None}
     batch, plan, requested = _make_plan(
-        model, x, wrt, output, embedding, composite, params, canonizers, layers, init, strict
+        model, inputs, wrt, output, embedding, composite, params, canonizers, layers, init, strict
     )
     per_sample = sum(t[0].numel() for t in batch.tensors)
     bs = max(1, _AUTO_BATCH_VALUES // max(1, per_sample)) if batch_size is None else check_positive_int(batch_size, "batch_size")
     check_progress(progress)
+    eval_mode = _check_eval_mode(model, eval_mode, plan)
     if isinstance(target, torch.Tensor):
         target = target.to("cpu")
-    tgt = as_target(target, batch[plan.wrt].shape[0])
-    values = any(c.changes_values(model) for c in plan.canonizers)
+    tgt = None if target is None else bind_target(target, batch[plan.wrt].shape[0])
+    # a forward pass in training mode updates batch-norm running statistics: snapshot the values then
+    values = not eval_mode or any(c.changes_values(model) for c in plan.canonizers)
     with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
-        result = _run(model, batch, tgt, plan, bs, progress)
+        result = _run(model, batch, tgt, plan, bs, progress, eval_mode)
+    result.settings = dict(
+        composite=plan.composite.name, **params, wrt=plan.wrt, output=output, embedding=plan.embedding,
+        canonizers=[type(c).__name__ for c in plan.canonizers], layers=list(requested) or None, init=init,
+        batch_size=bs, eval_mode=eval_mode, strict=strict,
+    )
     if any(given != own for given, own in requested.items()):
         result.layers = {_given_name(k, requested): v for k, v in result.layers.items()}
     return result
+
+
+def _check_eval_mode(model: nn.Module, eval_mode: Any, plan: _Plan) -> bool:
+    """``eval_mode=False`` keeps the model's modes; a training-mode batch norm cannot then be merged."""
+    if not isinstance(eval_mode, bool):
+        raise TypeError(f"`eval_mode` must be True or False, got {eval_mode!r}.")
+    if eval_mode or not any(isinstance(c, MergeBatchNorm) for c in plan.canonizers):
+        return eval_mode
+    training = [n or type(m).__name__ for n, m in model.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if training:
+        raise ValueError(
+            f"lrp(eval_mode=False): the batch norm(s) {training[:4]} are in training mode, where they normalise "
+            "with each batch's own statistics; the MergeBatchNorm canonizer folds running statistics into the "
+            "preceding layer and cannot merge them. Use eval_mode=True (the default: running statistics, merged), "
+            "call model.eval() first, or pass canonizers without MergeBatchNorm (e.g. canonizers=None or "
+            "[nx.canonizers.ExplicitResidual()]) to explain each such batch norm as the affine map of its batch's "
+            "statistics."
+        )
+    return eval_mode
 
 
 def _make_plan(
@@ -417,14 +465,19 @@ def _own_names(comp: Composite, names: list[str]) -> Composite:
     return copied
 
 
-def _run(model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, progress: bool | None) -> LRPResult:
-    """The batch loop (inside the hygiene contexts); the other inputs of ``batch`` go with each slice."""
+def _run(
+    model: nn.Module, batch: Inputs, tgt: Target | None, plan: _Plan, bs: int, progress: bool | None,
+    eval_mode: bool = True,
+) -> LRPResult:
+    """The batch loop (inside the hygiene contexts); the other inputs of ``batch`` go with each slice.
+    ``tgt=None``: each batch explains its predicted classes, read from its own forward pass."""
     x = batch[plan.wrt]
-    model.eval()
+    if eval_mode:
+        model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     device, dtype = model_device(model), model_dtype(model)
-    rel_parts, out_parts, expl_parts = [], [], []
+    rel_parts, out_parts, expl_parts, score_parts, tgt_parts = [], [], [], [], []
     layer_parts: dict[str, list[torch.Tensor]] = {}
     rules: dict[str, Rule] = {}
     slices = list(batch_slices(x.shape[0], bs))
@@ -439,10 +492,12 @@ def _run(model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, pro
             inp = batch.rows(sl).map(
                 lambda k, t, xb=xb: xb if k == plan.wrt else model_input(t, model).detach()
             )
-            rel, out, explained, session = _explain_batch(model, inp, tgt[sl], plan)
+            rel, out, explained, session, tb, score = _explain_batch(model, inp, None if tgt is None else tgt[sl], plan)
             rel_parts.append(rel)
             out_parts.append(out)
             expl_parts.append(explained)
+            score_parts.append(score)
+            tgt_parts.append(tb)
             missing = [n for n in plan.capture if n not in session.captured]
             if missing:
                 raise ValueError(
@@ -456,11 +511,16 @@ def _run(model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, pro
             for k, v in session.rules.items():
                 rules.setdefault(k, v)
     cat = (lambda parts: parts[0]) if len(rel_parts) == 1 else (lambda parts: torch.cat(parts))
+    if tgt is None:
+        tgt = as_target(cat([t.classes for t in tgt_parts]), x.shape[0])
+    rel = cat(rel_parts)
     return LRPResult(
-        relevance=cat(rel_parts),
-        target=tgt.classes if tgt.kind == "index" else tgt,
+        attribution=rel,
+        target=resolved_target(tgt),
         output=cat(out_parts),
-        explained=cat(expl_parts),
+        score=cat(score_parts).to(rel.device),
+        method="lrp",
+        output_relevance=cat(expl_parts).to(torch.float64),
         layers={k: cat(v) for k, v in layer_parts.items()},
         composite=plan.composite,
         rules=rules,
