@@ -111,10 +111,10 @@ def test_a_scripted_call_that_fails_midway_restores_the_model_and_shows_the_real
     # The wrong input width fails inside the model's forward, after the call set eval mode and froze every
     # parameter: the model's own error comes out, and everything is put back.
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied|size mismatch|mat1 and mat2"):
-        nx.gradient(sm, torch.randn(4, 5), 0)
+        nx.gradient(sm, torch.randn(4, 5), 0).attribution
     _assert_state(sm, before)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied|size mismatch|mat1 and mat2"):
-        nx.smoothgrad(sm, torch.randn(4, 5), 0, n_samples=2)
+        nx.smoothgrad(sm, torch.randn(4, 5), 0, n_samples=2).attribution
     _assert_state(sm, before)
 
 
@@ -124,10 +124,10 @@ def test_gradient_family_on_a_scripted_model_equals_autograd() -> None:
     x = X[:5].clone().requires_grad_(True)
     t = torch.tensor([0, 1, 2, 0, 1])
     (want,) = torch.autograd.grad(net(x).gather(1, t[:, None]).sum(), x)
-    torch.testing.assert_close(nx.gradient(sm, X[:5], t), want, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(nx.gradient_x_input(sm, X[:5], t), want * X[:5], rtol=1e-5, atol=1e-7)
-    ig_s = nx.integrated_gradients(sm, X[:5], t, steps=8)
-    torch.testing.assert_close(ig_s, nx.integrated_gradients(net, X[:5], t, steps=8), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(nx.gradient(sm, X[:5], t).attribution, want, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(nx.gradient_x_input(sm, X[:5], t).attribution, want * X[:5], rtol=1e-5, atol=1e-7)
+    ig_s = nx.integrated_gradients(sm, X[:5], t, steps=8).attribution
+    torch.testing.assert_close(ig_s, nx.integrated_gradients(net, X[:5], t, steps=8).attribution, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -159,8 +159,8 @@ def test_calls_that_need_hooks_refuse_a_scripted_model_once_and_clearly(call) ->
 def test_a_traced_model_is_handled_like_a_scripted_one() -> None:
     net = _mlp()
     traced = torch.jit.trace(copy.deepcopy(net), X[:2], check_trace=False)
-    want = nx.gradient(net, X[:4], 1)
-    torch.testing.assert_close(nx.gradient(traced, X[:4], 1), want, rtol=1e-5, atol=1e-7)
+    want = nx.gradient(net, X[:4], 1).attribution
+    torch.testing.assert_close(nx.gradient(traced, X[:4], 1).attribution, want, rtol=1e-5, atol=1e-7)
     with pytest.raises(TypeError, match="TorchScript module .* eager module"):
         nx.activations(traced, X, "fc1")
 
@@ -283,10 +283,10 @@ def test_layer_names_work_with_or_without_the_orig_mod_prefix() -> None:
 
 def test_an_lrp_composite_may_name_layers_with_the_prefix() -> None:
     model, net = _compiled()
-    ref = nx.lrp(net, X[:3], 1, composite=nx.Composite({"fc1": nx.Flat(), nn.Linear: nx.Epsilon()})).relevance
-    plain = nx.lrp(net, X[:3], 1, composite=nx.Composite({nn.Linear: nx.Epsilon()})).relevance
+    ref = nx.lrp(net, X[:3], 1, composite=nx.Composite({"fc1": nx.Flat(), nn.Linear: nx.Epsilon()})).attribution
+    plain = nx.lrp(net, X[:3], 1, composite=nx.Composite({nn.Linear: nx.Epsilon()})).attribution
     comp = nx.Composite({"_orig_mod.fc1": nx.Flat(), nn.Linear: nx.Epsilon()})
-    got = nx.lrp(model, X[:3], 1, composite=comp).relevance
+    got = nx.lrp(model, X[:3], 1, composite=comp).attribution
     torch.testing.assert_close(got, ref)
     assert not torch.allclose(got, plain)  # the named rule was applied
     assert list(comp.names) == ["_orig_mod.fc1"]  # the user's composite is not changed
@@ -297,7 +297,7 @@ def test_a_compiled_model_is_announced_once() -> None:
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         nx.activations(model, X, "fc1")
-        nx.gradient(model, X, 0)
+        nx.gradient(model, X, 0).attribution
     notes = [w for w in seen if "torch.compile'd" in str(w.message)]
     assert len(notes) == 1
     text = str(notes[0].message)
@@ -348,8 +348,8 @@ def test_compiled_submodules_and_module_compile_run_eagerly_while_explained() ->
                 model(X)
         torch.testing.assert_close(out["body.fc1"], eager.body.fc1(X).detach(), rtol=0, atol=0)
         lrp = {"strict": False, "composite": "epsilon"}
-        ref = nx.lrp(eager, X[:3], 1, **lrp).relevance
-        torch.testing.assert_close(nx.lrp(model, X[:3], 1, **lrp).relevance, ref)
+        ref = nx.lrp(eager, X[:3], 1, **lrp).attribution
+        torch.testing.assert_close(nx.lrp(model, X[:3], 1, **lrp).attribution, ref)
     assert inplace.__dict__["_compiled_call_impl"] is not None  # still compiled afterwards
 
 
@@ -415,7 +415,7 @@ def test_the_compile_warning_points_at_the_users_line() -> None:
     compiled = torch.compile(net, backend="eager")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        nx.gradient(compiled, torch.rand(2, 4), 0)
+        nx.gradient(compiled, torch.rand(2, 4), 0).attribution
         line = sys._getframe().f_lineno - 1
     noted = [w for w in caught if "torch.compile" in str(w.message)]
     assert noted and noted[0].filename == __file__ and noted[0].lineno == line

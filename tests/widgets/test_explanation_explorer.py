@@ -33,7 +33,7 @@ class Counter:
 
     def __call__(self, model, x, target):
         self.seen += x.shape[0]
-        return nx.gradient(model, x, target) * 2
+        return nx.gradient(model, x, target).attribution * 2
 
 
 def test_maps_and_scores_are_core_results(x):
@@ -45,16 +45,16 @@ def test_maps_and_scores_are_core_results(x):
     assert ex.targets == pred[:2].tolist() == ex.predicted
     maps = ex.maps_for(1)
     t = int(pred[1])
-    assert np.allclose(maps["gradient"], nx.gradient(net, x[1:2], t)[0, 0].numpy(), atol=1e-7)
-    assert np.allclose(maps["lrp:epsilon"], nx.lrp(net, x[1:2], t, composite="epsilon").relevance[0, 0].numpy(), atol=1e-6)
-    gxi = nx.gradient_x_input(net, x[1:2], t)
+    assert np.allclose(maps["gradient"], nx.gradient(net, x[1:2], t).attribution[0, 0].numpy(), atol=1e-7)
+    assert np.allclose(maps["lrp:epsilon"], nx.lrp(net, x[1:2], t, composite="epsilon").attribution[0, 0].numpy(), atol=1e-6)
+    gxi = nx.gradient_x_input(net, x[1:2], t).attribution
     scores = ex.scores_for(1)
     f = float(net(x[1:2])[0, t].detach())
     assert scores["gradient_x_input"]["conservation"] == pytest.approx(float(gxi.sum()) / f, rel=1e-5)
     assert scores["gradient"]["conservation"] is None  # a gradient has no conservation property
     lrp = nx.lrp(net, x[1:2], t, composite="epsilon")
     assert scores["lrp:epsilon"]["conservation"] == pytest.approx(float(lrp.conservation[0]), rel=1e-5)
-    cont = nx.continuity(lambda z: nx.gradient(net, z, t), x[1:2], shifts=[-1, 0, 1])
+    cont = nx.continuity(lambda z: nx.gradient(net, z, t).attribution, x[1:2], shifts=[-1, 0, 1])
     assert scores["gradient"]["continuity"] == pytest.approx(float(cont.score[0]), rel=1e-5)
     assert ex.methods[0] == {"key": "gradient", "title": "gradient", "kind": "diverging"}
     assert "ExplanationExplorer(samples=2/5" in repr(ex)
@@ -80,7 +80,7 @@ def test_switching_targets_computes_only_what_is_missing(x):
     assert counter.seen == 5
     ex.targets = [1, 0, 2]
     assert counter.seen == 5
-    assert np.allclose(ex.maps_for(0, 1)[counter.__name__], 2 * nx.gradient(ex._model, x[:1], 1)[0, 0].numpy(), atol=1e-7)
+    assert np.allclose(ex.maps_for(0, 1)[counter.__name__], 2 * nx.gradient(ex._model, x[:1], 1).attribution[0, 0].numpy(), atol=1e-7)
 
 
 def test_view_request_message(x):

@@ -22,7 +22,7 @@ def test_a_class_of_a_dense_map_is_explained_as_its_summed_map() -> None:
         out = net(x)
     summed = out.sum((2, 3))  # (N, 4): each class map summed, the score every method explains
     assert ex.predicted == summed.argmax(1)[:2].tolist() and ex.classes == ["0", "1", "2", "3"]
-    gxi = nx.gradient_x_input(net, x[1:2], 1)
+    gxi = nx.gradient_x_input(net, x[1:2], 1).attribution
     assert ex.scores_for(1)["gradient_x_input"]["conservation"] == pytest.approx(
         float(gxi.sum()) / float(summed[1, 1]), rel=1e-5
     )  # was divided by one entry of the flattened output

@@ -47,8 +47,9 @@ __all__ = ["noise_tunnel", "smoothgrad", "REDUCTIONS"]
 #: How :func:`noise_tunnel` combines the maps of the noisy copies.
 REDUCTIONS = ("mean", "mean_square", "var")
 
-#: Input values held in one expanded group of noisy copies (the wrapped method then chunks it by batch_size).
+#: At most this many input values in one group of noisy copies (the wrapped method then chunks it by batch_size).
 _GROUP_VALUES = 2**24
+
 
 
 def _check_noise(noise_level: Any, n_samples: Any, seed: Any) -> tuple[float, int, torch.Generator | None]:
@@ -167,6 +168,16 @@ def noise_tunnel(
     >>> nx.noise_tunnel(nx.gradient, net, torch.rand(2, 4), reduce="var", n_samples=8).attribution.min() >= 0
     tensor(True)
     """
+    return _noise_tunnel(method, model, inputs, target, n_samples, noise_level, reduce, seed, wrt, output,
+                         eval_mode, batch_size, progress, options, desc=None)
+
+
+def _noise_tunnel(
+    method: Callable[..., AttributionResult], model: Any, inputs: Any, target: Any, n_samples: Any,
+    noise_level: Any, reduce: Any, seed: Any, wrt: Any, output: Any, eval_mode: Any, batch_size: Any,
+    progress: Any, options: dict[str, Any], desc: str | None,
+) -> AttributionResult:
+    """:func:`noise_tunnel`; ``desc`` labels the progress bar (default ``noise_tunnel(<method>)``)."""
     if not callable(method):
         raise TypeError(
             f"`method` must be an attribution function such as nx.gradient or nx.integrated_gradients, got "
@@ -182,8 +193,9 @@ def noise_tunnel(
     with space.active(eval_mode):
         t, out, score = clean_pass(space, None if target is None else bind_target(target, space.n), batch_size,
                                    f"noise_tunnel({name})")
-    kw = dict(options, wrt=space.wrt, output=output, eval_mode=eval_mode, batch_size=batch_size, progress=progress)
-    attr, inner = _tunnel(method, model, space, t, n_samples, noise_level, reduce, gen, kw)
+    kw = dict(options, wrt=space.wrt, output=output, eval_mode=eval_mode, batch_size=batch_size, progress=False)
+    attr, inner = _tunnel(method, model, space, t, n_samples, noise_level, reduce, gen, kw,
+                          desc or f"noise_tunnel({name})", progress)
     settings = dict(method=name, n_samples=n_samples, noise_level=noise_level, reduce=reduce, seed=seed,
                     wrt=space.wrt, output=output, eval_mode=eval_mode, batch_size=batch_size, options=inner)
     return AttributionResult(attr, resolved_target(t), out, score, f"noise_tunnel({name})", settings)
@@ -203,24 +215,29 @@ def _space(model: Any, inputs: Any, output: Any, embedding: Any, wrt: Any, name:
 
 def _tunnel(
     method: Callable[..., Any], model: nn.Module, space: AttributionSpace, t: Target, n_samples: int,
-    noise_level: float, reduce: str, gen: torch.Generator | None, kw: dict[str, Any],
+    noise_level: float, reduce: str, gen: torch.Generator | None, kw: dict[str, Any], desc: str,
+    progress: bool | None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Expand groups of whole samples into their noisy copies, run ``method`` once per group, reduce."""
+    """Expand groups of whole samples into their noisy copies (about ``batch_size`` rows per group, at most
+    :data:`_GROUP_VALUES` input values), run ``method`` once per group, reduce. The bar counts noisy copies."""
     x, name = space.x, _method_name(method)
     per_sample = max(1, sum(int(v[0].numel()) for v in space.inputs.tensors))
-    rows = max(kw["batch_size"], _GROUP_VALUES // per_sample)
+    rows = min(kw["batch_size"], max(1, _GROUP_VALUES // per_sample))
     per_group = max(1, rows // n_samples)
     acc = torch.empty((space.n,) + tuple(x.shape[1:]), dtype=torch.float64, device=x.device)
     inner: dict[str, Any] = {}
-    for sl in batch_slices(space.n, per_group):
-        m = sl.stop - sl.start
-        idx = torch.arange(sl.start, sl.stop).repeat_interleave(n_samples)
-        noisy = _noisy_copies(x[sl], n_samples, noise_level, gen).to(x.device)
-        batch = space.inputs.rows(idx).replace(space.wrt, noisy)
-        res = method(model, batch.args[0] if batch.single else batch, t[idx], **kw)
-        a = _checked(res, noisy, name)
-        acc[sl] = _reduce(a.detach().to(x.device, torch.float64).reshape((m, n_samples) + tuple(x.shape[1:])), reduce)
-        inner = dict(res.settings)
+    with progress_bar(total=space.n * n_samples, desc=desc, unit="copy", progress=progress) as bar:
+        for sl in batch_slices(space.n, per_group):
+            m = sl.stop - sl.start
+            idx = torch.arange(sl.start, sl.stop).repeat_interleave(n_samples)
+            noisy = _noisy_copies(x[sl], n_samples, noise_level, gen).to(x.device)
+            batch = space.inputs.rows(idx).replace(space.wrt, noisy)
+            res = method(model, batch.args[0] if batch.single else batch, t[idx], **kw)
+            a = _checked(res, noisy, name)
+            maps = a.detach().to(x.device, torch.float64).reshape((m, n_samples) + tuple(x.shape[1:]))
+            acc[sl] = _reduce(maps, reduce)
+            inner = dict(res.settings)
+            bar.update(m * n_samples)
     return acc.to(x.dtype), inner
 
 
@@ -313,10 +330,8 @@ def smoothgrad(
         attr, t, out, score = _smoothgrad_tokens(space, t, noise_level, n_samples, seed, magnitude, times_input,
                                                  batch_size, eval_mode, progress)
         return AttributionResult(attr, resolved_target(t), out, score, "smoothgrad", settings)
-    res = noise_tunnel(
-        gradient, model, inputs, target, n_samples=n_samples, noise_level=noise_level, reduce="mean", seed=seed,
-        wrt=wrt, output=output, eval_mode=eval_mode, batch_size=batch_size, progress=progress, absolute=magnitude,
-    )
+    res = _noise_tunnel(gradient, model, inputs, target, n_samples, noise_level, "mean", seed, wrt, output,
+                        eval_mode, batch_size, progress, dict(absolute=magnitude), desc="smoothgrad")
     attr = res.attribution * x if times_input else res.attribution
     return AttributionResult(attr, res.target, res.output, res.score, "smoothgrad", settings)
 

@@ -91,6 +91,12 @@ class IntegratedGradientsResult(AttributionResult):
     error: torch.Tensor
     baseline_score: torch.Tensor
 
+    @property
+    def conservation(self) -> torch.Tensor:
+        """``(N,)`` — :attr:`total` ÷ ``(score − baseline_score)``, what integrated gradients distribute: 1 up to
+        the quadrature error (completeness)."""
+        return self.total / (self.score.double() - self.baseline_score.double())
+
     def __repr__(self) -> str:
         shape = "×".join(str(s) for s in self.attribution.shape)
         return (f"IntegratedGradientsResult(attribution={shape}, "
