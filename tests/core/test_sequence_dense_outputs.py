@@ -220,7 +220,7 @@ def test_lrp_and_rde_on_a_segmentation_region() -> None:
     with torch.no_grad():
         out = net(x)
     kw = dict(steps=2, n_noise=4, fractions=3, n_eval=2, n_random=1, progress=False)
-    got = nx.rde(net, x, nx.Target.region(1, mask), **kw).score
+    got = nx.rde(net, x, nx.Target.region(1, mask), **kw).phi
     close(got, (torch.softmax(out, dim=1)[:, 1] * mask).sum((1, 2)) / mask.sum())  # mean probability
     with pytest.raises(ValueError, match=r"target=None.*\(N, C=3, H=8, W=8\)"):
         nx.rde(net, x, **kw)

@@ -116,7 +116,7 @@ def test_integrated_gradients_from_padding_ids_and_embedding_baselines(cell):
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     c = nx.integrated_gradients(model, ids, t, baseline=0.0, steps=32).attribution
     torch.testing.assert_close(c, nx.integrated_gradients(model, ids, t, steps=32).attribution, rtol=1e-12, atol=1e-14)
-    with pytest.raises(ValueError, match="token ids shaped like `x`"):
+    with pytest.raises(ValueError, match="token ids shaped like `inputs`"):
         nx.integrated_gradients(model, ids, t, baseline=torch.zeros(2, 5, dtype=torch.long)).attribution
 
 

@@ -1,6 +1,8 @@
 """Sensitivity analysis: input gradients, gradient × input, SmoothGrad and integrated gradients.
 
-Every function takes ``(model, x, target, ...)`` and returns an attribution with the shape of ``x``.
+Every function takes ``(model, inputs, target=None, *, ...)`` and returns an
+:class:`~nbexplain.core.attribution.result.AttributionResult` whose ``.attribution`` has the shape of the
+explained input ``x`` (``target=None``: the predicted class).
 The model is run in eval mode by default and left exactly as it was found
 (:func:`~nbexplain.core._base.hygiene.preserved`): gradients are taken with respect to the input only, so no
 ``.grad`` ever appears on a parameter. Work is split into chunks of at most ``batch_size`` forward rows,
@@ -378,7 +380,7 @@ def _token_baseline(baseline: Any, space: AttributionSpace) -> Any:
         what = "embedding" if b.is_floating_point() else "token-id"
         raise ValueError(
             f"`baseline` is a {what} tensor of shape {tuple(b.shape)}, which does not broadcast to {shape}. For "
-            f"token inputs pass None (zero embedding), a number, baseline token ids shaped like `x` "
+            f"token inputs pass None (zero embedding), a number, baseline token ids shaped like `inputs` "
             f"{tuple(space.x.shape)} (e.g. padding), or embeddings shaped {((space.n,) + space.point_shape)}."
         ) from None
 

@@ -286,7 +286,7 @@ class LRPResult(AttributionResult):
         ``(N,)`` float64 — the explained score at the output (the target's logit, a region's summed map, a
         function target's value).
     output_relevance
-        ``(N,)`` float64 — the relevance put on the output per sample, which LRP conserves:
+        ``(N,)`` — the relevance put on the output per sample (in the output's dtype), which LRP conserves:
         ``∂s/∂out ⊙ out`` summed (``init="logit"``: the score itself for a class, token or region, and for a
         function that is homogeneous of degree 1) or ``Σ ∂s/∂out`` (``init="one"``: 1 for a class).
     layers

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..result import resolved_target
 from ..space import AttributionInputs, attribution_inputs, bind_target, predicted_classes
-from ..._base.compiled import strip_compiled
+from ..._base.compiled import _user_stacklevel, strip_compiled
 from ..._base.hygiene import model_device, model_dtype, preserved
 from ..._base.machinery import batch_slices, check_progress, progress_bar
 from ..._base.model_inputs import InputKey, Inputs
@@ -154,7 +154,7 @@ def _explain_batch(
         weights = tb.seed(out.detach())
         leaf = xb if tap is None else tap.leaf(model)[1]
         if not out.requires_grad:
-            raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
+            raise ValueError("The model output does not depend on `inputs` (no gradient path); nothing to explain.")
         bad = _bad_nodes(out)
         if bad and plan.strict:
             raise _locate_bad_ops(model, inp, plan)
@@ -165,7 +165,7 @@ def _explain_batch(
                 "applied; relevance followed their gradient there, which is not a relevance rule. Move them "
                 "into a module and map nx.Gradient() (or another rule) to it.",
                 FunctionalOpsWarning,
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
         # init="logit": the relevance put on the output is the explained part of it, weights ⊙ out (for a class,
         # a token or a region: the selected scores themselves); init="one": the weights.
@@ -276,8 +276,8 @@ def lrp(
     embedding
         Name of the layer (usually an ``nn.Embedding``) whose output is attributed: the relevance is read
         there and summed over its last (feature) dimension, so ``result.attribution`` has the shape of the
-        token ids ``(N, T)``. ``None``: for integer ``x`` the model's ``nn.Embedding`` (the only one, or the
-        one called with ``x``), for float ``x`` the input itself.
+        token ids ``(N, T)``. ``None``: for integer ids the model's ``nn.Embedding`` (the only one, or the
+        one called with them), for floating inputs the input itself.
     epsilon, gamma, low, high
         Parameters of a named composite, passed to it only when given (``None``: the composite's own default);
         a composite that does not take one refuses it (``composite="epsilon", gamma=0.5`` raises a
@@ -520,7 +520,7 @@ def _run(
         output=cat(out_parts),
         score=cat(score_parts).to(rel.device),
         method="lrp",
-        output_relevance=cat(expl_parts).to(torch.float64),
+        output_relevance=cat(expl_parts),
         layers={k: cat(v) for k, v in layer_parts.items()},
         composite=plan.composite,
         rules=rules,

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..._base.compiled import _user_stacklevel
+
 __all__ = ["FunctionalRules", "FunctionalOpsWarning", "ModuleStackMode", "COPY_LIKE", "LINEAR"]
 
 
@@ -181,5 +183,5 @@ class FunctionalRules(ModuleStackMode):
             f"not conserve relevance): {where}. Move them into modules and map rules to those modules to choose "
             "another treatment.",
             FunctionalOpsWarning,
-            stacklevel=6,  # report ← _forward ← _explain_batch ← _run ← lrp ← the caller
+            stacklevel=_user_stacklevel(),  # the caller's line, however deep inside nbexplain this runs
         )
