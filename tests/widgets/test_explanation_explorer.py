@@ -72,7 +72,7 @@ def test_state_is_binary_and_small(x):
 
 def test_switching_targets_computes_only_what_is_missing(x):
     counter = Counter()
-    ex = ExplanationExplorer(tiny_cnn(), x, targets=0, methods=[counter], n_shown=3, continuity_shifts=None)
+    ex = ExplanationExplorer(tiny_cnn(), x, target=0, methods=[counter], n_shown=3, continuity_shifts=None)
     assert counter.seen == 3 and ex.entries == [[0, 0], [1, 0], [2, 0]]
     ex.targets = [1, 0, 2]
     assert counter.seen == 5  # two new (sample, target) pairs
@@ -104,7 +104,7 @@ def test_add_samples_from_pool_and_new_inputs(x):
     ex = ExplanationExplorer(tiny_cnn(), x, methods=["gradient"], n_shown=2, add_step=2, continuity_shifts=None)
     ex.add_samples()
     assert ex.n_shown == 4
-    ex.add_samples(torch.rand(2, 1, 8, 8), targets=[0, 1])
+    ex.add_samples(torch.rand(2, 1, 8, 8), target=[0, 1])
     assert ex.n_shown == 6 and ex.n_pool == 7 and ex.targets[4:] == [0, 1]
     ex.add_samples()
     assert ex.n_shown == 7
@@ -155,8 +155,8 @@ def test_model_left_as_found(x):
         (dict(methods=[]), ValueError, "empty"),
         (dict(methods=["gradient", "gradient"]), ValueError, "duplicates"),
         (dict(methods=[3]), TypeError, "method name"),
-        (dict(targets=5), ValueError, "outside"),
-        (dict(targets=[0, 1]), ValueError, "entries"),
+        (dict(target=5), ValueError, "outside"),
+        (dict(target=[0, 1]), ValueError, "entries"),
         (dict(classes=["a"]), ValueError, "labels"),
         (dict(continuity_shifts=[0]), ValueError, "two shifts"),
         (dict(opacty=0.5), TypeError, "Did you mean 'opacity'"),
