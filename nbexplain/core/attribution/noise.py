@@ -36,6 +36,7 @@ from torch import nn
 from .gradients import _check_bool, _site_name, clean_pass, gradient
 from .result import AttributionResult, resolved_target
 from .space import AttributionInputs, AttributionSpace, bind_target, prepare_attribution
+from .._base.hygiene import preserved
 from .._base.machinery import batch_slices, check_progress, progress_bar
 from .._base.model_inputs import InputKey
 from .._base.model_io import OutputArg
@@ -194,8 +195,10 @@ def _noise_tunnel(
         t, out, score = clean_pass(space, None if target is None else bind_target(target, space.n), batch_size,
                                    f"noise_tunnel({name})")
     kw = dict(options, wrt=space.wrt, output=output, eval_mode=eval_mode, batch_size=batch_size, progress=False)
-    attr, inner = _tunnel(method, model, space, t, n_samples, noise_level, reduce, gen, kw,
-                          desc or f"noise_tunnel({name})", progress)
+    # the built-in methods leave the model as found themselves; this also covers a user's method
+    with preserved(space.model):
+        attr, inner = _tunnel(method, model, space, t, n_samples, noise_level, reduce, gen, kw,
+                              desc or f"noise_tunnel({name})", progress)
     settings = dict(method=name, n_samples=n_samples, noise_level=noise_level, reduce=reduce, seed=seed,
                     wrt=space.wrt, output=output, eval_mode=eval_mode, batch_size=batch_size, options=inner)
     return AttributionResult(attr, resolved_target(t), out, score, f"noise_tunnel({name})", settings)
