@@ -88,7 +88,7 @@ def test_a_wrong_output_fails_after_one_small_forward_pass(name):
 
 def test_output_type_is_checked():
     with pytest.raises(TypeError, match="`output`"):
-        nx.gradient(TupleOutput(*parts()), torch.rand(2, 6), 0, output=1.5).attribution
+        nx.gradient(TupleOutput(*parts()), torch.rand(2, 6), 0, output=1.5)
 
 
 def test_ig_completeness_through_a_selected_output():

@@ -131,7 +131,7 @@ def test_smoothgrad_zero_noise_is_gradient_and_seed_matters(x64):
     b = nx.smoothgrad(net, x64, 1, n_samples=5, seed=2).attribution
     assert not torch.allclose(a, b)
     state = torch.random.get_rng_state()
-    nx.smoothgrad(net, x64, 1, n_samples=5, seed=1).attribution
+    nx.smoothgrad(net, x64, 1, n_samples=5, seed=1)
     assert torch.equal(state, torch.random.get_rng_state()), "seeded SmoothGrad must not touch the global RNG"
 
 
@@ -220,7 +220,7 @@ def test_ig_baseline_forms(x64):
     torch.testing.assert_close(nx.integrated_gradients(net, x64, 0, steps=6).attribution,
                                nx.integrated_gradients(net, x64, 0, baseline=0.0, steps=6).attribution, rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="baseline"):
-        nx.integrated_gradients(net, x64, 0, baseline=torch.zeros(4)).attribution
+        nx.integrated_gradients(net, x64, 0, baseline=torch.zeros(4))
 
 
 # ---------------------------------------------------------------- hygiene and bad inputs
@@ -304,8 +304,8 @@ def test_eval_flag_controls_mode():
     x = torch.rand(4, 6)
     before = snapshot(model)
     assert not torch.allclose(nx.gradient(model, x, 0).attribution, nx.gradient(model, x, 0, eval_mode=False).attribution)
-    nx.smoothgrad(model, x, 0, n_samples=3, eval_mode=False).attribution
-    nx.integrated_gradients(model, x, 0, steps=3, eval_mode=False).attribution
+    nx.smoothgrad(model, x, 0, n_samples=3, eval_mode=False)
+    nx.integrated_gradients(model, x, 0, steps=3, eval_mode=False)
     assert_same(before, snapshot(model))  # running statistics updated in train mode are written back
     assert model.training
 

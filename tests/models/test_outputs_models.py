@@ -87,7 +87,7 @@ def test_language_model_gradient_family_at_a_position_and_token() -> None:
     assert float(err.abs().max()) < 1e-6
     assert sg.shape == ids.shape and bool((sg[2, 1:] == 0).all())
     with untouched(net), pytest.raises(ValueError, match=r"\(N, T=10, V=40\)"):
-        nx.gradient(net, ids, 7).attribution
+        nx.gradient(net, ids, 7)
 
 
 def test_language_model_rde_and_lrp() -> None:

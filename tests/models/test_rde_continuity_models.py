@@ -39,7 +39,7 @@ def test_rde_scores_masks_and_the_keep_everything_point(name: str) -> None:
         res = nx.rde(net, x, t, **FAST, **_kw(case))
     with torch.no_grad():
         want = select(net(x), case.output).softmax(1)[torch.arange(2), t]
-    torch.testing.assert_close(res.score.float(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.phi.float(), want, rtol=1e-5, atol=1e-6)
     assert res.attribution.shape == x.shape
     assert bool((res.attribution == res.attribution[:, :1]).all())  # one value per pixel, copied to every channel
     assert bool(((res.attribution >= 0) & (res.attribution <= 1)).all())
@@ -61,7 +61,7 @@ def test_rde_on_token_ids_masks_tokens(name: str) -> None:
     assert bool(((res.attribution >= 0) & (res.attribution <= 1)).all())
     with torch.no_grad():
         want = net(ids).softmax(1)[:, 0]
-    torch.testing.assert_close(res.score.float(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.phi.float(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_rde_calls_that_raise_leave_the_model_as_found() -> None:

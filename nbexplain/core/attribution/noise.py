@@ -33,15 +33,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .gradients import _check_bool, _site_name, clean_pass, gradient
-from .result import AttributionResult, resolved_target
-from .space import AttributionInputs, AttributionSpace, bind_target, prepare_attribution
 from .._base.hygiene import preserved
 from .._base.machinery import batch_slices, check_progress, progress_bar
 from .._base.model_inputs import InputKey
 from .._base.model_io import OutputArg
 from .._base.targets import Target, TargetArg
 from .._base.validation import check_choice, check_positive_int, renamed_arguments
+from .gradients import _check_bool, _site_name, clean_pass, gradient
+from .result import AttributionResult, resolved_target
+from .space import AttributionInputs, AttributionSpace, bind_target, prepare_attribution
 
 __all__ = ["noise_tunnel", "smoothgrad", "REDUCTIONS"]
 

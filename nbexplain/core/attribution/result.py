@@ -42,6 +42,16 @@ class AttributionResult:
         The method's name, e.g. ``"gradient"``, ``"integrated_gradients"``, ``"lrp"``.
     settings
         The options the method ran with (for display and reproducibility).
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> net = torch.nn.Linear(3, 2, bias=False)
+    >>> res = nx.gradient_x_input(net, torch.rand(4, 3))    # target=None: the predicted class
+    >>> res.attribution.shape, res.target.shape, res.score.dtype
+    (torch.Size([4, 3]), torch.Size([4]), torch.float64)
+    >>> bool(torch.allclose(res.conservation, torch.ones(4, dtype=torch.float64)))   # a linear map: complete
+    True
     """
 
     attribution: torch.Tensor
