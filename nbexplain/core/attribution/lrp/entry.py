@@ -219,7 +219,7 @@ def lrp(
     canonizers: CanonizersArg = "auto",
     layers: str | Sequence[str] | None = None,
     init: str = "logit",
-    batch_size: int | None = None,
+    batch_size: int | None = 256,
     eval_mode: bool = True,
     progress: bool | None = None,
     strict: bool = True,
@@ -302,8 +302,9 @@ def lrp(
     init
         ``"logit"``: start from the target score (Σ relevance ≈ f_t(x)); ``"one"``: start from 1.
     batch_size
-        Explain at most this many samples per pass (bounds memory). ``None``: as many as fit in about
-        2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224).
+        Explain at most this many samples per pass (bounds memory; 256 as in every method). ``None``: as many as
+        fit in about 2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224) —
+        the safer choice for large images and deep models.
     eval_mode
         Explain the model in eval mode (default; batch norms use their running statistics and are merged into
         the preceding layer). ``False`` explains it in the modes it is in; a batch norm in training mode then
