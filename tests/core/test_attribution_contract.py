@@ -222,6 +222,16 @@ def test_noise_tunnel_of_lrp_equals_a_float64_loop(reduce: str) -> None:
     torch.testing.assert_close(res.attribution, reduce64(maps, reduce), rtol=1e-8, atol=1e-12)
 
 
+def test_noise_tunnel_repeats_a_per_sample_baseline_with_the_copies() -> None:
+    net, x = tanh_net(), data(3)
+    t = torch.tensor([0, 1, 2])
+    base = torch.rand(3, 6, dtype=torch.float64)
+    res = nx.noise_tunnel(nx.integrated_gradients, net, x, t, n_samples=2, noise_level=0.0, steps=4, baseline=base,
+                          batch_size=2)
+    want = ig64(net, x, t, 4, base)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-10, atol=1e-12)
+
+
 def test_noise_tunnel_does_not_depend_on_batch_size_and_zero_noise_is_the_method() -> None:
     net, x = tanh_net(), data(4)
     a = nx.noise_tunnel(nx.gradient_x_input, net, x, n_samples=6, seed=1, batch_size=3)

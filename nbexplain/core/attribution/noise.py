@@ -13,10 +13,11 @@ method; :func:`noise_tunnel` wraps one:
   of the maps over the noise.
 
 σ is ``noise_level · (max(x) − min(x))`` per sample (Smilkov et al. recommend 10–20 % of the input range and
-about 50 copies). The noise goes into the explained input only (``wrt=``); a model's other inputs are
-repeated with each copy. The batch is expanded once — ``N · n_samples`` rows, split into groups of whole
-samples only when it would hold more than about 2²⁴ input values — and the wrapped method chunks it by
-``batch_size``, so the model sees full batches and the method runs once per group, not once per copy.
+about 50 copies). The noise goes into the explained input only (``wrt=``); a model's other inputs — and an
+option shaped like the explained input, one row per sample (integrated gradients' ``baseline``) — are repeated
+with each copy. The copies are expanded into batches of whole samples, about ``batch_size`` rows each (at most
+2²⁴ input values), and the wrapped method runs once per such batch and chunks it by ``batch_size`` itself: the
+model always sees full batches, and the method runs ``⌈N · n_samples / batch_size⌉`` times, not once per copy.
 
 The noise of sample ``i`` is one ``(n_samples, …)`` block of standard normal float32 values drawn after those
 of samples ``0 … i−1`` from a private generator seeded by ``seed=``: for a given seed the copies do not depend
@@ -150,7 +151,8 @@ def noise_tunnel(
         As in :func:`~nbexplain.gradient`; passed on to ``method``.
     **options
         Further options of ``method``, e.g. ``steps=16`` for integrated gradients, ``composite="epsilon"`` for
-        LRP, ``absolute=True`` for the gradient.
+        LRP, ``absolute=True`` for the gradient. A tensor shaped like the explained input (e.g. a per-sample
+        ``baseline``) is read as one row per sample and repeated with the copies.
 
     Returns
     -------
@@ -235,13 +237,20 @@ def _tunnel(
             idx = torch.arange(sl.start, sl.stop).repeat_interleave(n_samples)
             noisy = _noisy_copies(x[sl], n_samples, noise_level, gen).to(x.device)
             batch = space.inputs.rows(idx).replace(space.wrt, noisy)
-            res = method(model, batch.args[0] if batch.single else batch, t[idx], **kw)
+            res = method(model, batch.args[0] if batch.single else batch, t[idx], **_rows_of(kw, x, idx))
             a = _checked(res, noisy, name)
             maps = a.detach().to(x.device, torch.float64).reshape((m, n_samples) + tuple(x.shape[1:]))
             acc[sl] = _reduce(maps, reduce)
             inner = dict(res.settings)
             bar.update(m * n_samples)
     return acc.to(x.dtype), inner
+
+
+def _rows_of(kw: dict[str, Any], x: torch.Tensor, idx: torch.Tensor) -> dict[str, Any]:
+    """The options for the copies ``idx``: a tensor option shaped like the explained input (one row per sample,
+    e.g. integrated gradients' ``baseline``) is repeated with its sample's copies; others are passed as given."""
+    return {k: v[idx.to(v.device)] if isinstance(v, torch.Tensor) and tuple(v.shape) == tuple(x.shape) else v
+            for k, v in kw.items()}
 
 
 def _checked(res: Any, noisy: torch.Tensor, name: str) -> torch.Tensor:
