@@ -72,13 +72,13 @@ def main() -> None:
 
     methods: dict[str, Callable[[], object]] = {
         "input gradient (plain torch)": baseline,
-        "nbexplain gradient": lambda: nx.gradient(net, x, target),
+        "nbexplain gradient": lambda: nx.gradient(net, x, target).attribution,
         "captum Saliency": lambda: Saliency(net).attribute(x, target=target, abs=False),
         "nbexplain smoothgrad": lambda: nx.smoothgrad(net, x, target, n_samples=steps, noise_level=0.15, seed=0,
-                                                      batch_size=big),
+                                                      batch_size=big).attribution,
         "captum NoiseTunnel(Saliency)": cap_sg,
-        "nbexplain IG (one batch)": lambda: nx.integrated_gradients(net, x, target, steps=steps, batch_size=big),
-        "nbexplain IG (batch_size=32)": lambda: nx.integrated_gradients(net, x, target, steps=steps, batch_size=32),
+        "nbexplain IG (one batch)": lambda: nx.integrated_gradients(net, x, target, steps=steps, batch_size=big).attribution,
+        "nbexplain IG (batch_size=32)": lambda: nx.integrated_gradients(net, x, target, steps=steps, batch_size=32).attribution,
         "captum IntegratedGradients": lambda: IntegratedGradients(net).attribute(
             x, target=target, n_steps=steps, method="gausslegendre"),
     }

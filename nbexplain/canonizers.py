@@ -21,7 +21,7 @@ Examples
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).eval()
 >>> res = nx.lrp(net, torch.rand(1, 1, 5, 5), lambda out: out.sum((1, 2, 3)),
 ...              canonizers=[nx.canonizers.MergeBatchNorm()])
->>> res.relevance.shape
+>>> res.attribution.shape
 torch.Size([1, 1, 5, 5])
 """
 

@@ -55,11 +55,13 @@ __all__ += ["register_composite", "unregister_composite", "FunctionalOpsWarning"
 # --- attribution: sensitivity, rate-distortion, continuity ---
 from .attribution.continuity import ContinuityResult, continuity
 from .attribution.rate_distortion import RDEResult, rde
-from .attribution.gradients import gradient, gradient_x_input, integrated_gradients, smoothgrad
+from .attribution.gradients import gradient, gradient_x_input, integrated_gradients
+from .attribution.noise import noise_tunnel, smoothgrad
+from .attribution.result import AttributionResult, IntegratedGradientsResult
 from ._base.targets import Target
 
-__all__ += ["ContinuityResult", "RDEResult", "continuity", "gradient", "gradient_x_input",
-            "integrated_gradients", "rde", "smoothgrad", "Target"]
+__all__ += ["AttributionResult", "ContinuityResult", "IntegratedGradientsResult", "RDEResult", "continuity",
+            "gradient", "gradient_x_input", "integrated_gradients", "noise_tunnel", "rde", "smoothgrad", "Target"]
 
 # --- activation maximization ---
 from .actmax import (

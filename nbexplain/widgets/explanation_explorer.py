@@ -29,8 +29,9 @@ from torch import nn
 from .. import core
 from ..core._base.compiled import require_hooks
 from ..core._base.hygiene import model_device, model_dtype, preserved
-from ..core._base.targets import as_target, describe_axes
-from ..core._base.validation import check_model, check_positive_int, check_tensor, suggest
+from ..core._base.targets import describe_axes
+from ..core.attribution.result import AttributionResult
+from ..core._base.validation import check_model, check_positive_int, check_tensor, renamed_arguments, suggest
 from .base import RequestWidget
 from .tensor import TensorTrait, downsample_maps, to_uint8_images
 
@@ -56,23 +57,13 @@ class _Method:
     key: str  # unique column key
     title: str
     kind: str  # "diverging" | "sequential"
-    fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+    fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], AttributionResult | torch.Tensor]
+    conserving: bool  # whether the map distributes the explained score (its .conservation is shown)
 
 
-def _conservation_ratio(total: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Σ map ÷ reference, NaN where the reference is (numerically) zero."""
-    ref = reference.to(torch.float64)
-    out = total.to(torch.float64) / ref
-    return torch.where(ref.abs() > 1e-12, out, torch.full_like(out, float("nan")))
-
-
-def _scores(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The explained score of each row, by the attribution methods' target convention (a dense map's class:
-    its map summed over the image)."""
-    with preserved(model), torch.no_grad():
-        model.eval()
-        out = model(x.to(model_device(model), model_dtype(model)))
-    return as_target(t, out.shape[0]).scores(out).cpu()
+#: Methods whose maps add up to the explained score (LRP, gradient × input) or to f(x) − f(baseline)
+#: (integrated gradients): their result's ``.conservation`` is shown; for sensitivities and masks it means nothing.
+_CONSERVING = ("gradient_x_input", "integrated_gradients", "lrp")
 
 
 def _build_method(spec: Any, options: Mapping[str, Mapping[str, Any]]) -> _Method:
@@ -80,22 +71,22 @@ def _build_method(spec: Any, options: Mapping[str, Mapping[str, Any]]) -> _Metho
         name = getattr(spec, "__name__", type(spec).__name__)
         kw = dict(options.get(name, {}))
 
-        def user(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, None]:
+        def user(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> AttributionResult | torch.Tensor:
             r = spec(model, x, t, **kw)
-            r = getattr(r, "relevance", r)
-            if isinstance(r, (tuple, list)):
-                r = r[0]
-            if not isinstance(r, torch.Tensor) or tuple(r.shape) != tuple(x.shape):
+            m = r.attribution if isinstance(r, AttributionResult) else r
+            if not isinstance(m, torch.Tensor) or tuple(m.shape) != tuple(x.shape):
                 raise ValueError(
-                    f"Method {name!r} must return a tensor with the input's shape {tuple(x.shape)}, got "
-                    f"{tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__}."
+                    f"Method {name!r} must return an attribution result (e.g. nx.gradient(...)) or a tensor with the "
+                    f"input's shape {tuple(x.shape)}, got "
+                    f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(r).__name__}."
                 )
-            return r.detach(), None
+            return r
 
-        return _Method(name, name, "diverging", user)
+        return _Method(name, name, "diverging", user, conserving=False)
     if not isinstance(spec, str):
         raise TypeError(
-            f"Each entry of `methods` must be a method name or a function (model, x, target) -> map, got {spec!r}."
+            f"Each entry of `methods` must be a method name or a function (model, inputs, target) -> attribution, "
+            f"got {spec!r}."
         )
     kw = dict(options.get(spec, {}))
     if spec.startswith("lrp"):
@@ -105,53 +96,25 @@ def _build_method(spec: Any, options: Mapping[str, Mapping[str, Any]]) -> _Metho
                 f"Unknown LRP composite {composite!r} in {spec!r}.{suggest(composite, core.COMPOSITES)} "
                 f"Known: {list(core.COMPOSITES)} (write 'lrp:<composite>')."
             )
-
-        def lrp(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            r = core.lrp(model, x, t, composite=composite, **kw)
-            return r.relevance.detach(), r.conservation.detach().cpu().to(torch.float64)
-
-        return _Method(f"lrp:{composite}", f"LRP {composite}", "diverging", lrp)
-    if spec == "gradient":
-        absolute = bool(kw.get("absolute", False))
-
-        def grad(model, x, t):
-            return core.gradient(model, x, t, **kw), None
-
-        return _Method(spec, "|gradient|" if absolute else "gradient", "sequential" if absolute else "diverging", grad)
-    if spec == "gradient_x_input":
-
-        def gxi(model, x, t):
-            r = core.gradient_x_input(model, x, t, **kw)
-            return r, _conservation_ratio(r.reshape(r.shape[0], -1).sum(1).cpu(), _scores(model, x, t))
-
-        return _Method(spec, _TITLES[spec], "diverging", gxi)
-    if spec == "smoothgrad":
-        magnitude = bool(kw.get("magnitude", False))
-
-        def sg(model, x, t):
-            return core.smoothgrad(model, x, t, **kw), None
-
-        return _Method(spec, _TITLES[spec], "sequential" if magnitude else "diverging", sg)
-    if spec == "integrated_gradients":
-
-        def ig(model, x, t):
-            kw2 = {k: v for k, v in kw.items() if k != "return_error"}
-            r, err = core.integrated_gradients(model, x, t, return_error=True, **kw2)
-            total = r.reshape(r.shape[0], -1).sum(1).cpu().to(torch.float64)
-            return r, _conservation_ratio(total, total - err.cpu())
-
-        return _Method(spec, _TITLES[spec], "diverging", ig)
-    if spec == "rde":
-        rkw = {"steps": 150, "n_noise": 16, "fractions": 5, "n_eval": 8, "progress": False, **kw}
-
-        def rde(model, x, t):
-            return core.rde(model, x, t, **rkw).mask, None
-
-        return _Method(spec, _TITLES[spec], "sequential", rde)
+        return _Method(f"lrp:{composite}", f"LRP {composite}", "diverging",
+                       lambda model, x, t: core.lrp(model, x, t, composite=composite, **kw), conserving=True)
+    if spec in ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "rde"):
+        if spec == "rde":
+            kw = {"steps": 150, "n_noise": 16, "fractions": 5, "n_eval": 8, "progress": False, **kw}
+        fn = getattr(core, spec)
+        unsigned = (spec == "gradient" and bool(kw.get("absolute", False))) or (
+            spec == "smoothgrad" and bool(kw.get("magnitude", False))) or spec == "rde"
+        title = "|gradient|" if spec == "gradient" and unsigned else _TITLES[spec]
+        return _Method(spec, title, "sequential" if unsigned else "diverging",
+                       lambda model, x, t: fn(model, x, t, **kw), conserving=spec in _CONSERVING)
     raise ValueError(
         f"Unknown method {spec!r}.{suggest(spec, [m for m in METHOD_NAMES if ':' not in m] + ['lrp:epsilon_plus_flat'])} "
-        f"Known: {list(METHOD_NAMES)}, or pass a function (model, x, target) -> map."
+        f"Known: {list(METHOD_NAMES)}, or pass a function (model, inputs, target) -> attribution."
     )
+
+
+def _map(r: AttributionResult | torch.Tensor) -> torch.Tensor:
+    return r.attribution if isinstance(r, AttributionResult) else r
 
 
 def _as_plain(v: float) -> float | None:
@@ -170,15 +133,18 @@ class ExplanationExplorer(RequestWidget):
     inputs
         Images ``(N, C, H, W)`` or ``(N, H, W)`` in the model's input layout; flat inputs ``(N, D)`` with
         ``image_shape=(H, W)`` (or ``(C, H, W)``) for display. One tensor: a model with several inputs is
-        refused (explain it with ``nx.gradient(model, (x, mask), target, wrt=0)`` etc. and show the maps
+        refused (explain it with ``nx.gradient(model, (x, mask), target, wrt=0).attribution`` etc. and show the maps
         with :class:`~nbexplain.widgets.Heatmap`). All ``N`` are the pool; the first
         ``n_shown`` are explained up front, the view's "more samples" button adds the next ones.
-    targets
+    target
         The class explained per shown sample: ``None`` (the predicted class), an int, or one per sample.
     methods
         Method names — ``"gradient"``, ``"gradient_x_input"``, ``"smoothgrad"``,
         ``"integrated_gradients"``, ``"rde"``, ``"lrp:<composite>"`` (e.g. ``"lrp:epsilon_plus_flat"``)
-        — and/or functions ``fn(model, x, target) -> map`` (titled by their ``__name__``).
+        — and/or functions ``fn(model, inputs, target)`` returning an attribution result (any nbexplain method's,
+        e.g. ``lambda m, x, t: nx.noise_tunnel(nx.integrated_gradients, m, x, t, n_samples=8)``) or a map of the
+        input's shape (titled by their ``__name__``). Each map's conservation (``result.conservation``) is shown
+        for gradient × input, integrated gradients and LRP, whose maps distribute the explained score.
     method_options
         Keyword arguments per method name, e.g. ``{"smoothgrad": {"n_samples": 20}, "rde": {"steps": 300}}``.
     classes
@@ -200,7 +166,8 @@ class ExplanationExplorer(RequestWidget):
     Attributes
     ----------
     targets : list[int]
-        The explained class per shown row (set it to explain other classes; the view sets it too).
+        The explained class per shown row (set it to explain other classes; the view sets it too). The
+        constructor's ``target=`` sets it.
     n_shown : int
         Rows shown.
 
@@ -235,11 +202,12 @@ class ExplanationExplorer(RequestWidget):
     source_shape = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
     continuity_shifts = traitlets.List(traitlets.Int()).tag(sync=True)
 
+    @renamed_arguments(targets="target")
     def __init__(
         self,
         model: nn.Module,
         inputs: Any,
-        targets: int | Sequence[int] | torch.Tensor | None = None,
+        target: int | Sequence[int] | torch.Tensor | None = None,
         methods: Sequence[str | Callable[..., Any]] = ("gradient", "smoothgrad", "integrated_gradients", "lrp:epsilon_plus_flat"),
         *,
         method_options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -261,7 +229,7 @@ class ExplanationExplorer(RequestWidget):
                 f"ExplanationExplorer shows one image input per sample and calls model(inputs); got "
                 f"{type(inputs).__name__}, several inputs. For a model with several inputs compute the maps with "
                 "the attribution functions, which explain one input with the others held fixed — e.g. "
-                "maps = nx.gradient(model, (x, mask), target, wrt=0) — and show them with "
+                "maps = nx.gradient(model, (x, mask), target, wrt=0).attribution — and show them with "
                 "nbexplain.widgets.Heatmap(maps, images=x)."
             )
         x = check_tensor(inputs, "inputs", min_ndim=2, dtype_kind="float", finite=True)
@@ -324,7 +292,7 @@ class ExplanationExplorer(RequestWidget):
             self.n_pool = int(self._x.shape[0])
             self.methods = [{"key": m.key, "title": m.title, "kind": m.kind} for m in self._methods]
             self.source_shape = [int(self._display_shape[-2]), int(self._display_shape[-1])]
-        self._show(n0, self._targets_for(targets, n0), force=True)
+        self._show(n0, self._targets_for(target, n0), force=True)
         self.observe(self._on_targets, "targets")
 
     # ---- inputs ----------------------------------------------------------------------------------
@@ -351,20 +319,20 @@ class ExplanationExplorer(RequestWidget):
         t = t.reshape((t.shape[0],) + shape)
         return t.unsqueeze(1) if len(shape) == 2 else t
 
-    def _targets_for(self, targets: Any, n: int) -> list[int]:
-        if targets is None:
+    def _targets_for(self, target: Any, n: int) -> list[int]:
+        if target is None:
             return [int(v) for v in self._pred[:n]]
-        if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
-            out = [int(targets)] * n
+        if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+            out = [int(target)] * n
         else:
-            out = [int(v) for v in (targets.tolist() if isinstance(targets, torch.Tensor) else targets)]
+            out = [int(v) for v in (target.tolist() if isinstance(target, torch.Tensor) else target)]
             if len(out) == self._x.shape[0] and n < len(out):
                 out = out[:n]
             if len(out) != n:
-                raise ValueError(f"`targets` has {len(out)} entries for {n} shown samples; give one per sample or an int.")
+                raise ValueError(f"`target` has {len(out)} entries for {n} shown samples; give one per sample or an int.")
         bad = [v for v in out if not 0 <= v < self._n_classes]
         if bad:
-            raise ValueError(f"`targets` contains {bad[0]}, outside [0, {self._n_classes - 1}] (the model's classes).")
+            raise ValueError(f"`target` contains {bad[0]}, outside [0, {self._n_classes - 1}] (the model's classes).")
         return out
 
     # ---- computation -----------------------------------------------------------------------------
@@ -382,21 +350,26 @@ class ExplanationExplorer(RequestWidget):
         maps, cons, cont = [], [], []
         shifts = list(self.continuity_shifts)
         for m in self._methods:
-            r, c = m.fn(self._model, x, tgt)
-            img = self._to_image(r.detach().cpu().to(torch.float32))
+            r = m.fn(self._model, x, tgt)
+            a = r.attribution if isinstance(r, AttributionResult) else r
+            img = self._to_image(a.detach().cpu().to(torch.float32))
             # relevance adds up over channels; unsigned maps (masks, magnitudes) are averaged
             img = img.sum(dim=1) if m.kind == "diverging" else img.mean(dim=1)
             maps.append(img)
-            cons.append(c if c is not None else torch.full((len(missing),), float("nan"), dtype=torch.float64))
+            if m.conserving and isinstance(r, AttributionResult):
+                cons.append(r.conservation.detach().cpu().to(torch.float64))
+            else:
+                cons.append(torch.full((len(missing),), float("nan"), dtype=torch.float64))
             if shifts:
-                def explain(z: torch.Tensor, _m: _Method = m) -> torch.Tensor:
-                    return _m.fn(self._model, z, tgt)[0]
+                def explain(z: torch.Tensor, _m: _Method = m) -> AttributionResult | torch.Tensor:
+                    return _m.fn(self._model, z, tgt)
 
                 x_img = self._to_image(x)
                 if x.ndim == x_img.ndim:
                     res = core.continuity(explain, x, shifts=shifts)
                 else:
-                    res = core.continuity(lambda z: explain(z.reshape(x.shape)).reshape(z.shape), x_img, shifts=shifts)
+                    res = core.continuity(lambda z: _map(explain(z.reshape(x.shape))).reshape(z.shape), x_img,
+                                          shifts=shifts)
                 cont.append(res.score.to(torch.float64))
             else:
                 cont.append(torch.full((len(missing),), float("nan"), dtype=torch.float64))
@@ -470,28 +443,31 @@ class ExplanationExplorer(RequestWidget):
             raise
 
     # ---- public API ------------------------------------------------------------------------------
-    def explain(self, targets: int | Sequence[int] | None = None, n_shown: int | None = None) -> None:
-        """Show ``n_shown`` rows explaining ``targets`` (``None``: keep the current classes; new rows
+    @renamed_arguments(targets="target")
+    def explain(self, target: int | Sequence[int] | None = None, n_shown: int | None = None) -> None:
+        """Show ``n_shown`` rows explaining ``target`` (``None``: keep the current classes; new rows
         explain their predicted class), computing only what is not cached."""
         n = self.n_shown if n_shown is None else min(check_positive_int(n_shown, "n_shown"), self._x.shape[0])
-        if targets is None:
+        if target is None:
             cur = list(self.targets)[:n]
             cur += [int(v) for v in self._pred[len(cur) : n]]
             t = cur
         else:
-            t = self._targets_for(targets, n)
+            t = self._targets_for(target, n)
         self._show(n, t)
 
-    def add_samples(self, x: Any = None, targets: int | Sequence[int] | None = None) -> None:
-        """Add rows: the next ``add_step`` samples of the pool, or new inputs ``x`` (appended to the pool).
+    @renamed_arguments(x="inputs", targets="target")
+    def add_samples(self, inputs: Any = None, target: int | Sequence[int] | None = None) -> None:
+        """Add rows: the next ``add_step`` samples of the pool, or new ``inputs`` (appended to the pool).
 
-        ``targets``: classes for the new rows (default: their predicted class).
+        ``target``: classes for the new rows (default: their predicted class).
         """
         start = self.n_shown
+        x = inputs
         if x is not None:
-            xn = check_tensor(x, "x", dtype_kind="float", finite=True).detach().cpu()
+            xn = check_tensor(x, "inputs", dtype_kind="float", finite=True).detach().cpu()
             if tuple(xn.shape[1:]) != tuple(self._x.shape[1:]):
-                raise ValueError(f"`x` must hold samples shaped {tuple(self._x.shape[1:])}, got {tuple(xn.shape)}.")
+                raise ValueError(f"`inputs` must hold samples shaped {tuple(self._x.shape[1:])}, got {tuple(xn.shape)}.")
             with torch.no_grad(), preserved(self._model):
                 self._model.eval()
                 logits = self._model(xn.to(model_device(self._model), model_dtype(self._model))).reshape(xn.shape[0], -1).cpu()
@@ -510,8 +486,8 @@ class ExplanationExplorer(RequestWidget):
         else:
             k = min(self.add_step, self._x.shape[0] - start)
             if k <= 0:
-                raise ValueError("Every sample of the pool is shown; pass new inputs: add_samples(x).")
-        new_t = [int(v) for v in self._pred[start : start + k]] if targets is None else self._targets_for(targets, k)
+                raise ValueError("Every sample of the pool is shown; pass new inputs: add_samples(inputs).")
+        new_t = [int(v) for v in self._pred[start : start + k]] if target is None else self._targets_for(target, k)
         self._show(start + k, list(self.targets) + new_t, force=x is not None)
 
     def maps_for(self, sample: int, target: int | None = None) -> dict[str, np.ndarray]:

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST_RDE = dict(steps=3, n_noise=2, fractions=3, n_eval=2, n_random=1, progress=False)
 
 ATTRIBUTIONS = {
-    "gradient": lambda m, x, t, **k: nx.gradient(m, x, t, **k),
-    "gradient_x_input": lambda m, x, t, **k: nx.gradient_x_input(m, x, t, **k),
-    "smoothgrad": lambda m, x, t, **k: nx.smoothgrad(m, x, t, n_samples=3, seed=2, **k),
-    "integrated_gradients": lambda m, x, t, **k: nx.integrated_gradients(m, x, t, steps=6, **k),
-    "rde": lambda m, x, t, **k: nx.rde(m, x, t, seed=1, **FAST_RDE, **k).mask,
+    "gradient": lambda m, x, t, **k: nx.gradient(m, x, t, **k).attribution,
+    "gradient_x_input": lambda m, x, t, **k: nx.gradient_x_input(m, x, t, **k).attribution,
+    "smoothgrad": lambda m, x, t, **k: nx.smoothgrad(m, x, t, n_samples=3, seed=2, **k).attribution,
+    "integrated_gradients": lambda m, x, t, **k: nx.integrated_gradients(m, x, t, steps=6, **k).attribution,
+    "rde": lambda m, x, t, **k: nx.rde(m, x, t, seed=1, **FAST_RDE, **k).attribution,
 }
 
 
@@ -95,7 +95,8 @@ def test_ig_completeness_through_a_selected_output():
     body, head = parts()
     x = torch.rand(3, 6, dtype=torch.float64)
     model = DictOutput(body, head).double()
-    attr, err = nx.integrated_gradients(model, x, 2, output="logits", steps=32, return_error=True)
+    res_ig = nx.integrated_gradients(model, x, 2, output="logits", steps=32)
+    attr, err = res_ig.attribution, res_ig.error
     with torch.no_grad():
         delta = head(body(x))[:, 2] - head(body(torch.zeros_like(x)))[:, 2]
     torch.testing.assert_close(attr.sum(1), delta, rtol=0, atol=1e-9)
@@ -145,13 +146,13 @@ def test_continuity_with_explain_functions_that_select_an_output():
     x = torch.rand(2, 6, dtype=torch.float64)
     end = torch.rand(2, 6, dtype=torch.float64)
     wrapped, plain = TupleOutput(body, head).double(), nn.Sequential(body, head).double()
-    got = nx.continuity(lambda z: nx.gradient(wrapped, z, 1, output=0), x, to=end, steps=5)
-    ref = nx.continuity(lambda z: nx.gradient(plain, z, 1), x, to=end, steps=5)
+    got = nx.continuity(lambda z: nx.gradient(wrapped, z, 1, output=0).attribution, x, to=end, steps=5)
+    ref = nx.continuity(lambda z: nx.gradient(plain, z, 1).attribution, x, to=end, steps=5)
     torch.testing.assert_close(got.score, ref.score, rtol=1e-12, atol=1e-12)
-    ig = nx.continuity(lambda z: nx.integrated_gradients(wrapped, z, 1, output=0, steps=4, return_error=True),
+    ig = nx.continuity(lambda z: nx.integrated_gradients(wrapped, z, 1, output=0, steps=4),
                        x, to=end, steps=3)
     assert ig.explanations.shape == (2, 3, 6)
-    # RDE's result carries its map as `.mask`
+    # RDE's result carries its map (the mask) as `.attribution`, like every method
     rde = nx.continuity(lambda z: nx.rde(wrapped, z, 1, output=0, seed=0, **FAST_RDE), x, to=end, steps=3)
     assert rde.explanations.shape == (2, 3, 6)
 
@@ -203,13 +204,14 @@ def test_other_model_dtypes_cast_the_input(dtype, tol):
     x = torch.rand(2, 3, 6, 6)
     xm = x.to(dtype).requires_grad_(True)
     (ref,) = torch.autograd.grad(net(xm)[:, 1].sum(), xm)
-    g = nx.gradient(net, x, 1)
+    g = nx.gradient(net, x, 1).attribution
     assert g.dtype == torch.float32
     torch.testing.assert_close(g, ref.float(), rtol=tol, atol=tol)
-    torch.testing.assert_close(nx.gradient_x_input(net, x, 1), ref.float() * x, rtol=tol, atol=tol)
-    sg = nx.smoothgrad(net, x, 1, noise_level=0.0, n_samples=2)
+    torch.testing.assert_close(nx.gradient_x_input(net, x, 1).attribution, ref.float() * x, rtol=tol, atol=tol)
+    sg = nx.smoothgrad(net, x, 1, noise_level=0.0, n_samples=2).attribution
     torch.testing.assert_close(sg, ref.float(), rtol=tol, atol=tol)
-    attr, err = nx.integrated_gradients(net, x, 1, steps=16, return_error=True)
+    res_ig = nx.integrated_gradients(net, x, 1, steps=16)
+    attr, err = res_ig.attribution, res_ig.error
     assert attr.dtype == torch.float32 and err.dtype == torch.float64
     assert bool(torch.isfinite(attr).all())
     with torch.no_grad():
@@ -227,9 +229,9 @@ def test_half_precision_rde_mask_is_finite(dtype):
         net.weight[:, 3:] = 0  # unused inputs: zero distortion gradient
     res = nx.rde(net.to(dtype), torch.rand(2, 6), 0, l1=0.0, steps=5, n_noise=4, fractions=3, n_eval=4,
                  n_random=1, progress=False)
-    assert bool(torch.isfinite(res.mask).all()) and bool(torch.isfinite(res.curve).all())
-    assert res.mask.dtype == torch.float32
-    assert bool((res.mask[:, 3:] == 0.5).all())  # no gradient, no ℓ1: untouched
+    assert bool(torch.isfinite(res.attribution).all()) and bool(torch.isfinite(res.curve).all())
+    assert res.attribution.dtype == torch.float32
+    assert bool((res.attribution[:, 3:] == 0.5).all())  # no gradient, no ℓ1: untouched
 
 
 def test_channels_last_inputs_give_the_contiguous_result():

@@ -26,7 +26,7 @@ def brute_force_score(inputs: torch.Tensor, expl: torch.Tensor) -> float:
 def lrp_zplus(net):
     from nbexplain.core.attribution.lrp import ZPlus
 
-    return lambda z: nx.lrp(net, z, 0, composite={nn.Linear: ZPlus()}).relevance
+    return lambda z: nx.lrp(net, z, 0, composite={nn.Linear: ZPlus()}).attribution
 
 
 def test_max_net_is_exact():
@@ -46,7 +46,7 @@ def test_gradient_jumps_on_the_diagonal_lrp_does_not():
     end = torch.tensor([[0.7, 1.0]], dtype=torch.float64)
     net = net.double()
     def grad(z):
-        return nx.gradient(net, z, 0)
+        return nx.gradient(net, z, 0).attribution
 
     scores = {}
     for steps in (11, 41):
@@ -104,10 +104,10 @@ def test_explicit_path_and_result_objects():
     # the explicit path is used as given, each point explained on its own, and the score is the brute force one
     torch.testing.assert_close(res.inputs, path.permute(1, 0, 2), rtol=0, atol=0)
     for t in range(3):
-        alone = nx.lrp(net, path[t], 0, composite="epsilon").relevance
+        alone = nx.lrp(net, path[t], 0, composite="epsilon").attribution
         torch.testing.assert_close(res.explanations[:, t], alone, rtol=1e-6, atol=1e-7)
     assert float(res.score[0]) == pytest.approx(brute_force_score(res.inputs[0], res.explanations[0]), rel=1e-6)
-    ig = nx.continuity(lambda z: nx.integrated_gradients(net, z, 0, steps=4, return_error=True),
+    ig = nx.continuity(lambda z: nx.integrated_gradients(net, z, 0, steps=4),
                        torch.tensor([[0.2, 0.1]]), to=torch.tensor([[0.1, 0.2]]), steps=3)
     assert ig.explanations.shape == (1, 3, 2)
 

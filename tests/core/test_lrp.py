@@ -50,9 +50,9 @@ def test_int_target_and_per_sample_targets() -> None:
     both = nx.lrp(model, x, torch.tensor([3, 3, 7, 1]))
     for i, t in enumerate([3, 3, 7, 1]):
         single = nx.lrp(model, x[i : i + 1], t)
-        torch.testing.assert_close(both.relevance[i : i + 1], single.relevance, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(both.attribution[i : i + 1], single.attribution, rtol=1e-5, atol=1e-7)
     assert both.target.tolist() == [3, 3, 7, 1]
-    torch.testing.assert_close(both.explained, both.output[torch.arange(4), both.target])
+    torch.testing.assert_close(both.output_relevance, both.output[torch.arange(4), both.target])
 
 
 def test_several_classes_of_one_sample_in_one_batch() -> None:
@@ -60,8 +60,8 @@ def test_several_classes_of_one_sample_in_one_batch() -> None:
     x = torch.rand(1, 1, 28, 28).expand(10, -1, -1, -1)
     res = nx.lrp(model, x, torch.arange(10))
     for c in (0, 5, 9):
-        torch.testing.assert_close(res.relevance[c : c + 1], nx.lrp(model, x[:1], c).relevance, rtol=1e-5, atol=1e-7)
-    assert not torch.allclose(res.relevance[0], res.relevance[1])
+        torch.testing.assert_close(res.attribution[c : c + 1], nx.lrp(model, x[:1], c).attribution, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(res.attribution[0], res.attribution[1])
 
 
 def test_batches_give_the_same_result_as_one_pass() -> None:
@@ -69,14 +69,14 @@ def test_batches_give_the_same_result_as_one_pass() -> None:
     x = torch.rand(5, 1, 28, 28)
     a = nx.lrp(model, x, 2, layers="conv2")
     b = nx.lrp(model, x, 2, layers="conv2", batch_size=2, progress=False)
-    torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(a.attribution, b.attribution, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(a.layers["conv2"], b.layers["conv2"], rtol=1e-5, atol=1e-7)
 
 
 def test_init_one_explains_unit_relevance() -> None:
     model = mlp(12, (8,)).double()
     res = nx.lrp(model, _x((3, 12), 1), 0, composite={nn.Linear: nx.rules.ZeroRule(bias=False)}, init="one")
-    torch.testing.assert_close(res.explained, torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(res.output_relevance, torch.ones(3, dtype=torch.float64))
     torch.testing.assert_close(res.total, torch.ones(3, dtype=torch.float64))
 
 
@@ -89,17 +89,17 @@ def test_intermediate_layer_relevance_is_conserved_layer_by_layer() -> None:
     res = nx.lrp(model, _x((3, 12), 2), 1, composite={nn.Linear: rule}, layers=["fc1", "relu1", "fc2", "out"])
     assert res.layers["fc1"].shape == (3, 8) and res.layers["fc2"].shape == (3, 6)
     for name in ("fc1", "relu1", "fc2", "out"):
-        torch.testing.assert_close(res.layers[name].sum(1), res.explained, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(res.layers[name].sum(1), res.output_relevance, rtol=1e-9, atol=1e-12)
     # the output layer's relevance is the one-hot explained score
     want = torch.zeros(3, 10, dtype=torch.float64)
-    want[:, 1] = res.explained
+    want[:, 1] = res.output_relevance
     torch.testing.assert_close(res.layers["out"], want)
 
 
 def test_flat_on_a_dense_first_layer_gives_every_input_the_same_relevance() -> None:
     model = mlp(20, (8,)).double()
     res = nx.lrp(model, _x((4, 20), 3), 2, composite=nx.Composite({nn.Linear: nx.rules.Epsilon()}, first=nx.rules.Flat()), layers="fc1")
-    rel = res.relevance
+    rel = res.attribution
     torch.testing.assert_close(rel, rel[:, :1].expand_as(rel))
     torch.testing.assert_close(rel.sum(1), res.layers["fc1"].sum(1))
     assert res.rules["fc1"] == nx.rules.Flat() and res.rules["out"] == nx.rules.Epsilon()
@@ -117,9 +117,9 @@ def test_zbox_default_bounds_are_the_batch_range() -> None:
     x = _x((2, 1, 28, 28), 5).clamp(-0.5, 0.7)
     a = nx.lrp(model, x, 1, composite="epsilon_gamma_box")
     b = nx.lrp(model, x, 1, composite="epsilon_gamma_box", low=-0.5, high=0.7)
-    torch.testing.assert_close(a.relevance, b.relevance)
+    torch.testing.assert_close(a.attribution, b.attribution)
     c = nx.lrp(model, x, 1, composite="epsilon_gamma_box", low=-1.0, high=1.0)
-    assert not torch.allclose(a.relevance, c.relevance)
+    assert not torch.allclose(a.attribution, c.attribution)
 
 
 # ------------------------------------------------------------------------------- supported modules
@@ -148,7 +148,7 @@ def test_a_module_called_twice_matches_the_reference() -> None:
     plan = [("linear", net.fc, ("eps", 0.01, True)), ("relu",), ("linear", net.fc, ("eps", 0.01, True)), ("relu",),
             ("linear", net.out, ("eps", 0.01, True))]
     want, _ = ref.run(plan, x, target)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-9, atol=1e-12)
     assert set(res.layers) == {"fc", "fc#2"}  # one entry per call
 
 
@@ -166,7 +166,7 @@ def test_conv1d_tanh_avg_pool_match_the_reference(pool: nn.Module, width: int) -
     plan = [("linear", net[0], ("gamma", 0.5, True)), ("tanh",), ("linear", net[2], ("eps", 1e-9, True)),
             ("flatten",), ("linear", net[5], ("eps", 0.1, True))]
     want, _ = ref.run(plan, x, target)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-9, atol=1e-12)
     assert net.training  # the caller's mode is kept (explained in eval mode: dropout off)
 
 
@@ -197,7 +197,7 @@ def test_conv3d_leaky_relu_unflatten_adaptive_maxpool_match_the_reference() -> N
     contrib = (x[:, :, None] * m1.T[None]).clamp(min=0)
     want = (contrib * (r2 / (contrib.sum(1) + b1.clamp(min=0) + 1e-9))[:, None, :]).sum(2)
     assert bool((z1 < 0).any())  # LeakyReLU really passes negatives here
-    torch.testing.assert_close(res.relevance, want, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-9, atol=1e-12)
 
 
 def test_batchnorm_merge_matches_and_train_mode_is_explained_in_eval_mode() -> None:
@@ -212,11 +212,11 @@ def test_batchnorm_merge_matches_and_train_mode_is_explained_in_eval_mode() -> N
     a = nx.lrp(model, x, 4)
     assert model.training
     b = nx.lrp(model.eval(), x, 4)
-    torch.testing.assert_close(a.relevance, b.relevance)
+    torch.testing.assert_close(a.attribution, b.attribution)
     # a batch norm left unmerged is an affine layer with the ε rule: different, but same output
     c = nx.lrp(model, x, 4, canonizers=None)
     torch.testing.assert_close(c.output, b.output, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(c.relevance, b.relevance)
+    assert not torch.allclose(c.attribution, b.attribution)
 
 
 def test_merge_batchnorm_canonizer_standalone_restores_the_model() -> None:
@@ -246,7 +246,7 @@ def test_unsupported_module_names_it_and_says_how_to_map_a_rule() -> None:
     with pytest.raises(nx.UnsupportedModuleError, match=r"'1' \(LayerNorm\).*nx\.rules\.Pass\(\)"):
         nx.lrp(net, torch.rand(2, 4), 0)
     res = nx.lrp(net, torch.rand(2, 4), 0, composite={nn.LayerNorm: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()})
-    assert res.relevance.shape == (2, 4) and torch.isfinite(res.relevance).all()
+    assert res.attribution.shape == (2, 4) and torch.isfinite(res.attribution).all()
 
 
 def test_final_softmax_is_refused() -> None:
@@ -266,7 +266,7 @@ def test_functional_operations_are_named() -> None:
 
     with pytest.raises(nx.UnsupportedModuleError, match="MulBackward0.*SigmoidBackward0|SigmoidBackward0.*MulBackward0"):
         nx.lrp(Functional(), torch.rand(2, 4), 0)
-    assert nx.lrp(Functional(), torch.rand(2, 4), 0, strict=False).relevance.shape == (2, 4)
+    assert nx.lrp(Functional(), torch.rand(2, 4), 0, strict=False).attribution.shape == (2, 4)
 
 
 def test_residual_sum_without_canonizer_is_refused() -> None:
@@ -374,7 +374,7 @@ def test_parametrized_layers_are_units_and_stay_unmerged() -> None:
     before = _state(param)
     a = nx.lrp(param, x, 1, composite="epsilon_plus")
     b = nx.lrp(plain, x, 1, composite="epsilon_plus", canonizers=None)
-    torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(a.attribution, b.attribution, rtol=1e-9, atol=1e-12)
     assert a.rules["0"] == nx.rules.ZPlus() and a.rules["1"] == nx.rules.Epsilon()
     _assert_same(before, _state(param))
 
@@ -387,9 +387,9 @@ def test_zbox_accepts_per_channel_bounds() -> None:
     a = nx.lrp(model, x.clamp(low, high), 0, composite="epsilon_gamma_box", low=low, high=high)
     comp = nx.Composite({nn.Conv2d: nx.rules.Gamma(0.25), nn.Linear: nx.rules.Epsilon()}, first=nx.rules.ZBox(low, high))
     b = nx.lrp(model, x.clamp(low, high), 0, composite=comp)
-    torch.testing.assert_close(a.relevance, b.relevance)
+    torch.testing.assert_close(a.attribution, b.attribution)
     c = nx.lrp(model, x.clamp(low, high), 0, composite="epsilon_gamma_box", low=-1.0, high=1.0)
-    assert not torch.allclose(a.relevance, c.relevance)
+    assert not torch.allclose(a.attribution, c.attribution)
     with pytest.raises(ValueError, match="does not broadcast"):
         nx.lrp(model, x, 0, composite="epsilon_gamma_box", low=torch.zeros(3, 1, 1), high=1.0)
 

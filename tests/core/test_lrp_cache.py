@@ -45,7 +45,7 @@ def _x() -> torch.Tensor:
 
 def _fresh(model: nn.Module, x: torch.Tensor, composite: str) -> torch.Tensor:
     """The answer for ``model`` computed on a copy with new parameter objects (nothing cached for them)."""
-    return nx.lrp(copy.deepcopy(model), x, 0, composite=composite).relevance
+    return nx.lrp(copy.deepcopy(model), x, 0, composite=composite).attribution
 
 
 def _cached_for(model: nn.Module) -> int:
@@ -56,9 +56,9 @@ def _cached_for(model: nn.Module) -> int:
 @pytest.mark.parametrize("composite", COMPOSITES)
 def test_repeated_call_uses_the_cache_and_gives_the_same_answer(composite: str) -> None:
     net, x = _net(), _x()
-    first = nx.lrp(net, x, 0, composite=composite).relevance
+    first = nx.lrp(net, x, 0, composite=composite).attribution
     assert _cached_for(net) > 0
-    second = nx.lrp(net, x, 0, composite=composite).relevance
+    second = nx.lrp(net, x, 0, composite=composite).attribution
     torch.testing.assert_close(second, first, rtol=0, atol=0)  # the same weights, the same kernels
     torch.testing.assert_close(second, _fresh(net, x, composite), rtol=1e-5, atol=1e-7)
 
@@ -93,9 +93,9 @@ def _nograd_write(net: nn.Module, x: torch.Tensor) -> None:
 @pytest.mark.parametrize("change", [_sgd_step, _load_other, _data_write, _nograd_write])
 def test_a_change_between_calls_gives_the_new_answer(composite: str, change) -> None:
     net, x = _net(), _x()
-    before = nx.lrp(net, x, 0, composite=composite).relevance
+    before = nx.lrp(net, x, 0, composite=composite).attribution
     change(net, x)
-    after = nx.lrp(net, x, 0, composite=composite).relevance
+    after = nx.lrp(net, x, 0, composite=composite).attribution
     expected = _fresh(net, x, composite)
     assert not torch.allclose(expected, before, rtol=1e-3, atol=1e-6)  # the change matters
     torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-7)
@@ -106,7 +106,7 @@ def test_replaced_parameter_object_is_not_confused_with_the_old_one() -> None:
     nx.lrp(net, x, 0, composite="epsilon_plus_flat")
     net[3].weight = nn.Parameter(torch.randn_like(net[3].weight))
     torch.testing.assert_close(
-        nx.lrp(net, x, 0, composite="epsilon_plus_flat").relevance, _fresh(net, x, "epsilon_plus_flat")
+        nx.lrp(net, x, 0, composite="epsilon_plus_flat").attribution, _fresh(net, x, "epsilon_plus_flat")
     )
 
 
@@ -136,7 +136,7 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ops, "CACHE_BYTES", 200_000)
     ops.clear_weight_cache()
     net, x = _net(), _x()
-    out = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").relevance
+    out = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").attribution
     assert sum(e.nbytes for e in ops._CACHE.values()) <= 200_000
     torch.testing.assert_close(out, _fresh(net, x, "epsilon_alpha2_beta1"), rtol=1e-5, atol=1e-7)
     ops.clear_weight_cache()
@@ -150,10 +150,10 @@ def test_a_cache_too_small_for_one_call_keeps_what_it_holds(monkeypatch: pytest.
     big = net[3].weight
     monkeypatch.setattr(ops, "CACHE_BYTES", big.numel() * big.element_size() + 50_000)
     ops.clear_weight_cache()
-    first = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").relevance
+    first = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").attribution
     entry = ops._CACHE.get((id(big), "pos"))
     assert entry is not None and (id(big), "neg") not in ops._CACHE
-    second = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").relevance
+    second = nx.lrp(net, x, 0, composite="epsilon_alpha2_beta1").attribution
     assert ops._CACHE.get((id(big), "pos")) is entry
     torch.testing.assert_close(second, first, rtol=0, atol=0)
     torch.testing.assert_close(first, _fresh(net, x, "epsilon_alpha2_beta1"), rtol=1e-5, atol=1e-7)
@@ -173,7 +173,7 @@ def test_half_precision_models_leave_nothing_in_the_cache(monkeypatch: pytest.Mo
     monkeypatch.setattr(ops._Derived, "__init__", counted)
     net, x = _net().half(), _x()
     res = nx.lrp(net, x, 0, composite="epsilon_plus_flat")
-    assert torch.isfinite(res.relevance).all()
+    assert torch.isfinite(res.attribution).all()
     assert not made
     nx.lrp(_net(), x, 0, composite="epsilon_plus_flat")  # the float32 model's weights are kept
     assert made

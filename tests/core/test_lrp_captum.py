@@ -44,7 +44,7 @@ def test_epsilon_lrp_agrees_with_captum_on_a_dense_net() -> None:
     target = torch.tensor([0, 1, 2, 3, 0, 1])
     want = _captum_lrp(model, x, target)
     got = nx.lrp(model, x, target, composite="epsilon", epsilon=1e-6)
-    torch.testing.assert_close(got.relevance, want, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got.attribution, want, rtol=1e-9, atol=1e-12)
 
 
 def test_captum_refuses_flatten_while_nbexplain_passes_through_it() -> None:
@@ -54,4 +54,4 @@ def test_captum_refuses_flatten_while_nbexplain_passes_through_it() -> None:
         _captum_lrp(model, x, torch.tensor([0, 1, 2]))
     flat = nx.lrp(model, x, torch.tensor([0, 1, 2]), composite="epsilon", epsilon=1e-6)
     plain = nx.lrp(model[1:], x.reshape(3, 12), torch.tensor([0, 1, 2]), composite="epsilon", epsilon=1e-6)
-    torch.testing.assert_close(flat.relevance.reshape(3, 12), plain.relevance)
+    torch.testing.assert_close(flat.attribution.reshape(3, 12), plain.attribution)

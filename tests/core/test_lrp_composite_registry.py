@@ -68,7 +68,7 @@ def test_named_composites_give_the_relevance_of_their_rules_written_out(name: st
     params = dict(epsilon=1e-3) | (dict(gamma=0.5, low=-1.0, high=1.0) if name == "epsilon_gamma_box" else {})
     got = nx.lrp(net, x, 2, composite=name, **params)
     want = nx.lrp(net, x, 2, composite=_by_hand(name, **params))
-    assert torch.equal(got.relevance, want.relevance)
+    assert torch.equal(got.attribution, want.attribution)
     assert {k: repr(v) for k, v in got.rules.items()} == {k: repr(v) for k, v in want.rules.items()}
     default = nx.lrp(net, x, 2, composite=name, **({"low": -1.0, "high": 1.0} if name == "epsilon_gamma_box" else {}))
     assert repr(default.rules["5"]) == repr(nx.rules.Epsilon(1e-6))  # left out: the composite's own default
@@ -109,7 +109,7 @@ def test_a_registered_composite_gets_only_its_own_parameters(registry: None) -> 
     net, x = _net(), _x()
     got = nx.lrp(net, x, 1, composite="gamma_only", gamma=0.7)
     want = nx.lrp(net, x, 1, composite=nx.Composite({(nn.Conv2d, nn.Linear): nx.rules.Gamma(0.7)}))
-    assert torch.equal(got.relevance, want.relevance) and calls == [0.7]
+    assert torch.equal(got.attribution, want.attribution) and calls == [0.7]
     with pytest.raises(TypeError, match=r"'gamma_only' does not take `epsilon` \(its parameters: gamma=0.25\)"):
         nx.lrp(net, x, 1, composite="gamma_only", epsilon=1e-3)
     # a notebook cell run again replaces the user's own builder

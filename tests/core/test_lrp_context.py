@@ -28,10 +28,6 @@ COMPOSITES = [
 ]
 
 
-def _map(r):
-    return r.attribution if hasattr(r, "attribution") else r
-
-
 def _resnet() -> nn.Module:
     """A small ResNet-18 (batch norms after convolutions, residual sums), float64, with settled statistics."""
     net = resnet18(width=4, seed=3, n_classes=5)
@@ -57,11 +53,11 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
 def test_gradient_inside_is_lrp_seeded_with_one(composite: str, params: dict) -> None:
     net, x = _resnet(), _x()
     target = torch.tensor([0, 3, 1])
-    plain = _map(nx.gradient(net, x, target))
+    plain = nx.gradient(net, x, target).attribution
     with nx.lrp_rules(net, composite, **params) as comp:
-        inside = _map(nx.gradient(net, x, target))
+        inside = nx.gradient(net, x, target).attribution
     reference = nx.lrp(net, x, target, composite, init="one", **params)
-    _close(inside, reference.relevance)
+    _close(inside, reference.attribution)
     assert comp.name == reference.composite.name
     # the rules did act: relevance is not the gradient
     assert not torch.allclose(inside, plain, rtol=1e-3, atol=1e-6)
@@ -70,8 +66,8 @@ def test_gradient_inside_is_lrp_seeded_with_one(composite: str, params: dict) ->
 def test_gradient_x_input_inside_is_input_times_relevance() -> None:
     net, x = _resnet(), _x()
     with nx.lrp_rules(net, "epsilon_plus_flat"):
-        gxi = _map(nx.gradient_x_input(net, x, 2))
-    _close(gxi, x * nx.lrp(net, x, 2, "epsilon_plus_flat", init="one").relevance)
+        gxi = nx.gradient_x_input(net, x, 2).attribution
+    _close(gxi, x * nx.lrp(net, x, 2, "epsilon_plus_flat", init="one").attribution)
 
 
 def _recording(net: nn.Module) -> tuple[list[torch.Tensor], object]:
@@ -89,11 +85,11 @@ def test_smoothgrad_inside_averages_lrp_over_the_same_noisy_inputs() -> None:
     net, x = _resnet(), _x(1)
     seen, handle = _recording(net)
     with nx.lrp_rules(net, "epsilon_alpha2_beta1"):
-        sg = _map(nx.smoothgrad(net, x, 4, n_samples=6, noise_level=0.2, batch_size=4))
+        sg = nx.smoothgrad(net, x, 4, n_samples=6, noise_level=0.2, batch_size=4).attribution
     handle.remove()
     noisy = torch.cat(seen)
     assert noisy.shape[0] == 6 and not torch.equal(noisy[0], noisy[1])
-    rel = nx.lrp(net, noisy, 4, "epsilon_alpha2_beta1", init="one").relevance
+    rel = nx.lrp(net, noisy, 4, "epsilon_alpha2_beta1", init="one").attribution
     _close(sg, rel.mean(0, keepdim=True))
 
 
@@ -102,12 +98,12 @@ def test_integrated_gradients_inside_is_the_path_average_of_relevance() -> None:
     base = torch.full_like(x[:1], 0.25)
     steps = 5
     with nx.lrp_rules(net, "epsilon", epsilon=1e-3):
-        ig = _map(nx.integrated_gradients(net, x, 1, baseline=base, steps=steps, batch_size=3))
+        ig = nx.integrated_gradients(net, x, 1, baseline=base, steps=steps, batch_size=3).attribution
     alphas, weights = ig_nodes(steps, "gausslegendre")
     avg = torch.zeros_like(x)
     for a, w in zip(alphas.tolist(), weights.tolist(), strict=True):
         point = base + a * (x - base)
-        avg += w * nx.lrp(net, point, 1, "epsilon", epsilon=1e-3, init="one").relevance
+        avg += w * nx.lrp(net, point, 1, "epsilon", epsilon=1e-3, init="one").attribution
     _close(ig, (x - base) * avg)
 
 
@@ -143,8 +139,8 @@ def test_model_is_left_exactly_as_found() -> None:
     with nx.lrp_rules(net, "epsilon_alpha2_beta1"):
         assert not net.training and not any(p.requires_grad for p in net.parameters())
         assert not net.fc._backward_hooks  # would be handed relevance
-        _map(nx.gradient(net, x, 0))
-        _map(nx.smoothgrad(net, x, 0, n_samples=2))
+        nx.gradient(net, x, 0).attribution
+        nx.smoothgrad(net, x, 0, n_samples=2).attribution
     _assert_full(before, _full_state(net))
 
 
@@ -153,7 +149,7 @@ def test_model_is_left_exactly_as_found_when_the_block_raises() -> None:
     _user_touches(net)
     before = _full_state(net)
     with pytest.raises(KeyError, match="boom"), nx.lrp_rules(net, "epsilon_plus_flat"):
-        _map(nx.gradient(net, x, 0))
+        nx.gradient(net, x, 0).attribution
         raise KeyError("boom")
     _assert_full(before, _full_state(net))
     # and when the model's forward raises inside the block (mid-pass: canonizers' modes entered)
@@ -173,8 +169,8 @@ def test_training_after_the_block_is_training_without_it() -> None:
     twin = copy.deepcopy(net)
     x = torch.rand(8, 3, 16, 16)
     with nx.lrp_rules(net, "epsilon_alpha2_beta1"):
-        _map(nx.gradient(net, x, 1))
-        _map(nx.integrated_gradients(net, x[:2], 1, steps=3))
+        nx.gradient(net, x, 1).attribution
+        nx.integrated_gradients(net, x[:2], 1, steps=3).attribution
 
     def train(model: nn.Module) -> dict[str, torch.Tensor]:
         gen = torch.Generator().manual_seed(5)
@@ -229,8 +225,8 @@ def test_strict_check_fires_inside_and_strict_false_gives_rules() -> None:
             net(x)  # nothing to explain: no graph, no check
     _assert_full(before, _full_state(net))
     with nx.lrp_rules(net, "epsilon", strict=False):
-        inside = _map(nx.gradient(net, x, 0))
-    _close(inside, nx.lrp(net, x, 0, "epsilon", init="one", strict=False).relevance)
+        inside = nx.gradient(net, x, 0).attribution
+    _close(inside, nx.lrp(net, x, 0, "epsilon", init="one", strict=False).attribution)
 
 
 def test_inputs_computed_before_the_call_are_not_the_models_operations() -> None:
@@ -239,18 +235,18 @@ def test_inputs_computed_before_the_call_are_not_the_models_operations() -> None
     with nx.lrp_rules(net, "epsilon"):
         out = net(leaf * 2.0 - 0.5)  # Mul/Sub before the model: not an operation of the model
         (g,) = torch.autograd.grad(out[:, 1].sum(), leaf)
-    _close(g, 2.0 * nx.lrp(net, x * 2.0 - 0.5, 1, "epsilon", init="one").relevance)
+    _close(g, 2.0 * nx.lrp(net, x * 2.0 - 0.5, 1, "epsilon", init="one").attribution)
 
 
 def test_a_submodule_called_on_its_own_gets_plain_gradients() -> None:
     net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).double().eval()
     x = torch.rand(3, 4, dtype=torch.float64)
-    plain = _map(nx.gradient(net[0], x, 1))
+    plain = nx.gradient(net[0], x, 1).attribution
     with nx.lrp_rules(net, "epsilon", epsilon=0.5):
-        inside = _map(nx.gradient(net[0], x, 1))
-        ruled = _map(nx.gradient(net, x, 1))
+        inside = nx.gradient(net[0], x, 1).attribution
+        ruled = nx.gradient(net, x, 1).attribution
     _close(inside, plain)
-    _close(ruled, nx.lrp(net, x, 1, "epsilon", epsilon=0.5, init="one").relevance)
+    _close(ruled, nx.lrp(net, x, 1, "epsilon", epsilon=0.5, init="one").attribution)
 
 
 def test_contexts_do_not_nest_and_lrp_inside_is_refused() -> None:
@@ -262,11 +258,11 @@ def test_contexts_do_not_nest_and_lrp_inside_is_refused() -> None:
         with pytest.raises(RuntimeError, match=r"nx\.lrp cannot run inside.*nx\.gradient"):
             nx.lrp(net, x, 0)
         # the outer block is intact
-        _close(_map(nx.gradient(net, x, 0)), _map(nx.gradient(net, x, 0)))
+        _close(nx.gradient(net, x, 0).attribution, nx.gradient(net, x, 0).attribution)
     _assert_full(before, _full_state(net))
     with nx.lrp_rules(net, "epsilon"):  # usable again after the block
-        inside = _map(nx.gradient(net, x, 0))
-    _close(inside, nx.lrp(net, x, 0, "epsilon", init="one").relevance)
+        inside = nx.gradient(net, x, 0).attribution
+    _close(inside, nx.lrp(net, x, 0, "epsilon", init="one").attribution)
 
 
 def test_named_composite_parameters_are_checked() -> None:
@@ -338,13 +334,13 @@ class _InterruptOnce(nn.Module):
 def test_a_pass_cut_short_by_keyboard_interrupt_does_not_leak_into_the_next() -> None:
     net, x = _resnet(), _x()
     net.layer2 = _InterruptOnce(net.layer2)
-    reference = nx.lrp(net, x, 1, "epsilon_plus_flat", init="one").relevance
+    reference = nx.lrp(net, x, 1, "epsilon_plus_flat", init="one").attribution
     net.layer2.armed = True
     before = _full_state(net)
     with nx.lrp_rules(net, "epsilon_plus_flat"):
         with pytest.raises(KeyboardInterrupt):
             nx.gradient(net, x, 1)
-        inside = _map(nx.gradient(net, x, 1))  # a fresh pass: the first layer gets its Flat rule again
+        inside = nx.gradient(net, x, 1).attribution  # a fresh pass: the first layer gets its Flat rule again
     _close(inside, reference)
     _assert_full(before, _full_state(net))
     a = torch.ones(2, requires_grad=True)

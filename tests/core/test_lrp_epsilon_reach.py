@@ -43,7 +43,7 @@ def test_epsilon_reaches_the_batch_norms_of_a_pre_activation_densenet(epsilon: f
     want = _grad_x_input(net, x, t)
     with untouched(net):
         res = nx.lrp(net, x, t, composite="epsilon", epsilon=epsilon)
-    assert _rel_err(res.relevance, want) < tol  # with the hidden Epsilon(1e-6): 7e-4 at either ε
+    assert _rel_err(res.attribution, want) < tol  # with the hidden Epsilon(1e-6): 7e-4 at either ε
     unmerged = {k: v for k, v in res.rules.items() if "norm" in k or k.startswith("transition.0")}
     assert len(unmerged) == 4 and all(v == nx.rules.Epsilon(epsilon) for v in unmerged.values()), unmerged
 
@@ -59,7 +59,7 @@ def test_every_way_of_asking_for_epsilon_everywhere_gets_it(way: str) -> None:
     net, x, t = _densenet()
     kw = {"epsilon": 1e-12} if isinstance(composite, dict) else {}
     res = nx.lrp(net, x, t, composite=composite, **kw)  # type: ignore[arg-type]
-    assert _rel_err(res.relevance, _grad_x_input(net, x, t)) < 1e-7
+    assert _rel_err(res.attribution, _grad_x_input(net, x, t)) < 1e-7
     assert all(r.epsilon <= 1e-12 for r in res.rules.values() if isinstance(r, nx.rules.Epsilon)), res.rules
 
 

@@ -84,7 +84,7 @@ def test_functional_operations_get_rules_consistent_with_gradient_times_input(ca
         res = nx.lrp(net, x, 1, composite={nn.Linear: nx.rules.Epsilon(TINY)}, strict=False)
     want = _grad_x_input(net, x, 1)
     # tolerance: the residual Sum's own ε (nx.rules.Norm(), 1e-9) moves near-cancelling sums by ~1e-8 of the map
-    torch.testing.assert_close(res.relevance, want, rtol=1e-6, atol=1e-7 * float(want.abs().max()))
+    torch.testing.assert_close(res.attribution, want, rtol=1e-6, atol=1e-7 * float(want.abs().max()))
     flagged = [str(w.message) for w in caught if issubclass(w.category, FunctionalOpsWarning)]
     if case in NONLINEAR:  # not an LRP rule: said, with the operation and the module that computed it
         assert len(flagged) == 1 and NONLINEAR[case] in flagged[0] and "_Around" in flagged[0], flagged
@@ -102,7 +102,7 @@ def test_strict_names_the_functional_operation_its_module_and_a_remedy_that_work
     assert "strict=False" in msg and "proportion" in msg, msg
     res = nx.lrp(net, x, 0, composite={nn.Linear: nx.rules.Epsilon(TINY)}, strict=False)  # the remedy
     want = _grad_x_input(net, x, 0)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
+    torch.testing.assert_close(res.attribution, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
 
 
 class _Block(nn.Module):
@@ -125,7 +125,7 @@ def test_a_residual_sum_inside_a_gradient_block_is_part_of_the_block() -> None:
     x = torch.randn(5, 4, dtype=torch.float64)
     res = nx.lrp(net, x, 2, composite={_Block: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY)})
     want = _grad_x_input(net, x, 2)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10 * float(want.abs().max()))
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-10 * float(want.abs().max()))
 
 
 class _Cancel(nn.Module):
@@ -146,10 +146,10 @@ def test_gradient_rule_is_gradient_times_input_by_default_and_takes_an_explicit_
     want = _grad_x_input(net, x, 0)
     tol = {"rtol": 1e-7, "atol": 1e-9 * float(want.abs().max())}
     assert repr(nx.rules.Gradient()) == "Gradient(epsilon=None)"
-    got = nx.lrp(net, x, 0, composite={_Cancel: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY)}).relevance
+    got = nx.lrp(net, x, 0, composite={_Cancel: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY)}).attribution
     torch.testing.assert_close(got, want, **tol)
     # an explicit ε is a stabiliser: it damps the near-zero outputs, so the map moves away from gradient × input
-    damped = nx.lrp(net, x, 0, composite={_Cancel: nx.rules.Gradient(1e-3), nn.Linear: nx.rules.Epsilon(TINY)}).relevance
+    damped = nx.lrp(net, x, 0, composite={_Cancel: nx.rules.Gradient(1e-3), nn.Linear: nx.rules.Epsilon(TINY)}).attribution
     assert float((damped - want).abs().max()) > 0.1 * float(want.abs().max())
     with pytest.raises(ValueError, match="epsilon"):
         nx.rules.Gradient(-1.0)
@@ -179,7 +179,7 @@ def test_a_layer_output_written_in_place_later_keeps_its_own_denominators() -> N
     x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
     res = nx.lrp(net, x, 1, composite="epsilon", epsilon=TINY, strict=False)
     want = _grad_x_input(net, x, 1)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
+    torch.testing.assert_close(res.attribution, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
 
 
 class _Cube(torch.autograd.Function):

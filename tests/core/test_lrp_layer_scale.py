@@ -94,7 +94,7 @@ def test_every_rule_on_a_layer_scale_reads_it_as_a_diagonal_linear_layer(rule: s
         res = nx.lrp(net, x, t, composite={nx.canonizers.Scale: RULES[rule], nn.Conv2d: nx.rules.Epsilon(1e-6), nn.Linear: nx.rules.Epsilon(1e-6)})
     assert res.rules["<layer scale>"] == RULES[rule]
     torch.testing.assert_close(res.output, out.detach())
-    _close(res.relevance, want)
+    _close(res.attribution, want)
 
 
 @pytest.mark.parametrize("written", list(WRITTEN))
@@ -108,7 +108,7 @@ def test_every_way_of_writing_the_product_gets_the_same_rule_and_output(written:
         res = nx.lrp(net, x, t, composite="epsilon", epsilon=0.05)
     assert res.rules["<layer scale>"] == nx.rules.Epsilon(0.05)  # the call's ε reaches the layer scale
     assert torch.equal(res.output, expected_out)  # the product computed exactly as written
-    _close(res.relevance, want, 1e-8)
+    _close(res.attribution, want, 1e-8)
 
 
 def test_the_default_composite_gives_a_layer_scale_the_calls_epsilon() -> None:
@@ -119,7 +119,7 @@ def test_the_default_composite_gives_a_layer_scale_the_calls_epsilon() -> None:
     plan = [("linear", net.conv, ("flat",)), ("linear", _Times(net.gamma.detach()), ("eps", 1e-6, True)), ("relu",),
             ("flatten",), ("linear", net.head, ("eps", 1e-6, True))]
     want, _ = ref.run(plan, x, t)
-    _close(res.relevance, want)
+    _close(res.attribution, want)
 
 
 def _convnext_reference(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -147,7 +147,7 @@ def test_a_convnext_block_with_layer_scale_is_gradient_times_input_as_epsilon_go
         res = nx.lrp(net, x, t, composite=comp, epsilon=TINY)
     assert res.rules["<layer scale>"] == nx.rules.Epsilon(TINY) and res.rules["<residual sum>"] == nx.rules.Norm(TINY)
     want = _convnext_reference(net, x, t)
-    _close(res.relevance, want, 1e-7)
+    _close(res.attribution, want, 1e-7)
 
 
 def test_a_convnext_block_runs_with_the_usual_lrp_choices() -> None:
@@ -158,7 +158,7 @@ def test_a_convnext_block_runs_with_the_usual_lrp_choices() -> None:
     comp = nx.Composite({nn.LayerNorm: nx.rules.Gradient(), nn.Conv2d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon()}, first=nx.rules.Flat())
     with untouched(net):
         res = nx.lrp(net, x, 1, composite=comp)
-    assert bool(res.relevance.isfinite().all()) and res.relevance.abs().sum() > 0
+    assert bool(res.attribution.isfinite().all()) and res.attribution.abs().sum() > 0
     torch.testing.assert_close(res.output, net(x).detach())
 
 
@@ -184,7 +184,7 @@ def test_a_product_of_two_activations_is_not_a_layer_scale_and_its_error_says_wh
     assert "strict=False" in msg and "nx.rules.Gradient()" in msg, msg
     with pytest.warns(nx.FunctionalOpsWarning, match="mul"):  # the remedy named works, and says what it did
         res = nx.lrp(_Gated(), torch.randn(2, 4), 0, strict=False)
-    assert bool(res.relevance.isfinite().all())
+    assert bool(res.attribution.isfinite().all())
 
 
 def test_the_error_without_the_canonizer_names_the_layer_scale_remedy() -> None:

@@ -46,11 +46,11 @@ def test_resnet_epsilon_to_zero_equals_gradient_times_input(make) -> None:
     scale = float(want.abs().max())
     # the named composite: its pools and residual sums keep their 1e-9 stabiliser
     res = nx.lrp(model, x, target, composite="epsilon", epsilon=1e-14)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-5, atol=1e-6 * scale)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-5, atol=1e-6 * scale)
     # every stabiliser → 0: equal to float64 rounding
     tiny = {(nn.Conv2d, nn.Linear): nx.rules.Epsilon(1e-14), **_TINY_NORM}
     res = nx.lrp(model, x, target, composite=tiny)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-7, atol=1e-8 * scale)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-7, atol=1e-8 * scale)
 
 
 @pytest.mark.parametrize("make", [lambda: resnet18(width=8), resnet_bottleneck], ids=["resnet18", "bottleneck"])
@@ -63,13 +63,13 @@ def test_resnet_conserves_relevance_through_residual_adds(make) -> None:
     with_bias = nx.lrp(model, x, 3, composite={(nn.Conv2d, nn.Linear): nx.rules.Epsilon(1e-14), **_TINY_NORM})
     absorbed = _absorbed_by_biases(model, x, 3)
     assert float(absorbed.abs().min()) > 1e-3  # the biases do absorb relevance
-    torch.testing.assert_close(with_bias.total + absorbed, with_bias.explained, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(with_bias.total + absorbed, with_bias.output_relevance, rtol=1e-9, atol=1e-12)
 
     stages = ["layer1", "layer2", "layer3", "layer4"]
     res = nx.lrp(model, x, 3, composite={(nn.Conv2d, nn.Linear): nx.rules.ZeroRule(bias=False), **_TINY_NORM}, layers=stages)
     for name in stages:
-        torch.testing.assert_close(res.layers[name].flatten(1).sum(1), res.explained, rtol=1e-5, atol=1e-10)
-    torch.testing.assert_close(res.total, res.explained.double(), rtol=1e-5, atol=1e-10)
+        torch.testing.assert_close(res.layers[name].flatten(1).sum(1), res.output_relevance, rtol=1e-5, atol=1e-10)
+    torch.testing.assert_close(res.total, res.output_relevance.double(), rtol=1e-5, atol=1e-10)
 
 
 def _absorbed_by_biases(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
@@ -102,8 +102,8 @@ def _absorbed_by_biases(model: nn.Module, x: torch.Tensor, target: int) -> torch
 def test_every_composite_gives_finite_maps_on_resnets(make, composite: str) -> None:
     model = make()
     res = nx.lrp(model, _images(2, seed=2).abs(), torch.tensor([0, 5]), composite=composite)
-    assert res.relevance.shape == (2, 3, 32, 32)
-    assert torch.isfinite(res.relevance).all() and float(res.relevance.abs().sum()) > 0
+    assert res.attribution.shape == (2, 3, 32, 32)
+    assert torch.isfinite(res.attribution).all() and float(res.attribution.abs().sum()) > 0
 
 
 class _RaisesLate(nn.Module):
@@ -174,9 +174,9 @@ def test_half_precision_model_matches_float32_and_is_not_changed(dtype: torch.dt
     before = _state(half)
     res = nx.lrp(half, x, torch.tensor([2, 6]), composite=composite)
     want = nx.lrp(as_float, x, torch.tensor([2, 6]), composite=composite)
-    assert res.relevance.dtype == torch.float32 and torch.isfinite(res.relevance).all()
-    torch.testing.assert_close(res.relevance, want.relevance, rtol=1e-4, atol=1e-6 * float(want.relevance.abs().max()))
-    torch.testing.assert_close(res.explained, want.explained)
+    assert res.attribution.dtype == torch.float32 and torch.isfinite(res.attribution).all()
+    torch.testing.assert_close(res.attribution, want.attribution, rtol=1e-4, atol=1e-6 * float(want.attribution.abs().max()))
+    torch.testing.assert_close(res.output_relevance, want.output_relevance)
     _assert_same(before, _state(half))
     assert all(p.dtype == dtype for p in half.parameters())
 
@@ -188,7 +188,7 @@ def test_half_precision_dense_average_pool_over_a_dead_channel() -> None:
         net[0].bias.copy_(torch.tensor([0.0, -100.0]))  # channel 1 is dead
     net = net.half().eval()
     res = nx.lrp(net, torch.rand(2, 1, 6, 6), 0, composite="epsilon")
-    assert torch.isfinite(res.relevance).all()
+    assert torch.isfinite(res.attribution).all()
 
 
 def test_non_finite_relevance_is_an_error_not_a_result() -> None:
@@ -213,7 +213,7 @@ def test_recurrent_layer_names_itself_and_takes_the_gradient_rule(cell: str) -> 
         nx.lrp(model, ids, 1)
     eps = 1e-6
     res = nx.lrp(model, ids, 1, composite={"rnn": nx.rules.Gradient(eps), nn.Linear: nx.rules.Epsilon(eps)})
-    assert res.relevance.shape == (3, 7)
+    assert res.attribution.shape == (3, 7)
 
     # reference in float64 from the rule's definitions: ε at the head, gradient × input through the RNN
     ref = copy.deepcopy(model).double()
@@ -228,7 +228,7 @@ def test_recurrent_layer_names_itself_and_takes_the_gradient_rule(cell: str) -> 
     seed = torch.zeros_like(seq)
     seed[:, -1] = r_h / stab(h)
     want = (torch.autograd.grad(seq, e, seed)[0] * e).sum(-1)
-    torch.testing.assert_close(res.relevance.double(), want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(res.attribution.double(), want, rtol=1e-4, atol=1e-6)
 
 
 class _Attention(nn.Module):
@@ -251,7 +251,7 @@ def test_multihead_attention_is_named_and_takes_the_gradient_rule() -> None:
     with pytest.raises(nx.UnsupportedModuleError, match=r"'attn' \(MultiheadAttention\)"):
         nx.lrp(model, x, 0)
     res = nx.lrp(model, x, 0, composite={nn.MultiheadAttention: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()})
-    assert res.relevance.shape == x.shape and torch.isfinite(res.relevance).all()
+    assert res.attribution.shape == x.shape and torch.isfinite(res.attribution).all()
     # gradient × input through the attention block, ε rules on the Linear layers: for ε → 0 and a module that
     # is linear in nothing, the relevance still follows the chain x ⊙ ∂(...)ᵀ(R/z) — check against autograd
     xi = x.clone().double().requires_grad_(True)
@@ -269,7 +269,7 @@ def test_multihead_attention_is_named_and_takes_the_gradient_rule() -> None:
     seed[:, 0] = r_a0 / stab(a0)
     r_h = torch.autograd.grad(a, hd, seed)[0] * hd
     want = torch.autograd.grad(h, xi, r_h / stab(h.detach()))[0] * xi
-    torch.testing.assert_close(res.relevance.double(), want.detach(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(res.attribution.double(), want.detach(), rtol=1e-4, atol=1e-6)
 
 
 class _Block(nn.Module):
@@ -285,7 +285,7 @@ def test_functional_operations_are_named_with_their_module() -> None:
     net = nn.Sequential(nn.Linear(4, 4), _Block(), nn.Linear(4, 2))
     with pytest.raises(nx.UnsupportedModuleError, match=r"MulBackward0.*'1' \(_Block\)"):
         nx.lrp(net, torch.rand(2, 4), 0)
-    assert nx.lrp(net, torch.rand(2, 4), 0, composite={_Block: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()}).relevance.shape == (2, 4)
+    assert nx.lrp(net, torch.rand(2, 4), 0, composite={_Block: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()}).attribution.shape == (2, 4)
 
 
 def test_user_backward_hooks_are_suspended_and_restored() -> None:
@@ -293,13 +293,13 @@ def test_user_backward_hooks_are_suspended_and_restored() -> None:
     runs as without it, the hook sees no relevance, and it is back in place afterwards."""
     model = resnet18(width=8)
     x = _images(2, seed=4)
-    want = nx.lrp(model, x, 1).relevance
+    want = nx.lrp(model, x, 1).attribution
     calls: list[str] = []
     model.layer2.register_full_backward_hook(lambda m, gi, go: calls.append("full"))
     model.fc.register_full_backward_pre_hook(lambda m, go: calls.append("pre"))
     before = _state(model)
     res = nx.lrp(model, x, 1)
-    torch.testing.assert_close(res.relevance, want)
+    torch.testing.assert_close(res.attribution, want)
     assert calls == []
     _assert_same(before, _state(model))
     model(x.clone().requires_grad_(True)).sum().backward()
@@ -318,11 +318,11 @@ def test_tuple_and_dict_outputs_are_chosen_with_output() -> None:
     with pytest.raises(ValueError, match="not a key"):
         nx.lrp(dic, x, 1, output="scores")
     features = nx.lrp(tup, x, 1, output=1)
-    torch.testing.assert_close(features.relevance, nx.lrp(body, x, 1).relevance)
+    torch.testing.assert_close(features.attribution, nx.lrp(body, x, 1).attribution)
     logits = nx.lrp(tup, x, 3, output=0, composite="epsilon")
-    torch.testing.assert_close(logits.relevance, nx.lrp(nn.Sequential(body, head), x, 3, composite="epsilon").relevance)
-    torch.testing.assert_close(nx.lrp(dic, x, 3, output="logits", composite="epsilon").relevance, logits.relevance)
-    torch.testing.assert_close(nx.lrp(dic, x, 3, output=lambda o: o["logits"], composite="epsilon").relevance, logits.relevance)
+    torch.testing.assert_close(logits.attribution, nx.lrp(nn.Sequential(body, head), x, 3, composite="epsilon").attribution)
+    torch.testing.assert_close(nx.lrp(dic, x, 3, output="logits", composite="epsilon").attribution, logits.attribution)
+    torch.testing.assert_close(nx.lrp(dic, x, 3, output=lambda o: o["logits"], composite="epsilon").attribution, logits.attribution)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -332,8 +332,8 @@ def test_token_ids_are_attributed_through_the_embedding(cell: str) -> None:
     comp = {nn.LSTM: nx.rules.Gradient(), nn.GRU: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon()}
     auto = nx.lrp(model, ids, 2, composite=comp)
     named = nx.lrp(model, ids, 2, composite=comp, embedding="emb")
-    assert auto.relevance.shape == (4, 6)
-    torch.testing.assert_close(auto.relevance, named.relevance)
+    assert auto.attribution.shape == (4, 6)
+    torch.testing.assert_close(auto.attribution, named.attribution)
     with pytest.raises(ValueError, match="Did you mean 'emb'"):
         nx.lrp(model, ids, 2, composite=comp, embedding="embb")
 
@@ -358,7 +358,7 @@ def test_token_relevance_is_conserved_and_the_input_embedding_is_found() -> None
     model = _BagOfTokens().double().eval()
     ids = torch.randint(0, 20, (3, 5))
     res = nx.lrp(model, ids, 1, composite={nn.Linear: nx.rules.ZeroRule()}, strict=False)
-    assert res.relevance.shape == (3, 5)
+    assert res.attribution.shape == (3, 5)
     # a bias-free linear read-out of e = tok + pos: LRP-0 relevance at e is e ⊙ ∂f/∂e (Σ = f). The functional
     # `+ positions` splits it in proportion to the summands (strict=False's rule for sums), so the tokens get
     # tok ⊙ ∂f/∂e — gradient × input at the token embedding's output, what nx.gradient_x_input(embedding=…)
@@ -368,8 +368,8 @@ def test_token_relevance_is_conserved_and_the_input_embedding_is_found() -> None
     pos = model.pos.weight.detach()
     f = model.head((tok + pos).flatten(1))[:, 1]
     g = torch.autograd.grad(f.sum(), tok)[0]
-    torch.testing.assert_close(res.relevance, (g * tok).sum(-1).detach())
-    torch.testing.assert_close(res.total + (g * pos).flatten(1).sum(1).double(), res.explained.double())
+    torch.testing.assert_close(res.attribution, (g * tok).sum(-1).detach())
+    torch.testing.assert_close(res.total + (g * pos).flatten(1).sum(1).double(), res.output_relevance.double())
 
 
 def test_integer_input_without_embedding_is_a_clear_error() -> None:
@@ -405,4 +405,4 @@ def test_batch_norm_folded_on_the_fly_equals_a_model_with_merged_weights(composi
     x = _images(2, size=8, seed=6, dtype=torch.float64)
     a = nx.lrp(net, x, 1, composite=composite)
     b = nx.lrp(merged, x, 1, composite=composite, canonizers=None)
-    torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(a.attribution, b.attribution, rtol=1e-9, atol=1e-12)

@@ -104,12 +104,12 @@ def test_alphabeta_matches_reference_on_every_path(monkeypatch: pytest.MonkeyPat
     res = nx.lrp(net, x, TARGET, composite=comp)
     want, out = ref.run(resnet_plan(net, ("alphabeta", 2.0, 1.0, True), ("eps", 1e-6, True)), x, TARGET)
     torch.testing.assert_close(res.output, out, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-10)
     net = conv_net(bn=True)
     x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: nx.rules.AlphaBeta(3, 2), nn.Linear: dense}))
     want, _ = ref.run(conv_plan(net, ("alphabeta", 3.0, 2.0, True), ("eps", 1e-6, True)), x, TARGET)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-10)
     # resnet(): conv_in and 2 + 3 block convs; conv_net(): 2 convs — 8 pairs; the first convs have 2 and 4
     # input channels (batched GEMM in "few-inputs")
     assert len(log) == (0 if mode == "conv" else 8)
@@ -150,8 +150,8 @@ def test_halves_read_by_two_rule_nodes_are_not_shared_in_place(monkeypatch: pyte
     res = nx.lrp(net, x, 0, composite=comp)
     monkeypatch.setattr(engine, "_SPLITTABLE", ())  # each node computes its own z± from the layer input
     plain = nx.lrp(net, x, 0, composite=comp)
-    torch.testing.assert_close(res.relevance, plain.relevance, rtol=1e-10, atol=1e-12)
-    assert float(res.relevance.abs().sum()) > 0
+    torch.testing.assert_close(res.attribution, plain.attribution, rtol=1e-10, atol=1e-12)
+    assert float(res.attribution.abs().sum()) > 0
 
 
 def test_large_stacked_weights_live_in_the_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,9 +174,9 @@ def test_large_stacked_weights_live_in_the_workspace(monkeypatch: pytest.MonkeyP
         return buf
 
     monkeypatch.setattr(ops.Workspace, "take", counted)
-    first, second = (nx.lrp(net, x, 1, composite=comp).relevance for _ in range(2))
+    first, second = (nx.lrp(net, x, 1, composite=comp).attribution for _ in range(2))
     assert log.count("stacked") == 4 and 2 * 256 * 64 * 9 in taken
     monkeypatch.setattr(ops, "STACKED_TRANSPOSE", False)
-    plain = nx.lrp(net, x, 1, composite=comp).relevance
+    plain = nx.lrp(net, x, 1, composite=comp).attribution
     torch.testing.assert_close(first, plain, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(second, plain, rtol=1e-10, atol=1e-13)

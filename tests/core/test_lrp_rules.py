@@ -225,7 +225,7 @@ def test_dense_rules_match_reference(key: str) -> None:
     res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Linear: rule}))
     want, out = ref.run(dense_plan(net, as_ref(rule)), x, TARGET)
     assert torch.allclose(res.output, out, atol=1e-12)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("bn", [False, True], ids=["plain", "batchnorm"])
@@ -238,7 +238,7 @@ def test_conv_rules_match_reference(key: str, bn: bool) -> None:
     res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: rule, nn.Linear: dense}))
     want, out = ref.run(conv_plan(net, as_ref(rule), as_ref(dense)), x, TARGET)
     torch.testing.assert_close(res.output, out, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("key", ["zero", "zplus", "a2b1", "w2"])
@@ -250,7 +250,7 @@ def test_residual_rules_match_reference(key: str) -> None:
     res = nx.lrp(net, x, TARGET, composite=nx.Composite({nn.Conv2d: rule, nn.Linear: dense}))
     want, out = ref.run(resnet_plan(net, as_ref(rule), as_ref(dense)), x, TARGET)
     torch.testing.assert_close(res.output, out, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", list(nx.COMPOSITES))
@@ -269,7 +269,7 @@ def test_named_composites_match_reference(name: str) -> None:
         "epsilon_alpha2_beta1_flat": (("alphabeta", 2.0, 1.0, True), ("flat",)),
     }[name]
     want, _ = ref.run(conv_plan(net, conv, eps, first), x, TARGET)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("key", ["zero-nobias", "eps-tiny", "zplus-nobias", "gamma-nobias", "a1b0", "flat", "w2"])
@@ -293,7 +293,7 @@ def test_conserving_rules_conserve_without_biases(key: str) -> None:
         comp = nx.Composite({nn.Conv2d: rule, nn.Linear: nx.rules.Epsilon(1e-12, bias=False)})
         res = nx.lrp(net, x, TARGET, composite=comp)
         # the output layer (ε, no bias) and every rule above conserve; the explained logit is recovered
-        torch.testing.assert_close(res.total, res.explained.double(), rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(res.total, res.output_relevance.double(), rtol=1e-7, atol=1e-9)
 
 
 def test_biases_absorb_relevance_for_epsilon() -> None:
@@ -343,7 +343,7 @@ def test_conv_padding_variants_match_reference(pad: str, key: str) -> None:
         first = [("copy", _Pad(conv_mod)), ("linear", unpadded, as_ref(rule))]
     plan = first + [("relu",), ("flatten",), ("linear", net[3], ("eps", 0.01, True))]
     want, _ = ref.run(plan, x, TARGET)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-11)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-11)
 
 
 class _Pad(nn.Module):
@@ -370,7 +370,7 @@ def test_unmerged_batchnorm_is_an_affine_layer_with_the_epsilon_rule() -> None:
         else:
             plan.append(_plain_step(m))
     want, _ = ref.run(plan, x, TARGET)
-    torch.testing.assert_close(res.relevance, want, rtol=1e-8, atol=1e-11)
+    torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-11)
 
 
 @pytest.mark.parametrize("signs", ["positive", "mixed"])

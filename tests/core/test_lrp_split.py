@@ -56,7 +56,7 @@ def test_split_forward_matches_the_layers_own(monkeypatch: pytest.MonkeyPatch, c
     calls.clear()
     plain = nx.lrp(net, x, 0, composite=composite)
     assert not calls
-    torch.testing.assert_close(res.relevance, plain.relevance, rtol=1e-4, atol=1e-6 * float(plain.relevance.abs().max()))
+    torch.testing.assert_close(res.attribution, plain.attribution, rtol=1e-4, atol=1e-6 * float(plain.attribution.abs().max()))
     torch.testing.assert_close(res.output, plain.output, rtol=1e-5, atol=1e-5 * float(plain.output.abs().max()))
 
 

@@ -74,7 +74,7 @@ def test_every_rule_on_transposed_convolutions_matches_the_matrix_reference(conf
     with untouched(net):
         res = nx.lrp(net, x, t, composite={kind: RULES[rule], nn.Linear: nx.rules.Epsilon(1e-6)})
     torch.testing.assert_close(res.output, out)
-    _close(res.relevance, want)
+    _close(res.attribution, want)
 
 
 @pytest.mark.parametrize("config", ["2d-s2p1", "2d-grouped", "3d"])
@@ -92,7 +92,7 @@ def test_named_composites_give_transposed_convolutions_the_convolution_rules(con
         want, _ = ref.run(_plan(net, rule, first), x, t)
         box = dict(low=-2.5, high=2.5) if name == "epsilon_gamma_box" else {}  # the others take no bounds
         res = nx.lrp(net, x, t, composite=name, **box)
-        _close(res.relevance, want)
+        _close(res.attribution, want)
         assert type(res.rules["0"]).__name__ == {"eps": "Epsilon", "zplus": "ZPlus", "flat": "Flat", "zbox": "ZBox"}[
             first[0]
         ], name
@@ -107,7 +107,7 @@ def test_epsilon_to_zero_on_a_bias_free_relu_net_with_transposed_convs_is_gradie
     out = net(xg)
     (g,) = torch.autograd.grad(out[torch.arange(3), t].sum(), xg)
     res = nx.lrp(net, x, t, composite="epsilon", epsilon=TINY)
-    _close(res.relevance, g * x, 1e-8)
+    _close(res.attribution, g * x, 1e-8)
     torch.testing.assert_close(res.total, out[torch.arange(3), t].detach(), rtol=1e-9, atol=1e-12)  # Euler
 
 
@@ -149,7 +149,7 @@ def test_batch_norm_after_a_transposed_conv_is_merged_along_its_output_channels(
         res = nx.lrp(net, x, t, composite={nn.ConvTranspose2d: RULES[rule], nn.Conv2d: nx.rules.Epsilon(1e-6),
                                            nn.Linear: nx.rules.Epsilon(1e-6)})
     assert "bn" not in res.rules  # merged, not an affine layer of its own
-    _close(res.relevance, want)
+    _close(res.attribution, want)
 
 
 def test_the_standalone_merge_canonizer_folds_batch_norm_into_a_transposed_conv() -> None:
@@ -193,7 +193,7 @@ def test_a_transposed_conv_called_with_output_size_is_explained_as_computed(rule
     want, _ = ref.run([("linear", same, as_ref(RULES[rule])), ("relu",), ("flatten",),
                        ("linear", net.head, ("eps", 1e-6, True))], x, torch.tensor([1, 0]))
     res = nx.lrp(net, x, torch.tensor([1, 0]), composite={nn.ConvTranspose2d: RULES[rule], nn.Linear: nx.rules.Epsilon(1e-6)})
-    _close(res.relevance, want)
+    _close(res.attribution, want)
 
 
 class _PixelShuffleNet(nn.Module):
@@ -221,7 +221,7 @@ def test_the_error_for_an_unmapped_transposed_conv_suggests_a_rule_that_works() 
     assert "nx.rules.Pass()" not in msg, msg  # it maps (2, 3, 3) to (4, 5, 5): Pass would fail on the shape
     res = nx.lrp(net, x, 0, composite={**comp, nn.ConvTranspose2d: nx.rules.ZPlus()})  # the suggestion works
     want, _ = ref.run(_plan(net, ("zplus", True)), x, torch.zeros(3, dtype=torch.long))
-    _close(res.relevance, want)
+    _close(res.attribution, want)
 
 
 def test_the_error_for_a_shape_changing_module_never_suggests_pass_and_its_suggestion_works() -> None:
@@ -236,7 +236,7 @@ def test_the_error_for_a_shape_changing_module_never_suggests_pass_and_its_sugge
     res = nx.lrp(net, x, 0, composite=comp)  # a permutation: gradient × input through it is exact here
     xg = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(net(xg)[:, 0].sum(), xg)
-    _close(res.relevance, g * x, 1e-8)
+    _close(res.attribution, g * x, 1e-8)
     with pytest.raises(ValueError, match=r"Pass rule needs .* Map nx\.rules\.Gradient\(\)"):
         nx.lrp(net, x, 0, composite={**comp, nn.PixelShuffle: nx.rules.Pass()})
 
@@ -250,7 +250,7 @@ def test_the_error_for_a_normalisation_offers_the_gradient_rule_not_pass() -> No
     msg = _message(net, torch.randn(2, 4, dtype=torch.float64))
     assert "If Softshrink acts element-wise" in msg and "nx.rules.Pass()" in msg and "nx.rules.Gradient()" in msg, msg
     res = nx.lrp(net, torch.randn(2, 4, dtype=torch.float64), 0, composite={nn.Softshrink: nx.rules.Pass(), nn.Linear: nx.rules.Epsilon()})
-    assert bool(res.relevance.isfinite().all())
+    assert bool(res.attribution.isfinite().all())
 
 
 def test_a_parametrized_transposed_conv_is_one_unit() -> None:
@@ -263,8 +263,8 @@ def test_a_parametrized_transposed_conv_is_one_unit() -> None:
     t = torch.tensor([0, 1, 2])
     comp = {nn.ConvTranspose2d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon(1e-6)}
     with untouched(net):
-        got = nx.lrp(net, x, t, composite=comp).relevance
-    _close(got, nx.lrp(plain, x, t, composite=comp).relevance, 1e-8)
+        got = nx.lrp(net, x, t, composite=comp).attribution
+    _close(got, nx.lrp(plain, x, t, composite=comp).attribution, 1e-8)
 
 
 def _unet_plan(net: Any, conv: tuple, first: tuple) -> list:
@@ -303,4 +303,4 @@ def test_a_unet_with_transposed_conv_upsampling_and_skip_concatenation_matches_t
     torch.testing.assert_close(res.output, out.detach())
     assert {k: type(v).__name__ for k, v in res.rules.items() if k.startswith("up")} == {
         "up2": type(res.rules["enc2"]).__name__, "up1": type(res.rules["enc2"]).__name__}
-    _close(res.relevance, want, 1e-8)
+    _close(res.attribution, want, 1e-8)

@@ -34,10 +34,10 @@ def test_curve_matches_closed_form_distortion():
     assert torch.allclose(res.curve[:, 0], ref0, rtol=0.08)  # Monte-Carlo, 8000 draws: ~2 % std
     assert torch.allclose(res.random_curve[:, 0], ref0, rtol=0.08)
     assert bool((res.curve[:, 2] == 0).all()) and bool((res.random_curve[:, 2] == 0).all())  # all kept: exact
-    order = res.mask.argsort(dim=1, descending=True)
+    order = res.attribution.argsort(dim=1, descending=True)
     keep = torch.zeros(3, 6, dtype=torch.float64).scatter_(1, order[:, :3], 1.0)
     assert torch.allclose(res.curve[:, 1], linear_distortion(w, x, keep, mu, sd), rtol=0.08, atol=1e-4)
-    assert torch.allclose(res.score, net(x)[:, 1].detach())
+    assert torch.allclose(res.phi, net(x)[:, 1].detach())
 
 
 class BatchShapeDependent(nn.Module):
@@ -73,9 +73,9 @@ def test_mask_keeps_what_the_model_uses():
     x = torch.rand(2, 8, dtype=torch.float64) + 0.5
     res = nx.rde(net, x, 0, mean=0.0, std=1.0, score="logit", l1=0.05, steps=150, lr=0.05, n_noise=32,
                  fractions=5, n_eval=256, seed=1, progress=False)
-    assert bool((res.mask >= 0).all() and (res.mask <= 1).all())
-    assert float(res.mask[:, 4:].max()) < 0.05
-    assert float(res.mask[:, :4].min()) > 0.5
+    assert bool((res.attribution >= 0).all() and (res.attribution <= 1).all())
+    assert float(res.attribution[:, 4:].max()) < 0.05
+    assert float(res.attribution[:, :4].min()) > 0.5
     mid = slice(1, 4)
     assert bool((res.curve[:, mid] < res.random_curve[:, mid]).all())
     assert res.distortion.shape == (150, 2) and res.rate.shape == (150, 2)
@@ -90,17 +90,17 @@ def test_images_share_the_mask_across_channels_and_seed_reproduces():
     a = nx.rde(net, x, None, reference=ref, seed=3, **FAST)
     b = nx.rde(net, x, None, reference=ref, seed=3, **FAST)
     c = nx.rde(net, x, None, reference=ref, seed=4, **FAST)
-    assert a.mask.shape == x.shape and a.mask.dtype == x.dtype
-    assert torch.equal(a.mask[:, 0], a.mask[:, 2])
+    assert a.attribution.shape == x.shape and a.attribution.dtype == x.dtype
+    assert torch.equal(a.attribution[:, 0], a.attribution[:, 2])
     # same seed, same shapes: the same mask (tolerance: no bitwise claim about the BLAS kernels)
-    torch.testing.assert_close(a.mask, b.mask, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(a.attribution, b.attribution, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(a.curve, b.curve, rtol=1e-6, atol=1e-9)
-    assert not torch.allclose(a.mask, c.mask)
+    assert not torch.allclose(a.attribution, c.attribution)
     pc = nx.rde(net, x, 1, mean=0.5, std=0.2, per_channel=True, **FAST)
-    assert not torch.equal(pc.mask[:, 0], pc.mask[:, 1])
+    assert not torch.equal(pc.attribution[:, 0], pc.attribution[:, 1])
     # the repr reports what was run and where it ended
     text = repr(a)
-    assert f"mask shape={tuple(x.shape)}, steps={FAST['steps']}" in text
+    assert f"attribution={tuple(x.shape)}, steps={FAST['steps']}" in text
     assert f"final distortion={[round(v, 4) for v in a.distortion[-1].tolist()]}" in text
 
 
@@ -115,11 +115,11 @@ def test_chunking_does_not_change_the_noise_or_the_result():
     whole = nx.rde(net, x, 1, mean=0.5, std=0.2, seed=3, **opts)
     for bs in (3, 5, 8):  # rows per pass: inside one sample's draws, across two samples, two whole samples
         part = nx.rde(net, x, 1, mean=0.5, std=0.2, batch_size=bs, seed=3, **opts)
-        torch.testing.assert_close(part.mask, whole.mask, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(part.attribution, whole.attribution, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(part.distortion, whole.distortion, rtol=1e-10, atol=1e-14)
         torch.testing.assert_close(part.curve, whole.curve, rtol=1e-10, atol=1e-14)
         torch.testing.assert_close(part.random_curve, whole.random_curve, rtol=1e-10, atol=1e-14)
-    assert bool((whole.distortion > 0).all()) and bool((whole.mask != 0.5).any())  # the noise and the steps act
+    assert bool((whole.distortion > 0).all()) and bool((whole.attribution != 0.5).any())  # the noise and the steps act
 
 
 def test_predicted_class_is_default_target():
@@ -128,8 +128,8 @@ def test_predicted_class_is_default_target():
     pred = net(x).argmax(1)
     res = nx.rde(net, x, None, seed=0, score="softmax", **FAST)
     ref = nx.rde(net, x, pred, seed=0, score="softmax", **FAST)
-    torch.testing.assert_close(res.mask, ref.mask, rtol=1e-12, atol=1e-12)
-    assert torch.allclose(res.score, torch.softmax(net(x), 1).gather(1, pred[:, None]).squeeze(1).detach())
+    torch.testing.assert_close(res.attribution, ref.attribution, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(res.phi, torch.softmax(net(x), 1).gather(1, pred[:, None]).squeeze(1).detach())
 
 
 @pytest.mark.parametrize(

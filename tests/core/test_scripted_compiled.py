@@ -124,10 +124,10 @@ def test_gradient_family_on_a_scripted_model_equals_autograd() -> None:
     x = X[:5].clone().requires_grad_(True)
     t = torch.tensor([0, 1, 2, 0, 1])
     (want,) = torch.autograd.grad(net(x).gather(1, t[:, None]).sum(), x)
-    torch.testing.assert_close(nx.gradient(sm, X[:5], t), want, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(nx.gradient_x_input(sm, X[:5], t), want * X[:5], rtol=1e-5, atol=1e-7)
-    ig_s = nx.integrated_gradients(sm, X[:5], t, steps=8)
-    torch.testing.assert_close(ig_s, nx.integrated_gradients(net, X[:5], t, steps=8), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(nx.gradient(sm, X[:5], t).attribution, want, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(nx.gradient_x_input(sm, X[:5], t).attribution, want * X[:5], rtol=1e-5, atol=1e-7)
+    ig_s = nx.integrated_gradients(sm, X[:5], t, steps=8).attribution
+    torch.testing.assert_close(ig_s, nx.integrated_gradients(net, X[:5], t, steps=8).attribution, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -159,8 +159,8 @@ def test_calls_that_need_hooks_refuse_a_scripted_model_once_and_clearly(call) ->
 def test_a_traced_model_is_handled_like_a_scripted_one() -> None:
     net = _mlp()
     traced = torch.jit.trace(copy.deepcopy(net), X[:2], check_trace=False)
-    want = nx.gradient(net, X[:4], 1)
-    torch.testing.assert_close(nx.gradient(traced, X[:4], 1), want, rtol=1e-5, atol=1e-7)
+    want = nx.gradient(net, X[:4], 1).attribution
+    torch.testing.assert_close(nx.gradient(traced, X[:4], 1).attribution, want, rtol=1e-5, atol=1e-7)
     with pytest.raises(TypeError, match="TorchScript module .* eager module"):
         nx.activations(traced, X, "fc1")
 
@@ -283,10 +283,10 @@ def test_layer_names_work_with_or_without_the_orig_mod_prefix() -> None:
 
 def test_an_lrp_composite_may_name_layers_with_the_prefix() -> None:
     model, net = _compiled()
-    ref = nx.lrp(net, X[:3], 1, composite=nx.Composite({"fc1": nx.rules.Flat(), nn.Linear: nx.rules.Epsilon()})).relevance
-    plain = nx.lrp(net, X[:3], 1, composite=nx.Composite({nn.Linear: nx.rules.Epsilon()})).relevance
+    ref = nx.lrp(net, X[:3], 1, composite=nx.Composite({"fc1": nx.rules.Flat(), nn.Linear: nx.rules.Epsilon()})).attribution
+    plain = nx.lrp(net, X[:3], 1, composite=nx.Composite({nn.Linear: nx.rules.Epsilon()})).attribution
     comp = nx.Composite({"_orig_mod.fc1": nx.rules.Flat(), nn.Linear: nx.rules.Epsilon()})
-    got = nx.lrp(model, X[:3], 1, composite=comp).relevance
+    got = nx.lrp(model, X[:3], 1, composite=comp).attribution
     torch.testing.assert_close(got, ref)
     assert not torch.allclose(got, plain)  # the named rule was applied
     assert list(comp.names) == ["_orig_mod.fc1"]  # the user's composite is not changed
@@ -348,8 +348,8 @@ def test_compiled_submodules_and_module_compile_run_eagerly_while_explained() ->
                 model(X)
         torch.testing.assert_close(out["body.fc1"], eager.body.fc1(X).detach(), rtol=0, atol=0)
         lrp = {"strict": False, "composite": "epsilon"}
-        ref = nx.lrp(eager, X[:3], 1, **lrp).relevance
-        torch.testing.assert_close(nx.lrp(model, X[:3], 1, **lrp).relevance, ref)
+        ref = nx.lrp(eager, X[:3], 1, **lrp).attribution
+        torch.testing.assert_close(nx.lrp(model, X[:3], 1, **lrp).attribution, ref)
     assert inplace.__dict__["_compiled_call_impl"] is not None  # still compiled afterwards
 
 

@@ -99,18 +99,18 @@ def close(got: torch.Tensor, want: torch.Tensor, rel: float = 1e-9) -> None:
 def test_gradient_explains_a_token_at_a_position() -> None:
     model, ids = lm()
     g, _, _ = embedding_grad(model, ids, lambda out: out[:, 5, 40])
-    got = nx.gradient(model, ids, (5, 40))
+    got = nx.gradient(model, ids, (5, 40)).attribution
     close(got, g.norm(dim=-1))
     assert bool((got[:, 6:] == 0).all()) and bool((got[:, :6] > 0).all())  # causal: later tokens cannot matter
-    close(nx.gradient(model, ids, (-1, 40)), nx.gradient(model, ids, (T - 1, 40)))
-    close(nx.gradient(model, ids, nx.Target.token(5, 40)), got)
+    close(nx.gradient(model, ids, (-1, 40)).attribution, nx.gradient(model, ids, (T - 1, 40)).attribution)
+    close(nx.gradient(model, ids, nx.Target.token(5, 40)).attribution, got)
 
 
 def test_per_sample_positions_and_tokens() -> None:
     model, ids = lm()
     pos, tok = torch.tensor([1, 5, -1]), torch.tensor([3, 40, 7])
     g, e, _ = embedding_grad(model, ids, lambda out: out[torch.arange(3), pos, tok])
-    close(nx.gradient_x_input(model, ids, (pos, tok)), (g * e).sum(-1))
+    close(nx.gradient_x_input(model, ids, (pos, tok)).attribution, (g * e).sum(-1))
 
 
 def test_a_bare_index_on_a_sequence_output_is_refused_naming_the_axes() -> None:
@@ -130,11 +130,11 @@ def test_a_function_target_works_in_every_entry_point_and_is_checked() -> None:
     model, ids = lm()
     fn = lambda out: out[:, -1, 40] - out[:, -1, 7]  # noqa: E731 - a margin between two tokens
     g, e, _ = embedding_grad(model, ids, fn)
-    close(nx.gradient(model, ids, fn), g.norm(dim=-1))
-    close(nx.gradient_x_input(model, ids, nx.Target.score(fn)), (g * e).sum(-1))
-    sg_fn = nx.smoothgrad(model, ids, fn, n_samples=3, seed=0)
-    sg_pair = nx.smoothgrad(model, ids, lambda out: out[:, -1, 40], n_samples=3, seed=0)
-    sg_ref = nx.smoothgrad(model, ids, (-1, 40), n_samples=3, seed=0)
+    close(nx.gradient(model, ids, fn).attribution, g.norm(dim=-1))
+    close(nx.gradient_x_input(model, ids, nx.Target.score(fn)).attribution, (g * e).sum(-1))
+    sg_fn = nx.smoothgrad(model, ids, fn, n_samples=3, seed=0).attribution
+    sg_pair = nx.smoothgrad(model, ids, lambda out: out[:, -1, 40], n_samples=3, seed=0).attribution
+    sg_ref = nx.smoothgrad(model, ids, (-1, 40), n_samples=3, seed=0).attribution
     close(sg_pair, sg_ref)
     assert not torch.allclose(sg_fn, sg_ref)
     with pytest.raises(ValueError, match=r"returned shape \(3, 50\).*one score per sample, shape \(3,\)"):
@@ -147,7 +147,8 @@ def test_a_function_target_works_in_every_entry_point_and_is_checked() -> None:
 
 def test_integrated_gradients_completeness_for_a_token() -> None:
     model, ids = lm()
-    attr, err = nx.integrated_gradients(model, ids, (-1, 40), steps=64, return_error=True)
+    res_ig = nx.integrated_gradients(model, ids, (-1, 40), steps=64)
+    attr, err = res_ig.attribution, res_ig.error
     _, e, f_x = embedding_grad(model, ids, lambda out: out[:, -1, 40])
     _, _, f_0 = embedding_grad(model, ids, lambda out: out[:, -1, 40], e_value=torch.zeros_like(e))
     close(attr.double().sum(1), f_x - f_0, rel=1e-6)
@@ -160,8 +161,8 @@ def test_rde_scores_a_token_by_its_probability_over_the_vocabulary() -> None:
         out = model(ids)
     kw = dict(steps=2, n_noise=4, fractions=3, n_eval=2, n_random=1, progress=False)
     res = nx.rde(model, ids, (-1, 40), **kw)
-    close(res.score, torch.softmax(out[:, -1], dim=-1)[:, 40])  # softmax over the 50 tokens, not the positions
-    close(nx.rde(model, ids, (3, 7), score="logit", **kw).score, out[:, 3, 7])
+    close(res.phi, torch.softmax(out[:, -1], dim=-1)[:, 40])  # softmax over the 50 tokens, not the positions
+    close(nx.rde(model, ids, (3, 7), score="logit", **kw).phi, out[:, 3, 7])
     with pytest.raises(ValueError, match=r"target=None.*\(N, T=12, V=50\)"):
         nx.rde(model, ids, **kw)
     with pytest.raises(ValueError, match="score='logit'"):
@@ -175,9 +176,9 @@ def test_lrp_on_a_recurrent_language_model_is_gradient_times_input_for_the_token
     comp = {nn.GRU: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(1e-12)}
     res = nx.lrp(model, ids, (4, 11), composite=comp)
     g, e, s = embedding_grad(model, ids, lambda out: out[:, 4, 11])
-    close(res.relevance, (g * e).sum(-1), rel=1e-7)
-    close(res.explained, s)
-    assert bool((res.relevance[:, 5:] == 0).all())
+    close(res.attribution, (g * e).sum(-1), rel=1e-7)
+    close(res.output_relevance, s)
+    assert bool((res.attribution[:, 5:] == 0).all())
     assert res.target.kind == "token" and res.target.classes.tolist() == [11, 11, 11]
     with pytest.raises(ValueError, match=r"\(N, T=9, V=30\)"):
         nx.lrp(model, ids, 11, composite=comp)
@@ -189,15 +190,15 @@ def test_lrp_on_a_recurrent_language_model_is_gradient_times_input_for_the_token
 def test_a_class_of_a_dense_map_is_its_map_summed_and_a_region_its_masked_sum() -> None:
     net, x = seg_net(), torch.randn(2, 3, 8, 8, dtype=torch.float64)
     g, _ = input_grad(net, x, lambda out: out[:, 2].sum((1, 2)))
-    close(nx.gradient(net, x, 2), g)
+    close(nx.gradient(net, x, 2).attribution, g)
     mask = torch.zeros(8, 8, dtype=torch.bool)
     mask[2:5, 1:4] = True
     g, _ = input_grad(net, x, lambda out: (out[:, 2] * mask).sum((1, 2)))
-    close(nx.gradient(net, x, nx.Target.region(2, mask)), g)
+    close(nx.gradient(net, x, nx.Target.region(2, mask)).attribution, g)
     weights = torch.rand(2, 8, 8, dtype=torch.float64)  # one soft region per sample, a class per sample
     cls = torch.tensor([0, 1])
     g, _ = input_grad(net, x, lambda out: (out[torch.arange(2), cls] * weights).sum((1, 2)))
-    close(nx.gradient(net, x, nx.Target.region(cls, weights)), g)
+    close(nx.gradient(net, x, nx.Target.region(cls, weights)).attribution, g)
     with pytest.raises(ValueError, match=r"mask has shape \(7, 7\).*\(8, 8\)"):
         nx.gradient(net, x, nx.Target.region(0, torch.ones(7, 7)))
     with pytest.raises(ValueError, match="outside"):
@@ -214,12 +215,12 @@ def test_lrp_and_rde_on_a_segmentation_region() -> None:
     mask[4:, 4:] = 1.0
     res = nx.lrp(net, x, nx.Target.region(1, mask), composite={nn.Conv2d: nx.rules.Epsilon(1e-12)})
     g, s = input_grad(net, x, lambda out: (out[:, 1] * mask).sum((1, 2)))
-    close(res.relevance, g * x, rel=1e-7)  # ReLU net, ε → 0: LRP is gradient × input
-    close(res.explained, s)
+    close(res.attribution, g * x, rel=1e-7)  # ReLU net, ε → 0: LRP is gradient × input
+    close(res.output_relevance, s)
     with torch.no_grad():
         out = net(x)
     kw = dict(steps=2, n_noise=4, fractions=3, n_eval=2, n_random=1, progress=False)
-    got = nx.rde(net, x, nx.Target.region(1, mask), **kw).score
+    got = nx.rde(net, x, nx.Target.region(1, mask), **kw).phi
     close(got, (torch.softmax(out, dim=1)[:, 1] * mask).sum((1, 2)) / mask.sum())  # mean probability
     with pytest.raises(ValueError, match=r"target=None.*\(N, C=3, H=8, W=8\)"):
         nx.rde(net, x, **kw)
@@ -230,7 +231,7 @@ def test_targets_that_do_not_fit_class_scores() -> None:
     x = torch.randn(2, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"sequence output.*list or a tensor"):
         nx.gradient(net, x, (1, 2))  # a tuple is (position, token), not one class per sample
-    close(nx.gradient(net, x, [1, 2]), nx.gradient(net, x, torch.tensor([1, 2])))
+    close(nx.gradient(net, x, [1, 2]).attribution, nx.gradient(net, x, torch.tensor([1, 2])).attribution)
     with pytest.raises(ValueError, match="no spatial axes"):
         nx.gradient(net, x, nx.Target.region(1))
     with pytest.raises(ValueError, match=r"outside \[0, 4\]"):

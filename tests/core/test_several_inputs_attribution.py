@@ -124,10 +124,10 @@ def test_gradient_and_gradient_x_input_hold_the_mask_fixed(form):
     xs = {"tuple": (x, mask), "dict": {"x": x, "mask": mask}, "inputs": nx.Inputs(x, mask=mask)}[form]
     ref = grad_ref(lambda z: masked_mean_ref(model, z, mask), x, t)
     for bs in (2, 128):
-        got = nx.gradient(model, xs, t, batch_size=bs)
+        got = nx.gradient(model, xs, t, batch_size=bs).attribution
         assert got.shape == x.shape and got.dtype == torch.float64
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
-    gxi = nx.gradient_x_input(model, xs, t, batch_size=3)
+    gxi = nx.gradient_x_input(model, xs, t, batch_size=3).attribution
     torch.testing.assert_close(gxi, ref * x, rtol=1e-12, atol=1e-14)
     # masked-out positions get exactly zero; kept ones do not
     off = ~mask
@@ -160,11 +160,11 @@ def test_smoothgrad_keeps_each_noisy_copy_with_its_own_mask():
         for i in range(N)
     ])
     for bs in (3, 7, 128):
-        got = nx.smoothgrad(model, (x, mask), t, n_samples=n_samples, noise_level=level, seed=7, batch_size=bs)
+        got = nx.smoothgrad(model, (x, mask), t, n_samples=n_samples, noise_level=level, seed=7, batch_size=bs).attribution
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
         assert torch.equal(got[~mask], torch.zeros_like(got[~mask]))
     mag = nx.smoothgrad(model, {"x": x, "mask": mask}, t, n_samples=n_samples, noise_level=level, seed=7,
-                        magnitude=True, times_input=True, batch_size=5)
+                        magnitude=True, times_input=True, batch_size=5).attribution
     ref_mag = torch.stack([
         grad_ref(lambda z, i=i: masked_mean_ref(model, z, mask[i].expand(n_samples, T)), pts[i],
                  t[i].repeat(n_samples)).abs().mean(0)
@@ -193,8 +193,8 @@ def test_integrated_gradients_path_points_keep_their_masks():
     fx = masked_mean_ref(model, x, mask).gather(1, t.view(-1, 1)).squeeze(1)
     fb = masked_mean_ref(model, base, mask).gather(1, t.view(-1, 1)).squeeze(1)
     for bs in (5, 3, 1000):
-        got, err = nx.integrated_gradients(model, (x, mask), t, baseline=0.25, steps=steps, batch_size=bs,
-                                           return_error=True)
+        res_ig = nx.integrated_gradients(model, (x, mask), t, baseline=0.25, steps=steps, batch_size=bs)
+        got, err = res_ig.attribution, res_ig.error
         torch.testing.assert_close(got, ref, rtol=1e-11, atol=1e-13)
         torch.testing.assert_close(err, got.sum((1, 2)) - (fx - fb), rtol=1e-10, atol=1e-12)
         assert torch.equal(got[~mask], torch.zeros_like(got[~mask]))
@@ -213,17 +213,18 @@ def test_wrt_a_floating_conditioning_input_by_position_and_by_name():
     cond = torch.randn(N, 2, dtype=torch.float64)
     g_c = grad_ref(lambda c: conditioned_ref(model, x, c), cond, t)
     g_x = grad_ref(lambda z: conditioned_ref(model, z, cond), x, t)
-    torch.testing.assert_close(nx.gradient(model, (x, cond), t, wrt=1), g_c, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(nx.gradient(model, (x, cond), t, wrt=-1), g_c, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(nx.gradient(model, (x, cond), t), g_x, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(nx.gradient(model, (x, cond), t, wrt=1).attribution, g_c, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(nx.gradient(model, (x, cond), t, wrt=-1).attribution, g_c, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(nx.gradient(model, (x, cond), t).attribution, g_x, rtol=1e-12, atol=1e-14)
     # keyword inputs: model(x=…, cond=…); wrt by name; a non-tensor keyword value passed unchanged
     kw = {"x": x, "cond": cond}
-    torch.testing.assert_close(nx.gradient(model, kw, t, wrt="cond"), g_c, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(nx.gradient(model, kw, t, wrt="cond").attribution, g_c, rtol=1e-12, atol=1e-14)
     g_c2 = grad_ref(lambda c: conditioned_ref(model, x, c, scale=2.0), cond, t)
-    got = nx.gradient(model, nx.Inputs(x, cond=cond, scale=2.0), t, wrt="cond", batch_size=2)
+    got = nx.gradient(model, nx.Inputs(x, cond=cond, scale=2.0), t, wrt="cond", batch_size=2).attribution
     torch.testing.assert_close(got, g_c2, rtol=1e-12, atol=1e-14)
     # integrated gradients in the conditioning input, x held at each sample's own value
-    ig, err = nx.integrated_gradients(model, kw, t, wrt="cond", steps=24, batch_size=7, return_error=True)
+    res_ig = nx.integrated_gradients(model, kw, t, wrt="cond", steps=24, batch_size=7)
+    ig, err = res_ig.attribution, res_ig.error
     f = lambda c: conditioned_ref(model, x, c).gather(1, t.view(-1, 1)).squeeze(1)  # noqa: E731
     torch.testing.assert_close(ig.sum(1), f(cond) - f(torch.zeros_like(cond)), rtol=1e-9, atol=1e-10)
     assert float(err.abs().max()) < 1e-9
@@ -242,7 +243,7 @@ def test_wrt_a_floating_conditioning_input_by_position_and_by_name():
             return self.inner(x, c.unsqueeze(1))
 
     g1 = grad_ref(lambda c: conditioned_ref(model1, x, c.unsqueeze(1)), c1, t)
-    got1 = nx.gradient(Scalar(), (x, c1), t, wrt=1)
+    got1 = nx.gradient(Scalar(), (x, c1), t, wrt=1).attribution
     assert got1.shape == (N,)
     torch.testing.assert_close(got1, g1, rtol=1e-12, atol=1e-14)
 
@@ -253,8 +254,8 @@ def test_wrt_mask_as_floats_explains_the_mask():
     x, mask, t = data()
     fm = mask.double()
     ref = grad_ref(lambda m: masked_mean_ref(model, x, m), fm, t)
-    torch.testing.assert_close(nx.gradient(model, (x, fm), t, wrt=1), ref, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(nx.gradient(model, {"x": x, "mask": fm}, t, wrt="mask"), ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(nx.gradient(model, (x, fm), t, wrt=1).attribution, ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(nx.gradient(model, {"x": x, "mask": fm}, t, wrt="mask").attribution, ref, rtol=1e-12, atol=1e-14)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -283,16 +284,17 @@ def test_token_ids_with_attention_mask():
     e = model.emb(ids).detach()
     g = emb_grad(model, e, am, t)
     batch = {"input_ids": ids, "attention_mask": am}
-    got = nx.gradient(model, batch, t, batch_size=2)
+    got = nx.gradient(model, batch, t, batch_size=2).attribution
     assert got.shape == ids.shape and got.dtype == torch.float64
     torch.testing.assert_close(got, g.norm(dim=-1), rtol=1e-12, atol=1e-14)
-    gxi = nx.gradient_x_input(model, (ids, am), t)
+    gxi = nx.gradient_x_input(model, (ids, am), t).attribution
     torch.testing.assert_close(gxi, (g * e).sum(-1), rtol=1e-12, atol=1e-14)
     pad = am == 0
     assert torch.equal(got[pad], torch.zeros_like(got[pad])) and torch.equal(gxi[pad], torch.zeros_like(gxi[pad]))
     # integrated gradients from the padding embedding (baseline token ids), the mask held fixed
     pad_ids = torch.zeros_like(ids)
-    ig, err = nx.integrated_gradients(model, batch, t, baseline=pad_ids, steps=16, batch_size=6, return_error=True)
+    res_ig = nx.integrated_gradients(model, batch, t, baseline=pad_ids, steps=16, batch_size=6)
+    ig, err = res_ig.attribution, res_ig.error
     f = lambda z: model.after(z, am).gather(1, t.view(-1, 1)).squeeze(1)  # noqa: E731
     eb = model.emb(pad_ids).detach()
     torch.testing.assert_close(ig.sum(1), f(e) - f(eb), rtol=1e-8, atol=1e-9)
@@ -309,7 +311,7 @@ def test_token_smoothgrad_noise_in_embedding_space_with_masks():
         emb_grad(model, pts[i], am[i].expand(n_samples, T), t[i].repeat(n_samples)).mean(0) for i in range(N)
     ])
     for bs in (2, 100):
-        got = nx.smoothgrad(model, (ids, am), t, n_samples=n_samples, noise_level=level, seed=4, batch_size=bs)
+        got = nx.smoothgrad(model, (ids, am), t, n_samples=n_samples, noise_level=level, seed=4, batch_size=bs).attribution
         torch.testing.assert_close(got, mean_g.norm(dim=-1), rtol=1e-12, atol=1e-14)
 
 
@@ -346,16 +348,16 @@ def test_rde_each_noise_draw_meets_its_own_mask():
     x, mask, t = data()
     kw = dict(mean=0.0, std=0.0, steps=25, n_noise=3, fractions=5, n_eval=2, n_random=1, score="logit")
     joint = nx.rde(model, (x, mask), t, batch_size=4, **kw)
-    assert joint.mask.shape == x.shape
+    assert joint.attribution.shape == x.shape
     for i in range(N):
         one = nx.rde(Bound(model, mask[i]), x[i : i + 1], t[i : i + 1], batch_size=64, **kw)
-        torch.testing.assert_close(joint.mask[i : i + 1], one.mask, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(joint.attribution[i : i + 1], one.attribution, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(joint.distortion[:, i : i + 1], one.distortion, rtol=1e-9, atol=1e-14)
         torch.testing.assert_close(joint.curve[i : i + 1], one.curve, rtol=1e-9, atol=1e-14)
-        torch.testing.assert_close(joint.score[i : i + 1], one.score, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(joint.phi[i : i + 1], one.phi, rtol=1e-12, atol=1e-14)
     # positions the mask drops have no distortion gradient: only the rate acts, the mask goes to 0
-    assert torch.equal(joint.mask[~mask], torch.zeros_like(joint.mask[~mask]))
-    assert float(joint.mask[mask].max()) > 0
+    assert torch.equal(joint.attribution[~mask], torch.zeros_like(joint.attribution[~mask]))
+    assert float(joint.attribution[mask].max()) > 0
 
 
 def test_rde_with_noise_and_a_reference_for_the_wrt_input():
@@ -366,9 +368,9 @@ def test_rde_with_noise_and_a_reference_for_the_wrt_input():
     a = nx.rde(model, (x, mask), t, reference=ref_x, **kw)
     b = nx.rde(model, (x, mask), t, mean=ref_x.mean(0), std=ref_x.std(0), **kw)
     c = nx.rde(model, (x, mask), t, reference=(ref_x, torch.ones(40, T, dtype=torch.bool)), **kw)
-    torch.testing.assert_close(a.mask, b.mask, rtol=1e-12, atol=1e-14)
-    assert torch.equal(a.mask, c.mask)
-    with pytest.raises(ValueError, match="same inputs as `x`"):
+    torch.testing.assert_close(a.attribution, b.attribution, rtol=1e-12, atol=1e-14)
+    assert torch.equal(a.attribution, c.attribution)
+    with pytest.raises(ValueError, match="same inputs as `inputs`"):
         nx.rde(model, (x, mask), t, reference={"x": ref_x}, **kw)
 
 
@@ -383,9 +385,9 @@ def test_rde_token_reference_ids_with_several_inputs():
     by_batch = nx.rde(model, {"input_ids": ids, "attention_mask": am}, t,
                       reference={"input_ids": ref_ids, "attention_mask": torch.ones_like(ref_ids)}, **kw)
     by_stats = nx.rde(model, (ids, am), t, mean=emb.mean(0), std=emb.std(0), **kw)
-    assert by_ids.mask.shape == ids.shape
-    torch.testing.assert_close(by_ids.mask, by_stats.mask, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(by_batch.mask, by_stats.mask, rtol=1e-12, atol=1e-14)
+    assert by_ids.attribution.shape == ids.shape
+    torch.testing.assert_close(by_ids.attribution, by_stats.attribution, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(by_batch.attribution, by_stats.attribution, rtol=1e-12, atol=1e-14)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -401,13 +403,13 @@ def test_lrp_with_a_mask_equals_gradient_x_input():
     ref = grad_ref(lambda z: masked_mean_ref(model, z, mask), x, t) * x
     for bs in (2, None):
         res = nx.lrp(model, (x, mask), t, composite="epsilon", epsilon=1e-12, strict=False, batch_size=bs)
-        assert res.relevance.shape == x.shape
-        torch.testing.assert_close(res.relevance, ref, rtol=1e-8, atol=1e-10)
-        assert torch.equal(res.relevance[~mask], torch.zeros_like(res.relevance[~mask]))
+        assert res.attribution.shape == x.shape
+        torch.testing.assert_close(res.attribution, ref, rtol=1e-8, atol=1e-10)
+        assert torch.equal(res.attribution[~mask], torch.zeros_like(res.attribution[~mask]))
         out = masked_mean_ref(model, x, mask)
         torch.testing.assert_close(res.output, out, rtol=1e-12, atol=1e-14)
     kw = nx.lrp(model, nx.Inputs(x, mask=mask), t, composite="epsilon", epsilon=1e-12, strict=False)
-    torch.testing.assert_close(kw.relevance, ref, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(kw.attribution, ref, rtol=1e-8, atol=1e-10)
     # strict: the mask product is a constant per-position factor, read as a layer scale (nx.canonizers.Scale); the sum
     # over positions that follows is an operation without a rule, named
     with pytest.raises(nx.UnsupportedModuleError, match=r"\['SumBackward1'\]"):
@@ -421,9 +423,9 @@ def test_lrp_token_ids_with_attention_mask():
     g = emb_grad(model, e, am, t)
     res = nx.lrp(model, {"input_ids": ids, "attention_mask": am}, t, composite="epsilon", epsilon=1e-12,
                  strict=False, batch_size=2)
-    assert res.relevance.shape == ids.shape
-    torch.testing.assert_close(res.relevance, (g * e).sum(-1), rtol=1e-8, atol=1e-10)
-    assert torch.equal(res.relevance[am == 0], torch.zeros_like(res.relevance[am == 0]))
+    assert res.attribution.shape == ids.shape
+    torch.testing.assert_close(res.attribution, (g * e).sum(-1), rtol=1e-8, atol=1e-10)
+    assert torch.equal(res.attribution[am == 0], torch.zeros_like(res.attribution[am == 0]))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -437,11 +439,11 @@ def test_one_input_as_tuple_or_inputs_is_bit_identical_to_a_tensor():
     x = torch.randn(N, F)
     t = torch.tensor([0, 1, 2, 3, 0])
     calls = [
-        lambda v: nx.gradient(net, v, t, batch_size=2),
-        lambda v: nx.smoothgrad(net, v, t, n_samples=3, batch_size=4),
-        lambda v: nx.integrated_gradients(net, v, t, steps=5, batch_size=7),
-        lambda v: nx.rde(net, v, t, steps=3, n_noise=2, fractions=3, n_eval=2, n_random=1).mask,
-        lambda v: nx.lrp(net, v, t, composite="epsilon", strict=False).relevance,
+        lambda v: nx.gradient(net, v, t, batch_size=2).attribution,
+        lambda v: nx.smoothgrad(net, v, t, n_samples=3, batch_size=4).attribution,
+        lambda v: nx.integrated_gradients(net, v, t, steps=5, batch_size=7).attribution,
+        lambda v: nx.rde(net, v, t, steps=3, n_noise=2, fractions=3, n_eval=2, n_random=1).attribution,
+        lambda v: nx.lrp(net, v, t, composite="epsilon", strict=False).attribution,
     ]
     for call in calls:
         plain = call(x)
@@ -463,25 +465,25 @@ def test_bad_wrt_and_batch_errors():
         nx.gradient(Conditioned().double(), nx.Inputs(x[:, 0], cond=torch.zeros(N, 2), scale=2.0), t, wrt="scale")
     with pytest.raises(ValueError, match=r"`wrt`=1 names no input of model\(Tensor"):
         nx.lrp(model, x, t, wrt=1)
-    size = r"`x`: The inputs of one batch must share their first-axis size"
+    size = r"`inputs`: The inputs of one batch must share their first-axis size"
     with pytest.raises(ValueError, match=size + r".*\[0\]: 5, \[1\]: 4"):
         nx.gradient(model, (x, mask[:4]), t)
-    with pytest.raises(ValueError, match=r"`x`: .*'x': 5, 'mask': 3"):
+    with pytest.raises(ValueError, match=r"`inputs`: .*'x': 5, 'mask': 3"):
         nx.rde(model, {"x": x, "mask": mask[:3]}, t)
-    with pytest.raises(ValueError, match=r"`x`: .*first-axis size"):
+    with pytest.raises(ValueError, match=r"`inputs`: .*first-axis size"):
         nx.lrp(model, (x, mask[:2]), t)
     with pytest.raises(ValueError, match=r"`target` has 4 entries|4 entries"):
         nx.gradient(model, (x, mask), t[:4])
-    bool_mask = r"`x\[1\]` \(the explained input, `wrt`=1\) has dtype torch.bool.*mask.float\(\)"
+    bool_mask = r"`inputs\[1\]` \(the explained input, `wrt`=1\) has dtype torch.bool.*mask.float\(\)"
     with pytest.raises(TypeError, match=bool_mask):
         nx.gradient(model, (x, mask), t, wrt=1)
     with pytest.raises(TypeError, match=r"A list is not read as several inputs: pass them as a tuple"):
         nx.gradient(model, [x, mask], t)
     bad = torch.zeros(N, 2, dtype=torch.float64)
     bad[1, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"`x\[1\]` holds NaN"):
+    with pytest.raises(ValueError, match=r"`inputs\[1\]` holds NaN"):
         nx.gradient(Conditioned().double(), (x[:, 0], bad), t)
-    with pytest.raises(ValueError, match=r"`x\[0\]` contains 1 non-finite"):
+    with pytest.raises(ValueError, match=r"`inputs\[0\]` contains 1 non-finite"):
         xn = x.clone()
         xn[0, 0, 0] = float("inf")
         nx.integrated_gradients(model, (xn, mask), t)
@@ -497,7 +499,7 @@ def test_bad_wrt_and_batch_errors():
             return self.inner(x, bias == 0)
 
     ref = grad_ref(lambda z: masked_mean_ref(masked_model(), z, mask), x, t)
-    torch.testing.assert_close(nx.gradient(Additive(), (x, additive), t), ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(nx.gradient(Additive(), (x, additive), t).attribution, ref, rtol=1e-12, atol=1e-14)
 
 
 def test_a_label_passed_as_an_input_gets_a_note_saying_how_the_model_was_called():
@@ -506,8 +508,8 @@ def test_a_label_passed_as_an_input_gets_a_note_saying_how_the_model_was_called(
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
     x, y = torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 0])
-    # gradient's first chunk is the whole batch; smoothgrad probes two samples first
-    for call, rows in ((lambda: nx.gradient(net, (x, y), 0), 4), (lambda: nx.smoothgrad(net, (x, y), 0), 2),
+    # gradient's first chunk is the whole batch, and smoothgrad's first pass is the clean batch
+    for call, rows in ((lambda: nx.gradient(net, (x, y), 0), 4), (lambda: nx.smoothgrad(net, (x, y), 0), 4),
                        (lambda: nx.lrp(net, (x, y), 0), 4)):
         with pytest.raises(TypeError, match="positional argument") as err:
             call()
@@ -550,9 +552,9 @@ def test_model_left_as_found_with_several_inputs(method, fails):
     x, mask, t = data()
     x = x.float()
     calls = {
-        "gradient": lambda: nx.gradient(model, (x, mask), t, batch_size=2),
-        "smoothgrad": lambda: nx.smoothgrad(model, (x, mask), t, n_samples=3, batch_size=4),
-        "integrated_gradients": lambda: nx.integrated_gradients(model, {"x": x, "mask": mask}, t, steps=4),
+        "gradient": lambda: nx.gradient(model, (x, mask), t, batch_size=2).attribution,
+        "smoothgrad": lambda: nx.smoothgrad(model, (x, mask), t, n_samples=3, batch_size=4).attribution,
+        "integrated_gradients": lambda: nx.integrated_gradients(model, {"x": x, "mask": mask}, t, steps=4).attribution,
         "rde": lambda: nx.rde(model, nx.Inputs(x, mask=mask), t, steps=3, n_noise=2, fractions=3, n_eval=2),
         "lrp": lambda: nx.lrp(model, (x, mask), t, strict=False, batch_size=2),
     }
@@ -575,7 +577,7 @@ def test_continuity_follows_one_input_and_explain_binds_the_others():
     model = masked_model()
     x, mask, t = data()
     end = torch.zeros_like(x)
-    res = nx.continuity(lambda z: nx.gradient(model, (z, mask), t), x, to=end, steps=3)
+    res = nx.continuity(lambda z: nx.gradient(model, (z, mask), t).attribution, x, to=end, steps=3)
     for k, a in enumerate((0.0, 0.5, 1.0)):
         ref = grad_ref(lambda z: masked_mean_ref(model, z, mask), x + a * (end - x), t)
         torch.testing.assert_close(res.explanations[:, k], ref, rtol=1e-12, atol=1e-14)

@@ -47,13 +47,13 @@ def test_gradient_and_gradient_x_input(cell):
     model, ids, t = setup(cell)
     e = model.emb(ids).detach()
     g = emb_grad(model, e, t)
-    got = nx.gradient(model, ids, t)
+    got = nx.gradient(model, ids, t).attribution
     assert got.shape == ids.shape and got.dtype == torch.float64
     torch.testing.assert_close(got, g.norm(dim=-1), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(nx.gradient(model, ids, t, absolute=True), got)
-    torch.testing.assert_close(nx.gradient_x_input(model, ids, t), (g * e).sum(-1), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(nx.gradient(model, ids, t, absolute=True).attribution, got)
+    torch.testing.assert_close(nx.gradient_x_input(model, ids, t).attribution, (g * e).sum(-1), rtol=1e-10, atol=1e-12)
     # named explicitly, and in chunks
-    torch.testing.assert_close(nx.gradient(model, ids, t, embedding="emb", batch_size=2), got, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(nx.gradient(model, ids, t, embedding="emb", batch_size=2).attribution, got, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -71,12 +71,12 @@ def test_smoothgrad_in_embedding_space(cell):
         pts = e[i] + (sigma * eps).double()
         mean_g[i] = emb_grad(model, pts, t[i].repeat(n_samples)).mean(0)
     for bs in (3, 100):
-        got = nx.smoothgrad(model, ids, t, noise_level=level, n_samples=n_samples, seed=9, batch_size=bs)
+        got = nx.smoothgrad(model, ids, t, noise_level=level, n_samples=n_samples, seed=9, batch_size=bs).attribution
         torch.testing.assert_close(got, mean_g.norm(dim=-1), rtol=1e-10, atol=1e-12)
-    sgx = nx.smoothgrad(model, ids, t, noise_level=level, n_samples=n_samples, seed=9, times_input=True)
+    sgx = nx.smoothgrad(model, ids, t, noise_level=level, n_samples=n_samples, seed=9, times_input=True).attribution
     torch.testing.assert_close(sgx, (mean_g * e).sum(-1), rtol=1e-10, atol=1e-12)
-    zero = nx.smoothgrad(model, ids, t, noise_level=0.0, n_samples=2)
-    torch.testing.assert_close(zero, nx.gradient(model, ids, t), rtol=1e-10, atol=1e-12)
+    zero = nx.smoothgrad(model, ids, t, noise_level=0.0, n_samples=2).attribution
+    torch.testing.assert_close(zero, nx.gradient(model, ids, t).attribution, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -89,7 +89,8 @@ def test_integrated_gradients_against_reference_and_completeness(cell):
     for a, w in zip(0.5 * (nodes + 1), 0.5 * weights, strict=True):
         acc += float(w) * emb_grad(model, float(a) * e, t)
     ref = (acc * e).sum(-1)
-    attr, err = nx.integrated_gradients(model, ids, t, steps=steps, return_error=True)
+    res_ig = nx.integrated_gradients(model, ids, t, steps=steps)
+    attr, err = res_ig.attribution, res_ig.error
     assert attr.shape == ids.shape and attr.dtype == torch.float64
     torch.testing.assert_close(attr, ref, rtol=1e-9, atol=1e-12)
     with torch.no_grad():
@@ -107,14 +108,15 @@ def test_integrated_gradients_from_padding_ids_and_embedding_baselines(cell):
     with torch.no_grad():
         f = lambda z: rest(model, z).gather(1, t[:, None]).squeeze(1)  # noqa: E731
         delta = f(e) - f(eb)
-    a, err = nx.integrated_gradients(model, ids, t, baseline=pad, steps=32, return_error=True)
+    res_ig = nx.integrated_gradients(model, ids, t, baseline=pad, steps=32)
+    a, err = res_ig.attribution, res_ig.error
     torch.testing.assert_close(a.sum(1), delta, rtol=0, atol=1e-8)
     assert float(err.abs().max()) < 1e-8
-    b = nx.integrated_gradients(model, ids, t, baseline=eb, steps=32)  # the same baseline given as embeddings
+    b = nx.integrated_gradients(model, ids, t, baseline=eb, steps=32).attribution  # the same baseline given as embeddings
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    c = nx.integrated_gradients(model, ids, t, baseline=0.0, steps=32)
-    torch.testing.assert_close(c, nx.integrated_gradients(model, ids, t, steps=32), rtol=1e-12, atol=1e-14)
-    with pytest.raises(ValueError, match="token ids shaped like `x`"):
+    c = nx.integrated_gradients(model, ids, t, baseline=0.0, steps=32).attribution
+    torch.testing.assert_close(c, nx.integrated_gradients(model, ids, t, steps=32).attribution, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="token ids shaped like `inputs`"):
         nx.integrated_gradients(model, ids, t, baseline=torch.zeros(2, 5, dtype=torch.long))
 
 
@@ -123,11 +125,11 @@ def test_float32_and_half_models_give_float32_token_maps():
     ids = torch.randint(0, 50, (2, 6), generator=torch.Generator().manual_seed(0))
     t = torch.tensor([1, 2])
     g = emb_grad(model, model.emb(ids), t)
-    got = nx.gradient(model, ids, t)
+    got = nx.gradient(model, ids, t).attribution
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, g.norm(dim=-1), rtol=1e-5, atol=1e-6)
     half = rnn_classifier("gru").to(torch.bfloat16)
-    hg = nx.gradient_x_input(half, ids, t)
+    hg = nx.gradient_x_input(half, ids, t).attribution
     assert hg.dtype == torch.float32 and bool(torch.isfinite(hg).all())
     e = half.emb(ids).detach()
     ref = (emb_grad(half, e, t).float() * e.float()).sum(-1)
@@ -157,9 +159,9 @@ def test_rde_masks_tokens_and_matches_the_closed_form():
     mu, sd = 0.1, 0.7
     res = nx.rde(model, ids, 1, mean=mu, std=sd, score="logit", l1=0.02, steps=120, lr=0.05, n_noise=16,
                  fractions=[0.0, 0.2, 1.0], n_eval=6000, n_random=1, seed=0, progress=False)
-    assert res.mask.shape == ids.shape and res.mask.dtype == torch.float64
-    assert float(res.mask[:, 2].min()) > 0.5  # the token the model reads is kept
-    others = res.mask[:, [0, 1, 3, 4]]
+    assert res.attribution.shape == ids.shape and res.attribution.dtype == torch.float64
+    assert float(res.attribution[:, 2].min()) > 0.5  # the token the model reads is kept
+    others = res.attribution[:, [0, 1, 3, 4]]
     assert float(others.max()) < 0.05  # the others cost rate and change nothing
     # Closed form at fraction 0 (everything noise): ½[(w·(e_k − μ))² + Σ w² σ²]; at 0.2 (token k kept): 0.
     w = model.head.weight[1].detach()
@@ -169,7 +171,7 @@ def test_rde_masks_tokens_and_matches_the_closed_form():
     torch.testing.assert_close(res.curve[:, 1], torch.zeros(2, dtype=torch.float64), rtol=0, atol=1e-20)
     assert bool((res.curve[:, 2] == 0).all())  # keeping everything: exactly 0 by construction
     with torch.no_grad():
-        torch.testing.assert_close(res.score, model(ids)[:, 1], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(res.phi, model(ids)[:, 1], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -178,14 +180,14 @@ def test_rde_on_rnn_classifier_runs_in_embedding_space(cell):
     ref_ids = torch.randint(0, 50, (6, 4), generator=torch.Generator().manual_seed(2))
     res = nx.rde(model, ids, None, reference=ref_ids, steps=4, n_noise=4, fractions=4, n_eval=4, n_random=2,
                  seed=0, progress=False)
-    assert res.mask.shape == ids.shape and res.curve.shape == (3, 4)
+    assert res.attribution.shape == ids.shape and res.curve.shape == (3, 4)
     assert bool(torch.isfinite(res.curve).all())
     with torch.no_grad():
         pred = model(ids).argmax(1)
-        torch.testing.assert_close(res.score, torch.softmax(model(ids), 1).gather(1, pred[:, None]).squeeze(1))
+        torch.testing.assert_close(res.phi, torch.softmax(model(ids), 1).gather(1, pred[:, None]).squeeze(1))
     per_feature = nx.rde(model, ids, 0, mean=torch.zeros(16), std=torch.ones(16), steps=2, n_noise=2, fractions=3,
                          n_eval=2, n_random=1, seed=0, progress=False)
-    assert per_feature.mask.shape == ids.shape
+    assert per_feature.attribution.shape == ids.shape
     with pytest.raises(ValueError, match="per_channel"):
         nx.rde(model, ids, 0, per_channel=True, steps=2, progress=False)
     with pytest.raises(TypeError, match="token ids"):
@@ -225,16 +227,16 @@ def test_in_place_writes_into_the_embedding_output():
     e = model.tok(ids).detach().requires_grad_(True)
     out = model.head(torch.tanh(e + model.pos(torch.arange(5))).mean(1))[:, 1].sum()
     (g,) = torch.autograd.grad(out, e)
-    torch.testing.assert_close(nx.gradient_x_input(model, ids, 1, embedding="tok"), (g * e).sum(-1).detach(),
+    torch.testing.assert_close(nx.gradient_x_input(model, ids, 1, embedding="tok").attribution, (g * e).sum(-1).detach(),
                                rtol=1e-10, atol=1e-12)
-    a, err = nx.integrated_gradients(model, ids, 1, embedding="tok", steps=16, return_error=True)
+    a = nx.integrated_gradients(model, ids, 1, embedding="tok", steps=16).attribution
     with torch.no_grad():
         f = lambda z: model.head(torch.tanh(z + model.pos(torch.arange(5))).mean(1))[:, 1]  # noqa: E731
         torch.testing.assert_close(a.sum(1), f(e) - f(torch.zeros_like(e)), rtol=0, atol=1e-8)
-    sg = nx.smoothgrad(model, ids, 1, embedding="tok", noise_level=0.0, n_samples=2, times_input=True)
+    sg = nx.smoothgrad(model, ids, 1, embedding="tok", noise_level=0.0, n_samples=2, times_input=True).attribution
     torch.testing.assert_close(sg, (g * e).sum(-1).detach(), rtol=1e-10, atol=1e-12)
     res = nx.rde(model, ids, 1, embedding="tok", steps=2, n_noise=2, fractions=3, n_eval=2, n_random=1, progress=False)
-    assert res.mask.shape == ids.shape
+    assert res.attribution.shape == ids.shape
 
 
 class PositionOnly(nn.Module):
@@ -264,7 +266,7 @@ def test_named_embedding_among_several():
     ids = torch.randint(0, 30, (2, 5))
     with pytest.raises(ValueError, match=r"2 nn.Embedding layers \('tok', 'pos'\).*embedding="):
         nx.gradient(model, ids, 0)
-    got = nx.gradient_x_input(model, ids, 1, embedding="tok")
+    got = nx.gradient_x_input(model, ids, 1, embedding="tok").attribution
     e = model.tok(ids).detach().requires_grad_(True)
     out = model.head(torch.tanh(e + model.pos(torch.arange(5))).mean(1))[:, 1].sum()
     (g,) = torch.autograd.grad(out, e)
@@ -335,24 +337,24 @@ def snapshot(model: nn.Module) -> dict:
 
 
 TOKEN_METHODS = {
-    "gradient": lambda m, x, **k: nx.gradient(m, x, 1, **k),
-    "gradient_x_input": lambda m, x, **k: nx.gradient_x_input(m, x, 1, **k),
-    "smoothgrad": lambda m, x, **k: nx.smoothgrad(m, x, 1, n_samples=3, times_input=True, **k),
-    "integrated_gradients": lambda m, x, **k: nx.integrated_gradients(m, x, 1, steps=4, baseline=torch.zeros_like(x), **k),
-    "rde": lambda m, x, **k: nx.rde(m, x, 1, steps=2, n_noise=2, fractions=3, n_eval=2, n_random=1, progress=False, **k).mask,
+    "gradient": lambda m, x, **k: nx.gradient(m, x, 1, **k).attribution,
+    "gradient_x_input": lambda m, x, **k: nx.gradient_x_input(m, x, 1, **k).attribution,
+    "smoothgrad": lambda m, x, **k: nx.smoothgrad(m, x, 1, n_samples=3, times_input=True, **k).attribution,
+    "integrated_gradients": lambda m, x, **k: nx.integrated_gradients(m, x, 1, steps=4, baseline=torch.zeros_like(x), **k).attribution,
+    "rde": lambda m, x, **k: nx.rde(m, x, 1, steps=2, n_noise=2, fractions=3, n_eval=2, n_random=1, progress=False, **k).attribution,
 }
 
 
 @pytest.mark.parametrize("name", list(TOKEN_METHODS))
 @pytest.mark.parametrize("fail_at", [None, 1, 2, 3])
-@pytest.mark.parametrize("eval", [True, False])
-def test_hygiene_on_token_paths(name, fail_at, eval):
+@pytest.mark.parametrize("eval_mode", [True, False])
+def test_hygiene_on_token_paths(name, fail_at, eval_mode):
     model = TokenRecorder(fail_at).train()
     ids = torch.randint(0, 20, (8, 5), generator=torch.Generator().manual_seed(0))
     before = snapshot(model)
 
     def run():
-        return TOKEN_METHODS[name](model, ids, eval=eval, batch_size=4)
+        return TOKEN_METHODS[name](model, ids, eval_mode=eval_mode, batch_size=4)
 
     if fail_at is None:
         out = run()
@@ -376,10 +378,10 @@ def test_train_mode_token_gradient_restores_running_statistics():
     model.drop.p = 0.0
     ids = torch.randint(0, 20, (4, 5), generator=torch.Generator().manual_seed(0))
     before = snapshot(model)
-    a = nx.gradient(model, ids, 0)
-    b = nx.gradient(model, ids, 0, eval=False)  # batch statistics: another gradient
+    a = nx.gradient(model, ids, 0).attribution
+    b = nx.gradient(model, ids, 0, eval_mode=False).attribution  # batch statistics: another gradient
     assert not torch.allclose(a, b)
-    nx.integrated_gradients(model, ids, 0, steps=3, eval=False)
+    nx.integrated_gradients(model, ids, 0, steps=3, eval_mode=False)
     after = snapshot(model)
     for k in before["state"]:
         assert torch.equal(before["state"][k], after["state"][k]), k

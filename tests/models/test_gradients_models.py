@@ -47,9 +47,9 @@ def test_gradient_family_equals_autograd(name: str) -> None:
     net, case, x, t = _setup(name)
     want, _ = input_gradient(net, x, t, case.output)
     with untouched(net):
-        g = nx.gradient(net, x, t, **_kw(case))
-        gx = nx.gradient_x_input(net, x, t, **_kw(case))
-        sg = nx.smoothgrad(net, x, t, noise_level=0.1, n_samples=3, seed=0, **_kw(case))
+        g = nx.gradient(net, x, t, **_kw(case)).attribution
+        gx = nx.gradient_x_input(net, x, t, **_kw(case)).attribution
+        sg = nx.smoothgrad(net, x, t, noise_level=0.1, n_samples=3, seed=0, **_kw(case)).attribution
     _close(g, want)
     _close(gx, want * x)
     # SmoothGrad as documented: per sample i, one (n_samples, …) float32 block of unit noise from a
@@ -77,7 +77,8 @@ def _gauss_legendre_ig(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, s
 def test_integrated_gradients_quadrature_and_completeness(name: str) -> None:
     net, case, x, t = _setup(name)
     with untouched(net):
-        attr, err = nx.integrated_gradients(net, x, t, steps=8, return_error=True, **_kw(case))
+        res_ig = nx.integrated_gradients(net, x, t, steps=8, **_kw(case))
+        attr, err = res_ig.attribution, res_ig.error
     _close(attr, _gauss_legendre_ig(net, x, t, 8, case.output), msg="quadrature")
     with torch.no_grad():
         fx = target_scores(select(net(x), case.output), t).double()
@@ -94,10 +95,11 @@ def test_token_ids_are_attributed_through_the_embedding(name: str, embedding: st
     net, case, ids, t = _setup(name)
     g, e, fx = embedding_gradient(net, ids, t, "emb")
     with untouched(net):
-        grad = nx.gradient(net, ids, t, embedding=embedding)
-        gxi = nx.gradient_x_input(net, ids, t, embedding=embedding)
-        sg0 = nx.smoothgrad(net, ids, t, noise_level=0.0, n_samples=2, embedding=embedding)
-        ig, err = nx.integrated_gradients(net, ids, t, steps=16, return_error=True, embedding=embedding)
+        grad = nx.gradient(net, ids, t, embedding=embedding).attribution
+        gxi = nx.gradient_x_input(net, ids, t, embedding=embedding).attribution
+        sg0 = nx.smoothgrad(net, ids, t, noise_level=0.0, n_samples=2, embedding=embedding).attribution
+        res_ig = nx.integrated_gradients(net, ids, t, steps=16, embedding=embedding)
+        ig, err = res_ig.attribution, res_ig.error
     assert grad.shape == gxi.shape == sg0.shape == ig.shape == ids.shape
     # sensitivities are reduced to the per-token L2 norm, contributions are summed (sensitivity.py docstring)
     _close(grad, g.norm(dim=-1))
@@ -131,7 +133,7 @@ def test_token_ids_with_an_ambiguous_or_unknown_embedding_are_clear_errors() -> 
         with untouched(net):
             nx.gradient(net, ids, 0)
     with untouched(net):
-        got = nx.gradient_x_input(net, ids, 0, embedding="aux")
+        got = nx.gradient_x_input(net, ids, 0, embedding="aux").attribution
     g, e, _ = embedding_gradient(net, ids, torch.zeros(2, dtype=torch.long), "aux")
     _close(got, (g * e).sum(-1))
     with pytest.raises(ValueError, match="embs"):
@@ -143,9 +145,9 @@ def test_token_ids_with_an_ambiguous_or_unknown_embedding_are_clear_errors() -> 
 def test_gradient_calls_that_raise_leave_the_model_as_found(name: str) -> None:
     net, case, x, t = _setup(name)
     calls = {
-        "gradient": lambda **kw: nx.gradient(net, x, 99, **kw),
-        "smoothgrad": lambda **kw: nx.smoothgrad(net, x, 99, n_samples=2, **kw),
-        "integrated_gradients": lambda **kw: nx.integrated_gradients(net, x, 99, steps=2, **kw),
+        "gradient": lambda **kw: nx.gradient(net, x, 99, **kw).attribution,
+        "smoothgrad": lambda **kw: nx.smoothgrad(net, x, 99, n_samples=2, **kw).attribution,
+        "integrated_gradients": lambda **kw: nx.integrated_gradients(net, x, 99, steps=2, **kw).attribution,
     }
     for fn in calls.values():
         with pytest.raises(ValueError, match="target"):
@@ -160,12 +162,12 @@ def test_gradient_calls_that_raise_leave_the_model_as_found(name: str) -> None:
 
 def test_float64_and_channels_last_give_the_float32_gradient() -> None:
     net, case, x, t = _setup("resnet18")
-    want = nx.gradient(net, x, t)
-    got_cl = nx.gradient(net, x.to(memory_format=torch.channels_last), t)
+    want = nx.gradient(net, x, t).attribution
+    got_cl = nx.gradient(net, x.to(memory_format=torch.channels_last), t).attribution
     _close(got_cl, want, rel=1e-4)
     net64 = net.double()
     with untouched(net64):
-        got64 = nx.gradient(net64, x, t)
-        ig64 = nx.integrated_gradients(net64, x, t, steps=4)
+        got64 = nx.gradient(net64, x, t).attribution
+        ig64 = nx.integrated_gradients(net64, x, t, steps=4).attribution
     _close(got64.float(), want, rel=1e-4)
-    _close(ig64.float(), nx.integrated_gradients(net.float(), x, t, steps=4), rel=1e-4)
+    _close(ig64.float(), nx.integrated_gradients(net.float(), x, t, steps=4).attribution, rel=1e-4)

@@ -63,7 +63,7 @@ def test_epsilon_to_zero_is_gradient_times_input(name: str) -> None:
                 nn.Linear: nx.rules.Epsilon(TINY_EPS)}
     with untouched(net):
         res = nx.lrp(net, x, t, composite=comp, epsilon=TINY_EPS)
-    _close_to(res.relevance, g * x, 1e-5)
+    _close_to(res.attribution, g * x, 1e-5)
 
 
 @pytest.mark.parametrize("name", LRP_CASES + ["densenet"])
@@ -77,7 +77,7 @@ def test_every_composite_on_a_bias_free_network_conserves_relevance(name: str) -
     for comp in nx.COMPOSITES:
         with untouched(net):
             res = nx.lrp(net, x, t, composite=comp, epsilon=TINY_EPS)
-        assert res.relevance.shape == x.shape and bool(res.relevance.isfinite().all()), comp
+        assert res.attribution.shape == x.shape and bool(res.attribution.isfinite().all()), comp
         torch.testing.assert_close(res.output, net(x).detach(), msg=comp)
         ratio = res.total / f
         if comp == "epsilon":
@@ -96,7 +96,7 @@ def test_multi_output_models_explain_the_selected_output(name: str) -> None:
     g, _ = input_gradient(net, x, t, case.output)
     with untouched(net):
         res = nx.lrp(net, x, t, composite="epsilon", epsilon=TINY_EPS, output=case.output)
-    _close_to(res.relevance, g * x, 1e-5)
+    _close_to(res.attribution, g * x, 1e-5)
     with pytest.raises(ValueError, match="tuple|dict"):  # what the model returned, and how to choose
         with untouched(net):
             nx.lrp(net, x, t)
@@ -116,7 +116,7 @@ def test_the_suggested_gradient_rule_for_attention_works(name: str) -> None:
     g, _ = input_gradient(net, x, t)
     with untouched(net):
         res = nx.lrp(net, x, t, composite=comp, strict=False)
-    _close_to(res.relevance, g * x, 1e-5)  # every rule follows the gradient: gradient × input
+    _close_to(res.attribution, g * x, 1e-5)  # every rule follows the gradient: gradient × input
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
@@ -131,8 +131,8 @@ def test_token_ids_through_the_embedding_with_the_gradient_rule_on_the_rnn(name:
     g, e, _ = embedding_gradient(net, ids, t, "emb")
     with untouched(net):
         res = nx.lrp(net, ids, t, composite={rnn: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(TINY_EPS)}, embedding="emb")
-    assert res.relevance.shape == ids.shape
-    _close_to(res.relevance, (g * e).sum(-1), 1e-5)
+    assert res.attribution.shape == ids.shape
+    _close_to(res.attribution, (g * e).sum(-1), 1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -140,10 +140,10 @@ def test_token_ids_through_the_embedding_with_the_gradient_rule_on_the_rnn(name:
 def test_half_precision_relevance_is_finite_and_close_to_float32(dtype: torch.dtype, composite: str, min_cos: float) -> None:
     net, case, x, t = _setup("resnet18", dtype=dtype)
     # the reference: the same rounded weights and inputs, explained in float32
-    want = nx.lrp(build("resnet18")[0].to(dtype).float(), x.float(), t, composite=composite).relevance
+    want = nx.lrp(build("resnet18")[0].to(dtype).float(), x.float(), t, composite=composite).attribution
     with untouched(net):
         res = nx.lrp(net, x, t, composite=composite)
-    rel = res.relevance.float()
+    rel = res.attribution.float()
     assert bool(rel.isfinite().all()), f"{dtype} LRP returned non-finite relevance"
     # Measured with bfloat16 arithmetic: cosine ≥ 0.91 (ε, a gradient × input: noisy), ≥ 0.998 (z⁺/flat).
     cos = torch.nn.functional.cosine_similarity(rel.flatten(1), want.flatten(1), dim=1)
@@ -152,23 +152,23 @@ def test_half_precision_relevance_is_finite_and_close_to_float32(dtype: torch.dt
 
 def test_float64_and_channels_last_give_the_float32_relevance() -> None:
     net, case, x, t = _setup("resnet18", dtype=torch.float32)
-    want = nx.lrp(net, x, t, composite="epsilon_plus_flat").relevance
+    want = nx.lrp(net, x, t, composite="epsilon_plus_flat").attribution
     with untouched(net):
-        got = nx.lrp(net, x.to(memory_format=torch.channels_last), t, composite="epsilon_plus_flat").relevance
+        got = nx.lrp(net, x.to(memory_format=torch.channels_last), t, composite="epsilon_plus_flat").attribution
     _close_to(got, want, 1e-4)
     net64 = net.double()
     with untouched(net64):
-        got64 = nx.lrp(net64, x, t, composite="epsilon_plus_flat").relevance
+        got64 = nx.lrp(net64, x, t, composite="epsilon_plus_flat").attribution
     _close_to(got64.float(), want, 1e-4)
 
 
 def test_a_users_full_backward_hook_is_handled_or_named() -> None:
     plain, case, x, t = _setup("resnet18", dtype=torch.float32)
-    want = nx.lrp(plain, x, t).relevance
+    want = nx.lrp(plain, x, t).attribution
     net, _, _, _ = _setup("resnet18", dtype=torch.float32, backward_hook=True)
     try:
         with untouched(net):
-            got = nx.lrp(net, x, t).relevance
+            got = nx.lrp(net, x, t).attribution
     except (ValueError, TypeError) as err:
         assert "hook" in str(err) and "fc" in str(err), str(err)
     else:

@@ -72,11 +72,12 @@ def test_language_model_gradient_family_at_a_position_and_token() -> None:
     score = lambda out: out[torch.arange(3), pos, tok]  # noqa: E731
     g, e, f_x = _embedding_grad(net, ids, score)
     with untouched(net):
-        grad = nx.gradient(net, ids, (pos, tok))
-        gxi = nx.gradient_x_input(net, ids, (pos, tok))
-        ig, err = nx.integrated_gradients(net, ids, (pos, tok), steps=48, return_error=True)
-        sg = nx.smoothgrad(net, ids, (pos, tok), n_samples=2, seed=0)
-        fn = nx.gradient(net, ids, score)
+        grad = nx.gradient(net, ids, (pos, tok)).attribution
+        gxi = nx.gradient_x_input(net, ids, (pos, tok)).attribution
+        res_ig = nx.integrated_gradients(net, ids, (pos, tok), steps=48)
+        ig, err = res_ig.attribution, res_ig.error
+        sg = nx.smoothgrad(net, ids, (pos, tok), n_samples=2, seed=0).attribution
+        fn = nx.gradient(net, ids, score).attribution
     _close(grad, g.norm(dim=-1))
     _close(gxi, (g * e).sum(-1))
     _close(fn, grad)
@@ -95,8 +96,8 @@ def test_language_model_rde_and_lrp() -> None:
         res = nx.rde(net, ids, (-1, 7), **FAST_RDE)
     with torch.no_grad():
         out = net(ids)
-    _close(res.score, torch.softmax(out[:, -1], dim=-1)[:, 7])
-    assert res.mask.shape == ids.shape
+    _close(res.phi, torch.softmax(out[:, -1], dim=-1)[:, 7])
+    assert res.attribution.shape == ids.shape
     # LRP: ε → 0 on the linear layers and gradient × input through the blocks (the learned positions are added
     # in forward, a functional sum: strict=False splits it in proportion) is exactly gradient × input.
     comp = {nn.TransformerEncoderLayer: nx.rules.Gradient(), nn.LayerNorm: nx.rules.Gradient(), nn.Linear: nx.rules.Epsilon(1e-12)}
@@ -104,8 +105,8 @@ def test_language_model_rde_and_lrp() -> None:
         warnings.simplefilter("ignore", nx.FunctionalOpsWarning)
         lrp = nx.lrp(net, ids, (-1, 7), composite=comp, strict=False)
     g, e, s = _embedding_grad(net, ids, lambda o: o[:, -1, 7])
-    _close(lrp.relevance, (g * e).sum(-1), rel=1e-7)
-    _close(lrp.explained, s)
+    _close(lrp.attribution, (g * e).sum(-1), rel=1e-7)
+    _close(lrp.output_relevance, s)
 
 
 def test_segmentation_region_in_every_attribution_entry_point() -> None:
@@ -116,23 +117,24 @@ def test_segmentation_region_in_every_attribution_entry_point() -> None:
     score = (net(xg)[torch.arange(3), cls] * mask).sum((1, 2))
     (g,) = torch.autograd.grad(score.sum(), xg)
     with untouched(net):
-        grad = nx.gradient(net, x, target)
-        gxi = nx.gradient_x_input(net, x, target)
-        ig, err = nx.integrated_gradients(net, x, target, steps=16, return_error=True)
+        grad = nx.gradient(net, x, target).attribution
+        gxi = nx.gradient_x_input(net, x, target).attribution
+        res_ig = nx.integrated_gradients(net, x, target, steps=16)
+        ig, err = res_ig.attribution, res_ig.error
         lrp = nx.lrp(net, x, target, composite={nn.Conv2d: nx.rules.Epsilon(1e-12), nn.Upsample: nx.rules.Gradient()})
         rde = nx.rde(net, x, target, **FAST_RDE)
-        whole = nx.gradient(net, x, 2)
+        whole = nx.gradient(net, x, 2).attribution
     _close(grad, g)
     _close(gxi, g * x)
     # ReLU, max-pooling, nearest upsampling and a concatenation: piecewise linear, so LRP-ε→0 is gradient × input
-    _close(lrp.relevance, g * x, rel=1e-7)
-    _close(lrp.explained, score.detach())
+    _close(lrp.attribution, g * x, rel=1e-7)
+    _close(lrp.output_relevance, score.detach())
     with torch.no_grad():  # IG's completeness against the score at x and at the zero baseline, by hand
         f0 = (net(torch.zeros_like(x))[torch.arange(3), cls] * mask).sum((1, 2))
     _close(ig.sum((1, 2, 3)) - err, score.detach() - f0, rel=1e-9)
     with torch.no_grad():
         probs = torch.softmax(net(x), dim=1)[torch.arange(3), cls]
-    _close(rde.score, (probs * mask).sum((1, 2)) / mask.sum((1, 2)))
+    _close(rde.phi, (probs * mask).sum((1, 2)) / mask.sum((1, 2)))
     xg = x.clone().requires_grad_(True)
     (g2,) = torch.autograd.grad(net(xg)[:, 2].sum(), xg)
     _close(whole, g2)  # a plain class: its map summed over the whole image

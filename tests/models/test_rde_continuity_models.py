@@ -39,10 +39,10 @@ def test_rde_scores_masks_and_the_keep_everything_point(name: str) -> None:
         res = nx.rde(net, x, t, **FAST, **_kw(case))
     with torch.no_grad():
         want = select(net(x), case.output).softmax(1)[torch.arange(2), t]
-    torch.testing.assert_close(res.score.float(), want, rtol=1e-5, atol=1e-6)
-    assert res.mask.shape == x.shape
-    assert bool((res.mask == res.mask[:, :1]).all())  # one value per pixel, copied to every channel
-    assert bool(((res.mask >= 0) & (res.mask <= 1)).all())
+    torch.testing.assert_close(res.phi.float(), want, rtol=1e-5, atol=1e-6)
+    assert res.attribution.shape == x.shape
+    assert bool((res.attribution == res.attribution[:, :1]).all())  # one value per pixel, copied to every channel
+    assert bool(((res.attribution >= 0) & (res.attribution <= 1)).all())
     assert bool(res.distortion.isfinite().all()) and bool((res.distortion >= 0).all())
     assert float(res.fractions[-1]) == 1.0
     # keep everything: exactly x by construction, so only the rounding of Φ over different batch shapes
@@ -57,11 +57,11 @@ def test_rde_on_token_ids_masks_tokens(name: str) -> None:
     ids = case.x(2)
     with untouched(net):
         res = nx.rde(net, ids, 0, embedding="emb", **FAST)
-    assert res.mask.shape == ids.shape
-    assert bool(((res.mask >= 0) & (res.mask <= 1)).all())
+    assert res.attribution.shape == ids.shape
+    assert bool(((res.attribution >= 0) & (res.attribution <= 1)).all())
     with torch.no_grad():
         want = net(ids).softmax(1)[:, 0]
-    torch.testing.assert_close(res.score.float(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.phi.float(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_rde_calls_that_raise_leave_the_model_as_found() -> None:
@@ -83,7 +83,7 @@ def test_continuity_of_gradients_along_a_translation(name: str) -> None:
     x = case.x(2)
     t = torch.tensor([0, 1])
     with untouched(net):
-        res = nx.continuity(lambda z: nx.gradient(net, z, t, **_kw(case)), x, shifts=[-1, 0, 1])
+        res = nx.continuity(lambda z: nx.gradient(net, z, t, **_kw(case)).attribution, x, shifts=[-1, 0, 1])
     n, steps = res.inputs.shape[:2]
     assert (n, steps) == (2, 3)
     scores = torch.zeros(n, dtype=torch.float64)

@@ -79,16 +79,16 @@ CALLS: dict[str, Callable[[nn.Module], Any]] = {
     "probe_accuracy": lambda net: nx.probe_accuracy(net, (X, Y), (X, Y), [LAYER], conv="mean"),
     "similarity_grid": lambda net: _grid(nx.similarity_grid([net], X, [LAYER, "fc"], progress=False)),
     "model_similarity": lambda net: _grid(nx.model_similarity(net, net, X, [LAYER], progress=False)),
-    "gradient": lambda net: nx.gradient(net, X, Y),
-    "gradient_x_input": lambda net: nx.gradient_x_input(net, X, Y),
-    "smoothgrad": lambda net: nx.smoothgrad(net, X, Y, n_samples=3, seed=0),
-    "integrated_gradients": lambda net: nx.integrated_gradients(net, X, Y, steps=4),
-    "lrp": lambda net: nx.lrp(net, X, Y).relevance,
+    "gradient": lambda net: nx.gradient(net, X, Y).attribution,
+    "gradient_x_input": lambda net: nx.gradient_x_input(net, X, Y).attribution,
+    "smoothgrad": lambda net: nx.smoothgrad(net, X, Y, n_samples=3, seed=0).attribution,
+    "integrated_gradients": lambda net: nx.integrated_gradients(net, X, Y, steps=4).attribution,
+    "lrp": lambda net: nx.lrp(net, X, Y).attribution,
     "lrp layers=": lambda net: nx.lrp(net, X, Y, layers=[LAYER]).layers,
     "rde": lambda net: nx.rde(net, X[:2], 0, steps=3, n_noise=2, fractions=2, n_eval=2, n_random=1,
-                              progress=False).mask,
+                              progress=False).attribution,
     "continuity": lambda net: nx.continuity(
-        lambda z: nx.gradient(net, z, 0), X[:2], shifts=[0, 1]).explanations,
+        lambda z: nx.gradient(net, z, 0).attribution, X[:2], shifts=[0, 1]).explanations,
     "maximize_activation": lambda net: nx.maximize_activation(net, LAYER, 0, (3, 32, 32), steps=2,
                                                               progress=False).images,
     "maximize_activation layer=None": lambda net: nx.maximize_activation(
@@ -182,7 +182,7 @@ def test_scripted_model_runs_what_needs_no_hooks(entry: str, scripted_resnet: An
 def test_scripted_gradient_equals_autograd(scripted_resnet: Any) -> None:
     model, _ = scripted_resnet
     want, _ = input_gradient(model, X, Y)
-    torch.testing.assert_close(nx.gradient(model, X, Y), want, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(nx.gradient(model, X, Y).attribution, want, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("entry", [e for e in CALLS if e not in SCRIPT_OK])
@@ -202,7 +202,7 @@ def test_scripted_model_is_refused_with_one_clear_error(entry: str, scripted_res
 def test_scripted_model_on_token_ids_is_refused_clearly() -> None:
     model, _, case = scripted("lstm")
     ids = case.x(3)
-    for call in (lambda: nx.gradient(model, ids, 0), lambda: nx.integrated_gradients(model, ids, 0, steps=2),
+    for call in (lambda: nx.gradient(model, ids, 0).attribution, lambda: nx.integrated_gradients(model, ids, 0, steps=2).attribution,
                  lambda: nx.rde(model, ids, 0, steps=2, progress=False)):
         with pytest.raises(TypeError, match="TorchScript module .* attribution for token inputs .* eager"):
             with untouched(model):

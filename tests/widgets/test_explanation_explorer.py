@@ -33,7 +33,7 @@ class Counter:
 
     def __call__(self, model, x, target):
         self.seen += x.shape[0]
-        return nx.gradient(model, x, target) * 2
+        return nx.gradient(model, x, target).attribution * 2
 
 
 def test_maps_and_scores_are_core_results(x):
@@ -45,16 +45,16 @@ def test_maps_and_scores_are_core_results(x):
     assert ex.targets == pred[:2].tolist() == ex.predicted
     maps = ex.maps_for(1)
     t = int(pred[1])
-    assert np.allclose(maps["gradient"], nx.gradient(net, x[1:2], t)[0, 0].numpy(), atol=1e-7)
-    assert np.allclose(maps["lrp:epsilon"], nx.lrp(net, x[1:2], t, composite="epsilon").relevance[0, 0].numpy(), atol=1e-6)
-    gxi = nx.gradient_x_input(net, x[1:2], t)
+    assert np.allclose(maps["gradient"], nx.gradient(net, x[1:2], t).attribution[0, 0].numpy(), atol=1e-7)
+    assert np.allclose(maps["lrp:epsilon"], nx.lrp(net, x[1:2], t, composite="epsilon").attribution[0, 0].numpy(), atol=1e-6)
+    gxi = nx.gradient_x_input(net, x[1:2], t).attribution
     scores = ex.scores_for(1)
     f = float(net(x[1:2])[0, t].detach())
     assert scores["gradient_x_input"]["conservation"] == pytest.approx(float(gxi.sum()) / f, rel=1e-5)
     assert scores["gradient"]["conservation"] is None  # a gradient has no conservation property
     lrp = nx.lrp(net, x[1:2], t, composite="epsilon")
     assert scores["lrp:epsilon"]["conservation"] == pytest.approx(float(lrp.conservation[0]), rel=1e-5)
-    cont = nx.continuity(lambda z: nx.gradient(net, z, t), x[1:2], shifts=[-1, 0, 1])
+    cont = nx.continuity(lambda z: nx.gradient(net, z, t).attribution, x[1:2], shifts=[-1, 0, 1])
     assert scores["gradient"]["continuity"] == pytest.approx(float(cont.score[0]), rel=1e-5)
     assert ex.methods[0] == {"key": "gradient", "title": "gradient", "kind": "diverging"}
     assert "ExplanationExplorer(samples=2/5" in repr(ex)
@@ -72,7 +72,7 @@ def test_state_is_binary_and_small(x):
 
 def test_switching_targets_computes_only_what_is_missing(x):
     counter = Counter()
-    ex = ExplanationExplorer(tiny_cnn(), x, targets=0, methods=[counter], n_shown=3, continuity_shifts=None)
+    ex = ExplanationExplorer(tiny_cnn(), x, target=0, methods=[counter], n_shown=3, continuity_shifts=None)
     assert counter.seen == 3 and ex.entries == [[0, 0], [1, 0], [2, 0]]
     ex.targets = [1, 0, 2]
     assert counter.seen == 5  # two new (sample, target) pairs
@@ -80,7 +80,7 @@ def test_switching_targets_computes_only_what_is_missing(x):
     assert counter.seen == 5
     ex.targets = [1, 0, 2]
     assert counter.seen == 5
-    assert np.allclose(ex.maps_for(0, 1)[counter.__name__], 2 * nx.gradient(ex._model, x[:1], 1)[0, 0].numpy(), atol=1e-7)
+    assert np.allclose(ex.maps_for(0, 1)[counter.__name__], 2 * nx.gradient(ex._model, x[:1], 1).attribution[0, 0].numpy(), atol=1e-7)
 
 
 def test_view_request_message(x):
@@ -104,7 +104,7 @@ def test_add_samples_from_pool_and_new_inputs(x):
     ex = ExplanationExplorer(tiny_cnn(), x, methods=["gradient"], n_shown=2, add_step=2, continuity_shifts=None)
     ex.add_samples()
     assert ex.n_shown == 4
-    ex.add_samples(torch.rand(2, 1, 8, 8), targets=[0, 1])
+    ex.add_samples(torch.rand(2, 1, 8, 8), target=[0, 1])
     assert ex.n_shown == 6 and ex.n_pool == 7 and ex.targets[4:] == [0, 1]
     ex.add_samples()
     assert ex.n_shown == 7
@@ -155,8 +155,8 @@ def test_model_left_as_found(x):
         (dict(methods=[]), ValueError, "empty"),
         (dict(methods=["gradient", "gradient"]), ValueError, "duplicates"),
         (dict(methods=[3]), TypeError, "method name"),
-        (dict(targets=5), ValueError, "outside"),
-        (dict(targets=[0, 1]), ValueError, "entries"),
+        (dict(target=5), ValueError, "outside"),
+        (dict(target=[0, 1]), ValueError, "entries"),
         (dict(classes=["a"]), ValueError, "labels"),
         (dict(continuity_shifts=[0]), ValueError, "two shifts"),
         (dict(opacty=0.5), TypeError, "Did you mean 'opacity'"),

@@ -17,17 +17,17 @@ def seg_net() -> nn.Sequential:
 
 def test_a_class_of_a_dense_map_is_explained_as_its_summed_map() -> None:
     net, x = seg_net(), torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    ex = ExplanationExplorer(net, x, targets=[2, 1], methods=["gradient_x_input"], n_shown=2, continuity_shifts=None)
+    ex = ExplanationExplorer(net, x, target=[2, 1], methods=["gradient_x_input"], n_shown=2, continuity_shifts=None)
     with torch.no_grad():
         out = net(x)
     summed = out.sum((2, 3))  # (N, 4): each class map summed, the score every method explains
     assert ex.predicted == summed.argmax(1)[:2].tolist() and ex.classes == ["0", "1", "2", "3"]
-    gxi = nx.gradient_x_input(net, x[1:2], 1)
+    gxi = nx.gradient_x_input(net, x[1:2], 1).attribution
     assert ex.scores_for(1)["gradient_x_input"]["conservation"] == pytest.approx(
         float(gxi.sum()) / float(summed[1, 1]), rel=1e-5
     )  # was divided by one entry of the flattened output
     with pytest.raises(ValueError, match=r"outside \[0, 3\]"):
-        ex.explain(targets=4)
+        ex.explain(target=4)
 
 
 def test_a_sequence_output_is_refused_naming_its_axes() -> None:

@@ -34,7 +34,7 @@ def test_several_inputs_are_refused_and_the_named_remedy_works(form):
     with pytest.raises(TypeError, match=remedy):
         ExplanationExplorer(model, inputs, methods=["gradient"])
     # the remedy the message names
-    maps = nx.gradient(model, (x, cond), 1, wrt=0)
+    maps = nx.gradient(model, (x, cond), 1, wrt=0).attribution
     x_ = x.clone().requires_grad_(True)
     (ref,) = torch.autograd.grad(model(x_, cond)[:, 1].sum(), x_)
     torch.testing.assert_close(maps, ref)

@@ -32,8 +32,8 @@ def test_explanation_explorer_runs_the_gradient_family_on_a_scripted_model() -> 
                              method_options={"integrated_gradients": {"steps": 8}})
     t = int(net(X[1:2]).argmax(1))
     maps = ex.maps_for(1)
-    assert np.allclose(maps["gradient"], nx.gradient(net, X[1:2], t)[0, 0].numpy(), atol=1e-7)
-    ig = nx.integrated_gradients(net, X[1:2], t, steps=8)[0, 0].numpy()
+    assert np.allclose(maps["gradient"], nx.gradient(net, X[1:2], t).attribution[0, 0].numpy(), atol=1e-7)
+    ig = nx.integrated_gradients(net, X[1:2], t, steps=8).attribution[0, 0].numpy()
     assert np.allclose(maps["integrated_gradients"], ig, atol=1e-6)
 
 

@@ -55,13 +55,16 @@ def renamed_arguments(**renamed: str) -> Callable[[F], F]:
     """
 
     def decorate(fn: F) -> F:
+        # a constructor is named by its class: ExplanationExplorer(), not __init__()
+        name = fn.__qualname__.rsplit(".", 1)[0] if fn.__name__ == "__init__" else fn.__name__
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             for old in kwargs.keys() & renamed.keys():
                 new = renamed[old]
                 fix = f"is now `{new}=`" if new.isidentifier() else new
                 raise TypeError(
-                    f"{fn.__name__}(): `{old}=` {fix} (nbexplain uses one vocabulary across the API; "
+                    f"{name}(): `{old}=` {fix} (nbexplain uses one vocabulary across the API; "
                     "see docs/architecture.md)."
                 )
             return fn(*args, **kwargs)

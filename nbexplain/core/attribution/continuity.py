@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from .._base.model_inputs import Inputs
-from .._base.validation import check_choice, check_positive_int, check_tensor
+from .result import AttributionResult
+from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
 
 __all__ = ["continuity", "ContinuityResult", "translate"]
 
@@ -89,28 +90,28 @@ def translate(x: torch.Tensor, shift: int, axis: int = -1, fill: float = 0.0) ->
 
 
 def _call(explain: Callable[[torch.Tensor], Any], xt: torch.Tensor) -> torch.Tensor:
+    """The map ``explain`` gives for one path point: ``.attribution`` of an attribution result, or a plain
+    tensor (a custom method)."""
     r = explain(xt)
-    if isinstance(r, (tuple, list)) and r and isinstance(r[0], torch.Tensor):
-        r = r[0]  # e.g. integrated_gradients(..., return_error=True)
-    for field in ("relevance", "mask"):  # result objects: LRP's `.relevance`, RDE's `.mask`
-        if not isinstance(r, torch.Tensor) and isinstance(getattr(r, field, None), torch.Tensor):
-            r = getattr(r, field)
+    if isinstance(r, AttributionResult):
+        r = r.attribution
     if not isinstance(r, torch.Tensor):
         raise TypeError(
-            f"`explain` must return a tensor with the shape of its input, got {type(r).__name__}. "
-            "Wrap your method, e.g. explain=lambda x: nx.gradient(model, x, target)."
+            f"`explain` must return an attribution result (e.g. nx.gradient(...)) or a tensor with the shape of its "
+            f"input, got {type(r).__name__}. Wrap your method, e.g. explain=lambda z: nx.gradient(model, z, target)."
         )
     if tuple(r.shape) != tuple(xt.shape):
         raise ValueError(
-            f"`explain` returned shape {tuple(r.shape)} for an input of shape {tuple(xt.shape)}; "
+            f"`explain` returned a map of shape {tuple(r.shape)} for an input of shape {tuple(xt.shape)}; "
             "an explanation must have its input's shape."
         )
     return r.detach()
 
 
+@renamed_arguments(x="inputs")
 def continuity(
-    explain: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
+    explain: Callable[[torch.Tensor], AttributionResult | torch.Tensor],
+    inputs: torch.Tensor,
     *,
     path: str | torch.Tensor = "auto",
     shifts: Sequence[int] | None = None,
@@ -124,21 +125,21 @@ def continuity(
     Parameters
     ----------
     explain
-        A function mapping an input batch ``(N, …)`` to explanations of the same shape, e.g.
-        ``lambda x: nx.gradient(model, x, 3)``, ``lambda x: nx.lrp(model, x, 3)`` or, for a model that
-        returns a tuple or dict, ``lambda x: nx.gradient(model, x, 3, output="logits")``. It may return a
-        tensor, a tuple whose first item is the map, or a result with ``.relevance`` or ``.mask``. It is
-        called once per path point with all ``N`` samples.
-    x
+        A function mapping an input batch ``(N, …)`` to its explanation: any attribution method's result (its
+        ``.attribution`` is read), e.g. ``lambda z: nx.gradient(model, z, 3)``, ``lambda z: nx.lrp(model, z, 3)``
+        or, for a model that returns a tuple or dict, ``lambda z: nx.gradient(model, z, 3, output="logits")``;
+        or a tensor of the input's shape (a custom method). It is called once per path point with all ``N``
+        samples.
+    inputs
         Input batch ``(N, …)``: every sample gets its own path and score. For a model with several inputs,
-        ``x`` is the one whose path is followed and ``explain`` binds the others, e.g.
-        ``explain=lambda z: nx.gradient(model, (z, mask), t, wrt=0)``: every path point keeps ``x``'s rows,
-        so each sample meets its own mask.
+        ``inputs`` is the one whose path is followed and ``explain`` binds the others, e.g.
+        ``explain=lambda z: nx.gradient(model, (z, mask), t, wrt=0)``: every path point keeps the rows of
+        ``inputs``, so each sample meets its own mask.
     path
-        ``"translate"``: integer shifts of images (``x`` must have ≥ 3 dimensions, ``(N, H, W)`` or
-        ``(N, C, H, W)``); ``"line"``: ``steps`` equally spaced points of the segment from ``x`` to
+        ``"translate"``: integer shifts of images (``inputs`` must have ≥ 3 dimensions, ``(N, H, W)`` or
+        ``(N, C, H, W)``); ``"line"``: ``steps`` equally spaced points of the segment from ``inputs`` to
         ``to``; ``"auto"``: ``"line"`` when ``to`` is given, else ``"translate"``. A tensor of shape
-        ``(T, *x.shape)`` is used as the path itself.
+        ``(T, *inputs.shape)`` is used as the path itself.
     shifts
         Pixel offsets of the translation path (default ``range(-4, 5)``).
     axis
@@ -146,7 +147,7 @@ def continuity(
     fill
         Value for pixels uncovered by a translation.
     to
-        End point of a line path: one sample (broadcast) or a batch of ``x``'s shape.
+        End point of a line path: one sample (broadcast) or a batch shaped like ``inputs``.
     steps
         Number of points on a line path (including both ends).
 
@@ -171,22 +172,22 @@ def continuity(
             f"`explain` must be a function of the input batch, got {type(explain).__name__}. "
             "E.g. explain=lambda x: nx.gradient(model, x, target)."
         )
-    if isinstance(x, (tuple, Mapping, Inputs)):
+    if isinstance(inputs, (tuple, Mapping, Inputs)):
         raise TypeError(
-            "`x` of continuity is the one input whose path is followed, a tensor; got "
-            f"{type(x).__name__}. For a model with several inputs pass the explained input as `x` and bind the "
-            "others in `explain`, e.g. explain=lambda z: nx.gradient(model, (z, mask), target) — every path "
-            "point keeps x's rows, so each sample meets its own mask."
+            "`inputs` of continuity is the one input whose path is followed, a tensor; got "
+            f"{type(inputs).__name__}. For a model with several inputs pass the explained input as `inputs` and "
+            "bind the others in `explain`, e.g. explain=lambda z: nx.gradient(model, (z, mask), target) — every "
+            "path point keeps the rows of `inputs`, so each sample meets its own mask."
         )
-    x = check_tensor(x, "x", min_ndim=2, finite=True)
+    x = check_tensor(inputs, "inputs", min_ndim=2, finite=True)
     if not x.is_floating_point():
         raise TypeError(
-            f"`x` must be a floating-point tensor, got {x.dtype}: continuity divides by distances "
+            f"`inputs` must be a floating-point tensor, got {x.dtype}: continuity divides by distances "
             "‖x_i − x_j‖₂ between perturbed inputs, which integer token ids do not have. For text, pass "
             "floating points (e.g. embeddings) and an explain function that takes them."
         )
     if x.shape[0] == 0:
-        raise ValueError("`x` is an empty batch; pass at least one sample.")
+        raise ValueError("`inputs` is an empty batch; pass at least one sample.")
     axis = check_choice(axis, "axis", ("horizontal", "vertical"))
     if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
         raise TypeError(f"`fill` must be a number, got {fill!r}.")
@@ -195,7 +196,7 @@ def continuity(
         pts = check_tensor(path, "path", dtype_kind="float", finite=True).to(x.device, x.dtype)
         if tuple(pts.shape[1:]) != tuple(x.shape) or pts.shape[0] < 2:
             raise ValueError(
-                f"`path` as a tensor must have shape (T, *x.shape) = (T, {', '.join(map(str, x.shape))}) "
+                f"`path` as a tensor must have shape (T, *inputs.shape) = (T, {', '.join(map(str, x.shape))}) "
                 f"with T ≥ 2, got {tuple(pts.shape)}."
             )
         offsets = torch.arange(pts.shape[0], dtype=torch.float64)
@@ -205,7 +206,7 @@ def continuity(
             kind = "line" if to is not None else "translate"
         if kind == "line":
             if to is None:
-                raise ValueError("path='line' needs an end point: pass `to=` (one sample or a batch like `x`).")
+                raise ValueError("path='line' needs an end point: pass `to=` (one sample or a batch like `inputs`).")
             steps = check_positive_int(steps, "steps")
             if steps < 2:
                 raise ValueError(f"`steps` must be ≥ 2 (both ends of the segment), got {steps}.")
@@ -214,14 +215,14 @@ def continuity(
                 end = torch.broadcast_to(end, x.shape)
             except RuntimeError:
                 raise ValueError(
-                    f"`to` has shape {tuple(end.shape)}, which does not broadcast to `x`'s shape {tuple(x.shape)}."
+                    f"`to` has shape {tuple(end.shape)}, which does not broadcast to the shape of `inputs`, {tuple(x.shape)}."
                 ) from None
             offsets = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
             pts = torch.stack([x + float(t) * (end - x) for t in offsets])
         else:
             if x.ndim < 3:
                 raise ValueError(
-                    f"path='translate' needs images (N, H, W) or (N, C, H, W); `x` has shape {tuple(x.shape)}. "
+                    f"path='translate' needs images (N, H, W) or (N, C, H, W); `inputs` has shape {tuple(x.shape)}. "
                     "For other inputs use a line segment: pass `to=` (and path='line')."
                 )
             if shifts is None:

@@ -1,6 +1,8 @@
 """Sensitivity analysis: input gradients, gradient × input, SmoothGrad and integrated gradients.
 
-Every function takes ``(model, x, target, ...)`` and returns an attribution with the shape of ``x``.
+Every function takes ``(model, inputs, target=None, *, ...)`` and returns an
+:class:`~nbexplain.core.attribution.result.AttributionResult` whose ``.attribution`` has the shape of the
+explained input ``x`` (``target=None``: the predicted class).
 The model is run in eval mode by default and left exactly as it was found
 (:func:`~nbexplain.core._base.hygiene.preserved`): gradients are taken with respect to the input only, so no
 ``.grad`` ever appears on a parameter. Work is split into chunks of at most ``batch_size`` forward rows,
@@ -57,17 +59,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from .space import AttributionInputs, AttributionSpace, prepare_attribution, target_scores
-from .._base.machinery import batch_slices, progress_bar
+from .result import AttributionResult, IntegratedGradientsResult, resolved_target
+from .space import (
+    AttributionInputs,
+    AttributionSpace,
+    bind_target,
+    predicted_classes,
+    prepare_attribution,
+    target_scores,
+)
+from .._base.machinery import batch_slices, check_progress, progress_bar
 from .._base.model_inputs import InputKey
 from .._base.model_io import OutputArg, model_input
 from .._base.targets import Target, TargetArg, as_target
-from .._base.validation import check_choice, check_positive_int, check_tensor
+from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
 
 __all__ = [
     "gradient",
     "gradient_x_input",
-    "smoothgrad",
     "integrated_gradients",
     "IG_METHODS",
     "target_scores",
@@ -84,10 +93,12 @@ IG_METHODS = ("gausslegendre", "riemann_trapezoid")
 
 def _prepare(
     model: Any, x: Any, target: Any, batch_size: Any, output: Any, embedding: Any, wrt: Any, probe: bool = True
-) -> tuple[AttributionSpace, Target, int]:
+) -> tuple[AttributionSpace, Target | None, int]:
+    """Validate everything before any work; the target is ``None`` when it is the predicted class (resolved from
+    the first pass over the samples)."""
     batch_size = check_positive_int(batch_size, "batch_size")
     model, x, space = prepare_attribution(model, x, output, embedding, probe=probe, wrt=wrt)
-    t = as_target(target, x.shape[0])
+    t = None if target is None else bind_target(target, x.shape[0])
     return space, t, batch_size
 
 
@@ -102,43 +113,77 @@ def _check_bool(value: Any, argname: str) -> bool:
     return bool(value)
 
 
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _joined_target(t: Target | None, parts: list[Target], n: int) -> Target:
+    """The target over all ``n`` samples: the given one, or the predicted classes read chunk by chunk."""
+    if t is not None:
+        return t
+    return as_target(_cat([p.classes for p in parts]), n)
+
+
+def clean_pass(
+    space: AttributionSpace, t: Target | None, batch_size: int, method: str
+) -> tuple[Target, torch.Tensor, torch.Tensor]:
+    """One no-grad pass over the samples at their own points (call inside ``space.active``): the target (the
+    predicted classes for ``t=None``), the selected output (detached) and the explained score, float64 ``(N,)``."""
+    outs, scores, parts = [], [], []
+    with torch.no_grad():
+        for sl in batch_slices(space.n, batch_size):
+            out = space.forward(sl)[0]
+            tb = as_target(predicted_classes(out, method), int(out.shape[0])) if t is None else t[sl]
+            parts.append(tb)
+            outs.append(out.detach())
+            scores.append(target_scores(out, tb).detach().to(torch.float64))
+    tt = _joined_target(t, parts, space.n)
+    return tt, _cat(outs), _cat(scores).to(space.x.device)
+
+
 # ----------------------------------------------------------------------------------------------------
 # gradient and gradient × input
 # ----------------------------------------------------------------------------------------------------
 
 def _gradient_pass(
-    space: AttributionSpace, t: Target, batch_size: int, eval: bool, progress: bool | None,
-    desc: str, times_input: bool = False, absolute: bool = False,
-) -> torch.Tensor:
-    """Input gradients (floating ``x``: per component; token ids: reduced per token) in chunks."""
+    space: AttributionSpace, t: Target | None, batch_size: int, eval_mode: bool, progress: bool | None,
+    desc: str, method: str, times_input: bool = False, absolute: bool = False,
+) -> tuple[torch.Tensor, Target, torch.Tensor, torch.Tensor]:
+    """Input gradients (floating ``x``: per component; token ids: reduced per token) in chunks, with the target
+    (resolved: the predicted class of each chunk's own pass for ``t=None``), the output and the scores."""
     x = space.x
     out = torch.empty(tuple(x.shape), dtype=space.result_dtype, device=x.device) if space.tokens else torch.empty_like(x)
+    outs, scores, parts = [], [], []
     slices = list(batch_slices(space.n, batch_size))
-    with space.active(eval), _bar(len(slices), desc, progress) as bar:
+    with space.active(eval_mode), _bar(len(slices), desc, progress) as bar:
         for sl in slices:
-            g, z = space.grad(sl, t[sl])
+            g, z, o, tb, sc = space.grad_output(sl, None if t is None else t[sl], method=method)
             if space.tokens:
                 r = space.reduce(g, times=z if times_input else None)
             else:
                 r = g.abs() if absolute else g
             out[sl] = r.to(out.device, out.dtype)
+            outs.append(o)
+            scores.append(sc.to(torch.float64))
+            parts.append(tb)
             bar.update(1)
-    return out
+    return out, _joined_target(t, parts, space.n), _cat(outs), _cat(scores).to(x.device)
 
 
+@renamed_arguments(x="inputs", eval="eval_mode")
 def gradient(
     model: nn.Module,
-    x: AttributionInputs,
-    target: TargetArg,
+    inputs: AttributionInputs,
+    target: TargetArg | None = None,
     *,
     wrt: InputKey | None = None,
     absolute: bool = False,
     output: OutputArg = None,
     embedding: str | None = None,
-    batch_size: int = 128,
-    eval: bool = True,
+    batch_size: int = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
-) -> torch.Tensor:
+) -> AttributionResult:
     """Input gradient ∂f_target/∂x (sensitivity analysis), signed or absolute.
 
     Parameters
@@ -146,25 +191,27 @@ def gradient(
     model
         Any ``nn.Module``: class scores ``(N, C)`` (``(N,)`` is read as one output), a sequence
         ``(N, T, V)`` (a language model) or a dense map ``(N, C, H, W)`` (segmentation); also a TorchScript
-        model (floating ``x`` only) or a ``torch.compile``'d one.
-    x
+        model (floating inputs only) or a ``torch.compile``'d one.
+    inputs
         Input batch ``(N, …)``, floating point, or integer token ids ``(N, T)``. A model with several inputs
         gets them as one batch: a tuple ``(x, mask)`` is ``model(x, mask)``, a dict ``{"input_ids": ids,
-        "attention_mask": m}`` is ``model(**x)``, ``nx.Inputs(x, mask=m)`` is ``model(x, mask=m)``. Every tensor
-        holds one row per sample (the same ``N``); values that are not tensors are passed unchanged. Labels
-        are not inputs: they go in ``target``.
+        "attention_mask": m}`` is ``model(**inputs)``, ``nx.Inputs(x, mask=m)`` is ``model(x, mask=m)``. Every
+        tensor holds one row per sample (the same ``N``); values that are not tensors are passed unchanged.
+        Labels are not inputs: they go in ``target``.
     target
         What to explain (:mod:`nbexplain.core._base.targets`): for ``(N, C)`` scores a class, an int for every
         sample or a LongTensor ``(N,)``; for a sequence ``(N, T, V)`` a ``(position, token)`` tuple, e.g.
         ``(-1, 40)`` (token 40 at the last position; each an int or one per sample); for a dense map a class
         (its map summed over all positions) or ``nx.Target.region(class, mask)``; for any output a function
-        ``lambda out: ...`` returning one score per sample ``(N,)``.
+        ``lambda out: ...`` returning one score per sample ``(N,)``. ``None`` (default): the predicted class of
+        each sample (the argmax of ``(N, C)`` scores; other outputs need an explicit target).
     wrt
         With several inputs, the one explained: a position (``wrt=1``) or a keyword name (``wrt="mask"``);
         ``None``: the first. The others are held fixed — each sample's own rows go into the model with it,
-        also in SmoothGrad's noisy copies, integrated gradients' path points and RDE's noise draws — and the
-        result has the shape of the ``wrt`` input (integer token ids there are attributed through
-        ``embedding``, as below). To explain a bool mask, pass it as floats if the model accepts that.
+        also in noisy copies (:func:`~nbexplain.noise_tunnel`), integrated gradients' path points and RDE's
+        noise draws — and the attribution has the shape of the ``wrt`` input (integer token ids there are
+        attributed through ``embedding``, as below). To explain a bool mask, pass it as floats if the model
+        accepts that.
     absolute
         Return ``|∂f/∂x|`` (the "saliency map" of Simonyan et al.) instead of the signed gradient.
         (Token inputs always get the per-token L2 norm ``‖∂f/∂e_t‖₂``, which is ≥ 0.)
@@ -174,20 +221,22 @@ def gradient(
     embedding
         For token inputs: the name of the layer (usually an ``nn.Embedding``) whose output ``(N, T, D)`` is
         attributed; the result is reduced over its ``D`` features to ``(N, T)`` (see the module notes).
-        ``None``: found automatically when ``x`` is an integer tensor and the model has exactly one
+        ``None``: found automatically when the input is an integer tensor and the model has exactly one
         ``nn.Embedding``.
     batch_size
         Largest number of rows sent through the model at once.
-    eval
+    eval_mode
         Run the model in eval mode (batch norm statistics, no dropout); the mode is restored afterwards.
     progress
         Show a progress bar (``None``: once the call has run for more than 2 s).
 
     Returns
     -------
-    torch.Tensor
-        The gradient, shape and dtype of ``x`` (of the ``wrt`` input, with several), on its device; for token
-        ids ``(N, T)`` in float32 (float64 for a float64 model).
+    AttributionResult
+        ``.attribution``: the gradient, shape and dtype of the input (of the ``wrt`` input, with several), on its
+        device; for token ids ``(N, T)`` in float32 (float64 for a float64 model). ``.target`` (resolved),
+        ``.output`` (the selected output), ``.score`` (the explained score, float64 ``(N,)``), all from the
+        same forward pass.
 
     Examples
     --------
@@ -195,42 +244,58 @@ def gradient(
     >>> net = torch.nn.Linear(3, 2, bias=False)
     >>> with torch.no_grad():
     ...     _ = net.weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [0.0, 1.0, 0.0]]))
-    >>> nx.gradient(net, torch.ones(1, 3), 0)
+    >>> nx.gradient(net, torch.ones(1, 3), 0).attribution
     tensor([[ 1.0000, -2.0000,  0.5000]])
-    >>> nx.gradient(net, torch.ones(1, 3), 0, absolute=True)
+    >>> nx.gradient(net, torch.ones(1, 3), 0, absolute=True).attribution
     tensor([[1.0000, 2.0000, 0.5000]])
+    >>> nx.gradient(net, torch.ones(1, 3)).target   # None: the predicted class (score -0.5 vs 1.0)
+    tensor([1])
 
     Two inputs, ``f(a, b) = aᵀ W b``, explained in ``b`` with ``a`` held fixed (``∂f/∂b = Wᵀ a``):
 
     >>> bil = torch.nn.Bilinear(2, 2, 1, bias=False)
     >>> with torch.no_grad():
     ...     _ = bil.weight.copy_(torch.tensor([[[1.0, 2.0], [3.0, 4.0]]]))
-    >>> nx.gradient(bil, (torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])), 0, wrt=1)
+    >>> nx.gradient(bil, (torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])), 0, wrt=1).attribution
     tensor([[1., 2.]])
     """
     absolute = _check_bool(absolute, "absolute")
+    eval_mode = _check_bool(eval_mode, "eval_mode")
+    check_progress(progress)
     # No separate probe pass: the first chunk checks `output=` and is no heavier than a probe's work.
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt, probe=False)
-    return _gradient_pass(space, t, batch_size, eval, progress, "gradient", absolute=absolute)
+    space, t, batch_size = _prepare(model, inputs, target, batch_size, output, embedding, wrt, probe=False)
+    attr, t, out, score = _gradient_pass(
+        space, t, batch_size, eval_mode, progress, "gradient", "gradient", absolute=absolute
+    )
+    settings = dict(absolute=absolute, wrt=space.wrt, output=output, embedding=_site_name(space),
+                    batch_size=batch_size, eval_mode=eval_mode)
+    return AttributionResult(attr, resolved_target(t), out, score, "gradient", settings)
 
 
+@renamed_arguments(x="inputs", eval="eval_mode")
 def gradient_x_input(
     model: nn.Module,
-    x: AttributionInputs,
-    target: TargetArg,
+    inputs: AttributionInputs,
+    target: TargetArg | None = None,
     *,
     wrt: InputKey | None = None,
     output: OutputArg = None,
     embedding: str | None = None,
-    batch_size: int = 128,
-    eval: bool = True,
+    batch_size: int = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
-) -> torch.Tensor:
+) -> AttributionResult:
     """Gradient × input, ``x ⊙ ∂f_target/∂x``.
 
-    For a ReLU network without biases this equals LRP-0, and its entries sum to ``f_target(x)``.
-    Parameters as in :func:`gradient` (several inputs: ``wrt=`` there). For token ids:
-    ``Σ_d e_{t,d} ∂f/∂e_{t,d}``, the signed sum over the embedding features of token ``t`` (shape ``(N, T)``).
+    For a ReLU network without biases this equals LRP-0, and its entries sum to ``f_target(x)``
+    (``.conservation`` is then 1). Parameters as in :func:`gradient` (several inputs: ``wrt=`` there). For
+    token ids: ``Σ_d e_{t,d} ∂f/∂e_{t,d}``, the signed sum over the embedding features of token ``t`` (shape
+    ``(N, T)``).
+
+    Returns
+    -------
+    AttributionResult
+        As in :func:`gradient`, with the map ``x ⊙ ∂f/∂x`` in ``.attribution``.
 
     Examples
     --------
@@ -238,134 +303,24 @@ def gradient_x_input(
     >>> net = torch.nn.Linear(3, 1, bias=False)
     >>> with torch.no_grad():
     ...     _ = net.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
-    >>> nx.gradient_x_input(net, torch.tensor([[2.0, 1.0, 4.0]]), 0)
-    tensor([[ 2., -2.,  2.]])
+    >>> res = nx.gradient_x_input(net, torch.tensor([[2.0, 1.0, 4.0]]), 0)
+    >>> res.attribution, res.conservation
+    (tensor([[ 2., -2.,  2.]]), tensor([1.], dtype=torch.float64))
     """
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt, probe=False)
-    g = _gradient_pass(space, t, batch_size, eval, progress, "gradient × input", times_input=True)
-    return g if space.tokens else g * space.x.to(g.device, g.dtype)
+    eval_mode = _check_bool(eval_mode, "eval_mode")
+    check_progress(progress)
+    space, t, batch_size = _prepare(model, inputs, target, batch_size, output, embedding, wrt, probe=False)
+    g, t, out, score = _gradient_pass(
+        space, t, batch_size, eval_mode, progress, "gradient × input", "gradient_x_input", times_input=True
+    )
+    attr = g if space.tokens else g * space.x.to(g.device, g.dtype)
+    settings = dict(wrt=space.wrt, output=output, embedding=_site_name(space), batch_size=batch_size,
+                    eval_mode=eval_mode)
+    return AttributionResult(attr, resolved_target(t), out, score, "gradient_x_input", settings)
 
 
-# ----------------------------------------------------------------------------------------------------
-# SmoothGrad
-# ----------------------------------------------------------------------------------------------------
-
-
-def _noisy_copies(src: torch.Tensor, n_samples: int, noise_level: float, gen: torch.Generator | None) -> torch.Tensor:
-    """``n_samples`` noisy copies of every sample of ``src`` (on the CPU, in ``src``'s dtype), σ per sample."""
-    noisy = []
-    for i in range(src.shape[0]):
-        flat = src[i].reshape(-1)
-        rng = float((flat.amax() - flat.amin()).to(torch.float64))
-        sigma = float(noise_level) * (rng if rng > 0 else 1.0)
-        # Unit noise is drawn in float32 whatever the dtype (as captum does), then scaled.
-        eps = torch.randn((n_samples,) + tuple(src.shape[1:]), generator=gen, dtype=torch.float32)
-        noisy.append(src[i].detach().cpu().unsqueeze(0) + (sigma * eps).to(src.dtype))
-    return torch.cat(noisy)
-
-
-def smoothgrad(
-    model: nn.Module,
-    x: AttributionInputs,
-    target: TargetArg,
-    *,
-    wrt: InputKey | None = None,
-    noise_level: float = 0.15,
-    n_samples: int = 50,
-    seed: int | None = 0,
-    magnitude: bool = False,
-    times_input: bool = False,
-    output: OutputArg = None,
-    embedding: str | None = None,
-    batch_size: int = 128,
-    eval: bool = True,
-    progress: bool | None = None,
-) -> torch.Tensor:
-    """SmoothGrad: the input gradient averaged over Gaussian-perturbed copies of the input.
-
-    ``SG(x) = 1/n Σ_i ∇f(x + ε_i)``, ``ε_i ~ N(0, σ²)`` with ``σ = noise_level · (max(x) − min(x))``
-    taken per sample (Smilkov et al. recommend 10–20 % of the input range and about 50 samples).
-    For token ids the noise is added to the embedding ``e`` (σ from each sample's range of embedding
-    values), and the averaged embedding gradient (of ``|∇f|`` with ``magnitude``) is reduced per token:
-    its L2 norm over the features, or with ``times_input`` the signed sum of ``e ⊙ SG``.
-
-    Parameters
-    ----------
-    model, x, target, wrt
-        As in :func:`gradient`. With several inputs only the ``wrt`` input gets noise; every noisy copy goes
-        into the model with its sample's other inputs.
-    noise_level
-        σ relative to each sample's value range; ``0`` gives the plain gradient. When a sample is
-        constant its range is taken as 1.
-    n_samples
-        Number of noisy copies per sample.
-    seed
-        Seed of the noise (a private generator: the global RNG is not touched). ``None`` draws fresh
-        noise from the global RNG. For a given seed the result does not depend on ``batch_size``: the
-        noise of sample ``i`` is drawn as one ``(n_samples, …)`` block after those of samples ``0…i−1``.
-    magnitude
-        Average ``|∇f|`` instead of ``∇f`` (the unsigned variant).
-    times_input
-        Multiply the averaged gradient by ``x`` (SmoothGrad × input).
-    output, embedding
-        As in :func:`gradient`.
-    batch_size
-        Largest number of noisy rows sent through the model at once.
-    eval, progress
-        As in :func:`gradient`.
-
-    Returns
-    -------
-    torch.Tensor
-        Shape and dtype of ``x``; for token ids ``(N, T)`` as in :func:`gradient`.
-
-    Examples
-    --------
-    >>> import torch, nbexplain as nx
-    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    >>> sg = nx.smoothgrad(net, torch.rand(2, 4), target=1, n_samples=16, seed=0)
-    >>> sg.shape
-    torch.Size([2, 4])
-    """
-    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real) or not math.isfinite(noise_level):
-        raise TypeError(f"`noise_level` must be a finite number ≥ 0 (a fraction of the input range), got {noise_level!r}.")
-    if noise_level < 0:
-        raise ValueError(f"`noise_level` must be ≥ 0, got {noise_level}. It is σ / (max(x) − min(x)), e.g. 0.15.")
-    n_samples = check_positive_int(n_samples, "n_samples")
-    magnitude = _check_bool(magnitude, "magnitude")
-    times_input = _check_bool(times_input, "times_input")
-    gen: torch.Generator | None = None
-    if seed is not None:
-        check_positive_int(seed, "seed", allow_zero=True)
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt)
-
-    n, pshape = space.n, space.point_shape
-    acc = torch.zeros((n,) + pshape, dtype=torch.float64, device=space.device)
-    emb = torch.empty((n,) + pshape, dtype=space.dtype, device=space.device) if space.tokens else None
-    # Samples per chunk: whole samples so that the noise stream is independent of batch_size.
-    per_chunk = max(1, batch_size // n_samples)
-    chunks = list(batch_slices(n, per_chunk))
-    n_fwd = sum(math.ceil((sl.stop - sl.start) * n_samples / batch_size) for sl in chunks)
-    with space.active(eval), _bar(n_fwd, "smoothgrad", progress) as bar:
-        for sl in chunks:
-            m = sl.stop - sl.start
-            src = space.x[sl] if emb is None else space.points(sl)
-            if emb is not None:
-                emb[sl] = src
-            rows = _noisy_copies(src, n_samples, noise_level, gen).to(space.device, space.dtype)
-            rows_i = torch.arange(sl.start, sl.stop).repeat_interleave(n_samples)
-            rows_t = t[sl].repeat_interleave(n_samples)
-            grads = torch.empty_like(rows)
-            for rs in batch_slices(rows.shape[0], batch_size):
-                g, _ = space.grad(rows_i[rs], rows_t[rs], z=rows[rs])
-                grads[rs] = g.abs() if magnitude else g
-                bar.update(1)
-            acc[sl] = grads.reshape((m, n_samples) + pshape).to(torch.float64).mean(dim=1)
-    if emb is not None:
-        return space.reduce(acc, times=emb if times_input else None)
-    out = acc.to(space.x.device, space.x.dtype)
-    return out * space.x if times_input else out
+def _site_name(space: AttributionSpace) -> str | None:
+    return space.site.name if space.site is not None else None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -425,7 +380,7 @@ def _token_baseline(baseline: Any, space: AttributionSpace) -> Any:
         what = "embedding" if b.is_floating_point() else "token-id"
         raise ValueError(
             f"`baseline` is a {what} tensor of shape {tuple(b.shape)}, which does not broadcast to {shape}. For "
-            f"token inputs pass None (zero embedding), a number, baseline token ids shaped like `x` "
+            f"token inputs pass None (zero embedding), a number, baseline token ids shaped like `inputs` "
             f"{tuple(space.x.shape)} (e.g. padding), or embeddings shaped {((space.n,) + space.point_shape)}."
         ) from None
 
@@ -446,75 +401,78 @@ def _ig_points(space: AttributionSpace, baseline: Any, batch_size: int) -> tuple
     return zd, torch.cat([space.embed_ids(baseline[sl], sl) for sl in chunks])
 
 
+@renamed_arguments(
+    x="inputs", eval="eval_mode",
+    return_error="was removed: the result always carries the completeness error as `.error`",
+)
 def integrated_gradients(
     model: nn.Module,
-    x: AttributionInputs,
-    target: TargetArg,
+    inputs: AttributionInputs,
+    target: TargetArg | None = None,
     *,
     wrt: InputKey | None = None,
     baseline: float | torch.Tensor | None = None,
     steps: int = 50,
     method: str = "gausslegendre",
-    batch_size: int = 128,
-    return_error: bool = False,
     output: OutputArg = None,
     embedding: str | None = None,
-    eval: bool = True,
+    batch_size: int = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+) -> IntegratedGradientsResult:
     """Integrated gradients: ``(x − x̄) ⊙ ∫₀¹ ∇f(x̄ + α (x − x̄)) dα`` by quadrature.
 
     Completeness: the attributions of a sample sum to ``f(x) − f(x̄)``; the difference is the
-    quadrature error, returned with ``return_error=True`` (raise ``steps`` until it is small).
-    For token ids the path runs in embedding space, from the baseline embedding ``ē`` to the tokens'
-    embedding ``e`` (the ids still go into the model; the embedding layer's output is replaced), and
-    the attribution of token ``t`` is ``Σ_d (e − ē)_{t,d} ∫ ∂f/∂e_{t,d}``: completeness then reads
-    ``Σ_t IG_t = f(e) − f(ē)``.
+    quadrature error, returned as ``.error`` (raise ``steps`` until it is small). For token ids the path runs
+    in embedding space, from the baseline embedding ``ē`` to the tokens' embedding ``e`` (the ids still go
+    into the model; the embedding layer's output is replaced), and the attribution of token ``t`` is
+    ``Σ_d (e − ē)_{t,d} ∫ ∂f/∂e_{t,d}``: completeness then reads ``Σ_t IG_t = f(e) − f(ē)``.
 
     Parameters
     ----------
-    model, x, target, wrt
-        As in :func:`gradient`. With several inputs the path runs in the ``wrt`` input; the others are held
-        at each sample's own values at every path point.
+    model, inputs, target, wrt
+        As in :func:`gradient` (``target=None``: the predicted class at the input). With several inputs the
+        path runs in the ``wrt`` input; the others are held at each sample's own values at every path point.
     baseline
         The reference input x̄ (of the ``wrt`` input): ``None`` (zeros), a number, one sample (broadcast to
-        the batch) or a tensor of ``x``'s shape. For token ids: ``None`` (the zero embedding), a number (a constant
-        embedding), baseline token ids shaped like ``x`` (e.g. all padding; embedded by the model's
-        embedding layer) or embeddings broadcastable to ``(N, T, D)``.
+        the batch) or a tensor of the input's shape. For token ids: ``None`` (the zero embedding), a number (a
+        constant embedding), baseline token ids shaped like the input (e.g. all padding; embedded by the
+        model's embedding layer) or embeddings broadcastable to ``(N, T, D)``.
     steps
         Number of quadrature nodes (gradient evaluations per sample).
     method
         ``"gausslegendre"`` (default; most accurate per step) or ``"riemann_trapezoid"``. See
         :func:`ig_nodes`. Note: captum's ``"riemann_trapezoid"`` weights nodes by ``1/steps`` (weights
         summing to ``1 − 1/steps``); nbexplain uses the composite trapezoid rule, whose weights sum to 1.
-    batch_size
-        Largest number of path points sent through the model at once.
-    return_error
-        Also return the completeness error ``Σ attributions − (f(x) − f(x̄))`` per sample, shape ``(N,)``
-        (float64).
     output, embedding
         As in :func:`gradient`.
-    eval, progress
+    batch_size
+        Largest number of path points sent through the model at once.
+    eval_mode, progress
         As in :func:`gradient`.
 
     Returns
     -------
-    torch.Tensor or (torch.Tensor, torch.Tensor)
-        Attributions with the shape of ``x`` (accumulated in float64, returned in ``x``'s dtype; for token
-        ids ``(N, T)`` as in :func:`gradient`), and the completeness error when ``return_error`` is true.
+    IntegratedGradientsResult
+        ``.attribution`` with the shape of the input (accumulated in float64, returned in the input's dtype; for
+        token ids ``(N, T)`` as in :func:`gradient`), ``.target``, ``.output`` and ``.score`` at the input,
+        ``.baseline_score`` (``f(x̄)``, float64) and ``.error``, the completeness error
+        ``Σ attribution − (f(x) − f(x̄))`` per sample (float64). Both scores cost one forward pass each, on
+        top of the ``N · steps`` gradient evaluations.
 
     Examples
     --------
     >>> import torch, nbexplain as nx
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
-    >>> attr, err = nx.integrated_gradients(net, torch.rand(4, 3), 1, steps=32, return_error=True)
-    >>> attr.shape, bool(err.abs().max() < 1e-4)
+    >>> res = nx.integrated_gradients(net, torch.rand(4, 3), 1, steps=32)
+    >>> res.attribution.shape, bool(res.error.abs().max() < 1e-4)
     (torch.Size([4, 3]), True)
     """
     steps = check_positive_int(steps, "steps")
     method = check_choice(method, "method", IG_METHODS)
-    return_error = _check_bool(return_error, "return_error")
-    space, t, batch_size = _prepare(model, x, target, batch_size, output, embedding, wrt)
+    eval_mode = _check_bool(eval_mode, "eval_mode")
+    check_progress(progress)
+    space, t, batch_size = _prepare(model, inputs, target, batch_size, output, embedding, wrt)
     if space.tokens:
         baseline = _token_baseline(baseline, space)
     else:
@@ -526,28 +484,45 @@ def integrated_gradients(
     acc = torch.zeros((n,) + shape, dtype=torch.float64, device=dev)
     a_dev = alphas.to(dev, space.dtype)
     w_dev = weights.to(dev)
-    t_dev = t.to(dev)
     view = (-1,) + (1,) * len(shape)
-    with space.active(eval), _bar(math.ceil(total / batch_size), "integrated gradients", progress) as bar:
+    with space.active(eval_mode), _bar(math.ceil(total / batch_size) + 1, "integrated gradients", progress) as bar:
         zd, bd = _ig_points(space, baseline, batch_size)
+        t, out, fx, fb = _ig_scores(space, t, zd, bd, batch_size)
+        bar.update(1)
         for rs in batch_slices(total, batch_size):
             rows = torch.arange(rs.start, rs.stop, device=dev)
             si, ki = rows // steps, rows % steps
             pts = bd[si] + a_dev[ki].view(view) * (zd[si] - bd[si])
-            g, _ = space.grad(si, t_dev[si], z=pts)
+            g, _ = space.grad(si, t[si.cpu()], z=pts)
             acc.index_add_(0, si, g.to(torch.float64) * w_dev[ki].view(view))
             bar.update(1)
         attr64 = acc * (zd - bd).to(torch.float64)
-        if space.tokens:
-            attr = attr64.sum(dim=-1).to(space.x.device, space.result_dtype)
-        else:
-            attr = attr64.to(space.x.device, space.x.dtype)
-        if not return_error:
-            return attr
-        fx, fb = [], []
-        for sl in batch_slices(n, batch_size):
-            fx.append(space.scores(sl, t[sl], z=zd[sl]).to(torch.float64))
-            fb.append(space.scores(sl, t[sl], z=bd[sl]).to(torch.float64))
-        delta = torch.cat(fx) - torch.cat(fb)
-        err = attr64.reshape(n, -1).sum(dim=1) - delta
-    return attr, err.to(space.x.device)
+    if space.tokens:
+        attr = attr64.sum(dim=-1).to(space.x.device, space.result_dtype)
+    else:
+        attr = attr64.to(space.x.device, space.x.dtype)
+    err = attr64.reshape(n, -1).sum(dim=1) - (fx - fb)
+    settings = dict(baseline=baseline, steps=steps, method=method, wrt=space.wrt, output=output,
+                    embedding=_site_name(space), batch_size=batch_size, eval_mode=eval_mode)
+    xd = space.x.device
+    return IntegratedGradientsResult(
+        attr, resolved_target(t), out, fx.to(xd), "integrated_gradients", settings,
+        error=err.to(xd), baseline_score=fb.to(xd),
+    )
+
+
+def _ig_scores(
+    space: AttributionSpace, t: Target | None, zd: torch.Tensor, bd: torch.Tensor, batch_size: int
+) -> tuple[Target, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The target (``None``: the predicted class at the input), the output at the input, and the explained
+    scores ``f(x)`` and ``f(x̄)`` in float64, on the model's device (call inside ``space.active``)."""
+    outs, fx, fb, parts = [], [], [], []
+    with torch.no_grad():
+        for sl in batch_slices(space.n, batch_size):
+            out = space.forward(sl, zd[sl])[0]
+            tb = as_target(predicted_classes(out, "integrated_gradients"), int(out.shape[0])) if t is None else t[sl]
+            parts.append(tb)
+            outs.append(out.detach())
+            fx.append(target_scores(out, tb).to(torch.float64))
+            fb.append(space.scores(sl, tb, z=bd[sl]).to(torch.float64))
+    return _joined_target(t, parts, space.n), _cat(outs), _cat(fx), _cat(fb)

@@ -39,12 +39,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from .space import AttributionInputs, AttributionSpace, prepare_attribution
+from .result import AttributionResult, resolved_target
+from .space import (
+    AttributionInputs,
+    AttributionSpace,
+    bind_target,
+    predicted_classes,
+    prepare_attribution,
+    target_scores,
+)
 from .._base.machinery import batch_slices, check_progress, progress_bar
 from .._base.model_inputs import InputKey, Inputs, as_inputs
 from .._base.model_io import OutputArg
 from .._base.targets import Target, TargetArg, as_target, describe_axes
-from .._base.validation import check_choice, check_positive_int, check_tensor
+from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
 
 __all__ = ["rde", "RDEResult", "SCORES"]
 
@@ -53,16 +61,23 @@ __all__ = ["rde", "RDEResult", "SCORES"]
 SCORES = ("softmax", "logit")
 
 
-@dataclass
-class RDEResult:
-    """What :func:`rde` returns.
+@dataclass(repr=False, kw_only=True)
+class RDEResult(AttributionResult):
+    """What :func:`rde` returns: an :class:`~nbexplain.AttributionResult` whose map is the mask, with the
+    optimisation's trajectories and the rate–distortion curves.
 
     Attributes
     ----------
-    mask
+    attribution
         ``(N, …)`` — the optimised mask, with the input's shape, values in [0, 1] (for images with
         ``per_channel=False`` it is constant across channels; for token ids ``(N, T)``, one value per
-        token). In ``x``'s dtype; for token ids float32 (float64 for a float64 model).
+        token). In the input's dtype; for token ids float32 (float64 for a float64 model).
+    target, output, score
+        The explained target (resolved: ``None`` gives the predicted classes), the selected output at the clean
+        input, and the explained score there (the target's logit), float64 ``(N,)``.
+    phi
+        ``(N,)`` float64 — ``Φ(x)``, what the distortion compares: the target's softmax probability
+        (``score="softmax"``) or its raw score (``score="logit"``) at the clean input.
     distortion
         ``(steps, N)`` — the Monte-Carlo distortion estimate at every optimisation step.
     rate
@@ -73,21 +88,26 @@ class RDEResult:
         ``(N, K)`` — distortion when keeping the top fraction of components ranked by the mask.
     random_curve
         ``(N, K)`` — the same when the kept components are chosen at random (mean over draws).
-    score
-        ``(N,)`` — ``Φ(x)``, the explained score of the clean input.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    >>> res = nx.rde(net, torch.rand(2, 1, 4, 4), steps=5, n_noise=4, fractions=3, progress=False)
+    >>> res.attribution.shape, res.curve.shape, res.phi.dtype
+    (torch.Size([2, 1, 4, 4]), torch.Size([2, 3]), torch.float64)
     """
 
-    mask: torch.Tensor
+    phi: torch.Tensor
     distortion: torch.Tensor
     rate: torch.Tensor
     fractions: torch.Tensor
     curve: torch.Tensor
     random_curve: torch.Tensor
-    score: torch.Tensor
 
     def __repr__(self) -> str:
         return (
-            f"RDEResult(mask shape={tuple(self.mask.shape)}, steps={self.distortion.shape[0]}, "
+            f"RDEResult(attribution={tuple(self.attribution.shape)}, steps={self.distortion.shape[0]}, "
             f"final distortion={[round(v, 4) for v in self.distortion[-1].tolist()[:4]]}, "
             f"final rate={[round(v, 3) for v in self.rate[-1].tolist()[:4]]})"
         )
@@ -126,7 +146,7 @@ def _noise_model(
         ref = check_tensor(reference, "reference", dtype_kind="float", finite=True)
         if tuple(ref.shape[1:]) != shape or ref.shape[0] < 2:
             raise ValueError(
-                f"`reference` must be a batch of at least 2 inputs shaped like `x`'s samples {shape}, "
+                f"`reference` must be a batch of at least 2 inputs shaped like `inputs`' samples {shape}, "
                 f"got {tuple(ref.shape)}."
             )
         ref = ref.to(torch.float64)
@@ -145,7 +165,7 @@ def _token_noise_model(
     space: AttributionSpace, z: torch.Tensor, mean: Any, std: Any, reference: Any, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise statistics in embedding space: per feature ``(D,)`` over the tokens of ``reference`` (token
-    ids) or, by default, of ``x``; or the given ``mean``/``std`` (call inside ``space.active``)."""
+    ids) or, by default, of ``inputs``; or the given ``mean``/``std`` (call inside ``space.active``)."""
     d = z.shape[-1]
     if reference is not None:
         if mean is not None or std is not None:
@@ -162,7 +182,7 @@ def _token_noise_model(
             chunks = batch_slices(ref.shape[0], batch_size)
             emb = torch.cat([space.embed_ids(ref[sl], argname="reference") for sl in chunks])
         if emb.shape[-1] != d:
-            raise ValueError(f"`reference` embeds to {emb.shape[-1]} features; `x` to {d}.")
+            raise ValueError(f"`reference` embeds to {emb.shape[-1]} features; `inputs` to {d}.")
         z = emb
     elif (mean is None) != (std is None):
         raise ValueError("Pass both `mean` and `std` (the data distribution's statistics), or neither.")
@@ -175,24 +195,24 @@ def _token_noise_model(
 
 def _reference_for(space: AttributionSpace, reference: Any) -> Any:
     """``reference=`` for a model with several inputs: a tensor is data of the ``wrt`` input; a tuple, dict or
-    :class:`Inputs` is a batch of all the model's inputs (like ``x``) — its ``wrt`` input is used (for token ids
+    :class:`Inputs` is a batch of all the model's inputs (like ``inputs``) — its ``wrt`` input is used (for token ids
     it is embedded by running the model on that batch, returned as an :class:`Inputs`)."""
     if reference is None or not isinstance(reference, (tuple, Mapping, Inputs)):
         return reference
     if space.inputs.single:
         raise TypeError(
-            f"`reference` must be a tensor (a batch of data like `x`), got {type(reference).__name__}; a tuple or "
+            f"`reference` must be a tensor (a batch of data like `inputs`), got {type(reference).__name__}; a tuple or "
             "dict is a batch of several inputs, and the model takes one."
         )
     ref = as_inputs(reference, "reference")
     if ref.keys != space.inputs.keys:
         raise ValueError(
-            f"`reference` must be a batch of the same inputs as `x` ({space.inputs.describe()}), got "
+            f"`reference` must be a batch of the same inputs as `inputs` ({space.inputs.describe()}), got "
             f"{ref.describe()}; or pass data of the explained input `wrt`={space.wrt!r} alone, as a tensor."
         )
     if space.tokens and ref[space.wrt].is_floating_point():
         raise TypeError(
-            f"`reference`[{space.wrt!r}] must hold token ids like `x`[{space.wrt!r}], got {ref[space.wrt].dtype}."
+            f"`reference`[{space.wrt!r}] must hold token ids like `inputs`[{space.wrt!r}], got {ref[space.wrt].dtype}."
         )
     return ref if space.tokens else ref[space.wrt]
 
@@ -361,29 +381,23 @@ def _check_options(
 
 def _clean_scores(
     space: AttributionSpace, target: Any, score: str, batch_size: int
-) -> tuple[Target, torch.Tensor]:
-    """The explained target (``None``: the predicted class of ``(N, C)`` scores) and Φ(x), from one pass over ``x``."""
+) -> tuple[Target, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The explained target (``None``: the predicted class of ``(N, C)`` scores), the selected output, the
+    explained score (float64) and Φ(x), from one pass over the samples."""
     n = space.n
     with torch.no_grad():
         outs = [space.forward(sl)[0] for sl in batch_slices(n, batch_size)]
-        logits = torch.cat(outs)
-        if target is None:
-            if logits.ndim > 2:
-                raise ValueError(
-                    f"rde(target=None) explains the predicted class of (N, C) scores, but the output is "
-                    f"{describe_axes(tuple(logits.shape))}: pass `target=` — (position, token) for a sequence, "
-                    "a class or nx.Target.region(class, mask) for a dense map, or a function of the output."
-                )
-            t = as_target(logits.argmax(dim=1).cpu() if logits.ndim == 2 else 0, n)
-        else:
-            t = as_target(target, n)
+        logits = torch.cat(outs).detach()
+        t = as_target(predicted_classes(logits, "rde"), n) if target is None else bind_target(target, n)
         phi_x = _phi(logits, t, score)
-    return t, phi_x
+        explained = target_scores(logits, t).to(torch.float64)
+    return t, logits, explained, phi_x
 
 
+@renamed_arguments(x="inputs", eval="eval_mode")
 def rde(
     model: nn.Module,
-    x: AttributionInputs,
+    inputs: AttributionInputs,
     target: TargetArg | None = None,
     *,
     wrt: InputKey | None = None,
@@ -403,8 +417,8 @@ def rde(
     seed: int | None = 0,
     output: OutputArg = None,
     embedding: str | None = None,
-    batch_size: int = 512,
-    eval: bool = True,
+    batch_size: int = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
 ) -> RDEResult:
     """Rate–distortion explanation: the sparsest mask that keeps the target score under noise.
@@ -413,9 +427,9 @@ def rde(
     ----------
     model
         A classifier returning ``(N, C)`` scores, or a sequence ``(N, T, V)`` / dense ``(N, C, H, W)`` output
-        with a ``target`` that names what to explain; also a TorchScript model (floating ``x`` only) or a
+        with a ``target`` that names what to explain; also a TorchScript model (floating ``inputs`` only) or a
         ``torch.compile``'d one (run through its eager module).
-    x
+    inputs
         Input batch ``(N, …)``; each sample gets its own mask (optimised jointly, independently). Integer
         token ids ``(N, T)`` get one mask value per token, applied to the embedding (see ``embedding``).
         Several inputs as one batch (a tuple, a dict or ``nx.Inputs``), as in :func:`~nbexplain.gradient`.
@@ -433,10 +447,10 @@ def rde(
         token ids these are statistics of the embedding: numbers, per-feature ``(D,)`` or ``(T, D)``.
     reference
         A batch of real data instead of ``mean``/``std``: its per-component mean and std are used.
-        With neither given, one mean and std pooled over ``x`` are used. For token ids: a batch of token
+        With neither given, one mean and std pooled over ``inputs`` are used. For token ids: a batch of token
         ids ``(M, T')``, whose embeddings give a per-feature mean and std (pooled over tokens); by default
-        those of ``x``'s tokens. With several inputs: data of the ``wrt`` input, or a batch of all the model's
-        inputs like ``x`` (a tuple or dict, any number of rows), whose ``wrt`` input is used (token ids are then
+        those of ``inputs``' tokens. With several inputs: data of the ``wrt`` input, or a batch of all the model's
+        inputs like ``inputs`` (a tuple or dict, any number of rows), whose ``wrt`` input is used (token ids are then
         embedded by running the model on that batch; as a bare tensor, by calling the ``nn.Embedding`` alone).
     l1
         λ, the weight of the rate ``‖s‖₁ / d`` (the mean mask value). Larger: sparser masks.
@@ -469,10 +483,10 @@ def rde(
         a key/attribute name, or a callable on the output (see :func:`nbexplain.core._base.model_io.select_output`).
     embedding
         For token inputs: the name of the layer whose output ``(N, T, D)`` is masked and noised. ``None``:
-        found automatically when ``x`` is an integer tensor and the model has exactly one ``nn.Embedding``.
+        found automatically when ``inputs`` is an integer tensor and the model has exactly one ``nn.Embedding``.
     batch_size
         Largest number of noisy rows sent through the model at once.
-    eval
+    eval_mode
         Run the model in eval mode (restored afterwards).
     progress
         Progress bar over the optimisation steps and the curves' points (``None``: shown once the call has run
@@ -481,15 +495,16 @@ def rde(
     Returns
     -------
     RDEResult
-        ``.mask``, ``.distortion`` and ``.rate`` trajectories, ``.fractions``, ``.curve``,
-        ``.random_curve``, ``.score``.
+        ``.attribution`` (the mask), ``.target``, ``.output``, ``.score`` (the explained score at the clean
+        input), ``.phi`` (Φ(x)), the ``.distortion`` and ``.rate`` trajectories, ``.fractions``, ``.curve``,
+        ``.random_curve``.
 
     Examples
     --------
     >>> import torch, nbexplain as nx
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     >>> res = nx.rde(net, torch.rand(2, 1, 4, 4), 0, steps=20, n_noise=8, fractions=5, progress=False)
-    >>> res.mask.shape, res.distortion.shape, res.curve.shape
+    >>> res.attribution.shape, res.distortion.shape, res.curve.shape
     (torch.Size([2, 1, 4, 4]), torch.Size([20, 2]), torch.Size([2, 5]))
     """
     ints, score, fr = _check_options(
@@ -498,7 +513,9 @@ def rde(
     )
     check_progress(progress)
     batch_size = ints["batch_size"]
-    model, x, space = prepare_attribution(model, x, output, embedding, wrt=wrt)
+    if not isinstance(eval_mode, bool):
+        raise TypeError(f"`eval_mode` must be True or False, got {eval_mode!r}.")
+    model, x, space = prepare_attribution(model, inputs, output, embedding, wrt=wrt)
     reference = _reference_for(space, reference)
     _check_fit(space, target, score, per_channel)
     stats = None if space.tokens else _noise_model(x, mean, std, reference)
@@ -508,8 +525,8 @@ def rde(
     else:
         gen.seed()
 
-    with space.active(eval):
-        z, mask, dist_traj, rate_traj, curve, rand_curve, phi_x = _fit(
+    with space.active(eval_mode):
+        z, mask, dist_traj, rate_traj, curve, rand_curve, phi_x, t, out, explained = _fit(
             space, target, stats, gen, mean, std, reference, ints, fr, score, float(l1), float(lr), float(init),
             per_channel, progress,
         )
@@ -517,14 +534,25 @@ def rde(
         full_mask = mask.squeeze(-1).to(x.device, space.result_dtype).clone()
     else:
         full_mask = mask.expand(tuple(z.shape)).to(x.device, x.dtype).clone()
+    settings = dict(mean=mean, std=std, reference=None if reference is None else "given", l1=float(l1),
+                    steps=ints["steps"], lr=float(lr), n_noise=ints["n_noise"], init=float(init),
+                    per_channel=per_channel, score=score, n_eval=ints["n_eval"], n_random=ints["n_random"],
+                    seed=seed, wrt=space.wrt, output=output,
+                    embedding=space.site.name if space.site is not None else None, batch_size=batch_size,
+                    eval_mode=eval_mode)
     return RDEResult(
-        mask=full_mask,
+        attribution=full_mask,
+        target=resolved_target(t),
+        output=out,
+        score=explained.to(x.device),
+        method="rde",
+        settings=settings,
+        phi=phi_x.detach().cpu().to(torch.float64),
         distortion=dist_traj,
         rate=rate_traj,
         fractions=fr,
         curve=curve,
         random_curve=rand_curve,
-        score=phi_x.detach().cpu().to(torch.float64),
     )
 
 
@@ -534,14 +562,15 @@ def _fit(
     init: float, per_channel: bool, progress: bool | None,
 ) -> tuple[torch.Tensor, ...]:
     """The work (inside ``space.active``): the points and noise statistics, Φ(x), the optimised mask and its
-    curves. Returns ``z, mask, distortion, rate, curve, random_curve, Φ(x)``."""
+    curves. Returns ``z, mask, distortion, rate, curve, random_curve, Φ(x)``, the target, the output and the
+    explained score."""
     batch_size = ints["batch_size"]
     if space.tokens:
         z = torch.cat([space.points(sl) for sl in batch_slices(space.n, batch_size)])
         stats = _token_noise_model(space, z, mean, std, reference, batch_size)
     else:
         z = space.points(slice(None))
-    t, phi_x = _clean_scores(space, target, score, batch_size)
+    t, out, explained, phi_x = _clean_scores(space, target, score, batch_size)
     dist = _Distortion(space, z, t, phi_x, *stats, gen, score, batch_size)
     work = torch.promote_types(space.dtype, torch.float32)
     s = torch.full(_mask_shape(space, z, per_channel), init, dtype=work, device=space.device, requires_grad=True)
@@ -549,7 +578,7 @@ def _fit(
         mask, dist_traj, rate_traj = _optimise(dist, s, l1, lr, ints["steps"], ints["n_noise"], bar)
         with torch.no_grad():
             curve, rand_curve = _curves(dist, mask, fr, ints["n_eval"], ints["n_random"], bar)
-    return z, mask, dist_traj, rate_traj, curve, rand_curve, phi_x
+    return z, mask, dist_traj, rate_traj, curve, rand_curve, phi_x, t, out, explained
 
 
 def _check_fit(space: AttributionSpace, target: Any, score: str, per_channel: bool) -> None:

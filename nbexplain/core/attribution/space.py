@@ -9,7 +9,7 @@ run every model call through :class:`AttributionSpace`, and validate their argum
 
 Several inputs
 --------------
-``x`` may be one batch of several model inputs — a tuple (positional), a dict (keyword) or an
+``inputs`` may be one batch of several model inputs — a tuple (positional), a dict (keyword) or an
 :class:`~nbexplain.core._base.model_inputs.Inputs` — of which one, ``wrt``, is explained. The space holds the whole
 batch; every model call takes the rows ``idx`` of *every* input and puts the point ``z`` in place of the
 ``wrt`` input, ``model(*inputs.rows(idx).replace(wrt, z))``. The methods that expand the batch (SmoothGrad's
@@ -41,7 +41,7 @@ from .._base.model_io import (
     resolve_embedding,
     select_output,
 )
-from .._base.targets import Target, as_target
+from .._base.targets import Target, as_target, describe_axes
 from .._base.validation import check_model, check_tensor
 
 __all__ = [
@@ -51,14 +51,16 @@ __all__ = [
     "prepare_attribution",
     "check_attribution_input",
     "target_scores",
+    "predicted_classes",
+    "bind_target",
 ]
 
-#: What ``x=`` of an attribution accepts: one tensor (or numpy array), a tuple (positional inputs) or dict
+#: What ``inputs=`` of an attribution accepts: one tensor (or numpy array), a tuple (positional inputs) or dict
 #: (keyword inputs) of tensors batched together, or :class:`~nbexplain.core._base.model_inputs.Inputs`.
 AttributionInputs = Union[torch.Tensor, tuple, Mapping[str, Any], Inputs]
 
 
-def check_attribution_input(x: Any, argname: str = "x", min_ndim: int = 2) -> torch.Tensor:
+def check_attribution_input(x: Any, argname: str = "inputs", min_ndim: int = 2) -> torch.Tensor:
     """A batch ``(N, …)`` with N ≥ 1: floating (and finite) values, or integer token ids."""
     x = check_tensor(x, argname, min_ndim=min_ndim, finite=True)
     if x.shape[0] == 0:
@@ -66,9 +68,9 @@ def check_attribution_input(x: Any, argname: str = "x", min_ndim: int = 2) -> to
     return x
 
 
-def attribution_inputs(x: Any, wrt: Any = None, argname: str = "x") -> tuple[Inputs, InputKey, str]:
-    """``x=`` of an attribution as one :class:`Inputs` batch, the key of the explained input, and its name for
-    messages (``x``, or ``x[1]`` / ``x['mask']`` for one of several inputs).
+def attribution_inputs(x: Any, wrt: Any = None, argname: str = "inputs") -> tuple[Inputs, InputKey, str]:
+    """``inputs=`` of an attribution as one :class:`Inputs` batch, the key of the explained input, and its name for
+    messages (``inputs``, or ``inputs[1]`` / ``inputs['mask']`` for one of several inputs).
 
     The explained input is checked as by :func:`check_attribution_input` (for one of several inputs a 1-D
     ``(N,)`` input is allowed: the batch size is known from the others); floating inputs that are held fixed
@@ -78,7 +80,7 @@ def attribution_inputs(x: Any, wrt: Any = None, argname: str = "x") -> tuple[Inp
         type(x).__module__.startswith("numpy") and hasattr(x, "shape")
     ):
         hint = (
-            " A list is not read as several inputs: pass them as a tuple, e.g. x=(x, mask)."
+            " A list is not read as several inputs: pass them as a tuple, e.g. inputs=(x, mask)."
             if isinstance(x, list) and x and all(isinstance(v, torch.Tensor) for v in x) else ""
         )
         raise TypeError(
@@ -118,6 +120,32 @@ def target_scores(output: torch.Tensor, target: Any, argname: str = "target") ->
     if not isinstance(target, Target):
         target = as_target(target, int(output.shape[0]), argname)
     return target.scores(output)
+
+
+def predicted_classes(output: torch.Tensor, method: str) -> torch.Tensor:
+    """``target=None``: the predicted class of each row, LongTensor ``(rows,)`` on the CPU.
+
+    ``(N, C)`` scores: the argmax over the classes; ``(N,)`` outputs: class 0 (the one output). Other outputs
+    (sequences, dense maps) have no single predicted class: a clear error asks for a target.
+    """
+    if output.ndim == 1:
+        return torch.zeros(output.shape[0], dtype=torch.long)
+    if output.ndim == 2:
+        return output.detach().argmax(dim=1).cpu()
+    raise ValueError(
+        f"{method}(target=None) explains the predicted class of (N, C) scores, but the selected output is "
+        f"{describe_axes(tuple(output.shape))}: pass `target=` — (position, token) for a sequence, a class or "
+        "nx.Target.region(class, mask) for a dense map, or a function of the output (nx.Target.score(fn))."
+    )
+
+
+def bind_target(target: Any, n: int, argname: str = "target") -> Target:
+    """``target=`` for ``n`` rows: a :class:`Target` already bound to ``n`` rows (e.g. repeated per noisy copy by
+    :func:`~nbexplain.core.attribution.noise.noise_tunnel`) is used as it is; anything else is read by
+    :func:`~nbexplain.core._base.targets.as_target`."""
+    if isinstance(target, Target) and target.rows is not None and len(target) == n:
+        return target
+    return as_target(target, n, argname)
 
 
 class AttributionSpace:
@@ -272,7 +300,7 @@ class AttributionSpace:
                 f"`{argname}` holds token ids of other samples, and the model takes several inputs: their "
                 f"embeddings are computed by calling the embedding layer on them alone, which needs an "
                 f"nn.Embedding, but {self.site.name!r} is a {type(self.site.module).__name__}. Pass `{argname}` as "
-                f"a whole batch of the model's inputs (a tuple or dict like `x`) instead."
+                f"a whole batch of the model's inputs (a tuple or dict like `inputs`) instead."
             )
         with torch.no_grad():
             return self.site.module(model_input(ids, self.model)).detach()
@@ -283,11 +311,22 @@ class AttributionSpace:
 
     def grad(self, idx: Any, t: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the target scores w.r.t. the points, and the points themselves."""
+        g, leaf, _, _, _ = self.grad_output(idx, t, z)
+        return g, leaf
+
+    def grad_output(
+        self, idx: Any, t: Any, z: torch.Tensor | None = None, method: str = "gradient"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Target, torch.Tensor]:
+        """Gradient of the target scores w.r.t. the points, the points, the selected output, the rows' target and
+        their scores (both detached), from one forward and one backward pass. ``t=None``: each row's predicted class (read from
+        this pass's output)."""
         with torch.enable_grad():
             out, leaf = self.forward(idx, z, leaf=True)
+            if t is None:
+                t = as_target(predicted_classes(out, method), int(out.shape[0]))
             scores = target_scores(out, t)
             (g,) = torch.autograd.grad(scores.sum(), leaf)
-        return g, leaf.detach()
+        return g, leaf.detach(), out.detach(), t, scores.detach()
 
     def scores(self, idx: Any, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():

@@ -93,10 +93,9 @@ def lrp_rules(
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     >>> x = torch.rand(2, 4)
     >>> with nx.lrp_rules(net, "epsilon", epsilon=1e-3):
-    ...     inside = nx.gradient(net, x, 1)
-    ...     smooth = nx.smoothgrad(net, x, 1, n_samples=8)
-    >>> inside = getattr(inside, "attribution", inside)
-    >>> reference = nx.lrp(net, x, 1, "epsilon", epsilon=1e-3, init="one").relevance
+    ...     inside = nx.gradient(net, x, 1).attribution
+    ...     smooth = nx.smoothgrad(net, x, 1, n_samples=8).attribution
+    >>> reference = nx.lrp(net, x, 1, "epsilon", epsilon=1e-3, init="one").attribution
     >>> torch.allclose(inside, reference, atol=1e-6)
     True
     """

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..result import AttributionResult
 from .composites import CONVS, DENSE, Composite
 from .functional import ModuleStackMode
 from .ops import make_op
@@ -271,22 +272,27 @@ class _SumFunction(torch.autograd.Function):
         return relevance * qa, relevance * qb, None, None
 
 
-@dataclass
-class LRPResult:
-    """What :func:`lrp` returns.
+@dataclass(repr=False, kw_only=True)
+class LRPResult(AttributionResult):
+    """What :func:`lrp` returns: an :class:`~nbexplain.AttributionResult` with LRP's extras.
 
     Attributes
     ----------
-    relevance
-        Input relevance, shape of ``x``.
+    attribution
+        Input relevance, shape of the explained input (``(N, T)`` for token ids).
     target
-        The explained class per sample, LongTensor ``(N,)``; for a ``(position, token)``, region or function
-        target the bound :class:`~nbexplain.core._base.targets.Target`.
+        The explained class per sample, LongTensor ``(N,)`` (also for ``target=None``: the predicted class);
+        for a ``(position, token)``, region or function target the bound
+        :class:`~nbexplain.core._base.targets.Target`.
     output
-        The model's (selected) output, e.g. ``(N, n_classes)``, in eval mode (after canonization).
-    explained
-        The relevance put on the output per sample ``(N,)`` — the target's score (``init="logit"``) or 1
-        (for a region: the mask's total weight).
+        The model's (selected) output, e.g. ``(N, n_classes)``, in eval mode (after canonization), detached.
+    score
+        ``(N,)`` float64 — the explained score at the output (the target's logit, a region's summed map, a
+        function target's value).
+    output_relevance
+        ``(N,)`` — the relevance put on the output per sample (in the output's dtype), which LRP conserves:
+        ``∂s/∂out ⊙ out`` summed (``init="logit"``: the score itself for a class, token or region, and for a
+        function that is homogeneous of degree 1) or ``Σ ∂s/∂out`` (``init="one"``: 1 for a class).
     layers
         Relevance at the *outputs* of the requested layers (``layers=``), by name; a module called more
         than once gets ``name``, ``name#2``, ….
@@ -294,31 +300,31 @@ class LRPResult:
         The composite that assigned the rules.
     rules
         The rule used for each hooked layer, by name.
+
+    Examples
+    --------
+    >>> import torch, nbexplain as nx
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.ReLU(), torch.nn.Linear(4, 2, bias=False))
+    >>> res = nx.lrp(net, torch.rand(2, 3), composite="epsilon", epsilon=1e-9)
+    >>> res.attribution.shape, bool(torch.allclose(res.conservation, torch.ones(2, dtype=torch.float64)))
+    (torch.Size([2, 3]), True)
     """
 
-    relevance: torch.Tensor
-    target: Any
-    output: torch.Tensor
-    explained: torch.Tensor
+    output_relevance: torch.Tensor
     layers: dict[str, torch.Tensor] = field(default_factory=dict)
     composite: Composite | None = None
     rules: dict[str, Rule] = field(default_factory=dict)
 
     @property
-    def total(self) -> torch.Tensor:
-        """Σ input relevance per sample (float64)."""
-        return self.relevance.detach().double().flatten(1).sum(1)
-
-    @property
     def conservation(self) -> torch.Tensor:
-        """Σ input relevance ÷ explained output per sample (1 = fully conserved; biases, ε and
+        """Σ input relevance ÷ the relevance put on the output, per sample (1 = fully conserved; biases, ε and
         αβ make it differ)."""
-        return self.total / self.explained.double()
+        return self.total / self.output_relevance.double()
 
     @property
     def conservation_error(self) -> torch.Tensor:
-        """``|Σ R_in − explained|`` per sample."""
-        return (self.total - self.explained.double()).abs()
+        """``|Σ R_in − output_relevance|`` per sample."""
+        return (self.total - self.output_relevance.double()).abs()
 
     def report(self) -> str:
         """A short text summary of conservation over the batch."""
@@ -331,10 +337,10 @@ class LRPResult:
         )
 
     def __repr__(self) -> str:
-        shape = tuple(self.relevance.shape)
+        shape = tuple(self.attribution.shape)
         extra = f", layers={list(self.layers)}" if self.layers else ""
         name = self.composite.name if self.composite is not None else "?"
-        return f"LRPResult(relevance={shape}, composite={name!r}, conservation≈{float(self.conservation.median()):.4f}{extra})"
+        return f"LRPResult(attribution={shape}, composite={name!r}, conservation≈{float(self.conservation.median()):.4f}{extra})"
 
 
 #: Shape-preserving modules that are not element-wise: nx.rules.Pass() would be wrong for them, so it is not offered.

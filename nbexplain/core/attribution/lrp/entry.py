@@ -11,6 +11,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from ..result import resolved_target
+from ..space import AttributionInputs, attribution_inputs, bind_target, predicted_classes
 from ..._base.compiled import strip_compiled
 from ..._base.hygiene import model_device, model_dtype
 from ..._base.machinery import batch_slices, check_progress, progress_bar
@@ -30,9 +32,9 @@ from ..._base.validation import (
     check_model,
     check_positive_int,
     match_layer_names,
+    renamed_arguments,
 )
-from ..space import AttributionInputs, attribution_inputs
-from .canonizers import Canonizer, default_canonizers
+from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
 from .engine import LRPResult
 from .inputs import EmbeddingTap, resolve_embedding
@@ -50,8 +52,8 @@ CanonizersArg = Union[str, None, Iterable[Canonizer]]
 def _check_finite(x: torch.Tensor) -> None:
     """One reduction instead of a full mask; the detailed count only when something is wrong."""
     if not bool(torch.isfinite(x.sum())):
-        check_finite(x, "x")
-        raise ValueError("`x` sums to a non-finite value (overflow); rescale the input.")
+        check_finite(x, "inputs")
+        raise ValueError("`inputs` sums to a non-finite value (overflow); rescale the input.")
 
 
 def _resolve_canonizers(canonizers: CanonizersArg) -> list[Canonizer]:
@@ -97,10 +99,11 @@ def _scores(raw: Any, plan: _Plan, n: int) -> torch.Tensor:
 
 
 def _explain_batch(
-    model: nn.Module, inp: Inputs, tb: Target, plan: _Plan, session: Session
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One forward pass with the session's rules on the model (its forward hook checks the graph), and one
-    backward pass seeded by ``plan.init``."""
+    model: nn.Module, inp: Inputs, tb: Target | None, plan: _Plan, session: Session
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Target, torch.Tensor]:
+    """One forward pass with the session's rules on the model (its forward hook checks the graph) and one
+    backward pass seeded by ``plan.init``: relevance, output, the relevance put on the output, the target
+    (``None``: the predicted classes of this pass) and the explained score (float64)."""
     xb = inp[plan.wrt]
     several = None if inp.single else inp
     tap = EmbeddingTap(model, plan.embedding, xb, several, plan.wrt) if plan.embedding is not None else None
@@ -112,12 +115,14 @@ def _explain_batch(
             if tap is not None:
                 tap.close()
         out = _scores(raw, plan, xb.shape[0])
+        if tb is None:
+            tb = as_target(predicted_classes(out, "lrp"), xb.shape[0])
         # Where the explained score reads the output (a one-hot for a class or a token, a region's mask,
         # ∂s/∂out for a function): checked against the output's shape before any backward pass.
         weights = tb.seed(out.detach())
         leaf = xb if tap is None else tap.leaf(model)[1]
         if not out.requires_grad:
-            raise ValueError("The model output does not depend on `x` (no gradient path); nothing to explain.")
+            raise ValueError("The model output does not depend on `inputs` (no gradient path); nothing to explain.")
         # init="logit": the relevance put on the output is the explained part of it, weights ⊙ out (for a class,
         # a token or a region: the selected scores themselves); init="one": the weights.
         if plan.init == "logit":  # zero weights stay exact zeros next to non-finite outputs the score never reads
@@ -140,13 +145,15 @@ def _explain_batch(
             f"{picked[bad_rows[:3]].tolist()}): a layer overflowed its dtype or a rule divided by zero. "
             "Explain the model in float32/float64, or use rules with a stabiliser (epsilon > 0)."
         )
-    return rel.detach(), out.detach(), explained
+    score = tb.scores(out.detach()).to(torch.float64)
+    return rel.detach(), out.detach(), explained, tb, score
 
 
+@renamed_arguments(x="inputs", eval="eval_mode")
 def lrp(
     model: nn.Module,
-    x: AttributionInputs,
-    target: TargetArg,
+    inputs: AttributionInputs,
+    target: TargetArg | None = None,
     composite: str | Composite | Rule | Mapping[Key, Rule] = "epsilon_plus_flat",
     *,
     wrt: InputKey | None = None,
@@ -159,7 +166,8 @@ def lrp(
     canonizers: CanonizersArg = "auto",
     layers: str | Sequence[str] | None = None,
     init: str = "logit",
-    batch_size: int | None = None,
+    batch_size: int | None = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
     strict: bool = True,
 ) -> LRPResult:
@@ -179,12 +187,14 @@ def lrp(
         ``(N, T, V)`` or dense map ``(N, C, H, W)``, or a tuple/dict of outputs with ``output=`` choosing one.
         A ``torch.compile``'d model is explained through its eager module (``model._orig_mod``); a
         TorchScript model is refused (LRP needs hooks on its layers).
-    x
+    inputs
         Inputs ``(N, …)``; floats are converted to the model's dtype and device. Integer token ids
         ``(N, T)`` are attributed through an embedding layer (see ``embedding``). Several inputs as one batch
         (a tuple, a dict or ``nx.Inputs``), as in :func:`~nbexplain.gradient`.
     target
-        What to explain, as in :func:`nbexplain.gradient`: a class, an int for all samples or a LongTensor
+        What to explain, as in :func:`nbexplain.gradient`: ``None`` (default) the predicted class of each
+        sample (the argmax of ``(N, C)`` scores, read from the explained forward pass itself); a class, an int
+        for all samples or a LongTensor
         ``(N,)`` (one class per sample, so several classes can be explained in one batch); ``(position,
         token)`` for a sequence output ``(N, T, V)``; a class (its map summed over all positions) or
         ``nx.Target.region(class, mask)`` for a dense map; or a function of the output returning one score per
@@ -212,9 +222,9 @@ def lrp(
         index, a key / attribute name, or a callable on the output. ``None``: the model returns a tensor.
     embedding
         Name of the layer (usually an ``nn.Embedding``) whose output is attributed: the relevance is read
-        there and summed over its last (feature) dimension, so ``result.relevance`` has the shape of the
-        token ids ``(N, T)``. ``None``: for integer ``x`` the model's ``nn.Embedding`` (the only one, or the
-        one called with ``x``), for float ``x`` the input itself.
+        there and summed over its last (feature) dimension, so ``result.attribution`` has the shape of the
+        token ids ``(N, T)``. ``None``: for integer ids the model's ``nn.Embedding`` (the only one, or the
+        one called with them), for floating inputs the input itself.
     epsilon, gamma, low, high
         Parameters of a named composite, passed to it only when given (``None``: the composite's own default);
         a composite that does not take one refuses it (``composite="epsilon", gamma=0.5`` raises a
@@ -241,8 +251,16 @@ def lrp(
         gradient's seed, so ``init="one"`` is what :func:`~nbexplain.gradient` returns inside
         :func:`~nbexplain.lrp_rules` (the same rules on the model for any gradient-based method).
     batch_size
-        Explain at most this many samples per pass (bounds memory). ``None``: as many as fit in about
-        2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224).
+        Explain at most this many samples per pass (bounds memory; 256 as in every method). ``None``: as many as
+        fit in about 2²¹ input values per pass (2,674 MNIST digits, 170 images of 3×64×64, 13 of 3×224×224) —
+        the safer choice for large images and deep models.
+    eval_mode
+        Explain the model in eval mode (default; batch norms use their running statistics and are merged into
+        the preceding layer). ``False`` explains it in the modes it is in; a batch norm in training mode then
+        normalises with the batch's statistics, which cannot be folded into the preceding layer, so
+        ``eval_mode=False`` with such a batch norm needs ``canonizers`` without ``MergeBatchNorm`` (the batch
+        norm then gets the rule of an unmerged batch norm, the affine map of the batch's statistics). Modes,
+        parameters and buffers (running statistics) are restored afterwards.
     progress
         Show a progress bar over batches (``None``: once the work has run for more than 2 s).
     strict
@@ -259,8 +277,9 @@ def lrp(
     Returns
     -------
     LRPResult
-        ``.relevance`` (shape of ``x``; ``(N, T)`` for token ids), ``.conservation`` (Σ R ÷ explained output
-        per sample), ``.layers``, ``.output``, ``.explained``, ``.target``, ``.rules``, ``.report()``.
+        ``.attribution`` (the relevance, shape of the input; ``(N, T)`` for token ids), ``.conservation`` (Σ R ÷
+        the relevance put on the output, per sample), ``.layers``, ``.output``, ``.score`` (the explained score,
+        float64), ``.output_relevance``, ``.target``, ``.rules``, ``.report()``.
         A float16/bfloat16 model is explained in float32 (its parameters are read into float32 copies for
         the call; the model itself is not changed): the relevance and outputs are then float32 — half
         precision underflows LRP's stabilisers. Other dtypes are kept.
@@ -292,7 +311,7 @@ def lrp(
     >>> model = cnn()
     >>> x = torch.rand(4, 1, 28, 28)
     >>> result = nx.lrp(model, x, target=3)
-    >>> result.relevance.shape
+    >>> result.attribution.shape
     torch.Size([4, 1, 28, 28])
     >>> res = nx.lrp(model, x, torch.tensor([0, 1, 2, 3]), composite="epsilon", layers=["conv2"])
     >>> res.layers["conv2"].shape
@@ -301,24 +320,50 @@ def lrp(
     model = check_runnable(check_model(model, what="nx.lrp"))
     params = {k: v for k, v in dict(epsilon=epsilon, gamma=gamma, low=low, high=high).items() if v is not None}
     batch, plan, requested = _make_plan(
-        model, x, wrt, output, embedding, composite, params, canonizers, layers, init, strict
+        model, inputs, wrt, output, embedding, composite, params, canonizers, layers, init, strict
     )
     per_sample = sum(t[0].numel() for t in batch.tensors)
     bs = max(1, _AUTO_BATCH_VALUES // max(1, per_sample)) if batch_size is None else check_positive_int(batch_size, "batch_size")
     check_progress(progress)
+    eval_mode = _check_eval_mode(model, eval_mode, plan)
     if isinstance(target, torch.Tensor):
         target = target.to("cpu")
-    tgt = as_target(target, batch[plan.wrt].shape[0])
+    tgt = None if target is None else bind_target(target, batch[plan.wrt].shape[0])
     # the rules go on the model the way nx.lrp_rules puts them there (one code path): the model's backward pass
     # then propagates relevance; the graph check reads the explained output only
     with rules_on(
         model, plan.composite, plan.canonizers, plan.capture, strict=plan.strict,
-        select=lambda raw: [select_output(raw, plan.output)], what="nx.lrp",
+        select=lambda raw: [select_output(raw, plan.output)], what="nx.lrp", eval_mode=eval_mode,
     ) as session:
         result = _run(model, batch, tgt, plan, bs, progress, session)
+    result.settings = dict(
+        composite=plan.composite.name, **params, wrt=plan.wrt, output=output, embedding=plan.embedding,
+        canonizers=[type(c).__name__ for c in plan.canonizers], layers=list(requested) or None, init=init,
+        batch_size=bs, eval_mode=eval_mode, strict=strict,
+    )
     if any(given != own for given, own in requested.items()):
         result.layers = {_given_name(k, requested): v for k, v in result.layers.items()}
     return result
+
+
+def _check_eval_mode(model: nn.Module, eval_mode: Any, plan: _Plan) -> bool:
+    """``eval_mode=False`` keeps the model's modes; a training-mode batch norm cannot then be merged."""
+    if not isinstance(eval_mode, bool):
+        raise TypeError(f"`eval_mode` must be True or False, got {eval_mode!r}.")
+    if eval_mode or not any(isinstance(c, MergeBatchNorm) for c in plan.canonizers):
+        return eval_mode
+    training = [n or type(m).__name__ for n, m in model.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if training:
+        raise ValueError(
+            f"lrp(eval_mode=False): the batch norm(s) {training[:4]} are in training mode, where they normalise "
+            "with each batch's own statistics; the MergeBatchNorm canonizer folds running statistics into the "
+            "preceding layer and cannot merge them. Use eval_mode=True (the default: running statistics, merged), "
+            "call model.eval() first, or pass canonizers without MergeBatchNorm (e.g. canonizers=None or "
+            "[nx.canonizers.ExplicitResidual()]) to explain each such batch norm as the affine map of its batch's "
+            "statistics."
+        )
+    return eval_mode
 
 
 def _make_plan(
@@ -374,13 +419,14 @@ def _own_names(comp: Composite, names: list[str]) -> Composite:
 
 
 def _run(
-    model: nn.Module, batch: Inputs, tgt: Target, plan: _Plan, bs: int, progress: bool | None, session: Session
+    model: nn.Module, batch: Inputs, tgt: Target | None, plan: _Plan, bs: int, progress: bool | None,
+    session: Session,
 ) -> LRPResult:
-    """The batch loop (with the rules on the model, in eval mode); the other inputs of ``batch`` go with each
-    slice."""
+    """The batch loop (with the rules on the model); the other inputs of ``batch`` go with each slice.
+    ``tgt=None``: each batch explains its predicted classes, read from its own forward pass."""
     x = batch[plan.wrt]
     device, dtype = model_device(model), model_dtype(model)
-    rel_parts, out_parts, expl_parts = [], [], []
+    rel_parts, out_parts, expl_parts, score_parts, tgt_parts = [], [], [], [], []
     layer_parts: dict[str, list[torch.Tensor]] = {}
     rules: dict[str, Rule] = {}
     slices = list(batch_slices(x.shape[0], bs))
@@ -395,10 +441,12 @@ def _run(
             inp = batch.rows(sl).map(
                 lambda k, t, xb=xb: xb if k == plan.wrt else model_input(t, model).detach()
             )
-            rel, out, explained = _explain_batch(model, inp, tgt[sl], plan, session)
+            rel, out, explained, tb, score = _explain_batch(model, inp, None if tgt is None else tgt[sl], plan, session)
             rel_parts.append(rel)
             out_parts.append(out)
             expl_parts.append(explained)
+            score_parts.append(score)
+            tgt_parts.append(tb)
             missing = [n for n in plan.capture if n not in session.captured]
             if missing:
                 raise ValueError(
@@ -412,11 +460,16 @@ def _run(
             for k, v in session.rules.items():
                 rules.setdefault(k, v)
     cat = (lambda parts: parts[0]) if len(rel_parts) == 1 else (lambda parts: torch.cat(parts))
+    if tgt is None:
+        tgt = as_target(cat([t.classes for t in tgt_parts]), x.shape[0])
+    rel = cat(rel_parts)
     return LRPResult(
-        relevance=cat(rel_parts),
-        target=tgt.classes if tgt.kind == "index" else tgt,
+        attribution=rel,
+        target=resolved_target(tgt),
         output=cat(out_parts),
-        explained=cat(expl_parts),
+        score=cat(score_parts).to(rel.device),
+        method="lrp",
+        output_relevance=cat(expl_parts),
         layers={k: cat(v) for k, v in layer_parts.items()},
         composite=plan.composite,
         rules=rules,

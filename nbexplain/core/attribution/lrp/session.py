@@ -118,6 +118,7 @@ class Session:
         # after the backward pass (nx.lrp). Without: fresh buffers, left to the garbage collector — inside
         # nx.lrp_rules the backward pass is the user's, and its end is not known here.
         self.pooled = pooled
+        self.eval_mode = True  # rules_on(eval_mode=False): training-mode forwards are the point, not an error
         self.handles = Handles()
         #: True while a forward pass of the model runs (the units' hooks act only then).
         self.active = False
@@ -225,7 +226,7 @@ class Session:
             return None
         self._leave()  # a pass cut short by a KeyboardInterrupt: its modes off, its state gone
         self._reentered = 0
-        training = [n or "the model" for n, m in model.named_modules() if m.training]
+        training = [n or "the model" for n, m in model.named_modules() if m.training] if self.eval_mode else []
         if training:
             raise RuntimeError(
                 f"LRP rules explain the model in eval mode, but {training[:3]} are in training mode (model.train(), "
@@ -450,7 +451,7 @@ class Session:
                 raise TypeError(
                     f"Rule {rule!r} needs a Linear, Conv, ConvTranspose, batch-norm or average-pooling layer, but "
                     f"{name!r} is a {type(module).__name__}; map nx.rules.Gradient() to it instead"
-                    + (" (or nx.Pass() if it acts element-wise)." if same else ".")
+                    + (" (or nx.rules.Pass() if it acts element-wise)." if same else ".")
                 )
             split = self.halves.pop(id(output), None)
             if split is not None and split[0] is output and split[1] == output._version:
@@ -461,7 +462,7 @@ class Session:
             if rule.needs_weights and op.weight is None:
                 raise TypeError(
                     f"Rule {rule!r} modifies weights, but {name!r} ({type(module).__name__}) has none; "
-                    "use nx.Norm() or nx.Epsilon() for pooling layers."
+                    "use nx.rules.Norm() or nx.rules.Epsilon() for pooling layers."
                 )
             if self._is_nonneg(x):
                 op.nonneg = True
@@ -539,6 +540,7 @@ def rules_on(
     select: Select = all_outputs,
     pooled: bool = True,
     what: str = "nx.lrp_rules",
+    eval_mode: bool = True,
 ) -> Iterator[Session]:
     """Put LRP rules on ``model`` for the block (one :class:`Session`) and leave it exactly as found after it.
 
@@ -547,20 +549,25 @@ def rules_on(
     parameters (:mod:`.inputs`). On exit — also through an exception — the hooks go (:class:`Handles`), and
     :func:`~nbexplain.core._base.hygiene.preserved` puts back every mode, hook, ``requires_grad`` and ``.grad``
     (and every value, for canonizers that write into them). ``what`` names the caller in the error raised when
-    the model already has rules on it (:class:`NestedRulesError`).
+    the model already has rules on it (:class:`NestedRulesError`). ``eval_mode=False`` (``nx.lrp(...,
+    eval_mode=False)``) keeps the model's own modes: dropout stays active and a training-mode batch norm
+    normalises with the batch's statistics (and updates its running statistics, which are put back on exit).
     """
     mods = list(model.modules())
     ruled = [n or "the model" for n, m in model.named_modules() if m in _RULED]
     if ruled:
         raise NestedRulesError(_NESTED.get(what, _NESTED["nx.lrp_rules"]).format(names=ruled[:3]))
-    values = any(c.changes_values(model) for c in canonizers)
+    # a forward pass in training mode updates batch-norm running statistics: snapshot the values then
+    values = not eval_mode or any(c.changes_values(model) for c in canonizers)
     with preserved(model, values=values), suspended_backward_hooks(model), computed_in_float32(model):
-        model.eval()
+        if eval_mode:
+            model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         _RULED.update(mods)
         try:
             session = Session(model, composite, canonizers, capture, strict=strict, select=select, pooled=pooled)
+            session.eval_mode = eval_mode
             try:
                 yield session
             finally:
