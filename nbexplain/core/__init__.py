@@ -50,6 +50,9 @@ from .attribution.lrp import (
 )
 
 __all__ += ["lrp", "lrp_rules", "LRPResult", "UnsupportedModuleError", "Composite", "COMPOSITES"]
+from .attribution.lrp.flow import RelevanceFlowResult, relevance_flow
+
+__all__ += ["relevance_flow", "RelevanceFlowResult"]
 __all__ += ["register_composite", "unregister_composite", "FunctionalOpsWarning"]
 
 # --- attribution: sensitivity, rate-distortion, continuity ---
