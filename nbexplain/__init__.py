@@ -14,12 +14,25 @@ from .core import *  # noqa: F403 - the public API is core's __all__
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "widgets", "data", "zoo", "architectures", *_core.__all__]
+__all__ = ["__version__", "objectives", "widgets", "data", "zoo", "architectures", *_core.__all__]
 
-_LAZY = ("widgets", "data", "zoo", "architectures")
+_LAZY = ("objectives", "widgets", "data", "zoo", "architectures")
 
-#: Public names that were renamed (issue 12: one vocabulary): the old name fails with the new spelling.
-_RENAMED: dict[str, str] = {}
+#: Public names that were renamed (one vocabulary across the API): the old name fails with the new spelling.
+_RENAMED: dict[str, str] = {
+    "layers": "list_layers",
+    "Objective": "objectives.Objective",
+    "channel": "objectives.channel",
+    "neuron": "objectives.neuron",
+    "class_logit": "objectives.class_logit",
+    "direction": "objectives.direction",
+    "diversity": "objectives.diversity",
+    "ActivationMaximization": "ActivationMaximizationResult",
+    "TopActivating": "TopActivatingResult",
+    "ComplexityDecomposition": "ComplexityResult",
+    "ShapleyValues": "ShapleyResult",
+    "DeltaCurve": "DeltaCurveResult",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -55,13 +55,16 @@ def renamed_arguments(**renamed: str) -> Callable[[F], F]:
     """
 
     def decorate(fn: F) -> F:
+        # a constructor is named by its class: "FeatureGallery()", not "__init__()"
+        name = fn.__qualname__[: -len(".__init__")] if fn.__name__ == "__init__" else fn.__name__
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             for old in kwargs.keys() & renamed.keys():
                 new = renamed[old]
                 fix = f"is now `{new}=`" if new.isidentifier() else new
                 raise TypeError(
-                    f"{fn.__name__}(): `{old}=` {fix} (nbexplain uses one vocabulary across the API; "
+                    f"{name}(): `{old}=` {fix} (nbexplain uses one vocabulary across the API; "
                     "see docs/architecture.md)."
                 )
             return fn(*args, **kwargs)
@@ -280,7 +283,7 @@ def match_layer_names(
         hint = suggest(unknown[0], available)
         raise ValueError(
             f"Unknown layer name(s) in `{argname}`: {unknown}.{hint} Valid names: {shown}. "
-            "List them with nx.layers(model)."
+            "List them with nx.list_layers(model)."
         )
     return matched
 
