@@ -99,7 +99,7 @@ def resnet_fit() -> None:
         with torch.no_grad():
             y = net(x).argmax(1)
         t = time.perf_counter()
-        res = nx.decompose_complexity(net, "layer2", (x[:400], y[:400]), (x[400:], y[400:]), reference_model=False,
+        res = nx.decompose_complexity(net, (x[:400], y[:400]), (x[400:], y[400:]), "layer2", reference_model=False,
                                       progress=False)
         fmt = lambda v: " ".join(f"{float(a):.3f}" for a in v)  # noqa: E731
         print(f"| {name} | {res.orders} | {fmt(res.fit_quality)} | {fmt(res.fit_quality_train)} | "
@@ -131,7 +131,7 @@ def main() -> None:
     e2e, e2e_cpu, training = [], [], []
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
-        res = nx.decompose_complexity(net, "conv2", train, test, reference_model=ref, progress=False, **LESSON)
+        res = nx.decompose_complexity(net, train, test, "conv2", reference_model=ref, progress=False, **LESSON)
         e2e.append(time.perf_counter() - t)
         e2e_cpu.append(time.process_time() - c)
         training.append(sum(h["seconds"] for h in res.history.values()))
@@ -144,8 +144,8 @@ def main() -> None:
         wall, cpu = plain_epoch_seconds(train[0], f, order, LESSON["width"], LESSON["batch_size"], epochs, seed=r)
         plain_ep += wall
         plain_cpu += cpu
-        res = nx.decompose_complexity(net, "conv2", train, test, orders=(order,), epochs=epochs,
-                                      width=LESSON["width"], batch_size=LESSON["batch_size"], lr=LESSON["lr"],
+        res = nx.decompose_complexity(net, train, test, "conv2", orders=(order,), epochs=epochs,
+                                      width=LESSON["width"], train_batch_size=LESSON["batch_size"], lr=LESSON["lr"],
                                       metric_samples=50, reference_model=False, progress=False, seed=r)
         nbx_ep += res.history[order]["epoch_seconds"]
         nbx_cpu += res.history[order]["epoch_cpu_seconds"]

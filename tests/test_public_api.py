@@ -47,6 +47,6 @@ def test_the_exported_result_types_are_the_returned_ones() -> None:
     x = torch.rand(16, 4)
     stats = nx.layer_statistics(net, x, ["0"])["0"]
     curve = nx.delta_curve(net, x, "0", stats, deltas=[0.9, 1.0], metric="agreement")
-    assert isinstance(curve, nx.DeltaCurve)
+    assert isinstance(curve, nx.DeltaCurveResult)
     with nx.preserved(net) as snap:
         assert isinstance(snap, nx.ModelSnapshot)

@@ -63,27 +63,27 @@ class Reordered(nn.Module):
 
 
 def test_layers_on_sequential_nested_and_conv_models() -> None:
-    assert nx.layers(zoo.mlp(64, (32, 16))) == ["fc1", "fc2", "out"]
-    assert nx.layers(zoo.cnn()) == ["conv1", "conv2", "fc1", "out"]
-    assert nx.layers(Nested()) == ["stem.0", "block.conv", "head.fc"]
-    assert nx.layers(Nested(), kinds="activation") == ["stem.1", "block.act"]
-    assert nx.layers(Nested(), kinds="all") == ["stem.0", "stem.1", "block.conv", "block.act", "head.flat", "head.fc"]
-    assert nx.layers(zoo.cnn(), kinds=["norm", nn.MaxPool2d]) == ["bn1", "pool1", "bn2", "pool2"]
+    assert nx.list_layers(zoo.mlp(64, (32, 16))) == ["fc1", "fc2", "out"]
+    assert nx.list_layers(zoo.cnn()) == ["conv1", "conv2", "fc1", "out"]
+    assert nx.list_layers(Nested()) == ["stem.0", "block.conv", "head.fc"]
+    assert nx.list_layers(Nested(), kinds="activation") == ["stem.1", "block.act"]
+    assert nx.list_layers(Nested(), kinds="all") == ["stem.0", "stem.1", "block.conv", "block.act", "head.flat", "head.fc"]
+    assert nx.list_layers(zoo.cnn(), kinds=["norm", nn.MaxPool2d]) == ["bn1", "pool1", "bn2", "pool2"]
 
 
 def test_layers_forward_order_with_example() -> None:
     net = Reordered()
-    assert nx.layers(net) == ["late", "early", "unused"]
-    assert nx.layers(net, example=torch.randn(2, 3)) == ["early", "late"]
+    assert nx.list_layers(net) == ["late", "early", "unused"]
+    assert nx.list_layers(net, inputs=torch.randn(2, 3)) == ["early", "late"]
 
 
 def test_layers_rejects_bad_kinds() -> None:
     with pytest.raises(ValueError, match="Did you mean 'conv'"):
-        nx.layers(zoo.cnn(), kinds="cnov")
+        nx.list_layers(zoo.cnn(), kinds="cnov")
     with pytest.raises(TypeError, match="kinds"):
-        nx.layers(zoo.cnn(), kinds=[3])
+        nx.list_layers(zoo.cnn(), kinds=[3])
     with pytest.raises(TypeError, match="torch.nn.Module"):
-        nx.layers({"a": 1})
+        nx.list_layers({"a": 1})
 
 
 def test_capture_equals_manual_forward() -> None:

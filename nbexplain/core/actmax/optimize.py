@@ -279,7 +279,7 @@ def _plan(
             shapes.update(probe(model, [diversity_layer], s.input_shape, device, dtype, feed)[0])
             order = probe(model, sorted({*obj.layers, diversity_layer}), s.input_shape, device, dtype, feed)[1]
         groups = torch.arange(n_base).repeat_interleave(s.images_per_unit)
-        optimised = obj + s.diversity * diversity_term(group_layer, groups)
+        optimised = obj + s.diversity * diversity_term(group_layer, groups=groups)
     # What is reported (trajectory, final, percentile) leaves out batch-only terms such as diversity,
     # so that the final value is comparable with the same objective on real examples.
     reported = without_batch_terms(obj)
