@@ -58,7 +58,7 @@ def make_data(n: int, seed: int, teacher: Teacher) -> tuple[torch.Tensor, torch.
     return x, y
 
 
-SETTINGS = dict(orders=(1, 2, 4), epochs=25, width=32, batch_size=128, lr=(3e-3, 1e-4), progress=False)
+SETTINGS = dict(orders=(1, 2, 4), epochs=25, width=32, train_batch_size=128, lr=(3e-3, 1e-4), progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from tests.models.zoo import build
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAST = dict(orders=(1, 2), epochs=1, width=8, batch_size=16, reference_model=False, metric_samples=1000,
+FAST = dict(orders=(1, 2), epochs=1, width=8, train_batch_size=16, reference_model=False, metric_samples=1000,
             progress=False)
 
 
