@@ -388,3 +388,23 @@ def test_colour_model_with_decorrelated_fourier_and_own_colour_matrix():
         assert res.images.min() >= 0 and res.images.max() <= 1
     with pytest.raises(ValueError, match="color_matrix"):
         nx.maximize_activation(net, "conv2_2", 0, (3, 16, 16), steps=1, color_matrix=torch.eye(2), progress=False)
+
+
+def test_top_activating_eval_mode_false_scores_in_train_mode_and_restores_buffers():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6)).train()
+    net[1].running_mean.normal_()
+    x = torch.randn(20, 4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    top = nx.top_activating(net, x, "1", [2], k=3, eval_mode=False, batch_size=20)
+    h = x.double() @ net[0].weight.detach().double().T + net[0].bias.detach().double()
+    z = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + net[1].eps)  # batch statistics, float64
+    z = z * net[1].weight.detach().double() + net[1].bias.detach().double()
+    ref = z[:, 2].topk(3)
+    assert top.indices[0].tolist() == ref.indices.tolist()
+    torch.testing.assert_close(top.values[0].double(), ref.values, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items()) and net.training
+    evald = nx.top_activating(net, x, "1", [2], k=3)  # default eval mode: running statistics
+    z_eval = (h[:, 2] - net[1].running_mean[2].double()) / torch.sqrt(net[1].running_var[2].double() + net[1].eps)
+    z_eval = z_eval * net[1].weight[2].detach().double() + net[1].bias[2].detach().double()
+    torch.testing.assert_close(evald.values[0].double(), z_eval.topk(3).values, rtol=1e-5, atol=1e-5)
