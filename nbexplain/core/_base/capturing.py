@@ -21,9 +21,9 @@ from torch import nn
 from .hygiene import preserved
 from .layer_select import resolve_modules
 from .layouts import LAYOUTS, LayoutArg, LayoutProbe, check_layout_arg
+from .machinery import Handles, check_progress, progress_bar
 from .model_inputs import InputKey, Inputs, as_inputs, call_model, iter_inputs
 from .model_io import check_runnable
-from .machinery import Handles, check_progress, progress_bar
 from .validation import check_choice, check_finite, check_model, check_positive_int, renamed_arguments
 
 __all__ = [
