@@ -1,4 +1,4 @@
-"""nx.layers, nx.capture and nx.activations against manual forwards; hook hygiene; bad input."""
+"""nx.list_layers, nx.capture and nx.activations against manual forwards; hook hygiene; bad input."""
 
 from __future__ import annotations
 

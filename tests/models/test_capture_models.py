@@ -1,4 +1,4 @@
-"""nx.layers, nx.activations and nx.capture on real architectures, against what each layer really produced.
+"""nx.list_layers, nx.activations and nx.capture on real architectures, against what each layer really produced.
 
 The reference is a plain forward hook that stores ``out.clone()``: the value the layer produced, before a
 later ``ReLU(inplace=True)`` or ``out += identity`` (torchvision's ResNet blocks) overwrites it. Token

@@ -364,7 +364,7 @@ def maximize_activation(
         Any ``torch.nn.Module``; left exactly as found.
     layer
         The layer name (see :func:`nbexplain.list_layers`); ignored when ``objective`` is an
-        :class:`Objective`. ``None`` with a named objective maximises the model's own output (the tensor
+        ``nx.objectives.Objective``. ``None`` with a named objective maximises the model's own output (the tensor
         ``output=`` selects, for models that return a tuple or dict), e.g. ``objective="logit"``.
     unit
         A unit/channel/class index, a list of them (one optimisation, one image per unit), ``None`` for
