@@ -145,7 +145,8 @@ def main() -> None:
         plain_ep += wall
         plain_cpu += cpu
         res = nx.decompose_complexity(net, train, test, "conv2", orders=(order,), epochs=epochs,
-                                      width=LESSON["width"], train_batch_size=LESSON["train_batch_size"], lr=LESSON["lr"],
+                                      width=LESSON["width"], train_batch_size=LESSON["train_batch_size"],
+                                      lr=LESSON["lr"],
                                       metric_samples=50, reference_model=False, progress=False, seed=r)
         nbx_ep += res.history[order]["epoch_seconds"]
         nbx_cpu += res.history[order]["epoch_cpu_seconds"]

@@ -252,7 +252,8 @@ def test_float64_model_and_float64_inputs_are_cast():
     assert_untouched(net, snap)
     assert res.features(test[0]).dtype == torch.float32
     net32 = tuple_model().body
-    res64 = decompose_complexity(net32, (train[0].double(), train[1].double()), (test[0].double(), test[1].double()), "act", orders=(0, 1), **QUICK)
+    res64 = decompose_complexity(net32, (train[0].double(), train[1].double()),
+                                 (test[0].double(), test[1].double()), "act", orders=(0, 1), **QUICK)
     assert res64.components(test[0].double()).shape == (2, 60, 12)
     torch.testing.assert_close(res.fit_quality, res64.fit_quality, rtol=0, atol=1e-3)
 

@@ -175,6 +175,7 @@ def test_cross_entropy_reads_a_sequence_output_vocabulary_last() -> None:
     ys = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(loss(seg, ys), -torch.log_softmax(seg, dim=1).gather(1, ys[:, None]).mean())
     model, x, _ = seq_case()
+    labels = torch.zeros(6, dtype=torch.long)
     with pytest.raises(ValueError, match=r"\(N, T=6, V=5\).*shape \(N, 6\)"):
-        nx.decompose_complexity(model, (x, torch.zeros(6, dtype=torch.long)), (x, torch.zeros(6, dtype=torch.long)), "fc",
+        nx.decompose_complexity(model, (x, labels), (x, labels), "fc",
                                 orders=(1,), epochs=1, progress=False)

@@ -336,7 +336,8 @@ def test_decompose_complexity_with_several_inputs() -> None:
     assert res.losses["model_test"] == pytest.approx(float((logits[64:] - y[64:]).pow(2).mean()), rel=1e-5)
     assert torch.equal(res.components(x[:3]), res.components(nx.Inputs(x[:3], mask[:3])))
     with pytest.raises(TypeError, match=r"`train\[0\]\['mask'\]` has dtype torch.bool"):
-        nx.decompose_complexity(net, ({"x": x[:64], "mask": mask[:64]}, y[:64]), ({"x": x[64:], "mask": mask[64:]}, y[64:]), "pool", wrt="mask", **kw)
+        nx.decompose_complexity(net, ({"x": x[:64], "mask": mask[:64]}, y[:64]),
+                                ({"x": x[64:], "mask": mask[64:]}, y[64:]), "pool", wrt="mask", **kw)
     with pytest.raises(ValueError, match="`train` and `test` hold different inputs"):
         nx.decompose_complexity(net, ((x[:64], mask[:64]), y[:64]), (x[64:], y[64:]), "pool", **kw)
 

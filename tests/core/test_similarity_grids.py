@@ -146,7 +146,8 @@ def test_pickled_module_files_are_refused(tmp_path, x):
 
 def test_model_vs_model_grid(x):
     a, b = mlp(12, (10, 6), seed=0), mlp(12, (16, 8, 4), seed=1)
-    res = nx.model_similarity(a, b, x, ["fc1", "fc2"], layers_b=["fc1", "fc2", "fc3"], metric=["cka", "svcca"], labels=("small", "deep"), progress=False)
+    res = nx.model_similarity(a, b, x, ["fc1", "fc2"], layers_b=["fc1", "fc2", "fc3"], metric=["cka", "svcca"],
+                              labels=("small", "deep"), progress=False)
     assert res.kind == "models" and res.grid.shape == (1, 2, 3)
     assert res.checkpoint_labels == ["small"] and res.reference_label == "deep"
     fa = nx.activations(a, x, ["fc2"])["fc2"]
@@ -183,7 +184,8 @@ def test_conv_channels_resolution_alignment_and_pooling():
     # a ReLU after a conv keeps the channel layout (positions are samples)
     relu = nx.model_similarity(net, net, imgs, ["relu1", "conv2"], metric="cca", max_samples=100_000, progress=False)
     assert relu.n_samples.tolist() == [[30 * 64, 30 * 16], [30 * 16, 30 * 16]]
-    pooled_mode = nx.model_similarity(net, other, imgs, ["conv1"], layers_b=["conv2"], metric="cka", conv="mean", progress=False)
+    pooled_mode = nx.model_similarity(net, other, imgs, ["conv1"], layers_b=["conv2"], metric="cka", conv="mean",
+                                      progress=False)
     assert pooled_mode.grid.item() == pytest.approx(
         nx.cka(c1.mean(dim=(2, 3)), c2.mean(dim=(2, 3))).value, abs=1e-9
     )
