@@ -291,3 +291,14 @@ def test_activations_progress_follows_the_policy(capsys: pytest.CaptureFixture[s
     assert torch.equal(quiet, shown) and torch.equal(quiet, auto)
     with pytest.raises(TypeError, match="`progress` must be None"):
         nx.activations(net, x, "fc1", progress="yes")
+
+
+def test_count_batches_is_what_iter_batches_yields() -> None:
+    """The progress bars' totals: one batch split into chunks, or an iterable's own batches."""
+    from nbexplain.core._base.capturing import count_batches
+
+    x = torch.rand(10, 3)
+    cases = [x, (x, torch.ones(10)), {"a": x, "b": x}, nx.Inputs(x, mask=torch.ones(10)), x.numpy(), [x, x[:2], x]]
+    for inputs in cases:
+        assert count_batches(inputs, 4) == len(list(iter_batches(inputs, 4))), type(inputs)
+    assert count_batches(iter([x]), 4) is None  # a generator: unknown, the bar counts without a total

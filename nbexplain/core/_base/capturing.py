@@ -309,15 +309,16 @@ def features_first(outputs: dict[str, torch.Tensor], layouts: dict[str, str]) ->
 
 def count_batches(inputs: Any, batch_size: int) -> int | None:
     """How many batches :func:`iter_batches` will yield (for a progress bar's total), or None if unknown."""
-    if isinstance(inputs, (torch.Tensor, Inputs)) or (isinstance(inputs, tuple) and inputs and all(
-            isinstance(t, torch.Tensor) for t in inputs)):
+    if isinstance(inputs, (torch.Tensor, tuple, Mapping, Inputs)) or (
+        type(inputs).__module__.startswith("numpy") and hasattr(inputs, "shape")
+    ):  # one batch, split (the same test as iter_inputs)
         try:
             n = as_inputs(inputs).n
         except (TypeError, ValueError):
             return None  # iter_batches raises the clear error
-        return -(-n // batch_size)
+        return -(-n // batch_size) if batch_size > 0 else None
     try:
-        return len(inputs)
+        return len(inputs)  # a list or DataLoader of batches
     except TypeError:
         return None
 
