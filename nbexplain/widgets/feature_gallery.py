@@ -227,9 +227,8 @@ class FeatureGallery(RequestWidget):
             if bad in self._extra:
                 raise TypeError(f"`maximize_kwargs` must not contain {bad!r}; it is an argument of FeatureGallery.")
         self._max_units = max_units
-        if unit is not None and not isinstance(unit, (Sequence, torch.Tensor, np.ndarray)):
-            unit = [unit]
-        self._requested_units = None if unit is None else [int(u) for u in unit]
+        # one index or several (a list, range, tensor or array), as in maximize_activation
+        self._requested_units = None if unit is None else [int(u) for u in torch.as_tensor(unit).reshape(-1).tolist()]
         self._titles = None if titles is None else [str(t) for t in titles]
         self.result: ActivationMaximizationResult | None = None
         self.top: TopActivatingResult | None = None

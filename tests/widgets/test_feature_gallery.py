@@ -140,3 +140,14 @@ def test_helpers():
     c = _curves(long)
     assert c.shape[0] == 2 and c.shape[1] <= MAX_CURVE_POINTS
     assert np.all(np.diff(c[0]) > 0)  # averaging keeps a rising curve rising
+
+
+def test_one_unit_or_a_range_and_the_old_names_fail(model, images):
+    """`unit=` takes what maximize_activation takes: one index, a list or a range."""
+    one = FeatureGallery(model, images, "conv2", 3, steps=2, k=2, progress=False)
+    assert one.units == [3] and one.top.units == [3]
+    assert FeatureGallery(model, None, "conv2", range(2), input_shape=(1, 28, 28), steps=2, progress=False).units == [0, 1]
+    with pytest.raises(TypeError, match=r"FeatureGallery\(\): `units=` is now `unit=`"):
+        FeatureGallery(model, images, "conv2", units=[1])
+    with pytest.raises(TypeError, match=r"FeatureGallery\(model, inputs, layer, unit=None"):
+        FeatureGallery(model, "conv2", [1])
