@@ -31,7 +31,7 @@ from nbexplain import zoo
 from nbexplain.core.complexity.disentanglers import make_disentangler
 from nbexplain.data import mnist
 
-LESSON = dict(orders=(0, 1, 2, 4), epochs=6, width=32, batch_size=32, lr=(3e-3, 1e-4), metric_samples=400)
+LESSON = dict(orders=(0, 1, 2, 4), epochs=6, width=32, train_batch_size=32, lr=(3e-3, 1e-4), metric_samples=400)
 
 
 def plain_epoch_seconds(x, f, order, width, batch_size, epochs, seed=0):
@@ -99,7 +99,7 @@ def resnet_fit() -> None:
         with torch.no_grad():
             y = net(x).argmax(1)
         t = time.perf_counter()
-        res = nx.decompose_complexity(net, "layer2", (x[:400], y[:400]), (x[400:], y[400:]), reference_model=False,
+        res = nx.decompose_complexity(net, (x[:400], y[:400]), (x[400:], y[400:]), "layer2", reference_model=False,
                                       progress=False)
         fmt = lambda v: " ".join(f"{float(a):.3f}" for a in v)  # noqa: E731
         print(f"| {name} | {res.orders} | {fmt(res.fit_quality)} | {fmt(res.fit_quality_train)} | "
@@ -131,7 +131,7 @@ def main() -> None:
     e2e, e2e_cpu, training = [], [], []
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
-        res = nx.decompose_complexity(net, "conv2", train, test, reference_model=ref, progress=False, **LESSON)
+        res = nx.decompose_complexity(net, train, test, "conv2", reference_model=ref, progress=False, **LESSON)
         e2e.append(time.perf_counter() - t)
         e2e_cpu.append(time.process_time() - c)
         training.append(sum(h["seconds"] for h in res.history.values()))
@@ -141,11 +141,12 @@ def main() -> None:
     order, epochs = args.epoch_order, 3
     nbx_ep, plain_ep, nbx_cpu, plain_cpu = [], [], [], []
     for r in range(args.repeats):
-        wall, cpu = plain_epoch_seconds(train[0], f, order, LESSON["width"], LESSON["batch_size"], epochs, seed=r)
+        wall, cpu = plain_epoch_seconds(train[0], f, order, LESSON["width"], LESSON["train_batch_size"], epochs, seed=r)
         plain_ep += wall
         plain_cpu += cpu
-        res = nx.decompose_complexity(net, "conv2", train, test, orders=(order,), epochs=epochs,
-                                      width=LESSON["width"], batch_size=LESSON["batch_size"], lr=LESSON["lr"],
+        res = nx.decompose_complexity(net, train, test, "conv2", orders=(order,), epochs=epochs,
+                                      width=LESSON["width"], train_batch_size=LESSON["train_batch_size"],
+                                      lr=LESSON["lr"],
                                       metric_samples=50, reference_model=False, progress=False, seed=r)
         nbx_ep += res.history[order]["epoch_seconds"]
         nbx_cpu += res.history[order]["epoch_cpu_seconds"]
@@ -164,7 +165,7 @@ def main() -> None:
     print(f"| … of which disentangler training | {m_train:.1f} | | {100 * m_train / m_e2e:.0f}% of the wall time |")
     print(f"| … everything else (features, test curves, metrics, 2⁴ Shapley coalitions) | {m_e2e - m_train:.1f} | | |")
     print(f"| one epoch, order-{order} disentangler, nbexplain | {m_nbx:.2f} | {c_nbx:.2f} | 800 images, "
-          f"batch {LESSON['batch_size']} |")
+          f"batch {LESSON['train_batch_size']} |")
     print(f"| one epoch, same network, plain loop | {m_plain:.2f} | {c_plain:.2f} | |")
     print(f"| ratio nbexplain / plain (per epoch) | {m_nbx / m_plain:.2f}× | {c_nbx / c_plain:.2f}× | "
           f"median of {len(nbx_ep)} epochs each |")

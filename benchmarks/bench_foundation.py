@@ -66,7 +66,7 @@ def activations_throughput(repeats: int = 7) -> tuple[float, float, float]:
     m = data.mnist()
     net = zoo.cnn().eval()
     x = m.x_train[:2000]
-    names = nx.layers(net)
+    names = nx.list_layers(net)
     nx.activations(net, x[:256], names)  # warm-up
     plain_hook_activations(net, x[:256], names, 256)
     ours, base = [], []

@@ -1,7 +1,7 @@
 """nbexplain — see inside PyTorch models from a notebook.
 
 Everything public in :mod:`nbexplain.core` is re-exported here (``import nbexplain as nx``), plus the
-namespaces ``nx.rules`` (LRP rules) and ``nx.canonizers``, and the ``widgets``, ``data``, ``zoo`` and
+namespaces ``nx.rules`` (LRP rules), ``nx.canonizers`` and ``nx.objectives`` (activation-maximization objectives), and the ``widgets``, ``data``, ``zoo`` and
 ``architectures`` submodules. See docs/architecture.md for the contract.
 """
 
@@ -16,12 +16,24 @@ from .core import *  # noqa: F403 - the public API is core's __all__
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "widgets", "data", "zoo", "architectures", "rules", "canonizers", *_core.__all__]
+__all__ = ["__version__", "objectives", "rules", "canonizers", "widgets", "data", "zoo", "architectures", *_core.__all__]
 
-_LAZY = ("widgets", "data", "zoo", "architectures")
+_LAZY = ("objectives", "widgets", "data", "zoo", "architectures")
 
-#: Public names that were renamed (issue 12: one vocabulary): the old name fails with the new spelling.
+#: Public names that were renamed (one vocabulary across the API): the old name fails with the new spelling.
 _RENAMED: dict[str, str] = {
+    "layers": "list_layers",
+    "Objective": "objectives.Objective",
+    "channel": "objectives.channel",
+    "neuron": "objectives.neuron",
+    "class_logit": "objectives.class_logit",
+    "direction": "objectives.direction",
+    "diversity": "objectives.diversity",
+    "ActivationMaximization": "ActivationMaximizationResult",
+    "TopActivating": "TopActivatingResult",
+    "ComplexityDecomposition": "ComplexityResult",
+    "ShapleyValues": "ShapleyResult",
+    "DeltaCurve": "DeltaCurveResult",
     # LRP rules and canonizers live in their namespaces (nx.Gradient, a rule, read like nx.gradient)
     **{n: f"rules.{n}" for n in rules.__all__},
     **{n: f"canonizers.{n}" for n in canonizers.__all__},

@@ -59,7 +59,7 @@ def mlp(
     --------
     >>> import nbexplain as nx
     >>> from nbexplain.zoo import mlp
-    >>> nx.layers(mlp(64, (32, 16)))
+    >>> nx.list_layers(mlp(64, (32, 16)))
     ['fc1', 'fc2', 'out']
     """
     with _seeded(seed):

@@ -5,22 +5,22 @@ Each area below adds its public names to ``__all__``; :mod:`nbexplain` re-export
 
 from ._base.capturing import CONV_MODES, Captured, StaleCaptureError, activations, capture, to_features
 from ._base.hygiene import ModelSnapshot, preserved
-from ._base.layer_select import LAYER_KINDS, LayerList, layers
+from ._base.layer_select import LAYER_KINDS, LayerList, list_layers
 from ._base.layouts import LAYOUTS
 from ._base.model_inputs import Inputs
 
 __all__ = ["CONV_MODES", "Captured", "LAYER_KINDS", "LAYOUTS", "LayerList", "Inputs", "StaleCaptureError", "activations",
-           "capture", "layers", "ModelSnapshot", "preserved", "to_features"]
+           "capture", "list_layers", "ModelSnapshot", "preserved", "to_features"]
 
 # --- saturation & δ projection ---
 from ._base.moments import RunningMoments
 from .feature_space.tracking import EpochRecord, SaturationTracker, intrinsic_dimension, layer_statistics, saturation
-from .feature_space.delta_projection import DeltaCurve, DeltaProjection, delta_curve, projected_outputs
+from .feature_space.delta_projection import DeltaCurveResult, DeltaProjection, delta_curve, projected_outputs
 from .feature_space.probes import probe_accuracy
 from .feature_space.widths import WidthSuggestionResult, suggest_widths
 
 __all__ += ["RunningMoments", "SaturationTracker", "intrinsic_dimension", "layer_statistics", "saturation"]
-__all__ += ["DeltaCurve", "DeltaProjection", "EpochRecord", "delta_curve", "projected_outputs", "probe_accuracy"]
+__all__ += ["DeltaCurveResult", "DeltaProjection", "EpochRecord", "delta_curve", "projected_outputs", "probe_accuracy"]
 __all__ += ["suggest_widths", "WidthSuggestionResult"]
 
 # --- representation similarity ---
@@ -66,25 +66,13 @@ from ._base.targets import Target
 __all__ += ["AttributionResult", "ContinuityResult", "IntegratedGradientsResult", "RDEResult", "continuity",
             "gradient", "gradient_x_input", "integrated_gradients", "noise_tunnel", "rde", "smoothgrad", "Target"]
 
-# --- activation maximization ---
-from .actmax import (
-    ActivationMaximization,
-    Objective,
-    TopActivating,
-    channel,
-    class_logit,
-    direction,
-    diversity,
-    maximize_activation,
-    neuron,
-    top_activating,
-)
+# --- activation maximization (objectives: the nbexplain.objectives namespace) ---
+from .actmax import ActivationMaximizationResult, TopActivatingResult, maximize_activation, top_activating
 
-__all__ += ["ActivationMaximization", "Objective", "TopActivating", "channel", "class_logit", "direction",
-            "diversity", "maximize_activation", "neuron", "top_activating"]
+__all__ += ["ActivationMaximizationResult", "TopActivatingResult", "maximize_activation", "top_activating"]
 
 # --- complexity decomposition ---
-from .complexity.decompose import ComplexityDecomposition, decompose_complexity
-from .complexity.shapley import ShapleyValues, shapley_values
+from .complexity.decompose import ComplexityResult, decompose_complexity
+from .complexity.shapley import ShapleyResult, shapley_values
 
-__all__ += ["ComplexityDecomposition", "decompose_complexity", "ShapleyValues", "shapley_values"]
+__all__ += ["ComplexityResult", "decompose_complexity", "ShapleyResult", "shapley_values"]

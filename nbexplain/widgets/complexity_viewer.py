@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import traitlets
 
-from ..core.complexity.result import ComplexityDecomposition
+from ..core.complexity.result import ComplexityResult
 from ..core._base.model_inputs import Inputs, as_inputs
-from ..core._base.validation import check_positive_int, check_tensor
+from ..core._base.validation import check_positive_int, check_tensor, renamed_arguments
 from .base import NbxWidget
 from .tensor import DEFAULT_MAX_BYTES, TensorTrait, to_uint8_images
 
@@ -42,9 +42,9 @@ class ComplexityViewer(NbxWidget):
     Parameters
     ----------
     result
-        A :class:`~nbexplain.core.complexity.result.ComplexityDecomposition` from
+        A :class:`~nbexplain.core.complexity.result.ComplexityResult` from
         :func:`nbexplain.decompose_complexity`.
-    x
+    inputs
         The samples to show (``(N, *input_shape)``, at most 16), e.g. ``data.x_test[:6]``. For a model with
         several inputs, all of them as one batch (a tuple, dict or ``nx.Inputs``); the input the
         disentanglers read (``result.input_key``) is the one shown.
@@ -108,12 +108,13 @@ class ComplexityViewer(NbxWidget):
     metric_valid = traitlets.List(traitlets.List(traitlets.Bool())).tag(sync=True)
     cell_size = traitlets.Int(96, min=16, max=1024).tag(sync=True)
 
+    @renamed_arguments(x="inputs", data="inputs")
     def __init__(
         self,
-        result: ComplexityDecomposition,
-        x: Any,
-        titles: Sequence[str] | None = None,
+        result: ComplexityResult,
+        inputs: Any,
         *,
+        titles: Sequence[str] | None = None,
         channels: Sequence[int] | None = None,
         n_channels: int = 6,
         max_bars: int = 32,
@@ -122,9 +123,9 @@ class ComplexityViewer(NbxWidget):
         max_bytes: int = DEFAULT_MAX_BYTES,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(result, ComplexityDecomposition):
+        if not isinstance(result, ComplexityResult):
             raise TypeError(
-                "`result` must be the ComplexityDecomposition returned by nx.decompose_complexity(...), "
+                "`result` must be the ComplexityResult returned by nx.decompose_complexity(...), "
                 f"got {type(result).__name__}."
             )
         super().__init__(cell_size=cell_size, **kwargs)
@@ -134,7 +135,7 @@ class ComplexityViewer(NbxWidget):
         self._max_bytes = check_positive_int(max_bytes, "max_bytes")
         self._channels_arg = None if channels is None else [int(c) for c in channels]
         self._shown = False
-        self.set_samples(x, titles)
+        self.set_samples(inputs, titles)
         if order is not None:
             if order not in result.orders:
                 raise ValueError(f"`order` must be one of the decomposed orders {result.orders}, got {order}.")
@@ -142,27 +143,29 @@ class ComplexityViewer(NbxWidget):
 
     # -------------------------------------------------------------------------------------------
 
-    def set_samples(self, x: Any, titles: Sequence[str] | None = None) -> None:
+    @renamed_arguments(x="inputs")
+    def set_samples(self, inputs: Any, titles: Sequence[str] | None = None) -> None:
         """Show other samples (recomputes the components; one update of the view)."""
         res = self.result
-        every = x  # what the model gets: x itself, or several inputs
-        label = "x"
+        x = every = inputs  # what the model gets: one input, or several
+        label = "inputs"
         if isinstance(x, (tuple, list, Mapping, Inputs)):
-            every = as_inputs(tuple(x) if isinstance(x, list) else x, "x")
+            every = as_inputs(tuple(x) if isinstance(x, list) else x, "inputs")
             if res.input_key not in every:
                 raise ValueError(
-                    f"`x` is {every.describe()}, without the input {res.input_key!r} the disentanglers read."
+                    f"`inputs` is {every.describe()}, without the input {res.input_key!r} the disentanglers read."
                 )
             x = every[res.input_key]
-            label = "x" if every.single else f"x[{res.input_key!r}]"
+            label = "inputs" if every.single else f"inputs[{res.input_key!r}]"
         x = check_tensor(x, label, min_ndim=2, dtype_kind="float", finite=True)
         if tuple(x.shape[1:]) != tuple(res.input_shape):
             raise ValueError(
-                f"`x` has samples of shape {tuple(x.shape[1:])}; the decomposition expects {tuple(res.input_shape)}."
+                f"`inputs` has samples of shape {tuple(x.shape[1:])}; the decomposition expects "
+                f"{tuple(res.input_shape)}."
             )
         n = x.shape[0]
         if not 1 <= n <= MAX_SAMPLES:
-            raise ValueError(f"`x` must hold 1 to {MAX_SAMPLES} samples to show, got {n}. Pass e.g. x[:6].")
+            raise ValueError(f"`inputs` must hold 1 to {MAX_SAMPLES} samples to show, got {n}. Pass e.g. x[:6].")
         if titles is None:
             titles = [f"sample {i}" for i in range(n)]
         titles = [str(t) for t in titles]

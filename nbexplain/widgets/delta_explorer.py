@@ -13,11 +13,18 @@ from torch import nn
 
 from ..core.feature_space.delta_projection import projected_outputs
 from ..core._base.hygiene import preserved
-from ..core._base.layer_select import layers as list_layers
+from ..core._base.layer_select import list_layers
 from ..core._base.layer_select import resolve_modules
 from ..core._base.model_inputs import Inputs, as_inputs, call_model
 from ..core.feature_space.tracking import intrinsic_dimension, layer_statistics
-from ..core._base.validation import check_choice, check_fraction, check_model, check_positive_int, check_tensor
+from ..core._base.validation import (
+    check_choice,
+    check_fraction,
+    check_model,
+    check_positive_int,
+    check_tensor,
+    renamed_arguments,
+)
 from .base import NbxWidget
 from .tensor import TensorTrait, downsample_images, to_uint8_images
 
@@ -47,9 +54,11 @@ def _inputs(x: Any, argname: str) -> Inputs:
 
 
 def _unpack(data: Any) -> tuple[Inputs, torch.Tensor | None, Inputs, torch.Tensor | None]:
+    """``inputs=`` as (statistics inputs, their labels, shown inputs, their labels)."""
     """(stats_x, stats_y, show_x, show_y) from a Dataset, an (inputs, y) pair, several inputs or a tensor."""
     if hasattr(data, "x_train") and hasattr(data, "x_test"):
-        return _inputs(data.x_train, "data.x_train"), data.y_train, _inputs(data.x_test, "data.x_test"), data.y_test
+        return (_inputs(data.x_train, "inputs.x_train"), data.y_train, _inputs(data.x_test, "inputs.x_test"),
+                data.y_test)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         y = data[1]
         if isinstance(y, np.ndarray):
@@ -57,15 +66,15 @@ def _unpack(data: Any) -> tuple[Inputs, torch.Tensor | None, Inputs, torch.Tenso
         if not (isinstance(y, torch.Tensor) and y.ndim == 1 and not y.is_floating_point() and y.dtype != torch.bool):
             got = f"shape {tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(
-                f"`data` is a pair, read as (inputs, labels), but `data[1]` ({got}) is not a 1-D integer label "
+                f"`inputs` is a pair, read as (inputs, labels), but `inputs[1]` ({got}) is not a 1-D integer label "
                 "tensor. For a model with several inputs pass them as one batch, nx.Inputs(x, mask), or with "
                 "labels as ((x, mask), y)."
             )
-        x = _inputs(data[0], "data[0]")
+        x = _inputs(data[0], "inputs[0]")
         if x.n != y.shape[0]:
-            raise ValueError(f"`data[0]` has {x.n} samples but `data[1]` has {y.shape[0]} labels.")
+            raise ValueError(f"`inputs[0]` has {x.n} samples but `inputs[1]` has {y.shape[0]} labels.")
         return x, y, x, y
-    x = _inputs(data, "data")
+    x = _inputs(data, "inputs")
     return x, None, x, None
 
 
@@ -91,8 +100,8 @@ class DeltaExplorer(NbxWidget):
         (accuracy under projection and per-sample predictions are shown). For sequence or dense outputs
         (language models, segmentation) use :func:`nbexplain.delta_curve` with per-position labels or a
         ``metric=``.
-    data
-        Inputs: a tensor, an ``(x, y)`` pair of inputs and integer labels, or a
+    inputs
+        The data: a tensor, an ``(x, y)`` pair of inputs and integer labels, or a
         :class:`nbexplain.data.Dataset` (statistics from its training split, samples and scores from its
         test split). For a model with several inputs: ``nx.Inputs(x, mask)`` or a dict (one batch, no
         labels) or ``((x, mask), y)``; the first input is the one shown (and, for an autoencoder, the one
@@ -164,10 +173,11 @@ class DeltaExplorer(NbxWidget):
     error = traitlets.Unicode("").tag(sync=True)
     cell_size = traitlets.Int(72, min=16, max=512).tag(sync=True)
 
+    @renamed_arguments(data="inputs", x="inputs")
     def __init__(
         self,
         model: nn.Module,
-        data: Any,
+        inputs: Any,
         layer: str | None = None,
         *,
         n_samples: int = 12,
@@ -185,7 +195,7 @@ class DeltaExplorer(NbxWidget):
         if mode is not None:
             check_choice(mode, "mode", ("reconstruction", "accuracy"))
         self._mode = mode
-        self._stats_x, self._stats_y, self._show_x, self._show_y = _unpack(data)
+        self._stats_x, self._stats_y, self._show_x, self._show_y = _unpack(inputs)
         self._stats_x = self._stats_x.rows(slice(0, check_positive_int(max_stats_samples, "max_stats_samples")))
         self._n_samples = check_positive_int(n_samples, "n_samples")
         self._max_eval = check_positive_int(max_eval_samples, "max_eval_samples")
@@ -260,7 +270,7 @@ class DeltaExplorer(NbxWidget):
         shown = self._show_x.rows(idx)
         with preserved(model), torch.no_grad():
             model.eval()
-            probe_out = call_model(model, shown.rows(slice(0, 1)).to_model(model), "data")
+            probe_out = call_model(model, shown.rows(slice(0, 1)).to_model(model), "inputs")
         show = shown.first
         if not isinstance(probe_out, torch.Tensor):
             raise ValueError(
@@ -277,8 +287,8 @@ class DeltaExplorer(NbxWidget):
         if not is_ae and probe_out.ndim != 2:
             raise ValueError(
                 f"DeltaExplorer shows one predicted class per sample, for class scores (N, C); one sample's output has "
-                f"shape {tuple(probe_out.shape[1:])}. For a sequence or dense output use nx.delta_curve(model, x, layer, "
-                "stats, target=labels per position or pixel) or its metric=."
+                f"shape {tuple(probe_out.shape[1:])}. For a sequence or dense output use nx.delta_curve(model, inputs, "
+                "layer, stats, labels=labels per position or pixel) or its metric=."
             )
         if not is_ae and probe_out.shape[1] > 256:
             raise ValueError(
@@ -291,13 +301,13 @@ class DeltaExplorer(NbxWidget):
         ev_y = None if self._show_y is None else self._show_y[:n_eval]
         if not is_ae and ev_y is None:
             raise ValueError(
-                "The model's output is not shaped like its input (not an autoencoder) and `data` has no "
+                "The model's output is not shaped like its input (not an autoencoder) and `inputs` has no "
                 "labels: pass (x, y) or a Dataset to see accuracy under projection."
             )
         # One pass per distinct k over the shown samples and the evaluation set together.
         both = _cat(shown, ev_inputs)
-        eig = projected_outputs(model, both, layer, self.stats, distinct, "eigen", self._seed)
-        rnd = projected_outputs(model, both, layer, self.stats, distinct, "random", self._seed)
+        eig = projected_outputs(model, both, layer, self.stats, ks=distinct, subspace="eigen", seed=self._seed)
+        rnd = projected_outputs(model, both, layer, self.stats, ks=distinct, subspace="random", seed=self._seed)
         n_show = show.shape[0]
         state: dict[str, Any] = {}
         if is_ae:
@@ -321,7 +331,7 @@ class DeltaExplorer(NbxWidget):
                 recon_random = pool(recon_random).reshape(kk, nn_, *originals.shape[1:])
             with torch.no_grad(), preserved(model):
                 model.eval()
-                plain = call_model(model, ev_inputs.to_model(model), "data").cpu()
+                plain = call_model(model, ev_inputs.to_model(model), "inputs").cpu()
             state.update(
                 mode="reconstruction", metric_name="mse", originals=originals, recon=recon,
                 recon_random=recon_random, predictions=np.zeros((0,), np.uint8),
@@ -335,7 +345,7 @@ class DeltaExplorer(NbxWidget):
 
             with torch.no_grad(), preserved(model):
                 model.eval()
-                plain = call_model(model, ev_inputs.to_model(model), "data").cpu()
+                plain = call_model(model, ev_inputs.to_model(model), "inputs").cpu()
             labels = [] if self._show_y is None else [int(v) for v in self._show_y[idx]]
             img = show if show.ndim == 4 else show.reshape(show.shape[0], 1, 1, -1)
             state.update(

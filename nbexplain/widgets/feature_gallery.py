@@ -20,10 +20,10 @@ import traitlets
 from torch import nn
 
 from ..core._base.model_inputs import Inputs, as_inputs, resolve_wrt
-from ..core._base.validation import check_choice, check_model, check_positive_int
+from ..core._base.validation import check_choice, check_model, check_positive_int, renamed_arguments
 from ..core.actmax import (
-    ActivationMaximization,
-    TopActivating,
+    ActivationMaximizationResult,
+    TopActivatingResult,
     layer_units,
     maximize_activation,
     top_activating,
@@ -73,22 +73,23 @@ class FeatureGallery(RequestWidget):
     ----------
     model
         Any ``torch.nn.Module`` (left exactly as found).
-    layer
-        The layer whose units are shown (see :func:`nbexplain.layers`).
-    units
-        Unit/channel/class indices to show; ``None`` shows the first ``max_units`` of the layer.
-    data
+    inputs
         Real inputs ``(N, *input_shape)``: scores the percentiles and supplies the top examples.
-        Optional (without it the gallery shows only synthetic images). For a model with several inputs, one
+        ``None``: the gallery shows only synthetic images (``input_shape`` is then needed). For a model with
+        several inputs, one
         batch of all of them: a tuple (positional), a dict (keyword) or ``nx.Inputs``; the images shown are
         of the optimised input (``maximize_kwargs["wrt"]``, by default the first), and the other inputs
         held fixed during the optimisation go in ``maximize_kwargs["inputs"]`` (see
         :func:`nbexplain.maximize_activation`).
+    layer
+        The layer whose units are shown (see :func:`nbexplain.list_layers`).
+    unit
+        Unit/channel/class indices to show; ``None`` (default) shows the first ``max_units`` of the layer.
     input_shape
-        One input's shape; defaults to ``data.shape[1:]`` (of the optimised input).
+        One input's shape; defaults to ``inputs.shape[1:]`` (of the optimised input).
     value_range
-        The data's value range; defaults to ``(data.min(), data.max())`` (of the optimised input) when data
-        is given.
+        The data's value range; defaults to ``(inputs.min(), inputs.max())`` (of the optimised input) when
+        ``inputs`` is given.
     objective
         As in :func:`nbexplain.maximize_activation` (``"auto"``, ``"channel"``, ``"neuron"``,
         ``"logit"``, ``"logit_minus_others"``).
@@ -111,9 +112,9 @@ class FeatureGallery(RequestWidget):
 
     Attributes
     ----------
-    result : ActivationMaximization
+    result : ActivationMaximizationResult
         The latest optimisation.
-    top : TopActivating or None
+    top : TopActivatingResult or None
         The top real examples (computed once).
     selected : int
         Index of the clicked unit (``-1``: none). Observable.
@@ -125,8 +126,7 @@ class FeatureGallery(RequestWidget):
     >>> import torch
     >>> from nbexplain import zoo
     >>> from nbexplain.widgets import FeatureGallery
-    >>> g = FeatureGallery(zoo.cnn(), "conv1", units=[0, 1], data=torch.rand(16, 1, 28, 28), steps=4,
-    ...                    progress=False)
+    >>> g = FeatureGallery(zoo.cnn(), torch.rand(16, 1, 28, 28), "conv1", [0, 1], steps=4, progress=False)
     >>> g
     FeatureGallery(layer=conv1, units=2, steps=4, param=fourier)
     """
@@ -155,15 +155,16 @@ class FeatureGallery(RequestWidget):
     cell_size = traitlets.Int(96, min=16, max=1024).tag(sync=True)
     columns = traitlets.Int(0, min=0).tag(sync=True)
 
+    @renamed_arguments(data="inputs", x="inputs", units="unit")
     def __init__(
         self,
         model: nn.Module,
+        inputs: Any,
         layer: str,
-        units: Sequence[int] | None = None,
-        data: Any = None,
+        unit: int | Sequence[int] | None = None,
+        *,
         input_shape: Sequence[int] | None = None,
         value_range: Sequence[float] | None = None,
-        *,
         objective: str = "auto",
         steps: int = 128,
         regularization: float = 0.0,
@@ -179,6 +180,12 @@ class FeatureGallery(RequestWidget):
         **kwargs: Any,
     ) -> None:
         model = check_model(model, what="nx.widgets.FeatureGallery")
+        if isinstance(inputs, str):
+            raise TypeError(
+                f"FeatureGallery(): the second argument is `inputs` (real examples, or None), got the string "
+                f"{inputs!r}; the order is FeatureGallery(model, inputs, layer, unit=None, *, ...)."
+            )
+        data = inputs
         if not isinstance(layer, str):
             raise TypeError(f"`layer` must be a layer name (str), got {layer!r}.")
         steps = check_positive_int(steps, "steps")
@@ -195,18 +202,18 @@ class FeatureGallery(RequestWidget):
         shown = None  # the optimised input of `data`
         if data is not None:
             if isinstance(data, (tuple, Mapping, Inputs)):
-                data = as_inputs(data, "data")
+                data = as_inputs(data, "inputs")
                 shown = data[resolve_wrt(data, self._wrt)]
             else:
                 if not isinstance(data, torch.Tensor):
                     data = torch.as_tensor(np.asarray(data))
                 shown = data
             if shown.ndim < 2 or shown.shape[0] == 0:
-                raise ValueError(f"`data` must be a non-empty batch (N, …), got shape {tuple(shown.shape)}.")
+                raise ValueError(f"`inputs` must be a non-empty batch (N, …), got shape {tuple(shown.shape)}.")
             self._data = data
         if input_shape is None:
             if shown is None:
-                raise ValueError("Pass `input_shape` (one input's shape), or `data` to read it from.")
+                raise ValueError("Pass `input_shape` (one input's shape), or `inputs` to read it from.")
             input_shape = tuple(shown.shape[1:])
         self._input_shape = tuple(int(s) for s in input_shape)
         if value_range is None and shown is not None:
@@ -220,10 +227,11 @@ class FeatureGallery(RequestWidget):
             if bad in self._extra:
                 raise TypeError(f"`maximize_kwargs` must not contain {bad!r}; it is an argument of FeatureGallery.")
         self._max_units = max_units
-        self._requested_units = None if units is None else [int(u) for u in units]
+        # one index or several (a list, range, tensor or array), as in maximize_activation
+        self._requested_units = None if unit is None else [int(u) for u in torch.as_tensor(unit).reshape(-1).tolist()]
         self._titles = None if titles is None else [str(t) for t in titles]
-        self.result: ActivationMaximization | None = None
-        self.top: TopActivating | None = None
+        self.result: ActivationMaximizationResult | None = None
+        self.top: TopActivatingResult | None = None
         self.layer = layer
         self.k = k
         self.rerun()
@@ -240,7 +248,7 @@ class FeatureGallery(RequestWidget):
             return self._requested_units
         return None
 
-    def rerun(self, steps: int | None = None, regularization: float | None = None, param: str | None = None) -> ActivationMaximization:
+    def rerun(self, steps: int | None = None, regularization: float | None = None, param: str | None = None) -> ActivationMaximizationResult:
         """Run the optimisation again (optionally with new settings) and update the view.
 
         Called by the view's controls; also usable from Python.
@@ -302,7 +310,7 @@ class FeatureGallery(RequestWidget):
         if self._data is None:
             return
         units = self.units
-        top = top_activating(self._model, self.layer, units, self._data, k=self.k,
+        top = top_activating(self._model, self._data, self.layer, units, k=self.k,
                              objective="auto" if self._objective == "direction" else self._objective,
                              progress=self._progress, wrt=self._wrt)
         self.top = top

@@ -102,8 +102,8 @@ class Heatmap(NbxWidget):
         self,
         maps: Any,
         images: Any = None,
-        titles: Sequence[str] | None = None,
         *,
+        titles: Sequence[str] | None = None,
         cmap: str = "auto",
         vmin: float | None = None,
         vmax: float | None = None,
@@ -117,14 +117,14 @@ class Heatmap(NbxWidget):
     ) -> None:
         super().__init__(opacity=opacity, cell_size=cell_size, columns=columns, label=label, **kwargs)
         self._max_bytes = int(max_bytes)
-        self.set_maps(maps, images, titles, cmap=cmap, vmin=vmin, vmax=vmax, reduce=reduce)
+        self.set_maps(maps, images, titles=titles, cmap=cmap, vmin=vmin, vmax=vmax, reduce=reduce)
 
     def set_maps(
         self,
         maps: Any,
         images: Any = None,
-        titles: Sequence[str] | None = None,
         *,
+        titles: Sequence[str] | None = None,
         cmap: str = "auto",
         vmin: float | None = None,
         vmax: float | None = None,

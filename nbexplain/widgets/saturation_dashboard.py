@@ -43,7 +43,7 @@ class SaturationDashboard(w.VBox):
     (1, 2)
     """
 
-    def __init__(self, tracker: SaturationTracker, title: str = "Feature-space saturation", **kwargs: Any) -> None:
+    def __init__(self, tracker: SaturationTracker, *, title: str = "Feature-space saturation", **kwargs: Any) -> None:
         import bqplot as bq
 
         if not isinstance(tracker, SaturationTracker):

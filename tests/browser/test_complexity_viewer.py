@@ -18,7 +18,7 @@ CELLS = [
     "    ('pool', nn.MaxPool2d(2)), ('conv2', nn.Conv2d(4, 8, 3, padding=1)), ('relu2', nn.ReLU()),\n"
     "    ('flatten', nn.Flatten()), ('out', nn.Linear(8 * 4 * 4, 3))]))\n"
     "x, y = torch.rand(160, 1, 8, 8), torch.randint(0, 3, (160,))\n"
-    "res = nx.decompose_complexity(net, 'conv2', (x[:120], y[:120]), (x[120:], y[120:]), orders=(0, 1, 2),\n"
+    "res = nx.decompose_complexity(net, (x[:120], y[:120]), (x[120:], y[120:]), 'conv2', orders=(0, 1, 2),\n"
     "    epochs=2, width=8, progress=False, reference_epochs=1)\n"
     "cv = ComplexityViewer(res, x[:4], order=0)\n"
     "cv",

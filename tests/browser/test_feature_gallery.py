@@ -14,7 +14,7 @@ CELLS = [
     "from nbexplain.widgets import FeatureGallery\n"
     "d = mnist()\n"
     "net = zoo.cnn(width=8)\n"
-    "g = FeatureGallery(net, 'conv2', units=[0, 1, 2, 3, 4, 5], data=d.x_test[:200], steps=16, k=5,\n"
+    "g = FeatureGallery(net, d.x_test[:200], 'conv2', [0, 1, 2, 3, 4, 5], steps=16, k=5,\n"
     "                   value_range=(0, 1), progress=False)\n"
     "g",
 ]

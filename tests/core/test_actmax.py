@@ -62,19 +62,19 @@ def test_objectives_match_definitions():
     conv = torch.randn(3, 4, 5, 6, dtype=torch.float64)
     dense = torch.randn(3, 7, dtype=torch.float64)
     outs = {"conv": conv, "fc": dense}
-    assert torch.allclose(nx.channel("conv", [0, 2, 3])(outs),
+    assert torch.allclose(nx.objectives.channel("conv", [0, 2, 3])(outs),
                           torch.stack([conv[0, 0].mean(), conv[1, 2].mean(), conv[2, 3].mean()]))
-    assert torch.allclose(nx.neuron("conv", 1)(outs), conv[:, 1, 2, 3])
-    assert torch.allclose(nx.neuron("conv", 1, position=(0, 5))(outs), conv[:, 1, 0, 5])
-    assert torch.allclose(nx.neuron("fc", [6, 0, 1])(outs), torch.stack([dense[0, 6], dense[1, 0], dense[2, 1]]))
-    logit = nx.class_logit("fc", 4, minus_others=True)(outs)
+    assert torch.allclose(nx.objectives.neuron("conv", 1)(outs), conv[:, 1, 2, 3])
+    assert torch.allclose(nx.objectives.neuron("conv", 1, position=(0, 5))(outs), conv[:, 1, 0, 5])
+    assert torch.allclose(nx.objectives.neuron("fc", [6, 0, 1])(outs), torch.stack([dense[0, 6], dense[1, 0], dense[2, 1]]))
+    logit = nx.objectives.class_logit("fc", 4, minus_others=True)(outs)
     ref = dense[:, 4] - (dense.sum(1) - dense[:, 4]) / 6
     assert torch.allclose(logit, ref)
     v = torch.tensor([1.0, 0.0, 2.0, 0.0])
-    d = nx.direction("conv", v)(outs)
+    d = nx.objectives.direction("conv", v)(outs)
     ref_d = torch.einsum("bchw,c->bhw", conv, (v / v.norm()).double()).mean(dim=(1, 2))
     assert torch.allclose(d, ref_d, atol=1e-6)
-    combo = nx.channel("conv", 1) + 0.5 * nx.neuron("fc", 2) - nx.neuron("fc", 3)
+    combo = nx.objectives.channel("conv", 1) + 0.5 * nx.objectives.neuron("fc", 2) - nx.objectives.neuron("fc", 3)
     assert torch.allclose(combo(outs), conv[:, 1].mean(dim=(1, 2)) + 0.5 * dense[:, 2] - dense[:, 3])
     assert combo.layers == ("conv", "fc")
     assert "channel" in combo.describe() and "0.5" in combo.describe()
@@ -125,7 +125,7 @@ def test_one_batch_several_units_each_image_shows_its_class(trained_cnn):
 
 
 def test_final_value_is_the_objective_of_the_returned_images(trained_cnn):
-    obj = nx.class_logit("out", 2) + 0.5 * nx.channel("conv2", 4)
+    obj = nx.objectives.class_logit("out", 2) + 0.5 * nx.objectives.channel("conv2", 4)
     res = nx.maximize_activation(trained_cnn, None, None, SHAPE, (0, 1), steps=8, objective=obj, progress=False)
     with torch.no_grad(), nx.capture(trained_cnn, ["out", "conv2"]) as out:
         trained_cnn(res.images)
@@ -181,7 +181,7 @@ def test_diversity_pushes_images_of_one_unit_apart(trained_cnn):
     assert gram_similarity(diverse.images) < gram_similarity(plain.images) - 0.1
     assert torch.pdist(diverse.images.flatten(1)).mean() > torch.pdist(plain.images.flatten(1)).mean()
     # the combined objective in one batch: custom objectives with per-image units and a diversity term
-    obj = nx.channel("conv2", [2, 2]) + 2.0 * nx.diversity("relu2")
+    obj = nx.objectives.channel("conv2", [2, 2]) + 2.0 * nx.objectives.diversity("relu2")
     res = nx.maximize_activation(trained_cnn, None, None, SHAPE, (0, 1), objective=obj, steps=3,
                                  reference=torch.rand(20, *SHAPE), progress=False)
     assert res.images.shape == (2, *SHAPE)
@@ -191,7 +191,7 @@ def test_diversity_pushes_images_of_one_unit_apart(trained_cnn):
     assert torch.allclose(res.final, out["conv2"][:, 2].mean(dim=(1, 2)), atol=1e-5)
     assert res.objective == "channel('conv2', [2, 2])"
     with pytest.raises(ValueError, match="only batch terms"):
-        nx.maximize_activation(trained_cnn, None, None, SHAPE, objective=nx.diversity("relu2"), steps=1,
+        nx.maximize_activation(trained_cnn, None, None, SHAPE, objective=nx.objectives.diversity("relu2"), steps=1,
                                progress=False)
 
 
@@ -253,7 +253,7 @@ def test_model_left_exactly_as_found(trained_cnn):
     handle = model.relu1.register_forward_hook(lambda *a: None)
     before = state(model)
     nx.maximize_activation(model, "conv2", [1], SHAPE, (0, 1), steps=3, progress=False)
-    nx.top_activating(model, "conv2", [1], torch.rand(8, *SHAPE), k=2)
+    nx.top_activating(model, torch.rand(8, *SHAPE), "conv2", [1], k=2)
     assert_same_state(before, state(model))
     handle.remove()
 
@@ -315,11 +315,11 @@ def test_clear_errors(trained_cnn):
     with pytest.raises(TypeError, match="model"):
         nx.maximize_activation(m.state_dict(), "out", 0, SHAPE, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"unit 99 is out of range"):
-        nx.top_activating(m, "conv2", 99, torch.rand(4, *SHAPE))
+        nx.top_activating(m, torch.rand(4, *SHAPE), "conv2", 99)
     with pytest.raises(ValueError, match="Unknown layer"):
-        nx.top_activating(m, "nope", 0, torch.rand(4, *SHAPE))
+        nx.top_activating(m, torch.rand(4, *SHAPE), "nope", 0)
     with pytest.raises(ValueError, match="rejected"):
-        nx.top_activating(m, "conv2", 0, torch.rand(4, 1, 32, 32))
+        nx.top_activating(m, torch.rand(4, 1, 32, 32), "conv2", 0)
     assert all(len(mod._forward_hooks) == 0 for mod in m.modules())
 
 
@@ -331,7 +331,7 @@ def test_top_activating_matches_brute_force(trained_cnn, mnist):
     with torch.no_grad(), nx.capture(trained_cnn, ["conv2", "fc1"]) as out:
         trained_cnn(x)
     conv = out["conv2"]
-    top = nx.top_activating(trained_cnn, "conv2", [3, 9], x, k=5, batch_size=64)  # several batches: running top-k
+    top = nx.top_activating(trained_cnn, x, "conv2", [3, 9], k=5, batch_size=64)  # several batches: running top-k
     for row, u in enumerate([3, 9]):
         scores = conv[:, u].mean(dim=(1, 2))
         ref = scores.argsort(descending=True)[:5]
@@ -342,7 +342,7 @@ def test_top_activating_matches_brute_force(trained_cnn, mnist):
         assert torch.allclose(top.values[row], scores[ref], atol=1e-5)
         assert torch.equal(top.images[row], x[picked])  # copies of the data: exact by construction
         assert torch.allclose(top.maps[row], conv[picked, u], atol=1e-6)
-    dense = nx.top_activating(trained_cnn, "fc1", 7, [(x[:100], None), (x[100:], None)], k=3)
+    dense = nx.top_activating(trained_cnn, [(x[:100], None), (x[100:], None)], "fc1", 7, k=3)
     fc = out["fc1"][:, 7]
     assert torch.allclose(fc[dense.indices[0]], fc.sort(descending=True).values[:3], rtol=0, atol=1e-5)
     assert dense.maps is None and dense.units == [7]
@@ -354,7 +354,7 @@ def test_auto_objective_follows_the_output_shape(trained_cnn):
         == "channel('relu1', 0)"
     assert nx.maximize_activation(trained_cnn, "relu3", 0, SHAPE, (0, 1), steps=1, progress=False).objective \
         == "neuron('relu3', 0)"
-    top = nx.top_activating(trained_cnn, "relu1", [0], torch.rand(6, *SHAPE), k=2)
+    top = nx.top_activating(trained_cnn, torch.rand(6, *SHAPE), "relu1", [0], k=2)
     assert top.maps.shape == (1, 2, 28, 28)
 
 
@@ -388,3 +388,23 @@ def test_colour_model_with_decorrelated_fourier_and_own_colour_matrix():
         assert res.images.min() >= 0 and res.images.max() <= 1
     with pytest.raises(ValueError, match="color_matrix"):
         nx.maximize_activation(net, "conv2_2", 0, (3, 16, 16), steps=1, color_matrix=torch.eye(2), progress=False)
+
+
+def test_top_activating_eval_mode_false_scores_in_train_mode_and_restores_buffers():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6)).train()
+    net[1].running_mean.normal_()
+    x = torch.randn(20, 4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    top = nx.top_activating(net, x, "1", [2], k=3, eval_mode=False, batch_size=20)
+    h = x.double() @ net[0].weight.detach().double().T + net[0].bias.detach().double()
+    z = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + net[1].eps)  # batch statistics, float64
+    z = z * net[1].weight.detach().double() + net[1].bias.detach().double()
+    ref = z[:, 2].topk(3)
+    assert top.indices[0].tolist() == ref.indices.tolist()
+    torch.testing.assert_close(top.values[0].double(), ref.values, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items()) and net.training
+    evald = nx.top_activating(net, x, "1", [2], k=3)  # default eval mode: running statistics
+    z_eval = (h[:, 2] - net[1].running_mean[2].double()) / torch.sqrt(net[1].running_var[2].double() + net[1].eps)
+    z_eval = z_eval * net[1].weight[2].detach().double() + net[1].bias[2].detach().double()
+    torch.testing.assert_close(evald.values[0].double(), z_eval.topk(3).values, rtol=1e-5, atol=1e-5)

@@ -77,7 +77,7 @@ def test_progress_is_none_true_or_false(bad: object) -> None:
     with pytest.raises(TypeError, match="`progress`"):
         nx.maximize_activation(net, "1", 0, (1, 8, 8), steps=1, progress=bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="`progress`"):
-        nx.top_activating(net, "1", 0, torch.rand(4, 1, 8, 8), progress=bad)  # type: ignore[arg-type]
+        nx.top_activating(net, torch.rand(4, 1, 8, 8), "1", 0, progress=bad)  # type: ignore[arg-type]
 
 
 def test_runner_removes_its_early_exit_hook_also_when_a_pass_raises() -> None:

@@ -257,7 +257,7 @@ def test_delta_functions_cast_inputs_to_the_model_dtype():
     torch.testing.assert_close(got, ref)
     torch.testing.assert_close(got[1], net(x.double()).detach(), rtol=1e-10, atol=1e-10)  # k = width: identity
     y = torch.randint(0, 3, (6,))
-    curve = nx.delta_curve(net, x, "fc1", st, deltas=[0.5, 1.0], target=y)
+    curve = nx.delta_curve(net, x, "fc1", st, deltas=[0.5, 1.0], labels=y)
     assert curve.metric == "accuracy" and 0.0 <= float(curve.eigen[0]) <= 1.0
     cl = nx.projected_outputs(small_cnn(), torch.rand(4, 3, 6, 6).to(memory_format=torch.channels_last), "2",
                               RunningMoments(4).update(torch.rand(80, 4, dtype=torch.float64)), ks=[1, 4])

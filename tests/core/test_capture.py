@@ -1,4 +1,4 @@
-"""nx.layers, nx.capture and nx.activations against manual forwards; hook hygiene; bad input."""
+"""nx.list_layers, nx.capture and nx.activations against manual forwards; hook hygiene; bad input."""
 
 from __future__ import annotations
 
@@ -63,27 +63,27 @@ class Reordered(nn.Module):
 
 
 def test_layers_on_sequential_nested_and_conv_models() -> None:
-    assert nx.layers(zoo.mlp(64, (32, 16))) == ["fc1", "fc2", "out"]
-    assert nx.layers(zoo.cnn()) == ["conv1", "conv2", "fc1", "out"]
-    assert nx.layers(Nested()) == ["stem.0", "block.conv", "head.fc"]
-    assert nx.layers(Nested(), kinds="activation") == ["stem.1", "block.act"]
-    assert nx.layers(Nested(), kinds="all") == ["stem.0", "stem.1", "block.conv", "block.act", "head.flat", "head.fc"]
-    assert nx.layers(zoo.cnn(), kinds=["norm", nn.MaxPool2d]) == ["bn1", "pool1", "bn2", "pool2"]
+    assert nx.list_layers(zoo.mlp(64, (32, 16))) == ["fc1", "fc2", "out"]
+    assert nx.list_layers(zoo.cnn()) == ["conv1", "conv2", "fc1", "out"]
+    assert nx.list_layers(Nested()) == ["stem.0", "block.conv", "head.fc"]
+    assert nx.list_layers(Nested(), kinds="activation") == ["stem.1", "block.act"]
+    assert nx.list_layers(Nested(), kinds="all") == ["stem.0", "stem.1", "block.conv", "block.act", "head.flat", "head.fc"]
+    assert nx.list_layers(zoo.cnn(), kinds=["norm", nn.MaxPool2d]) == ["bn1", "pool1", "bn2", "pool2"]
 
 
 def test_layers_forward_order_with_example() -> None:
     net = Reordered()
-    assert nx.layers(net) == ["late", "early", "unused"]
-    assert nx.layers(net, example=torch.randn(2, 3)) == ["early", "late"]
+    assert nx.list_layers(net) == ["late", "early", "unused"]
+    assert nx.list_layers(net, inputs=torch.randn(2, 3)) == ["early", "late"]
 
 
 def test_layers_rejects_bad_kinds() -> None:
     with pytest.raises(ValueError, match="Did you mean 'conv'"):
-        nx.layers(zoo.cnn(), kinds="cnov")
+        nx.list_layers(zoo.cnn(), kinds="cnov")
     with pytest.raises(TypeError, match="kinds"):
-        nx.layers(zoo.cnn(), kinds=[3])
+        nx.list_layers(zoo.cnn(), kinds=[3])
     with pytest.raises(TypeError, match="torch.nn.Module"):
-        nx.layers({"a": 1})
+        nx.list_layers({"a": 1})
 
 
 def test_capture_equals_manual_forward() -> None:
@@ -246,3 +246,59 @@ def test_layout_of_elementwise_layers_follows_the_layer_before_them() -> None:
     assert out["1"].shape == (24, 4) and out["2"].shape == (24, 4)
     lone = nn.Sequential(nn.ReLU())  # nothing known before it: rank decides
     assert nx.activations(lone, torch.rand(2, 3, 4, 4), "0")["0"].shape == (32, 3)
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    net[1].running_mean.normal_()
+    net[1].running_var.uniform_(0.5, 2.0)
+    return net.train()
+
+
+def test_eval_mode_false_reads_batch_statistics_and_leaves_the_running_ones_alone() -> None:
+    """eval_mode=False runs the model in its own (train) mode: batch-norm uses the batch's statistics, and the
+    running statistics that such a pass updates are put back (before, `eval=False` changed them silently)."""
+    net, x = _bn_net(), torch.randn(32, 4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    got = nx.activations(net, x, "1", eval_mode=False, batch_size=32)["1"]
+    h = x.double() @ net[0].weight.detach().double().T + net[0].bias.detach().double()
+    ref = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + net[1].eps)  # float64, batch statistics
+    ref = ref * net[1].weight.detach().double() + net[1].bias.detach().double()
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert net.training
+    stats = nx.layer_statistics(net, x, ["1"], eval_mode=False, batch_size=32)["1"]
+    torch.testing.assert_close(stats.mean, ref.mean(0), rtol=1e-6, atol=1e-6)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    evald = nx.activations(net, x, "1")["1"]  # default: eval mode, running statistics
+    rm, rv = net[1].running_mean.double(), net[1].running_var.double()
+    ref_eval = (h - rm) / torch.sqrt(rv + net[1].eps) * net[1].weight.detach().double() + net[1].bias.detach().double()
+    torch.testing.assert_close(evald.double(), ref_eval, rtol=1e-5, atol=1e-5)
+
+
+def test_activations_progress_follows_the_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    net, x = zoo.mlp(16, (8,)), torch.randn(40, 16)
+    quiet = nx.activations(net, x, "fc1", batch_size=8, progress=False)["fc1"]
+    assert capsys.readouterr().err == ""
+    shown = nx.activations(net, x, "fc1", batch_size=8, progress=True)["fc1"]
+    err = capsys.readouterr().err
+    assert "activations" in err and "/5 " in err  # one step per batch, the total known
+    auto = nx.activations(net, x, "fc1", batch_size=8)["fc1"]  # default None: quick, so no bar
+    assert capsys.readouterr().err == ""
+    assert torch.equal(quiet, shown) and torch.equal(quiet, auto)
+    with pytest.raises(TypeError, match="`progress` must be None"):
+        nx.activations(net, x, "fc1", progress="yes")
+
+
+def test_count_batches_is_what_iter_batches_yields() -> None:
+    """The progress bars' totals: one batch split into chunks, or an iterable's own batches."""
+    from nbexplain.core._base.capturing import count_batches
+
+    x = torch.rand(10, 3)
+    cases = [x, (x, torch.ones(10)), {"a": x, "b": x}, nx.Inputs(x, mask=torch.ones(10)), x.numpy(), [x, x[:2], x]]
+    for inputs in cases:
+        assert count_batches(inputs, 4) == len(list(iter_batches(inputs, 4))), type(inputs)
+    assert count_batches(iter([x]), 4) is None  # a generator: unknown, the bar counts without a total

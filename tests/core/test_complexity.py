@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.complexity.decompose import ComplexityDecomposition, decompose_complexity
+from nbexplain.core.complexity.decompose import ComplexityResult, decompose_complexity
 from nbexplain.core.complexity.disentanglers import ConvDisentangler, DenseDisentangler, make_disentangler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: one thread is faster
@@ -58,7 +58,7 @@ def make_data(n: int, seed: int, teacher: Teacher) -> tuple[torch.Tensor, torch.
     return x, y
 
 
-SETTINGS = dict(orders=(1, 2, 4), epochs=25, width=32, batch_size=128, lr=(3e-3, 1e-4), progress=False)
+SETTINGS = dict(orders=(1, 2, 4), epochs=25, width=32, train_batch_size=128, lr=(3e-3, 1e-4), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +72,12 @@ def splits(teacher):
 
 
 @pytest.fixture(scope="module")
-def result(teacher, splits) -> ComplexityDecomposition:
+def result(teacher, splits) -> ComplexityResult:
     train, test = splits
     # reference network = the inputs themselves (Identity): the linear consistency of a component is then
     # how much of it is an affine function of x
     ref = nn.Sequential(OrderedDict([("feat", nn.Identity())]))
-    return decompose_complexity(teacher, "feature", train, test, seed=0, reference_model=ref,
+    return decompose_complexity(teacher, train, test, "feature", seed=0, reference_model=ref,
                                 reference_layer="feat", **SETTINGS)
 
 
@@ -177,7 +177,7 @@ def test_reliability_measures_linear_consistency(result):
 
 def test_reliability_against_itself_is_one(teacher, splits):
     train, test = splits
-    res = decompose_complexity(teacher, "feature", train, test, orders=(0, 1), epochs=2, width=8,
+    res = decompose_complexity(teacher, train, test, "feature", orders=(0, 1), epochs=2, width=8,
                                reference_model=teacher, progress=False)
     assert math.isclose(res.reliability_feature, 1.0, abs_tol=1e-6)
 
@@ -185,7 +185,7 @@ def test_reliability_against_itself_is_one(teacher, splits):
 def test_default_reference_network_is_trained_and_user_model_untouched(teacher, splits):
     train, test = splits
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    res = decompose_complexity(teacher, "feature", train, test, orders=(0,), epochs=1, width=8,
+    res = decompose_complexity(teacher, train, test, "feature", orders=(0,), epochs=1, width=8,
                                reference_epochs=1, progress=False)
     assert res.reference_model is not None and res.reference_model is not teacher
     assert not torch.equal(res.reference_model.head.weight, teacher.head.weight)
@@ -197,9 +197,9 @@ def test_default_reference_network_is_trained_and_user_model_untouched(teacher, 
 def test_deterministic_under_seed(teacher, splits):
     train, test = splits
     kw = dict(orders=(1, 2), epochs=2, width=16, reference_model=False, progress=False)
-    a = decompose_complexity(teacher, "feature", train, test, seed=5, **kw)
-    b = decompose_complexity(teacher, "feature", train, test, seed=5, **kw)
-    c = decompose_complexity(teacher, "feature", train, test, seed=6, **kw)
+    a = decompose_complexity(teacher, train, test, "feature", seed=5, **kw)
+    b = decompose_complexity(teacher, train, test, "feature", seed=5, **kw)
+    c = decompose_complexity(teacher, train, test, "feature", seed=6, **kw)
     assert torch.equal(a.energy, b.energy) and torch.equal(a.effectiveness, b.effectiveness)
     assert a.history[2]["loss"] == b.history[2]["loss"]
     assert not torch.equal(a.energy, c.energy)
@@ -209,8 +209,8 @@ def test_deterministic_under_seed(teacher, splits):
 def test_resume_reuses_trained_disentanglers(teacher, splits):
     train, test = splits
     kw = dict(epochs=2, width=16, reference_model=False, progress=False)
-    first = decompose_complexity(teacher, "feature", train, test, orders=(1, 2), **kw)
-    more = decompose_complexity(teacher, "feature", train, test, orders=(1, 2, 3), resume=first, **kw)
+    first = decompose_complexity(teacher, train, test, "feature", orders=(1, 2), **kw)
+    more = decompose_complexity(teacher, train, test, "feature", orders=(1, 2, 3), resume=first, **kw)
     assert more.disentanglers[1] is first.disentanglers[1]
     assert more.disentanglers[2] is first.disentanglers[2]
     assert more.history[1] is first.history[1]
@@ -218,7 +218,7 @@ def test_resume_reuses_trained_disentanglers(teacher, splits):
     # the order-3 disentangler was warm-started: its first two blocks started from order 2's
     assert torch.allclose(more.energy[:2], first.energy, rtol=1e-6)
     with pytest.raises(ValueError, match="Resume only the same layer"):
-        decompose_complexity(teacher, "linear", train, test, orders=(1,), resume=first, **kw)
+        decompose_complexity(teacher, train, test, "linear", orders=(1,), resume=first, **kw)
 
 
 def test_warm_start_is_exact():
@@ -252,7 +252,7 @@ def test_conv_family_on_images_and_hygiene():
     net.conv1.weight.requires_grad_(False)
     handle = net.relu1.register_forward_hook(lambda m, i, o: None)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    res = decompose_complexity(net, "conv2", (x[:64], y[:64]), (x[64:], y[64:]), orders=(1, 2), epochs=1,
+    res = decompose_complexity(net, (x[:64], y[:64]), (x[64:], y[64:]), "conv2", orders=(1, 2), epochs=1,
                                width=8, progress=False, reference_epochs=1)
     assert res.family == "conv" and res.feature_shape == (6, 4, 4)
     assert res.components(x[:3]).shape == (2, 3, 6, 4, 4)
@@ -280,7 +280,7 @@ def test_hygiene_when_the_loss_raises_midway():
 
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(RuntimeError, match="boom"):
-        decompose_complexity(net, "conv2", (x[:30], y[:30]), (x[30:], y[30:]), orders=(0, 1), epochs=1,
+        decompose_complexity(net, (x[:30], y[:30]), (x[30:], y[30:]), "conv2", orders=(0, 1), epochs=1,
                              width=4, loss=bad_loss, reference_model=False, progress=False)
     assert net.training and not any(m._forward_hooks for m in net.modules())
     for k, v in net.state_dict().items():
@@ -298,7 +298,7 @@ def test_custom_family_callable(teacher, splits):
             layers += [nn.ReLU(), nn.Linear(16, 16)]
         return nn.Sequential(*layers, nn.Linear(16, D_FEAT))
 
-    res = decompose_complexity(teacher, "feature", train, test, orders=(1, 2), epochs=1, family=factory,
+    res = decompose_complexity(teacher, train, test, "feature", orders=(1, 2), epochs=1, family=factory,
                                reference_model=False, progress=False)
     assert res.family == "custom" and [o for o, _ in seen] == [1, 2]
     assert seen[0][1] is None and seen[1][1] is res.disentanglers[1]
@@ -308,34 +308,34 @@ def test_bad_inputs(teacher, splits):
     train, test = splits
     kw = dict(epochs=1, progress=False, reference_model=False)
     with pytest.raises(ValueError, match="Did you mean 'feature'"):
-        decompose_complexity(teacher, "featur", train, test, **kw)
+        decompose_complexity(teacher, train, test, "featur", **kw)
     with pytest.raises(TypeError, match="layer"):
-        decompose_complexity(teacher, ["feature"], train, test, **kw)
+        decompose_complexity(teacher, train, test, ["feature"], **kw)
     with pytest.raises(ValueError, match="strictly increasing"):
-        decompose_complexity(teacher, "feature", train, test, orders=(2, 1), **kw)
+        decompose_complexity(teacher, train, test, "feature", orders=(2, 1), **kw)
     with pytest.raises(ValueError, match="≥ 0"):
-        decompose_complexity(teacher, "feature", train, test, orders=(-1, 2), **kw)
+        decompose_complexity(teacher, train, test, "feature", orders=(-1, 2), **kw)
     with pytest.raises(ValueError, match="empty"):
-        decompose_complexity(teacher, "feature", train, test, orders=(), **kw)
+        decompose_complexity(teacher, train, test, "feature", orders=(), **kw)
     with pytest.raises(TypeError, match="ints"):
-        decompose_complexity(teacher, "feature", train, test, orders=(1.5,), **kw)
+        decompose_complexity(teacher, train, test, "feature", orders=(1.5,), **kw)
     with pytest.raises(TypeError, match="pair"):
-        decompose_complexity(teacher, "feature", train[0], test, **kw)
+        decompose_complexity(teacher, train[0], test, "feature", **kw)
     with pytest.raises(ValueError, match="same samples"):
-        decompose_complexity(teacher, "feature", (train[0], train[1][:10]), test, **kw)
+        decompose_complexity(teacher, (train[0], train[1][:10]), test, "feature", **kw)
     with pytest.raises(ValueError, match="family"):
-        decompose_complexity(teacher, "feature", train, test, family="cnn", **kw)
+        decompose_complexity(teacher, train, test, "feature", family="cnn", **kw)
     with pytest.raises(ValueError, match="family='conv' needs image inputs"):
-        decompose_complexity(teacher, "feature", train, test, family="conv", **kw)
+        decompose_complexity(teacher, train, test, "feature", family="conv", **kw)
     with pytest.raises(ValueError, match="one int per order"):
-        decompose_complexity(teacher, "feature", train, test, orders=(1, 2), epochs=(1,), progress=False)
+        decompose_complexity(teacher, train, test, "feature", orders=(1, 2), epochs=(1,), progress=False)
     with pytest.raises(TypeError, match="reference_model"):
-        decompose_complexity(teacher, "feature", train, test, epochs=1, reference_model="resnet")
+        decompose_complexity(teacher, train, test, "feature", epochs=1, reference_model="resnet")
     with pytest.raises(ValueError, match="non-finite"):
         bad = train[0].clone()
         bad[0, 0] = float("nan")
-        decompose_complexity(teacher, "feature", (bad, train[1]), test, **kw)
-    res = decompose_complexity(teacher, "feature", train, test, orders=(0,), width=4, **kw)
+        decompose_complexity(teacher, (bad, train[1]), test, "feature", **kw)
+    res = decompose_complexity(teacher, train, test, "feature", orders=(0,), width=4, **kw)
     with pytest.raises(ValueError, match="shape"):
         res.components(torch.randn(3, D_IN + 1))
     with pytest.raises(RuntimeError, match="no reference"):
@@ -346,15 +346,15 @@ def test_seed_is_keyword_only_and_progress_follows_the_policy(teacher, splits, c
     train, test = splits
     kw = dict(orders=(0, 1), epochs=1, width=4, reference_model=False)
     with pytest.raises(TypeError, match="positional"):
-        decompose_complexity(teacher, "feature", train, test, (0, 1), 1, 3, progress=False)  # seed positional
+        decompose_complexity(teacher, train, test, "feature", (0, 1), progress=False)  # options positional
     with pytest.raises(TypeError, match="`progress` must be None"):
-        decompose_complexity(teacher, "feature", train, test, progress="yes", **kw)
-    quiet = decompose_complexity(teacher, "feature", train, test, seed=3, progress=False, **kw)
+        decompose_complexity(teacher, train, test, "feature", progress="yes", **kw)
+    quiet = decompose_complexity(teacher, train, test, "feature", seed=3, progress=False, **kw)
     assert capsys.readouterr().err == ""
-    shown = decompose_complexity(teacher, "feature", train, test, seed=3, progress=True, **kw)
+    shown = decompose_complexity(teacher, train, test, "feature", seed=3, progress=True, **kw)
     err = capsys.readouterr().err
     assert "complexity of feature" in err and "order 1" in err
-    auto = decompose_complexity(teacher, "feature", train, test, seed=3, progress=None, **kw)  # quick: no bar
+    auto = decompose_complexity(teacher, train, test, "feature", seed=3, progress=None, **kw)  # quick: no bar
     assert "complexity of feature" not in capsys.readouterr().err
     for res in (shown, auto):  # a bar changes nothing in the result
         for name in ("energy", "fit_quality", "effectiveness", "overfitting"):

@@ -82,8 +82,8 @@ def test_dead_units_keep_the_loss_order_one_and_the_fit_of_live_units():
         with torch.no_grad():
             y = net(x).argmax(1)
             assert bool((net.relu(net.hidden(x))[:, 8:] == 0).all())
-        res = decompose_complexity(net, "relu", (x[:400], y[:400]), (x[400:], y[400:]), orders=(1, 2),
-                                   epochs=20, width=32, lr=(3e-3, 1e-4), batch_size=32, reference_model=False,
+        res = decompose_complexity(net, (x[:400], y[:400]), (x[400:], y[400:]), "relu", orders=(1, 2),
+                                   epochs=20, width=32, lr=(3e-3, 1e-4), train_batch_size=32, reference_model=False,
                                    progress=False, seed=0)
         losses = [v for h in res.history.values() for v in h["loss"] + h["test_loss"]]
         # the loss reads 1 − R² (it was 1e10–1e13 when dead units were standardised by a std of 1e-8)
@@ -118,7 +118,7 @@ def test_feature_is_captured_before_a_later_inplace_relu():
         true = net[1](net[0](x))  # the BN output, computed without the in-place ReLU after it
     assert float(true.min()) < -0.5
     snap = snapshot(net)
-    res = decompose_complexity(net, "1", (x[:64], y[:64]), (x[64:], y[64:]), orders=(0, 1), **QUICK)
+    res = decompose_complexity(net, (x[:64], y[:64]), (x[64:], y[64:]), "1", orders=(0, 1), **QUICK)
     assert_untouched(net, snap)
     feat = res.features(x)
     assert float(feat.min()) < 0
@@ -152,7 +152,7 @@ def test_feature_inside_a_torchvision_basic_block():
         net(x)
     h.remove()
     snap = snapshot(net)
-    res = decompose_complexity(net, "layer1.0.bn2", (x[:32], y[:32]), (x[32:], y[32:]), orders=(0,), **QUICK)
+    res = decompose_complexity(net, (x[:32], y[:32]), (x[32:], y[32:]), "layer1.0.bn2", orders=(0,), **QUICK)
     assert_untouched(net, snap)
     torch.testing.assert_close(res.features(x), box["f"], rtol=1e-5, atol=1e-6)
     assert float(res.features(x).min()) < 0
@@ -192,12 +192,12 @@ def test_output_selector_is_checked_before_any_training(cls, good):
     calls: list = []
     kw = dict(orders=(1,), epochs=1, reference_model=False, progress=False, family=counting_family(calls))
     with pytest.raises(ValueError, match="output="):
-        decompose_complexity(net, "body.act", train, test, **kw)
+        decompose_complexity(net, train, test, "body.act", **kw)
     with pytest.raises(ValueError, match="output"):
-        decompose_complexity(net, "body.act", train, test, output=7 if good == 0 else "nope", **kw)
+        decompose_complexity(net, train, test, "body.act", output=7 if good == 0 else "nope", **kw)
     assert calls == []  # refused before the first disentangler was built
     assert_untouched(net, snap)
-    res = decompose_complexity(net, "body.act", train, test, output=good, **kw)
+    res = decompose_complexity(net, train, test, "body.act", output=good, **kw)
     assert calls == [1]
     assert_untouched(net, snap)
     idx, _ = _metric_indices(train[1], test[1], 1000)  # the class-balanced samples the metrics use
@@ -211,7 +211,7 @@ def test_default_reference_network_trains_through_output():
     net = tuple_model()
     train, test = tuple_data()
     snap = snapshot(net)
-    res = decompose_complexity(net, "body.act", train, test, orders=(0,), epochs=1, width=8,
+    res = decompose_complexity(net, train, test, "body.act", orders=(0,), epochs=1, width=8,
                                reference_epochs=1, progress=False, output=0)
     assert_untouched(net, snap)
     assert 0.0 <= float(res.reliability[0]) <= 1.0
@@ -223,7 +223,7 @@ def test_a_loss_that_does_not_fit_the_output_fails_before_training():
     calls: list = []
     snap = snapshot(net)
     with pytest.raises(ValueError, match="task loss failed"):
-        decompose_complexity(net, "body.act", train, test, output=1, loss="mse", orders=(1,),
+        decompose_complexity(net, train, test, "body.act", output=1, loss="mse", orders=(1,),
                              family=counting_family(calls), reference_model=False, progress=False)
     assert calls == []
     assert_untouched(net, snap)
@@ -234,11 +234,11 @@ def test_meta_model_is_refused_early():
         net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
     train, test = tuple_data()
     with pytest.raises(ValueError, match="meta"):
-        decompose_complexity(net, "1", train, test, **QUICK)
+        decompose_complexity(net, train, test, "1", **QUICK)
     with torch.device("meta"):
         ref = nn.Sequential(nn.Linear(12, 3))
     with pytest.raises(ValueError, match="reference_model.*meta"):
-        decompose_complexity(tuple_model(), "body.act", train, test, output=0, epochs=1, reference_model=ref,
+        decompose_complexity(tuple_model(), train, test, "body.act", output=0, epochs=1, reference_model=ref,
                              progress=False)
 
 
@@ -248,12 +248,12 @@ def test_float64_model_and_float64_inputs_are_cast():
     train, test = (x, torch.randn(x.shape[0], 12, generator=g)), (xt, torch.randn(xt.shape[0], 12, generator=g))
     net = tuple_model().body.double()
     snap = snapshot(net)
-    res = decompose_complexity(net, "act", train, test, orders=(0, 1), **QUICK)  # float32 x, float64 model
+    res = decompose_complexity(net, train, test, "act", orders=(0, 1), **QUICK)  # float32 x, float64 model
     assert_untouched(net, snap)
     assert res.features(test[0]).dtype == torch.float32
     net32 = tuple_model().body
-    res64 = decompose_complexity(net32, "act", (train[0].double(), train[1].double()),
-                                 (test[0].double(), test[1].double()), orders=(0, 1), **QUICK)
+    res64 = decompose_complexity(net32, (train[0].double(), train[1].double()),
+                                 (test[0].double(), test[1].double()), "act", orders=(0, 1), **QUICK)
     assert res64.components(test[0].double()).shape == (2, 60, 12)
     torch.testing.assert_close(res.fit_quality, res64.fit_quality, rtol=0, atol=1e-3)
 
@@ -264,7 +264,7 @@ def test_token_ids_get_a_clear_error():
     y = torch.randint(0, 4, (40,))
     snap = snapshot(net)
     with pytest.raises(TypeError, match="token ids"):
-        decompose_complexity(net, "rnn", (ids[:30], y[:30]), (ids[30:], y[30:]), **QUICK)
+        decompose_complexity(net, (ids[:30], y[:30]), (ids[30:], y[30:]), "rnn", **QUICK)
     assert_untouched(net, snap)
 
 
@@ -276,7 +276,7 @@ def test_token_layer_of_a_vit_is_decomposed_over_tokens_and_features():
     with torch.no_grad():
         y = net(x).argmax(1)
     snap = snapshot(net)
-    res = decompose_complexity(net, "encoder.layers.0", (x[:200], y[:200]), (x[200:], y[200:]),
+    res = decompose_complexity(net, (x[:200], y[:200]), (x[200:], y[200:]), "encoder.layers.0",
                                reference_epochs=1, progress=False)  # default orders, epochs, width
     assert_untouched(net, snap)
     assert res.family == "dense" and res.feature_shape == (17, 16)
@@ -336,7 +336,7 @@ def resnet_layer2_fit(width: int, n: int) -> tuple:
     snap = snapshot(net)
     # default settings for everything that shapes the fit (orders, epochs, width of the disentanglers,
     # learning rates, batch size); no reliability reference, which does not touch the fit
-    res = decompose_complexity(net, "layer2", (x[:k], y[:k]), (x[k:], y[k:]), reference_model=False,
+    res = decompose_complexity(net, (x[:k], y[:k]), (x[k:], y[k:]), "layer2", reference_model=False,
                                progress=False)
     assert_untouched(net, snap)
     return x[:k], res
@@ -405,12 +405,12 @@ def test_resnet_hygiene_in_train_mode_with_user_hooks_frozen_weights_and_a_raise
         return nn.functional.cross_entropy(out, t)
 
     snap = snapshot(net)
-    res = decompose_complexity(net, "layer2", (x[:32], y[:32]), (x[32:], y[32:]), orders=(0,), epochs=1, width=8,
+    res = decompose_complexity(net, (x[:32], y[:32]), (x[32:], y[32:]), "layer2", orders=(0,), epochs=1, width=8,
                                reference_epochs=1, progress=False)
     assert_untouched(net, snap)
     assert res.reference_model is not net and not res.reference_model.layer2[0]._forward_hooks
     with pytest.raises(RuntimeError, match="boom"):
-        decompose_complexity(net, "layer2", (x[:32], y[:32]), (x[32:], y[32:]), orders=(0, 1), epochs=1,
+        decompose_complexity(net, (x[:32], y[:32]), (x[32:], y[32:]), "layer2", orders=(0, 1), epochs=1,
                              width=8, loss=loss_raising_in_the_shapley_game, reference_model=False,
                              progress=False)
     assert_untouched(net, snap)

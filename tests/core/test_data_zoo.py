@@ -35,7 +35,7 @@ def test_models_have_readable_layers_and_correct_shapes() -> None:
     assert zoo.dense_autoencoder()(x).shape == x.shape
     assert zoo.conv_autoencoder()(x).shape == x.shape
     assert zoo.vgg_like()(torch.rand(2, 3, 64, 64)).shape == (2, 10)
-    assert nx.layers(zoo.dense_autoencoder()) == [
+    assert nx.list_layers(zoo.dense_autoencoder()) == [
         "encoder.fc1", "encoder.fc2", "encoder.code", "decoder.fc1", "decoder.fc2", "decoder.out"
     ]
     # Same seed, same weights; a seed leaves the global RNG alone.

@@ -118,7 +118,7 @@ def test_accuracy_under_projection_conv_classifier():
     nx.zoo.train(net, data.x_train[:800], data.y_train[:800], epochs=3, lr=3e-3, seed=0, progress=False)
     x, y = data.x_test[:200], data.y_test[:200]
     st = nx.layer_statistics(net, data.x_train[:400], ["conv2"])["conv2"]
-    curve = nx.delta_curve(net, x, "conv2", st, deltas=[0.3, 0.9, 1.0], target=y)
+    curve = nx.delta_curve(net, x, "conv2", st, deltas=[0.3, 0.9, 1.0], labels=y)
     assert curve.metric == "accuracy"
     assert curve.eigen[-1] == pytest.approx(curve.baseline, abs=0.011)
     assert curve.eigen[0] <= curve.eigen[-1]
@@ -143,8 +143,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="Unknown layer"):
         with DeltaProjection(st, 0.9).inserted(net, "1"):
             pass
-    with pytest.raises(ValueError, match="target"):
-        nx.delta_curve(net, torch.randn(5, 4), "0", st, target=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels"):
+        nx.delta_curve(net, torch.randn(5, 4), "0", st, labels=torch.zeros(4, dtype=torch.long))
 
 
 def test_stacked_projection_pass_equals_one_pass_per_k():
@@ -175,7 +175,7 @@ def test_progress_bars_close_finished_when_stacking_gives_up(monkeypatch):
     leave=False), so every bar must be closed with n == total."""
     from tqdm import tqdm as std_tqdm
 
-    import nbexplain.core.feature_space.delta_projection as dp
+    import nbexplain.core._base.machinery as machinery
 
     closed: list[tuple[str, int, int | None]] = []
 
@@ -186,9 +186,9 @@ def test_progress_bars_close_finished_when_stacking_gives_up(monkeypatch):
                 closed.append((self.desc, self.n, self.total))
             super().close()
 
-    monkeypatch.setattr(dp, "tqdm", Recording)
     ae = dense_autoencoder(64, (16,), code=4, seed=0).eval()
     st = nx.layer_statistics(ae, torch.rand(50, 64), ["encoder.code"])["encoder.code"]
+    monkeypatch.setattr(machinery, "tqdm", Recording)  # every bar goes through the one progress policy
     out = nx.projected_outputs(ae, torch.rand(600, 64), "encoder.code", st, ks=[1, 2, 3, 4], progress=True)
     assert out.shape == (4, 600, 64)
     assert len(closed) == 2  # the abandoned stacked attempt, then one pass per k

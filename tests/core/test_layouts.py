@@ -152,7 +152,7 @@ def test_sequence_first_transformer_layers_pool_over_the_right_axis():
     x = torch.rand(3, 1, 16, 16)
     truth = produced(net, x, "block")  # (T, N, D)
     assert truth.shape == (16, 3, 8)
-    listed = nx.layers(net, kinds=[nn.TransformerEncoderLayer, nn.GELU], example=x)
+    listed = nx.list_layers(net, kinds=[nn.TransformerEncoderLayer, nn.GELU], inputs=x)
     assert listed.layouts["block"] == "sequence_first"
     assert listed.layouts["act"] == "sequence_first"  # from its input
     torch.testing.assert_close(nx.activations(net, x, "block", conv="cls")["block"], truth[0])
@@ -161,7 +161,7 @@ def test_sequence_first_transformer_layers_pool_over_the_right_axis():
 
 def test_layers_with_example_reports_each_layout_and_why():
     net = vit()
-    listed = nx.layers(net, kinds="all", example=torch.rand(2, 1, 16, 16))
+    listed = nx.list_layers(net, kinds="all", inputs=torch.rand(2, 1, 16, 16))
     assert listed.layouts["patch"] == "channels_first"
     assert listed.layouts["dropout"] == "features_last"  # after a functional flatten/transpose: its rank
     assert listed.layouts["encoder.layers.0.linear1"] == "features_last"
@@ -170,14 +170,14 @@ def test_layers_with_example_reports_each_layout_and_why():
     assert "rank" in listed.reasons["dropout"]
     table = listed.table()
     assert "encoder.layers.0.linear1" in table and "features_last" in table
-    c1 = nx.layers(Conv1dNet(), kinds="all", example=torch.rand(2, 3, 7))
+    c1 = nx.list_layers(Conv1dNet(), kinds="all", inputs=torch.rand(2, 3, 7))
     assert c1.layouts["relu"] == "channels_first"  # same shape as the last conv output
     assert c1.layouts["conv"] == "channels_first"
 
 
 def test_containers_take_the_layout_of_what_they_return():
     net = resnet18(width=8)
-    listed = nx.layers(net, kinds=[BasicBlock, nn.Sequential], example=torch.rand(2, 3, 32, 32))
+    listed = nx.list_layers(net, kinds=[BasicBlock, nn.Sequential], inputs=torch.rand(2, 3, 32, 32))
     assert set(listed.layouts.values()) == {"channels_first"}
 
 
@@ -278,7 +278,7 @@ def test_meta_device_and_dtype_casting():
     for call in (lambda: nx.activations(meta, torch.rand(2, 3), "0"),
                  lambda: nx.layer_statistics(meta, torch.rand(2, 3), "0"),
                  lambda: nx.similarity_grid(meta, torch.rand(4, 3), ["0"], progress=False),
-                 lambda: nx.layers(meta, example=torch.rand(2, 3))):
+                 lambda: nx.list_layers(meta, inputs=torch.rand(2, 3))):
         with pytest.raises(ValueError, match="meta"):
             call()
     net = settle_batch_norm(nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3)), torch.rand(4, 1, 6, 6))
@@ -306,7 +306,7 @@ def test_actmax_entry_points_refuse_meta_models():
     with pytest.raises(ValueError, match="meta"):
         nx.maximize_activation(meta, "0", 0, (3,), steps=2, progress=False)
     with pytest.raises(ValueError, match="meta"):
-        nx.top_activating(meta, "0", 0, torch.rand(4, 3))
+        nx.top_activating(meta, torch.rand(4, 3), "0", 0)
 
 
 class SeqFirstLM(nn.Module):
@@ -329,7 +329,7 @@ def test_linear_and_layernorm_keep_a_sequence_first_batch_axis():
     ids = torch.randint(0, 30, (6, 9))
     truth = produced(net, ids, "ln")  # (T, N, D)
     assert truth.shape == (9, 6, 16)
-    listed = nx.layers(net, kinds=[nn.LayerNorm, nn.Linear, nn.TransformerEncoder], example=ids)
+    listed = nx.list_layers(net, kinds=[nn.LayerNorm, nn.Linear, nn.TransformerEncoder], inputs=ids)
     assert listed.layouts["ln"] == listed.layouts["proj"] == listed.layouts["enc"] == "sequence_first"
     assert listed.layouts["enc.layers.0.linear1"] == "sequence_first"
     got = nx.activations(net, ids, ["ln", "proj"], conv="cls")

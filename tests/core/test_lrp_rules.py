@@ -280,7 +280,7 @@ def test_conserving_rules_conserve_without_biases(key: str) -> None:
     z⁺, γ and α1β0 lose the relevance of a neuron whose positive (boosted) contributions sum to 0; in a
     ReLU chain such a neuron has no relevance, but a residual sum can hand it some, so they are checked
     on the plain conv net only."""
-    rule = {"eps-tiny": nx.rules.Epsilon(1e-13, bias=False), "gamma-nobias": nx.rules.Gamma(1.0, 1e-13, bias=False)}.get(key)
+    rule = {"eps-tiny": nx.rules.Epsilon(1e-13, bias=False), "gamma-nobias": nx.rules.Gamma(1.0, epsilon=1e-13, bias=False)}.get(key)
     rule = rule or RULES[key]
     nets = [(conv_net(bn=False), _x((3, 2, 8, 8), 4))]
     if key in ("zero-nobias", "eps-tiny", "flat", "w2"):

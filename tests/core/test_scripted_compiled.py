@@ -134,7 +134,7 @@ def test_gradient_family_on_a_scripted_model_equals_autograd() -> None:
     "call",
     [
         lambda m: nx.activations(m, X, "fc1"),
-        lambda m: nx.layers(m),
+        lambda m: nx.list_layers(m),
         lambda m: nx.lrp(m, X, 0),
         lambda m: nx.SaturationTracker(m),
         lambda m: nx.DeltaProjection(nx.layer_statistics(_mlp(), X, ["fc1"])["fc1"], k=1).inserted(m, "fc1")
@@ -264,7 +264,7 @@ def test_a_delta_projection_inserted_into_a_compiled_model_is_applied() -> None:
 def test_layer_names_work_with_or_without_the_orig_mod_prefix() -> None:
     model, net = _compiled()
     want = nx.activations(net, X, ["fc1", "fc2"])
-    assert nx.layers(model) == nx.layers(net) == ["fc1", "fc2"]
+    assert nx.list_layers(model) == nx.list_layers(net) == ["fc1", "fc2"]
     for names in (["fc1", "fc2"], ["_orig_mod.fc1", "_orig_mod.fc2"], ["_orig_mod.fc1", "fc2"]):
         got = nx.activations(model, X, names)
         assert list(got) == names  # keyed as given

@@ -63,11 +63,11 @@ def seg_case() -> tuple[nn.Module, torch.Tensor, nx.RunningMoments]:
 def test_sequence_labels_are_per_position_never_broadcast() -> None:
     model, x, st = seq_case()
     with pytest.raises(ValueError, match=r"\(N, T=6, V=5\).*one label per position, shape \(6, 6\)"):
-        nx.delta_curve(model, x, "fc", st, deltas=[0.5, 1.0], target=torch.randint(0, 5, (6,)))
+        nx.delta_curve(model, x, "fc", st, deltas=[0.5, 1.0], labels=torch.randint(0, 5, (6,)))
     labels = torch.randint(0, 5, (6, 6), generator=torch.Generator().manual_seed(3))
     labels[0, :2] = -100  # padding
-    curve = nx.delta_curve(model, x, "fc", st, deltas=[0.5, 1.0], target=labels, ignore_index=-100)
-    outs = nx.projected_outputs(model, x, "fc", st, curve.ks.tolist())
+    curve = nx.delta_curve(model, x, "fc", st, deltas=[0.5, 1.0], labels=labels, ignore_index=-100)
+    outs = nx.projected_outputs(model, x, "fc", st, ks=curve.ks.tolist())
     keep = labels != -100
     want = [float((o.argmax(-1) == labels)[keep].double().mean()) for o in outs]
     assert curve.metric == "accuracy" and curve.eigen.tolist() == pytest.approx(want, abs=0)
@@ -75,10 +75,10 @@ def test_sequence_labels_are_per_position_never_broadcast() -> None:
         plain = model(x)
     assert curve.baseline == float((plain.argmax(-1) == labels)[keep].double().mean())
     with pytest.raises(ValueError, match=r"labels outside \[0, 4\].*ignore_index="):
-        nx.delta_curve(model, x, "fc", st, deltas=[0.5], target=labels)
+        nx.delta_curve(model, x, "fc", st, deltas=[0.5], labels=labels)
     # an explicit reduction: the last position only, against (N,) labels
     last = labels[:, -1]
-    curve = nx.delta_curve(model, x, "fc", st, deltas=[0.5], target=last, output=lambda out: out[:, -1])
+    curve = nx.delta_curve(model, x, "fc", st, deltas=[0.5], labels=last, output=lambda out: out[:, -1])
     assert float(curve.eigen[0]) == float((outs[0][:, -1].argmax(-1) == last).double().mean())
 
 
@@ -87,10 +87,10 @@ def test_dense_output_needs_labels_or_a_metric_and_is_never_compared_with_the_im
     with pytest.raises(ValueError, match="needs to know what to score.*metric='reconstruction'"):
         nx.delta_curve(model, x, "1", st, deltas=[0.5, 1.0])  # was MSE(logits, image)
     with pytest.raises(ValueError, match=r"\(N, C=3, H=6, W=6\).*shape \(4, 6, 6\)"):
-        nx.delta_curve(model, x, "1", st, deltas=[0.5], target=torch.zeros(4, dtype=torch.long))
+        nx.delta_curve(model, x, "1", st, deltas=[0.5], labels=torch.zeros(4, dtype=torch.long))
     labels = torch.randint(0, 3, (4, 6, 6), generator=torch.Generator().manual_seed(4))
-    curve = nx.delta_curve(model, x, "1", st, deltas=[0.3, 1.0], target=labels)
-    outs = nx.projected_outputs(model, x, "1", st, sorted(set(curve.ks.tolist())))
+    curve = nx.delta_curve(model, x, "1", st, deltas=[0.3, 1.0], labels=labels)
+    outs = nx.projected_outputs(model, x, "1", st, ks=sorted(set(curve.ks.tolist())))
     by_k = dict(zip(sorted(set(curve.ks.tolist())), outs, strict=True))
     want = [float((by_k[k].argmax(1) == labels).double().mean()) for k in curve.ks.tolist()]
     assert curve.eigen.tolist() == want
@@ -106,7 +106,7 @@ def test_dense_output_needs_labels_or_a_metric_and_is_never_compared_with_the_im
     # reconstruction is a request, checked against the input's shape
     assert nx.delta_curve(model, x, "1", st, deltas=[1.0], metric="reconstruction").metric == "reconstruction"
     with pytest.raises(ValueError, match="only by metric='accuracy'"):
-        nx.delta_curve(model, x, "1", st, deltas=[0.5], target=labels, metric="agreement")
+        nx.delta_curve(model, x, "1", st, deltas=[0.5], labels=labels, metric="agreement")
 
 
 def test_reconstruction_needs_the_input_shape() -> None:
@@ -150,13 +150,13 @@ def test_a_sequence_head_is_maximised_at_a_position_and_token() -> None:
 def test_class_logit_at_a_position_of_a_named_sequence_layer() -> None:
     torch.manual_seed(0)
     model = Recurrent().eval()
-    obj = nx.class_logit("head", [7, 9], position=[0, -2])
+    obj = nx.objectives.class_logit("head", [7, 9], position=[0, -2])
     res = nx.maximize_activation(model, None, None, (12, 4), objective=obj, steps=3, progress=False)
     with torch.no_grad():
         out = model(res.images.reshape(2, 12, 4))
     torch.testing.assert_close(res.final, torch.stack([out[0, 0, 7], out[1, -2, 9]]))
     with pytest.raises(ValueError, match=r"12 positions.*position=-1"):
-        nx.maximize_activation(model, None, None, (12, 4), objective=nx.class_logit("head", 7), steps=2,
+        nx.maximize_activation(model, None, None, (12, 4), objective=nx.objectives.class_logit("head", 7), steps=2,
                                progress=False)
 
 
@@ -175,6 +175,7 @@ def test_cross_entropy_reads_a_sequence_output_vocabulary_last() -> None:
     ys = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(loss(seg, ys), -torch.log_softmax(seg, dim=1).gather(1, ys[:, None]).mean())
     model, x, _ = seq_case()
+    labels = torch.zeros(6, dtype=torch.long)
     with pytest.raises(ValueError, match=r"\(N, T=6, V=5\).*shape \(N, 6\)"):
-        nx.decompose_complexity(model, "fc", (x, torch.zeros(6, dtype=torch.long)), (x, torch.zeros(6, dtype=torch.long)),
+        nx.decompose_complexity(model, (x, labels), (x, labels), "fc",
                                 orders=(1,), epochs=1, progress=False)

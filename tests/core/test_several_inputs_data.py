@@ -173,8 +173,8 @@ def test_layers_with_an_example_of_several_inputs() -> None:
     net = _net()
     x, mask = masked_batch()
     with untouched(net):
-        listed = nx.layers(net, kinds="all", example=(x, mask))
-        by_kw = nx.layers(net, kinds="all", example={"x": x, "mask": mask})
+        listed = nx.list_layers(net, kinds="all", inputs=(x, mask))
+        by_kw = nx.list_layers(net, kinds="all", inputs={"x": x, "mask": mask})
     assert list(listed) == ["proj", "act", "pool", "head"] == list(by_kw)
     assert listed.shapes["pool"] == (8, 6) and listed.layouts["act"] == "features_last"
 
@@ -244,10 +244,10 @@ def test_projected_outputs_and_delta_curve_on_several_inputs() -> None:
     target = logits.argmax(1)
     target[:4] = (target[:4] + 1) % 3  # four wrong labels: the unprojected accuracy is 26/30
     with untouched(net):
-        curve = nx.delta_curve(net, {"x": x, "mask": mask}, "pool", stats, deltas=[0.5, 1.0], target=target)
+        curve = nx.delta_curve(net, {"x": x, "mask": mask}, "pool", stats, deltas=[0.5, 1.0], labels=target)
     assert curve.baseline == pytest.approx(26 / 30) and float(curve.eigen[-1]) == pytest.approx(26 / 30)
-    with pytest.raises(ValueError, match="`x` has 30 samples but `target` has 29"):
-        nx.delta_curve(net, (x, mask), "pool", stats, target=target[:29])
+    with pytest.raises(ValueError, match="`inputs` has 30 samples but `labels` has 29"):
+        nx.delta_curve(net, (x, mask), "pool", stats, labels=target[:29])
 
 
 # --------------------------------------------------------------------------------- similarity
@@ -274,8 +274,8 @@ def test_top_activating_reads_every_input_and_shows_the_chosen_one() -> None:
     x, mask = masked_batch(20, seed=7)
     pooled, _ = reference(net, x, mask)
     with untouched(net):
-        top = nx.top_activating(net, "pool", [0, 3], (x, mask), k=4, batch_size=6, progress=False)
-        masks = nx.top_activating(net, "pool", [0, 3], {"x": x, "mask": mask}, k=4, wrt="mask", progress=False)
+        top = nx.top_activating(net, (x, mask), "pool", [0, 3], k=4, batch_size=6, progress=False)
+        masks = nx.top_activating(net, {"x": x, "mask": mask}, "pool", [0, 3], k=4, wrt="mask", progress=False)
     for row, unit in enumerate([0, 3]):
         vals, idx = pooled[:, unit].topk(4)
         torch.testing.assert_close(top.values[row].double(), vals, **TOL)
@@ -283,7 +283,7 @@ def test_top_activating_reads_every_input_and_shows_the_chosen_one() -> None:
         assert torch.equal(top.images[row], x[idx])
         assert torch.equal(masks.images[row], mask[idx].float())
     with pytest.raises(ValueError, match="`wrt`='lengths' names no input"):
-        nx.top_activating(net, "pool", 0, (x, mask), wrt="lengths", progress=False)
+        nx.top_activating(net, (x, mask), "pool", 0, wrt="lengths", progress=False)
 
 
 def test_maximize_activation_holds_the_other_inputs_fixed() -> None:
@@ -327,7 +327,7 @@ def test_decompose_complexity_with_several_inputs() -> None:
     y = (logits + 0.5 * torch.randn(logits.shape, generator=torch.Generator().manual_seed(0))).float()
     kw = dict(orders=(0, 1), epochs=2, width=8, progress=False, reference_model=False, metric_samples=64)
     with untouched(net):
-        res = nx.decompose_complexity(net, "pool", ((x[:64], mask[:64]), y[:64]), ((x[64:], mask[64:]), y[64:]),
+        res = nx.decompose_complexity(net, ((x[:64], mask[:64]), y[:64]), ((x[64:], mask[64:]), y[64:]), "pool",
                                       **kw)
     assert res.input_key == 0 and res.input_shape == (4, 5)
     torch.testing.assert_close(res.features((x[:5], mask[:5])).double(), reference(net, x[:5], mask[:5])[0], **TOL)
@@ -336,10 +336,10 @@ def test_decompose_complexity_with_several_inputs() -> None:
     assert res.losses["model_test"] == pytest.approx(float((logits[64:] - y[64:]).pow(2).mean()), rel=1e-5)
     assert torch.equal(res.components(x[:3]), res.components(nx.Inputs(x[:3], mask[:3])))
     with pytest.raises(TypeError, match=r"`train\[0\]\['mask'\]` has dtype torch.bool"):
-        nx.decompose_complexity(net, "pool", ({"x": x[:64], "mask": mask[:64]}, y[:64]),
-                                ({"x": x[64:], "mask": mask[64:]}, y[64:]), wrt="mask", **kw)
+        nx.decompose_complexity(net, ({"x": x[:64], "mask": mask[:64]}, y[:64]),
+                                ({"x": x[64:], "mask": mask[64:]}, y[64:]), "pool", wrt="mask", **kw)
     with pytest.raises(ValueError, match="`train` and `test` hold different inputs"):
-        nx.decompose_complexity(net, "pool", ((x[:64], mask[:64]), y[:64]), (x[64:], y[64:]), **kw)
+        nx.decompose_complexity(net, ((x[:64], mask[:64]), y[:64]), (x[64:], y[64:]), "pool", **kw)
 
 
 def test_decompose_complexity_trains_its_reference_on_every_input() -> None:
@@ -347,7 +347,7 @@ def test_decompose_complexity_trains_its_reference_on_every_input() -> None:
     x, mask = masked_batch(48, seed=10)
     y = reference(net, x, mask)[1].argmax(1)
     with untouched(net):
-        res = nx.decompose_complexity(net, "pool", ((x[:32], mask[:32]), y[:32]), ((x[32:], mask[32:]), y[32:]),
+        res = nx.decompose_complexity(net, ((x[:32], mask[:32]), y[:32]), ((x[32:], mask[32:]), y[32:]), "pool",
                                       orders=(0, 1), epochs=1, width=8, progress=False, reference_epochs=1)
     ref = res.reference_model
     fb = reference(ref, x[:4], mask[:4])[0]

@@ -146,7 +146,8 @@ def test_pickled_module_files_are_refused(tmp_path, x):
 
 def test_model_vs_model_grid(x):
     a, b = mlp(12, (10, 6), seed=0), mlp(12, (16, 8, 4), seed=1)
-    res = nx.model_similarity(a, b, x, ["fc1", "fc2"], ["fc1", "fc2", "fc3"], metric=["cka", "svcca"], labels=("small", "deep"), progress=False)
+    res = nx.model_similarity(a, b, x, ["fc1", "fc2"], layers_b=["fc1", "fc2", "fc3"], metric=["cka", "svcca"],
+                              model_labels=("small", "deep"), progress=False)
     assert res.kind == "models" and res.grid.shape == (1, 2, 3)
     assert res.checkpoint_labels == ["small"] and res.reference_label == "deep"
     fa = nx.activations(a, x, ["fc2"])["fc2"]
@@ -183,7 +184,8 @@ def test_conv_channels_resolution_alignment_and_pooling():
     # a ReLU after a conv keeps the channel layout (positions are samples)
     relu = nx.model_similarity(net, net, imgs, ["relu1", "conv2"], metric="cca", max_samples=100_000, progress=False)
     assert relu.n_samples.tolist() == [[30 * 64, 30 * 16], [30 * 16, 30 * 16]]
-    pooled_mode = nx.model_similarity(net, other, imgs, ["conv1"], ["conv2"], metric="cka", conv="mean", progress=False)
+    pooled_mode = nx.model_similarity(net, other, imgs, ["conv1"], layers_b=["conv2"], metric="cka", conv="mean",
+                                      progress=False)
     assert pooled_mode.grid.item() == pytest.approx(
         nx.cka(c1.mean(dim=(2, 3)), c2.mean(dim=(2, 3))).value, abs=1e-9
     )
@@ -233,7 +235,7 @@ def test_grid_errors(x):
     with pytest.raises(ValueError, match="empty"):
         nx.similarity_grid([], x, LAYERS, progress=False)
     with pytest.raises(ValueError, match="labels"):
-        nx.similarity_grid(ckpts, x, LAYERS, labels=["a"], progress=False)
+        nx.similarity_grid(ckpts, x, LAYERS, checkpoint_labels=["a"], progress=False)
     with pytest.raises(ValueError, match="pass `model=`"):
         nx.similarity_grid([ckpts[0].state_dict()], x, LAYERS, progress=False)
     with pytest.raises(ValueError, match="does not fit"):
@@ -253,9 +255,9 @@ def test_progress_follows_the_policy(x, capsys):
     ckpts = checkpoints()
     quiet = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"], progress=False)
     assert capsys.readouterr().err == ""
-    shown = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"])  # default True: at once
+    shown = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"], progress=True)  # at once
     assert "similarity grid" in capsys.readouterr().err
-    auto = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"], progress=None)  # quick: none
+    auto = nx.similarity_grid(ckpts, x, ["fc1", "out"], metric=["svcca", "cka"])  # default None; quick: none
     assert "similarity grid" not in capsys.readouterr().err
     for res in (shown, auto):
         for m in ("svcca", "cka"):

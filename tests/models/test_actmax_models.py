@@ -75,7 +75,7 @@ def test_top_activating_ranks_by_the_produced_values(name: str, layer: str, toke
     data = case.x(12)
     units = [0, 3]
     with untouched(net):
-        top = nx.top_activating(net, layer, units, data, k=3, batch_size=5)
+        top = nx.top_activating(net, data, layer, units, k=3, batch_size=5)
     out = produced(net, data, [layer])[layer][0]
     for row, u in enumerate(units):
         vals, idx = _pooled(out, u, tokens).topk(3)
@@ -85,4 +85,4 @@ def test_top_activating_ranks_by_the_produced_values(name: str, layer: str, toke
             torch.testing.assert_close(top.maps[row], out[idx, u], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="unit"):
         with untouched(net):
-            nx.top_activating(net, layer, [99], data, k=3)
+            nx.top_activating(net, data, layer, [99], k=3)

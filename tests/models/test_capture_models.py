@@ -1,4 +1,4 @@
-"""nx.layers, nx.activations and nx.capture on real architectures, against what each layer really produced.
+"""nx.list_layers, nx.activations and nx.capture on real architectures, against what each layer really produced.
 
 The reference is a plain forward hook that stores ``out.clone()``: the value the layer produced, before a
 later ``ReLU(inplace=True)`` or ``out += identity`` (torchvision's ResNet blocks) overwrites it. Token
@@ -139,7 +139,7 @@ def test_layers_reports_resolved_layouts() -> None:
     net, case = build("V")
     x = case.x(2)
     with untouched(net):
-        names = nx.layers(net, example=x)
+        names = nx.list_layers(net, inputs=x)
     assert isinstance(names, list) and hasattr(names, "layouts")
     assert set(names.layouts) == set(names)
     assert names.layouts["patch"] == "channels_first"
@@ -147,11 +147,11 @@ def test_layers_reports_resolved_layouts() -> None:
     for n in names:
         if isinstance(modules[n], nn.Linear):
             assert names.layouts[n] == "features_last", n
-    blocks = nx.layers(net, kinds=[nn.TransformerEncoderLayer], example=x)
+    blocks = nx.list_layers(net, kinds=[nn.TransformerEncoderLayer], inputs=x)
     assert blocks == ["block"] and blocks.layouts == {"block": "features_last"}
 
     net, case = build("resnet18")
-    names = nx.layers(net, kinds="all", example=case.x(2))
+    names = nx.list_layers(net, kinds="all", inputs=case.x(2))
     assert names.layouts["layer1.0.bn2"] == "channels_first"
     assert names.layouts["layer2.0.downsample.1"] == "channels_first"
     assert names.layouts["fc"] == "features_last"

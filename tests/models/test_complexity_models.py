@@ -22,7 +22,7 @@ from tests.models.zoo import build
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAST = dict(orders=(1, 2), epochs=1, width=8, batch_size=16, reference_model=False, metric_samples=1000,
+FAST = dict(orders=(1, 2), epochs=1, width=8, train_batch_size=16, reference_model=False, metric_samples=1000,
             progress=False)
 
 
@@ -49,7 +49,7 @@ def test_decomposes_the_feature_the_layer_produced(name: str) -> None:
     y = torch.randn(48, case.n_classes, generator=torch.Generator().manual_seed(1))
     x_tr, y_tr, x_te, y_te = x[:32], y[:32], x[32:], y[32:]
     with untouched(net):
-        res = nx.decompose_complexity(net, layer, (x_tr, y_tr), (x_te, y_te), **FAST, **kw)
+        res = nx.decompose_complexity(net, (x_tr, y_tr), (x_te, y_te), layer, **FAST, **kw)
     f_te = produced(net, x_te, [layer])[layer][0]
     f_tr = produced(net, x_tr, [layer])[layer][0]
     torch.testing.assert_close(res.features(x_te), f_te, rtol=1e-5, atol=1e-6)
@@ -75,11 +75,11 @@ def test_a_wrong_output_selector_fails_before_any_training() -> None:
     dress(net, case.hook_layer)
     with pytest.raises(ValueError, match="tuple"):  # the error lists what the model returned
         with untouched(net):
-            nx.decompose_complexity(net, "body.1", (x, y), (x, y), orders=(1,), epochs=1, family=factory,
+            nx.decompose_complexity(net, (x, y), (x, y), "body.1", orders=(1,), epochs=1, family=factory,
                                     reference_model=False, progress=False)
     assert built == [], "the disentanglers were built (and trained) before the output was checked"
     with pytest.raises(ValueError, match="output"):
         with untouched(net):
-            nx.decompose_complexity(net, "body.1", (x, y), (x, y), orders=(1,), epochs=1, family=factory,
+            nx.decompose_complexity(net, (x, y), (x, y), "body.1", orders=(1,), epochs=1, family=factory,
                                     reference_model=False, progress=False, output=5)
     assert built == []

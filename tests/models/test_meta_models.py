@@ -41,13 +41,13 @@ def _tracker(net: torch.nn.Module) -> None:
 
 
 CALLS: dict[str, Callable[[torch.nn.Module], Any]] = {
-    "layers": lambda net: nx.layers(net, example=X),
+    "layers": lambda net: nx.list_layers(net, inputs=X),
     "activations": lambda net: nx.activations(net, X, LAYER),
     "capture": _capture,
     "SaturationTracker": _tracker,
     "layer_statistics": lambda net: nx.layer_statistics(net, X, [LAYER]),
-    "projected_outputs": lambda net: nx.projected_outputs(net, X, LAYER, _stats(), [1, 2]),
-    "delta_curve": lambda net: nx.delta_curve(net, X, LAYER, _stats(), deltas=[0.9], target=Y),
+    "projected_outputs": lambda net: nx.projected_outputs(net, X, LAYER, _stats(), ks=[1, 2]),
+    "delta_curve": lambda net: nx.delta_curve(net, X, LAYER, _stats(), deltas=[0.9], labels=Y),
     "probe_accuracy": lambda net: nx.probe_accuracy(net, (X, Y), (X, Y), [LAYER]),
     "similarity_grid": lambda net: nx.similarity_grid([net], X, [LAYER], progress=False),
     "model_similarity": lambda net: nx.model_similarity(net, arch.resnet18(width=4), X, [LAYER], progress=False),
@@ -59,9 +59,9 @@ CALLS: dict[str, Callable[[torch.nn.Module], Any]] = {
     "rde": lambda net: nx.rde(net, X, 0, steps=2, n_noise=2, fractions=2, n_eval=2, n_random=1, progress=False),
     "continuity": lambda net: nx.continuity(lambda z: nx.gradient(net, z, 0).attribution, X, shifts=[0, 1]),
     "maximize_activation": lambda net: nx.maximize_activation(net, LAYER, 0, (3, 16, 16), steps=2, progress=False),
-    "top_activating": lambda net: nx.top_activating(net, LAYER, 0, X, k=2),
+    "top_activating": lambda net: nx.top_activating(net, X, LAYER, 0, k=2),
     "decompose_complexity": lambda net: nx.decompose_complexity(
-        net, LAYER, (X, Y), (X, Y), orders=(1,), epochs=1, reference_model=False, progress=False
+        net, (X, Y), (X, Y), LAYER, orders=(1,), epochs=1, reference_model=False, progress=False
     ),
 }
 

@@ -149,8 +149,8 @@ def test_segmentation_delta_curve_and_class_map_maximisation() -> None:
     labels = torch.randint(0, 4, (6, 16, 16), generator=torch.Generator().manual_seed(5))
     labels[:, 0] = 255  # void pixels
     with untouched(net):
-        curve = nx.delta_curve(net, x, layer, stats, deltas=[0.5, 1.0], target=labels, ignore_index=255)
-        outs = nx.projected_outputs(net, x, layer, stats, curve.ks.tolist())
+        curve = nx.delta_curve(net, x, layer, stats, deltas=[0.5, 1.0], labels=labels, ignore_index=255)
+        outs = nx.projected_outputs(net, x, layer, stats, ks=curve.ks.tolist())
     keep = labels != 255
     assert curve.eigen.tolist() == [float((o.argmax(1) == labels)[keep].double().mean()) for o in outs]
     with untouched(net), pytest.raises(ValueError, match="needs to know what to score"):

@@ -121,7 +121,7 @@ def test_projection_acts_on_the_feature_axis(name: str, layer: str, tokens: bool
             got = net(x)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     with untouched(net):
-        outs = nx.projected_outputs(net, x, layer, stats, [1, 3, width])
+        outs = nx.projected_outputs(net, x, layer, stats, ks=[1, 3, width])
     for k, o in zip([1, 3, width], outs, strict=True):
         ref = _manual(net, x, layer, nx.DeltaProjection(stats, k=k), tokens)
         torch.testing.assert_close(o, ref, rtol=1e-4, atol=1e-5, msg=f"k={k}")
@@ -135,14 +135,14 @@ def test_projection_and_delta_curve_on_multi_output_models(name: str) -> None:
     stats = nx.layer_statistics(net, x, [layer])[layer]
     dress(net, case.hook_layer)
     with untouched(net):
-        outs = nx.projected_outputs(net, x, layer, stats, [1, 2], output=sel)
+        outs = nx.projected_outputs(net, x, layer, stats, ks=[1, 2], output=sel)
     assert outs.shape == (2, 12, case.n_classes)
     for k, o in zip([1, 2], outs, strict=True):
         raw = _manual(net, x, layer, nx.DeltaProjection(stats, k=k), False)
         torch.testing.assert_close(o, raw[sel], rtol=1e-4, atol=1e-5)
     y = torch.arange(12) % case.n_classes
     with untouched(net):
-        curve = nx.delta_curve(net, x, layer, stats, deltas=[0.5, 0.9, 1.0], target=y, output=sel)
+        curve = nx.delta_curve(net, x, layer, stats, deltas=[0.5, 0.9, 1.0], labels=y, output=sel)
     with torch.no_grad():
         plain = net(x)[sel]
     assert curve.baseline == pytest.approx(float((plain.argmax(1) == y).double().mean()))
@@ -152,7 +152,7 @@ def test_projection_and_delta_curve_on_multi_output_models(name: str) -> None:
             assert value == pytest.approx(float((out.argmax(1) == y).double().mean())), (k, subspace)
     with pytest.raises(ValueError, match="output"):
         with untouched(net):
-            nx.delta_curve(net, x, layer, stats, deltas=[0.5], target=y, output="nope")
+            nx.delta_curve(net, x, layer, stats, deltas=[0.5], labels=y, output="nope")
 
 
 def test_delta_curve_on_a_conv_transpose_autoencoder() -> None:
@@ -233,4 +233,4 @@ def test_tracker_and_inserted_projection_leave_the_model_as_found_when_the_block
                 raise RuntimeError("user code failed")
     with pytest.raises(ValueError, match="ks"):
         with untouched(net):
-            nx.projected_outputs(net, x, case.channel_layer, stats, [])
+            nx.projected_outputs(net, x, case.channel_layer, stats, ks=[])

@@ -68,14 +68,14 @@ def _grid(res: Any) -> torch.Tensor:
 
 #: name → call on the model, returning what is compared between the compiled and the eager model.
 CALLS: dict[str, Callable[[nn.Module], Any]] = {
-    "layers": lambda net: list(nx.layers(net, example=X)),
+    "layers": lambda net: list(nx.list_layers(net, inputs=X)),
     "activations": lambda net: nx.activations(net, X, LAYER),
     "capture": _capture,
     "SaturationTracker": _tracker,
     "layer_statistics": lambda net: _stats(net).covariance,
     "DeltaProjection.inserted": _inserted,
-    "projected_outputs": lambda net: nx.projected_outputs(net, X, LAYER, _stats(net), [1, 2]),
-    "delta_curve": lambda net: nx.delta_curve(net, X, LAYER, _stats(net), deltas=[0.9], target=Y).eigen,
+    "projected_outputs": lambda net: nx.projected_outputs(net, X, LAYER, _stats(net), ks=[1, 2]),
+    "delta_curve": lambda net: nx.delta_curve(net, X, LAYER, _stats(net), deltas=[0.9], labels=Y).eigen,
     "probe_accuracy": lambda net: nx.probe_accuracy(net, (X, Y), (X, Y), [LAYER], conv="mean"),
     "similarity_grid": lambda net: _grid(nx.similarity_grid([net], X, [LAYER, "fc"], progress=False)),
     "model_similarity": lambda net: _grid(nx.model_similarity(net, net, X, [LAYER], progress=False)),
@@ -93,9 +93,9 @@ CALLS: dict[str, Callable[[nn.Module], Any]] = {
                                                               progress=False).images,
     "maximize_activation layer=None": lambda net: nx.maximize_activation(
         net, None, 1, (3, 32, 32), objective="logit", steps=2, progress=False).images,
-    "top_activating": lambda net: nx.top_activating(net, LAYER, 0, X, k=2).indices,
+    "top_activating": lambda net: nx.top_activating(net, X, LAYER, 0, k=2).indices,
     "decompose_complexity": lambda net: nx.decompose_complexity(
-        net, LAYER, (X, Y), (X, Y), orders=(1,), epochs=1, reference_model=False, progress=False
+        net, (X, Y), (X, Y), LAYER, orders=(1,), epochs=1, reference_model=False, progress=False
     ).energy,
 }
 

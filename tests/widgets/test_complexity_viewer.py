@@ -25,7 +25,7 @@ def conv_result():
     ]))
     x = torch.rand(120, 1, 8, 8)
     y = torch.randint(0, 3, (120,))
-    res = nx.decompose_complexity(net, "conv2", (x[:90], y[:90]), (x[90:], y[90:]), orders=(0, 1, 2), epochs=1,
+    res = nx.decompose_complexity(net, (x[:90], y[:90]), (x[90:], y[90:]), "conv2", orders=(0, 1, 2), epochs=1,
                                   width=8, progress=False, reference_epochs=1)
     return res, x
 
@@ -36,7 +36,7 @@ def dense_result():
     net = nn.Sequential(OrderedDict([("fc1", nn.Linear(5, 40)), ("act", nn.Tanh()), ("out", nn.Linear(40, 2))]))
     x = torch.randn(100, 5)
     y = torch.randint(0, 2, (100,))
-    res = nx.decompose_complexity(net, "act", (x[:80], y[:80]), (x[80:], y[80:]), orders=(1, 2), epochs=1, width=8,
+    res = nx.decompose_complexity(net, (x[:80], y[:80]), (x[80:], y[80:]), "act", orders=(1, 2), epochs=1, width=8,
                                   progress=False, reference_model=False)
     return res, x
 
@@ -102,7 +102,7 @@ def test_order_and_samples_from_python(conv_result):
 
 def test_bad_inputs(conv_result):
     res, x = conv_result
-    with pytest.raises(TypeError, match="ComplexityDecomposition"):
+    with pytest.raises(TypeError, match="ComplexityResult"):
         ComplexityViewer("result", x[:2])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="1 to 16"):
         ComplexityViewer(res, x[:20])
@@ -132,7 +132,7 @@ def test_image_like_flat_feature_is_drawn_as_images():
                                     ("dec", nn.Linear(8, 36))]))
     x = torch.rand(60, 1, 6, 6)
     y = x.flatten(1)
-    res = nx.decompose_complexity(ae, "dec", (x[:40], y[:40]), (x[40:], y[40:]), orders=(0, 1), epochs=1,
+    res = nx.decompose_complexity(ae, (x[:40], y[:40]), (x[40:], y[40:]), "dec", orders=(0, 1), epochs=1,
                                   width=8, progress=False, reference_model=False)
     assert res.feature_shape == (36,)
     v = ComplexityViewer(res, x[:3])

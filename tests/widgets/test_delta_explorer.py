@@ -35,7 +35,7 @@ def test_precomputes_every_reachable_k(ae_and_data):
     # Reconstructions equal the core projection for each k (same uint8 scaling).
     x = data.x_train[:400][ex.sample_indices]
     lo, hi = float(x.min()), float(x.max())
-    out = nx.projected_outputs(ae, x, "encoder.code", ex.stats, [ex.ks[0], ex.ks[-1]])
+    out = nx.projected_outputs(ae, x, "encoder.code", ex.stats, ks=[ex.ks[0], ex.ks[-1]])
     for j, o in zip((0, -1), out, strict=False):
         ref = nx.widgets.tensor.to_uint8_images(o.clamp(lo, hi), value_range=(lo, hi))
         assert np.abs(ref.astype(int) - ex.recon[j].astype(int)).max() <= 1

@@ -28,7 +28,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def gallery(model, images):
-    return FeatureGallery(model, "conv2", units=[0, 3, 5], data=images, steps=6, k=4, progress=False)
+    return FeatureGallery(model, images, "conv2", [0, 3, 5], steps=6, k=4, progress=False)
 
 
 def test_state_matches_core_results(gallery, model, images):
@@ -42,7 +42,7 @@ def test_state_matches_core_results(gallery, model, images):
     direct = nx.maximize_activation(model, "conv2", [0, 3, 5], SHAPE, (float(images.min()), float(images.max())),
                                      steps=6, seed=0, reference=images, progress=False)
     assert torch.equal(direct.images, g.result.images)
-    top = nx.top_activating(model, "conv2", [0, 3, 5], images, k=4)
+    top = nx.top_activating(model, images, "conv2", [0, 3, 5], k=4)
     assert torch.equal(top.indices, g.top.indices)
     assert g.top_images.shape == (12, 28, 28, 1)
     assert g.top_maps.shape == (12, 14, 14)
@@ -59,7 +59,7 @@ def test_tensors_travel_as_binary_buffers(gallery):
 
 
 def test_rerun_message_runs_new_settings_and_reports_completion(model, images):
-    g = FeatureGallery(model, "conv2", units=[1, 2], data=images, steps=4, progress=False)
+    g = FeatureGallery(model, images, "conv2", [1, 2], steps=4, progress=False)
     seen = []
     g.observe(lambda ch: seen.append(ch["new"]), "busy")
     before = g.result
@@ -79,7 +79,7 @@ def test_rerun_message_runs_new_settings_and_reports_completion(model, images):
 
 
 def test_bad_rerun_is_reported_not_raised(model, images):
-    g = FeatureGallery(model, "conv2", units=[1], data=images, steps=3, progress=False)
+    g = FeatureGallery(model, images, "conv2", [1], steps=3, progress=False)
     g._handle_message(g, {"type": "rerun", "id": 1, "steps": 3, "regularization": 5.0}, [])
     assert "regularization" in g.error and g.busy is False and g.completed_request == 1
     g.rerun(steps=3)
@@ -87,7 +87,7 @@ def test_bad_rerun_is_reported_not_raised(model, images):
 
 
 def test_all_units_capped_titles_and_no_data(model):
-    g = FeatureGallery(model, "out", input_shape=SHAPE, value_range=(0, 1), objective="logit", steps=3,
+    g = FeatureGallery(model, None, "out", input_shape=SHAPE, value_range=(0, 1), objective="logit", steps=3,
                        titles=[f"class {i}" for i in range(10)], max_units=4, progress=False)
     assert g.units == [0, 1, 2, 3] and g.titles == ["class 0", "class 1", "class 2", "class 3"]
     assert g.top is None and g.top_images.shape == (0,)
@@ -105,7 +105,7 @@ def test_selected_top_follows_selection(gallery):
 def test_dense_layer_and_vector_inputs():
     mlp = zoo.mlp(hidden=(16, 8))
     x = torch.rand(30, 784)
-    g = FeatureGallery(mlp, "fc2", units=[0, 1], data=x, steps=3, k=3, progress=False)
+    g = FeatureGallery(mlp, x, "fc2", [0, 1], steps=3, k=3, progress=False)
     assert g.images.shape == (2, 28, 28, 1)  # 784-vectors shown as 28×28
     assert g.top_maps.shape == (0,)  # no spatial maps for a dense layer
     assert g.top_images.shape == (6, 28, 28, 1)
@@ -113,23 +113,23 @@ def test_dense_layer_and_vector_inputs():
 
 def test_errors(model, images):
     with pytest.raises(TypeError, match="steps_count"):
-        FeatureGallery(model, "conv2", data=images, steps_count=3)
+        FeatureGallery(model, images, "conv2", steps_count=3)
     with pytest.raises(ValueError, match="input_shape"):
-        FeatureGallery(model, "conv2")
+        FeatureGallery(model, None, "conv2")
     with pytest.raises(ValueError, match="Unknown layer"):
-        FeatureGallery(model, "conv9", data=images, steps=2, progress=False)
+        FeatureGallery(model, images, "conv9", steps=2, progress=False)
     with pytest.raises(ValueError, match="out of range"):
-        FeatureGallery(model, "conv1", units=[99], data=images, steps=2, progress=False)
+        FeatureGallery(model, images, "conv1", [99], steps=2, progress=False)
     with pytest.raises(ValueError, match="regularization"):
-        FeatureGallery(model, "conv1", data=images, regularization=2.0)
+        FeatureGallery(model, images, "conv1", regularization=2.0)
     with pytest.raises(ValueError, match="param"):
-        FeatureGallery(model, "conv1", data=images, param="wavelet")
+        FeatureGallery(model, images, "conv1", param="wavelet")
     with pytest.raises(ValueError, match="max_units"):
-        FeatureGallery(model, "conv1", units=list(range(8)), data=images, max_units=4, progress=False)
+        FeatureGallery(model, images, "conv1", list(range(8)), max_units=4, progress=False)
     with pytest.raises(TypeError, match="maximize_kwargs"):
-        FeatureGallery(model, "conv1", data=images, maximize_kwargs={"steps": 3})
+        FeatureGallery(model, images, "conv1", maximize_kwargs={"steps": 3})
     with pytest.raises(TypeError, match="model"):
-        FeatureGallery("not a model", "conv1", data=images)
+        FeatureGallery("not a model", images, "conv1")
 
 
 def test_helpers():
@@ -140,3 +140,14 @@ def test_helpers():
     c = _curves(long)
     assert c.shape[0] == 2 and c.shape[1] <= MAX_CURVE_POINTS
     assert np.all(np.diff(c[0]) > 0)  # averaging keeps a rising curve rising
+
+
+def test_one_unit_or_a_range_and_the_old_names_fail(model, images):
+    """`unit=` takes what maximize_activation takes: one index, a list or a range."""
+    one = FeatureGallery(model, images, "conv2", 3, steps=2, k=2, progress=False)
+    assert one.units == [3] and one.top.units == [3]
+    assert FeatureGallery(model, None, "conv2", range(2), input_shape=(1, 28, 28), steps=2, progress=False).units == [0, 1]
+    with pytest.raises(TypeError, match=r"FeatureGallery\(\): `units=` is now `unit=`"):
+        FeatureGallery(model, images, "conv2", units=[1])
+    with pytest.raises(TypeError, match=r"FeatureGallery\(model, inputs, layer, unit=None"):
+        FeatureGallery(model, "conv2", [1])

@@ -67,6 +67,6 @@ def test_delta_explorer_and_feature_gallery_on_a_compiled_model() -> None:
     assert np.array_equal(got.recon, want.recon) and np.array_equal(got.metric, want.metric)
     net = tiny_cnn()
     cnn = torch.compile(net, backend="eager")
-    g = FeatureGallery(cnn, "_orig_mod.0", units=[0, 1], data=X, steps=3, k=2, progress=False)
-    h = FeatureGallery(net, "0", units=[0, 1], data=X, steps=3, k=2, progress=False)
+    g = FeatureGallery(cnn, X, "_orig_mod.0", [0, 1], steps=3, k=2, progress=False)
+    h = FeatureGallery(net, X, "0", [0, 1], steps=3, k=2, progress=False)
     assert np.array_equal(g.images, h.images)

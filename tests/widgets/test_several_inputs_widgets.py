@@ -42,9 +42,9 @@ def test_feature_gallery_optimises_one_input_and_shows_top_examples_of_all() -> 
     x, mask = masked_batch(24, seed=3)
     keep = torch.tensor([[True, True, True, False]])
     with untouched(net):
-        g = FeatureGallery(net, "pool", units=[0, 2], data=(x, mask), steps=3, k=3, progress=False,
+        g = FeatureGallery(net, (x, mask), "pool", [0, 2], steps=3, k=3, progress=False,
                            maximize_kwargs={"inputs": (None, keep), "transforms": None})
-        every = FeatureGallery(net, "pool", data={"x": x, "mask": mask}, steps=2, k=2, progress=False,
+        every = FeatureGallery(net, {"x": x, "mask": mask}, "pool", steps=2, k=2, progress=False,
                                maximize_kwargs={"inputs": {"x": None, "mask": keep}})
     final = reference(net, g.result.images, keep.expand(2, 4))[0][[0, 1], [0, 2]]
     torch.testing.assert_close(g.result.final.double(), final, rtol=1e-5, atol=1e-6)
@@ -59,7 +59,7 @@ def test_complexity_viewer_shows_the_features_of_every_input() -> None:
     net = masked_pool()
     x, mask = masked_batch(48, seed=4)
     y = reference(net, x, mask)[1].argmax(1)
-    res = nx.decompose_complexity(net, "pool", ((x[:32], mask[:32]), y[:32]), ((x[32:], mask[32:]), y[32:]),
+    res = nx.decompose_complexity(net, ((x[:32], mask[:32]), y[:32]), ((x[32:], mask[32:]), y[32:]), "pool",
                                   orders=(0, 1), epochs=1, width=8, progress=False, reference_model=False)
     view = ComplexityViewer(res, nx.Inputs(x[:4], mask[:4]))
     pooled = reference(net, x[:4], mask[:4])[0]

@@ -101,7 +101,7 @@ def test_from_tensor_and_undefined_cells():
 def test_model_vs_model_titles():
     x = torch.randn(100, 20)
     res = nx.model_similarity(mlp(20, (16, 8), seed=0), mlp(20, (16, 8), seed=1), x, ["fc1", "fc2"],
-                              labels=("seed 0", "seed 1"), progress=False)
+                              model_labels=("seed 0", "seed 1"), progress=False)
     g = SimilarityGrid(res, cell_size=40)
     assert g.row_title == "layers of seed 0" and g.col_title == "layers of seed 1"
     assert g.show_values and g.checkpoint == 0

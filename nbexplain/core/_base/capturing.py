@@ -21,13 +21,14 @@ from torch import nn
 from .hygiene import preserved
 from .layer_select import resolve_modules
 from .layouts import LAYOUTS, LayoutArg, LayoutProbe, check_layout_arg
-from .model_inputs import InputKey, Inputs, call_model, iter_inputs
+from .machinery import Handles, check_progress, progress_bar
+from .model_inputs import InputKey, Inputs, as_inputs, call_model, iter_inputs
 from .model_io import check_runnable
-from .validation import check_choice, check_finite, check_model, check_positive_int
+from .validation import check_choice, check_finite, check_model, check_positive_int, renamed_arguments
 
 __all__ = [
     "capture", "Captured", "StaleCaptureError", "activations", "run_layers", "to_features", "features_first", "iter_batches",
-    "prepared_batches", "CONV_MODES",
+    "count_batches", "prepared_batches", "CONV_MODES",
 ]
 
 #: How a layer output becomes ``(n_samples, n_features)``: every position/token a sample (``"channels"``),
@@ -153,8 +154,8 @@ class Captured(dict):
 def capture(
     model: nn.Module,
     layers: str | Sequence[str],
-    detach: bool = True,
     *,
+    detach: bool = True,
     layout: LayoutArg = None,
 ) -> Iterator[Captured]:
     """Collect the outputs of named layers while the block runs.
@@ -165,7 +166,7 @@ def capture(
         Any ``torch.nn.Module``. A ``torch.compile``'d model runs its eager module (``model._orig_mod``) when
         called inside the block, so the layers are seen; it runs compiled again after the block.
     layers
-        A layer name or a list of names (see :func:`nbexplain.layers`).
+        A layer name or a list of names (see :func:`nbexplain.list_layers`).
     detach
         Store detached outputs (default). Set to ``False`` to keep the autograd graph.
     layout
@@ -201,8 +202,7 @@ def capture(
     probe = LayoutProbe(net, modules, overrides)
     captured.layouts = probe.layouts
     # `model`, not `net`: a torch.compile'd model the block calls runs its eager module (and so the hooks).
-    with preserved(model):
-        handles = []
+    with preserved(model), Handles() as handles:
         try:
             probe.start()
             for name, mod in modules.items():
@@ -219,7 +219,7 @@ def capture(
                         probe.stop()  # every layer resolved: no recording hooks on later passes
                     kept, watch = guard.keep(name, out.detach() if detach else out)
                     captured._store(name, kept, watch)
-                handles.append(mod.register_forward_hook(hook))
+                handles.add(mod.register_forward_hook(hook))
 
             def settle(_m: nn.Module, _i: Any, _o: Any) -> None:
                 guard.settle()
@@ -227,16 +227,14 @@ def capture(
                     guard.clone_always.add(name)
                     guard.trusted.discard(name)
 
-            handles.append(net.register_forward_hook(settle))
+            handles.add(net.register_forward_hook(settle))
             yield captured
         finally:
-            for h in handles:
-                h.remove()
             probe.stop()
 
 
 def to_features(
-    output: torch.Tensor, conv: str = "channels", channel_first: bool = True, *, layout: str | None = None
+    output: torch.Tensor, *, conv: str = "channels", channel_first: bool = True, layout: str | None = None
 ) -> torch.Tensor:
     """Reshape a layer output to ``(n_samples, n_features)``.
 
@@ -309,6 +307,22 @@ def features_first(outputs: dict[str, torch.Tensor], layouts: dict[str, str]) ->
     return moved
 
 
+def count_batches(inputs: Any, batch_size: int) -> int | None:
+    """How many batches :func:`iter_batches` will yield (for a progress bar's total), or None if unknown."""
+    if isinstance(inputs, (torch.Tensor, tuple, Mapping, Inputs)) or (
+        type(inputs).__module__.startswith("numpy") and hasattr(inputs, "shape")
+    ):  # one batch, split (the same test as iter_inputs)
+        try:
+            n = as_inputs(inputs).n
+        except (TypeError, ValueError):
+            return None  # iter_batches raises the clear error
+        return -(-n // batch_size) if batch_size > 0 else None
+    try:
+        return len(inputs)  # a list or DataLoader of batches
+    except TypeError:
+        return None
+
+
 def iter_batches(inputs: InputsArg, batch_size: int, argname: str = "inputs") -> Iterator[Inputs]:
     """Yield batches of model inputs (:class:`~nbexplain.core._base.model_inputs.Inputs`), by the conventions of
     :mod:`nbexplain.core._base.model_inputs`.
@@ -354,10 +368,12 @@ def run_layers(
     consume: Callable[[dict[str, torch.Tensor]], None],
     *,
     batch_size: int,
-    eval: bool = True,
+    eval_mode: bool = True,
     device: torch.device | None = None,
     layout: LayoutArg = None,
     layouts: dict[str, str] | None = None,
+    progress: bool | None = False,
+    desc: str = "activations",
 ) -> None:
     """Run ``model`` batch by batch without grad and hand each batch's layer outputs to ``consume``.
 
@@ -370,13 +386,17 @@ def run_layers(
     (token ids) and bool masks keep their dtype. ``layouts``, when given, is filled with each layer's
     resolved layout (see :mod:`nbexplain.core._base.layouts`). The model's state is restored afterwards, also
     when ``consume`` raises. A layer that does not run, non-finite inputs, and inputs with no batches are
-    clear errors.
+    clear errors. ``progress`` follows :func:`~nbexplain.core._base.machinery.progress_bar` (one step per
+    batch).
     """
     check_runnable(model)
-    with preserved(model):
-        if eval:
+    # In train mode a forward pass updates batch-norm running statistics: put their values back too.
+    with preserved(model, values=not eval_mode):
+        if eval_mode:
             model.eval()
-        with torch.no_grad(), capture(model, list(modules), layout=layout) as out:
+        with torch.no_grad(), capture(model, list(modules), layout=layout) as out, \
+                progress_bar(total=count_batches(inputs, batch_size), desc=desc, progress=progress,
+                             unit="batch") as bar:
             seen = False
             for batch in prepared_batches(inputs, batch_size, model, device):
                 seen = True
@@ -394,21 +414,24 @@ def run_layers(
                             "choose a layer that is used by model.forward."
                         )
                 consume({name: out[name] for name in modules})
+                bar.update(1)
             if not seen:
                 raise ValueError("`inputs` is empty: it yielded no batches.")
 
 
+@renamed_arguments(eval="eval_mode")
 def activations(
     model: nn.Module,
     inputs: InputsArg,
     layers: str | Sequence[str],
+    *,
     conv: str = "channels",
     batch_size: int = 256,
-    eval: bool = True,
+    eval_mode: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
-    *,
     layout: LayoutArg = None,
+    progress: bool | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run the model over ``inputs`` and return each layer's features as ``(n_samples, n_features)``.
 
@@ -424,14 +447,14 @@ def activations(
         Floating inputs are cast to the model's dtype; integer token ids and bool masks are passed as they
         are.
     layers
-        A layer name or list of names (see :func:`nbexplain.layers`).
+        A layer name or list of names (see :func:`nbexplain.list_layers`).
     conv
         How multi-dimensional outputs become features: ``"channels"`` (default; each spatial position of a
         conv map, or each token of a token output, is a sample), ``"mean"``, ``"max"``, ``"flatten"``, or
         ``"cls"`` (the first token). See :func:`to_features`.
     batch_size
-        Chunk size when ``inputs`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
-    eval
+        Inputs per forward pass when ``inputs`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
+    eval_mode
         Run in eval mode (default; dropout off, batch-norm running statistics). The model's own mode is
         restored afterwards either way.
     device
@@ -441,7 +464,9 @@ def activations(
     layout
         Which axis holds the features, per layer or for all (``"channels_first"``, ``"features_last"``,
         ``"sequence_first"``); by default resolved from each module's type and the forward pass (see
-        :mod:`nbexplain.core._base.layouts`; ``nx.layers(model, example=x).layouts`` shows the result).
+        :mod:`nbexplain.core._base.layouts`; ``nx.list_layers(model, x).layouts`` shows the result).
+    progress
+        ``None`` (default): a progress bar once the work has run 2 s; ``True``: always; ``False``: never.
 
     Returns
     -------
@@ -471,6 +496,7 @@ def activations(
     model = check_model(model, what="nx.activations")
     check_choice(conv, "conv", CONV_MODES)
     batch_size = check_positive_int(batch_size, "batch_size")
+    progress = check_progress(progress)
     modules = resolve_modules(model, layers)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
     layouts: dict[str, str] = {}
@@ -478,11 +504,12 @@ def activations(
     def collect(outputs: dict[str, torch.Tensor]) -> None:
         for name, o in outputs.items():
             try:
-                feats = to_features(o, conv, layout=layouts[name])
+                feats = to_features(o, conv=conv, layout=layouts[name])
             except ValueError as exc:
                 raise ValueError(f"Layer {name!r}: {exc}") from None
             chunks[name].append(feats.to("cpu", dtype))
 
-    run_layers(model, inputs, modules, collect, batch_size=batch_size, eval=eval,
-               device=torch.device(device) if device is not None else None, layout=layout, layouts=layouts)
+    run_layers(model, inputs, modules, collect, batch_size=batch_size, eval_mode=eval_mode,
+               device=torch.device(device) if device is not None else None, layout=layout, layouts=layouts,
+               progress=progress)
     return {n: torch.cat(c, dim=0) for n, c in chunks.items()}

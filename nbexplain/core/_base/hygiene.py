@@ -181,7 +181,7 @@ class ModelSnapshot:
 
 
 @contextmanager
-def preserved(model: nn.Module, values: bool = False) -> Iterator[ModelSnapshot]:
+def preserved(model: nn.Module, *, values: bool = False) -> Iterator[ModelSnapshot]:
     """Context manager that restores the model's modes, hooks, ``requires_grad`` and grads on exit.
 
     Within the block, the compiled parts of the model (a ``torch.compile`` wrapper, compiled submodules,

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from .hygiene import preserved
-from .validation import check_model, suggest
+from .machinery import Handles
+from .validation import check_model, renamed_arguments, suggest
 
-__all__ = ["layers", "LayerList", "LAYER_KINDS", "resolve_modules"]
+__all__ = ["list_layers", "LayerList", "LAYER_KINDS", "resolve_modules"]
 
-#: Named groups of module types accepted by ``layers(model, kinds=...)``.
+#: Named groups of module types accepted by ``list_layers(model, kinds=...)``.
 LAYER_KINDS: dict[str, tuple[type[nn.Module], ...]] = {
     "linear": (nn.Linear, nn.Bilinear),
     "conv": (
@@ -93,8 +94,9 @@ def _resolve_kinds(kinds: KindsArg) -> tuple[type[nn.Module], ...] | None:
     return tuple(types)
 
 
-def layers(
-    model: nn.Module, kinds: KindsArg = None, example: Any = None, *, layout: Any = None
+@renamed_arguments(example="inputs")
+def list_layers(
+    model: nn.Module, inputs: Any = None, *, kinds: KindsArg = None, layout: Any = None
 ) -> list[str]:
     """Qualified names of a model's analysable layers, in forward order.
 
@@ -103,19 +105,20 @@ def layers(
     model
         Any ``torch.nn.Module``. For a ``torch.compile``'d model the names are those of the eager module
         behind it (``model._orig_mod``), without the ``_orig_mod.`` prefix.
-    kinds
-        Which layers count. ``None`` (default) selects Linear and Conv/ConvTranspose layers; a kind name
-        (``"linear"``, ``"conv"``, ``"norm"``, ``"activation"``, ``"pool"``), ``"all"`` (every leaf
-        module), a module class, or a list of these.
-    example
+    inputs
         An optional input batch: a tensor, or for a model with several inputs a tuple (positional), a dict
-        (keyword) or ``nx.Inputs(x, mask=m)``, called as ``model(*args, **kwargs)``. Without it the order is the order in which modules were registered
+        (keyword) or ``nx.Inputs(x, mask=m)``, called as ``model(*args, **kwargs)``. Without it the order
+        is the order in which modules were registered
         (the forward order for ``nn.Sequential`` and most hand-written models); with it the layers are
         ordered by when they first run in a real forward pass, and layers that never run are dropped; the
         returned :class:`LayerList` then also reports each layer's output shape and layout (``.layouts``,
         ``.shapes``, ``.table()``).
+    kinds
+        Which layers count. ``None`` (default) selects Linear and Conv/ConvTranspose layers; a kind name
+        (``"linear"``, ``"conv"``, ``"norm"``, ``"activation"``, ``"pool"``), ``"all"`` (every leaf
+        module), a module class, or a list of these.
     layout
-        With ``example``: layout overrides to show, as accepted by :func:`nbexplain.activations`.
+        With ``inputs``: layout overrides to show, as accepted by :func:`nbexplain.activations`.
 
     Returns
     -------
@@ -126,12 +129,21 @@ def layers(
     --------
     >>> import torch, nbexplain as nx
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    >>> nx.layers(net)
+    >>> nx.list_layers(net)
     ['0', '2']
-    >>> nx.layers(net, kinds="all")
+    >>> nx.list_layers(net, kinds="all")
     ['0', '1', '2']
+    >>> nx.list_layers(net, torch.rand(3, 4)).shapes["2"]   # with an input batch: shapes and layouts too
+    (3, 2)
     """
-    model = check_model(model, what="nx.layers")
+    model = check_model(model, what="nx.list_layers")
+    if isinstance(inputs, (str, type)) or (
+        isinstance(inputs, (list, tuple)) and inputs and all(isinstance(k, (str, type)) for k in inputs)
+    ):
+        raise TypeError(
+            f"list_layers(): the second argument is `inputs` (an example batch); layer kinds are keyword-only: "
+            f"nx.list_layers(model, kinds={inputs!r})."
+        )
     types = _resolve_kinds(kinds)
     names = []
     for name, mod in model.named_modules():
@@ -142,13 +154,13 @@ def layers(
                 names.append(name)
         elif isinstance(mod, types):
             names.append(name)
-    if example is None:
+    if inputs is None:
         return names
-    return _run_example(model, names, example, layout)
+    return _run_example(model, names, inputs, layout)
 
 
 class LayerList(list):
-    """The layers ``nx.layers(model, example=x)`` found, in the order they ran, with what was seen of them.
+    """The layers ``nx.list_layers(model, x)`` found, in the order they ran, with what was seen of them.
 
     Attributes
     ----------
@@ -156,7 +168,7 @@ class LayerList(list):
         How each layer's output is read: ``"channels_first"`` ``(N, C, …)``, ``"features_last"``
         ``(N, …, D)`` or ``"sequence_first"`` ``(T, N, D)`` (see :mod:`nbexplain.core._base.layouts`).
     shapes : dict[str, tuple[int, ...]]
-        Each layer's output shape for the example batch.
+        Each layer's output shape for the ``inputs`` batch.
     reasons : dict[str, str]
         Why each layout was chosen (the module's type, its input, its rank, or ``layout=``).
     """
@@ -178,19 +190,19 @@ class LayerList(list):
 
 
 def _run_example(model: nn.Module, names: list[str], example: Any, layout: Any) -> LayerList:
-    """Run ``example`` once (eval, no grad) and record the order, output shapes and layouts of ``names``."""
+    """Run the ``inputs`` batch ``example`` once (eval, no grad) and record the order, output shapes and
+    layouts of ``names``."""
     from .layouts import LayoutProbe, check_layout_arg
     from .model_inputs import as_inputs, call_model
     from .model_io import check_runnable
 
     check_runnable(model)
-    batch = as_inputs(example, "example").to_model(model)
+    batch = as_inputs(example, "inputs").to_model(model)
     modules = dict(model.named_modules())
     watched = {n: modules[n] for n in names}
     found = LayerList()
     probe = LayoutProbe(model, watched, check_layout_arg(layout, names))
-    with preserved(model):
-        handles = []
+    with preserved(model), Handles() as handles:
         for n in names:
             def hook(m: nn.Module, inputs: Any, out: Any, n: str = n) -> None:
                 t = out[0] if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor) else out
@@ -199,15 +211,13 @@ def _run_example(model: nn.Module, names: list[str], example: Any, layout: Any) 
                 found.append(n)
                 found.shapes[n] = tuple(t.shape)
                 probe.layout(n, m, inputs, t)
-            handles.append(watched[n].register_forward_hook(hook))
+            handles.add(watched[n].register_forward_hook(hook))
         try:
             probe.start()
             model.eval()
             with torch.no_grad():
-                call_model(model, batch, "example")
+                call_model(model, batch, "inputs")
         finally:
-            for h in handles:
-                h.remove()
             probe.stop()
     found.layouts = {n: probe.layouts[n] for n in found}
     found.reasons = {n: probe.how[n] for n in found}

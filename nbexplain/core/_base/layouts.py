@@ -20,7 +20,7 @@ custom block, a container) is resolved while the model runs, by :class:`LayoutPr
 5. the output of the most recent module whose layout is known, when the shapes are equal;
 6. the rank: 4 or more dimensions are channels-first, 3 are tokens ``(N, T, D)``.
 
-The resolved layouts are reported by ``nx.layers(model, example=x).layouts`` and in results' reprs.
+The resolved layouts are reported by ``nx.list_layers(model, x).layouts`` and in results' reprs.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from .machinery import Handles
 from .validation import check_choice, suggest
 
 __all__ = ["LAYOUTS", "LayoutArg", "LayoutProbe", "known_layout", "rank_layout", "check_layout_arg"]
@@ -163,7 +164,7 @@ class LayoutProbe:
         self._tensors: dict[int, tuple[weakref.ref, str]] = {}
         self._last: tuple[tuple[int, ...], str] | None = None
         self._module_layout: dict[int, str] = {}
-        self._handles: list[Any] = []
+        self._handles = Handles()
         self.batch_axis = batch_axis
         self.done = False
 
@@ -183,14 +184,12 @@ class LayoutProbe:
             for module in self.model.modules():
                 if id(module) not in seen:
                     seen.add(id(module))
-                    self._handles.append(module.register_forward_hook(self._record))
+                    self._handles.add(module.register_forward_hook(self._record))
         return self
 
     def stop(self) -> None:
         """Remove the hooks and forget the recorded tensors."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._handles.remove()
         self._tensors.clear()
 
     def __enter__(self) -> LayoutProbe:

@@ -31,7 +31,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .machinery import is_nbexplain_code
+from .machinery import batch_slices, is_nbexplain_code
 
 __all__ = ["Inputs", "InputKey", "as_inputs", "iter_inputs", "resolve_wrt", "call_note", "call_model"]
 
@@ -203,8 +203,8 @@ class Inputs:
 
     def split(self, batch_size: int) -> Iterator[Inputs]:
         """Consecutive batches of at most ``batch_size`` samples."""
-        for start in range(0, self.n, batch_size):
-            yield self.rows(slice(start, start + batch_size))
+        for rows in batch_slices(self.n, batch_size):
+            yield self.rows(rows)
 
     def call(self, model: Callable[..., Any]) -> Any:
         """``model(*args, **kwargs)``."""

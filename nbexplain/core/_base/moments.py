@@ -114,6 +114,7 @@ class RunningMoments:
     def __init__(
         self,
         n_features: int,
+        *,
         device: torch.device | str | None = None,
         check_finite: bool = True,
         name: str | None = None,

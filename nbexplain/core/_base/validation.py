@@ -283,7 +283,7 @@ def match_layer_names(
         hint = suggest(unknown[0], available)
         raise ValueError(
             f"Unknown layer name(s) in `{argname}`: {unknown}.{hint} Valid names: {shown}. "
-            "List them with nx.layers(model)."
+            "List them with nx.list_layers(model)."
         )
     return matched
 

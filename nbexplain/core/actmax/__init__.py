@@ -12,14 +12,14 @@ robustness transforms.
 """
 
 from .objectives import Objective, channel, class_logit, direction, diversity, neuron
-from .optimize import ActivationMaximization, maximize_activation
-from .top import TopActivating, top_activating
+from .optimize import ActivationMaximizationResult, maximize_activation
+from .top import TopActivatingResult, top_activating
 from .units import layer_units
 
 __all__ = [
-    "ActivationMaximization",
+    "ActivationMaximizationResult",
     "Objective",
-    "TopActivating",
+    "TopActivatingResult",
     "channel",
     "class_logit",
     "direction",

@@ -385,7 +385,7 @@ class _Diversity(Objective):
         return f"diversity({self.layer!r})"
 
 
-def neuron(layer: str, unit: int | Sequence[int], position: Sequence[int] | None = None) -> Objective:
+def neuron(layer: str, unit: int | Sequence[int], *, position: Sequence[int] | None = None) -> Objective:
     """One unit of a layer; for conv layers one position of a channel (the centre by default).
 
     ``unit`` may be a sequence with one index per image of the batch.
@@ -414,7 +414,8 @@ def channel(layer: str, unit: int | Sequence[int]) -> Objective:
 
 
 def class_logit(
-    layer: str, unit: int | Sequence[int], minus_others: bool = False, position: int | Sequence[int] | None = None
+    layer: str, unit: int | Sequence[int], *, minus_others: bool = False,
+    position: int | Sequence[int] | None = None,
 ) -> Objective:
     """A class logit (pre-softmax score, Simonyan et al. 2014); with ``minus_others`` minus the mean of
     the other logits, so the image must favour this class rather than raise every score.
@@ -436,7 +437,7 @@ def class_logit(
     return _Logit(layer, unit, minus_others, position)
 
 
-def direction(layer: str, vector: torch.Tensor, cosine: bool = False) -> Objective:
+def direction(layer: str, vector: torch.Tensor, *, cosine: bool = False) -> Objective:
     """Projection of a layer's features onto a direction (averaged over positions for conv layers).
 
     ``vector`` is ``(F,)`` or one direction per image ``(B, F)``; it is normalised to unit length. With
@@ -452,7 +453,7 @@ def direction(layer: str, vector: torch.Tensor, cosine: bool = False) -> Objecti
     return _Direction(layer, vector, cosine)
 
 
-def diversity(layer: str, groups: Sequence[int] | None = None) -> Objective:
+def diversity(layer: str, *, groups: Sequence[int] | None = None) -> Objective:
     """Olah et al.'s diversity term: minus the mean cosine similarity between the Gram matrices of a
     layer's activations of an image and of the other images of its group (the same unit).
 
@@ -461,7 +462,7 @@ def diversity(layer: str, groups: Sequence[int] | None = None) -> Objective:
     Examples
     --------
     >>> import nbexplain as nx
-    >>> objective = nx.channel("conv2", 3) + 0.1 * nx.diversity("conv1")
+    >>> objective = nx.objectives.channel("conv2", 3) + 0.1 * nx.objectives.diversity("conv1")
     >>> sorted(objective.layers)
     ['conv1', 'conv2']
     """

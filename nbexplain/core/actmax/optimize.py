@@ -28,7 +28,7 @@ from .._base.layer_select import resolve_modules
 from .._base.machinery import check_progress, progress_bar
 from .._base.model_inputs import InputKey, call_model
 from .._base.model_io import OutputArg, check_output_arg, check_runnable
-from .._base.validation import check_choice, check_model, check_positive_int, check_tensor
+from .._base.validation import check_choice, check_model, check_positive_int, check_tensor, renamed_arguments
 from .feed import FixedInputs
 from .image_param import PARAMETERIZATIONS, RANGE_MODES, ImageParam, check_range, image_param
 from .objectives import (
@@ -44,13 +44,13 @@ from .runner import Runner, SelectedOutput, probe
 from .transforms import Compose, Transform, l2_penalty, standard_transforms, total_variation
 from .units import as_units, check_input_shape, sequence_units, unit_count
 
-__all__ = ["maximize_activation", "ActivationMaximization"]
+__all__ = ["maximize_activation", "ActivationMaximizationResult"]
 
 UnitArg = Union[int, Sequence[int], torch.Tensor, None]
 
 
 @dataclass
-class ActivationMaximization:
+class ActivationMaximizationResult:
     """Result of :func:`maximize_activation`.
 
     Attributes
@@ -62,7 +62,7 @@ class ActivationMaximization:
         ``(steps, B)`` objective value of every image at every step (on the transformed images that
         the step optimised; penalties not included).
     final
-        ``(B,)`` objective of the final images, untransformed, in eval mode.
+        ``(B,)`` objective of the final images, untransformed (in eval mode unless ``eval_mode=False``).
     percentile
         ``(B,)`` percent of the reference examples whose objective lies below ``final`` (NaN without
         ``reference``). Above 99 means the image drives the unit harder than 99% of real data.
@@ -93,7 +93,7 @@ class ActivationMaximization:
         pct = self.percentile
         p = "n/a" if bool(torch.isnan(pct).all()) else ", ".join(f"{v:.1f}" for v in pct.tolist()[:6])
         return (
-            f"ActivationMaximization({self.objective}, images={tuple(self.images.shape)}, "
+            f"ActivationMaximizationResult({self.objective}, images={tuple(self.images.shape)}, "
             f"steps={self.trajectory.shape[0]}, final={[round(v, 3) for v in self.final.tolist()[:6]]}, "
             f"percentile=[{p}])"
         )
@@ -279,7 +279,7 @@ def _plan(
             shapes.update(probe(model, [diversity_layer], s.input_shape, device, dtype, feed)[0])
             order = probe(model, sorted({*obj.layers, diversity_layer}), s.input_shape, device, dtype, feed)[1]
         groups = torch.arange(n_base).repeat_interleave(s.images_per_unit)
-        optimised = obj + s.diversity * diversity_term(group_layer, groups)
+        optimised = obj + s.diversity * diversity_term(group_layer, groups=groups)
     # What is reported (trajectory, final, percentile) leaves out batch-only terms such as diversity,
     # so that the final value is comparable with the same objective on real examples.
     reported = without_batch_terms(obj)
@@ -324,6 +324,7 @@ def _ascend(
     return trajectory, final_images, final
 
 
+@renamed_arguments(eval="eval_mode")
 def maximize_activation(
     model: nn.Module,
     layer: str | None,
@@ -349,20 +350,21 @@ def maximize_activation(
     reference: Any = None,
     batch_size: int = 256,
     early_exit: bool = True,
+    eval_mode: bool = True,
     progress: bool | None = None,
     output: OutputArg = None,
     inputs: Any = None,
     wrt: InputKey | None = None,
-) -> ActivationMaximization:
+) -> ActivationMaximizationResult:
     """Find inputs that maximally activate a unit (Erhan et al. 2009; Olah et al. 2017).
 
     Parameters
     ----------
     model
-        Any ``torch.nn.Module``; run in eval mode, left exactly as found.
+        Any ``torch.nn.Module``; left exactly as found.
     layer
-        The layer name (see :func:`nbexplain.layers`); ignored when ``objective`` is an
-        :class:`Objective`. ``None`` with a named objective maximises the model's own output (the tensor
+        The layer name (see :func:`nbexplain.list_layers`); ignored when ``objective`` is an
+        ``nx.objectives.Objective``. ``None`` with a named objective maximises the model's own output (the tensor
         ``output=`` selects, for models that return a tuple or dict), e.g. ``objective="logit"``.
     unit
         A unit/channel/class index, a list of them (one optimisation, one image per unit), ``None`` for
@@ -382,8 +384,8 @@ def maximize_activation(
     objective
         ``"auto"`` (channel mean for outputs with spatial positions, the unit itself for ``(N, F)``
         outputs), ``"neuron"``, ``"channel"``,
-        ``"logit"``, ``"logit_minus_others"``, ``"direction"``, or an :class:`Objective` built from
-        :func:`neuron`, :func:`channel`, :func:`class_logit`, :func:`direction`, :func:`diversity`
+        ``"logit"``, ``"logit_minus_others"``, ``"direction"``, or an ``nx.objectives.Objective`` built
+        from ``nx.objectives.neuron``, ``channel``, ``class_logit``, ``direction``, ``diversity``
         (combinable with ``+`` and weights).
     lr
         Adam learning rate.
@@ -412,9 +414,12 @@ def maximize_activation(
         ``.percentile`` and ``.reference_values``. For a model with several inputs, every input of the real
         examples: a tuple/dict/``nx.Inputs`` batch or a DataLoader of them (see :func:`nbexplain.activations`).
     batch_size
-        Batch size for scoring ``reference``.
+        Inputs per forward pass when scoring ``reference``.
     early_exit
         Stop each forward pass once the objective's layers have run (saves the rest of the network).
+    eval_mode
+        Run the model in eval mode (default; dropout off, batch-norm running statistics). With ``False`` it
+        runs in its own modes; its modes and buffers are restored afterwards either way.
     progress
         ``None`` (default): a progress bar appears once the work has run for more than 2 s; ``True``: at
         once; ``False``: never.
@@ -430,7 +435,7 @@ def maximize_activation(
 
     Returns
     -------
-    ActivationMaximization
+    ActivationMaximizationResult
         ``.images``, ``.trajectory``, ``.final``, ``.percentile`` and more.
 
     Raises
@@ -480,8 +485,10 @@ def maximize_activation(
     )
     device, dtype = model_device(model), model_dtype(model)
 
-    with preserved(model):
-        model.eval()
+    # Outside eval mode a forward pass updates batch-norm running statistics: put their values back too.
+    with preserved(model, values=not eval_mode):
+        if eval_mode:
+            model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         plan = _plan(model, layer, unit, objective, s, feed, device, dtype, diversity_layer)
@@ -512,7 +519,7 @@ def maximize_activation(
         tv=s.tv, diversity=s.diversity, images_per_unit=s.images_per_unit, seed=seed,
         transforms=repr(tfm) if tfm is not None else None,
     )
-    return ActivationMaximization(
+    return ActivationMaximizationResult(
         images=final_images.detach().to("cpu", torch.float32),
         trajectory=trajectory,
         final=final,

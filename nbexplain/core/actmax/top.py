@@ -13,21 +13,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._base.capturing import capture, features_first, prepared_batches
+from .._base.capturing import capture, count_batches, features_first, prepared_batches
 from .._base.hygiene import preserved
 from .._base.layer_select import resolve_modules
 from .._base.machinery import check_progress, progress_bar
 from .._base.model_inputs import InputKey, call_model, resolve_wrt
 from .._base.model_io import check_runnable
-from .._base.validation import check_choice, check_model, check_positive_int
+from .._base.validation import check_choice, check_model, check_positive_int, renamed_arguments
 from .objectives import OBJECTIVES, Objective, named_objective
 from .units import as_units, unit_count
 
-__all__ = ["top_activating", "TopActivating"]
+__all__ = ["top_activating", "TopActivatingResult"]
 
 
 @dataclass
-class TopActivating:
+class TopActivatingResult:
     """Result of :func:`top_activating`.
 
     Attributes
@@ -57,7 +57,7 @@ class TopActivating:
 
     def __repr__(self) -> str:
         return (
-            f"TopActivating(layer={self.layer!r}, units={self.units[:8]}{'…' if len(self.units) > 8 else ''}, "
+            f"TopActivatingResult(layer={self.layer!r}, units={self.units[:8]}{'…' if len(self.units) > 8 else ''}, "
             f"k={self.indices.shape[1]}, maps={None if self.maps is None else tuple(self.maps.shape[2:])})"
         )
 
@@ -94,13 +94,13 @@ class _TopK:
 
 
 def _layer_output(model: nn.Module, batch: Any, x: torch.Tensor, out: Any, layer: str) -> torch.Tensor:
-    """Run one ``data`` batch; the layer's output, features first."""
+    """Run one ``inputs`` batch; the layer's output, features first."""
     out.clear()
     try:
-        call_model(model, batch, "data")
+        call_model(model, batch, "inputs")
     except Exception as err:
         what = f"of shape {tuple(x.shape)}" if batch.single else batch.describe()
-        raise ValueError(f"The model rejected a `data` batch {what}: {type(err).__name__}: {err}") from err
+        raise ValueError(f"The model rejected an `inputs` batch {what}: {type(err).__name__}: {err}") from err
     if layer not in out:
         raise ValueError(f"Layer {layer!r} did not run during the forward pass.")
     return features_first({layer: out[layer]}, out.layouts)[layer]
@@ -117,33 +117,35 @@ def _scores(obj: Objective, layer: str, o: torch.Tensor, n_units: int) -> torch.
     return torch.stack(per_unit)
 
 
+@renamed_arguments(data="inputs", eval="eval_mode")
 def top_activating(
     model: nn.Module,
+    inputs: Any,
     layer: str,
-    unit: int | Sequence[int] | None,
-    data: Any,
-    k: int = 9,
+    unit: int | Sequence[int] | None = None,
     *,
+    k: int = 9,
     objective: str = "auto",
     batch_size: int = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
     wrt: InputKey | None = None,
-) -> TopActivating:
+) -> TopActivatingResult:
     """The real examples that drive a unit hardest, with the unit's activation map over each.
 
     Parameters
     ----------
     model
-        Any ``torch.nn.Module`` (run in eval mode; left as found).
-    layer
-        Layer name.
-    unit
-        A unit/channel index, a list, or ``None`` for every unit of the layer.
-    data
-        Inputs: a tensor ``(N, …)``, or an iterable of batches / ``(x, y)`` pairs (the model gets ``x``).
+        Any ``torch.nn.Module`` (left as found).
+    inputs
+        The examples: a tensor ``(N, …)``, or an iterable of batches / ``(x, y)`` pairs (the model gets ``x``).
         For a model with several inputs: a tuple ``(x, mask)`` (positional), a dict (keyword) or
         ``nx.Inputs`` is one batch, and a DataLoader yields ``((x, mask), y)`` (see
         :func:`nbexplain.activations`).
+    layer
+        Layer name.
+    unit
+        A unit/channel index, a list, or ``None`` (default) for every unit of the layer.
     k
         Examples per unit.
     objective
@@ -151,7 +153,10 @@ def top_activating(
         layers, the unit itself for dense ones), ``"neuron"``, ``"channel"``, ``"logit"``,
         ``"logit_minus_others"``.
     batch_size
-        Chunk size when ``data`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
+        Inputs per forward pass when ``inputs`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
+    eval_mode
+        Run the model in eval mode (default; dropout off, batch-norm running statistics). Its modes and
+        buffers are restored afterwards either way.
     progress
         ``None`` (default): a progress bar appears once the work has run for more than 2 s; ``True``: at
         once; ``False``: never.
@@ -161,31 +166,41 @@ def top_activating(
 
     Returns
     -------
-    TopActivating
+    TopActivatingResult
 
     Examples
     --------
     >>> import torch, nbexplain as nx
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())
-    >>> top = nx.top_activating(net, "1", [0, 2], torch.rand(50, 1, 8, 8), k=5)
+    >>> top = nx.top_activating(net, torch.rand(50, 1, 8, 8), "1", [0, 2], k=5)
     >>> top.indices.shape, top.maps.shape
     (torch.Size([2, 5]), torch.Size([2, 5, 6, 6]))
     """
     model = check_runnable(check_model(model, what="nx.top_activating"))
+    if isinstance(inputs, str):
+        raise TypeError(
+            f"top_activating(): the second argument is `inputs` (the examples), got the string {inputs!r}; "
+            "the order is top_activating(model, inputs, layer, unit=None, *, k=9, ...)."
+        )
+    if not isinstance(layer, str):
+        raise TypeError(f"`layer` must be a layer name (str), got {type(layer).__name__}.")
     k = check_positive_int(k, "k")
     batch_size = check_positive_int(batch_size, "batch_size")
     check_choice(objective, "objective", [o for o in OBJECTIVES if o != "direction"])
     progress = check_progress(progress)
     resolve_modules(model, [layer], "layer")
 
-    with preserved(model):
-        model.eval()
+    # Outside eval mode a forward pass updates batch-norm running statistics: put their values back too.
+    with preserved(model, values=not eval_mode):
+        if eval_mode:
+            model.eval()
         top = _TopK(k)
         obj: Objective | None = None
         units: torch.Tensor | None = None
         with torch.no_grad(), capture(model, [layer]) as out, \
-                progress_bar(desc=f"top examples {layer}", progress=progress, unit="batch") as bar:
-            for batch in prepared_batches(data, batch_size, model, argname="data"):
+                progress_bar(total=count_batches(inputs, batch_size), desc=f"top examples {layer}",
+                             progress=progress, unit="batch") as bar:
+            for batch in prepared_batches(inputs, batch_size, model, argname="inputs"):
                 x = batch[resolve_wrt(batch, wrt)]
                 o = _layer_output(model, batch, x, out, layer)
                 if obj is None:
@@ -199,9 +214,9 @@ def top_activating(
                 top.update(_scores(obj, layer, o, units.numel()), x, maps)
                 bar.update(1)
         if obj is None or units is None or top.values is None:
-            raise ValueError("`data` is empty: it yielded no batches.")
+            raise ValueError("`inputs` is empty: it yielded no batches.")
     assert top.indices is not None and top.examples is not None
-    return TopActivating(
+    return TopActivatingResult(
         indices=top.indices,
         values=top.values.to(torch.float32),
         images=top.examples,

@@ -116,7 +116,7 @@ def layer_units(
     model
         Any ``torch.nn.Module``.
     layer
-        The layer name (see :func:`nbexplain.layers`).
+        The layer name (see :func:`nbexplain.list_layers`).
     input_shape
         One input's shape without the batch dimension, e.g. ``(1, 28, 28)``.
     inputs, wrt

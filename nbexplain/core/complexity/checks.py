@@ -177,10 +177,15 @@ def _check_call(
 ) -> _Call:
     """Every argument of ``decompose_complexity`` checked, in the order the errors are reported, and one
     forward pass that checks ``output=`` and the task loss."""
-    from .result import ComplexityDecomposition  # imports this module
+    from .result import ComplexityResult  # imports this module
 
     model = check_runnable(check_model(model, what="nx.decompose_complexity"))
     output = check_output_arg(output)
+    if isinstance(train, str):
+        raise TypeError(
+            f"decompose_complexity(): the second argument is `train` (an (inputs, labels) pair), got the string "
+            f"{train!r}; the order is decompose_complexity(model, train, test, layer, *, ...)."
+        )
     if not isinstance(layer, str):
         raise TypeError(f"`layer` must be one layer name (str), got {type(layer).__name__}.")
     module = resolve_modules(model, layer, "layer")[layer]
@@ -219,8 +224,8 @@ def _check_call(
             check_model(reference_model, "reference_model", what="nx.decompose_complexity"), "reference_model"
         )
     _probe_task_loss(model, x_tr, y_tr, output, loss_fn)
-    if resume is not None and not isinstance(resume, ComplexityDecomposition):
-        raise TypeError(f"`resume` must be a previous ComplexityDecomposition, got {type(resume).__name__}.")
+    if resume is not None and not isinstance(resume, ComplexityResult):
+        raise TypeError(f"`resume` must be a previous ComplexityResult, got {type(resume).__name__}.")
     return _Call(
         model=model, layer=layer, module=module, output=output, x_tr=x_tr, y_tr=y_tr, x_te=x_te, y_te=y_te,
         key=key, orders=orders, epochs=epoch_list, seed=int(seed), family=family, custom=custom, width=width,

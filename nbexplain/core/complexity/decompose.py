@@ -66,15 +66,15 @@ from torch import nn
 from .._base.hygiene import model_device, preserved
 from .._base.model_inputs import InputKey
 from .._base.model_io import OutputArg
-from .._base.validation import check_model
+from .._base.validation import check_model, renamed_arguments
 from .checks import _Call, _check_call
 from .disentanglers import auto_family
 from .metrics import _components, _fit_metrics, _metric_indices, _reliability, _shapley_metrics
-from .result import ComplexityDecomposition
+from .result import ComplexityResult
 from .task import LossFn, _layer_outputs
 from .training import _fresh_reference, _train_orders, _train_reference
 
-__all__ = ["decompose_complexity", "ComplexityDecomposition", "DEFAULT_ORDERS"]
+__all__ = ["decompose_complexity", "ComplexityResult", "DEFAULT_ORDERS"]
 
 #: Default orders: the paper's doubling schedule, shortened for CPU budgets (the paper uses 1 … 32).
 DEFAULT_ORDERS = (1, 2, 4, 8)
@@ -85,20 +85,21 @@ DEFAULT_ORDERS = (1, 2, 4, 8)
 # --------------------------------------------------------------------------------------------------
 
 
+@renamed_arguments(batch_size="train_batch_size")
 def decompose_complexity(
     model: nn.Module,
-    layer: str,
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
+    layer: str,
+    *,
     orders: Union[int, Sequence[int]] = DEFAULT_ORDERS,
     epochs: Union[int, Sequence[int]] = 10,
-    *,
     seed: int = 0,
     family: Union[str, Callable[[int, Optional[nn.Module]], nn.Module]] = "auto",
     width: Optional[int] = None,
     kernel_size: int = 3,
     lr: tuple[float, float] = (1e-3, 1e-5),
-    batch_size: int = 64,
+    train_batch_size: int = 64,
     reference_model: Union[None, bool, nn.Module] = None,
     reference_layer: Optional[str] = None,
     reference_epochs: int = 2,
@@ -106,26 +107,26 @@ def decompose_complexity(
     metric_samples: int = 1000,
     shapley: str = "auto",
     shapley_permutations: int = 200,
-    resume: Optional[ComplexityDecomposition] = None,
-    progress: bool | None = True,
+    resume: Optional[ComplexityResult] = None,
+    progress: bool | None = None,
     output: OutputArg = None,
     wrt: InputKey | None = None,
-) -> ComplexityDecomposition:
+) -> ComplexityResult:
     """Decompose a layer's feature into components of increasing complexity (Ren et al., ICML 2021).
 
     Parameters
     ----------
     model
         The trained network (any ``nn.Module``); it is left exactly as found.
-    layer
-        Name of the layer whose output is decomposed (see :func:`nbexplain.layers`); it must run once per
-        forward pass.
     train, test
         ``(x, y)`` pairs: inputs and task targets (class indices, or float targets for regression). The
         disentanglers are trained on ``train[0]``; ``test`` is used for test curves, fit quality,
         reliability and the overfitting metric. For a model with several inputs ``x`` is a tuple
         (positional, ``model(x, mask)``), a dict (keyword) or ``nx.Inputs``: ``train=((x, mask), y)``; the
         model gets all of them, the disentanglers read one (``wrt``).
+    layer
+        Name of the layer whose output is decomposed (see :func:`nbexplain.list_layers`); it must run once
+        per forward pass.
     orders
         Increasing numbers of non-linear layers of the disentanglers (0 = affine), e.g. ``(1, 2, 4, 8)``;
         an int ``n`` means ``1 … n``.
@@ -147,8 +148,9 @@ def decompose_complexity(
     lr
         ``(start, end)``: Adam's learning rate decays log-linearly over each order's epochs (the paper's
         1e-3 → 1e-5).
-    batch_size
-        Mini-batch size for distillation.
+    train_batch_size
+        Mini-batch size for distillation (a training minibatch; the model's own forward passes run 256
+        inputs at a time).
     reference_model
         A second network trained for the same task, used for reliability. ``None`` (default): a copy of
         ``model`` re-initialised with ``seed + 1`` and trained for ``reference_epochs`` epochs (Adam,
@@ -173,8 +175,8 @@ def decompose_complexity(
         A previous result for the same model and layer: its trained disentanglers are reused for the
         orders they cover (and as the warm start of new, deeper ones), as is its reference network.
     progress
-        Progress bars over orders and epochs: ``True`` (default) at once, ``None`` once the work has run
-        for more than 2 s, ``False`` never.
+        Progress bars over orders and epochs: ``None`` (default) once the work has run 2 s; ``True``:
+        always; ``False``: never.
     output
         For models that return a tuple, dict or output object: which tensor the task loss reads (an index,
         a key or attribute name, or a callable on the model's output; see
@@ -186,7 +188,7 @@ def decompose_complexity(
 
     Returns
     -------
-    ComplexityDecomposition
+    ComplexityResult
         With ``.components(x)``, ``.energy``, ``.reliability``, ``.effectiveness``, ``.overfitting``,
         ``.fit_quality``, ``.history`` … (see the module notes for the exact definitions).
 
@@ -197,7 +199,7 @@ def decompose_complexity(
     <torch._C.Generator object at ...>
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     >>> x, y = torch.randn(256, 4), torch.randint(0, 3, (256,))
-    >>> res = nx.decompose_complexity(net, "1", (x[:200], y[:200]), (x[200:], y[200:]),
+    >>> res = nx.decompose_complexity(net, (x[:200], y[:200]), (x[200:], y[200:]), "1",
     ...                               orders=(0, 1, 2), epochs=2, width=16, progress=False,
     ...                               reference_model=False)
     >>> res.components(x[:5]).shape, res.energy.shape
@@ -205,7 +207,7 @@ def decompose_complexity(
     """
     call = _check_call(
         model, layer, train, test, orders, epochs, seed=seed, family=family, width=width,
-        kernel_size=kernel_size, lr=lr, batch_size=batch_size, reference_model=reference_model,
+        kernel_size=kernel_size, lr=lr, batch_size=train_batch_size, reference_model=reference_model,
         reference_layer=reference_layer, reference_epochs=reference_epochs, loss=loss,
         metric_samples=metric_samples, shapley=shapley, shapley_permutations=shapley_permutations,
         resume=resume, progress=progress, output=output, wrt=wrt,
@@ -220,7 +222,7 @@ def decompose_complexity(
         fam, width = _family_and_width(call, tuple(xd_tr.shape[1:]), tuple(f_tr.shape[1:]))
         f_scale, constant_units = _distillation_scale(f_tr, call.layer)
         trained, history = _train_orders(call, fam, width, xd_tr, xd_te, f_tr, f_te, f_scale, dev)
-        result = ComplexityDecomposition(
+        result = ComplexityResult(
             model=call.model, layer=call.layer, orders=call.orders, disentanglers=trained, family=fam,
             feature_shape=tuple(f_tr.shape[1:]), input_shape=tuple(xd_tr.shape[1:]),
             energy=torch.empty(0), reliability=torch.empty(0), effectiveness=torch.empty(0),
@@ -241,7 +243,7 @@ def _settings(call: _Call, width: int) -> dict[str, Any]:
     """The settings recorded in the result."""
     return {
         "family": call.family if not call.custom else "custom", "width": width, "kernel_size": call.kernel_size,
-        "lr": call.lr, "batch_size": call.batch_size, "seed": call.seed,
+        "lr": call.lr, "train_batch_size": call.batch_size, "seed": call.seed,
         "epochs": dict(zip(call.orders, call.epochs, strict=True)), "metric_samples": call.metric_samples,
         "loss": call.loss if isinstance(call.loss, str) else "custom",
     }
@@ -310,7 +312,7 @@ def _reference(call: _Call, ref_layer: str, dev: torch.device) -> nn.Module:
 
 
 def _metrics(
-    result: ComplexityDecomposition, call: _Call, f_tr: torch.Tensor, f_te: torch.Tensor, dev: torch.device
+    result: ComplexityResult, call: _Call, f_tr: torch.Tensor, f_te: torch.Tensor, dev: torch.device
 ) -> None:
     """Every per-order metric of ``result``, on the metric samples of both splits."""
     i_tr, i_te = _metric_indices(call.y_tr, call.y_te, call.metric_samples)

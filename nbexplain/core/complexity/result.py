@@ -16,14 +16,14 @@ from .._base.model_inputs import InputKey, Inputs, as_inputs
 from .._base.validation import check_positive_int
 from .checks import _check_inputs, _model_inputs
 from .metrics import _consistency_inputs, _from_rows
-from .shapley import ShapleyValues
+from .shapley import ShapleyResult
 from .task import _layer_outputs
 
-__all__ = ["ComplexityDecomposition"]
+__all__ = ["ComplexityResult"]
 
 
 @dataclass
-class ComplexityDecomposition:
+class ComplexityResult:
     """The result of :func:`decompose_complexity`.
 
     Attributes
@@ -55,7 +55,7 @@ class ComplexityDecomposition:
         ``"empty_train"``/``"empty_test"`` (head sees the mean feature), ``"full_train"``/``"full_test"``
         (head sees the deepest fit).
     shapley
-        The :class:`~nbexplain.core.complexity.shapley.ShapleyValues` of the game ``S ↦ (L_train(S), L_test(S))``.
+        The :class:`~nbexplain.core.complexity.shapley.ShapleyResult` of the game ``S ↦ (L_train(S), L_test(S))``.
     reference_model, reference_layer
         The network used for reliability (``None`` when reliability was switched off).
     consistency_maps
@@ -85,7 +85,7 @@ class ComplexityDecomposition:
     reliability_feature: float
     history: dict[int, dict[str, Any]]
     losses: dict[str, float]
-    shapley: Optional[ShapleyValues]
+    shapley: Optional[ShapleyResult]
     reference_model: Optional[nn.Module] = None
     reference_layer: Optional[str] = None
     consistency_maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
@@ -183,7 +183,7 @@ class ComplexityDecomposition:
             out.append(_from_rows(pred.float(), x.n, self.feature_shape))
         return torch.stack(out)
 
-    def to(self, device: Union[str, torch.device]) -> "ComplexityDecomposition":
+    def to(self, device: Union[str, torch.device]) -> "ComplexityResult":
         """Move the disentanglers to ``device`` (in place; returns self)."""
         for d in self.disentanglers.values():
             d.to(device)
@@ -221,7 +221,7 @@ class ComplexityDecomposition:
     def __repr__(self) -> str:
         e = ", ".join(f"{float(v):.3f}" for v in self.energy)
         return (
-            f"ComplexityDecomposition(layer={self.layer!r}, orders={self.orders}, family={self.family!r}, "
+            f"ComplexityResult(layer={self.layer!r}, orders={self.orders}, family={self.family!r}, "
             f"energy=[{e}], fit_quality={float(self.fit_quality[-1]):.3f})"
         )
 

@@ -37,7 +37,7 @@ import torch
 from .._base.machinery import check_progress, progress_bar
 from .._base.validation import check_choice, check_positive_int
 
-__all__ = ["shapley_values", "ShapleyValues", "Coalition"]
+__all__ = ["shapley_values", "ShapleyResult", "Coalition"]
 
 Coalition = frozenset
 GameValue = Union[float, int, torch.Tensor, Any]
@@ -47,7 +47,7 @@ EXACT_LIMIT = 10
 
 
 @dataclass
-class ShapleyValues:
+class ShapleyResult:
     """Shapley values of a game, with what it took to compute them.
 
     Attributes
@@ -82,7 +82,7 @@ class ShapleyValues:
     def __repr__(self) -> str:
         vals = ", ".join(f"{float(v):.4g}" for v in self.values.reshape(self.values.shape[0], -1)[:, 0])
         return (
-            f"ShapleyValues(method={self.method!r}, values=[{vals}], "
+            f"ShapleyResult(method={self.method!r}, values=[{vals}], "
             f"n_evaluations={self.n_evaluations})"
         )
 
@@ -115,8 +115,8 @@ def shapley_values(
     method: str = "auto",
     n_permutations: int = 200,
     seed: int = 0,
-    progress: bool | None = False,
-) -> ShapleyValues:
+    progress: bool | None = None,
+) -> ShapleyResult:
     """Shapley values of a cooperative game.
 
     Parameters
@@ -135,12 +135,12 @@ def shapley_values(
     seed
         Seeds the sampled orders (a private generator; the global RNG is not touched).
     progress
-        A progress bar over coalitions / orders: ``False`` (default) never, ``True`` at once, ``None`` once
-        the work has run for more than 2 s.
+        A progress bar over coalitions / orders: ``None`` (default) once the work has run 2 s; ``True``:
+        always; ``False``: never.
 
     Returns
     -------
-    ShapleyValues
+    ShapleyResult
         ``.values`` of shape ``(n_players,)`` (or ``(n_players, k)``), ``.stderr``, ``.total`` …
 
     Examples
@@ -222,7 +222,7 @@ def shapley_values(
         phi, stderr, empty_out, full_out = phi[:, 0], stderr[:, 0], empty[0], full[0]
     else:
         empty_out, full_out = empty, full
-    return ShapleyValues(
+    return ShapleyResult(
         values=phi,
         stderr=stderr,
         method=method,

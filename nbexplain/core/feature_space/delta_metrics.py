@@ -3,7 +3,7 @@
 The curve needs to know what the output *is*; nbexplain does not guess it from shapes (a 3-class segmentation
 of RGB images has the shape of its input, and comparing its logits with the image would be meaningless):
 
-- ``"accuracy"`` (with ``target=`` labels): labels have the output's shape without its class axis — ``(N,)``
+- ``"accuracy"`` (with ``labels=``): labels have the output's shape without its class axis — ``(N,)``
   for class scores ``(N, C)``, ``(N, T)`` for a sequence ``(N, T, V)`` (one label per position), ``(N, H, W)``
   for a dense map ``(N, C, H, W)`` (one per pixel) — and the accuracy is taken over every labelled entry;
   ``ignore_index`` marks entries without a label (padding, void pixels);
@@ -34,18 +34,18 @@ DELTA_METRICS = ("accuracy", "reconstruction", "output_mse", "agreement")
 MetricArg = Union[None, str, Callable[[torch.Tensor, torch.Tensor], Any]]
 
 _CHOOSE = (
-    "pass target= (labels: accuracy), metric='reconstruction' for an autoencoder (MSE against the input), "
+    "pass labels= (accuracy), metric='reconstruction' for an autoencoder (MSE against the input), "
     "metric='output_mse' (MSE against the unprojected output), metric='agreement' (argmax predictions equal to "
     "the unprojected ones), or a function metric(projected, unprojected) -> float"
 )
 
 
-def check_metric(metric: Any, target: Any, x: torch.Tensor, ignore_index: Any) -> tuple[str | Callable[..., Any], torch.Tensor | None]:
-    """Resolve ``metric=`` with ``target=`` before any model call: the metric (name or function) and the labels."""
+def check_metric(metric: Any, labels_arg: Any, x: torch.Tensor, ignore_index: Any) -> tuple[str | Callable[..., Any], torch.Tensor | None]:
+    """Resolve ``metric=`` with ``labels=`` before any model call: the metric (name or function) and the labels."""
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
         raise TypeError(f"`ignore_index` must be None or an int (e.g. -100), got {ignore_index!r}.")
     if metric is None:
-        if target is None:
+        if labels_arg is None:
             raise ValueError(f"delta_curve needs to know what to score under projection: {_CHOOSE}.")
         metric = "accuracy"
     if not callable(metric):
@@ -53,18 +53,18 @@ def check_metric(metric: Any, target: Any, x: torch.Tensor, ignore_index: Any) -
             raise TypeError(f"`metric` must be None, one of {list(DELTA_METRICS)} or a function, got {metric!r}.")
         check_choice(metric, "metric", DELTA_METRICS)
     if metric == "accuracy":
-        if target is None:
-            raise ValueError("metric='accuracy' needs `target=`, the labels.")
-        labels = check_tensor(target, "target", min_ndim=1, dtype_kind="int").detach().cpu().long()
-        check_same_samples(x, labels, ("x", "target"))
+        if labels_arg is None:
+            raise ValueError("metric='accuracy' needs `labels=`, the true labels.")
+        labels = check_tensor(labels_arg, "labels", min_ndim=1, dtype_kind="int").detach().cpu().long()
+        check_same_samples(x, labels, ("inputs", "labels"))
         return metric, labels
-    if target is not None:
+    if labels_arg is not None:
         raise ValueError(
-            f"`target` (labels) is read only by metric='accuracy', not by metric={getattr(metric, '__name__', metric)!r}; "
+            f"`labels` are read only by metric='accuracy', not by metric={getattr(metric, '__name__', metric)!r}; "
             "leave one of them out."
         )
     if ignore_index is not None:
-        raise ValueError("`ignore_index` marks unlabelled entries of `target`; it applies only to metric='accuracy'.")
+        raise ValueError("`ignore_index` marks unlabelled entries of `labels`; it applies only to metric='accuracy'.")
     return metric, None
 
 
@@ -84,17 +84,17 @@ def _check_labels(labels: torch.Tensor, plain: torch.Tensor, ignore_index: int |
         elif plain.ndim >= 4:
             hint = " (ignore_index= marks pixels without one)"
         raise ValueError(
-            f"`target` has shape {tuple(labels.shape)}, but the output is {shape} with its classes on axis {axis}: "
+            f"`labels` has shape {tuple(labels.shape)}, but the output is {shape} with its classes on axis {axis}: "
             f"accuracy needs {per}, shape {want}{hint}."
         )
     n_classes = int(plain.shape[axis])
     valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != int(ignore_index)
     used = labels[valid]
     if used.numel() == 0:
-        raise ValueError(f"Every entry of `target` equals ignore_index={ignore_index}; nothing is labelled.")
+        raise ValueError(f"Every entry of `labels` equals ignore_index={ignore_index}; nothing is labelled.")
     if int(used.min()) < 0 or int(used.max()) >= n_classes:
         raise ValueError(
-            f"`target` contains labels outside [0, {n_classes - 1}] (got min {int(used.min())}, max {int(used.max())}) "
+            f"`labels` contains labels outside [0, {n_classes - 1}] (got min {int(used.min())}, max {int(used.max())}) "
             f"for an output {shape}"
             + ("; mark unlabelled entries with ignore_index=, e.g. ignore_index=-100." if ignore_index is None else ".")
         )
@@ -137,7 +137,7 @@ def scorer(
             raise ValueError(
                 f"metric='reconstruction' compares the output with the input, but the output has shape "
                 f"{tuple(plain.shape)} and the input {tuple(x.shape)}; for a model that is not an autoencoder "
-                "use target= (labels), metric='output_mse' or metric='agreement'."
+                "use labels= (accuracy), metric='output_mse' or metric='agreement'."
             )
         ref = x.detach().cpu().double()
         return lambda out: float((out.double() - ref).pow(2).mean())

@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .delta_metrics import MetricArg, check_metric, scorer
 from .._base.hygiene import preserved
 from .._base.layer_select import resolve_modules
 from .._base.layouts import LayoutProbe, known_layout, rank_layout
+from .._base.machinery import Handles, check_progress, progress_bar
 from .._base.model_inputs import Inputs, as_inputs, call_model
 from .._base.model_io import OutputArg, check_output_arg, check_runnable, probe_output, select_output
 from .tracking import COUNTING_MODES, intrinsic_dimension
@@ -31,9 +31,10 @@ from .._base.validation import (
     check_model,
     check_positive_int,
     check_tensor,
+    renamed_arguments,
 )
 
-__all__ = ["DeltaProjection", "DeltaCurve", "projected_outputs", "delta_curve", "SUBSPACES"]
+__all__ = ["DeltaProjection", "DeltaCurveResult", "projected_outputs", "delta_curve", "SUBSPACES"]
 
 #: Which ``k``-dim subspace a projection keeps.
 SUBSPACES = ("eigen", "random")
@@ -97,6 +98,7 @@ class DeltaProjection:
         self,
         stats: RunningMoments,
         delta: float = 0.99,
+        *,
         k: int | None = None,
         subspace: str = "eigen",
         seed: int = 0,
@@ -120,7 +122,7 @@ class DeltaProjection:
         d = stats.n_features
         if k is None:
             self.delta: float | None = check_fraction(delta, "delta")
-            self.k = max(intrinsic_dimension(vals.cpu(), self.delta, mode), 1)
+            self.k = max(intrinsic_dimension(vals.cpu(), self.delta, mode=mode), 1)
         else:
             self.k = check_positive_int(k, "k")
             if self.k > d:
@@ -191,13 +193,12 @@ class DeltaProjection:
 
         # `model`, not `net`: a torch.compile'd model called in the block runs its eager module, so the
         # projection is applied (compiled code would skip the hook silently).
-        with preserved(model):
-            handle = module.register_forward_hook(hook)
+        with preserved(model), Handles() as hooks:
+            hooks.add(module.register_forward_hook(hook))
             try:
                 probe.start()
                 yield self
             finally:
-                handle.remove()
                 probe.stop()
 
     def __enter__(self) -> DeltaProjection:
@@ -219,8 +220,8 @@ class DeltaProjection:
 
 
 def _run(model: nn.Module, x: Inputs | torch.Tensor, batch_size: int, output: OutputArg = None) -> torch.Tensor:
-    batches = as_inputs(x, "x").split(batch_size)
-    outs = [select_output(call_model(model, b.to_model(model), "x"), output).detach().cpu() for b in batches]
+    batches = as_inputs(x, "inputs").split(batch_size)
+    outs = [select_output(call_model(model, b.to_model(model), "inputs"), output).detach().cpu() for b in batches]
     return torch.cat(outs)
 
 
@@ -232,17 +233,19 @@ def _check_call(model: Any, x: Any, output: Any, what: str) -> tuple[nn.Module, 
     model = check_runnable(check_model(model, what=what))
     output = check_output_arg(output)
     if isinstance(x, torch.Tensor) or type(x).__module__.startswith("numpy"):
-        x = check_tensor(x, "x", min_ndim=1)
-    batch = as_inputs(x, "x")
+        x = check_tensor(x, "inputs", min_ndim=1)
+    batch = as_inputs(x, "inputs")
     probe_output(model, batch, output)
     return model, batch, output
 
 
+@renamed_arguments(x="inputs")
 def projected_outputs(
     model: nn.Module,
-    x: torch.Tensor,
+    inputs: torch.Tensor,
     layer: str,
     stats: RunningMoments,
+    *,
     ks: Sequence[int],
     subspace: str = "eigen",
     seed: int = 0,
@@ -250,13 +253,13 @@ def projected_outputs(
     progress: bool | None = None,
     output: OutputArg = None,
 ) -> torch.Tensor:
-    """The model's outputs on ``x`` with ``layer`` projected onto ``k`` directions, for every ``k``.
+    """The model's outputs on ``inputs`` with ``layer`` projected onto ``k`` directions, for every ``k``.
 
     Parameters
     ----------
     model
         Any model; run in eval mode under ``torch.no_grad`` (its modes are restored).
-    x
+    inputs
         Input batch ``(N, …)``; for a model with several inputs a tuple (positional, ``model(x, mask)``),
         a dict (keyword) or ``nx.Inputs``, sliced together.
     layer
@@ -268,9 +271,9 @@ def projected_outputs(
     subspace, seed
         ``"eigen"`` or the ``"random"`` control (see :class:`DeltaProjection`).
     batch_size
-        Chunk size of the forward passes.
+        Inputs per forward pass.
     progress
-        Show a progress bar (default: when there are more than 8 values of ``k``).
+        ``None`` (default): a progress bar once the work has run 2 s; ``True``: always; ``False``: never.
     output
         For a model that returns a tuple, dict or output object: which output to keep (an index, a key or
         attribute name, or a callable on the output), checked by one forward pass before any other work.
@@ -296,12 +299,13 @@ def projected_outputs(
     >>> nx.projected_outputs(ae, x[:4], "encoder.code", stats, ks=[1, 4, 8]).shape
     torch.Size([3, 4, 64])
     """
-    model, batch, output = _check_call(model, x, output, "nx.projected_outputs")
+    model, batch, output = _check_call(model, inputs, output, "nx.projected_outputs")
     resolve_modules(model, [layer], "layer")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    show = check_progress(progress)
     ks = [check_positive_int(k, "ks") for k in ks]
     if not ks:
         raise ValueError("`ks` is empty; pass at least one number of directions.")
-    show = len(ks) > 8 if progress is None else bool(progress)
     projs = [DeltaProjection(stats, k=k, subspace=subspace, seed=seed) for k in ks]
     with preserved(model), torch.no_grad():
         model.eval()
@@ -319,13 +323,14 @@ def projected_outputs(
 
 
 @contextmanager
-def _progress(total: int, desc: str, show: bool) -> Iterator[Any]:
-    """A transient progress bar that disappears when the block ends, also on an early return.
+def _progress(total: int, desc: str, show: bool | None) -> Iterator[Any]:
+    """A transient progress bar (the one progress policy) that disappears when the block ends, also on an
+    early return.
 
     tqdm's notebook bar treats ``n < total`` at close as a failure: it turns red and stays on screen even
     with ``leave=False``. Giving up on the stacked pass is not a failure, so the total is set to what was done.
     """
-    bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
+    bar = progress_bar(total=total, desc=desc, progress=show)
     try:
         yield bar
     finally:
@@ -334,8 +339,8 @@ def _progress(total: int, desc: str, show: bool) -> Iterator[Any]:
 
 
 def _stacked_outputs(
-    model: nn.Module, x: Inputs | torch.Tensor, layer: str, projs: list[DeltaProjection], batch_size: int, show: bool,
-    output: OutputArg = None,
+    model: nn.Module, x: Inputs | torch.Tensor, layer: str, projs: list[DeltaProjection], batch_size: int,
+    show: bool | None, output: OutputArg = None,
 ) -> torch.Tensor | None:
     """All projections in one pass per chunk: the layer's output (n samples) is replaced by the stack of
     its K projections (K·n samples), so the layers before it run once instead of K times.
@@ -360,16 +365,14 @@ def _stacked_outputs(
 
     chunk = max(2, min(batch_size, 8192 // n_k))
     outs: list[torch.Tensor] = []
-    batches = list(as_inputs(x, "x").split(chunk))
+    batches = list(as_inputs(x, "inputs").split(chunk))
     with _progress(len(batches), f"projecting {layer}", show) as bar:
         try:
             for i, b in enumerate(batches):
                 b = b.to_model(model)
-                handle = module.register_forward_hook(hook)
-                try:
+                with Handles() as hooks:
+                    hooks.add(module.register_forward_hook(hook))
                     y = select_output(b.call(model), output)
-                finally:
-                    handle.remove()
                 n = b.n
                 if not isinstance(y, torch.Tensor) or y.shape[0] != n_k * n:
                     return None
@@ -389,7 +392,7 @@ def _stacked_outputs(
 
 
 @dataclass
-class DeltaCurve:
+class DeltaCurveResult:
     """A quantity as a function of δ, for the eigen-subspace and the random control.
 
     ``metric`` names it (see :mod:`nbexplain.core.feature_space.delta_metrics`): ``"accuracy"`` and ``"agreement"`` (higher
@@ -405,33 +408,35 @@ class DeltaCurve:
     baseline: float
 
 
+@renamed_arguments(x="inputs", target="labels")
 def delta_curve(
     model: nn.Module,
-    x: torch.Tensor,
+    inputs: torch.Tensor,
     layer: str,
     stats: RunningMoments,
+    *,
     deltas: Sequence[float] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999),
-    target: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    metric: MetricArg = None,
+    ignore_index: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
     output: OutputArg = None,
-    *,
-    metric: MetricArg = None,
-    ignore_index: int | None = None,
-) -> DeltaCurve:
+    progress: bool | None = None,
+) -> DeltaCurveResult:
     """Accuracy, reconstruction error or another metric of the model's output under projection, per δ.
 
     Parameters
     ----------
-    model, x, layer, stats
+    model, inputs, layer, stats
         As in :func:`projected_outputs`.
     deltas
         δ values in (0, 1].
-    target
-        Labels, for ``metric="accuracy"`` (the default when they are given): the output's shape without its
-        class axis — ``(N,)`` for class scores ``(N, C)``, ``(N, T)`` for a sequence ``(N, T, V)``,
-        ``(N, H, W)`` for a dense map ``(N, C, H, W)``. With several inputs in ``x``, ``metric="reconstruction"``
-        compares with the first.
+    labels
+        True labels, for ``metric="accuracy"`` (the default when they are given): the output's shape without
+        its class axis — ``(N,)`` for class scores ``(N, C)``, ``(N, T)`` for a sequence ``(N, T, V)``,
+        ``(N, H, W)`` for a dense map ``(N, C, H, W)``. With several inputs in ``inputs``,
+        ``metric="reconstruction"`` compares with the first.
     seed
         Seed of the random-subspace control.
     output
@@ -439,19 +444,21 @@ def delta_curve(
         :func:`projected_outputs`); a function can also reduce the output, e.g. ``output=lambda out: out[:, -1]``
         scores a language model's last position against ``(N,)`` labels.
     metric
-        What to score (see :mod:`nbexplain.core.feature_space.delta_metrics`): ``"accuracy"`` (needs ``target``),
-        ``"reconstruction"`` (MSE against ``x``: an autoencoder, whose output has the input's shape),
+        What to score (see :mod:`nbexplain.core.feature_space.delta_metrics`): ``"accuracy"`` (needs ``labels``),
+        ``"reconstruction"`` (MSE against ``inputs``: an autoencoder, whose output has the input's shape),
         ``"output_mse"`` (MSE against the unprojected output), ``"agreement"`` (fraction of argmax predictions
         equal to the unprojected ones), or a function ``metric(projected, unprojected) -> float``. Without
-        ``target`` it must be given: nbexplain does not guess from shapes whether an output is a
+        ``labels`` it must be given: nbexplain does not guess from shapes whether an output is a
         reconstruction (a 3-class segmentation of RGB images has its input's shape).
     ignore_index
         With ``metric="accuracy"``: the label of entries that have none (e.g. ``-100`` for padding, ``255`` for
         void pixels); they are left out of the accuracy.
+    seed, batch_size, progress
+        As in :func:`projected_outputs`.
 
     Returns
     -------
-    DeltaCurve
+    DeltaCurveResult
         ``eigen`` and ``random`` values per δ, plus the unprojected ``baseline``.
 
     Examples
@@ -460,18 +467,20 @@ def delta_curve(
     >>> from nbexplain.zoo import mlp
     >>> net, x, y = mlp(16, (8,)), torch.randn(100, 16), torch.randint(0, 10, (100,))
     >>> stats = nx.layer_statistics(net, x, ["fc1"])["fc1"]
-    >>> curve = nx.delta_curve(net, x, "fc1", stats, deltas=[0.5, 1.0], target=y)
+    >>> curve = nx.delta_curve(net, x, "fc1", stats, deltas=[0.5, 1.0], labels=y)
     >>> curve.metric, abs(float(curve.eigen[-1]) - curve.baseline) <= 0.01
     ('accuracy', True)
     >>> nx.delta_curve(net, x, "fc1", stats, deltas=[0.5, 1.0], metric="agreement").metric
     'agreement'
     """
-    model, batch, output = _check_call(model, x, output, "nx.delta_curve")
+    model, batch, output = _check_call(model, inputs, output, "nx.delta_curve")
     first = batch.first
+    batch_size = check_positive_int(batch_size, "batch_size")
+    progress = check_progress(progress)
     ds = [check_fraction(d, "deltas") for d in deltas]
     if not ds:
         raise ValueError("`deltas` is empty.")
-    metric, labels = check_metric(metric, target, first, ignore_index)
+    metric, labels = check_metric(metric, labels, first, ignore_index)
     vals = stats.eigenvalues.cpu()
     ks = [max(intrinsic_dimension(vals, d), 1) for d in ds]
     distinct = sorted(set(ks))
@@ -480,10 +489,11 @@ def delta_curve(
         plain = _run(model, batch, batch_size, output)
     score = scorer(metric, first, plain, labels, ignore_index)  # checks labels and shapes before the projections
 
-    eig = projected_outputs(model, batch, layer, stats, distinct, "eigen", seed, batch_size, output=output)
-    rnd = projected_outputs(model, batch, layer, stats, distinct, "random", seed, batch_size, output=output)
+    options = dict(ks=distinct, seed=seed, batch_size=batch_size, output=output, progress=progress)
+    eig = projected_outputs(model, batch, layer, stats, subspace="eigen", **options)
+    rnd = projected_outputs(model, batch, layer, stats, subspace="random", **options)
     by_k = {k: (score(e), score(r)) for k, e, r in zip(distinct, eig, rnd, strict=False)}
-    return DeltaCurve(
+    return DeltaCurveResult(
         deltas=torch.tensor(ds, dtype=torch.float64),
         ks=torch.tensor(ks),
         metric=metric if isinstance(metric, str) else getattr(metric, "__name__", "custom"),

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._base.capturing import CONV_MODES, activations
 from .._base.hygiene import preserved
-from .._base.layer_select import layers as list_layers
+from .._base.layer_select import list_layers
+from .._base.machinery import check_progress, progress_bar
 from .._base.model_inputs import Inputs, as_inputs
 from .._base.validation import (
     check_choice,
@@ -26,6 +26,7 @@ from .._base.validation import (
     check_positive_int,
     check_same_samples,
     check_tensor,
+    renamed_arguments,
 )
 
 __all__ = ["probe_accuracy", "fit_linear_probe", "ProbeFit"]
@@ -144,15 +145,18 @@ def fit_linear_probe(
     return fit
 
 
+@renamed_arguments(eval="eval_mode")
 def probe_accuracy(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     layers: str | Sequence[str] | None = None,
+    *,
     conv: str = "mean",
     l2: float = 1e-3,
     max_iter: int = 100,
-    batch_size: int = 512,
+    batch_size: int = 256,
+    eval_mode: bool = True,
     progress: bool | None = None,
 ) -> dict[str, float]:
     """Test accuracy of a linear probe trained on each layer's features.
@@ -160,7 +164,7 @@ def probe_accuracy(
     Parameters
     ----------
     model
-        Any ``torch.nn.Module`` (run in eval mode; its state is left as found).
+        Any ``torch.nn.Module`` (its state is left as found).
     train, test
         ``(x, y)`` pairs of inputs and integer labels. For a model with several inputs ``x`` is a tuple
         (positional, ``model(x, mask)``), a dict (keyword) or ``nx.Inputs``: ``train=((x, mask), y)``. The
@@ -174,9 +178,12 @@ def probe_accuracy(
     l2, max_iter
         See :func:`fit_linear_probe`.
     batch_size
-        Chunk size of the forward passes.
+        Inputs per forward pass.
+    eval_mode
+        Read the features in eval mode (default; dropout off, batch-norm running statistics). The model's
+        modes, and its batch-norm statistics, are restored afterwards either way.
     progress
-        Show a progress bar (default: with more than 3 layers).
+        ``None`` (default): a progress bar once the work has run 2 s; ``True``: always; ``False``: never.
 
     Returns
     -------
@@ -199,12 +206,14 @@ def probe_accuracy(
     names = list_layers(model) if layers is None else layers
     names = [names] if isinstance(names, str) else list(names)
     n_classes = int(max(int(y_tr.max()), int(y_te.max()))) + 1
-    show = len(names) > 3 if progress is None else bool(progress)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    progress = check_progress(progress)
     with preserved(model):
-        f_tr = activations(model, x_tr, names, conv=conv, batch_size=batch_size)
-        f_te = activations(model, x_te, names, conv=conv, batch_size=batch_size)
+        options = dict(conv=conv, batch_size=batch_size, eval_mode=eval_mode, progress=progress)
+        f_tr = activations(model, x_tr, names, **options)
+        f_te = activations(model, x_te, names, **options)
     out: dict[str, float] = {}
-    for name in tqdm(names, desc="linear probes", disable=not show, leave=False):
+    for name in progress_bar(names, desc="linear probes", progress=progress):
         fit = fit_linear_probe(f_tr[name], y_tr, f_te[name], y_te, l2=l2, max_iter=max_iter,
                                n_classes=n_classes, name=f"activations of layer {name!r}")
         assert fit.test_accuracy is not None

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._base.capturing import CONV_MODES, prepared_batches
+from .._base.capturing import CONV_MODES, count_batches, prepared_batches
 from .._base.compiled import running_eagerly
 from .._base.hygiene import preserved
-from .._base.layer_select import layers as list_layers
-from .._base.layer_select import resolve_modules
+from .._base.layer_select import list_layers, resolve_modules
 from .._base.layouts import LayoutArg, LayoutProbe, check_layout_arg
+from .._base.machinery import Handles, check_progress, progress_bar
 from .._base.model_inputs import call_model
 from .._base.model_io import check_runnable
 from .._base.moments import RunningMoments, subsample_positions
@@ -33,6 +33,7 @@ from .._base.validation import (
     check_model,
     check_positive_int,
     check_tensor,
+    renamed_arguments,
 )
 
 __all__ = [
@@ -63,7 +64,7 @@ def _spectrum(eigenvalues: Any) -> torch.Tensor:
     return vals.detach().to("cpu", torch.float64).clamp_min(0.0).sort(descending=True).values
 
 
-def intrinsic_dimension(eigenvalues: Any, delta: float = 0.99, mode: str = "textbook") -> int:
+def intrinsic_dimension(eigenvalues: Any, delta: float = 0.99, *, mode: str = "textbook") -> int:
     """Smallest ``k`` whose ``k`` largest eigenvalues explain at least ``delta`` of the total variance.
 
     Parameters
@@ -111,7 +112,7 @@ def intrinsic_dimension(eigenvalues: Any, delta: float = 0.99, mode: str = "text
     return max(int((frac < delta).sum()), 1)
 
 
-def saturation(eigenvalues: Any, delta: float = 0.99, mode: str = "textbook") -> float:
+def saturation(eigenvalues: Any, delta: float = 0.99, *, mode: str = "textbook") -> float:
     """Saturation = ``intrinsic_dimension(eigenvalues, delta) / width``, in [0, 1].
 
     Examples
@@ -120,7 +121,7 @@ def saturation(eigenvalues: Any, delta: float = 0.99, mode: str = "textbook") ->
     >>> nx.saturation([6.0, 3.0, 0.9, 0.1], delta=0.9)
     0.5
     """
-    k = intrinsic_dimension(eigenvalues, delta, mode)
+    k = intrinsic_dimension(eigenvalues, delta, mode=mode)
     return k / len(eigenvalues)
 
 
@@ -254,7 +255,7 @@ class SaturationTracker:
         while the tracker is open, because compiled code does not run the tracker's hooks; it runs compiled
         again after :meth:`close`.
     layers
-        Layer names (see :func:`nbexplain.layers`); default: every Linear and Conv/ConvTranspose layer.
+        Layer names (see :func:`nbexplain.list_layers`); default: every Linear and Conv/ConvTranspose layer.
     delta
         Explained-variance fraction δ in (0, 1] used for ``saturation`` (default 0.99).
     conv
@@ -320,6 +321,7 @@ class SaturationTracker:
         self,
         model: nn.Module,
         layers: str | Sequence[str] | None = None,
+        *,
         delta: float = 0.99,
         conv: str = "channels",
         max_positions: int | None = None,
@@ -327,7 +329,6 @@ class SaturationTracker:
         device: torch.device | str | None = None,
         sync: bool | None = None,
         seed: int = 0,
-        *,
         layout: LayoutArg = None,
     ) -> None:
         self.model = check_runnable(check_model(model, what="nx.SaturationTracker"))
@@ -357,7 +358,7 @@ class SaturationTracker:
         self._probe = LayoutProbe(self.model, self.modules, check_layout_arg(layout, self.layers))
         self._current: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}
         self._last: dict[str, dict[str, RunningMoments]] = {p: {} for p in PHASES}
-        self._handles: list[Any] = []
+        self._handles = Handles()
         self._observers: list[Callable[[EpochRecord], Any]] = []
         self._state = "new"  # new → open → closed
         self.recording = True
@@ -375,15 +376,13 @@ class SaturationTracker:
         self._eager = running_eagerly(self._called).__enter__()
         self._probe.start()
         for name, module in self.modules.items():
-            self._handles.append(module.register_forward_hook(self._make_hook(name)))
+            self._handles.add(module.register_forward_hook(self._make_hook(name)))
         self._state = "open"
         return self
 
     def close(self) -> None:
         """Remove every hook. Results (``history``, ``stats``) stay readable."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._handles.remove()
         self._probe.stop()
         if self._eager is not None:
             self._eager.__exit__()
@@ -511,7 +510,7 @@ class SaturationTracker:
                         stacklevel=2,
                     )
                 vals = m.eigenvalues.cpu()
-                k = intrinsic_dimension(vals, self.delta, self.mode)
+                k = intrinsic_dimension(vals, self.delta, mode=self.mode)
                 out[name] = LayerRecord(
                     saturation=k / m.n_features,
                     intrinsic_dimension=k,
@@ -552,7 +551,7 @@ class SaturationTracker:
                 f"No {phase}-mode statistics yet: run forward passes with the model in "
                 f"{'train' if phase == 'train' else 'eval'} mode inside the tracker."
             )
-        return {n: saturation(m.eigenvalues.cpu(), d, self.mode) for n, m in stats.items()}
+        return {n: saturation(m.eigenvalues.cpu(), d, mode=self.mode) for n, m in stats.items()}
 
     def series(self, phase: str = "train") -> dict[str, list[float]]:
         """Layer → saturation per recorded epoch (NaN where the layer had no ``phase`` samples)."""
@@ -578,16 +577,18 @@ class SaturationTracker:
         )
 
 
+@renamed_arguments(eval="eval_mode")
 def layer_statistics(
     model: nn.Module,
     inputs: Any,
     layers: str | Sequence[str] | None = None,
+    *,
     conv: str = "channels",
     batch_size: int = 256,
-    eval: bool = True,
+    eval_mode: bool = True,
     max_positions: int | None = None,
-    *,
     layout: LayoutArg = None,
+    progress: bool | None = None,
 ) -> dict[str, RunningMoments]:
     """Exact float64 mean and covariance of layers' features over a data set, streamed batch by batch.
 
@@ -604,9 +605,11 @@ def layer_statistics(
     conv, max_positions, layout
         As in :class:`SaturationTracker`.
     batch_size
-        Chunk size when ``inputs`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
-    eval
+        Inputs per forward pass when ``inputs`` is one batch (a tensor, tuple, dict or ``nx.Inputs``).
+    eval_mode
         Run in eval mode (default). The model's modes are restored afterwards.
+    progress
+        ``None`` (default): a progress bar once the work has run 2 s; ``True``: always; ``False``: never.
 
     Returns
     -------
@@ -622,15 +625,19 @@ def layer_statistics(
     """
     model = check_runnable(check_model(model, what="nx.layer_statistics"))
     batch_size = check_positive_int(batch_size, "batch_size")
-    with preserved(model):
-        if eval:
+    progress = check_progress(progress)
+    # In train mode a forward pass updates batch-norm running statistics: put their values back too.
+    with preserved(model, values=not eval_mode):
+        if eval_mode:
             model.eval()
         tracker = SaturationTracker(model, layers, conv=conv, max_positions=max_positions, sync=False, layout=layout)
         seen = False
-        with torch.no_grad(), tracker:
+        with torch.no_grad(), tracker, progress_bar(total=count_batches(inputs, batch_size), unit="batch",
+                                                    desc="layer statistics", progress=progress) as bar:
             for batch in prepared_batches(inputs, batch_size, model):
                 seen = True
                 call_model(model, batch)
+                bar.update(1)
         if not seen:
             raise ValueError("`inputs` is empty: it yielded no batches.")
         stats: dict[str, RunningMoments] = {}

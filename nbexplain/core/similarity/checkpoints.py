@@ -102,5 +102,5 @@ def _checkpoint_items(checkpoints: Any, labels: Sequence[str] | None) -> tuple[l
     if labels is not None:
         labels = [str(s) for s in labels]
         if len(labels) != len(items):
-            raise ValueError(f"`labels` has {len(labels)} entries for {len(items)} checkpoints.")
+            raise ValueError(f"`checkpoint_labels` has {len(labels)} entries for {len(items)} checkpoints.")
     return items, labels if labels is not None else default_labels

@@ -128,7 +128,7 @@ class StreamingDFTCCA:
     """
 
     def __init__(
-        self, x_channels: int, y_channels: int, spatial: tuple[int, ...], device: torch.device | str | None = None
+        self, x_channels: int, y_channels: int, spatial: tuple[int, ...], *, device: torch.device | str | None = None
     ) -> None:
         self.x_channels, self.y_channels = int(x_channels), int(y_channels)
         self.spatial = tuple(int(s) for s in spatial)

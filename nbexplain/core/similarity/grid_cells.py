@@ -24,8 +24,9 @@ _CCA_FAMILY = ("svcca", "cca", "pwcca")
 def _capture_outputs(
     model: nn.Module, inputs: InputsArg, names: list[str], batch_size: int, device: torch.device,
     conv: str = "channels", overrides: Mapping[str, str] | None = None, layouts: dict[str, str] | None = None,
+    *, eval_mode: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Raw layer outputs over all inputs (eval mode, no grad), float32 on ``device``, features on dim 1.
+    """Raw layer outputs over all inputs (eval mode unless ``eval_mode=False``; no grad), float32 on ``device``, features on dim 1.
 
     Token outputs are moved to ``(N, D, T…)`` so that tokens play the role of positions (``conv="cls"``
     keeps the first token only). Non-finite outputs are an error naming the layer. ``layouts``, when given, is
@@ -57,7 +58,8 @@ def _capture_outputs(
                 ) from None
             chunks[name].append(o.to(device, torch.float32))
 
-    run_layers(model, inputs, modules, collect, batch_size=batch_size, layout=overrides or None, layouts=layouts)
+    run_layers(model, inputs, modules, collect, batch_size=batch_size, eval_mode=eval_mode, layout=overrides or None,
+               layouts=layouts)
     return {n: torch.cat(c, dim=0) for n, c in chunks.items()}
 
 

@@ -31,11 +31,10 @@ from torch import nn
 
 from .._base.capturing import CONV_MODES, InputsArg
 from .._base.hygiene import model_device
-from .._base.layer_select import layers as list_layers
-from .._base.layer_select import resolve_modules
+from .._base.layer_select import list_layers, resolve_modules
 from .._base.layouts import LayoutArg, check_layout_arg
 from .._base.machinery import check_progress, progress_bar
-from .._base.validation import check_choice, check_model, check_positive_int
+from .._base.validation import check_choice, check_model, check_positive_int, renamed_arguments
 from .checkpoints import CheckpointArg, _checkpoint_items, _label_for, _Materialiser
 from .grid_cells import _capture_outputs, _GridRun
 from .metrics import _check_epsilon, check_keep
@@ -155,16 +154,17 @@ def _layer_list(value: Any, model: nn.Module, argname: str) -> list[str]:
     return names
 
 
+@renamed_arguments(eval="eval_mode", labels="checkpoint_labels")
 def similarity_grid(
     checkpoints: CheckpointArg | Sequence[CheckpointArg] | Mapping[str, CheckpointArg],
     inputs: InputsArg,
     layers: str | Sequence[str] | None,
-    metric: str | Sequence[str] = "svcca",
     *,
+    metric: str | Sequence[str] = "svcca",
     model: nn.Module | None = None,
     reference: CheckpointArg | None = None,
     reference_layers: str | Sequence[str] | None = None,
-    labels: Sequence[str] | None = None,
+    checkpoint_labels: Sequence[str] | None = None,
     reference_label: str | None = None,
     conv: str = "channels",
     keep: float | int = 0.99,
@@ -173,7 +173,8 @@ def similarity_grid(
     max_samples: int = 10_000,
     batch_size: int = 256,
     seed: int = 0,
-    progress: bool | None = True,
+    eval_mode: bool = True,
+    progress: bool | None = None,
     layout: LayoutArg = None,
 ) -> SimilarityGridResult:
     """Compare every layer at every checkpoint with every layer of a reference model.
@@ -190,7 +191,7 @@ def similarity_grid(
         one batch, and a DataLoader yields ``((x, mask), y)`` (see :func:`nbexplain.activations`). Every
         checkpoint sees the same inputs.
     layers
-        Layer names compared at each checkpoint (``None``: all of ``nx.layers(model)``).
+        Layer names compared at each checkpoint (``None``: all of ``nx.list_layers(model)``).
     metric
         One of ``"svcca"`` (default), ``"cca"``, ``"pwcca"``, ``"cka"`` (linear), ``"cka_debiased"``,
         ``"cka_rbf"`` — or a list; every metric listed is computed in the same pass. Each cell's value is
@@ -203,8 +204,9 @@ def similarity_grid(
         model/state dict/path for a fixed reference.
     reference_layers
         Layer names of the reference (default: ``layers``).
-    labels, reference_label
-        Axis labels (default: file stems, mapping keys, or ``"checkpoint t"``).
+    checkpoint_labels, reference_label
+        Axis labels of the checkpoints and of the reference (default: file stems, mapping keys, or
+        ``"checkpoint t"``).
     conv
         ``"channels"`` (default): spatial positions are samples of the channels, pairs of different
         resolution are compared at the smaller one, conv vs dense pooled; ``"mean"``/``"max"``: pooled;
@@ -218,9 +220,14 @@ def similarity_grid(
     max_samples
         Largest number of samples per pair; above it a fixed subset (``seed``) is drawn — the same for both
         layers of the pair.
-    batch_size, seed, progress
-        Forward batch size; seed of the subsampling; a progress bar over checkpoints (``True``, the
-        default: at once; ``None``: once the work has run for more than 2 s; ``False``: never).
+    batch_size, seed
+        Inputs per forward pass; seed of the subsampling.
+    eval_mode
+        Run every checkpoint in eval mode (default; dropout off, batch-norm running statistics). Modes and
+        batch-norm statistics of models passed in are restored afterwards either way.
+    progress
+        A progress bar over checkpoints: ``None`` (default) once the work has run 2 s; ``True``: always;
+        ``False``: never.
     layout
         Which axis holds each layer's features (``"channels_first"``, ``"features_last"``,
         ``"sequence_first"``, or a dict per layer name); by default resolved from each module's type and the
@@ -251,7 +258,7 @@ def similarity_grid(
         inputs = list(inputs)
     if model is not None:
         model = check_model(model, "model", what="nx.similarity_grid")
-    items, ckpt_labels = _checkpoint_items(checkpoints, labels)
+    items, ckpt_labels = _checkpoint_items(checkpoints, checkpoint_labels)
     template = model if model is not None else next((c for c in items if isinstance(c, nn.Module)), None)
     if template is not None:
         argname = "checkpoints" if model is None else "model"
@@ -267,7 +274,7 @@ def similarity_grid(
     overrides = check_layout_arg(layout, sorted(set(row_names) | set(ref_names)))
     run = _GridRun(metrics, opts, row_names, ref_names, len(items), dev)
     run.ref_out = _capture_outputs(
-        ref_model, inputs, ref_names, batch_size, dev, conv, overrides, run.layouts
+        ref_model, inputs, ref_names, batch_size, dev, conv, overrides, run.layouts, eval_mode=eval_mode
     )
     load_rows = _Materialiser(template)
     bar = progress_bar(
@@ -279,7 +286,8 @@ def similarity_grid(
             outs = run.ref_out
         else:
             net = load_rows(items[t], f"checkpoint {t} ({ckpt_labels[t]!r})")
-            outs = _capture_outputs(net, inputs, row_names, batch_size, dev, conv, overrides, run.layouts)
+            outs = _capture_outputs(net, inputs, row_names, batch_size, dev, conv, overrides, run.layouts,
+                                    eval_mode=eval_mode)
         run.compare(t, outs, same_as_ref, ckpt_labels[t])
         del outs
     bar.close()
@@ -337,15 +345,16 @@ def _reference_model(
     return ref_model, ref_label
 
 
+@renamed_arguments(labels="model_labels")
 def model_similarity(
     model_a: CheckpointArg,
     model_b: CheckpointArg,
     inputs: InputsArg,
     layers: str | Sequence[str] | None,
+    *,
     layers_b: str | Sequence[str] | None = None,
     metric: str | Sequence[str] = "svcca",
-    *,
-    labels: tuple[str, str] = ("A", "B"),
+    model_labels: tuple[str, str] = ("A", "B"),
     **kwargs: Any,
 ) -> SimilarityGridResult:
     """Layer × layer similarity between two models: every layer of ``model_a`` against every layer of ``model_b``.
@@ -360,10 +369,11 @@ def model_similarity(
         Layers of A (rows) and of B (columns; default: the same names).
     metric
         As in :func:`similarity_grid`.
-    labels
+    model_labels
         Names of the two models.
     **kwargs
-        Any other :func:`similarity_grid` option (``conv``, ``keep``, ``max_samples``, …).
+        Any other :func:`similarity_grid` option (``conv``, ``keep``, ``max_samples``, ``eval_mode``,
+        ``progress``, …).
 
     Returns
     -------
@@ -381,9 +391,9 @@ def model_similarity(
     """
     for bad in ("reference", "reference_layers", "reference_label"):
         if bad in kwargs:
-            raise TypeError(f"model_similarity() sets `{bad}` itself; use model_b / layers_b / labels.")
-    if len(labels) != 2:
-        raise ValueError(f"`labels` must be two names (model A, model B), got {labels!r}.")
+            raise TypeError(f"model_similarity() sets `{bad}` itself; use model_b / layers_b / model_labels.")
+    if len(model_labels) != 2:
+        raise ValueError(f"`model_labels` must be two names (model A, model B), got {model_labels!r}.")
     for argname, given in (("model_a", model_a), ("model_b", model_b)):
         if isinstance(given, nn.Module):  # named as the caller knows them (similarity_grid says "reference")
             check_model(given, argname, what="nx.model_similarity")
@@ -391,11 +401,11 @@ def model_similarity(
         [model_a],
         inputs,
         layers,
-        metric,
+        metric=metric,
         reference=model_b,
         reference_layers=layers_b,
-        labels=[str(labels[0])],
-        reference_label=str(labels[1]),
+        checkpoint_labels=[str(model_labels[0])],
+        reference_label=str(model_labels[1]),
         **kwargs,
     )
     res.kind = "models"

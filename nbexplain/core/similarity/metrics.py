@@ -542,7 +542,7 @@ def _covariances(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 # ------------------------------------------------------------------------------------------ public API
-def cca(x: Any, y: Any, epsilon: float = 0.0) -> CCAResult:
+def cca(x: Any, y: Any, *, epsilon: float = 0.0) -> CCAResult:
     """Canonical correlation analysis between two sets of features.
 
     Parameters
@@ -588,7 +588,7 @@ def cca(x: Any, y: Any, epsilon: float = 0.0) -> CCAResult:
     return cca_from_covariances(sxx, syy, sxy, xt.shape[0], epsilon=eps, method="cca")
 
 
-def svcca(x: Any, y: Any, keep: KeepArg = 0.99, epsilon: float = 0.0) -> SVCCAResult:
+def svcca(x: Any, y: Any, *, keep: KeepArg = 0.99, epsilon: float = 0.0) -> SVCCAResult:
     """SVCCA (Raghu et al. 2017): reduce each side to its top singular directions, then CCA.
 
     Parameters
@@ -628,7 +628,7 @@ def svcca(x: Any, y: Any, keep: KeepArg = 0.99, epsilon: float = 0.0) -> SVCCARe
     return res
 
 
-def pwcca(x: Any, y: Any, epsilon: float = 0.0) -> PWCCAResult:
+def pwcca(x: Any, y: Any, *, epsilon: float = 0.0) -> PWCCAResult:
     """Projection-weighted CCA (Morcos et al. 2018).
 
     Canonical correlations weighted by how much of one side's neurons each canonical variate accounts
@@ -735,6 +735,7 @@ def _center_gram(k: torch.Tensor) -> torch.Tensor:
 def cka(
     x: Any,
     y: Any,
+    *,
     kernel: str = "linear",
     debiased: bool = False,
     threshold: float = 1.0,

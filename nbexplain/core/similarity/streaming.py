@@ -68,6 +68,7 @@ class StreamingSimilarity:
         self,
         x_features: int,
         y_features: int,
+        *,
         device: torch.device | str | None = None,
         exact: bool = True,
     ) -> None:

@@ -131,7 +131,7 @@ _NORM_EPSILON = 1e-9
 
 
 def _base_map(epsilon: float) -> list[tuple[tuple[type, ...], Rule]]:
-    norm = Norm(min(_NORM_EPSILON, epsilon))
+    norm = Norm(epsilon=min(_NORM_EPSILON, epsilon))
     return [
         (ACTIVATIONS, Pass()),
         (POOLS, norm),
@@ -174,6 +174,7 @@ class Composite:
     def __init__(
         self,
         rules: Mapping[Key, Rule] | None = None,
+        *,
         first: Rule | None = None,
         name: str = "custom",
         epsilon: float = DEFAULT_EPSILON,

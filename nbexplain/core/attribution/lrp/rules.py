@@ -175,7 +175,7 @@ class Epsilon(Rule):
     Epsilon(epsilon=0.25, bias=True)
     """
 
-    def __init__(self, epsilon: float = 1e-6, bias: bool = True) -> None:
+    def __init__(self, epsilon: float = 1e-6, *, bias: bool = True) -> None:
         self.epsilon = _number(epsilon, "epsilon")
         self.bias = bool(bias)
 
@@ -204,8 +204,8 @@ class ZeroRule(Epsilon):
     ZeroRule(bias=True)
     """
 
-    def __init__(self, bias: bool = True) -> None:
-        super().__init__(0.0, bias)
+    def __init__(self, *, bias: bool = True) -> None:
+        super().__init__(0.0, bias=bias)
 
     def _params(self) -> dict[str, Any]:
         return {"bias": self.bias}
@@ -223,7 +223,7 @@ class Norm(Epsilon):
     """
 
     def __init__(self, epsilon: float = 1e-9) -> None:
-        super().__init__(epsilon, True)
+        super().__init__(epsilon, bias=True)
 
     def _params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon}
@@ -254,7 +254,7 @@ class Gamma(Rule):
     needs_weights = True
     lazy = True
 
-    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, bias: bool = True) -> None:
+    def __init__(self, gamma: float = 0.25, *, epsilon: float = 1e-6, bias: bool = True) -> None:
         self.gamma = _number(gamma, "gamma")
         self.epsilon = _number(epsilon, "epsilon")
         self.bias = bool(bias)
@@ -306,7 +306,7 @@ class ZPlus(Rule):
     needs_weights = True
     lazy = True
 
-    def __init__(self, epsilon: float = 1e-9, bias: bool = True) -> None:
+    def __init__(self, *, epsilon: float = 1e-9, bias: bool = True) -> None:
         self.epsilon = _number(epsilon, "epsilon")
         self.bias = bool(bias)
 
@@ -366,7 +366,7 @@ class AlphaBeta(Rule):
     conserving = False
 
     def __init__(
-        self, alpha: float | None = 2.0, beta: float | None = None, epsilon: float = 1e-9, bias: bool = True
+        self, alpha: float | None = 2.0, beta: float | None = None, *, epsilon: float = 1e-9, bias: bool = True
     ) -> None:
         if alpha is None and beta is None:
             raise ValueError("Give `alpha` or `beta` (α − β = 1), e.g. AlphaBeta(2, 1).")
@@ -466,7 +466,7 @@ class ZBox(Rule):
     lazy = True
 
     def __init__(
-        self, low: float | torch.Tensor | None = None, high: float | torch.Tensor | None = None, epsilon: float = 1e-6
+        self, low: float | torch.Tensor | None = None, high: float | torch.Tensor | None = None, *, epsilon: float = 1e-6
     ) -> None:
         for name, v in (("low", low), ("high", high)):
             if v is not None and not isinstance(v, torch.Tensor):
