@@ -51,7 +51,7 @@ def main() -> None:
     xtr, ytr, xte, yte = data.x_train, data.y_train, data.x_test, data.y_test
 
     def saturation_after() -> dict[str, float]:
-        stats = nx.layer_statistics(model, xtr, LAYERS)
+        stats = nx.layer_statistics(model, xtr, LAYERS, progress=False)
         return {k: nx.saturation(v.eigenvalues, 0.99) for k, v in stats.items()}
 
     def probes() -> dict[str, float]:
