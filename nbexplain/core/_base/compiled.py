@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .machinery import is_nbexplain_code
+from .machinery import user_stacklevel
 
 __all__ = [
     "is_scripted",
@@ -163,15 +163,7 @@ def note_compiled(model: nn.Module, argname: str = "model") -> None:
             "'_orig_mod' parts."
         )
     _noted.add(model)
-    warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
-
-
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the user's line: the first caller outside nbexplain."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and is_nbexplain_code(frame.f_code.co_filename):
-        frame, level = frame.f_back, level + 1
-    return level
+    warnings.warn(message, UserWarning, stacklevel=user_stacklevel())
 
 
 def require_hooks(model: nn.Module, argname: str = "model", what: str = "this call") -> None:

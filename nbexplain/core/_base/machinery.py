@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -28,6 +29,28 @@ def is_nbexplain_code(filename: str) -> bool:
 
 #: Seconds of work after which an automatic (``progress=None``) bar appears.
 PROGRESS_DELAY = 2.0
+
+
+_TORCH_DIR = f"{os.sep}torch{os.sep}"
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning issued by the calling function at the user's line: the first
+    frame outside nbexplain and torch (torch sits between a forward hook and the line that ran the model).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> def note():  # a function in nbexplain would warn like this
+    ...     warnings.warn("look here", UserWarning, stacklevel=user_stacklevel())
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (is_nbexplain_code(name) or _TORCH_DIR in name or name.startswith("<frozen")):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 1
 
 
 def batch_slices(n: int, batch_size: int, start: int = 0) -> Iterator[slice]:

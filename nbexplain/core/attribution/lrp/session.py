@@ -20,7 +20,6 @@ opens it).
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 import weakref
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from ..._base.hygiene import preserved
-from ..._base.machinery import Handles, is_nbexplain_code
+from ..._base.machinery import Handles, user_stacklevel
 from . import engine
 from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable
 from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
@@ -71,21 +70,6 @@ class NestedRulesError(RuntimeError):
 def all_outputs(output: Any) -> list[torch.Tensor]:
     """Every tensor of a model output (a tensor, or tuples / lists / dicts of them)."""
     return _tensor_leaves(output)
-
-
-_TORCH_DIR = f"{os.sep}torch{os.sep}"
-
-
-def caller_stacklevel() -> int:
-    """The ``stacklevel`` of a warning issued here that points at the first frame outside nbexplain and torch
-    (the user's line that ran the model or the nbexplain call)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not (is_nbexplain_code(name) or _TORCH_DIR in name or name.startswith("<")):
-            return level
-        frame, level = frame.f_back, level + 1
-    return 1
 
 
 class Session:
@@ -278,7 +262,7 @@ class Session:
                 self.workspace.close()
             return None
         if self.functional is not None:
-            self.functional.report(stacklevel=caller_stacklevel() + 1)
+            self.functional.report(stacklevel=user_stacklevel() + 1)
         if not self.diagnosing:
             self._check(args, kwargs, output)
         return None
@@ -305,7 +289,7 @@ class Session:
             "applied; relevance followed their gradient there, which is not a relevance rule. Move them "
             "into a module and map nx.rules.Gradient() (or another rule) to it.",
             FunctionalOpsWarning,
-            stacklevel=caller_stacklevel(),
+            stacklevel=user_stacklevel(),
         )
 
     def _locate(self, args: tuple, kwargs: dict) -> UnsupportedModuleError:
