@@ -292,7 +292,7 @@ def train(
     weight_decay: float = 0.0,
     test: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     callback: Callable[[int, nn.Module], Any] | None = None,
 ) -> TrainHistory:
     """Train a classifier (cross-entropy) or an autoencoder (MSE to its input) with Adam.
@@ -313,7 +313,7 @@ def train(
     seed
         Seeds the mini-batch order (and nothing global).
     progress
-        Show a progress bar over batches.
+        None (default): a bar over batches once training has run 2 s; True: always; False: never.
     callback
         Called as ``callback(epoch, model)`` after every epoch (e.g. ``tracker.end_epoch`` or saving a
         checkpoint).
@@ -323,7 +323,7 @@ def train(
     TrainHistory
         Mean training loss per epoch and, when a test set is known, test loss and accuracy.
     """
-    from tqdm.auto import tqdm
+    from .core._base.machinery import progress_bar
 
     from .data import Dataset
 
@@ -355,7 +355,7 @@ def train(
 
     t0 = time.perf_counter()
     n_batches = math.ceil(x.shape[0] / batch_size)
-    bar = tqdm(total=epochs * n_batches, desc="train", disable=not progress, leave=False)
+    bar = progress_bar(total=epochs * n_batches, desc="train", progress=progress)
     try:
         for epoch in range(epochs):
             model.train()
