@@ -2,7 +2,7 @@
 
 Each notebook runs in a fresh kernel of *this* interpreter (the project's .venv, whatever other
 kernelspecs the machine has), with ``examples/`` as the working directory, under a 300 s budget for the
-whole notebook. A failure names the cell (index and source) and shows its traceback. The notebooks on
+whole notebook, with one torch thread (``OMP_NUM_THREADS=1`` unless set). A failure names the cell (index and source) and shows its traceback. The notebooks on
 disk are never modified.
 """
 
@@ -72,6 +72,9 @@ def test_notebook_executes(path: Path, kernel_env: dict) -> None:
 
     env = dict(os.environ)
     env.update({"IPYTHONDIR": kernel_env["ipythondir"], "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
+    # one torch thread per kernel: a lesson's runtime then does not depend on what else shares the 2 cores (two
+    # threads on a busy machine made the saturation lesson 4× slower); set OMP_NUM_THREADS to override
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.pop("ANYWIDGET_HMR", None)
     client = NotebookClient(
         nb,
