@@ -123,7 +123,7 @@ const CSS = `
 .nbx-relevance-flow svg .nbx-total.nbx-current { opacity: 1; }
 .nbx-relevance-flow svg .nbx-unit-hit { fill: transparent; }
 .nbx-relevance-flow svg .nbx-unit-hit:hover { fill: var(--nbx-bg2); }
-.nbx-relevance-flow svg { max-width: 100%; height: auto; display: block; }
+.nbx-relevance-flow svg { max-width: 100%; display: block; }
 .nbx-relevance-flow .nbx-flow-chart-title { margin-top: 8px; white-space: normal; }
 .nbx-relevance-flow select, .nbx-relevance-flow input[type="range"] { font: inherit; }
 .nbx-relevance-flow .nbx-flow-pictures { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
@@ -321,7 +321,9 @@ function render({ model, el }: RenderProps<State>) {
 
   function drawChart() {
     const n = nSteps();
-    const W = 720;
+    // as wide as the view (so the text stays at its font size), between 320 and 760 px
+    const avail = root.clientWidth - 12;
+    const W = avail > 0 ? Math.max(320, Math.min(760, avail)) : 720;
     const left = 64;
     const top = 22;
     const plotH = 130;
@@ -528,7 +530,15 @@ function render({ model, el }: RenderProps<State>) {
     ["change:theme", () => (root.dataset.theme = model.get("theme"))],
   ];
   build();
-  return connect(el, root, model, events, drawMap);
+  let lastWidth = -1;
+  const redraw = () => {
+    if (root.clientWidth !== lastWidth && nSteps()) {
+      lastWidth = root.clientWidth;
+      drawChart();
+    }
+    drawMap();
+  };
+  return connect(el, root, model, events, redraw);
 }
 
 export default { render };

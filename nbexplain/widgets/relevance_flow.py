@@ -131,7 +131,7 @@ class RelevanceFlow(NbxWidget):
         budget = max(1024, max_bytes // max(1, n_maps))
         chunks, layout, offset = [], [], 0
         self._shown: dict[str, np.ndarray] = {}
-        for i, (name, (kind, arr, channels)) in enumerate(zip(steps, views)):
+        for i, (name, (kind, arr, channels)) in enumerate(zip(steps, views, strict=True)):
             self._shown[name] = arr
             src = list(arr.shape[1:])
             sent = arr.astype(np.float32)
