@@ -21,7 +21,7 @@ export interface StepLayout {
 
 interface State {
   values: WireTensor;
-  layout: StepLayout[];
+  step_info: StepLayout[];
   totals: WireTensor;
   absorbed: WireTensor;
   score: WireTensor;
@@ -129,6 +129,9 @@ const CSS = `
 .nbx-relevance-flow .nbx-flow-pictures { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .nbx-relevance-flow .nbx-flow-input { margin: 0; display: flex; flex-direction: column; align-items: center; }
 .nbx-relevance-flow .nbx-muted { color: var(--nbx-muted); }
+.nbx-relevance-flow .nbx-colorbar-wrap { flex-wrap: wrap; }
+.nbx-relevance-flow .nbx-cbar-label { flex-basis: 100%; }
+.nbx-relevance-flow .nbx-cbar-min, .nbx-relevance-flow .nbx-cbar-max { white-space: nowrap; }
 `;
 
 function svgEl<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number> = {}, text?: string) {
@@ -184,9 +187,7 @@ function render({ model, el }: RenderProps<State>) {
   panel.append(caption, pictures, bars, marker, cbarWrap);
   const info = h("div", "nbx-flow-info");
   main.append(panel, info);
-  const chartTitle = h("div", "nbx-flow-chart-title",
-    "Conservation: Σ relevance at each step (bars) against the explained score (dashed line); " +
-    "Δ under the bars: what the step changed (− absorbed, + added). Click a bar to go to its step.");
+  const chartTitle = h("div", "nbx-flow-chart-title");
   const chart = svgEl("svg", { class: "nbx-chart" });
   root.append(title, controls, main, chartTitle, chart, readout);
 
@@ -250,8 +251,9 @@ function render({ model, el }: RenderProps<State>) {
     const top = topUnits(vals, k);
     const rowH = 20;
     const rows = top.indices.length + (top.restCount > 0 ? 1 : 0);
-    const W = 380;
-    const labelW = 110;
+    const avail = root.clientWidth - 12;
+    const W = avail > 0 ? Math.max(240, Math.min(420, avail)) : 380; // text stays at its font size
+    const labelW = Math.min(110, Math.round(W * 0.3));
     const valueW = 70;
     const plotW = W - labelW - valueW;
     const H = rows * rowH + 24;
@@ -330,7 +332,12 @@ function render({ model, el }: RenderProps<State>) {
     const colW = (W - left - 8) / Math.max(1, n);
     const longest = Math.max(...layout.map((s) => s.name.length));
     const twoRows = longest * 7.5 > colW - 4;
-    const H = top + plotH + (twoRows ? 62 : 44);
+    // numbers on the bars only where they fit; otherwise hovering a bar (or the panel above) gives them
+    const numbers = colW >= 76;
+    chartTitle.textContent = "Conservation: Σ relevance at each step (bars) against the explained score (dashed line)" +
+      (numbers ? "; Δ under the bars: what each step changed (− absorbed, + added)" : "; hover a bar for its numbers") +
+      ". Click a bar to go to its step.";
+    const H = top + plotH + (twoRows ? 36 : 18) + (numbers ? 26 : 8);
     chart.replaceChildren();
     chart.setAttribute("width", String(W));
     chart.setAttribute("height", String(H));
@@ -371,8 +378,9 @@ function render({ model, el }: RenderProps<State>) {
         root.dataset.hover = `chart,${i}`;
         root.dataset.value = String(v);
       });
-      chart.append(col, bar, valueText, label);
-      if (i > 0) {
+      chart.append(col, bar, label);
+      if (numbers) chart.appendChild(valueText);
+      if (i > 0 && numbers) {
         const d = -absorbedAt(i - 1);
         chart.appendChild(svgEl("text", { x: x, y: H - 6, "text-anchor": "middle", class: "nbx-muted", "pointer-events": "none" },
           `Δ ${d > 0 ? "+" : d < 0 ? "−" : ""}${formatValue(Math.abs(d))}`));
@@ -475,7 +483,7 @@ function render({ model, el }: RenderProps<State>) {
     absorbed = decodeTensor(model.get("absorbed"));
     score = decodeTensor(model.get("score"));
     images = decodeTensor(model.get("images"));
-    layout = model.get("layout") ?? [];
+    layout = model.get("step_info") ?? [];
     slider.max = String(Math.max(0, nSteps() - 1));
     const titles = model.get("titles");
     sampleSelect.replaceChildren(...titles.map((t, i) => {
@@ -523,7 +531,7 @@ function render({ model, el }: RenderProps<State>) {
   });
 
   const events: Array<[string, () => void]> = [
-    ["change:values", build], ["change:layout", build], ["change:totals", build], ["change:absorbed", build],
+    ["change:values", build], ["change:step_info", build], ["change:totals", build], ["change:absorbed", build],
     ["change:score", build], ["change:images", build], ["change:titles", build], ["change:top_k", drawStep],
     ["change:step", drawStep], ["change:sample", onSample],
     ["change:opacity", () => { opacity.value = String(model.get("opacity")); drawMap(); }],
@@ -535,8 +543,8 @@ function render({ model, el }: RenderProps<State>) {
     if (root.clientWidth !== lastWidth && nSteps()) {
       lastWidth = root.clientWidth;
       drawChart();
-    }
-    drawMap();
+      drawStep();
+    } else drawMap();
   };
   return connect(el, root, model, events, redraw);
 }

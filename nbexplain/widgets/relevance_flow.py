@@ -81,11 +81,11 @@ class RelevanceFlow(NbxWidget):
 
     _bundle = "relevance_flow"
 
-    #: Every step's drawn values, concatenated (see ``layout`` for each step's offset and shape).
+    #: Every step's drawn values, concatenated (see ``step_info`` for each step's offset and shape).
     values = TensorTrait("float32", ndim=1)
     #: Per step: ``{"name", "kind": "map"|"bars", "shape": [N, H, W] | [N, K], "offset", "source_shape",
     #: "channels", "rule", "units"}``.
-    layout = traitlets.List(traitlets.Dict()).tag(sync=True)
+    step_info = traitlets.List(traitlets.Dict()).tag(sync=True)
     totals = TensorTrait("float32", ndim=2)
     absorbed = TensorTrait("float32", ndim=2)
     score = TensorTrait("float32", ndim=1)
@@ -153,7 +153,7 @@ class RelevanceFlow(NbxWidget):
         totals = result.totals.detach().to("cpu", torch.float64)
         with self.hold_sync():
             self.values = np.concatenate(chunks).astype(np.float32)
-            self.layout = layout
+            self.step_info = layout
             self.totals = totals.numpy().astype(np.float32)
             self.absorbed = (totals[:, :-1] - totals[:, 1:]).numpy().astype(np.float32)
             self.score = result.score.detach().to("cpu", torch.float64).numpy().astype(np.float32)
@@ -245,7 +245,7 @@ class RelevanceFlow(NbxWidget):
         >>> from nbexplain.widgets import RelevanceFlow
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
         ...                           torch.nn.Linear(8, 3))
-        >>> RelevanceFlow.from_model(net, torch.rand(1, 1, 4, 4), composite="epsilon").layout[-1]["kind"]
+        >>> RelevanceFlow.from_model(net, torch.rand(1, 1, 4, 4), composite="epsilon").step_info[-1]["kind"]
         'map'
         """
         result = relevance_flow(model, inputs, target, composite, **options)

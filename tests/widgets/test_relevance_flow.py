@@ -30,7 +30,7 @@ def flow() -> tuple[nn.Module, torch.Tensor, nx.RelevanceFlowResult]:
 
 def _sent(w: RelevanceFlow, step: int, sample: int) -> np.ndarray:
     """What the view slices out of `values` for a step and sample (the JS stepValues, in numpy)."""
-    s = w.layout[step]
+    s = w.step_info[step]
     inner = int(np.prod(s["shape"][1:]))
     start = s["offset"] + sample * inner
     return w.values[start:start + inner].reshape(s["shape"][1:])
@@ -39,11 +39,11 @@ def _sent(w: RelevanceFlow, step: int, sample: int) -> np.ndarray:
 def test_each_step_sends_the_relevance_summed_over_channels(flow) -> None:
     _, x, res = flow
     w = RelevanceFlow(res, x)
-    assert [s["name"] for s in w.layout] == res.steps == ["output", "7", "6", "5", "3", "2", "1", "0", "input"]
-    kinds = {s["name"]: s["kind"] for s in w.layout}  # Flatten ("4") has no rule, so no step
+    assert [s["name"] for s in w.step_info] == res.steps == ["output", "7", "6", "5", "3", "2", "1", "0", "input"]
+    kinds = {s["name"]: s["kind"] for s in w.step_info}  # Flatten ("4") has no rule, so no step
     assert kinds == {"output": "bars", "7": "bars", "6": "bars", "5": "bars",
                      "3": "map", "2": "map", "1": "map", "0": "map", "input": "map"}
-    assert w.layout[6]["channels"] == 3 and w.layout[6]["source_shape"] == [8, 8]
+    assert w.step_info[6]["channels"] == 3 and w.step_info[6]["source_shape"] == [8, 8]
     for i, name in enumerate(res.steps):
         r = res.relevance[name].double()
         want = r.sum(1) if r.ndim == 4 else r.reshape(3, -1)
@@ -57,12 +57,15 @@ def test_each_step_sends_the_relevance_summed_over_channels(flow) -> None:
     np.testing.assert_allclose(w.totals, tot.numpy(), rtol=1e-6)
     np.testing.assert_allclose(w.absorbed, (tot[:, :-1] - tot[:, 1:]).numpy().astype(np.float32), rtol=0, atol=0)
     np.testing.assert_allclose(w.score, res.score.numpy(), rtol=1e-6)
-    assert w.layout[1]["rule"] == repr(res.rules["7"]) and w.layout[0]["rule"] == "" == w.layout[-1]["rule"]
+    assert w.step_info[1]["rule"] == repr(res.rules["7"]) and w.step_info[0]["rule"] == "" == w.step_info[-1]["rule"]
 
 
 def test_tensors_travel_as_binary_buffers(flow) -> None:
     _, x, res = flow
     w = RelevanceFlow(res, x)
+    # no trait shadows an ipywidgets one (a list named `layout` broke the front end's child views)
+    import ipywidgets
+    assert isinstance(w.layout, ipywidgets.Layout)
     _, paths, buffers = _remove_buffers(w.get_state())
     for name in ("values", "totals", "absorbed", "score", "images"):
         assert [name, "view"] in paths
@@ -74,15 +77,15 @@ def test_big_maps_are_pooled_under_the_budget_and_keep_their_source_shape() -> N
     x = torch.rand(2, 1, 64, 64)
     res = nx.relevance_flow(net, x, composite="epsilon", progress=False)
     w = RelevanceFlow(res, max_bytes=8192)
-    maps = [s for s in w.layout if s["kind"] == "map"]
+    maps = [s for s in w.step_info if s["kind"] == "map"]
     assert maps and all(s["shape"][1] < 64 and s["source_shape"] == [64, 64] for s in maps)
     assert sum(int(np.prod(s["shape"])) * 4 for s in maps) <= 8192
     # pooled values are block means of the channel sum
-    s = w.layout[-1]
+    s = w.step_info[-1]
     f = 64 // s["shape"][1]
     full = res.relevance["input"].double().sum(1)
     want = torch.nn.functional.avg_pool2d(full[:, None], f)[:, 0]
-    np.testing.assert_allclose(_sent(w, len(w.layout) - 1, 1), want[1].numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(_sent(w, len(w.step_info) - 1, 1), want[1].numpy(), rtol=1e-5, atol=1e-8)
     assert w.shown("input", 1).shape == (64, 64)  # the kernel keeps full resolution
 
 
@@ -130,7 +133,7 @@ def test_titles_and_unit_names_use_the_class_names(flow) -> None:
     w = RelevanceFlow(res, x, classes=classes)
     assert w.titles == ["sample 0 · explains class 0 (zero)", "sample 1 · explains class 4 (four)",
                         "sample 2 · explains class 2 (two)"]
-    assert w.layout[1]["units"] == classes and w.layout[3]["units"] == []
+    assert w.step_info[1]["units"] == classes and w.step_info[3]["units"] == []
     assert RelevanceFlow(res).titles[1] == "sample 1 · explains class 4"
     assert repr(w) == "RelevanceFlow(n=3, steps=9, step=0 (output), sample=0)"
 
@@ -149,4 +152,4 @@ def test_from_model_calls_core_and_leaves_the_model_as_found() -> None:
     # non-image inputs: no picture under the input step, bars of the input features instead
     mlp = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     v = RelevanceFlow.from_model(mlp, torch.rand(2, 4), composite="epsilon", progress=False)
-    assert v.images.shape == (0,) and v.layout[-1]["kind"] == "bars" and v.layout[-1]["shape"] == [2, 4]
+    assert v.images.shape == (0,) and v.step_info[-1]["kind"] == "bars" and v.step_info[-1]["shape"] == [2, 4]
