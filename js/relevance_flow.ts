@@ -71,6 +71,13 @@ export function changeWords(absorbed: number, score: number): string {
   return `added ${formatValue(-absorbed)} (e.g. negative biases, αβ's negative share)`;
 }
 
+/** The chart's label for what a step changed: "Δ −x" absorbed, "Δ +x" added, "Δ 0" within rounding of the score. */
+export function deltaLabel(absorbed: number, score: number): string {
+  const tol = 1e-6 * Math.max(Math.abs(score), 1e-12);
+  if (Math.abs(absorbed) <= tol) return "Δ 0";
+  return `Δ ${absorbed > 0 ? "−" : "+"}${formatValue(Math.abs(absorbed))}`;
+}
+
 /** A total as a share of the score ("" when the score is zero). */
 export function shareOf(total: number, score: number): string {
   if (!(Math.abs(score) > 0)) return "";
@@ -381,9 +388,8 @@ function render({ model, el }: RenderProps<State>) {
       chart.append(col, bar, label);
       if (numbers) chart.appendChild(valueText);
       if (i > 0 && numbers) {
-        const d = -absorbedAt(i - 1);
         chart.appendChild(svgEl("text", { x: x, y: H - 6, "text-anchor": "middle", class: "nbx-muted", "pointer-events": "none" },
-          `Δ ${d > 0 ? "+" : d < 0 ? "−" : ""}${formatValue(Math.abs(d))}`));
+          deltaLabel(absorbedAt(i - 1), sc)));
       }
       cols.push(col);
       totalBars.push(bar);

@@ -2,7 +2,7 @@
 // units, the words for what a step absorbed, chart ranges and the keyboard.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { changeWords, chartRange, keyStep, shareOf, type StepLayout, stepValues, topUnits } from "../relevance_flow";
+import { changeWords, chartRange, deltaLabel, keyStep, shareOf, type StepLayout, stepValues, topUnits } from "../relevance_flow";
 
 function step(shape: number[], offset: number): StepLayout {
   return { name: "s", kind: shape.length === 3 ? "map" : "bars", shape, offset, source_shape: shape.slice(1),
@@ -60,4 +60,10 @@ test("keyStep moves with the arrows, Home and End, clamped; other keys are not h
   assert.equal(keyStep("Home", 3, 5), 0);
   assert.equal(keyStep("End", 1, 5), 4);
   assert.equal(keyStep("a", 1, 5), null);
+});
+
+test("deltaLabel signs the change of the running sum and rounds float noise to zero", () => {
+  assert.equal(deltaLabel(0.1117, 0.1381), "Δ −0.1117");
+  assert.equal(deltaLabel(-0.0595, 6.35), "Δ +0.0595");
+  assert.equal(deltaLabel(-3.896e-10, 0.1381), "Δ 0");
 });

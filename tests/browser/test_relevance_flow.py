@@ -110,6 +110,20 @@ def test_relevance_flow_steps_hover_and_sync(lab):
             layout = root.evaluate(_LAYOUT)
             assert layout["scroll"] <= layout["client"] + 1 and layout["right"] <= 800, layout
             assert layout["min"] >= 13 - 0.01, layout
+        nb.screenshot("relevance-flow-800", root)
+        # a wide window: the chart grows with the view and shows its numbers (Σ over each bar, Δ between bars)
+        narrow = root.evaluate("r => r.clientWidth")
+        nb.page.set_viewport_size({"width": 1400, "height": 1000})
+        for _ in range(50):  # the view may sit in a shadow root: poll through the locator
+            if root.evaluate("r => r.clientWidth") > narrow:
+                break
+            nb.page.wait_for_timeout(100)
+        nb.page.locator(f"{ROOT} svg.nbx-chart text", has_text="Δ").first.wait_for(timeout=5000)
+        layout = root.evaluate(_LAYOUT)
+        assert layout["scroll"] <= layout["client"] + 1 and layout["min"] >= 13 - 0.01, layout
+        total8 = float(nb.execute("print(repr(float(w.totals[1, 8])))"))
+        assert f"{repr(float(f'{total8:.4g}')).removesuffix('.0')}" in \
+            nb.page.locator(f"{ROOT} svg.nbx-chart").text_content()
         nb.screenshot("relevance-flow", root)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors
