@@ -147,7 +147,7 @@ class RelevanceFlow(NbxWidget):
                 "source_shape": [int(d) for d in src],
                 "channels": channels,
                 "rule": "" if rule is None else repr(rule),
-                "units": self._unit_names(i, steps, arr.shape[1]),
+                "units": self._unit_names(i, arr.shape[1]),
             })
             offset += sent.size
         totals = result.totals.detach().to("cpu", torch.float64)
@@ -182,8 +182,8 @@ class RelevanceFlow(NbxWidget):
         what = f"explains {self._class_name(k)}" if k is not None else "explains the selected output"
         return f"sample {i} · {what}"
 
-    def _unit_names(self, i: int, steps: list[str], k: int) -> list[str]:
-        """Class names for the output step's bar and the last layer's units when ``classes`` fits them."""
+    def _unit_names(self, i: int, k: int) -> list[str]:
+        """Class names for the last layer's units (step 1) when ``classes`` has one name per unit."""
         if i == 1 and self.classes is not None and k == len(self.classes):
             return list(self.classes)
         return []
