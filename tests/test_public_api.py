@@ -92,6 +92,7 @@ MAX_POSITIONAL: dict[str, int] = {
     "DeltaExplorer": 3,          # model, inputs, layer
     "FeatureGallery": 4,         # model, inputs, layer, unit
     "ComplexityViewer": 2,       # result, inputs
+    "RelevanceFlow": 2,          # result, inputs (RelevanceFlow.from_model: model, inputs, target, composite)
     "SimilarityGrid": 1,         # result
     "SaturationDashboard": 1,    # tracker
 }

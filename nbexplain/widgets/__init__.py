@@ -18,6 +18,7 @@ _VIEWS = {
     "ExplanationExplorer": "explanation_explorer",
     "FeatureGallery": "feature_gallery",
     "ComplexityViewer": "complexity_viewer",
+    "RelevanceFlow": "relevance_flow",
 }
 
 __all__ = list(_VIEWS)

@@ -1,0 +1,559 @@
+// RelevanceFlow view: step through LRP from the output to the input. The current step's relevance (a heatmap of
+// conv maps summed over channels, bars of a dense layer's units, the input map over the image), the rule that
+// hands it on, and a conservation chart of Σ relevance per step against the explained score.
+// Everything is precomputed in Python; the view sends back only `step`, `sample` and `opacity`.
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
+import { colorFooter, connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
+import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
+
+export interface StepLayout {
+  name: string;
+  kind: "map" | "bars";
+  shape: number[]; // [N, H, W] (map) or [N, K] (bars), as sent
+  offset: number;
+  source_shape: number[]; // [H, W] or [K] before pooling
+  channels: number;
+  rule: string;
+  units: string[];
+}
+
+interface State {
+  values: WireTensor;
+  step_info: StepLayout[];
+  totals: WireTensor;
+  absorbed: WireTensor;
+  score: WireTensor;
+  images: WireTensor;
+  titles: string[];
+  step: number;
+  sample: number;
+  top_k: number;
+  opacity: number;
+  theme: string;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+// ------------------------------------------------------------------------------------------ pure helpers
+
+/** One sample's values of one step (a view into the concatenated buffer). */
+export function stepValues(values: Float32Array, s: StepLayout, sample: number): Float32Array {
+  const inner = s.shape.slice(1).reduce((a, b) => a * b, 1);
+  const start = s.offset + sample * inner;
+  return values.subarray(start, start + inner);
+}
+
+export interface TopUnits {
+  /** Unit indices, largest |R| first. */
+  indices: number[];
+  /** How many units are not shown, and their sum. */
+  restCount: number;
+  restSum: number;
+}
+
+/** The k units with the largest |R| (ties: lower index first); the rest summed up. */
+export function topUnits(vals: ArrayLike<number>, k: number): TopUnits {
+  const order = Array.from({ length: vals.length }, (_, i) => i);
+  order.sort((a, b) => Math.abs(vals[b]) - Math.abs(vals[a]) || a - b);
+  const indices = order.slice(0, Math.max(0, k));
+  let restSum = 0;
+  for (const i of order.slice(indices.length)) restSum += vals[i];
+  return { indices, restCount: vals.length - indices.length, restSum };
+}
+
+/** What one step did to the running sum, in words: `absorbed` = total before − total after. */
+export function changeWords(absorbed: number, score: number): string {
+  const tol = 1e-6 * Math.max(Math.abs(score), 1e-12);
+  if (Math.abs(absorbed) <= tol) return "kept all of it (conserved)";
+  if (absorbed > 0) return `absorbed ${formatValue(absorbed)} (biases, ε stabiliser)`;
+  return `added ${formatValue(-absorbed)} (e.g. negative biases, αβ's negative share)`;
+}
+
+/** The chart's label for what a step changed: "Δ −x" absorbed, "Δ +x" added, "Δ 0" within rounding of the score. */
+export function deltaLabel(absorbed: number, score: number): string {
+  const tol = 1e-6 * Math.max(Math.abs(score), 1e-12);
+  if (Math.abs(absorbed) <= tol) return "Δ 0";
+  return `Δ ${absorbed > 0 ? "−" : "+"}${formatValue(Math.abs(absorbed))}`;
+}
+
+/** A total as a share of the score ("" when the score is zero). */
+export function shareOf(total: number, score: number): string {
+  if (!(Math.abs(score) > 0)) return "";
+  return `${formatValue((100 * total) / score)} % of the score`;
+}
+
+/** The value range a chart of `vals` (and a reference value) needs, always including zero. */
+export function chartRange(vals: ArrayLike<number>, ref: number): [number, number] {
+  let lo = Math.min(0, ref);
+  let hi = Math.max(0, ref);
+  for (let i = 0; i < vals.length; i++) {
+    lo = Math.min(lo, vals[i]);
+    hi = Math.max(hi, vals[i]);
+  }
+  if (hi === lo) hi = lo + 1;
+  const pad = 0.08 * (hi - lo);
+  return [lo < 0 ? lo - pad : lo, hi > 0 ? hi + pad : hi];
+}
+
+/** Next step after a key press, or null for keys the view does not handle. */
+export function keyStep(key: string, step: number, n: number): number | null {
+  if (key === "ArrowRight") return Math.min(n - 1, step + 1);
+  if (key === "ArrowLeft") return Math.max(0, step - 1);
+  if (key === "Home") return 0;
+  if (key === "End") return n - 1;
+  return null;
+}
+
+// ----------------------------------------------------------------------------------------------- view
+
+const CSS = `
+.nbx-relevance-flow { outline: none; }
+.nbx-relevance-flow:focus-visible { outline: 2px solid var(--nbx-accent); }
+.nbx-relevance-flow .nbx-flow-title { font-weight: 600; white-space: normal; overflow-wrap: anywhere; margin-bottom: 4px; }
+.nbx-relevance-flow .nbx-flow-main { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.nbx-relevance-flow .nbx-flow-panel { display: flex; flex-direction: column; gap: 4px; position: relative; max-width: 100%; }
+.nbx-relevance-flow .nbx-flow-caption { white-space: normal; overflow-wrap: anywhere; color: var(--nbx-muted); max-width: 380px; }
+.nbx-relevance-flow .nbx-flow-info { flex: 1 1 240px; min-width: 0; display: flex; flex-direction: column; gap: 6px;
+  white-space: normal; overflow-wrap: anywhere; }
+.nbx-relevance-flow .nbx-flow-info b { font-weight: 600; }
+.nbx-relevance-flow .nbx-flow-rule { font-family: var(--jp-code-font-family, monospace); }
+.nbx-relevance-flow svg text { fill: var(--nbx-fg); font-size: var(--jp-ui-font-size1, 13px); font-family: inherit; }
+.nbx-relevance-flow svg text.nbx-muted { fill: var(--nbx-muted); }
+.nbx-relevance-flow svg .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; }
+.nbx-relevance-flow svg .nbx-ref { stroke: var(--nbx-warn); stroke-width: 1.5; stroke-dasharray: 5 3; }
+.nbx-relevance-flow svg .nbx-col { fill: transparent; cursor: pointer; }
+.nbx-relevance-flow svg .nbx-col:hover { fill: var(--nbx-bg2); }
+.nbx-relevance-flow svg .nbx-col.nbx-current { fill: var(--nbx-bg2); stroke: var(--nbx-accent); stroke-width: 2; }
+.nbx-relevance-flow svg .nbx-total { fill: var(--nbx-accent); opacity: 0.7; pointer-events: none; }
+.nbx-relevance-flow svg .nbx-total.nbx-current { opacity: 1; }
+.nbx-relevance-flow svg .nbx-unit-hit { fill: transparent; }
+.nbx-relevance-flow svg .nbx-unit-hit:hover { fill: var(--nbx-bg2); }
+.nbx-relevance-flow svg { max-width: 100%; display: block; }
+.nbx-relevance-flow .nbx-flow-chart-title { margin-top: 8px; white-space: normal; }
+.nbx-relevance-flow select, .nbx-relevance-flow input[type="range"] { font: inherit; }
+.nbx-relevance-flow .nbx-flow-pictures { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+.nbx-relevance-flow .nbx-flow-input { margin: 0; display: flex; flex-direction: column; align-items: center; }
+.nbx-relevance-flow .nbx-muted { color: var(--nbx-muted); }
+.nbx-relevance-flow .nbx-colorbar-wrap { flex-wrap: wrap; }
+.nbx-relevance-flow .nbx-cbar-label { flex-basis: 100%; }
+.nbx-relevance-flow .nbx-cbar-min, .nbx-relevance-flow .nbx-cbar-max { white-space: nowrap; }
+`;
+
+function svgEl<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number> = {}, text?: string) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function render({ model, el }: RenderProps<State>) {
+  const root = viewRoot("relevance-flow", model.get("theme"));
+  root.tabIndex = 0;
+  injectStyle(el, CSS);
+  el.appendChild(root);
+
+  const title = h("div", "nbx-flow-title");
+  const controls = h("div", "nbx-controls");
+  const sampleLabel = h("label", "nbx-control", "sample");
+  const sampleSelect = h("select", "nbx-sample");
+  sampleLabel.appendChild(sampleSelect);
+  const prev = h("button", "nbx-button nbx-prev", "◀ previous");
+  const slider = h("input", "nbx-step");
+  slider.type = "range";
+  slider.min = "0";
+  slider.step = "1";
+  slider.setAttribute("aria-label", "step");
+  const next = h("button", "nbx-button nbx-next", "next ▶");
+  const stepLabel = h("span", "nbx-step-label");
+  const opacityLabel = h("label", "nbx-control", "map opacity over the input");
+  const opacity = h("input", "nbx-opacity");
+  opacity.type = "range";
+  opacity.min = "0";
+  opacity.max = "1";
+  opacity.step = "0.01";
+  opacityLabel.appendChild(opacity);
+  controls.append(sampleLabel, prev, slider, next, stepLabel, opacityLabel);
+
+  const main = h("div", "nbx-flow-main");
+  const panel = h("div", "nbx-flow-panel");
+  const caption = h("div", "nbx-flow-caption");
+  const pictures = h("div", "nbx-flow-pictures");
+  const canvas = h("canvas", "nbx-canvas");
+  canvas.setAttribute("aria-label", "relevance map");
+  const inputFigure = h("figure", "nbx-flow-input");
+  const inputCanvas = h("canvas", "nbx-canvas");
+  inputCanvas.setAttribute("aria-label", "input image");
+  inputFigure.append(inputCanvas, h("figcaption", "nbx-muted", "input"));
+  pictures.append(canvas, inputFigure);
+  const marker = h("div", "nbx-marker");
+  const bars = svgEl("svg", { class: "nbx-bars" });
+  const { footer, readout, setScale } = colorFooter();
+  const cbarWrap = footer.querySelector(".nbx-colorbar-wrap") as HTMLElement;
+  panel.append(caption, pictures, bars, marker, cbarWrap);
+  const info = h("div", "nbx-flow-info");
+  main.append(panel, info);
+  const chartTitle = h("div", "nbx-flow-chart-title");
+  const chart = svgEl("svg", { class: "nbx-chart" });
+  root.append(title, controls, main, chartTitle, chart, readout);
+
+  let values: Float32Array = new Float32Array(0);
+  let totals: Tensor = decodeTensor(null);
+  let absorbed: Tensor = decodeTensor(null);
+  let score: Tensor = decodeTensor(null);
+  let images: Tensor = decodeTensor(null);
+  let layout: StepLayout[] = [];
+  let mapCanvas: HTMLCanvasElement | null = null;
+  let imageCanvas: HTMLCanvasElement | null = null;
+  let mapVals: Float32Array = new Float32Array(0);
+  let cols: SVGRectElement[] = [];
+  let totalBars: SVGRectElement[] = [];
+
+  const nSteps = () => layout.length;
+  const cur = () => Math.min(Math.max(0, model.get("step")), Math.max(0, nSteps() - 1));
+  const smp = () => model.get("sample");
+  const total = (i: number) => totals.data[smp() * nSteps() + i];
+  const absorbedAt = (i: number) => absorbed.data[smp() * (nSteps() - 1) + i];
+  const scoreOf = () => score.data[smp()];
+
+  function setStep(i: number) {
+    if (i === model.get("step") || i < 0 || i >= nSteps()) return;
+    model.set("step", i);
+    model.save_changes();
+    drawStep();
+  }
+
+  function describe(i: number): string {
+    const s = layout[i];
+    if (s.name === "output") return "the relevance put on the output: the explained score";
+    if (s.name === "input") return "relevance of the input pixels (Σ over channels)";
+    const ch = s.kind === "map" && s.channels > 1 ? ` (Σ over ${s.channels} channels)` : "";
+    return `relevance at the output of layer ${s.name}${ch}`;
+  }
+
+  function drawMap() {
+    const s = layout[cur()];
+    const [, hm, wm] = s.shape;
+    if (!mapCanvas) return;
+    const w = Math.min(260, Math.max(120, 8 * wm));
+    const ctx = sizeCanvas(canvas, w, Math.max(1, Math.round((w * hm) / wm)));
+    if (!ctx) return;
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (imageCanvas && s.name === "input") {
+      ctx.drawImage(imageCanvas, 0, 0, canvas.width, canvas.height);
+      ctx.globalAlpha = model.get("opacity");
+    }
+    ctx.drawImage(mapCanvas, 0, 0, canvas.width, canvas.height);
+    ctx.globalAlpha = 1;
+    if (imageCanvas && s.name === "input") {
+      const side = Math.round(w / 2);
+      const ictx = sizeCanvas(inputCanvas, side, Math.max(1, Math.round((side * hm) / wm)));
+      if (ictx) ictx.drawImage(imageCanvas, 0, 0, inputCanvas.width, inputCanvas.height);
+    }
+  }
+
+  function drawBars(vals: Float32Array, s: StepLayout, scale: ColorScale) {
+    const k = Math.max(1, model.get("top_k"));
+    const top = topUnits(vals, k);
+    const rowH = 20;
+    const rows = top.indices.length + (top.restCount > 0 ? 1 : 0);
+    const avail = root.clientWidth - 12;
+    const W = avail > 0 ? Math.max(240, Math.min(420, avail)) : 380; // text stays at its font size
+    const labelW = Math.min(110, Math.round(W * 0.3));
+    const valueW = 70;
+    const plotW = W - labelW - valueW;
+    const H = rows * rowH + 24;
+    bars.replaceChildren();
+    bars.setAttribute("width", String(W));
+    bars.setAttribute("height", String(H));
+    bars.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    bars.setAttribute("role", "img");
+    bars.setAttribute("aria-label", `relevance of the units of ${s.name}`);
+    const m = Math.max(Math.abs(scale.vmin), Math.abs(scale.vmax)) || 1;
+    const x0 = labelW + plotW / 2;
+    bars.appendChild(svgEl("line", { class: "nbx-axis", x1: x0, x2: x0, y1: 0, y2: rows * rowH }));
+    const unitName = (u: number) =>
+      s.name === "output" ? "score" : s.units[u] ?? (s.kind === "bars" && s.channels > 1 ? `position ${u}` : `unit ${u}`);
+    top.indices.forEach((u, r) => {
+      const v = vals[u];
+      const y = r * rowH;
+      const len = (Math.abs(v) / m) * (plotW / 2);
+      const [cr, cg, cb] = colorOf(v, scale);
+      const g = svgEl("g", { "data-unit": u });
+      g.append(
+        svgEl("rect", { class: "nbx-unit-hit", x: 0, y, width: W, height: rowH }),
+        svgEl("text", { x: labelW - 6, y: y + rowH - 5, "text-anchor": "end" }, unitName(u)),
+        svgEl("rect", { x: v >= 0 ? x0 : x0 - len, y: y + 3, width: Math.max(1, len), height: rowH - 6,
+          fill: `rgb(${cr},${cg},${cb})`, "pointer-events": "none" }),
+        svgEl("text", { x: W - 2, y: y + rowH - 5, "text-anchor": "end" }, formatValue(v)),
+      );
+      g.addEventListener("pointerenter", () => {
+        readout.textContent = `${s.name} · ${unitName(u)}: R = ${formatValue(v)}`;
+        root.dataset.hover = `${cur()},${u}`;
+        root.dataset.value = String(v);
+      });
+      bars.appendChild(g);
+    });
+    if (top.restCount > 0) {
+      const y = top.indices.length * rowH;
+      bars.appendChild(svgEl("text", { x: 4, y: y + rowH - 5, class: "nbx-muted" },
+        `other ${top.restCount} units: Σ R = ${formatValue(top.restSum)}`));
+    }
+    bars.appendChild(svgEl("text", { x: labelW, y: H - 6, class: "nbx-muted" },
+      `R per unit, largest |R| first (bar scale ±${formatValue(m)})`));
+    root.dataset.units = String(top.indices.length);
+    root.dataset.rest = String(top.restCount);
+  }
+
+  function drawInfo(i: number) {
+    const s = layout[i];
+    const line = (label: string, text: string, cls = "") => {
+      const d = h("div", cls);
+      d.append(h("b", "", `${label}: `), document.createTextNode(text));
+      return d;
+    };
+    const sc = scoreOf();
+    const t = total(i);
+    const share = shareOf(t, sc);
+    const parts = [
+      line("explained score f", formatValue(sc)),
+      line("Σ relevance at this step", `${formatValue(t)}${share ? ` (${share})` : ""}`),
+    ];
+    if (s.rule) parts.push(line(`rule of ${s.name}`, `${s.rule} — takes this relevance to the layer's input`, "nbx-flow-rule"));
+    else if (s.name === "output") parts.push(line("rule", "none: the score itself is the starting relevance"));
+    else parts.push(line("rule", "none: the end of the flow"));
+    if (i < nSteps() - 1) parts.push(line(`from here to ${layout[i + 1].name}`, changeWords(absorbedAt(i), sc)));
+    if (i > 0) parts.push(line(`from ${layout[i - 1].name} to here`, changeWords(absorbedAt(i - 1), sc)));
+    info.replaceChildren(...parts);
+  }
+
+  function drawChart() {
+    const n = nSteps();
+    // as wide as the view (so the text stays at its font size), between 320 and 760 px
+    const avail = root.clientWidth - 12;
+    const W = avail > 0 ? Math.max(320, Math.min(760, avail)) : 720;
+    const left = 64;
+    const top = 22;
+    const plotH = 130;
+    const colW = (W - left - 8) / Math.max(1, n);
+    const longest = Math.max(...layout.map((s) => s.name.length));
+    const twoRows = longest * 7.5 > colW - 4;
+    // numbers on the bars only where they fit; otherwise hovering a bar (or the panel above) gives them
+    const numbers = colW >= 76;
+    chartTitle.textContent = "Conservation: Σ relevance at each step (bars) against the explained score (dashed line)" +
+      (numbers ? "; Δ under the bars: what each step changed (− absorbed, + added)" : "; hover a bar for its numbers") +
+      ". Click a bar to go to its step.";
+    const H = top + plotH + (twoRows ? 36 : 18) + (numbers ? 26 : 8);
+    chart.replaceChildren();
+    chart.setAttribute("width", String(W));
+    chart.setAttribute("height", String(H));
+    chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    chart.setAttribute("role", "img");
+    chart.setAttribute("aria-label", "Σ relevance per step against the explained score");
+    const row = Array.from(slice0({ data: totals.data as Float32Array, shape: totals.shape }, smp()).data);
+    const sc = scoreOf();
+    const [lo, hi] = chartRange(row, sc);
+    const y = (v: number) => top + ((hi - v) / (hi - lo)) * plotH;
+    chart.append(
+      svgEl("line", { class: "nbx-axis", x1: left, x2: W - 4, y1: y(0), y2: y(0) }),
+      svgEl("line", { class: "nbx-axis", x1: left, x2: left, y1: top, y2: top + plotH }),
+      svgEl("text", { x: left - 6, y: y(0) + 4, "text-anchor": "end", class: "nbx-muted" }, "0"),
+      svgEl("text", { x: 2, y: 14, class: "nbx-muted" }, "Σ relevance"),
+    );
+    cols = [];
+    totalBars = [];
+    for (let i = 0; i < n; i++) {
+      const x = left + i * colW;
+      const col = svgEl("rect", { class: "nbx-col", x: x + 1, y: top - 18, width: colW - 2, height: plotH + 18 + (twoRows ? 36 : 18), rx: 3 });
+      col.dataset.step = String(i);
+      const v = row[i];
+      const bar = svgEl("rect", { class: "nbx-total", x: x + colW * 0.2, y: Math.min(y(v), y(0)), width: colW * 0.6,
+        height: Math.max(1, Math.abs(y(v) - y(0))) });
+      const name = layout[i].name;
+      const ly = top + plotH + 16 + (twoRows && i % 2 ? 18 : 0);
+      const label = svgEl("text", { x: x + colW / 2, y: ly, "text-anchor": "middle", "pointer-events": "none" }, name);
+      const valueText = svgEl("text", { x: x + colW / 2, y: (v >= 0 ? y(v) - 4 : y(v) + 14), "text-anchor": "middle",
+        "pointer-events": "none", class: "nbx-muted" }, formatValue(v));
+      const tip = svgEl("title", {}, `${name}: Σ R = ${formatValue(v)}`);
+      col.appendChild(tip);
+      col.addEventListener("click", () => setStep(i));
+      col.addEventListener("pointerenter", () => {
+        const share = shareOf(v, sc);
+        const change = i > 0 ? `; from ${layout[i - 1].name}: ${changeWords(absorbedAt(i - 1), sc)}` : "";
+        readout.textContent = `step ${i} (${name}): Σ R = ${formatValue(v)}${share ? ` (${share})` : ""}${change}`;
+        root.dataset.hover = `chart,${i}`;
+        root.dataset.value = String(v);
+      });
+      chart.append(col, bar, label);
+      if (numbers) chart.appendChild(valueText);
+      if (i > 0 && numbers) {
+        chart.appendChild(svgEl("text", { x: x, y: H - 6, "text-anchor": "middle", class: "nbx-muted", "pointer-events": "none" },
+          deltaLabel(absorbedAt(i - 1), sc)));
+      }
+      cols.push(col);
+      totalBars.push(bar);
+    }
+    chart.append(
+      svgEl("line", { class: "nbx-ref", x1: left, x2: W - 4, y1: y(sc), y2: y(sc), "pointer-events": "none" }),
+      svgEl("text", { x: W - 6, y: y(sc) - 5, "text-anchor": "end", "pointer-events": "none" }, `score f = ${formatValue(sc)}`),
+    );
+    markStep();
+  }
+
+  function markStep() {
+    const i = cur();
+    cols.forEach((c, j) => c.classList.toggle("nbx-current", j === i));
+    totalBars.forEach((c, j) => c.classList.toggle("nbx-current", j === i));
+  }
+
+  function drawStep() {
+    if (!nSteps()) return;
+    const i = cur();
+    const s = layout[i];
+    const vals = stepValues(values, s, smp());
+    let m = 0;
+    for (let j = 0; j < vals.length; j++) m = Math.max(m, Math.abs(vals[j]));
+    const scale: ColorScale = effectiveScale({ kind: "diverging", vmin: -m, vmax: m });
+    caption.textContent = describe(i);
+    slider.value = String(i);
+    stepLabel.textContent = `step ${i + 1} of ${nSteps()}: ${s.name}`;
+    prev.disabled = i === 0;
+    next.disabled = i === nSteps() - 1;
+    marker.style.display = "none";
+    delete root.dataset.hover;
+    const hasImage = images.shape.length === 4 && s.name === "input" && s.kind === "map";
+    opacityLabel.style.display = hasImage ? "" : "none";
+    inputFigure.style.display = hasImage ? "" : "none";
+    if (s.kind === "map") {
+      const [, hm, wm] = s.shape;
+      mapVals = vals;
+      mapCanvas = offscreen(colorize(vals, hm, wm, scale), wm, hm);
+      imageCanvas = null;
+      if (hasImage) {
+        const [, hi, wi, ci] = images.shape;
+        imageCanvas = offscreen(imageRGBA(slice0(images, smp()).data, hi, wi, ci), wi, hi);
+      }
+      pictures.style.display = "";
+      bars.style.display = "none";
+      cbarWrap.style.display = "";
+      setScale(scale, "relevance R (0 = white)");
+      drawMap();
+    } else {
+      pictures.style.display = "none";
+      bars.style.display = "";
+      cbarWrap.style.display = "none";
+      drawBars(vals, s, scale);
+    }
+    drawInfo(i);
+    markStep();
+    readout.textContent = s.kind === "map" ? "hover the map to read values · ←/→ change the step"
+      : "hover a unit to read its value · ←/→ change the step";
+    root.dataset.step = String(i);
+    root.dataset.stepName = s.name;
+    root.dataset.kind = s.kind;
+    root.dataset.total = String(total(i));
+  }
+
+  canvas.addEventListener("pointermove", (ev) => {
+    const s = layout[cur()];
+    if (s.kind !== "map") return;
+    const [, hm, wm] = s.shape;
+    const rect = canvas.getBoundingClientRect();
+    const px = pixelAt(ev.clientX - rect.left, ev.clientY - rect.top, rect.width, rect.height, hm, wm);
+    if (!px) return;
+    const [r, c] = px;
+    const v = mapVals[r * wm + c];
+    const [srcH, srcW] = s.source_shape;
+    const [sr, sc] = sourceCoord(r, c, hm, wm, srcH, srcW);
+    const pooled = srcH !== hm || srcW !== wm;
+    readout.textContent = `${s.name} · row ${sr}, col ${sc}${pooled ? " (pooled)" : ""}: R = ${formatValue(v)}`;
+    root.dataset.hover = `${cur()},${sr},${sc}`;
+    root.dataset.value = String(v);
+    const cw = rect.width / wm;
+    const ch = rect.height / hm;
+    marker.style.display = "block";
+    marker.style.width = `${cw}px`;
+    marker.style.height = `${ch}px`;
+    marker.style.left = `${canvas.offsetLeft + c * cw}px`;
+    marker.style.top = `${canvas.offsetTop + r * ch}px`;
+  });
+  canvas.addEventListener("pointerleave", () => {
+    marker.style.display = "none";
+    delete root.dataset.hover;
+  });
+
+  function build() {
+    values = decodeTensor(model.get("values")).data as Float32Array;
+    totals = decodeTensor(model.get("totals"));
+    absorbed = decodeTensor(model.get("absorbed"));
+    score = decodeTensor(model.get("score"));
+    images = decodeTensor(model.get("images"));
+    layout = model.get("step_info") ?? [];
+    slider.max = String(Math.max(0, nSteps() - 1));
+    const titles = model.get("titles");
+    sampleSelect.replaceChildren(...titles.map((t, i) => {
+      const o = h("option", "", t);
+      o.value = String(i);
+      return o;
+    }));
+    sampleLabel.style.display = titles.length > 1 ? "" : "none";
+    opacity.value = String(model.get("opacity"));
+    onSample();
+    root.dataset.n = String(titles.length);
+    root.dataset.steps = String(nSteps());
+    root.dataset.ready = "true";
+  }
+
+  function onSample() {
+    const i = smp();
+    sampleSelect.value = String(i);
+    title.textContent = `Relevance flow · ${model.get("titles")[i] ?? `sample ${i}`} · score f = ${formatValue(scoreOf())}`;
+    root.dataset.sample = String(i);
+    drawChart();
+    drawStep();
+  }
+
+  prev.addEventListener("click", () => setStep(cur() - 1));
+  next.addEventListener("click", () => setStep(cur() + 1));
+  slider.addEventListener("input", () => setStep(Number(slider.value)));
+  sampleSelect.addEventListener("change", () => {
+    model.set("sample", Number(sampleSelect.value));
+    model.save_changes();
+    onSample();
+  });
+  opacity.addEventListener("input", () => {
+    model.set("opacity", Number(opacity.value));
+    drawMap();
+  });
+  opacity.addEventListener("change", () => model.save_changes());
+  root.addEventListener("keydown", (ev) => {
+    const t = ev.target as HTMLElement;
+    if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement) return; // they handle their own keys
+    const nextStep = keyStep(ev.key, cur(), nSteps());
+    if (nextStep === null) return;
+    ev.preventDefault();
+    setStep(nextStep);
+  });
+
+  const events: Array<[string, () => void]> = [
+    ["change:values", build], ["change:step_info", build], ["change:totals", build], ["change:absorbed", build],
+    ["change:score", build], ["change:images", build], ["change:titles", build], ["change:top_k", drawStep],
+    ["change:step", drawStep], ["change:sample", onSample],
+    ["change:opacity", () => { opacity.value = String(model.get("opacity")); drawMap(); }],
+    ["change:theme", () => (root.dataset.theme = model.get("theme"))],
+  ];
+  build();
+  let lastWidth = -1;
+  const redraw = () => {
+    if (root.clientWidth !== lastWidth && nSteps()) {
+      lastWidth = root.clientWidth;
+      drawChart();
+      drawStep();
+    } else drawMap();
+  };
+  return connect(el, root, model, events, redraw);
+}
+
+export default { render };
+export type { AnyModel };
