@@ -382,7 +382,15 @@ function render({ model, el }: RenderProps<State>) {
     ["change:selected", drawSelection], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, () => undefined);
+  // JupyterLab may drop canvas contents while an output is off-screen: repaint the pixels (layout untouched)
+  const repaint = () => {
+    for (const [k, canvas] of Object.entries(canvases)) {
+      const n = shown(k);
+      const ctx = canvas.isConnected && n && cols ? canvas.getContext("2d") : null;
+      if (ctx) ctx.putImageData(new ImageData(stripPixels(tensors[k].data, n, cols) as Uint8ClampedArray<ArrayBuffer>, cols, n), 0, 0);
+    }
+  };
+  return connect(el, root, model, events, repaint);
 }
 
 export default { render };
