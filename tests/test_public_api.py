@@ -94,6 +94,8 @@ MAX_POSITIONAL: dict[str, int] = {
     "ComplexityViewer": 2,       # result, inputs
     "SimilarityGrid": 1,         # result
     "SaturationDashboard": 1,    # tracker
+    "AlignedDirections": 4,      # result, x, y, labels
+    "ClassSensitivity": 1,       # result
 }
 
 #: The first parameter of a callable that runs a model is `model` — except where it compares several models.
@@ -103,7 +105,7 @@ _MODEL_FIRST_EXCEPTIONS = {
 }
 
 #: Feature-matrix math keeps the names of its equations.
-_X_Y_FUNCTIONS = {"cca", "svcca", "pwcca", "cka", "dft_cca", "svcca_directions"}
+_X_Y_FUNCTIONS = {"cca", "svcca", "pwcca", "cka", "dft_cca", "svcca_directions", "AlignedDirections"}
 
 #: Names that mean something else in the vocabulary, or shadow a builtin.
 _FORBIDDEN_PARAMETERS = {

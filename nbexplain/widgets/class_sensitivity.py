@@ -57,11 +57,12 @@ class ClassSensitivity(NbxWidget):
     >>> def mlp(seed):
     ...     torch.manual_seed(seed)
     ...     return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-    >>> res = nx.class_sensitivity([mlp(0), mlp(1)], torch.randn(500, 6), ["0", "1"], keep=1.0, progress=False)
-    >>> view = ClassSensitivity(res, threshold=0.9)
+    >>> inputs = torch.randn(500, 6, generator=torch.Generator().manual_seed(0))
+    >>> res = nx.class_sensitivity([mlp(0), mlp(1)], inputs, ["0", "1"], keep=1.0, progress=False)
+    >>> view = ClassSensitivity(res, threshold=0.99)
     >>> view
-    ClassSensitivity(checkpoints=2, layers=2, classes=3, threshold=0.9)
-    >>> view.learned_at[1]                 # the hidden layer carries every class from the last checkpoint
+    ClassSensitivity(checkpoints=2, layers=2, classes=3, threshold=0.99)
+    >>> view.learned_at[1]                 # the hidden layer determines the final logits only at the end
     [1, 1, 1]
     """
 
