@@ -28,7 +28,7 @@ interface State {
 }
 
 const SVG = "http://www.w3.org/2000/svg";
-const LABEL_W = 92;
+const LABEL_W = 112;
 
 const CSS = `
 .nbx-aligned_directions { max-width: 100%; }
@@ -166,7 +166,7 @@ function render({ model, el }: RenderProps<State>) {
   const className = (c: number) => model.get("class_names")[c] ?? String(c);
 
   function rowName(kind: Kind, side: number, i: number): string {
-    if (kind === "directions") return `dir ${i + 1}`;
+    if (kind === "directions") return `dir ${i + 1} ρ ${(model.get("coefficients")[i] ?? NaN).toFixed(2)}`;
     const ids = side ? model.get("neuron_ids_b") : model.get("neuron_ids_a");
     return `neuron ${ids[i] ?? i}`;
   }
@@ -357,7 +357,7 @@ function render({ model, el }: RenderProps<State>) {
     const layer = model.get("layer");
     title.textContent = `${layer ? `layer ${layer}: ` : ""}top neurons vs top SVCCA directions of two networks`;
     neuronTitle.textContent = `top ${Math.min(n, rowsOf("neurons_a"))} neurons by activation norm — no correspondence expected`;
-    dirTitle.textContent = `top ${Math.min(n, rowsOf("directions_a"))} SVCCA directions — row i of each network correlates with ρᵢ`;
+    dirTitle.textContent = `top ${Math.min(n, rowsOf("directions_a"))} SVCCA directions — each pair of rows correlates with its ρ`;
     neuronPair.replaceChildren(block("neurons", 0), block("neurons", 1));
     dirPair.replaceChildren(block("directions", 0), block("directions", 1));
     root.dataset.rows = String(n);

@@ -119,7 +119,7 @@ class AlignedDirections(NbxWidget):
     layer = traitlets.Unicode("").tag(sync=True)
     n = traitlets.Int(4, min=1).tag(sync=True)
     selected = traitlets.Int(-1, min=-1).tag(sync=True)
-    strip_width = traitlets.Int(280, min=60, max=2000).tag(sync=True)
+    strip_width = traitlets.Int(250, min=60, max=2000).tag(sync=True)
     strip_height = traitlets.Int(18, min=4, max=200).tag(sync=True)
 
     def __init__(
@@ -134,7 +134,7 @@ class AlignedDirections(NbxWidget):
         layer: str = "",
         class_names: Sequence[str] | None = None,
         max_inputs: int = 4000,
-        strip_width: int = 280,
+        strip_width: int = 250,
         strip_height: int = 18,
         **kwargs: Any,
     ) -> None:

@@ -38,7 +38,8 @@ def test_aligned_directions_hover_click_rows(lab):
         rows = nb.page.locator(f"{SELECTOR} .nbx-ad-rowlabel").all_inner_texts()
         ids = nb.execute("print(w.neuron_ids_a[:3], w.neuron_ids_b[:3])").strip()
         assert rows[:3] == [f"neuron {i}" for i in eval(ids.split("] [")[0] + "]")], (rows, ids)
-        assert rows[6:9] == ["dir 1", "dir 2", "dir 3"]
+        rhos = eval(nb.execute("print([round(r, 2) for r in w.coefficients[:3]])"))
+        assert rows[6:9] == [f"dir {i + 1} ρ {r:.2f}" for i, r in enumerate(rhos)], rows
 
         # hover the first direction strip of seed 1 at the middle of its width: input, class and value
         canvas = nb.page.locator(f"{SELECTOR} canvas.nbx-ad-canvas[data-kind='directions'][data-side='b']")
@@ -74,7 +75,8 @@ def test_aligned_directions_hover_click_rows(lab):
         nb.screenshot("aligned-directions", root)
 
         # classroom standards: fits an 800 px column, no text below 13 px
-        width = root.evaluate("e => e.scrollWidth")
+        # in an 800 px column (this viewport's output area is wider) nothing overflows sideways
+        width = root.evaluate("e => { e.style.width = '800px'; const w = e.scrollWidth; e.style.width = ''; return w; }")
         assert width <= 800, width
         small = root.evaluate(
             "e => [...e.querySelectorAll('*')].filter(n => [...n.childNodes].some(c => c.nodeType === 3 && c.textContent.trim()))"
