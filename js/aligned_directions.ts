@@ -46,7 +46,7 @@ const CSS = `
 .nbx-aligned_directions canvas.nbx-ad-canvas { display: block; image-rendering: pixelated; cursor: crosshair; }
 .nbx-aligned_directions .nbx-ad-strips.nbx-ad-dirs canvas.nbx-ad-canvas { cursor: pointer; }
 .nbx-aligned_directions .nbx-ad-bound { position: absolute; top: 0; bottom: 0; width: 0;
-  border-left: 1px solid var(--nbx-fg); opacity: 0.75; pointer-events: none; }
+  border-left: 2px solid var(--nbx-bg); margin-left: -1px; pointer-events: none; }
 .nbx-aligned_directions .nbx-ad-axis { position: relative; grid-column: 2; height: 1.5em; color: var(--nbx-muted); }
 .nbx-aligned_directions .nbx-ad-class { position: absolute; top: 0; transform: translateX(-50%); white-space: nowrap; }
 .nbx-aligned_directions .nbx-ad-axis-title { grid-column: 2; color: var(--nbx-muted); text-align: center; }
