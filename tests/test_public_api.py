@@ -95,6 +95,8 @@ MAX_POSITIONAL: dict[str, int] = {
     "RelevanceFlow": 2,          # result, inputs (RelevanceFlow.from_model: model, inputs, target, composite)
     "SimilarityGrid": 1,         # result
     "SaturationDashboard": 1,    # tracker
+    "AlignedDirections": 4,      # result, x, y, labels
+    "ClassSensitivity": 1,       # result
 }
 
 #: The first parameter of a callable that runs a model is `model` — except where it compares several models.
@@ -104,7 +106,7 @@ _MODEL_FIRST_EXCEPTIONS = {
 }
 
 #: Feature-matrix math keeps the names of its equations.
-_X_Y_FUNCTIONS = {"cca", "svcca", "pwcca", "cka", "dft_cca", "svcca_directions"}
+_X_Y_FUNCTIONS = {"cca", "svcca", "pwcca", "cka", "dft_cca", "svcca_directions", "AlignedDirections"}
 
 #: Names that mean something else in the vocabulary, or shadow a builtin.
 _FORBIDDEN_PARAMETERS = {

@@ -18,6 +18,8 @@ _VIEWS = {
     "ExplanationExplorer": "explanation_explorer",
     "FeatureGallery": "feature_gallery",
     "ComplexityViewer": "complexity_viewer",
+    "AlignedDirections": "aligned_directions",
+    "ClassSensitivity": "class_sensitivity",
     "RelevanceFlow": "relevance_flow",
 }
 
