@@ -78,7 +78,8 @@ cells = [
         "- `02_similarity.ipynb` — SVCCA, PWCCA and CKA between layers, networks and checkpoints.\n"
         "- `03_attribution.ipynb` — LRP, gradients, SmoothGrad, integrated gradients and rate–distortion masks.\n"
         "- `04_feature_visualization.ipynb` — what a unit responds to.\n"
-        "- `05_complexity.ipynb` — simple and complex components of a feature."
+        "- `05_complexity.ipynb` — simple and complex components of a feature.\n"
+        "- `07_clever_hans.ipynb` — a network that is right for the wrong reason, and how explanations catch it."
     ),
 ]
 nb = nbf.v4.new_notebook(cells=cells)
