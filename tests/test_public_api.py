@@ -68,6 +68,7 @@ MAX_POSITIONAL: dict[str, int] = {
     "dft_cca": 2, "svcca_directions": 2,          # x, y
     "StreamingDFTCCA": 3,        # x_channels, y_channels, spatial
     "class_sensitivity": 3,      # checkpoints, inputs, layers
+    "svcca_compression": 4,      # model, inputs, layer, directions
     "suggest_widths": 1,         # tracker
     # attribution
     "gradient": 3, "gradient_x_input": 3, "integrated_gradients": 3, "smoothgrad": 3, "rde": 3,  # model, inputs, target

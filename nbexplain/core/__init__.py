@@ -30,11 +30,12 @@ from .similarity.streaming import StreamingSimilarity
 from .similarity.dft import DFTCCAResult, StreamingDFTCCA, dft_cca
 from .similarity.directions import SVCCADirectionsResult, svcca_directions
 from .similarity.class_sensitivity import ClassSensitivityResult, class_sensitivity
+from .similarity.compression import CompressionResult, svcca_compression
 
 __all__ += ["cca", "svcca", "pwcca", "cka", "CCAResult", "SVCCAResult", "PWCCAResult", "CKAResult"]
 __all__ += ["StreamingSimilarity", "similarity_grid", "model_similarity", "SimilarityGridResult"]
 __all__ += ["dft_cca", "DFTCCAResult", "StreamingDFTCCA", "svcca_directions", "SVCCADirectionsResult"]
-__all__ += ["class_sensitivity", "ClassSensitivityResult"]
+__all__ += ["class_sensitivity", "ClassSensitivityResult", "svcca_compression", "CompressionResult"]
 
 # --- attribution: LRP (rules in nx.rules, canonizers in nx.canonizers: nbexplain/rules.py, canonizers.py) ---
 from .attribution.lrp import (

@@ -41,6 +41,9 @@ class SVCCADirectionsResult:
         float64 ``(n_x, k)`` / ``(n_y, k)`` — the maps: ``variates = (features − mean) @ weights``.
     x_mean, y_mean
         float64 ``(n_x,)`` / ``(n_y,)`` — the feature means the maps subtract.
+    x_loadings, y_loadings
+        float64 ``(n_x, k)`` / ``(n_y, k)`` — covariance of each feature with each variate (``Σ a``): the
+        least-squares reconstruction of the features from their top variates is ``mean + variates @ loadingsᵀ``.
     x_variance, y_variance
         Fraction of each side's variance kept by the SVD step.
     """
@@ -52,6 +55,8 @@ class SVCCADirectionsResult:
     y_weights: torch.Tensor
     x_mean: torch.Tensor
     y_mean: torch.Tensor
+    x_loadings: torch.Tensor
+    y_loadings: torch.Tensor
     x_variance: float
     y_variance: float
 
@@ -68,6 +73,22 @@ class SVCCADirectionsResult:
         if yt.shape[1] != self.y_weights.shape[0]:
             raise ValueError(f"`y` must have {self.y_weights.shape[0]} features (the fitted layer's width), got {yt.shape[1]}.")
         return (yt - self.y_mean) @ self.y_weights
+
+    def project_x(self, x: Any, k: int) -> torch.Tensor:
+        """Project ``(n, n_x)`` features of the first layer onto its top ``k`` SVCCA directions: ``mean + z_k L_kᵀ``
+        with ``z_k`` the top ``k`` variates and ``L_k`` their loadings — the least-squares reconstruction of the
+        features from those variates, an (oblique) projection that keeps them and drops the rest. float64."""
+        return self._project(self.transform_x(x), self.x_mean, self.x_loadings, k)
+
+    def project_y(self, y: Any, k: int) -> torch.Tensor:
+        """:meth:`project_x` for the second layer."""
+        return self._project(self.transform_y(y), self.y_mean, self.y_loadings, k)
+
+    def _project(self, z: torch.Tensor, mean: torch.Tensor, loadings: torch.Tensor, k: int) -> torch.Tensor:
+        n = self.coefficients.numel()
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
+            raise ValueError(f"`k` must be an int from 0 to {n} (the number of directions), got {k!r}.")
+        return mean + z[:, :k] @ loadings[:, :k].T
 
     def __repr__(self) -> str:
         k = self.coefficients.numel()
@@ -138,14 +159,18 @@ def svcca_directions(
     sign = torch.sign(a.gather(0, a.abs().argmax(0, keepdim=True))).reshape(-1)
     sign[sign == 0] = 1.0
     a, b = a * sign, b * sign
+    zx, zy = xc @ a, yc @ b
+    n = xt.shape[0]
     return SVCCADirectionsResult(
         coefficients=s[:k].clamp(0.0, 1.0).cpu(),
-        x_variates=(xc @ a).cpu(),
-        y_variates=(yc @ b).cpu(),
+        x_variates=zx.cpu(),
+        y_variates=zy.cpu(),
         x_weights=a.cpu(),
         y_weights=b.cpu(),
         x_mean=mx.cpu(),
         y_mean=my.cpu(),
+        x_loadings=(xc.T @ zx / (n - 1)).cpu(),
+        y_loadings=(yc.T @ zy / (n - 1)).cpu(),
         x_variance=wx.variance_kept,
         y_variance=wy.variance_kept,
     )
