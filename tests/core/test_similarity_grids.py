@@ -265,3 +265,32 @@ def test_progress_follows_the_policy(x, capsys):
     assert quiet.options == dict(conv="channels", keep=0.99, epsilon=0.0, threshold=1.0, max_samples=10_000, seed=0)
     with pytest.raises(TypeError, match="`progress` must be None"):
         nx.similarity_grid(ckpts, x, ["fc1"], progress="yes")
+
+
+def test_converged_at_is_the_first_checkpoint_that_stays_above_the_threshold():
+    g = torch.tensor(
+        [
+            [[0.50, 0.1, 0.2], [0.3, 0.6, 0.1]],
+            [[0.95, 0.1, 0.2], [0.3, float("nan"), 0.1]],
+            [[0.80, 0.1, 0.2], [0.3, 0.92, 0.1]],
+            [[0.97, 0.1, 0.2], [0.3, 0.91, 0.1]],
+        ],
+        dtype=torch.float64,
+    )
+    res = nx.SimilarityGridResult(
+        grids={"svcca": g, "cka": g * 0.5}, spectra={}, checkpoint_labels=list("abcd"), layers=["fc1", "fc2"],
+        reference_layers=["fc1", "fc2", "out"], reference_label="d", kind="checkpoints",
+        n_samples=torch.ones(2, 3, dtype=torch.int64),
+    )
+    # fc1 dips below at c: stays from d (3); fc2's NaN at b does not count, stays from c (2)
+    assert res.converged_at(0.9) == {"fc1": 3, "fc2": 2}
+    assert res.converged_at(0.99) == {"fc1": -1, "fc2": -1}
+    assert res.converged_at(0.4, metric="cka") == {"fc1": 1, "fc2": 2}  # halved values: 0.475, 0.4, 0.485 hold
+    other = nx.SimilarityGridResult(
+        grids={"svcca": g}, spectra={}, checkpoint_labels=list("abcd"), layers=["fc1", "fc2"],
+        reference_layers=["a", "fc2", "b"], reference_label="d", kind="checkpoints",
+        n_samples=torch.ones(2, 3, dtype=torch.int64),
+    )
+    assert other.converged_at(0.5) == {"fc2": 2}  # only layers the reference has, read on their own column
+    with pytest.raises(ValueError, match="metric"):
+        res.converged_at(0.9, metric="pwcca")

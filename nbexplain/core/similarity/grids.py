@@ -105,6 +105,38 @@ class SimilarityGridResult:
         check_choice(metric, "metric", self.metrics)
         return self.grids[metric]
 
+    def converged_at(self, threshold: float = 0.9, metric: str | None = None) -> dict[str, int]:
+        """Per layer, the first checkpoint index from which its similarity with the *same* layer of the
+        reference stays ≥ ``threshold`` to the last checkpoint (-1: never) — the schedule of SVCCA's *freeze
+        training* (Raghu et al. 2017: freeze a layer once it has reached its final representation).
+
+        Only layers that appear among the reference layers are listed; NaN cells count as not reached.
+
+        Examples
+        --------
+        >>> import torch, nbexplain as nx
+        >>> res = nx.SimilarityGridResult(
+        ...     grids={"svcca": torch.tensor([[[0.5]], [[0.95]], [[0.8]], [[0.97]], [[1.0]]], dtype=torch.float64)},
+        ...     spectra={}, checkpoint_labels=list("abcde"), layers=["fc1"], reference_layers=["fc1"],
+        ...     reference_label="e", kind="checkpoints", n_samples=torch.ones(1, 1, dtype=torch.int64))
+        >>> res.converged_at(0.9)
+        {'fc1': 3}
+        """
+        m = metric if metric is not None else self.metric
+        check_choice(m, "metric", self.metrics)
+        if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)):
+            raise TypeError(f"`threshold` must be a number, got {threshold!r}.")
+        grid = self.grids[m]
+        out: dict[str, int] = {}
+        for i, name in enumerate(self.layers):
+            if name not in self.reference_layers:
+                continue
+            series = grid[:, i, self.reference_layers.index(name)]
+            ok = torch.nan_to_num(series, nan=-1.0) >= threshold
+            stays = torch.flip(torch.cumprod(torch.flip(ok, [0]).to(torch.int64), 0), [0]).bool()
+            out[name] = int(stays.to(torch.int64).argmax()) if bool(stays.any()) else -1
+        return out
+
     def spectrum(self, t: int, i: int, j: int, metric: str | None = None) -> torch.Tensor:
         """Canonical correlations (descending, float32) of cell ``(t, i, j)``.
 
