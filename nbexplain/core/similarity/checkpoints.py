@@ -104,3 +104,16 @@ def _checkpoint_items(checkpoints: Any, labels: Sequence[str] | None) -> tuple[l
         if len(labels) != len(items):
             raise ValueError(f"`checkpoint_labels` has {len(labels)} entries for {len(items)} checkpoints.")
     return items, labels if labels is not None else default_labels
+
+
+def settled_from(ok: torch.Tensor) -> torch.Tensor:
+    """Along dim 0 (checkpoints): the first index from which ``ok`` holds at every later checkpoint, or -1 where
+    it does not hold at the last one — "reached and kept" for learned-at and freeze-training schedules.
+
+    Examples
+    --------
+    >>> settled_from(torch.tensor([[False, True], [True, True], [False, True], [True, True]]))
+    tensor([3, 0])
+    """
+    tail = torch.flip(torch.cumprod(torch.flip(ok, [0]).to(torch.int64), 0), [0]).bool()  # ok from t on
+    return torch.where(tail.any(0), tail.to(torch.int64).argmax(0), torch.full(tail.shape[1:], -1))

@@ -27,7 +27,7 @@ from .._base.machinery import check_progress, progress_bar
 from .._base.model_inputs import call_model, iter_inputs
 from .._base.model_io import OutputArg, check_output_arg, select_output
 from .._base.validation import check_choice, check_model, check_positive_int
-from .checkpoints import CheckpointArg, _checkpoint_items, _Materialiser
+from .checkpoints import CheckpointArg, _checkpoint_items, _Materialiser, settled_from
 from .metrics import check_keep, svcca
 
 __all__ = ["ClassSensitivityResult", "class_sensitivity"]
@@ -60,10 +60,7 @@ class ClassSensitivityResult:
     def learned_at(self, threshold: float = 0.9) -> torch.Tensor:
         """``(n_layers, n_classes)`` — the first checkpoint index where the value reaches ``threshold`` and
         stays there to the end, or -1 where it never does."""
-        ok = self.values >= threshold
-        tail = torch.flip(torch.cumprod(torch.flip(ok, [0]).to(torch.int64), 0), [0]).bool()  # ok from t on
-        first = torch.where(tail.any(0), tail.to(torch.int64).argmax(0), torch.full(tail.shape[1:], -1))
-        return first
+        return settled_from(self.values >= threshold)
 
     def __repr__(self) -> str:
         t, n_l, n_c = self.values.shape

@@ -35,7 +35,7 @@ from .._base.layer_select import list_layers, resolve_modules
 from .._base.layouts import LayoutArg, check_layout_arg
 from .._base.machinery import check_progress, progress_bar
 from .._base.validation import check_choice, check_model, check_positive_int, renamed_arguments
-from .checkpoints import CheckpointArg, _checkpoint_items, _label_for, _Materialiser
+from .checkpoints import CheckpointArg, _checkpoint_items, _label_for, _Materialiser, settled_from
 from .grid_cells import _capture_outputs, _GridRun
 from .metrics import _check_epsilon, check_keep
 
@@ -132,9 +132,7 @@ class SimilarityGridResult:
             if name not in self.reference_layers:
                 continue
             series = grid[:, i, self.reference_layers.index(name)]
-            ok = torch.nan_to_num(series, nan=-1.0) >= threshold
-            stays = torch.flip(torch.cumprod(torch.flip(ok, [0]).to(torch.int64), 0), [0]).bool()
-            out[name] = int(stays.to(torch.int64).argmax()) if bool(stays.any()) else -1
+            out[name] = int(settled_from(torch.nan_to_num(series, nan=-1.0) >= threshold))
         return out
 
     def spectrum(self, t: int, i: int, j: int, metric: str | None = None) -> torch.Tensor:
