@@ -4,7 +4,7 @@
 // learned-at checkpoint (first from which the value stays ≥ threshold; computed in Python by core) marked.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, connect, h, injectStyle, viewRoot } from "./lib/dom";
+import { colorFooter, connect, h, injectStyle, stepPlayer, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";
 
@@ -133,7 +133,10 @@ function render({ model, el }: RenderProps<State>) {
   let T = 0;
   let L = 0;
   let C = 0;
-  let timer: ReturnType<typeof setInterval> | null = null;
+  const player = stepPlayer(play, root, {
+    count: () => T, current: () => current(), go: (t) => setCheckpoint(t), intervalMs: () => model.get("interval_ms"),
+  });
+  const stop = player.stop;
   let hovered: [number, number] | null = null;
   const scale: ColorScale = { kind: "sequential", vmin: 0, vmax: 1 };
 
@@ -283,28 +286,6 @@ function render({ model, el }: RenderProps<State>) {
     paint();
   }
 
-  function stop() {
-    if (timer !== null) clearInterval(timer);
-    timer = null;
-    play.textContent = "▶ play";
-    root.dataset.playing = "false";
-  }
-
-  function start() {
-    if (T < 2) return;
-    if (current() >= T - 1) setCheckpoint(0);
-    play.textContent = "⏸ pause";
-    root.dataset.playing = "true";
-    timer = setInterval(() => {
-      const next = current() + 1;
-      if (next >= T) {
-        stop();
-        return;
-      }
-      setCheckpoint(next);
-    }, Math.max(16, model.get("interval_ms")));
-  }
-
   function build() {
     stop();
     values = decodeTensor(model.get("values"));
@@ -378,7 +359,6 @@ function render({ model, el }: RenderProps<State>) {
     stop();
     setCheckpoint(Number(slider.value));
   });
-  play.addEventListener("click", () => (timer === null ? start() : stop()));
   root.tabIndex = 0;
   root.addEventListener("keydown", (ev) => {
     if (ev.target === slider) return;

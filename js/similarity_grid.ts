@@ -3,7 +3,7 @@
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, connect, h, injectStyle, viewRoot } from "./lib/dom";
+import { colorFooter, connect, h, injectStyle, stepPlayer, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -99,7 +99,10 @@ function render({ model, el }: RenderProps<State>) {
   let L = 0;
   let Lr = 0;
   let T = 0;
-  let timer: ReturnType<typeof setInterval> | null = null;
+  const player = stepPlayer(play, root, {
+    count: () => T, current: () => current(), go: (t) => setCheckpoint(t), intervalMs: () => model.get("interval_ms"),
+  });
+  const stop = player.stop;
   let hovered: [number, number] | null = null;
 
   const scale = (): ColorScale => ({ kind: "sequential", vmin: model.get("vmin"), vmax: model.get("vmax") });
@@ -185,28 +188,6 @@ function render({ model, el }: RenderProps<State>) {
     // Local only: the kernel learns the checkpoint with the next click (no message per slider step).
     model.set("checkpoint", Math.min(Math.max(0, t), T - 1));
     paint();
-  }
-
-  function stop() {
-    if (timer !== null) clearInterval(timer);
-    timer = null;
-    play.textContent = "▶ play";
-    root.dataset.playing = "false";
-  }
-
-  function start() {
-    if (T < 2) return;
-    if (current() >= T - 1) setCheckpoint(0);
-    play.textContent = "⏸ pause";
-    root.dataset.playing = "true";
-    timer = setInterval(() => {
-      const next = current() + 1;
-      if (next >= T) {
-        stop();
-        return;
-      }
-      setCheckpoint(next);
-    }, Math.max(16, model.get("interval_ms")));
   }
 
   function build() {
@@ -301,7 +282,6 @@ function render({ model, el }: RenderProps<State>) {
     stop();
     setCheckpoint(Number(slider.value));
   });
-  play.addEventListener("click", () => (timer === null ? start() : stop()));
   metricSelect.addEventListener("change", () => {
     model.set("metric", metricSelect.value); // local switch, synced with the next click
     setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");

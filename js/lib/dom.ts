@@ -150,3 +150,39 @@ export function colorFooter(): ColorFooter {
     },
   };
 }
+
+/**
+ * Play through steps `0 … count() − 1` on a timer, one `go(step)` per tick, starting over from 0 when at the
+ * end. The button toggles play/pause and the root's `data-playing` says which; `stop()` also ends a run.
+ */
+export function stepPlayer(
+  button: HTMLButtonElement,
+  root: HTMLElement,
+  steps: { count: () => number; current: () => number; go: (t: number) => void; intervalMs: () => number },
+): { start: () => void; stop: () => void } {
+  let timer: ReturnType<typeof setInterval> | null = null;
+  const stop = () => {
+    if (timer !== null) clearInterval(timer);
+    timer = null;
+    button.textContent = "▶ play";
+    root.dataset.playing = "false";
+  };
+  const start = () => {
+    const n = steps.count();
+    if (n < 2) return;
+    if (steps.current() >= n - 1) steps.go(0);
+    button.textContent = "⏸ pause";
+    root.dataset.playing = "true";
+    timer = setInterval(() => {
+      const next = steps.current() + 1;
+      if (next >= steps.count()) {
+        stop();
+        return;
+      }
+      steps.go(next);
+    }, Math.max(16, steps.intervalMs()));
+  };
+  button.addEventListener("click", () => (timer === null ? start() : stop()));
+  return { start, stop };
+}
+
