@@ -4,7 +4,7 @@
 // direction sends `selected` and overlays its A and B traces in a line chart with ρ.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, formatValue, paintColorbar } from "./lib/colormap";
-import { connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
+import { connect, h, injectStyle, offscreen, svgPlot, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -27,7 +27,6 @@ interface State {
   theme: string;
 }
 
-const SVG = "http://www.w3.org/2000/svg";
 const LABEL_W = 112;
 
 const CSS = `
@@ -306,20 +305,7 @@ function render({ model, el }: RenderProps<State>) {
     const left = 58;
     const width = Math.min(700, LABEL_W + model.get("strip_width") * 2) - left;
     const height = 150;
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("class", "nbx-ad-chart");
-    svg.setAttribute("width", String(left + width + 8));
-    svg.setAttribute("height", String(height + 48));
-    const g = document.createElementNS(SVG, "g");
-    g.setAttribute("transform", `translate(${left},8)`);
-    svg.appendChild(g);
-    const mk = (tag: string, attrs: Record<string, string>, text?: string) => {
-      const e = document.createElementNS(SVG, tag);
-      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-      if (text !== undefined) e.textContent = text;
-      g.appendChild(e);
-      return e;
-    };
+    const { svg, mk } = svgPlot("nbx-ad-chart", { left, top: 8, width, height, padRight: 8, padBottom: 48 });
     mk("path", { class: "nbx-axis", d: `M0,0V${height}H${width}` });
     const yOf = (v: number) => height - ((v - lo) / (hi > lo ? hi - lo : 1)) * height;
     for (const v of [lo, 0, hi]) {

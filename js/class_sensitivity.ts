@@ -4,7 +4,7 @@
 // learned-at checkpoint (first from which the value stays ≥ threshold; computed in Python by core) marked.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, connect, h, injectStyle, stepPlayer, viewRoot } from "./lib/dom";
+import { colorFooter, connect, h, injectStyle, stepPlayer, svgPlot, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";
 
@@ -24,7 +24,6 @@ interface State {
   theme: string;
 }
 
-const SVG = "http://www.w3.org/2000/svg";
 // Categorical line colours (Tableau 10), one per layer.
 export const LAYER_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
   "#ff9da7", "#9c755f", "#bab0ac"];
@@ -223,20 +222,7 @@ function render({ model, el }: RenderProps<State>) {
     const left = 44;
     const width = 300;
     const height = 170;
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("class", "nbx-cs-chart");
-    svg.setAttribute("width", String(left + width + 16));
-    svg.setAttribute("height", String(height + 52));
-    const g = document.createElementNS(SVG, "g");
-    g.setAttribute("transform", `translate(${left},10)`);
-    svg.appendChild(g);
-    const mk = (tag: string, attrs: Record<string, string>, text?: string) => {
-      const e = document.createElementNS(SVG, tag);
-      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-      if (text !== undefined) e.textContent = text;
-      g.appendChild(e);
-      return e;
-    };
+    const { svg, mk } = svgPlot("nbx-cs-chart", { left, top: 10, width, height, padRight: 16, padBottom: 52 });
     mk("path", { class: "nbx-axis", d: `M0,0V${height}H${width}` });
     for (const v of [0, 0.5, 1]) mk("text", { x: "-6", y: String(height - v * height + 4), "text-anchor": "end" }, String(v));
     mk("text", { x: String(-left + 12), y: String(height / 2), transform: `rotate(-90 ${-left + 12} ${height / 2})`,

@@ -186,3 +186,31 @@ export function stepPlayer(
   return { start, stop };
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/**
+ * An `<svg class=className>` of `left + width + padRight` × `height + padBottom` CSS pixels with a plot group
+ * shifted by (left, top), and `mk(tag, attrs, text?)` that appends an SVG element to that group (text through
+ * textContent).
+ */
+export function svgPlot(
+  className: string,
+  box: { left: number; top: number; width: number; height: number; padRight: number; padBottom: number },
+): { svg: SVGSVGElement; g: SVGGElement; mk: (tag: string, attrs: Record<string, string>, text?: string) => SVGElement } {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("class", className);
+  svg.setAttribute("width", String(box.left + box.width + box.padRight));
+  svg.setAttribute("height", String(box.height + box.padBottom));
+  const g = document.createElementNS(SVG_NS, "g");
+  g.setAttribute("transform", `translate(${box.left},${box.top})`);
+  svg.appendChild(g);
+  const mk = (tag: string, attrs: Record<string, string>, text?: string) => {
+    const e = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    g.appendChild(e);
+    return e;
+  };
+  return { svg, g, mk };
+}
+
