@@ -8,7 +8,7 @@ subspace through the same mean is the control.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +44,36 @@ def _random_basis(d: int, k: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(int(seed))
     q, r = torch.linalg.qr(torch.randn(d, k, generator=gen, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(1, dtype=torch.float64))
+
+
+@contextmanager
+def inserted_map(
+    model: nn.Module, layer: str, project: Callable[[torch.Tensor, bool], torch.Tensor], *, what: str
+) -> Iterator[None]:
+    """Replace ``layer``'s output by ``project(output, channel_first)`` in every forward pass of the block (the
+    feature axis from the layer's resolved layout); the model is restored exactly on exit, also on exceptions.
+    Shared by :meth:`DeltaProjection.inserted` and the SVCCA projection of :func:`nbexplain.svcca_compression`."""
+    net = check_model(model, what=what)
+    module = resolve_modules(net, [layer], "layer")[layer]
+    probe = LayoutProbe(net, {layer: module}, batch_axis=False)  # projects the feature axis only
+
+    def hook(m: nn.Module, inputs: Any, out: Any) -> Any:
+        head = out[0] if isinstance(out, (tuple, list)) and out else out
+        if not isinstance(head, torch.Tensor):
+            raise TypeError(f"Layer {layer!r} returned {type(out).__name__}, not a tensor.")
+        channel_first = probe.layout(layer, m, inputs, head) == "channels_first"
+        head = project(head, channel_first)
+        return type(out)([head, *out[1:]]) if isinstance(out, (tuple, list)) else head
+
+    # `model`, not `net`: a torch.compile'd model called in the block runs its eager module, so the
+    # projection is applied (compiled code would skip the hook silently).
+    with preserved(model), Handles() as hooks:
+        hooks.add(module.register_forward_hook(hook))
+        try:
+            probe.start()
+            yield
+        finally:
+            probe.stop()
 
 
 class DeltaProjection:
@@ -179,27 +209,8 @@ class DeltaProjection:
         model runs its eager module (``model._orig_mod``) within the block — compiled code would skip the
         projection — and runs compiled again afterwards; a TorchScript model is refused.
         """
-        net = check_model(model, what="DeltaProjection.inserted")
-        module = resolve_modules(net, [layer], "layer")[layer]
-        probe = LayoutProbe(net, {layer: module}, batch_axis=False)  # projects the feature axis only
-
-        def hook(m: nn.Module, inputs: Any, out: Any) -> Any:
-            head = out[0] if isinstance(out, (tuple, list)) and out else out
-            if not isinstance(head, torch.Tensor):
-                raise TypeError(f"Layer {layer!r} returned {type(out).__name__}, not a tensor.")
-            channel_first = probe.layout(layer, m, inputs, head) == "channels_first"
-            head = self.project(head, channel_first=channel_first)
-            return type(out)([head, *out[1:]]) if isinstance(out, (tuple, list)) else head
-
-        # `model`, not `net`: a torch.compile'd model called in the block runs its eager module, so the
-        # projection is applied (compiled code would skip the hook silently).
-        with preserved(model), Handles() as hooks:
-            hooks.add(module.register_forward_hook(hook))
-            try:
-                probe.start()
-                yield self
-            finally:
-                probe.stop()
+        with inserted_map(model, layer, self.project, what="DeltaProjection.inserted"):
+            yield self
 
     def __enter__(self) -> DeltaProjection:
         if self.model is None or self.layer is None:

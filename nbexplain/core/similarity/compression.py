@@ -24,7 +24,7 @@ from .._base.hygiene import preserved
 from .._base.machinery import check_progress, progress_bar
 from .._base.model_io import OutputArg
 from .._base.validation import check_choice, check_positive_int
-from ..feature_space.delta_projection import DeltaProjection, _check_call, _run
+from ..feature_space.delta_projection import DeltaProjection, _check_call, _run, inserted_map
 from ..feature_space.tracking import layer_statistics
 from .directions import SVCCADirectionsResult
 
@@ -64,34 +64,23 @@ class CompressionResult:
         )
 
 
-class _SVCCAProjection(DeltaProjection):
-    """A :class:`DeltaProjection` whose map is the SVCCA projection (reuses its insertion into a model)."""
+def _svcca_map(directions: SVCCADirectionsResult, side: str, k: int, width: int) -> Any:
+    """``project(output, channel_first)`` for :func:`inserted_map`: the SVCCA projection of every sample (every
+    position of a conv map), computed in float64 and returned in the layer's dtype."""
+    proj = directions.project_x if side == "x" else directions.project_y
 
-    def __init__(self, directions: SVCCADirectionsResult, side: str, k: int) -> None:  # noqa: D107
-        self.directions, self.side, self.k = directions, side, k
-        self.model = None
-        self.layer = None
-        self._ctx = None
-
-    @property
-    def width(self) -> int:
-        return int((self.directions.x_weights if self.side == "x" else self.directions.y_weights).shape[0])
-
-    def project(self, features: torch.Tensor, channel_first: bool = False) -> torch.Tensor:
-        if channel_first and features.ndim > 2:
-            return self.project(features.movedim(1, -1), channel_first=False).movedim(-1, 1)
-        flat = features.reshape(-1, features.shape[-1])
-        if flat.shape[1] != self.width:
+    def project(features: torch.Tensor, channel_first: bool) -> torch.Tensor:
+        moved = features.movedim(1, -1) if channel_first and features.ndim > 2 else features
+        flat = moved.reshape(-1, moved.shape[-1])
+        if flat.shape[1] != width:
             raise ValueError(
-                f"The layer has {flat.shape[1]} features but the SVCCA directions were fitted on {self.width}: "
+                f"The layer has {flat.shape[1]} features but the SVCCA directions were fitted on {width}: "
                 "compute them from nx.activations(model, inputs, layer) of this layer (conv maps: channels)."
             )
-        proj = self.directions.project_x if self.side == "x" else self.directions.project_y
-        out = proj(flat.detach().to(torch.float64), self.k)
-        return out.to(features.device, features.dtype).reshape(features.shape)
+        out = proj(flat.detach().to(torch.float64), k).to(features.device, features.dtype).reshape(moved.shape)
+        return out.movedim(-1, 1) if moved is not features else out
 
-    def __repr__(self) -> str:
-        return f"_SVCCAProjection(k={self.k}/{self.width}, side={self.side!r})"
+    return project
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -183,13 +172,13 @@ def svcca_compression(
         acc = {name: torch.zeros(len(ks), dtype=torch.float64) for name in ("svcca", "eigen", "random")}
         with progress_bar(total=3 * len(ks), desc="compression", progress=progress) as bar:
             for i, k in enumerate(ks):
-                projections = {
-                    "svcca": _SVCCAProjection(directions, side, k),
-                    "eigen": DeltaProjection(stats, k=k),
-                    "random": DeltaProjection(stats, k=k, subspace="random", seed=seed),
+                maps = {
+                    "svcca": _svcca_map(directions, side, k, width),
+                    "eigen": DeltaProjection(stats, k=k).project,
+                    "random": DeltaProjection(stats, k=k, subspace="random", seed=seed).project,
                 }
-                for name, proj in projections.items():
-                    with proj.inserted(model, layer):
+                for name, project in maps.items():
+                    with inserted_map(model, layer, project, what="nx.svcca_compression"):
                         acc[name][i] = _accuracy(_run(model, batch, batch_size, output), labels)
                     bar.update(1)
     return CompressionResult(
