@@ -91,6 +91,7 @@ class Session:
         strict: bool = True,
         select: Select = all_outputs,
         pooled: bool = True,
+        eval_mode: bool = True,
     ) -> None:
         self.model = model
         self.composite = composite
@@ -102,7 +103,7 @@ class Session:
         # after the backward pass (nx.lrp). Without: fresh buffers, left to the garbage collector — inside
         # nx.lrp_rules the backward pass is the user's, and its end is not known here.
         self.pooled = pooled
-        self.eval_mode = True  # rules_on(eval_mode=False): training-mode forwards are the point, not an error
+        self.eval_mode = eval_mode  # False (lrp(eval_mode=False)): training-mode forwards are the point, not an error
         self.handles = Handles()
         #: True while a forward pass of the model runs (the units' hooks act only then).
         self.active = False
@@ -550,8 +551,9 @@ def rules_on(
             p.requires_grad_(False)
         _RULED.update(mods)
         try:
-            session = Session(model, composite, canonizers, capture, strict=strict, select=select, pooled=pooled)
-            session.eval_mode = eval_mode
+            session = Session(
+                model, composite, canonizers, capture, strict=strict, select=select, pooled=pooled, eval_mode=eval_mode
+            )
             try:
                 yield session
             finally:
