@@ -7,6 +7,7 @@ what breaks naive hooks and LRP: the same in-place writes, the same module names
 
 - :func:`resnet18` / :class:`BasicBlock` / :class:`Bottleneck`: torchvision-style residual networks.
 - :func:`vit`: a small vision transformer (patch conv, class token, ``nn.TransformerEncoder``).
+- :func:`text_transformer`: a small text classifier (embedding, class token, ``nn.TransformerEncoder``).
 - :func:`rnn_classifier`: ``nn.Embedding`` → LSTM or GRU → a linear head, on integer token ids.
 - :class:`TupleOutput`, :class:`DictOutput`: models that return ``(logits, features)`` or ``{"logits": …}``.
 """
@@ -27,6 +28,8 @@ __all__ = [
     "resnet_bottleneck",
     "ViT",
     "vit",
+    "TextTransformer",
+    "text_transformer",
     "RNNClassifier",
     "rnn_classifier",
     "TupleOutput",
@@ -218,6 +221,37 @@ def vit(seed: int | None = 0, **kwargs: Any) -> ViT:
     if seed is not None:
         torch.manual_seed(seed)
     return ViT(**kwargs).eval()
+
+
+class TextTransformer(nn.Module):
+    """Token ids ``(N, T)`` → ``emb`` (``nn.Embedding``) + a class token + learned positions (added in ``forward``)
+    → a pre-norm ``nn.TransformerEncoder`` (GELU) → ``norm`` → ``head`` on the class token."""
+
+    def __init__(
+        self, vocab: int = 32, length: int = 8, dim: int = 32, depth: int = 2, heads: int = 2, n_classes: int = 2
+    ) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.cls_token = nn.Parameter(0.02 * torch.randn(1, 1, dim))
+        self.pos = nn.Parameter(0.02 * torch.randn(1, length + 1, dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        t = self.emb(ids)
+        t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1) + self.pos[:, : t.shape[1] + 1]
+        return self.head(self.norm(self.encoder(t))[:, 0])
+
+
+def text_transformer(seed: int | None = 0, **kwargs: Any) -> TextTransformer:
+    """A small :class:`TextTransformer` (32-token vocabulary, 8 tokens, 2 classes by default), eval mode."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return TextTransformer(**kwargs).eval()
 
 
 class RNNClassifier(nn.Module):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Dataset", "digits", "mnist", "cache_dir"]
+__all__ = ["Dataset", "TokenDataset", "digits", "mnist", "negation_language", "cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,114 @@ def mnist(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     x, y = _mnist_arrays()
     x = (x.astype(np.float64) / 255.0).reshape(-1, 1, 28, 28)
     return _make(x, y, "mnist", test_fraction, seed)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a synthetic language whose rule is known
+# ----------------------------------------------------------------------------------------------------------------
+
+_POSITIVE = ("good", "great", "fine", "happy", "nice")
+_NEGATIVE = ("bad", "awful", "poor", "sad", "ugly")
+_FILLERS = ("the", "a", "movie", "was", "very", "this", "film", "it", "is", "so", "really", "quite")
+_NEGATION = "not"
+
+
+@dataclass(frozen=True)
+class TokenDataset:
+    """Token-id sentences with labels, a vocabulary, and where the evidence for each label is.
+
+    Attributes
+    ----------
+    ids_train, ids_test
+        Int64 token ids ``(N, T)``.
+    y_train, y_test
+        Int64 labels ``(N,)``.
+    evidence_train, evidence_test
+        Bool ``(N, T)``: the tokens the label depends on (by construction of the language).
+    vocab
+        The word of each token id.
+    classes
+        Class names, indexed by label.
+    name
+        Dataset name.
+    """
+
+    ids_train: torch.Tensor
+    y_train: torch.Tensor
+    evidence_train: torch.Tensor
+    ids_test: torch.Tensor
+    y_test: torch.Tensor
+    evidence_test: torch.Tensor
+    vocab: tuple[str, ...]
+    classes: tuple[str, ...]
+    name: str
+
+    def words(self, ids: torch.Tensor) -> list[str] | list[list[str]]:
+        """The words of one sentence ``(T,)`` or of several ``(N, T)``."""
+        if ids.dim() == 1:
+            return [self.vocab[int(i)] for i in ids]
+        return [self.words(row) for row in ids]  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenDataset({self.name!r}, train={tuple(self.ids_train.shape)}, test={tuple(self.ids_test.shape)}, "
+            f"vocab={len(self.vocab)})"
+        )
+
+
+def negation_language(
+    n: int = 4000, length: int = 8, *, distractors: float = 0.0, test_fraction: float = 0.2, seed: int = 0
+) -> TokenDataset:
+    """Sentences of a toy language where *not* flips the sentiment of the word right after it.
+
+    Each sentence has ``length`` words: fillers ("the", "movie", …), exactly one sentiment word ("good", "awful",
+    …) and, in half of the sentences, "not" right before it, which flips the label (positive = 1). With
+    ``distractors=p``, a fraction ``p`` of the sentences also has a *distractor* "not" elsewhere (before a filler),
+    which changes nothing — a model must then learn that negation acts on the next word only (which a small
+    transformer learns much more slowly). ``evidence`` marks the sentiment word and the "not" that
+    negates it: the tokens a faithful explanation should point at.
+
+    Examples
+    --------
+    >>> from nbexplain.data import negation_language
+    >>> data = negation_language(n=100, seed=0)
+    >>> data.ids_train.shape, len(data.vocab)
+    (torch.Size([80, 8]), 23)
+    >>> words = data.words(data.ids_train[0])
+    >>> len(words) == 8 and sum(w in ("good", "great", "fine", "happy", "nice", "bad", "awful", "poor", "sad", "ugly") for w in words)
+    True
+    """
+    if not isinstance(length, int) or length < 4:
+        raise ValueError(f"`length` must be an int ≥ 4 (room for a negation, a sentiment word and a distractor), got {length!r}.")
+    if isinstance(distractors, bool) or not isinstance(distractors, (int, float)) or not 0 <= distractors <= 1:
+        raise ValueError(f"`distractors` must be a fraction in [0, 1], got {distractors!r}.")
+    if not isinstance(n, int) or n < 10:
+        raise ValueError(f"`n` must be an int ≥ 10, got {n!r}.")
+    vocab = _FILLERS + _POSITIVE + _NEGATIVE + (_NEGATION,)
+    index = {w: i for i, w in enumerate(vocab)}
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, len(_FILLERS), size=(n, length))
+    evidence = np.zeros((n, length), dtype=bool)
+    y = np.zeros(n, dtype=np.int64)
+    for row in range(n):
+        pos = int(rng.integers(1, length))
+        positive = bool(rng.integers(0, 2))
+        words = _POSITIVE if positive else _NEGATIVE
+        ids[row, pos] = index[words[int(rng.integers(0, len(words)))]]
+        evidence[row, pos] = True
+        negated = bool(rng.integers(0, 2))
+        if negated:
+            ids[row, pos - 1] = index[_NEGATION]
+            evidence[row, pos - 1] = True
+        if rng.random() < distractors:  # a distractor "not" before a filler, never right before the sentiment word
+            free = [p for p in range(length - 1) if p not in (pos - 1, pos) and not evidence[row, p + 1]]
+            if free:
+                ids[row, free[int(rng.integers(0, len(free)))]] = index[_NEGATION]
+        y[row] = int(positive != negated)
+    train, test = _split(np.arange(n), y, test_fraction, seed)
+    t_ids, t_y, t_ev = torch.from_numpy(ids), torch.from_numpy(y), torch.from_numpy(evidence)
+    return TokenDataset(
+        t_ids[train].contiguous(), t_y[train].contiguous(), t_ev[train].contiguous(),
+        t_ids[test].contiguous(), t_y[test].contiguous(), t_ev[test].contiguous(),
+        vocab, ("negative", "positive"), "negation language",
+    )

@@ -16,6 +16,7 @@ A :class:`~nbexplain.Composite` maps rules to layers (by type or name); :func:`n
 - :class:`Norm` — the proportional split with a tiny stabiliser (average pooling, residual sums).
 - :class:`Pass` — relevance passes unchanged (element-wise activations).
 - :class:`Gradient` — gradient × input through a module LRP has no rule for (LSTM, attention, a custom block).
+- :class:`NormIdentity` — AttnLRP's rule for LayerNorm / RMSNorm / GroupNorm (the normaliser as a constant).
 
 Examples
 --------
@@ -36,6 +37,7 @@ from .core.attribution.lrp.rules import (
     Gamma,
     Gradient,
     Norm,
+    NormIdentity,
     Pass,
     Rule,
     WSquare,
@@ -45,4 +47,4 @@ from .core.attribution.lrp.rules import (
 )
 
 __all__ = ["Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Norm", "Pass",
-           "Gradient"]
+           "Gradient", "NormIdentity"]

@@ -303,7 +303,7 @@ def train(
         The network; trained in place and left in the train/eval mode it had.
     data
         A :class:`nbexplain.data.Dataset` (its test split is evaluated each epoch) or an input tensor
-        ``x``.
+        ``x`` (float inputs, or integer token ids for a model that embeds them).
     y
         Labels for ``x``. Omit them to train an autoencoder to reproduce its input.
     epochs, lr, batch_size, weight_decay
@@ -336,7 +336,13 @@ def train(
         x, y = data.x_train, data.y_train
         test = test if test is not None else (data.x_test, data.y_test)
     else:
-        x = check_tensor(data, "data", min_ndim=2, dtype_kind="float", finite=True)
+        x = check_tensor(data, "data", min_ndim=2)
+        if x.is_floating_point():
+            x = check_tensor(x, "data", finite=True)
+        elif x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"`data` must be a float tensor (inputs) or an integer tensor (token ids), got {x.dtype}.")
+    if y is None and not x.is_floating_point():
+        raise ValueError("`data` holds token ids (integers): pass labels `y` — an autoencoder reconstructs float inputs.")
     if y is not None:
         y = check_tensor(y, "y", ndim=1, dtype_kind="int")
         check_same_samples(x, y, ("data", "y"))

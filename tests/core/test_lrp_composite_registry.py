@@ -18,6 +18,8 @@ BUILTIN = (
     "epsilon_gamma_box",
     "epsilon_alpha2_beta1",
     "epsilon_alpha2_beta1_flat",
+    "attn_lrp",
+    "cp_lrp",
 )
 
 
@@ -52,13 +54,18 @@ def _by_hand(name: str, epsilon: float = 1e-6, gamma: float = 0.25, low=None, hi
         "epsilon_gamma_box": (nx.rules.Gamma(gamma), nx.rules.ZBox(low, high)),
         "epsilon_alpha2_beta1": (nx.rules.AlphaBeta(2.0, 1.0), None),
         "epsilon_alpha2_beta1_flat": (nx.rules.AlphaBeta(2.0, 1.0), nx.rules.Flat()),
+        "attn_lrp": (nx.rules.Epsilon(epsilon), None),
+        "cp_lrp": (nx.rules.Epsilon(epsilon), None),
     }[name]
-    return nx.Composite({CONVS: conv, DENSE: nx.rules.Epsilon(epsilon)}, first=first, name=name, epsilon=epsilon)
+    attention = name if name in ("attn_lrp", "cp_lrp") else None
+    return nx.Composite(
+        {CONVS: conv, DENSE: nx.rules.Epsilon(epsilon)}, first=first, name=name, epsilon=epsilon, attention=attention
+    )
 
 
 def test_the_builtin_names_in_their_order() -> None:
     assert tuple(nx.COMPOSITES) == BUILTIN
-    assert nx.COMPOSITES == BUILTIN and len(nx.COMPOSITES) == 6 and nx.COMPOSITES[2] == "epsilon_plus_flat"
+    assert nx.COMPOSITES == BUILTIN and len(nx.COMPOSITES) == 8 and nx.COMPOSITES[2] == "epsilon_plus_flat"
     assert "epsilon" in nx.COMPOSITES and "gamma" not in nx.COMPOSITES
 
 

@@ -204,3 +204,16 @@ def test_an_operation_no_functional_rule_reaches_is_named_in_a_warning() -> None
     with warnings.catch_warnings():  # the ops the functional rules cover leave no such warning
         warnings.simplefilter("error")
         nx.lrp(_Around(CASES["inplace-on-a-view"]).double().eval(), x, 0, composite={nn.Linear: nx.rules.Epsilon(TINY)}, strict=False)
+
+
+def test_batch_norms_still_merge_with_strict_false() -> None:
+    """strict=False's module-stack hooks are nbexplain's own: they must not count as a user's pre-hook on the conv,
+    which would keep its batch norm from being merged (the map changed silently before this was fixed)."""
+    from tests.core.test_lrp_rules import TARGET, _x, conv_net
+
+    net = conv_net(bn=True)
+    x = _x((3, 2, 8, 8), 3).clamp(-1, 1)
+    strict = nx.lrp(net, x, TARGET, composite="epsilon")
+    loose = nx.lrp(net, x, TARGET, composite="epsilon", strict=False)
+    assert "1" not in loose.rules  # the batch norm was folded into conv 0, not given a rule of its own
+    torch.testing.assert_close(loose.attribution, strict.attribution, rtol=0, atol=0)

@@ -267,6 +267,9 @@ def test_named_composites_match_reference(name: str) -> None:
         "epsilon_gamma_box": (("gamma", 0.25, True), ("zbox", -1.0, 1.0)),
         "epsilon_alpha2_beta1": (("alphabeta", 2.0, 1.0, True), None),
         "epsilon_alpha2_beta1_flat": (("alphabeta", 2.0, 1.0, True), ("flat",)),
+        # the attention composites on a CNN: ε everywhere (their attention rules meet no attention here)
+        "attn_lrp": (eps, None),
+        "cp_lrp": (eps, None),
     }[name]
     want, _ = ref.run(conv_plan(net, conv, eps, first), x, TARGET)
     torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-10)

@@ -33,7 +33,9 @@ from .context import lrp_rules
 from .engine import LRPResult, UnsupportedModuleError
 from .entry import lrp
 from .functional import FunctionalOpsWarning
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus
+from .rules import (
+    AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, NormIdentity, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus,
+)
 
 __all__ = [
     "lrp",
@@ -53,6 +55,7 @@ __all__ = [
     "Norm",
     "Pass",
     "Gradient",
+    "NormIdentity",
     "Composite",
     "COMPOSITES",
     "get_composite",

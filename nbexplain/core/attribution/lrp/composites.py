@@ -31,7 +31,16 @@ name                              first layer                other convolutions 
 ``epsilon_gamma_box``             zᴮ (``low``/``high``)      γ (0.25)                    ε
 ``epsilon_alpha2_beta1``          α2β1 (conv) / ε (dense)    α2β1                        ε
 ``epsilon_alpha2_beta1_flat``     flat                       α2β1                        ε
+``attn_lrp``                      ε (γ with ``gamma=``)      ε (γ with ``gamma=``)       ε (γ)
+``cp_lrp``                        ε (γ with ``gamma=``)      ε (γ with ``gamma=``)       ε (γ)
 ================================  =========================  ==========================  ============
+
+``attn_lrp`` and ``cp_lrp`` are for transformers (Achtibat et al. 2024, "AttnLRP"; Ali et al. 2022, "XAI for
+Transformers: better explanations through conservative propagation"): a composite with ``attention=`` set also
+gives normalisation layers :class:`~.rules.NormIdentity` and explains the functional operations of attention
+(softmax, the bilinear products, ``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, GELU, position
+embeddings added in ``forward``) by the rules of :mod:`.attention`. Any :class:`Composite` takes
+``attention="attn_lrp"`` / ``"cp_lrp"``, so a hybrid CNN + transformer keeps its convolution rules.
 
 "Convolutions" are ``Conv1d/2d/3d`` and the transposed ``ConvTranspose1d/2d/3d`` (a linear map like a
 convolution: every rule applies with the transposed operator). ε is the call's ``epsilon=``, γ its ``gamma=``,
@@ -55,11 +64,12 @@ import torch
 from torch import nn
 
 from ..._base.validation import suggest
+from .functional import FunctionalRules
 from .ops import POOLS, TRANSPOSED, Scale
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, ZBox, ZPlus, _number
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, NormIdentity, Pass, Rule, ZBox, ZPlus, _number
 
 __all__ = [
-    "Composite", "Sum", "Scale", "COMPOSITES", "ACTIVATIONS", "TRANSPARENT", "CONVS", "DENSE", "get_composite",
+    "Composite", "Sum", "Scale", "COMPOSITES", "ATTENTION_VARIANTS", "NORMS", "ACTIVATIONS", "TRANSPARENT", "CONVS", "DENSE", "get_composite",
     "register_composite", "unregister_composite",
 ]
 
@@ -123,6 +133,12 @@ TRANSPARENT: tuple[type[nn.Module], ...] = (
 
 Key = Union[str, type, tuple]
 
+#: The attention treatments a :class:`Composite` takes as ``attention=`` (:mod:`.attention`).
+ATTENTION_VARIANTS = ("attn_lrp", "cp_lrp")
+
+#: Normalisation layers the attention composites give :class:`~.rules.NormIdentity`.
+NORMS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+
 
 #: The default ε of a composite's own ε rules (unmerged batch norms, layer scales) and of :func:`nbexplain.lrp`.
 DEFAULT_EPSILON = 1e-6
@@ -130,15 +146,31 @@ DEFAULT_EPSILON = 1e-6
 _NORM_EPSILON = 1e-9
 
 
-def _base_map(epsilon: float) -> list[tuple[tuple[type, ...], Rule]]:
+def _base_map(epsilon: float, attention: str | None = None) -> list[tuple[tuple[type, ...], Rule]]:
     norm = Norm(epsilon=min(_NORM_EPSILON, epsilon))
-    return [
+    base: list[tuple[tuple[type, ...], Rule]] = [
         (ACTIVATIONS, Pass()),
         (POOLS, norm),
         (BATCHNORMS, Epsilon(epsilon)),
         ((Scale,), Epsilon(epsilon)),
         ((Sum,), norm),
     ]
+    if attention is not None:
+        base.append((NORMS, NormIdentity(epsilon)))
+    return base
+
+
+def rms_like(module: nn.Module) -> bool:
+    """A hand-written RMS norm (LLaMA's ``LlamaRMSNorm``, T5's ``T5LayerNorm``): a leaf whose class name says so,
+    with a ``weight`` and an ``eps`` / ``variance_epsilon``. :func:`.attention.norm_node` checks that it computes
+    ``weight · x / rms(x)`` before explaining it so."""
+    kind = type(module).__name__
+    return (
+        ("RMSNorm" in kind or kind == "T5LayerNorm")
+        and next(iter(module.children()), None) is None
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+        and isinstance(getattr(module, "eps", getattr(module, "variance_epsilon", None)), float)
+    )
 
 
 class Composite:
@@ -159,6 +191,11 @@ class Composite:
         ε of the rules the composite assigns itself: the ε rule of batch norms that cannot be merged into a
         preceding layer and of layer scales (:class:`~.ops.Scale`); average pooling and residual sums split
         in proportion with ``min(1e-9, epsilon)``. Rules you map (also to these types) are used as given.
+        With ``attention``, also the ε of the attention rules and of :class:`~.rules.NormIdentity`.
+    attention
+        ``None`` (default), ``"attn_lrp"`` or ``"cp_lrp"``: explain attention and the other functional operations
+        of transformers by AttnLRP's rules (or CP-LRP's: no relevance through queries and keys), see
+        :mod:`.attention`; normalisation layers then get :class:`~.rules.NormIdentity` unless you map them.
 
     Examples
     --------
@@ -178,6 +215,7 @@ class Composite:
         first: Rule | None = None,
         name: str = "custom",
         epsilon: float = DEFAULT_EPSILON,
+        attention: str | None = None,
     ) -> None:
         rules = dict(rules or {})
         self.names: dict[str, Rule] = {}
@@ -202,7 +240,12 @@ class Composite:
         self.first = first
         self.name = name
         self.epsilon = _number(epsilon, "epsilon")
-        self._base = _base_map(self.epsilon)
+        if attention is not None and attention not in ATTENTION_VARIANTS:
+            raise ValueError(
+                f"`attention` must be None or one of {list(ATTENTION_VARIANTS)} (AttnLRP, CP-LRP), got {attention!r}."
+            )
+        self.attention = attention
+        self._base = _base_map(self.epsilon, attention)
 
     def rule_for(self, name: str, module: nn.Module, first: bool = False) -> Rule | None:
         """The rule for the module called ``name`` (``None``: no rule, relevance follows the gradient)."""
@@ -216,6 +259,8 @@ class Composite:
         for types, rule in self._base:
             if isinstance(module, types):
                 return rule
+        if self.attention is not None and rms_like(module):
+            return NormIdentity(self.epsilon)
         return None
 
     def check_names(self, available: list[str]) -> None:
@@ -231,7 +276,17 @@ class Composite:
         parts = [f"{k!r}: {v!r}" for k, v in self.names.items()]
         parts += [f"{'|'.join(t.__name__ for t in ts)}: {r!r}" for ts, r in self.types]
         first = f", first={self.first!r}" if self.first is not None else ""
-        return f"Composite({self.name!r}, {{{', '.join(parts)}}}{first})"
+        attention = f", attention={self.attention!r}" if self.attention is not None else ""
+        return f"Composite({self.name!r}, {{{', '.join(parts)}}}{first}{attention})"
+
+    def functional_rules(self, model: nn.Module, strict: bool) -> Any:
+        """The torch-function mode that explains functional operations during a pass (``None``: none, for a
+        composite without ``attention`` under ``strict``)."""
+        if self.attention is not None:
+            from .attention import AttentionRules  # noqa: PLC0415 (attention imports the engine, which imports this)
+
+            return AttentionRules(model, epsilon=self.epsilon, variant=self.attention, strict=strict)
+        return None if strict else FunctionalRules(model)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -382,6 +437,21 @@ def _epsilon_alpha2_beta1(epsilon: float = DEFAULT_EPSILON) -> Composite:
 @_builtin("epsilon_alpha2_beta1_flat")
 def _epsilon_alpha2_beta1_flat(epsilon: float = DEFAULT_EPSILON) -> Composite:
     return _standard("epsilon_alpha2_beta1_flat", AlphaBeta(2.0, 1.0), Flat(), epsilon)
+
+
+def _attention(name: str, epsilon: float, gamma: float | None) -> Composite:
+    layer = Epsilon(epsilon) if gamma is None else Gamma(gamma)
+    return Composite({CONVS: layer, DENSE: layer}, name=name, epsilon=epsilon, attention=name)
+
+
+@_builtin("attn_lrp")
+def _attn_lrp(epsilon: float = DEFAULT_EPSILON, gamma: float | None = None) -> Composite:
+    return _attention("attn_lrp", epsilon, gamma)
+
+
+@_builtin("cp_lrp")
+def _cp_lrp(epsilon: float = DEFAULT_EPSILON, gamma: float | None = None) -> Composite:
+    return _attention("cp_lrp", epsilon, gamma)
 
 
 class _Names(Sequence[str]):

@@ -59,11 +59,16 @@ _SAFE_NODES = (
     "Permute", "Transpose", "TBackward", "Squeeze", "Unsqueeze", "Slice", "Select", "Cat", "Stack",
     "Split", "Unbind", "Index", "Clone", "ToCopy", "Alias", "AsStrided", "MaxPool", "AdaptiveMaxPool",
     "Relu", "Threshold", "MaxBackward", "Flip", "Roll", "ConstantPadNd", "Contiguous", "Unfold",
-    "Narrow", "Identity", "Flatten", "Unflatten", "_GradientFunction",
+    "Narrow", "Identity", "Flatten", "Unflatten", "_GradientFunction", "_SoftmaxRule", "_IdentityRule", "_LinearRule", "_MatmulRule",
+    "_NormRule",
     # copies of input elements or constants (relevance following their gradient is consistent): see
     # functional.COPY_LIKE
     "Expand", "Repeat", "Gather", "Take", "Where", "MaskedFill", "Clamp", "Hardtanh", "Sort", "Topk",
     "ReflectionPad", "ReplicationPad", "CopySlices", "CopyBackwards",
+)
+_ATTENTION_HINT = (
+    "a transformer's attention (softmax, products of activations, layer norm, GELU) has rules in "
+    "composite='attn_lrp' (AttnLRP) and 'cp_lrp'"
 )
 _HINTS = {
     "Add": "with canonizers='auto' sums of two activations become Sum modules; a sum with a constant (a "
@@ -82,6 +87,10 @@ _HINTS = {
     "Convolution": "call convolutions through nn.Conv / nn.ConvTranspose modules, not F.conv*",
     "Addmm": "call dense layers through nn.Linear, not F.linear / @",
     "Mm": "call dense layers through nn.Linear, not F.linear / @",
+    "Softmax": _ATTENTION_HINT,
+    "Bmm": _ATTENTION_HINT,
+    "NativeLayerNorm": "layer norms have AttnLRP's rule in composite='attn_lrp' and 'cp_lrp'",
+    "Gelu": "GELU and other element-wise activations have AttnLRP's identity rule in composite='attn_lrp'",
     "BackwardHookFunction": "a global module backward hook (register_module_full_backward_hook) is registered; "
     "remove it while explaining",
 }
@@ -197,15 +206,17 @@ class _RuleFunction(torch.autograd.Function):
 
 class _GradientFunction(torch.autograd.Function):
     """The :class:`~.rules.Gradient` rule on a module LRP has no rule for (LSTM, GRU, attention, …): identity on
-    its tensor outputs forwards; backwards ``R_in = a ⊙ (∂z/∂a)ᵀ (R_out / stab(z))`` for every tensor input ``a``
-    (gradient × input through the module, summed over its outputs), by a nested backward pass through the
-    module's own graph."""
+    its tensor outputs forwards; backwards ``R_in = factor · a ⊙ (∂z/∂a)ᵀ (R_out / stab(z))`` for every tensor
+    input ``a`` (gradient × input through the module, summed over its outputs), by a nested backward pass through
+    the module's own graph. ``factor`` is 1 but for AttnLRP's uniform rule (:mod:`.attention`: ``1/n`` for a
+    product of ``n`` activations)."""
 
     @staticmethod
-    def forward(ctx, epsilon, inner, n_in, *tensors):  # type: ignore[override]
+    def forward(ctx, epsilon, factor, inner, n_in, *tensors):  # type: ignore[override]
         ins, outs = tensors[:n_in], tensors[n_in:]
         ctx.inner = inner
         ctx.n_in = n_in
+        ctx.factor = factor
         # denominators now: code after the module may write into its outputs in place
         ctx.save_for_backward(*ins, *(stabilize(o.detach(), epsilon) for o in outs))
         return tuple(o.detach() for o in outs)
@@ -220,7 +231,9 @@ class _GradientFunction(torch.autograd.Function):
             grads = torch.autograd.grad(inner_out, inner_in, seeds, allow_unused=True)
         ctx.inner = None
         rel = [None if g is None else g * a for g, a in zip(grads, ins, strict=True)]
-        return (None, None, None, *rel, *([None] * len(dens)))
+        if ctx.factor != 1:
+            rel = [None if r is None else r.mul_(ctx.factor) for r in rel]
+        return (None, None, None, None, *rel, *([None] * len(dens)))
 
 
 def _tensor_leaves(value: Any) -> list[torch.Tensor]:
@@ -252,7 +265,7 @@ def _gradient_node(args: tuple, output: Any, epsilon: float) -> Any:
     if not ins or not outs:
         return None
     # the outputs enter detached: the outer graph reaches the inputs only through this node
-    new = _GradientFunction.apply(epsilon, (ins, outs), len(ins), *ins, *(o.detach() for o in outs))
+    new = _GradientFunction.apply(epsilon, 1.0, (ins, outs), len(ins), *ins, *(o.detach() for o in outs))
     return _replace_leaves(output, {id(o): n for o, n in zip(outs, new, strict=True)})
 
 
@@ -355,6 +368,12 @@ _NOT_ELEMENTWISE = tuple(
 )
 
 
+_TRANSFORMER_PARTS = (
+    nn.LayerNorm, nn.GroupNorm, nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+    nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer,
+) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+
+
 def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None) -> UnsupportedModuleError:
     """The error for a module without a rule. Only remedies that work for it are offered: a Linear/Conv-type
     layer the composite did not map gets a layer rule; ``nx.rules.Pass()`` is offered only when the module kept its
@@ -391,6 +410,12 @@ def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None
         remedy = (
             f"It returns more than one tensor (an RNN, attention): map nx.rules.Gradient() to it, gradient × input through "
             f"the module; e.g. {example}."
+        )
+    if isinstance(module, _TRANSFORMER_PARTS) or "Attention" in kind or "Norm" in kind:
+        remedy = (
+            "For a transformer, pass composite='attn_lrp' (AttnLRP: rules for attention, softmax, LayerNorm, GELU and "
+            "position embeddings; 'cp_lrp' for CP-LRP), or nx.Composite({...}, attention='attn_lrp') to keep your "
+            "own layer rules. Otherwise: " + remedy[0].lower() + remedy[1:]
         )
     return UnsupportedModuleError(
         f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, "

@@ -104,6 +104,7 @@ class ModuleStackMode(torch.overrides.TorchFunctionMode):
         def pre(module: nn.Module, args: tuple) -> None:
             self.stack.append(label)
 
+        pre.nbexplain_internal = True  # type: ignore[attr-defined]  # not a user's hook: batch norms still merge
         return pre
 
     def _leave(self, module: nn.Module, args: tuple, output: Any) -> None:
@@ -153,7 +154,7 @@ class FunctionalRules(ModuleStackMode):
         if not (name in LINEAR or (name in _SCALINGS and len(ins) == 1)):
             self.nonlinear.setdefault(name, set()).add(self.stack[-1] if self.stack else "outside any module")
         # ε = 0: exact gradient × input (a zero output passes no relevance)
-        new = _GradientFunction.apply(0.0, (list(inner.values()), outs), len(ins), *ins, *(o.detach() for o in outs))
+        new = _GradientFunction.apply(0.0, 1.0, (list(inner.values()), outs), len(ins), *ins, *(o.detach() for o in outs))
         return _replace_leaves(result, {id(o): n for o, n in zip(outs, new, strict=True)})
 
     def _inplace(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:

@@ -56,6 +56,7 @@ __all__ = [
     "Norm",
     "Pass",
     "Gradient",
+    "NormIdentity",
     "stabilize",
 ]
 
@@ -636,6 +637,36 @@ class Gradient(Rule):
     def stabilizer(self) -> float:
         """The ε of the division (0: none; a zero output then passes no relevance)."""
         return 0.0 if self.epsilon is None else self.epsilon
+
+    def _params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon}
+
+
+class NormIdentity(Rule):
+    """AttnLRP's identity rule for normalisation layers (``nn.LayerNorm``, ``nn.RMSNorm``, ``nn.GroupNorm``;
+    Achtibat et al. 2024): the normaliser ``σ(x)`` is treated as a constant, so the division by it passes
+    relevance on unchanged, and the linear rest (mean subtraction, the affine ``γ·x̂ + β``) gets the ε rule,
+    ``R_x = x ⊙ Jᵀ (R_y / stab(y))`` with ``J`` the layer's Jacobian at constant ``σ``. ``β`` absorbs its share
+    like a bias; an RMSNorm passes relevance on unchanged. (Gradient × input through the division would give
+    none: ``x/σ(x)`` is homogeneous of degree 0.) The attention composites (``"attn_lrp"``, ``"cp_lrp"``) map it
+    to every normalisation layer.
+
+    Parameters
+    ----------
+    epsilon
+        The stabiliser of ``R_y / y`` (the call's ``epsilon=`` for the attention composites).
+
+    Examples
+    --------
+    >>> from nbexplain.core.attribution.lrp import NormIdentity
+    >>> NormIdentity()
+    NormIdentity(epsilon=1e-06)
+    """
+
+    conserving = False
+
+    def __init__(self, epsilon: float = 1e-6) -> None:
+        self.epsilon = _number(epsilon, "epsilon")
 
     def _params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon}

@@ -51,10 +51,11 @@ from .engine import (
     _tensor_leaves,
     _unsupported,
 )
-from .functional import FunctionalOpsWarning, FunctionalRules
+from .attention import norm_node
+from .functional import FunctionalOpsWarning
 from .inputs import computed_in_float32, suspended_backward_hooks
 from .ops import POOLS, WEIGHTED, LayerOp, Workspace, make_op
-from .rules import AlphaBeta, Epsilon, Gradient, Pass, Rule
+from .rules import AlphaBeta, Epsilon, Gradient, NormIdentity, Pass, Rule
 
 __all__ = ["Session", "rules_on", "NestedRulesError"]
 
@@ -130,7 +131,7 @@ class Session:
         # strict=False: functional rules (a torch-function mode, entered per pass) that know the module running;
         # their module hooks stay for the session, like the units' (hooks registered while the model's own
         # pre-hooks run would miss that pass)
-        self.functional = None if self.strict else FunctionalRules(self.model)
+        self.functional = self.composite.functional_rules(self.model, self.strict)
         if self.functional is not None:
             self.handles.add(self.functional.close)
             self.functional.inside = lambda: self.depth > 0
@@ -328,6 +329,8 @@ class Session:
             if any(name.startswith(s + ".") for s in skip):
                 continue
             leaf = next(iter(mod.children()), None) is None
+            if leaf and self._functional_leaf(name, mod):
+                continue  # its operations get the attention composite's functional rules
             if leaf:
                 units[name] = mod
             elif isinstance(mod, WEIGHTED + POOLS):
@@ -339,6 +342,18 @@ class Session:
                 units[name] = mod
                 skip.append(name)
         return units
+
+    def _functional_leaf(self, name: str, mod: nn.Module) -> bool:
+        """A parameter-free leaf the attention composite maps no rule to (a custom activation module such as a
+        ``GELUActivation``): not a unit, so that its functional operations get AttnLRP's rules (an operation
+        without one still fails the graph check, naming the module)."""
+        return (
+            self.composite.attention is not None
+            and not isinstance(mod, TRANSPARENT)
+            and next(mod.parameters(recurse=False), None) is None
+            and next(mod.buffers(recurse=False), None) is None
+            and self.composite.rule_for(name, mod) is None
+        )
 
     def _is_nonneg(self, t: torch.Tensor) -> bool:
         entry = self.nonneg.get(id(t))
@@ -426,6 +441,8 @@ class Session:
             self.rules.setdefault(name, rule)
             if isinstance(rule, Gradient):
                 return _gradient_node(args, output, rule.stabilizer)
+            if isinstance(rule, NormIdentity):
+                return norm_node(module, x, output, rule.epsilon)
             if isinstance(module, Sum):
                 if not isinstance(rule, Epsilon):  # Norm and ZeroRule are ε rules too
                     raise TypeError(f"Residual sums take an ε-type rule (nx.rules.Norm(), nx.rules.Epsilon()), got {rule!r}.")

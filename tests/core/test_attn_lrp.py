@@ -1,0 +1,469 @@
+"""AttnLRP and CP-LRP (``composite="attn_lrp"`` / ``"cp_lrp"``) against a float64 reference written from the
+paper's equations (tests/core/attn_reference.py), on the same transformer built four ways: explicit operations,
+``F.scaled_dot_product_attention``, ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (whose fused
+path hides the operations)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import nbexplain as nx
+from tests.core import attn_reference as ref
+from tests.models.state import untouched
+
+TOL = 1e-9
+
+
+class ExplicitAttention(nn.Module):
+    def __init__(self, w: ref.Weights, blk: ref.Block, sdpa: bool) -> None:
+        super().__init__()
+        d = w.dim
+        self.heads, self.sdpa = w.heads, sdpa
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d, bias=w.bias) for _ in range(4))
+        for lin, wt, b in ((self.q, blk.wq, blk.bq), (self.k, blk.wk, blk.bk), (self.v, blk.wv, blk.bv),
+                           (self.o, blk.wo, blk.bo)):
+            _set(lin, wt, b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n, t, d = x.shape
+        hd = d // self.heads
+        q, k, v = (f(x).view(n, t, self.heads, hd).transpose(1, 2) for f in (self.q, self.k, self.v))
+        if self.sdpa:
+            o = F.scaled_dot_product_attention(q, k, v)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))
+            o = att.softmax(dim=-1) @ v
+        return self.o(o.transpose(1, 2).reshape(n, t, d))
+
+
+class MHAAttention(nn.Module):
+    def __init__(self, w: ref.Weights, blk: ref.Block) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(w.dim, w.heads, bias=w.bias, batch_first=True)
+        _set_mha(self.mha, blk)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+class Block(nn.Module):
+    def __init__(self, w: ref.Weights, blk: ref.Block, kind: str) -> None:
+        super().__init__()
+        d = w.dim
+        self.norm1, self.norm2 = nn.LayerNorm(d, bias=w.bias), nn.LayerNorm(d, bias=w.bias)
+        _set(self.norm1, blk.ln1_w, blk.ln1_b)
+        _set(self.norm2, blk.ln2_w, blk.ln2_b)
+        self.attn = MHAAttention(w, blk) if kind == "mha" else ExplicitAttention(w, blk, sdpa=kind == "sdpa")
+        self.fc1, self.fc2 = nn.Linear(d, blk.w1.shape[0], bias=w.bias), nn.Linear(blk.w1.shape[0], d, bias=w.bias)
+        _set(self.fc1, blk.w1, blk.b1)
+        _set(self.fc2, blk.w2, blk.b2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class Net(nn.Module):
+    """The reference's transformer on continuous tokens ``(N, T, D)``, its blocks built as ``kind``."""
+
+    def __init__(self, w: ref.Weights, kind: str) -> None:
+        super().__init__()
+        d = w.dim
+        if kind == "encoder_layer":
+            self.blocks = nn.ModuleList(_encoder_layer(w, blk) for blk in w.blocks)
+        else:
+            self.blocks = nn.ModuleList(Block(w, blk, kind) for blk in w.blocks)
+        self.norm = nn.LayerNorm(d, bias=w.bias)
+        _set(self.norm, w.lnf_w, w.lnf_b)
+        self.head = nn.Linear(d, w.head_w.shape[0], bias=w.bias)
+        _set(self.head, w.head_w, w.head_b)
+        self.double().eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.norm(x)[:, 0])
+
+
+def _set(mod: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> None:
+    mod.double()  # before copying: a float32 parameter would round the reference's weights
+    with torch.no_grad():
+        mod.weight.copy_(w)
+        if b is not None:
+            mod.bias.copy_(b)
+
+
+def _set_mha(mha: nn.MultiheadAttention, blk: ref.Block) -> None:
+    mha.double()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([blk.wq, blk.wk, blk.wv]))
+        if blk.bq is not None:
+            mha.in_proj_bias.copy_(torch.cat([blk.bq, blk.bk, blk.bv]))
+        _set(mha.out_proj, blk.wo, blk.bo)
+
+
+def _encoder_layer(w: ref.Weights, blk: ref.Block) -> nn.TransformerEncoderLayer:
+    layer = nn.TransformerEncoderLayer(w.dim, w.heads, blk.w1.shape[0], dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True, bias=w.bias)
+    _set_mha(layer.self_attn, blk)
+    _set(layer.linear1, blk.w1, blk.b1)
+    _set(layer.linear2, blk.w2, blk.b2)
+    _set(layer.norm1, blk.ln1_w, blk.ln1_b)
+    _set(layer.norm2, blk.ln2_w, blk.ln2_b)
+    return layer
+
+
+KINDS = ["explicit", "sdpa", "mha", "encoder_layer"]
+
+
+def _inputs(seed: int = 1) -> torch.Tensor:
+    return torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("variant", ["attn_lrp", "cp_lrp"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_relevance_matches_the_float64_reference_from_the_equations(kind: str, variant: str) -> None:
+    w = ref.random_weights()
+    net, x = Net(w, kind), _inputs()
+    torch.testing.assert_close(net(x), ref.forward(w, x), atol=1e-12, rtol=1e-12)  # the same model
+    target = torch.tensor([0, 2, 1])
+    want = ref.relevance(w, x, target, cp=variant == "cp_lrp")
+    with untouched(net):
+        got = nx.lrp(net, x, target, composite=variant, layers=[f"blocks.{i}" for i in range(2)])
+    scale = want["input"].abs().max()
+    assert scale > 1e-3  # a real map, not zeros
+    torch.testing.assert_close(got.attribution, want["input"], atol=TOL * scale, rtol=1e-7)
+    for i in range(2):  # the relevance at every block's output, layer by layer
+        torch.testing.assert_close(got.layers[f"blocks.{i}"], want["block_out"][i], atol=TOL * scale, rtol=1e-7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fused_and_explicit_attention_give_the_same_relevance(kind: str) -> None:
+    w = ref.random_weights(seed=3)
+    x, target = _inputs(4), torch.tensor([1, 1, 0])
+    explicit = nx.lrp(Net(w, "explicit"), x, target, composite="attn_lrp").attribution
+    got = nx.lrp(Net(w, kind), x, target, composite="attn_lrp").attribution
+    torch.testing.assert_close(got, explicit, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["explicit", "encoder_layer"])
+def test_conservation_block_by_block(kind: str) -> None:
+    """Without biases, CP-LRP conserves relevance through every block (up to ε); AttnLRP loses exactly the
+    softmax's Taylor remainder, which the reference computes from the equations."""
+    w = ref.random_weights(bias=False, seed=5)
+    net, x, target = Net(w, kind), _inputs(6), torch.tensor([2, 0, 1])
+    names = [f"blocks.{i}" for i in range(2)]
+    cp = nx.lrp(net, x, target, composite="cp_lrp", layers=names, epsilon=1e-12)
+    logit = net(x)[torch.arange(3), target]
+    sums = [cp.attribution.sum((1, 2))] + [cp.layers[n].sum((1, 2)) for n in names]
+    for s in sums:  # input, after block 0, after block 1: all equal the logit
+        torch.testing.assert_close(s, logit, rtol=1e-8, atol=1e-10)
+    ref.EPS, eps = 1e-12, ref.EPS
+    try:
+        want = ref.relevance(w, x, target)
+    finally:
+        ref.EPS = eps
+    attn = nx.lrp(net, x, target, composite="attn_lrp", layers=names, epsilon=1e-12)
+    ins = [attn.attribution.sum((1, 2)), attn.layers[names[0]].sum((1, 2))]
+    outs = [attn.layers[n].sum((1, 2)) for n in names]
+    for i in range(2):
+        absorbed = want["softmax_absorbed"][i]
+        assert absorbed.abs().max() > 1e-4  # the softmax rule is not conservative: the test can tell
+        torch.testing.assert_close(ins[i], outs[i] - absorbed, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(outs[-1], logit, rtol=1e-8, atol=1e-10)  # the final norm and head: conserved
+
+
+def test_one_attention_head_by_hand() -> None:
+    """One head, written out with explicit loops over the indices of the paper's equations."""
+    torch.manual_seed(0)
+    t, d = 4, 3
+    x = torch.randn(1, t, d, dtype=torch.float64)
+    wq, wk, wv = (torch.randn(d, d, dtype=torch.float64) for _ in range(3))
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v = (nn.Linear(d, d, bias=False).double() for _ in range(3))
+            for lin, wt in zip((self.q, self.k, self.v), (wq, wk, wv)):
+                _set(lin, wt, None)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.q(x), self.k(x), self.v(x)
+            return (torch.softmax(q @ k.transpose(1, 2), -1) @ v).sum((1, 2))[:, None]
+
+    res = nx.lrp(Head().eval(), x, 0, composite="attn_lrp", epsilon=1e-12)
+    xx = x[0]
+    q, k, v = xx @ wq.T, xx @ wk.T, xx @ wv.T
+    p = q @ k.T
+    s = torch.softmax(p, -1)
+    o = s @ v
+    r_o = o.clone()  # the sum hands each output its value
+    r_s = torch.zeros(t, t, dtype=torch.float64)
+    r_v = torch.zeros(t, d, dtype=torch.float64)
+    for i in range(t):
+        for j in range(t):
+            for c in range(d):
+                share = s[i, j] * v[j, c] / o[i, c] * r_o[i, c]
+                r_s[i, j] += share / 2
+                r_v[j, c] += share / 2
+    r_p = torch.zeros(t, t, dtype=torch.float64)
+    for i in range(t):
+        for j in range(t):
+            r_p[i, j] = p[i, j] * (r_s[i, j] - s[i, j] * r_s[i].sum())
+    r_q = torch.zeros(t, d, dtype=torch.float64)
+    r_k = torch.zeros(t, d, dtype=torch.float64)
+    for i in range(t):
+        for j in range(t):
+            for c in range(d):
+                share = q[i, c] * k[j, c] / p[i, j] * r_p[i, j]
+                r_q[i, c] += share / 2
+                r_k[j, c] += share / 2
+    r_x = torch.zeros(t, d, dtype=torch.float64)
+    for proj, rel, w_ in ((q, r_q, wq), (k, r_k, wk), (v, r_v, wv)):
+        for a in range(t):
+            for i in range(d):
+                r_x[a, i] += sum(xx[a, i] * w_[j, i] / proj[a, j] * rel[a, j] for j in range(d))
+    torch.testing.assert_close(res.attribution[0], r_x, atol=1e-9, rtol=1e-7)
+
+
+def test_masked_positions_get_no_relevance_and_nothing_is_nan() -> None:
+    """A causal mask (``-inf`` scores) through SDPA, nn.MultiheadAttention and by hand."""
+    w = ref.random_weights(seed=7)
+    x = _inputs(8)
+
+    class Causal(nn.Module):
+        def __init__(self, how: str) -> None:
+            super().__init__()
+            self.how = how
+            self.mha = nn.MultiheadAttention(8, 2, batch_first=True).double()
+            _set_mha(self.mha, w.blocks[0])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = x.shape[1]
+            if self.how == "mha":
+                mask = nn.Transformer.generate_square_subsequent_mask(t, dtype=x.dtype)
+                out = self.mha(x, x, x, attn_mask=mask, is_causal=True, need_weights=False)[0]
+            else:
+                e, hd = 8, 4
+                q, k, v = F.linear(x, self.mha.in_proj_weight, self.mha.in_proj_bias).chunk(3, -1)
+                q, k, v = (u.view(x.shape[0], t, 2, hd).transpose(1, 2) for u in (q, k, v))
+                if self.how == "sdpa":
+                    o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                else:
+                    s = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(hd))
+                    s = s.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+                    o = s.softmax(-1) @ v
+                out = self.mha.out_proj(o.transpose(1, 2).reshape(x.shape[0], t, e))
+            return out[:, 0]  # the first token sees only itself
+
+    maps = {}
+    for how in ("mha", "sdpa", "hand"):
+        net = Causal(how).eval()
+        res = nx.lrp(net, x, 1, composite="attn_lrp")
+        assert torch.isfinite(res.attribution).all()
+        assert res.attribution[:, 1:].abs().max() == 0  # later tokens are masked for token 0
+        maps[how] = res.attribution
+    torch.testing.assert_close(maps["sdpa"], maps["hand"], atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(maps["mha"], maps["hand"], atol=1e-12, rtol=1e-9)
+
+
+def test_training_in_the_same_process_is_unchanged() -> None:
+    """The rules are on only during the call: SGD before and after it equals SGD of a twin that never saw it."""
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return nx.architectures.vit(dim=8, depth=1, heads=2).train()
+
+    def train(net: nn.Module, steps: int) -> None:
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(steps):
+            x, y = torch.randn(4, 1, 16, 16, generator=g), torch.randint(0, 10, (4,), generator=g)
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+
+    a, b = make(), make()
+    train(a, 2)
+    train(b, 2)
+    with untouched(a):
+        for composite in ("attn_lrp", "cp_lrp"):
+            nx.lrp(a, torch.randn(2, 1, 16, 16), composite=composite)
+    train(a, 2)
+    train(b, 2)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), n
+
+
+def test_a_vit_with_class_token_and_position_embedding() -> None:
+    """nbexplain's ViT (patch conv, class token, ``+ self.pos`` in forward, nn.TransformerEncoder): the default
+    composite refuses it and points at attn_lrp; attn_lrp explains it, the model untouched."""
+    net = nx.architectures.vit().double()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    with untouched(net), pytest.raises(nx.UnsupportedModuleError, match="attn_lrp"):
+        nx.lrp(net, x)
+    with untouched(net):
+        res = nx.lrp(net, x, composite="attn_lrp")
+    assert res.attribution.shape == x.shape and torch.isfinite(res.attribution).all()
+    assert res.rules["encoder.layers.0.norm1"] == nx.rules.NormIdentity(1e-6)
+    # the position embedding takes its proportional share: without it (pos = 0) the input gets more
+    no_pos = nx.architectures.vit().double()
+    with torch.no_grad():
+        no_pos.pos.zero_()
+    assert not torch.equal(nx.lrp(no_pos, x, composite="attn_lrp").attribution, res.attribution)
+
+
+def test_gamma_for_vision_and_a_hybrid_cnn_transformer() -> None:
+    class Hybrid(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(4))
+            self.block = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = self.stem(x).flatten(2).transpose(1, 2)
+            return self.head(self.block(t).mean(1))
+
+    torch.manual_seed(0)
+    net = Hybrid().eval()
+    with torch.no_grad():
+        net.stem[1].running_mean.uniform_(-0.2, 0.2)
+        net.stem[1].running_var.uniform_(0.5, 1.5)
+    x = torch.rand(2, 1, 16, 16)
+    comp = nx.Composite({nn.Conv2d: nx.rules.ZPlus(), nn.Linear: nx.rules.Epsilon()}, first=nx.rules.Flat(),
+                        attention="attn_lrp")
+    with untouched(net):
+        res = nx.lrp(net, x, composite=comp)
+    assert res.rules["stem.0"] == nx.rules.Flat() and res.rules["block.norm1"] == nx.rules.NormIdentity(1e-6)
+    assert torch.isfinite(res.attribution).all() and res.attribution.abs().sum() > 0
+    gamma = nx.lrp(net, x, composite="attn_lrp", gamma=0.25)
+    assert gamma.rules["head"] == nx.rules.Gamma(0.25)
+
+
+def test_token_ids_through_the_embedding() -> None:
+    """A GPT-style causal LM on token ids: per-token relevance is the sum over embedding features of the
+    relevance at the embedding's output."""
+    from tests.models.zoo import CausalLM
+
+    torch.manual_seed(0)
+    net = CausalLM().double().eval()
+    ids = torch.randint(0, 40, (2, 10))
+    with untouched(net):
+        res = nx.lrp(net, ids, 3, composite="attn_lrp", embedding="emb", output=lambda y: y[:, -1])
+    assert res.attribution.shape == ids.shape
+    with_features = nx.lrp(net, ids, 3, composite="cp_lrp", embedding="emb", output=lambda y: y[:, -1])
+    assert torch.isfinite(with_features.attribution).all()
+    assert not torch.allclose(res.attribution, with_features.attribution)
+
+
+def test_unsupported_attention_options_and_ops_fail_clearly() -> None:
+    class ZeroAttn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = nn.MultiheadAttention(4, 1, add_zero_attn=True, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mha(x, x, x)[0].sum(1)
+
+    net = ZeroAttn().eval()
+    with untouched(net), pytest.raises(TypeError, match=r"add_zero_attn.*nx.rules.Gradient\(\)"):
+        nx.lrp(net, torch.randn(2, 3, 4), 0, composite="attn_lrp")
+
+    class Exp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.exp(x))
+
+    net = Exp().eval()
+    with untouched(net), pytest.raises(nx.UnsupportedModuleError, match="Exp"):
+        nx.lrp(net, torch.randn(2, 4), 0, composite="attn_lrp")
+    with pytest.raises(ValueError, match="`attention` must be None or one of"):
+        nx.Composite({}, attention="attn")
+
+
+class LlamaRMSNorm(nn.Module):
+    """A hand-written RMS norm as in LLaMA (a leaf with ``weight`` and ``variance_epsilon``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(1 + 0.1 * torch.randn(dim))
+        self.variance_epsilon = 1e-6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+
+class SiLUActivation(nn.Module):
+    """A custom parameter-free activation module (as Hugging Face's ACT2FN classes)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return F.silu(x)
+
+
+class LlamaBlock(nn.Module):
+    """A LLaMA-style block without biases: RMS norm, causal SDPA attention, SwiGLU MLP (a gated product)."""
+
+    def __init__(self, dim: int, norm: str) -> None:
+        super().__init__()
+        self.norm1 = {"module": lambda: nn.RMSNorm(dim, eps=1e-6), "llama": lambda: LlamaRMSNorm(dim)}.get(
+            norm, lambda: None)()
+        self.norm2 = {"module": lambda: nn.RMSNorm(dim, eps=1e-6), "llama": lambda: LlamaRMSNorm(dim)}.get(
+            norm, lambda: None)()
+        self.w = nn.Parameter(1 + 0.1 * torch.randn(dim))
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.o = nn.Linear(dim, dim, bias=False)
+        self.gate, self.up = nn.Linear(dim, 2 * dim, bias=False), nn.Linear(dim, 2 * dim, bias=False)
+        self.down = nn.Linear(2 * dim, dim, bias=False)
+        self.act = SiLUActivation()
+
+    def _norm(self, which: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+        if which is None:  # functional
+            return F.rms_norm(x, (x.shape[-1],), self.w, 1e-6)
+        return which(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n, t, d = x.shape
+        q, k, v = self.qkv(self._norm(self.norm1, x)).view(n, t, 3, 2, d // 2).permute(2, 0, 3, 1, 4)
+        x = x + self.o(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(n, t, d))
+        h = self._norm(self.norm2, x)
+        return x + self.down(self.act(self.gate(h)) * self.up(h))
+
+
+@pytest.mark.parametrize("norm", ["functional", "module", "llama"])
+def test_a_llama_style_block_conserves_under_cp_lrp(norm: str) -> None:
+    """RMS norms (functional, nn.RMSNorm, hand-written) pass relevance on, the SwiGLU gate splits it evenly, a
+    custom activation module gets the identity rule: without biases, CP-LRP conserves the logit exactly."""
+    torch.manual_seed(0)
+    block = LlamaBlock(8, norm)
+    if norm != "functional":
+        for m in (block.norm1, block.norm2):
+            with torch.no_grad():
+                m.weight.copy_(block.w)
+    net = nn.Sequential(block, nn.Flatten(), nn.Linear(5 * 8, 3, bias=False)).double().eval()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with untouched(net):
+        res = nx.lrp(net, x, 1, composite="cp_lrp", epsilon=1e-12)
+    torch.testing.assert_close(res.attribution.sum((1, 2)), net(x)[:, 1], rtol=1e-8, atol=1e-10)
+    attn = nx.lrp(net, x, 1, composite="attn_lrp", epsilon=1e-12).attribution
+    assert torch.isfinite(attn).all() and not torch.allclose(attn, res.attribution)
+    if norm != "functional":  # the three ways to write the norm give the same relevance
+        block.norm1 = block.norm2 = None
+        torch.testing.assert_close(nx.lrp(net, x, 1, composite="attn_lrp", epsilon=1e-12).attribution, attn)
+
+
+def test_a_module_that_only_looks_like_an_rms_norm_is_refused() -> None:
+    class FakeRMSNorm(LlamaRMSNorm):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return self.weight * torch.tanh(x)
+
+    net = nn.Sequential(FakeRMSNorm(4), nn.Linear(4, 2)).eval()
+    with untouched(net), pytest.raises(TypeError, match="looks like an RMS norm"):
+        nx.lrp(net, torch.randn(3, 4), 0, composite="attn_lrp")
