@@ -114,8 +114,10 @@ def rollout_matrices(
     """
     out: torch.Tensor | None = None
     for a in attention:
-        a = a.to(torch.float64)
+        # heads fused in the weights' own dtype (max/min exactly; a mean of float32 weights to float32 rounding),
+        # everything after in float64
         fused = a.mean(1) if head_fusion == "mean" else a.amax(1) if head_fusion == "max" else a.amin(1)
+        fused = fused.to(torch.float64)
         eye = torch.eye(fused.shape[-1], dtype=torch.float64, device=fused.device)
         mixed = (1.0 - residual) * fused + residual * eye
         mixed = mixed / mixed.sum(-1, keepdim=True)

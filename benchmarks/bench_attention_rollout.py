@@ -1,0 +1,63 @@
+"""Attention rollout: ``nx.attention_rollout`` against a plain forward pass of the same model, in one process.
+
+On a small ViT (``nbexplain.architectures.vit``: 28×28 single-channel images, 4×4 patches → 49 patch tokens +
+a class token, width 32, 4 pre-norm ``nn.TransformerEncoderLayer`` blocks of 4 heads, random init, eval mode)
+time, per round:
+
+* the plain forward pass ``model(x)`` under ``torch.no_grad()`` — the baseline (torch may take its fused
+  transformer fast path here);
+* ``nx.attention_rollout(model, x)`` — one forward pass that records every layer's per-head weights (the fast
+  path is off while it records: the fused kernel never forms them), then the float64 rollout, the class-token
+  row and the upsampled patch map.
+
+Rounds interleave the two; the ratio is taken per round and the median over rounds reported (min–max beside
+it), of wall-clock and of process CPU time.
+
+Run: ``python benchmarks/bench_attention_rollout.py [--rounds 11] [--batch 64] [--threads N]``
+(prints a markdown table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nbexplain as nx  # noqa: E402
+from nbexplain.architectures import vit  # noqa: E402
+from ratio_timing import print_ratio_table, time_against  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model = vit(image=28, patch=4, dim=32, depth=4, heads=4)
+    x = torch.rand(args.batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return model(x)
+
+    def rollout() -> torch.Tensor:
+        return nx.attention_rollout(model, x, progress=False).attribution
+
+    runs = time_against(forward, {"nx.attention_rollout": rollout}, args.rounds)
+    print_ratio_table(
+        "Attention rollout vs a plain forward pass", runs,
+        note=f"ViT 28×28/4, width 32, depth 4, 4 heads, batch {args.batch}, {args.rounds} rounds",
+        baseline="plain forward pass (no_grad)",
+    )
+
+
+if __name__ == "__main__":
+    main()
