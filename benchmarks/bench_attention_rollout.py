@@ -20,16 +20,12 @@ Run: ``python benchmarks/bench_attention_rollout.py [--rounds 11] [--batch 64] [
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
+from ratio_timing import print_ratio_table, time_against
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import nbexplain as nx  # noqa: E402
-from nbexplain.architectures import vit  # noqa: E402
-from ratio_timing import print_ratio_table, time_against  # noqa: E402
+import nbexplain as nx
+from nbexplain.architectures import vit
 
 
 def main() -> None:
