@@ -355,14 +355,6 @@ class ExplanationExplorer(RequestWidget):
         # relevance adds up over channels; unsigned maps (masks, magnitudes) are averaged
         return img.sum(dim=1) if m.kind == "diverging" else img.mean(dim=1)
 
-    @staticmethod
-    def _as_input_shaped(maps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``(n, H, W)`` maps in an input-shaped ``(n, C, H, W)`` tensor (channel 0; the others zero), so that
-        continuity's ‖R(x) − R(x′)‖₁ is the maps' own."""
-        out = torch.zeros(z.shape, dtype=maps.dtype)
-        out[:, 0] = maps
-        return out
-
     def _targets_for(self, target: Any, n: int) -> list[int]:
         if target is None:
             return [int(v) for v in self._pred[:n]]
@@ -406,10 +398,10 @@ class ExplanationExplorer(RequestWidget):
                     return _m.fn(self._model, z, tgt)
 
                 x_img = self._to_image(x)
-                if tuple(_map(r).shape) != tuple(x.shape):  # one map per image (pixels or patches)
+                if tuple(_map(r).shape) != tuple(x.shape):  # one map per image (pixels or patches): (n, H, W)
                     def per_image(z: torch.Tensor, _m: _Method = m) -> torch.Tensor:
                         zx = z.reshape(x.shape)
-                        return self._as_input_shaped(self._image_maps(_map(_m.fn(self._model, zx, tgt)), zx, _m), z)
+                        return self._image_maps(_map(_m.fn(self._model, zx, tgt)), zx, _m)
 
                     res = core.continuity(per_image, x_img, shifts=shifts)
                 elif x.ndim == x_img.ndim:

@@ -297,6 +297,24 @@ def test_batch_size_splitting_gives_the_same_result() -> None:
         torch.testing.assert_close(split.attention[k], whole.attention[k], rtol=1e-5, atol=1e-6)
 
 
+def test_continuity_takes_the_per_pixel_rollout_map() -> None:
+    """(N, H, W) maps for (N, C, H, W) images: the same score as the map placed in an input-shaped tensor."""
+    model = vit(in_channels=3)
+    x = torch.rand(2, 3, 16, 16)
+    got = nx.continuity(lambda z: nx.attention_rollout(model, z), x, shifts=[-2, 0, 2])
+
+    def padded(z: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(z)
+        out[:, 0] = nx.attention_rollout(model, z).attribution.to(z.dtype)
+        return out
+
+    want = nx.continuity(padded, x, shifts=[-2, 0, 2])
+    torch.testing.assert_close(got.score, want.score, rtol=1e-5, atol=1e-9)
+    assert got.explanations.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"one value per pixel \(N, H, W\)"):
+        nx.continuity(lambda z: torch.zeros(2, 4, 4), x, shifts=[-2, 0, 2])
+
+
 def test_layers_selects_what_is_composed() -> None:
     model = vit().double()
     x = torch.rand(2, 1, 16, 16, dtype=torch.float64)
