@@ -268,6 +268,33 @@ def test_hand_written_attention_matches_the_reference(block: str) -> None:
         torch.testing.assert_close(res.output, model(ids))
 
 
+class EinsumBlock(SDPABlock):
+    """nn.Softmax as a submodule and torch.einsum for both products: named by the block, not by its softmax."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__(dim, heads, causal=False)
+        self.softmax = nn.Softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = (self.split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        attn = self.softmax(torch.einsum("nhid,nhjd->nhij", q, k) / math.sqrt(q.shape[-1]))
+        o = torch.einsum("nhij,nhjd->nhid", attn, v)
+        return x + self.proj(o.transpose(1, 2).reshape(x.shape))
+
+
+def test_einsum_attention_with_a_softmax_module_is_named_by_its_block() -> None:
+    torch.manual_seed(7)
+    block = EinsumBlock(8, 2).double().eval()
+    net = nn.Sequential(block, EinsumBlock(8, 2).double()).eval()
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    res = nx.attention_rollout(net, x, token=None)
+    assert list(res.attention) == ["0", "1"]
+    with torch.no_grad():
+        ref_w = [hand_block_weights(net[0], x, False), hand_block_weights(net[1], net[0](x), False)]
+    np.testing.assert_allclose(res.attention["1"].numpy(), ref_w[1], atol=1e-12)
+    np.testing.assert_allclose(res.tokens.numpy(), reference_rollout(ref_w).mean(1), atol=1e-12)
+
+
 def test_sdpa_masks_and_scale_are_honoured() -> None:
     from nbexplain.core.attribution.attention_capture import sdpa_weights
 

@@ -6,7 +6,8 @@
   ``nn.MultiheadAttention`` that asks for ``need_weights=True, average_attn_weights=False`` and a forward hook
   that records the per-head weights ``(N, heads, L, S)`` and returns what the *caller* asked for (``None`` in
   place of the weights, or their mean over the heads); and on every module a pair of hooks that keep the
-  name of the module running, so that functional attention is named by the module that called it;
+  name of the module running, so that functional attention is named by the module that called it (for
+  ``softmax(…) @ v``: the module that applies the weights to the values);
 - notes the spatial grid of the last ``nn.Conv2d`` that ran before the first attention (:attr:`conv_grid`: a
   patch embedding's token grid, used to lay image tokens out);
 - is a :class:`torch.overrides.TorchFunctionMode`, so it sees functional calls made by hand-written blocks:
@@ -107,7 +108,7 @@ class AttentionRecorder(TorchFunctionMode):
         self._rows = 0
         self._stack: list[str] = []
         self._mha_calls: list[tuple[bool, bool]] = []
-        self._tracked: dict[int, tuple[torch.Tensor, torch.Tensor, str]] = {}
+        self._tracked: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._handles = Handles()
         self._mha_names = [n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
 
@@ -177,11 +178,11 @@ class AttentionRecorder(TorchFunctionMode):
         elif func in _SOFTMAX:
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
             if isinstance(out, torch.Tensor) and out.ndim >= 3 and _last_axis(dim, out.ndim):
-                self._tracked[id(out)] = (out, out, self._where())
+                self._tracked[id(out)] = (out, out)
         elif func in _DROPOUT and args and isinstance(args[0], torch.Tensor) and id(args[0]) in self._tracked:
-            held, source, where = self._tracked[id(args[0])]
+            held, source = self._tracked[id(args[0])]
             if held is args[0] and isinstance(out, torch.Tensor):
-                self._tracked[id(out)] = (out, source, where)
+                self._tracked[id(out)] = (out, source)
         elif func in _MATMUL and args:
             self._matmul(args[0])
         elif func in _EINSUM:
@@ -192,9 +193,9 @@ class AttentionRecorder(TorchFunctionMode):
 
     def _matmul(self, a: Any) -> None:
         if isinstance(a, torch.Tensor) and id(a) in self._tracked:
-            held, source, where = self._tracked.pop(id(a))
-            if held is a:
-                self._record(where, source.detach())
+            held, source = self._tracked.pop(id(a))
+            if held is a:  # named by the module that applies the weights to the values
+                self._record(self._where(), source.detach())
 
     def _where(self) -> str:
         return self._stack[-1] if self._stack else type(self.model).__name__
