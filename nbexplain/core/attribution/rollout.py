@@ -117,11 +117,10 @@ def rollout_matrices(
         # heads fused in the weights' own dtype (max/min exactly; a mean of float32 weights to float32 rounding),
         # everything after in float64
         fused = a.mean(1) if head_fusion == "mean" else a.amax(1) if head_fusion == "max" else a.amin(1)
-        fused = fused.to(torch.float64)
-        eye = torch.eye(fused.shape[-1], dtype=torch.float64, device=fused.device)
-        mixed = (1.0 - residual) * fused + residual * eye
-        mixed = mixed / mixed.sum(-1, keepdim=True)
-        out = mixed if out is None else mixed @ out
+        mixed = fused.to(torch.float64).mul_(1.0 - residual)  # a fresh tensor: edited in place
+        mixed.diagonal(dim1=-2, dim2=-1).add_(residual)
+        mixed.div_(mixed.sum(-1, keepdim=True))
+        out = mixed if out is None else torch.bmm(mixed, out)
     assert out is not None
     return out
 
@@ -251,7 +250,7 @@ def attention_rollout(
     >>> res.tokens[:, 1:].reshape(3, 4, 4).shape     # the class token's row over the 16 patch tokens
     torch.Size([3, 4, 4])
     """
-    model = check_runnable(check_model(model))
+    model = check_runnable(check_model(model, what="nx.attention_rollout"))
     if token is not None and (isinstance(token, bool) or not isinstance(token, numbers.Integral)):
         raise TypeError(f"`token` must be a token index (0: the class token) or None (the mean over rows), got {token!r}.")
     head_fusion = check_choice(head_fusion, "head_fusion", HEAD_FUSIONS)
