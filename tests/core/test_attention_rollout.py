@@ -515,3 +515,39 @@ def test_a_key_padding_mask_through_the_encoder_is_honoured() -> None:
     first = res.attention["enc.layers.0.self_attn"]
     assert float(first[0, :, :, 4:].abs().max()) == 0.0
     assert torch.allclose(first.sum(-1), torch.ones(2, 2, 6))
+
+
+def test_a_causal_encoder_keeps_its_mask() -> None:
+    """is_causal with a mask: the weights rollout reads are the masked ones the model used."""
+    torch.manual_seed(8)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).double().eval()
+    mask = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = enc
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.enc(x, mask=mask, is_causal=True)[:, -1]
+
+    net = Net()
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    res = nx.attention_rollout(net, x, token=-1)
+    with torch.no_grad():
+        h = x
+        ref = []
+        for lyr in enc.layers:
+            q = lyr.self_attn  # the causal weights by hand
+            d, hd = q.embed_dim, q.embed_dim // q.num_heads
+            wt, b = q.in_proj_weight.numpy(), q.in_proj_bias.numpy()
+            qq = (h.numpy() @ wt[:d].T + b[:d]).reshape(3, 5, 2, hd).transpose(0, 2, 1, 3)
+            kk = (h.numpy() @ wt[d:2 * d].T + b[d:2 * d]).reshape(3, 5, 2, hd).transpose(0, 2, 1, 3)
+            w = softmax_np(qq @ kk.transpose(0, 1, 3, 2) / math.sqrt(hd) + mask.numpy())
+            ref.append(w)
+            h = lyr(h, src_mask=mask, is_causal=True)
+        torch.testing.assert_close(res.output, net(x))
+    for got, want in zip(res.attention.values(), ref, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
+    np.testing.assert_allclose(res.tokens.numpy(), reference_rollout(ref)[:, -1], atol=1e-12)
