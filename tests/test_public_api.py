@@ -76,6 +76,7 @@ MAX_POSITIONAL: dict[str, int] = {
     "relevance_flow": 4,         # model, inputs, target, composite
     "noise_tunnel": 4,           # method, model, inputs, target
     "continuity": 2,             # explain, inputs
+    "attention_rollout": 2,      # model, inputs (no target: rollout explains no score)
     "lrp_rules": 2,              # model, composite
     "Composite": 1,              # rules
     "register_composite": 2,     # name, builder

@@ -62,10 +62,12 @@ from .attribution.rate_distortion import RDEResult, rde
 from .attribution.gradients import gradient, gradient_x_input, integrated_gradients
 from .attribution.noise import noise_tunnel, smoothgrad
 from .attribution.result import AttributionResult, IntegratedGradientsResult
+from .attribution.rollout import AttentionRolloutResult, attention_rollout
 from ._base.targets import Target
 
 __all__ += ["AttributionResult", "ContinuityResult", "IntegratedGradientsResult", "RDEResult", "continuity",
             "gradient", "gradient_x_input", "integrated_gradients", "noise_tunnel", "rde", "smoothgrad", "Target"]
+__all__ += ["attention_rollout", "AttentionRolloutResult"]
 
 # --- activation maximization (objectives: the nbexplain.objectives namespace) ---
 from .actmax import ActivationMaximizationResult, TopActivatingResult, maximize_activation, top_activating

@@ -30,15 +30,17 @@ from .. import core
 from ..core._base.compiled import require_hooks
 from ..core._base.hygiene import model_device, model_dtype, preserved
 from ..core._base.targets import describe_axes
-from ..core.attribution.result import AttributionResult
 from ..core._base.validation import check_model, check_positive_int, check_tensor, renamed_arguments, suggest
+from ..core.attribution.patches import image_map
+from ..core.attribution.result import AttributionResult
 from .base import RequestWidget
 from .tensor import TensorTrait, downsample_maps, to_uint8_images
 
 __all__ = ["ExplanationExplorer", "METHOD_NAMES"]
 
 #: Methods known by name; LRP takes any composite as ``"lrp:<composite>"``.
-METHOD_NAMES = ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "rde", "lrp:<composite>")
+METHOD_NAMES = ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "rde", "attention_rollout",
+                "lrp:<composite>")
 
 _TITLES = {
     "gradient": "gradient",
@@ -46,6 +48,7 @@ _TITLES = {
     "smoothgrad": "SmoothGrad",
     "integrated_gradients": "integrated gradients",
     "rde": "RDE mask",
+    "attention_rollout": "attention rollout",
 }
 
 # Budget for the cache tensor sent to the view (maps of every computed (sample, target) pair).
@@ -74,10 +77,11 @@ def _build_method(spec: Any, options: Mapping[str, Mapping[str, Any]]) -> _Metho
         def user(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> AttributionResult | torch.Tensor:
             r = spec(model, x, t, **kw)
             m = r.attribution if isinstance(r, AttributionResult) else r
-            if not isinstance(m, torch.Tensor) or tuple(m.shape) != tuple(x.shape):
+            if not isinstance(m, torch.Tensor) or m.ndim < 2 or m.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"Method {name!r} must return an attribution result (e.g. nx.gradient(...)) or a tensor with the "
-                    f"input's shape {tuple(x.shape)}, got "
+                    f"input's shape {tuple(x.shape)} (or one map per sample: (N, H, W), or patch maps (N, rows, "
+                    f"columns) on the image's patch grid), got "
                     f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(r).__name__}."
                 )
             return r
@@ -98,6 +102,10 @@ def _build_method(spec: Any, options: Mapping[str, Mapping[str, Any]]) -> _Metho
             )
         return _Method(f"lrp:{composite}", f"LRP {composite}", "diverging",
                        lambda model, x, t: core.lrp(model, x, t, composite=composite, **kw), conserving=True)
+    if spec == "attention_rollout":  # no target: the same map for every class (nx.attention_rollout)
+        kw = {"progress": False, **kw}
+        return _Method(spec, _TITLES[spec], "sequential",
+                       lambda model, x, t: core.attention_rollout(model, x, **kw), conserving=False)
     if spec in ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "rde"):
         if spec == "rde":
             kw = {"steps": 150, "n_noise": 16, "fractions": 5, "n_eval": 8, "progress": False, **kw}
@@ -140,11 +148,16 @@ class ExplanationExplorer(RequestWidget):
         The class explained per shown sample: ``None`` (the predicted class), an int, or one per sample.
     methods
         Method names — ``"gradient"``, ``"gradient_x_input"``, ``"smoothgrad"``,
-        ``"integrated_gradients"``, ``"rde"``, ``"lrp:<composite>"`` (e.g. ``"lrp:epsilon_plus_flat"``)
-        — and/or functions ``fn(model, inputs, target)`` returning an attribution result (any nbexplain method's,
-        e.g. ``lambda m, x, t: nx.noise_tunnel(nx.integrated_gradients, m, x, t, n_samples=8)``) or a map of the
-        input's shape (titled by their ``__name__``). Each map's conservation (``result.conservation``) is shown
-        for gradient × input, integrated gradients and LRP, whose maps distribute the explained score.
+        ``"integrated_gradients"``, ``"rde"``, ``"lrp:<composite>"`` (e.g. ``"lrp:epsilon_plus_flat"``),
+        ``"attention_rollout"`` (a transformer's attention flow to its class token, :func:`nx.attention_rollout
+        <nbexplain.core.attribution.rollout.attention_rollout>`: it has no target, so it shows the same map for
+        every class) — and/or functions ``fn(model, inputs, target)`` returning an attribution result (any
+        nbexplain method's, e.g. ``lambda m, x, t: nx.noise_tunnel(nx.integrated_gradients, m, x, t, n_samples=8)``)
+        or a map (titled by their ``__name__``). A map may have the input's shape, one value per pixel
+        ``(N, H, W)``, or one per patch of a vision transformer ``(N, rows, columns)`` when the patch grid
+        divides the image: it is shown at image size, each patch's value over its pixels. Each map's
+        conservation (``result.conservation``) is shown for gradient × input, integrated gradients and LRP,
+        whose maps distribute the explained score.
     method_options
         Keyword arguments per method name, e.g. ``{"smoothgrad": {"n_samples": 20}, "rde": {"steps": 300}}``.
     classes
@@ -319,6 +332,29 @@ class ExplanationExplorer(RequestWidget):
         t = t.reshape((t.shape[0],) + shape)
         return t.unsqueeze(1) if len(shape) == 2 else t
 
+    def _image_maps(self, a: torch.Tensor, x: torch.Tensor, m: _Method) -> torch.Tensor:
+        """A method's maps for the samples ``x`` as ``(n, H, W)`` at image size: maps of the input's shape are
+        reduced over channels (relevance summed, unsigned maps averaged), ``(n, H, W)`` maps kept, and patch
+        maps ``(n, rows, columns)`` upsampled over each patch's pixels."""
+        a = a.detach().cpu().to(torch.float32)
+        n = int(x.shape[0])
+        if tuple(a.shape) == tuple(x.shape):
+            img = self._to_image(a)
+        else:
+            shape = (n,) + (self._display_shape if len(self._display_shape) == 3 else (1, *self._display_shape))
+            img = image_map(a, shape, argname=f"the map of method {m.key!r}")
+            if img is None:
+                h, w = shape[-2:]
+                raise ValueError(
+                    f"Method {m.key!r} returned maps of shape {tuple(a.shape)} for inputs {tuple(x.shape)}: a map must "
+                    f"have the input's shape, one value per pixel ({n}, {h}, {w}), or one per patch ({n}, rows, "
+                    f"columns) with rows dividing {h} and columns dividing {w}."
+                )
+        if img.ndim == 3:
+            return img
+        # relevance adds up over channels; unsigned maps (masks, magnitudes) are averaged
+        return img.sum(dim=1) if m.kind == "diverging" else img.mean(dim=1)
+
     def _targets_for(self, target: Any, n: int) -> list[int]:
         if target is None:
             return [int(v) for v in self._pred[:n]]
@@ -351,10 +387,7 @@ class ExplanationExplorer(RequestWidget):
         shifts = list(self.continuity_shifts)
         for m in self._methods:
             r = m.fn(self._model, x, tgt)
-            a = r.attribution if isinstance(r, AttributionResult) else r
-            img = self._to_image(a.detach().cpu().to(torch.float32))
-            # relevance adds up over channels; unsigned maps (masks, magnitudes) are averaged
-            img = img.sum(dim=1) if m.kind == "diverging" else img.mean(dim=1)
+            img = self._image_maps(_map(r), x, m)
             maps.append(img)
             if m.conserving and isinstance(r, AttributionResult):
                 cons.append(r.conservation.detach().cpu().to(torch.float64))
@@ -365,7 +398,13 @@ class ExplanationExplorer(RequestWidget):
                     return _m.fn(self._model, z, tgt)
 
                 x_img = self._to_image(x)
-                if x.ndim == x_img.ndim:
+                if tuple(_map(r).shape) != tuple(x.shape):  # one map per image (pixels or patches): (n, H, W)
+                    def per_image(z: torch.Tensor, _m: _Method = m) -> torch.Tensor:
+                        zx = z.reshape(x.shape)
+                        return self._image_maps(_map(_m.fn(self._model, zx, tgt)), zx, _m)
+
+                    res = core.continuity(per_image, x_img, shifts=shifts)
+                elif x.ndim == x_img.ndim:
                     res = core.continuity(explain, x, shifts=shifts)
                 else:
                     res = core.continuity(lambda z: _map(explain(z.reshape(x.shape))).reshape(z.shape), x_img,

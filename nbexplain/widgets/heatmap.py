@@ -9,6 +9,7 @@ import numpy as np
 import traitlets
 
 from ..core._base.validation import check_choice
+from ..core.attribution.result import AttributionResult
 from .base import NbxWidget
 from .tensor import (
     DEFAULT_MAX_BYTES,
@@ -36,6 +37,14 @@ def _reduce_channels(arr: np.ndarray, reduce: str) -> np.ndarray:
     return np.sqrt((arr.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
 
 
+def _patch_maps_at_image_size(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Maps on a coarser grid that divides the images (patch relevance) repeated over each cell's pixels."""
+    n, gh, gw = arr.shape
+    if (gh, gw) == (height, width) or gh > height or gw > width or height % gh or width % gw:
+        return arr
+    return np.ascontiguousarray(arr.repeat(height // gh, axis=1).repeat(width // gw, axis=2))
+
+
 class Heatmap(NbxWidget):
     """Show a batch of maps, each with a title, a colour bar, a value readout and click-to-select.
 
@@ -43,10 +52,14 @@ class Heatmap(NbxWidget):
     ----------
     maps
         ``(N, H, W)`` or ``(N, C, H, W)`` (reduced over channels with ``reduce``); a single ``(H, W)``
-        map is also accepted. Torch tensors or numpy arrays.
+        map is also accepted. Torch tensors or numpy arrays, or an attribution result (its ``.attribution``,
+        e.g. ``nx.lrp(...)`` or ``nx.attention_rollout(...)``).
     images
         Optional inputs shown under the maps: ``(N, H', W')``, ``(N, 1|3, H', W')`` (any size; drawn
-        stretched to the map's cell). Blend with the ``opacity`` control.
+        stretched to the map's cell). Blend with the ``opacity`` control. Maps on a coarser grid that divides
+        the images (a vision transformer's patch relevance ``(N, rows, columns)``, with ``H' % rows == 0`` and
+        ``W' % columns == 0``) are shown at image size, each patch's value over its pixels, so the readout
+        and :attr:`selected_map` are in image pixels.
     titles
         One title per map (text, never HTML). Default: ``"0"``, ``"1"``, …
     cmap
@@ -133,15 +146,16 @@ class Heatmap(NbxWidget):
         """Replace the shown maps (and images/titles) in one update of the view."""
         check_choice(cmap, "cmap", ("auto", "diverging", "sequential"))
         check_choice(reduce, "reduce", _REDUCE)
+        if isinstance(maps, AttributionResult):
+            maps = maps.attribution
         arr = to_numpy(maps)
+        given = arr.shape
         if arr.ndim == 2:
             arr = arr[None]
         if arr.ndim == 4:
             arr = _reduce_channels(arr, reduce)
         if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
-            raise ValueError(
-                f"`maps` must be (N, H, W) or (N, C, H, W) with N, H, W ≥ 1, got shape {to_numpy(maps).shape}."
-            )
+            raise ValueError(f"`maps` must be (N, H, W) or (N, C, H, W) with N, H, W ≥ 1, got shape {given}.")
         arr = arr.astype(np.float32)
         if not np.isfinite(arr).all():
             raise ValueError("`maps` contains NaN or infinite values; clean them (e.g. torch.nan_to_num).")
@@ -156,6 +170,7 @@ class Heatmap(NbxWidget):
             img = to_uint8_images(images)
             if img.shape[0] != n:
                 raise ValueError(f"`images` has {img.shape[0]} images for {n} maps; give one image per map.")
+            arr = _patch_maps_at_image_size(arr, img.shape[1], img.shape[2])
         self.data = arr  # full-resolution maps, kept in Python
         self.source_images = img
         small, _ = downsample_maps(arr, self._max_bytes // 2 if img is not None else self._max_bytes)

@@ -75,3 +75,36 @@ def test_explorer_renders_hovers_and_switches_target(lab):
         nb.wait_for_output("print(ex.targets[0])", str(before_target), timeout=10)
         assert int(nb.execute("print(len(ex.entries))")) == entries
         assert nb.page_errors == [], nb.page_errors  # the harness already drops the known harmless one
+
+
+# A ViT: attention rollout (patch tokens on the 4×4 grid) beside gradient × input, both at image size.
+VIT_CELLS = [
+    "import torch\n"
+    "import nbexplain as nx\n"
+    "from nbexplain.architectures import vit\n"
+    "from nbexplain.widgets import ExplanationExplorer\n"
+    "vnet = vit()\n"
+    "xv = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))\n"
+    "exv = ExplanationExplorer(vnet, xv, methods=['attention_rollout', 'gradient_x_input'], n_shown=1,\n"
+    "                          cell_size=128, continuity_shifts=None)\n"
+    "exv",
+]
+
+
+def test_explorer_shows_vit_attention_rollout_at_image_size(lab):
+    nb = lab.open_notebook(VIT_CELLS, name="explanation_explorer_vit")
+    with nb:
+        page = nb.page
+        root = nb.view(SEL)
+        page.locator(f"{SEL}[data-ready='true']").wait_for()
+        assert nb.execute("print(tuple(exv.maps.shape[-2:]), exv.source_shape)").strip() == "(16, 16) [16, 16]"
+        canvas = page.locator(f"{SEL} .nbx-mapcell[data-row='0'][data-method='attention_rollout'] canvas")
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * (13.5 / 16), box["y"] + box["height"] * (6.5 / 16))
+        page.locator(f"{SEL}[data-hover='0,6,13']").wait_for(timeout=5000)
+        cell = page.locator(f"{SEL} .nbx-mapcell[data-row='0'][data-method='attention_rollout']")
+        # pixel (6, 13) lies in patch (1, 3): patch token 1 + 1·4 + 3 of the class token's rollout row
+        want = float(nb.execute("print(repr(float(nx.attention_rollout(vnet, xv[:1]).tokens[0, 8])))"))
+        assert float(cell.get_attribute("data-value")) == pytest.approx(want, rel=1e-5)
+        assert root.get_attribute("data-methods") == "2"
+        assert nb.page_errors == [], nb.page_errors

@@ -117,3 +117,30 @@ def test_heatmap_hover_click_select(lab):
             shutil.copyfile(shot, DOCS / "heatmap.png")
 
         assert nb.page_errors == [], nb.page_errors
+
+
+# A ViT's patch relevance: 4×4 patch maps over 16×16 images, shown at image size with no extra code.
+PATCH_CELLS = [
+    "import torch\n"
+    "from nbexplain.widgets import Heatmap\n"
+    "g = torch.Generator().manual_seed(0)\n"
+    "images = torch.rand(2, 1, 16, 16, generator=g)\n"
+    "patches = torch.randn(2, 4, 4, generator=g)\n"
+    "hp = Heatmap(patches, images=images, titles=['patch map 0', 'patch map 1'], cell_size=128)\n"
+    "hp",
+]
+
+
+def test_heatmap_shows_a_vit_patch_map_at_image_size(lab):
+    nb = lab.open_notebook(PATCH_CELLS, name="heatmap_patches")
+    with nb:
+        root = nb.view(".nbx-heatmap")
+        nb.page.locator(".nbx-heatmap[data-ready='true']").wait_for()
+        assert nb.execute("print(hp.maps.shape, hp.source_shape)").strip() == "(2, 16, 16) [16, 16]"
+        # pixel (13, 2) of map 1 lies in patch (3, 0): the readout is in image pixels, the value the patch's
+        hover_pixel(nb, 1, 13, 2, 16, 16)
+        nb.page.locator(".nbx-heatmap[data-hover='1,13,2']").wait_for(timeout=5000)
+        want = float(nb.execute("print(repr(float(patches[1, 3, 0])))"))
+        assert float(root.get_attribute("data-value")) == pytest.approx(want, rel=1e-6)
+        assert "row 13, col 2:" in nb.page.locator(".nbx-heatmap .nbx-readout").inner_text()
+        assert nb.page_errors == [], nb.page_errors

@@ -100,10 +100,12 @@ def _call(explain: Callable[[torch.Tensor], Any], xt: torch.Tensor) -> torch.Ten
             f"`explain` must return an attribution result (e.g. nx.gradient(...)) or a tensor with the shape of its "
             f"input, got {type(r).__name__}. Wrap your method, e.g. explain=lambda z: nx.gradient(model, z, target)."
         )
-    if tuple(r.shape) != tuple(xt.shape):
+    per_pixel = xt.ndim == 4 and tuple(r.shape) == (xt.shape[0], *xt.shape[2:])  # e.g. attention rollout's
+    if tuple(r.shape) != tuple(xt.shape) and not per_pixel:
         raise ValueError(
             f"`explain` returned a map of shape {tuple(r.shape)} for an input of shape {tuple(xt.shape)}; "
-            "an explanation must have its input's shape."
+            "an explanation must have its input's shape (or, for images (N, C, H, W), one value per pixel "
+            "(N, H, W))."
         )
     return r.detach()
 
@@ -128,8 +130,9 @@ def continuity(
         A function mapping an input batch ``(N, …)`` to its explanation: any attribution method's result (its
         ``.attribution`` is read), e.g. ``lambda z: nx.gradient(model, z, 3)``, ``lambda z: nx.lrp(model, z, 3)``
         or, for a model that returns a tuple or dict, ``lambda z: nx.gradient(model, z, 3, output="logits")``;
-        or a tensor of the input's shape (a custom method). It is called once per path point with all ``N``
-        samples.
+        or a tensor of the input's shape (a custom method). For images ``(N, C, H, W)`` a map with one value
+        per pixel ``(N, H, W)`` is accepted too (e.g. ``lambda z: nx.attention_rollout(vit, z)``). It is called
+        once per path point with all ``N`` samples.
     inputs
         Input batch ``(N, …)``: every sample gets its own path and score. For a model with several inputs,
         ``inputs`` is the one whose path is followed and ``explain`` binds the others, e.g.
