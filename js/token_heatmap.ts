@@ -90,16 +90,16 @@ export function colorLimit(maxAbs: number, fixed = 0): { limit: number; step: nu
   return { limit: Number((Math.ceil(m / step - 1e-6) * step).toPrecision(12)), step };
 }
 
-/** Symmetric tick values −L … 0 … L (multiples of the step, at most 7; 0 always in the middle). */
+/**
+ * Symmetric tick values −L … 0 … L at multiples of the step: at most five labels, so they never collide on a
+ * 240 px bar; 0 always in the middle and, for an automatic limit (a multiple of the step), the ends labelled.
+ */
 export function symmetricTicks(limit: number, step: number): number[] {
-  let n = Math.floor(limit / step + 1e-9);
-  let s = step;
-  while (2 * n + 1 > 7) {
-    s *= 2;
-    n = Math.floor(limit / s + 1e-9);
-  }
+  const n = Math.max(1, Math.floor(limit / step + 1e-9));
+  let k = 1; // take every k-th multiple, k the smallest divisor of n leaving at most two per side
+  while (n / k > 2 || n % k !== 0) k++;
   const ticks: number[] = [];
-  for (let k = -n; k <= n; k++) ticks.push(k === 0 ? 0 : Number((k * s).toPrecision(12)));
+  for (let i = -n; i <= n; i += k) ticks.push(i === 0 ? 0 : Number((i * step).toPrecision(12)));
   return ticks;
 }
 
@@ -219,10 +219,12 @@ const CSS = `
 .nbx-token-heatmap .nbx-token.nbx-selected { border-color: var(--nbx-fg); box-shadow: 0 0 0 2px var(--nbx-fg);
   font-weight: 700; }
 .nbx-token-heatmap .nbx-ws { opacity: 0.7; }
-.nbx-token-heatmap .nbx-cbar { display: inline-flex; align-items: flex-start; gap: 0.5em; color: var(--nbx-fg); }
+.nbx-token-heatmap .nbx-cbar-slot { min-width: 0; max-width: 100%; }
+.nbx-token-heatmap .nbx-cbar { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 0.3em 0.5em;
+  color: var(--nbx-fg); max-width: 100%; min-width: 0; }
 .nbx-token-heatmap .nbx-cbar-caption { line-height: 1.2; }
 .nbx-token-heatmap .nbx-cbar-body { position: relative; width: calc(240px * var(--nbx-scale));
-  padding-bottom: 1.4em; margin: 0 1.2em; }
+  max-width: calc(100% - 2.4em); min-width: 8em; padding-bottom: 1.4em; margin: 0 1.2em; }
 .nbx-token-heatmap .nbx-cbar-ramp { height: 0.8em; border: 1px solid var(--nbx-border); }
 .nbx-token-heatmap .nbx-cbar-tick { position: absolute; top: 0.8em; transform: translateX(-50%);
   display: flex; flex-direction: column; align-items: center; line-height: 1.1; white-space: nowrap; }
@@ -230,6 +232,8 @@ const CSS = `
 .nbx-token-heatmap .nbx-readout { overflow-wrap: anywhere; }
 .nbx-token-heatmap .nbx-control { color: var(--nbx-fg); }
 .nbx-token-heatmap select, .nbx-token-heatmap input { font: inherit; }
+.nbx-token-heatmap select { max-width: 100%; min-width: 0; }
+.nbx-token-heatmap .nbx-control { max-width: 100%; min-width: 0; flex-wrap: wrap; }
 .nbx-token-heatmap select:focus-visible, .nbx-token-heatmap input:focus-visible { outline: 2px solid var(--nbx-accent); }
 `;
 
