@@ -194,7 +194,9 @@ class TokenHeatmap(NbxWidget):
     ----------
     selected : tuple[int, int]
         ``(row, token)`` of the clicked token in the shown sequence; ``(-1, -1)`` for none. Changing the
-        sequence clears it. Observable: ``w.observe(fn, "selected")``.
+        sequence clears it. Observable: ``w.observe(fn, "selected")``. Also a keyword argument.
+    values : list[numpy.ndarray]
+        Per sequence, the ``(rows, T)`` values as given (float64); the view receives them as float32.
 
     Examples
     --------
@@ -238,11 +240,17 @@ class TokenHeatmap(NbxWidget):
         max_bytes: int = DEFAULT_MAX_BYTES,
         **kwargs: Any,
     ) -> None:
+        for name in ("relevance", "offsets"):
+            if name in kwargs:
+                raise TypeError(f"TokenHeatmap() takes the values as `maps` (with `tokens`), not `{name}=`.")
+        selected = kwargs.pop("selected", None)
         super().__init__(shared_scale=bool(shared_scale), value_label=str(value_label), scale=scale, **kwargs)
         self._max_bytes = int(max_bytes)
         self.vmax = self._check_vmax(vmax)
         self.set_data(tokens, maps, labels=labels)
         self.sequence = sequence
+        if selected is not None:
+            self.selected = selected
 
     @staticmethod
     def _check_vmax(vmax: Any) -> float:

@@ -106,6 +106,8 @@ def test_lrp_results_are_labelled_by_their_composite() -> None:
     (TOKENS, np.zeros(6), {"scale": 9}, traitlets.TraitError, r"scale"),
     (TOKENS, np.zeros(6), {"max_bytes": 8}, ValueError, r"`maps` would send 24 bytes .* over `max_bytes`=8"),
     (TOKENS, np.zeros(6), {"shared": True}, TypeError, r"unexpected keyword argument 'shared'.*'shared_scale'"),
+    (TOKENS, np.zeros(6), {"relevance": np.zeros((1, 6))}, TypeError, r"takes the values as `maps`.*not `relevance=`"),
+    (TOKENS, np.zeros(6), {"selected": (1, 0)}, traitlets.TraitError, r"`selected` must be \(row, token\) with row in 0…0"),
 ])
 def test_bad_inputs_name_the_argument(tokens, maps, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
@@ -144,6 +146,9 @@ def test_selection_is_validated_synced_and_cleared_by_a_new_sequence() -> None:
     assert w.selected_value == -11.0 and w.selected_token == " film"
     with pytest.raises(traitlets.TraitError, match=r"token in 0…1 \(sequence 1\)"):
         w.selected = (0, 2)
+    # a selection given to the constructor is checked against the data
+    given = TokenHeatmap([TOKENS, ["a", "b"]], [np.zeros(6), np.array([0.5, -2.0])], sequence=1, selected=(0, 1))
+    assert given.selected == (0, 1) and given.selected_value == -2.0 and given.selected_token == "b"
     # new data replace everything and clear the selection
     w.set_data(TOKENS, np.ones(6), labels=["only"])
     assert w.selected == (-1, -1) and w.sequence == 0 and w.labels == ["only"] and w.offsets == [0, 6]
