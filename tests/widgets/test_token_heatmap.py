@@ -178,3 +178,18 @@ def test_state_round_trips_with_relevance_as_a_binary_buffer() -> None:
     other.set_state({"sequence": 1})  # the view sends a new sequence (which clears the selection), then a click
     other.set_state({"selected": [1, 2]})
     assert other.selected == (1, 2) and np.array_equal(other.relevance, want) and other.tokens == seqs
+
+
+def test_the_view_reads_exactly_the_synced_traits() -> None:
+    """The names in js/token_heatmap.ts's `interface State` are the widget's own synced traits (no drift)."""
+    import re
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[2] / "js" / "token_heatmap.ts").read_text()
+    body = re.search(r"interface State \{(.*?)\n\}", src, re.S).group(1)
+    js_names = set(re.findall(r"^\s*(\w+):", body, re.M))
+    w = TokenHeatmap(["a"], np.zeros(1))
+    own = {k for k in w.keys if not k.startswith("_")} - {"layout", "tabbable", "tooltip"}
+    assert js_names == own
+    for name in js_names:
+        assert f'model.get("{name}")' in src, f"the view never reads `{name}`"
