@@ -168,6 +168,8 @@ class TokenHeatmap(NbxWidget):
     tokens
         One sequence (a list of strings) or several (a list of lists of strings); with several, the
         ``sequence`` selector picks the one shown and every sequence is sent once (switching is local).
+        Tokens are drawn as given: a tokenizer's own pieces (``"▁the"``, ``"Ġthe"``) stay as they are; decode
+        each id on its own (``[tokenizer.decode([i]) for i in ids]``) to see the real spaces as ``·``.
     maps
         The values, one map per row: an ``AttributionResult`` (its ``.attribution``; token-id results are
         ``(N, T)``: with several sequences, one sample per sequence), a list of them (one row each, labelled
