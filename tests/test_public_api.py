@@ -99,6 +99,7 @@ MAX_POSITIONAL: dict[str, int] = {
     "SaturationDashboard": 1,    # tracker
     "AlignedDirections": 4,      # result, x, y, labels
     "ClassSensitivity": 1,       # result
+    "TokenHeatmap": 2,           # tokens, maps
 }
 
 #: The first parameter of a callable that runs a model is `model` — except where it compares several models.

@@ -21,6 +21,7 @@ _VIEWS = {
     "AlignedDirections": "aligned_directions",
     "ClassSensitivity": "class_sensitivity",
     "RelevanceFlow": "relevance_flow",
+    "TokenHeatmap": "token_heatmap",
 }
 
 __all__ = list(_VIEWS)
