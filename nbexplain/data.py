@@ -257,9 +257,10 @@ def negation_language(
     >>> data = negation_language(n=100, seed=0)
     >>> data.ids_train.shape, len(data.vocab)
     (torch.Size([80, 8]), 23)
-    >>> words = data.words(data.ids_train[0])
-    >>> len(words) == 8 and sum(w in ("good", "great", "fine", "happy", "nice", "bad", "awful", "poor", "sad", "ugly") for w in words)
+    >>> bool(data.evidence_train.any(1).all())  # every sentence has its sentiment word
     True
+    >>> [w for w, e in zip(data.words(data.ids_train[3]), data.evidence_train[3]) if e], data.classes[data.y_train[3]]
+    (['not', 'good'], 'negative')
     """
     if not isinstance(length, int) or length < 4:
         raise ValueError(f"`length` must be an int ≥ 4 (room for a negation, a sentiment word and a distractor), got {length!r}.")

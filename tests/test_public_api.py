@@ -83,7 +83,7 @@ MAX_POSITIONAL: dict[str, int] = {
     "unregister_composite": 1,   # name
     # LRP rules (nx.rules): what defines the rule; stabilisers and bias keyword-only
     "Rule": 0, "Flat": 0, "WSquare": 0, "Pass": 0, "ZPlus": 0, "ZeroRule": 0,
-    "Epsilon": 1, "Gamma": 1, "Norm": 1, "Gradient": 1,   # epsilon / gamma
+    "Epsilon": 1, "Gamma": 1, "Norm": 1, "Gradient": 1, "NormIdentity": 1,   # epsilon / gamma
     "AlphaBeta": 2,              # alpha, beta
     "ZBox": 2,                   # low, high
     # canonizers (nx.canonizers)
@@ -271,7 +271,7 @@ RENAMED_NAMES = {
     "ComplexityDecomposition": "ComplexityResult", "ShapleyValues": "ShapleyResult", "DeltaCurve": "DeltaCurveResult",
     # LRP rules and canonizers live in their namespaces (nx.Gradient, a rule, read like nx.gradient)
     **{n: f"rules.{n}" for n in ("Rule", "ZeroRule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat",
-                                   "WSquare", "Norm", "Pass", "Gradient")},
+                                   "WSquare", "Norm", "Pass", "Gradient", "NormIdentity")},
     **{n: f"canonizers.{n}" for n in ("Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "Scale")},
 }
 

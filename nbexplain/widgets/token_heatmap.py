@@ -114,7 +114,7 @@ def _per_sequence(arr: Any, lengths: list[int], where: str, several: bool) -> li
     return parts
 
 
-def _read_maps(maps: Any, labels: Any, lengths: list[int], several: bool) -> tuple[list[str], list[list[np.ndarray]]]:
+def _read_maps(maps: Any, row_labels: Any, lengths: list[int], several: bool) -> tuple[list[str], list[list[np.ndarray]]]:
     """Rows (labels and, per row, one map per sequence) from every accepted form of ``maps``."""
     entries: list[tuple[str | None, Any, str]] = []
     if isinstance(maps, Mapping):
@@ -139,19 +139,19 @@ def _read_maps(maps: Any, labels: Any, lengths: list[int], several: bool) -> tup
     rows = [_per_sequence(_row_array(v, where), lengths, where, several) for _, v, where in entries]
     auto = [lab if lab is not None else (f"row {i}" if len(entries) > 1 else "relevance")
             for i, (lab, _, _) in enumerate(entries)]
-    if labels is None:
+    if row_labels is None:
         seen: dict[str, int] = {}
         out = []
         for lab in auto:
             seen[lab] = seen.get(lab, 0) + 1
             out.append(lab if seen[lab] == 1 else f"{lab} ({seen[lab]})")
         return out, rows
-    if isinstance(labels, str) or not isinstance(labels, Sequence):
-        raise TypeError(f"`labels` must be a list of strings, one per row, got {type(labels).__name__}.")
-    labels = [str(x) for x in labels]
-    if len(labels) != len(rows):
-        raise ValueError(f"`labels` has {len(labels)} entries for {len(rows)} rows of `maps`; give one label per row.")
-    return labels, rows
+    if isinstance(row_labels, str) or not isinstance(row_labels, Sequence):
+        raise TypeError(f"`row_labels` must be a list of strings, one per row, got {type(row_labels).__name__}.")
+    names = [str(x) for x in row_labels]
+    if len(names) != len(rows):
+        raise ValueError(f"`row_labels` has {len(names)} entries for {len(rows)} rows of `maps`; give one label per row.")
+    return names, rows
 
 
 class TokenHeatmap(NbxWidget):
@@ -176,7 +176,7 @@ class TokenHeatmap(NbxWidget):
         by method), a dict ``{row label: map or AttributionResult}``, or a tensor/array ``(T,)`` / ``(rows, T)``
         for one sequence and ``(S, T)`` / ``(rows, S, T)`` for several. Sequences of different lengths: give a
         row's maps as a list of 1-D maps. Every map has exactly one value per token.
-    labels
+    row_labels
         Row labels (text); default: the dict keys, the methods (``"LRP attn_lrp"``), or ``"row 0"``, ….
     sequence
         Which sequence is shown (with several).
@@ -233,7 +233,7 @@ class TokenHeatmap(NbxWidget):
         tokens: Any,
         maps: Any,
         *,
-        labels: Sequence[str] | None = None,
+        row_labels: Sequence[str] | None = None,
         sequence: int = 0,
         shared_scale: bool = True,
         vmax: float | None = None,
@@ -249,7 +249,7 @@ class TokenHeatmap(NbxWidget):
         super().__init__(shared_scale=bool(shared_scale), value_label=str(value_label), scale=scale, **kwargs)
         self._max_bytes = int(max_bytes)
         self.vmax = self._check_vmax(vmax)
-        self.set_data(tokens, maps, labels=labels)
+        self.set_data(tokens, maps, row_labels=row_labels)
         self.sequence = sequence
         if selected is not None:
             self.selected = selected
@@ -263,11 +263,11 @@ class TokenHeatmap(NbxWidget):
             raise ValueError(f"`vmax` must be a positive finite number (the colour limit ±vmax) or None, got {vmax!r}.")
         return v
 
-    def set_data(self, tokens: Any, maps: Any, *, labels: Sequence[str] | None = None) -> None:
+    def set_data(self, tokens: Any, maps: Any, *, row_labels: Sequence[str] | None = None) -> None:
         """Replace tokens, maps and labels in one update of the view (arguments as in the constructor)."""
         seqs, several = _read_tokens(tokens)
         lengths = [len(s) for s in seqs]
-        row_labels, rows = _read_maps(maps, labels, lengths, several)
+        names, rows = _read_maps(maps, row_labels, lengths, several)
         flat = np.stack([np.concatenate(parts) for parts in rows]).astype(np.float32)
         if flat.nbytes > self._max_bytes:
             raise ValueError(
@@ -279,7 +279,7 @@ class TokenHeatmap(NbxWidget):
             self.selected = _NONE
             self.tokens = seqs
             self.offsets = [int(x) for x in np.concatenate([[0], np.cumsum(lengths)])]
-            self.labels = row_labels
+            self.labels = names
             self.relevance = flat
             if self.sequence >= len(seqs):
                 self.sequence = 0

@@ -79,7 +79,7 @@ def test_lrp_results_are_labelled_by_their_composite() -> None:
     res = nx.AttributionResult(torch.tensor([[0.5, -0.25]]), torch.tensor([0]), torch.zeros(1, 2),
                                torch.zeros(1, dtype=torch.float64), "lrp", {"composite": "epsilon_plus"})
     assert TokenHeatmap(["a", "b"], res).labels == ["LRP epsilon_plus"]
-    assert TokenHeatmap(["a", "b"], res, labels=["mine"]).labels == ["mine"]
+    assert TokenHeatmap(["a", "b"], res, row_labels=["mine"]).labels == ["mine"]
 
 
 @pytest.mark.parametrize(("tokens", "maps", "kwargs", "error", "match"), [
@@ -98,8 +98,8 @@ def test_lrp_results_are_labelled_by_their_composite() -> None:
     (TOKENS, {}, {}, ValueError, r"`maps` is an empty dict"),
     (TOKENS, np.array([0, 1, np.nan, 0, 0, 0]), {}, ValueError, r"`maps` contains NaN"),
     (TOKENS, ["a"] * 6, {}, TypeError, r"`maps\[0\]` must hold numbers .* got str"),
-    (TOKENS, np.zeros((2, 6)), {"labels": ["one"]}, ValueError, r"`labels` has 1 entries for 2 rows"),
-    (TOKENS, np.zeros(6), {"labels": "one"}, TypeError, r"`labels` must be a list of strings"),
+    (TOKENS, np.zeros((2, 6)), {"row_labels": ["one"]}, ValueError, r"`row_labels` has 1 entries for 2 rows"),
+    (TOKENS, np.zeros(6), {"row_labels": "one"}, TypeError, r"`row_labels` must be a list of strings"),
     (TOKENS, np.zeros(6), {"vmax": 0}, ValueError, r"`vmax` must be a positive finite number"),
     (TOKENS, np.zeros(6), {"vmax": float("inf")}, ValueError, r"`vmax` must be a positive finite number"),
     ([TOKENS, TOKENS], np.zeros((2, 6)), {"sequence": 2}, traitlets.TraitError, r"`sequence` must be in 0…1"),
@@ -150,7 +150,7 @@ def test_selection_is_validated_synced_and_cleared_by_a_new_sequence() -> None:
     given = TokenHeatmap([TOKENS, ["a", "b"]], [np.zeros(6), np.array([0.5, -2.0])], sequence=1, selected=(0, 1))
     assert given.selected == (0, 1) and given.selected_value == -2.0 and given.selected_token == "b"
     # new data replace everything and clear the selection
-    w.set_data(TOKENS, np.ones(6), labels=["only"])
+    w.set_data(TOKENS, np.ones(6), row_labels=["only"])
     assert w.selected == (-1, -1) and w.sequence == 0 and w.labels == ["only"] and w.offsets == [0, 6]
     assert len(w.values) == 1
 
