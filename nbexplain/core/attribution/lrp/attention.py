@@ -51,7 +51,7 @@ from .engine import _GradientFunction, _replace_leaves, _tensor_leaves
 from .rules import stabilize
 from .functional import _INPLACE_DUNDER, _SCALINGS, COPY_LIKE, LINEAR, FunctionalRules, _grad_inputs, _name
 
-__all__ = ["AttentionRules", "norm_node", "taylor_node"]
+__all__ = ["AttentionRules", "NormForward", "norm_node", "taylor_node"]
 
 #: Element-wise activations: the identity rule.
 _ELEMENTWISE = frozenset(
@@ -67,16 +67,18 @@ class _SoftmaxRule(torch.autograd.Function):
     """``s = softmax(x)`` forwards; ``R_x = x ⊙ (R_s − s Σ R_s)`` backwards (zero where ``x`` is not finite)."""
 
     @staticmethod
-    def forward(ctx, x, s, dim):  # type: ignore[override]
+    def forward(ctx, x, s, dim, finite=False):  # type: ignore[override]
         ctx.dim = dim
         # a masked input (-inf, s = 0) gets none: its R_s is 0, and x = 0 there keeps 0 · (…) finite
-        ctx.save_for_backward(torch.nan_to_num(x.detach(), neginf=0.0), s.detach())
+        # (``finite``: the caller knows x has no -inf — an unmasked attention — and the pass is saved)
+        x = x.detach() if finite else torch.nan_to_num(x.detach(), neginf=0.0)
+        ctx.save_for_backward(x, s.detach())
         return s.detach()
 
     @staticmethod
     def backward(ctx, relevance):  # type: ignore[override]
         x, s = ctx.saved_tensors
-        return x * (relevance - s * relevance.sum(ctx.dim, keepdim=True)), None, None
+        return x * (relevance - s * relevance.sum(ctx.dim, keepdim=True)), None, None, None
 
 
 class _IdentityRule(torch.autograd.Function):
@@ -120,11 +122,13 @@ class _MatmulRule(torch.autograd.Function):
     def backward(ctx, relevance):  # type: ignore[override]
         a, b, den = ctx.saved_tensors
         q = relevance / den
+        if ctx.share != 1:
+            q.mul_(ctx.share)
         ra = rb = None
         if ctx.need[0]:
-            ra = (a * (q @ b.transpose(-2, -1)).sum_to_size(a.shape)).mul_(ctx.share)
+            ra = a * (q @ b.transpose(-2, -1)).sum_to_size(a.shape)
         if ctx.need[1]:
-            rb = (b * (a.transpose(-2, -1) @ q).sum_to_size(b.shape)).mul_(ctx.share)
+            rb = b * (a.transpose(-2, -1) @ q).sum_to_size(b.shape)
         return ra, rb, None, None, None
 
 
@@ -151,10 +155,13 @@ class _NormRule(torch.autograd.Function):
 
 
 def _norm_rule(
-    x: torch.Tensor, y: torch.Tensor, ndim: int, weight: Any, eps: float | None, centred: bool, epsilon: float
+    x: torch.Tensor, y: torch.Tensor, ndim: int, weight: Any, eps: float | None, centred: bool, epsilon: float,
+    rstd: torch.Tensor | None = None,
 ) -> torch.Tensor:
     dims = tuple(range(-ndim, 0))
     eps = torch.finfo(x.dtype).eps if eps is None else eps
+    if rstd is not None:  # 1/σ from the layer's own forward (:class:`NormForward`)
+        return _NormRule.apply(x, y.detach(), weight, rstd.reciprocal(), dims, centred, epsilon)
     with torch.no_grad():
         xd = x.detach()
         if centred:  # native_layer_norm returns 1/σ; a fraction of the cost of x.var on CPU
@@ -228,10 +235,41 @@ def _norm_args(name: str, args: tuple, kwargs: dict) -> tuple[Callable[..., torc
     return None
 
 
-def norm_node(module: nn.Module, x: torch.Tensor, output: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """The identity rule of a normalisation module's call (``x`` its input, ``output`` what it returned)."""
+class NormForward:
+    """Stands in for the forward of an ``nn.LayerNorm`` with :class:`~.rules.NormIdentity` for the duration of an
+    explained pass (an instance attribute ``forward``, removed in :meth:`remove`): one ``native_layer_norm``
+    gives the output and the ``1/σ`` the rule needs, kept in ``session.norm_stats`` for the layer's rule node —
+    instead of the layer's own forward and a second pass for ``σ``. Outside an explained pass (or called inside
+    another unit) the layer's own forward runs."""
+
+    def __init__(self, session: Any, module: nn.LayerNorm) -> None:
+        self.session, self.module = session, module
+        module.forward = self  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") is self:
+            del self.module.forward
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        s, m = self.session, self.module
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not isinstance(x, torch.Tensor) or not x.requires_grad or not s.active or s.depth != 1:
+            return type(m).forward(m, *args, **kwargs)
+        with torch.no_grad():
+            y, _, rstd = torch.native_layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+        s.norm_stats[id(y)] = (y, rstd)
+        return y
+
+
+def norm_node(
+    module: nn.Module, x: torch.Tensor, output: torch.Tensor, epsilon: float, stats: dict | None = None
+) -> torch.Tensor:
+    """The identity rule of a normalisation module's call (``x`` its input, ``output`` what it returned;
+    ``stats``: the ``1/σ`` kept by :class:`NormForward`, by output)."""
     if isinstance(module, nn.LayerNorm):
-        return _norm_rule(x, output, len(module.normalized_shape), module.weight, module.eps, True, epsilon)
+        kept = stats.pop(id(output), None) if stats is not None else None
+        rstd = kept[1] if kept is not None and kept[0] is output else None
+        return _norm_rule(x, output, len(module.normalized_shape), module.weight, module.eps, True, epsilon, rstd)
     if hasattr(nn, "RMSNorm") and isinstance(module, nn.RMSNorm):
         return _norm_rule(x, output, len(module.normalized_shape), module.weight, module.eps, False, epsilon)
     if isinstance(module, nn.GroupNorm):
@@ -340,11 +378,13 @@ class AttentionRules(FunctionalRules):
 
     # ---- rules ----------------------------------------------------------------------------------------------
 
-    def softmax(self, x: torch.Tensor, dim: int, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def softmax(
+        self, x: torch.Tensor, dim: int, compute: Callable[[torch.Tensor], torch.Tensor], finite: bool = False
+    ) -> torch.Tensor:
         """``compute(x)`` (a softmax over ``dim``) through the softmax rule (CP-LRP: marked as a constant for the
-        products that use it)."""
+        products that use it); ``finite``: ``x`` is known to hold no ``-inf``."""
         s = compute(x.detach())
-        out = _SoftmaxRule.apply(x, s, dim)
+        out = _SoftmaxRule.apply(x, s, dim, finite)
         return self._mark(out) if self.cp else out
 
     def product(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
@@ -404,7 +444,7 @@ class AttentionRules(FunctionalRules):
                 scores = scores.masked_fill(~mask, -math.inf)
             else:
                 scores = self.proportional(torch.add, (scores, mask), {})
-        probs = self.softmax(scores, -1, lambda t: torch.softmax(t, -1))
+        probs = self.softmax(scores, -1, lambda t: torch.softmax(t, -1), finite=mask is None)
         if dropout_p > 0:
             probs = F.dropout(probs, dropout_p, training=True)
         return self.product(torch.matmul, (probs, v), {}), probs

@@ -415,7 +415,7 @@ def _unsupported(name: str, module: nn.Module, x: Any = None, output: Any = None
         remedy = (
             "For a transformer, pass composite='attn_lrp' (AttnLRP: rules for attention, softmax, LayerNorm, GELU and "
             "position embeddings; 'cp_lrp' for CP-LRP), or nx.Composite({...}, attention='attn_lrp') to keep your "
-            "own layer rules. Otherwise: " + remedy[0].lower() + remedy[1:]
+            "own layer rules. Otherwise: " + remedy
         )
     return UnsupportedModuleError(
         f"LRP has no rule for module {name!r} ({kind}). Supported: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, "

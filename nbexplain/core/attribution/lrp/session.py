@@ -51,7 +51,7 @@ from .engine import (
     _tensor_leaves,
     _unsupported,
 )
-from .attention import norm_node
+from .attention import NormForward, norm_node
 from .functional import FunctionalOpsWarning
 from .inputs import computed_in_float32, suspended_backward_hooks
 from .ops import POOLS, WEIGHTED, LayerOp, Workspace, make_op
@@ -149,6 +149,12 @@ class Session:
                 and isinstance(composite.rule_for(name, mod), AlphaBeta)
             ):
                 self.handles.add(_SplitForward(self, name, mod))
+            if (
+                type(mod) is nn.LayerNorm
+                and "forward" not in mod.__dict__
+                and isinstance(composite.rule_for(name, mod), NormIdentity)
+            ):
+                self.handles.add(NormForward(self, mod))
             if getattr(mod, "inplace", False) is True:
                 self.handles.add(mod.register_forward_pre_hook(self._copy_input))
             self.handles.add(mod.register_forward_hook(self._make_hook(name)))
@@ -180,6 +186,8 @@ class Session:
         # αβ layers on non-negative inputs: the layer's output from z⁺ + z⁻ (_SplitForward): id(output) ->
         # (output, its version, the op holding the two halves)
         self.halves: dict[int, tuple[torch.Tensor, int, LayerOp]] = {}
+        # layer norms under NormIdentity: 1/σ from their one native_layer_norm (attention.NormForward), by output
+        self.norm_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         # how many modules with hooks are running now: operations inside them belong to their rule (read by
         # the functional rules of strict=False), and a unit called inside another (a residual Sum inside a
         # block mapped to nx.rules.Gradient()) is part of the outer unit's computation, not a rule of its own
@@ -195,6 +203,7 @@ class Session:
         self.produced.clear()
         self.capture_store.clear()
         self.halves.clear()
+        self.norm_stats.clear()
 
     def _running(self) -> bool:
         """Whether the pass that began is still on the call stack (else a KeyboardInterrupt, which runs no
@@ -442,7 +451,7 @@ class Session:
             if isinstance(rule, Gradient):
                 return _gradient_node(args, output, rule.stabilizer)
             if isinstance(rule, NormIdentity):
-                return norm_node(module, x, output, rule.epsilon)
+                return norm_node(module, x, output, rule.epsilon, self.norm_stats)
             if isinstance(module, Sum):
                 if not isinstance(rule, Epsilon):  # Norm and ZeroRule are ε rules too
                     raise TypeError(f"Residual sums take an ε-type rule (nx.rules.Norm(), nx.rules.Epsilon()), got {rule!r}.")
