@@ -55,7 +55,7 @@ browser:
 demo: setup
 	@echo ""
 	@echo "Starting JupyterLab on examples/ — open the http://127.0.0.1:$(PORT)/lab?token=... URL printed below."
-	@echo "Start with 00_tour.ipynb."
+	@echo "Start with 00_tour.ipynb. Notebook 7 is served by the same server: replace /lab by /tree in the URL."
 	cd examples && ../$(BIN)/jupyter lab 00_tour.ipynb --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True ) \
 	  --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate
