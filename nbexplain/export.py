@@ -90,6 +90,7 @@ def export_html(
     execute: bool = False,
     timeout: int = 600,
     kernel_name: str | None = None,
+    files: str | None = None,
 ) -> Path:
     """Write a notebook as a self-contained HTML page whose widgets render and respond offline.
 
@@ -112,6 +113,10 @@ def export_html(
     kernel_name : str, optional
         The kernelspec to execute with; default: a kernel of this Python interpreter (the one that has
         nbexplain installed), whatever the notebook's metadata names.
+    files : str, optional
+        The name of the assets folder, beside the HTML file; default ``<output stem>_files``. Pages
+        written into one directory can share one folder (``nbexplain.site`` does): what a page needs is
+        added to what is there.
 
     Returns
     -------
@@ -166,6 +171,10 @@ def export_html(
     out = Path(output).resolve()
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"output: expected an .html file name, got {str(output)!r}")
+    if files is None:
+        files = f"{out.stem}_files"
+    elif not isinstance(files, str) or files.strip(".") == "" or "/" in files or "\\" in files:
+        raise ValueError(f"files: expected the plain name of a folder beside the page, got {files!r}")
     anywidget_js = _anywidget_module()
     missing = [name for name in _BUILT if not (ASSETS / name).is_file()]
     if missing:
@@ -179,7 +188,7 @@ def export_html(
         _drop_closed(nb, _execute(nb, cwd, timeout, kernel_name))
     _check_widget_state(nb)
 
-    folder = out.parent / f"{out.stem}_files"
+    folder = out.parent / files
     folder.mkdir(parents=True, exist_ok=True)
     for asset in sorted(ASSETS.iterdir()):
         if asset.is_file():
