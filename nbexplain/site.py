@@ -230,14 +230,10 @@ def build_site(
 
 def _export_one(notebook: str, page: str, execute: bool, timeout: int) -> str | None:
     """Export one lesson into the shared folder; the error as text when it fails (processes can't raise all)."""
-    import warnings
-
     from .export import export_html
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            export_html(notebook, page, execute=execute, timeout=timeout, files=FILES)
+        export_html(notebook, page, execute=execute, timeout=timeout, files=FILES)
     except Exception as exc:  # reported together, with the lesson's name, by build_site
         return _strip_ansi(f"{type(exc).__name__}: {exc}")
     return None
