@@ -10,8 +10,10 @@ PORT ?= 8888
 PYTEST_ARGS ?=
 # `make export`: the notebook to run and write as an offline HTML page (into build/export/, git-ignored).
 NB ?= examples/00_tour.ipynb
+# `make site`: every lesson run (one torch thread each, SITE_JOBS at once) into build/site/ (git-ignored).
+SITE_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: demo test setup setup-test js js-test typecheck browser lint bench dev clean help export
+.PHONY: demo test setup setup-test js js-test typecheck browser lint bench dev clean help export site
 
 help:
 	@echo "make demo   - install everything, build the JS, open JupyterLab on examples/"
@@ -19,6 +21,7 @@ help:
 	@echo "make dev    - JupyterLab with hot-reloading views (esbuild --watch + ANYWIDGET_HMR=1)"
 	@echo "make bench  - run every benchmark in benchmarks/"
 	@echo "make export NB=examples/00_tour.ipynb - run a notebook, write build/export/<name>.html (+ _files/), works offline"
+	@echo "make site   - run every lesson, write build/site/ (index.html + one offline page per lesson): zip it or host it"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +58,7 @@ browser:
 demo: setup
 	@echo ""
 	@echo "Starting JupyterLab on examples/ — open the http://127.0.0.1:$(PORT)/lab?token=... URL printed below."
-	@echo "Start with 00_tour.ipynb."
+	@echo "Start with 00_tour.ipynb. Notebook 7 is served by the same server: replace /lab by /tree in the URL."
 	cd examples && ../$(BIN)/jupyter lab 00_tour.ipynb --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True ) \
 	  --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate
@@ -77,6 +80,9 @@ test: setup-test browser js-test typecheck
 
 export: setup
 	$(PY) -m nbexplain.export "$(NB)" --execute -o "build/export/$(basename $(notdir $(NB))).html"
+
+site: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m nbexplain.site examples/*.ipynb -o build/site --jobs $(SITE_JOBS)
 
 bench: setup-test
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

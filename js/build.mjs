@@ -42,6 +42,16 @@ function copyExportAssets() {
     copyFileSync(join(jsDir, "licenses", licence), join(out, licence));
     notices.push(`${name}: npm ${pkg}@${version} (${file}), ${license}; licence text in ${licence}`);
   }
+  // html-manager's CSS loads Font Awesome's web fonts (hashed names) from beside its modules' URLs, which the
+  // export points at this folder: ship the WOFF2 files (every browser that runs the page reads WOFF2).
+  const dist = join(root, "node_modules", "@jupyter-widgets", "html-manager", "dist");
+  const fonts = readdirSync(dist).filter((f) => f.endsWith(".woff2"));
+  for (const font of fonts) copyFileSync(join(dist, font), join(out, font));
+  if (fonts.length) {
+    copyFileSync(join(jsDir, "licenses", "fontawesome-free.LICENSE.txt"), join(out, "fontawesome-free.LICENSE.txt"));
+    notices.push(`${fonts.join(", ")}: Font Awesome Free web fonts bundled by html-manager (SIL OFL 1.1); ` +
+      "licence text in fontawesome-free.LICENSE.txt");
+  }
   // html-manager's bundle carries jQuery, jQuery UI and is-plain-object: keep their notices with it.
   const bundled = join(root, "node_modules", "@jupyter-widgets", "html-manager", "dist", "embed.js.LICENSE.txt");
   if (existsSync(bundled)) {

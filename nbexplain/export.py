@@ -10,10 +10,16 @@ everything the views need:
 - ``anywidget.js``: the AMD module of the *installed* ``anywidget`` Python package (its
   ``nbextension/index.js``), the front end of the exact version that wrote the widget state.
 
+- ``bqplot.js`` and ``bqscales.js``, only when the saved widget state has bqplot charts (the
+  ``SaturationDashboard``'s, or your own): the AMD builds that the installed ``bqplot`` and ``bqscales``
+  wheels ship (``share/jupyter/nbextensions/<name>/index.js``, found through each distribution's file
+  list, so ``--user`` and virtual-environment installs work alike), with their licences. bqplot needs
+  both: its scales are ``bqscales`` models.
+
 Every URL in the page is relative, so the HTML file and its folder can be zipped and opened anywhere.
-The page makes no network request: widget modules that are not available locally (bqplot's charts)
-fail to load from the folder instead of a CDN and show as an error in their output only. Math and
-Mermaid diagrams are shown as their source (their renderers live on CDNs).
+The page makes no network request: a widget module that is not available locally fails to load from the
+folder instead of a CDN and shows as an error in its output only. Math and Mermaid diagrams are shown as
+their source (their renderers live on CDNs).
 
 The views interact on precomputed state (docs/architecture.md), so sliders, hovers and toggles work in the page;
 the controls that ask the kernel for new work (another sample, another layer; CSS class
@@ -48,6 +54,14 @@ _STATE_MIME = "application/vnd.jupyter.widget-state+json"
 _VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 _KERNEL = "nbexplain-export"
 _INSTALL_HINT = 'install it with `pip install "nbexplain[export]"`'
+# Widget modules whose front ends installed Python packages ship as AMD modules: require.js name ->
+# (distribution, the module's path among the distribution's files). A page gets the whole group of a
+# module its saved state uses (bqplot's scale models are bqscales models).
+_AMD_MODULES = {
+    "bqplot": ("bqplot", "share/jupyter/nbextensions/bqplot/index.js"),
+    "bqscales": ("bqscales", "share/jupyter/nbextensions/bqscales/index.js"),
+}
+_AMD_GROUPS = (("bqplot", "bqscales"),)
 
 # The lab template, with require.js told where anywidget's module is, widget modules that are not in
 # the folder looked up in the folder instead of a CDN, no MathJax/Mermaid from CDNs, and the views'
@@ -76,6 +90,7 @@ def export_html(
     execute: bool = False,
     timeout: int = 600,
     kernel_name: str | None = None,
+    files: str | None = None,
 ) -> Path:
     """Write a notebook as a self-contained HTML page whose widgets render and respond offline.
 
@@ -98,6 +113,10 @@ def export_html(
     kernel_name : str, optional
         The kernelspec to execute with; default: a kernel of this Python interpreter (the one that has
         nbexplain installed), whatever the notebook's metadata names.
+    files : str, optional
+        The name of the assets folder, beside the HTML file; default ``<output stem>_files``. Pages
+        written into one directory can share one folder (``nbexplain.site`` does): what a page needs is
+        added to what is there.
 
     Returns
     -------
@@ -152,6 +171,10 @@ def export_html(
     out = Path(output).resolve()
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"output: expected an .html file name, got {str(output)!r}")
+    if files is None:
+        files = f"{out.stem}_files"
+    elif not isinstance(files, str) or files.strip(".") == "" or "/" in files or "\\" in files:
+        raise ValueError(f"files: expected the plain name of a folder beside the page, got {files!r}")
     anywidget_js = _anywidget_module()
     missing = [name for name in _BUILT if not (ASSETS / name).is_file()]
     if missing:
@@ -165,17 +188,18 @@ def export_html(
         _drop_closed(nb, _execute(nb, cwd, timeout, kernel_name))
     _check_widget_state(nb)
 
-    folder = out.parent / f"{out.stem}_files"
+    folder = out.parent / files
     folder.mkdir(parents=True, exist_ok=True)
     for asset in sorted(ASSETS.iterdir()):
         if asset.is_file():
             shutil.copyfile(asset, folder / asset.name)
     shutil.copyfile(anywidget_js, folder / "anywidget.js")
-    licence = _anywidget_licence()
+    licence = _licence("anywidget")
     if licence is not None:
         shutil.copyfile(licence, folder / "anywidget.LICENSE.txt")
+    modules = _copy_amd_modules(_modules_used(nb), folder)
 
-    out.write_text(_render(nb, out, folder.name), encoding="utf-8")
+    out.write_text(_render(nb, out, folder.name, modules), encoding="utf-8")
     return out
 
 
@@ -202,17 +226,76 @@ def _anywidget_module() -> Path:
     return path
 
 
-def _anywidget_licence() -> Path | None:
+def _licence(distribution: str) -> Path | None:
+    """The licence file of an installed distribution (from its dist-info), if it ships one."""
     try:
-        files = metadata.distribution("anywidget").files or []
-    except metadata.PackageNotFoundError:  # pragma: no cover - anywidget is a dependency
+        files = metadata.distribution(distribution).files or []
+    except metadata.PackageNotFoundError:
         return None
     for f in files:
-        if f.name.upper().startswith("LICENSE"):
+        if f.name.upper().startswith(("LICENSE", "LICENCE", "COPYING")) and ".dist-info" in str(f):
             path = Path(str(f.locate()))
             if path.is_file():
                 return path
     return None
+
+
+def _distribution_file(distribution: str, suffix: str) -> Path | None:
+    """The installed file of ``distribution`` whose recorded path ends with ``suffix`` (None if absent)."""
+    try:
+        files = metadata.distribution(distribution).files or []
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if str(f).replace("\\", "/").endswith(suffix):
+            path = Path(str(f.locate())).resolve()
+            if path.is_file():
+                return path
+    return None
+
+
+def _modules_used(nb: Any) -> set[str]:
+    """The widget modules (``model_module`` and ``view_module``) named in ``nb``'s saved widget state."""
+    state = nb.get("metadata", {}).get("widgets", {}).get(_STATE_MIME, {}).get("state", {})
+    used: set[str] = set()
+    for model in state.values():
+        if isinstance(model, dict):
+            used.add(str(model.get("model_module", "")))
+            used.add(str(model.get("state", {}).get("_view_module", "")))
+    used.discard("")
+    return used
+
+
+def _copy_amd_modules(used: set[str], folder: Path) -> list[str]:
+    """Copy the AMD front ends of the modules in ``used`` (and their group) into ``folder``.
+
+    Returns the require.js names copied. A module the page needs whose package is not installed here is
+    left out with a warning: its outputs show an error in the page, the rest works.
+    """
+    wanted: set[str] = set()
+    for group in _AMD_GROUPS:
+        if used & set(group):
+            wanted |= set(group)
+    wanted |= used & set(_AMD_MODULES)
+    copied, missing = [], []
+    for name in sorted(wanted):
+        distribution, suffix = _AMD_MODULES[name]
+        source = _distribution_file(distribution, suffix)
+        if source is None:
+            missing.append(f"{name} (install the `{distribution}` package)")
+            continue
+        shutil.copyfile(source, folder / f"{name}.js")
+        licence = _licence(distribution)
+        if licence is not None:
+            shutil.copyfile(licence, folder / f"{name}.LICENSE.txt")
+        copied.append(name)
+    if missing:
+        warnings.warn(
+            f"the page's widget state uses front ends that are not installed here: {', '.join(missing)}; "
+            "their outputs show an error in the page",
+            stacklevel=3,
+        )
+    return copied
 
 
 def _execute(nb: Any, cwd: Path, timeout: int, kernel_name: str | None) -> set[str]:
@@ -293,8 +376,19 @@ def _check_widget_state(nb: Any) -> None:
         )
 
 
-def _render(nb: Any, out: Path, folder: str) -> str:
-    """The HTML of ``nb``, loading its scripts from ``folder`` (relative to the page)."""
+def _renderer_modules() -> list[str]:
+    """The named AMD modules that ``embed-amd.js`` defines (``@jupyter-widgets/base``, ...)."""
+    import re
+
+    text = (ASSETS / "embed-amd.js").read_text(encoding="utf-8", errors="replace")
+    return sorted(set(re.findall(r"""define\(["'](@jupyter-widgets/[^"']+)["']""", text)))
+
+
+def _render(nb: Any, out: Path, folder: str, modules: Sequence[str] = ()) -> str:
+    """The HTML of ``nb``, loading its scripts from ``folder`` (relative to the page).
+
+    ``modules``: the widget modules copied into ``folder`` as ``<name>.js`` besides anywidget.
+    """
     import jinja2
 
     nbconvert = _require("nbconvert")
@@ -306,10 +400,15 @@ def _render(nb: Any, out: Path, folder: str) -> str:
         require_js_url=f"{base}/require.js",
         widget_renderer_url=f"{base}/embed-amd.js",
     )
+    paths = {"anywidget": f"{base}/anywidget", **{m: f"{base}/{quote(m)}" for m in modules}}
+    # The renderer's own modules (defined inside embed-amd.js) load Font Awesome's fonts from beside their
+    # require.js URL: point those URLs into the folder, where the build put the fonts.
+    for name in _renderer_modules():
+        paths[name] = f"{base}/{quote(name.replace('/', '--'))}"
     resources = {
         "metadata": {"name": out.stem},
         # JSON inside a <script>: "</" must not close it
-        "nbexplain_paths": json.dumps({"anywidget": f"{base}/anywidget"}).replace("</", "<\\/"),
+        "nbexplain_paths": json.dumps(paths).replace("</", "<\\/"),
         "nbexplain_missing": f"{base}/missing-modules/",
     }
     html, _ = exporter.from_notebook_node(nb, resources=resources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import re
 import subprocess
 import sys
@@ -91,7 +92,12 @@ def test_page_and_assets_folder_with_relative_urls(tmp_path: Path) -> None:
     # scripts come from the folder, by relative (URL-quoted) paths; nothing from a CDN
     assert '<script src="my%20page_files/require.js"></script>' in html
     assert "'my%20page_files/embed-amd.js'" in html
-    assert 'require.config({paths: {"anywidget": "my%20page_files/anywidget"}});' in html
+    paths = json.loads(re.search(r"require\.config\(\{paths: (\{.*?\})\}\);", html).group(1))
+    assert paths["anywidget"] == "my%20page_files/anywidget"
+    # the renderer's own modules resolve into the folder (their CSS loads Font Awesome from beside them)
+    assert paths["@jupyter-widgets/base"] == "my%20page_files/%40jupyter-widgets--base"
+    assert all(v.startswith("my%20page_files/") for v in paths.values()), paths
+    assert "bqplot" not in paths and not (folder / "bqplot.js").exists()  # no bqplot chart in this page
     assert 'data-jupyter-widgets-cdn="my%20page_files/missing-modules/"' in html
     srcs = re.findall(r"""(?:src=|Src = )["']([^"']+)["']""", html)
     assert srcs and all(s.startswith("my%20page_files/") for s in srcs), srcs
@@ -151,3 +157,55 @@ def test_importing_nbexplain_does_not_import_nbconvert() -> None:
             "print(sorted(m for m in ('nbconvert', 'nbclient', 'nbformat') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def bqplot_notebook() -> nbformat.NotebookNode:
+    """A notebook whose saved state has a bqplot figure (model module "bqplot") and a bqscales scale."""
+    nb = widget_notebook()
+    nb.metadata["widgets"][STATE]["state"].update({
+        "fig": {"model_name": "FigureModel", "model_module": "bqplot", "model_module_version": "^0.6.1",
+                "state": {"_view_module": "bqplot", "marks": ["IPY_MODEL_sc"]}},
+        "sc": {"model_name": "LinearScaleModel", "model_module": "bqscales", "model_module_version": "^0.3",
+               "state": {"_view_module": "bqscales"}},
+    })
+    return nb
+
+
+def test_bqplot_charts_get_the_installed_amd_modules(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    page = export_html(bqplot_notebook(), tmp_path / "charts.html")
+    folder = tmp_path / "charts_files"
+    for name in ("bqplot", "bqscales"):
+        shipped = [f for f in metadata.distribution(name).files
+                   if str(f).replace("\\", "/").endswith(f"share/jupyter/nbextensions/{name}/index.js")]
+        assert len(shipped) == 1, shipped
+        assert filecmp.cmp(folder / f"{name}.js", Path(str(shipped[0].locate())), shallow=False)
+        assert "Apache" in (folder / f"{name}.LICENSE.txt").read_text()
+    paths = json.loads(re.search(r"require\.config\(\{paths: (\{.*?\})\}\);", page.read_text()).group(1))
+    assert paths["bqplot"] == "charts_files/bqplot" and paths["bqscales"] == "charts_files/bqscales"
+
+
+def test_a_scale_alone_brings_bqplot_too(tmp_path: Path) -> None:
+    nb = bqplot_notebook()
+    del nb.metadata["widgets"][STATE]["state"]["fig"]
+    export_html(nb, tmp_path / "scale.html")
+    assert {"bqplot.js", "bqscales.js"} <= {p.name for p in (tmp_path / "scale_files").iterdir()}
+
+
+def test_missing_chart_package_warns_and_writes_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(export._AMD_MODULES, "bqscales", ("no-such-distribution-nbx", "x/index.js"))
+    with pytest.warns(UserWarning, match=r"not installed here: bqscales \(install the `no-such-distribution-nbx`"):
+        page = export_html(bqplot_notebook(), tmp_path / "charts.html")
+    names = {p.name for p in (tmp_path / "charts_files").iterdir()}
+    assert "bqplot.js" in names and "bqscales.js" not in names
+    assert '"bqscales"' not in page.read_text().split("require.config", 1)[1].split("</script>", 1)[0]
+
+
+def test_renderer_fonts_ship_with_the_page(tmp_path: Path) -> None:
+    """html-manager's CSS asks for Font Awesome's WOFF2 files beside its modules: the folder has them."""
+    export_html(widget_notebook(), tmp_path / "page.html")
+    text = (tmp_path / "page_files" / "embed-amd.js").read_text(errors="replace")
+    wanted = set(re.findall(r'"([0-9a-f]{20}\.woff2)"', text))
+    assert wanted and wanted <= {p.name for p in (tmp_path / "page_files").iterdir()}
+    assert "OFL" in (tmp_path / "page_files" / "fontawesome-free.LICENSE.txt").read_text()

@@ -74,7 +74,9 @@ class SaturationDashboard(w.VBox):
         self.bars = bq.Bars(x=self.layers, y=[[0.0] * len(self.layers)] * 2, scales={"x": bx, "y": by},
                             type="grouped", colors=["#1f77b4", "#aec7e8"], labels=["train", "eval"],
                             display_legend=True)
-        self.probe_line = bq.Lines(x=self.layers, y=[math.nan] * len(self.layers), scales={"x": bx, "y": by},
+        # hidden until probes exist; finite data even then: bqplot draws hidden marks too, and NaN points
+        # make the browser log SVG errors
+        self.probe_line = bq.Lines(x=self.layers, y=[0.0] * len(self.layers), scales={"x": bx, "y": by},
                                    colors=["#d62728"], marker="square", labels=["probe accuracy"],
                                    display_legend=True, visible=False)
         self.fig_layers = bq.Figure(
@@ -115,7 +117,10 @@ class SaturationDashboard(w.VBox):
             x, train, ev = np.zeros(2), np.repeat(train, 2, axis=1), np.repeat(ev, 2, axis=1)
         with self.lines_train.hold_sync(), self.lines_eval.hold_sync():
             self.lines_train.x, self.lines_train.y = x, train
-            self.lines_eval.x, self.lines_eval.y = x, ev
+            if np.isnan(ev).all():  # no eval epochs yet: no eval lines (all-NaN lines are SVG errors)
+                self.lines_eval.x, self.lines_eval.y = np.zeros(0), np.zeros((0, 0))
+            else:
+                self.lines_eval.x, self.lines_eval.y = x, ev
         if hist:
             last = hist[-1]
             bars = [[last.train[n].saturation if n in last.train else 0.0 for n in self.layers],

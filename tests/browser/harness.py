@@ -353,6 +353,8 @@ class Lab:
                 "--ServerApp.terminals_enabled=False",
                 "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
                 "--LabApp.expose_app_in_browser=True",
+                # Notebook 7 (the `notebook` package, a server extension of the same server) exposes it too
+                "--JupyterNotebookApp.expose_app_in_browser=True",
             ]
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
             self.proc = subprocess.Popen(
@@ -372,6 +374,13 @@ class Lab:
         self._start_browser()
         self.startup_seconds["browser"] = time.perf_counter() - t1
         return self
+
+    def log_text(self) -> str:
+        """Everything the server (and its kernels) wrote to stdout/stderr so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def _log_tail(self, n: int = 60) -> str:
         try:
@@ -489,23 +498,27 @@ class Lab:
         return path
 
     def open_notebook(self, cells: list[str], name: str, run: bool = True,
-                      viewport: tuple[int, int] = (1280, 1000), device_scale_factor: float = 1) -> Notebook:
+                      viewport: tuple[int, int] = (1280, 1000), device_scale_factor: float = 1,
+                      app: str = "lab") -> Notebook:
         """Write ``cells`` to ``<name>.ipynb``, open it in a new page, wait for its kernel, run all cells.
 
         ``run=False`` only opens the page and waits for the kernel (call ``nb.run_all()`` yourself).
         ``device_scale_factor=2`` renders at high DPI (sharper screenshots for the docs).
+        ``app="notebook"`` opens it in Notebook 7 (``/notebooks/<name>.ipynb``) instead of JupyterLab.
 
         Raises :class:`NotebookCellError` (with the cell's source and traceback) if a cell raised, and
         :class:`HarnessError` if the page, the kernel or the run did not get ready in time.
         """
         if self.browser is None:
             raise HarnessError("Lab.start() was not called")
+        if app not in ("lab", "notebook"):
+            raise ValueError(f"app must be 'lab' (JupyterLab) or 'notebook' (Notebook 7), got {app!r}")
         wanted = name if name.endswith(".ipynb") else f"{name}.ipynb"
         if any(nb.path == wanted for nb in self.open_notebooks):
             raise ValueError(f"a notebook named {wanted!r} is already open in this session; close it "
                              "(use `with nb:`) or pick another name")
         path = self.write_notebook(cells, name)
-        nb = Notebook(self, path, viewport, device_scale_factor)
+        nb = Notebook(self, path, viewport, device_scale_factor, app=app)
         self.open_notebooks.append(nb)
         self.timings.append((path, nb.open_seconds))
         try:
@@ -530,9 +543,11 @@ class Lab:
 class Notebook:
     """A notebook opened in its own browser page, with its own kernel. Created by :meth:`Lab.open_notebook`."""
 
-    def __init__(self, lab: Lab, path: str, viewport: tuple[int, int], device_scale_factor: float = 1) -> None:
+    def __init__(self, lab: Lab, path: str, viewport: tuple[int, int], device_scale_factor: float = 1,
+                 app: str = "lab") -> None:
         self.lab = lab
         self.path = path
+        self.app = app
         self.name = Path(path).stem
         self.context = lab.browser.new_context(
             viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=device_scale_factor,
@@ -581,9 +596,12 @@ class Notebook:
     # -- opening and running -------------------------------------------------------------------------
     def _open(self) -> None:
         t0 = time.perf_counter()
-        workspace = f"nbx-{self.name}-{uuid.uuid4().hex[:8]}"  # a fresh workspace: nothing else restored
-        url = (f"{self.lab.url}/lab/workspaces/{quote(workspace)}/tree/{quote(self.path)}"
-               f"?token={self.lab.token}")
+        if self.app == "notebook":  # Notebook 7: one notebook per page, no workspace
+            url = f"{self.lab.url}/notebooks/{quote(self.path)}?token={self.lab.token}"
+        else:
+            workspace = f"nbx-{self.name}-{uuid.uuid4().hex[:8]}"  # a fresh workspace: nothing else restored
+            url = (f"{self.lab.url}/lab/workspaces/{quote(workspace)}/tree/{quote(self.path)}"
+                   f"?token={self.lab.token}")
         self.page.goto(url, wait_until="domcontentloaded", timeout=60_000)
         self._wait_until(lambda s: s.get("ready") and s.get("kernelId"), KERNEL_READY_TIMEOUT,
                          "the notebook to load and get a kernel")

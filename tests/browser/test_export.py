@@ -169,3 +169,83 @@ def test_exported_page_renders_and_interacts_offline(chromium, tmp_path):
     assert any(u.endswith("/offline_files/anywidget.js") for u in allowed), allowed
     assert errors == [], errors
     print(f"export (execute) {t_export:.1f} s, offline render {t_render:.1f} s")
+
+
+# A SaturationDashboard (bqplot line and bar charts) after two epochs, and a plain bqplot chart.
+BQPLOT_CELLS = [
+    "%%md\n# bqplot offline",
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import mlp\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "torch.manual_seed(0)\n"
+    "net = mlp(20, (16, 12, 8), seed=0)\n"
+    "tracker = nx.SaturationTracker(net).start()\n"
+    "dash = SaturationDashboard(tracker)\n"
+    "for _ in range(2):\n"
+    "    with torch.no_grad():\n"
+    "        net(torch.randn(200, 20))\n"
+    "    _ = tracker.end_epoch()\n"
+    "tracker.close()\n"
+    "dash",
+    "import bqplot.pyplot as plt\n"
+    "fig = plt.figure(title='plain bqplot')\n"
+    "_ = plt.plot([0, 1, 2, 3], [0.0, 1.0, 4.0, 9.0])\n"
+    "fig",
+]
+
+# The points of every drawn line of a bqplot figure (what the user sees as curves).
+LINE_POINTS = """root => Array.from(root.querySelectorAll('.bqplot path.line'))
+  .map(p => (p.getAttribute('d') || '').split(/[ML]/).filter(s => s.trim()).length)"""
+
+
+def test_exported_bqplot_charts_render_offline(chromium, tmp_path):
+    from nbexplain.export import export_html
+
+    write_notebook(tmp_path / "charts.ipynb", BQPLOT_CELLS)
+    page_path = export_html(tmp_path / "charts.ipynb", tmp_path / "charts.html", execute=True, timeout=120)
+    folder = tmp_path / "charts_files"
+    assert {"bqplot.js", "bqscales.js", "bqplot.LICENSE.txt", "bqscales.LICENSE.txt"} <= {p.name for p in folder.iterdir()}
+
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    allowed, blocked, errors, console, failed = [], [], [], [], []
+
+    def gate(route) -> None:
+        if route.request.url.startswith("file://"):
+            allowed.append(route.request.url)
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", gate)
+    page.on("pageerror", lambda e: errors.append(f"{getattr(e, 'name', 'Error')}: {getattr(e, 'message', e)}"))
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    try:
+        page.goto(page_path.as_uri(), wait_until="load")
+        dash = page.locator(".nbx-saturation-dashboard")
+        dash.wait_for()
+        # the dashboard's charts are bqplot figures drawn from the local AMD modules: one line per layer,
+        # two epochs each, in the epochs chart
+        page.wait_for_function(f"el => ({LINE_POINTS})(el).filter(n => n == 2).length >= 4",
+                               arg=dash.element_handle(), timeout=30_000)
+        assert dash.locator(".bqplot").count() >= 2
+        assert dash.locator(".bqplot rect.bargroup, .bqplot .bargroup rect, .bqplot g.bar rect").count() > 0
+        # the plain chart: one line of four points, and the figure's title
+        plain = page.locator(".bqplot", has_text="plain bqplot")
+        plain.wait_for()
+        assert plain.evaluate(LINE_POINTS.replace(".bqplot path.line", "path.line")) == [4]
+        assert page.locator(".jupyter-widgets.widget-error, .widget-error").count() == 0
+        assert "Error" not in (page.locator(".jp-OutputArea-output").all_inner_texts() or [""])[0]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "export-bqplot.png"), full_page=True)
+    finally:
+        context.close()
+    assert blocked == [], blocked
+    assert any(u.endswith("/charts_files/bqplot.js") for u in allowed), allowed
+    assert any(u.endswith("/charts_files/bqscales.js") for u in allowed), allowed
+    assert errors == [], errors
+    assert failed == [], failed  # the folder holds everything the page asks for (fonts included)
+    assert console == [], console  # nothing failed to load, and the charts draw no NaN into the SVG
