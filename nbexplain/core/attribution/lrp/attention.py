@@ -318,7 +318,8 @@ class AttentionRules(FunctionalRules):
     """
 
     def __init__(self, model: nn.Module, *, epsilon: float, variant: str = "attn_lrp", strict: bool = True) -> None:
-        super().__init__(model)
+        # module labels serve strict=False's report only: under strict no per-module hooks (≈ 2 per module per pass)
+        super().__init__(model, track=not strict)
         if variant not in ATTENTION_VARIANTS:
             raise ValueError(f"`attention` must be one of {ATTENTION_VARIANTS} or None, got {variant!r}.")
         self.epsilon = epsilon
@@ -337,9 +338,9 @@ class AttentionRules(FunctionalRules):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
-        name = _name(func)
         if self.inside() or not torch.is_grad_enabled():
             return func(*args, **kwargs)
+        name = _name(func)
         if name in COPY_LIKE:
             result = func(*args, **kwargs)
             if self.probs:

@@ -87,10 +87,12 @@ class ModuleStackMode(torch.overrides.TorchFunctionMode):
     """A torch function mode that knows which module's forward is running: ``self.stack[-1]`` labels it
     (``"'layer1.0' (BasicBlock)"``). Module hooks keep the stack; :meth:`close` removes them."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, track: bool = True) -> None:
         super().__init__()
         self.stack: list[str] = []
         self.handles = Handles()
+        if not track:  # no module labels needed (no report, no error that names the module): no hooks
+            return
         try:
             for name, mod in model.named_modules():
                 label = f"{name!r} ({type(mod).__name__})" if name else f"the model's own forward ({type(mod).__name__})"
@@ -122,8 +124,8 @@ class FunctionalRules(ModuleStackMode):
 
     ``inside`` is a callable telling whether a module with a rule is running (its operations are left alone)."""
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, track: bool = True) -> None:
+        super().__init__(model, track)
         self.inside: Any = lambda: True
         self.nonlinear: dict[str, set[str]] = {}
 
