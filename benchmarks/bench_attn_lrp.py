@@ -38,9 +38,9 @@ def main() -> None:
         x = torch.rand(args.batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
         target = torch.randint(0, 10, (args.batch,), generator=torch.Generator().manual_seed(1))
         methods = {
-            "nx.lrp attn_lrp": lambda: nx.lrp(model, x, target, composite="attn_lrp"),
-            "nx.lrp cp_lrp": lambda: nx.lrp(model, x, target, composite="cp_lrp"),
-            "nx.gradient_x_input": lambda: nx.gradient_x_input(model, x, target),
+            "nx.lrp attn_lrp": lambda m=model, x=x, t=target: nx.lrp(m, x, t, composite="attn_lrp", progress=False),
+            "nx.lrp cp_lrp": lambda m=model, x=x, t=target: nx.lrp(m, x, t, composite="cp_lrp", progress=False),
+            "nx.gradient_x_input": lambda m=model, x=x, t=target: nx.gradient_x_input(m, x, t, progress=False),
         }
         runs = time_against(input_gradient(model, x, target), methods, args.rounds)
         print_ratio_table(f"AttnLRP on a {label}, {args.batch} × 1 × 28 × 28", runs, note=f"{args.rounds} rounds")

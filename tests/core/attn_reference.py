@@ -177,7 +177,7 @@ def relevance(wts: Weights, x: torch.Tensor, target: torch.Tensor, cp: bool = Fa
     out = {"block_out": [], "block_in": [], "softmax_absorbed": [], "logit": r_logits.sum(1)}
     n, t, d = x.shape
     hd = d // wts.heads
-    for blk, a in zip(reversed(wts.blocks), reversed(acts)):
+    for blk, a in zip(reversed(wts.blocks), reversed(acts), strict=True):
         out["block_out"].insert(0, r)
         r_x1, r_m = r_sum(a["x1"], a["m"], r)
         r_g = r_linear(a["g"], blk.w2, blk.b2, r_m)

@@ -189,7 +189,7 @@ def test_one_attention_head_by_hand() -> None:
         def __init__(self) -> None:
             super().__init__()
             self.q, self.k, self.v = (nn.Linear(d, d, bias=False).double() for _ in range(3))
-            for lin, wt in zip((self.q, self.k, self.v), (wq, wk, wv)):
+            for lin, wt in zip((self.q, self.k, self.v), (wq, wk, wv), strict=True):
                 _set(lin, wt, None)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -295,7 +295,7 @@ def test_training_in_the_same_process_is_unchanged() -> None:
             nx.lrp(a, torch.randn(2, 1, 16, 16), composite=composite)
     train(a, 2)
     train(b, 2)
-    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+    for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q), n
 
 

@@ -34,7 +34,19 @@ from .engine import LRPResult, UnsupportedModuleError
 from .entry import lrp
 from .functional import FunctionalOpsWarning
 from .rules import (
-    AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, NormIdentity, Pass, Rule, WSquare, ZBox, ZeroRule, ZPlus,
+    AlphaBeta,
+    Epsilon,
+    Flat,
+    Gamma,
+    Gradient,
+    Norm,
+    NormIdentity,
+    Pass,
+    Rule,
+    WSquare,
+    ZBox,
+    ZeroRule,
+    ZPlus,
 )
 
 __all__ = [

@@ -48,10 +48,10 @@ from torch.nn import functional as F
 
 from .composites import ATTENTION_VARIANTS, rms_like
 from .engine import _GradientFunction, _replace_leaves, _tensor_leaves
-from .rules import stabilize
 from .functional import _INPLACE_DUNDER, _SCALINGS, COPY_LIKE, LINEAR, FunctionalRules, _grad_inputs, _name
+from .rules import stabilize
 
-__all__ = ["AttentionRules", "NormForward", "norm_node", "taylor_node"]
+__all__ = ["AttentionRules", "AttentionForward", "EncoderLayerForward", "NormForward", "norm_node", "taylor_node"]
 
 #: Element-wise activations: the identity rule.
 _ELEMENTWISE = frozenset(
@@ -259,6 +259,82 @@ class NormForward:
             y, _, rstd = torch.native_layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
         s.norm_stats[id(y)] = (y, rstd)
         return y
+
+
+class _StandIn:
+    """An instance ``forward`` for the duration of a session (removed in :meth:`remove`)."""
+
+    def __init__(self, session: Any, module: nn.Module) -> None:
+        self.session, self.module = session, module
+        module.forward = self  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") is self:
+            del self.module.forward
+
+
+class AttentionForward(_StandIn):
+    """``nn.MultiheadAttention`` during an explained pass: its attention computed from its parts by the rules
+    (the same computation as intercepting ``F.multi_head_attention_forward``, without the module's fast-path
+    checks and argument handling going through the torch-function modes one operation at a time)."""
+
+    def __call__(  # noqa: D102
+        self, query: Any, key: Any, value: Any, key_padding_mask: Any = None, need_weights: bool = True,
+        attn_mask: Any = None, average_attn_weights: bool = True, is_causal: bool = False,
+    ) -> Any:
+        s, m = self.session, self.module
+        mode = s.functional
+        args = (query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal)
+        tensors = [t for t in (query, key, value) if isinstance(t, torch.Tensor)]
+        if (
+            not s.active
+            or not isinstance(mode, AttentionRules)
+            or len(tensors) != 3
+            or not torch.is_grad_enabled()
+            or not any(t.requires_grad for t in tensors)
+        ):
+            return type(m).forward(m, *args)
+        with torch._C.DisableTorchFunction():
+            batched = query.dim() == 3
+            if m.batch_first and batched:  # keep `query is key is value` (the packed projection) when it holds
+                if query is key and key is value:
+                    query = key = value = query.transpose(1, 0)
+                else:
+                    query, key, value = (t.transpose(1, 0) for t in (query, key, value))
+            separate = not m._qkv_same_embed_dim
+            call = dict(
+                query=query, key=key, value=value, embed_dim_to_check=m.embed_dim, num_heads=m.num_heads,
+                in_proj_weight=m.in_proj_weight, in_proj_bias=m.in_proj_bias, bias_k=m.bias_k, bias_v=m.bias_v,
+                add_zero_attn=m.add_zero_attn, dropout_p=m.dropout, out_proj_weight=m.out_proj.weight,
+                out_proj_bias=m.out_proj.bias, training=m.training, key_padding_mask=key_padding_mask,
+                need_weights=need_weights, attn_mask=attn_mask, use_separate_proj_weight=separate,
+                q_proj_weight=m.q_proj_weight if separate else None, k_proj_weight=m.k_proj_weight if separate else None,
+                v_proj_weight=m.v_proj_weight if separate else None, average_attn_weights=average_attn_weights,
+                is_causal=is_causal,
+            )
+            out, weights = _mha(mode, F.multi_head_attention_forward, (), call, [])
+            if m.batch_first and batched:
+                out = out.transpose(1, 0)
+        return out, weights
+
+
+class EncoderLayerForward(_StandIn):
+    """``nn.TransformerEncoderLayer`` during an explained pass: its explicit path (pre- or post-norm), without the
+    fast-path checks (which would run one by one through the torch-function modes, and which the explained input
+    rules out anyway: it requires grad)."""
+
+    def __call__(  # noqa: D102
+        self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False
+    ) -> Any:
+        s, m = self.session, self.module
+        if not s.active or not isinstance(src, torch.Tensor) or not src.requires_grad:
+            return type(m).forward(m, src, src_mask, src_key_padding_mask, is_causal)
+        x = src
+        if m.norm_first:
+            x = x + m._sa_block(m.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal)
+            return x + m._ff_block(m.norm2(x))
+        x = m.norm1(x + m._sa_block(x, src_mask, src_key_padding_mask, is_causal=is_causal))
+        return m.norm2(x + m._ff_block(x))
 
 
 def norm_node(
@@ -473,7 +549,7 @@ def _is_scaling(name: str, args: tuple, x: torch.Tensor) -> bool:
     if isinstance(other, (int, float)) and not isinstance(other, bool):
         return True
     return isinstance(other, torch.Tensor) and not other.requires_grad and other.dim() <= x.dim() and all(
-        o in (1, s) for o, s in zip(reversed(other.shape), reversed(x.shape))
+        o in (1, s) for o, s in zip(reversed(other.shape), reversed(x.shape), strict=False)  # trailing dims
     )
 
 
@@ -529,7 +605,7 @@ def _norm(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list)
 
 def _sdpa(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list) -> Any:
     names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
-    bound = dict(zip(names, args))
+    bound = dict(zip(names, args, strict=False))  # positional arguments given, by name
     bound.update(kwargs)
     q, k, v = bound["query"], bound["key"], bound["value"]
     if mode.cp:  # only the values carry relevance: no need to propagate through queries and keys at all
@@ -555,7 +631,7 @@ def _mha(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list) 
         "need_weights", "attn_mask", "use_separate_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight",
         "static_k", "static_v", "average_attn_weights", "is_causal",
     )
-    b = dict(zip(names, args))
+    b = dict(zip(names, args, strict=False))  # positional arguments given, by name
     b.update(kwargs)
     unsupported = [n for n in ("bias_k", "bias_v", "static_k", "static_v") if b.get(n) is not None]
     if b.get("add_zero_attn"):
@@ -584,7 +660,7 @@ def _mha(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list) 
     if query is key and key is value and not b.get("use_separate_proj_weight"):  # self-attention: one packed projection
         q, k, v = mode.product(F.linear, (query, b["in_proj_weight"], bias), {}).chunk(3, -1)
     else:
-        q, k, v = (mode.product(F.linear, (t, w, c), {}) for t, w, c in zip((query, key, value), weights, biases))
+        q, k, v = (mode.product(F.linear, (t, w, c), {}) for t, w, c in zip((query, key, value), weights, biases, strict=True))
     source = k.shape[0]
 
     def split(t: torch.Tensor, n: int) -> torch.Tensor:  # (n, batch, dim) -> (batch, heads, n, head_dim)

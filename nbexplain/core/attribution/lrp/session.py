@@ -33,6 +33,7 @@ from torch import nn
 from ..._base.hygiene import preserved
 from ..._base.machinery import Handles, user_stacklevel
 from . import engine
+from .attention import AttentionForward, EncoderLayerForward, NormForward, norm_node
 from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable
 from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
 from .engine import (
@@ -51,7 +52,6 @@ from .engine import (
     _tensor_leaves,
     _unsupported,
 )
-from .attention import NormForward, norm_node
 from .functional import FunctionalOpsWarning
 from .inputs import computed_in_float32, suspended_backward_hooks
 from .ops import POOLS, WEIGHTED, LayerOp, Workspace, make_op
@@ -158,6 +158,14 @@ class Session:
             if getattr(mod, "inplace", False) is True:
                 self.handles.add(mod.register_forward_pre_hook(self._copy_input))
             self.handles.add(mod.register_forward_hook(self._make_hook(name)))
+        if composite.attention is not None:  # explicit attention paths for the pass (not for modules given a rule)
+            for name, mod in model.named_modules():
+                if name in units or "forward" in mod.__dict__:
+                    continue
+                if type(mod) is nn.MultiheadAttention:
+                    self.handles.add(AttentionForward(self, mod))
+                elif type(mod) is nn.TransformerEncoderLayer:
+                    self.handles.add(EncoderLayerForward(self, mod))
         modules = dict(model.named_modules())
         for name in self.capture:
             self.handles.add(modules[name].register_forward_hook(self._make_capture(name)))
