@@ -467,3 +467,58 @@ def test_a_module_that_only_looks_like_an_rms_norm_is_refused() -> None:
     net = nn.Sequential(FakeRMSNorm(4), nn.Linear(4, 2)).eval()
     with untouched(net), pytest.raises(TypeError, match="looks like an RMS norm"):
         nx.lrp(net, torch.randn(3, 4), 0, composite="attn_lrp")
+
+
+class GPT2Block(nn.Module):
+    """A hand-written GPT-2 block: LayerNorm, one c_attn projection split into q, k, v, causal attention by
+    ``F.scaled_dot_product_attention`` (``fused``) or written out, c_proj, and a GELU (tanh) MLP."""
+
+    def __init__(self, dim: int, heads: int, fused: bool) -> None:
+        super().__init__()
+        self.heads, self.fused = heads, fused
+        self.ln_1, self.ln_2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.c_attn, self.c_proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.c_fc, self.c_out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n, t, d = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+        q, k, v = (u.view(n, t, self.heads, d // self.heads).transpose(1, 2) for u in (q, k, v))
+        if self.fused:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+            y = att.softmax(dim=-1) @ v
+        x = x + self.c_proj(y.transpose(1, 2).contiguous().view(n, t, d))
+        return x + self.c_out(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT2(nn.Module):
+    def __init__(self, fused: bool, vocab: int = 30, length: int = 9, dim: int = 16) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.wte, self.wpe = nn.Embedding(vocab, dim), nn.Embedding(length, dim)
+        self.h = nn.ModuleList(GPT2Block(dim, 2, fused) for _ in range(2))
+        self.ln_f, self.lm_head = nn.LayerNorm(dim), nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+def test_a_gpt2_style_language_model_on_token_ids() -> None:
+    """Token ids through the embedding, learned positions from a second embedding, causal SDPA: the next-token
+    logit at the last position explained per token, the same whether attention is fused or written out."""
+    ids = torch.randint(0, 30, (3, 9), generator=torch.Generator().manual_seed(1))
+    maps = {}
+    for fused in (True, False):
+        net = GPT2(fused).double().eval()
+        with untouched(net):
+            res = nx.lrp(net, ids, 7, composite="attn_lrp", embedding="wte", output=lambda y: y[:, -1])
+        assert res.attribution.shape == ids.shape and torch.isfinite(res.attribution).all()
+        maps[fused] = res.attribution
+    torch.testing.assert_close(maps[True], maps[False], atol=1e-12, rtol=1e-9)
+    assert maps[True].abs().sum() > 0

@@ -403,6 +403,9 @@ class AttentionRules(FunctionalRules):
         self.strict = strict
         # CP-LRP: softmax outputs (and their copies) by id -> (tensor, version): constants in later products
         self.probs: dict[int, tuple[torch.Tensor, int]] = {}
+        # the canonizers' handlers (residual sums, layer scales), consulted first: they share this mode
+        # (canonizers.shared_dispatch) instead of stacking a second one
+        self.handlers: dict[Any, list[Any]] = {}
 
     def __enter__(self) -> AttentionRules:
         self.probs = {}
@@ -414,6 +417,10 @@ class AttentionRules(FunctionalRules):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
+        for handle in self.handlers.get(func, ()):
+            out = handle(func, args, kwargs)
+            if out is not NotImplemented:
+                return out
         if self.inside() or not torch.is_grad_enabled():
             return func(*args, **kwargs)
         name = _name(func)

@@ -38,7 +38,7 @@ from .ops import TRANSPOSED, Scale, channel_view
 
 __all__ = [
     "Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "default_canonizers", "merged_parameters",
-    "bn_mergeable", "bn_affine",
+    "bn_mergeable", "bn_affine", "shared_dispatch",
 ]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -267,6 +267,19 @@ class _Dispatch(TorchFunctionMode):
 
 
 _LOCAL = threading.local()
+
+
+@contextmanager
+def shared_dispatch(mode: Any) -> Iterator[None]:
+    """For the block, the canonizers register their handlers in ``mode`` (a torch function mode with a
+    ``handlers`` dict that it consults first, as :class:`_Dispatch` does) instead of pushing a mode of their own:
+    one Python round trip per torch call instead of two (the attention rules' mode, :mod:`.attention`)."""
+    before = getattr(_LOCAL, "mode", None)
+    _LOCAL.mode = mode
+    try:
+        yield
+    finally:
+        _LOCAL.mode = before
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from ..._base.hygiene import preserved
 from ..._base.machinery import Handles, user_stacklevel
 from . import engine
 from .attention import AttentionForward, EncoderLayerForward, NormForward, norm_node
-from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable
+from .canonizers import Canonizer, MergeBatchNorm, bn_mergeable, shared_dispatch
 from .composites import BATCHNORMS, CONVS, DENSE, TRANSPARENT, Composite, Sum
 from .engine import (
     _NONNEG_ACTIVATIONS,
@@ -247,6 +247,8 @@ class Session:
             if self.functional is not None:  # below the canonizers' modes: residual sums still become Sum modules
                 self.functional.nonlinear = {}
                 stack.enter_context(self.functional)
+                if hasattr(self.functional, "handlers"):  # the attention rules take the canonizers' handlers
+                    stack.enter_context(shared_dispatch(self.functional))
             for c in self.canonizers:
                 if not isinstance(c, MergeBatchNorm):  # merged during the forward pass (_merge)
                     stack.enter_context(c.apply(model, example))
