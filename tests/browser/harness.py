@@ -870,3 +870,22 @@ def _short_state(state: dict) -> dict:
         "prompts": state.get("prompts"),
         "counts": [c.get("count") for c in state.get("cells", []) if c["type"] == "code"],
     }
+
+
+def offline_only(context: Any) -> tuple[list[str], list[str]]:
+    """Refuse every request of a Playwright browser ``context`` that is not a ``file://`` URL (a page opened from
+    disk with no network). Returns the lists ``(allowed, blocked)`` of URLs, filled as the page loads."""
+    allowed: list[str] = []
+    blocked: list[str] = []
+
+    def gate(route: Any) -> None:
+        url = route.request.url
+        if url.startswith("file://"):
+            allowed.append(url)
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    context.route("**/*", gate)
+    return allowed, blocked

@@ -16,7 +16,7 @@ import shutil
 import time
 
 import pytest
-from harness import ARTIFACTS
+from harness import ARTIFACTS, offline_only
 
 pytestmark = pytest.mark.browser
 
@@ -87,18 +87,8 @@ def test_exported_page_renders_and_interacts_offline(chromium, tmp_path):
     context = chromium.browser.new_context(viewport={"width": 1200, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    allowed, blocked, requested, errors = [], [], [], []
-
-    def gate(route) -> None:
-        url = route.request.url
-        if url.startswith("file://"):
-            allowed.append(url)
-            route.continue_()
-        else:
-            blocked.append(url)
-            route.abort()
-
-    context.route("**/*", gate)
+    requested, errors = [], []
+    allowed, blocked = offline_only(context)
     page.on("request", lambda r: requested.append(r.url))
     page.on("pageerror", lambda e: errors.append(f"{getattr(e, 'name', 'Error')}: {getattr(e, 'message', e)}"))
     try:
@@ -209,17 +199,8 @@ def test_exported_bqplot_charts_render_offline(chromium, tmp_path):
     context = chromium.browser.new_context(viewport={"width": 1200, "height": 1400})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    allowed, blocked, errors, console, failed = [], [], [], [], []
-
-    def gate(route) -> None:
-        if route.request.url.startswith("file://"):
-            allowed.append(route.request.url)
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", gate)
+    errors, console, failed = [], [], []
+    allowed, blocked = offline_only(context)
     page.on("pageerror", lambda e: errors.append(f"{getattr(e, 'name', 'Error')}: {getattr(e, 'message', e)}"))
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.on("requestfailed", lambda r: failed.append(r.url))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import ARTIFACTS
+from harness import ARTIFACTS, offline_only
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -75,22 +75,14 @@ class OfflinePage:
         self.context = chromium.browser.new_context(viewport={"width": width, "height": 1000})
         self.page = self.context.new_page()
         self.page.set_default_timeout(30_000)
-        self.blocked: list[str] = []
         self.failed: list[str] = []
         self.errors: list[str] = []
         self.console: list[str] = []
-        self.context.route("**/*", self._gate)
+        _, self.blocked = offline_only(self.context)
         self.page.on("requestfailed", lambda r: self.failed.append(r.url))
         self.page.on("pageerror", lambda e: self.errors.append(f"{getattr(e, 'name', 'Error')}: "
                                                                f"{getattr(e, 'message', e)}"))
         self.page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
-
-    def _gate(self, route) -> None:
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            self.blocked.append(route.request.url)
-            route.abort()
 
     def close(self) -> None:
         self.context.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import ARTIFACTS
+from harness import ARTIFACTS, offline_only
 
 pytestmark = pytest.mark.browser
 
@@ -274,16 +274,8 @@ def test_token_heatmap_exported_page_works_offline(chromium, tmp_path):
     context = chromium.browser.new_context(viewport={"width": 900, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    blocked, errors = [], []
-
-    def gate(route) -> None:
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", gate)
+    errors = []
+    _, blocked = offline_only(context)
     page.on("pageerror", lambda e: errors.append(f"{getattr(e, 'name', 'Error')}: {getattr(e, 'message', e)}"))
     try:
         page.goto(page_path.as_uri(), wait_until="load")

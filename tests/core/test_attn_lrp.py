@@ -202,27 +202,24 @@ def test_one_attention_head_by_hand() -> None:
     p = q @ k.T
     s = torch.softmax(p, -1)
     o = s @ v
-    r_o = o.clone()  # the sum hands each output its value
-    r_s = torch.zeros(t, t, dtype=torch.float64)
-    r_v = torch.zeros(t, d, dtype=torch.float64)
-    for i in range(t):
-        for j in range(t):
-            for c in range(d):
-                share = s[i, j] * v[j, c] / o[i, c] * r_o[i, c]
-                r_s[i, j] += share / 2
-                r_v[j, c] += share / 2
+
+    def uniform(a, b, out, rel):  # out[i, c] = Σ_j a[i, j] b[j, c]: half of each term's share to a, half to b
+        ra, rb = torch.zeros_like(a), torch.zeros_like(b)
+        for i in range(a.shape[0]):
+            for j in range(a.shape[1]):
+                for c in range(b.shape[1]):
+                    share = a[i, j] * b[j, c] / out[i, c] * rel[i, c]
+                    ra[i, j] += share / 2
+                    rb[j, c] += share / 2
+        return ra, rb
+
+    r_s, r_v = uniform(s, v, o, o.clone())  # the sum hands each output its value
     r_p = torch.zeros(t, t, dtype=torch.float64)
     for i in range(t):
         for j in range(t):
             r_p[i, j] = p[i, j] * (r_s[i, j] - s[i, j] * r_s[i].sum())
-    r_q = torch.zeros(t, d, dtype=torch.float64)
-    r_k = torch.zeros(t, d, dtype=torch.float64)
-    for i in range(t):
-        for j in range(t):
-            for c in range(d):
-                share = q[i, c] * k[j, c] / p[i, j] * r_p[i, j]
-                r_q[i, c] += share / 2
-                r_k[j, c] += share / 2
+    r_q, r_kt = uniform(q, k.T, p, r_p)
+    r_k = r_kt.T
     r_x = torch.zeros(t, d, dtype=torch.float64)
     for proj, rel, w_ in ((q, r_q, wq), (k, r_k, wk), (v, r_v, wv)):
         for a in range(t):

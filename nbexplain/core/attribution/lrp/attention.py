@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .canonizers import handled
 from .composites import ATTENTION_VARIANTS, rms_like
 from .engine import _GradientFunction, _replace_leaves, _tensor_leaves
 from .functional import _INPLACE_DUNDER, _SCALINGS, COPY_LIKE, LINEAR, FunctionalRules, _grad_inputs, _name
@@ -417,8 +418,8 @@ class AttentionRules(FunctionalRules):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
-        for handle in self.handlers.get(func, ()):
-            out = handle(func, args, kwargs)
+        if self.handlers:
+            out = handled(self.handlers, func, args, kwargs)
             if out is not NotImplemented:
                 return out
         if self.inside() or not torch.is_grad_enabled():

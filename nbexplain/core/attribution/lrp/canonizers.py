@@ -38,7 +38,7 @@ from .ops import TRANSPOSED, Scale, channel_view
 
 __all__ = [
     "Canonizer", "MergeBatchNorm", "ExplicitResidual", "ExplicitScale", "default_canonizers", "merged_parameters",
-    "bn_mergeable", "bn_affine", "shared_dispatch",
+    "bn_mergeable", "bn_affine", "shared_dispatch", "handled",
 ]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -259,11 +259,17 @@ class _Dispatch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
-        for handle in self.handlers.get(func, ()):
-            out = handle(func, args, kwargs)
-            if out is not NotImplemented:
-                return out
-        return func(*args, **kwargs)
+        out = handled(self.handlers, func, args, kwargs)
+        return func(*args, **kwargs) if out is NotImplemented else out
+
+
+def handled(handlers: dict[Any, list[Any]], func: Any, args: tuple, kwargs: dict) -> Any:
+    """The first of ``handlers[func]`` that takes the call (``NotImplemented``: none does)."""
+    for handle in handlers.get(func, ()):
+        out = handle(func, args, kwargs)
+        if out is not NotImplemented:
+            return out
+    return NotImplemented
 
 
 _LOCAL = threading.local()
