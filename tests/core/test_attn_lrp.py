@@ -519,3 +519,17 @@ def test_a_gpt2_style_language_model_on_token_ids() -> None:
         maps[fused] = res.attribution
     torch.testing.assert_close(maps[True], maps[False], atol=1e-12, rtol=1e-9)
     assert maps[True].abs().sum() > 0
+
+
+def test_attention_rules_as_a_context_for_gradient_methods() -> None:
+    """Inside nx.lrp_rules(model, "attn_lrp") the model's backward pass propagates AttnLRP relevance: nx.gradient
+    there is nx.lrp(..., init="one"), and gradient × input multiplies it by the input."""
+    net = nx.architectures.vit(dim=8, depth=1, heads=2).double()
+    x = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    want = nx.lrp(net, x, 4, composite="attn_lrp", init="one").attribution
+    with untouched(net):
+        with nx.lrp_rules(net, "attn_lrp"):
+            got = nx.gradient(net, x, 4).attribution
+            gxi = nx.gradient_x_input(net, x, 4).attribution
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gxi, want * x, rtol=1e-10, atol=1e-12)
