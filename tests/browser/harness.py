@@ -56,6 +56,10 @@ CHROMIUM_ARGS = [
 
 # Notebook 7.6.5 / JupyterLab logs this once on start-up; it is harmless (NOTES.md).
 KNOWN_HARMLESS_PAGE_ERRORS = ("reading 'schema'",)
+# Notebook 7.6.5's own notebook page sometimes runs its router's 'filebrowser:open-path' before (or without) the file
+# browser plugin that registers it — an upstream start-up race, raised from notebook_core.js, seen in one of two CI
+# runs; nothing of nbexplain's is involved. Ignored on Notebook 7 pages only.
+KNOWN_HARMLESS_NOTEBOOK7_PAGE_ERRORS = ("Command 'filebrowser:open-path' not registered",)
 
 SERVER_START_TIMEOUT = 90.0
 KERNEL_READY_TIMEOUT = 120.0
@@ -571,7 +575,8 @@ class Notebook:
     def _on_page_error(self, error: Any) -> None:
         text = f"{getattr(error, 'name', 'Error')}: {getattr(error, 'message', error)}"
         stack = getattr(error, "stack", None)
-        if any(k in text for k in KNOWN_HARMLESS_PAGE_ERRORS):
+        harmless = KNOWN_HARMLESS_PAGE_ERRORS + (KNOWN_HARMLESS_NOTEBOOK7_PAGE_ERRORS if self.app == "notebook" else ())
+        if any(k in text for k in harmless):
             self.ignored_page_errors.append(text)
         else:
             self.page_errors.append(text + (f"\n{stack}" if stack else ""))
