@@ -894,3 +894,29 @@ def offline_only(context: Any) -> tuple[list[str], list[str]]:
 
     context.route("**/*", gate)
     return allowed, blocked
+
+
+#: ``root.evaluate(VIEW_LAYOUT)`` on a view's root: the smallest rendered font size of any text in it (SVG text
+#: scaled by its viewBox) and where, and whether anything overflows sideways — ``scroll``/``client`` widths of the
+#: root, its ``right`` edge, the right edge of its widest descendant (``contentRight``, ``widest``).
+VIEW_LAYOUT = """root => {
+  let min = 1e9, where = "";
+  for (const e of root.querySelectorAll("*")) {
+    if (!e.getClientRects().length) continue;
+    const own = Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    let size = parseFloat(getComputedStyle(e).fontSize);
+    const svg = e.closest("svg");
+    if (svg && svg.viewBox.baseVal && svg.viewBox.baseVal.width) {
+      size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    }
+    if (size < min) { min = size; where = e.tagName + ":" + e.textContent.slice(0, 30); }
+  }
+  let right = 0, widest = "";
+  for (const e of root.querySelectorAll("*")) {
+    const r = e.getBoundingClientRect().right;
+    if (r > right) { right = r; widest = e.tagName + "." + e.className; }
+  }
+  return {min, where, scroll: root.scrollWidth, client: root.clientWidth,
+          right: root.getBoundingClientRect().right, contentRight: right, widest};
+}"""

@@ -4,6 +4,7 @@ hover readouts against the kernel's values; sample selector; fits the column; la
 from __future__ import annotations
 
 import pytest
+from harness import VIEW_LAYOUT
 
 pytestmark = pytest.mark.browser
 
@@ -19,23 +20,6 @@ CELLS = [
 ]
 
 ROOT = ".nbx-relevance-flow"
-
-# smallest rendered font size of any text in the view (SVG text scaled by its viewBox), and overflow
-_LAYOUT = """root => {
-  let min = 1e9, where = "";
-  for (const e of root.querySelectorAll("*")) {
-    if (!e.getClientRects().length) continue;
-    const own = Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
-    if (!own) continue;
-    let size = parseFloat(getComputedStyle(e).fontSize);
-    const svg = e.closest("svg");
-    if (svg && svg.viewBox.baseVal && svg.viewBox.baseVal.width) {
-      size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
-    }
-    if (size < min) { min = size; where = e.tagName + ":" + e.textContent.slice(0, 30); }
-  }
-  return {min, where, scroll: root.scrollWidth, client: root.clientWidth, right: root.getBoundingClientRect().right};
-}"""
 
 
 def test_relevance_flow_steps_hover_and_sync(lab):
@@ -107,7 +91,7 @@ def test_relevance_flow_steps_hover_and_sync(lab):
         for step in ("0", "8"):
             nb.execute(f"w.step = {step}")
             nb.page.locator(f"{ROOT}[data-step='{step}']").wait_for(timeout=5000)
-            layout = root.evaluate(_LAYOUT)
+            layout = root.evaluate(VIEW_LAYOUT)
             assert layout["scroll"] <= layout["client"] + 1 and layout["right"] <= 800, layout
             assert layout["min"] >= 13 - 0.01, layout
         nb.screenshot("relevance-flow-800", root)
@@ -119,7 +103,7 @@ def test_relevance_flow_steps_hover_and_sync(lab):
                 break
             nb.page.wait_for_timeout(100)
         nb.page.locator(f"{ROOT} svg.nbx-chart text", has_text="Δ").first.wait_for(timeout=5000)
-        layout = root.evaluate(_LAYOUT)
+        layout = root.evaluate(VIEW_LAYOUT)
         assert layout["scroll"] <= layout["client"] + 1 and layout["min"] >= 13 - 0.01, layout
         total8 = float(nb.execute("print(repr(float(w.totals[1, 8])))"))
         assert f"{repr(float(f'{total8:.4g}')).removesuffix('.0')}" in \

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import ARTIFACTS, offline_only
+from harness import ARTIFACTS, VIEW_LAYOUT, offline_only
 
 pytestmark = pytest.mark.browser
 
@@ -54,25 +54,6 @@ def js_format(v: float) -> str:
 def shown(raw: str) -> str:
     return raw.replace(" ", "·").replace("\n", "⏎")
 
-
-# smallest font size of any text in the view, and whether anything overflows sideways
-_LAYOUT = """root => {
-  let min = 1e9, where = "";
-  for (const e of root.querySelectorAll("*")) {
-    if (!e.getClientRects().length) continue;
-    const own = Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
-    if (!own) continue;
-    const size = parseFloat(getComputedStyle(e).fontSize);
-    if (size < min) { min = size; where = e.tagName + ":" + e.textContent.slice(0, 30); }
-  }
-  let right = 0, widest = "";
-  for (const e of root.querySelectorAll("*")) {
-    const r = e.getBoundingClientRect().right;
-    if (r > right) { right = r; widest = e.tagName + "." + e.className; }
-  }
-  return {min, where, scroll: root.scrollWidth, client: root.clientWidth,
-          right: root.getBoundingClientRect().right, contentRight: right, widest};
-}"""
 
 _RGB = "e => getComputedStyle(e).backgroundColor"
 
@@ -169,7 +150,7 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
         assert _rgb(nb.page.locator(cell(0, 5)).evaluate(_RGB)) == (247, 247, 247)
 
         # fits an 800 px column: wraps, nothing sideways, labels ≥ 13 px
-        layout = root.evaluate(_LAYOUT)
+        layout = root.evaluate(VIEW_LAYOUT)
         assert layout["scroll"] <= layout["client"] + 1 and layout["right"] <= 800, f"{layout}"
         assert layout["contentRight"] <= layout["right"] + 1, f"{layout}"
         assert layout["min"] >= 13 - 0.01, f"{layout}"
@@ -195,7 +176,7 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
         nb.execute("w.scale = 1.5")
         nb.page.locator(f"{ROOT}[data-scale='1.5']").wait_for(timeout=5000)
         assert size() == pytest.approx(1.5 * before)
-        layout = root.evaluate(_LAYOUT)
+        layout = root.evaluate(VIEW_LAYOUT)
         assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, f"{layout}"
         nb.screenshot("token-heatmap-scaled", root)
         nb.execute("w.scale = 1.0")
