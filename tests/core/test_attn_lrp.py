@@ -533,3 +533,87 @@ def test_attention_rules_as_a_context_for_gradient_methods() -> None:
             gxi = nx.gradient_x_input(net, x, 4).attribution
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(gxi, want * x, rtol=1e-10, atol=1e-12)
+
+
+class TimmLayerScale(nn.Module):
+    """timm's LayerScale: a leaf module with a parameter and no rule of its own."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(0.1 + 0.05 * torch.randn(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x * self.gamma
+
+
+class TimmBlock(nn.Module):
+    """A timm-style ViT block: fused qkv Linear with permute/unbind, ``attn.softmax(dim=-1)``, Dropout modules,
+    nn.GELU, LayerScale (as a module, or inline as ``x * gamma``)."""
+
+    def __init__(self, dim: int, module_scale: bool) -> None:
+        super().__init__()
+        self.heads, self.module_scale = 2, module_scale
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.qkv, self.proj, self.attn_drop = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), nn.Dropout(0.1)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.1), nn.Linear(4 * dim, dim))
+        self.ls1, self.ls2 = TimmLayerScale(dim), TimmLayerScale(dim)
+
+    def _scale(self, ls: TimmLayerScale, x: torch.Tensor) -> torch.Tensor:
+        return ls(x) if self.module_scale else x * ls.gamma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        b, n, c = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = self.attn_drop(((q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5).softmax(dim=-1))
+        x = x + self._scale(self.ls1, self.proj((attn @ v).transpose(1, 2).reshape(b, n, c)))
+        return x + self._scale(self.ls2, self.mlp(self.norm2(x)))
+
+
+def test_a_timm_style_block_with_a_layer_scale_module() -> None:
+    """A leaf module the composite has no rule for (timm's LayerScale) leaves its operations to the attention rules
+    and canonizers (``x * gamma`` is a layer scale): the same map as the block with the product written inline."""
+    torch.manual_seed(0)
+    inline = nn.Sequential(TimmBlock(8, module_scale=False), nn.Flatten(), nn.Linear(40, 3)).double().eval()
+    as_module = nn.Sequential(TimmBlock(8, module_scale=True), nn.Flatten(), nn.Linear(40, 3)).double().eval()
+    as_module.load_state_dict(inline.state_dict())
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with untouched(as_module):
+        got = nx.lrp(as_module, x, 2, composite="attn_lrp")
+    want = nx.lrp(inline, x, 2, composite="attn_lrp")
+    torch.testing.assert_close(got.attribution, want.attribution, rtol=1e-10, atol=1e-12)
+    assert "<layer scale>" in got.rules and got.attribution.abs().sum() > 0
+
+
+def test_a_bert_style_encoder_with_a_padding_mask() -> None:
+    """BERT-style: word + position + type embeddings, post-norm, ``scores + (1 − mask)·finfo.min``, the softmax
+    as ``nn.functional.softmax``, GELU, a tanh pooler; padded tokens get no relevance."""
+
+    class Bert(nn.Module):
+        def __init__(self, vocab: int = 40, dim: int = 8) -> None:
+            super().__init__()
+            self.word, self.pos, self.token_type = nn.Embedding(vocab, dim), nn.Embedding(12, dim), nn.Embedding(2, dim)
+            self.ln, self.ln2, self.ln3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+            self.inter, self.out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+            self.pooler, self.cls = nn.Linear(dim, dim), nn.Linear(dim, 3)
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            h = self.ln(self.word(ids) + self.pos(torch.arange(ids.shape[1])) + self.token_type(torch.zeros_like(ids)))
+            n, t, d = h.shape
+            q, k, v = (f(h).view(n, t, 2, d // 2).permute(0, 2, 1, 3) for f in (self.q, self.k, self.v))
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d // 2)
+            scores = scores + (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
+            ctx = torch.matmul(nn.functional.softmax(scores, dim=-1), v).permute(0, 2, 1, 3).reshape(n, t, d)
+            a = self.ln2(self.o(ctx) + h)
+            h = self.ln3(self.out(nn.functional.gelu(self.inter(a))) + a)
+            return self.cls(torch.tanh(self.pooler(h[:, 0])))
+
+    torch.manual_seed(0)
+    net = Bert().double().eval()
+    ids = torch.randint(0, 40, (2, 12))
+    mask = torch.ones(2, 12)
+    mask[1, 8:] = 0
+    with untouched(net):
+        res = nx.lrp(net, (ids, mask), 1, composite="attn_lrp", embedding="word", wrt=0)
+    assert torch.isfinite(res.attribution).all() and res.attribution[0].abs().sum() > 0
+    assert res.attribution[1, 8:].abs().max() == 0  # padding: masked out of every attention row

@@ -363,14 +363,13 @@ class Session:
         return units
 
     def _functional_leaf(self, name: str, mod: nn.Module) -> bool:
-        """A parameter-free leaf the attention composite maps no rule to (a custom activation module such as a
-        ``GELUActivation``): not a unit, so that its functional operations get AttnLRP's rules (an operation
-        without one still fails the graph check, naming the module)."""
+        """A leaf the attention composite maps no rule to (a custom activation module such as a ``GELUActivation``,
+        timm's ``LayerScale``): not a unit, so that its functional operations get AttnLRP's rules and the
+        canonizers' (``x * self.gamma`` a layer scale); an operation without a rule still fails the graph check,
+        naming the module."""
         return (
             self.composite.attention is not None
             and not isinstance(mod, TRANSPARENT)
-            and next(mod.parameters(recurse=False), None) is None
-            and next(mod.buffers(recurse=False), None) is None
             and self.composite.rule_for(name, mod) is None
         )
 
