@@ -6,6 +6,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
 import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { outlineRGBA } from "./lib/outline";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -47,8 +48,8 @@ interface State {
 
 const CSS = `
 .nbx-explorer-table { display: grid; gap: 6px 8px; align-items: start; }
-.nbx-explorer-head { color: var(--nbx-muted); font-size: 0.92em; text-align: center; overflow: hidden;
-  text-overflow: ellipsis; white-space: nowrap; }
+.nbx-explorer-head { color: var(--nbx-muted); font-size: 0.92em; text-align: center;
+  white-space: normal; overflow-wrap: anywhere; }
 .nbx-explorer-head canvas { display: block; margin: 2px auto 0; width: 80%; height: 6px; }
 .nbx-rowinfo { display: flex; flex-direction: column; gap: 4px; font-size: 0.92em; min-width: 9em; }
 .nbx-rowinfo select { font: inherit; color: var(--nbx-fg); background: var(--nbx-bg2); border: 1px solid var(--nbx-border); }
@@ -136,6 +137,17 @@ function render({ model, el }: RenderProps<State>) {
   let rowCells: HTMLDivElement[][] = [];
   let rowEls: HTMLDivElement[] = [];
   let imageCanvases: HTMLCanvasElement[] = [];
+  let outlineCanvases: HTMLCanvasElement[] = [];
+
+  /** The input's outline at a canvas's pixel size (cached per row), drawn on top of the maps. */
+  function outlineCanvas(i: number, W: number, H: number): HTMLCanvasElement {
+    const cached = outlineCanvases[i];
+    if (cached && cached.width === W && cached.height === H) return cached;
+    const [, hi, wi, ci] = images.shape;
+    const c = offscreen(outlineRGBA(slice0(images, i).data, hi, wi, ci, H, W), W, H);
+    outlineCanvases[i] = c;
+    return c;
+  }
   const mapCanvasCache = new Map<string, HTMLCanvasElement>();
   // the last entry drawn per row (kept, dimmed, while a new one is being computed)
   let drawnEntry: number[] = [];
@@ -206,6 +218,7 @@ function render({ model, el }: RenderProps<State>) {
         ctx.globalAlpha = alpha;
         ctx.drawImage(mapCanvas(entry, col - 1), 0, 0, W, H);
         ctx.globalAlpha = 1;
+        if (imageCanvases[i]) ctx.drawImage(outlineCanvas(i, W, H), 0, 0);
         const meta = model.get("entry_meta")[entry];
         const j = col - 1;
         const cons = meta?.conservation[j];
@@ -226,6 +239,7 @@ function render({ model, el }: RenderProps<State>) {
   function drawAll() {
     for (let i = 0; i < rowEls.length; i++) drawRow(i);
     root.dataset.opacity = String(model.get("opacity"));
+    root.dataset.outline = String(imageCanvases.length > 0);
   }
 
   function clearHover() {
@@ -312,6 +326,7 @@ function render({ model, el }: RenderProps<State>) {
     shown = Array.from({ length: n }, (_, i) => (shown[i] !== undefined && coalescer.busy ? shown[i] : targets[i]));
     drawnEntry = drawnEntry.slice(0, n);
     imageCanvases = [];
+    outlineCanvases = [];
     if (images.shape.length === 4) {
       const [ni, hi, wi, ci] = images.shape;
       for (let i = 0; i < ni; i++) imageCanvases.push(offscreen(imageRGBA(slice0(images, i).data, hi, wi, ci), wi, hi));

@@ -3,6 +3,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { colorFooter, connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -45,6 +46,7 @@ function render({ model, el }: RenderProps<State>) {
   let images: Tensor = decodeTensor(null);
   let mapCanvases: HTMLCanvasElement[] = [];
   let imageCanvases: HTMLCanvasElement[] = [];
+  let outlineCanvases: HTMLCanvasElement[] = [];
   let cells: HTMLDivElement[] = [];
   let canvases: HTMLCanvasElement[] = [];
   let markers: HTMLDivElement[] = [];
@@ -72,11 +74,23 @@ function render({ model, el }: RenderProps<State>) {
     }
     ctx.drawImage(mapCanvases[i], 0, 0, W, H);
     ctx.globalAlpha = 1;
+    // the input as a thin outline on top, so at full opacity the colours are the colour bar's and the input shows
+    if (hasImages) ctx.drawImage(outlineCanvas(i, W, H), 0, 0);
+  }
+
+  function outlineCanvas(i: number, W: number, H: number): HTMLCanvasElement {
+    const cached = outlineCanvases[i];
+    if (cached && cached.width === W && cached.height === H) return cached;
+    const [, hi, wi, ci] = images.shape;
+    const c = offscreen(outlineRGBA(slice0(images, i).data, hi, wi, ci, H, W), W, H);
+    outlineCanvases[i] = c;
+    return c;
   }
 
   function drawAll() {
     for (let i = 0; i < canvases.length; i++) draw(i);
     root.dataset.opacity = String(model.get("opacity"));
+    root.dataset.outline = String(imageCanvases.length > 0);
   }
 
   function markSelected() {
@@ -126,6 +140,7 @@ function render({ model, el }: RenderProps<State>) {
     const s = scale();
     mapCanvases = [];
     imageCanvases = [];
+    outlineCanvases = [];
     for (let i = 0; i < n; i++) mapCanvases.push(offscreen(colorize(slice0(maps, i).data, hm, wm, s), wm, hm));
     if (images.shape.length === 4 && images.shape[0] === n) {
       const [, hi, wi, ci] = images.shape;

@@ -170,7 +170,9 @@ class ExplanationExplorer(RequestWidget):
         Pixel shifts of the continuity criterion computed per map (Montavon et al. 2018, horizontal
         translations); ``None`` skips it (each shift costs one more explanation per map).
     opacity
-        Opacity of the maps over the input (0 shows only the input, 1 only the map).
+        Opacity of the maps over the input (0 shows only the input, 1 only the map). The default 1 shows the
+        maps in exactly the colours of their colour bars, the input beside them in the first column and on
+        each map as a thin dark outline; a lower opacity blends the input in (and shifts the colours).
     cell_size
         Width of each image in CSS pixels.
     max_cache
@@ -210,7 +212,7 @@ class ExplanationExplorer(RequestWidget):
     predicted = traitlets.List(traitlets.Int()).tag(sync=True)
     probability = traitlets.List(traitlets.Float()).tag(sync=True)
     classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    opacity = traitlets.Float(0.7, min=0.0, max=1.0).tag(sync=True)
+    opacity = traitlets.Float(1.0, min=0.0, max=1.0).tag(sync=True)
     cell_size = traitlets.Int(96, min=16, max=1024).tag(sync=True)
     source_shape = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
     continuity_shifts = traitlets.List(traitlets.Int()).tag(sync=True)
@@ -229,7 +231,7 @@ class ExplanationExplorer(RequestWidget):
         n_shown: int = 4,
         add_step: int = 2,
         continuity_shifts: Sequence[int] | None = (-1, 0, 1),
-        opacity: float = 0.7,
+        opacity: float = 1.0,
         cell_size: int = 96,
         max_cache: int = 64,
         **kwargs: Any,

@@ -71,7 +71,9 @@ class Heatmap(NbxWidget):
         How to reduce a channel dimension: ``"sum"`` (relevance), ``"mean"``, ``"abs_sum"``, ``"max"``
         or ``"norm"``.
     opacity
-        Map opacity over the images (0–1).
+        Map opacity over the images (0–1). The default 1 shows every map in exactly the colours of its
+        colour bar, with each image drawn on top as a thin dark outline (its luminance contour); lower it,
+        or drag the slider, to blend the image in (a blend shifts the colours away from the colour bar).
     cell_size
         Width of each map in CSS pixels.
     columns
@@ -103,7 +105,7 @@ class Heatmap(NbxWidget):
     cmap = traitlets.Enum(["diverging", "sequential"], default_value="sequential").tag(sync=True)
     vmin = traitlets.Float(0.0).tag(sync=True)
     vmax = traitlets.Float(1.0).tag(sync=True)
-    opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
+    opacity = traitlets.Float(1.0, min=0.0, max=1.0).tag(sync=True)
     selected = traitlets.Int(-1, min=-1).tag(sync=True)
     cell_size = traitlets.Int(112, min=16, max=2048).tag(sync=True)
     columns = traitlets.Int(0, min=0).tag(sync=True)
@@ -121,7 +123,7 @@ class Heatmap(NbxWidget):
         vmin: float | None = None,
         vmax: float | None = None,
         reduce: str = "sum",
-        opacity: float = 0.6,
+        opacity: float = 1.0,
         cell_size: int = 112,
         columns: int = 0,
         label: str = "",

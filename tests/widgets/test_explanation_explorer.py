@@ -179,3 +179,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="outside"):
         ex.targets = [0, 7]
     assert ex.targets[1] != 7
+
+
+def test_default_opacity_keeps_the_colour_bar_true(x):
+    """Issue 14 item 3: maps are opaque by default (input beside them and outlined on them); the slider stays."""
+    assert ExplanationExplorer(tiny_cnn(), x, methods=["gradient"], n_shown=1).opacity == 1.0
+    assert ExplanationExplorer(tiny_cnn(), x, methods=["gradient"], n_shown=1, opacity=0.3).opacity == 0.3

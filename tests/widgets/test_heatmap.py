@@ -145,3 +145,11 @@ def test_missing_bundle_is_a_clear_error() -> None:
 
     with pytest.raises(RuntimeError, match="npm run build"):
         Ghost()
+
+
+def test_default_opacity_keeps_the_colour_bar_true() -> None:
+    """Issue 14 item 3: by default the map is opaque (its colours are the colour bar's; the view draws the image
+    as an outline on top), and an explicit opacity still blends."""
+    h = Heatmap(torch.randn(2, 4, 4), images=torch.rand(2, 1, 4, 4))
+    assert h.opacity == 1.0
+    assert Heatmap(torch.randn(2, 4, 4), opacity=0.4).opacity == 0.4
