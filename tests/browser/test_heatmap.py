@@ -144,3 +144,64 @@ def test_heatmap_shows_a_vit_patch_map_at_image_size(lab):
         assert float(root.get_attribute("data-value")) == pytest.approx(want, rel=1e-6)
         assert "row 13, col 2:" in nb.page.locator(".nbx-heatmap .nbx-readout").inner_text()
         assert nb.page_errors == [], nb.page_errors
+
+
+# Issue 14 items 1 and 3: two inputs of opposite brightness (a bright square on black, a dark square on white)
+# under the same all-zero map, with titles too long for one line of the cell.
+OUTLINE_CELLS = [
+    "import torch\n"
+    "from nbexplain.widgets import Heatmap\n"
+    "img = torch.zeros(2, 1, 16, 16)\n"
+    "img[0, 0, 4:12, 4:12] = 1.0\n"
+    "img[1] = 1.0 - img[0]\n"
+    "ho = Heatmap(torch.zeros(2, 16, 16), images=img, cmap='diverging', vmin=-1.0, vmax=1.0, cell_size=96,\n"
+    "             titles=['label 0 · predicted 7 (p = 0.98)', 'conv1 · channel 12 · mean response'])\n"
+    "ho",
+]
+
+PIXELS_JS = """([i, pts]) => {
+  const c = document.querySelectorAll('.nbx-heatmap .nbx-cell canvas')[i];
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  return pts.map(([x, y]) => Array.from(d.slice(4 * (y * c.width + x), 4 * (y * c.width + x) + 3)));
+}"""
+
+TITLE_JS = """(el) => { const s = getComputedStyle(el);
+  return { ws: s.whiteSpace, to: s.textOverflow, sw: el.scrollWidth, cw: el.clientWidth, h: el.offsetHeight,
+           lh: parseFloat(s.fontSize), text: el.textContent }; }"""
+
+
+def test_heatmap_default_is_opaque_with_outline_and_titles_wrap(lab):
+    nb = lab.open_notebook(OUTLINE_CELLS, name="heatmap_outline")
+    with nb:
+        root = nb.view(".nbx-heatmap")
+        nb.page.locator(".nbx-heatmap[data-ready='true']").wait_for()
+        assert root.get_attribute("data-opacity") == "1"
+        assert root.get_attribute("data-outline") == "true"
+        corner, centre = (5, 5), (48, 48)
+        row = [(x, 48) for x in range(16, 33)]  # across the square's left edge (canvas x = 24)
+        a = nb.page.evaluate(PIXELS_JS, [0, [corner, centre, *row]])
+        b = nb.page.evaluate(PIXELS_JS, [1, [corner, centre, *row]])
+        # opacity 1: off the outline, zero has the same colour over black and over white — the colour bar's
+        # neutral colour, near white — inside and outside the square
+        assert a[0] == b[0] == a[1] == b[1], (a[:2], b[:2])
+        assert min(a[0]) > 230, a[0]
+        # the input is still visible: a dark outline on the square's edge, in both cells
+        for px in (a[2:], b[2:]):
+            assert min(sum(p) for p in px) < 3 * 60, px
+        # the slider still blends: at 0.5 the two inputs show through differently
+        nb.page.evaluate("""() => { const s = document.querySelector('.nbx-heatmap .nbx-opacity');
+          s.value = '0.5'; s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); }""")
+        nb.page.locator(".nbx-heatmap[data-opacity='0.5']").wait_for(timeout=5000)
+        a5 = nb.page.evaluate(PIXELS_JS, [0, [corner]])[0]
+        b5 = nb.page.evaluate(PIXELS_JS, [1, [corner]])[0]
+        assert sum(b5) - sum(a5) > 3 * 80, (a5, b5)
+        nb.wait_for_output("print(ho.opacity)", "0.5")
+
+        # titles wrap inside the cell instead of ending in an ellipsis: the full text shows, nothing overflows
+        for i, want in enumerate(["label 0 · predicted 7 (p = 0.98)", "conv1 · channel 12 · mean response"]):
+            t = nb.page.locator(f".nbx-heatmap .nbx-cell[data-index='{i}'] .nbx-title").evaluate(TITLE_JS)
+            assert t["text"] == want
+            assert t["ws"] != "nowrap" and t["to"] != "ellipsis", t
+            assert t["sw"] <= t["cw"] + 1, t
+            assert t["h"] > 1.8 * t["lh"], t  # it took more than one line
+        assert nb.page_errors == [], nb.page_errors
