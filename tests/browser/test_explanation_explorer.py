@@ -108,3 +108,53 @@ def test_explorer_shows_vit_attention_rollout_at_image_size(lab):
         assert float(cell.get_attribute("data-value")) == pytest.approx(want, rel=1e-5)
         assert root.get_attribute("data-methods") == "2"
         assert nb.page_errors == [], nb.page_errors
+
+
+# Issue 14 items 1 and 3: two LRP composites whose titles differ only at the end, and an input with sharp edges
+# (a bright square on black) so its outline is predictable on every map.
+OUTLINE_CELLS = [
+    "import torch\n"
+    "from nbexplain import zoo\n"
+    "from nbexplain.widgets import ExplanationExplorer\n"
+    "torch.manual_seed(0)\n"
+    "net = zoo.cnn(width=4)\n"
+    "x = torch.zeros(1, 1, 28, 28)\n"
+    "x[0, 0, 8:20, 8:20] = 1.0\n"
+    "eo = ExplanationExplorer(net, x, methods=['lrp:epsilon_plus_flat', 'lrp:epsilon_gamma_box'], n_shown=1,\n"
+    "                         cell_size=84)\n"
+    "eo",
+]
+
+HEAD_JS = """(el) => { const s = getComputedStyle(el);
+  return { ws: s.whiteSpace, to: s.textOverflow, sw: el.scrollWidth, cw: el.clientWidth, text: el.textContent }; }"""
+
+EDGE_JS = """(sel) => {
+  const c = document.querySelector(sel);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const y = Math.round(c.height / 2);
+  const out = [];
+  for (let x = 0; x < c.width / 2; x++) out.push(Array.from(d.slice(4 * (y * c.width + x), 4 * (y * c.width + x) + 3)));
+  return out;
+}"""
+
+
+def test_explorer_default_is_opaque_with_outline_and_titles_wrap(lab):
+    nb = lab.open_notebook(OUTLINE_CELLS, name="explanation_explorer_outline")
+    with nb:
+        page = nb.page
+        root = nb.view(SEL)
+        page.locator(f"{SEL}[data-ready='true']").wait_for()
+        assert root.get_attribute("data-opacity") == "1"
+        assert root.get_attribute("data-outline") == "true"
+        # both composites' full names are readable: the heads wrap inside their column, nothing is cut off
+        for key in ("lrp:epsilon_plus_flat", "lrp:epsilon_gamma_box"):
+            t = page.locator(f"{SEL} .nbx-explorer-head[data-method='{key}']").evaluate(HEAD_JS)
+            assert t["text"] == f"LRP {key.split(':')[1]}"
+            assert t["ws"] != "nowrap" and t["to"] != "ellipsis", t
+            assert t["sw"] <= t["cw"] + 1, t
+        # the input shows on each map as a thin dark grey line at the square's left edge (canvas x ≈ 24)
+        for key in ("lrp:epsilon_plus_flat", "lrp:epsilon_gamma_box"):
+            px = page.evaluate(EDGE_JS, f"{SEL} .nbx-mapcell[data-row='0'][data-method='{key}'] canvas")
+            dark = [x for x, p in enumerate(px) if max(p) < 60 and max(p) - min(p) < 25]
+            assert dark and all(18 <= x <= 30 for x in dark), (key, dark)
+        assert nb.page_errors == [], nb.page_errors
