@@ -68,3 +68,33 @@ def test_feature_gallery_renders_clicks_and_reruns(lab):
         assert nb.execute("print(g.result.settings['param'], g.result.settings['steps'])").strip() == "pixel 32"
         assert root.get_attribute("data-completed") == root.get_attribute("data-requested")
         assert nb.page_errors == [], nb.page_errors  # the harness already drops the known harmless one
+
+
+# Issue 14 item 1: long unit titles wrap inside their cell instead of ending in an ellipsis.
+TITLE_CELLS = [
+    "import torch\n"
+    "from nbexplain import zoo\n"
+    "from nbexplain.widgets import FeatureGallery\n"
+    "net = zoo.cnn(width=4)\n"
+    "gt = FeatureGallery(net, torch.rand(20, 1, 28, 28), 'conv1', [0, 1], steps=4, k=2, value_range=(0, 1),\n"
+    "                    titles=['conv1 · channel 0 · stroke detector', 'conv1 · channel 1 · blob detector'],\n"
+    "                    progress=False)\n"
+    "gt",
+]
+
+
+def test_feature_gallery_titles_wrap(lab):
+    nb = lab.open_notebook(TITLE_CELLS, name="feature_gallery_titles")
+    with nb:
+        page = nb.page
+        page.locator(".nbx-feature-gallery[data-ready='true']").wait_for()
+        for i, want in enumerate(["conv1 · channel 0 · stroke detector", "conv1 · channel 1 · blob detector"]):
+            t = page.locator(f".nbx-feature-gallery .nbx-cell[data-index='{i}'] .nbx-title").evaluate(
+                """(el) => { const s = getComputedStyle(el);
+                  return { ws: s.whiteSpace, to: s.textOverflow, sw: el.scrollWidth, cw: el.clientWidth,
+                           h: el.offsetHeight, fs: parseFloat(s.fontSize), text: el.textContent }; }""")
+            assert t["text"] == want
+            assert t["ws"] != "nowrap" and t["to"] != "ellipsis", t
+            assert t["sw"] <= t["cw"] + 1, t
+            assert t["h"] > 1.8 * t["fs"], t  # it took more than one line
+        assert nb.page_errors == [], nb.page_errors
