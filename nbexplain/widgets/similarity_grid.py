@@ -277,7 +277,9 @@ class SimilarityGrid(NbxWidget):
         fig.title = title
         # A generous upper bound of a 14 px sans-serif glyph's advance (wide glyphs such as "W" are ~0.9 em).
         need = int(np.ceil(len(title) * _TITLE_PX * 0.62)) + 40
-        fig.layout.width = f"{max(_CHART_MIN_WIDTH, need)}px"
+        width = f"{max(_CHART_MIN_WIDTH, need)}px"
+        # bqplot lets a flex container shrink a figure below its width: pin both.
+        fig.layout.width = fig.layout.min_width = width
 
     def _update_chart(self) -> None:
         fig = self._chart
@@ -296,7 +298,7 @@ class SimilarityGrid(NbxWidget):
                     title = "click a cell"
                 else:
                     name = _METRIC_NAMES.get(self.metric, self.metric)
-                    title = f"{name} has no canonical correlations: pick SVCCA, CCA or PWCCA"
+                    title = f"{name}: no canonical correlations"
                 self._fit_title(fig, title)
                 return
             y = spec.double().numpy()
