@@ -185,8 +185,15 @@ function render({ model, el }: RenderProps<State>) {
   }
 
   function setCheckpoint(t: number) {
-    // Local only: the kernel learns the checkpoint with the next click (no message per slider step).
-    model.set("checkpoint", Math.min(Math.max(0, t), T - 1));
+    // Local only: the kernel learns the checkpoint with the next click (no message per slider step) —
+    // unless a cell is selected: the selection then follows the checkpoint, and Python's chart with it.
+    const next = Math.min(Math.max(0, t), T - 1);
+    model.set("checkpoint", next);
+    const sel = model.get("selected");
+    if (sel.length === 3 && sel[0] !== next) {
+      model.set("selected", [next, sel[1], sel[2]]);
+      model.save_changes();
+    }
     paint();
   }
 
@@ -283,7 +290,8 @@ function render({ model, el }: RenderProps<State>) {
     setCheckpoint(Number(slider.value));
   });
   metricSelect.addEventListener("change", () => {
-    model.set("metric", metricSelect.value); // local switch, synced with the next click
+    model.set("metric", metricSelect.value); // local switch, synced with the next click...
+    if (model.get("selected").length === 3) model.save_changes(); // ...or now, for the selection's chart
     setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");
     paint();
   });

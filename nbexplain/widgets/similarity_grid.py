@@ -4,7 +4,9 @@ Every checkpoint's grid for every metric the result holds is sent to the view on
 tensor; the checkpoint slider, the play button and the metric switch only change which slice the view
 paints, so they work within a frame and without a kernel (also in an exported page). Clicking a cell
 sends ``selected = [checkpoint, row, column]`` back to Python, which updates the companion bqplot chart
-with that pair's canonical-correlation spectrum.
+with that pair's canonical-correlation spectrum. While a cell is selected, the selection follows the
+checkpoint (slider, play, ``g.checkpoint = t``) and the metric menu, so the chart always shows what the grid
+shows.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from .base import NbxWidget
 from .tensor import TensorTrait
 
 __all__ = ["SimilarityGrid"]
+
+_TITLE_PX = 14
+_CHART_MIN_WIDTH = 380
 
 _METRIC_NAMES = {
     "svcca": "SVCCA",
@@ -58,7 +63,8 @@ class SimilarityGrid(NbxWidget):
     ----------
     selected : list[int]
         ``[checkpoint, row, column]`` of the clicked cell (``[]``: none). Observe it with
-        ``g.observe(fn, "selected")``.
+        ``g.observe(fn, "selected")``. Once a cell is selected, moving to another checkpoint moves the
+        selection with it (same row and column), so the chart follows the grid.
     checkpoint : int
         The checkpoint shown. The slider changes it in the view only; Python learns the current value
         with the next click (so moving the slider costs no kernel message).
@@ -155,6 +161,7 @@ class SimilarityGrid(NbxWidget):
             self.vmin, self.vmax = lo, hi
             self.show_values = bool(show_values)
         self.observe(self._on_selection, names=["selected", "metric"])
+        self.observe(self._follow_checkpoint, names=["checkpoint"])
 
     @classmethod
     def from_tensor(
@@ -210,12 +217,15 @@ class SimilarityGrid(NbxWidget):
         return (self.checkpoint_labels[t], self.row_labels[i], self.col_labels[j])
 
     def selected_spectrum(self) -> torch.Tensor | None:
-        """Canonical correlations of the clicked pair (the shown metric's, or the first CCA-family one)."""
-        if len(self.selected) != 3 or not self.result.spectra:
+        """Canonical correlations of the clicked pair under the shown metric.
+
+        ``None`` when nothing is selected or the shown metric (a CKA) has no canonical correlations; ask
+        ``g.result.spectrum(t, i, j, "svcca")`` for another metric's spectrum.
+        """
+        if len(self.selected) != 3 or self.metric not in self.result.spectra:
             return None
         t, i, j = self.selected
-        m = self.metric if self.metric in self.result.spectra else None
-        return self.result.spectrum(t, i, j, m)
+        return self.result.spectrum(t, i, j, self.metric)
 
     @traitlets.validate("selected")
     def _check_selected(self, proposal: Any) -> list[int]:
@@ -248,14 +258,28 @@ class SimilarityGrid(NbxWidget):
         x = bq.LinearScale(min=0.0)
         y = bq.LinearScale(min=0.0, max=1.0)
         bars = bq.Bars(x=np.zeros(0), y=np.zeros(0), scales={"x": x, "y": y}, colors=["#1976d2"], padding=0.1)
+        # The mean line is named in the y-axis label, not in a legend: bqplot draws legends inside the plot
+        # area, on top of the bars.
         mean = bq.Lines(x=np.zeros(0), y=np.zeros(0), scales={"x": x, "y": y}, colors=["#f57c00"],
-                        line_style="dashed", labels=["mean"], display_legend=True)
+                        line_style="dashed", labels=["mean ρ"], display_legend=False)
         ax_x = bq.Axis(scale=x, label="canonical direction (descending)")
         ax_y = bq.Axis(scale=y, orientation="vertical", label="correlation ρ", tick_format=".1f")
         fig = bq.Figure(marks=[bars, mean], axes=[ax_x, ax_y], title="click a cell",
-                        layout={"width": "380px", "height": "300px"}, fig_margin=dict(top=40, bottom=45, left=50, right=15))
-        fig._nbx_bars, fig._nbx_mean = bars, mean
+                        title_style={"font-size": f"{_TITLE_PX}px"},
+                        layout={"width": f"{_CHART_MIN_WIDTH}px", "height": "300px"},
+                        fig_margin=dict(top=40, bottom=45, left=60, right=15))
+        fig._nbx_bars, fig._nbx_mean, fig._nbx_yaxis = bars, mean, ax_y
         return fig
+
+    @staticmethod
+    def _fit_title(fig: Any, title: str) -> None:
+        """Set the title and widen the figure so that it is never clipped (bqplot titles do not wrap)."""
+        fig.title = title
+        # A generous upper bound of a 14 px sans-serif glyph's advance (wide glyphs such as "W" are ~0.9 em).
+        need = int(np.ceil(len(title) * _TITLE_PX * 0.62)) + 40
+        width = f"{max(_CHART_MIN_WIDTH, need)}px"
+        # bqplot lets a flex container shrink a figure below its width: pin both.
+        fig.layout.width = fig.layout.min_width = width
 
     def _update_chart(self) -> None:
         fig = self._chart
@@ -264,20 +288,35 @@ class SimilarityGrid(NbxWidget):
         spec = self.selected_spectrum()
         pair = self.selected_pair
         with fig.hold_sync():
+            fig._nbx_yaxis.label = "correlation ρ"
             if spec is None or pair is None:
                 fig._nbx_bars.x, fig._nbx_bars.y = np.zeros(0), np.zeros(0)
                 fig._nbx_mean.x, fig._nbx_mean.y = np.zeros(0), np.zeros(0)
-                fig.title = "click a cell" if self.result.spectra else "no CCA spectrum (CKA only)"
+                if not self.result.spectra:
+                    title = "no CCA spectrum (CKA only)"
+                elif pair is None:
+                    title = "click a cell"
+                else:
+                    name = _METRIC_NAMES.get(self.metric, self.metric)
+                    title = f"{name}: no canonical correlations"
+                self._fit_title(fig, title)
                 return
             y = spec.double().numpy()
             xs = np.arange(1, y.size + 1, dtype=float)
             fig._nbx_bars.x, fig._nbx_bars.y = xs, y
             m = float(y.mean()) if y.size else 0.0
             fig._nbx_mean.x, fig._nbx_mean.y = np.array([0.5, y.size + 0.5]), np.array([m, m])
-            fig.title = f"{pair[1]} × {pair[2]} @ {pair[0]}  (mean ρ {m:.3f})"
+            fig._nbx_yaxis.label = f"ρ (dashed: mean {m:.3f})"
+            name = _METRIC_NAMES.get(self.metric, self.metric)
+            self._fit_title(fig, f"{pair[1]} × {pair[2]} @ {pair[0]} · {name}")
 
     def _on_selection(self, change: Any) -> None:
         self._update_chart()
+
+    def _follow_checkpoint(self, change: Any) -> None:
+        # A selected cell stays selected at the checkpoint now shown (same row and column).
+        if len(self.selected) == 3 and self.selected[0] != change["new"]:
+            self.selected = [int(change["new"]), self.selected[1], self.selected[2]]
 
     def _repr_fields(self) -> dict[str, Any]:
         t, l, lr = self.result.grid.shape

@@ -83,9 +83,113 @@ def test_similarity_grid_slider_hover_click(lab):
         assert nb.comm_messages_sent() >= 1
         assert nb.execute("print(g.checkpoint, g.metric)").strip() == "1 cka"
         assert "nbx-selected" in (target.get_attribute("class") or "")
-        assert nb.execute("print(g.spectrum_chart.title)").strip().startswith("fc3 × fc2 @ checkpoint 1")
+        # the chart follows the shown metric: linear CKA has no canonical correlations to draw
+        assert nb.execute("print(g.spectrum_chart.title)").strip() == "linear CKA: no canonical correlations"
 
-        # Python -> view
+        # Python -> view (the selection follows the checkpoint)
         nb.execute("g.checkpoint = 2")
-        nb.page.locator(".nbx-similarity_grid[data-checkpoint='2']").wait_for(timeout=5000)
+        nb.page.locator(".nbx-similarity_grid[data-checkpoint='2'][data-selected='2,2,1']").wait_for(timeout=5000)
+        assert "nbx-selected" in (target.get_attribute("class") or "")
+        assert nb.page_errors == [], nb.page_errors
+
+
+DASHBOARD = [CELLS[0].removesuffix("g") + "g.dashboard()"]
+
+# The side chart as drawn: its title (text and whether it fits the figure), the bars' heights in pixels
+# and every legend entry bqplot drew (with its box and whether it overlaps a bar).
+CHART_STATE = """fig => {
+  const svg = fig.querySelector('svg') || fig;
+  const box = svg.getBoundingClientRect();
+  const title = fig.querySelector('text.mainheading');
+  const t = title ? title.getBoundingClientRect() : null;
+  const bars = Array.from(fig.querySelectorAll('rect.bar')).map(r => r.getBoundingClientRect())
+    .filter(r => r.width > 0 && r.height > 0);
+  const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const legends = Array.from(fig.querySelectorAll('.legendtext'))
+    .map(e => e.closest('g') || e).map(g => g.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
+  const ylabel = Array.from(fig.querySelectorAll('.axislabel')).map(e => e.textContent);
+  return {
+    title: title ? title.textContent : null,
+    titleFits: !!t && t.left >= box.left - 0.5 && t.right <= box.right + 0.5 && t.width > 0,
+    bars: bars.length,
+    legends: legends.length,
+    legendOverBars: legends.some(l => bars.some(b => overlap(l, b))),
+    axisLabels: ylabel,
+    titleBox: t ? [t.left - box.left, t.right - box.left] : null,
+    width: box.width,
+    fontSize: title ? getComputedStyle(title).fontSize : null,
+  };
+}"""
+
+
+def chart_state(nb) -> dict:
+    return nb.page.locator(".bqplot").first.evaluate(CHART_STATE)
+
+
+def wait_chart(nb, pred, timeout: float = 10.0) -> dict:
+    import time
+
+    end = time.monotonic() + timeout
+    state = chart_state(nb)
+    while not pred(state) and time.monotonic() < end:
+        nb.page.wait_for_timeout(150)
+        state = chart_state(nb)
+    assert pred(state), repr(state)
+    return state
+
+
+def test_similarity_grid_side_chart_follows_the_grid(lab):
+    nb = lab.open_notebook(DASHBOARD, name="similarity_grid_dashboard")
+    with nb:
+        nb.page.locator(".nbx-similarity_grid[data-ready='true']").wait_for(timeout=30_000)
+        nb.view(".bqplot")
+        state = wait_chart(nb, lambda s: s["title"] == "click a cell")
+        assert state["bars"] == 0
+
+        # click a cell at checkpoint 1 under SVCCA: its spectrum, with a title that fits the figure
+        nb.page.locator(".nbx-similarity_grid input.nbx-checkpoint").fill("1")
+        nb.page.locator(".nbx-similarity_grid[data-checkpoint='1']").wait_for(timeout=5000)
+        nb.page.locator(".nbx-similarity_grid .nbx-sim-cell[data-i='2'][data-j='1']").click()
+        n1 = int(nb.execute("print(g.result.spectrum(1, 2, 1, 'svcca').numel())"))
+        state = wait_chart(nb, lambda s: s["title"] == "fc3 × fc2 @ checkpoint 1 · SVCCA" and s["bars"] == n1)
+        assert state["titleFits"], state
+        # the mean line is named on the y axis; no legend is drawn over the bars
+        mean = float(nb.execute("print(g.result.spectrum(1, 2, 1, 'svcca').double().mean().item())"))
+        assert f"ρ (dashed: mean {mean:.3f})" in state["axisLabels"], state
+        assert state["legends"] == 0 and not state["legendOverBars"], state
+
+        # play moves on: the selection and the chart move with it (same pair, the checkpoint shown)
+        nb.page.locator(".nbx-similarity_grid button.nbx-play").click()
+        nb.page.locator(".nbx-similarity_grid[data-checkpoint='3'][data-playing='false']").wait_for(timeout=10_000)
+        nb.wait_for_output("print(g.selected)", "[3, 2, 1]")
+        assert nb.page.locator(".nbx-similarity_grid").first.get_attribute("data-selected") == "3,2,1"
+        cell = nb.page.locator(".nbx-similarity_grid .nbx-sim-cell[data-i='2'][data-j='1']")
+        assert "nbx-selected" in (cell.get_attribute("class") or "")
+        n3 = int(nb.execute("print(g.result.spectrum(3, 2, 1, 'svcca').numel())"))
+        state = wait_chart(nb, lambda s: s["title"] == "fc3 × fc2 @ checkpoint 3 · SVCCA" and s["bars"] == n3)
+        assert state["titleFits"], state
+        heights = nb.page.locator(".bqplot").first.evaluate(
+            "f => Array.from(f.querySelectorAll('rect.bar')).map(r => r.getBoundingClientRect().height)")
+        spec3 = [float(v) for v in nb.execute("print(*g.result.spectrum(3, 2, 1, 'svcca').tolist())").split()]
+        # bar heights are proportional to the checkpoint-3 spectrum (the y scale is fixed at 0…1)
+        k = heights[0] / spec3[0]
+        assert all(abs(h - k * v) <= 1.5 for h, v in zip(heights, spec3, strict=True)), (heights, spec3)
+
+        # switching to CKA: no canonical correlations are shown for it, and the chart says so
+        nb.page.locator(".nbx-similarity_grid select.nbx-metric").select_option("cka")
+        nb.wait_for_output("print(g.metric)", "cka")
+        state = wait_chart(nb, lambda s: s["title"] == "linear CKA: no canonical correlations"
+                           and s["titleFits"])
+        assert state["bars"] == 0, state
+        assert nb.execute("print(g.selected_spectrum())").strip() == "None"
+        nb.screenshot("similarity-grid-dashboard-cka")
+
+        # back to SVCCA: the spectrum of the selected pair at the checkpoint shown returns
+        nb.page.locator(".nbx-similarity_grid select.nbx-metric").select_option("svcca")
+        wait_chart(nb, lambda s: s["title"] == "fc3 × fc2 @ checkpoint 3 · SVCCA" and s["bars"] == n3)
+
+        # a long title widens the figure rather than being clipped
+        nb.execute("g._fit_title(g.spectrum_chart, 'encoder.layers.11.self_attention.output_projection × "
+                   "decoder.blocks.7.mlp.down_projection @ checkpoint 3 · SVCCA')")
+        wait_chart(nb, lambda s: (s["title"] or "").startswith("encoder.layers.11") and s["titleFits"])
         assert nb.page_errors == [], nb.page_errors

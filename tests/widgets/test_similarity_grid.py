@@ -55,14 +55,26 @@ def test_selection_updates_value_and_companion_chart(result):
     g.selected = [1, 2, 0]
     assert g.selected_value == pytest.approx(result.grids["cka"][1, 2, 0].item())
     assert g.selected_pair == ("checkpoint 1", "out", "fc1")
-    spec = g.selected_spectrum()
-    torch.testing.assert_close(spec, result.spectrum(1, 2, 0, "svcca"))
+    # CKA has no canonical correlations: the chart says so instead of showing SVCCA's
     bars = chart.marks[0]
-    np.testing.assert_allclose(bars.y, spec.numpy(), atol=1e-6)
-    assert "out × fc1 @ checkpoint 1" in chart.title
-    # the view's metric switch (synced with the click) changes the value read back
+    assert g.selected_spectrum() is None and bars.y.size == 0
+    assert chart.title == "linear CKA: no canonical correlations"
+    # the view's metric switch (synced with the click) changes the value read back and the chart
     g.metric = "svcca"
     assert g.selected_value == pytest.approx(result.grids["svcca"][1, 2, 0].item())
+    spec = g.selected_spectrum()
+    torch.testing.assert_close(spec, result.spectrum(1, 2, 0, "svcca"))
+    np.testing.assert_allclose(bars.y, spec.numpy(), atol=1e-6)
+    assert chart.title == "out × fc1 @ checkpoint 1 · SVCCA"
+    # the mean is named on the y axis, not in a legend drawn over the bars
+    assert not any(getattr(m, "display_legend", False) for m in chart.marks)
+    assert chart.axes[1].label == f"ρ (dashed: mean {float(spec.double().mean()):.3f})"
+    # the selection (and the chart) follows the checkpoint
+    g.checkpoint = 3
+    assert g.selected == [3, 2, 0]
+    np.testing.assert_allclose(bars.y, result.spectrum(3, 2, 0, "svcca").numpy(), atol=1e-6)
+    assert chart.title == "out × fc1 @ checkpoint 3 · SVCCA"
+    g.checkpoint = 1
     box = g.dashboard()
     assert box.children[0] is g and box.children[1] is chart
     g.selected = []
@@ -120,3 +132,13 @@ def test_nan_cells_of_a_dead_layer_are_marked_undefined():
     assert math.isnan(res.grid[0, 1, 1].item())
     assert g.defined[0, 0, 1, 1] == 0 and g.defined[0, 0, 0, 0] == 1
     assert np.isfinite(g.grids).all()
+
+
+def test_chart_title_widens_for_long_layer_names():
+    names = ["encoder.layers.11.self_attention.output_projection", "decoder.blocks.7.mlp.down_projection"]
+    g = SimilarityGrid.from_tensor(torch.rand(2, 2, 2), names, metric="mine")
+    chart = g.spectrum_chart
+    assert chart.layout.width == "380px"
+    g._fit_title(chart, names[0] + " × " + names[1])
+    # 14 px glyphs are at most ~0.62 em on average: the figure is at least that wide plus its margins
+    assert int(chart.layout.width.removesuffix("px")) >= len(chart.title) * 14 * 0.62
