@@ -49,7 +49,16 @@ from torch.nn import functional as F
 from .canonizers import handled
 from .composites import ATTENTION_VARIANTS, rms_like
 from .engine import _GradientFunction, _replace_leaves, _tensor_leaves
-from .functional import _INPLACE_DUNDER, _SCALINGS, COPY_LIKE, LINEAR, FunctionalRules, _grad_inputs, _name
+from .functional import (
+    _INPLACE_DUNDER,
+    _SCALINGS,
+    COPY_LIKE,
+    LINEAR,
+    FunctionalRules,
+    _grad_inputs,
+    _name,
+    taylor_node,
+)
 from .rules import stabilize
 
 __all__ = ["AttentionRules", "AttentionForward", "EncoderLayerForward", "NormForward", "norm_node", "taylor_node"]
@@ -172,35 +181,9 @@ def _norm_rule(
     return _NormRule.apply(x, y.detach(), weight, sigma, dims, centred, epsilon)
 
 
-def taylor_node(
-    func: Callable[..., Any], args: tuple, kwargs: dict, ins: list[torch.Tensor], epsilon: float, factor: float = 1.0
-) -> Any:
-    """``func(*args, **kwargs)`` through one gradient × input node: ``R_a = factor · a ⊙ (∂z/∂a)ᵀ (R_z / stab(z))``
-    for each ``a`` in ``ins``. The operation runs on detached leaves, so its own graph holds this operation only."""
-    inner = {id(a): a.detach().requires_grad_(True) for a in ins}
-    with torch.enable_grad():
-        result = func(*_replace_leaves(args, inner), **_replace_leaves(kwargs, inner))
-    outs = [t for t in _tensor_leaves(result) if t.requires_grad and t.is_floating_point()]
-    if not outs:
-        return result
-    new = _GradientFunction.apply(
-        epsilon, factor, (list(inner.values()), outs), len(ins), *ins, *(o.detach() for o in outs)
-    )
-    return _replace_leaves(result, {id(o): n for o, n in zip(outs, new, strict=True)})
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # normalisation with a constant normaliser
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _layer_norm(x: torch.Tensor, shape: Any, weight: Any, bias: Any, eps: float) -> torch.Tensor:
-    dims = tuple(range(-len(tuple(shape)), 0))
-    centred = x - x.mean(dims, keepdim=True)
-    sigma = (centred.detach().square().mean(dims, keepdim=True) + eps).sqrt()
-    y = centred / sigma
-    y = y if weight is None else y * weight
-    return y if bias is None else y + bias
 
 
 def _rms_norm(x: torch.Tensor, shape: Any, weight: Any, eps: float | None) -> torch.Tensor:
@@ -222,44 +205,18 @@ def _group_norm(x: torch.Tensor, groups: int, weight: Any, bias: Any, eps: float
     return y if bias is None else y + bias.reshape(shape)
 
 
-def _norm_args(name: str, args: tuple, kwargs: dict) -> tuple[Callable[..., torch.Tensor], tuple] | None:
-    """The constant-normaliser form of ``F.<name>(*args, **kwargs)``: ``(function, arguments after x)``."""
+def _norm_args(name: str, args: tuple, kwargs: dict) -> tuple | None:
+    """The arguments after ``x`` of ``F.<name>(*args, **kwargs)`` (``None``: not a normalisation)."""
     def arg(i: int, key: str, default: Any = None) -> Any:
         return args[i] if len(args) > i else kwargs.get(key, default)
 
     if name == "layer_norm":
-        return _layer_norm, (arg(1, "normalized_shape"), arg(2, "weight"), arg(3, "bias"), arg(4, "eps", 1e-5))
+        return arg(1, "normalized_shape"), arg(2, "weight"), arg(3, "bias"), arg(4, "eps", 1e-5)
     if name == "rms_norm":
-        return _rms_norm, (arg(1, "normalized_shape"), arg(2, "weight"), arg(3, "eps"))
+        return arg(1, "normalized_shape"), arg(2, "weight"), arg(3, "eps")
     if name == "group_norm":
-        return _group_norm, (arg(1, "num_groups"), arg(2, "weight"), arg(3, "bias"), arg(4, "eps", 1e-5))
+        return arg(1, "num_groups"), arg(2, "weight"), arg(3, "bias"), arg(4, "eps", 1e-5)
     return None
-
-
-class NormForward:
-    """Stands in for the forward of an ``nn.LayerNorm`` with :class:`~.rules.NormIdentity` for the duration of an
-    explained pass (an instance attribute ``forward``, removed in :meth:`remove`): one ``native_layer_norm``
-    gives the output and the ``1/σ`` the rule needs, kept in ``session.norm_stats`` for the layer's rule node —
-    instead of the layer's own forward and a second pass for ``σ``. Outside an explained pass (or called inside
-    another unit) the layer's own forward runs."""
-
-    def __init__(self, session: Any, module: nn.LayerNorm) -> None:
-        self.session, self.module = session, module
-        module.forward = self  # type: ignore[method-assign]
-
-    def remove(self) -> None:
-        if self.module.__dict__.get("forward") is self:
-            del self.module.forward
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        s, m = self.session, self.module
-        x = args[0] if len(args) == 1 and not kwargs else None
-        if not isinstance(x, torch.Tensor) or not x.requires_grad or not s.active or s.depth != 1:
-            return type(m).forward(m, *args, **kwargs)
-        with torch.no_grad():
-            y, _, rstd = torch.native_layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
-        s.norm_stats[id(y)] = (y, rstd)
-        return y
 
 
 class _StandIn:
@@ -272,6 +229,24 @@ class _StandIn:
     def remove(self) -> None:
         if self.module.__dict__.get("forward") is self:
             del self.module.forward
+
+
+class NormForward(_StandIn):
+    """Stands in for the forward of an ``nn.LayerNorm`` with :class:`~.rules.NormIdentity` for the duration of an
+    explained pass (an instance attribute ``forward``, removed in :meth:`remove`): one ``native_layer_norm``
+    gives the output and the ``1/σ`` the rule needs, kept in ``session.norm_stats`` for the layer's rule node —
+    instead of the layer's own forward and a second pass for ``σ``. Outside an explained pass (or called inside
+    another unit) the layer's own forward runs."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        s, m = self.session, self.module
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not isinstance(x, torch.Tensor) or not x.requires_grad or not s.active or s.depth != 1:
+            return type(m).forward(m, *args, **kwargs)
+        with torch.no_grad():
+            y, _, rstd = torch.native_layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+        s.norm_stats[id(y)] = (y, rstd)
+        return y
 
 
 class AttentionForward(_StandIn):
@@ -603,12 +578,12 @@ def _norm(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list)
         return NotImplemented
     y = func(*_replace_leaves(args, {id(x): x.detach()}), **kwargs)
     if name == "layer_norm":
-        shape, weight, _, eps = found[1]
+        shape, weight, _, eps = found
         return _norm_rule(x, y, len(tuple(shape)), weight, eps, True, mode.epsilon)
     if name == "rms_norm":
-        shape, weight, eps = found[1]
+        shape, weight, eps = found
         return _norm_rule(x, y, len(tuple(shape)), weight, eps, False, mode.epsilon)
-    return _constant_normaliser(found[0], x, found[1], y, mode.epsilon)
+    return _constant_normaliser(_group_norm, x, found, y, mode.epsilon)
 
 
 def _sdpa(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list) -> Any:

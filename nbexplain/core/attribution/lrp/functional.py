@@ -23,6 +23,7 @@ Ops inside a module that has a rule (also inside a module mapped to ``nx.rules.G
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 
 from ..._base.machinery import Handles
 
-__all__ = ["FunctionalRules", "FunctionalOpsWarning", "ModuleStackMode", "COPY_LIKE", "LINEAR"]
+__all__ = ["FunctionalRules", "FunctionalOpsWarning", "ModuleStackMode", "COPY_LIKE", "LINEAR", "taylor_node"]
 
 
 class FunctionalOpsWarning(UserWarning):
@@ -81,6 +82,26 @@ def _tensors(value: Any) -> list[torch.Tensor]:
 def _grad_inputs(args: tuple, kwargs: dict) -> list[torch.Tensor]:
     found = {id(t): t for t in _tensors((args, kwargs)) if t.requires_grad and t.is_floating_point()}
     return list(found.values())
+
+
+def taylor_node(
+    func: Callable[..., Any], args: tuple, kwargs: dict, ins: list[torch.Tensor], epsilon: float, factor: float = 1.0
+) -> Any:
+    """``func(*args, **kwargs)`` through one gradient × input node: ``R_a = factor · a ⊙ (∂z/∂a)ᵀ (R_z / stab(z))``
+    for each ``a`` in ``ins``. The operation runs on detached leaves, so its own graph holds this operation only."""
+    from .engine import _GradientFunction, _replace_leaves  # noqa: PLC0415 (engine imports this module)
+
+    inner = {id(a): a.detach().requires_grad_(True) for a in ins}
+    with torch.enable_grad():
+        result = func(*_replace_leaves(args, inner), **_replace_leaves(kwargs, inner))
+    outs = [t for t in _tensors(result) if t.requires_grad and t.is_floating_point()]
+    if not outs:
+        return result
+    new = _GradientFunction.apply(
+        epsilon, factor, (list(inner.values()), outs), len(ins), *ins, *(o.detach() for o in outs)
+    )
+    return _replace_leaves(result, {id(o): n for o, n in zip(outs, new, strict=True)})
+
 
 
 class ModuleStackMode(torch.overrides.TorchFunctionMode):
@@ -143,21 +164,13 @@ class FunctionalRules(ModuleStackMode):
         return self._wrap(func, name, ins, args, kwargs)
 
     def _wrap(self, func: Any, name: str, ins: list[torch.Tensor], args: tuple, kwargs: dict) -> Any:
-        """``func(*args)`` through one gradient × input node: the operation runs on detached copies of its
-        inputs, so its own graph (walked by the node's backward) holds this operation only — not the paths by
-        which one input may also reach another (``t - t.mean(1)``)."""
-        from .engine import _GradientFunction, _replace_leaves  # noqa: PLC0415 (engine imports this module)
-
-        inner = {id(a): a.detach().requires_grad_(True) for a in ins}
-        result = func(*_replace_leaves(args, inner), **_replace_leaves(kwargs, inner))
-        outs = [t for t in _tensors(result) if t.requires_grad and t.is_floating_point()]
-        if not outs:
-            return result
-        if not (name in LINEAR or (name in _SCALINGS and len(ins) == 1)):
+        """``func(*args)`` through one gradient × input node (:func:`taylor_node`, ε = 0: exact gradient × input,
+        a zero output passes no relevance), the operation's name recorded when it is not linear."""
+        result = taylor_node(func, args, kwargs, ins, 0.0)
+        linear = name in LINEAR or (name in _SCALINGS and len(ins) == 1)
+        if not linear and any(t.requires_grad and t.is_floating_point() for t in _tensors(result)):
             self.nonlinear.setdefault(name, set()).add(self.stack[-1] if self.stack else "outside any module")
-        # ε = 0: exact gradient × input (a zero output passes no relevance)
-        new = _GradientFunction.apply(0.0, 1.0, (list(inner.values()), outs), len(ins), *ins, *(o.detach() for o in outs))
-        return _replace_leaves(result, {id(o): n for o, n in zip(outs, new, strict=True)})
+        return result
 
     def _inplace(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
         """``a.op_(…)`` / ``a op= …``: computed out of place from a copy of ``a`` through the rule, then copied
