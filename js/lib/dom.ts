@@ -30,6 +30,39 @@ export function viewRoot(kind: string, theme: string): HTMLDivElement {
   return root;
 }
 
+interface ScaleModel {
+  get(name: "scale"): unknown;
+  on(event: string, callback: () => void): void;
+  off(event: string, callback: () => void): void;
+}
+
+/**
+ * Follow the widget's `scale` trait (presentation size): sets `--nbx-scale` and `data-scale` on `root` now and
+ * on every change, calling `onChange` after (views that draw canvases at a size in px redraw there).
+ * Returns the cleanup that stops following.
+ */
+export function applyScale(root: HTMLElement, model: ScaleModel, onChange?: () => void): () => void {
+  const set = () => {
+    const raw = Number(model.get("scale"));
+    const scale = Number.isFinite(raw) && raw > 0 ? raw : 1;
+    root.style.setProperty("--nbx-scale", String(scale));
+    root.dataset.scale = String(scale);
+  };
+  const changed = () => {
+    set();
+    onChange?.();
+  };
+  set();
+  model.on("change:scale", changed);
+  return () => model.off("change:scale", changed);
+}
+
+/** The current presentation scale of a view root (its `--nbx-scale`, 1 when unset). */
+export function scaleOf(root: HTMLElement): number {
+  const v = parseFloat(root.dataset.scale ?? "1");
+  return Number.isFinite(v) && v > 0 ? v : 1;
+}
+
 /**
  * Call `redraw` when the element changes size or becomes visible again (JupyterLab's windowed notebook
  * detaches off-screen outputs and may drop canvas contents). Returns a cleanup function.

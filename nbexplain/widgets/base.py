@@ -34,6 +34,9 @@ class NbxWidget(anywidget.AnyWidget):
 
     #: ``"auto"`` follows the Jupyter theme; ``"light"``/``"dark"`` force one.
     theme = traitlets.Enum(["auto", "light", "dark"], default_value="auto").tag(sync=True)
+    #: Presentation scale of text and figures (1 = the notebook's font size, never below 13 px; 1.5 for a
+    #: projector). Every view reads it as the CSS variable ``--nbx-scale`` on its root.
+    scale = traitlets.Float(1.0, min=0.5, max=4.0).tag(sync=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         bundle = cls.__dict__.get("_bundle")

@@ -226,7 +226,6 @@ class TokenHeatmap(NbxWidget):
     #: Fixed colour limit; 0 = automatic.
     vmax = traitlets.Float(0.0, min=0.0).tag(sync=True)
     value_label = traitlets.Unicode("relevance").tag(sync=True)
-    scale = traitlets.Float(1.0, min=0.5, max=4.0).tag(sync=True)
 
     def __init__(
         self,

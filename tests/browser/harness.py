@@ -920,3 +920,37 @@ VIEW_LAYOUT = """root => {
   return {min, where, scroll: root.scrollWidth, client: root.clientWidth,
           right: root.getBoundingClientRect().right, contentRight: right, widest};
 }"""
+
+
+#: axe-core (an npm devDependency, installed by ``npm ci``): the accessibility rules the views are checked against.
+AXE_JS = HERE.parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page: Any, selector: str, impacts: Iterable[str] = ("serious", "critical")) -> list[str]:
+    """Run axe-core on the element(s) matching ``selector`` and return its violations of the given impacts,
+    one readable line each (rule, impact, help and the first offending nodes); ``[]`` when there are none.
+
+    Page-level rules that a widget inside a notebook cannot satisfy (landmarks, the page's title and language)
+    are not run. A missing axe-core is an error, never a silent pass.
+    """
+    if not AXE_JS.is_file():
+        raise HarnessError(f"axe-core is missing ({AXE_JS}); run `npm ci` in the repository root.")
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_JS))
+    wanted = sorted(set(impacts))
+    result = page.evaluate(
+        """async ([selector, wanted]) => {
+          const r = await window.axe.run({include: [[selector]]}, {
+            rules: {region: {enabled: false}, "landmark-one-main": {enabled: false},
+                    "page-has-heading-one": {enabled: false}, "document-title": {enabled: false},
+                    "html-has-lang": {enabled: false}},
+            resultTypes: ["violations"],
+          });
+          return r.violations.filter(v => wanted.includes(v.impact)).map(v =>
+            `${v.id} (${v.impact}): ${v.help} — ` +
+            v.nodes.slice(0, 3).map(n => n.target.join(" ") + (n.failureSummary ? " [" +
+              n.failureSummary.replace(/\\s+/g, " ").slice(0, 160) + "]" : "")).join("; "));
+        }""",
+        [selector, wanted],
+    )
+    return list(result)

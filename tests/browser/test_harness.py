@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import NotebookCellError, decode_ws_frame
+from harness import NotebookCellError, axe_violations, decode_ws_frame
 
 pytestmark = pytest.mark.browser
 
@@ -93,3 +93,20 @@ def test_decode_ws_frame_formats():
     assert decode_ws_frame(frame) == ("shell", header)
     assert decode_ws_frame(b"\x00garbage") == (None, None)
     assert decode_ws_frame("not json") == (None, None)
+
+
+def test_axe_check_finds_violations_and_passes_clean_markup(chromium):
+    """The accessibility check the view tests rely on can fail: an unlabelled slider and an image without alt
+    text are reported (serious/critical), the same markup fixed is not, and only the selected element counts."""
+    page = chromium.browser.new_page()
+    try:
+        page.set_content(
+            "<main><div id='bad'><input type='range'><img src='data:,'></div>"
+            "<div id='good'><label>δ <input type='range'></label><img src='data:,' alt='input digit'></div></main>"
+        )
+        bad = axe_violations(page, "#bad")
+        assert any(v.startswith("label (critical)") for v in bad), bad
+        assert any(v.startswith("image-alt (critical)") for v in bad), bad
+        assert axe_violations(page, "#good") == []
+    finally:
+        page.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import ARTIFACTS, VIEW_LAYOUT, offline_only
+from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
 
 pytestmark = pytest.mark.browser
 
@@ -158,6 +158,7 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
             "es => new Set(es.map(e => Math.round(e.getBoundingClientRect().top))).size")
         assert lines >= 4, lines  # the long row wraps onto several lines (and the two newline tokens break)
         nb.screenshot("token-heatmap-800", root)
+        assert axe_violations(nb.page, ROOT) == []
 
         # per-row scales: one colour bar per row, each spanning that row
         nb.page.locator(f"{ROOT} input.nbx-shared-scale").uncheck()
@@ -204,6 +205,7 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
             chip = nb.page.locator(cell(r, t)).evaluate("e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
             assert _contrast(_rgb(chip[0]), _rgb(chip[1])) >= 4.5, chip
         nb.screenshot("token-heatmap-dark", root)
+        assert axe_violations(nb.page, ROOT) == []
         nb.execute("w.theme = 'auto'")
         nb.page.locator(f"{ROOT}[data-theme='auto']").wait_for(timeout=5000)
         # JupyterLab's own dark theme: the view follows it through the theme variables
