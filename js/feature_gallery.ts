@@ -1,11 +1,16 @@
 // FeatureGallery view: a grid of units (optimised image, objective sparkline, percentile); clicking a
 // unit shows its top real examples with the unit's activation map over them — switched in the browser
 // from precomputed state. The controls (steps, regularisation, parameterisation) ask the kernel to
-// re-run the optimisation: one request in flight at a time, and only the latest pending one is sent.
+// re-run the optimisation: one request in flight at a time, and only the latest pending one is sent
+// (js/lib/requests.ts). The activation maps over the top examples are drawn opaque by default, so their colours
+// are exactly the colour bar's, with the example as a thin outline on top (the opacity slider blends it back in).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
+import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
+import { kernelRequests } from "./lib/requests";
+import { formatTick, niceColorScale, TICKED_COLORBAR_CSS, tickedColorbar } from "./lib/scale_ticks";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -33,22 +38,35 @@ interface State {
   cell_size: number;
   columns: number;
   theme: string;
+  scale: number;
 }
 
 const STEP_CHOICES = [16, 32, 64, 128, 256, 512, 1024];
 
-const CSS = `
-.nbx-feature-gallery .nbx-sparkline { display: block; }
-.nbx-feature-gallery .nbx-percentile { font-family: var(--jp-code-font-family, monospace); font-size: 0.9em;
-  color: var(--nbx-muted); }
-.nbx-feature-gallery .nbx-percentile[data-strong="true"] { color: var(--nbx-accent); }
+// Every label at the view's font size (≥ 13 px, times `scale`), in --nbx-fg or --nbx-muted (≥ 4.5:1 contrast).
+const CSS = TICKED_COLORBAR_CSS + `
+.nbx-feature-gallery .nbx-title { font-size: 1em; color: var(--nbx-fg); }
+.nbx-feature-gallery .nbx-sparkline { display: block; background: transparent; }
+.nbx-feature-gallery .nbx-cell:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 2px; }
+.nbx-feature-gallery .nbx-cell .nbx-canvas { border: 1px solid var(--nbx-border); }
+.nbx-feature-gallery .nbx-objective, .nbx-feature-gallery .nbx-percentile { color: var(--nbx-fg);
+  overflow-wrap: anywhere; line-height: 1.25; }
+.nbx-feature-gallery .nbx-percentile[data-strong="true"] { font-weight: 600; }
+.nbx-feature-gallery .nbx-legend { color: var(--nbx-muted); margin: 2px 0 6px; overflow-wrap: anywhere; }
+.nbx-feature-gallery .nbx-info { overflow-wrap: anywhere; }
 .nbx-feature-gallery .nbx-detail { margin-top: 8px; border-top: 1px solid var(--nbx-border); padding-top: 6px; }
-.nbx-feature-gallery .nbx-detail-title { color: var(--nbx-fg); margin-bottom: 4px; }
-.nbx-feature-gallery .nbx-top-grid { display: flex; flex-wrap: wrap; gap: 6px; }
-.nbx-feature-gallery .nbx-top { display: flex; flex-direction: column; align-items: center; gap: 2px; }
-.nbx-feature-gallery .nbx-top-value { font-family: var(--jp-code-font-family, monospace); font-size: 0.85em;
-  color: var(--nbx-muted); }
+.nbx-feature-gallery .nbx-detail-title { color: var(--nbx-fg); margin-bottom: 4px; overflow-wrap: anywhere; }
+.nbx-feature-gallery .nbx-detail-controls { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 6px 16px;
+  margin-bottom: 6px; }
+.nbx-feature-gallery .nbx-top-grid { display: flex; flex-wrap: wrap; gap: 8px; }
+.nbx-feature-gallery .nbx-top { display: flex; flex-direction: column; align-items: flex-start; gap: 2px; }
+.nbx-feature-gallery .nbx-top-canvas { border: 1px solid var(--nbx-fg); }
+.nbx-feature-gallery .nbx-top-value { color: var(--nbx-fg); overflow-wrap: anywhere; line-height: 1.25; }
 .nbx-feature-gallery .nbx-grid.nbx-stale { opacity: 0.55; }
+.nbx-feature-gallery select, .nbx-feature-gallery input, .nbx-feature-gallery button { font: inherit; }
+.nbx-feature-gallery select:focus-visible, .nbx-feature-gallery input:focus-visible,
+.nbx-feature-gallery button:focus-visible { outline: 2px solid var(--nbx-accent); outline-offset: 1px; }
+.nbx-feature-gallery .nbx-control { color: var(--nbx-fg); flex-wrap: wrap; max-width: 100%; }
 `;
 
 /** Pure: the points of a sparkline polyline (x, y in CSS pixels) for a curve in a w × h box. */
@@ -84,55 +102,27 @@ export function unitScale(maps: ArrayLike<number>): ColorScale {
   return { kind: "sequential", vmin: Math.min(0, lo), vmax: hi > 0 ? hi : 1 };
 }
 
-/** Pure: percentile label. */
+/**
+ * Pure: the percentile line under a unit ("percentile 100", "percentile 42.5"): the share (in %) of the real
+ * examples that activate the unit less than its optimised image.
+ */
 export function percentileLabel(p: number | null | undefined): string {
-  if (p === null || p === undefined || !Number.isFinite(p)) return "no data";
-  return `p${p >= 99.95 ? "100" : p.toFixed(1)}`;
+  if (p === null || p === undefined || !Number.isFinite(p)) return "percentile: no real examples";
+  return `percentile ${p >= 99.95 ? "100" : String(Number(p.toFixed(1)))}`;
 }
 
-/** Latest-wins request queue: at most one request in flight, only the newest pending one kept. */
-export class LatestWins<T> {
-  private inflight: number | null = null;
-  private pending: T | null = null;
-  private next: number;
-  constructor(private readonly send: (id: number, req: T) => void, start = 0) {
-    this.next = start;
-  }
-  request(req: T): void {
-    if (this.inflight === null) this.dispatch(req);
-    else this.pending = req;
-  }
-  /** The kernel finished request `id` (or a later one). Returns true when nothing is left to do. */
-  completed(id: number): boolean {
-    if (this.inflight !== null && id >= this.inflight) {
-      this.inflight = null;
-      if (this.pending !== null) {
-        const req = this.pending;
-        this.pending = null;
-        this.dispatch(req);
-      }
-    }
-    return this.inflight === null;
-  }
-  get busy(): boolean {
-    return this.inflight !== null;
-  }
-  get lastId(): number {
-    return this.next;
-  }
-  private dispatch(req: T): void {
-    this.next += 1;
-    this.inflight = this.next;
-    this.send(this.next, req);
-  }
+/** Pure: the line under a unit's sparkline ("final objective 3.21"). */
+export function objectiveLabel(v: number | null | undefined): string {
+  return v === null || v === undefined || !Number.isFinite(v) ? "final objective: none" : `final objective ${formatTick(v)}`;
 }
 
-
-interface RerunRequest {
-  steps: number;
-  regularization: number;
-  param: string;
+/** Pure: the label of one top example ("sample #230 · activation 0.506"). */
+export function topExampleLabel(index: number | undefined, value: number): string {
+  const which = index === undefined || index < 0 ? "sample ?" : `sample #${index}`;
+  return `${which} · activation ${Number.isFinite(value) ? formatTick(value) : "none"}`;
 }
+
+type RerunRequest = { steps: number; regularization: number; param: string };
 
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("feature-gallery", model.get("theme"));
@@ -167,26 +157,29 @@ function render({ model, el }: RenderProps<State>) {
   controls.append(stepsLabel, regLabel, paramLabel, runBtn, busy, error);
 
   const info = h("div", "nbx-readout nbx-info");
+  const legend = h("div", "nbx-legend");
   const grid = h("div", "nbx-grid");
+  grid.setAttribute("role", "group");
+  grid.setAttribute("aria-label", "units: press Enter or Space on one to show its top real examples");
   const detail = h("div", "nbx-detail");
   const detailTitle = h("div", "nbx-detail-title");
-  const opacityLabel = h("label", "nbx-control", "map opacity");
+  const detailControls = h("div", "nbx-detail-controls");
+  const opacityLabel = h("label", "nbx-control", "map opacity (the example shows as an outline)");
   const opacity = h("input", "nbx-opacity");
   opacity.type = "range";
   opacity.min = "0";
   opacity.max = "1";
   opacity.step = "0.05";
-  opacity.value = "0.6";
+  opacity.value = "1"; // opaque: the map's colours are the colour bar's
   opacityLabel.appendChild(opacity);
+  const barSlot = h("div", "nbx-map-bar");
+  detailControls.append(barSlot, opacityLabel);
   const topGrid = h("div", "nbx-top-grid");
-  detail.append(detailTitle, opacityLabel, topGrid);
-  root.append(controls, info, grid, detail);
+  detail.append(detailTitle, detailControls, topGrid);
+  root.append(controls, info, legend, grid, detail);
 
-  // ---- requests to the kernel (latest wins) ----
-  const queue = new LatestWins<RerunRequest>((id, req) => {
-    root.dataset.requested = String(id);
-    model.send({ type: "rerun", id, ...req });
-  }, model.get("completed_request"));
+  // ---- requests to the kernel (latest wins, matched by id: js/lib/requests.ts) ----
+  const { queue, cleanup: stopRequests } = kernelRequests<RerunRequest>(model, root, "rerun");
 
   function setBusy() {
     const isBusy = queue.busy || model.get("busy");
@@ -196,6 +189,7 @@ function render({ model, el }: RenderProps<State>) {
 
   function requestRerun() {
     queue.request({ steps: Number(stepsSel.value), regularization: Number(reg.value), param: paramSel.value });
+    root.dataset.requested = String(queue.lastId);
     setBusy();
   }
 
@@ -212,13 +206,18 @@ function render({ model, el }: RenderProps<State>) {
   let topSources: HTMLCanvasElement[] = []; // per example of the selected unit
   let topMapSources: HTMLCanvasElement[] = [];
   let topCanvases: HTMLCanvasElement[] = [];
+  let topOutlines: Array<HTMLCanvasElement | null> = []; // the example's outline at its canvas's pixel size
+  let topPixels: Array<{ data: ArrayLike<number>; h: number; w: number; c: number }> = [];
+
+  /** Width of a unit's image in CSS px: `cell_size` times the presentation scale. */
+  const cellPx = () => Math.round(model.get("cell_size") * scaleOf(root));
 
   function accent(): string {
     return getComputedStyle(root).getPropertyValue("--nbx-accent").trim() || "#1976d2";
   }
 
   function drawCell(i: number) {
-    const size = model.get("cell_size");
+    const size = cellPx();
     const [, hi, wi] = images.shape;
     const hgt = Math.max(1, Math.round((size * hi) / wi));
     const ctx = sizeCanvas(gridCanvases[i], size, hgt);
@@ -226,7 +225,7 @@ function render({ model, el }: RenderProps<State>) {
       ctx.clearRect(0, 0, gridCanvases[i].width, gridCanvases[i].height);
       ctx.drawImage(imageCanvases[i], 0, 0, gridCanvases[i].width, gridCanvases[i].height);
     }
-    const sh = 24;
+    const sh = Math.round(24 * scaleOf(root));
     const sctx = sizeCanvas(sparkCanvases[i], size, sh);
     if (!sctx || curves.shape.length !== 2) return;
     const dpr = sparkCanvases[i].width / size;
@@ -241,7 +240,7 @@ function render({ model, el }: RenderProps<State>) {
   }
 
   function drawTop(j: number) {
-    const size = Math.max(48, Math.round(model.get("cell_size") * 0.75));
+    const size = Math.max(48, Math.round(cellPx() * 0.75));
     const src = topSources[j];
     if (!src) return;
     const hgt = Math.max(1, Math.round((size * src.height) / src.width));
@@ -258,6 +257,14 @@ function render({ model, el }: RenderProps<State>) {
       ctx.drawImage(topMapSources[j], 0, 0, W, H);
       ctx.imageSmoothingEnabled = false;
       ctx.globalAlpha = 1;
+      // the example as a thin outline on top, so that at full opacity it still shows
+      let line = topOutlines[j];
+      if (!line || line.width !== W || line.height !== H) {
+        const px = topPixels[j];
+        line = px ? offscreen(outlineRGBA(px.data, px.h, px.w, px.c, H, W), W, H) : null;
+        topOutlines[j] = line;
+      }
+      if (line) ctx.drawImage(line, 0, 0);
     }
   }
 
@@ -271,12 +278,15 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.selected = String(sel);
     cells.forEach((c, i) => {
       c.classList.toggle("nbx-selected", i === sel);
-      c.setAttribute("aria-selected", String(i === sel));
+      c.setAttribute("aria-pressed", String(i === sel));
     });
     topGrid.replaceChildren();
+    barSlot.replaceChildren();
     topSources = [];
     topMapSources = [];
     topCanvases = [];
+    topOutlines = [];
+    topPixels = [];
     const k = model.get("k");
     const n = cells.length;
     const hasTop = topImages.shape.length === 4 && topImages.shape[0] === n * k && k > 0;
@@ -293,19 +303,26 @@ function render({ model, el }: RenderProps<State>) {
       root.dataset.topShown = "0";
       return;
     }
-    detailTitle.textContent = `${title}: top ${k} real examples (activation map over each)`;
     const [, hi, wi, ci] = topImages.shape;
     const hasMaps = topMaps.shape.length === 3 && topMaps.shape[0] === n * k;
+    detailTitle.textContent = `${title}: the ${k} real examples that activate it most` +
+      (hasMaps ? ", coloured by its activation at each position" : "");
     opacityLabel.style.display = hasMaps ? "" : "none";
     let scale: ColorScale | null = null;
     if (hasMaps) {
       const per = topMaps.shape[1] * topMaps.shape[2];
-      scale = unitScale(topMaps.data.subarray(sel * k * per, (sel + 1) * k * per));
+      const raw = unitScale(topMaps.data.subarray(sel * k * per, (sel + 1) * k * per));
+      const nice = niceColorScale(raw.kind, raw.vmin, raw.vmax);
+      scale = nice.scale;
+      barSlot.appendChild(tickedColorbar(scale, nice.ticks, `activation of ${title}`));
     }
     const indices = model.get("top_indices");
     for (let j = 0; j < k; j++) {
       const idx = sel * k + j;
-      topSources.push(offscreen(imageRGBA(slice0(topImages, idx).data, hi, wi, ci), wi, hi));
+      const pixels = slice0(topImages, idx).data;
+      topPixels.push({ data: pixels, h: hi, w: wi, c: ci });
+      topOutlines.push(null);
+      topSources.push(offscreen(imageRGBA(pixels, hi, wi, ci), wi, hi));
       if (hasMaps && scale) {
         const [, hm, wm] = topMaps.shape;
         const rgba = colorize(slice0(topMaps, idx).data, hm, wm, scale);
@@ -315,7 +332,11 @@ function render({ model, el }: RenderProps<State>) {
       box.dataset.index = String(j);
       box.dataset.example = String(indices[idx] ?? -1);
       const canvas = h("canvas", "nbx-canvas nbx-top-canvas");
-      const value = h("span", "nbx-top-value", `#${indices[idx] ?? "?"} · ${formatValue(topValues.data[idx])}`);
+      const label = topExampleLabel(indices[idx], topValues.data[idx]);
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", `${label}${hasMaps ? ", with the activation map over it" : ""}`);
+      const value = h("span", "nbx-top-value", label);
+      value.style.maxWidth = `${Math.max(48, Math.round(cellPx() * 0.75)) + 40}px`;
       box.append(canvas, value);
       topGrid.appendChild(box);
       topCanvases.push(canvas);
@@ -350,16 +371,26 @@ function render({ model, el }: RenderProps<State>) {
       cell.dataset.unit = String(model.get("units")[i] ?? i);
       cell.setAttribute("role", "button");
       cell.tabIndex = 0;
-      const title = h("span", "nbx-title", titles[i] ?? String(i));
-      title.title = titles[i] ?? String(i);
-      title.style.maxWidth = `${model.get("cell_size")}px`;
+      const name = titles[i] ?? String(i);
+      const title = h("span", "nbx-title", name);
+      const width = `${cellPx()}px`;
+      title.style.maxWidth = width;
       const canvas = h("canvas", "nbx-canvas");
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", `optimised image of ${name}`);
       const spark = h("canvas", "nbx-sparkline");
+      spark.setAttribute("role", "img");
+      const steps = model.get("steps");
+      spark.setAttribute("aria-label", `objective over the ${steps} optimisation steps, ending at ${formatValue(finals[i] ?? NaN)}`);
       spark.title = `objective over the optimisation (final ${formatValue(finals[i] ?? NaN)})`;
+      const obj = h("span", "nbx-objective", objectiveLabel(finals[i]));
+      obj.style.maxWidth = width;
       const pct = h("span", "nbx-percentile", percentileLabel(pcts[i]));
+      pct.style.maxWidth = width;
       pct.dataset.strong = String((pcts[i] ?? 0) >= 99);
-      pct.title = "share of the dataset's examples that activate this unit less than the optimised image";
-      cell.append(title, canvas, spark, pct);
+      pct.title = "share of the real examples that activate this unit less than the optimised image";
+      cell.setAttribute("aria-label", `${name}: ${objectiveLabel(finals[i])}, ${percentileLabel(pcts[i])}`);
+      cell.append(title, canvas, spark, obj, pct);
       const select = () => {
         model.set("selected", i);
         showSelected(); // switch at once from precomputed state; the kernel just learns the choice
@@ -378,7 +409,13 @@ function render({ model, el }: RenderProps<State>) {
       sparkCanvases.push(spark);
     }
     syncControls();
-    info.textContent = `${model.get("objective") || model.get("layer")} · ${n} unit${n === 1 ? "" : "s"}`;
+    const objective = model.get("objective");
+    info.textContent = `layer ${model.get("layer")}` + (objective ? ` · objective: ${objective}` : "") +
+      ` · ${n} unit${n === 1 ? "" : "s"}`;
+    const anyPct = pcts.some((p) => p !== null && p !== undefined && Number.isFinite(p));
+    legend.textContent = "Under each optimised image: the objective over the optimisation steps (rising line) and " +
+      "its final value" + (anyPct ? "; percentile = the share (%) of the real examples that activate the unit less " +
+      "than the optimised image" : "") + ".";
     root.dataset.n = String(n);
     root.dataset.layer = model.get("layer");
     root.dataset.runs = String(model.get("runs"));
@@ -417,8 +454,9 @@ function render({ model, el }: RenderProps<State>) {
 
   const rebuild = () => build();
   const onCompleted = () => {
-    queue.completed(model.get("completed_request"));
+    // the queue (kernelRequests) has already taken the completion and sent any pending request
     root.dataset.completed = String(model.get("completed_request"));
+    root.dataset.requested = String(queue.lastId);
     setBusy();
   };
   const onError = () => {
@@ -435,11 +473,13 @@ function render({ model, el }: RenderProps<State>) {
     ["change:error", onError], ["change:steps", syncControls], ["change:param", syncControls],
     ["change:regularization", syncControls], ["change:theme", onTheme],
   ];
+  const stopScale = applyScale(root, model, build);
   build();
   onError();
   root.dataset.completed = String(model.get("completed_request"));
+  root.dataset.requested = String(queue.lastId);
   setBusy();
-  return connect(el, root, model, events, drawAll);
+  return connect(el, root, model, events, drawAll, stopRequests, stopScale);
 }
 
 export default { render };

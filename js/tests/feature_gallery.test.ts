@@ -1,7 +1,8 @@
-// Unit tests of the FeatureGallery view logic: sparklines, map scales, percentile labels, latest-wins.
+// Unit tests of the FeatureGallery view logic: sparklines, map scales, the labels a student reads. (Its kernel
+// requests go through js/lib/requests.ts, tested in requests.test.ts.)
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LatestWins, percentileLabel, sparklinePoints, unitScale } from "../feature_gallery";
+import { objectiveLabel, percentileLabel, sparklinePoints, topExampleLabel, unitScale } from "../feature_gallery";
 
 test("sparklinePoints spans the box and puts the maximum at the top", () => {
   const pts = sparklinePoints([0, 1, 3, 2], 100, 20, 2);
@@ -20,25 +21,15 @@ test("unitScale is sequential for non-negative maps and symmetric diverging othe
   assert.deepEqual(unitScale([]), { kind: "sequential", vmin: 0, vmax: 1 });
 });
 
-test("percentileLabel", () => {
-  assert.equal(percentileLabel(null), "no data");
-  assert.equal(percentileLabel(99.96), "p100");
-  assert.equal(percentileLabel(42.04), "p42.0");
-});
-
-test("LatestWins keeps one request in flight and only the newest pending one", () => {
-  const sent: Array<[number, string]> = [];
-  const q = new LatestWins<string>((id, r) => sent.push([id, r]), 10);
-  q.request("a");
-  q.request("b");
-  q.request("c");
-  assert.deepEqual(sent, [[11, "a"]]);
-  assert.equal(q.busy, true);
-  assert.equal(q.completed(10), false); // an older completion changes nothing
-  assert.equal(q.completed(11), false); // "a" done → "c" (latest) is sent, "b" dropped
-  assert.deepEqual(sent, [[11, "a"], [12, "c"]]);
-  assert.equal(q.completed(12), true);
-  assert.equal(q.busy, false);
-  q.request("d");
-  assert.deepEqual(sent.at(-1), [13, "d"]);
+test("percentiles, objectives and top examples are labelled in words, with short numbers", () => {
+  assert.equal(percentileLabel(null), "percentile: no real examples");
+  assert.equal(percentileLabel(99.96), "percentile 100");
+  assert.equal(percentileLabel(42.04), "percentile 42");
+  assert.equal(percentileLabel(42.45), "percentile 42.5");
+  assert.equal(objectiveLabel(3.14159), "final objective 3.14");
+  assert.equal(objectiveLabel(-0.000123456), "final objective −1.23e-4");
+  assert.equal(objectiveLabel(NaN), "final objective: none");
+  assert.equal(topExampleLabel(230, 0.50592), "sample #230 · activation 0.506");
+  assert.equal(topExampleLabel(7, 75.9000015258789), "sample #7 · activation 75.9");
+  assert.equal(topExampleLabel(undefined, -2.5), "sample ? · activation −2.5");
 });
