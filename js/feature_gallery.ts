@@ -9,6 +9,7 @@ import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
+import { keepControlKeys } from "./lib/native_keys";
 import { kernelRequests } from "./lib/requests";
 import { formatTick, niceColorScale, TICKED_COLORBAR_CSS, tickedColorbar } from "./lib/scale_ticks";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
@@ -474,12 +475,13 @@ function render({ model, el }: RenderProps<State>) {
     ["change:regularization", syncControls], ["change:theme", onTheme],
   ];
   const stopScale = applyScale(root, model, build);
+  const stopKeys = keepControlKeys(root);
   build();
   onError();
   root.dataset.completed = String(model.get("completed_request"));
   root.dataset.requested = String(queue.lastId);
   setBusy();
-  return connect(el, root, model, events, drawAll, stopRequests, stopScale);
+  return connect(el, root, model, events, drawAll, stopRequests, stopScale, stopKeys);
 }
 
 export default { render };

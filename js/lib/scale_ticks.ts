@@ -62,7 +62,7 @@ const LIMIT_MANTISSAS = [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10];
 
 /**
  * A symmetric axis −L … 0 … L for a diverging colour scale of data with largest |value| `maxAbs`: L is the
- * smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k that is at least `maxAbs` (so the data use at least 80 %
+ * smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k that is at least `maxAbs` (so the data reach at least 75 %
  * of each half of the map), with the five ticks −L, −L/2, 0, L/2, L. No data (or all zero): L = 1.
  */
 export function symmetricAxis(maxAbs: number): NiceAxis {

@@ -32,9 +32,9 @@ test("symmetricAxis and niceColorScale: diverging centred on 0, sequential from 
   assert.deepEqual(symmetricAxis(3).ticks, [-3, -1.5, 0, 1.5, 3]);
   assert.deepEqual(symmetricAxis(2.0002).ticks, [-2.5, -1.25, 0, 1.25, 2.5]);
   assert.deepEqual(symmetricAxis(1.007e-4).ticks, [-1.2e-4, -6e-5, 0, 6e-5, 1.2e-4]);
-  for (const m of [0.011, 0.93, 1.3, 4.1, 7.7, 55, 1234]) {
+  for (const m of [0.011, 0.316, 0.93, 1.3, 4.1, 6.1, 7.7, 55, 1234]) {
     const lim = symmetricAxis(m).hi;
-    assert.ok(lim >= m && lim <= 1.25 * m + 1e-12, `${m} → ${lim}`);
+    assert.ok(lim >= m && lim <= (4 / 3) * m + 1e-12, `${m} → ${lim}`);
   }
   assert.deepEqual(symmetricAxis(0).ticks, [-1, -0.5, 0, 0.5, 1]);
   const d = niceColorScale("diverging", -0.2, 1.7);

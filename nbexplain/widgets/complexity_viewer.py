@@ -4,7 +4,8 @@ Shows, for a few chosen samples, the feature, its cumulative reconstruction up t
 slider, and its components (images for spatial features, bars otherwise), beside bar charts of energy,
 reliability, effectiveness and overfitting per order (drawn by the view itself, so they render in
 exported pages too). Everything the slider, the channel picker and a click on an order can reach is
-computed here once and switched in the browser without a kernel round trip.
+computed here once and switched in the browser without a kernel round trip. Viewers meant to be compared
+(two networks, two training sets) can share one scale: :meth:`ComplexityViewer.share_scales`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 import torch
 import traitlets
 
-from ..core.complexity.result import ComplexityResult
 from ..core._base.model_inputs import Inputs, as_inputs
 from ..core._base.validation import check_positive_int, check_tensor, renamed_arguments
+from ..core.complexity.result import ComplexityResult
 from .base import NbxWidget
 from .tensor import DEFAULT_MAX_BYTES, TensorTrait, to_uint8_images
 
@@ -65,22 +66,38 @@ class ComplexityViewer(NbxWidget):
     max_bytes
         Budget for the precomputed tensors; fewer channels are offered when they would not fit.
 
+    share_scales_with
+        Another viewer (or several) to compare this one with: all of them then draw on one scale — the same
+        colour limits for features and components and the same y range for each metric chart (see
+        :meth:`share_scales`).
+
     Attributes
     ----------
     selected_order : int
         Index (into ``orders``) of the order whose component is shown for every sample; set by clicking an
         order in the view (or from Python).
+    feature_limit, component_limit : float
+        Colour limits L (maps span −L … L) of the feature with its reconstructions and of the components;
+        ``0`` (default): each channel's own largest value. Set by :meth:`share_scales`, or by hand.
+    chart_limits : dict
+        ``{metric: [lo, hi]}``: the range each metric chart covers at least (``{}``: its own values).
 
     Notes
     -----
-    The order slider and the channel picker act only in the browser (no message to the kernel); the
-    shown order is exposed on the view root as ``data-order``.
+    The maps use a diverging blue–white–red map (ColorBrewer RdBu, readable with red–green colour-vision
+    deficiency) centred on zero, with a colour bar at nice values for the feature and its reconstruction and
+    one for the components — one per order when "scale each order separately" is ticked, so the bars always
+    match what is drawn. The metric charts have a y axis at nice values that include 0. The order slider, the
+    channel picker and the per-order scaling act only in the browser (no message to the kernel); the shown
+    order is exposed on the view root as ``data-order``.
 
     Examples
     --------
     >>> from nbexplain.widgets import ComplexityViewer    # doctest: +SKIP
-    >>> ComplexityViewer(res, data.x_test[:6])            # doctest: +SKIP
-    ComplexityViewer(layer=conv2, orders=(1, 2, 4), samples=6, kind=images)
+    >>> a = ComplexityViewer(res_a, data.x_test[:6])      # doctest: +SKIP
+    >>> b = ComplexityViewer(res_b, data.x_test[:6], share_scales_with=a)  # doctest: +SKIP
+    >>> a.component_limit == b.component_limit           # doctest: +SKIP
+    True
     """
 
     _bundle = "complexity_viewer"
@@ -106,6 +123,9 @@ class ComplexityViewer(NbxWidget):
     metrics = TensorTrait("float32", ndim=2)
     metric_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     metric_valid = traitlets.List(traitlets.List(traitlets.Bool())).tag(sync=True)
+    feature_limit = traitlets.Float(0.0, min=0.0).tag(sync=True)
+    component_limit = traitlets.Float(0.0, min=0.0).tag(sync=True)
+    chart_limits = traitlets.Dict(value_trait=traitlets.List(traitlets.Float(), minlen=2, maxlen=2)).tag(sync=True)
     cell_size = traitlets.Int(96, min=16, max=1024).tag(sync=True)
 
     @renamed_arguments(x="inputs", data="inputs")
@@ -121,6 +141,7 @@ class ComplexityViewer(NbxWidget):
         order: int | None = None,
         cell_size: int = 96,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        share_scales_with: ComplexityViewer | Sequence[ComplexityViewer] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(result, ComplexityResult):
@@ -135,13 +156,78 @@ class ComplexityViewer(NbxWidget):
         self._max_bytes = check_positive_int(max_bytes, "max_bytes")
         self._channels_arg = None if channels is None else [int(c) for c in channels]
         self._shown = False
+        self._scale_group: list[ComplexityViewer] = [self]
         self.set_samples(inputs, titles)
         if order is not None:
             if order not in result.orders:
                 raise ValueError(f"`order` must be one of the decomposed orders {result.orders}, got {order}.")
             self.order_index = result.orders.index(order)
+        if share_scales_with is not None:
+            others = [share_scales_with] if isinstance(share_scales_with, ComplexityViewer) else list(share_scales_with)
+            self.share_scales(*others)
 
     # -------------------------------------------------------------------------------------------
+
+    def own_limits(self) -> dict[str, Any]:
+        """The scales this viewer's data need on their own: ``{"feature": L_f, "component": L_c, "charts":
+        {metric: [lo, hi]}}``, with ``L`` the largest |value| over every offered channel (or bar), sample and
+        order, and ``[lo, hi]`` each metric's range over its computed values and 0.
+
+        Examples
+        --------
+        >>> sorted(viewer.own_limits())    # doctest: +SKIP
+        ['charts', 'component', 'feature']
+        """
+        feature = max(float(np.abs(self.feature).max(initial=0.0)), float(np.abs(self.recon).max(initial=0.0)))
+        component = float(np.abs(self.components).max(initial=0.0))
+        charts: dict[str, list[float]] = {}
+        for row, name in enumerate(self.metric_names[:4]):
+            vals = [float(v) for v, ok in zip(self.metrics[row], self.metric_valid[row], strict=True) if ok]
+            charts[name] = [min([0.0, *vals]), max([0.0, *vals])]
+        return {"feature": feature, "component": component, "charts": charts}
+
+    def share_scales(self, *others: ComplexityViewer) -> None:
+        """Put this viewer and ``others`` on one scale, so that they can be compared by eye.
+
+        Every viewer of the group gets the same ``feature_limit`` and ``component_limit`` (the largest over
+        the group) and the same ``chart_limits`` (each metric's widest range over the group). The group is
+        remembered: :meth:`set_samples` on any of them recomputes the shared scale for all.
+
+        Examples
+        --------
+        >>> a.share_scales(b)                               # doctest: +SKIP
+        >>> a.feature_limit == b.feature_limit             # doctest: +SKIP
+        True
+        """
+        group = list(self._scale_group)
+        for other in others:
+            if not isinstance(other, ComplexityViewer):
+                raise TypeError(
+                    f"share_scales() takes other ComplexityViewer widgets, got {type(other).__name__}; "
+                    "pass the viewer, e.g. ComplexityViewer(res_b, x, share_scales_with=viewer_a)."
+                )
+            for v in other._scale_group:
+                if v not in group:
+                    group.append(v)
+        for v in group:
+            v._scale_group = group
+        self._apply_shared_limits()
+
+    def _apply_shared_limits(self) -> None:
+        group = self._scale_group
+        limits = [v.own_limits() for v in group]
+        feature = max(lim["feature"] for lim in limits)
+        component = max(lim["component"] for lim in limits)
+        charts: dict[str, list[float]] = {}
+        for lim in limits:
+            for name, (lo, hi) in lim["charts"].items():
+                old = charts.get(name, [0.0, 0.0])
+                charts[name] = [min(old[0], lo), max(old[1], hi)]
+        for v in group:
+            with v.hold_sync():
+                v.feature_limit = feature
+                v.component_limit = component
+                v.chart_limits = {k: list(r) for k, r in charts.items()}
 
     @renamed_arguments(x="inputs")
     def set_samples(self, inputs: Any, titles: Sequence[str] | None = None) -> None:
@@ -251,6 +337,8 @@ class ComplexityViewer(NbxWidget):
             if self.selected_order >= L:
                 self.selected_order = 0
         self._shown = True
+        if len(getattr(self, "_scale_group", ())) > 1:
+            self._apply_shared_limits()
 
     @property
     def order(self) -> int:

@@ -138,3 +138,54 @@ def test_image_like_flat_feature_is_drawn_as_images():
     v = ComplexityViewer(res, x[:3])
     assert v.kind == "images" and v.feature.shape == (3, 1, 6, 6) and v.recon.shape == (2, 3, 1, 6, 6)
     assert np.allclose(v.feature.reshape(3, 36), res.features(x[:3]).numpy(), atol=1e-6)
+
+
+def _reference_limits(res, x, chans):
+    """Float64 from the core: the largest |value| of the offered channels' feature and reconstructions, of the
+    components, and each metric's range over its finite values and 0."""
+    idx = torch.tensor(chans)
+    f = res.features(x).double()[:, idx]
+    g = res.reconstructions(x).double()[:, :, idx]
+    c = res.components(x).double()[:, :, idx]
+    charts = {}
+    for name in METRICS[:4]:
+        vals = [v for v in getattr(res, name).double().tolist() if np.isfinite(v)]
+        charts[name] = (min([0.0, *vals]), max([0.0, *vals]))
+    return max(float(f.abs().max()), float(g.abs().max())), float(c.abs().max()), charts
+
+
+def test_viewers_share_one_scale(conv_result):
+    res, x = conv_result
+    torch.manual_seed(1)
+    net = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 4, 3, padding=1)), ("relu1", nn.ReLU()), ("pool", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(4, 8, 3, padding=1)), ("relu2", nn.ReLU()), ("flatten", nn.Flatten()),
+        ("out", nn.Linear(8 * 4 * 4, 3)),
+    ]))
+    y = torch.randint(0, 3, (120,))
+    res_b = nx.decompose_complexity(net, (x[:90], y[:90]), (x[90:], y[90:]), "conv2", orders=(0, 1, 2), epochs=1,
+                                    width=8, progress=False, reference_epochs=1, seed=1)
+    a = ComplexityViewer(res, x[:4], n_channels=3)
+    assert (a.feature_limit, a.component_limit, a.chart_limits) == (0.0, 0.0, {})  # alone: automatic scales
+    b = ComplexityViewer(res_b, x[4:8], n_channels=2, share_scales_with=a)
+    fa, ca, ka = _reference_limits(res, x[:4], a.channels)
+    fb, cb, kb = _reference_limits(res_b, x[4:8], b.channels)
+    assert fa != pytest.approx(fb)  # the two would be drawn on different scales on their own
+    for v in (a, b):
+        assert v.feature_limit == pytest.approx(max(fa, fb), rel=1e-5)
+        assert v.component_limit == pytest.approx(max(ca, cb), rel=1e-5)
+        assert set(v.chart_limits) == {"energy", "reliability", "effectiveness", "overfitting"}
+        for name, (lo, hi) in v.chart_limits.items():
+            assert lo == pytest.approx(min(ka[name][0], kb[name][0]), rel=1e-5, abs=1e-7), name
+            assert hi == pytest.approx(max(ka[name][1], kb[name][1]), rel=1e-5, abs=1e-7), name
+    assert a.own_limits()["feature"] == pytest.approx(fa, rel=1e-5)
+
+    # new samples in one viewer: the whole group follows
+    a.set_samples(x[8:12])
+    fa2, ca2, _ = _reference_limits(res, x[8:12], a.channels)
+    for v in (a, b):
+        assert v.feature_limit == pytest.approx(max(fa2, fb), rel=1e-5)
+        assert v.component_limit == pytest.approx(max(ca2, cb), rel=1e-5)
+
+    with pytest.raises(TypeError, match="ComplexityViewer"):
+        a.share_scales(res_b)
