@@ -51,7 +51,7 @@ const CSS = TICKED_COLORBAR_CSS + `
 .nbx-feature-gallery .nbx-cell:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 2px; }
 .nbx-feature-gallery .nbx-cell .nbx-canvas { border: 1px solid var(--nbx-border); }
 .nbx-feature-gallery .nbx-objective, .nbx-feature-gallery .nbx-percentile { color: var(--nbx-fg);
-  overflow-wrap: anywhere; line-height: 1.25; }
+  overflow-wrap: anywhere; line-height: 1.25; text-align: center; }
 .nbx-feature-gallery .nbx-percentile[data-strong="true"] { font-weight: 600; }
 .nbx-feature-gallery .nbx-legend { color: var(--nbx-muted); margin: 2px 0 6px; overflow-wrap: anywhere; }
 .nbx-feature-gallery .nbx-info { overflow-wrap: anywhere; }

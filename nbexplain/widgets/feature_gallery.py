@@ -121,6 +121,15 @@ class FeatureGallery(RequestWidget):
     runs : int
         How many optimisations have run (the initial one included).
 
+    Notes
+    -----
+    Under each unit the view writes its final objective and its percentile in words ("percentile 100"); each
+    top example is labelled "sample #i · activation v". The unit's activation map is drawn over each example
+    opaque by default (so its colours are exactly those of the colour bar) with the example as a thin outline
+    on top; a slider blends the example back in. Maps with no negative value use the sequential viridis map
+    from 0, signed maps the diverging blue–white–red map (ColorBrewer RdBu) centred on 0; both are readable
+    with red–green colour-vision deficiency, and the colour bar ends on nice values with 0 among its ticks.
+
     Examples
     --------
     >>> import torch

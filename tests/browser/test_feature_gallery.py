@@ -3,7 +3,13 @@ precomputed state, and a re-run request from the controls reaches Python (latest
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+from pathlib import Path
+
 import pytest
+from harness import VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +49,7 @@ def test_feature_gallery_renders_clicks_and_reruns(lab):
         expected = nb.execute("print(int(g.images[0].min()), int(g.images[0].max()))").split()
         lo, hi = int(expected[0]), int(expected[1])
         assert hi > lo and abs(drawn[2] - lo) <= 2 and abs(drawn[3] - hi) <= 2, (drawn, lo, hi)
-        assert page.locator(".nbx-feature-gallery .nbx-percentile").first.inner_text().startswith(("p", "no data"))
+        assert page.locator(".nbx-feature-gallery .nbx-percentile").first.inner_text().startswith("percentile")
 
         # click a unit: its top examples appear at once from precomputed state
         assert root.get_attribute("data-top-shown") == "0"
@@ -98,3 +104,107 @@ def test_feature_gallery_titles_wrap(lab):
             assert t["sw"] <= t["cw"] + 1, t
             assert t["h"] > 1.8 * t["fs"], t  # it took more than one line
         assert nb.page_errors == [], nb.page_errors
+
+
+# Issue 14 (classroom): an 800 px column, words instead of codes, opaque maps with a true colour bar, keyboard,
+# projector scale, dark theme, screenshots for the docs.
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
+ROOT = ".nbx-feature-gallery"
+
+
+def _short(v: float) -> str:
+    """Python twin of the view's formatTick: 3 significant digits, true minus sign."""
+    text = repr(float(f"{v:.3g}")).removesuffix(".0")
+    return text.replace("-", "−")
+
+
+def test_feature_gallery_in_a_classroom(lab):
+    nb = lab.open_notebook(CELLS, name="feature_gallery_classroom", viewport=(800, 1000))
+    with nb:
+        page = nb.page
+        root = nb.view(ROOT)
+        page.locator(f"{ROOT}[data-ready='true']").wait_for()
+
+        # words a student reads: "percentile 100", "final objective 3.21"
+        pcts = nb.execute("print(*g.percentiles)").split()
+        for i, p in enumerate(pcts):
+            text = page.locator(f"{ROOT} .nbx-cell[data-index='{i}'] .nbx-percentile").inner_text()
+            want = "100" if float(p) >= 99.95 else repr(round(float(p), 1)).removesuffix(".0")
+            assert text == f"percentile {want}", (text, p)
+        finals = [float(v) for v in nb.execute("print(*g.finals)").split()]
+        assert page.locator(f"{ROOT} .nbx-objective").all_inner_texts() == [f"final objective {_short(v)}" for v in finals]
+        assert "percentile = the share (%) of the real examples" in root.locator(".nbx-legend").inner_text()
+
+        # keyboard: Tab onto a unit (visible focus ring), Enter selects it in Python
+        page.locator(f"{ROOT} .nbx-cell[data-index='0']").focus()
+        page.keyboard.press("Tab")
+        cell = page.locator(f"{ROOT} .nbx-cell[data-index='1']")
+        ring = cell.evaluate("e => [document.activeElement === e, getComputedStyle(e).outlineStyle,"
+                             " parseFloat(getComputedStyle(e).outlineWidth)]")
+        assert ring[0] and ring[1] != "none" and ring[2] >= 2, ring
+        page.keyboard.press("Enter")
+        nb.wait_for_output("print(g.selected)", "1")
+        page.locator(f"{ROOT}[data-top-shown='5']").wait_for(timeout=5000)
+        assert cell.get_attribute("aria-pressed") == "true"
+
+        # the top examples: "sample #230 · activation 0.506", maps opaque by default, a colour bar that covers them
+        idx = nb.execute("print(*g.top.indices[1].tolist())").split()
+        vals = [float(v) for v in nb.execute("print(*g.top.values[1].tolist())").split()]
+        assert page.locator(f"{ROOT} .nbx-top-value").all_inner_texts() == [
+            f"sample #{i} · activation {_short(v)}" for i, v in zip(idx, vals, strict=True)]
+        assert root.locator("input.nbx-opacity").input_value() == "1"
+        bar = root.locator(".nbx-detail .nbx-tbar")
+        lo, hi = (float(v) for v in nb.execute("m = g.top_maps[5:10]; print(m.min(), m.max())").split())
+        vmin, vmax = float(bar.get_attribute("data-vmin")), float(bar.get_attribute("data-vmax"))
+        ticks = [float(t) for t in bar.get_attribute("data-ticks").split(",")]
+        assert bar.get_attribute("data-kind") == ("diverging" if lo < 0 else "sequential")
+        assert vmin <= min(lo, 0.0) and hi <= vmax <= 2 * hi and 0.0 in ticks and ticks[-1] == vmax, (lo, hi, vmin, vmax, ticks)
+        # opaque: the map hides the example (only its outline shows); at opacity 0 the example shows through
+        pixels = "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; " \
+                 "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + 2 * d[i + 1] + 3 * d[i + 2]; return s; }"
+        canvas = root.locator("canvas.nbx-top-canvas").first
+        opaque = canvas.evaluate(pixels)
+        root.locator("input.nbx-opacity").fill("0")
+        assert canvas.evaluate(pixels) != opaque
+        root.locator("input.nbx-opacity").fill("1")
+        assert canvas.evaluate(pixels) == opaque
+
+        # fits the column, labels >= 13 px, accessible
+        layout = root.evaluate(VIEW_LAYOUT)
+        assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
+        assert layout["right"] <= 800 and layout["min"] >= 13 - 0.01, layout
+        assert axe_violations(page, ROOT) == []
+        page.set_viewport_size({"width": 800, "height": 2000})
+        page.wait_for_timeout(300)
+        shot = nb.screenshot("feature-gallery-800", root)
+
+        # projector scale: bigger text and images, still inside the column
+        size = lambda: float(root.locator(".nbx-percentile").first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))  # noqa: E731
+        width = lambda: float(root.locator(".nbx-cell canvas.nbx-canvas").first.evaluate("e => e.getBoundingClientRect().width"))  # noqa: E731
+        before, wide = size(), width()
+        nb.execute("g.scale = 1.5")
+        page.locator(f"{ROOT}[data-scale='1.5']").wait_for(timeout=5000)
+        assert size() == pytest.approx(1.5 * before) and width() == pytest.approx(1.5 * wide, abs=1.5)
+        layout = root.evaluate(VIEW_LAYOUT)
+        assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
+        nb.screenshot("feature-gallery-scaled", root)
+        nb.execute("g.scale = 1.0")
+
+        # dark theme: accessible too
+        nb.execute("g.theme = 'dark'")
+        page.locator(f"{ROOT}[data-theme='dark']").wait_for(timeout=5000)
+        assert axe_violations(page, ROOT) == []
+        nb.execute("g.theme = 'auto'")
+
+        page.set_viewport_size({"width": 1400, "height": 1400})
+        page.wait_for_timeout(300)
+        layout = root.evaluate(VIEW_LAYOUT)
+        assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
+        big = nb.screenshot("feature-gallery-1400", root)
+        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
+            DOCS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, DOCS / "feature-gallery-800.png")
+            shutil.copyfile(big, DOCS / "feature-gallery-1400.png")
+        assert re.fullmatch(r"\d+", root.get_attribute("data-completed"))
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
