@@ -69,7 +69,7 @@ const CSS = TICKED_COLORBAR_CSS + `
 .nbx-complexity-viewer svg.nbx-chart .nbx-bar.nbx-bar-selected { opacity: 1; stroke: var(--nbx-fg); stroke-width: 1.5; }
 .nbx-complexity-viewer svg.nbx-chart .nbx-bar.nbx-bar-missing { fill: var(--nbx-bg2); }
 .nbx-complexity-viewer .nbx-cv-tables { display: flex; flex-wrap: wrap; gap: 10px 18px; align-items: flex-start; }
-.nbx-complexity-viewer .nbx-cv-table { display: grid; gap: 4px 6px; align-items: end; width: max-content; }
+.nbx-complexity-viewer .nbx-cv-table { display: grid; gap: 4px 6px; align-items: end; width: max-content; max-width: 100%; }
 .nbx-complexity-viewer .nbx-cv-head { color: var(--nbx-fg); text-align: center; overflow-wrap: break-word;
   line-height: 1.25; min-width: 0; }
 .nbx-complexity-viewer .nbx-cv-head.nbx-order-head { cursor: pointer; border-radius: 3px; }
@@ -184,6 +184,7 @@ function sizeFluid(canvas: HTMLCanvasElement, w: number, hgt: number): CanvasRen
   if (canvas.width !== pw) canvas.width = pw;
   if (canvas.height !== ph) canvas.height = ph;
   canvas.style.maxWidth = `${w}px`;
+  canvas.style.minWidth = `${Math.round(0.7 * w)}px`; // shrinks with the view down to 70 %, then the table reflows
   const ctx = canvas.getContext("2d");
   if (ctx) ctx.imageSmoothingEnabled = false;
   return ctx;
@@ -337,7 +338,7 @@ function render({ model, el }: RenderProps<State>) {
     const fitRow = model.get("metric_names").indexOf("fit_quality");
     const fit = fitRow >= 0 && metrics.shape.length === 2 ? metrics.data[fitRow * metrics.shape[1] + orderIndex] : NaN;
     if (reconHead) {
-      reconHead.textContent = `reconstruction, orders ≤ ${o}` + (Number.isFinite(fit) ? ` (fit R² ${formatTick(fit)})` : "");
+      reconHead.textContent = `rebuilt from orders ≤ ${o}` + (Number.isFinite(fit) ? ` (fit R² ${formatTick(fit)})` : "");
     }
     reconCanvases.forEach((c, s) => c.setAttribute("aria-label", `${model.get("titles")[s] ?? `sample ${s}`}: reconstruction up to order ${o}${channelText()}`));
     root.dataset.order = String(o);
@@ -546,10 +547,11 @@ function render({ model, el }: RenderProps<State>) {
     tables.replaceChildren();
     groups.forEach((cols, g) => {
       for (let k = cols.length; k >= 1; k--) {
+        const size = Math.ceil(cols.length / Math.ceil(cols.length / k)); // balanced: 2 + 2, not 3 + 1
         const grids: HTMLDivElement[] = [];
-        for (let i = 0; i < cols.length; i += k) grids.push(grid(cols.slice(i, i + k), i === 0, g));
+        for (let i = 0; i < cols.length; i += size) grids.push(grid(cols.slice(i, i + size), i === 0, g));
         grids.forEach((t) => tables.appendChild(t));
-        const fits = !(avail > 0) || grids.every((t) => t.getBoundingClientRect().width <= avail + 0.5);
+        const fits = !(avail > 0) || grids.every((t) => t.scrollWidth <= t.clientWidth + 0.5 && t.getBoundingClientRect().width <= avail + 0.5);
         if (fits || k === 1) break;
         grids.forEach((t) => t.remove());
       }
