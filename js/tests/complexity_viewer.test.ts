@@ -1,7 +1,7 @@
 // Unit tests of the ComplexityViewer view's pure indexing helpers (layout of the precomputed tensors).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { barsOf, mapOf, maxAbs } from "../complexity_viewer";
+import { barsOf, chartAxis, mapOf, maxAbs } from "../complexity_viewer";
 
 function ramp(shape: number[]) {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -30,4 +30,17 @@ test("maxAbs looks at one channel of every leading index (images) or at everythi
   assert.equal(maxAbs(t, 0, "images", 1), 9);
   assert.equal(maxAbs(t, 1, "images", 1), 7);
   assert.equal(maxAbs({ data: new Float32Array([0.5, -2, 1]), shape: [1, 3] }, 0, "bars", 1), 2);
+});
+
+test("chartAxis covers the computed values and 0, widened to a shared range, at nice ticks", () => {
+  const own = chartAxis([0.88, 1.12, 0.36, -0.05], [true, true, true, true]);
+  assert.ok(own.lo <= -0.05 && own.hi >= 1.12 && own.ticks.includes(0), JSON.stringify(own));
+  // a value that was not computed (sent as 0 with valid false) does not count
+  assert.deepEqual(chartAxis([0.5, 99], [true, false]).ticks, chartAxis([0.5], [true]).ticks);
+  // a shared range from another viewer: both viewers get the same axis
+  const shared = [-0.2, 2.4];
+  const a = chartAxis([0.88, 1.12], [true, true], shared);
+  const b = chartAxis([0.1, 2.4, -0.2], [true, true, true], shared);
+  assert.deepEqual(a, b);
+  assert.ok(a.lo <= -0.2 && a.hi >= 2.4);
 });
