@@ -361,7 +361,9 @@ function render({ model, el }: RenderProps<State>) {
     sparkCanvases = [];
     cells = [];
     grid.replaceChildren();
-    const cols = model.get("columns");
+    // a fixed column count never overflows the view: at most as many columns as fit its width
+    const fit = root.clientWidth > 0 ? Math.max(1, Math.floor((root.clientWidth - 12) / (cellPx() + 16))) : Infinity;
+    const cols = Math.min(model.get("columns"), fit);
     grid.style.display = cols > 0 ? "grid" : "flex";
     grid.style.gridTemplateColumns = cols > 0 ? `repeat(${cols}, max-content)` : "";
     for (let i = 0; i < n; i++) {

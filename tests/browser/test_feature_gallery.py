@@ -188,6 +188,12 @@ def test_feature_gallery_in_a_classroom(lab):
         layout = root.evaluate(VIEW_LAYOUT)
         assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
         nb.screenshot("feature-gallery-scaled", root)
+        # a fixed column count asks for more than fits: the view takes fewer columns instead of overflowing
+        nb.execute("g.columns = 6")
+        page.wait_for_function("() => document.querySelector('.nbx-feature-gallery .nbx-grid').style.display === 'grid'")
+        layout = root.evaluate(VIEW_LAYOUT)
+        assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
+        nb.execute("g.columns = 0")
         nb.execute("g.scale = 1.0")
 
         # dark theme: accessible too
