@@ -314,6 +314,46 @@ def test_a_vit_with_class_token_and_position_embedding() -> None:
     assert not torch.equal(nx.lrp(no_pos, x, composite="attn_lrp").attribution, res.attribution)
 
 
+class _UnfoldViT(nn.Module):
+    """A ViT that cuts patches with ``F.unfold`` and embeds them with ``nn.Linear`` (no conv), or with the
+    equivalent ``Conv2d(stride=patch)``: the same function, written two ways."""
+
+    def __init__(self, conv: bool, p: int = 4, d: int = 12) -> None:
+        super().__init__()
+        self.p, self.conv = p, conv
+        self.embed = nn.Conv2d(1, d, p, stride=p, bias=False) if conv else nn.Linear(p * p, d, bias=False)
+        self.block = nn.TransformerEncoderLayer(d, 3, 2 * d, dropout=0.0, batch_first=True, norm_first=True, bias=False)
+        self.norm = nn.LayerNorm(d, bias=False)
+        self.head = nn.Linear(d, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv:
+            t = self.embed(x).flatten(2).transpose(1, 2)
+        else:
+            t = self.embed(F.unfold(x, self.p, stride=self.p).transpose(1, 2))
+        return self.head(self.norm(self.block(t)).mean(1))
+
+
+def test_patches_cut_by_unfold_or_by_a_strided_conv_are_explained_alike() -> None:
+    """``F.unfold`` is a copy of pixels (relevance follows it); a patch embedding written as unfold + Linear
+    and as a conv with stride = kernel (computed by nbexplain as one GEMM) give the same map, and CP-LRP without
+    biases conserves the logit through it."""
+    torch.manual_seed(5)
+    lin = _UnfoldViT(conv=False).double().eval()
+    conv = _UnfoldViT(conv=True).double().eval()
+    conv.load_state_dict({**lin.state_dict(), "embed.weight": lin.embed.weight.reshape(12, 1, 4, 4)})
+    x = torch.rand(3, 1, 12, 14, dtype=torch.float64)  # 14 is not a multiple of 4: the last 2 columns are unread
+    torch.testing.assert_close(lin(x), conv(x))
+    for composite in ("attn_lrp", "cp_lrp"):
+        with untouched(lin), untouched(conv):
+            a = nx.lrp(lin, x, 1, composite=composite, epsilon=1e-12).attribution
+            b = nx.lrp(conv, x, 1, composite=composite, epsilon=1e-12).attribution
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+        assert (a[..., 12:] == 0).all()
+    cp = nx.lrp(lin, x, 1, composite="cp_lrp", epsilon=1e-12).attribution
+    torch.testing.assert_close(cp.sum((1, 2, 3)), lin(x)[:, 1], rtol=1e-8, atol=1e-10)
+
+
 def test_gamma_for_vision_and_a_hybrid_cnn_transformer() -> None:
     class Hybrid(nn.Module):
         def __init__(self) -> None:
