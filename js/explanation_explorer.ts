@@ -121,6 +121,16 @@ export function legendLines(anyConservation: boolean, shifts: number[]): string[
   return lines;
 }
 
+/** Text (through text nodes only) that may break after each "_" (composite names such as epsilon_gamma_box). */
+function breakable(text: string): DocumentFragment {
+  const frag = document.createDocumentFragment();
+  text.split(/(?<=_)/).forEach((part, k) => {
+    if (k > 0) frag.appendChild(document.createElement("wbr"));
+    frag.appendChild(document.createTextNode(part));
+  });
+  return frag;
+}
+
 function fmtScore(v: number | null | undefined): string {
   return v === null || v === undefined || !Number.isFinite(v) ? "n/a" : signed(formatValue(v));
 }
@@ -431,7 +441,8 @@ function render({ model, el }: RenderProps<State>) {
         cell.dataset.row = String(i);
         const key = col === 0 ? "input" : methods[col - 1].key;
         cell.dataset.method = key;
-        const head = h("div", "nbx-explorer-head", col === 0 ? "input" : methods[col - 1].title);
+        const head = h("div", "nbx-explorer-head");
+        head.appendChild(breakable(col === 0 ? "input" : methods[col - 1].title));
         head.dataset.method = key;
         const canvas = h("canvas", "nbx-canvas");
         canvas.style.aspectRatio = `${sw || 1} / ${sh || 1}`;

@@ -8,7 +8,7 @@ import { applyScale, connect, h, injectStyle, offscreen, viewRoot } from "./lib/
 import { outlineRGBA } from "./lib/outline";
 import { keyboardRange } from "./lib/range_keys";
 import { colorize, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
-import { niceScale, SCALEBAR_CSS, scaleBar, signed } from "./lib/scalebar";
+import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -47,7 +47,7 @@ ${SCALEBAR_CSS}`;
 /** The readout line for pixel (row, col) of map `title`: every number named ("value" when no label is given). */
 function heatmapReadout(title: string, row: number, col: number, pooled: boolean, value: number, label: string):
 string {
-  return `${title} · row ${row}, col ${col}${pooled ? " (pooled)" : ""} · ${label || "value"} ${signed(formatValue(value))}`;
+  return `${title} · row ${row}, col ${col}${pooled ? " (pooled)" : ""} · ${label || "value"} ${formatValue(value)}`;
 }
 
 

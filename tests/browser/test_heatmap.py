@@ -44,9 +44,8 @@ def expected_maps() -> np.ndarray:
 
 
 def js_format(v: float) -> str:
-    """Python twin of the view's readout number (``formatValue``: 4 significant digits, for |v| in [1e-3, 1e5),
-    with a true minus sign)."""
-    return repr(float(f"{v:.4g}")).removesuffix(".0").replace("-", "−")
+    """Python twin of the view's ``formatValue`` (4 significant digits) for |v| in [1e-3, 1e5)."""
+    return repr(float(f"{v:.4g}")).removesuffix(".0")
 
 
 def hover_pixel(nb, cell_index: int, row: int, col: int, h: int, w: int) -> None:
