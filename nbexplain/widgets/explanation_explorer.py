@@ -184,10 +184,9 @@ class ExplanationExplorer(RequestWidget):
     Each map has its own colour scale, drawn under it with labelled ticks at nice values (0 among them): signed
     maps (LRP, gradient, gradient × input, …) use the diverging ColorBrewer RdBu map centred on zero (blue
     negative, white zero, red positive), unsigned ones (RDE mask, attention rollout, ``|gradient|``) the
-    sequential viridis map from 0. Both
-    are readable with the common colour-vision deficiencies, and white zero stays distinct from a dark theme's
-    background. Under each map its scores are named ("conservation", "continuity") and a legend says what they
-    mean.
+    sequential viridis map from 0. Both are readable with the common colour-vision deficiencies, and white zero
+    stays distinct from a dark theme's background. Under each map its scores are named ("conservation",
+    "continuity"), and a legend under the rows says what they mean.
 
     Attributes
     ----------
