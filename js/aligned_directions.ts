@@ -30,37 +30,37 @@ interface State {
 const LABEL_W = 112;
 
 const CSS = `
-.nbx-aligned_directions { max-width: 100%; }
-.nbx-aligned_directions .nbx-ad-title { font-weight: 600; margin: 6px 0 2px; overflow-wrap: anywhere; }
-.nbx-aligned_directions .nbx-ad-note { color: var(--nbx-muted); overflow-wrap: anywhere; margin-bottom: 4px; }
-.nbx-aligned_directions .nbx-ad-pair { display: flex; flex-wrap: wrap; gap: 10px 14px; }
-.nbx-aligned_directions .nbx-ad-block { display: grid; column-gap: 6px; align-items: center; }
-.nbx-aligned_directions .nbx-ad-name { grid-column: 1 / 3; color: var(--nbx-fg); overflow-wrap: anywhere; }
-.nbx-aligned_directions .nbx-ad-rowlabel { text-align: right; white-space: nowrap; color: var(--nbx-muted);
+.nbx-aligned-directions { max-width: 100%; }
+.nbx-aligned-directions .nbx-ad-title { font-weight: 600; margin: 6px 0 2px; overflow-wrap: anywhere; }
+.nbx-aligned-directions .nbx-ad-note { color: var(--nbx-muted); overflow-wrap: anywhere; margin-bottom: 4px; }
+.nbx-aligned-directions .nbx-ad-pair { display: flex; flex-wrap: wrap; gap: 10px 14px; }
+.nbx-aligned-directions .nbx-ad-block { display: grid; column-gap: 6px; align-items: center; }
+.nbx-aligned-directions .nbx-ad-name { grid-column: 1 / 3; color: var(--nbx-fg); overflow-wrap: anywhere; }
+.nbx-aligned-directions .nbx-ad-rowlabel { text-align: right; white-space: nowrap; color: var(--nbx-muted);
   font-family: var(--jp-code-font-family, monospace); cursor: default; }
-.nbx-aligned_directions .nbx-ad-rowlabel.nbx-ad-dir { cursor: pointer; }
-.nbx-aligned_directions .nbx-ad-rowlabel.nbx-active { color: var(--nbx-fg); font-weight: 600; }
-.nbx-aligned_directions .nbx-ad-rowlabel.nbx-selected { color: var(--nbx-accent); font-weight: 600; }
-.nbx-aligned_directions .nbx-ad-strips { position: relative; grid-column: 2; }
-.nbx-aligned_directions canvas.nbx-ad-canvas { display: block; image-rendering: pixelated; cursor: crosshair; }
-.nbx-aligned_directions .nbx-ad-strips.nbx-ad-dirs canvas.nbx-ad-canvas { cursor: pointer; }
-.nbx-aligned_directions .nbx-ad-bound { position: absolute; top: 0; bottom: 0; width: 0;
+.nbx-aligned-directions .nbx-ad-rowlabel.nbx-ad-dir { cursor: pointer; }
+.nbx-aligned-directions .nbx-ad-rowlabel.nbx-active { color: var(--nbx-fg); font-weight: 600; }
+.nbx-aligned-directions .nbx-ad-rowlabel.nbx-selected { color: var(--nbx-accent); font-weight: 600; }
+.nbx-aligned-directions .nbx-ad-strips { position: relative; grid-column: 2; }
+.nbx-aligned-directions canvas.nbx-ad-canvas { display: block; image-rendering: pixelated; cursor: crosshair; }
+.nbx-aligned-directions .nbx-ad-strips.nbx-ad-dirs canvas.nbx-ad-canvas { cursor: pointer; }
+.nbx-aligned-directions .nbx-ad-bound { position: absolute; top: 0; bottom: 0; width: 0;
   border-left: 2px solid var(--nbx-bg); margin-left: -1px; pointer-events: none; }
-.nbx-aligned_directions .nbx-ad-axis { position: relative; grid-column: 2; height: 1.5em; color: var(--nbx-muted); }
-.nbx-aligned_directions .nbx-ad-class { position: absolute; top: 0; transform: translateX(-50%); white-space: nowrap; }
-.nbx-aligned_directions .nbx-ad-axis-title { grid-column: 2; color: var(--nbx-muted); text-align: center; }
-.nbx-aligned_directions .nbx-ad-hl { position: absolute; left: 0; right: 0; pointer-events: none;
+.nbx-aligned-directions .nbx-ad-axis { position: relative; grid-column: 2; height: 1.5em; color: var(--nbx-muted); }
+.nbx-aligned-directions .nbx-ad-class { position: absolute; top: 0; transform: translateX(-50%); white-space: nowrap; }
+.nbx-aligned-directions .nbx-ad-axis-title { grid-column: 2; color: var(--nbx-muted); text-align: center; }
+.nbx-aligned-directions .nbx-ad-hl { position: absolute; left: 0; right: 0; pointer-events: none;
   outline: 2px solid var(--nbx-accent); display: none; }
-.nbx-aligned_directions svg.nbx-ad-chart { display: block; overflow: visible; }
-.nbx-aligned_directions svg.nbx-ad-chart text { fill: var(--nbx-muted); font-size: var(--jp-ui-font-size1, 13px);
+.nbx-aligned-directions svg.nbx-ad-chart { display: block; overflow: visible; }
+.nbx-aligned-directions svg.nbx-ad-chart text { fill: var(--nbx-muted); font-size: var(--jp-ui-font-size1, 13px);
   font-family: inherit; }
-.nbx-aligned_directions svg.nbx-ad-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; fill: none; }
-.nbx-aligned_directions svg.nbx-ad-chart .nbx-ad-line-a { stroke: #1f77b4; stroke-width: 1.2; fill: none; }
-.nbx-aligned_directions svg.nbx-ad-chart .nbx-ad-line-b { stroke: #ff7f0e; stroke-width: 1.2; fill: none; opacity: 0.85; }
-.nbx-aligned_directions .nbx-ad-legend { display: flex; flex-wrap: wrap; gap: 4px 14px; color: var(--nbx-fg); }
-.nbx-aligned_directions .nbx-ad-swatch { display: inline-block; width: 14px; height: 3px; vertical-align: middle;
+.nbx-aligned-directions svg.nbx-ad-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; fill: none; }
+.nbx-aligned-directions svg.nbx-ad-chart .nbx-ad-line-a { stroke: #1f77b4; stroke-width: 1.2; fill: none; }
+.nbx-aligned-directions svg.nbx-ad-chart .nbx-ad-line-b { stroke: #ff7f0e; stroke-width: 1.2; fill: none; opacity: 0.85; }
+.nbx-aligned-directions .nbx-ad-legend { display: flex; flex-wrap: wrap; gap: 4px 14px; color: var(--nbx-fg); }
+.nbx-aligned-directions .nbx-ad-swatch { display: inline-block; width: 14px; height: 3px; vertical-align: middle;
   margin-right: 4px; }
-.nbx-aligned_directions .nbx-ad-count { font-family: var(--jp-code-font-family, monospace); min-width: 2em; }
+.nbx-aligned-directions .nbx-ad-count { font-family: var(--jp-code-font-family, monospace); min-width: 2em; }
 `;
 
 /** Contiguous runs of equal classes in the column order: [class, first column, end column (exclusive)]. */
@@ -123,7 +123,7 @@ export function tracePath(values: ArrayLike<number>, width: number, height: numb
 type Kind = "neurons" | "directions";
 
 function render({ model, el }: RenderProps<State>) {
-  const root = viewRoot("aligned_directions", model.get("theme"));
+  const root = viewRoot("aligned-directions", model.get("theme"));
   injectStyle(el, CSS);
   el.appendChild(root);
 

@@ -29,38 +29,38 @@ export const LAYER_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14
   "#ff9da7", "#9c755f", "#bab0ac"];
 
 const CSS = `
-.nbx-class_sensitivity .nbx-cs-main { display: flex; flex-wrap: wrap; gap: 12px 20px; align-items: flex-start; }
-.nbx-class_sensitivity .nbx-cs-body { display: grid; align-items: center; width: max-content; }
-.nbx-class_sensitivity .nbx-cs-cell { border: 1px solid transparent; cursor: pointer; display: flex;
+.nbx-class-sensitivity .nbx-cs-main { display: flex; flex-wrap: wrap; gap: 12px 20px; align-items: flex-start; }
+.nbx-class-sensitivity .nbx-cs-body { display: grid; align-items: center; width: max-content; }
+.nbx-class-sensitivity .nbx-cs-cell { border: 1px solid transparent; cursor: pointer; display: flex;
   align-items: center; justify-content: center; font-family: var(--jp-code-font-family, monospace);
   font-size: var(--jp-code-font-size, 13px); overflow: hidden; user-select: none; }
-.nbx-class_sensitivity .nbx-cs-cell:hover { border-color: var(--nbx-fg); }
-.nbx-class_sensitivity .nbx-cs-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
-.nbx-class_sensitivity .nbx-cs-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
+.nbx-class-sensitivity .nbx-cs-cell:hover { border-color: var(--nbx-fg); }
+.nbx-class-sensitivity .nbx-cs-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
+.nbx-class-sensitivity .nbx-cs-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
   var(--nbx-bg2), var(--nbx-bg2) 3px, var(--nbx-bg) 3px, var(--nbx-bg) 6px) !important; }
-.nbx-class_sensitivity .nbx-row-label { text-align: right; padding-right: 6px; white-space: nowrap;
+.nbx-class-sensitivity .nbx-row-label { text-align: right; padding-right: 6px; white-space: nowrap;
   color: var(--nbx-muted); cursor: pointer; }
-.nbx-class_sensitivity .nbx-col-label { color: var(--nbx-muted); text-align: center; overflow-wrap: anywhere;
+.nbx-class-sensitivity .nbx-col-label { color: var(--nbx-muted); text-align: center; overflow-wrap: anywhere;
   padding-top: 3px; }
-.nbx-class_sensitivity .nbx-row-label.nbx-active, .nbx-class_sensitivity .nbx-col-label.nbx-active {
+.nbx-class-sensitivity .nbx-row-label.nbx-active, .nbx-class-sensitivity .nbx-col-label.nbx-active {
   color: var(--nbx-fg); font-weight: 600; }
-.nbx-class_sensitivity .nbx-axis-title { color: var(--nbx-muted); }
-.nbx-class_sensitivity .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
+.nbx-class-sensitivity .nbx-axis-title { color: var(--nbx-muted); }
+.nbx-class-sensitivity .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
   text-align: center; }
-.nbx-class_sensitivity .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); }
-.nbx-class_sensitivity .nbx-checkpoint { width: 12em; }
-.nbx-class_sensitivity .nbx-cs-title { font-weight: 600; margin-bottom: 4px; overflow-wrap: anywhere; }
-.nbx-class_sensitivity .nbx-cs-chart-box { max-width: 420px; }
-.nbx-class_sensitivity svg.nbx-cs-chart { display: block; overflow: visible; }
-.nbx-class_sensitivity svg.nbx-cs-chart text { fill: var(--nbx-muted); font-size: var(--jp-ui-font-size1, 13px);
+.nbx-class-sensitivity .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); }
+.nbx-class-sensitivity .nbx-checkpoint { width: 12em; }
+.nbx-class-sensitivity .nbx-cs-title { font-weight: 600; margin-bottom: 4px; overflow-wrap: anywhere; }
+.nbx-class-sensitivity .nbx-cs-chart-box { max-width: 420px; }
+.nbx-class-sensitivity svg.nbx-cs-chart { display: block; overflow: visible; }
+.nbx-class-sensitivity svg.nbx-cs-chart text { fill: var(--nbx-muted); font-size: var(--jp-ui-font-size1, 13px);
   font-family: inherit; }
-.nbx-class_sensitivity svg.nbx-cs-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; fill: none; }
-.nbx-class_sensitivity svg.nbx-cs-chart .nbx-cs-threshold { stroke: var(--nbx-muted); stroke-dasharray: 4 3; }
-.nbx-class_sensitivity svg.nbx-cs-chart .nbx-cs-now { stroke: var(--nbx-accent); stroke-width: 1; opacity: 0.6; }
-.nbx-class_sensitivity .nbx-cs-legend { display: flex; flex-direction: column; gap: 2px; }
-.nbx-class_sensitivity .nbx-cs-swatch { display: inline-block; width: 14px; height: 3px; vertical-align: middle;
+.nbx-class-sensitivity svg.nbx-cs-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; fill: none; }
+.nbx-class-sensitivity svg.nbx-cs-chart .nbx-cs-threshold { stroke: var(--nbx-muted); stroke-dasharray: 4 3; }
+.nbx-class-sensitivity svg.nbx-cs-chart .nbx-cs-now { stroke: var(--nbx-accent); stroke-width: 1; opacity: 0.6; }
+.nbx-class-sensitivity .nbx-cs-legend { display: flex; flex-direction: column; gap: 2px; }
+.nbx-class-sensitivity .nbx-cs-swatch { display: inline-block; width: 14px; height: 3px; vertical-align: middle;
   margin-right: 6px; }
-.nbx-class_sensitivity .nbx-cs-hint { color: var(--nbx-muted); overflow-wrap: anywhere; }
+.nbx-class-sensitivity .nbx-cs-hint { color: var(--nbx-muted); overflow-wrap: anywhere; }
 `;
 
 /** Offset of (t, layer, class) in a row-major (T, L, C) array. */
@@ -97,7 +97,7 @@ export function learnedText(index: number, labels: string[]): string {
 }
 
 function render({ model, el }: RenderProps<State>) {
-  const root = viewRoot("class_sensitivity", model.get("theme"));
+  const root = viewRoot("class-sensitivity", model.get("theme"));
   injectStyle(el, CSS);
   el.appendChild(root);
 

@@ -28,27 +28,27 @@ interface State {
 }
 
 const CSS = `
-.nbx-similarity_grid .nbx-sim-body { display: grid; align-items: center; gap: 0; width: max-content; }
-.nbx-similarity_grid .nbx-sim-cell { border: 1px solid transparent; cursor: pointer; display: flex;
+.nbx-similarity-grid .nbx-sim-body { display: grid; align-items: center; gap: 0; width: max-content; }
+.nbx-similarity-grid .nbx-sim-cell { border: 1px solid transparent; cursor: pointer; display: flex;
   align-items: center; justify-content: center; font-size: 0.75em; font-family: var(--jp-code-font-family, monospace);
   overflow: hidden; user-select: none; }
-.nbx-similarity_grid .nbx-sim-cell:hover { border-color: var(--nbx-fg); }
-.nbx-similarity_grid .nbx-sim-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
-.nbx-similarity_grid .nbx-sim-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
+.nbx-similarity-grid .nbx-sim-cell:hover { border-color: var(--nbx-fg); }
+.nbx-similarity-grid .nbx-sim-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
+.nbx-similarity-grid .nbx-sim-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
   var(--nbx-bg2), var(--nbx-bg2) 3px, var(--nbx-bg) 3px, var(--nbx-bg) 6px) !important; }
-.nbx-similarity_grid .nbx-sim-cell.nbx-hover-row, .nbx-similarity_grid .nbx-sim-cell.nbx-hover-col { }
-.nbx-similarity_grid .nbx-row-label { text-align: right; padding-right: 6px; white-space: nowrap;
+.nbx-similarity-grid .nbx-sim-cell.nbx-hover-row, .nbx-similarity-grid .nbx-sim-cell.nbx-hover-col { }
+.nbx-similarity-grid .nbx-row-label { text-align: right; padding-right: 6px; white-space: nowrap;
   color: var(--nbx-muted); overflow: hidden; text-overflow: ellipsis; max-width: 14em; }
-.nbx-similarity_grid .nbx-col-label { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
+.nbx-similarity-grid .nbx-col-label { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
   color: var(--nbx-muted); padding-top: 4px; justify-self: center; max-height: 10em; overflow: hidden;
   text-overflow: ellipsis; }
-.nbx-similarity_grid .nbx-row-label.nbx-active, .nbx-similarity_grid .nbx-col-label.nbx-active { color: var(--nbx-fg);
+.nbx-similarity-grid .nbx-row-label.nbx-active, .nbx-similarity-grid .nbx-col-label.nbx-active { color: var(--nbx-fg);
   font-weight: 600; }
-.nbx-similarity_grid .nbx-axis-title { color: var(--nbx-muted); font-size: 0.9em; }
-.nbx-similarity_grid .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
+.nbx-similarity-grid .nbx-axis-title { color: var(--nbx-muted); font-size: 0.9em; }
+.nbx-similarity-grid .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
   text-align: center; }
-.nbx-similarity_grid .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); min-width: 6em; }
-.nbx-similarity_grid .nbx-checkpoint { width: 14em; }
+.nbx-similarity-grid .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); min-width: 6em; }
+.nbx-similarity-grid .nbx-checkpoint { width: 14em; }
 `;
 
 /** Black or white text for a background colour (relative luminance). */
@@ -67,7 +67,7 @@ export function cellIndex(shape: number[], m: number, t: number, i: number, j: n
 }
 
 function render({ model, el }: RenderProps<State>) {
-  const root = viewRoot("similarity_grid", model.get("theme"));
+  const root = viewRoot("similarity-grid", model.get("theme"));
   injectStyle(el, CSS);
   el.appendChild(root);
 

@@ -21,7 +21,7 @@ CELLS = [
     "w",
 ]
 
-SELECTOR = ".nbx-aligned_directions"
+SELECTOR = ".nbx-aligned-directions"
 
 
 def test_aligned_directions_hover_click_rows(lab):

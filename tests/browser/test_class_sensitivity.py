@@ -20,7 +20,7 @@ CELLS = [
     "w",
 ]
 
-SELECTOR = ".nbx-class_sensitivity"
+SELECTOR = ".nbx-class-sensitivity"
 
 
 def backgrounds(nb) -> list[str]:

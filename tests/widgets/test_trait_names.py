@@ -117,6 +117,13 @@ def test_view_names_are_synced_traits(bundle):
     assert mismatches(CLASSES[bundle], src) == []
 
 
+@pytest.mark.parametrize("bundle", sorted(CLASSES))
+def test_view_root_class_is_kebab_case(bundle):
+    """Every root is ``nbx-<bundle with hyphens>`` (CSS class vocabulary: ``nbx-similarity-grid``, never ``_``)."""
+    kinds = re.findall(r"\bviewRoot\(\s*[\"'`]([^\"'`]+)[\"'`]", (JS / f"{bundle}.ts").read_text(encoding="utf-8"))
+    assert kinds == [bundle.replace("_", "-")]
+
+
 def test_shared_helpers_use_base_class_traits():
     """js/lib/ helpers (applyScale, kernelRequests) read traits every view (or every RequestWidget) syncs."""
     from nbexplain.widgets.base import RequestWidget
