@@ -25,6 +25,7 @@ interface State {
   strip_width: number;
   strip_height: number;
   theme: string;
+  scale: number;
 }
 
 const LABEL_W = 112;

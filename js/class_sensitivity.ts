@@ -22,6 +22,7 @@ interface State {
   cell_size: number;
   interval_ms: number;
   theme: string;
+  scale: number;
 }
 
 // Categorical line colours (Tableau 10), one per layer.

@@ -32,6 +32,7 @@ interface State {
   top_k: number;
   opacity: number;
   theme: string;
+  scale: number;
 }
 
 const SVG = "http://www.w3.org/2000/svg";

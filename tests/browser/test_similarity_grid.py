@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from harness import axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -193,3 +194,73 @@ def test_similarity_grid_side_chart_follows_the_grid(lab):
                    "decoder.blocks.7.mlp.down_projection @ checkpoint 3 · SVCCA')")
         wait_chart(nb, lambda s: (s["title"] or "").startswith("encoder.layers.11") and s["titleFits"])
         assert nb.page_errors == [], nb.page_errors
+
+
+CLASSROOM = [CELLS[0].replace("g = SimilarityGrid(res, cell_size=40, interval_ms=80)",
+                              "g = SimilarityGrid(res, cell_size=40, show_values=True)")]
+
+
+def test_similarity_grid_in_the_classroom(lab):
+    """800 px column, values and labels ≥ 13 px, scale 1.5, keyboard (one tab stop, arrows, Enter/Space) with a
+    focus ring and accessible names, axe-core in light and dark theme, screenshots, a clean console."""
+    from classroom import dark_theme, fits_column, has_focus_ring, scaled, screenshots
+
+    root_sel = ".nbx-similarity-grid"
+    nb = lab.open_notebook(CLASSROOM, name="similarity_grid_classroom", viewport=(800, 1000))
+    with nb:
+        root = nb.view(root_sel)
+        nb.page.locator(f"{root_sel}[data-ready='true']").wait_for()
+        # the numbers in the cells are shown, at the label size (they were 0.75 em ≈ 9.75 px)
+        assert root.get_attribute("data-values-shown") == "true"
+        cell = nb.page.locator(f"{root_sel} .nbx-sim-cell[data-i='0'][data-j='0']")
+        assert float(cell.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 13
+        assert cell.inner_text() != ""
+        fits_column(root)
+        # every cell has an accessible name with both layers, the checkpoint and the value
+        names = nb.page.locator(f"{root_sel} .nbx-sim-cell").evaluate_all(
+            "es => es.map(e => e.getAttribute('aria-label'))")
+        assert len(names) == 16 and all(n and " × " in n and "SVCCA" in n for n in names), names
+        assert axe_violations(nb.page, root_sel) == []
+
+        # keyboard: Tab from the metric menu lands on the grid's one tab stop, with a visible ring
+        assert nb.page.locator(f"{root_sel} .nbx-sim-cell[tabindex='0']").count() == 1
+        nb.page.locator(f"{root_sel} select.nbx-metric").focus()
+        nb.page.keyboard.press("Tab")
+        first = nb.page.locator(f"{root_sel} .nbx-sim-cell[data-i='0'][data-j='0']")
+        assert has_focus_ring(first)
+        nb.page.keyboard.press("ArrowRight")
+        nb.page.locator(f"{root_sel}[data-hover='0,1']").wait_for(timeout=5000)
+        assert "fc1 × fc2" in nb.page.locator(f"{root_sel} .nbx-readout").inner_text()
+        nb.page.keyboard.press("Enter")
+        nb.wait_for_output("print(g.selected)", "[3, 0, 1]")
+        nb.page.keyboard.press("ArrowDown")
+        nb.page.keyboard.press(" ")
+        nb.wait_for_output("print(g.selected)", "[3, 1, 1]")
+        assert nb.page.locator(f"{root_sel} .nbx-sim-cell[tabindex='0']").count() == 1
+        # the checkpoint slider moves with the arrow keys
+        nb.page.locator(f"{root_sel} input.nbx-checkpoint").focus()
+        nb.page.keyboard.press("ArrowLeft")
+        nb.page.locator(f"{root_sel}[data-checkpoint='2']").wait_for(timeout=5000)
+
+        # cells asked bigger than the column shrink to fit it (4 × 200 px cells would not)
+        nb.execute("g.cell_size = 200")
+        nb.page.wait_for_function(
+            "() => { const r = document.querySelector('.nbx-similarity-grid'); return +r.dataset.cellSize < 200; }",
+            timeout=5000)
+        fits_column(root)
+        nb.execute("g.cell_size = 40")
+        nb.page.locator(f"{root_sel}[data-cell-size='40']").wait_for(timeout=5000)
+
+        # projector: scale 1.5 enlarges text and cells, still inside the column
+        scaled(nb, root_sel, "g", nb.page.locator(f"{root_sel} .nbx-readout"))
+        assert root.get_attribute("data-cell-size") == "60"
+        nb.execute("g.scale = 1.0")
+        nb.page.locator(f"{root_sel}[data-scale='1']").wait_for(timeout=5000)
+
+        dark_theme(nb, root_sel, "g", f"{root_sel} .nbx-row-label")
+        nb.execute("g.theme = 'auto'")
+        nb.page.locator(f"{root_sel}[data-theme='auto']").wait_for(timeout=5000)
+        screenshots(nb, "similarity-grid", root_sel)
+        fits_column(root, 1400)
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
