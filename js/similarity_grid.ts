@@ -4,7 +4,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { cellGridKeys, fitCellSize, keepNavigationKeys, valueFits } from "./lib/cell_grid";
-import { applyScale, colorFooter, connect, h, injectStyle, scaleOf, stepPlayer, viewRoot } from "./lib/dom";
+import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -185,7 +185,7 @@ function render({ model, el }: RenderProps<State>) {
   function layoutCells() {
     if (!L || !Lr) return;
     const labels = Math.max(0, ...rowLabels.map((e) => e.offsetWidth)) + (body.firstElementChild as HTMLElement | null)!.offsetWidth;
-    const avail = root.clientWidth ? root.clientWidth - 14 - labels : 0;
+    const avail = el.clientWidth ? el.clientWidth - 14 - labels : 0;
     const next = fitCellSize(model.get("cell_size"), scaleOf(root), Lr, avail);
     if (next !== cellPx) {
       cellPx = next;
@@ -369,7 +369,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:metric", onMetric], ["change:selected", markSelected], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, layoutCells, stop, stopScale);
+  return connect(el, root, model, events, layoutCells, stop, stopScale, onVisible(el, layoutCells));
 }
 
 export default { render };
