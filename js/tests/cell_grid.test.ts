@@ -27,3 +27,23 @@ test("valueFits: four monospace characters at 13 px need about 36 px", () => {
   assert.ok(!valueFits(4, 13, 28));
   assert.ok(!valueFits(4, 19.5, 40));
 });
+
+import { niceTicks, roundStep } from "../lib/nice_ticks";
+
+test("roundStep picks 1, 2, 2.5 or 5 times a power of ten", () => {
+  assert.equal(roundStep(0.3), 0.5);
+  assert.equal(roundStep(0.21), 0.25);
+  assert.equal(roundStep(7), 10);
+  assert.equal(roundStep(1), 1);
+  assert.equal(roundStep(0.00011), 0.0002);
+});
+
+test("niceTicks cover the range at round values and include 0 when the range spans it", () => {
+  assert.deepEqual(niceTicks(0, 1), [0, 0.25, 0.5, 0.75, 1]);
+  assert.deepEqual(niceTicks(-1.3, 2.1), [-2, -1, 0, 1, 2, 3]);
+  const t = niceTicks(-0.000107, 0.0009);
+  assert.ok(t.includes(0) && t[0] <= -0.000107 && t[t.length - 1] >= 0.0009, String(t));
+  assert.ok(t.every((v) => Number(v.toPrecision(2)) === v), String(t)); // never 1.007e-4
+  assert.deepEqual(niceTicks(0.1 + 0.2, 0.9), [0.2, 0.4, 0.6, 0.8, 1]);
+  assert.deepEqual(niceTicks(0.1 + 0.2, 0.9, 7), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
+});
