@@ -36,7 +36,12 @@ def fits_column(root: Any, width: int = 800) -> dict:
     """Nothing sideways (no scroll, no descendant past the root's right edge), inside the window, text ≥ 13 px."""
     layout = root.evaluate(VIEW_LAYOUT)
     assert layout["scroll"] <= layout["client"] + 1, f"sideways scroll: {layout}"
-    assert layout["contentRight"] <= layout["right"] + 1, f"content past the right edge: {layout}"
+    if layout["contentRight"] > layout["right"] + 1:
+        past = root.evaluate(
+            "r => { const R = r.getBoundingClientRect().right; return [...r.querySelectorAll('*')]"
+            ".filter(e => e.getBoundingClientRect().right > R + 1)"
+            ".map(e => e.tagName + ':' + (e.textContent || '').slice(0, 40)).slice(0, 8); }")
+        raise AssertionError(f"content past the right edge: {layout} {past}")
     assert layout["right"] <= width, f"wider than the window: {layout}"
     assert layout["min"] >= 13 - 0.01, f"text below 13 px: {layout}"
     return layout
