@@ -38,6 +38,7 @@ const CSS = `
 .nbx-aligned-directions .nbx-ad-legend-row { display: flex; flex-wrap: wrap; align-items: center; gap: 6px;
   color: var(--nbx-muted); margin-bottom: 4px; }
 .nbx-aligned-directions .nbx-control { flex-wrap: wrap; max-width: 100%; }
+.nbx-aligned-directions .nbx-ad-keybar { display: inline-flex; align-items: center; gap: 6px; white-space: nowrap; }
 .nbx-aligned-directions .nbx-ad-title { font-weight: 600; margin: 6px 0 2px; overflow-wrap: anywhere; }
 .nbx-aligned-directions .nbx-ad-note { color: var(--nbx-muted); overflow-wrap: anywhere; margin-bottom: 4px; }
 .nbx-aligned-directions .nbx-ad-pair { display: flex; flex-wrap: wrap; gap: 10px 14px; }
@@ -151,6 +152,11 @@ function render({ model, el }: RenderProps<State>) {
   const nCount = h("span", "nbx-ad-count");
   nLabel.append(nSlider, nCount);
   controls.append(nLabel);
+  const keyBar = (lo: string, bar: HTMLCanvasElement, hi: string) => {
+    const group = h("span", "nbx-ad-keybar");
+    group.append(h("span", "", lo), bar, h("span", "", hi));
+    return group;
+  };
   const legend = (signed: boolean) => {
     const row = h("div", "nbx-ad-legend-row");
     const bar = h("canvas", "nbx-colorbar");
@@ -158,12 +164,11 @@ function render({ model, el }: RenderProps<State>) {
     paintColorbar(bar, signed ? { kind: "diverging", vmin: -1, vmax: 1 } : { kind: "sequential", vmin: 0, vmax: 1 });
     if (signed) {
       bar.setAttribute("aria-label", "diverging colour scale, blue negative, white zero, red positive");
-      row.append(h("span", "", "variate, each row on its own scale (white: 0):"), h("span", "", "−largest |value|"), bar,
-        h("span", "", "+largest |value|"));
+      row.append(h("span", "", "variate, each row on its own scale (white: 0, ends: ± the row's largest |value|):"),
+        keyBar("−", bar, "+"));
     } else {
       bar.setAttribute("aria-label", "sequential colour scale, dark to light");
-      row.append(h("span", "", "activation, each row on its own scale:"), h("span", "", "its minimum"), bar,
-        h("span", "", "its maximum"));
+      row.append(h("span", "", "activation, each row on its own scale:"), keyBar("lowest", bar, "highest"));
     }
     return row;
   };

@@ -6,7 +6,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { keepNavigationKeys } from "./lib/cell_grid";
 import { applyScale, colorFooter, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
-import { niceTicks } from "./lib/nice_ticks";
+import { niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -295,7 +295,7 @@ function render({ model, el }: RenderProps<State>) {
     bars.setAttribute("role", "img");
     bars.setAttribute("aria-label", `relevance of the units of ${s.name}`);
     const raw = Math.max(Math.abs(scale.vmin), Math.abs(scale.vmax)) || 1;
-    const m = niceTicks(-raw, raw, 3).at(-1) ?? raw; // the bar scale ends at a round value
+    const m = niceCeil(raw); // the bar scale ends at a round value
     const x0 = labelW + plotW / 2;
     bars.appendChild(svgEl("line", { class: "nbx-axis", x1: x0, x2: x0, y1: 0, y2: rows * rowH }));
     const unitName = (u: number) =>
@@ -332,7 +332,7 @@ function render({ model, el }: RenderProps<State>) {
       const x = x0 + (t / m) * (plotW / 2);
       bars.appendChild(svgEl("line", { class: "nbx-axis", x1: x, x2: x, y1: axisY, y2: axisY + 4 }));
       bars.appendChild(svgEl("text", { x, y: axisY + 1.2 * fs, "text-anchor": anchor, class: "nbx-muted nbx-bar-tick" },
-        formatValue(t)));
+        roundText(t)));
     }
 
     root.dataset.units = String(top.indices.length);
@@ -402,7 +402,7 @@ function render({ model, el }: RenderProps<State>) {
     for (const t of ticks) {
       chart.append(
         svgEl("line", { class: "nbx-axis", x1: left - 4, x2: left, y1: y(t), y2: y(t) }),
-        svgEl("text", { x: left - 6, y: y(t) + 0.35 * fs, "text-anchor": "end", class: "nbx-muted nbx-y-tick" }, formatValue(t)),
+        svgEl("text", { x: left - 6, y: y(t) + 0.35 * fs, "text-anchor": "end", class: "nbx-muted nbx-y-tick" }, roundText(t)),
       );
     }
     cols = [];
@@ -462,7 +462,7 @@ function render({ model, el }: RenderProps<State>) {
     let m = 0;
     for (let j = 0; j < vals.length; j++) m = Math.max(m, Math.abs(vals[j]));
     // the colour scale ends at a round value at or above the largest |R| (0 stays the white middle)
-    const lim = m > 0 ? niceTicks(-m, m, 3).at(-1) ?? m : 1;
+    const lim = m > 0 ? niceCeil(m) : 1;
     const scale: ColorScale = effectiveScale({ kind: "diverging", vmin: -lim, vmax: lim });
     caption.textContent = describe(i);
     slider.value = String(i);

@@ -29,3 +29,15 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   for (let i = first; i <= last; i++) out.push(Number((i * step).toFixed(Math.min(20, digits))) + 0);
   return out;
 }
+
+/** The smallest round value (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k) at or above `v` > 0: a colour-scale end
+ * that is easy to read and never far above the data (at most 1.25 ×). */
+export function niceCeil(v: number): number {
+  if (!(v > 0) || !Number.isFinite(v)) return 1;
+  const k = Math.floor(Math.log10(v));
+  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) {
+    const c = Number((m * 10 ** k).toPrecision(3));
+    if (c >= v * (1 - 1e-9)) return c;
+  }
+  return Number((10 ** (k + 1)).toPrecision(3));
+}

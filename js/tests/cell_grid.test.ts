@@ -47,3 +47,13 @@ test("niceTicks cover the range at round values and include 0 when the range spa
   assert.deepEqual(niceTicks(0.1 + 0.2, 0.9), [0.2, 0.4, 0.6, 0.8, 1]);
   assert.deepEqual(niceTicks(0.1 + 0.2, 0.9, 7), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
 });
+
+import { niceCeil } from "../lib/nice_ticks";
+
+test("niceCeil rounds a colour-scale end up to a readable value close above it", () => {
+  assert.equal(niceCeil(5.513e-4), 0.0006);
+  assert.equal(niceCeil(0.137), 0.15);
+  assert.equal(niceCeil(1), 1);
+  assert.equal(niceCeil(8.2), 10);
+  for (const v of [1.007e-4, 0.033, 2.6, 71, 9.99]) assert.ok(niceCeil(v) >= v && niceCeil(v) <= 1.25 * v, String(v));
+});
