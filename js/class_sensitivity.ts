@@ -405,6 +405,7 @@ function render({ model, el }: RenderProps<State>) {
     else if (ev.key === "ArrowLeft") setCheckpoint(current() - 1);
     else return;
     ev.preventDefault();
+    ev.stopPropagation(); // JupyterLab binds ←/→ to notebook commands in command mode
   });
 
   const onTheme = () => (root.dataset.theme = model.get("theme"));

@@ -349,6 +349,7 @@ function render({ model, el }: RenderProps<State>) {
     else if (ev.key === "ArrowLeft") setCheckpoint(current() - 1);
     else return;
     ev.preventDefault();
+    ev.stopPropagation(); // JupyterLab binds ←/→ to notebook commands in command mode
   });
 
   const rebuild = () => build();
