@@ -4,7 +4,8 @@
 // learned-at checkpoint (first from which the value stays ≥ threshold; computed in Python by core) marked.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, connect, h, injectStyle, stepPlayer, svgPlot, viewRoot } from "./lib/dom";
+import { cellGridKeys, fitCellSize, keepNavigationKeys, valueFits } from "./lib/cell_grid";
+import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";
 
@@ -22,6 +23,7 @@ interface State {
   cell_size: number;
   interval_ms: number;
   theme: string;
+  scale: number;
 }
 
 // Categorical line colours (Tableau 10), one per layer.
@@ -29,38 +31,46 @@ export const LAYER_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14
   "#ff9da7", "#9c755f", "#bab0ac"];
 
 const CSS = `
-.nbx-class_sensitivity .nbx-cs-main { display: flex; flex-wrap: wrap; gap: 12px 20px; align-items: flex-start; }
-.nbx-class_sensitivity .nbx-cs-body { display: grid; align-items: center; width: max-content; }
-.nbx-class_sensitivity .nbx-cs-cell { border: 1px solid transparent; cursor: pointer; display: flex;
+.nbx-root.nbx-class-sensitivity { width: max-content; max-width: 100%; }
+.nbx-class-sensitivity .nbx-cs-cell:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 1px;
+  position: relative; z-index: 1; }
+.nbx-class-sensitivity input:focus-visible, .nbx-class-sensitivity button:focus-visible {
+  outline: 2px solid var(--nbx-accent); outline-offset: 1px; }
+.nbx-class-sensitivity .nbx-control { flex-wrap: wrap; max-width: 100%; }
+.nbx-class-sensitivity .nbx-cs-left { max-width: 100%; }
+.nbx-class-sensitivity .nbx-cs-main { display: flex; flex-wrap: wrap; gap: 12px 20px; align-items: flex-start; }
+.nbx-class-sensitivity .nbx-cs-body { display: grid; align-items: center; width: max-content; max-width: 100%; }
+.nbx-class-sensitivity .nbx-cs-cell { border: 1px solid transparent; cursor: pointer; display: flex;
   align-items: center; justify-content: center; font-family: var(--jp-code-font-family, monospace);
-  font-size: var(--jp-code-font-size, 13px); overflow: hidden; user-select: none; }
-.nbx-class_sensitivity .nbx-cs-cell:hover { border-color: var(--nbx-fg); }
-.nbx-class_sensitivity .nbx-cs-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
-.nbx-class_sensitivity .nbx-cs-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
+  font-size: 1em; overflow: hidden; user-select: none; }
+.nbx-class-sensitivity .nbx-cs-cell:hover { border-color: var(--nbx-fg); }
+.nbx-class-sensitivity .nbx-cs-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
+.nbx-class-sensitivity .nbx-cs-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
   var(--nbx-bg2), var(--nbx-bg2) 3px, var(--nbx-bg) 3px, var(--nbx-bg) 6px) !important; }
-.nbx-class_sensitivity .nbx-row-label { text-align: right; padding-right: 6px; white-space: nowrap;
-  color: var(--nbx-muted); cursor: pointer; }
-.nbx-class_sensitivity .nbx-col-label { color: var(--nbx-muted); text-align: center; overflow-wrap: anywhere;
+.nbx-class-sensitivity .nbx-row-label { text-align: right; padding-right: 6px; white-space: normal;
+  overflow-wrap: anywhere; max-width: 12em; color: var(--nbx-muted); cursor: pointer; }
+.nbx-class-sensitivity .nbx-col-label { color: var(--nbx-muted); text-align: center; overflow-wrap: anywhere;
   padding-top: 3px; }
-.nbx-class_sensitivity .nbx-row-label.nbx-active, .nbx-class_sensitivity .nbx-col-label.nbx-active {
+.nbx-class-sensitivity .nbx-row-label.nbx-active, .nbx-class-sensitivity .nbx-col-label.nbx-active {
   color: var(--nbx-fg); font-weight: 600; }
-.nbx-class_sensitivity .nbx-axis-title { color: var(--nbx-muted); }
-.nbx-class_sensitivity .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
+.nbx-class-sensitivity .nbx-axis-title { color: var(--nbx-muted); }
+.nbx-class-sensitivity .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
   text-align: center; }
-.nbx-class_sensitivity .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); }
-.nbx-class_sensitivity .nbx-checkpoint { width: 12em; }
-.nbx-class_sensitivity .nbx-cs-title { font-weight: 600; margin-bottom: 4px; overflow-wrap: anywhere; }
-.nbx-class_sensitivity .nbx-cs-chart-box { max-width: 420px; }
-.nbx-class_sensitivity svg.nbx-cs-chart { display: block; overflow: visible; }
-.nbx-class_sensitivity svg.nbx-cs-chart text { fill: var(--nbx-muted); font-size: var(--jp-ui-font-size1, 13px);
-  font-family: inherit; }
-.nbx-class_sensitivity svg.nbx-cs-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; fill: none; }
-.nbx-class_sensitivity svg.nbx-cs-chart .nbx-cs-threshold { stroke: var(--nbx-muted); stroke-dasharray: 4 3; }
-.nbx-class_sensitivity svg.nbx-cs-chart .nbx-cs-now { stroke: var(--nbx-accent); stroke-width: 1; opacity: 0.6; }
-.nbx-class_sensitivity .nbx-cs-legend { display: flex; flex-direction: column; gap: 2px; }
-.nbx-class_sensitivity .nbx-cs-swatch { display: inline-block; width: 14px; height: 3px; vertical-align: middle;
+.nbx-class-sensitivity .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); }
+.nbx-class-sensitivity .nbx-checkpoint { width: 12em; max-width: 100%; min-width: 6em; }
+.nbx-class-sensitivity .nbx-cs-title { font-weight: 600; margin-bottom: 4px; overflow-wrap: anywhere; }
+.nbx-class-sensitivity .nbx-cs-chart-box { max-width: 100%; }
+.nbx-class-sensitivity svg.nbx-cs-chart { display: block; overflow: visible; }
+.nbx-class-sensitivity svg.nbx-cs-chart text { fill: var(--nbx-muted); font-size: 1em; font-family: inherit; }
+.nbx-class-sensitivity svg.nbx-cs-chart .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; fill: none; }
+.nbx-class-sensitivity svg.nbx-cs-chart .nbx-cs-threshold { stroke: var(--nbx-muted); stroke-dasharray: 4 3; }
+.nbx-class-sensitivity svg.nbx-cs-chart .nbx-cs-now { stroke: var(--nbx-accent); stroke-width: 1; opacity: 0.6; }
+.nbx-class-sensitivity .nbx-cs-legend { display: flex; flex-direction: column; gap: 2px; }
+.nbx-class-sensitivity .nbx-cs-swatch { display: inline-block; width: 14px; height: 3px; vertical-align: middle;
   margin-right: 6px; }
-.nbx-class_sensitivity .nbx-cs-hint { color: var(--nbx-muted); overflow-wrap: anywhere; }
+.nbx-class-sensitivity .nbx-cs-swatch.nbx-cs-swatch-threshold { height: 0; border-top: 2px dashed var(--nbx-muted); }
+.nbx-class-sensitivity .nbx-cs-swatch.nbx-cs-swatch-now { height: 0; border-top: 2px solid var(--nbx-accent); }
+.nbx-class-sensitivity .nbx-cs-hint { color: var(--nbx-muted); overflow-wrap: anywhere; max-width: 32em; }
 `;
 
 /** Offset of (t, layer, class) in a row-major (T, L, C) array. */
@@ -97,7 +107,9 @@ export function learnedText(index: number, labels: string[]): string {
 }
 
 function render({ model, el }: RenderProps<State>) {
-  const root = viewRoot("class_sensitivity", model.get("theme"));
+  const root = viewRoot("class-sensitivity", model.get("theme"));
+  const stopScale = applyScale(root, model, () => build());
+  keepNavigationKeys(root);
   injectStyle(el, CSS);
   el.appendChild(root);
 
@@ -118,6 +130,7 @@ function render({ model, el }: RenderProps<State>) {
   const left = h("div", "nbx-cs-left");
   const gridTitle = h("div", "nbx-cs-title");
   const body = h("div", "nbx-cs-body");
+  body.setAttribute("role", "group");
   const { footer, readout, setScale } = colorFooter();
   left.append(gridTitle, body, footer);
   const chartBox = h("div", "nbx-cs-chart-box");
@@ -132,6 +145,14 @@ function render({ model, el }: RenderProps<State>) {
   let T = 0;
   let L = 0;
   let C = 0;
+  let cellPx = 0;
+  const keys = cellGridKeys(body, () => [C, L], (c, l) => cells[c * L + l], (c, l) => {
+    hovered = [c, l];
+    showReadout(c, l);
+  }, (c) => select(c));
+  body.addEventListener("focusout", (ev) => {
+    if (!body.contains(ev.relatedTarget as Node | null)) clearReadout();
+  });
   const player = stepPlayer(play, root, {
     count: () => T, current: () => current(), go: (t) => setCheckpoint(t), intervalMs: () => model.get("interval_ms"),
   });
@@ -150,10 +171,14 @@ function render({ model, el }: RenderProps<State>) {
   function paint() {
     if (!cells.length) return;
     const t = current();
+    const show = valueFits(4, parseFloat(getComputedStyle(root).fontSize) || 13, cellPx);
+    root.dataset.valuesShown = String(show);
     for (let c = 0; c < C; c++) {
       for (let l = 0; l < L; l++) {
         const cell = cells[c * L + l];
         const v = value(t, l, c);
+        cell.setAttribute("aria-label", `class ${model.get("class_names")[c] ?? c}, layer ${model.get("layers")[l] ?? l} at ${
+          ckName(t)}: SVCCA ${v === null ? "undefined" : formatValue(v)}`);
         if (v === null) {
           cell.classList.add("nbx-undefined");
           cell.style.background = "";
@@ -166,7 +191,7 @@ function render({ model, el }: RenderProps<State>) {
         cell.style.background = `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
         cell.style.color = textColor(rgb);
         cell.dataset.value = String(v);
-        cell.textContent = model.get("cell_size") >= 34 ? v.toFixed(2) : "";
+        cell.textContent = show ? v.toFixed(2) : "";
       }
     }
     slider.value = String(t);
@@ -193,7 +218,7 @@ function render({ model, el }: RenderProps<State>) {
   function clearReadout() {
     hovered = null;
     delete root.dataset.hover;
-    readout.textContent = "hover a cell to read it · click to plot its class over training";
+    readout.textContent = "hover or focus a cell to read it · click, Enter or Space to plot its class over training";
     rowLabels.forEach((e) => e.classList.remove("nbx-active"));
     colLabels.forEach((e) => e.classList.remove("nbx-active"));
   }
@@ -207,7 +232,11 @@ function render({ model, el }: RenderProps<State>) {
   function drawChart() {
     const sel = model.get("selected_class");
     root.dataset.selected = String(sel);
-    cells.forEach((cell, k) => cell.classList.toggle("nbx-selected", Math.floor(k / Math.max(L, 1)) === sel));
+    cells.forEach((cell, k) => {
+      const on = Math.floor(k / Math.max(L, 1)) === sel;
+      cell.classList.toggle("nbx-selected", on);
+      cell.setAttribute("aria-pressed", String(on));
+    });
     chartBox.replaceChildren();
     const names = model.get("class_names");
     if (sel < 0 || sel >= C) {
@@ -219,26 +248,35 @@ function render({ model, el }: RenderProps<State>) {
     const thr = model.get("threshold");
     const learned = model.get("learned_at");
     chartBox.appendChild(h("div", "nbx-cs-title nbx-cs-chart-title", `class ${names[sel]} over training`));
-    const left = 44;
-    const width = 300;
-    const height = 170;
-    const { svg, mk } = svgPlot("nbx-cs-chart", { left, top: 10, width, height, padRight: 16, padBottom: 52 });
+    const k = scaleOf(root);
+    const fs = parseFloat(getComputedStyle(root).fontSize) || 13;
+    const left = Math.round(3.4 * fs);
+    const avail = el.clientWidth ? el.clientWidth - 16 - left - 16 : 0;
+    const width = Math.round(avail > 0 ? Math.max(160, Math.min(300 * k, avail)) : 300 * k);
+    const height = Math.round(170 * k);
+    const { svg, mk } = svgPlot("nbx-cs-chart", { left, top: Math.round(fs), width, height, padRight: 16,
+      padBottom: Math.round(4 * fs) });
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `SVCCA of each layer with the logit of class ${names[sel]} over the checkpoints`);
     mk("path", { class: "nbx-axis", d: `M0,0V${height}H${width}` });
-    for (const v of [0, 0.5, 1]) mk("text", { x: "-6", y: String(height - v * height + 4), "text-anchor": "end" }, String(v));
-    mk("text", { x: String(-left + 12), y: String(height / 2), transform: `rotate(-90 ${-left + 12} ${height / 2})`,
+    for (const v of [0, 0.25, 0.5, 0.75, 1]) {
+      mk("path", { class: "nbx-axis", d: `M-4,${height - v * height}H0` });
+      mk("text", { x: "-6", y: String(height - v * height + 0.35 * fs), "text-anchor": "end" }, String(v));
+    }
+    mk("text", { x: String(-left + 0.8 * fs), y: String(height / 2), transform: `rotate(-90 ${-left + 0.8 * fs} ${height / 2})`,
       "text-anchor": "middle" }, "SVCCA");
     const ty = height - thr * height;
     mk("path", { class: "nbx-cs-threshold", d: `M0,${ty}H${width}` });
-    mk("text", { x: String(width + 2), y: String(ty + 4), "text-anchor": "start" }, formatValue(thr));
     const nowX = checkpointX(current(), T, width);
     mk("path", { class: "nbx-cs-now", d: `M${nowX},0V${height}` });
     // x ticks: first, current and last checkpoint (labels may be long)
     const ticks = Array.from(new Set([0, T - 1]));
     ticks.forEach((t) => {
       const anchor = T > 1 ? (t === 0 ? "start" : "end") : "middle";
-      mk("text", { x: String(checkpointX(t, T, width)), y: String(height + 18), "text-anchor": anchor }, labels[t] ?? String(t));
+      mk("path", { class: "nbx-axis", d: `M${checkpointX(t, T, width)},${height}V${height + 4}` });
+      mk("text", { x: String(checkpointX(t, T, width)), y: String(height + 1.3 * fs), "text-anchor": anchor }, labels[t] ?? String(t));
     });
-    mk("text", { x: String(width / 2), y: String(height + 40), "text-anchor": "middle" }, `checkpoint (${T})`);
+    mk("text", { x: String(width / 2), y: String(height + 2.9 * fs), "text-anchor": "middle" }, `checkpoint (${T} in all)`);
     const legend = h("div", "nbx-cs-legend");
     for (let l = 0; l < L; l++) {
       const color = LAYER_COLORS[l % LAYER_COLORS.length];
@@ -261,9 +299,16 @@ function render({ model, el }: RenderProps<State>) {
       const item = h("span", "nbx-cs-legend-item");
       const sw = h("span", "nbx-cs-swatch");
       sw.style.background = color;
-      item.append(sw, document.createTextNode(`${layers[l]}: ≥ ${formatValue(thr)} ${learnedText(at, labels)}`));
+      item.append(sw, document.createTextNode(`layer ${layers[l]}: SVCCA ≥ ${formatValue(thr)} ${learnedText(at, labels)}`));
       legend.appendChild(item);
     }
+    const key = (cls: string, text: string) => {
+      const item = h("span", "nbx-cs-legend-item nbx-cs-key");
+      item.append(h("span", `nbx-cs-swatch ${cls}`), document.createTextNode(text));
+      legend.appendChild(item);
+    };
+    key("nbx-cs-swatch-threshold", `dashed line: threshold, SVCCA ${formatValue(thr)}`);
+    key("nbx-cs-swatch-now", `vertical line: the checkpoint shown (${ckName(current())})`);
     chartBox.append(svg, legend, h("div", "nbx-cs-hint", "ring: the checkpoint from which the layer stays above the dashed threshold"));
   }
 
@@ -279,13 +324,18 @@ function render({ model, el }: RenderProps<State>) {
     [T, L, C] = values.shape.length === 3 ? values.shape : [0, 0, 0];
     const size = model.get("cell_size");
     const names = model.get("class_names");
+    // wanted size × scale, shrunk so that the layer columns fit next to the class labels
+    const labelW = Math.max(0, ...names.map((n) => n.length)) * 0.6 * (parseFloat(getComputedStyle(root).fontSize) || 13);
+    cellPx = fitCellSize(size, scaleOf(root), L, el.clientWidth ? el.clientWidth - 40 - Math.min(labelW, 160) : 0);
+    root.dataset.cellSize = String(cellPx);
+    const rowPx = Math.max(Math.round(1.6 * (parseFloat(getComputedStyle(root).fontSize) || 13)), Math.round(cellPx * 0.6));
     const layers = model.get("layers");
     body.replaceChildren();
     cells = [];
     rowLabels = [];
     colLabels = [];
-    body.style.gridTemplateColumns = `auto auto repeat(${L}, ${size}px)`;
-    body.style.gridTemplateRows = `repeat(${C}, ${Math.max(20, Math.round(size * 0.6))}px) auto auto`;
+    body.style.gridTemplateColumns = `auto auto repeat(${L}, ${cellPx}px)`;
+    body.style.gridTemplateRows = `repeat(${C}, ${rowPx}px) auto auto`;
     const rowTitle = h("div", "nbx-axis-title nbx-row-title", "class");
     rowTitle.style.gridColumn = "1";
     rowTitle.style.gridRow = `1 / ${C + 1}`;
@@ -301,9 +351,11 @@ function render({ model, el }: RenderProps<State>) {
         const cell = h("div", "nbx-cs-cell");
         cell.dataset.c = String(c);
         cell.dataset.l = String(l);
+        cell.dataset.row = String(c);
+        cell.dataset.col = String(l);
         cell.style.gridColumn = String(l + 3);
         cell.style.gridRow = String(c + 1);
-        cell.style.width = `${size}px`;
+        cell.style.width = `${cellPx}px`;
         cell.style.height = "100%";
         cell.setAttribute("role", "button");
         cell.addEventListener("pointerenter", () => {
@@ -336,6 +388,8 @@ function render({ model, el }: RenderProps<State>) {
     play.style.display = T > 1 ? "" : "none";
     root.dataset.checkpoints = String(T);
     root.dataset.cells = String(cells.length);
+    const sel = model.get("selected_class");
+    keys.setStop(sel >= 0 && sel < C ? sel : 0, 0);
     clearReadout();
     paint();
     root.dataset.ready = "true";
@@ -345,13 +399,13 @@ function render({ model, el }: RenderProps<State>) {
     stop();
     setCheckpoint(Number(slider.value));
   });
-  root.tabIndex = 0;
   root.addEventListener("keydown", (ev) => {
     if (ev.target === slider) return;
     if (ev.key === "ArrowRight") setCheckpoint(current() + 1);
     else if (ev.key === "ArrowLeft") setCheckpoint(current() - 1);
     else return;
     ev.preventDefault();
+    ev.stopPropagation(); // JupyterLab binds ←/→ to notebook commands in command mode
   });
 
   const onTheme = () => (root.dataset.theme = model.get("theme"));
@@ -362,7 +416,14 @@ function render({ model, el }: RenderProps<State>) {
     ["change:selected_class", drawChart], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, paint, stop);
+  let lastWidth = -1;
+  const redraw = () => {
+    if (el.clientWidth !== lastWidth) {
+      lastWidth = el.clientWidth;
+      build();
+    } else paint();
+  };
+  return connect(el, root, model, events, redraw, stop, stopScale, onVisible(el, redraw));
 }
 
 export default { render };

@@ -1,13 +1,18 @@
 // ExplanationExplorer view: rows are samples, columns the input and one map per attribution method.
 // Everything the kernel has computed (per sample and target class) sits in `maps`/`entries`, so hover,
 // opacity and switching to an already-computed class are drawn here without a kernel round trip. A class
-// or sample not computed yet is requested with a custom message; one request is in flight at a time and
-// only the latest pending one is sent (latest wins); the root shows data-busy meanwhile.
+// or sample not computed yet is requested through the shared RequestWidget protocol (js/lib/requests.ts: one
+// request in flight, only the latest pending one kept); the root shows data-busy meanwhile.
+// Layout: each sample is a row that wraps (the info block, then one fixed-width cell per column, each with its
+// own title, map, colour bar and labelled scores), so every row wraps alike and the view fits an 800 px column.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { type ColorScale, formatValue, paintColorbar } from "./lib/colormap";
-import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { type ColorScale, formatValue } from "./lib/colormap";
+import { applyScale, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
+import { keyboardRange } from "./lib/range_keys";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
+import { kernelRequests } from "./lib/requests";
+import { niceScale, SCALEBAR_CSS, scaleBar, signed } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface MethodInfo {
@@ -40,6 +45,7 @@ interface State {
   cell_size: number;
   source_shape: [number, number];
   continuity_shifts: number[];
+  scale: number;
   busy: boolean;
   completed_request: number;
   error: string;
@@ -47,18 +53,30 @@ interface State {
 }
 
 const CSS = `
-.nbx-explorer-table { display: grid; gap: 6px 8px; align-items: start; }
-.nbx-explorer-head { color: var(--nbx-muted); font-size: 0.92em; text-align: center;
-  white-space: normal; overflow-wrap: anywhere; }
-.nbx-explorer-head canvas { display: block; margin: 2px auto 0; width: 80%; height: 6px; }
-.nbx-rowinfo { display: flex; flex-direction: column; gap: 4px; font-size: 0.92em; min-width: 9em; }
-.nbx-rowinfo select { font: inherit; color: var(--nbx-fg); background: var(--nbx-bg2); border: 1px solid var(--nbx-border); }
-.nbx-mapcell { position: relative; display: flex; flex-direction: column; align-items: center; gap: 2px; }
+.nbx-explorer-rows { display: flex; flex-direction: column; gap: 0.9em; }
+.nbx-explorer-row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 0.5em 0.7em; }
+.nbx-explorer-head { color: var(--nbx-fg); font-weight: 600; text-align: center; line-height: 1.2;
+  white-space: normal; overflow-wrap: anywhere; max-width: 100%; min-height: 2.4em; display: flex;
+  align-items: flex-end; justify-content: center; }
+.nbx-rowinfo { display: flex; flex-direction: column; gap: 0.3em; width: 10em; max-width: 100%; }
+.nbx-rowinfo .nbx-sample { font-weight: 600; }
+.nbx-rowinfo .nbx-control { color: var(--nbx-fg); flex-wrap: wrap; }
+.nbx-explanation-explorer select, .nbx-explanation-explorer input { font: inherit; }
+.nbx-rowinfo select { max-width: 100%; color: var(--nbx-fg); background: var(--nbx-bg2); border: 1px solid var(--nbx-border); }
+.nbx-explanation-explorer select:focus-visible, .nbx-explanation-explorer input:focus-visible,
+.nbx-explanation-explorer button:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 2px; }
+.nbx-explanation-explorer .nbx-control { color: var(--nbx-fg); }
+.nbx-mapcell { position: relative; display: flex; flex-direction: column; align-items: stretch; gap: 0.2em;
+  width: max(calc(var(--nbx-cell) * var(--nbx-scale)), 9.5em); max-width: 100%; min-width: 0; }
+.nbx-mapcell .nbx-canvas { width: 100%; height: auto; }
 .nbx-mapcell.nbx-stale canvas { opacity: 0.35; }
-.nbx-value, .nbx-scores { font-family: var(--jp-code-font-family, monospace); font-size: 0.85em; min-height: 1.2em;
-  color: var(--nbx-fg); white-space: nowrap; }
-.nbx-scores { color: var(--nbx-muted); white-space: normal; text-align: center; }
-`;
+.nbx-mapcell .nbx-scalebar-body { min-width: 0; }
+.nbx-value, .nbx-scores { font-family: var(--jp-code-font-family, monospace); min-height: 1.2em;
+  color: var(--nbx-fg); text-align: center; overflow-wrap: anywhere; }
+.nbx-scores { display: flex; flex-direction: column; }
+.nbx-explorer-legend { margin-top: 0.7em; color: var(--nbx-fg); display: flex; flex-direction: column; gap: 0.2em; }
+.nbx-explanation-explorer .nbx-readout { overflow-wrap: anywhere; }
+${SCALEBAR_CSS}`;
 
 /** Index of the cache entry for (sample, target), or -1. */
 export function findEntry(entries: Array<[number, number]>, sample: number, target: number): number {
@@ -66,42 +84,55 @@ export function findEntry(entries: Array<[number, number]>, sample: number, targ
   return -1;
 }
 
-/** Requests to the kernel: at most one in flight; while busy only the latest desired state is kept. */
-export class Coalescer<T> {
-  private inFlight = 0;
-  private nextId: number;
-  private pending: T | null = null;
-  constructor(
-    private readonly send: (id: number, req: T) => void,
-    startId = 0,
-  ) {
-    this.nextId = startId;
+/** The scale a method's map is drawn with (rounded to nice limits) and its tick step. */
+export function cellScale(meta: EntryMeta | undefined, j: number, kind: "diverging" | "sequential"): { scale: ColorScale; step: number } {
+  if (kind === "diverging") {
+    const m = meta?.vmax[j] ?? 1;
+    return niceScale({ kind, vmin: -m, vmax: m });
   }
-  get busy(): boolean {
-    return this.inFlight !== 0 || this.pending !== null;
+  const lo = Math.min(0, meta?.vmin[j] ?? 0);
+  const hi = meta?.vmax[j] ?? 1;
+  return niceScale({ kind, vmin: lo, vmax: hi > lo ? hi : lo + 1 });
+}
+
+/** The labelled scores under a map: conservation where the method distributes the score, continuity if computed. */
+export function scoreLines(meta: EntryMeta | undefined, j: number, withContinuity: boolean): string[] {
+  const lines: string[] = [];
+  const cons = meta?.conservation[j];
+  if (cons !== null && cons !== undefined) lines.push(`conservation ${fmtScore(cons)}`);
+  if (withContinuity) lines.push(`continuity ${fmtScore(meta?.continuity[j])}`);
+  return lines;
+}
+
+/** The legend under the table: what the colours and each score shown mean, in words. */
+export function legendLines(anyConservation: boolean, shifts: number[]): string[] {
+  const lines = [
+    "Colours: each map has its own scale, drawn under it. Signed maps: blue negative, white zero, red positive "
+      + "(RdBu); unsigned maps: dark purple (low) to yellow (high) (viridis). Both read with colour-vision deficiency.",
+  ];
+  if (anyConservation) {
+    lines.push("conservation = sum of the map ÷ the explained class score (1: the map distributes the whole score).");
   }
-  request(req: T): void {
-    if (this.inFlight) {
-      this.pending = req; // latest wins: an older pending request is dropped
-      return;
-    }
-    this.inFlight = ++this.nextId;
-    this.send(this.inFlight, req);
+  if (shifts.length) {
+    const px = shifts.map((v) => signed(String(v))).join(", ");
+    lines.push(`continuity = largest change of the map per unit change of the input when the input is shifted by `
+      + `${px} pixels (lower: a smoother, more stable explanation).`);
   }
-  /** The kernel finished every request up to `id`. */
-  completed(id: number): void {
-    if (!this.inFlight || id < this.inFlight) return;
-    this.inFlight = 0;
-    if (this.pending !== null) {
-      const req = this.pending;
-      this.pending = null;
-      this.request(req);
-    }
-  }
+  return lines;
+}
+
+/** Text (through text nodes only) that may break after each "_" (composite names such as epsilon_gamma_box). */
+function breakable(text: string): DocumentFragment {
+  const frag = document.createDocumentFragment();
+  text.split(/(?<=_)/).forEach((part, k) => {
+    if (k > 0) frag.appendChild(document.createElement("wbr"));
+    frag.appendChild(document.createTextNode(part));
+  });
+  return frag;
 }
 
 function fmtScore(v: number | null | undefined): string {
-  return v === null || v === undefined || !Number.isFinite(v) ? "–" : formatValue(v);
+  return v === null || v === undefined || !Number.isFinite(v) ? "n/a" : signed(formatValue(v));
 }
 
 function render({ model, el }: RenderProps<State>) {
@@ -110,7 +141,7 @@ function render({ model, el }: RenderProps<State>) {
   el.appendChild(root);
 
   const controls = h("div", "nbx-controls");
-  const opacityLabel = h("label", "nbx-control", "opacity");
+  const opacityLabel = h("label", "nbx-control", "map opacity over the input");
   const opacity = h("input", "nbx-opacity");
   opacity.type = "range";
   opacity.min = "0";
@@ -119,25 +150,33 @@ function render({ model, el }: RenderProps<State>) {
   opacityLabel.appendChild(opacity);
   const more = h("button", "nbx-button nbx-more nbx-needs-kernel", "more samples");
   const busy = h("span", "nbx-busy", "computing…");
+  busy.setAttribute("aria-live", "polite");
   controls.append(opacityLabel, more, busy);
+  const stopRangeKeys = keyboardRange(opacity);
   const errorBox = h("div", "nbx-error");
-  const table = h("div", "nbx-explorer-table");
+  errorBox.setAttribute("role", "alert");
+  const table = h("div", "nbx-explorer-rows");
+  const legend = h("div", "nbx-explorer-legend");
   const readout = h("div", "nbx-readout");
-  root.append(controls, errorBox, table, readout);
+  readout.setAttribute("aria-live", "polite");
+  root.append(controls, errorBox, table, legend, readout);
 
   // decoded state
   let maps: Tensor = decodeTensor(null);
   let images: Tensor = decodeTensor(null);
   let shown: number[] = []; // target displayed per row (may be ahead of the kernel while it computes)
-  // per row: canvases of the columns (0 = input) and their value/score labels
+  // per row: canvases of the columns (0 = input), their markers, value/score labels and colour-bar slots
   let rowCanvases: HTMLCanvasElement[][] = [];
   let rowMarkers: HTMLDivElement[][] = [];
   let rowValues: HTMLSpanElement[][] = [];
-  let rowScores: HTMLSpanElement[][] = [];
+  let rowScores: HTMLDivElement[][] = [];
+  let rowBars: HTMLDivElement[][] = [];
   let rowCells: HTMLDivElement[][] = [];
   let rowEls: HTMLDivElement[] = [];
   let imageCanvases: HTMLCanvasElement[] = [];
   let outlineCanvases: HTMLCanvasElement[] = [];
+  // the entry whose colour bar and scores each cell shows (rebuilt only when it changes)
+  let barEntry: number[][] = [];
 
   /** The input's outline at a canvas's pixel size (cached per row), drawn on top of the maps. */
   function outlineCanvas(i: number, W: number, H: number): HTMLCanvasElement {
@@ -152,27 +191,24 @@ function render({ model, el }: RenderProps<State>) {
   // the last entry drawn per row (kept, dimmed, while a new one is being computed)
   let drawnEntry: number[] = [];
 
-  const coalescer = new Coalescer<{ targets: number[]; n_shown: number }>((id, req) => {
-    root.dataset.busy = "true";
-    root.dataset.requests = String(id);
-    model.send({ type: "request", id, ...req });
-  }, model.get("completed_request"));
+  const label = (k: number) => model.get("classes")[k] ?? String(k);
+
+  function onIdle() {
+    if (model.get("busy")) return;
+    // the kernel's state is now authoritative
+    shown = model.get("targets").slice();
+    syncSelects();
+    drawAll();
+    updateExplained();
+  }
+  const { queue, cleanup: stopRequests } = kernelRequests<{ targets: number[]; n_shown: number }>(
+    model, root, "request", onIdle);
 
   function mapShape(): [number, number] {
     return maps.shape.length === 4 ? [maps.shape[2], maps.shape[3]] : [0, 0];
   }
 
-  function scaleOf(entry: number, j: number): ColorScale {
-    const meta = model.get("entry_meta")[entry];
-    const kind = model.get("methods")[j].kind;
-    if (kind === "diverging") {
-      const m = meta?.vmax[j] ?? 1;
-      return { kind, vmin: -m, vmax: m };
-    }
-    const lo = Math.min(0, meta?.vmin[j] ?? 0);
-    const hi = meta?.vmax[j] ?? 1;
-    return { kind, vmin: lo, vmax: hi > lo ? hi : lo + 1 };
-  }
+  const methodKind = (j: number) => model.get("methods")[j].kind;
 
   function mapCanvas(entry: number, j: number): HTMLCanvasElement {
     const key = `${entry}/${j}`;
@@ -180,16 +216,42 @@ function render({ model, el }: RenderProps<State>) {
     if (!c) {
       const [hm, wm] = mapShape();
       const plane = slice0(slice0(maps, entry), j).data;
-      c = offscreen(colorize(plane, hm, wm, scaleOf(entry, j)), wm, hm);
+      c = offscreen(colorize(plane, hm, wm, cellScale(model.get("entry_meta")[entry], j, methodKind(j)).scale), wm, hm);
       mapCanvasCache.set(key, c);
     }
     return c;
   }
 
-  function cellSize(): [number, number] {
+  /** Size a canvas bitmap to its shown CSS width (the cell's) and the input's aspect, at the device ratio. */
+  function sized(canvas: HTMLCanvasElement): CanvasRenderingContext2D | null {
     const [sh, sw] = model.get("source_shape");
-    const w = model.get("cell_size");
-    return [w, Math.max(1, Math.round((w * (sh || 1)) / (sw || 1)))];
+    const dpr = window.devicePixelRatio || 1;
+    const cssW = canvas.clientWidth || model.get("cell_size");
+    const w = Math.max(1, Math.round(cssW * dpr));
+    const hh = Math.max(1, Math.round((cssW * dpr * (sh || 1)) / (sw || 1)));
+    if (canvas.width !== w) canvas.width = w;
+    if (canvas.height !== hh) canvas.height = hh;
+    const ctx = canvas.getContext("2d");
+    if (ctx) ctx.imageSmoothingEnabled = false;
+    return ctx;
+  }
+
+  /** The colour bar, scores and accessible name of map cell (i, col) for `entry`. */
+  function labelCell(i: number, col: number, entry: number) {
+    if (barEntry[i][col] === entry) return;
+    barEntry[i][col] = entry;
+    const j = col - 1;
+    const method = model.get("methods")[j];
+    const meta = model.get("entry_meta")[entry];
+    const { scale, step } = cellScale(meta, j, method.kind);
+    rowBars[i][col].replaceChildren(scaleBar(scale, step, "", 3, `${method.title} (sample ${i})`));
+    const lines = scoreLines(meta, j, model.get("continuity_shifts").length > 0);
+    rowScores[i][col].replaceChildren(...lines.map((t) => h("span", "nbx-score", t)));
+    const cell = rowCells[i][col];
+    cell.dataset.conservation = fmtScore(meta?.conservation[j]);
+    cell.dataset.continuity = fmtScore(meta?.continuity[j]);
+    cell.dataset.vmin = String(scale.vmin);
+    cell.dataset.vmax = String(scale.vmax);
   }
 
   function drawRow(i: number) {
@@ -200,12 +262,11 @@ function render({ model, el }: RenderProps<State>) {
     const cached = entry >= 0;
     if (!cached) entry = drawnEntry[i] ?? -1;
     else drawnEntry[i] = entry;
-    const [cw, ch] = cellSize();
     const alpha = model.get("opacity");
     for (let col = 0; col <= methods.length; col++) {
       const canvas = rowCanvases[i]?.[col];
       if (!canvas) continue;
-      const ctx = sizeCanvas(canvas, cw, ch);
+      const ctx = sized(canvas);
       if (!ctx) continue;
       const W = canvas.width;
       const H = canvas.height;
@@ -219,16 +280,9 @@ function render({ model, el }: RenderProps<State>) {
         ctx.drawImage(mapCanvas(entry, col - 1), 0, 0, W, H);
         ctx.globalAlpha = 1;
         if (imageCanvases[i]) ctx.drawImage(outlineCanvas(i, W, H), 0, 0);
-        const meta = model.get("entry_meta")[entry];
-        const j = col - 1;
-        const cons = meta?.conservation[j];
-        const cont = meta?.continuity[j];
-        const parts = [`±${formatValue(meta?.vmax[j] ?? 0)}`];
-        if (cons !== null && cons !== undefined) parts.push(`Σ/f ${fmtScore(cons)}`);
-        if (model.get("continuity_shifts").length) parts.push(`cont ${fmtScore(cont)}`);
-        rowScores[i][col].textContent = parts.join(" · ");
-        rowCells[i][col].dataset.conservation = fmtScore(cons);
-        rowCells[i][col].dataset.continuity = fmtScore(cont);
+        labelCell(i, col, entry);
+        canvas.setAttribute("aria-label", `${methods[col - 1].title} map of sample ${i}, explaining class `
+          + `${label(entries[entry][1])}`);
       }
       rowCells[i][col].classList.toggle("nbx-stale", col > 0 && !cached);
     }
@@ -266,11 +320,12 @@ function render({ model, el }: RenderProps<State>) {
     const [hm, wm] = mapShape();
     const entries = model.get("entries");
     const methods = model.get("methods");
-    const entry = findEntry(entries, i, shown[i]) >= 0 ? findEntry(entries, i, shown[i]) : (drawnEntry[i] ?? -1);
+    const found = findEntry(entries, i, shown[i]);
+    const entry = found >= 0 ? found : (drawnEntry[i] ?? -1);
     const [sh, sw] = model.get("source_shape");
     const sr = Math.min(sh - 1, Math.floor((r * sh) / hm));
     const sc = Math.min(sw - 1, Math.floor((c * sw) / wm));
-    const parts: string[] = [`row ${sr}, col ${sc}`];
+    const parts: string[] = [`sample ${i} · row ${sr}, col ${sc}`];
     for (let col = 0; col <= methods.length; col++) {
       const canvas = rowCanvases[i][col];
       const m = rowMarkers[i][col];
@@ -282,35 +337,47 @@ function render({ model, el }: RenderProps<State>) {
       m.style.left = `${canvas.offsetLeft + c * cw}px`;
       m.style.top = `${canvas.offsetTop + r * chh}px`;
       if (col === 0) {
-        rowValues[i][0].textContent = `(${sr}, ${sc})`;
+        rowValues[i][0].textContent = `row ${sr}, col ${sc}`;
         continue;
       }
       if (entry < 0) continue;
       const v = maps.data[((entry * methods.length + (col - 1)) * hm + r) * wm + c];
-      rowValues[i][col].textContent = formatValue(v);
+      rowValues[i][col].textContent = `value ${signed(formatValue(v))}`;
       rowCells[i][col].dataset.value = String(v);
-      parts.push(`${methods[col - 1].title}: ${formatValue(v)}`);
+      parts.push(`${methods[col - 1].title} ${signed(formatValue(v))}`);
     }
-    readout.textContent = parts.join("  ·  ");
+    readout.textContent = parts.join(" · ");
     root.dataset.hover = `${i},${sr},${sc}`;
   }
 
   function requestState(targets: number[], n: number) {
-    coalescer.request({ targets: targets.slice(), n_shown: n });
-    root.dataset.busy = "true";
+    queue.request({ targets: targets.slice(), n_shown: n });
   }
 
   function chooseTarget(i: number, t: number) {
     shown[i] = t;
     const cachedAll = shown.every((tt, r) => findEntry(model.get("entries"), r, tt) >= 0);
     drawRow(i);
-    if (cachedAll && !coalescer.busy) {
+    updateExplained();
+    if (cachedAll && !queue.busy) {
       // already computed: drawn above; the kernel only learns the new state (no computation)
       model.set("targets", shown.slice());
       model.save_changes();
     } else {
       requestState(shown, model.get("n_shown"));
     }
+  }
+
+  function syncSelects() {
+    rowEls.forEach((row, i) => {
+      const sel = row.querySelector("select");
+      if (sel) sel.value = String(shown[i]);
+    });
+  }
+
+  function updateLegend() {
+    const anyCons = model.get("entry_meta").some((m) => m.conservation.some((v) => v !== null && v !== undefined));
+    legend.replaceChildren(...legendLines(anyCons, model.get("continuity_shifts")).map((t) => h("span", "", t)));
   }
 
   function build() {
@@ -323,7 +390,7 @@ function render({ model, el }: RenderProps<State>) {
     const predicted = model.get("predicted");
     const prob = model.get("probability");
     const targets = model.get("targets");
-    shown = Array.from({ length: n }, (_, i) => (shown[i] !== undefined && coalescer.busy ? shown[i] : targets[i]));
+    shown = Array.from({ length: n }, (_, i) => (shown[i] !== undefined && queue.busy ? shown[i] : targets[i]));
     drawnEntry = drawnEntry.slice(0, n);
     imageCanvases = [];
     outlineCanvases = [];
@@ -331,35 +398,26 @@ function render({ model, el }: RenderProps<State>) {
       const [ni, hi, wi, ci] = images.shape;
       for (let i = 0; i < ni; i++) imageCanvases.push(offscreen(imageRGBA(slice0(images, i).data, hi, wi, ci), wi, hi));
     }
+    root.style.setProperty("--nbx-cell", `${model.get("cell_size")}px`);
+    const [sh, sw] = model.get("source_shape");
     table.replaceChildren();
-    table.style.gridTemplateColumns = `max-content repeat(${methods.length + 1}, max-content)`;
-    // header: info column, input, one title (and colour bar) per method
-    table.appendChild(h("div", "nbx-explorer-head", ""));
-    table.appendChild(h("div", "nbx-explorer-head", "input"));
-    methods.forEach((m) => {
-      const head = h("div", "nbx-explorer-head", m.title);
-      head.title = m.title;
-      head.dataset.method = m.key;
-      head.style.maxWidth = `${model.get("cell_size")}px`;
-      const bar = h("canvas", "nbx-colorbar");
-      paintColorbar(bar, m.kind === "diverging" ? { kind: "diverging", vmin: -1, vmax: 1 } : { kind: "sequential", vmin: 0, vmax: 1 });
-      head.appendChild(bar);
-      table.appendChild(head);
-    });
     rowCanvases = [];
     rowMarkers = [];
     rowValues = [];
     rowScores = [];
+    rowBars = [];
     rowCells = [];
     rowEls = [];
+    barEntry = [];
     for (let i = 0; i < n; i++) {
+      const row = h("div", "nbx-explorer-row");
+      row.dataset.row = String(i);
       const info = h("div", "nbx-rowinfo nbx-row");
       info.dataset.row = String(i);
-      const label = (k: number) => classes[k] ?? String(k);
       info.appendChild(h("span", "nbx-sample", `sample ${i}`));
-      const pct = prob[i] !== undefined ? ` (${(100 * prob[i]).toFixed(0)}%)` : "";
+      const pct = prob[i] !== undefined ? ` (probability ${(100 * prob[i]).toFixed(0)}%)` : "";
       info.appendChild(h("span", "nbx-predicted", `predicted: ${label(predicted[i])}${pct}`));
-      const selLabel = h("label", "nbx-control", "explain");
+      const selLabel = h("label", "nbx-control", "explain class");
       const sel = h("select", "nbx-target");
       classes.forEach((name, k) => {
         const opt = h("option", "", name);
@@ -370,54 +428,67 @@ function render({ model, el }: RenderProps<State>) {
       sel.addEventListener("change", () => chooseTarget(i, Number(sel.value)));
       selLabel.appendChild(sel);
       info.appendChild(selLabel);
-      table.appendChild(info);
+      row.appendChild(info);
       rowEls.push(info);
       const canvases: HTMLCanvasElement[] = [];
       const markers: HTMLDivElement[] = [];
       const values: HTMLSpanElement[] = [];
-      const scores: HTMLSpanElement[] = [];
+      const scores: HTMLDivElement[] = [];
+      const bars: HTMLDivElement[] = [];
       const cells: HTMLDivElement[] = [];
       for (let col = 0; col <= methods.length; col++) {
         const cell = h("div", "nbx-mapcell");
         cell.dataset.row = String(i);
-        cell.dataset.method = col === 0 ? "input" : methods[col - 1].key;
+        const key = col === 0 ? "input" : methods[col - 1].key;
+        cell.dataset.method = key;
+        const head = h("div", "nbx-explorer-head");
+        head.appendChild(breakable(col === 0 ? "input" : methods[col - 1].title));
+        head.dataset.method = key;
         const canvas = h("canvas", "nbx-canvas");
+        canvas.style.aspectRatio = `${sw || 1} / ${sh || 1}`;
+        canvas.setAttribute("role", "img");
+        canvas.setAttribute("aria-label", col === 0 ? `input image of sample ${i}` : `${methods[col - 1].title} map of sample ${i}`);
         const marker = h("div", "nbx-marker");
         const value = h("span", "nbx-value");
-        const score = h("span", "nbx-scores");
-        score.style.maxWidth = `${Math.max(model.get("cell_size"), 90)}px`;
-        if (col === 0) score.textContent = `explained: ${label(shown[i])}`;
-        cell.append(canvas, marker, value, score);
+        const bar = h("div", "nbx-cellbar");
+        const score = h("div", "nbx-scores");
+        if (col === 0) score.appendChild(h("span", "nbx-explained", `explained: ${label(shown[i])}`));
+        cell.append(head, canvas, marker, value, bar, score);
         canvas.addEventListener("pointermove", (ev) => onMove(i, col, ev));
         canvas.addEventListener("pointerleave", clearHover);
-        table.appendChild(cell);
+        row.appendChild(cell);
         canvases.push(canvas);
         markers.push(marker);
         values.push(value);
         scores.push(score);
+        bars.push(bar);
         cells.push(cell);
       }
+      table.appendChild(row);
       rowCanvases.push(canvases);
       rowMarkers.push(markers);
       rowValues.push(values);
       rowScores.push(scores);
+      rowBars.push(bars);
       rowCells.push(cells);
+      barEntry.push(new Array(methods.length + 1).fill(-1));
     }
     opacity.value = String(model.get("opacity"));
     more.disabled = n >= model.get("n_pool");
-    more.style.display = model.get("n_pool") > n || coalescer.busy ? "" : "none";
+    more.style.display = model.get("n_pool") > n || queue.busy ? "" : "none";
     root.dataset.n = String(n);
     root.dataset.methods = String(methods.length);
     root.dataset.entries = String(model.get("entries").length);
     drawAll();
     updateExplained();
+    updateLegend();
     root.dataset.ready = "true";
   }
 
   function updateExplained() {
-    const classes = model.get("classes");
     rowScores.forEach((s, i) => {
-      if (s[0]) s[0].textContent = `explained: ${classes[shown[i]] ?? String(shown[i])}`;
+      const t = s[0]?.querySelector(".nbx-explained");
+      if (t) t.textContent = `explained: ${label(shown[i])}`;
     });
   }
 
@@ -431,27 +502,17 @@ function render({ model, el }: RenderProps<State>) {
     requestState(shown, n);
   });
 
-  const onCompleted = () => {
-    coalescer.completed(model.get("completed_request"));
-    if (!coalescer.busy && !model.get("busy")) {
-      root.dataset.busy = "false";
-      // the kernel's state is now authoritative
-      shown = model.get("targets").slice();
-      drawAll();
-      updateExplained();
-    }
-  };
   const onBusy = () => {
     if (model.get("busy")) root.dataset.busy = "true";
-    else onCompleted();
+    else if (!queue.busy) {
+      root.dataset.busy = "false";
+      onIdle();
+    }
   };
   const onTargets = () => {
-    if (!coalescer.busy) {
+    if (!queue.busy) {
       shown = model.get("targets").slice();
-      rowEls.forEach((row, i) => {
-        const sel = row.querySelector("select");
-        if (sel) sel.value = String(shown[i]);
-      });
+      syncSelects();
       drawAll();
       updateExplained();
     }
@@ -479,13 +540,15 @@ function render({ model, el }: RenderProps<State>) {
     ["change:maps", rebuild], ["change:images", rebuild], ["change:entries", rebuild],
     ["change:entry_meta", rebuild], ["change:methods", rebuild], ["change:n_shown", rebuild],
     ["change:classes", rebuild], ["change:cell_size", rebuild], ["change:source_shape", rebuild],
-    ["change:targets", onTargets], ["change:completed_request", onCompleted], ["change:busy", onBusy],
+    ["change:continuity_shifts", rebuild],
+    ["change:targets", onTargets], ["change:busy", onBusy],
     ["change:error", onError], ["change:opacity", onOpacity], ["change:theme", onTheme],
   ];
+  const stopScale = applyScale(root, model, drawAll);
   build();
   onError();
-  root.dataset.busy = "false";
-  return connect(el, root, model, events, drawAll);
+  root.dataset.busy = model.get("busy") ? "true" : "false";
+  return connect(el, root, model, events, drawAll, stopRequests, stopScale, stopRangeKeys);
 }
 
 export default { render };

@@ -1,10 +1,14 @@
 // Heatmap view: a grid of maps (optionally over images), colour bar, readout, click-to-select.
 // Pure render from model state; the only intent sent back is `selected` (and `opacity`).
+// Layout: every cell is at most `cell_size × scale` CSS px wide and shrinks with the column (the grid's tracks are
+// minmax(0, that width)), so the view fits an 800 px notebook column; canvases are drawn at their shown size.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { applyScale, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
-import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
+import { keyboardRange } from "./lib/range_keys";
+import { colorize, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
+import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -20,13 +24,36 @@ interface State {
   columns: number;
   label: string;
   source_shape: [number, number];
+  round_limits: boolean;
+  scale: number;
   theme: string;
+}
+
+const CSS = `
+.nbx-heatmap .nbx-grid { max-width: 100%; }
+.nbx-heatmap .nbx-cell { width: calc(var(--nbx-cell) * var(--nbx-scale) + 8px); max-width: 100%; min-width: 0; }
+.nbx-heatmap .nbx-grid[data-layout="grid"] .nbx-cell { width: auto; }
+.nbx-heatmap .nbx-cell:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 1px; }
+.nbx-heatmap .nbx-title { font-size: 1em; color: var(--nbx-fg); max-width: 100%; }
+.nbx-heatmap .nbx-canvas { width: 100%; height: auto; }
+.nbx-heatmap .nbx-control { color: var(--nbx-fg); }
+.nbx-heatmap .nbx-control input { font: inherit; }
+.nbx-heatmap .nbx-control input:focus-visible { outline: 2px solid var(--nbx-accent); outline-offset: 2px; }
+.nbx-heatmap .nbx-footer { align-items: flex-start; }
+.nbx-heatmap .nbx-footer .nbx-scalebar { flex: 0 1 24em; }
+.nbx-heatmap .nbx-readout { overflow-wrap: anywhere; min-width: 0; }
+${SCALEBAR_CSS}`;
+
+/** The readout line for pixel (row, col) of map `title`: every number named ("value" when no label is given). */
+function heatmapReadout(title: string, row: number, col: number, pooled: boolean, value: number, label: string):
+string {
+  return `${title} · row ${row}, col ${col}${pooled ? " (pooled)" : ""} · ${label || "value"} ${formatValue(value)}`;
 }
 
 
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("heatmap", model.get("theme"));
-  injectStyle(el);
+  injectStyle(el, CSS);
   el.appendChild(root);
 
   const controls = h("div", "nbx-controls");
@@ -38,8 +65,13 @@ function render({ model, el }: RenderProps<State>) {
   opacity.step = "0.01";
   opacityLabel.appendChild(opacity);
   controls.appendChild(opacityLabel);
+  const stopRangeKeys = keyboardRange(opacity);
   const grid = h("div", "nbx-grid");
-  const { footer, readout, setScale } = colorFooter();
+  const footer = h("div", "nbx-footer");
+  const barSlot = h("div", "nbx-scalebar-slot");
+  const readout = h("div", "nbx-readout");
+  readout.setAttribute("aria-live", "polite");
+  footer.append(barSlot, readout);
   root.append(controls, grid, footer);
 
   let maps: Tensor = decodeTensor(null);
@@ -51,17 +83,27 @@ function render({ model, el }: RenderProps<State>) {
   let canvases: HTMLCanvasElement[] = [];
   let markers: HTMLDivElement[] = [];
 
-  const scale = (): ColorScale => ({ kind: model.get("cmap"), vmin: model.get("vmin"), vmax: model.get("vmax") });
+  // the scale maps are drawn with: limits rounded outward to nice values unless the user fixed them
+  let drawn: ColorScale = { kind: "sequential", vmin: 0, vmax: 1 };
+  let step = 0.25;
+  const given = (): ColorScale => ({ kind: model.get("cmap"), vmin: model.get("vmin"), vmax: model.get("vmax") });
 
-  function cellSize(): [number, number] {
+  /** Size the canvas bitmap to its shown CSS size (the cell's width, the map's aspect) at the device ratio. */
+  function sized(canvas: HTMLCanvasElement): CanvasRenderingContext2D | null {
     const [, hm, wm] = maps.shape;
-    const w = model.get("cell_size");
-    return [w, Math.max(1, Math.round((w * hm) / wm))];
+    const dpr = window.devicePixelRatio || 1;
+    const cssW = canvas.clientWidth || model.get("cell_size");
+    const w = Math.max(1, Math.round(cssW * dpr));
+    const hh = Math.max(1, Math.round((cssW * dpr * hm) / wm));
+    if (canvas.width !== w) canvas.width = w;
+    if (canvas.height !== hh) canvas.height = hh;
+    const ctx = canvas.getContext("2d");
+    if (ctx) ctx.imageSmoothingEnabled = false;
+    return ctx;
   }
 
   function draw(i: number) {
-    const [cw, ch] = cellSize();
-    const ctx = sizeCanvas(canvases[i], cw, ch);
+    const ctx = sized(canvases[i]);
     if (!ctx) return;
     const W = canvases[i].width;
     const H = canvases[i].height;
@@ -97,7 +139,7 @@ function render({ model, el }: RenderProps<State>) {
     const sel = model.get("selected");
     cells.forEach((c, i) => {
       c.classList.toggle("nbx-selected", i === sel);
-      c.setAttribute("aria-selected", String(i === sel));
+      c.setAttribute("aria-pressed", String(i === sel));
     });
     root.dataset.selected = String(sel);
   }
@@ -114,7 +156,7 @@ function render({ model, el }: RenderProps<State>) {
     const [sr, sc] = sourceCoord(r, c, hm, wm, srcH, srcW);
     const down = srcH !== hm || srcW !== wm;
     const title = model.get("titles")[i] ?? String(i);
-    readout.textContent = `${title}  row ${sr}, col ${sc}${down ? " (pooled)" : ""}: ${formatValue(value)}`;
+    readout.textContent = heatmapReadout(title, sr, sc, down, value, model.get("label"));
     root.dataset.hover = `${i},${sr},${sc}`;
     root.dataset.value = String(value);
     const m = markers[i];
@@ -137,7 +179,8 @@ function render({ model, el }: RenderProps<State>) {
     images = decodeTensor(model.get("images"));
     const [n, hm, wm] = maps.shape.length === 3 ? maps.shape : [0, 0, 0];
     const titles = model.get("titles");
-    const s = scale();
+    ({ scale: drawn, step } = niceScale(given(), model.get("round_limits")));
+    const s = drawn;
     mapCanvases = [];
     imageCanvases = [];
     outlineCanvases = [];
@@ -153,17 +196,28 @@ function render({ model, el }: RenderProps<State>) {
     canvases = [];
     markers = [];
     const cols = model.get("columns");
+    root.style.setProperty("--nbx-cell", `${model.get("cell_size")}px`);
     grid.style.display = cols > 0 ? "grid" : "flex";
-    grid.style.gridTemplateColumns = cols > 0 ? `repeat(${cols}, max-content)` : "";
+    grid.dataset.layout = cols > 0 ? "grid" : "wrap";
+    // `columns` tracks, each at most the cell size (× scale, + the cell's padding and border): they shrink with a
+    // narrower column down to 7em, and below that fewer tracks fit (the maps wrap), so nothing scrolls sideways
+    const track = "(var(--nbx-cell) * var(--nbx-scale) + 8px)";
+    grid.style.maxWidth = cols > 0 ? `calc(${cols} * ${track} + ${cols - 1} * 8px)` : "";
+    grid.style.gridTemplateColumns = cols > 0
+      ? `repeat(auto-fill, minmax(max(min(calc${track}, 7em, 100%), calc((100% - ${cols - 1} * 8px) / ${cols})), 1fr))`
+      : "";
+    const what = model.get("label") || "map";
     for (let i = 0; i < n; i++) {
       const cell = h("div", "nbx-cell");
       cell.dataset.index = String(i);
       cell.setAttribute("role", "button");
       cell.tabIndex = 0;
-      const title = h("span", "nbx-title", titles[i] ?? String(i));
-      title.title = titles[i] ?? String(i);
-      title.style.maxWidth = `${model.get("cell_size")}px`;
+      const name = titles[i] ?? String(i);
+      cell.setAttribute("aria-label", `${name}: ${what} ${i + 1} of ${n}; Enter or Space selects it`);
+      const title = h("span", "nbx-title", name);
       const canvas = h("canvas", "nbx-canvas");
+      canvas.style.aspectRatio = `${wm} / ${hm}`;
+      canvas.setAttribute("aria-hidden", "true");
       const marker = h("div", "nbx-marker");
       cell.append(title, canvas, marker);
       canvas.addEventListener("pointermove", (ev) => onMove(i, ev));
@@ -184,11 +238,12 @@ function render({ model, el }: RenderProps<State>) {
       canvases.push(canvas);
       markers.push(marker);
     }
-    const drawn = effectiveScale(s);
-    setScale(drawn, model.get("label"));
-    readout.textContent = n ? "hover a map to read values · click to select" : "no maps";
+    barSlot.replaceChildren(scaleBar(s, step, model.get("label") || (s.kind === "diverging" ? "value (signed)" : "value")));
+    readout.textContent = n ? "hover a map to read its values · click it (or Enter / Space) to select it" : "no maps";
     root.dataset.n = String(n);
     root.dataset.cmap = s.kind;
+    root.dataset.vmin = String(s.vmin);
+    root.dataset.vmax = String(s.vmax);
     drawAll();
     markSelected();
     root.dataset.ready = "true";
@@ -200,7 +255,16 @@ function render({ model, el }: RenderProps<State>) {
   });
   opacity.addEventListener("change", () => model.save_changes());
 
-  const rebuild = () => build();
+  // set_maps changes several traits in one message: rebuild once, after all of them arrived
+  let queued = false;
+  const rebuild = () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      build();
+    });
+  };
   const onOpacity = () => {
     opacity.value = String(model.get("opacity"));
     drawAll();
@@ -209,11 +273,12 @@ function render({ model, el }: RenderProps<State>) {
   const events: Array<[string, () => void]> = [
     ["change:maps", rebuild], ["change:images", rebuild], ["change:titles", rebuild], ["change:cmap", rebuild],
     ["change:vmin", rebuild], ["change:vmax", rebuild], ["change:cell_size", rebuild], ["change:columns", rebuild],
-    ["change:label", rebuild], ["change:opacity", onOpacity], ["change:selected", markSelected],
+    ["change:label", rebuild], ["change:round_limits", rebuild], ["change:opacity", onOpacity], ["change:selected", markSelected],
     ["change:theme", onTheme],
   ];
+  const stopScale = applyScale(root, model, drawAll);
   build();
-  return connect(el, root, model, events, drawAll);
+  return connect(el, root, model, events, drawAll, stopScale, stopRangeKeys);
 }
 
 export default { render };

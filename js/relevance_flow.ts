@@ -4,7 +4,9 @@
 // Everything is precomputed in Python; the view sends back only `step`, `sample` and `opacity`.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { keepNavigationKeys } from "./lib/cell_grid";
+import { applyScale, colorFooter, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
+import { niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -32,6 +34,7 @@ interface State {
   top_k: number;
   opacity: number;
   theme: string;
+  scale: number;
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -97,6 +100,15 @@ export function chartRange(vals: ArrayLike<number>, ref: number): [number, numbe
   return [lo < 0 ? lo - pad : lo, hi > 0 ? hi + pad : hi];
 }
 
+/** A round tick value as a student reads it: up to 3 significant digits, no exponent, a true minus. */
+export function roundText(v: number): string {
+  const t = Number(v.toPrecision(3));
+  const a = Math.abs(t);
+  const fixed = a.toFixed(Math.max(0, 2 - Math.floor(Math.log10(a || 1))));
+  const text = a !== 0 && (a < 1e-6 || a >= 1e6) ? a.toExponential() : fixed.includes(".") ? fixed.replace(/\.?0+$/, "") : fixed;
+  return (t < 0 ? "−" : "") + text;
+}
+
 /** Next step after a key press, or null for keys the view does not handle. */
 export function keyStep(key: string, step: number, n: number): number | null {
   if (key === "ArrowRight") return Math.min(n - 1, step + 1);
@@ -114,12 +126,14 @@ const CSS = `
 .nbx-relevance-flow .nbx-flow-title { font-weight: 600; white-space: normal; overflow-wrap: anywhere; margin-bottom: 4px; }
 .nbx-relevance-flow .nbx-flow-main { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .nbx-relevance-flow .nbx-flow-panel { display: flex; flex-direction: column; gap: 4px; position: relative; max-width: 100%; }
-.nbx-relevance-flow .nbx-flow-caption { white-space: normal; overflow-wrap: anywhere; color: var(--nbx-muted); max-width: 380px; }
+.nbx-relevance-flow .nbx-flow-caption { white-space: normal; overflow-wrap: anywhere; color: var(--nbx-muted); max-width: 30em; }
 .nbx-relevance-flow .nbx-flow-info { flex: 1 1 240px; min-width: 0; display: flex; flex-direction: column; gap: 6px;
   white-space: normal; overflow-wrap: anywhere; }
 .nbx-relevance-flow .nbx-flow-info b { font-weight: 600; }
 .nbx-relevance-flow .nbx-flow-rule { font-family: var(--jp-code-font-family, monospace); }
-.nbx-relevance-flow svg text { fill: var(--nbx-fg); font-size: var(--jp-ui-font-size1, 13px); font-family: inherit; }
+.nbx-relevance-flow svg text { fill: var(--nbx-fg); font-size: 1em; font-family: inherit; }
+.nbx-relevance-flow button:focus-visible, .nbx-relevance-flow input:focus-visible,
+.nbx-relevance-flow select:focus-visible { outline: 2px solid var(--nbx-accent); outline-offset: 1px; }
 .nbx-relevance-flow svg text.nbx-muted { fill: var(--nbx-muted); }
 .nbx-relevance-flow svg .nbx-axis { stroke: var(--nbx-border); stroke-width: 1; }
 .nbx-relevance-flow svg .nbx-ref { stroke: var(--nbx-warn); stroke-width: 1.5; stroke-dasharray: 5 3; }
@@ -151,6 +165,9 @@ function svgEl<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<strin
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("relevance-flow", model.get("theme"));
   root.tabIndex = 0;
+  root.setAttribute("role", "group");
+  root.setAttribute("aria-label", "relevance flow: ← and → change the step");
+  keepNavigationKeys(root);
   injectStyle(el, CSS);
   el.appendChild(root);
 
@@ -182,16 +199,19 @@ function render({ model, el }: RenderProps<State>) {
   const pictures = h("div", "nbx-flow-pictures");
   const canvas = h("canvas", "nbx-canvas");
   canvas.setAttribute("aria-label", "relevance map");
+  canvas.setAttribute("role", "img");
   const inputFigure = h("figure", "nbx-flow-input");
   const inputCanvas = h("canvas", "nbx-canvas");
   inputCanvas.setAttribute("aria-label", "input image");
+  inputCanvas.setAttribute("role", "img");
   inputFigure.append(inputCanvas, h("figcaption", "nbx-muted", "input"));
   pictures.append(canvas, inputFigure);
   const marker = h("div", "nbx-marker");
   const bars = svgEl("svg", { class: "nbx-bars" });
   const { footer, readout, setScale } = colorFooter();
   const cbarWrap = footer.querySelector(".nbx-colorbar-wrap") as HTMLElement;
-  panel.append(caption, pictures, bars, marker, cbarWrap);
+  const barsNote = h("div", "nbx-muted nbx-bars-note", "bars: relevance R per unit, largest |R| first");
+  panel.append(caption, pictures, bars, barsNote, marker, cbarWrap);
   const info = h("div", "nbx-flow-info");
   main.append(panel, info);
   const chartTitle = h("div", "nbx-flow-chart-title");
@@ -211,6 +231,7 @@ function render({ model, el }: RenderProps<State>) {
   let totalBars: SVGRectElement[] = [];
 
   const nSteps = () => layout.length;
+  const fontPx = () => parseFloat(getComputedStyle(root).fontSize) || 13;
   const cur = () => Math.min(Math.max(0, model.get("step")), Math.max(0, nSteps() - 1));
   const smp = () => model.get("sample");
   const total = (i: number) => totals.data[smp() * nSteps() + i];
@@ -236,7 +257,8 @@ function render({ model, el }: RenderProps<State>) {
     const s = layout[cur()];
     const [, hm, wm] = s.shape;
     if (!mapCanvas) return;
-    const w = Math.min(260, Math.max(120, 8 * wm));
+    const avail = root.clientWidth ? root.clientWidth - 24 : 0;
+    const w = Math.round(Math.min(260 * scaleOf(root), Math.max(120, 8 * wm) * scaleOf(root), avail > 0 ? avail : Infinity));
     const ctx = sizeCanvas(canvas, w, Math.max(1, Math.round((w * hm) / wm)));
     if (!ctx) return;
     ctx.clearRect(0, 0, canvas.width, canvas.height);
@@ -256,21 +278,24 @@ function render({ model, el }: RenderProps<State>) {
   function drawBars(vals: Float32Array, s: StepLayout, scale: ColorScale) {
     const k = Math.max(1, model.get("top_k"));
     const top = topUnits(vals, k);
-    const rowH = 20;
+    const zoom = scaleOf(root);
+    const fs = fontPx();
+    const rowH = Math.round(1.55 * fs);
     const rows = top.indices.length + (top.restCount > 0 ? 1 : 0);
     const avail = root.clientWidth - 12;
-    const W = avail > 0 ? Math.max(240, Math.min(420, avail)) : 380; // text stays at its font size
-    const labelW = Math.min(110, Math.round(W * 0.3));
-    const valueW = 70;
+    const W = avail > 0 ? Math.max(240, Math.min(420 * zoom, avail)) : 380 * zoom; // text stays at its font size
+    const labelW = Math.min(Math.round(8.5 * fs), Math.round(W * 0.3));
+    const valueW = Math.round(5.4 * fs);
     const plotW = W - labelW - valueW;
-    const H = rows * rowH + 24;
+    const H = rows * rowH + Math.round(1.8 * fs);
     bars.replaceChildren();
     bars.setAttribute("width", String(W));
     bars.setAttribute("height", String(H));
     bars.setAttribute("viewBox", `0 0 ${W} ${H}`);
     bars.setAttribute("role", "img");
     bars.setAttribute("aria-label", `relevance of the units of ${s.name}`);
-    const m = Math.max(Math.abs(scale.vmin), Math.abs(scale.vmax)) || 1;
+    const raw = Math.max(Math.abs(scale.vmin), Math.abs(scale.vmax)) || 1;
+    const m = niceCeil(raw); // the bar scale ends at a round value
     const x0 = labelW + plotW / 2;
     bars.appendChild(svgEl("line", { class: "nbx-axis", x1: x0, x2: x0, y1: 0, y2: rows * rowH }));
     const unitName = (u: number) =>
@@ -283,10 +308,10 @@ function render({ model, el }: RenderProps<State>) {
       const g = svgEl("g", { "data-unit": u });
       g.append(
         svgEl("rect", { class: "nbx-unit-hit", x: 0, y, width: W, height: rowH }),
-        svgEl("text", { x: labelW - 6, y: y + rowH - 5, "text-anchor": "end" }, unitName(u)),
+        svgEl("text", { x: labelW - 6, y: y + rowH - 0.4 * fs, "text-anchor": "end" }, unitName(u)),
         svgEl("rect", { x: v >= 0 ? x0 : x0 - len, y: y + 3, width: Math.max(1, len), height: rowH - 6,
           fill: `rgb(${cr},${cg},${cb})`, "pointer-events": "none" }),
-        svgEl("text", { x: W - 2, y: y + rowH - 5, "text-anchor": "end" }, formatValue(v)),
+        svgEl("text", { x: W - 2, y: y + rowH - 0.4 * fs, "text-anchor": "end" }, formatValue(v)),
       );
       g.addEventListener("pointerenter", () => {
         readout.textContent = `${s.name} · ${unitName(u)}: R = ${formatValue(v)}`;
@@ -297,11 +322,19 @@ function render({ model, el }: RenderProps<State>) {
     });
     if (top.restCount > 0) {
       const y = top.indices.length * rowH;
-      bars.appendChild(svgEl("text", { x: 4, y: y + rowH - 5, class: "nbx-muted" },
+      bars.appendChild(svgEl("text", { x: 4, y: y + rowH - 0.4 * fs, class: "nbx-muted" },
         `other ${top.restCount} units: Σ R = ${formatValue(top.restSum)}`));
     }
-    bars.appendChild(svgEl("text", { x: labelW, y: H - 6, class: "nbx-muted" },
-      `R per unit, largest |R| first (bar scale ±${formatValue(m)})`));
+    // the bar axis: −m, 0, +m under the bars
+    const axisY = rows * rowH + 2;
+    bars.appendChild(svgEl("line", { class: "nbx-axis", x1: labelW, x2: labelW + plotW, y1: axisY, y2: axisY }));
+    for (const [t, anchor] of [[-m, "start"], [0, "middle"], [m, "end"]] as Array<[number, string]>) {
+      const x = x0 + (t / m) * (plotW / 2);
+      bars.appendChild(svgEl("line", { class: "nbx-axis", x1: x, x2: x, y1: axisY, y2: axisY + 4 }));
+      bars.appendChild(svgEl("text", { x, y: axisY + 1.2 * fs, "text-anchor": anchor, class: "nbx-muted nbx-bar-tick" },
+        roundText(t)));
+    }
+
     root.dataset.units = String(top.indices.length);
     root.dataset.rest = String(top.restCount);
   }
@@ -332,19 +365,22 @@ function render({ model, el }: RenderProps<State>) {
     const n = nSteps();
     // as wide as the view (so the text stays at its font size), between 320 and 760 px
     const avail = root.clientWidth - 12;
-    const W = avail > 0 ? Math.max(320, Math.min(760, avail)) : 720;
-    const left = 64;
-    const top = 22;
-    const plotH = 130;
+    const k = scaleOf(root);
+    const fs = fontPx();
+    const W = avail > 0 ? Math.max(320, Math.min(760 * k, avail)) : 720;
+    const left = Math.round(5 * fs);
+    const top = Math.round(1.7 * fs);
+    const plotH = Math.round(130 * k);
     const colW = (W - left - 8) / Math.max(1, n);
     const longest = Math.max(...layout.map((s) => s.name.length));
-    const twoRows = longest * 7.5 > colW - 4;
+    const twoRows = longest * 0.58 * fs > colW - 4;
     // numbers on the bars only where they fit; otherwise hovering a bar (or the panel above) gives them
-    const numbers = colW >= 76;
+    const numbers = colW >= 5.8 * fs;
+    const rowGap = Math.round(1.4 * fs);
     chartTitle.textContent = "Conservation: Σ relevance at each step (bars) against the explained score (dashed line)" +
       (numbers ? "; Δ under the bars: what each step changed (− absorbed, + added)" : "; hover a bar for its numbers") +
       ". Click a bar to go to its step.";
-    const H = top + plotH + (twoRows ? 36 : 18) + (numbers ? 26 : 8);
+    const H = top + plotH + (twoRows ? 2 : 1) * rowGap + (numbers ? 2 * fs : 0.6 * fs) + rowGap;
     chart.replaceChildren();
     chart.setAttribute("width", String(W));
     chart.setAttribute("height", String(H));
@@ -353,27 +389,36 @@ function render({ model, el }: RenderProps<State>) {
     chart.setAttribute("aria-label", "Σ relevance per step against the explained score");
     const row = Array.from(slice0({ data: totals.data as Float32Array, shape: totals.shape }, smp()).data);
     const sc = scoreOf();
-    const [lo, hi] = chartRange(row, sc);
+    const [lo0, hi0] = chartRange(row, sc);
+    const ticks = niceTicks(lo0, hi0, 4);
+    const lo = Math.min(lo0, ticks[0] ?? lo0);
+    const hi = Math.max(hi0, ticks[ticks.length - 1] ?? hi0);
     const y = (v: number) => top + ((hi - v) / (hi - lo)) * plotH;
     chart.append(
       svgEl("line", { class: "nbx-axis", x1: left, x2: W - 4, y1: y(0), y2: y(0) }),
       svgEl("line", { class: "nbx-axis", x1: left, x2: left, y1: top, y2: top + plotH }),
-      svgEl("text", { x: left - 6, y: y(0) + 4, "text-anchor": "end", class: "nbx-muted" }, "0"),
-      svgEl("text", { x: 2, y: 14, class: "nbx-muted" }, "Σ relevance"),
+      svgEl("text", { x: 2, y: fs, class: "nbx-muted" }, "Σ relevance"),
     );
+    for (const t of ticks) {
+      chart.append(
+        svgEl("line", { class: "nbx-axis", x1: left - 4, x2: left, y1: y(t), y2: y(t) }),
+        svgEl("text", { x: left - 6, y: y(t) + 0.35 * fs, "text-anchor": "end", class: "nbx-muted nbx-y-tick" }, roundText(t)),
+      );
+    }
     cols = [];
     totalBars = [];
     for (let i = 0; i < n; i++) {
       const x = left + i * colW;
-      const col = svgEl("rect", { class: "nbx-col", x: x + 1, y: top - 18, width: colW - 2, height: plotH + 18 + (twoRows ? 36 : 18), rx: 3 });
+      const col = svgEl("rect", { class: "nbx-col", x: x + 1, y: top - 0.4 * fs, width: colW - 2,
+        height: plotH + 0.4 * fs + (twoRows ? 2 : 1) * rowGap, rx: 3 });
       col.dataset.step = String(i);
       const v = row[i];
       const bar = svgEl("rect", { class: "nbx-total", x: x + colW * 0.2, y: Math.min(y(v), y(0)), width: colW * 0.6,
         height: Math.max(1, Math.abs(y(v) - y(0))) });
       const name = layout[i].name;
-      const ly = top + plotH + 16 + (twoRows && i % 2 ? 18 : 0);
+      const ly = top + plotH + 1.2 * fs + (twoRows && i % 2 ? rowGap : 0);
       const label = svgEl("text", { x: x + colW / 2, y: ly, "text-anchor": "middle", "pointer-events": "none" }, name);
-      const valueText = svgEl("text", { x: x + colW / 2, y: (v >= 0 ? y(v) - 4 : y(v) + 14), "text-anchor": "middle",
+      const valueText = svgEl("text", { x: x + colW / 2, y: (v >= 0 ? y(v) - 4 : y(v) + 1.1 * fs), "text-anchor": "middle",
         "pointer-events": "none", class: "nbx-muted" }, formatValue(v));
       const tip = svgEl("title", {}, `${name}: Σ R = ${formatValue(v)}`);
       col.appendChild(tip);
@@ -388,12 +433,14 @@ function render({ model, el }: RenderProps<State>) {
       chart.append(col, bar, label);
       if (numbers) chart.appendChild(valueText);
       if (i > 0 && numbers) {
-        chart.appendChild(svgEl("text", { x: x, y: H - 6, "text-anchor": "middle", class: "nbx-muted", "pointer-events": "none" },
+        chart.appendChild(svgEl("text", { x: x, y: H - rowGap - 0.3 * fs, "text-anchor": "middle", class: "nbx-muted", "pointer-events": "none" },
           deltaLabel(absorbedAt(i - 1), sc)));
       }
       cols.push(col);
       totalBars.push(bar);
     }
+    chart.appendChild(svgEl("text", { x: W / 2, y: H - 0.3 * fs, "text-anchor": "middle", class: "nbx-muted" },
+      "layer (output → input)"));
     chart.append(
       svgEl("line", { class: "nbx-ref", x1: left, x2: W - 4, y1: y(sc), y2: y(sc), "pointer-events": "none" }),
       svgEl("text", { x: W - 6, y: y(sc) - 5, "text-anchor": "end", "pointer-events": "none" }, `score f = ${formatValue(sc)}`),
@@ -414,7 +461,9 @@ function render({ model, el }: RenderProps<State>) {
     const vals = stepValues(values, s, smp());
     let m = 0;
     for (let j = 0; j < vals.length; j++) m = Math.max(m, Math.abs(vals[j]));
-    const scale: ColorScale = effectiveScale({ kind: "diverging", vmin: -m, vmax: m });
+    // the colour scale ends at a round value at or above the largest |R| (0 stays the white middle)
+    const lim = m > 0 ? niceCeil(m) : 1;
+    const scale: ColorScale = effectiveScale({ kind: "diverging", vmin: -lim, vmax: lim });
     caption.textContent = describe(i);
     slider.value = String(i);
     stepLabel.textContent = `step ${i + 1} of ${nSteps()}: ${s.name}`;
@@ -436,12 +485,18 @@ function render({ model, el }: RenderProps<State>) {
       }
       pictures.style.display = "";
       bars.style.display = "none";
+      barsNote.style.display = "none";
       cbarWrap.style.display = "";
       setScale(scale, "relevance R (0 = white)");
+      // round ends written out in full (formatValue would print 6.000e-4)
+      const ends = cbarWrap.querySelectorAll(".nbx-cbar-min, .nbx-cbar-max");
+      ends[0].textContent = roundText(-lim);
+      ends[1].textContent = roundText(lim);
       drawMap();
     } else {
       pictures.style.display = "none";
       bars.style.display = "";
+      barsNote.style.display = "";
       cbarWrap.style.display = "none";
       drawBars(vals, s, scale);
     }
@@ -533,6 +588,7 @@ function render({ model, el }: RenderProps<State>) {
     const nextStep = keyStep(ev.key, cur(), nSteps());
     if (nextStep === null) return;
     ev.preventDefault();
+    ev.stopPropagation(); // JupyterLab binds ←/→ to notebook commands in command mode
     setStep(nextStep);
   });
 
@@ -544,6 +600,10 @@ function render({ model, el }: RenderProps<State>) {
     ["change:theme", () => (root.dataset.theme = model.get("theme"))],
   ];
   build();
+  const stopScale = applyScale(root, model, () => {
+    drawChart();
+    drawStep();
+  });
   let lastWidth = -1;
   const redraw = () => {
     if (root.clientWidth !== lastWidth && nSteps()) {
@@ -552,7 +612,7 @@ function render({ model, el }: RenderProps<State>) {
       drawStep();
     } else drawMap();
   };
-  return connect(el, root, model, events, redraw);
+  return connect(el, root, model, events, redraw, stopScale);
 }
 
 export default { render };

@@ -3,7 +3,8 @@
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { colorFooter, connect, h, injectStyle, stepPlayer, viewRoot } from "./lib/dom";
+import { cellGridKeys, fitCellSize, keepNavigationKeys, valueFits } from "./lib/cell_grid";
+import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -25,30 +26,36 @@ interface State {
   show_values: boolean;
   interval_ms: number;
   theme: string;
+  scale: number;
 }
 
 const CSS = `
-.nbx-similarity_grid .nbx-sim-body { display: grid; align-items: center; gap: 0; width: max-content; }
-.nbx-similarity_grid .nbx-sim-cell { border: 1px solid transparent; cursor: pointer; display: flex;
-  align-items: center; justify-content: center; font-size: 0.75em; font-family: var(--jp-code-font-family, monospace);
-  overflow: hidden; user-select: none; }
-.nbx-similarity_grid .nbx-sim-cell:hover { border-color: var(--nbx-fg); }
-.nbx-similarity_grid .nbx-sim-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
-.nbx-similarity_grid .nbx-sim-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
+.nbx-root.nbx-similarity-grid { width: max-content; max-width: 100%; }
+.nbx-similarity-grid .nbx-sim-body { display: grid; align-items: center; gap: 0; width: max-content; max-width: 100%; }
+.nbx-similarity-grid .nbx-sim-cell { border: 1px solid transparent; cursor: pointer; display: flex;
+  align-items: center; justify-content: center; font-size: 1em; font-family: var(--jp-code-font-family, monospace);
+  overflow: hidden; user-select: none; width: var(--nbx-cell); height: var(--nbx-cell); }
+.nbx-similarity-grid .nbx-sim-cell:hover { border-color: var(--nbx-fg); }
+.nbx-similarity-grid .nbx-sim-cell:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 1px;
+  position: relative; z-index: 1; }
+.nbx-similarity-grid input:focus-visible, .nbx-similarity-grid select:focus-visible,
+.nbx-similarity-grid button:focus-visible { outline: 2px solid var(--nbx-accent); outline-offset: 1px; }
+.nbx-similarity-grid .nbx-sim-cell.nbx-selected { border: 2px solid var(--nbx-accent); }
+.nbx-similarity-grid .nbx-sim-cell.nbx-undefined { background: repeating-linear-gradient(45deg,
   var(--nbx-bg2), var(--nbx-bg2) 3px, var(--nbx-bg) 3px, var(--nbx-bg) 6px) !important; }
-.nbx-similarity_grid .nbx-sim-cell.nbx-hover-row, .nbx-similarity_grid .nbx-sim-cell.nbx-hover-col { }
-.nbx-similarity_grid .nbx-row-label { text-align: right; padding-right: 6px; white-space: nowrap;
-  color: var(--nbx-muted); overflow: hidden; text-overflow: ellipsis; max-width: 14em; }
-.nbx-similarity_grid .nbx-col-label { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
-  color: var(--nbx-muted); padding-top: 4px; justify-self: center; max-height: 10em; overflow: hidden;
-  text-overflow: ellipsis; }
-.nbx-similarity_grid .nbx-row-label.nbx-active, .nbx-similarity_grid .nbx-col-label.nbx-active { color: var(--nbx-fg);
+.nbx-similarity-grid .nbx-sim-cell.nbx-hover-row, .nbx-similarity-grid .nbx-sim-cell.nbx-hover-col { }
+.nbx-similarity-grid .nbx-row-label { text-align: right; padding-right: 6px; white-space: normal;
+  overflow-wrap: anywhere; color: var(--nbx-muted); max-width: 12em; }
+.nbx-similarity-grid .nbx-col-label { writing-mode: vertical-rl; transform: rotate(180deg); white-space: normal;
+  overflow-wrap: anywhere; color: var(--nbx-muted); padding-top: 4px; justify-self: center; max-height: 12em; }
+.nbx-similarity-grid .nbx-row-label.nbx-active, .nbx-similarity-grid .nbx-col-label.nbx-active { color: var(--nbx-fg);
   font-weight: 600; }
-.nbx-similarity_grid .nbx-axis-title { color: var(--nbx-muted); font-size: 0.9em; }
-.nbx-similarity_grid .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
+.nbx-similarity-grid .nbx-axis-title { color: var(--nbx-muted); }
+.nbx-similarity-grid .nbx-axis-title.nbx-row-title { writing-mode: vertical-rl; transform: rotate(180deg);
   text-align: center; }
-.nbx-similarity_grid .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); min-width: 6em; }
-.nbx-similarity_grid .nbx-checkpoint { width: 14em; }
+.nbx-similarity-grid .nbx-checkpoint-label { font-family: var(--jp-code-font-family, monospace); min-width: 6em; }
+.nbx-similarity-grid .nbx-checkpoint { width: 14em; max-width: 100%; min-width: 6em; flex: 0 1 auto; }
+.nbx-similarity-grid .nbx-control { flex-wrap: wrap; max-width: 100%; }
 `;
 
 /** Black or white text for a background colour (relative luminance). */
@@ -67,7 +74,9 @@ export function cellIndex(shape: number[], m: number, t: number, i: number, j: n
 }
 
 function render({ model, el }: RenderProps<State>) {
-  const root = viewRoot("similarity_grid", model.get("theme"));
+  const root = viewRoot("similarity-grid", model.get("theme"));
+  const stopScale = applyScale(root, model, () => layoutCells());
+  keepNavigationKeys(root);
   injectStyle(el, CSS);
   el.appendChild(root);
 
@@ -88,6 +97,7 @@ function render({ model, el }: RenderProps<State>) {
   controls.append(play, sliderLabel, metricLabel);
 
   const body = h("div", "nbx-sim-body");
+  body.setAttribute("role", "group");
   const { footer, readout, setScale } = colorFooter();
   root.append(controls, body, footer);
 
@@ -99,6 +109,16 @@ function render({ model, el }: RenderProps<State>) {
   let L = 0;
   let Lr = 0;
   let T = 0;
+  let cellPx = 0;
+  const choose = (i: number, j: number) => {
+    model.set("selected", [current(), i, j]);
+    model.save_changes(); // also carries the locally changed checkpoint / metric
+    markSelected();
+  };
+  const keys = cellGridKeys(body, () => [L, Lr], (i, j) => cells[i * Lr + j], (i, j) => {
+    hovered = [i, j];
+    showReadout(i, j);
+  }, choose);
   const player = stepPlayer(play, root, {
     count: () => T, current: () => current(), go: (t) => setCheckpoint(t), intervalMs: () => model.get("interval_ms"),
   });
@@ -118,11 +138,13 @@ function render({ model, el }: RenderProps<State>) {
     if (!cells.length) return;
     const t = current();
     const s = scale();
-    const show = model.get("show_values");
+    const show = model.get("show_values") && valueFits(4, parseFloat(getComputedStyle(root).fontSize) || 13, cellPx);
+    root.dataset.valuesShown = String(show);
     for (let i = 0; i < L; i++) {
       for (let j = 0; j < Lr; j++) {
         const cell = cells[i * Lr + j];
         const v = value(t, i, j);
+        cell.setAttribute("aria-label", cellName(t, i, j, v));
         if (v === null) {
           cell.classList.add("nbx-undefined");
           cell.style.background = "";
@@ -151,6 +173,30 @@ function render({ model, el }: RenderProps<State>) {
     markSelected();
   }
 
+  function cellName(t: number, i: number, j: number, v: number | null): string {
+    const rows = model.get("row_labels");
+    const cols = model.get("col_labels");
+    const ck = model.get("checkpoint_labels")[t] ?? `checkpoint ${t}`;
+    const mname = model.get("metric_names")[metricIndex()] ?? model.get("metric");
+    return `${rows[i] ?? i} × ${cols[j] ?? j} at ${ck}: ${mname} ${v === null ? "undefined" : formatValue(v)}`;
+  }
+
+  /** Cells as large as asked (× scale), but never wider than the column the view is shown in. */
+  function layoutCells() {
+    if (!L || !Lr) return;
+    const labels = Math.max(0, ...rowLabels.map((e) => e.offsetWidth)) + (body.firstElementChild as HTMLElement | null)!.offsetWidth;
+    const avail = el.clientWidth ? el.clientWidth - 14 - labels : 0;
+    const next = fitCellSize(model.get("cell_size"), scaleOf(root), Lr, avail);
+    if (next !== cellPx) {
+      cellPx = next;
+      body.style.setProperty("--nbx-cell", `${cellPx}px`);
+      body.style.gridTemplateColumns = `auto auto repeat(${Lr}, ${cellPx}px)`;
+      body.style.gridTemplateRows = `repeat(${L}, ${cellPx}px) auto auto`;
+    }
+    root.dataset.cellSize = String(cellPx);
+    paint();
+  }
+
   function showReadout(i: number, j: number) {
     const t = current();
     const v = value(t, i, j);
@@ -168,7 +214,7 @@ function render({ model, el }: RenderProps<State>) {
   function clearReadout() {
     hovered = null;
     delete root.dataset.hover;
-    readout.textContent = T ? "hover a cell to read its value · click to select" : "empty grid";
+    readout.textContent = T ? "hover or focus a cell to read its value · click, Enter or Space to select" : "empty grid";
     rowLabels.forEach((el) => el.classList.remove("nbx-active"));
     colLabels.forEach((el) => el.classList.remove("nbx-active"));
   }
@@ -179,7 +225,7 @@ function render({ model, el }: RenderProps<State>) {
     cells.forEach((c, k) => {
       const isSel = on && k === sel[1] * Lr + sel[2];
       c.classList.toggle("nbx-selected", isSel);
-      c.setAttribute("aria-selected", String(isSel));
+      c.setAttribute("aria-pressed", String(isSel));
     });
     root.dataset.selected = sel.length === 3 ? sel.join(",") : "";
   }
@@ -206,12 +252,15 @@ function render({ model, el }: RenderProps<State>) {
     const rows = model.get("row_labels");
     const cols = model.get("col_labels");
     const size = model.get("cell_size");
+    cellPx = Math.round(size * scaleOf(root));
+    body.style.setProperty("--nbx-cell", `${cellPx}px`);
+    root.dataset.cellSize = String(cellPx);
     body.replaceChildren();
     cells = [];
     rowLabels = [];
     colLabels = [];
-    body.style.gridTemplateColumns = `auto auto repeat(${Lr}, ${size}px)`;
-    body.style.gridTemplateRows = `repeat(${L}, ${size}px) auto auto`;
+    body.style.gridTemplateColumns = `auto auto repeat(${Lr}, ${cellPx}px)`;
+    body.style.gridTemplateRows = `repeat(${L}, ${cellPx}px) auto auto`;
     const rowTitle = h("div", "nbx-axis-title nbx-row-title", model.get("row_title"));
     rowTitle.style.gridColumn = "1";
     rowTitle.style.gridRow = `1 / ${L + 1}`;
@@ -227,10 +276,10 @@ function render({ model, el }: RenderProps<State>) {
         const cell = h("div", "nbx-sim-cell");
         cell.dataset.i = String(i);
         cell.dataset.j = String(j);
+        cell.dataset.row = String(i);
+        cell.dataset.col = String(j);
         cell.style.gridColumn = String(j + 3);
         cell.style.gridRow = String(i + 1);
-        cell.style.width = `${size}px`;
-        cell.style.height = `${size}px`;
         cell.setAttribute("role", "button");
         cell.tabIndex = -1;
         cell.addEventListener("pointerenter", () => {
@@ -238,11 +287,7 @@ function render({ model, el }: RenderProps<State>) {
           showReadout(i, j);
         });
         cell.addEventListener("pointerleave", clearReadout);
-        cell.addEventListener("click", () => {
-          model.set("selected", [current(), i, j]);
-          model.save_changes(); // also carries the locally changed checkpoint / metric
-          markSelected();
-        });
+        cell.addEventListener("click", () => choose(i, j));
         body.appendChild(cell);
         cells.push(cell);
       }
@@ -280,7 +325,10 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.cols = String(Lr);
     root.dataset.checkpoints = String(T);
     root.dataset.cells = String(cells.length);
+    const sel = model.get("selected");
+    keys.setStop(sel.length === 3 && sel[1] < L && sel[2] < Lr ? sel[1] : 0, sel.length === 3 && sel[1] < L && sel[2] < Lr ? sel[2] : 0);
     clearReadout();
+    layoutCells();
     paint();
     root.dataset.ready = "true";
   }
@@ -295,13 +343,13 @@ function render({ model, el }: RenderProps<State>) {
     setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");
     paint();
   });
-  root.tabIndex = 0;
   root.addEventListener("keydown", (ev) => {
     if (ev.target === slider || ev.target === metricSelect) return;
     if (ev.key === "ArrowRight") setCheckpoint(current() + 1);
     else if (ev.key === "ArrowLeft") setCheckpoint(current() - 1);
     else return;
     ev.preventDefault();
+    ev.stopPropagation(); // JupyterLab binds ←/→ to notebook commands in command mode
   });
 
   const rebuild = () => build();
@@ -311,6 +359,9 @@ function render({ model, el }: RenderProps<State>) {
     paint();
   };
   const onTheme = () => (root.dataset.theme = model.get("theme"));
+  body.addEventListener("focusout", (ev) => {
+    if (!body.contains(ev.relatedTarget as Node | null)) clearReadout();
+  });
   const events: Array<[string, () => void]> = [
     ["change:grids", rebuild], ["change:defined", rebuild], ["change:row_labels", rebuild],
     ["change:col_labels", rebuild], ["change:metrics", rebuild], ["change:cell_size", rebuild],
@@ -319,7 +370,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:metric", onMetric], ["change:selected", markSelected], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, paint, stop);
+  return connect(el, root, model, events, layoutCells, stop, stopScale, onVisible(el, layoutCells));
 }
 
 export default { render };

@@ -67,3 +67,14 @@ test("deltaLabel signs the change of the running sum and rounds float noise to z
   assert.equal(deltaLabel(-0.0595, 6.35), "Δ +0.0595");
   assert.equal(deltaLabel(-3.896e-10, 0.1381), "Δ 0");
 });
+
+import { roundText } from "../relevance_flow";
+
+test("roundText writes round tick values in full, with a true minus", () => {
+  assert.equal(roundText(0.0006), "0.0006");
+  assert.equal(roundText(-0.0006), "−0.0006");
+  assert.equal(roundText(0.15), "0.15");
+  assert.equal(roundText(2), "2");
+  assert.equal(roundText(250), "250");
+  assert.equal(roundText(0), "0");
+});

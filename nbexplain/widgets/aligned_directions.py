@@ -86,6 +86,14 @@ class AlignedDirections(NbxWidget):
     selected : int
         The clicked direction (0-based; -1: none). Set it to overlay that direction's two traces.
 
+    Notes
+    -----
+    Colours: neuron activations on the sequential viridis map, each row from its minimum to its maximum; SVCCA
+    variates are signed, so each direction's row is on the diverging blue–white–red map (ColorBrewer RdBu)
+    centred on 0 (white), up to that row's largest ``|value|``. Both maps are readable with the common
+    colour-vision deficiencies, and each has its key above its strips. Keyboard: the direction labels are
+    reachable by Tab and Enter / Space selects one (as a click does). ``scale`` enlarges text, rows and chart.
+
     Examples
     --------
     >>> import torch, nbexplain as nx

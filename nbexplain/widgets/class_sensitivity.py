@@ -38,7 +38,9 @@ class ClassSensitivity(NbxWidget):
     selected_class
         Position (in ``result.classes``) of the class whose curves are drawn first (default: none).
     cell_size
-        Cell width in CSS pixels (values are printed inside cells at least 34 px wide).
+        Cell width in CSS pixels, times ``scale`` and shrunk to fit the notebook column (a value is printed
+        inside its cell when it fits at the label size, ≥ 13 px; it is always in the readout and the cell's
+        accessible name).
     interval_ms
         Time per checkpoint while playing.
 
@@ -49,6 +51,13 @@ class ClassSensitivity(NbxWidget):
     learned_at : list[list[int]]
         ``(n_layers, n_classes)`` first checkpoint from which the value stays ≥ ``threshold`` (-1: never);
         recomputed by core when ``threshold`` changes.
+
+    Notes
+    -----
+    Colours: viridis, a sequential map over 0…1 (SVCCA is unsigned), perceptually uniform and readable with
+    the common colour-vision deficiencies; the colour bar under the grid is the map drawn. The chart's lines
+    use the Tableau 10 categories, and each is named in the legend. Keyboard: Tab reaches the grid (one tab
+    stop), arrows move between cells, Enter or Space plots the cell's class; the slider moves with the arrows.
 
     Examples
     --------

@@ -174,9 +174,19 @@ class ExplanationExplorer(RequestWidget):
         maps in exactly the colours of their colour bars, the input beside them in the first column and on
         each map as a thin dark outline; a lower opacity blends the input in (and shifts the colours).
     cell_size
-        Width of each image in CSS pixels.
+        Width of each image in CSS pixels (times ``scale``; at least 9.5 em, so that the colour bar's labels fit).
+        The cells of a row wrap onto more lines in a narrow column, alike in every row.
     max_cache
         At most this many (sample, target) entries are kept; the oldest entries not on screen go first.
+
+    Notes
+    -----
+    Each map has its own colour scale, drawn under it with labelled ticks at nice values (0 among them): signed
+    maps (LRP, gradient, gradient × input, …) use the diverging ColorBrewer RdBu map centred on zero (blue
+    negative, white zero, red positive), unsigned ones (RDE mask, attention rollout, ``|gradient|``) the
+    sequential viridis map from 0. Both are readable with the common colour-vision deficiencies, and white zero
+    stays distinct from a dark theme's background. Under each map its scores are named ("conservation",
+    "continuity"), and a legend under the rows says what they mean.
 
     Attributes
     ----------

@@ -64,9 +64,13 @@ class Heatmap(NbxWidget):
         One title per map (text, never HTML). Default: ``"0"``, ``"1"``, …
     cmap
         ``"auto"`` (diverging centred on zero when any value is negative, else sequential),
-        ``"diverging"`` or ``"sequential"``.
+        ``"diverging"`` or ``"sequential"``. Diverging is ColorBrewer's RdBu (blue negative, white zero, red
+        positive), sequential is viridis; both are readable with the common colour-vision deficiencies
+        (red–green), and zero (white) stays distinct from a dark theme's background.
     vmin, vmax
-        Colour limits. Default: symmetric ``±max|v|`` for diverging maps, data min/max for sequential.
+        Colour limits. Default: symmetric ``±max|v|`` for diverging maps, data min/max for sequential, which the
+        view rounds outward to nice values (1, 2, 2.5 or 5 × 10^k) so that the colour bar's ends and ticks are
+        readable numbers (and 0 is a tick whenever the range spans it). Limits given here are used as given.
     reduce
         How to reduce a channel dimension: ``"sum"`` (relevance), ``"mean"``, ``"abs_sum"``, ``"max"``
         or ``"norm"``.
@@ -75,7 +79,7 @@ class Heatmap(NbxWidget):
         colour bar, with each image drawn on top as a thin dark outline (its luminance contour); lower it,
         or drag the slider, to blend the image in (a blend shifts the colours away from the colour bar).
     cell_size
-        Width of each map in CSS pixels.
+        Largest width of each map in CSS pixels (times ``scale``); maps shrink to fit a narrower column.
     columns
         Maps per row (0 = wrap to the available width).
     label
@@ -112,6 +116,8 @@ class Heatmap(NbxWidget):
     label = traitlets.Unicode("").tag(sync=True)
     #: (H, W) of the maps before downsampling, so the readout reports original coordinates.
     source_shape = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
+    #: Whether the view rounds ``vmin``/``vmax`` outward to nice values (True when they were not given).
+    round_limits = traitlets.Bool(True).tag(sync=True)
 
     def __init__(
         self,
@@ -194,6 +200,7 @@ class Heatmap(NbxWidget):
             self.titles = titles
             self.cmap = kind
             self.vmin, self.vmax = lo, hi
+            self.round_limits = vmin is None and vmax is None
             self.source_shape = [int(arr.shape[1]), int(arr.shape[2])]
             if self.selected >= n:
                 self.selected = -1

@@ -67,6 +67,14 @@ class RelevanceFlow(NbxWidget):
     result : RelevanceFlowResult
         The result shown (full resolution).
 
+    Notes
+    -----
+    Colours: relevance is signed, so maps and unit bars use a diverging blue–white–red map (ColorBrewer RdBu,
+    readable with the common colour-vision deficiencies) centred on 0 (white, distinct from the dark theme's
+    background), symmetric up to a round value at or above the step's largest ``|R|``; the colour bar gives
+    both ends. Keyboard: the view takes ← / → / Home / End when focused; the step slider, the buttons and the
+    sample menu are reachable by Tab. ``scale`` (e.g. 1.5 on a projector) enlarges text, map and charts.
+
     Examples
     --------
     >>> import torch, nbexplain as nx

@@ -53,9 +53,18 @@ class SimilarityGrid(NbxWidget):
     vmin, vmax
         Colour limits (default 0 and 1; ``vmin`` drops below 0 when a debiased CKA value is negative).
     cell_size
-        Cell width in CSS pixels.
+        Cell width in CSS pixels (times ``scale``; cells shrink so that the grid fits the notebook column).
     show_values
-        Print each cell's value inside it (default: when cells are at least 34 px wide).
+        Print each cell's value inside it (default: when cells are at least 34 px wide); a value is printed
+        only when it fits the cell at the label size (≥ 13 px), and is always in the readout and the cell's
+        accessible name.
+
+    Notes
+    -----
+    Colours: viridis, a sequential map (similarity is a size, not a signed quantity) from ``vmin`` to ``vmax``,
+    perceptually uniform and readable with the common colour-vision deficiencies; the colour bar under the grid
+    is the map drawn. Keyboard: Tab reaches the grid (one tab stop), the arrow keys move between cells, Enter or
+    Space selects; the checkpoint slider moves with the arrow keys.
     interval_ms
         Time per checkpoint while playing.
 

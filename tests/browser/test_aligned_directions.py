@@ -4,6 +4,7 @@ Python and drawing the overlay with ρ, the local row slider, fit in an 800 px c
 from __future__ import annotations
 
 import pytest
+from harness import axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -21,7 +22,7 @@ CELLS = [
     "w",
 ]
 
-SELECTOR = ".nbx-aligned_directions"
+SELECTOR = ".nbx-aligned-directions"
 
 
 def test_aligned_directions_hover_click_rows(lab):
@@ -39,7 +40,7 @@ def test_aligned_directions_hover_click_rows(lab):
         ids = nb.execute("print(w.neuron_ids_a[:3], w.neuron_ids_b[:3])").strip()
         assert rows[:3] == [f"neuron {i}" for i in eval(ids.split("] [")[0] + "]")], (rows, ids)
         rhos = eval(nb.execute("print([round(r, 2) for r in w.coefficients[:3]])"))
-        assert rows[6:9] == [f"dir {i + 1} ρ {r:.2f}" for i, r in enumerate(rhos)], rows
+        assert rows[6:9] == [f"direction {i + 1} (ρ = {r:.2f})" for i, r in enumerate(rhos)], rows
 
         # hover the first direction strip of seed 1 at the middle of its width: input, class and value
         canvas = nb.page.locator(f"{SELECTOR} canvas.nbx-ad-canvas[data-kind='directions'][data-side='b']")
@@ -87,5 +88,58 @@ def test_aligned_directions_hover_click_rows(lab):
         nb.execute("w.selected = -1")
         nb.page.locator(f"{SELECTOR}[data-selected='-1']").wait_for(timeout=5000)
         assert nb.page.locator(f"{SELECTOR} svg.nbx-ad-chart").count() == 0
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
+
+
+def test_aligned_directions_in_the_classroom(lab):
+    """800 px column, text ≥ 13 px (rows, chart), scale 1.5, signed variates on a diverging map centred on 0,
+    directions selectable from the keyboard with a focus ring, chart ticks, axe-core light and dark, screenshots."""
+    from classroom import dark_theme, fits_column, has_focus_ring, scaled, screenshots
+
+    nb = lab.open_notebook(CELLS, name="aligned_directions_classroom", viewport=(800, 1000))
+    with nb:
+        root = nb.view(SELECTOR)
+        nb.page.locator(f"{SELECTOR}[data-ready='true']").wait_for()
+        fits_column(root)
+        # two colour keys: activations sequential per row, variates diverging (signed) per row
+        keys = nb.page.locator(f"{SELECTOR} .nbx-ad-legend-row").all_inner_texts()
+        assert len(keys) == 2 and "activation" in keys[0] and "variate" in keys[1] and "white: 0" in keys[1], keys
+        # a variate of 0 would be white: the strip's colours straddle white (blue below zero, red above)
+        px = nb.page.locator(f"{SELECTOR} canvas.nbx-ad-canvas[data-kind='directions'][data-side='a']").evaluate(
+            "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, 1).data; const out = [];"
+            " for (let i = 0; i < d.length; i += 4) out.push([d[i], d[i + 1], d[i + 2]]); return out; }")
+        assert any(r > b + 40 for r, g, b in px) and any(b > r + 40 for r, g, b in px), px[:5]
+        assert axe_violations(nb.page, SELECTOR) == []
+
+        # keyboard: Tab from the rows slider reaches the first direction; Enter and Space select
+        nb.page.locator(f"{SELECTOR} input.nbx-ad-n").focus()
+        nb.page.keyboard.press("ArrowRight")  # the slider keeps its arrows
+        nb.page.locator(f"{SELECTOR}[data-rows='4']").wait_for(timeout=5000)
+        nb.page.keyboard.press("Tab")
+        first = nb.page.locator(f"{SELECTOR} .nbx-ad-rowlabel.nbx-ad-dir").first
+        assert has_focus_ring(first)
+        nb.page.keyboard.press("Enter")
+        nb.wait_for_output("print(w.selected)", "0")
+        assert first.get_attribute("aria-pressed") == "true"
+        nb.page.keyboard.press("Tab")
+        nb.page.keyboard.press(" ")
+        nb.wait_for_output("print(w.selected)", "1")
+        texts = nb.page.locator(f"{SELECTOR} svg.nbx-ad-chart text").all_text_contents()
+        assert "variate" in texts and "200 inputs sorted by class" in texts and "0" in texts, texts
+        fits_column(root)
+
+        scaled(nb, SELECTOR, "w", nb.page.locator(f"{SELECTOR} .nbx-ad-title").first)
+        rows = nb.page.locator(f"{SELECTOR} .nbx-ad-rowlabel").first.evaluate(
+            "e => [e.getBoundingClientRect().height, parseFloat(getComputedStyle(e).fontSize)]")
+        assert rows[0] >= rows[1], rows  # rows grow with the text
+        nb.execute("w.scale = 1.0")
+        nb.page.locator(f"{SELECTOR}[data-scale='1']").wait_for(timeout=5000)
+
+        dark_theme(nb, SELECTOR, "w", f"{SELECTOR} .nbx-ad-note")
+        nb.execute("w.theme = 'auto'")
+        nb.page.locator(f"{SELECTOR}[data-theme='auto']").wait_for(timeout=5000)
+        screenshots(nb, "aligned-directions", SELECTOR)
+        fits_column(root, 1400)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

@@ -4,6 +4,7 @@ readout, click reaching Python and drawing the class's curves with learned-at ri
 from __future__ import annotations
 
 import pytest
+from harness import axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -20,7 +21,7 @@ CELLS = [
     "w",
 ]
 
-SELECTOR = ".nbx-class_sensitivity"
+SELECTOR = ".nbx-class-sensitivity"
 
 
 def backgrounds(nb) -> list[str]:
@@ -67,9 +68,9 @@ def test_class_sensitivity_slider_hover_click(lab):
         assert nb.page.locator(f"{SELECTOR} svg.nbx-cs-chart path[data-layer]").count() == 2
         learned = eval(nb.execute("print([row[2] for row in w.learned_at])"))
         assert nb.page.locator(f"{SELECTOR} circle.nbx-cs-learned").count() == sum(t >= 0 for t in learned)
-        legend = nb.page.locator(f"{SELECTOR} .nbx-cs-legend-item").all_inner_texts()
+        legend = nb.page.locator(f"{SELECTOR} .nbx-cs-legend-item:not(.nbx-cs-key)").all_inner_texts()
         labels = ["step 0", "step 1", "step 2", "step 3"]
-        assert legend == [f"{name}: ≥ 0.8 " + (f"from {labels[t]}" if t >= 0 else "not reached")
+        assert legend == [f"layer {name}: SVCCA ≥ 0.8 " + (f"from {labels[t]}" if t >= 0 else "not reached")
                           for name, t in zip(["1", "3"], learned, strict=True)], legend
 
         # Python -> view: a new threshold recomputes learned-at in core and redraws the legend
@@ -85,5 +86,57 @@ def test_class_sensitivity_slider_hover_click(lab):
             ".map(n => [n.textContent.slice(0, 20), parseFloat(getComputedStyle(n).fontSize)]).filter(p => p[1] < 13)"
         )
         assert small == [], small
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
+
+
+def test_class_sensitivity_in_the_classroom(lab):
+    """800 px column, text ≥ 13 px (cells, chart), scale 1.5, keyboard (one tab stop, arrows, Enter/Space) with a
+    focus ring and accessible names, a labelled threshold and chart ticks, axe-core light and dark, screenshots."""
+    from classroom import dark_theme, fits_column, has_focus_ring, scaled, screenshots
+
+    nb = lab.open_notebook(CELLS, name="class_sensitivity_classroom", viewport=(800, 1000))
+    with nb:
+        root = nb.view(SELECTOR)
+        nb.page.locator(f"{SELECTOR}[data-ready='true']").wait_for()
+        fits_column(root)
+        names = nb.page.locator(f"{SELECTOR} .nbx-cs-cell").evaluate_all("es => es.map(e => e.getAttribute('aria-label'))")
+        assert len(names) == 8 and all(n and n.startswith("class ") and "SVCCA" in n for n in names), names
+        assert axe_violations(nb.page, SELECTOR) == []
+
+        # keyboard: Tab from the slider reaches the grid's one tab stop; arrows move, Enter / Space select
+        nb.page.locator(f"{SELECTOR} input.nbx-checkpoint").focus()
+        nb.page.keyboard.press("ArrowLeft")  # the slider keeps its arrow keys (JupyterLab binds them otherwise)
+        nb.page.locator(f"{SELECTOR}[data-checkpoint='2']").wait_for(timeout=5000)
+        nb.page.keyboard.press("Tab")
+        assert has_focus_ring(nb.page.locator(f"{SELECTOR} .nbx-cs-cell[data-c='0'][data-l='0']"))
+        nb.page.keyboard.press("ArrowDown")
+        nb.page.keyboard.press("ArrowRight")
+        nb.page.locator(f"{SELECTOR}[data-hover='1,1']").wait_for(timeout=5000)
+        assert nb.page.locator(f"{SELECTOR} .nbx-readout").inner_text().startswith("class dog × 3 @ step 2")
+        nb.page.keyboard.press("Enter")
+        nb.wait_for_output("print(w.selected_class, w.checkpoint)", "1 2")
+        nb.page.keyboard.press("ArrowDown")
+        nb.page.keyboard.press(" ")
+        nb.wait_for_output("print(w.selected_class)", "2")
+        # the chart: y ticks, axis titles and a threshold line that says what it is
+        texts = nb.page.locator(f"{SELECTOR} svg.nbx-cs-chart text").all_text_contents()
+        assert {"0", "0.5", "1", "SVCCA", "checkpoint (4 in all)"} <= set(texts), texts
+        keys = nb.page.locator(f"{SELECTOR} .nbx-cs-key").all_inner_texts()
+        assert keys == ["dashed line: threshold, SVCCA 0.8", "vertical line: the checkpoint shown (step 2)"], keys
+        fits_column(root)
+        assert axe_violations(nb.page, SELECTOR) == []
+
+        scaled(nb, SELECTOR, "w", nb.page.locator(f"{SELECTOR} .nbx-readout"))
+        assert nb.page.locator(f"{SELECTOR} svg.nbx-cs-chart text").first.evaluate(
+            "e => parseFloat(getComputedStyle(e).fontSize)") >= 1.5 * 13 - 0.01
+        nb.execute("w.scale = 1.0")
+        nb.page.locator(f"{SELECTOR}[data-scale='1']").wait_for(timeout=5000)
+
+        dark_theme(nb, SELECTOR, "w", f"{SELECTOR} .nbx-row-label")
+        nb.execute("w.theme = 'auto'")
+        nb.page.locator(f"{SELECTOR}[data-theme='auto']").wait_for(timeout=5000)
+        screenshots(nb, "class-sensitivity", SELECTOR)
+        fits_column(root, 1400)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

@@ -135,17 +135,17 @@ def test_exported_page_renders_and_interacts_offline(chromium, tmp_path):
         assert readout.endswith(js_format(float(heat.get_attribute("data-value")))), readout
 
         # the SimilarityGrid: the checkpoint slider and the metric switch are local, precomputed state
-        grid = page.locator(".nbx-similarity_grid[data-ready='true']")
+        grid = page.locator(".nbx-similarity-grid[data-ready='true']")
         grid.wait_for()
         assert grid.get_attribute("data-cells") == "9" and grid.get_attribute("data-checkpoints") == "3"
-        colours = ".nbx-similarity_grid .nbx-sim-cell"
+        colours = ".nbx-similarity-grid .nbx-sim-cell"
         last = page.eval_on_selector_all(colours, "els => els.map(e => e.style.background)")
-        page.locator(".nbx-similarity_grid input.nbx-checkpoint").fill("0")
-        page.locator(".nbx-similarity_grid[data-checkpoint='0']").wait_for(timeout=5000)
+        page.locator(".nbx-similarity-grid input.nbx-checkpoint").fill("0")
+        page.locator(".nbx-similarity-grid[data-checkpoint='0']").wait_for(timeout=5000)
         first = page.eval_on_selector_all(colours, "els => els.map(e => e.style.background)")
         assert first != last
-        page.locator(".nbx-similarity_grid select.nbx-metric").select_option("cka")
-        page.locator(".nbx-similarity_grid[data-metric='cka']").wait_for(timeout=5000)
+        page.locator(".nbx-similarity-grid select.nbx-metric").select_option("cka")
+        page.locator(".nbx-similarity-grid[data-metric='cka']").wait_for(timeout=5000)
         assert page.eval_on_selector_all(colours, "els => els.map(e => e.style.background)") != first
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

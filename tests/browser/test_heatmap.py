@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import ARTIFACTS
+from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCREENS = DOCS / "screens"
 
 # One test digit per class 0..7, shown as its difference from the mean training digit (a signed map
 # over the digit itself): real data, and both signs, so the diverging colour map is exercised.
@@ -80,9 +81,8 @@ def test_heatmap_hover_click_select(lab):
             hover_pixel(nb, i, r, c, H, W)
             nb.page.locator(f".nbx-heatmap[data-hover='{i},{r},{c}']").wait_for(timeout=5000)
             text = readout.inner_text()
-            assert f"digit {i}" in text and f"row {r}, col {c}:" in text, text
-            shown = text.rsplit(":", 1)[1].strip()
-            assert shown == js_format(value), (text, value)
+            # every number named: the map, the pixel, and the value under the colour bar's caption
+            assert text == f"digit {i} · row {r}, col {c} · x − mean digit {js_format(value)}", (text, value)
             # the exact float32 the view used
             assert float(root.get_attribute("data-value")) == value
             # and the kernel agrees on that pixel
@@ -142,7 +142,7 @@ def test_heatmap_shows_a_vit_patch_map_at_image_size(lab):
         nb.page.locator(".nbx-heatmap[data-hover='1,13,2']").wait_for(timeout=5000)
         want = float(nb.execute("print(repr(float(patches[1, 3, 0])))"))
         assert float(root.get_attribute("data-value")) == pytest.approx(want, rel=1e-6)
-        assert "row 13, col 2:" in nb.page.locator(".nbx-heatmap .nbx-readout").inner_text()
+        assert "row 13, col 2 · value " in nb.page.locator(".nbx-heatmap .nbx-readout").inner_text()
         assert nb.page_errors == [], nb.page_errors
 
 
@@ -205,3 +205,156 @@ def test_heatmap_default_is_opaque_with_outline_and_titles_wrap(lab):
             assert t["sw"] <= t["cw"] + 1, t
             assert t["h"] > 1.8 * t["lh"], t  # it took more than one line
         assert nb.page_errors == [], nb.page_errors
+
+
+# Issue 14 items 4, 6, 7, 9 and keyboard/axe: five maps of tiny signed values (largest |value| 1.007e-4, which the
+# colour bar must not show as its end), long titles, cells 160 px wide in 5 columns: 840 px, wider than the column.
+CLASS_CELLS = [
+    "import numpy as np\n"
+    "from nbexplain.widgets import Heatmap\n"
+    "rng = np.random.default_rng(0)\n"
+    "tiny = (rng.standard_normal((5, 12, 12)) * 2e-5).astype(np.float32)\n"
+    "tiny[0, 0, 0], tiny[1, 0, 0], tiny[2, 0, 0] = 1.007e-4, -0.9e-4, 0.0\n"
+    "imgs = rng.random((5, 1, 12, 12))\n"
+    "ht = Heatmap(tiny, images=imgs, titles=[f'class {k} · relevance of the predicted label' for k in range(5)],\n"
+    "             label='relevance', cell_size=160, columns=5)\n"
+    "ht",
+]
+ROOT = ".nbx-heatmap"
+_RGB = "e => getComputedStyle(e).backgroundColor"
+_FG = "e => getComputedStyle(e).color"
+FOCUS_JS = """e => { const s = getComputedStyle(e);
+  return [document.activeElement === e, s.outlineStyle, parseFloat(s.outlineWidth)]; }"""
+
+
+def _rgb(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3])
+
+
+def _luminance(rgb: tuple[float, ...]) -> float:
+    lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _fits(root) -> None:
+    layout = root.evaluate(VIEW_LAYOUT)
+    assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
+    assert layout["min"] >= 13 - 0.01, layout
+
+
+def test_heatmap_fits_800_px_nice_colour_bar_keyboard_scale_and_dark_theme(lab):
+    nb = lab.open_notebook(CLASS_CELLS, name="heatmap_classroom", viewport=(800, 1000))
+    with nb:
+        page = nb.page
+        root = nb.view(ROOT)
+        page.locator(f"{ROOT}[data-ready='true']").wait_for()
+        # fits the column: the maps shrink (not below 7em) and wrap onto more rows, titles wrap, text ≥ 13 px
+        _fits(root)
+        right = root.bounding_box()["x"] + root.bounding_box()["width"]
+        boxes = [page.locator(f"{ROOT} .nbx-cell[data-index='{i}'] canvas").bounding_box() for i in range(5)]
+        assert all(b["x"] + b["width"] <= right + 1 and 7 * 13 - 8 <= b["width"] <= 160 for b in boxes), boxes
+        assert 1 < len({round(b["y"]) for b in boxes}) <= 5, boxes
+
+        # the colour bar: symmetric nice ends covering the data (1.5e-4, not 1.007e-4), 0 a labelled tick
+        bar = page.locator(f"{ROOT} .nbx-footer .nbx-scalebar")
+        ticks = [float(v) for v in bar.get_attribute("data-ticks").split(",")]
+        assert ticks[0] == -1.5e-4 and ticks[-1] == 1.5e-4 and 0 in ticks, ticks
+        labels = bar.locator(".nbx-scalebar-tick").all_inner_texts()
+        assert labels[0] == "−1.5e-4" and labels[-1] == "1.5e-4" and "0" in labels, labels
+        assert "1.007e-4" not in root.inner_text()
+        assert bar.locator(".nbx-scalebar-caption").inner_text() == "relevance"
+        assert "blue negative, white zero, red positive" in bar.locator(".nbx-scalebar-ramp").get_attribute("aria-label")
+        # given limits are kept as given
+        nb.execute("ht.set_maps(tiny, imgs, vmin=-2e-4, vmax=2e-4, titles=ht.titles)")
+        page.locator(f"{ROOT}[data-vmax='0.0002']").wait_for(timeout=5000)
+        nb.execute("ht.set_maps(tiny, imgs, titles=ht.titles)")
+        page.locator(f"{ROOT}[data-vmax='0.00015']").wait_for(timeout=5000)
+
+        # hover: the readout names the map, the pixel and the value by the colour bar's caption
+        box = boxes[0]
+        page.mouse.move(box["x"] + 0.5 * box["width"] / 12, box["y"] + 0.5 * box["height"] / 12)
+        page.locator(f"{ROOT}[data-hover='0,0,0']").wait_for(timeout=5000)
+        text = page.locator(f"{ROOT} .nbx-readout").inner_text()
+        assert text == "class 0 · relevance of the predicted label · row 0, col 0 · relevance 1.007e-4", text
+        page.mouse.move(0, 0)
+        nb.screenshot("heatmap-800", root)
+        assert axe_violations(page, ROOT) == []
+
+        # keyboard: Tab moves between maps with a visible focus ring, Enter and Space select (aria-pressed)
+        page.locator(f"{ROOT} .nbx-cell[data-index='0']").focus()
+        page.keyboard.press("Tab")
+        cell1 = page.locator(f"{ROOT} .nbx-cell[data-index='1']")
+        focus = cell1.evaluate(FOCUS_JS)
+        assert focus[0] and focus[1] != "none" and focus[2] >= 2, focus
+        assert cell1.get_attribute("aria-label").startswith("class 1 · relevance of the predicted label: relevance 2 of 5")
+        page.keyboard.press("Enter")
+        nb.wait_for_output("print(ht.selected)", "1")
+        assert cell1.get_attribute("aria-pressed") == "true"
+        page.keyboard.press("Tab")
+        page.keyboard.press(" ")
+        nb.wait_for_output("print(ht.selected)", "2")
+        assert cell1.get_attribute("aria-pressed") == "false"
+        # the opacity slider moves with the arrow keys and the kernel follows
+        slider = page.locator(f"{ROOT} input.nbx-opacity")
+        slider.focus()
+        page.keyboard.press("ArrowLeft")
+        page.locator(f"{ROOT}[data-opacity='0.99']").wait_for(timeout=5000)
+        assert slider.evaluate(FOCUS_JS)[2] >= 2
+        nb.wait_for_output("print(ht.opacity)", "0.99")
+        page.keyboard.press("End")
+        page.locator(f"{ROOT}[data-opacity='1']").wait_for(timeout=5000)
+
+        # presentation scale: titles 1.5× larger, maps no smaller, still inside the column
+        title = page.locator(f"{ROOT} .nbx-cell[data-index='0'] .nbx-title")
+        size = lambda: float(title.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))  # noqa: E731
+        before = size()
+        nb.execute("ht.scale = 1.5")
+        page.locator(f"{ROOT}[data-scale='1.5']").wait_for(timeout=5000)
+        assert size() == pytest.approx(1.5 * before) and before >= 13
+        _fits(root)
+        nb.execute("ht.scale = 1.0")
+        page.locator(f"{ROOT}[data-scale='1']").wait_for(timeout=5000)
+
+        # dark theme: dark background, readable titles and ticks, the white zero distinct from the background
+        nb.execute("ht.theme = 'dark'")
+        page.locator(f"{ROOT}[data-theme='dark']").wait_for(timeout=5000)
+        bg = _rgb(root.evaluate(_RGB))
+        assert _luminance(bg) < 0.05, bg
+        for css in (".nbx-title", ".nbx-scalebar-tick", ".nbx-scalebar-caption", ".nbx-readout", ".nbx-control"):
+            fg = _rgb(page.locator(f"{ROOT} {css}").first.evaluate(_FG))
+            assert _contrast(fg, bg) >= 4.5, (css, fg, bg)
+        # map 2's pixel (0, 0) is exactly 0: the lightest canvas pixel of its block (off the input's outline)
+        zero = nb.page.evaluate("""() => { const c = document.querySelector('.nbx-heatmap .nbx-cell[data-index="2"] canvas');
+          const n = Math.floor(c.width / 12) - 1;
+          const d = c.getContext('2d').getImageData(0, 0, n, n).data;
+          let best = [0, 0, 0];
+          for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > best[0] + best[1] + best[2])
+            best = [d[i], d[i + 1], d[i + 2]];
+          return best; }""")
+        assert tuple(zero) == (247, 247, 247), zero
+        assert _contrast(tuple(zero), bg) > 3, (zero, bg)
+        nb.screenshot("heatmap-dark", root)
+        assert axe_violations(page, ROOT) == []
+        nb.execute("ht.theme = 'auto'")
+        page.locator(f"{ROOT}[data-theme='auto']").wait_for(timeout=5000)
+
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.wait_for_timeout(300)
+        _fits(root)
+        # wide enough for the five columns asked for (5 × 168 px + gaps): one row of 160 px maps
+        if root.evaluate("e => e.clientWidth") >= 5 * 168 + 4 * 8 + 12:
+            boxes = [page.locator(f"{ROOT} .nbx-cell[data-index='{i}'] canvas").bounding_box() for i in range(5)]
+            assert len({round(b["y"]) for b in boxes}) == 1 and all(abs(b["width"] - 160) < 1 for b in boxes), boxes
+        wide = nb.screenshot("heatmap-1400", root)
+        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
+            SCREENS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ARTIFACTS / "heatmap-800.png", SCREENS / "heatmap-800.png")
+            shutil.copyfile(wide, SCREENS / "heatmap-1400.png")
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors

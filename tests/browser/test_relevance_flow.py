@@ -4,7 +4,7 @@ hover readouts against the kernel's values; sample selector; fits the column; la
 from __future__ import annotations
 
 import pytest
-from harness import VIEW_LAYOUT
+from harness import VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -109,5 +109,69 @@ def test_relevance_flow_steps_hover_and_sync(lab):
         assert f"{repr(float(f'{total8:.4g}')).removesuffix('.0')}" in \
             nb.page.locator(f"{ROOT} svg.nbx-chart").text_content()
         nb.screenshot("relevance-flow", root)
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
+
+
+def test_relevance_flow_in_the_classroom(lab):
+    """800 px column for the bars and the map steps, text ≥ 13 px, scale 1.5, round ticks on the bar axis and the
+    conservation chart (with an x-axis title), arrow keys on the view and on the slider, axe-core light and dark."""
+    from classroom import dark_theme, fits_column, has_focus_ring, scaled, screenshots
+
+    nb = lab.open_notebook(CELLS, name="relevance_flow_classroom", viewport=(800, 1000))
+    with nb:
+        root = nb.view(ROOT)
+        nb.page.locator(f"{ROOT}[data-ready='true']").wait_for()
+        fits_column(root)
+        # the bar axis: −m, 0, +m at a round m that covers the largest |R|
+        ticks = [float(t.replace("−", "-")) for t in nb.page.locator(f"{ROOT} svg.nbx-bars .nbx-bar-tick").all_text_contents()]
+        biggest = float(nb.execute("print(repr(float(abs(w.shown()).max())))"))
+        assert len(ticks) == 3 and ticks[1] == 0 and ticks[0] == -ticks[2] and biggest <= ticks[2] <= 2.5 * biggest, ticks
+        assert float(f"{ticks[2]:.2g}") == ticks[2], ticks  # a round value
+        # the conservation chart: y ticks with 0 among them, both axes titled
+        yt = [float(t.replace("−", "-")) for t in nb.page.locator(f"{ROOT} svg.nbx-chart .nbx-y-tick").all_text_contents()]
+        assert 0 in yt and len(yt) >= 3, yt
+        chart = nb.page.locator(f"{ROOT} svg.nbx-chart").text_content()
+        assert "Σ relevance" in chart and "layer (output → input)" in chart
+        assert axe_violations(nb.page, ROOT) == []
+
+        # keyboard: the view takes ←/→ with a visible focus ring; the slider keeps its own arrows
+        root.focus()
+        assert has_focus_ring(root)
+        nb.page.keyboard.press("ArrowRight")
+        nb.wait_for_output("print(w.step)", "1")
+        nb.page.locator(f"{ROOT} input.nbx-step").focus()
+        nb.page.keyboard.press("ArrowRight")
+        nb.wait_for_output("print(w.step)", "2")
+        nb.page.keyboard.press("Tab")  # on to the next button
+        assert has_focus_ring(nb.page.locator(f"{ROOT} button.nbx-next"))
+
+        nb.execute("w.step = 8")
+        nb.page.locator(f"{ROOT}[data-step='8'][data-kind='map']").wait_for(timeout=5000)
+        fits_column(root)
+        # the colour bar ends at ±(a round value ≥ max |R|), written out (not -5.513e-4)
+        lo = nb.page.locator(f"{ROOT} .nbx-cbar-min").inner_text()
+        hi = nb.page.locator(f"{ROOT} .nbx-cbar-max").inner_text()
+        biggest = float(nb.execute("print(repr(float(abs(w.shown()).max())))"))
+        assert "e" not in hi and lo == "−" + hi, (lo, hi)
+        assert biggest <= float(hi) <= 2.5 * biggest and float(f"{float(hi):.2g}") == float(hi), (hi, biggest)
+        assert axe_violations(nb.page, ROOT) == []
+        scaled(nb, ROOT, "w", nb.page.locator(f"{ROOT} .nbx-flow-title"))
+        assert nb.page.locator(f"{ROOT} svg.nbx-chart text").first.evaluate(
+            "e => parseFloat(getComputedStyle(e).fontSize)") >= 1.5 * 13 - 0.01
+        nb.execute("w.step = 0")
+        nb.page.locator(f"{ROOT}[data-step='0']").wait_for(timeout=5000)
+        nb.page.wait_for_timeout(200)
+        fits_column(root)
+        nb.execute("w.scale = 1.0")
+        nb.page.locator(f"{ROOT}[data-scale='1']").wait_for(timeout=5000)
+
+        dark_theme(nb, ROOT, "w", f"{ROOT} .nbx-flow-caption")
+        nb.execute("w.theme = 'auto'")
+        nb.page.locator(f"{ROOT}[data-theme='auto']").wait_for(timeout=5000)
+        nb.execute("w.step = 8")
+        nb.page.locator(f"{ROOT}[data-step='8']").wait_for(timeout=5000)
+        screenshots(nb, "relevance-flow", ROOT)
+        fits_column(root, 1400)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

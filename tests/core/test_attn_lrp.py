@@ -314,6 +314,103 @@ def test_a_vit_with_class_token_and_position_embedding() -> None:
     assert not torch.equal(nx.lrp(no_pos, x, composite="attn_lrp").attribution, res.attribution)
 
 
+class _UnfoldViT(nn.Module):
+    """A ViT that cuts patches with ``F.unfold`` and embeds them with ``nn.Linear`` (no conv), or with the
+    equivalent ``Conv2d(stride=patch)``: the same function, written two ways."""
+
+    def __init__(self, conv: bool, p: int = 4, d: int = 12) -> None:
+        super().__init__()
+        self.p, self.conv = p, conv
+        self.embed = nn.Conv2d(1, d, p, stride=p, bias=False) if conv else nn.Linear(p * p, d, bias=False)
+        self.block = nn.TransformerEncoderLayer(d, 3, 2 * d, dropout=0.0, batch_first=True, norm_first=True, bias=False)
+        self.norm = nn.LayerNorm(d, bias=False)
+        self.head = nn.Linear(d, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv:
+            t = self.embed(x).flatten(2).transpose(1, 2)
+        else:
+            t = self.embed(F.unfold(x, self.p, stride=self.p).transpose(1, 2))
+        return self.head(self.norm(self.block(t)).mean(1))
+
+
+def test_patches_cut_by_unfold_or_by_a_strided_conv_are_explained_alike() -> None:
+    """``F.unfold`` is a copy of pixels (relevance follows it); a patch embedding written as unfold + Linear
+    and as a conv with stride = kernel (computed by nbexplain as one GEMM) give the same map, and CP-LRP without
+    biases conserves the logit through it."""
+    torch.manual_seed(5)
+    lin = _UnfoldViT(conv=False).double().eval()
+    conv = _UnfoldViT(conv=True).double().eval()
+    conv.load_state_dict({**lin.state_dict(), "embed.weight": lin.embed.weight.reshape(12, 1, 4, 4)})
+    x = torch.rand(3, 1, 12, 14, dtype=torch.float64)  # 14 is not a multiple of 4: the last 2 columns are unread
+    torch.testing.assert_close(lin(x), conv(x))
+    for composite in ("attn_lrp", "cp_lrp"):
+        with untouched(lin), untouched(conv):
+            a = nx.lrp(lin, x, 1, composite=composite, epsilon=1e-12).attribution
+            b = nx.lrp(conv, x, 1, composite=composite, epsilon=1e-12).attribution
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+        assert (a[..., 12:] == 0).all()
+    cp = nx.lrp(lin, x, 1, composite="cp_lrp", epsilon=1e-12).attribution
+    torch.testing.assert_close(cp.sum((1, 2, 3)), lin(x)[:, 1], rtol=1e-8, atol=1e-10)
+
+
+class _FusedOpsAttention(nn.Module):
+    """One attention head over an ALiBi-style score bias, its projections and scores written with fused BLAS
+    calls (``torch.addmm`` as Hugging Face GPT-2's Conv1D, ``torch.baddbmm`` as BLOOM) or spelled out; and a
+    cosine-attention variant (``F.normalize``, Swin v2) or its spelled-out twin (divided by the detached norm)."""
+
+    def __init__(self, fused: bool, cosine: bool = False, d: int = 6, t: int = 5) -> None:
+        super().__init__()
+        self.fused, self.cosine = fused, cosine
+        self.w = nn.Parameter(torch.randn(d, 3 * d) / d**0.5)  # Conv1D layout: (in, out)
+        self.b = nn.Parameter(torch.randn(3 * d) * 0.1)
+        self.register_buffer("alibi", -0.3 * (torch.arange(t)[None, :] - torch.arange(t)[:, None]).abs().float())
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        if self.fused:
+            qkv = torch.addmm(self.b, x.reshape(-1, d), self.w).view(n, t, 3 * d)
+        else:
+            qkv = F.linear(x, self.w.t(), self.b)
+        q, k, v = qkv.split(d, -1)
+        if self.cosine:
+            if self.fused:
+                q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+            else:
+                q = q / q.norm(dim=-1, keepdim=True).detach()
+                k = k / k.norm(dim=-1, keepdim=True).detach()
+        alibi = self.alibi.expand(n, t, t)
+        if self.fused:
+            scores = torch.baddbmm(alibi, q, k.transpose(1, 2), beta=1.0, alpha=d**-0.5)
+        else:
+            scores = (q @ k.transpose(1, 2)) * d**-0.5 + alibi
+        return self.head((scores.softmax(-1) @ v).mean(1))
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_fused_blas_projections_and_scores_are_explained_as_written_out(cosine: bool) -> None:
+    """``addmm`` (a linear layer: the ε rule with its bias, as F.linear), ``baddbmm`` (scaled scores plus a constant
+    bias: the uniform rule, the scaling passing relevance on, the bias keeping its proportional share) and
+    ``F.normalize`` (the identity rule) give the same maps, in float64, as the same model spelled out with the
+    operations the float64 reference tests above cover."""
+    torch.manual_seed(11)
+    fused = _FusedOpsAttention(fused=True, cosine=cosine).double().eval()
+    plain = _FusedOpsAttention(fused=False, cosine=cosine).double().eval()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), plain(x))
+    # the spelled-out division by a detached norm is a scaling by a tensor: the ε rule (one term); with ε → 0 it is
+    # the identity rule F.normalize gets
+    eps = 1e-12 if cosine else 1e-6
+    for composite in ("attn_lrp", "cp_lrp"):
+        with untouched(fused):
+            a = nx.lrp(fused, x, 2, composite=composite, epsilon=eps).attribution
+        b = nx.lrp(plain, x, 2, composite=composite, epsilon=eps).attribution
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+        assert a.abs().sum() > 0
+
+
 def test_gamma_for_vision_and_a_hybrid_cnn_transformer() -> None:
     class Hybrid(nn.Module):
         def __init__(self) -> None:

@@ -4,6 +4,7 @@ conv nets, with and without batch norm, and with residual blocks; conservation w
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -315,13 +316,18 @@ PADDINGS = {
     "same-dilated": dict(padding="same", dilation=2),
     "same-even-kernel": dict(padding="same", kernel_size=4),  # asymmetric "same" padding
     "grouped": dict(padding=2, groups=2, dilation=2),
+    # non-overlapping patches (a ViT's patch embedding, computed by a GEMM instead of a transposed convolution);
+    # 7 is not a multiple of 3 or 2: the last row/column, never read by the convolution, gets no relevance
+    "patches": dict(kernel_size=3, stride=3),
+    "patches-rect": dict(kernel_size=(2, 3), stride=(2, 3)),
 }
 
 
 @pytest.mark.parametrize(
     "pad,key",
     [(p, "zplus") for p in PADDINGS] + [("reflect", "flat"), ("same-even-kernel", "flat"), ("circular-stride", "a2b1"),
-                                        ("grouped", "eps")],
+                                        ("grouped", "eps"), ("patches", "eps"), ("patches", "a2b1"),
+                                        ("patches-rect", "zplus"), ("patches-rect", "flat")],
 )
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_conv_padding_variants_match_reference(pad: str, key: str) -> None:
@@ -347,6 +353,26 @@ def test_conv_padding_variants_match_reference(pad: str, key: str) -> None:
     plan = first + [("relu",), ("flatten",), ("linear", net[3], ("eps", 0.01, True))]
     want, _ = ref.run(plan, x, TARGET)
     torch.testing.assert_close(res.attribution, want, rtol=1e-8, atol=1e-11)
+    if pad.startswith("patches"):
+        assert (res.attribution[..., 6, :] == 0).all() or (res.attribution[..., :, 6] == 0).all()
+
+
+@pytest.mark.parametrize("kernel,size", [(7, (28, 28)), ((2, 3), (9, 10)), (4, (12, 8))])
+def test_patch_transpose_equals_the_transposed_convolution(kernel: Any, size: tuple[int, int]) -> None:
+    """The patch-embedding fast path (one GEMM) is the transposed convolution, bit for bit in float64."""
+    from nbexplain.core.attribution.lrp.ops import ConvOp
+
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 5, kernel, stride=kernel).double()
+    op = ConvOp(conv)
+    assert op._patches()
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    grad = torch.randn_like(conv(x))
+    want = torch.ops.aten.convolution_backward(
+        grad, x, op.weight, None, list(op.stride), [0, 0], [1, 1], False, [0, 0], 1, (True, False, False))[0]
+    torch.testing.assert_close(op._backward(grad, x, op.weight), want, rtol=0, atol=1e-13)
+    assert not ConvOp(nn.Conv2d(3, 5, 3, stride=3, padding=1))._patches()
+    assert not ConvOp(nn.Conv2d(3, 5, 3, stride=2))._patches()
 
 
 class _Pad(nn.Module):

@@ -57,6 +57,18 @@ def test_heatmap_scales_colour_maps_and_reduces_channels() -> None:
     assert Heatmap(torch.rand(5, 5)).maps.shape == (1, 5, 5)
 
 
+def test_heatmap_rounds_only_limits_it_chose() -> None:
+    """The view rounds the colour limits to nice values (``round_limits``) only when the user gave none."""
+    data = torch.tensor([[[-1.007e-4, 0.5e-4]]])
+    assert Heatmap(data).round_limits is True
+    assert Heatmap(data, vmin=-2e-4, vmax=2e-4).round_limits is False
+    assert Heatmap(data, vmax=2e-4).round_limits is False
+    h = Heatmap(data, vmin=-1.0, vmax=1.0)
+    h.set_maps(data)
+    assert h.round_limits is True and (h.vmin, h.vmax) == pytest.approx((-1.007e-4, 1.007e-4))
+    assert "round_limits" in h.keys  # synced to the view
+
+
 def test_heatmap_downsamples_large_batches_under_the_budget() -> None:
     h = Heatmap(torch.rand(64, 256, 256), images=torch.rand(64, 3, 256, 256), max_bytes=2_000_000)
     assert h.maps.nbytes + h.images.nbytes <= 2_000_000

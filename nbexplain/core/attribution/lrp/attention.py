@@ -554,6 +554,49 @@ def _product(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: li
     return mode.product(func, args, kwargs)
 
 
+#: ``input + α · (a ⋅ b)`` operations: their argument names and the product each adds.
+_ADD_PRODUCTS: dict[str, tuple[tuple[str, str, str], Callable[..., torch.Tensor]]] = {
+    "addmm": (("input", "mat1", "mat2"), torch.matmul),
+    "baddbmm": (("input", "batch1", "batch2"), torch.matmul),
+    "addbmm": (("input", "batch1", "batch2"), torch.bmm),
+    "addmv": (("input", "mat", "vec"), torch.mv),
+}
+
+
+def _add_product(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list) -> Any:
+    """``β · input + α · (a ⋅ b)`` (``torch.addmm`` — Hugging Face GPT-2's ``Conv1D`` —, ``baddbmm`` — attention
+    scores with an ALiBi bias —, ``addbmm``, ``addmv``) taken apart: the product through its rule (ε for one
+    factor that depends on the input, the uniform rule for two), the scalings passing relevance on, and the sum
+    split in proportion (a constant ``input`` keeps its share, as a bias does). ``addmm(b, x, W)`` with only ``x``
+    depending on the input is the ε rule of the linear layer ``x W + b`` itself."""
+    name = _name(func)
+    names, product = _ADD_PRODUCTS[name]
+    if len(args) > 3 or set(kwargs) - {*names, "beta", "alpha"}:
+        return NotImplemented  # positional β/α or out=: left to the graph check
+    given = dict(zip(names, args, strict=False)) | {k: kwargs[k] for k in names if k in kwargs}
+    if len(given) != 3 or not all(isinstance(given[k], torch.Tensor) for k in names):
+        return NotImplemented
+    inp, a, b = (given[k] for k in names)
+    beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
+    if not all(isinstance(v, (int, float)) for v in (beta, alpha)):
+        return NotImplemented
+    if name == "addmm" and beta == 1 and alpha == 1 and a.requires_grad and not (inp.requires_grad or b.requires_grad):
+        z = func(inp, a.detach(), b)
+        return _LinearRule.apply(a, z, b.t(), mode.epsilon)
+    term = mode.product(product, (a, b), {})
+    if name == "addbmm":
+        term = mode.proportional(torch.sum, (term, 0), {})
+    if alpha != 1:
+        term = mode.scaled(torch.mul, (term, alpha), {}, term)
+    if beta == 0:
+        return term
+    if inp.requires_grad:
+        other = inp if beta == 1 else mode.scaled(torch.mul, (inp, beta), {}, inp)
+    else:
+        other = inp if beta == 1 else inp * beta
+    return mode.proportional(torch.add, (term, other), {})
+
+
 def _activation(mode: AttentionRules, func: Any, args: tuple, kwargs: dict, ins: list) -> Any:
     x = args[0] if args else kwargs.get("input")
     if not isinstance(x, torch.Tensor) or len(ins) != 1 or ins[0] is not x:
@@ -698,7 +741,11 @@ _HANDLERS: dict[str, Callable[..., Any]] = {
     "multi_head_attention_forward": _mha,
     "glu": _glu,
     **dict.fromkeys(_PRODUCTS | _MULS, _product),
+    **dict.fromkeys(_ADD_PRODUCTS, _add_product),
     **dict.fromkeys(_ELEMENTWISE, _activation),
+    # x / max(‖x‖, eps) (Swin-v2's cosine attention): a normalisation, its normaliser held constant — the identity
+    # rule, as for layer and RMS norms without their affine part
+    "normalize": _activation,
     **dict.fromkeys(("layer_norm", "rms_norm", "group_norm"), _norm),
 }
 

@@ -64,7 +64,7 @@ _SAFE_NODES = (
     # copies of input elements or constants (relevance following their gradient is consistent): see
     # functional.COPY_LIKE
     "Expand", "Repeat", "Gather", "Take", "Where", "MaskedFill", "Clamp", "Hardtanh", "Sort", "Topk",
-    "ReflectionPad", "ReplicationPad", "CopySlices", "CopyBackwards",
+    "ReflectionPad", "ReplicationPad", "CopySlices", "CopyBackwards", "Im2Col", "PixelShuffle", "PixelUnshuffle",
 )
 _ATTENTION_HINT = (
     "a transformer's attention (softmax, products of activations, layer norm, GELU) has rules in "

@@ -1,0 +1,147 @@
+// A colour bar with labelled ticks at "nice" values (1, 2, 2.5 or 5 × 10^k), used under colour-mapped rasters
+// (Heatmap, ExplanationExplorer). The pure part (limits, ticks, labels) is unit-tested in js/tests/scalebar.test.ts;
+// `scaleBar` builds the DOM (a CSS gradient ramp, absolutely placed tick labels, sizes in em so the bar follows
+// the view's font size and `scale`).
+import { type ColorScale, colorOf } from "./colormap";
+import { h } from "./dom";
+
+/** A "nice" step (1, 2, 2.5 or 5 × 10^k) at least `raw` (> 0). */
+export function niceStep(raw: number): number {
+  if (!(raw > 0) || !Number.isFinite(raw)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const r = raw / p;
+  const mult = r <= 1 + 1e-9 ? 1 : r <= 2 + 1e-9 ? 2 : r <= 2.5 + 1e-9 ? 2.5 : r <= 5 + 1e-9 ? 5 : 10;
+  return Number((mult * p).toPrecision(12));
+}
+
+const clean = (v: number) => (v === 0 ? 0 : Number(v.toPrecision(12)));
+
+/**
+ * The scale a map is drawn with and its tick step. A diverging scale is made symmetric around zero (zero is the
+ * neutral middle colour); with `round` its limit goes up to a multiple of a nice step (so the bar ends on
+ * labelled nice numbers and the largest |value| keeps at least two thirds of each half). A sequential scale with
+ * `round` has its ends rounded outward to multiples of the step. Without `round` the limits are kept as given.
+ * All-zero or empty ranges get a unit range.
+ */
+export function niceScale(s: ColorScale, round = true): { scale: ColorScale; step: number } {
+  if (s.kind === "diverging") {
+    let m = Math.max(Math.abs(s.vmin), Math.abs(s.vmax));
+    if (!(m > 0) || !Number.isFinite(m)) m = 1;
+    const step = niceStep(m / 4);
+    // (a float32 0.4 is 0.40000000596…: within 1e-6 of a step is on it)
+    const limit = round ? clean(Math.ceil(m / step - 1e-6) * step) : m;
+    return { scale: { kind: "diverging", vmin: -limit, vmax: limit }, step };
+  }
+  let lo = Number.isFinite(s.vmin) ? s.vmin : 0;
+  let hi = Number.isFinite(s.vmax) ? s.vmax : 1;
+  if (!(hi > lo)) hi = lo + 1;
+  const step = niceStep((hi - lo) / 4);
+  if (round) {
+    lo = clean(Math.floor(lo / step + 1e-6) * step);
+    hi = clean(Math.ceil(hi / step - 1e-6) * step);
+  }
+  return { scale: { kind: "sequential", vmin: lo, vmax: hi }, step };
+}
+
+/**
+ * Tick values of a scale: multiples of `step` inside it, every k-th one counted from zero (so 0 stays whenever
+ * the range spans it), k the smallest that leaves at most `maxTicks` labels and, when possible, puts both ends
+ * on a label (always possible for a rounded scale). An end that is not a multiple is labelled too when it lies
+ * more than half a label spacing from the next label.
+ */
+export function scaleTicks(s: ColorScale, step: number, maxTicks = 5): number[] {
+  const lo = Math.ceil(s.vmin / step - 1e-6);
+  const hi = Math.floor(s.vmax / step + 1e-6);
+  if (!(hi >= lo)) return [clean(s.vmin), clean(s.vmax)];
+  const mod = (i: number, k: number) => ((i % k) + k) % k;
+  const kept = (k: number) => {
+    const out: number[] = [];
+    for (let i = lo; i <= hi; i++) if (mod(i, k) === 0) out.push(i);
+    return out;
+  };
+  let k = 0;
+  for (let kk = 1; kk <= hi - lo + 1 && !k; kk++) {
+    if (kept(kk).length <= maxTicks && mod(lo, kk) === 0 && mod(hi, kk) === 0) k = kk;
+  }
+  if (!k) {
+    k = 1;
+    while (kept(k).length > maxTicks) k++;
+  }
+  const idx = kept(k);
+  for (const end of [lo, hi]) {
+    if (idx.includes(end)) continue;
+    const near = Math.min(...idx.map((i) => Math.abs(i - end)), Infinity);
+    if (near > k / 2) idx.push(end);
+  }
+  idx.sort((a, b) => a - b);
+  return idx.map((i) => clean(i * step));
+}
+
+/** A number with a true minus sign (U+2212). */
+export function signed(text: string): string {
+  return text.startsWith("-") ? "−" + text.slice(1) : text;
+}
+
+/** A tick label: short (3 significant digits, no trailing zeros), true minus sign, 0 as "0". */
+export function formatTick(v: number): string {
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  if (a < 1e-3 || a >= 1e5) return signed(Number(v.toPrecision(3)).toExponential());
+  return signed(String(Number(v.toPrecision(3))));
+}
+
+/** In words, what the colours of a scale mean (for an accessible name and the legend). */
+export function scaleWords(s: ColorScale): string {
+  return s.kind === "diverging"
+    ? `blue negative, white zero, red positive, from ${formatTick(s.vmin)} to ${formatTick(s.vmax)}`
+    : `dark purple low to yellow high, from ${formatTick(s.vmin)} to ${formatTick(s.vmax)}`;
+}
+
+const rgb = (c: [number, number, number]) => `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+
+/** CSS for `.nbx-scalebar` (append to a view's CSS). */
+export const SCALEBAR_CSS = `
+.nbx-scalebar { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 0.2em 0.5em; color: var(--nbx-fg);
+  max-width: 100%; min-width: 0; }
+.nbx-scalebar-caption { line-height: 1.2; overflow-wrap: anywhere; }
+.nbx-scalebar-body { position: relative; flex: 1 1 8em; max-width: 100%; min-width: 6em; padding-bottom: 1.3em; }
+.nbx-scalebar-ramp { height: 0.75em; border: 1px solid var(--nbx-border); }
+.nbx-scalebar-tick { position: absolute; top: 0.75em; transform: translateX(-50%); display: flex;
+  flex-direction: column; align-items: center; line-height: 1.1; white-space: nowrap; }
+.nbx-scalebar-tick::before { content: ""; width: 1px; height: 0.3em; background: var(--nbx-fg); }
+/* the end labels sit inside the bar (left- and right-aligned on their tick), so nothing overhangs the view */
+.nbx-scalebar-tick:first-of-type:not(:last-of-type) { transform: none; align-items: flex-start; }
+.nbx-scalebar-tick:last-of-type:not(:first-of-type) { transform: translateX(-100%); align-items: flex-end; }
+`;
+
+/**
+ * A colour bar for scale `s` (as drawn) with labelled ticks and an optional caption. Its root carries
+ * `data-vmin`, `data-vmax` and `data-ticks`; the ramp is an image named in words for screen readers
+ * ("colour scale of <name>: …", `name` defaulting to the caption).
+ */
+export function scaleBar(s: ColorScale, step: number, caption = "", maxTicks = 5, name = caption): HTMLDivElement {
+  const bar = h("div", "nbx-scalebar");
+  if (caption) bar.appendChild(h("span", "nbx-scalebar-caption", caption));
+  const body = h("div", "nbx-scalebar-body");
+  const ramp = h("div", "nbx-scalebar-ramp");
+  const stops: string[] = [];
+  for (let i = 0; i <= 20; i++) stops.push(`${rgb(colorOf(s.vmin + ((s.vmax - s.vmin) * i) / 20, s))} ${i * 5}%`);
+  ramp.style.background = `linear-gradient(to right, ${stops.join(", ")})`;
+  ramp.setAttribute("role", "img");
+  ramp.setAttribute("aria-label", `colour scale${name ? ` of ${name}` : ""}: ${scaleWords(s)}`);
+  body.appendChild(ramp);
+  const ticks = scaleTicks(s, step, maxTicks);
+  const span = s.vmax - s.vmin;
+  for (const t of ticks) {
+    const tick = h("span", "nbx-scalebar-tick", formatTick(t));
+    tick.style.left = `${(100 * (t - s.vmin)) / span}%`;
+    tick.setAttribute("aria-hidden", "true");
+    body.appendChild(tick);
+  }
+  bar.appendChild(body);
+  bar.dataset.vmin = String(s.vmin);
+  bar.dataset.vmax = String(s.vmax);
+  bar.dataset.ticks = ticks.join(",");
+  bar.dataset.kind = s.kind;
+  return bar;
+}

@@ -1,0 +1,68 @@
+// Unit tests of js/lib/scalebar.ts: nice limits and ticks for the colour bars of Heatmap and ExplanationExplorer.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { rangeKeyValue } from "../lib/range_keys";
+import { formatTick, niceScale, niceStep, scaleTicks } from "../lib/scalebar";
+
+test("niceStep rounds up to 1, 2, 2.5 or 5 × 10^k", () => {
+  assert.equal(niceStep(0.09), 0.1);
+  assert.equal(niceStep(0.3), 0.5);
+  assert.equal(niceStep(2.2), 2.5);
+  assert.equal(niceStep(1.5), 2);
+  assert.equal(niceStep(7), 10);
+  assert.equal(niceStep(1e-4), 1e-4);
+  assert.equal(niceStep(0), 1);
+});
+
+test("a diverging scale is symmetric with a nice limit that covers the data (two thirds of it at least)", () => {
+  for (const m of [1.007e-4, 0.0372, 0.37, 0.4000000059604645, 1, 3.3, 812]) {
+    const { scale, step } = niceScale({ kind: "diverging", vmin: -0.5 * m, vmax: m });
+    assert.equal(scale.vmin, -scale.vmax);
+    assert.ok(scale.vmax >= m * (1 - 1e-6) && scale.vmax <= 1.5 * m, `${m} -> ${scale.vmax}`);
+    const ticks = scaleTicks(scale, step);
+    assert.equal(ticks[0], scale.vmin);
+    assert.equal(ticks.at(-1), scale.vmax);
+    assert.ok(ticks.includes(0) && ticks.length <= 5, `${ticks}`);
+  }
+  assert.equal(niceScale({ kind: "diverging", vmin: 0, vmax: 0 }).scale.vmax, 1);
+});
+
+test("rounding is idempotent on nice limits and off when limits were given", () => {
+  assert.deepEqual(niceScale({ kind: "diverging", vmin: -1, vmax: 1 }).scale, { kind: "diverging", vmin: -1, vmax: 1 });
+  assert.deepEqual(niceScale({ kind: "diverging", vmin: -0.37, vmax: 0.37 }, false).scale,
+    { kind: "diverging", vmin: -0.37, vmax: 0.37 });
+  assert.deepEqual(niceScale({ kind: "sequential", vmin: 0.13, vmax: 0.87 }).scale,
+    { kind: "sequential", vmin: 0, vmax: 1 });
+});
+
+test("ticks include 0 when a sequential range spans it and keep both ends of a rounded scale", () => {
+  const { scale, step } = niceScale({ kind: "sequential", vmin: -0.3, vmax: 0.9 });
+  const ticks = scaleTicks(scale, step);
+  assert.ok(ticks.includes(0), `${ticks}`);
+  assert.equal(ticks[0], scale.vmin);
+  assert.equal(ticks.at(-1), scale.vmax);
+  // three labels for a small bar: ends and zero
+  const d = niceScale({ kind: "diverging", vmin: -0.031, vmax: 0.031 });
+  assert.deepEqual(scaleTicks(d.scale, d.step, 3), [-0.04, 0, 0.04]);
+  // limits given as is: multiples of the step inside, 0 kept
+  const given = { kind: "diverging" as const, vmin: -0.37, vmax: 0.37 };
+  const t = scaleTicks(given, niceScale(given, false).step);
+  assert.ok(t.includes(0) && t.every((v) => Math.abs(v) <= 0.37), `${t}`);
+});
+
+test("formatTick is short with a true minus", () => {
+  assert.equal(formatTick(-0.04), "−0.04");
+  assert.equal(formatTick(0), "0");
+  assert.equal(formatTick(1.25e-4), "1.25e-4");
+  assert.equal(formatTick(2.5), "2.5");
+});
+
+test("rangeKeyValue steps, pages, jumps to the ends and clamps like a browser slider", () => {
+  assert.equal(rangeKeyValue("ArrowLeft", 1, 0, 1, 0.01), 0.99);
+  assert.equal(rangeKeyValue("ArrowUp", 0.5, 0, 1, 0.01), 0.51);
+  assert.equal(rangeKeyValue("ArrowRight", 1, 0, 1, 0.01), 1);
+  assert.equal(rangeKeyValue("PageDown", 0.55, 0, 1, 0.01), 0.45);
+  assert.equal(rangeKeyValue("Home", 0.3, 0, 1, 0.01), 0);
+  assert.equal(rangeKeyValue("End", 0.3, 0, 1, 0.01), 1);
+  assert.equal(rangeKeyValue("a", 0.3, 0, 1, 0.01), null);
+});
