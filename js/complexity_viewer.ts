@@ -7,9 +7,10 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, scaleOf, viewRoot } from "./lib/dom";
-import { keepControlKeys } from "./lib/native_keys";
+import { niceCeil, niceTicks } from "./lib/nice_ticks";
+import { keyboardRange } from "./lib/range_keys";
 import { colorize, imageRGBA } from "./lib/raster";
-import { formatTick, type NiceAxis, niceAxis, symmetricAxis, TICKED_COLORBAR_CSS, tickedColorbar } from "./lib/scale_ticks";
+import { formatTick, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -47,7 +48,7 @@ const CHART_HELP: Record<string, string> = {
 const SVG = "http://www.w3.org/2000/svg";
 
 // Every label at the view's font size (≥ 13 px, times `scale`); SVG text in CSS px (no viewBox shrinks it).
-const CSS = TICKED_COLORBAR_CSS + `
+const CSS = SCALEBAR_CSS + `
 .nbx-complexity-viewer .nbx-cv-header { font-weight: 600; margin-bottom: 4px; overflow-wrap: anywhere; }
 .nbx-complexity-viewer .nbx-control { color: var(--nbx-fg); flex-wrap: wrap; max-width: 100%; }
 .nbx-complexity-viewer select, .nbx-complexity-viewer input { font: inherit; }
@@ -123,6 +124,24 @@ export function barsOf(t: Tensor, l: number, n: number, hasOrder: boolean): Floa
   return (t.data as Float32Array).subarray(idx * K, (idx + 1) * K);
 }
 
+/** An axis: its ends, the spacing of its ticks, and the ticks (nice values). */
+export interface NiceAxis {
+  lo: number;
+  hi: number;
+  step: number;
+  ticks: number[];
+}
+
+/**
+ * The symmetric colour axis −L … 0 … L of data with largest |value| `maxAbs`: L the nice value at or above it
+ * (`niceCeil`: at most 4/3 of it), ticks at −L, −L/2, 0, L/2, L. No data (or all zero): L = 1.
+ */
+export function symmetricAxis(maxAbs: number): NiceAxis {
+  const limit = niceCeil(maxAbs > 0 && Number.isFinite(maxAbs) ? maxAbs : 1);
+  const half = Number((limit / 2).toPrecision(12));
+  return { lo: -limit, hi: limit, step: half, ticks: [-limit, -half, 0, half, limit] };
+}
+
 /**
  * The y axis of a metric chart: a nice axis over the valid values and 0, or over the shared `[lo, hi]` range
  * set from Python (so that two viewers' charts use one scale); the shared range is widened to the values if
@@ -140,7 +159,8 @@ export function chartAxis(values: ArrayLike<number>, valid: ArrayLike<boolean>, 
     lo = Math.min(lo, shared[0]);
     hi = Math.max(hi, shared[1]);
   }
-  return niceAxis(lo, hi, 5);
+  const ticks = niceTicks(lo, hi, 5);
+  return { lo: ticks[0], hi: ticks[ticks.length - 1], step: ticks.length > 1 ? ticks[1] - ticks[0] : 1, ticks };
 }
 
 function drawBars(canvas: HTMLCanvasElement, vals: ArrayLike<number>, vmax: number,
@@ -307,18 +327,18 @@ function render({ model, el }: RenderProps<State>) {
       bars.appendChild(note);
       return;
     }
-    const fbar = tickedColorbar(asScale(fax), fax.ticks, `feature and reconstruction${channelText()}`);
+    const fbar = scaleBar(asScale(fax), fax.step, `feature and reconstruction${channelText()}`);
     fbar.dataset.role = "feature";
     bars.appendChild(fbar);
     if (!perOrder) {
       const cax = componentAxis(0);
-      const cbar = tickedColorbar(asScale(cax), cax.ticks, `components, every order${channelText()}`);
+      const cbar = scaleBar(asScale(cax), cax.step, `components, every order${channelText()}`);
       cbar.dataset.role = "components";
       bars.appendChild(cbar);
     } else {
       for (let l = 0; l < L; l++) {
         const cax = componentAxis(l);
-        const cbar = tickedColorbar(asScale(cax), cax.ticks, `component of order ${orders()[l]}${channelText()}`);
+        const cbar = scaleBar(asScale(cax), cax.step, `component of order ${orders()[l]}${channelText()}`);
         cbar.dataset.role = "components";
         cbar.dataset.order = String(orders()[l]);
         bars.appendChild(cbar);
@@ -689,7 +709,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:feature_limit", drawAll], ["change:component_limit", drawAll], ["change:chart_limits", rebuild],
   ];
   const stopScale = applyScale(root, model, build);
-  const stopKeys = keepControlKeys(root);
+  const stopKeys = keyboardRange(slider); // arrows move it inside JupyterLab too
   build();
   return connect(el, root, model, events, redraw, stopScale, stopKeys);
 }

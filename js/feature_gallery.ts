@@ -9,9 +9,9 @@ import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
-import { keepControlKeys } from "./lib/native_keys";
+import { keyboardRange } from "./lib/range_keys";
 import { kernelRequests } from "./lib/requests";
-import { formatTick, niceColorScale, TICKED_COLORBAR_CSS, tickedColorbar } from "./lib/scale_ticks";
+import { formatTick, niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -45,7 +45,7 @@ interface State {
 const STEP_CHOICES = [16, 32, 64, 128, 256, 512, 1024];
 
 // Every label at the view's font size (≥ 13 px, times `scale`), in --nbx-fg or --nbx-muted (≥ 4.5:1 contrast).
-const CSS = TICKED_COLORBAR_CSS + `
+const CSS = SCALEBAR_CSS + `
 .nbx-feature-gallery .nbx-title { font-size: 1em; color: var(--nbx-fg); }
 .nbx-feature-gallery .nbx-sparkline { display: block; background: transparent; }
 .nbx-feature-gallery .nbx-cell:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 2px; }
@@ -313,9 +313,9 @@ function render({ model, el }: RenderProps<State>) {
     if (hasMaps) {
       const per = topMaps.shape[1] * topMaps.shape[2];
       const raw = unitScale(topMaps.data.subarray(sel * k * per, (sel + 1) * k * per));
-      const nice = niceColorScale(raw.kind, raw.vmin, raw.vmax);
+      const nice = niceScale(raw); // ends on nice values; 0 a tick (sequential maps start at 0)
       scale = nice.scale;
-      barSlot.appendChild(tickedColorbar(scale, nice.ticks, `activation of ${title}`));
+      barSlot.appendChild(scaleBar(scale, nice.step, `activation of ${title}`));
     }
     const indices = model.get("top_indices");
     for (let j = 0; j < k; j++) {
@@ -477,7 +477,8 @@ function render({ model, el }: RenderProps<State>) {
     ["change:regularization", syncControls], ["change:theme", onTheme],
   ];
   const stopScale = applyScale(root, model, build);
-  const stopKeys = keepControlKeys(root);
+  const keyStops = [keyboardRange(reg), keyboardRange(opacity)]; // arrows move the sliders inside JupyterLab too
+  const stopKeys = () => keyStops.forEach((stop) => stop());
   build();
   onError();
   root.dataset.completed = String(model.get("completed_request"));

@@ -1,7 +1,7 @@
 // Unit tests of the ComplexityViewer view's pure indexing helpers (layout of the precomputed tensors).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { barsOf, chartAxis, mapOf, maxAbs } from "../complexity_viewer";
+import { barsOf, chartAxis, mapOf, maxAbs, symmetricAxis } from "../complexity_viewer";
 
 function ramp(shape: number[]) {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -43,4 +43,15 @@ test("chartAxis covers the computed values and 0, widened to a shared range, at 
   const b = chartAxis([0.1, 2.4, -0.2], [true, true, true], shared);
   assert.deepEqual(a, b);
   assert.ok(a.lo <= -0.2 && a.hi >= 2.4);
+});
+
+test("symmetricAxis: −L … 0 … L with L a nice value at most 4/3 above the data, five ticks", () => {
+  assert.deepEqual(symmetricAxis(0.93).ticks, [-1, -0.5, 0, 0.5, 1]);
+  assert.deepEqual(symmetricAxis(3).ticks, [-3, -1.5, 0, 1.5, 3]);
+  assert.deepEqual(symmetricAxis(2.0002).ticks, [-2.5, -1.25, 0, 1.25, 2.5]);
+  assert.deepEqual(symmetricAxis(0).ticks, [-1, -0.5, 0, 0.5, 1]);
+  for (const m of [1.007e-4, 0.011, 0.316, 0.93, 1.3, 4.1, 6.1, 7.7, 55, 1234]) {
+    const lim = symmetricAxis(m).hi;
+    assert.ok(lim >= m && lim <= (4 / 3) * m + 1e-12, `${m} → ${lim}`);
+  }
 });

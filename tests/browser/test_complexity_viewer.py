@@ -96,13 +96,13 @@ PAIR_CELLS = [
     "cv2",
 ]
 
-BAR = f"{ROOT} .nbx-footer .nbx-tbar"
+BAR = f"{ROOT} .nbx-footer .nbx-scalebar"
 
 
 def _bar(locator) -> dict:
     return locator.evaluate(
         "e => ({vmin: +e.dataset.vmin, vmax: +e.dataset.vmax, ticks: e.dataset.ticks.split(',').map(Number),"
-        " labels: Array.from(e.querySelectorAll('.nbx-tbar-tick')).map(t => t.textContent),"
+        " labels: Array.from(e.querySelectorAll('.nbx-scalebar-tick')).map(t => t.textContent),"
         " order: e.dataset.order, role: e.dataset.role})")
 
 
@@ -135,7 +135,7 @@ def test_complexity_viewer_in_a_classroom(lab):
         fmax = float(nb.execute(f"print(max(abs(cv.feature[:, {ch}]).max(), abs(cv.recon[:, :, {ch}]).max()))"))
         bars = page.locator(BAR)
         assert bars.count() == 4  # two per viewer
-        fbar, cbar = _bar(root.locator(".nbx-footer .nbx-tbar").nth(0)), _bar(root.locator(".nbx-footer .nbx-tbar").nth(1))
+        fbar, cbar = _bar(root.locator(".nbx-footer .nbx-scalebar").nth(0)), _bar(root.locator(".nbx-footer .nbx-scalebar").nth(1))
         assert fbar["role"] == "feature" and cbar["role"] == "components"
         assert fbar["vmin"] == -fbar["vmax"] and 0.0 in fbar["ticks"] and "0" in fbar["labels"]
 
@@ -143,9 +143,9 @@ def test_complexity_viewer_in_a_classroom(lab):
         shared = nb.execute("print(cv.feature_limit, cv2.feature_limit, cv.component_limit, cv2.component_limit)").split()
         assert shared[0] == shared[1] and shared[2] == shared[3]
         assert float(shared[0]) >= fmax * (1 - 1e-6)
-        fbar2 = _bar(root2.locator(".nbx-footer .nbx-tbar").nth(0))
+        fbar2 = _bar(root2.locator(".nbx-footer .nbx-scalebar").nth(0))
         assert fbar2["vmax"] == fbar["vmax"] and float(shared[0]) <= fbar["vmax"] <= 4 / 3 * float(shared[0])
-        assert _bar(root2.locator(".nbx-footer .nbx-tbar").nth(1))["vmax"] == cbar["vmax"]
+        assert _bar(root2.locator(".nbx-footer .nbx-scalebar").nth(1))["vmax"] == cbar["vmax"]
         for metric in ("energy", "reliability", "effectiveness", "overfitting"):
             t1, t2 = (r.locator(f"[data-metric='{metric}'] svg.nbx-chart").get_attribute("data-ticks") for r in (root, root2))
             assert t1 == t2, (metric, t1, t2)
@@ -153,8 +153,8 @@ def test_complexity_viewer_in_a_classroom(lab):
 
         # scale each order separately: one bar per order, each matching its order's drawn maps (no stale bar)
         root.locator("input.nbx-normalize").check()
-        order_bars = root.locator(".nbx-footer .nbx-tbar[data-order]")
-        assert order_bars.count() == 3 and root.locator(".nbx-footer .nbx-tbar").count() == 4
+        order_bars = root.locator(".nbx-footer .nbx-scalebar[data-order]")
+        assert order_bars.count() == 3 and root.locator(".nbx-footer .nbx-scalebar").count() == 4
         for o in range(3):
             b = _bar(order_bars.nth(o))
             m = float(nb.execute(f"print(abs(cv.components[{o}, :, {ch}]).max())"))
@@ -162,7 +162,7 @@ def test_complexity_viewer_in_a_classroom(lab):
             drawn = root.locator(f"canvas.nbx-component[data-index='{o}']").first.get_attribute("data-vmax")
             assert float(drawn) == b["vmax"], (o, drawn, b)
         root.locator("input.nbx-normalize").uncheck()
-        assert root.locator(".nbx-footer .nbx-tbar").count() == 2
+        assert root.locator(".nbx-footer .nbx-scalebar").count() == 2
 
         # keyboard: Tab reaches the order headings (visible focus ring); Enter and Space select an order
         root.locator(".nbx-order-head[data-index='0']").focus()

@@ -153,7 +153,7 @@ def test_feature_gallery_in_a_classroom(lab):
         assert page.locator(f"{ROOT} .nbx-top-value").all_inner_texts() == [
             f"sample #{i} · activation {_short(v)}" for i, v in zip(idx, vals, strict=True)]
         assert root.locator("input.nbx-opacity").input_value() == "1"
-        bar = root.locator(".nbx-detail .nbx-tbar")
+        bar = root.locator(".nbx-detail .nbx-scalebar")
         lo, hi = (float(v) for v in nb.execute("m = g.top_maps[5:10]; print(m.min(), m.max())").split())
         vmin, vmax = float(bar.get_attribute("data-vmin")), float(bar.get_attribute("data-vmax"))
         ticks = [float(t) for t in bar.get_attribute("data-ticks").split(",")]
