@@ -3,7 +3,7 @@
 // labelled). Every row arrives once; the row slider repaints locally. Hover reads one value; clicking a
 // direction sends `selected` and overlays its A and B traces in a line chart with ρ.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { keepNavigationKeys } from "./lib/cell_grid";
+import { keepNavigationKeys } from "./lib/keys";
 import { colorOf, formatValue, paintColorbar } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, onVisible, scaleOf, svgPlot, viewRoot } from "./lib/dom";
 import { niceTicks } from "./lib/nice_ticks";

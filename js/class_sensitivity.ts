@@ -4,7 +4,8 @@
 // learned-at checkpoint (first from which the value stays ≥ threshold; computed in Python by core) marked.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { cellGridKeys, fitCellSize, keepNavigationKeys, valueFits } from "./lib/cell_grid";
+import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
+import { keepNavigationKeys } from "./lib/keys";
 import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";

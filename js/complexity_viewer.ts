@@ -8,7 +8,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, scaleOf, viewRoot } from "./lib/dom";
 import { niceCeil, niceTicks } from "./lib/nice_ticks";
-import { keyboardRange } from "./lib/range_keys";
+import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA } from "./lib/raster";
 import { formatTick, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
@@ -709,7 +709,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:feature_limit", drawAll], ["change:component_limit", drawAll], ["change:chart_limits", rebuild],
   ];
   const stopScale = applyScale(root, model, build);
-  const stopKeys = keyboardRange(slider); // arrows move it inside JupyterLab too
+  const stopKeys = keepNavigationKeys(root); // arrows move the slider inside JupyterLab too
   build();
   return connect(el, root, model, events, redraw, stopScale, stopKeys);
 }

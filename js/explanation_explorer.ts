@@ -9,7 +9,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
-import { keyboardRange } from "./lib/range_keys";
+import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
 import { kernelRequests } from "./lib/requests";
 import { niceScale, SCALEBAR_CSS, scaleBar, signed } from "./lib/scalebar";
@@ -152,7 +152,7 @@ function render({ model, el }: RenderProps<State>) {
   const busy = h("span", "nbx-busy", "computing…");
   busy.setAttribute("aria-live", "polite");
   controls.append(opacityLabel, more, busy);
-  const stopRangeKeys = keyboardRange(opacity);
+  const stopRangeKeys = keepNavigationKeys(root);
   const errorBox = h("div", "nbx-error");
   errorBox.setAttribute("role", "alert");
   const table = h("div", "nbx-explorer-rows");

@@ -9,7 +9,7 @@ import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
-import { keyboardRange } from "./lib/range_keys";
+import { keepNavigationKeys } from "./lib/keys";
 import { kernelRequests } from "./lib/requests";
 import { formatTick, niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
@@ -477,8 +477,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:regularization", syncControls], ["change:theme", onTheme],
   ];
   const stopScale = applyScale(root, model, build);
-  const keyStops = [keyboardRange(reg), keyboardRange(opacity)]; // arrows move the sliders inside JupyterLab too
-  const stopKeys = () => keyStops.forEach((stop) => stop());
+  const stopKeys = keepNavigationKeys(root); // arrows move the sliders inside JupyterLab too
   build();
   onError();
   root.dataset.completed = String(model.get("completed_request"));

@@ -6,7 +6,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
-import { keyboardRange } from "./lib/range_keys";
+import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
@@ -65,7 +65,7 @@ function render({ model, el }: RenderProps<State>) {
   opacity.step = "0.01";
   opacityLabel.appendChild(opacity);
   controls.appendChild(opacityLabel);
-  const stopRangeKeys = keyboardRange(opacity);
+  const stopRangeKeys = keepNavigationKeys(root);
   const grid = h("div", "nbx-grid");
   const footer = h("div", "nbx-footer");
   const barSlot = h("div", "nbx-scalebar-slot");

@@ -4,7 +4,7 @@
 // Everything is precomputed in Python; the view sends back only `step`, `sample` and `opacity`.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { keepNavigationKeys } from "./lib/cell_grid";
+import { keepNavigationKeys } from "./lib/keys";
 import { applyScale, colorFooter, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
 import { niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";

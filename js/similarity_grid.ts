@@ -3,7 +3,8 @@
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
-import { cellGridKeys, fitCellSize, keepNavigationKeys, valueFits } from "./lib/cell_grid";
+import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
+import { keepNavigationKeys } from "./lib/keys";
 import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 

@@ -4,7 +4,10 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, formatValue, type RGB } from "./lib/colormap";
 import { connect, h, injectStyle, viewRoot } from "./lib/dom";
+import { formatTick, niceStep, signed } from "./lib/nice_ticks";
 import { decodeTensor, type WireTensor } from "./lib/tensor";
+
+export { formatTick, niceStep }; // (tested with the view's own helpers)
 
 interface State {
   tokens: string[][];
@@ -69,14 +72,6 @@ export function displayToken(raw: string): TokenDisplay {
   };
 }
 
-/** A "nice" step (1, 2, 2.5 or 5 × 10^k) at least `raw` (> 0). */
-export function niceStep(raw: number): number {
-  const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const r = raw / p;
-  const mult = r <= 1 + 1e-9 ? 1 : r <= 2 + 1e-9 ? 2 : r <= 2.5 + 1e-9 ? 2.5 : r <= 5 + 1e-9 ? 5 : 10;
-  return mult * p;
-}
-
 /**
  * The colour limit L (the scale spans −L … L) and its tick step. Automatic (`fixed` ≤ 0): the largest |value|
  * rounded up to a multiple of a nice step, so the bar ends on labelled nice numbers and the largest value keeps
@@ -103,22 +98,9 @@ export function symmetricTicks(limit: number, step: number): number[] {
   return ticks;
 }
 
-/** A number with a true minus sign (U+2212), as in "relevance −0.123". */
-export function signed(text: string): string {
-  return text.startsWith("-") ? "−" + text.slice(1) : text;
-}
-
 /** A value as the readout shows it (4 significant digits, true minus sign). */
 export function formatSigned(v: number): string {
   return signed(formatValue(v));
-}
-
-/** A colour-bar tick label: short (3 significant digits, no trailing zeros), true minus sign. */
-export function formatTick(v: number): string {
-  const a = Math.abs(v);
-  if (a === 0) return "0";
-  if (a < 1e-3 || a >= 1e5) return signed(Number(v.toPrecision(3)).toExponential());
-  return signed(String(Number(v.toPrecision(3))));
 }
 
 /** Largest |value| in `data[start, end)`. */

@@ -90,20 +90,3 @@ export function cellGridKeys(
   });
   return { setStop, stop: () => at };
 }
-
-const NAVIGATION = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"]);
-
-/**
- * Keep the arrow keys of a view's own sliders and menus inside the view: JupyterLab binds ArrowLeft/Right (and
- * Up/Down) in command mode to notebook commands for any focused element in a cell, which takes the keys away
- * from an `<input type=range>` before it moves. Other keys (Shift+Enter…) still reach JupyterLab.
- * Returns the cleanup.
- */
-export function keepNavigationKeys(root: HTMLElement): () => void {
-  const keep = (ev: KeyboardEvent) => {
-    const t = ev.target;
-    if (NAVIGATION.has(ev.key) && (t instanceof HTMLInputElement || t instanceof HTMLSelectElement)) ev.stopPropagation();
-  };
-  root.addEventListener("keydown", keep);
-  return () => root.removeEventListener("keydown", keep);
-}

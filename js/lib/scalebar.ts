@@ -4,15 +4,10 @@
 // the view's font size and `scale`).
 import { type ColorScale, colorOf } from "./colormap";
 import { h } from "./dom";
+import { formatTick, niceStep, signed } from "./nice_ticks";
 
-/** A "nice" step (1, 2, 2.5 or 5 × 10^k) at least `raw` (> 0). */
-export function niceStep(raw: number): number {
-  if (!(raw > 0) || !Number.isFinite(raw)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const r = raw / p;
-  const mult = r <= 1 + 1e-9 ? 1 : r <= 2 + 1e-9 ? 2 : r <= 2.5 + 1e-9 ? 2.5 : r <= 5 + 1e-9 ? 5 : 10;
-  return Number((mult * p).toPrecision(12));
-}
+// the pure number helpers live in nice_ticks.ts; views that import them from here keep working
+export { formatTick, niceStep, signed };
 
 const clean = (v: number) => (v === 0 ? 0 : Number(v.toPrecision(12)));
 
@@ -75,19 +70,6 @@ export function scaleTicks(s: ColorScale, step: number, maxTicks = 5): number[] 
   }
   idx.sort((a, b) => a - b);
   return idx.map((i) => clean(i * step));
-}
-
-/** A number with a true minus sign (U+2212). */
-export function signed(text: string): string {
-  return text.startsWith("-") ? "−" + text.slice(1) : text;
-}
-
-/** A tick label: short (3 significant digits, no trailing zeros), true minus sign, 0 as "0". */
-export function formatTick(v: number): string {
-  const a = Math.abs(v);
-  if (a === 0) return "0";
-  if (a < 1e-3 || a >= 1e5) return signed(Number(v.toPrecision(3)).toExponential());
-  return signed(String(Number(v.toPrecision(3))));
 }
 
 /** In words, what the colours of a scale mean (for an accessible name and the legend). */

@@ -1,7 +1,6 @@
 // Unit tests of js/lib/scalebar.ts: nice limits and ticks for the colour bars of Heatmap and ExplanationExplorer.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { rangeKeyValue } from "../lib/range_keys";
 import { formatTick, niceScale, niceStep, scaleTicks } from "../lib/scalebar";
 
 test("niceStep rounds up to 1, 2, 2.5 or 5 × 10^k", () => {
@@ -55,14 +54,4 @@ test("formatTick is short with a true minus", () => {
   assert.equal(formatTick(0), "0");
   assert.equal(formatTick(1.25e-4), "1.25e-4");
   assert.equal(formatTick(2.5), "2.5");
-});
-
-test("rangeKeyValue steps, pages, jumps to the ends and clamps like a browser slider", () => {
-  assert.equal(rangeKeyValue("ArrowLeft", 1, 0, 1, 0.01), 0.99);
-  assert.equal(rangeKeyValue("ArrowUp", 0.5, 0, 1, 0.01), 0.51);
-  assert.equal(rangeKeyValue("ArrowRight", 1, 0, 1, 0.01), 1);
-  assert.equal(rangeKeyValue("PageDown", 0.55, 0, 1, 0.01), 0.45);
-  assert.equal(rangeKeyValue("Home", 0.3, 0, 1, 0.01), 0);
-  assert.equal(rangeKeyValue("End", 0.3, 0, 1, 0.01), 1);
-  assert.equal(rangeKeyValue("a", 0.3, 0, 1, 0.01), null);
 });
