@@ -111,6 +111,10 @@ def forward_layers(model: nn.Module, points: torch.Tensor,
     wanted = set(layers)
     outs: dict[str, torch.Tensor] = {}
     if is_playground_network(model):
+        children = [n for n, _ in model.named_children()]
+        unknown = [n for n in layers if n not in children]
+        if unknown:
+            raise ValueError(f"`layers` {unknown} are not layers of this network; its layers: {children}.")
         h = pts
         with torch.no_grad():
             for name, mod in model.named_children():
@@ -132,7 +136,12 @@ def forward_layers(model: nn.Module, points: torch.Tensor,
         model.eval()
         for name, mod in modules.items():
             hooks.add(mod.register_forward_hook(keep(name)))
-        logits = _logits_2d(model(pts))
+        try:
+            out = model(pts)
+        except RuntimeError as e:
+            raise ValueError(f"`model` could not run on points of shape (N, 2): {e} — the playground needs a model "
+                             "from 2 inputs (x, y) to class logits.") from e
+        logits = _logits_2d(out)
     missing = [n for n in modules if n not in outs]
     if missing:
         raise ValueError(f"`layers` {missing} did not run in the model's forward pass; pick from the modules it calls.")
