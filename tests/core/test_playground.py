@@ -626,6 +626,9 @@ def test_similarity_over_training_equals_hand_cka():
     for i, snap in enumerate(trainer.snapshots):
         for j, name in enumerate(["act1", "act2", "out"]):
             assert math.isclose(float(sim[i, j]), ref_cka(snap[name], latest[name]), rel_tol=1e-9)
+            # the batched CKA is nbexplain's own linear CKA
+            want = float(nx.cka(snap[name].double(), latest[name].double()).value)
+            assert math.isclose(float(sim[i, j]), want, rel_tol=1e-9, abs_tol=1e-12)
     ref = nx.layer_similarity(trainer.snapshots, trainer.snapshots[0])
     torch.testing.assert_close(ref[0], torch.ones(3, dtype=torch.float64))
     dead = {"h": torch.ones(10, 3)}
