@@ -8,6 +8,7 @@ subspace through the same mean (the control).
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import torch
@@ -111,7 +112,7 @@ def projected_surface(
     proj = DeltaProjection(stats, k=k, subspace=basis, seed=seed)
     points = plane_grid(extent, r)
     if is_playground_network(net):
-        return _surface_fast(net, points, layer, [proj], r)[0]
+        return _surface_fast(typing.cast(nn.Sequential, net), points, layer, [proj], r)[0]
     with proj.inserted(net, layer):
         logits, _ = forward_layers(net, points)
     return probabilities(logits, r)
@@ -149,7 +150,7 @@ def projected_surfaces(
     projs = [DeltaProjection(stats, k=k, subspace=basis, seed=seed) for k in range(1, stats.n_features + 1)]
     points = plane_grid(extent, r)
     if is_playground_network(net):
-        return torch.stack(_surface_fast(net, points, layer, projs, r))
+        return torch.stack(_surface_fast(typing.cast(nn.Sequential, net), points, layer, projs, r))
     out = []
     for proj in projs:
         with proj.inserted(net, layer):

@@ -122,28 +122,28 @@ class PlaygroundTrainer:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise TypeError(f"`seed` must be an integer, got {seed!r}.")
         self.seed = int(seed)
-        self.delta = check_fraction(delta, "delta")
+        self.delta: float = check_fraction(delta, "delta")
         logits, _ = forward_layers(self.model, data.x_train[:2])
         if logits.shape[1] != data.classes:
             raise ValueError(f"`model` returns {logits.shape[1]} logits but `data` has {data.classes} classes; "
                              f"build it with classes={data.classes}.")
         drawn = hidden_layers(self.model)
         self.layers: list[str] = drawn[:-1] if len(drawn) > 1 else drawn
-        self._modules = resolve_modules(self.model, self.layers, "layers")
+        self._modules: dict[str, nn.Module] = resolve_modules(self.model, self.layers, "layers")
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("`model` has no parameter that requires grad: nothing to train.")
         groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": self.l2},
                   {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
-        self.optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=self.learning_rate)
+        self.optimizer: torch.optim.SGD = torch.optim.SGD([g for g in groups if g["params"]], lr=self.learning_rate)
         dev, dtype = model_device(self.model), model_dtype(self.model)
-        self._x = data.x_train.to(dev, dtype)
-        self._y = data.y_train.to(dev)
-        self._x_test = data.x_test.to(dev, dtype)
-        self._y_test = data.y_test.to(dev)
-        self._probe = data.x_train[:PROBE_POINTS]
-        self._gen = torch.Generator().manual_seed(self.seed)
-        self._initial = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()),
+        self._x: torch.Tensor = data.x_train.to(dev, dtype)
+        self._y: torch.Tensor = data.y_train.to(dev)
+        self._x_test: torch.Tensor = data.x_test.to(dev, dtype)
+        self._y_test: torch.Tensor = data.y_test.to(dev)
+        self._probe: torch.Tensor = data.x_train[:PROBE_POINTS]
+        self._gen: torch.Generator = torch.Generator().manual_seed(self.seed)
+        self._initial: tuple[dict[str, Any], dict[str, Any], torch.Tensor] = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()),
                          self._gen.get_state())
         self._reset_counters()
 
