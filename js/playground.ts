@@ -64,6 +64,30 @@ function button(cls: string, text: string, kernel = true): HTMLButtonElement {
   return b;
 }
 
+/**
+ * Arrow keys, Page Up/Down, Home and End move a range input here rather than in the browser's default handler
+ * (a notebook's own shortcuts may take the arrows first); each move fires `input` and `change` as the mouse does.
+ */
+export function sliderKey(key: string, value: number, min: number, max: number): number | null {
+  const page = Math.max(1, Math.round((max - min) / 10));
+  const moves: Record<string, number> = { ArrowRight: value + 1, ArrowUp: value + 1, ArrowLeft: value - 1,
+    ArrowDown: value - 1, PageUp: value + page, PageDown: value - page, Home: min, End: max };
+  return key in moves ? Math.max(min, Math.min(max, moves[key])) : null;
+}
+
+function keyboardSlider(input: HTMLInputElement): void {
+  input.addEventListener("keydown", (ev) => {
+    const next = sliderKey(ev.key, Number(input.value), Number(input.min), Number(input.max));
+    if (next === null) return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    if (next === Number(input.value)) return;
+    input.value = String(next);
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+}
+
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("playground", model.get("theme"));
   injectStyle(el, PLAYGROUND_CSS);
@@ -74,7 +98,7 @@ function render({ model, el }: RenderProps<State>) {
   const bar = h("div", "nbx-controls");
   const playBtn = button("nbx-pg-play", "▶ play");
   const stepBtn = button("nbx-pg-step", "step (1 epoch)");
-  const rewindBtn = button("nbx-pg-rewind", "⏮ rewind");
+  const rewindBtn = button("nbx-pg-rewind", "rewind");
   const pngBtn = button("nbx-pg-png", "save PNG", false);
   const status = h("span", "nbx-pg-status");
   status.setAttribute("aria-live", "polite");
@@ -154,6 +178,8 @@ function render({ model, el }: RenderProps<State>) {
   timeSlider.setAttribute("aria-label", "timeline: recorded frame");
   const timeText = h("span", "nbx-pg-time-text");
   timeline.append(labelled("replay", timeSlider, false), timeText);
+  keyboardSlider(timeSlider);
+  keyboardSlider(deltaSlider);
   root.append(bar, settings, error, main, charts, deltaBox, timeline);
 
   // ---- state
@@ -179,12 +205,7 @@ function render({ model, el }: RenderProps<State>) {
     const st = model.get("static");
     points = decodeTensor(st.points);
     labels = decodeTensor(st.labels);
-    const columns = [{ title: "inputs", units: cfg.inputs.length }, ...cfg.layers.map((l) => ({ title: l.name, units: l.units }))];
-    diagram = networkDiagram(columns, neuronName, inspect, () => { if (!pinned) uninspect(); });
-    netBox.replaceChildren(h("div", "nbx-pg-chart-title", "network (edge width = |weight|, blue +, orange −)"), diagram.el, enlarge);
-    const inputs = decodeTensor(st.inputs);
-    const ranges = decodeTensor(st.input_ranges);
-    diagram.canvases[0].forEach((cv, u) => paintUnit(cv, inputs, ranges, u));
+    buildDiagram();
     layerSel.replaceChildren();
     for (const name of cfg.delta_layers ?? []) {
       const o = h("option", "", name);
@@ -195,6 +216,26 @@ function render({ model, el }: RenderProps<State>) {
     syncControls();
     pinned = false;
     inspected = null;
+  }
+
+  /** Width the diagram may take: the column's, at most 440 px (it is rebuilt when the column changes size). */
+  const availableWidth = () => Math.max(160, Math.min(440, (root.clientWidth || 452) - 12));
+  let diagramWidth = 0;
+
+  function buildDiagram() {
+    const st = model.get("static");
+    diagramWidth = availableWidth();
+    const columns = [{ title: "inputs", units: cfg.inputs.length }, ...cfg.layers.map((l) => ({ title: l.name, units: l.units }))];
+    diagram = networkDiagram(columns, neuronName, inspect, () => { if (!pinned) uninspect(); }, diagramWidth);
+    netBox.replaceChildren(h("div", "nbx-pg-chart-title", "network (edge width = |weight|, blue +, orange −)"), diagram.el, enlarge);
+    const inputs = decodeTensor(st.inputs);
+    const ranges = decodeTensor(st.input_ranges);
+    diagram.canvases[0].forEach((cv, u) => paintUnit(cv, inputs, ranges, u));
+  }
+
+  function onResize() {
+    if (Math.abs(availableWidth() - diagramWidth) > 4) buildDiagram();
+    drawFrame();
   }
 
   function paintUnit(cv: HTMLCanvasElement, maps: Tensor, ranges: Tensor, u: number) {
@@ -402,6 +443,16 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.timeline = cursorT === null ? "live" : String(cursorT);
   }
 
+  // epochs can end many times a second: the charts (whole SVGs) are redrawn at most every 250 ms
+  let chartTimer: ReturnType<typeof setTimeout> | null = null;
+  function chartsSoon() {
+    if (chartTimer !== null) return;
+    chartTimer = setTimeout(() => {
+      chartTimer = null;
+      drawCharts();
+    }, 250);
+  }
+
   // frames arrive faster than the screen may need: draw the latest once per animation frame
   let pending = 0;
   const scheduleFrame = () => {
@@ -537,7 +588,7 @@ function render({ model, el }: RenderProps<State>) {
   };
   const events: Array<[string, () => void]> = [
     ["change:config", full], ["change:static", full], ["change:frame", onLive], ["change:recording", onRecording],
-    ["change:history", drawCharts], ["change:projection", () => { delete root.dataset.deltaSet; drawProjection(); }],
+    ["change:history", chartsSoon], ["change:projection", () => { delete root.dataset.deltaSet; drawProjection(); }],
     ...(["state", "error", "dataset", "features", "hidden", "activation", "learning_rate", "l2", "batch_size",
       "epoch_limit", "relevance_method", "delta_layer", "basis", "scale"] as const).map(
       (k): [string, () => void] => [`change:${k}`, syncControls]),
@@ -545,7 +596,10 @@ function render({ model, el }: RenderProps<State>) {
   ];
   full();
   root.dataset.ready = "true";
-  return connect(el, root, model, events, drawFrame, () => cancelAnimationFrame(pending));
+  return connect(el, root, model, events, onResize, () => {
+    cancelAnimationFrame(pending);
+    if (chartTimer !== null) clearTimeout(chartTimer);
+  });
 }
 
 export default { render };

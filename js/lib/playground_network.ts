@@ -60,7 +60,10 @@ export function networkDiagram(
   const canvases: HTMLCanvasElement[][] = [];
   columns.forEach((col, c) => {
     const title = h("div", "nbx-pg-col-title", col.title);
-    title.style.left = `${x[c] + size / 2}px`;
+    // centred over its column; the first starts at the left edge and the last ends at the right one
+    const last = c === columns.length - 1 && c > 0;
+    title.style.left = `${c === 0 ? x[c] : last ? x[c] + size : x[c] + size / 2}px`;
+    title.style.transform = c === 0 ? "none" : last ? "translateX(-100%)" : "translateX(-50%)";
     el.appendChild(title);
     const list: HTMLCanvasElement[] = [];
     for (let u = 0; u < col.units; u++) {
@@ -92,28 +95,37 @@ export function networkDiagram(
     canvases.push(list);
   });
 
+  // The lines are made once and only restyled per frame (a frame changes weights, never the wiring).
+  let lines: SVGLineElement[] = [];
+  let wiring = "";
   function drawEdges(weights: ArrayLike<number>, shapes: number[][]) {
-    svg.replaceChildren();
+    const key = JSON.stringify(shapes);
+    if (key !== wiring) {
+      wiring = key;
+      svg.replaceChildren();
+      lines = [];
+      shapes.forEach(([outs, ins], l) => {
+        if (l + 1 >= columns.length) return;
+        for (let o = 0; o < outs; o++) {
+          for (let i = 0; i < ins; i++) {
+            const line = document.createElementNS(SVG_NS, "line");
+            line.setAttribute("x1", String(x[l] + size));
+            line.setAttribute("y1", String(y[l][i] + size / 2));
+            line.setAttribute("x2", String(x[l + 1]));
+            line.setAttribute("y2", String(y[l + 1][o] + size / 2));
+            line.setAttribute("stroke-opacity", "0.7");
+            svg.appendChild(line);
+            lines.push(line);
+          }
+        }
+      });
+    }
     let wmax = 0;
     for (let i = 0; i < weights.length; i++) wmax = Math.max(wmax, Math.abs(weights[i]));
-    let offset = 0;
-    shapes.forEach(([outs, ins], l) => {
-      if (l + 1 >= columns.length) return;
-      for (let o = 0; o < outs; o++) {
-        for (let i = 0; i < ins; i++) {
-          const w = weights[offset + o * ins + i];
-          const line = document.createElementNS(SVG_NS, "line");
-          line.setAttribute("x1", String(x[l] + size));
-          line.setAttribute("y1", String(y[l][i] + size / 2));
-          line.setAttribute("x2", String(x[l + 1]));
-          line.setAttribute("y2", String(y[l + 1][o] + size / 2));
-          line.setAttribute("stroke", w >= 0 ? POSITIVE : NEGATIVE);
-          line.setAttribute("stroke-width", edgeWidth(w, wmax).toFixed(2));
-          line.setAttribute("stroke-opacity", "0.7");
-          svg.appendChild(line);
-        }
-      }
-      offset += outs * ins;
+    lines.forEach((line, k) => {
+      const w = weights[k];
+      line.setAttribute("stroke", w >= 0 ? POSITIVE : NEGATIVE);
+      line.setAttribute("stroke-width", edgeWidth(w, wmax).toFixed(2));
     });
   }
   return { el, canvases, nodeSize: size, drawEdges };

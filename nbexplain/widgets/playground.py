@@ -5,6 +5,7 @@ this module runs the training loop, encodes frames and keeps the recording."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,22 +53,33 @@ _NEURON_BUDGET = 20_000
 #: Resolution of the relevance field in a frame (float32, 3 channels: 12 kB at 32).
 _RELEVANCE_RES = 32
 #: Seconds of SGD between two frames while training live.
-_SLICE_S = 0.015
+_SLICE_S = 0.012
+#: Seconds the loop is left to the kernel after each frame.
+_YIELD_S = 0.005
 #: While training, the δ projections are recomputed at an epoch's end at most this often (seconds).
 _PROJECTION_EVERY_S = 2.0
 _REBUILD = ("dataset", "noise", "features", "hidden", "activation", "learning_rate", "l2", "batch_size")
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS: list[int] = []  # [the thread count to restore] while any block is inside single_thread()
+
+
 @contextmanager
 def single_thread() -> Iterator[None]:
-    """torch on one thread inside the block, restored after it: the playground's tensors are tiny, and on a
-    busy machine intra-op threads only contend (measured: a training step and a frame 10× slower with two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """torch on one thread inside the block, restored when the last such block (in any thread) ends: the
+    playground's tensors are tiny, and on a busy machine intra-op threads only contend (measured: a training
+    step and a frame 10× slower with two)."""
+    with _THREADS_LOCK:
+        _THREADS_USERS.append(torch.get_num_threads() if not _THREADS_USERS else _THREADS_USERS[0])
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            restore = _THREADS_USERS.pop()
+            if not _THREADS_USERS:
+                torch.set_num_threads(restore)
 
 
 def _dict_trait() -> traitlets.Dict:
@@ -226,6 +238,7 @@ class Playground(NbxWidget):
         self._last_projection = 0.0
         self._last_similarity = 0.0
         self._reverting = False
+        self._lock = threading.RLock()  # one slice of SGD, or one command, at a time
         with self.hold_sync():
             self.dataset = name
             self.noise, self.features, self.hidden = float(noise), list(features), [int(h) for h in hidden]
@@ -443,7 +456,9 @@ class Playground(NbxWidget):
     async def _run(self) -> None:
         try:
             while self.state == "training":
-                with single_thread():
+                with self._lock, single_thread():
+                    if self.state != "training":  # paused while this task waited for the lock
+                        break
                     t0, per_batch = time.perf_counter(), 0.0
                     while (left := _SLICE_S - (time.perf_counter() - t0)) > 0 and not self._limit_reached() \
                             and self.state == "training":
@@ -457,7 +472,9 @@ class Playground(NbxWidget):
                     if self._limit_reached():
                         self._settle("done")
                         break
-                await asyncio.sleep(0)  # other cells and the view's messages are served here
+                # Other cells and the view's messages are served here. A kernel message takes a chain of a few
+                # loop callbacks: a short sleep (rather than sleep(0), one loop pass) lets the whole chain run.
+                await asyncio.sleep(_YIELD_S)
         except Exception as err:  # shown in the view; the widget stays usable
             self.error = f"{type(err).__name__}: {err}"
             self._settle("paused")
@@ -466,17 +483,18 @@ class Playground(NbxWidget):
 
     def pause(self) -> None:
         """Stop live training now (after the minibatch in progress); the recording goes to the view."""
-        if self.state == "training":
-            with single_thread():
-                self._push_frame()
-                self._settle("paused")
+        with self._lock:  # waits for a slice of SGD in progress (a view's message may come from another thread)
+            if self.state == "training":
+                with single_thread():
+                    self._push_frame()
+                    self._settle("paused")
 
     def step(self, batches: int | None = None) -> None:
         """Train one epoch (or ``batches`` minibatches) and show it; pauses live training first."""
         if batches is not None and (not isinstance(batches, int) or batches < 1):
             raise ValueError(f"`batches` must be a positive integer (minibatches) or None for one epoch, got {batches!r}.")
         self.pause()
-        with single_thread():
+        with self._lock, single_thread():
             if batches is None:
                 self._epoch()
             else:
@@ -491,7 +509,7 @@ class Playground(NbxWidget):
         self.pause()
         from ..core._base.machinery import progress_bar
 
-        with single_thread(), progress_bar(total=epochs, desc="Playground") as bar:
+        with self._lock, single_thread(), progress_bar(total=epochs, desc="Playground") as bar:
             for _ in range(epochs):
                 if self._limit_reached():
                     break
@@ -503,9 +521,9 @@ class Playground(NbxWidget):
     def rewind(self) -> None:
         """Back to the identical initial weights and batch order; the recording starts over."""
         self.pause()
-        self.trainer.rewind()
-        self._recording.clear()
-        with self.hold_sync():
+        with self._lock, single_thread(), self.hold_sync():
+            self.trainer.rewind()
+            self._recording.clear()
             self.error = ""
             self.history = self._history()
             self._push_frame()
@@ -519,16 +537,21 @@ class Playground(NbxWidget):
             return
         action = content.get("action")
         try:
-            if action == "play":
-                self.play()
-            elif action == "pause":
+            if action == "pause":  # takes the lock itself, right after the slice in progress
                 self.pause()
-            elif action == "step":
-                self.step()
-            elif action == "rewind":
-                self.rewind()
+                return
+            with self._lock:
+                self._command(action)
         except Exception as err:  # shown in the view
             self.error = f"{type(err).__name__}: {err}"
+
+    def _command(self, action: Any) -> None:
+        if action == "play":
+            self.play()
+        elif action == "step":
+            self.step()
+        elif action == "rewind":
+            self.rewind()
 
     @traitlets.observe(*_REBUILD)
     def _settings_changed(self, change: dict[str, Any]) -> None:
@@ -536,7 +559,8 @@ class Playground(NbxWidget):
             return
         self.pause()
         try:
-            self._build()
+            with self._lock, single_thread():
+                self._build()
         except Exception as err:  # e.g. an invalid width typed in the view: keep the old run
             self._reverting = True
             try:
@@ -551,7 +575,8 @@ class Playground(NbxWidget):
     @traitlets.observe("relevance_method")
     def _method_changed(self, _change: dict[str, Any]) -> None:
         if self._ready and self.state != "training":
-            self._push_frame(record=False)
+            with self._lock, single_thread():
+                self._push_frame(record=False)
 
     @traitlets.observe("delta_layer")
     def _delta_layer_changed(self, change: dict[str, Any]) -> None:
@@ -562,7 +587,8 @@ class Playground(NbxWidget):
             raise traitlets.TraitError(f"`delta_layer` must be one of the hidden layers {list(self.trainer.layers)}, "
                                        f"got {change['new']!r}.")
         if self.state != "training":
-            self._compute_projection()
+            with self._lock, single_thread():
+                self._compute_projection()
 
     def to_png(self) -> bytes:
         """The current decision surface with the points, as PNG bytes (the view's button saves all canvases)."""
