@@ -57,7 +57,35 @@ def _latencies(nb, seconds: float) -> list[float]:  # noqa: ANN001
     return out
 
 
+def kernel_only(seconds: float) -> tuple[float, float]:
+    """Frames per second the widget's loop produces in this process with no browser and no comm (the same
+    asyncio task, with an event loop here instead of a kernel's), and the median lateness of a 50 ms timer on
+    that loop meanwhile (how long other work waits)."""
+    import asyncio
+
+    from nbexplain.widgets import Playground
+
+    pg = Playground("moons", n=500, hidden=(8, 8), resolution=64, seed=0)
+    count = [0]
+    pg.observe(lambda c: count.__setitem__(0, count[0] + 1), "frame")
+
+    async def go() -> tuple[float, float]:
+        pg.play()
+        await asyncio.sleep(1.0)
+        c0, t0, late = count[0], time.perf_counter(), []
+        while time.perf_counter() - t0 < seconds:
+            a = time.perf_counter()
+            await asyncio.sleep(0.05)
+            late.append(1000 * (time.perf_counter() - a - 0.05))
+        fps = (count[0] - c0) / (time.perf_counter() - t0)
+        pg.pause()
+        return fps, statistics.median(late)
+
+    return asyncio.run(go())
+
+
 def run(rounds: int, seconds: float, long: float) -> None:
+    alone = [kernel_only(seconds) for _ in range(rounds)]
     rows = []
     load_before = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     with Lab() as lab:
@@ -112,6 +140,10 @@ def run(rounds: int, seconds: float, long: float) -> None:
     print(f"| epochs trained per round | {med['epochs']:.0f} | {', '.join(str(r['epochs']) for r in rows)} |")
     print(f"| `execute('x = 1')` round trip while training, ms | {med['lat']:.0f} (max {max(r['lat_max'] for r in rows):.0f}) | "
           f"{series['lat']} |")
+    print(f"| frames per second of the loop alone (no browser, no comm; this process) | "
+          f"{statistics.median(a[0] for a in alone):.1f} | {', '.join(f'{a[0]:.1f}' for a in alone)} |")
+    print(f"| lateness of a 50 ms timer on that loop meanwhile, ms | {statistics.median(a[1] for a in alone):.0f} | "
+          f"{', '.join(f'{a[1]:.0f}' for a in alone)} |")
     print(f"| the same round trip, kernel idle, ms | {statistics.median(idle):.0f} | – |")
     print(f"| bytes per frame (binary) | {med['frame_bytes']:.0f} | – |")
     print(f"| recorded frames / bytes after a round | {med['recorded']:.0f} / {med['rec_bytes'] / 1e6:.1f} MB | – |")

@@ -64,6 +64,9 @@ def test_playground_trains_live_and_every_control_works(lab):
         ticks = nb.page.locator(f"{ROOT} .nbx-pg-loss text.nbx-pg-tick").evaluate_all("es => es.map(e => e.textContent)")
         assert "0" in ticks and all(t.lstrip("−-").replace(".", "", 1).isdigit() for t in ticks)
 
+        nb.page.wait_for_timeout(400)  # the charts follow at most every 250 ms
+        nb.screenshot("playground-charts", nb.page.locator(f"{ROOT} .nbx-pg-charts"))
+
         # step: one more epoch
         nb.page.locator(f"{ROOT} button.nbx-pg-step").click()
         nb.page.locator(f"{ROOT}[data-epoch='{epoch + 1}']").wait_for(timeout=10_000)
@@ -198,3 +201,28 @@ def test_playground_exported_page_replays_offline(chromium, tmp_path):
         assert errors == [], errors
     finally:
         context.close()
+
+
+def test_playground_in_notebook7_plays_pauses_and_projects(lab):
+    with lab.open_notebook(CELLS, name="playground_nb7", app="notebook", viewport=(800, 1200)) as nb:
+        assert nb.page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"
+        root = nb.view(ROOT)
+        nb.page.locator(f"{ROOT}[data-ready='true'][data-frame]").wait_for()
+        play = nb.page.locator(f"{ROOT} button.nbx-pg-play")
+        play.click()
+        nb.page.locator(f"{ROOT}[data-state='training']").wait_for(timeout=10_000)
+        start = int(_attr(root, "data-frame"))
+        nb.page.wait_for_function(f"() => +document.querySelector('{ROOT}').dataset.frame > {start + 5}", timeout=20_000)
+        play.click()
+        nb.page.locator(f"{ROOT}[data-state='paused']").wait_for(timeout=10_000)
+        assert nb.execute("print(pg.state)").strip() == "paused"
+        slider = nb.page.locator(f"{ROOT} input.nbx-pg-delta-slider")
+        slider.press("End")
+        width = nb.execute("print(pg.projection['width'], int(pg.projection['ks'][-1]))").split()
+        nb.page.locator(f"{ROOT}[data-k='{width[1]}'][data-delta='1']").wait_for(timeout=5000)
+        nb.page.locator(f"{ROOT} .nbx-pg-neuron[data-neuron='1:0']").hover()
+        nb.page.locator(f"{ROOT}[data-hovered-neuron='act1:0']").wait_for(timeout=5000)
+        layout = root.evaluate(VIEW_LAYOUT)
+        assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, f"{layout}"
+        nb.screenshot("playground-notebook7", root)
+        assert nb.page_errors == [], nb.page_errors
