@@ -50,6 +50,8 @@ __all__ = ["Playground"]
 _STATES = ("idle", "training", "paused", "done")
 #: Bytes the neuron maps of one frame may take (their resolution r is chosen to fit).
 _NEURON_BUDGET = 20_000
+#: A frame's binary payload stays under this (the issue's 50 kB) whenever the neuron maps at r = 8 leave room.
+_FRAME_BUDGET = 49_000
 #: Resolution of the relevance field in a frame (float32, 3 channels: 12 kB at 32).
 _RELEVANCE_RES = 32
 #: Seconds of SGD between two frames while training live.
@@ -290,7 +292,13 @@ class Playground(NbxWidget):
         model, data = self.model, self.data
         units = {k: int(v.shape[0]) for k, v in neuron_maps(model, data.extent, 2, layers=self._layers).items()}
         total = sum(units.values())
-        r = int(max(8, min(32, self._resolution, int((_NEURON_BUDGET / max(total, 1)) ** 0.5))))
+        # the neuron maps take what a frame has left under _FRAME_BUDGET (at most _NEURON_BUDGET), at r ≥ 8
+        n_points = len(data.y_train) + len(data.y_test)
+        weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+        rest = (data.classes * self._resolution**2 + 3 * 4 * _RELEVANCE_RES**2 + n_points + 4 * weights
+                + 8 * total + 64)
+        budget = max(0, min(_NEURON_BUDGET, _FRAME_BUDGET - rest))
+        r = int(max(8, min(32, self._resolution, int((budget / max(total, 1)) ** 0.5))))
         self._r = r
         feature_map = next((m for m in model.children() if isinstance(m, FeatureMap)), None)
         grid = plane_grid(data.extent, r)

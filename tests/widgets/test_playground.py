@@ -77,7 +77,8 @@ def test_frame_is_what_the_core_computes() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"hidden": (8, 8, 8, 8, 8, 8), "features": FEATURES},
-                                    {"data": "spiral", "classes": 3, "n": 1000, "hidden": (16, 16)}])
+                                    {"data": "spiral", "classes": 3, "n": 1000, "hidden": (16, 16)},
+                                    {"data": "blobs", "classes": 6, "n": 1000, "features": FEATURES}])
 def test_frames_stay_under_50_kB_on_the_wire(kwargs: dict) -> None:
     data = kwargs.pop("data", "moons")
     pg = Playground(data, **kwargs)
