@@ -612,6 +612,22 @@ def test_trainer_leaves_modes_hooks_and_flags_as_found():
     assert trainer.layers == ["act"] and set(trainer.saturation[0]) == {"act"}
 
 
+def test_trainer_leaves_the_model_as_found_when_training_raises():
+    class Fails(UserNet):
+        def forward(self, x):
+            if self.training:
+                raise RuntimeError("boom in train mode")
+            return super().forward(x)
+
+    user = Fails()
+    dress(user, "b")
+    user.eval()
+    trainer = nx.PlaygroundTrainer(user, nx.as_toy_dataset(torch.randn(40, 2), torch.arange(40) % 3))
+    with untouched(user), pytest.raises(RuntimeError, match="boom"):
+        trainer.step()
+    assert trainer.steps == 0 and trainer._pos == 0  # the failed minibatch is not counted as seen
+
+
 # ----------------------------------------------------------------------------------------------- similarity
 
 

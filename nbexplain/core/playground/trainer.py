@@ -192,11 +192,11 @@ class PlaygroundTrainer:
                     self._order = torch.randperm(n, generator=self._gen)
                     self._pos = 0
                 idx = self._order[self._pos: self._pos + self.batch_size].to(self._x.device)
-                self._pos += len(idx)
                 loss = F.cross_entropy(self.model(self._x[idx]), self._y[idx])
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                self._pos += len(idx)  # only a finished step moves on (a step that raised is retried)
                 self.steps += 1
                 if self._pos >= n:
                     hooks.remove()  # the epoch's metrics are computed without feeding the statistics
