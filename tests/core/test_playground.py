@@ -286,6 +286,33 @@ def test_surface_and_neuron_maps_equal_float64_forward(activation):
     torch.testing.assert_close(only["fc1"].double(), as_image(outs["fc1"], r), atol=1e-5, rtol=1e-5)
 
 
+def test_fast_path_equals_the_hooked_path():
+    """A playground network with a user's hook runs through module calls and hooks (the generic path): the same
+    surface, maps and relevance as the module-by-module fast path, and the user's hook sees every pass."""
+    net, data, _ = _trained(("x", "y", "xy"), (5, 4))
+    fast = (nx.decision_surface(net, data.extent, 8), nx.neuron_maps(net, data.extent, 8),
+            nx.relevance_field(net, data.extent, 8))
+    calls = dress(net, "fc1")
+    with untouched(net):
+        slow = (nx.decision_surface(net, data.extent, 8), nx.neuron_maps(net, data.extent, 8),
+                nx.relevance_field(net, data.extent, 8))
+    torch.testing.assert_close(slow[0], fast[0])
+    assert list(slow[1]) == list(fast[1])
+    for name in fast[1]:
+        torch.testing.assert_close(slow[1][name], fast[1][name])
+    # the hooked path explains the layers after the feature map with nx.lrp itself, on the features
+    torch.testing.assert_close(slow[2].feature_relevance, fast[2].feature_relevance, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(slow[2].relevance, fast[2].relevance, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(slow[2].output, fast[2].output)
+    assert torch.equal(slow[2].target, fast[2].target) and slow[2].features == fast[2].features
+    gxi = nx.relevance_field(net, data.extent, 8, method="gradient_x_input")
+    dress_free = nx.playground_network(("x", "y", "xy"), (5, 4))
+    dress_free.load_state_dict(net.state_dict())
+    torch.testing.assert_close(gxi.relevance, nx.relevance_field(dress_free, data.extent, 8,
+                                                                 method="gradient_x_input").relevance)
+    assert calls["forward"] >= 2
+
+
 def test_user_model_surface_and_hygiene():
     net = UserNet()
     calls = dress(net, "b")

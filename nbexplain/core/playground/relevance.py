@@ -166,18 +166,26 @@ def relevance_field(
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not float(epsilon) > 0:
         raise ValueError(f"`epsilon` must be a number > 0 (LRP-ε's stabiliser, e.g. 0.01), got {epsilon!r}.")
     points = plane_grid(extent, r)
+    children = list(net.children()) if isinstance(net, nn.Sequential) else []
     if is_playground_network(net):
         fmap: FeatureMap = net[0]
         features = fmap.features
         dev, dtype = model_device(net), model_dtype(net)
         feats = fmap(points.to(dev, dtype))
-        head = list(net.children())[1:]
+        head = children[1:]
         tgt = _check_target(target, head[-1].out_features)
         tvec = None if tgt is None else torch.full((len(points),), tgt, dtype=torch.int64, device=dev)
         if method == "lrp":
             frel, out, tvec_used = mlp_lrp_epsilon(head, feats, tvec, float(epsilon))
         else:
             frel, out, tvec_used = _gradient_x_input(nn.Sequential(*head), feats, tvec)
+    elif children and isinstance(children[0], FeatureMap) and len(children) > 1:
+        # a playground-shaped Sequential the fast path leaves alone (e.g. it carries hooks): explain its layers
+        # after the feature map on the features, through nbexplain's own entry points (the hooks fire)
+        features = children[0].features
+        with torch.no_grad():
+            feats = children[0](points.to(model_device(net), model_dtype(net)))
+        frel, out, tvec_used = _generic(nn.Sequential(*children[1:]), feats, target, method, float(epsilon))
     else:
         features = ("x", "y")
         frel, out, tvec_used = _generic(net, points, target, method, float(epsilon))
