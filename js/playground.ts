@@ -482,7 +482,13 @@ function render({ model, el }: RenderProps<State>) {
     const state = model.get("state");
     playBtn.textContent = state === "training" ? "⏸ pause" : "▶ play";
     playBtn.setAttribute("aria-pressed", String(state === "training"));
-    dataSel.value = model.get("dataset");
+    const name = model.get("dataset");
+    if (![...dataSel.options].some((o) => o.value === name)) { // your own data: shown, not re-generated
+      const o = h("option", "", name);
+      o.value = name;
+      dataSel.appendChild(o);
+    }
+    dataSel.value = name;
     const feats = model.get("features");
     featureChecks.forEach((c) => (c.checked = feats.includes(c.value)));
     hiddenIn.value = model.get("hidden").join(", ");

@@ -5,6 +5,7 @@ this module runs the training loop, encodes frames and keeps the recording."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -221,6 +222,7 @@ class Playground(NbxWidget):
         super().__init__(scale=scale, **kwargs)
         self._ready = False
         self._user_model = model
+        self._user_initial = copy.deepcopy(model.state_dict()) if model is not None else {}
         self._given_data: ToyDataset | None = None
         if isinstance(data, ToyDataset):
             self._given_data = data
@@ -260,8 +262,10 @@ class Playground(NbxWidget):
     def _build(self) -> None:
         """A new run: data, network (from the seed), trainer, layout, the first frame."""
         data = self._make_data()
-        if self._user_model is not None:
+        if self._user_model is not None:  # a new run starts from the weights the model came with
             model = self._user_model
+            with torch.no_grad():
+                model.load_state_dict(self._user_initial)
         else:
             model = playground_network(tuple(self.features), tuple(self.hidden), data.classes,
                                        activation=self.activation, seed=self._seed)
@@ -484,8 +488,9 @@ class Playground(NbxWidget):
                 # loop callbacks: a short sleep (rather than sleep(0), one loop pass) lets the whole chain run.
                 await asyncio.sleep(_YIELD_S)
         except Exception as err:  # shown in the view; the widget stays usable
-            self.error = f"{type(err).__name__}: {err}"
-            self._settle("paused")
+            with self._lock:
+                self.error = f"{type(err).__name__}: {err}"
+                self._settle("paused")
         finally:
             self._task = None
 

@@ -216,6 +216,8 @@ def test_own_data_and_own_model() -> None:
     before = net[0].weight.detach().clone()
     mine.train(1)
     assert not torch.equal(before, net[0].weight)  # the user's module is the one trained (exported as is)
+    mine.learning_rate = 0.1  # a new run starts from the weights the model came with
+    assert mine.trainer.epoch == 0 and torch.equal(before, net[0].weight) and mine.model is net
 
 
 def test_settings_start_a_new_run_and_bad_ones_keep_the_old() -> None:
