@@ -134,6 +134,7 @@ function render({ model, el }: RenderProps<State>) {
   settings.append(labelled("data", dataSel), ...netOnly, labelled("learning rate", rateSel), labelled("L2", l2Sel),
     labelled("batch", batchIn), labelled("epoch limit (0 = none)", limitIn));
   const error = h("div", "nbx-error");
+  error.setAttribute("role", "alert");
 
   // ---- network, plane
   const main = h("div", "nbx-pg-main");
@@ -501,6 +502,7 @@ function render({ model, el }: RenderProps<State>) {
     layerSel.value = model.get("delta_layer");
     randomBox.checked = model.get("basis") === "random";
     root.dataset.state = state;
+    timeSlider.disabled = rec.count < 2 || state === "training"; // the recording arrives when training stops
     error.textContent = model.get("error");
     root.style.setProperty("--nbx-scale", String(model.get("scale") || 1));
   }

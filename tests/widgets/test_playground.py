@@ -4,6 +4,7 @@ policy, rewind to the identical first frame, live training on an event loop, δ 
 from __future__ import annotations
 
 import asyncio
+import threading
 import zlib
 
 import numpy as np
@@ -194,6 +195,32 @@ def test_live_training_on_an_event_loop_pauses_at_once() -> None:
     assert len(frames) >= 3 and pg.recording["count"] == len(pg.frames)
     assert pg.frames[-1].step == steps and pg.projection["width"] == 8
     assert torch.get_num_threads() >= 1
+
+
+def test_pause_from_another_thread_waits_for_the_slice_in_progress() -> None:
+    # JupyterLab delivers a view's messages on a kernel subshell thread while training runs on the main loop
+    pg = Playground("moons", n=300)
+    seen: list[tuple[int, int]] = []
+
+    async def run() -> None:
+        pg.play()
+        while pg.trainer.epoch < 1:
+            await asyncio.sleep(0)
+
+        def other() -> None:
+            pg.pause()
+            seen.append((pg.trainer.steps, pg.frames[-1].step))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        while thread.is_alive():  # keep the training task running while the other thread pauses
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    (steps, last), = seen
+    assert pg.state == "paused" and last == steps == pg.trainer.steps  # the last frame is the final state
+    assert pg.frame["step"] == steps
 
 
 def test_play_without_a_running_loop_points_to_train() -> None:
