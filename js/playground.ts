@@ -505,6 +505,7 @@ function render({ model, el }: RenderProps<State>) {
     timeSlider.disabled = rec.count < 2 || state === "training"; // the recording arrives when training stops
     error.textContent = model.get("error");
     root.style.setProperty("--nbx-scale", String(model.get("scale") || 1));
+    root.dataset.scale = String(model.get("scale") || 1);
   }
 
   const setTrait = <K extends keyof State>(k: K, v: State[K]) => {

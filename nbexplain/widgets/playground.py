@@ -603,6 +603,15 @@ class Playground(NbxWidget):
             with self._lock, single_thread():
                 self._compute_projection()
 
+    def close(self) -> None:
+        """Stop training (the background task ends at its next check) and close the widget."""
+        lock = getattr(self, "_lock", None)  # absent when __init__ raised early (close runs from __del__)
+        if lock is not None:
+            with lock:
+                if self.state == "training":
+                    self.state = "paused"
+        super().close()
+
     def to_png(self) -> bytes:
         """The current decision surface with the points, as PNG bytes (the view's button saves all canvases)."""
         from .playground_png import surface_png

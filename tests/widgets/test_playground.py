@@ -223,6 +223,21 @@ def test_pause_from_another_thread_waits_for_the_slice_in_progress() -> None:
     assert pg.frame["step"] == steps
 
 
+def test_closing_stops_training() -> None:
+    pg = Playground("moons", hidden=(3,), n=100)
+
+    async def run() -> int:
+        pg.play()
+        await asyncio.sleep(0.05)
+        pg.close()
+        steps = pg.trainer.steps
+        await asyncio.sleep(0.05)
+        return steps
+
+    steps = asyncio.run(run())
+    assert pg.trainer.steps == steps and pg._task is None
+
+
 def test_play_without_a_running_loop_points_to_train() -> None:
     pg = Playground("moons", hidden=(3,), n=100)
     with pytest.raises(RuntimeError, match=r"\.train\(epochs\)"):
