@@ -292,13 +292,13 @@ def _markdown(text: str) -> str:
 
 
 def _number(lesson: Lesson) -> str:
-    match = re.match(r"(\d+)[_\-. ]", lesson.path.name)
-    return f"Lesson {int(match.group(1))}" if match else lesson.path.stem
+    match = re.match(r"(\d+)([a-z]?)[_\-. ]", lesson.path.name)  # 00b_playground: a lesson between 0 and 1
+    return f"Lesson {int(match.group(1))}{match.group(2)}" if match else lesson.path.stem
 
 
 def _card_title(lesson: Lesson) -> str:
     """The title without a leading lesson number ("Lesson 2 — ", "01 · "): the card shows the number."""
-    stripped = re.sub(r"^(lesson\s+)?\d+\s*[—–·:.\-]\s*", "", lesson.title, flags=re.I)
+    stripped = re.sub(r"^(lesson\s+)?\d+[a-z]?\s*[—–·:.\-]\s*", "", lesson.title, flags=re.I)
     return stripped or lesson.title
 
 

@@ -30,6 +30,7 @@ _PENDING_ATTRIBUTION: set[str] = set()
 _NOT_RESULTS = {
     "EpochRecord", "ModelSnapshot", "SaturationTracker", "RunningMoments", "DeltaProjection", "StreamingSimilarity",
     "Captured", "LayerList", "Objective", "Inputs", "Target", "Composite",
+    "ToyDataset", "EpochMetrics", "PlaygroundTrainer",  # the playground's data set, per-epoch record, trainer
 }
 
 #: How many parameters may be passed by position: the subject (model, inputs, what is explained); every option
@@ -100,6 +101,21 @@ MAX_POSITIONAL: dict[str, int] = {
     "AlignedDirections": 4,      # result, x, y, labels
     "ClassSensitivity": 1,       # result
     "TokenHeatmap": 2,           # tokens, maps
+    # playground (toy 2-D data, small MLPs, everything drawn on the plane)
+    "toy_dataset": 2,            # name, n
+    "as_toy_dataset": 2,         # x, y (the user's points and labels)
+    "playground_network": 3,     # features, hidden, classes (the network's shape)
+    "FeatureMap": 1,             # features
+    "hidden_layers": 1,          # model
+    "PlaygroundTrainer": 2,      # model, data
+    "decision_surface": 3,       # model, extent, resolution
+    "neuron_maps": 4,            # model, extent, resolution, layers
+    "relevance_field": 3,        # model, extent, resolution
+    "projected_surface": 3,      # model, layer, stats
+    "projected_surfaces": 3,     # model, layer, stats
+    "plane_grid": 2,             # extent, resolution
+    "layer_similarity": 2,       # snapshots, reference
+    "Playground": 1,             # data
 }
 
 #: The first parameter of a callable that runs a model is `model` — except where it compares several models.
@@ -109,7 +125,8 @@ _MODEL_FIRST_EXCEPTIONS = {
 }
 
 #: Feature-matrix math keeps the names of its equations.
-_X_Y_FUNCTIONS = {"cca", "svcca", "pwcca", "cka", "dft_cca", "svcca_directions", "AlignedDirections"}
+_X_Y_FUNCTIONS = {"cca", "svcca", "pwcca", "cka", "dft_cca", "svcca_directions", "AlignedDirections",
+                  "as_toy_dataset"}  # a classification set's points x and labels y
 
 #: Names that mean something else in the vocabulary, or shadow a builtin.
 _FORBIDDEN_PARAMETERS = {
@@ -117,7 +134,16 @@ _FORBIDDEN_PARAMETERS = {
     "targets": "target",
 }
 #: Fields of records that read as those names but are not arguments a user passes.
-_FORBIDDEN_EXCEPTIONS = {("EpochRecord", "eval")}  # the eval-mode half of one epoch's statistics
+_FORBIDDEN_EXCEPTIONS = {
+    ("EpochRecord", "eval"),  # the eval-mode half of one epoch's statistics
+    # a ToyDataset (train and test splits, classes, the plane's extent), not the inputs of a forward pass
+    ("PlaygroundTrainer", "data"), ("Playground", "data"),
+}
+#: Shared option names that mean something else in one callable (callable, option) → why.
+_OPTION_EXCEPTIONS = {
+    ("PlaygroundTrainer", "batch_size"): "the SGD minibatch (TensorFlow Playground's 10), not inputs per forward pass",
+    ("Playground", "batch_size"): "the SGD minibatch (TensorFlow Playground's 10), not inputs per forward pass",
+}
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -218,7 +244,7 @@ def test_shared_options_have_one_name_one_default_and_are_keyword_only() -> None
     bad = []
     for n, _, ps in _callables():
         for p in ps:
-            if p.name not in rules:
+            if p.name not in rules or (n, p.name) in _OPTION_EXCEPTIONS:
                 continue
             if p.kind is not inspect.Parameter.KEYWORD_ONLY:
                 bad.append(f"{n}({p.name}=...) must be keyword-only")

@@ -119,6 +119,16 @@ def test_site_layout_cards_navigation_and_relative_links(tmp_path: Path) -> None
     assert paths_cfg["anywidget"] == f"{FILES}/anywidget"
 
 
+def test_a_lesson_between_two_numbers_keeps_its_letter(tmp_path: Path) -> None:
+    """00b_playground sits between the tour and lesson 1: its card says "Lesson 0b" and drops "00b · "."""
+    paths = [lesson(tmp_path / "00_tour.ipynb", ["# A tour"]),
+             lesson(tmp_path / "00b_playground.ipynb", ["# 00b · The playground\n\nA network on the plane."])]
+    text = build_site(paths, tmp_path / "site", execute=False).read_text()
+    assert re.findall(r'<span class="nbx-number">(.*?)</span>', text) == ["Lesson 0", "Lesson 0b"]
+    titles = re.findall(r'<h2 title="([^"]*)">(.*?)</h2>', text)
+    assert titles[1] == ("00b · The playground", "The playground")
+
+
 def test_build_site_argument_errors(tmp_path: Path) -> None:
     a = lesson(tmp_path / "a.ipynb", ["# A"])
     (tmp_path / "other").mkdir()

@@ -73,6 +73,8 @@ cells = [
     ),
     md(
         "## Where next\n\n"
+        "- `00b_playground.ipynb` — a small network learning 2-D toy data live (TensorFlow Playground in the "
+        "notebook), with its relevance field, saturation and the δ slider.\n"
         "- `01_saturation.ipynb` — how much of each layer's feature space is used, and what survives when it is cut "
         "to its top eigen-directions (the δ slider).\n"
         "- `02_similarity.ipynb` — SVCCA, PWCCA and CKA between layers, networks and checkpoints.\n"

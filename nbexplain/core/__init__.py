@@ -79,3 +79,27 @@ from .complexity.decompose import ComplexityResult, decompose_complexity
 from .complexity.shapley import ShapleyResult, shapley_values
 
 __all__ += ["ComplexityResult", "decompose_complexity", "ShapleyResult", "shapley_values"]
+
+# --- playground (toy data, small MLPs, everything drawn on the plane; the widget is nx.widgets.Playground) ---
+from .playground import (
+    EpochMetrics,
+    FeatureMap,
+    PlaygroundTrainer,
+    RelevanceFieldResult,
+    ToyDataset,
+    as_toy_dataset,
+    decision_surface,
+    hidden_layers,
+    layer_similarity,
+    neuron_maps,
+    plane_grid,
+    playground_network,
+    projected_surface,
+    projected_surfaces,
+    relevance_field,
+    toy_dataset,
+)
+
+__all__ += ["toy_dataset", "ToyDataset", "as_toy_dataset", "playground_network", "FeatureMap", "hidden_layers",
+            "PlaygroundTrainer", "EpochMetrics", "decision_surface", "neuron_maps", "relevance_field",
+            "RelevanceFieldResult", "projected_surface", "projected_surfaces", "plane_grid", "layer_similarity"]

@@ -22,6 +22,7 @@ _VIEWS = {
     "ClassSensitivity": "class_sensitivity",
     "RelevanceFlow": "relevance_flow",
     "TokenHeatmap": "token_heatmap",
+    "Playground": "playground",
 }
 
 __all__ = list(_VIEWS)

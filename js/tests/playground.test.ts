@@ -1,0 +1,101 @@
+// Unit tests of the Playground view's pure logic: surface colours, unit decoding, plane geometry, epoch ticks,
+// edge widths, the frame fingerprint and the diagram layout.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  boxAt, cellAt, classColor, edgeWidth, epochTicks, fieldRGBA, misclassified, planeAt, recordedFrame, surfaceRGBA,
+  unitValue, type FrameData,
+} from "../lib/playground_draw";
+import { layoutNodes } from "../lib/playground_network";
+import { fnv, sliderKey } from "../playground";
+
+test("a certain class is drawn in a strong shade of its colour; an undecided point is near white", () => {
+  const certain = surfaceRGBA(new Uint8Array([255, 0]), 2, 1);
+  const c0 = classColor(0);
+  const t = 0.8; // 0.12 + 0.68 at full confidence
+  for (let k = 0; k < 3; k++) assert.ok(Math.abs(certain[k] - (255 + (c0[k] - 255) * t)) <= 1);
+  const unsure = surfaceRGBA(new Uint8Array([128, 127]), 2, 1);
+  for (let k = 0; k < 3; k++) assert.ok(unsure[k] > 200, `channel ${k}: ${unsure[k]}`);
+  assert.equal(unsure[3], 255);
+  // three classes, one pixel each of a 2x1 grid… laid out (C, R, R): R = 1 here
+  const three = surfaceRGBA(new Uint8Array([0, 0, 255]), 3, 1);
+  const c2 = classColor(2);
+  for (let k = 0; k < 3; k++) assert.ok(Math.abs(three[k] - (255 + (c2[k] - 255) * t)) <= 1);
+});
+
+test("unit values decode from bytes and their range", () => {
+  assert.equal(unitValue(0, -2, 3), -2);
+  assert.equal(unitValue(255, -2, 3), 3);
+  assert.ok(Math.abs(unitValue(51, 0, 5) - 1) < 1e-12);
+});
+
+test("plane geometry: box ↔ plane are inverse, row 0 is the top, cells clamp", () => {
+  const ext = [-2, 2, -1, 3];
+  const [x, y] = planeAt(75, 30, 300, 300, ext);
+  assert.ok(Math.abs(x - -1) < 1e-12 && Math.abs(y - 2.6) < 1e-12);
+  const [px, py] = boxAt(x, y, 300, 300, ext);
+  assert.ok(Math.abs(px - 75) < 1e-9 && Math.abs(py - 30) < 1e-9);
+  assert.deepEqual(cellAt(-2, 3, 64, ext), [0, 0]);
+  assert.deepEqual(cellAt(2, -1, 64, ext), [63, 63]);
+  assert.deepEqual(cellAt(100, 100, 8, ext), [0, 7]);
+});
+
+test("epoch ticks are integers from 0, at most six", () => {
+  assert.deepEqual(epochTicks(3), [0, 1, 2, 3]);
+  assert.deepEqual(epochTicks(1), [0, 1]);
+  const many = epochTicks(137);
+  assert.ok(many.length <= 6 && many.every(Number.isInteger) && many[0] === 0, String(many));
+});
+
+test("misclassified counts, edge widths, fingerprints", () => {
+  assert.equal(misclassified([0, 1, 1, 0], [0, 0, 1, 1], 0, 4), 2);
+  assert.equal(misclassified([0, 1, 1, 0], [0, 0, 1, 1], 2, 4), 1);
+  assert.equal(edgeWidth(0, 2), 0.5);
+  assert.equal(edgeWidth(-2, 2), 4.5);
+  assert.equal(fnv(new Uint8Array([1, 2, 3])), fnv(new Uint8Array([1, 2, 3])));
+  assert.notEqual(fnv(new Uint8Array([1, 2, 3])), fnv(new Uint8Array([1, 2, 4])));
+});
+
+test("the relevance field: which-input share and signed maps", () => {
+  const one = { data: new Float32Array([2, 0, 5]), shape: [3, 1, 1] };
+  const x = fieldRGBA(one, "which input");
+  const yOnly = fieldRGBA({ data: new Float32Array([0, 2, 5]), shape: [3, 1, 1] }, "which input");
+  assert.ok(x[0] + x[1] > yOnly[0] + yOnly[1]); // bright where x decides, dark where y does
+  const pos = fieldRGBA(one, "relevance x");
+  assert.ok(pos[0] > pos[2]); // positive relevance is red
+  const neg = fieldRGBA({ data: new Float32Array([-2, 0, 5]), shape: [3, 1, 1] }, "relevance x");
+  assert.ok(neg[2] > neg[0]); // negative is blue
+});
+
+test("recorded frames are views into the stacked recording", () => {
+  const mk = (n: number, shape: number[]) => ({ data: new Uint8Array(n), shape });
+  const stacked = {
+    surface: { data: new Uint8Array([1, 2, 3, 4]), shape: [2, 1, 1, 2] }, neurons: mk(2, [2, 1, 1, 1]),
+    ranges: { data: new Float32Array(4), shape: [2, 1, 2] }, weights: { data: new Float32Array(0), shape: [2, 0] },
+    predicted: mk(2, [2, 1]), relevance: { data: new Float32Array(6), shape: [2, 3, 1, 1] },
+    meta: { data: new Float32Array([0, 0, 0, 0, 0, 0, 0, 1, 5, 0, 0, 0, 0, 0]), shape: [2, 7] },
+  } as unknown as FrameData;
+  const f = recordedFrame(stacked, 1);
+  assert.deepEqual(Array.from(f.surface.data), [3, 4]);
+  assert.deepEqual(f.surface.shape, [1, 1, 2]);
+  assert.equal(f.meta.data[0], 1);
+});
+
+test("the diagram fits its columns and centres short ones", () => {
+  const lay = layoutNodes([{ title: "in", units: 2 }, { title: "h", units: 8 }, { title: "out", units: 2 }], 440, 300);
+  assert.ok(lay.size >= 14 && lay.size <= 40);
+  assert.ok(lay.x[2] + lay.size <= 440);
+  const mid = (ys: number[]) => (ys[0] + ys[ys.length - 1]) / 2;
+  assert.ok(Math.abs(mid(lay.y[0]) - mid(lay.y[1])) < 1e-9);
+  const wide = layoutNodes([{ title: "in", units: 2 }, { title: "h", units: 64 }], 440, 300);
+  assert.equal(wide.size, 14);
+});
+
+test("slider keys move by one, by a page, to the ends, and stay in range", () => {
+  assert.equal(sliderKey("ArrowRight", 3, 0, 30), 4);
+  assert.equal(sliderKey("ArrowLeft", 0, 0, 30), 0);
+  assert.equal(sliderKey("PageUp", 3, 0, 30), 6);
+  assert.equal(sliderKey("End", 3, 0, 30), 30);
+  assert.equal(sliderKey("Home", 3, 0, 30), 0);
+  assert.equal(sliderKey("a", 3, 0, 30), null);
+});

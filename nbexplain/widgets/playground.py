@@ -1,0 +1,624 @@
+"""``Playground``: a small network trained live on 2-D toy data, with its decision surface, neurons, relevance,
+saturation and similarity drawn as it learns (issue 15). Every map comes from ``nbexplain.core.playground``;
+this module runs the training loop, encodes frames and keeps the recording."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from ..core._base.hygiene import preserved
+from ..core.feature_space.tracking import intrinsic_dimension
+from ..core.playground import (
+    FeatureMap,
+    PlaygroundTrainer,
+    ToyDataset,
+    as_toy_dataset,
+    decision_surface,
+    hidden_layers,
+    neuron_maps,
+    plane_grid,
+    playground_network,
+    projected_surfaces,
+    relevance_field,
+    toy_dataset,
+)
+from .base import NbxWidget
+from .delta_explorer import slider_deltas
+from .playground_frames import (
+    RECORDING_BUDGET,
+    Frame,
+    Recording,
+    meta_row,
+    quantize_probabilities,
+    quantize_units,
+    unwire,
+    wire,
+)
+
+__all__ = ["Playground"]
+
+_STATES = ("idle", "training", "paused", "done")
+#: Bytes the neuron maps of one frame may take (their resolution r is chosen to fit).
+_NEURON_BUDGET = 20_000
+#: A frame's binary payload stays under this (the issue's 50 kB) whenever the neuron maps at r = 8 leave room.
+_FRAME_BUDGET = 49_000
+#: Resolution of the relevance field in a frame (float32, 3 channels: 12 kB at 32).
+_RELEVANCE_RES = 32
+#: Seconds of SGD between two frames while training live.
+_SLICE_S = 0.012
+#: Seconds the loop is left to the kernel after each frame.
+_YIELD_S = 0.005
+#: While training, the δ projections are recomputed at an epoch's end at most this often (seconds).
+_PROJECTION_EVERY_S = 2.0
+_REBUILD = ("dataset", "noise", "features", "hidden", "activation", "learning_rate", "l2", "batch_size")
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS: list[int] = []  # [the thread count to restore] while any block is inside single_thread()
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """torch on one thread inside the block, restored when the last such block (in any thread) ends: the
+    playground's tensors are tiny, and on a busy machine intra-op threads only contend (measured: a training
+    step and a frame 10× slower with two)."""
+    with _THREADS_LOCK:
+        _THREADS_USERS.append(torch.get_num_threads() if not _THREADS_USERS else _THREADS_USERS[0])
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            restore = _THREADS_USERS.pop()
+            if not _THREADS_USERS:
+                torch.set_num_threads(restore)
+
+
+def _dict_trait() -> traitlets.Dict:
+    return traitlets.Dict().tag(sync=True, to_json=wire, from_json=unwire)
+
+
+class Playground(NbxWidget):
+    """A TensorFlow-Playground-like trainer in the notebook, with explanations none of the originals has.
+
+    A small network learns a 2-D toy problem live, in the kernel, while the notebook stays usable (training
+    runs as an asyncio task on the kernel's event loop and yields between frames). The view shows the decision
+    surface with the points (misclassified ones marked), every neuron's activation map in the network diagram
+    with edges as wide as their weights, loss and accuracy, each hidden layer's saturation k(δ)/width, the CKA
+    similarity of each layer to its latest state, the relevance of the two inputs (LRP or gradient × input) at
+    the point under the pointer and as a field over the plane, and a δ slider that projects one layer onto its
+    top-k(δ) eigen-directions (or a random k-dim subspace) and redraws the surface.
+
+    Parameters
+    ----------
+    data
+        A dataset name (``"moons"``, ``"circles"``, ``"xor"``, ``"spiral"``, ``"blobs"``), your own ``(x, y)``
+        pair (``x`` of shape ``(N, 2)``, ``y`` integer labels ``0 … C−1``) or an ``nx.ToyDataset``.
+    model
+        Your own ``nn.Module`` taking ``(N, 2)`` points to ``(N, C)`` logits; ``features``, ``hidden`` and
+        ``activation`` are then ignored (the view hides those controls).
+    features, hidden, activation
+        The playground network (``nx.playground_network``): input features, hidden widths, activation.
+    learning_rate, l2, batch_size
+        SGD settings (L2 as weight decay), as in TensorFlow Playground.
+    noise, test_fraction, n, classes
+        The generated dataset (``classes`` for spiral arms and blobs).
+    seed
+        Seeds the data, the initial weights and the batch order: the same seed gives the same run.
+    epoch_limit
+        Training stops (state ``"done"``) after this many epochs; 0 = no limit.
+    resolution
+        Pixels per side of the decision surface (the neuron maps use the largest size ≤ 32 that fits a frame).
+    delta
+        δ of the saturation measures and the slider's start.
+    scale
+        Presentation scale of text (1.5 for a projector).
+
+    Attributes
+    ----------
+    model : nn.Module
+        The network being trained (export it as any module).
+    data : ToyDataset
+        The points as tensors (``x_train``, ``y_train``, ``x_test``, ``y_test``).
+    trainer : PlaygroundTrainer
+        The optimiser state, ``epoch``, ``steps``, ``history`` and ``saturation``.
+    frames : list[Frame]
+        The recorded frames (binary maps and metrics; see ``playground_frames``). Recording policy: every
+        frame is kept until the frames exceed 20 MB; then every other frame is dropped (the first and the
+        latest always stay) and only every second frame is recorded from then on, halving again at each
+        further overflow. The recording goes to the view when training pauses or stops, so its timeline
+        replays the run without the kernel, in an exported page too.
+
+    Changing the dataset, network or optimiser settings (in Python or in the view) starts a new run from the
+    seed's initial weights. ``.play()`` needs a running event loop (a Jupyter kernel); in a script use
+    ``.train(epochs)``.
+
+    Examples
+    --------
+    >>> from nbexplain.widgets import Playground
+    >>> pg = Playground("xor", hidden=(4,), seed=1, n=200)
+    >>> pg.train(2)
+    >>> pg.trainer.epoch, pg.state
+    (2, 'paused')
+    >>> pg.frames[0].surface.shape
+    (2, 64, 64)
+    """
+
+    _bundle = "playground"
+
+    state = traitlets.Enum(_STATES, default_value="idle").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    dataset = traitlets.Unicode("moons").tag(sync=True)
+    noise = traitlets.Float(0.1, min=0.0).tag(sync=True)
+    features = traitlets.List(traitlets.Unicode(), default_value=["x", "y"]).tag(sync=True)
+    hidden = traitlets.List(traitlets.Int(), default_value=[8, 8]).tag(sync=True)
+    activation = traitlets.Unicode("tanh").tag(sync=True)
+    learning_rate = traitlets.Float(0.03).tag(sync=True)
+    l2 = traitlets.Float(0.0).tag(sync=True)
+    batch_size = traitlets.Int(10).tag(sync=True)
+    epoch_limit = traitlets.Int(0, min=0).tag(sync=True)
+    relevance_method = traitlets.Enum(["lrp", "gradient_x_input"], default_value="lrp").tag(sync=True)
+    delta = traitlets.Float(0.99).tag(sync=True)
+    delta_layer = traitlets.Unicode("").tag(sync=True)
+    basis = traitlets.Enum(["eigen", "random"], default_value="eigen").tag(sync=True)
+    scale = traitlets.Float(1.0, min=0.5, max=4.0).tag(sync=True)
+    #: Layout and names: extent, classes, layers [{name, units}], inputs, edge shapes, resolutions, …
+    config = traitlets.Dict().tag(sync=True)
+    #: Points (N, 2) float32 (train then test), labels uint8, the input column's maps.
+    static = _dict_trait()
+    #: The live frame (see ``playground_frames``).
+    frame = _dict_trait()
+    #: All recorded frames stacked (sent when training pauses or stops).
+    recording = _dict_trait()
+    #: Per epoch: metrics (E, 5), saturation (E, L), similarity (E, L).
+    history = _dict_trait()
+    #: The δ slider's precomputed surfaces for `delta_layer`.
+    projection = _dict_trait()
+
+    def __init__(
+        self,
+        data: Any = "moons",
+        *,
+        model: nn.Module | None = None,
+        features: Sequence[str] = ("x", "y"),
+        hidden: Sequence[int] = (8, 8),
+        activation: str = "tanh",
+        learning_rate: float = 0.03,
+        l2: float = 0.0,
+        batch_size: int = 10,
+        noise: float = 0.1,
+        test_fraction: float = 0.3,
+        n: int = 500,
+        classes: int = 2,
+        seed: int = 0,
+        epoch_limit: int = 0,
+        resolution: int = 64,
+        delta: float = 0.99,
+        scale: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be an nn.Module taking (N, 2) points to class logits, or None for the "
+                            f"playground network; got {type(model).__name__}.")
+        if not isinstance(resolution, int) or not 8 <= resolution <= 256:
+            raise ValueError(f"`resolution` must be an integer in 8…256 (pixels per side), got {resolution!r}.")
+        if not (isinstance(delta, (int, float)) and 0 < delta <= 1):
+            raise ValueError(f"`delta` must be in (0, 1] (a fraction of variance), got {delta!r}.")
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise TypeError(f"`hidden` must be a sequence of widths such as (8, 8), got {hidden!r}.")
+        if isinstance(features, str) or not isinstance(features, Sequence):
+            raise TypeError(f"`features` must be a sequence of feature names such as ('x', 'y'), got {features!r}.")
+        super().__init__(scale=scale, **kwargs)
+        self._ready = False
+        self._user_model = model
+        self._user_initial = copy.deepcopy(model.state_dict()) if model is not None else {}
+        self._given_data: ToyDataset | None = None
+        if isinstance(data, ToyDataset):
+            self._given_data = data
+            name = data.name
+        elif isinstance(data, str):
+            name = data
+        elif isinstance(data, (tuple, list)) and len(data) == 2:
+            self._given_data = as_toy_dataset(data[0], data[1], test_fraction=test_fraction, seed=seed)
+            name = "custom"
+        else:
+            raise TypeError(f"`data` must be a dataset name ('moons', 'circles', 'xor', 'spiral', 'blobs'), an "
+                            f"(x, y) pair or an nx.ToyDataset; got {type(data).__name__}.")
+        self._n, self._classes, self._test_fraction = n, classes, test_fraction
+        self._seed, self._resolution = seed, resolution
+        self._recording = Recording(RECORDING_BUDGET)
+        self._task: asyncio.Task | None = None
+        self._last_projection = 0.0
+        self._last_similarity = 0.0
+        self._reverting = False
+        self._lock = threading.RLock()  # one slice of SGD, or one command, at a time
+        with self.hold_sync():
+            self.dataset = name
+            self.noise, self.features, self.hidden = float(noise), list(features), [int(h) for h in hidden]
+            self.activation, self.learning_rate, self.l2 = activation, float(learning_rate), float(l2)
+            self.batch_size, self.epoch_limit, self.delta = int(batch_size), int(epoch_limit), float(delta)
+        self._build()
+        self._ready = True
+        self.on_msg(self._handle_message)
+
+    # ---------------------------------------------------------------- building a run
+    def _make_data(self) -> ToyDataset:
+        if self._given_data is not None and self.dataset == self._given_data.name:
+            return self._given_data
+        return toy_dataset(self.dataset, self._n, noise=self.noise, test_fraction=self._test_fraction,
+                           classes=self._classes, seed=self._seed)
+
+    def _build(self) -> None:
+        """A new run: data, network (from the seed), trainer, layout, the first frame."""
+        data = self._make_data()
+        if self._user_model is not None:  # a new run starts from the weights the model came with
+            model = self._user_model
+            with torch.no_grad():
+                model.load_state_dict(self._user_initial)
+        else:
+            model = playground_network(tuple(self.features), tuple(self.hidden), data.classes,
+                                       activation=self.activation, seed=self._seed)
+        trainer = PlaygroundTrainer(model, data, learning_rate=self.learning_rate, l2=self.l2,
+                                    batch_size=self.batch_size, seed=self._seed, delta=self.delta)
+        self.data, self.model, self.trainer = data, model, trainer
+        self._layers = hidden_layers(model)
+        self._layout()
+        self._recording.clear()
+        self._similarity_cache = np.zeros((0, len(self._layers)), np.float32)
+        with self.hold_sync():
+            self.state = "idle"
+            self.error = ""
+            if self.delta_layer not in list(self.trainer.layers):
+                self.delta_layer = self._default_delta_layer()
+            self.history = self._history()
+            self.recording = {"count": 0}
+            self._push_frame(record=True)
+            self.projection = {}
+        self._sync_recording()
+
+    def _default_delta_layer(self) -> str:
+        inner = list(self.trainer.layers)
+        return inner[-1] if inner else ""
+
+    def _layout(self) -> None:
+        """Sizes and names the view needs, and the static part (points, labels, input maps)."""
+        model, data = self.model, self.data
+        units = {k: int(v.shape[0]) for k, v in neuron_maps(model, data.extent, 2, layers=self._layers).items()}
+        total = sum(units.values())
+        # the neuron maps take what a frame has left under _FRAME_BUDGET (at most _NEURON_BUDGET), at r ≥ 8
+        n_points = len(data.y_train) + len(data.y_test)
+        weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+        rest = (data.classes * self._resolution**2 + 3 * 4 * _RELEVANCE_RES**2 + n_points + 4 * weights
+                + 8 * total + 64)
+        budget = max(0, min(_NEURON_BUDGET, _FRAME_BUDGET - rest))
+        r = int(max(8, min(32, self._resolution, int((budget / max(total, 1)) ** 0.5))))
+        self._r = r
+        feature_map = next((m for m in model.children() if isinstance(m, FeatureMap)), None)
+        grid = plane_grid(data.extent, r)
+        if feature_map is not None:
+            names = list(feature_map.features)
+            with torch.no_grad():
+                inputs = feature_map(grid)
+        else:
+            names, inputs = ["x", "y"], grid
+        inputs = inputs.T.reshape(len(names), r, r)
+        in_q, in_ranges = quantize_units(inputs)
+        columns = [len(names)] + [units[name] for name in self._layers]
+        self._linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        shapes = [list(m.weight.shape) for m in self._linears]
+        chained = len(shapes) == len(columns) - 1 and all(
+            s == [columns[i + 1], columns[i]] for i, s in enumerate(shapes))
+        if not chained:
+            self._linears = []
+        x = torch.cat([data.x_train, data.x_test]).float()
+        y = torch.cat([data.y_train, data.y_test])
+        self._points = x
+        self.config = {
+            "dataset": data.name, "classes": int(data.classes), "extent": [float(v) for v in data.extent],
+            "inputs": names, "layers": [{"name": n, "units": units[n]} for n in self._layers],
+            "edges": shapes if chained else [], "resolution": self._resolution, "neuron_resolution": r,
+            "relevance_resolution": _RELEVANCE_RES, "n_train": int(data.x_train.shape[0]),
+            "custom_model": self._user_model is not None, "seed": self._seed,
+            "delta_layers": list(self.trainer.layers),
+        }
+        self.static = {"points": x.numpy().astype(np.float32), "labels": y.numpy().astype(np.uint8),
+                       "inputs": in_q, "input_ranges": in_ranges}
+
+    # ---------------------------------------------------------------- frames
+    def _make_frame(self) -> Frame:
+        model, ext, R = self.model, self.data.extent, self._resolution
+        surface = decision_surface(model, ext, R)
+        maps = neuron_maps(model, ext, self._r, layers=self._layers)
+        neurons, ranges = quantize_units(torch.cat([maps[n].float().cpu() for n in self._layers]))
+        if self._linears:
+            weights = torch.cat([m.weight.detach().float().cpu().reshape(-1) for m in self._linears]).numpy()
+        else:
+            weights = np.zeros((0,), np.float32)
+        with preserved(model), torch.no_grad():
+            model.eval()
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            predicted = model(self._points.to(device)).argmax(1).cpu().numpy().astype(np.uint8)
+        rel = relevance_field(model, ext, _RELEVANCE_RES, method=self.relevance_method)
+        relevance = torch.cat([rel.relevance.float().cpu(), rel.output.float().cpu()[None]]).numpy()
+        t = self.trainer
+        return Frame(surface=quantize_probabilities(surface), neurons=neurons, ranges=ranges,
+                     weights=weights.astype(np.float32), predicted=predicted,
+                     relevance=np.ascontiguousarray(relevance, dtype=np.float32),
+                     meta=meta_row(t.epoch, t.steps, t.history[-1] if t.history else None))
+
+    def _push_frame(self, record: bool = True) -> Frame:
+        frame = self._make_frame()
+        if record:
+            self._recording.add(frame)
+        self.frame = {**frame.arrays(), "epoch": frame.epoch, "step": frame.step}
+        return frame
+
+    @property
+    def frames(self) -> list[Frame]:
+        """The recorded frames, oldest first (see the class docstring for the policy)."""
+        return list(self._recording.frames)
+
+    @property
+    def recording_bytes(self) -> int:
+        """Bytes of the recorded frames (≤ 20 MB)."""
+        return self._recording.nbytes
+
+    def _sync_recording(self) -> None:
+        self.recording = self._recording.stacked()
+
+    # ---------------------------------------------------------------- per epoch
+    def _history(self, similarity: bool = True) -> dict[str, Any]:
+        t = self.trainer
+        inner = list(t.layers)
+        metrics = np.array([[m.epoch, m.train_loss, m.test_loss, m.train_accuracy, m.test_accuracy]
+                            for m in t.history], dtype=np.float32).reshape(-1, 5)
+        sat = np.array([[s.get(n, 0.0) for n in inner] for s in t.saturation], dtype=np.float32)
+        if similarity:  # (epochs + 1, layers): CKA of each layer, from the start on, with its latest state
+            self._similarity_cache = self.trainer.similarity().float().numpy()
+            self._last_similarity = time.perf_counter()
+        return {"layers": inner, "metrics": metrics, "saturation": sat.reshape(len(t.saturation), len(inner)),
+                "similarity": self._similarity_cache, "similarity_layers": self._layers}
+
+    def _on_epoch(self) -> None:
+        # While training live, the CKA strip (it grows with the epochs) and the δ surfaces are refreshed at most
+        # every _PROJECTION_EVERY_S; pausing refreshes both.
+        live = self.state == "training"
+        due = not live or time.perf_counter() - self._last_similarity > _PROJECTION_EVERY_S
+        self.history = self._history(similarity=due)
+        if live and time.perf_counter() - self._last_projection > _PROJECTION_EVERY_S:
+            self._compute_projection()
+
+    def _compute_projection(self) -> None:
+        self._last_projection = time.perf_counter()
+        layer = self.delta_layer
+        stats = self.trainer.layer_statistics() if self.trainer.history else {}
+        if not layer or layer not in stats:
+            self.projection = {"layer": layer, "width": 0}
+            return
+        st = stats[layer]
+        vals = st.eigenvalues.cpu()
+        width = int(vals.numel())
+        ext, R = self.data.extent, self._resolution
+        surfaces = np.stack([quantize_probabilities(projected_surfaces(
+            self.model, layer, st, extent=ext, resolution=R, basis=basis, seed=self._seed))
+            for basis in ("eigen", "random")])
+        grid = slider_deltas()
+        ks = np.array([max(intrinsic_dimension(vals, float(d)), 1) for d in grid], dtype=np.float32)
+        self.projection = {"layer": layer, "width": width, "epoch": int(self.trainer.epoch),
+                           "spectrum": vals.numpy().astype(np.float32), "deltas": grid.astype(np.float32),
+                           "ks": ks, "surfaces": surfaces}
+
+    # ---------------------------------------------------------------- training
+    def _advance(self, batches: int) -> None:
+        """SGD on ``batches`` minibatches (fewer at the epoch limit), noting each finished epoch."""
+        t = self.trainer
+        per_epoch = -(-len(self.data.y_train) // t.batch_size)  # every epoch takes exactly this many steps
+        while batches > 0 and not self._limit_reached():
+            b = min(batches, per_epoch - (t.steps - t.epoch * per_epoch))
+            before = t.epoch
+            t.step(b)
+            batches -= b
+            if t.epoch != before:
+                self._on_epoch()
+
+    def _epoch(self) -> None:
+        """Train to the end of the current epoch (a whole one when none is under way)."""
+        per_epoch = -(-len(self.data.y_train) // self.trainer.batch_size)
+        self._advance(per_epoch - (self.trainer.steps - self.trainer.epoch * per_epoch))
+
+    def _limit_reached(self) -> bool:
+        return self.epoch_limit > 0 and self.trainer.epoch >= self.epoch_limit
+
+    def _settle(self, state: str) -> None:
+        """Training stopped: δ projections, the recording and the state go to the view in one update."""
+        with self.hold_sync():
+            self._compute_projection()
+            self.history = self._history()
+            self._sync_recording()
+            self.state = state
+
+    def play(self) -> None:
+        """Train live in the background (an asyncio task on the kernel's event loop) until paused or the epoch
+        limit. Raises in a plain script (no running event loop): use :meth:`train` there."""
+        if self.state == "training":
+            return
+        if self._limit_reached():
+            raise RuntimeError(f"The run reached `epoch_limit`={self.epoch_limit}; raise it (or set 0 for no limit) "
+                               "or .rewind() to train again.")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("Playground.play() trains in the background on a running event loop (a Jupyter "
+                               "kernel's); none is running here. In a script, call .train(epochs) instead.") from None
+        self.state = "training"
+        if self._task is None or self._task.done():  # a task paused a moment ago may still be winding down
+            self._task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self.state == "training":
+                with self._lock, single_thread():
+                    if self.state != "training":  # paused while this task waited for the lock
+                        break
+                    t0, per_batch = time.perf_counter(), 0.0
+                    while (left := _SLICE_S - (time.perf_counter() - t0)) > 0 and not self._limit_reached() \
+                            and self.state == "training":
+                        batches = max(1, min(64, int(left / per_batch))) if per_batch > 0 else 1
+                        t1 = time.perf_counter()
+                        self._advance(batches)
+                        per_batch = (time.perf_counter() - t1) / batches
+                    if self.state != "training":
+                        break
+                    self._push_frame()
+                    if self._limit_reached():
+                        self._settle("done")
+                        break
+                # Other cells and the view's messages are served here. A kernel message takes a chain of a few
+                # loop callbacks: a short sleep (rather than sleep(0), one loop pass) lets the whole chain run.
+                await asyncio.sleep(_YIELD_S)
+        except Exception as err:  # shown in the view; the widget stays usable
+            with self._lock:
+                self.error = f"{type(err).__name__}: {err}"
+                self._settle("paused")
+        finally:
+            self._task = None
+
+    def pause(self) -> None:
+        """Stop live training now (after the minibatch in progress); the recording goes to the view."""
+        with self._lock:  # waits for a slice of SGD in progress (a view's message may come from another thread)
+            if self.state == "training":
+                with single_thread():
+                    self._push_frame()
+                    self._settle("paused")
+
+    def step(self, batches: int | None = None) -> None:
+        """Train one epoch (or ``batches`` minibatches) and show it; pauses live training first."""
+        if batches is not None and (not isinstance(batches, int) or batches < 1):
+            raise ValueError(f"`batches` must be a positive integer (minibatches) or None for one epoch, got {batches!r}.")
+        self.pause()
+        with self._lock, single_thread():
+            if batches is None:
+                self._epoch()
+            else:
+                self._advance(batches)
+            self._push_frame()
+            self._settle("done" if self._limit_reached() else "paused")
+
+    def train(self, epochs: int) -> None:
+        """Train ``epochs`` epochs synchronously (for scripts and tests), one recorded frame per epoch."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}.")
+        self.pause()
+        from ..core._base.machinery import progress_bar
+
+        with self._lock, single_thread(), progress_bar(total=epochs, desc="Playground") as bar:
+            for _ in range(epochs):
+                if self._limit_reached():
+                    break
+                self._epoch()
+                self._push_frame()
+                bar.update(1)
+            self._settle("done" if self._limit_reached() else "paused")
+
+    def rewind(self) -> None:
+        """Back to the identical initial weights and batch order; the recording starts over."""
+        self.pause()
+        with self._lock, single_thread(), self.hold_sync():
+            self.trainer.rewind()
+            self._recording.clear()
+            self.error = ""
+            self.history = self._history()
+            self._push_frame()
+            self.projection = {}
+            self._sync_recording()
+            self.state = "idle"
+
+    # ---------------------------------------------------------------- view messages and settings
+    def _handle_message(self, _widget: Any, content: Any, buffers: list) -> None:
+        if not isinstance(content, dict) or content.get("type") != "command":
+            return
+        action = content.get("action")
+        try:
+            if action == "pause":  # takes the lock itself, right after the slice in progress
+                self.pause()
+                return
+            with self._lock:
+                self._command(action)
+        except Exception as err:  # shown in the view
+            self.error = f"{type(err).__name__}: {err}"
+
+    def _command(self, action: Any) -> None:
+        if action == "play":
+            self.play()
+        elif action == "step":
+            self.step()
+        elif action == "rewind":
+            self.rewind()
+
+    @traitlets.observe(*_REBUILD)
+    def _settings_changed(self, change: dict[str, Any]) -> None:
+        if not self._ready or self._reverting:
+            return
+        self.pause()
+        try:
+            with self._lock, single_thread():
+                self._build()
+        except Exception as err:  # e.g. an invalid width typed in the view: keep the old run
+            self._reverting = True
+            try:
+                setattr(self, change["name"], change["old"])
+            finally:
+                self._reverting = False
+            self.error = f"{type(err).__name__}: {err}"
+            # ipywidgets holds a view's values in _property_lock while their observers run: raise only to Python
+            if change["name"] not in getattr(self, "_property_lock", {}):
+                raise
+
+    @traitlets.observe("relevance_method")
+    def _method_changed(self, _change: dict[str, Any]) -> None:
+        if self._ready and self.state != "training":
+            with self._lock, single_thread():
+                self._push_frame(record=False)
+
+    @traitlets.observe("delta_layer")
+    def _delta_layer_changed(self, change: dict[str, Any]) -> None:
+        if not self._ready:
+            return
+        if change["new"] not in list(self.trainer.layers):
+            self.delta_layer = change["old"]
+            raise traitlets.TraitError(f"`delta_layer` must be one of the hidden layers {list(self.trainer.layers)}, "
+                                       f"got {change['new']!r}.")
+        if self.state != "training":
+            with self._lock, single_thread():
+                self._compute_projection()
+
+    def close(self) -> None:
+        """Stop training (the background task ends at its next check) and close the widget."""
+        lock = getattr(self, "_lock", None)  # absent when __init__ raised early (close runs from __del__)
+        if lock is not None:
+            with lock:
+                if self.state == "training":
+                    self.state = "paused"
+        super().close()
+
+    def to_png(self) -> bytes:
+        """The current decision surface with the points, as PNG bytes (the view's button saves all canvases)."""
+        from .playground_png import surface_png
+
+        frame = self._recording.frames[-1] if self._recording.frames else self._make_frame()
+        return surface_png(frame.surface, self.static["points"], self.static["labels"], frame.predicted,
+                           self.data.extent)
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"data": self.dataset, "layers": self._layers, "epoch": self.trainer.epoch, "state": self.state}

@@ -1,0 +1,310 @@
+"""Playground without a browser: traits and wire state, frame contents and sizes, the recording's bound and
+policy, rewind to the identical first frame, live training on an event loop, δ projections, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from ipywidgets.widgets.widget import _remove_buffers
+from torch import nn
+
+import nbexplain as nx
+from nbexplain.core.playground import (
+    FEATURES,
+    decision_surface,
+    neuron_maps,
+    projected_surface,
+    relevance_field,
+)
+from nbexplain.widgets import Playground
+from nbexplain.widgets.delta_explorer import slider_deltas
+from nbexplain.widgets.playground_frames import RECORDING_BUDGET, Frame, Recording, quantize_units
+
+LIMIT = 50_000
+
+
+def _wire_bytes(widget: Playground, name: str) -> int:
+    state = widget.get_state(name)
+    _, _, buffers = _remove_buffers(state)
+    return sum(memoryview(b).nbytes for b in buffers)
+
+
+def test_traits_layout_and_first_frame() -> None:
+    pg = Playground("moons", n=300, seed=3)
+    cfg = pg.config
+    assert [layer["name"] for layer in cfg["layers"]] == ["act1", "act2", "out"]
+    assert [layer["units"] for layer in cfg["layers"]] == [8, 8, 2]
+    assert cfg["inputs"] == ["x", "y"] and cfg["edges"] == [[8, 2], [8, 8], [2, 8]]
+    assert cfg["classes"] == 2 and cfg["n_train"] == len(pg.data.y_train) and cfg["delta_layers"] == ["act1", "act2"]
+    assert pg.static["points"].shape == (300, 2) and pg.static["labels"].dtype == np.uint8
+    assert np.array_equal(pg.static["labels"], torch.cat([pg.data.y_train, pg.data.y_test]).numpy())
+    assert pg.static["inputs"].shape == (2, cfg["neuron_resolution"], cfg["neuron_resolution"])
+    assert pg.state == "idle" and pg.trainer.epoch == 0 and len(pg.frames) == 1
+    assert pg.recording["count"] == 1 and pg.delta_layer == "act2"
+    assert repr(pg) == "Playground(data=moons, layers=['act1', 'act2', 'out'], epoch=0, state=idle)"
+    f = pg.frames[0]
+    assert f.surface.shape == (2, 64, 64) and f.neurons.shape == (18, 32, 32) and f.weights.shape == (96,)
+    assert f.predicted.shape == (300,) and f.relevance.shape == (3, 32, 32) and f.meta[6] == 0
+
+
+def test_frame_is_what_the_core_computes() -> None:
+    pg = Playground("xor", hidden=(5,), n=200, seed=1)
+    pg.train(2)
+    f, m, ext = pg.frames[-1], pg.model, pg.data.extent
+    p = decision_surface(m, ext, 64).numpy()
+    assert np.abs(f.surface / 255.0 - p).max() <= 0.5 / 255 + 1e-6
+    maps = neuron_maps(m, ext, f.neurons.shape[1], layers=["act1", "out"])
+    real = torch.cat([maps["act1"], maps["out"]]).numpy()
+    decoded = f.ranges[:, :1, None] + f.neurons / 255.0 * (f.ranges[:, 1:, None] - f.ranges[:, :1, None])
+    span = (f.ranges[:, 1] - f.ranges[:, 0])[:, None, None]
+    assert np.all(np.abs(decoded - real) <= span / 510 + 1e-5)
+    rel = relevance_field(m, ext, 32, method="lrp")
+    assert np.array_equal(f.relevance[:2], rel.relevance.numpy()) and np.array_equal(f.relevance[2], rel.output.numpy())
+    assert np.array_equal(f.weights[:10], m.fc1.weight.detach().reshape(-1).numpy())
+    with torch.no_grad():
+        pred = m(torch.cat([pg.data.x_train, pg.data.x_test])).argmax(1).numpy()
+    assert np.array_equal(f.predicted, pred)
+    last = pg.trainer.history[-1]
+    assert f.meta.tolist() == pytest.approx([2, pg.trainer.steps, last.train_loss, last.test_loss,
+                                             last.train_accuracy, last.test_accuracy, 1])
+    pg.relevance_method = "gradient_x_input"  # the shown frame is recomputed with the other method
+    gxi = relevance_field(m, ext, 32, method="gradient_x_input")
+    assert np.array_equal(pg.frame["relevance"][:2], gxi.relevance.numpy())
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"hidden": (8, 8, 8, 8, 8, 8), "features": FEATURES},
+                                    {"data": "spiral", "classes": 3, "n": 1000, "hidden": (16, 16)},
+                                    {"data": "blobs", "classes": 6, "n": 1000, "features": FEATURES}])
+def test_frames_stay_under_50_kB_on_the_wire(kwargs: dict) -> None:
+    data = kwargs.pop("data", "moons")
+    pg = Playground(data, **kwargs)
+    assert pg.frames[0].nbytes < LIMIT
+    assert _wire_bytes(pg, "frame") == pg.frames[0].nbytes  # every array travels as a binary buffer
+    state, _, _ = _remove_buffers(pg.get_state("frame"))
+    assert set(state["frame"]) >= {"surface", "neurons", "ranges", "weights", "predicted", "relevance", "meta"}
+
+
+def _frame(i: int, size: int = 1000) -> Frame:
+    z = np.zeros
+    return Frame(surface=np.full((size,), i % 256, np.uint8), neurons=z((0,), np.uint8), ranges=z((0, 2), np.float32),
+                 weights=z((0,), np.float32), predicted=z((0,), np.uint8), relevance=z((0,), np.float32),
+                 meta=np.array([i, i, 0, 0, 0, 0, 0], np.float32))
+
+
+def test_recording_keeps_first_and_latest_and_stays_under_budget() -> None:
+    rec = Recording(budget=10 * 1028)  # room for ten frames of 1028 bytes
+    for i in range(200):
+        rec.add(_frame(i))
+        assert rec.nbytes <= rec.budget
+        assert rec.frames[0].step == 0 and rec.frames[-1].step == i
+    steps = [f.step for f in rec.frames]
+    assert steps == sorted(steps) and len(steps) >= 5
+    gaps = np.diff(steps[:-1])
+    assert len(set(gaps.tolist())) == 1  # evenly thinned history before the latest frame
+    assert rec.stride == gaps[0]
+    stacked = rec.stacked()
+    assert stacked["count"] == len(rec.frames) and stacked["surface"].shape == (len(rec.frames), 1000)
+    assert RECORDING_BUDGET == 20_000_000
+
+
+def test_widget_recording_is_bounded() -> None:
+    pg = Playground("moons", hidden=(4,), n=100)
+    pg._recording.budget = 5 * pg.frames[0].nbytes
+    pg.train(30)
+    assert pg.recording_bytes <= 5 * pg.frames[0].nbytes
+    assert pg.frames[0].epoch == 0 and pg.frames[-1].epoch == 30
+    assert pg.recording["count"] == len(pg.frames)
+    assert _wire_bytes(pg, "recording") == pg.recording_bytes
+
+
+def test_rewind_gives_the_identical_first_frame_and_run() -> None:
+    pg = Playground("circles", n=200, seed=5)
+    first = pg.frames[0]
+    pg.train(3)
+    run = pg.frames
+    assert not run[-1].same_as(first)
+    pg.rewind()
+    assert pg.state == "idle" and pg.trainer.epoch == 0 and len(pg.frames) == 1
+    assert pg.frames[0].same_as(first)
+    assert np.array_equal(pg.frame["surface"], first.surface)
+    pg.train(3)
+    assert all(a.same_as(b) for a, b in zip(pg.frames, run, strict=True))
+
+
+def test_step_epoch_limit_and_history() -> None:
+    pg = Playground("xor", hidden=(4,), n=100, epoch_limit=3)
+    per_epoch = -(-len(pg.data.y_train) // 10)
+    pg.step()
+    assert pg.trainer.epoch == 1 and pg.trainer.steps == per_epoch and pg.state == "paused"
+    pg.step(batches=2)
+    assert pg.trainer.epoch == 1 and pg.trainer.steps == per_epoch + 2
+    pg.train(10)
+    assert pg.trainer.epoch == 3 and pg.state == "done"
+    h = pg.history
+    assert h["metrics"].shape == (3, 5) and h["metrics"][:, 0].tolist() == [1, 2, 3]
+    assert h["saturation"].shape == (3, 1) and h["layers"] == ["act1"]
+    assert h["similarity"].shape == (4, 2) and np.allclose(h["similarity"][-1], 1.0)
+    with pytest.raises(RuntimeError, match="epoch_limit"):
+        pg.play()
+
+
+def test_projection_surfaces_and_slider_positions() -> None:
+    pg = Playground("moons", hidden=(6, 5), n=200)
+    pg.train(2)
+    proj = pg.projection
+    assert proj["layer"] == "act2" and proj["width"] == 5
+    assert proj["surfaces"].shape == (2, 5, 2, 64, 64) and proj["surfaces"].dtype == np.uint8
+    stats = pg.trainer.layer_statistics()["act2"]
+    for k in (1, 3, 5):
+        p = projected_surface(pg.model, "act2", stats, k=k, extent=pg.data.extent, resolution=64).numpy()
+        assert np.abs(proj["surfaces"][0, k - 1] / 255.0 - p).max() <= 0.5 / 255 + 1e-6
+    vals = stats.eigenvalues
+    grid = slider_deltas()  # the float64 slider positions (the view gets them as float32)
+    assert np.array_equal(proj["deltas"], grid.astype(np.float32))
+    assert proj["ks"].tolist() == [max(nx.intrinsic_dimension(vals, float(d)), 1) for d in grid]
+    assert proj["ks"][0] <= proj["ks"][-1] == 5
+    pg.delta_layer = "act1"
+    assert pg.projection["layer"] == "act1" and pg.projection["width"] == 6
+    with pytest.raises(Exception, match="delta_layer"):
+        pg.delta_layer = "out"
+    assert pg.delta_layer == "act1"
+
+
+def test_live_training_on_an_event_loop_pauses_at_once() -> None:
+    pg = Playground("moons", n=200)
+    frames: list[int] = []
+    pg.observe(lambda c: frames.append(int(c["new"]["step"])), "frame")
+
+    async def run() -> tuple[int, int]:
+        pg.play()
+        assert pg.state == "training"
+        while pg.trainer.epoch < 2:
+            await asyncio.sleep(0.01)
+        pg.pause()
+        seen, steps = len(frames), pg.trainer.steps
+        await asyncio.sleep(0.1)
+        return seen, steps
+
+    seen, steps = asyncio.run(run())
+    assert pg.state == "paused" and len(frames) == seen and pg.trainer.steps == steps  # nothing ran after pause
+    assert len(frames) >= 3 and pg.recording["count"] == len(pg.frames)
+    assert pg.frames[-1].step == steps and pg.projection["width"] == 8
+    assert torch.get_num_threads() >= 1
+
+
+def test_pause_from_another_thread_waits_for_the_slice_in_progress() -> None:
+    # JupyterLab delivers a view's messages on a kernel subshell thread while training runs on the main loop
+    pg = Playground("moons", n=300)
+    seen: list[tuple[int, int]] = []
+
+    async def run() -> None:
+        pg.play()
+        while pg.trainer.epoch < 1:
+            await asyncio.sleep(0)
+
+        def other() -> None:
+            pg.pause()
+            seen.append((pg.trainer.steps, pg.frames[-1].step))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        while thread.is_alive():  # keep the training task running while the other thread pauses
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    (steps, last), = seen
+    assert pg.state == "paused" and last == steps == pg.trainer.steps  # the last frame is the final state
+    assert pg.frame["step"] == steps
+
+
+def test_closing_stops_training() -> None:
+    pg = Playground("moons", hidden=(3,), n=100)
+
+    async def run() -> int:
+        pg.play()
+        await asyncio.sleep(0.05)
+        pg.close()
+        steps = pg.trainer.steps
+        await asyncio.sleep(0.05)
+        return steps
+
+    steps = asyncio.run(run())
+    assert pg.trainer.steps == steps and pg._task is None
+
+
+def test_play_without_a_running_loop_points_to_train() -> None:
+    pg = Playground("moons", hidden=(3,), n=100)
+    with pytest.raises(RuntimeError, match=r"\.train\(epochs\)"):
+        pg.play()
+    assert pg.state == "idle"
+
+
+def test_own_data_and_own_model() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(150, 2, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # three classes
+    pg = Playground((x, y), hidden=(5,))
+    assert pg.dataset == "custom" and pg.config["classes"] == 3
+    net = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 3))
+    mine = Playground((x, y), model=net)
+    assert mine.model is net and mine.config["custom_model"] and mine.config["inputs"] == ["x", "y"]
+    assert [layer["name"] for layer in mine.config["layers"]] == ["1", "2"] and mine.config["edges"] == [[6, 2], [3, 6]]
+    before = net[0].weight.detach().clone()
+    mine.train(1)
+    assert not torch.equal(before, net[0].weight)  # the user's module is the one trained (exported as is)
+    mine.learning_rate = 0.1  # a new run starts from the weights the model came with
+    assert mine.trainer.epoch == 0 and torch.equal(before, net[0].weight) and mine.model is net
+
+
+def test_settings_start_a_new_run_and_bad_ones_keep_the_old() -> None:
+    pg = Playground("moons", n=200)
+    pg.train(1)
+    pg.hidden = [3]
+    assert [layer["units"] for layer in pg.config["layers"]] == [3, 2] and pg.trainer.epoch == 0
+    with pytest.raises(ValueError, match="hidden"):
+        pg.hidden = [100]
+    assert pg.hidden == [3] and [layer["units"] for layer in pg.config["layers"]] == [3, 2]
+    pg.dataset = "spiral"
+    assert pg.config["dataset"] == "spiral"
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"data": 3}, "`data` must be"), ({"data": "moons", "resolution": 3}, "`resolution`"),
+    ({"data": "moons", "model": "net"}, "`model` must be"), ({"data": "moons", "delta": 1.5}, "`delta`"),
+    ({"data": "moons", "hidden": 8}, "`hidden`"), ({"data": "moons", "colour": 1}, "colour"),
+    ({"data": "pizza"}, "pizza|moons"),
+])
+def test_bad_arguments_name_the_argument(kwargs: dict, match: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=match):
+        Playground(**kwargs)
+
+
+def test_bad_calls() -> None:
+    pg = Playground("moons", hidden=(3,), n=100)
+    with pytest.raises(ValueError, match="`epochs`"):
+        pg.train(0)
+    with pytest.raises(ValueError, match="`batches`"):
+        pg.step(batches=0)
+
+
+def test_quantize_units_round_trip_and_png() -> None:
+    maps = torch.randn(4, 8, 8)
+    maps[2] = 0.5  # a constant unit is read back exactly
+    q, rng = quantize_units(maps)
+    back = rng[:, :1, None] + q / 255.0 * (rng[:, 1:, None] - rng[:, :1, None])
+    assert np.abs(back - maps.numpy()).max() <= (maps.max() - maps.min()).item() / 510 + 1e-6
+    assert np.all(back[2] == 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        quantize_units(torch.full((1, 2, 2), float("nan")))
+    png = Playground("moons", hidden=(3,), n=100).to_png()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (256, 256)
+    idat = png[png.index(b"IDAT") + 4: png.index(b"IEND") - 8]
+    assert len(zlib.decompress(idat)) == height * (1 + 3 * width)
