@@ -4,6 +4,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
 import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { keepNavigationKeys } from "./lib/keys";
 import { lineChart, similarityStrip } from "./lib/playground_charts";
 import {
   boxAt, cellAt, classColor, decodeRecording, FIELD_MODES, type FieldMode, fieldRGBA, type FrameData, liveFrame,
@@ -62,30 +63,6 @@ function button(cls: string, text: string, kernel = true): HTMLButtonElement {
   const b = h("button", `nbx-button ${cls}${kernel ? " nbx-needs-kernel" : ""}`, text);
   b.type = "button";
   return b;
-}
-
-/**
- * Arrow keys, Page Up/Down, Home and End move a range input here rather than in the browser's default handler
- * (a notebook's own shortcuts may take the arrows first); each move fires `input` and `change` as the mouse does.
- */
-export function sliderKey(key: string, value: number, min: number, max: number): number | null {
-  const page = Math.max(1, Math.round((max - min) / 10));
-  const moves: Record<string, number> = { ArrowRight: value + 1, ArrowUp: value + 1, ArrowLeft: value - 1,
-    ArrowDown: value - 1, PageUp: value + page, PageDown: value - page, Home: min, End: max };
-  return key in moves ? Math.max(min, Math.min(max, moves[key])) : null;
-}
-
-function keyboardSlider(input: HTMLInputElement): void {
-  input.addEventListener("keydown", (ev) => {
-    const next = sliderKey(ev.key, Number(input.value), Number(input.min), Number(input.max));
-    if (next === null) return;
-    ev.preventDefault();
-    ev.stopPropagation();
-    if (next === Number(input.value)) return;
-    input.value = String(next);
-    input.dispatchEvent(new Event("input", { bubbles: true }));
-    input.dispatchEvent(new Event("change", { bubbles: true }));
-  });
 }
 
 function render({ model, el }: RenderProps<State>) {
@@ -179,8 +156,7 @@ function render({ model, el }: RenderProps<State>) {
   timeSlider.setAttribute("aria-label", "timeline: recorded frame");
   const timeText = h("span", "nbx-pg-time-text");
   timeline.append(labelled("replay", timeSlider, false), timeText);
-  keyboardSlider(timeSlider);
-  keyboardSlider(deltaSlider);
+  const stopKeys = keepNavigationKeys(root); // the sliders' arrows stay in the view (JupyterLab takes them)
   root.append(bar, settings, error, main, charts, deltaBox, timeline);
 
   // ---- state
@@ -605,7 +581,7 @@ function render({ model, el }: RenderProps<State>) {
   ];
   full();
   root.dataset.ready = "true";
-  return connect(el, root, model, events, onResize, () => {
+  return connect(el, root, model, events, onResize, stopKeys, () => {
     cancelAnimationFrame(pending);
     if (chartTimer !== null) clearTimeout(chartTimer);
   });

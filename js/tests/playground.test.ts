@@ -7,7 +7,7 @@ import {
   unitValue, type FrameData,
 } from "../lib/playground_draw";
 import { layoutNodes } from "../lib/playground_network";
-import { fnv, sliderKey } from "../playground";
+import { fnv } from "../playground";
 
 test("a certain class is drawn in a strong shade of its colour; an undecided point is near white", () => {
   const certain = surfaceRGBA(new Uint8Array([255, 0]), 2, 1);
@@ -91,11 +91,3 @@ test("the diagram fits its columns and centres short ones", () => {
   assert.equal(wide.size, 14);
 });
 
-test("slider keys move by one, by a page, to the ends, and stay in range", () => {
-  assert.equal(sliderKey("ArrowRight", 3, 0, 30), 4);
-  assert.equal(sliderKey("ArrowLeft", 0, 0, 30), 0);
-  assert.equal(sliderKey("PageUp", 3, 0, 30), 6);
-  assert.equal(sliderKey("End", 3, 0, 30), 30);
-  assert.equal(sliderKey("Home", 3, 0, 30), 0);
-  assert.equal(sliderKey("a", 3, 0, 30), null);
-});
