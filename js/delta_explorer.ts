@@ -45,10 +45,11 @@ interface State {
 type Wanted = { layer: string; sample_seed: number };
 
 const CSS = `
+.nbx-delta-explorer select { font: inherit; color: var(--nbx-fg); background: var(--nbx-bg); }
 .nbx-delta-explorer .nbx-de-top { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; margin: 6px 0; }
-.nbx-delta-explorer figure { margin: 0; max-width: 100%; }
+.nbx-delta-explorer figure { margin: 0; max-width: 100%; width: min-content; }
 .nbx-delta-explorer figcaption { color: var(--nbx-fg); font-weight: 600; margin-bottom: 2px; }
-.nbx-delta-explorer svg { display: block; max-width: 100%; overflow: visible; }
+.nbx-delta-explorer svg { display: block; overflow: visible; } /* sized to the column in chartMetrics */
 .nbx-delta-explorer svg text { fill: var(--nbx-fg); font-size: 1em; }
 .nbx-delta-explorer .nbx-axis-line { stroke: var(--nbx-muted); }
 .nbx-delta-explorer .nbx-gridline { stroke: var(--nbx-border); }
