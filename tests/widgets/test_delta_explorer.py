@@ -153,3 +153,22 @@ def test_mode_is_explicit_where_the_output_shape_cannot_tell() -> None:
     plain = float((clf(x).argmax(1) == y).double().mean())
     assert ex.mode == "accuracy" and ex.baseline == pytest.approx(plain)
     assert float(ex.metric[-1]) == pytest.approx(plain, abs=1e-6)
+
+
+def test_view_state_names_are_the_python_traits():
+    """Every name the view reads (js/delta_explorer.ts `interface State`) is a synced trait, and every synced
+    trait of the widget is read by the view (anywidget's own `_esm`/`_css`/`_anywidget_id` and ipywidgets'
+    DOM traits aside)."""
+    import re
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[2] / "js" / "delta_explorer.ts").read_text()
+    body = re.search(r"interface State \{(.*?)\n\}", src, re.S)
+    assert body is not None
+    names = set(re.findall(r"^\s*(\w+)\s*:", body.group(1), re.M))
+    synced = set(DeltaExplorer.class_trait_names(sync=True))
+    widget_base = {"_esm", "_css", "_anywidget_id", "_dom_classes", "_model_module", "_model_module_version",
+                   "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name",
+                   "layout", "tabbable", "tooltip", "comm", "keys", "log"}
+    assert names <= synced, names - synced
+    assert synced - widget_base - names == set(), synced - widget_base - names
