@@ -1,12 +1,14 @@
 // DeltaExplorer view: eigen-spectrum with δ marker, δ slider, k and saturation, originals beside their
 // reconstructions through the projected layer (or predictions under projection for a classifier).
 // Every slider position's images were precomputed in Python: moving the slider swaps them locally within
-// one frame and sends nothing to the kernel. Changing the layer or the samples asks the kernel (busy shown,
-// latest request wins).
+// one frame and sends nothing to the kernel. Changing the layer or the samples asks the kernel through the
+// RequestWidget protocol (js/lib/requests.ts: one latest-wins request matched by id; busy shown).
+// Both charts are SVG with text in CSS px (≥ 13 px, × the widget's `scale`), ticks and axis titles on every axis.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
-import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, svgPlot, viewRoot } from "./lib/dom";
 import { imageRGBA } from "./lib/raster";
+import { kernelRequests } from "./lib/requests";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -32,20 +34,43 @@ interface State {
   baseline: number;
   sample_seed: number;
   busy: boolean;
+  completed_request: number;
   error: string;
   cell_size: number;
   theme: string;
+  scale: number;
 }
 
+/** What the view asks the kernel for: the whole wanted state, so the latest request is all that matters. */
+type Wanted = { layer: string; sample_seed: number };
+
 const CSS = `
-.nbx-delta-explorer .nbx-de-top { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
-.nbx-delta-explorer .nbx-spectrum, .nbx-delta-explorer .nbx-metric-plot { border: 1px solid var(--nbx-border); }
-.nbx-delta-explorer .nbx-k { font-family: var(--jp-code-font-family, monospace); min-width: 16em; }
-.nbx-delta-explorer .nbx-delta-slider { width: 260px; }
+.nbx-delta-explorer select { font: inherit; color: var(--nbx-fg); background: var(--nbx-bg); }
+.nbx-delta-explorer .nbx-de-top { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; margin: 6px 0; }
+.nbx-delta-explorer figure { margin: 0; max-width: 100%; width: min-content; }
+.nbx-delta-explorer figcaption { color: var(--nbx-fg); font-weight: 600; margin-bottom: 2px; }
+.nbx-delta-explorer svg { display: block; overflow: visible; } /* sized to the column in chartMetrics */
+.nbx-delta-explorer svg text { fill: var(--nbx-fg); font-size: 1em; }
+.nbx-delta-explorer .nbx-axis-line { stroke: var(--nbx-muted); }
+.nbx-delta-explorer .nbx-gridline { stroke: var(--nbx-border); }
+.nbx-delta-explorer .nbx-k { font-family: var(--jp-code-font-family, monospace); color: var(--nbx-fg); }
+.nbx-delta-explorer .nbx-delta-control { flex: 1 1 18em; max-width: 100%; }
+.nbx-delta-explorer .nbx-delta-slider { flex: 1 1 8em; min-width: 6em; }
+.nbx-delta-explorer .nbx-delta-value { font-family: var(--jp-code-font-family, monospace); color: var(--nbx-fg); }
 .nbx-delta-explorer .nbx-pair { display: flex; gap: 2px; }
-.nbx-delta-explorer .nbx-pred { font-family: var(--jp-code-font-family, monospace); }
+.nbx-delta-explorer .nbx-title { font-size: 1em; }
+.nbx-delta-explorer .nbx-pred { font-family: var(--jp-code-font-family, monospace); font-size: 1em; }
 .nbx-delta-explorer .nbx-pred.nbx-wrong { color: var(--jp-error-color1, #d32f2f); font-weight: bold; }
-.nbx-delta-explorer .nbx-legend { color: var(--nbx-muted); font-size: 0.9em; }
+.nbx-delta-explorer .nbx-legend, .nbx-delta-explorer .nbx-chart-key { color: var(--nbx-fg); font-size: 1em;
+  display: flex; flex-wrap: wrap; gap: 2px 14px; max-width: 100%; }
+.nbx-delta-explorer .nbx-swatch { display: inline-block; width: 1.8em; height: 0; vertical-align: middle;
+  margin-right: 4px; border-top: 2px solid var(--nbx-fg); }
+.nbx-delta-explorer .nbx-swatch.nbx-random { border-top: 2px dashed var(--nbx-warn); }
+.nbx-delta-explorer .nbx-swatch.nbx-base { border-top: 2px dotted var(--nbx-muted); }
+.nbx-delta-explorer .nbx-swatch.nbx-delta-mark { border-top-color: var(--nbx-warn); }
+.nbx-delta-explorer .nbx-swatch.nbx-k-mark { border-top-color: var(--nbx-accent); }
+.nbx-delta-explorer .nbx-swatch.nbx-bar { height: 0.8em; width: 0.8em; border: 0; background: var(--nbx-muted);
+  opacity: 0.6; }
 `;
 
 /** y position on the "nines" scale: 0.9 → 1, 0.99 → 2 … capped at 4. */
@@ -53,6 +78,85 @@ export function nines(frac: number): number {
   return Math.min(4, -Math.log10(Math.max(1e-4, 1 - Math.min(frac, 1))));
 }
 
+/** A δ as a student reads it: "1", "0.99", "0.9999" (at most 4 decimals, no trailing zeros). */
+export function formatDelta(delta: number): string {
+  if (delta >= 0.99995) return "1";
+  return String(Number(delta.toFixed(4)));
+}
+
+/** Names a student reads for the metric the kernel computed. */
+export function metricLabel(name: string): string {
+  return name === "mse" ? "mean squared error" : name;
+}
+
+/** About `count` round tick values (1, 2 or 5 × 10^e apart) inside [lo, hi]. */
+export function niceTicks(lo: number, hi: number, count = 4): number[] {
+  if (!(Number.isFinite(lo) && Number.isFinite(hi)) || hi <= lo) return Number.isFinite(lo) ? [lo] : [];
+  const raw = (hi - lo) / Math.max(1, count);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const r = raw / mag; // in [1, 10): the nearest of 1, 2, 5, 10 on a log scale (as d3 does)
+  const step = (r >= Math.sqrt(50) ? 10 : r >= Math.sqrt(10) ? 5 : r >= Math.sqrt(2) ? 2 : 1) * mag;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) {
+    out.push(Number((Math.round(v / step) * step).toPrecision(12)));
+  }
+  return out;
+}
+
+/**
+ * Slider positions to label on a δ axis, most important first (a crowded axis keeps the first ones): the last
+ * position at δ = 1, then the positions nearest 0.5, 0.9, 0.99, 0.999 and 0.9999 on the nines scale (where one
+ * lies close); with fewer than two of those, the first and the last position.
+ */
+export function deltaTicks(deltas: ArrayLike<number>): Array<[number, string]> {
+  const n = deltas.length;
+  if (!n) return [];
+  const out: Array<[number, string]> = [];
+  for (let p = n - 1; p >= 0; p--) {
+    if (deltas[p] >= 0.99995) {
+      out.push([p, "1"]);
+      break;
+    }
+  }
+  for (const target of [0.5, 0.9, 0.99, 0.999, 0.9999]) {
+    let best = 0;
+    for (let p = 1; p < n; p++) {
+      if (Math.abs(nines(deltas[p]) - nines(target)) < Math.abs(nines(deltas[best]) - nines(target))) best = p;
+    }
+    const close = deltas[best] < 0.99995 && Math.abs(nines(deltas[best]) - nines(target)) < 0.06;
+    if (close && !out.some(([p]) => p === best)) out.push([best, formatDelta(target)]);
+  }
+  if (out.length < 2) {
+    return n === 1 ? [[0, formatDelta(deltas[0])]] : [[0, formatDelta(deltas[0])], [n - 1, formatDelta(deltas[n - 1])]];
+  }
+  return out;
+}
+
+/** Keep ticks at least `gap` apart (in the units of `at`), first come first kept. */
+export function spaced<T>(ticks: T[], at: (t: T) => number, gap: number): T[] {
+  const kept: T[] = [];
+  for (const t of ticks) if (kept.every((k) => Math.abs(at(k) - at(t)) >= gap)) kept.push(t);
+  return kept;
+}
+
+/** The k readout: "k = 5 of 32 directions · saturation 0.156 · mean squared error 0.0123 (random subspace)". */
+export function readoutText(k: number, width: number, metricName: string, value: number, random: boolean): string {
+  return `k = ${k} of ${width} directions · saturation ${(width ? k / width : 0).toFixed(3)} · ` +
+    `${metricLabel(metricName)} ${formatValue(value)}${random ? " (random subspace)" : ""}`;
+}
+
+/** The slider position a key moves to from `p` (of `n`), or null for a key the slider does not handle. */
+export function sliderKey(key: string, p: number, n: number): number | null {
+  const big = Math.max(1, Math.round(n / 10));
+  const moves: Record<string, number> = {
+    ArrowLeft: p - 1, ArrowDown: p - 1, ArrowRight: p + 1, ArrowUp: p + 1,
+    PageDown: p - big, PageUp: p + big, Home: 0, End: n - 1,
+  };
+  if (!(key in moves) || n < 1) return null;
+  return Math.max(0, Math.min(n - 1, moves[key]));
+}
+
+type Mk = (tag: string, attrs: Record<string, string>, text?: string) => SVGElement;
 
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("delta-explorer", model.get("theme"));
@@ -63,29 +167,39 @@ function render({ model, el }: RenderProps<State>) {
   const layerLabel = h("label", "nbx-control nbx-needs-kernel", "layer");
   const layerSelect = h("select", "nbx-layer-select");
   layerLabel.appendChild(layerSelect);
-  const sliderLabel = h("label", "nbx-control", "δ");
+  const sliderLabel = h("label", "nbx-control nbx-delta-control", "δ (share of variance kept)");
   const slider = h("input", "nbx-delta-slider");
   slider.type = "range";
   slider.step = "1";
   const deltaText = h("span", "nbx-delta-value");
   sliderLabel.append(slider, deltaText);
-  const kText = h("span", "nbx-k");
   const randomLabel = h("label", "nbx-control", "random subspace (control)");
   const randomBox = h("input", "nbx-random-toggle");
   randomBox.type = "checkbox";
   randomLabel.prepend(randomBox);
   const samplesButton = h("button", "nbx-button nbx-resample nbx-needs-kernel", "other samples");
   const busy = h("span", "nbx-busy", "computing…");
+  busy.setAttribute("role", "status");
   const errorBox = h("div", "nbx-error");
-  controls.append(layerLabel, sliderLabel, kText, randomLabel, samplesButton, busy);
+  controls.append(layerLabel, sliderLabel, randomLabel, samplesButton, busy);
+  const kText = h("div", "nbx-k");
+  kText.setAttribute("aria-live", "polite");
 
   const top = h("div", "nbx-de-top");
-  const spectrum = h("canvas", "nbx-spectrum");
-  const metricPlot = h("canvas", "nbx-metric-plot");
-  top.append(spectrum, metricPlot);
+  const specFigure = h("figure", "nbx-figure nbx-spectrum-figure");
+  const specCaption = h("figcaption", "", "explained variance by component");
+  const specHolder = h("div", "nbx-spectrum-holder");
+  const specKey = h("div", "nbx-chart-key");
+  specFigure.append(specCaption, specHolder, specKey);
+  const metricFigure = h("figure", "nbx-figure nbx-metric-figure");
+  const metricCaption = h("figcaption", "");
+  const metricHolder = h("div", "nbx-metric-holder");
+  const metricKey = h("div", "nbx-chart-key");
+  metricFigure.append(metricCaption, metricHolder, metricKey);
+  top.append(specFigure, metricFigure);
   const legend = h("div", "nbx-legend");
   const grid = h("div", "nbx-grid");
-  root.append(controls, errorBox, top, legend, grid);
+  root.append(controls, kText, errorBox, top, legend, grid);
 
   let deltas: Tensor = decodeTensor(null);
   let kIndex: Tensor = decodeTensor(null);
@@ -102,7 +216,10 @@ function render({ model, el }: RenderProps<State>) {
   // Offscreen canvases per (subspace, k index, sample), built on first use.
   let cache = new Map<string, HTMLCanvasElement>();
   let position = 0;
-  let pendingRequest: Partial<Pick<State, "layer" | "sample_seed">> | null = null;
+  // Chart markers moved by show(): set when the charts are (re)built for the current data and size.
+  let moveSpectrum: (delta: number, k: number) => void = () => {};
+  let moveMetric: (p: number) => void = () => {};
+  let chartsWidth = -1;
 
   const nPositions = () => deltas.data.length;
   const currentK = () => model.get("ks")[kIndex.data[position] ?? 0] ?? 0;
@@ -120,7 +237,7 @@ function render({ model, el }: RenderProps<State>) {
   }
 
   function cellDims(): [number, number] {
-    const w = model.get("cell_size");
+    const w = Math.round(model.get("cell_size") * scaleOf(root));
     if (originals.shape.length !== 4) return [w, w];
     const [, hh, ww] = originals.shape;
     return [w, Math.max(1, Math.round((w * hh) / ww))];
@@ -134,125 +251,157 @@ function render({ model, el }: RenderProps<State>) {
     if (src) ctx.drawImage(src, 0, 0, canvas.width, canvas.height);
   }
 
-  function plotFrame(canvas: HTMLCanvasElement, w: number, hh: number) {
-    const ctx = sizeCanvas(canvas, w, hh);
-    if (!ctx) return null;
-    const dpr = canvas.width / w;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, hh);
-    const style = getComputedStyle(root);
-    const fg = style.getPropertyValue("--nbx-fg").trim() || "#333";
-    const muted = style.getPropertyValue("--nbx-muted").trim() || "#888";
-    const accent = style.getPropertyValue("--nbx-accent").trim() || "#1976d2";
-    const warn = style.getPropertyValue("--nbx-warn").trim() || "#f57c00";
-    ctx.font = "10px sans-serif";
-    return { ctx, fg, muted, accent, warn };
+  /** Font size (px) of the root's text, and the width a chart may take (px) in the current column. */
+  function chartMetrics(preferred: number): { fs: number; width: number } {
+    const fs = parseFloat(getComputedStyle(root).fontSize) || 13;
+    const avail = root.clientWidth > 0 ? root.clientWidth - 14 : preferred;
+    return { fs, width: Math.max(12 * fs, Math.min(preferred, avail)) };
   }
 
-  function drawSpectrum() {
-    const W = 300, H = 170, L = 34, R = 8, T = 14, B = 22;
-    const f = plotFrame(spectrum, W, H);
-    if (!f) return;
-    const { ctx, muted, accent, warn, fg } = f;
+  function axisTitle(mk: Mk, x: number, y: number, text: string, rotate = false) {
+    const attrs: Record<string, string> = { x: String(x), y: String(y), "text-anchor": "middle", class: "nbx-axis-title" };
+    if (rotate) attrs.transform = `rotate(-90 ${x} ${y})`;
+    mk("text", attrs, text);
+  }
+
+  function buildSpectrum() {
     const vals = eig.data;
     const d = vals.length;
+    const { fs, width } = chartMetrics(Math.round(330 * scaleOf(root)));
+    const L = 5.6 * fs, R = 1.2 * fs, T = 1.4 * fs, B = 3.0 * fs;
+    const pw = width - L - R, ph = Math.round(11 * fs);
+    const { svg, mk } = svgPlot("nbx-spectrum", { left: L, top: T, width: pw, height: ph + T, padRight: R, padBottom: B });
+    svg.setAttribute("role", "img");
+    specHolder.replaceChildren(svg);
+    moveSpectrum = () => {};
     if (!d) return;
     let total = 0;
     for (let i = 0; i < d; i++) total += vals[i];
-    const pw = W - L - R, ph = H - T - B;
-    const x = (i: number) => L + ((i + 0.5) / d) * pw;
-    const y = (u: number) => T + ph - (u / 4) * ph;
-    // Grid lines at 0.9, 0.99, 0.999, 0.9999 (the "nines" scale gives room to δ near 1).
-    ctx.strokeStyle = muted;
-    ctx.fillStyle = muted;
-    ctx.globalAlpha = 0.35;
-    for (let u = 1; u <= 4; u++) {
-      ctx.beginPath();
-      ctx.moveTo(L, y(u));
-      ctx.lineTo(W - R, y(u));
-      ctx.stroke();
-    }
-    ctx.globalAlpha = 1;
-    ["0", "0.9", "0.99", "0.999", "0.9999"].forEach((lab, u) => ctx.fillText(lab, 2, y(u) + 3));
-    // Bars: each component's share of the variance (linear, scaled to the plot height).
+    const x = (i: number) => ((i + 0.5) / d) * pw;
+    const y = (u: number) => ph - (u / 4) * ph;
+    ["0", "0.9", "0.99", "0.999", "0.9999"].forEach((lab, u) => {
+      mk("line", { x1: "0", x2: String(pw), y1: String(y(u)), y2: String(y(u)), class: "nbx-gridline" });
+      mk("text", { x: String(-0.4 * fs), y: String(y(u) + 0.35 * fs), "text-anchor": "end", class: "nbx-tick" }, lab);
+    });
+    axisTitle(mk, -4.6 * fs, ph / 2, "cumulative share", true);
+    // Bars: each component's share of the variance (linear, scaled to half the plot height).
     let maxShare = 0;
     for (let i = 0; i < d; i++) maxShare = Math.max(maxShare, total > 0 ? vals[i] / total : 0);
-    ctx.fillStyle = muted;
-    ctx.globalAlpha = 0.45;
     const bw = Math.max(1, pw / d - 1);
+    let bars = "";
     for (let i = 0; i < d; i++) {
       const share = total > 0 ? vals[i] / total : 0;
       const bh = maxShare > 0 ? (share / maxShare) * ph * 0.5 : 0;
-      ctx.fillRect(x(i) - bw / 2, T + ph - bh, bw, bh);
+      bars += `M${(x(i) - bw / 2).toFixed(2)} ${ph.toFixed(2)}h${bw.toFixed(2)}v${(-bh).toFixed(2)}h${(-bw).toFixed(2)}z`;
     }
-    ctx.globalAlpha = 1;
+    mk("path", { d: bars, fill: "var(--nbx-muted)", "fill-opacity": "0.5", class: "nbx-share-bars" });
     // Cumulative explained variance on the nines scale.
-    ctx.strokeStyle = fg;
-    ctx.beginPath();
-    let cum = 0;
+    let cum = 0, line = "";
     for (let i = 0; i < d; i++) {
       cum += vals[i];
-      const px = x(i), py = y(nines(total > 0 ? cum / total : 0));
-      if (i === 0) ctx.moveTo(px, py);
-      else ctx.lineTo(px, py);
+      line += `${i ? "L" : "M"}${x(i).toFixed(2)} ${y(nines(total > 0 ? cum / total : 0)).toFixed(2)}`;
     }
-    ctx.stroke();
-    // δ marker (horizontal) and k (vertical).
-    const delta = deltas.data[position] ?? 0;
-    const k = currentK();
-    ctx.strokeStyle = warn;
-    ctx.beginPath();
-    ctx.moveTo(L, y(nines(delta)));
-    ctx.lineTo(W - R, y(nines(delta)));
-    ctx.stroke();
-    ctx.strokeStyle = accent;
-    ctx.beginPath();
-    ctx.moveTo(x(k - 1), T);
-    ctx.lineTo(x(k - 1), T + ph);
-    ctx.stroke();
-    ctx.fillStyle = muted;
-    ctx.fillText(`component 1…${d}`, L, H - 6);
-    ctx.fillText("cumulative explained variance", L, 10);
+    mk("path", { d: line, fill: "none", stroke: "var(--nbx-fg)", "stroke-width": "2", class: "nbx-cumulative" });
+    mk("line", { x1: "0", x2: String(pw), y1: String(ph), y2: String(ph), class: "nbx-axis-line" });
+    const xt = spaced([1, ...niceTicks(1, d, 4).filter((v) => v > 1 && v <= d && Number.isInteger(v)), d],
+      (v) => x(v - 1), 3 * fs);
+    for (const v of xt) {
+      mk("line", { x1: String(x(v - 1)), x2: String(x(v - 1)), y1: String(ph), y2: String(ph + 0.4 * fs), class: "nbx-axis-line" });
+      mk("text", { x: String(x(v - 1)), y: String(ph + 1.4 * fs), "text-anchor": "middle", class: "nbx-tick" }, String(v));
+    }
+    axisTitle(mk, (L + pw + R) / 2 - L, ph + 2.7 * fs, "component (largest first)");
+    // δ (horizontal) and k (vertical) markers, moved by show().
+    const dLine = mk("line", { x1: "0", x2: String(pw), stroke: "var(--nbx-warn)", "stroke-width": "2", class: "nbx-delta-line" });
+    const kLine = mk("line", { y1: "0", y2: String(ph), stroke: "var(--nbx-accent)", "stroke-width": "2", class: "nbx-k-line" });
+    const kLabel = mk("text", { y: String(-0.4 * fs), class: "nbx-k-label" });
+    moveSpectrum = (delta: number, k: number) => {
+      const yy = String(y(nines(delta)));
+      dLine.setAttribute("y1", yy);
+      dLine.setAttribute("y2", yy);
+      const xx = x(Math.max(0, k - 1));
+      kLine.setAttribute("x1", String(xx));
+      kLine.setAttribute("x2", String(xx));
+      kLabel.setAttribute("x", String(xx));
+      kLabel.setAttribute("text-anchor", xx < pw / 2 ? "start" : "end");
+      kLabel.textContent = `k = ${k}`;
+      svg.setAttribute("aria-label", `Explained variance of ${d} components: the top ${k} explain at least δ = ` +
+        `${formatDelta(delta)} of the variance.`);
+    };
+    specKey.replaceChildren(
+      keyItem("nbx-bar", "share of each component"), keyItem("", "cumulative share"),
+      keyItem("nbx-delta-mark", "δ"), keyItem("nbx-k-mark", "k(δ)"),
+    );
   }
 
-  function drawMetric() {
-    const W = 240, H = 170, L = 34, R = 8, T = 14, B = 22;
-    const f = plotFrame(metricPlot, W, H);
-    if (!f) return;
-    const { ctx, muted, accent, warn, fg } = f;
+  function keyItem(kind: string, text: string): HTMLSpanElement {
+    const item = h("span", "nbx-key-item");
+    item.append(h("span", `nbx-swatch ${kind}`), document.createTextNode(text));
+    return item;
+  }
+
+  function buildMetric() {
     const n = nPositions();
+    const name = metricLabel(model.get("metric_name"));
+    metricCaption.textContent = `${name} of the model with the layer projected, by δ`;
+    const { fs, width } = chartMetrics(Math.round(330 * scaleOf(root)));
+    const L = 5.6 * fs, R = 1.2 * fs, T = 1.4 * fs, B = 3.0 * fs;
+    const pw = width - L - R, ph = Math.round(11 * fs);
+    const { svg, mk } = svgPlot("nbx-metric-plot", { left: L, top: T, width: pw, height: ph + T, padRight: R, padBottom: B });
+    svg.setAttribute("role", "img");
+    metricHolder.replaceChildren(svg);
+    moveMetric = () => {};
+    const base = model.get("baseline");
+    metricKey.replaceChildren(
+      keyItem("", "top-k eigen-directions"), keyItem("nbx-random", "random k-dim subspace (control)"),
+      keyItem("nbx-base", `no projection (baseline): ${formatValue(base)}`),
+    );
     if (!n || !metric.data.length) return;
     const values = (t: Tensor) => Array.from({ length: n }, (_, p) => t.data[kIndex.data[p]] ?? 0);
     const a = values(metric), b = values(metricRandom);
-    const base = model.get("baseline");
     let lo = Math.min(...a, ...b, base), hi = Math.max(...a, ...b, base);
     if (hi - lo < 1e-12) hi = lo + 1;
-    const pw = W - L - R, ph = H - T - B;
-    const x = (p: number) => L + (n > 1 ? p / (n - 1) : 0.5) * pw;
-    const y = (v: number) => T + ph - ((v - lo) / (hi - lo)) * ph;
-    const line = (vals: number[], color: string, dash: number[]) => {
-      ctx.strokeStyle = color;
-      ctx.setLineDash(dash);
-      ctx.beginPath();
-      vals.forEach((v, p) => (p ? ctx.lineTo(x(p), y(v)) : ctx.moveTo(x(p), y(v))));
-      ctx.stroke();
-      ctx.setLineDash([]);
+    const yt = niceTicks(lo, hi, 4);
+    lo = Math.min(lo, yt[0] ?? lo);
+    hi = Math.max(hi, yt[yt.length - 1] ?? hi);
+    const x = (p: number) => (n > 1 ? p / (n - 1) : 0.5) * pw;
+    const y = (v: number) => ph - ((v - lo) / (hi - lo)) * ph;
+    for (const v of yt) {
+      mk("line", { x1: "0", x2: String(pw), y1: String(y(v)), y2: String(y(v)), class: "nbx-gridline" });
+      mk("text", { x: String(-0.4 * fs), y: String(y(v) + 0.35 * fs), "text-anchor": "end", class: "nbx-tick" }, formatValue(v));
+    }
+    axisTitle(mk, -4.6 * fs, ph / 2, name, true);
+    mk("line", { x1: "0", x2: String(pw), y1: String(ph), y2: String(ph), class: "nbx-axis-line" });
+    const xt = spaced(deltaTicks(deltas.data), ([p]) => x(p), 3.2 * fs).sort((u, v) => u[0] - v[0]);
+    for (const [p, lab] of xt) {
+      mk("line", { x1: String(x(p)), x2: String(x(p)), y1: String(ph), y2: String(ph + 0.4 * fs), class: "nbx-axis-line" });
+      mk("text", { x: String(x(p)), y: String(ph + 1.4 * fs), "text-anchor": "middle", class: "nbx-tick nbx-delta-tick" }, lab);
+    }
+    axisTitle(mk, (L + pw + R) / 2 - L, ph + 2.7 * fs, "δ, on a nines scale");
+    const path = (vals: number[]) => vals.map((v, p) => `${p ? "L" : "M"}${x(p).toFixed(2)} ${y(v).toFixed(2)}`).join("");
+    mk("line", { x1: "0", x2: String(pw), y1: String(y(base)), y2: String(y(base)), stroke: "var(--nbx-muted)",
+      "stroke-width": "2", "stroke-dasharray": "2 3", class: "nbx-baseline" });
+    mk("path", { d: path(b), fill: "none", stroke: "var(--nbx-warn)", "stroke-width": "2", "stroke-dasharray": "6 3",
+      class: "nbx-random-line" });
+    mk("path", { d: path(a), fill: "none", stroke: "var(--nbx-fg)", "stroke-width": "2", class: "nbx-eigen-line" });
+    const posLine = mk("line", { y1: "0", y2: String(ph), stroke: "var(--nbx-accent)", "stroke-width": "2", class: "nbx-position-line" });
+    const dot = mk("circle", { r: String(0.3 * fs), fill: "var(--nbx-accent)" });
+    moveMetric = (p: number) => {
+      posLine.setAttribute("x1", String(x(p)));
+      posLine.setAttribute("x2", String(x(p)));
+      const random = randomBox.checked;
+      dot.setAttribute("cx", String(x(p)));
+      dot.setAttribute("cy", String(y((random ? b : a)[p] ?? lo)));
+      svg.setAttribute("aria-label", `${name} by δ from ${formatDelta(deltas.data[0])} to ` +
+        `${formatDelta(deltas.data[n - 1])}: at δ = ${formatDelta(deltas.data[p])} it is ${formatValue(a[p])} with the ` +
+        `top-k eigen-directions and ${formatValue(b[p])} with a random subspace; ${formatValue(base)} with no projection.`);
     };
-    ctx.globalAlpha = 0.5;
-    line(new Array(n).fill(base), muted, [2, 3]);
-    ctx.globalAlpha = 1;
-    line(b, warn, [5, 3]);
-    line(a, fg, []);
-    ctx.strokeStyle = accent;
-    ctx.beginPath();
-    ctx.moveTo(x(position), T);
-    ctx.lineTo(x(position), T + ph);
-    ctx.stroke();
-    ctx.fillStyle = muted;
-    ctx.fillText(formatValue(hi), 2, T + 3);
-    ctx.fillText(formatValue(lo), 2, T + ph);
-    ctx.fillText(`${model.get("metric_name")} vs δ (dashed: random)`, L, 10);
-    ctx.fillText("δ →", W - R - 24, H - 6);
+    root.dataset.deltaTicks = xt.map(([, lab]) => lab).join(",");
+  }
+
+  function buildCharts() {
+    buildSpectrum();
+    buildMetric();
+    chartsWidth = root.clientWidth;
   }
 
   /** Swap to slider position p: pure local state, no kernel message. */
@@ -265,27 +414,29 @@ function render({ model, el }: RenderProps<State>) {
     const random = randomBox.checked;
     const delta = deltas.data[position] ?? 0;
     slider.value = String(position);
-    deltaText.textContent = delta >= 0.99995 ? "1" : delta.toFixed(delta > 0.999 ? 4 : 3);
+    deltaText.textContent = formatDelta(delta);
+    slider.setAttribute("aria-valuetext", `δ = ${formatDelta(delta)}, k = ${k} of ${width} directions`);
     const m = metric.data[ki], mr = metricRandom.data[ki];
-    const name = model.get("metric_name");
-    kText.textContent =
-      `k = ${k} / ${width} · saturation ${(width ? k / width : 0).toFixed(3)} · ` +
-      `${name} ${formatValue(random ? mr : m)}${random ? " (random)" : ""}`;
+    kText.textContent = readoutText(k, width, model.get("metric_name"), random ? mr : m, random);
     if (model.get("mode") === "reconstruction") {
       const src = random ? reconRandom : recon;
-      reconCanvases.forEach((c, i) => drawImage(c, imageAt(src, ki, i, `${random ? "r" : "e"}:${ki}:${i}`)));
+      reconCanvases.forEach((c, i) => {
+        drawImage(c, imageAt(src, ki, i, `${random ? "r" : "e"}:${ki}:${i}`));
+        c.setAttribute("aria-label", `sample ${i + 1} reconstructed from k = ${k} ${random ? "random" : "eigen"}-directions`);
+      });
     } else {
       const pr = random ? predsRandom : preds;
       const labels = model.get("labels");
       const n = pr.shape.length === 2 ? pr.shape[1] : 0;
       predSpans.forEach((s, i) => {
         const v = n ? pr.data[ki * n + i] : -1;
-        s.textContent = `→ ${v}`;
-        s.classList.toggle("nbx-wrong", labels.length > i && labels[i] !== v);
+        const wrong = labels.length > i && labels[i] !== v;
+        s.textContent = `predicted ${v}${wrong ? " ✗" : ""}`;
+        s.classList.toggle("nbx-wrong", wrong);
       });
     }
-    drawSpectrum();
-    drawMetric();
+    moveSpectrum(delta, k);
+    moveMetric(position);
     root.dataset.position = String(position);
     root.dataset.delta = String(delta);
     root.dataset.k = String(k);
@@ -327,8 +478,9 @@ function render({ model, el }: RenderProps<State>) {
     const mode = model.get("mode");
     legend.textContent =
       mode === "reconstruction"
-        ? "each pair: original · reconstruction with the layer projected onto k(δ) directions"
-        : "each sample: predicted class with the layer projected onto k(δ) directions (red: wrong)";
+        ? "each pair: the original (left) and its reconstruction with the layer projected onto k(δ) directions (right)"
+        : "each sample: its true label and the class predicted with the layer projected onto k(δ) directions " +
+          "(✗ in red: wrong)";
     grid.replaceChildren();
     reconCanvases = [];
     predSpans = [];
@@ -340,11 +492,14 @@ function render({ model, el }: RenderProps<State>) {
       cell.dataset.index = String(i);
       const pair = h("div", "nbx-pair");
       const orig = h("canvas", "nbx-canvas nbx-original");
+      orig.setAttribute("role", "img");
+      orig.setAttribute("aria-label", `sample ${i + 1}, original${labels.length > i ? `, label ${labels[i]}` : ""}`);
       const size = hh * ww * cc;
       drawImage(orig, offscreen(imageRGBA(originals.data.subarray(i * size, (i + 1) * size), hh, ww, cc), ww, hh));
       pair.appendChild(orig);
       if (mode === "reconstruction") {
         const rc = h("canvas", "nbx-canvas nbx-recon");
+        rc.setAttribute("role", "img");
         pair.appendChild(rc);
         reconCanvases.push(rc);
         cell.append(pair);
@@ -359,35 +514,37 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.layer = model.get("layer");
     root.dataset.mode = mode;
     root.dataset.n = String(n);
+    root.dataset.baseline = String(model.get("baseline"));
+    buildCharts();
     show(nearestPosition(model.get("delta")));
     root.dataset.ready = "true";
   }
 
-  function setBusy() {
-    const b = model.get("busy");
-    root.dataset.busy = String(b);
-    if (!b && pendingRequest) {
-      const req = pendingRequest;
-      pendingRequest = null;
-      request(req);
-    }
-  }
-
-  /** Ask the kernel for new work; while it is busy only the latest request is kept. */
-  function request(change: Partial<Pick<State, "layer" | "sample_seed">>) {
-    if (model.get("busy") || root.dataset.busy === "true") {
-      pendingRequest = { ...(pendingRequest ?? {}), ...change };
-      return;
-    }
-    root.dataset.busy = "true";
-    for (const [key, value] of Object.entries(change)) model.set(key as "layer", value as string);
-    model.save_changes();
-  }
+  // Requests to the kernel (another layer, other samples) carry the whole wanted state: latest wins.
+  let wantedSeed = model.get("sample_seed");
+  const onBusy = () => {
+    const busyNow = Boolean(model.get("busy")) || requests.queue.busy;
+    root.dataset.busy = String(busyNow);
+    if (!busyNow) layerSelect.value = model.get("layer"); // a refused request leaves the layer as it was
+  };
+  const requests = kernelRequests<Wanted>(model, root, "request", onBusy);
+  const ask = () => requests.queue.request({ layer: layerSelect.value, sample_seed: wantedSeed });
 
   slider.addEventListener("input", () => show(Number(slider.value)));
+  // The notebook's own key handling can keep a range input from moving: the arrows are handled here.
+  slider.addEventListener("keydown", (ev) => {
+    const next = sliderKey(ev.key, position, nPositions());
+    if (next === null) return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    show(next);
+  });
   randomBox.addEventListener("change", () => show(position));
-  layerSelect.addEventListener("change", () => request({ layer: layerSelect.value }));
-  samplesButton.addEventListener("click", () => request({ sample_seed: model.get("sample_seed") + 1 }));
+  layerSelect.addEventListener("change", ask);
+  samplesButton.addEventListener("click", () => {
+    wantedSeed = Math.max(wantedSeed, model.get("sample_seed")) + 1;
+    ask();
+  });
 
   const onError = () => {
     errorBox.textContent = model.get("error");
@@ -402,18 +559,39 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.theme = model.get("theme");
     show(position);
   };
-  const rebuild = () => build();
-  const redraw = () => show(position);
+  const onSeed = () => {
+    wantedSeed = Math.max(wantedSeed, model.get("sample_seed"));
+  };
+  // One message can change several traits: rebuild once, after all of them have landed.
+  let rebuildQueued = false;
+  const rebuild = () => {
+    if (rebuildQueued) return;
+    rebuildQueued = true;
+    queueMicrotask(() => {
+      rebuildQueued = false;
+      build();
+    });
+  };
+  // Resized or visible again: charts follow the column's width; images are redrawn.
+  const redraw = () => {
+    if (root.clientWidth !== chartsWidth) buildCharts();
+    show(position);
+  };
   const events: Array<[string, () => void]> = [
     ["change:recon", rebuild], ["change:originals", rebuild], ["change:k_index", rebuild],
     ["change:predictions", rebuild], ["change:layer_options", rebuild], ["change:cell_size", rebuild],
-    ["change:delta", onDelta], ["change:show_random", onRandom], ["change:busy", setBusy],
+    ["change:delta", onDelta], ["change:show_random", onRandom], ["change:busy", onBusy],
     ["change:error", onError], ["change:theme", onTheme], ["change:layer", rebuild],
+    ["change:sample_seed", onSeed], ["change:baseline", rebuild],
   ];
+  const stopScale = applyScale(root, model, () => {
+    cache = new Map();
+    build();
+  });
   build();
   onError();
-  setBusy();
-  return connect(el, root, model, events, redraw);
+  onBusy();
+  return connect(el, root, model, events, redraw, stopScale, requests.cleanup);
 }
 
 export default { render };

@@ -11,12 +11,9 @@ import torch
 import traitlets
 from torch import nn
 
-from ..core.feature_space.delta_projection import projected_outputs
 from ..core._base.hygiene import preserved
-from ..core._base.layer_select import list_layers
-from ..core._base.layer_select import resolve_modules
+from ..core._base.layer_select import list_layers, resolve_modules
 from ..core._base.model_inputs import Inputs, as_inputs, call_model
-from ..core.feature_space.tracking import intrinsic_dimension, layer_statistics
 from ..core._base.validation import (
     check_choice,
     check_fraction,
@@ -25,7 +22,9 @@ from ..core._base.validation import (
     check_tensor,
     renamed_arguments,
 )
-from .base import NbxWidget
+from ..core.feature_space.delta_projection import projected_outputs
+from ..core.feature_space.tracking import intrinsic_dimension, layer_statistics
+from .base import RequestWidget
 from .tensor import TensorTrait, downsample_images, to_uint8_images
 
 __all__ = ["DeltaExplorer", "slider_deltas"]
@@ -86,12 +85,15 @@ def _cat(a: Inputs, b: Inputs) -> Inputs:
     )
 
 
-class DeltaExplorer(NbxWidget):
+class DeltaExplorer(RequestWidget):
     """Explore what a layer keeps at δ: spectrum, k(δ), saturation and reconstructions through it.
 
     Every reconstruction (or prediction) for every distinct ``k`` the δ slider can reach is computed
     once here and sent as uint8 images; the view swaps them locally (no kernel message), so it also
-    works in an exported page. Changing ``layer`` or asking for other samples recomputes in the kernel.
+    works in an exported page. Changing ``layer`` or asking for other samples recomputes in the kernel: the
+    view sends a request (the :class:`~nbexplain.widgets.base.RequestWidget` protocol, latest wins) and shows
+    it is busy; a failed request is shown as ``error`` and leaves the previous layer and samples in place.
+    Setting ``layer`` or ``sample_seed`` from Python recomputes too.
 
     Parameters
     ----------
@@ -147,6 +149,7 @@ class DeltaExplorer(NbxWidget):
     """
 
     _bundle = "delta_explorer"
+    _request_type = "request"
 
     layer = traitlets.Unicode("").tag(sync=True)
     layer_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
@@ -169,8 +172,6 @@ class DeltaExplorer(NbxWidget):
     metric_random = TensorTrait("float32", ndim=1)
     baseline = traitlets.Float(0.0).tag(sync=True)
     sample_seed = traitlets.Int(0).tag(sync=True)
-    busy = traitlets.Bool(False).tag(sync=True)
-    error = traitlets.Unicode("").tag(sync=True)
     cell_size = traitlets.Int(72, min=16, max=512).tag(sync=True)
 
     @renamed_arguments(data="inputs", x="inputs")
@@ -216,6 +217,7 @@ class DeltaExplorer(NbxWidget):
         super().__init__(cell_size=cell_size, **kwargs)
         self.stats: Any = None
         self.precompute_seconds = 0.0
+        self._serving = False
         with self.hold_sync():
             self.layer_options = options
             self.layer = layer
@@ -245,7 +247,10 @@ class DeltaExplorer(NbxWidget):
         g = torch.Generator().manual_seed(self._seed * 7919 + int(self.sample_seed))
         return torch.randperm(n, generator=g)[:k].sort().values
 
-    def _on_request(self, _change: dict[str, Any]) -> None:
+    def _on_request(self, change: dict[str, Any]) -> None:
+        """``layer`` or ``sample_seed`` set from Python: recompute (the view's requests go through _serve)."""
+        if self._serving:
+            return
         self.busy = True
         try:
             self._compute()
@@ -255,6 +260,34 @@ class DeltaExplorer(NbxWidget):
             raise
         finally:
             self.busy = False
+
+    def _serve(self, content: dict[str, Any]) -> None:
+        """The view asks for another layer and/or other samples: ``{"layer": str, "sample_seed": int}``.
+
+        On failure the previous layer and samples (and their precomputed state) are kept and the error
+        is raised (shown as ``error`` by :class:`RequestWidget`).
+        """
+        layer = str(content.get("layer", self.layer))
+        if layer not in self.layer_options:
+            raise ValueError(f"`layer` {layer!r} is not one of this explorer's layers {self.layer_options}.")
+        seed = content.get("sample_seed", self.sample_seed)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"`sample_seed` must be a non-negative int, got {seed!r}.")
+        before = (self.layer, self.sample_seed)
+        if (layer, seed) == before:
+            self.error = ""
+            return
+        self._serving = True
+        try:
+            self.layer, self.sample_seed = layer, seed
+            self._compute()
+        except Exception:
+            self.layer, self.sample_seed = before
+            self._compute()  # the previous state again (it computed before)
+            raise
+        finally:
+            self._serving = False
+        self.error = ""
 
     # -------------------------------------------------------------- compute
     def _compute(self) -> None:

@@ -2,26 +2,82 @@
 
 from __future__ import annotations
 
+import html
+import itertools
 import math
 from typing import Any
 
 import ipywidgets as w
 import numpy as np
+import traitlets
 
 from ..core.feature_space.tracking import EpochRecord, SaturationTracker
 
-__all__ = ["SaturationDashboard"]
+__all__ = ["SaturationDashboard", "epoch_ticks", "short_names"]
 
+# Tableau 10: distinct hues in order; every line is also named in the legend beside the chart.
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
+_TRAIN, _EVAL, _PROBE = "#1f77b4", "#9ecae1", "#d62728"
+_ids = itertools.count(1)
+
+
+def epoch_ticks(n_epochs: int, most: int = 8) -> list[int]:
+    """Whole epoch numbers ``0 … n_epochs − 1`` to label on the epoch axis, at most about ``most`` of them
+    (every 1, 2, 5, 10, 20, … epochs), so a fractional tick never prints as a repeated integer.
+
+    Examples
+    --------
+    >>> epoch_ticks(3), epoch_ticks(1), epoch_ticks(40)[:3]
+    ([0, 1, 2], [0], [0, 5, 10])
+    """
+    if n_epochs <= 1:
+        return [0]
+    step = next(s for m in itertools.count() for s in (10**m, 2 * 10**m, 5 * 10**m) if (n_epochs - 1) / s < most)
+    return list(range(0, n_epochs, step))
+
+
+def short_names(names: list[str], max_chars: int = 10) -> list[str]:
+    """Axis labels for layer names: a name longer than ``max_chars`` keeps its last part and the first letter
+    of the parts before it (``encoder.fc1`` → ``e.fc1``), else only the block numbers and the last part
+    (``layers.10.attention.q_proj`` → ``10.q_proj``), else its last ``max_chars − 1`` characters after ``…``. Names whose short forms would coincide stay whole (the full names are in the legend and on hover).
+
+    Examples
+    --------
+    >>> short_names(["encoder.fc1", "decoder.fc1", "out"])
+    ['e.fc1', 'd.fc1', 'out']
+    """
+    def shorten(name: str) -> str:
+        if len(name) <= max_chars:
+            return name
+        parts = name.split(".")
+        short = ".".join([p if p.isdigit() else p[:1] for p in parts[:-1]] + parts[-1:])
+        if len(short) > max_chars:  # then only the block numbers and the last part: layers.10.attn.q → 10.q
+            short = ".".join([p for p in parts[:-1] if p.isdigit()] + parts[-1:])
+        return short if len(short) <= max_chars else "…" + short[-(max_chars - 1):]
+
+    out = [shorten(n) for n in names]
+    clashes = {s for s in out if out.count(s) > 1}
+    return [n if s in clashes else s for n, s in zip(names, out, strict=True)]
+
+
+def _font(scale: float, factor: float = 1.0) -> str:
+    """A CSS font size from JupyterLab's UI font size, never below 13 px, times the presentation scale."""
+    return f"calc(max(13px, var(--jp-ui-font-size1, 13px)) * {scale * factor:g})"
 
 
 class SaturationDashboard(w.VBox):
     """Live charts of a :class:`~nbexplain.SaturationTracker`: saturation per layer over epochs (train
-    solid, eval dashed), the latest per-layer bars, and probe accuracy per layer when recorded.
+    solid, eval dashed), the latest per-layer bars, probe accuracy per layer when recorded, and a table of
+    the latest epoch's numbers.
 
     It subscribes to the tracker (``tracker.observe``): every ``end_epoch()`` pushes the new record to
     the charts — no polling, and no browser is needed for the state to update (headless runs work).
+    The epoch axis is labelled at whole epochs; legends sit beside the charts, never over the data; long
+    layer names are shortened on the bar chart's axis (the full names are in the legends, the table and
+    the bars' hover tooltips). Text is at least 13 px (JupyterLab's UI font size) times ``scale``; the two
+    charts sit side by side in a wide column and one above the other in a narrow one (800 px).
+    Colours: Tableau 10 hues per layer, each also named in the legend.
 
     Parameters
     ----------
@@ -29,6 +85,8 @@ class SaturationDashboard(w.VBox):
         The tracker to show (it may already have history).
     title
         Heading text.
+    scale
+        Presentation scale of text and charts (1.5 for a projector); can be changed later.
 
     Examples
     --------
@@ -39,11 +97,15 @@ class SaturationDashboard(w.VBox):
     >>> with nx.SaturationTracker(net) as tracker:
     ...     dash = SaturationDashboard(tracker)
     ...     _ = net(torch.randn(32, 8)); _ = tracker.end_epoch()
-    >>> dash.epochs, len(dash.lines_train.y)
-    (1, 2)
+    >>> dash.epochs, len(dash.lines_train.y), dash.epoch_axis.tick_values.tolist()
+    (1, 2, [0.0])
     """
 
-    def __init__(self, tracker: SaturationTracker, *, title: str = "Feature-space saturation", **kwargs: Any) -> None:
+    #: Presentation scale of text and charts (1 = JupyterLab's font size, never below 13 px; 1.5 for a projector).
+    scale = traitlets.Float(1.0, min=0.5, max=4.0)
+
+    def __init__(self, tracker: SaturationTracker, *, title: str = "Feature-space saturation", scale: float = 1.0,
+                 **kwargs: Any) -> None:
         import bqplot as bq
 
         if not isinstance(tracker, SaturationTracker):
@@ -52,50 +114,142 @@ class SaturationDashboard(w.VBox):
             )
         self.tracker = tracker
         self.layers = list(tracker.layers)
+        self.short_layers = short_names(self.layers)
         colors = [_COLORS[i % len(_COLORS)] for i in range(len(self.layers))]
+        self._uid = f"nbx-sd-{next(_ids)}"
 
-        xs = bq.LinearScale()
+        xs = bq.LinearScale(min=0.0, max=1.0)
         ys = bq.LinearScale(min=0.0, max=1.0)
         self.lines_train = bq.Lines(x=[], y=[], scales={"x": xs, "y": ys}, colors=colors, labels=self.layers,
-                                    display_legend=True, marker="circle", marker_size=24)
+                                    marker="circle", marker_size=24)
         self.lines_eval = bq.Lines(x=[], y=[], scales={"x": xs, "y": ys}, colors=colors, line_style="dashed",
-                                   labels=[f"{n} (eval)" for n in self.layers], marker_size=16)
+                                   labels=[f"{n} (eval)" for n in self.layers])
+        self.epoch_axis = bq.Axis(scale=xs, label="epoch", tick_format="d", tick_values=np.array([0]))
         self.fig_epochs = bq.Figure(
             marks=[self.lines_train, self.lines_eval],
-            axes=[bq.Axis(scale=xs, label="epoch", tick_format="d"),
-                  bq.Axis(scale=ys, orientation="vertical", label="saturation", tick_format=".1f")],
-            title="saturation over epochs (train solid, eval dashed)",
-            legend_location="top-right",
-            layout=w.Layout(width="520px", height="320px"),
-            fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 20},
+            axes=[self.epoch_axis,
+                  bq.Axis(scale=ys, orientation="vertical", label="saturation k/width", tick_format=".1f")],
+            fig_margin={"top": 12, "bottom": 50, "left": 62, "right": 16},
+            layout=w.Layout(width="100%"),
         )
-        bx = bq.OrdinalScale()
+        bx = bq.OrdinalScale(domain=self.layers)
         by = bq.LinearScale(min=0.0, max=1.0)
-        self.bars = bq.Bars(x=self.layers, y=[[0.0] * len(self.layers)] * 2, scales={"x": bx, "y": by},
-                            type="grouped", colors=["#1f77b4", "#aec7e8"], labels=["train", "eval"],
-                            display_legend=True)
+        tip = bq.Tooltip(fields=["x", "y"], labels=["layer", "value"], formats=["", ".3f"])
+        self.bars = bq.Bars(x=self.layers, y=[[0.0] * len(self.layers)], scales={"x": bx, "y": by},
+                            type="grouped", colors=[_TRAIN], labels=["train"], tooltip=tip)
         # hidden until probes exist; finite data even then: bqplot draws hidden marks too, and NaN points
-        # make the browser log SVG errors
+        # make the browser log SVG errors (so layers without a probe are left out, never NaN)
         self.probe_line = bq.Lines(x=self.layers, y=[0.0] * len(self.layers), scales={"x": bx, "y": by},
-                                   colors=["#d62728"], marker="square", labels=["probe accuracy"],
-                                   display_legend=True, visible=False)
+                                   colors=[_PROBE], marker="square", labels=["probe accuracy"], visible=False,
+                                   tooltip=bq.Tooltip(fields=["x", "y"], labels=["layer", "probe accuracy"],
+                                                      formats=["", ".3f"]))
+        self.layer_axis = bq.Axis(scale=bx, label="layer", tick_labels=dict(zip(self.layers, self.short_layers,
+                                                                                 strict=True)))
         self.fig_layers = bq.Figure(
             marks=[self.bars, self.probe_line],
-            axes=[bq.Axis(scale=bx, label="layer"),
+            axes=[self.layer_axis,
                   bq.Axis(scale=by, orientation="vertical", label="saturation / accuracy", tick_format=".1f")],
-            title="latest epoch per layer",
-            legend_location="top-left",
-            layout=w.Layout(width="420px", height="320px"),
-            fig_margin={"top": 40, "bottom": 50, "left": 50, "right": 20},
+            fig_margin={"top": 12, "bottom": 50, "left": 62, "right": 16},
+            layout=w.Layout(width="100%"),
         )
-        self.heading = w.Label(value=title)
-        self.status = w.Label(value="")
-        super().__init__(children=[self.heading, w.HBox([self.fig_epochs, self.fig_layers]), self.status], **kwargs)
+        self._style = w.HTML(layout=w.Layout(display="none"))
+        self.heading = w.HTML(f"<div class='nbx-sd-heading'>{html.escape(title)}</div>")
+        self.caption_epochs = w.HTML("<div class='nbx-sd-caption'>saturation over epochs</div>")
+        self.caption_layers = w.HTML("<div class='nbx-sd-caption'>latest epoch, per layer</div>")
+        self.legend_epochs = w.HTML(self._epochs_legend(colors))
+        self.legend_layers = w.HTML(self._layers_legend(eval_shown=False, probes_shown=False))
+        column = dict(flex="1 1 340px", min_width="0", max_width="640px", margin="0 16px 8px 0")
+        self.panel_epochs = w.VBox([self.caption_epochs, self.fig_epochs, self.legend_epochs],
+                                   layout=w.Layout(**column))
+        self.panel_layers = w.VBox([self.caption_layers, self.fig_layers, self.legend_layers],
+                                   layout=w.Layout(**column))
+        self.charts = w.HBox([self.panel_epochs, self.panel_layers],
+                             layout=w.Layout(flex_flow="row wrap", width="100%"))
+        self.status = w.HTML("")
+        super().__init__(children=[self._style, self.heading, self.charts, self.status], **kwargs)
         self.add_class("nbx-saturation-dashboard")
+        self.add_class(self._uid)
         self.epochs = 0
+        self.scale = scale
+        self._apply_scale()
+        self.observe(lambda _c: self._apply_scale(), names="scale")
         self._unobserve = tracker.observe(self._on_record)
         self.refresh()
 
+    # ------------------------------------------------------------------ text and layout
+    def _epochs_legend(self, colors: list[str]) -> str:
+        items = [f"<span class='nbx-sd-item'><span class='nbx-sd-line' style='border-top-color:{c}'></span>"
+                 f"{html.escape(n)}</span>" for n, c in zip(self.layers, colors, strict=True)]
+        return ("<div class='nbx-sd-legend'>" + "".join(items) + "</div>"
+                "<div class='nbx-sd-legend'><span class='nbx-sd-item'><span class='nbx-sd-line'></span>train</span>"
+                "<span class='nbx-sd-item'><span class='nbx-sd-line nbx-sd-dashed'></span>eval (dashed)</span></div>")
+
+    @staticmethod
+    def _layers_legend(eval_shown: bool, probes_shown: bool) -> str:
+        items = [f"<span class='nbx-sd-item'><span class='nbx-sd-box' style='background:{_TRAIN}'></span>"
+                 "saturation, train</span>"]
+        if eval_shown:
+            items.append(f"<span class='nbx-sd-item'><span class='nbx-sd-box' style='background:{_EVAL}'></span>"
+                         "saturation, eval</span>")
+        if probes_shown:
+            items.append(f"<span class='nbx-sd-item'><span class='nbx-sd-line' style='border-top-color:{_PROBE}'>"
+                         "</span>probe accuracy</span>")
+        return "<div class='nbx-sd-legend'>" + "".join(items) + "</div>"
+
+    def _apply_scale(self) -> None:
+        """Fonts, chart heights and margins for the current ``scale``."""
+        s = float(self.scale)
+        u = self._uid
+        tick = _font(s)
+        self._style.value = (
+            "<style>"
+            f".{u} {{ --bq-font: {tick} sans-serif; --bq-axis-tick-text-font: {tick} sans-serif;"
+            f" --bq-axislabel-font: {tick} sans-serif; --bq-mainheading-font: {_font(s, 1.15)} sans-serif;"
+            f" --bq-mainheading-font-size: {_font(s, 1.15)}; }}"
+            f".{u} .widget-html-content {{ font-size: {tick}; line-height: 1.35; white-space: normal; }}"
+            f".{u} .nbx-sd-heading {{ font-size: {_font(s, 1.15)}; font-weight: 600;"
+            " color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }"
+            f".{u} .nbx-sd-caption {{ font-weight: 600; color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }}"
+            f".{u} .nbx-sd-legend {{ display: flex; flex-wrap: wrap; gap: 2px 14px;"
+            " color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }"
+            f".{u} .nbx-sd-line {{ display: inline-block; width: 1.8em; height: 0; vertical-align: middle;"
+            " margin-right: 4px; border-top: 3px solid var(--jp-ui-font-color1, #333); }"
+            f".{u} .nbx-sd-dashed {{ border-top-style: dashed; }}"
+            f".{u} .nbx-sd-box {{ display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle;"
+            " margin-right: 4px; }"
+            f".{u} table.nbx-sd-table {{ border-collapse: collapse; max-width: 100%; }}"
+            f".{u} table.nbx-sd-table caption {{ text-align: left; font-weight: 600; }}"
+            f".{u} table.nbx-sd-table th, .{u} table.nbx-sd-table td {{ padding: 1px 6px 1px 0; text-align: left;"
+            " vertical-align: top; }"
+            f".{u} table.nbx-sd-table tbody th {{ overflow-wrap: anywhere; }}"
+            f".{u} table.nbx-sd-table td.nbx-num {{ text-align: right; font-variant-numeric: tabular-nums; }}"
+            "</style>"
+        )
+        height = f"{round(300 * s)}px"
+        left = round(62 * s)
+        self.fig_epochs.layout.height = height
+        self.fig_epochs.fig_margin = {"top": round(12 * s), "bottom": round(50 * s), "left": left,
+                                      "right": round(16 * s)}
+        self._layout_layer_axis()
+        basis = f"{round(340 * s)}px"
+        self.panel_epochs.layout.flex = self.panel_layers.layout.flex = f"1 1 {basis}"
+        self.panel_epochs.layout.max_width = self.panel_layers.layout.max_width = f"{round(640 * s)}px"
+
+    def _layout_layer_axis(self) -> None:
+        """Rotate the layer names when side by side they would run together (estimated at 0.62 em a character
+        on a plot about 280 px × scale wide)."""
+        s = float(self.scale)
+        longest = max((len(n) for n in self.short_layers), default=0)
+        crowded = len(self.layers) * (longest * 0.62 * 13 + 10) > 280
+        self.layer_axis.tick_rotate = -40 if crowded else 0
+        self.layer_axis.tick_style = {"text-anchor": "end"} if crowded else {}
+        bottom = round((50 + (longest * 0.62 * 13 * 0.65 if crowded else 0)) * s)
+        self.layer_axis.label_offset = f"{bottom - round(16 * s)}px" if crowded else None
+        self.fig_layers.layout.height = f"{round(300 * s) + (bottom - round(50 * s))}px"
+        self.fig_layers.fig_margin = {"top": round(12 * s), "bottom": bottom, "left": round(62 * s),
+                                      "right": round(16 * s)}
+
+    # ------------------------------------------------------------------ data
     def _series(self, phase: str) -> np.ndarray:
         hist = self.tracker.history
         out = np.full((len(self.layers), len(hist)), np.nan)
@@ -115,28 +269,71 @@ class SaturationDashboard(w.VBox):
         if len(hist) == 1:
             # bqplot squeezes (layers, 1) to (layers,) and would read it as one line: repeat the point.
             x, train, ev = np.zeros(2), np.repeat(train, 2, axis=1), np.repeat(ev, 2, axis=1)
+        self.lines_train.scales["x"].max = float(max(1, len(hist) - 1))
+        self.epoch_axis.tick_values = np.array(epoch_ticks(len(hist)), dtype=float)
         with self.lines_train.hold_sync(), self.lines_eval.hold_sync():
-            self.lines_train.x, self.lines_train.y = x, train
+            if np.isnan(train).all():  # no train epochs (only eval passes): no train lines
+                self.lines_train.x, self.lines_train.y = np.zeros(0), np.zeros((0, 0))
+            else:
+                # a marker at a NaN point (a layer not run in some epoch) is an SVG error: no markers then
+                self.lines_train.marker = "circle" if np.isfinite(train).all() else None
+                self.lines_train.x, self.lines_train.y = x, train
             if np.isnan(ev).all():  # no eval epochs yet: no eval lines (all-NaN lines are SVG errors)
                 self.lines_eval.x, self.lines_eval.y = np.zeros(0), np.zeros((0, 0))
             else:
                 self.lines_eval.x, self.lines_eval.y = x, ev
-        if hist:
-            last = hist[-1]
-            bars = [[last.train[n].saturation if n in last.train else 0.0 for n in self.layers],
-                    [last.eval[n].saturation if n in last.eval else 0.0 for n in self.layers]]
-            self.bars.y = bars
-            probes = next((r.probes for r in reversed(hist) if r.probes), None)
-            if probes:
-                self.probe_line.y = [probes.get(n, math.nan) for n in self.layers]
+        if not hist:
+            self.status.value = "<div class='nbx-sd-status'>waiting for the first end_epoch()…</div>"
+            return
+        last = hist[-1]
+        has_eval = bool(last.eval)
+        train_y = [last.train[n].saturation if n in last.train else 0.0 for n in self.layers]
+        eval_y = [last.eval[n].saturation if n in last.eval else 0.0 for n in self.layers]
+        with self.bars.hold_sync():
+            self.bars.colors = [_TRAIN, _EVAL] if has_eval else [_TRAIN]
+            self.bars.labels = ["train", "eval"] if has_eval else ["train"]
+            self.bars.y = [train_y, eval_y] if has_eval else [train_y]
+        probes = next((r.probes for r in reversed(hist) if r.probes), None)
+        measured = [n for n in self.layers if probes and n in probes and math.isfinite(probes[n])]
+        if measured:
+            assert probes is not None
+            with self.probe_line.hold_sync():
+                self.probe_line.x = measured
+                self.probe_line.y = [float(probes[n]) for n in measured]
                 self.probe_line.visible = True
-            parts = [f"epoch {last.epoch}"] + [
-                f"{n}: {last.train[n].saturation:.2f} (k={last.train[n].intrinsic_dimension}/{last.train[n].width})"
-                for n in self.layers if n in last.train
-            ]
-            self.status.value = " · ".join(parts)
-        else:
-            self.status.value = "waiting for the first end_epoch()…"
+        self.legend_layers.value = self._layers_legend(has_eval, bool(measured))
+        self.status.value = self._table(last, probes if measured else None)
+
+    def _table(self, last: EpochRecord, probes: dict[str, float] | None) -> str:
+        """The latest epoch's numbers, each under a column heading a student reads (short headings, so that
+        the table fits a narrow column at a projector's scale; long layer names may break after their dots)."""
+        ev = bool(last.eval)
+        top = ["<th scope='col' rowspan='2'>layer</th>",
+               "<th scope='colgroup' colspan='2'>saturation</th>" if ev else "<th scope='col'>saturation</th>",
+               "<th scope='col' rowspan='2'>k of width</th>"]
+        if probes:
+            top.append("<th scope='col' rowspan='2'>probe accuracy</th>")
+        sub = "<th scope='col'>train</th>" + ("<th scope='col'>eval</th>" if ev else "")
+        rows = []
+        for n in self.layers:
+            r = last.train.get(n)
+            e = last.eval.get(n)
+            name = "<wbr>".join(html.escape(p) + "." for p in n.split(".")[:-1]) + html.escape(n.split(".")[-1])
+            cells = [f"<th scope='row'>{name}</th>", self._num(r.saturation if r else None, 2)]
+            if ev:
+                cells.append(self._num(e.saturation if e else None, 2))
+            cells.append(f"<td class='nbx-num'>{r.intrinsic_dimension} of {r.width}</td>" if r
+                         else "<td class='nbx-num'>–</td>")
+            if probes:
+                cells.append(self._num(probes.get(n), 3))
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        return (f"<table class='nbx-sd-table'><caption>epoch {last.epoch} (latest): k = dimensions that explain "
+                f"{self.tracker.delta:g} of the variance</caption><thead><tr>" + "".join(top) + "</tr><tr>" + sub
+                + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+    @staticmethod
+    def _num(value: float | None, digits: int) -> str:
+        return f"<td class='nbx-num'>{value:.{digits}f}</td>" if value is not None else "<td class='nbx-num'>–</td>"
 
     def _on_record(self, _record: EpochRecord) -> None:
         self.refresh()

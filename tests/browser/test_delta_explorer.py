@@ -96,6 +96,7 @@ def test_delta_slider_is_local_and_repaints_in_a_frame(lab):
             timeout=20000)
         assert nb.comm_messages_sent() >= 1
         assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
 
 
 CLASSIFIER_CELLS = [
@@ -110,7 +111,7 @@ CLASSIFIER_CELLS = [
     "cx",
 ]
 
-# What the user reads per sample: "→ 7", and which are marked wrong.
+# What the user reads per sample: "predicted 7" (with ✗ when wrong), and which are marked wrong.
 PREDICTIONS = """root => Array.from(root.querySelectorAll('span.nbx-pred')).map(
   s => [s.textContent, s.classList.contains('nbx-wrong')])"""
 
@@ -146,7 +147,8 @@ def test_classifier_mode_shows_predictions_and_accuracy_per_k_locally(lab):
             ki = sorted(set(ks)).index(k)
             shown = root.evaluate(PREDICTIONS)
             # the text is the precomputed prediction at this k; red marks exactly the wrong ones
-            assert [t for t, _ in shown] == [f"→ {v}" for v in preds[ki]]
+            assert [t for t, _ in shown] == [f"predicted {v}" + (" ✗" if v != lab_ else "")
+                                             for v, lab_ in zip(preds[ki], labels, strict=True)]
             assert [w for _, w in shown] == [v != lab_ for v, lab_ in zip(preds[ki], labels, strict=True)]
             text = nb.page.locator(".nbx-delta-explorer .nbx-k").text_content()
             assert f"accuracy {js_format(acc[ki])}" in text, (text, acc[ki])
@@ -156,7 +158,7 @@ def test_classifier_mode_shows_predictions_and_accuracy_per_k_locally(lab):
         assert acc[sorted(set(ks)).index(k_lo)] < acc[sorted(set(ks)).index(k_hi)]  # fewer directions, worse
         nb.page.locator(".nbx-delta-explorer input.nbx-random-toggle").check()
         assert root.get_attribute("data-subspace") == "random"
-        assert "(random)" in nb.page.locator(".nbx-delta-explorer .nbx-k").text_content()
+        assert "(random subspace)" in nb.page.locator(".nbx-delta-explorer .nbx-k").text_content()
         assert nb.comm_messages_sent() == 0  # every k was precomputed: nothing went to the kernel
         nb.screenshot("delta_explorer_classifier", root)
 
@@ -166,4 +168,128 @@ def test_classifier_mode_shows_predictions_and_accuracy_per_k_locally(lab):
         assert nb.execute("print(cx.layer, cx.width)").split() == ["fc2", "24"]
         assert int(root.get_attribute("data-k")) <= 24
         assert nb.comm_messages_sent() >= 1
+        assert nb.execute("print(cx.completed_request, repr(cx.error))").split() == ["1", "''"]
         assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Classroom checks (issue 14): 800 px column, every number labelled (δ ticks, a named baseline, axis titles), text
+# ≥ 13 px, presentation scale, keyboard and accessible names (axe, light and dark), kernel requests by the
+# RequestWidget protocol, and a console with no errors.
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from harness import VIEW_LAYOUT, axe_violations  # noqa: E402
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
+ROOT = ".nbx-delta-explorer"
+SMALL_CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import dense_autoencoder, train\n"
+    "from nbexplain.widgets import DeltaExplorer\n"
+    "torch.set_num_threads(1)\n"
+    "d = nx.data.digits()\n"
+    "ae = dense_autoencoder(64, (32,), code=12, seed=0)\n"
+    "_ = train(ae, d.x_train.reshape(len(d.x_train), -1), epochs=3, lr=3e-3, seed=0, progress=False)\n"
+    "ex = DeltaExplorer(ae, d.x_test, n_samples=6, max_eval_samples=200)\n"
+    "ex",
+]
+
+
+def _layout_ok(root) -> dict:
+    layout = root.evaluate(VIEW_LAYOUT)
+    assert layout["scroll"] <= layout["client"] + 1 and layout["right"] <= 800, f"{layout}"
+    assert layout["contentRight"] <= layout["right"] + 1, f"{layout}"
+    assert layout["min"] >= 13 - 0.01, f"{layout}"
+    return layout
+
+
+def test_delta_explorer_in_an_800px_column_is_labelled_legible_and_accessible(lab):
+    nb = lab.open_notebook(SMALL_CELLS, name="delta_explorer_classroom", viewport=(800, 1200))
+    with nb:
+        root = nb.view(ROOT)
+        nb.page.locator(f"{ROOT}[data-ready='true']").wait_for()
+        base = float(nb.execute("print(repr(ex.baseline))"))
+
+        # the δ chart: δ ticks at round values, a y axis with ticks and a title, a named baseline
+        ticks = nb.page.locator(f"{ROOT} svg.nbx-metric-plot .nbx-delta-tick").all_text_contents()
+        assert ticks[:3] == ["0.5", "0.9", "0.99"] and ticks[-1] == "1", ticks
+        assert root.get_attribute("data-delta-ticks") == ",".join(ticks)
+        titles = nb.page.locator(f"{ROOT} svg.nbx-metric-plot .nbx-axis-title").all_text_contents()
+        assert titles == ["mean squared error", "δ, on a nines scale"], titles
+        y_ticks = [t for t in nb.page.locator(f"{ROOT} svg.nbx-metric-plot .nbx-tick:not(.nbx-delta-tick)")
+                   .all_text_contents()]
+        assert len(y_ticks) >= 2 and all(float(v) >= 0 for v in y_ticks), y_ticks
+        key = nb.page.locator(f"{ROOT} .nbx-metric-figure .nbx-chart-key").inner_text()
+        assert f"no projection (baseline): {js_format(base)}" in key and "random k-dim subspace" in key, key
+        assert nb.page.locator(f"{ROOT} svg.nbx-metric-plot line.nbx-baseline").count() == 1
+        # the spectrum: nines ticks, both axis titles, the k marker labelled
+        spec = nb.page.locator(f"{ROOT} svg.nbx-spectrum")
+        assert spec.locator(".nbx-tick").all_text_contents()[:5] == ["0", "0.9", "0.99", "0.999", "0.9999"]
+        assert spec.locator(".nbx-axis-title").all_text_contents() == ["cumulative share",
+                                                                      "component (largest first)"]
+        k = root.get_attribute("data-k")
+        assert spec.locator(".nbx-k-label").text_content() == f"k = {k}"
+        readout = nb.page.locator(f"{ROOT} .nbx-k").inner_text()
+        assert readout.startswith(f"k = {k} of 12 directions · saturation ") and "mean squared error" in readout
+
+        # keyboard: the slider moves with the arrows, the readout and the chart follow; nothing goes to the kernel
+        nb.reset_comm_count()
+        slider = nb.page.locator(f"{ROOT} input.nbx-delta-slider")
+        p0 = int(root.get_attribute("data-position"))
+        slider.press("ArrowLeft")
+        slider.press("ArrowLeft")
+        state = slider.evaluate("e => [document.activeElement === e, e.value]")
+        assert int(root.get_attribute("data-position")) == p0 - 2, (p0, state)
+        ring = slider.evaluate("e => { const s = getComputedStyle(e); return [document.activeElement === e, "
+                               "s.outlineStyle, parseFloat(s.outlineWidth)]; }")
+        assert ring[0] and ring[1] != "none" and ring[2] >= 1, ring
+        assert "δ = " in slider.get_attribute("aria-valuetext")
+        slider.press("End")
+        assert root.get_attribute("data-delta") == "1" and root.get_attribute("data-k") == "12"
+        assert nb.comm_messages_sent() == 0
+        names = nb.page.locator(f"{ROOT} canvas").evaluate_all("cs => cs.map(c => c.getAttribute('aria-label'))")
+        assert len(names) == 12 and all(names), names
+
+        # fits the column, text ≥ 13 px (the charts' text included), accessible in light and dark
+        _layout_ok(root)
+        nb.screenshot("delta-explorer-800", root)
+        assert axe_violations(nb.page, ROOT) == []
+        nb.execute("ex.theme = 'dark'")
+        nb.page.locator(f"{ROOT}[data-theme='dark']").wait_for(timeout=5000)
+        assert axe_violations(nb.page, ROOT) == []
+        nb.execute("ex.theme = 'auto'")
+
+        # presentation scale: larger text and charts, still inside the column
+        size = lambda: float(spec.locator(".nbx-tick").first.evaluate(  # noqa: E731
+            "e => parseFloat(getComputedStyle(e).fontSize)"))
+        before = size()
+        nb.execute("ex.scale = 1.5")
+        nb.page.locator(f"{ROOT}[data-scale='1.5']").wait_for(timeout=5000)
+        assert size() == pytest.approx(1.5 * before)
+        _layout_ok(root)
+        nb.screenshot("delta-explorer-scaled", root)
+        nb.execute("ex.scale = 1.0")
+        nb.page.locator(f"{ROOT}[data-scale='1']").wait_for(timeout=5000)
+
+        # other samples: one request message {type: request, id}; the kernel answers by completed_request
+        nb.reset_comm_count()
+        nb.page.locator(f"{ROOT} button.nbx-resample").click()
+        nb.page.locator(f"{ROOT}[data-busy='false']").wait_for(timeout=60000)
+        nb.wait_for_output("print(ex.completed_request, ex.sample_seed)", "1 1")
+        assert nb.comm_messages_sent() == 1
+
+        nb.page.set_viewport_size({"width": 1400, "height": 1000})
+        nb.page.wait_for_timeout(500)
+        layout = root.evaluate(VIEW_LAYOUT)
+        assert layout["contentRight"] <= layout["right"] + 1 and layout["min"] >= 13 - 0.01, layout
+        shot = nb.screenshot("delta-explorer-1400", root)
+        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
+            DOCS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, DOCS / "delta-explorer-1400.png")
+            shutil.copyfile(shot.with_name("delta-explorer-800.png"), DOCS / "delta-explorer-800.png")
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors

@@ -48,3 +48,160 @@ def test_dashboard_draws_one_line_per_layer_and_grows(lab):
         nb.screenshot("saturation_dashboard", dash)
         nb.execute("tracker.close()")
         assert nb.page_errors == [], nb.page_errors  # the harness already drops the known harmless one
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Classroom checks (issue 14): 800 px column, whole-epoch ticks, legends beside the charts, readable layer names,
+# the whole summary, text ≥ 13 px, presentation scale, accessibility, and a console with no errors.
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from harness import VIEW_LAYOUT, axe_violations  # noqa: E402
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
+ROOT = ".nbx-saturation-dashboard"
+
+# An autoencoder (six layers with long dotted names); epoch 0 has no eval pass (a NaN start of every eval line),
+# probes cover only some layers, and one cell shows the dashboard before any epoch exists.
+CLASS_CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import dense_autoencoder\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "ae = dense_autoencoder(20, (16, 12), code=8, seed=0)\n"
+    "tracker = nx.SaturationTracker(ae).start()\n"
+    "dash = SaturationDashboard(tracker, title='autoencoder 20-16-12-8-12-16-20')\n"
+    "def epoch(evaluate=True, probes=None):\n"
+    "    with torch.no_grad():\n"
+    "        ae.train(); ae(torch.randn(200, 20))\n"
+    "        if evaluate:\n"
+    "            ae.eval(); ae(torch.randn(100, 20)); ae.train()\n"
+    "    return tracker.end_epoch(probes=probes)\n"
+    "dash",
+    "_ = epoch(evaluate=False); _ = epoch(); _ = epoch(probes={'encoder.fc1': 0.61, 'encoder.code': 0.72})",
+]
+
+TICKS = """(fig, cls) => Array.from(fig.querySelectorAll('g.axis')).map(a => Array.from(a.querySelectorAll('.tick text'))
+  .map(t => t.textContent))"""
+BOXES = """fig => { const axes = Array.from(fig.querySelectorAll('g.axis'));
+  return axes.map(a => Array.from(a.querySelectorAll('.tick text')).map(t => { const r = t.getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom, t.textContent]; })); }"""
+RECT = "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
+
+
+def _check_layout(nb, root) -> dict:
+    layout = root.evaluate(VIEW_LAYOUT)
+    assert layout["scroll"] <= layout["client"] + 1 and layout["right"] <= 800, f"{layout}"
+    assert layout["contentRight"] <= layout["right"] + 1, f"{layout}"
+    assert layout["min"] >= 13 - 0.01, f"{layout}"
+    return layout
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
+    nb = lab.open_notebook(CLASS_CELLS, name="saturation_dashboard_classroom", viewport=(800, 1400))
+    with nb:
+        root = nb.view(ROOT)
+        figs = nb.page.locator(f"{ROOT} .bqplot")
+        nb.page.wait_for_function(
+            "r => r.innerText.includes('epoch 2 (latest)') && r.querySelectorAll('path.line[id^=\"curve\"]').length",
+            arg=root.element_handle(), timeout=20000)
+        nb.page.wait_for_timeout(800)  # bqplot animates its axes
+        epochs_fig, layers_fig = figs.nth(0), figs.nth(1)
+
+        # whole-epoch ticks, each once (no "0 0 0 1 1 1")
+        x_ticks = epochs_fig.evaluate(TICKS)[0]
+        assert x_ticks == ["0", "1", "2"], x_ticks
+
+        # legends: none drawn by bqplot over the data; the HTML legends sit below the plots and name every layer
+        assert nb.page.locator(f"{ROOT} .bqplot g.legend text").count() == 0
+        legend = nb.page.locator(f"{ROOT} .nbx-sd-legend").first
+        assert legend.evaluate(RECT)[1] >= epochs_fig.evaluate(RECT)[3] - 1
+        layers = ["encoder.fc1", "encoder.fc2", "encoder.code", "decoder.fc1", "decoder.fc2", "decoder.out"]
+        assert [t.strip() for t in legend.locator(".nbx-sd-item").all_inner_texts()] == layers
+
+        # layer names on the bar chart: short, and no two labels run into each other
+        boxes = layers_fig.evaluate(BOXES)[0]
+        assert [b[4] for b in boxes] == ["e.fc1", "e.fc2", "e.code", "d.fc1", "d.fc2", "d.out"]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not _overlap(a, b), (a, b)
+            assert a[3] <= layers_fig.evaluate(RECT)[3] + 1, a  # inside the figure, not cut off at its bottom
+        # the full name on hover
+        nb.page.locator(f"{ROOT} .bqplot").nth(1).locator("g.bargroup rect").first.hover()
+        tip = nb.page.locator(".bqplot_mark_tooltip").filter(has_text="encoder.fc1")
+        tip.first.wait_for(state="visible", timeout=5000)
+        nb.page.mouse.move(0, 0)
+
+        # the summary: every layer with its labelled numbers, wrapped in the column (never clipped)
+        table = nb.page.locator(f"{ROOT} table.nbx-sd-table")
+        heads = table.locator("thead th").all_inner_texts()
+        assert heads == ["layer", "saturation", "k of width", "probe accuracy", "train", "eval"]
+        assert table.locator("tbody th").all_inner_texts() == layers
+        assert nb.page.locator(f"{ROOT} .widget-html").last.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        sat = nb.execute("r = tracker.history[-1].train['encoder.fc2']; print(f'{r.saturation:.2f}', "
+                         "r.intrinsic_dimension, r.width)").split()
+        row = table.locator("tbody tr").nth(1).locator("td").all_inner_texts()
+        assert [row[0], row[2]] == [sat[0], f"{sat[1]} of {sat[2]}"], row
+        assert table.locator("tbody tr").nth(2).locator("td").last.inner_text() == "0.720"
+        assert table.locator("tbody tr").nth(1).locator("td").last.inner_text() == "–"  # no probe for fc2
+
+        # 800 px: the charts stack, nothing sideways, text ≥ 13 px (bqplot's tick text included)
+        a, b = epochs_fig.evaluate(RECT), layers_fig.evaluate(RECT)
+        assert b[1] >= a[3] - 1 or b[0] >= a[2] - 1, (a, b)
+        _check_layout(nb, root)
+        nb.screenshot("saturation-dashboard-800", root)
+        assert axe_violations(nb.page, ROOT) == []
+        # JupyterLab's dark theme: the legends, captions and table follow its font colours
+        try:
+            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                             "{theme: 'JupyterLab Dark'})")
+            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15000)
+            nb.page.wait_for_timeout(500)
+            assert axe_violations(nb.page, ROOT) == []
+            nb.screenshot("saturation-dashboard-lab-dark", root)
+        finally:  # the server's settings are shared by the session's other tests
+            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                             "{theme: 'JupyterLab Light'})")
+            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15000)
+
+        # presentation scale: larger text and charts, still in the column
+        size = lambda: epochs_fig.locator("g.axis .tick text").first.evaluate(  # noqa: E731
+            "e => parseFloat(getComputedStyle(e).fontSize)")
+        before, height = size(), a[3] - a[1]
+        nb.execute("dash.scale = 1.5")
+        nb.page.wait_for_function(f"f => f.getBoundingClientRect().height > {height * 1.3}",
+                                  arg=epochs_fig.element_handle(), timeout=10000)
+        nb.page.wait_for_timeout(800)
+        assert size() == pytest.approx(1.5 * before)
+        _check_layout(nb, root)
+        assert nb.page.locator(f"{ROOT} .widget-html").last.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        nb.screenshot("saturation-dashboard-scaled", root)
+        nb.execute("dash.scale = 1.0")
+
+        # one more epoch with the dashboard on screen; still no console error
+        nb.execute("_ = epoch()")
+        nb.page.wait_for_function("r => r.innerText.includes('epoch 3 (latest)')", arg=root.element_handle(),
+                                  timeout=20000)
+        nb.page.wait_for_timeout(800)
+        assert epochs_fig.evaluate(TICKS)[0] == ["0", "1", "2", "3"]
+
+        nb.page.set_viewport_size({"width": 1400, "height": 1000})
+        nb.page.wait_for_timeout(1000)
+        a, b = epochs_fig.evaluate(RECT), layers_fig.evaluate(RECT)
+        assert abs(a[1] - b[1]) < 2, (a, b)  # side by side in a wide column
+        wide = root.evaluate(VIEW_LAYOUT)
+        assert wide["contentRight"] <= wide["right"] + 1 and wide["min"] >= 13 - 0.01, wide
+        shot = nb.screenshot("saturation-dashboard-1400", root)
+        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
+            DOCS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, DOCS / "saturation-dashboard-1400.png")
+            shutil.copyfile(shot.with_name("saturation-dashboard-800.png"), DOCS / "saturation-dashboard-800.png")
+        nb.execute("tracker.close()")
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors

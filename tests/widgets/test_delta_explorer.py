@@ -59,19 +59,48 @@ def test_tensors_travel_as_binary_buffers(ae_and_data):
     assert total < 8_000_000
 
 
-def test_layer_and_sample_requests_recompute(ae_and_data):
+def test_layer_and_sample_changes_from_python_recompute(ae_and_data):
     ae, data = ae_and_data
     ex = DeltaExplorer(ae, data.x_train[:300], n_samples=4)
     first = ex.originals.copy()
     busy = []
     ex.observe(lambda c: busy.append(c["new"]), "busy")
-    ex.sample_seed = 1  # what the view's "other samples" button sends
+    ex.sample_seed = 1
     assert not np.array_equal(first, ex.originals) and busy == [True, False]
-    ex.layer = "encoder.fc1"  # what the layer menu sends
+    ex.layer = "encoder.fc1"
     assert ex.width == 32 and ex.recon.shape[1] == 4 and ex.stats.n_features == 32
     with pytest.raises(ValueError, match="Unknown layer"):
         ex.layer = "encoder.nope"
     assert "Unknown layer" in ex.error and ex.busy is False
+
+
+def test_view_requests_use_the_request_protocol(ae_and_data):
+    """The view's layer menu and "other samples" button send {type: "request", id, layer, sample_seed}; the
+    kernel answers by raising completed_request to that id (busy while it works), the latest request wins."""
+    ae, data = ae_and_data
+    ex = DeltaExplorer(ae, data.x_train[:300], n_samples=4)
+    assert ex.completed_request == 0 and not ex.busy
+    first, k_index = ex.originals.copy(), ex.k_index.copy()
+    seen = []
+    ex.observe(lambda c: seen.append((c["name"], c["new"])), ["busy", "completed_request"])
+    ex._handle_message(ex, {"type": "request", "id": 1, "layer": "encoder.code", "sample_seed": 2}, [])
+    assert ex.sample_seed == 2 and not np.array_equal(first, ex.originals)
+    assert ex.completed_request == 1 and seen == [("busy", True), ("busy", False), ("completed_request", 1)]
+    assert np.array_equal(k_index, ex.k_index)  # same layer: same statistics
+    ex._handle_message(ex, {"type": "request", "id": 2, "layer": "encoder.fc1", "sample_seed": 2}, [])
+    assert ex.layer == "encoder.fc1" and ex.width == 32 and ex.completed_request == 2 and ex.error == ""
+    # a bad request: shown as `error`, answered (the view stops waiting), the previous state kept
+    shown = ex.originals.copy()
+    ex._handle_message(ex, {"type": "request", "id": 3, "layer": "encoder.nope", "sample_seed": 5}, [])
+    assert "`layer` 'encoder.nope'" in ex.error and ex.completed_request == 3 and not ex.busy
+    assert ex.layer == "encoder.fc1" and ex.sample_seed == 2 and np.array_equal(shown, ex.originals)
+    ex._handle_message(ex, {"type": "request", "id": 4, "layer": "encoder.fc1", "sample_seed": -1}, [])
+    assert "`sample_seed`" in ex.error and ex.completed_request == 4
+    # the next good request clears the error; other message types are ignored
+    ex._handle_message(ex, {"type": "request", "id": 5, "layer": "encoder.code", "sample_seed": 3}, [])
+    assert ex.error == "" and ex.layer == "encoder.code" and ex.sample_seed == 3 and ex.width == 12
+    ex._handle_message(ex, {"type": "something else", "id": 9, "layer": "encoder.fc1"}, [])
+    assert ex.layer == "encoder.code" and ex.completed_request == 5
 
 
 def test_classifier_accuracy_mode_and_hygiene():
@@ -124,3 +153,22 @@ def test_mode_is_explicit_where_the_output_shape_cannot_tell() -> None:
     plain = float((clf(x).argmax(1) == y).double().mean())
     assert ex.mode == "accuracy" and ex.baseline == pytest.approx(plain)
     assert float(ex.metric[-1]) == pytest.approx(plain, abs=1e-6)
+
+
+def test_view_state_names_are_the_python_traits():
+    """Every name the view reads (js/delta_explorer.ts `interface State`) is a synced trait, and every synced
+    trait of the widget is read by the view (anywidget's own `_esm`/`_css`/`_anywidget_id` and ipywidgets'
+    DOM traits aside)."""
+    import re
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[2] / "js" / "delta_explorer.ts").read_text()
+    body = re.search(r"interface State \{(.*?)\n\}", src, re.S)
+    assert body is not None
+    names = set(re.findall(r"^\s*(\w+)\s*:", body.group(1), re.M))
+    synced = set(DeltaExplorer.class_trait_names(sync=True))
+    widget_base = {"_esm", "_css", "_anywidget_id", "_dom_classes", "_model_module", "_model_module_version",
+                   "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name",
+                   "layout", "tabbable", "tooltip", "comm", "keys", "log"}
+    assert names <= synced, names - synced
+    assert synced - widget_base - names == set(), synced - widget_base - names

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nbexplain as nx
-from nbexplain.widgets.saturation_dashboard import SaturationDashboard
+from nbexplain.widgets.saturation_dashboard import SaturationDashboard, epoch_ticks, short_names
 from nbexplain.zoo import mlp
 
 
@@ -59,3 +59,75 @@ def test_existing_history_and_bad_tracker():
     assert dash.epochs == 2 and dash.lines_train.y.shape == (2, 2) and list(dash.lines_train.x) == [0.0, 1.0]
     with pytest.raises(TypeError, match="SaturationTracker"):
         SaturationDashboard(net)
+
+
+def test_epoch_ticks_are_whole_epochs():
+    assert epoch_ticks(0) == [0] and epoch_ticks(1) == [0] and epoch_ticks(2) == [0, 1]
+    assert epoch_ticks(8) == list(range(8))
+    for n in (9, 17, 40, 101, 1000):
+        ticks = epoch_ticks(n)
+        step = ticks[1] - ticks[0]
+        assert ticks[0] == 0 and ticks[-1] <= n - 1 < ticks[-1] + step  # covers the axis, whole numbers
+        assert step in (1, 2, 5, 10, 20, 50, 100, 200) and len(ticks) <= 8, (n, ticks)
+
+
+def test_short_names_are_unique_and_short():
+    assert short_names(["fc1", "out"]) == ["fc1", "out"]
+    assert short_names(["encoder.fc1", "encoder.code", "decoder.fc1"]) == ["e.fc1", "e.code", "d.fc1"]
+    assert short_names(["layers.10.attention.q_proj", "layers.11.attention.q_proj"]) == ["10.q_proj", "11.q_proj"]
+    assert short_names(["features.denseblock4.denselayer16.conv2"]) == ["conv2"]
+    assert short_names(["a_very_long_layer_name"]) == ["…ayer_name"]
+    # two names whose short forms coincide stay whole
+    assert short_names(["enc.block.fc", "emb.block.fc"]) == ["enc.block.fc", "emb.block.fc"]
+
+
+def test_axes_legends_table_and_scale():
+    net = mlp(10, (12, 8), seed=0)
+    with nx.SaturationTracker(net) as tr:
+        dash = SaturationDashboard(tr)
+        for i in range(3):
+            run_epoch(net, tr, evaluate=i > 0, probes={"fc1": 0.6, "out": 0.9} if i == 2 else None)
+        assert list(dash.epoch_axis.tick_values) == [0, 1, 2] and dash.lines_train.scales["x"].max == 2
+        # layers without a probe are left out of the probe line (a NaN point is an SVG error in the browser)
+        assert dash.probe_line.visible and list(dash.probe_line.x) == ["fc1", "out"]
+        assert list(dash.probe_line.y) == [0.6, 0.9]
+        # no legend drawn over the data by bqplot: the legends are HTML beside the charts
+        assert not any(m.display_legend for m in dash.fig_epochs.marks + dash.fig_layers.marks)
+        assert all(n in dash.legend_epochs.value for n in ["fc1", "fc2", "out"])
+        assert "probe accuracy" in dash.legend_layers.value and "saturation, eval" in dash.legend_layers.value
+        # the latest numbers, each under a heading
+        last = tr.history[-1]
+        table = dash.status.value
+        for h in (">saturation<", ">train<", ">eval<", "k of width", "probe accuracy", "epoch 2 (latest)"):
+            assert h in table, h
+        assert f"{last.train['fc2'].intrinsic_dimension} of {last.train['fc2'].width}" in table
+        assert f"{last.train['fc1'].saturation:.2f}" in table and "0.900" in table
+        # presentation scale: taller charts, larger fonts (never below 13 px)
+        assert "max(13px, var(--jp-ui-font-size1, 13px)) * 1)" in dash._style.value
+        h1 = int(dash.fig_epochs.layout.height.removesuffix("px"))
+        dash.scale = 1.5
+        assert int(dash.fig_epochs.layout.height.removesuffix("px")) == round(1.5 * h1)
+        assert "* 1.5)" in dash._style.value
+        dash.close()
+
+
+def test_layer_names_are_escaped_and_abbreviated_on_the_axis():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.ReLU(), torch.nn.Linear(8, 6))
+            self.decoder = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
+
+        def forward(self, x):
+            return self.decoder(self.encoder(x))
+
+    net = Net()
+    with nx.SaturationTracker(net) as tr:
+        dash = SaturationDashboard(tr, title="<b>AE</b>")
+        with torch.no_grad():
+            net(torch.randn(32, 10))
+        tr.end_epoch()
+    assert "&lt;b&gt;AE&lt;/b&gt;" in dash.heading.value and "<b>" not in dash.heading.value
+    assert dash.layer_axis.tick_labels == {"encoder.0": "encoder.0", "encoder.2": "encoder.2",
+                                           "decoder.0": "decoder.0", "decoder.2": "decoder.2"}
+    assert dash.bars.tooltip is not None and dash.bars.tooltip.fields == ["x", "y"]  # full names on hover
