@@ -7,6 +7,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
 import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, svgPlot, viewRoot } from "./lib/dom";
+import { keepNavigationKeys } from "./lib/keys";
 import { imageRGBA } from "./lib/raster";
 import { kernelRequests } from "./lib/requests";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
@@ -143,17 +144,6 @@ export function spaced<T>(ticks: T[], at: (t: T) => number, gap: number): T[] {
 export function readoutText(k: number, width: number, metricName: string, value: number, random: boolean): string {
   return `k = ${k} of ${width} directions · saturation ${(width ? k / width : 0).toFixed(3)} · ` +
     `${metricLabel(metricName)} ${formatValue(value)}${random ? " (random subspace)" : ""}`;
-}
-
-/** The slider position a key moves to from `p` (of `n`), or null for a key the slider does not handle. */
-export function sliderKey(key: string, p: number, n: number): number | null {
-  const big = Math.max(1, Math.round(n / 10));
-  const moves: Record<string, number> = {
-    ArrowLeft: p - 1, ArrowDown: p - 1, ArrowRight: p + 1, ArrowUp: p + 1,
-    PageDown: p - big, PageUp: p + big, Home: 0, End: n - 1,
-  };
-  if (!(key in moves) || n < 1) return null;
-  return Math.max(0, Math.min(n - 1, moves[key]));
 }
 
 type Mk = (tag: string, attrs: Record<string, string>, text?: string) => SVGElement;
@@ -531,14 +521,7 @@ function render({ model, el }: RenderProps<State>) {
   const ask = () => requests.queue.request({ layer: layerSelect.value, sample_seed: wantedSeed });
 
   slider.addEventListener("input", () => show(Number(slider.value)));
-  // The notebook's own key handling can keep a range input from moving: the arrows are handled here.
-  slider.addEventListener("keydown", (ev) => {
-    const next = sliderKey(ev.key, position, nPositions());
-    if (next === null) return;
-    ev.preventDefault();
-    ev.stopPropagation();
-    show(next);
-  });
+  const stopKeys = keepNavigationKeys(root); // the slider's arrows stay in the view (JupyterLab takes them)
   randomBox.addEventListener("change", () => show(position));
   layerSelect.addEventListener("change", ask);
   samplesButton.addEventListener("click", () => {
@@ -591,7 +574,7 @@ function render({ model, el }: RenderProps<State>) {
   build();
   onError();
   onBusy();
-  return connect(el, root, model, events, redraw, stopScale, requests.cleanup);
+  return connect(el, root, model, events, redraw, stopScale, requests.cleanup, stopKeys);
 }
 
 export default { render };

@@ -2,7 +2,7 @@
 // slider keys and the readout a student reads.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { deltaTicks, formatDelta, metricLabel, niceTicks, nines, readoutText, sliderKey, spaced } from "../delta_explorer";
+import { deltaTicks, formatDelta, metricLabel, niceTicks, nines, readoutText, spaced } from "../delta_explorer";
 
 /** The Python default slider grid (widgets/delta_explorer.py: slider_deltas): evenly spaced in nines, then 1. */
 function sliderDeltas(lo = 0.5, hi = 0.9999, steps = 121): number[] {
@@ -51,17 +51,6 @@ test("niceTicks gives round values inside the range, 0 included when spanned", (
   }
 });
 
-test("sliderKey: arrows step, PageUp/PageDown jump a tenth, Home/End go to the ends, other keys are ignored", () => {
-  assert.equal(sliderKey("ArrowLeft", 5, 122), 4);
-  assert.equal(sliderKey("ArrowUp", 5, 122), 6);
-  assert.equal(sliderKey("PageUp", 5, 122), 17);
-  assert.equal(sliderKey("PageDown", 5, 122), 0);
-  assert.equal(sliderKey("Home", 50, 122), 0);
-  assert.equal(sliderKey("End", 5, 122), 121);
-  assert.equal(sliderKey("ArrowRight", 121, 122), 121);
-  assert.equal(sliderKey("a", 5, 122), null);
-  assert.equal(sliderKey("ArrowLeft", 0, 0), null);
-});
 
 test("the readout names every number", () => {
   assert.equal(metricLabel("mse"), "mean squared error");
