@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from classroom import contrast as _contrast
+from classroom import luminance as _luminance
+from classroom import rgb as _rgb
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
@@ -225,20 +228,6 @@ _RGB = "e => getComputedStyle(e).backgroundColor"
 _FG = "e => getComputedStyle(e).color"
 FOCUS_JS = """e => { const s = getComputedStyle(e);
   return [document.activeElement === e, s.outlineStyle, parseFloat(s.outlineWidth)]; }"""
-
-
-def _rgb(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3])
-
-
-def _luminance(rgb: tuple[float, ...]) -> float:
-    lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
-
-
-def _contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
 
 
 def _fits(root) -> None:

@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import ARTIFACTS, VIEW_LAYOUT, offline_only
+from classroom import luminance as _luminance
+from classroom import rgb as _rgb
+from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
 
 pytestmark = pytest.mark.browser
 
 ROOT = ".nbx-playground"
 SETUP = "from nbexplain.widgets import Playground\npg = Playground('moons', n=300, seed=0)\n"
 CELLS = [SETUP + "pg"]
-
-
-def _rgb(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3])
-
-
-def _luminance(rgb: tuple[float, ...]) -> float:
-    lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
 def _attr(root, name: str) -> str:  # noqa: ANN001
@@ -151,12 +144,14 @@ def test_playground_trains_live_and_every_control_works(lab):
         assert layout["contentRight"] <= layout["right"] + 1, f"{layout}"
         assert layout["min"] >= 13 - 0.01, f"{layout}"
         nb.screenshot("playground-800", root)
+        assert axe_violations(nb.page, ROOT) == []
 
         # dark theme
         nb.execute("pg.theme = 'dark'")
         nb.page.locator(f"{ROOT}[data-theme='dark']").wait_for(timeout=5000)
         assert _luminance(_rgb(root.evaluate("e => getComputedStyle(e).backgroundColor"))) < 0.05
         nb.screenshot("playground-dark", root)
+        assert axe_violations(nb.page, ROOT) == []
 
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from classroom import contrast as _contrast
+from classroom import luminance as _luminance
+from classroom import rgb as _rgb
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
 
 pytestmark = pytest.mark.browser
@@ -56,20 +59,6 @@ def shown(raw: str) -> str:
 
 
 _RGB = "e => getComputedStyle(e).backgroundColor"
-
-
-def _rgb(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3])
-
-
-def _luminance(rgb: tuple[float, ...]) -> float:
-    lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
-
-
-def _contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
 
 
 def cell(row: int, tok: int) -> str:
