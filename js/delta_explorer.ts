@@ -6,7 +6,7 @@
 // Both charts are SVG with text in CSS px (≥ 13 px, × the widget's `scale`), ticks and axis titles on every axis.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
-import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, svgPlot, viewRoot } from "./lib/dom";
+import { applyScale, batched, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, svgPlot, viewRoot } from "./lib/dom";
 import { keepNavigationKeys } from "./lib/keys";
 import { imageRGBA } from "./lib/raster";
 import { kernelRequests } from "./lib/requests";
@@ -545,16 +545,7 @@ function render({ model, el }: RenderProps<State>) {
   const onSeed = () => {
     wantedSeed = Math.max(wantedSeed, model.get("sample_seed"));
   };
-  // One message can change several traits: rebuild once, after all of them have landed.
-  let rebuildQueued = false;
-  const rebuild = () => {
-    if (rebuildQueued) return;
-    rebuildQueued = true;
-    queueMicrotask(() => {
-      rebuildQueued = false;
-      build();
-    });
-  };
+  const rebuild = batched(build); // one message can change several traits: rebuild once
   // Resized or visible again: charts follow the column's width; images are redrawn.
   const redraw = () => {
     if (root.clientWidth !== chartsWidth) buildCharts();

@@ -7,7 +7,7 @@
 // own title, map, colour bar and labelled scores), so every row wraps alike and the view fits an 800 px column.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
+import { applyScale, batched, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
@@ -526,16 +526,7 @@ function render({ model, el }: RenderProps<State>) {
     drawAll();
   };
   const onTheme = () => (root.dataset.theme = model.get("theme"));
-  // several traits change in one kernel message: rebuild once, after all of them arrived
-  let buildQueued = false;
-  const rebuild = () => {
-    if (buildQueued) return;
-    buildQueued = true;
-    queueMicrotask(() => {
-      buildQueued = false;
-      build();
-    });
-  };
+  const rebuild = batched(build); // several traits change in one kernel message: rebuild once
   const events: Array<[string, () => void]> = [
     ["change:maps", rebuild], ["change:images", rebuild], ["change:entries", rebuild],
     ["change:entry_meta", rebuild], ["change:methods", rebuild], ["change:n_shown", rebuild],

@@ -4,7 +4,7 @@
 // minmax(0, that width)), so the view fits an 800 px notebook column; canvases are drawn at their shown size.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
+import { applyScale, batched, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
@@ -255,16 +255,7 @@ function render({ model, el }: RenderProps<State>) {
   });
   opacity.addEventListener("change", () => model.save_changes());
 
-  // set_maps changes several traits in one message: rebuild once, after all of them arrived
-  let queued = false;
-  const rebuild = () => {
-    if (queued) return;
-    queued = true;
-    queueMicrotask(() => {
-      queued = false;
-      build();
-    });
-  };
+  const rebuild = batched(build); // set_maps changes several traits in one message: rebuild once
   const onOpacity = () => {
     opacity.value = String(model.get("opacity"));
     drawAll();

@@ -3,7 +3,7 @@
 // `sequence` and `shared_scale`. Hover and focus only change the readout (no kernel message).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, formatValue, type RGB } from "./lib/colormap";
-import { connect, h, injectStyle, viewRoot } from "./lib/dom";
+import { batched, connect, h, injectStyle, viewRoot } from "./lib/dom";
 import { formatTick, niceStep, signed } from "./lib/nice_ticks";
 import { decodeTensor, type WireTensor } from "./lib/tensor";
 
@@ -432,16 +432,7 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.ready = "true";
   }
 
-  // set_data changes several traits in one message: rebuild once for all of them
-  let queued = false;
-  const rebuild = () => {
-    if (queued) return;
-    queued = true;
-    queueMicrotask(() => {
-      queued = false;
-      build();
-    });
-  };
+  const rebuild = batched(build); // set_data changes several traits in one message: rebuild once
 
   seqSelect.addEventListener("change", () => {
     model.set("sequence", Number(seqSelect.value));

@@ -30,6 +30,22 @@ export function viewRoot(kind: string, theme: string): HTMLDivElement {
   return root;
 }
 
+/**
+ * `fn` called at most once per burst of calls: one kernel message can change several traits, and each change
+ * event asks for the rebuild; the batched function runs `fn` once, after all of them have landed (a microtask).
+ */
+export function batched(fn: () => void): () => void {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      fn();
+    });
+  };
+}
+
 interface ScaleModel {
   get(name: "scale"): unknown;
   on(event: string, callback: () => void): void;

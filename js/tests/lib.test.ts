@@ -120,3 +120,18 @@ test("connect subscribes the handlers and its cleanup undoes everything once", a
   assert.equal(handlers.get("change:a")!.size, 0);
   assert.deepEqual([extra, emptied], [1, 1]);
 });
+
+test("batched runs its function once per burst of calls, after the burst", async () => {
+  const { batched } = await import("../lib/dom");
+  let runs = 0;
+  const rebuild = batched(() => runs++);
+  rebuild();
+  rebuild();
+  rebuild();
+  assert.equal(runs, 0); // nothing before the burst has landed
+  await Promise.resolve();
+  assert.equal(runs, 1);
+  rebuild();
+  await Promise.resolve();
+  assert.equal(runs, 2); // a later burst runs again
+});
