@@ -7,7 +7,7 @@ import { batched, connect, h, injectStyle, viewRoot } from "./lib/dom";
 import { formatTick, niceStep, signed } from "./lib/nice_ticks";
 import { decodeTensor, type WireTensor } from "./lib/tensor";
 
-export { formatTick, niceStep }; // (tested with the view's own helpers)
+export { formatTick }; // (tested with the view's own helpers)
 
 interface State {
   tokens: string[][];

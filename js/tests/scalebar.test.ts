@@ -1,17 +1,8 @@
 // Unit tests of js/lib/scalebar.ts: nice limits and ticks for the colour bars of Heatmap and ExplanationExplorer.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatTick, niceScale, niceStep, scaleTicks } from "../lib/scalebar";
+import { formatTick, niceScale, scaleTicks } from "../lib/scalebar";
 
-test("niceStep rounds up to 1, 2, 2.5 or 5 × 10^k", () => {
-  assert.equal(niceStep(0.09), 0.1);
-  assert.equal(niceStep(0.3), 0.5);
-  assert.equal(niceStep(2.2), 2.5);
-  assert.equal(niceStep(1.5), 2);
-  assert.equal(niceStep(7), 10);
-  assert.equal(niceStep(1e-4), 1e-4);
-  assert.equal(niceStep(0), 1);
-});
 
 test("a diverging scale is symmetric with a nice limit that covers the data (two thirds of it at least)", () => {
   for (const m of [1.007e-4, 0.0372, 0.37, 0.4000000059604645, 1, 3.3, 812]) {

@@ -11,7 +11,6 @@ import {
   formatTick,
   luminance,
   moveFocus,
-  niceStep,
   readoutText,
   rowLimits,
   symmetricTicks,
@@ -42,20 +41,6 @@ test("whitespace is drawn as markers, words are kept, newlines end the line", ()
   assert.equal(displayToken("🙂 ").text, "🙂·");
 });
 
-test("niceStep returns 1, 2, 2.5 or 5 times a power of ten, never below the request", () => {
-  assert.equal(niceStep(0.1), 0.1);
-  assert.equal(niceStep(0.13), 0.2);
-  assert.equal(niceStep(0.21), 0.25);
-  assert.equal(niceStep(0.3), 0.5);
-  assert.equal(niceStep(0.7), 1);
-  assert.equal(niceStep(42), 50);
-  for (const raw of [1e-7, 3.3e-4, 0.0123, 0.9, 7, 123, 9.99e4]) {
-    const s = niceStep(raw);
-    assert.ok(s >= raw * (1 - 1e-12) && s <= 2.5 * raw * (1 + 1e-12), `${raw} -> ${s}`);
-    const mantissa = Number((s / Math.pow(10, Math.floor(Math.log10(s) + 1e-12))).toPrecision(6));
-    assert.ok([1, 2, 2.5, 5].includes(mantissa), `${s} mantissa ${mantissa}`);
-  }
-});
 
 test("automatic colour limits are nice, cover the data and keep ≥ 2/3 of the colour range", () => {
   assert.deepEqual(colorLimit(0.83), { limit: 1, step: 0.25 });
