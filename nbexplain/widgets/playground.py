@@ -107,7 +107,8 @@ class Playground(NbxWidget):
         pair (``x`` of shape ``(N, 2)``, ``y`` integer labels ``0 … C−1``) or an ``nx.ToyDataset``.
     model
         Your own ``nn.Module`` taking ``(N, 2)`` points to ``(N, C)`` logits; ``features``, ``hidden`` and
-        ``activation`` are then ignored (the view hides those controls).
+        ``activation`` are then ignored (the view hides those controls). The playground trains a copy of it
+        (``.model``); your module is left exactly as it was, and every new run starts again from its weights.
     features, hidden, activation
         The playground network (``nx.playground_network``): input features, hidden widths, activation.
     learning_rate, l2, batch_size
@@ -221,8 +222,7 @@ class Playground(NbxWidget):
             raise TypeError(f"`features` must be a sequence of feature names such as ('x', 'y'), got {features!r}.")
         super().__init__(scale=scale, **kwargs)
         self._ready = False
-        self._user_model = model
-        self._user_initial = copy.deepcopy(model.state_dict()) if model is not None else {}
+        self._user_model = model  # never trained itself: every run trains a copy (the user's module stays as given)
         self._given_data: ToyDataset | None = None
         if isinstance(data, ToyDataset):
             self._given_data = data
@@ -262,10 +262,8 @@ class Playground(NbxWidget):
     def _build(self) -> None:
         """A new run: data, network (from the seed), trainer, layout, the first frame."""
         data = self._make_data()
-        if self._user_model is not None:  # a new run starts from the weights the model came with
-            model = self._user_model
-            with torch.no_grad():
-                model.load_state_dict(self._user_initial)
+        if self._user_model is not None:  # a new run trains a fresh copy of the module as the user gave it
+            model = copy.deepcopy(self._user_model)
         else:
             model = playground_network(tuple(self.features), tuple(self.hidden), data.classes,
                                        activation=self.activation, seed=self._seed)

@@ -24,6 +24,7 @@ from nbexplain.core.playground import (
 from nbexplain.widgets import Playground
 from nbexplain.widgets.delta_explorer import slider_deltas
 from nbexplain.widgets.playground_frames import RECORDING_BUDGET, Frame, Recording, quantize_units
+from tests.models.state import untouched
 
 LIMIT = 50_000
 
@@ -252,14 +253,18 @@ def test_own_data_and_own_model() -> None:
     pg = Playground((x, y), hidden=(5,))
     assert pg.dataset == "custom" and pg.config["classes"] == 3
     net = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 3))
+    net.train(False)
     mine = Playground((x, y), model=net)
-    assert mine.model is net and mine.config["custom_model"] and mine.config["inputs"] == ["x", "y"]
+    assert mine.model is not net and mine.config["custom_model"] and mine.config["inputs"] == ["x", "y"]
     assert [layer["name"] for layer in mine.config["layers"]] == ["1", "2"] and mine.config["edges"] == [[6, 2], [3, 6]]
-    before = net[0].weight.detach().clone()
-    mine.train(1)
-    assert not torch.equal(before, net[0].weight)  # the user's module is the one trained (exported as is)
-    mine.learning_rate = 0.1  # a new run starts from the weights the model came with
-    assert mine.trainer.epoch == 0 and torch.equal(before, net[0].weight) and mine.model is net
+    with untouched(net):  # the user's module is never trained: the playground trains a copy (.model)
+        before = net[0].weight.detach().clone()
+        mine.train(1)
+        assert not torch.equal(before, mine.model[0].weight)
+        assert isinstance(mine.model, nn.Sequential) and mine.model(x[:3]).shape == (3, 3)
+        mine.learning_rate = 0.1  # a new run starts again from the weights the model came with
+        assert mine.trainer.epoch == 0 and torch.equal(before, mine.model[0].weight) and mine.model is not net
+    assert not net.training
 
 
 def test_settings_start_a_new_run_and_bad_ones_keep_the_old() -> None:
