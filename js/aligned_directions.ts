@@ -5,7 +5,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorOf, formatValue, paintColorbar } from "./lib/colormap";
-import { applyScale, connect, h, injectStyle, offscreen, onVisible, scaleOf, svgPlot, viewRoot } from "./lib/dom";
+import { activate, applyScale, connect, h, injectStyle, offscreen, onVisible, scaleOf, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { niceTicks } from "./lib/nice_ticks";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -241,13 +241,7 @@ function render({ model, el }: RenderProps<State>) {
         lab.setAttribute("role", "button");
         lab.tabIndex = side === 0 ? 0 : -1; // one stop per direction (the twin row of net B mirrors it)
         lab.setAttribute("aria-label", `${rowName(kind, side, i)}: overlay the two networks' traces`);
-        lab.addEventListener("click", () => select(i));
-        lab.addEventListener("keydown", (ev) => {
-          if (ev.key !== "Enter" && ev.key !== " ") return;
-          ev.preventDefault();
-          ev.stopPropagation();
-          select(i);
-        });
+        activate(lab, () => select(i));
       }
       b.appendChild(lab);
       labels.push(lab);
@@ -444,7 +438,7 @@ function render({ model, el }: RenderProps<State>) {
     build();
   });
 
-  const onTheme = () => (root.dataset.theme = model.get("theme"));
+  const onTheme = themeHandler(root, model);
   const events: Array<[string, () => void]> = [
     ["change:neurons_a", build], ["change:neurons_b", build], ["change:directions_a", build],
     ["change:directions_b", build], ["change:n", build], ["change:column_classes", build],

@@ -6,7 +6,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, viewRoot } from "./lib/dom";
+import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";
 
@@ -409,7 +409,7 @@ function render({ model, el }: RenderProps<State>) {
     ev.stopPropagation(); // JupyterLab binds ←/→ to notebook commands in command mode
   });
 
-  const onTheme = () => (root.dataset.theme = model.get("theme"));
+  const onTheme = themeHandler(root, model);
   const events: Array<[string, () => void]> = [
     ["change:values", build], ["change:defined", build], ["change:layers", build], ["change:class_names", build],
     ["change:cell_size", build], ["change:logits", build], ["change:checkpoint", paint],

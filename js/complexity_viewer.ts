@@ -6,7 +6,7 @@
 // set from Python (`feature_limit`, `component_limit`, `chart_limits`) put several viewers on one scale.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, connect, h, injectStyle, offscreen, scaleOf, viewRoot } from "./lib/dom";
+import { activate, applyScale, connect, h, injectStyle, offscreen, scaleOf, themeHandler, viewRoot } from "./lib/dom";
 import { niceCeil, niceTicks } from "./lib/nice_ticks";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA } from "./lib/raster";
@@ -533,13 +533,7 @@ function render({ model, el }: RenderProps<State>) {
     hd.tabIndex = 0;
     hd.setAttribute("role", "button");
     hd.setAttribute("aria-label", `order ${orders()[l]}: show its component beside the reconstruction`);
-    hd.addEventListener("click", () => selectOrder(l));
-    hd.addEventListener("keydown", (ev) => {
-      if (ev.key === "Enter" || ev.key === " ") {
-        ev.preventDefault();
-        selectOrder(l);
-      }
-    });
+    activate(hd, () => selectOrder(l));
     return hd;
   }
 
@@ -696,10 +690,7 @@ function render({ model, el }: RenderProps<State>) {
     drawAll();
     layoutTables();
   };
-  const onTheme = () => {
-    root.dataset.theme = model.get("theme");
-    drawAll();
-  };
+  const onTheme = themeHandler(root, model, () => drawAll());
   const events: Array<[string, () => void]> = [
     ["change:feature", rebuild], ["change:recon", rebuild], ["change:components", rebuild],
     ["change:inputs", rebuild], ["change:metrics", rebuild], ["change:orders", rebuild],

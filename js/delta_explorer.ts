@@ -6,7 +6,7 @@
 // Both charts are SVG with text in CSS px (≥ 13 px, × the widget's `scale`), ticks and axis titles on every axis.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
-import { applyScale, batched, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, svgPlot, viewRoot } from "./lib/dom";
+import { applyScale, batched, connect, errorHandler, h, injectStyle, offscreen, scaleOf, sizeCanvas, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { keepNavigationKeys } from "./lib/keys";
 import { imageRGBA } from "./lib/raster";
 import { kernelRequests } from "./lib/requests";
@@ -529,19 +529,13 @@ function render({ model, el }: RenderProps<State>) {
     ask();
   });
 
-  const onError = () => {
-    errorBox.textContent = model.get("error");
-    root.dataset.error = model.get("error") ? "true" : "false";
-  };
+  const onError = errorHandler(root, errorBox, model);
   const onDelta = () => show(nearestPosition(model.get("delta")));
   const onRandom = () => {
     randomBox.checked = model.get("show_random");
     show(position);
   };
-  const onTheme = () => {
-    root.dataset.theme = model.get("theme");
-    show(position);
-  };
+  const onTheme = themeHandler(root, model, () => show(position));
   const onSeed = () => {
     wantedSeed = Math.max(wantedSeed, model.get("sample_seed"));
   };

@@ -7,7 +7,7 @@
 // own title, map, colour bar and labelled scores), so every row wraps alike and the view fits an 800 px column.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, batched, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
+import { applyScale, batched, connect, errorHandler, h, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
@@ -141,13 +141,8 @@ function render({ model, el }: RenderProps<State>) {
   el.appendChild(root);
 
   const controls = h("div", "nbx-controls");
-  const opacityLabel = h("label", "nbx-control", "map opacity over the input");
-  const opacity = h("input", "nbx-opacity");
-  opacity.type = "range";
-  opacity.min = "0";
-  opacity.max = "1";
-  opacity.step = "0.01";
-  opacityLabel.appendChild(opacity);
+  const { label: opacityLabel, input: opacity } = rangeControl("nbx-opacity", "map opacity over the input",
+    { min: 0, max: 1, step: 0.01 });
   const more = h("button", "nbx-button nbx-more nbx-needs-kernel", "more samples");
   const busy = h("span", "nbx-busy", "computing…");
   busy.setAttribute("aria-live", "polite");
@@ -517,15 +512,12 @@ function render({ model, el }: RenderProps<State>) {
       updateExplained();
     }
   };
-  const onError = () => {
-    errorBox.textContent = model.get("error");
-    root.dataset.error = model.get("error") ? "true" : "false";
-  };
+  const onError = errorHandler(root, errorBox, model);
   const onOpacity = () => {
     opacity.value = String(model.get("opacity"));
     drawAll();
   };
-  const onTheme = () => (root.dataset.theme = model.get("theme"));
+  const onTheme = themeHandler(root, model);
   const rebuild = batched(build); // several traits change in one kernel message: rebuild once
   const events: Array<[string, () => void]> = [
     ["change:maps", rebuild], ["change:images", rebuild], ["change:entries", rebuild],

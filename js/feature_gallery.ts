@@ -6,7 +6,7 @@
 // are exactly the colour bar's, with the example as a thin outline on top (the opacity slider blends it back in).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
+import { activate, applyScale, connect, errorHandler, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
 import { keepNavigationKeys } from "./lib/keys";
@@ -165,14 +165,9 @@ function render({ model, el }: RenderProps<State>) {
   const detail = h("div", "nbx-detail");
   const detailTitle = h("div", "nbx-detail-title");
   const detailControls = h("div", "nbx-detail-controls");
-  const opacityLabel = h("label", "nbx-control", "map opacity (the example shows as an outline)");
-  const opacity = h("input", "nbx-opacity");
-  opacity.type = "range";
-  opacity.min = "0";
-  opacity.max = "1";
-  opacity.step = "0.05";
-  opacity.value = "1"; // opaque: the map's colours are the colour bar's
-  opacityLabel.appendChild(opacity);
+  // opaque by default: the map's colours are the colour bar's
+  const { label: opacityLabel, input: opacity } = rangeControl("nbx-opacity",
+    "map opacity (the example shows as an outline)", { min: 0, max: 1, step: 0.05, value: 1 });
   const barSlot = h("div", "nbx-map-bar");
   detailControls.append(barSlot, opacityLabel);
   const topGrid = h("div", "nbx-top-grid");
@@ -399,13 +394,7 @@ function render({ model, el }: RenderProps<State>) {
         showSelected(); // switch at once from precomputed state; the kernel just learns the choice
         model.save_changes();
       };
-      cell.addEventListener("click", select);
-      cell.addEventListener("keydown", (ev) => {
-        if (ev.key === "Enter" || ev.key === " ") {
-          ev.preventDefault();
-          select();
-        }
-      });
+      activate(cell, select);
       grid.appendChild(cell);
       cells.push(cell);
       gridCanvases.push(canvas);
@@ -462,11 +451,8 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.requested = String(queue.lastId);
     setBusy();
   };
-  const onError = () => {
-    error.textContent = model.get("error");
-    root.dataset.error = model.get("error") ? "true" : "false";
-  };
-  const onTheme = () => (root.dataset.theme = model.get("theme"));
+  const onError = errorHandler(root, error, model);
+  const onTheme = themeHandler(root, model);
   const events: Array<[string, () => void]> = [
     ["change:images", rebuild], ["change:curves", rebuild], ["change:top_images", rebuild],
     ["change:top_maps", rebuild], ["change:titles", rebuild], ["change:percentiles", rebuild],

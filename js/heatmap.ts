@@ -4,7 +4,7 @@
 // minmax(0, that width)), so the view fits an 800 px notebook column; canvases are drawn at their shown size.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, batched, connect, h, injectStyle, offscreen, viewRoot } from "./lib/dom";
+import { activate, applyScale, batched, connect, h, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
@@ -57,13 +57,7 @@ function render({ model, el }: RenderProps<State>) {
   el.appendChild(root);
 
   const controls = h("div", "nbx-controls");
-  const opacityLabel = h("label", "nbx-control", "opacity");
-  const opacity = h("input", "nbx-opacity");
-  opacity.type = "range";
-  opacity.min = "0";
-  opacity.max = "1";
-  opacity.step = "0.01";
-  opacityLabel.appendChild(opacity);
+  const { label: opacityLabel, input: opacity } = rangeControl("nbx-opacity", "opacity", { min: 0, max: 1, step: 0.01 });
   controls.appendChild(opacityLabel);
   const stopRangeKeys = keepNavigationKeys(root);
   const grid = h("div", "nbx-grid");
@@ -226,13 +220,7 @@ function render({ model, el }: RenderProps<State>) {
         model.set("selected", i);
         model.save_changes();
       };
-      cell.addEventListener("click", select);
-      cell.addEventListener("keydown", (ev) => {
-        if (ev.key === "Enter" || ev.key === " ") {
-          ev.preventDefault();
-          select();
-        }
-      });
+      activate(cell, select);
       grid.appendChild(cell);
       cells.push(cell);
       canvases.push(canvas);
@@ -260,7 +248,7 @@ function render({ model, el }: RenderProps<State>) {
     opacity.value = String(model.get("opacity"));
     drawAll();
   };
-  const onTheme = () => (root.dataset.theme = model.get("theme"));
+  const onTheme = themeHandler(root, model);
   const events: Array<[string, () => void]> = [
     ["change:maps", rebuild], ["change:images", rebuild], ["change:titles", rebuild], ["change:cmap", rebuild],
     ["change:vmin", rebuild], ["change:vmax", rebuild], ["change:cell_size", rebuild], ["change:columns", rebuild],

@@ -3,7 +3,7 @@
 // no kernel round trip, the δ projection slider, the hover readout and the timeline replay of the recording.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatValue } from "./lib/colormap";
-import { connect, h, injectStyle, offscreen, sizeCanvas, viewRoot } from "./lib/dom";
+import { connect, h, injectStyle, offscreen, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { keepNavigationKeys } from "./lib/keys";
 import { lineChart, similarityStrip } from "./lib/playground_charts";
 import {
@@ -577,7 +577,7 @@ function render({ model, el }: RenderProps<State>) {
     ...(["state", "error", "dataset", "features", "hidden", "activation", "learning_rate", "l2", "batch_size",
       "epoch_limit", "relevance_method", "delta_layer", "basis", "scale"] as const).map(
       (k): [string, () => void] => [`change:${k}`, syncControls]),
-    ["change:theme", () => (root.dataset.theme = model.get("theme"))],
+    ["change:theme", themeHandler(root, model)],
   ];
   full();
   root.dataset.ready = "true";

@@ -5,7 +5,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, viewRoot } from "./lib/dom";
+import { applyScale, colorFooter, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
@@ -597,7 +597,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:score", build], ["change:images", build], ["change:titles", build], ["change:top_k", drawStep],
     ["change:step", drawStep], ["change:sample", onSample],
     ["change:opacity", () => { opacity.value = String(model.get("opacity")); drawMap(); }],
-    ["change:theme", () => (root.dataset.theme = model.get("theme"))],
+    ["change:theme", themeHandler(root, model)],
   ];
   build();
   const stopScale = applyScale(root, model, () => {

@@ -5,7 +5,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, viewRoot } from "./lib/dom";
+import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -359,7 +359,7 @@ function render({ model, el }: RenderProps<State>) {
     setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");
     paint();
   };
-  const onTheme = () => (root.dataset.theme = model.get("theme"));
+  const onTheme = themeHandler(root, model);
   body.addEventListener("focusout", (ev) => {
     if (!body.contains(ev.relatedTarget as Node | null)) clearReadout();
   });

@@ -3,7 +3,7 @@
 // `sequence` and `shared_scale`. Hover and focus only change the readout (no kernel message).
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, formatValue, type RGB } from "./lib/colormap";
-import { batched, connect, h, injectStyle, viewRoot } from "./lib/dom";
+import { batched, connect, h, injectStyle, themeHandler, viewRoot } from "./lib/dom";
 import { formatTick, niceStep, signed } from "./lib/nice_ticks";
 import { decodeTensor, type WireTensor } from "./lib/tensor";
 
@@ -446,7 +446,7 @@ function render({ model, el }: RenderProps<State>) {
     build();
   });
 
-  const onTheme = () => (root.dataset.theme = model.get("theme"));
+  const onTheme = themeHandler(root, model);
   const events: Array<[string, () => void]> = [
     ["change:tokens", rebuild], ["change:relevance", rebuild], ["change:offsets", rebuild],
     ["change:labels", rebuild], ["change:sequence", rebuild], ["change:shared_scale", rebuild],

@@ -46,6 +46,61 @@ export function batched(fn: () => void): () => void {
   };
 }
 
+/**
+ * Make `el` (a cell, a heading, a node with role=button) activate `fn` on click and on Enter / Space, as a button
+ * does; the keys are kept from JupyterLab (Enter would also put the notebook into edit mode).
+ */
+export function activate(el: HTMLElement, fn: () => void): void {
+  el.addEventListener("click", fn);
+  el.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter" && ev.key !== " ") return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    fn();
+  });
+}
+
+/** A labelled range slider (`<label class="nbx-control">text <input type=range></label>`). */
+export function rangeControl(
+  className: string,
+  text: string,
+  range: { min: number; max: number; step: number; value?: number },
+): { label: HTMLLabelElement; input: HTMLInputElement } {
+  const label = h("label", "nbx-control", text);
+  const input = h("input", className);
+  input.type = "range";
+  input.min = String(range.min);
+  input.max = String(range.max);
+  input.step = String(range.step);
+  if (range.value !== undefined) input.value = String(range.value);
+  label.appendChild(input);
+  return { label, input };
+}
+
+interface TraitModel {
+  get(name: string): unknown;
+}
+
+/**
+ * The handler that shows the model's `error` trait in `box` and as `data-error` on `root` (the Python side
+ * sets it when a kernel request fails; the view stays usable).
+ */
+export function errorHandler(root: HTMLElement, box: HTMLElement, model: TraitModel): () => void {
+  return () => {
+    const text = String(model.get("error") ?? "");
+    box.textContent = text;
+    root.dataset.error = text ? "true" : "false";
+  };
+}
+
+/** The `change:theme` handler: `data-theme` on `root` follows the model, then `after` (a redraw) runs. */
+export function themeHandler(root: HTMLElement, model: TraitModel, after?: () => void): () => void {
+  return () => {
+    root.dataset.theme = String(model.get("theme") || "auto");
+    after?.();
+  };
+}
+
 interface ScaleModel {
   get(name: "scale"): unknown;
   on(event: string, callback: () => void): void;

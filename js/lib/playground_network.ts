@@ -1,7 +1,7 @@
 // The Playground's network diagram: one column of neuron maps per layer (inputs first), edges as SVG lines
 // whose width follows |weight| (blue positive, orange negative, as TensorFlow Playground). Neurons are
 // focusable buttons; hover, focus or Enter asks the view to enlarge one.
-import { h } from "./dom";
+import { activate, h } from "./dom";
 import { edgeWidth } from "./playground_draw";
 
 export interface Column {
@@ -82,13 +82,7 @@ export function networkDiagram(
       node.addEventListener("pointerleave", onLeave);
       node.addEventListener("focus", () => onInspect(c, u, false));
       node.addEventListener("blur", onLeave);
-      node.addEventListener("click", () => onInspect(c, u, true));
-      node.addEventListener("keydown", (ev) => {
-        if (ev.key === "Enter" || ev.key === " ") {
-          ev.preventDefault();
-          onInspect(c, u, true);
-        }
-      });
+      activate(node, () => onInspect(c, u, true));
       el.appendChild(node);
       list.push(node);
     }
