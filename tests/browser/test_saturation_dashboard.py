@@ -114,8 +114,13 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
         nb.page.wait_for_timeout(800)  # bqplot animates its axes
         epochs_fig, layers_fig = figs.nth(0), figs.nth(1)
 
-        # whole-epoch ticks, each once (no "0 0 0 1 1 1")
-        x_ticks = epochs_fig.evaluate(TICKS)[0]
+        # whole-epoch ticks, each once (no "0 0 0 1 1 1"); bqplot re-renders its axes asynchronously (on a loaded
+        # machine the first drawing can still show its default ticks), so wait for the settled axis
+        for _ in range(100):
+            x_ticks = epochs_fig.evaluate(TICKS)[0]
+            if x_ticks == ["0", "1", "2"]:
+                break
+            nb.page.wait_for_timeout(100)
         assert x_ticks == ["0", "1", "2"], x_ticks
 
         # legends: none drawn by bqplot over the data; the HTML legends sit below the plots and name every layer
