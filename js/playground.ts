@@ -25,6 +25,7 @@ type Wired = Record<string, WireTensor> & { count?: number; epoch?: number; laye
 
 interface State {
   state: string; error: string; dataset: string; features: string[]; hidden: number[]; activation: string;
+  noise: number; test_fraction: number;
   learning_rate: number; l2: number; batch_size: number; epoch_limit: number; relevance_method: string;
   delta: number; delta_layer: string; basis: string; scale: number; theme: string; config: Config;
   static: Wired; frame: Wired; recording: Wired; history: Wired; projection: Wired;
@@ -34,6 +35,8 @@ const DATASETS = ["moons", "circles", "xor", "spiral", "blobs"];
 const FEATURES = ["x", "y", "x^2", "y^2", "xy", "sin x", "sin y"];
 const RATES = [0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3];
 const L2S = [0, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1];
+const NOISES = [0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5];
+const TEST_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7];
 const PLANE = 300;
 
 /** FNV-1a hash of bytes (the view's fingerprint of a frame: equal frames give equal hashes). */
@@ -51,6 +54,16 @@ function select(cls: string, options: Array<[string, string]>): HTMLSelectElemen
     s.appendChild(o);
   }
   return s;
+}
+
+/** Show `value` in a select, adding it as an option when it is not one of the listed values. */
+function selectValue(sel: HTMLSelectElement, value: string, text = value): void {
+  if (!Array.from(sel.options).some((o) => o.value === value)) {
+    const o = h("option", "", text);
+    o.value = value;
+    sel.appendChild(o);
+  }
+  sel.value = value;
 }
 
 function labelled(text: string, control: HTMLElement, kernel = true): HTMLLabelElement {
@@ -100,6 +113,8 @@ function render({ model, el }: RenderProps<State>) {
   const actSel = select("nbx-pg-activation", ["relu", "tanh", "sigmoid", "gelu"].map((a) => [a, a]));
   const rateSel = select("nbx-pg-rate", RATES.map((r) => [String(r), String(r)]));
   const l2Sel = select("nbx-pg-l2", L2S.map((r) => [String(r), String(r)]));
+  const noiseSel = select("nbx-pg-noise", NOISES.map((r) => [String(r), String(r)]));
+  const splitSel = select("nbx-pg-split", TEST_FRACTIONS.map((r) => [String(r), `${Math.round(r * 100)} %`]));
   const batchIn = h("input", "nbx-pg-batch");
   batchIn.type = "number";
   batchIn.min = "1";
@@ -108,7 +123,8 @@ function render({ model, el }: RenderProps<State>) {
   limitIn.type = "number";
   limitIn.min = "0";
   const netOnly = [labelled("features", featureBox), labelled("hidden widths", hiddenIn), labelled("activation", actSel)];
-  settings.append(labelled("data", dataSel), ...netOnly, labelled("learning rate", rateSel), labelled("L2", l2Sel),
+  const dataOnly = [labelled("noise", noiseSel), labelled("test points", splitSel)];
+  settings.append(labelled("data", dataSel), ...dataOnly, ...netOnly, labelled("learning rate", rateSel), labelled("L2", l2Sel),
     labelled("batch", batchIn), labelled("epoch limit (0 = none)", limitIn));
   const error = h("div", "nbx-error");
   error.setAttribute("role", "alert");
@@ -190,6 +206,7 @@ function render({ model, el }: RenderProps<State>) {
       layerSel.appendChild(o);
     }
     for (const e of netOnly) e.style.display = cfg.custom_model ? "none" : "";
+    dataOnly[0].style.display = cfg.dataset === "custom" ? "none" : ""; // noise: only for generated data sets
     syncControls();
     pinned = false;
     inspected = null;
@@ -471,6 +488,8 @@ function render({ model, el }: RenderProps<State>) {
     hiddenIn.value = model.get("hidden").join(", ");
     actSel.value = model.get("activation");
     rateSel.value = String(model.get("learning_rate"));
+    selectValue(noiseSel, String(model.get("noise")));
+    selectValue(splitSel, String(model.get("test_fraction")), `${Math.round(model.get("test_fraction") * 100)} %`);
     l2Sel.value = String(model.get("l2"));
     batchIn.value = String(model.get("batch_size"));
     limitIn.value = String(model.get("epoch_limit"));
@@ -504,6 +523,8 @@ function render({ model, el }: RenderProps<State>) {
   });
   actSel.addEventListener("change", () => setTrait("activation", actSel.value));
   rateSel.addEventListener("change", () => setTrait("learning_rate", Number(rateSel.value)));
+  noiseSel.addEventListener("change", () => setTrait("noise", Number(noiseSel.value)));
+  splitSel.addEventListener("change", () => setTrait("test_fraction", Number(splitSel.value)));
   l2Sel.addEventListener("change", () => setTrait("l2", Number(l2Sel.value)));
   batchIn.addEventListener("change", () => setTrait("batch_size", Math.max(1, Math.round(Number(batchIn.value)))));
   limitIn.addEventListener("change", () => setTrait("epoch_limit", Math.max(0, Math.round(Number(limitIn.value)))));
@@ -574,7 +595,7 @@ function render({ model, el }: RenderProps<State>) {
   const events: Array<[string, () => void]> = [
     ["change:config", full], ["change:static", full], ["change:frame", onLive], ["change:recording", onRecording],
     ["change:history", chartsSoon], ["change:projection", () => { delete root.dataset.deltaSet; drawProjection(); }],
-    ...(["state", "error", "dataset", "features", "hidden", "activation", "learning_rate", "l2", "batch_size",
+    ...(["state", "error", "dataset", "noise", "test_fraction", "features", "hidden", "activation", "learning_rate", "l2", "batch_size",
       "epoch_limit", "relevance_method", "delta_layer", "basis", "scale"] as const).map(
       (k): [string, () => void] => [`change:${k}`, syncControls]),
     ["change:theme", themeHandler(root, model)],

@@ -61,7 +61,7 @@ _SLICE_S = 0.012
 _YIELD_S = 0.005
 #: While training, the δ projections are recomputed at an epoch's end at most this often (seconds).
 _PROJECTION_EVERY_S = 2.0
-_REBUILD = ("dataset", "noise", "features", "hidden", "activation", "learning_rate", "l2", "batch_size")
+_REBUILD = ("dataset", "noise", "test_fraction", "features", "hidden", "activation", "learning_rate", "l2", "batch_size")
 
 
 _THREADS_LOCK = threading.Lock()
@@ -162,6 +162,8 @@ class Playground(NbxWidget):
     error = traitlets.Unicode("").tag(sync=True)
     dataset = traitlets.Unicode("moons").tag(sync=True)
     noise = traitlets.Float(0.1, min=0.0).tag(sync=True)
+    #: The share of the points held out as the test set (drawn hollow; the test loss and accuracy are on them).
+    test_fraction = traitlets.Float(0.3, min=0.05, max=0.9).tag(sync=True)
     features = traitlets.List(traitlets.Unicode(), default_value=["x", "y"]).tag(sync=True)
     hidden = traitlets.List(traitlets.Int(), default_value=[8, 8]).tag(sync=True)
     activation = traitlets.Unicode("tanh").tag(sync=True)
@@ -235,7 +237,8 @@ class Playground(NbxWidget):
         else:
             raise TypeError(f"`data` must be a dataset name ('moons', 'circles', 'xor', 'spiral', 'blobs'), an "
                             f"(x, y) pair or an nx.ToyDataset; got {type(data).__name__}.")
-        self._n, self._classes, self._test_fraction = n, classes, test_fraction
+        self._n, self._classes = n, classes
+        self._given_xy = (data[0], data[1]) if name == "custom" and not isinstance(data, ToyDataset) else None
         self._seed, self._resolution = seed, resolution
         self._recording = Recording(RECORDING_BUDGET)
         self._task: asyncio.Task | None = None
@@ -246,6 +249,7 @@ class Playground(NbxWidget):
         with self.hold_sync():
             self.dataset = name
             self.noise, self.features, self.hidden = float(noise), list(features), [int(h) for h in hidden]
+            self.test_fraction = float(test_fraction)
             self.activation, self.learning_rate, self.l2 = activation, float(learning_rate), float(l2)
             self.batch_size, self.epoch_limit, self.delta = int(batch_size), int(epoch_limit), float(delta)
         self._build()
@@ -255,8 +259,10 @@ class Playground(NbxWidget):
     # ---------------------------------------------------------------- building a run
     def _make_data(self) -> ToyDataset:
         if self._given_data is not None and self.dataset == self._given_data.name:
-            return self._given_data
-        return toy_dataset(self.dataset, self._n, noise=self.noise, test_fraction=self._test_fraction,
+            if self._given_xy is not None:  # the user's (x, y): split again at the current test fraction
+                return as_toy_dataset(*self._given_xy, test_fraction=self.test_fraction, seed=self._seed)
+            return self._given_data  # a ToyDataset is used as split
+        return toy_dataset(self.dataset, self._n, noise=self.noise, test_fraction=self.test_fraction,
                            classes=self._classes, seed=self._seed)
 
     def _build(self) -> None:

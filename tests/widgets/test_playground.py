@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 from torch import nn
 
@@ -176,6 +178,26 @@ def test_projection_surfaces_and_slider_positions() -> None:
     assert pg.delta_layer == "act1"
 
 
+def in_fresh_thread(fn: Any) -> Any:
+    """``fn()`` on a thread of its own, its exception re-raised here: the asyncio tests need a thread with no
+    event loop running (in one pytest process the browser tests' Playwright keeps one on the main thread)."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the test's thread
+            out["error"] = err
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the event-loop test did not finish in 120 s"
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
 def test_live_training_on_an_event_loop_pauses_at_once() -> None:
     pg = Playground("moons", n=200)
     frames: list[int] = []
@@ -191,7 +213,7 @@ def test_live_training_on_an_event_loop_pauses_at_once() -> None:
         await asyncio.sleep(0.1)
         return seen, steps
 
-    seen, steps = asyncio.run(run())
+    seen, steps = in_fresh_thread(lambda: asyncio.run(run()))
     assert pg.state == "paused" and len(frames) == seen and pg.trainer.steps == steps  # nothing ran after pause
     assert len(frames) >= 3 and pg.recording["count"] == len(pg.frames)
     assert pg.frames[-1].step == steps and pg.projection["width"] == 8
@@ -218,7 +240,7 @@ def test_pause_from_another_thread_waits_for_the_slice_in_progress() -> None:
             await asyncio.sleep(0)
         await asyncio.sleep(0.05)
 
-    asyncio.run(run())
+    in_fresh_thread(lambda: asyncio.run(run()))
     (steps, last), = seen
     assert pg.state == "paused" and last == steps == pg.trainer.steps  # the last frame is the final state
     assert pg.frame["step"] == steps
@@ -235,14 +257,14 @@ def test_closing_stops_training() -> None:
         await asyncio.sleep(0.05)
         return steps
 
-    steps = asyncio.run(run())
+    steps = in_fresh_thread(lambda: asyncio.run(run()))
     assert pg.trainer.steps == steps and pg._task is None
 
 
 def test_play_without_a_running_loop_points_to_train() -> None:
     pg = Playground("moons", hidden=(3,), n=100)
     with pytest.raises(RuntimeError, match=r"\.train\(epochs\)"):
-        pg.play()
+        in_fresh_thread(pg.play)  # a thread with no running event loop, as in a plain script
     assert pg.state == "idle"
 
 
@@ -313,3 +335,23 @@ def test_quantize_units_round_trip_and_png() -> None:
     assert (width, height) == (256, 256)
     idat = png[png.index(b"IDAT") + 4: png.index(b"IEND") - 8]
     assert len(zlib.decompress(idat)) == height * (1 + 3 * width)
+
+
+def test_noise_and_test_split_are_settings_of_the_run() -> None:
+    """The issue's data controls: noise and the train/test split start a new run on the data they describe
+    (the user's own (x, y) split again at the new fraction)."""
+    pg = Playground("moons", n=200, seed=1)
+    assert len(pg.data.y_test) == 60 and pg.test_fraction == 0.3
+    pg.test_fraction = 0.5
+    assert len(pg.data.y_test) == 100 and len(pg.data.y_train) == 100 and pg.trainer.epoch == 0
+    quiet = pg.data.x_train.clone()
+    pg.noise = 0.3
+    assert pg.data.x_train.shape == quiet.shape and not torch.equal(pg.data.x_train, quiet)
+    with pytest.raises(traitlets.TraitError):
+        pg.test_fraction = 0.0
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 2, generator=g)
+    mine = Playground((x, (x[:, 0] > 0).long()), hidden=(3,), test_fraction=0.25)
+    assert len(mine.data.y_test) == 30
+    mine.test_fraction = 0.5
+    assert len(mine.data.y_test) == 60 and mine.dataset == "custom"
