@@ -216,13 +216,13 @@ def check_fraction(
     value: Any, argname: str, *, low_open: bool = True, high_closed: bool = True
 ) -> float:
     """Require a real number in (0, 1] (or the interval the flags describe)."""
+    interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
-        raise TypeError(f"`{argname}` must be a number in (0, 1], got {value!r}.")
+        raise TypeError(f"`{argname}` must be a number in {interval}, got {value!r}.")
     v = float(value)
     lo_ok = v > 0 if low_open else v >= 0
     hi_ok = v <= 1 if high_closed else v < 1
     if not (lo_ok and hi_ok):
-        interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
         raise ValueError(f"`{argname}` must lie in {interval}, got {v}.")
     return v
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .._base.validation import check_choice, check_positive_int, check_tensor
+from .._base.validation import check_choice, check_fraction, check_positive_int, check_tensor
 
 __all__ = ["ToyDataset", "toy_dataset", "as_toy_dataset", "DATASETS"]
 
@@ -145,11 +145,13 @@ def _extent(x: torch.Tensor) -> tuple[float, float, float, float]:
 
 
 def _check_test_fraction(test_fraction: Any) -> float:
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or math.isnan(test_fraction):
-        raise TypeError(f"`test_fraction` must be a number in (0, 1), got {test_fraction!r}.")
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"`test_fraction` must lie in (0, 1) (e.g. 0.3 for 30 % test points), got {test_fraction}.")
-    return float(test_fraction)
+    return check_fraction(test_fraction, "test_fraction", low_open=True, high_closed=False)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    return int(seed)
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int, name: str,
@@ -222,8 +224,7 @@ def toy_dataset(
         raise ValueError(f"{name!r} has 2 classes; `classes` applies to 'spiral' and 'blobs' only, got {classes}.")
     if n < 2 * classes:
         raise ValueError(f"`n`={n} is too few for {classes} classes; use at least {2 * classes} points.")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    _check_seed(seed)
     gen = torch.Generator().manual_seed(int(seed))
     sizes = _class_sizes(n, classes)
     parts = _GENERATORS[name](sizes, gen)
@@ -285,7 +286,6 @@ def as_toy_dataset(x: Any, y: Any, *, test_fraction: float = 0.3, seed: int = 0)
     if classes < 2:
         raise ValueError("`y` has a single class (all labels 0); a classifier needs at least 2 classes.")
     test_fraction = _check_test_fraction(test_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    _check_seed(seed)
     return _split(xt.detach().cpu().to(torch.float64), yt.detach().cpu(), test_fraction, int(seed), "custom",
                   classes)

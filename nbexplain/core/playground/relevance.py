@@ -32,6 +32,7 @@ from torch import nn
 
 from .._base.hygiene import model_device, model_dtype
 from .._base.validation import check_choice, check_model
+from ..attribution.lrp.rules import stabilize
 from .network import FEATURE_SOURCES, FeatureMap, is_playground_network
 from .plane import check_resolution, forward_layers, plane_grid
 
@@ -76,10 +77,6 @@ class RelevanceFieldResult:
         return f"RelevanceFieldResult(method={self.method!r}, {r}×{r}, features={list(self.features)})"
 
 
-def _stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
-    return torch.copysign(z.new_tensor(epsilon), z) + z  # z + ε·sign(z), sign(0) = +1 (−0 counts as negative)
-
-
 def mlp_lrp_epsilon(head: list[nn.Module], features: torch.Tensor, target: torch.Tensor | None,
                     epsilon: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closed-form LRP-ε of an MLP given as its modules ``[Linear, act, …, Linear]`` (activations pass relevance).
@@ -101,7 +98,7 @@ def mlp_lrp_epsilon(head: list[nn.Module], features: torch.Tensor, target: torch
         picked = logits.gather(1, tgt[:, None])
         rel = torch.zeros_like(logits).scatter_(1, tgt[:, None], picked)
         for a, z, lin in zip(reversed(inputs), reversed(zs), reversed(linears), strict=True):
-            rel = a * ((rel / _stabilize(z, epsilon)) @ lin.weight)
+            rel = a * ((rel / stabilize(z, epsilon)) @ lin.weight)
     return rel, picked[:, 0], tgt
 
 

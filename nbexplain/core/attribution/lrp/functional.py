@@ -103,7 +103,6 @@ def taylor_node(
     return _replace_leaves(result, {id(o): n for o, n in zip(outs, new, strict=True)})
 
 
-
 class ModuleStackMode(torch.overrides.TorchFunctionMode):
     """A torch function mode that knows which module's forward is running: ``self.stack[-1]`` labels it
     (``"'layer1.0' (BasicBlock)"``). Module hooks keep the stack; :meth:`close` removes them."""
