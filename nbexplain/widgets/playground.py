@@ -17,7 +17,6 @@ import torch
 import traitlets
 from torch import nn
 
-from ..core._base.hygiene import preserved
 from ..core.feature_space.tracking import intrinsic_dimension
 from ..core.playground import (
     FeatureMap,
@@ -33,6 +32,7 @@ from ..core.playground import (
     relevance_field,
     toy_dataset,
 )
+from ..core.playground.plane import forward_layers
 from .base import NbxWidget
 from .delta_explorer import slider_deltas
 from .playground_frames import (
@@ -42,7 +42,6 @@ from .playground_frames import (
     meta_row,
     quantize_probabilities,
     quantize_units,
-    unwire,
     wire,
 )
 
@@ -86,7 +85,7 @@ def single_thread() -> Iterator[None]:
 
 
 def _dict_trait() -> traitlets.Dict:
-    return traitlets.Dict().tag(sync=True, to_json=wire, from_json=unwire)
+    return traitlets.Dict().tag(sync=True, to_json=wire)
 
 
 class Playground(NbxWidget):
@@ -175,7 +174,6 @@ class Playground(NbxWidget):
     delta = traitlets.Float(0.99).tag(sync=True)
     delta_layer = traitlets.Unicode("").tag(sync=True)
     basis = traitlets.Enum(["eigen", "random"], default_value="eigen").tag(sync=True)
-    scale = traitlets.Float(1.0, min=0.5, max=4.0).tag(sync=True)
     #: Layout and names: extent, classes, layers [{name, units}], inputs, edge shapes, resolutions, …
     config = traitlets.Dict().tag(sync=True)
     #: Points (N, 2) float32 (train then test), labels uint8, the input column's maps.
@@ -302,7 +300,8 @@ class Playground(NbxWidget):
         total = sum(units.values())
         # the neuron maps take what a frame has left under _FRAME_BUDGET (at most _NEURON_BUDGET), at r ≥ 8
         n_points = len(data.y_train) + len(data.y_test)
-        weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        weights = sum(m.weight.numel() for m in linears)
         rest = (data.classes * self._resolution**2 + 3 * 4 * _RELEVANCE_RES**2 + n_points + 4 * weights
                 + 8 * total + 64)
         budget = max(0, min(_NEURON_BUDGET, _FRAME_BUDGET - rest))
@@ -319,7 +318,7 @@ class Playground(NbxWidget):
         inputs = inputs.T.reshape(len(names), r, r)
         in_q, in_ranges = quantize_units(inputs)
         columns = [len(names)] + [units[name] for name in self._layers]
-        self._linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        self._linears = linears
         shapes = [list(m.weight.shape) for m in self._linears]
         chained = len(shapes) == len(columns) - 1 and all(
             s == [columns[i + 1], columns[i]] for i, s in enumerate(shapes))
@@ -344,17 +343,14 @@ class Playground(NbxWidget):
         model, ext, R = self.model, self.data.extent, self._resolution
         surface = decision_surface(model, ext, R)
         maps = neuron_maps(model, ext, self._r, layers=self._layers)
-        neurons, ranges = quantize_units(torch.cat([maps[n].float().cpu() for n in self._layers]))
+        neurons, ranges = quantize_units(torch.cat([maps[n] for n in self._layers]))  # float32 CPU
         if self._linears:
             weights = torch.cat([m.weight.detach().float().cpu().reshape(-1) for m in self._linears]).numpy()
         else:
             weights = np.zeros((0,), np.float32)
-        with preserved(model), torch.no_grad():
-            model.eval()
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            predicted = model(self._points.to(device)).argmax(1).cpu().numpy().astype(np.uint8)
+        predicted = forward_layers(model, self._points)[0].argmax(1).cpu().numpy().astype(np.uint8)
         rel = relevance_field(model, ext, _RELEVANCE_RES, method=self.relevance_method)
-        relevance = torch.cat([rel.relevance.float().cpu(), rel.output.float().cpu()[None]]).numpy()
+        relevance = torch.cat([rel.relevance, rel.output[None]]).numpy()  # float32 CPU images
         t = self.trainer
         return Frame(surface=quantize_probabilities(surface), neurons=neurons, ranges=ranges,
                      weights=weights.astype(np.float32), predicted=predicted,
@@ -427,9 +423,8 @@ class Playground(NbxWidget):
     def _advance(self, batches: int) -> None:
         """SGD on ``batches`` minibatches (fewer at the epoch limit), noting each finished epoch."""
         t = self.trainer
-        per_epoch = -(-len(self.data.y_train) // t.batch_size)  # every epoch takes exactly this many steps
         while batches > 0 and not self._limit_reached():
-            b = min(batches, per_epoch - (t.steps - t.epoch * per_epoch))
+            b = min(batches, self._batches_left_in_epoch())
             before = t.epoch
             t.step(b)
             batches -= b
@@ -438,8 +433,13 @@ class Playground(NbxWidget):
 
     def _epoch(self) -> None:
         """Train to the end of the current epoch (a whole one when none is under way)."""
+        self._advance(self._batches_left_in_epoch())
+
+    def _batches_left_in_epoch(self) -> int:
+        """Minibatches to the end of the epoch under way (a whole epoch when none is): every epoch takes exactly
+        ⌈n_train / batch_size⌉ steps."""
         per_epoch = -(-len(self.data.y_train) // self.trainer.batch_size)
-        self._advance(per_epoch - (self.trainer.steps - self.trainer.epoch * per_epoch))
+        return per_epoch - (self.trainer.steps - self.trainer.epoch * per_epoch)
 
     def _limit_reached(self) -> bool:
         return self.epoch_limit > 0 and self.trainer.epoch >= self.epoch_limit

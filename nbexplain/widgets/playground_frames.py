@@ -123,31 +123,36 @@ class Recording:
     stride: int = 1
     _index: list[int] = field(default_factory=list)  # each kept frame's position in the stream of frames
     _seen: int = 0
+    _bytes: int = 0  # Σ nbytes of the kept frames, kept up to date (add() checks it after every frame)
 
     def clear(self) -> None:
         self.frames.clear()
         self._index.clear()
         self.stride = 1
         self._seen = 0
+        self._bytes = 0
 
     @property
     def nbytes(self) -> int:
-        return sum(f.nbytes for f in self.frames)
+        return self._bytes
 
     def add(self, frame: Frame) -> None:
         """Record ``frame`` (thinning as the policy says when over budget)."""
         i = self._seen
         self._seen += 1
         if self._index and self._index[-1] % self.stride:  # the last one was kept only as "the latest"
+            self._bytes += frame.nbytes - self.frames[-1].nbytes
             self.frames[-1], self._index[-1] = frame, i
         else:
             self.frames.append(frame)
             self._index.append(i)
+            self._bytes += frame.nbytes
         while len(self.frames) > 2 and self.nbytes > self.budget:
             self.stride *= 2
             keep = [j for j, k in enumerate(self._index) if k % self.stride == 0 or j == len(self._index) - 1]
             self.frames = [self.frames[j] for j in keep]
             self._index = [self._index[j] for j in keep]
+            self._bytes = sum(f.nbytes for f in self.frames)
 
     def stacked(self) -> dict[str, Any]:
         """All frames stacked along a first axis, as the view's ``recording`` (count 0 when empty)."""
@@ -172,8 +177,3 @@ def wire(value: Any, widget: Any = None) -> Any:
 
 def _is_plain(values: Sequence[Any]) -> bool:
     return all(isinstance(v, (int, float, str, bool)) or v is None for v in values)
-
-
-def unwire(value: Any, widget: Any = None) -> Any:
-    """``from_json`` of those traits (the view never writes them; kept symmetric for completeness)."""
-    return value
