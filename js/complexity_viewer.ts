@@ -7,10 +7,10 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { activate, applyScale, connect, h, injectStyle, offscreen, scaleOf, themeHandler, viewRoot } from "./lib/dom";
-import { niceCeil, niceTicks } from "./lib/nice_ticks";
+import { formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA } from "./lib/raster";
-import { formatTick, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
+import { SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -321,7 +321,8 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.featureLimit = String(fax.hi);
     if (kind() === "bars") {
       const note = h("div", "nbx-bars-note");
-      const comp = perOrder ? "each order's components on their own axis" : `components from ${formatTick(-componentAxis(0).hi)} to ${formatTick(componentAxis(0).hi)}`;
+      const shared = perOrder ? null : componentAxis(0);
+      const comp = shared ? `components from ${formatTick(-shared.hi)} to ${formatTick(shared.hi)}` : "each order's components on their own axis";
       note.textContent = `Bars: one per feature dimension, the line through the middle is 0. Feature and ` +
         `reconstruction from ${formatTick(fax.lo)} to ${formatTick(fax.hi)} (top of a chart); ${comp}.`;
       bars.appendChild(note);
@@ -385,8 +386,9 @@ function render({ model, el }: RenderProps<State>) {
     const fax = featureAxis();
     for (let s = 0; s < featCanvases.length; s++) paint(featCanvases[s], feature, 0, s, false, fax);
     const L = orders().length;
+    const shared = perOrder ? null : componentAxis(0); // one scan of every order's components, not one per order
     for (let l = 0; l < L; l++) {
-      const ax = componentAxis(l);
+      const ax = shared ?? componentAxis(l);
       for (let s = 0; s < compCanvases.length; s++) paint(compCanvases[s][l], comps, l, s, true, ax);
     }
     if (inputs.shape.length === 4) {
@@ -651,7 +653,7 @@ function render({ model, el }: RenderProps<State>) {
     buildTables();
     drawAll(); // canvases get their size before the table is measured
     layoutTables();
-    readout.textContent = "slide to rebuild the feature order by order · click an order (a bar or a heading) to compare its component";
+    readout.textContent = "slide to build the feature order by order · click an order (a bar or a heading) to compare its component";
     root.dataset.kind = kind();
     root.dataset.n = String(n());
     root.dataset.orders = orders().join(",");
@@ -677,7 +679,6 @@ function render({ model, el }: RenderProps<State>) {
     drawSelected();
   });
 
-  const rebuild = () => build();
   const onOrder = () => {
     orderIndex = Math.min(model.get("order_index"), Math.max(orders().length - 1, 0));
     slider.value = String(orderIndex);
@@ -692,12 +693,12 @@ function render({ model, el }: RenderProps<State>) {
   };
   const onTheme = themeHandler(root, model, () => drawAll());
   const events: Array<[string, () => void]> = [
-    ["change:feature", rebuild], ["change:recon", rebuild], ["change:components", rebuild],
-    ["change:inputs", rebuild], ["change:metrics", rebuild], ["change:orders", rebuild],
-    ["change:titles", rebuild], ["change:channels", rebuild], ["change:kind", rebuild],
-    ["change:cell_size", rebuild], ["change:order_index", onOrder], ["change:channel_index", onChannel],
+    ["change:feature", build], ["change:recon", build], ["change:components", build],
+    ["change:inputs", build], ["change:metrics", build], ["change:orders", build],
+    ["change:titles", build], ["change:channels", build], ["change:kind", build],
+    ["change:cell_size", build], ["change:order_index", onOrder], ["change:channel_index", onChannel],
     ["change:selected_order", drawSelected], ["change:theme", onTheme],
-    ["change:feature_limit", drawAll], ["change:component_limit", drawAll], ["change:chart_limits", rebuild],
+    ["change:feature_limit", drawAll], ["change:component_limit", drawAll], ["change:chart_limits", build],
   ];
   const stopScale = applyScale(root, model, build);
   const stopKeys = keepNavigationKeys(root); // arrows move the slider inside JupyterLab too

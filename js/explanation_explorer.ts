@@ -6,13 +6,14 @@
 // Layout: each sample is a row that wraps (the info block, then one fixed-width cell per column, each with its
 // own title, map, colour bar and labelled scores), so every row wraps alike and the view fits an 800 px column.
 import type { AnyModel, RenderProps } from "@anywidget/types";
+import { signed } from "./lib/nice_ticks";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { applyScale, batched, connect, errorHandler, h, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
 import { kernelRequests } from "./lib/requests";
-import { niceScale, SCALEBAR_CSS, scaleBar, signed } from "./lib/scalebar";
+import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface MethodInfo {

@@ -5,13 +5,14 @@
 // (js/lib/requests.ts). The activation maps over the top examples are drawn opaque by default, so their colours
 // are exactly the colour bar's, with the example as a thin outline on top (the opacity slider blends it back in).
 import type { AnyModel, RenderProps } from "@anywidget/types";
+import { formatTick } from "./lib/nice_ticks";
 import { type ColorScale, formatValue } from "./lib/colormap";
 import { activate, applyScale, connect, errorHandler, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
 import { keepNavigationKeys } from "./lib/keys";
 import { kernelRequests } from "./lib/requests";
-import { formatTick, niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
+import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {

@@ -188,7 +188,6 @@ function render({ model, el }: RenderProps<State>) {
   let pinned = false;
   let hover: [number, number] | null = null;
   let projection: Wired = {};
-  const surfaceCanvas = { c: null as HTMLCanvasElement | null };
 
   const shown = (): FrameData | null => (cursorT !== null && rec.stacked ? recordedFrame(rec.stacked, cursorT) : live);
   const neuronName = (c: number, u: number) => (c === 0 ? `input ${cfg.inputs[u]}` : `${cfg.layers[c - 1].name} unit ${u}`);
@@ -248,7 +247,6 @@ function render({ model, el }: RenderProps<State>) {
     const q = f.relevance.shape[1];
     const src = mode === "probabilities" ? offscreen(surfaceRGBA(f.surface.data, cfg.classes, R), R, R)
       : offscreen(fieldRGBA(f.relevance, mode), q, q);
-    surfaceCanvas.c = src;
     const W = plane.width, H = plane.height, s = W / PLANE;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(src, 0, 0, W, H);

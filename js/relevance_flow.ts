@@ -5,7 +5,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, h, injectStyle, offscreen, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
+import { applyScale, colorFooter, connect, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
@@ -184,13 +184,8 @@ function render({ model, el }: RenderProps<State>) {
   slider.setAttribute("aria-label", "step");
   const next = h("button", "nbx-button nbx-next", "next ▶");
   const stepLabel = h("span", "nbx-step-label");
-  const opacityLabel = h("label", "nbx-control", "map opacity over the input");
-  const opacity = h("input", "nbx-opacity");
-  opacity.type = "range";
-  opacity.min = "0";
-  opacity.max = "1";
-  opacity.step = "0.01";
-  opacityLabel.appendChild(opacity);
+  const { label: opacityLabel, input: opacity } = rangeControl("nbx-opacity", "map opacity over the input",
+    { min: 0, max: 1, step: 0.01 });
   controls.append(sampleLabel, prev, slider, next, stepLabel, opacityLabel);
 
   const main = h("div", "nbx-flow-main");

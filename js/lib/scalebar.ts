@@ -6,8 +6,6 @@ import { type ColorScale, colorOf } from "./colormap";
 import { h } from "./dom";
 import { formatTick, niceStep, signed } from "./nice_ticks";
 
-// the pure number helpers live in nice_ticks.ts; views that import them from here keep working
-export { formatTick, niceStep, signed };
 
 const clean = (v: number) => (v === 0 ? 0 : Number(v.toPrecision(12)));
 

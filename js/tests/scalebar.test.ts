@@ -1,7 +1,8 @@
 // Unit tests of js/lib/scalebar.ts: nice limits and ticks for the colour bars of Heatmap and ExplanationExplorer.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatTick, niceScale, scaleTicks } from "../lib/scalebar";
+import { formatTick } from "../lib/nice_ticks";
+import { niceScale, scaleTicks } from "../lib/scalebar";
 
 
 test("a diverging scale is symmetric with a nice limit that covers the data (two thirds of it at least)", () => {
