@@ -6,7 +6,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, themeHandler, viewRoot } from "./lib/dom";
+import { applyScale, colorFooter, connect, onBackground, onThemeChange, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";
 
@@ -159,7 +159,8 @@ function render({ model, el }: RenderProps<State>) {
   });
   const stop = player.stop;
   let hovered: [number, number] | null = null;
-  const scale: ColorScale = { kind: "sequential", vmin: 0, vmax: 1 };
+  // SVCCA in [0, 1]; on the view's background (a dark theme starts viridis at its blue: 0 ≠ the page)
+  const scale = (): ColorScale => onBackground(root, { kind: "sequential", vmin: 0, vmax: 1 });
 
   const current = () => Math.min(Math.max(0, model.get("checkpoint")), Math.max(0, T - 1));
   const ckName = (t: number) => model.get("checkpoint_labels")[t] ?? String(t);
@@ -172,6 +173,8 @@ function render({ model, el }: RenderProps<State>) {
   function paint() {
     if (!cells.length) return;
     const t = current();
+    const s = scale();
+    setScale(s, "SVCCA"); // here too: the theme may have changed
     const show = valueFits(4, parseFloat(getComputedStyle(root).fontSize) || 13, cellPx);
     root.dataset.valuesShown = String(show);
     for (let c = 0; c < C; c++) {
@@ -188,7 +191,7 @@ function render({ model, el }: RenderProps<State>) {
           continue;
         }
         cell.classList.remove("nbx-undefined");
-        const rgb = colorOf(v, scale);
+        const rgb = colorOf(v, s);
         cell.style.background = `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
         cell.style.color = textColor(rgb);
         cell.dataset.value = String(v);
@@ -383,7 +386,6 @@ function render({ model, el }: RenderProps<State>) {
     body.appendChild(colTitle);
     const ref = model.get("logits") === "own" ? "its own" : "the final checkpoint's";
     gridTitle.textContent = `SVCCA of each layer with each class logit (${ref})`;
-    setScale(scale, "SVCCA");
     slider.max = String(Math.max(0, T - 1));
     sliderLabel.style.display = T > 1 ? "" : "none";
     play.style.display = T > 1 ? "" : "none";
@@ -424,7 +426,7 @@ function render({ model, el }: RenderProps<State>) {
       build();
     } else paint();
   };
-  return connect(el, root, model, events, redraw, stop, stopScale, onVisible(el, redraw));
+  return connect(el, root, model, events, redraw, stop, stopScale, onVisible(el, redraw), onThemeChange(root, paint));
 }
 
 export default { render };

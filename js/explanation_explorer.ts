@@ -8,7 +8,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { signed } from "./lib/nice_ticks";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, batched, connect, errorHandler, h, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
+import { applyScale, batched, connect, errorHandler, h, onBackground, onThemeChange, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
@@ -109,7 +109,8 @@ export function scoreLines(meta: EntryMeta | undefined, j: number, withContinuit
 export function legendLines(anyConservation: boolean, shifts: number[]): string[] {
   const lines = [
     "Colours: each map has its own scale, drawn under it. Signed maps: blue negative, white zero, red positive "
-      + "(RdBu); unsigned maps: dark purple (low) to yellow (high) (viridis). Both read with colour-vision deficiency.",
+      + "(RdBu); unsigned maps: dark purple (low; blue in a dark theme, so a zero is not the page's colour) to yellow (high) "
+      + "(viridis). Both read with colour-vision deficiency.",
   ];
   if (anyConservation) {
     lines.push("conservation = sum of the map ÷ the explained class score (1: the map distributes the whole score).");
@@ -212,7 +213,7 @@ function render({ model, el }: RenderProps<State>) {
     if (!c) {
       const [hm, wm] = mapShape();
       const plane = slice0(slice0(maps, entry), j).data;
-      c = offscreen(colorize(plane, hm, wm, cellScale(model.get("entry_meta")[entry], j, methodKind(j)).scale), wm, hm);
+      c = offscreen(colorize(plane, hm, wm, onBackground(root, cellScale(model.get("entry_meta")[entry], j, methodKind(j)).scale)), wm, hm);
       mapCanvasCache.set(key, c);
     }
     return c;
@@ -240,7 +241,7 @@ function render({ model, el }: RenderProps<State>) {
     const method = model.get("methods")[j];
     const meta = model.get("entry_meta")[entry];
     const { scale, step } = cellScale(meta, j, method.kind);
-    rowBars[i][col].replaceChildren(scaleBar(scale, step, "", 3, `${method.title} (sample ${i})`));
+    rowBars[i][col].replaceChildren(scaleBar(onBackground(root, scale), step, "", 3, `${method.title} (sample ${i})`));
     const lines = scoreLines(meta, j, model.get("continuity_shifts").length > 0);
     rowScores[i][col].replaceChildren(...lines.map((t) => h("span", "nbx-score", t)));
     const cell = rowCells[i][col];
@@ -284,6 +285,13 @@ function render({ model, el }: RenderProps<State>) {
     }
     rowEls[i].dataset.target = String(target);
     rowEls[i].dataset.cached = String(cached);
+  }
+
+  /** The theme changed: sequential maps and their bars start where viridis stands out from the new background. */
+  function recolour() {
+    mapCanvasCache.clear();
+    barEntry = barEntry.map((row) => row.map(() => -1));
+    drawAll();
   }
 
   function drawAll() {
@@ -532,7 +540,7 @@ function render({ model, el }: RenderProps<State>) {
   build();
   onError();
   root.dataset.busy = model.get("busy") ? "true" : "false";
-  return connect(el, root, model, events, drawAll, stopRequests, stopScale, stopRangeKeys);
+  return connect(el, root, model, events, drawAll, stopRequests, stopScale, stopRangeKeys, onThemeChange(root, recolour));
 }
 
 export default { render };

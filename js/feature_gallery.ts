@@ -7,7 +7,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { formatTick } from "./lib/nice_ticks";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { activate, applyScale, connect, errorHandler, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
+import { activate, applyScale, connect, errorHandler, onBackground, onThemeChange, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
 import { keepNavigationKeys } from "./lib/keys";
@@ -310,7 +310,8 @@ function render({ model, el }: RenderProps<State>) {
       const per = topMaps.shape[1] * topMaps.shape[2];
       const raw = unitScale(topMaps.data.subarray(sel * k * per, (sel + 1) * k * per));
       const nice = niceScale(raw); // ends on nice values; 0 a tick (sequential maps start at 0)
-      scale = nice.scale;
+      scale = onBackground(root, nice.scale); // a dark theme starts viridis at its blue: 0 ≠ the page
+
       barSlot.appendChild(scaleBar(scale, nice.step, `activation of ${title}`));
     }
     const indices = model.get("top_indices");
@@ -470,7 +471,7 @@ function render({ model, el }: RenderProps<State>) {
   root.dataset.completed = String(model.get("completed_request"));
   root.dataset.requested = String(queue.lastId);
   setBusy();
-  return connect(el, root, model, events, drawAll, stopRequests, stopScale, stopKeys);
+  return connect(el, root, model, events, drawAll, stopRequests, stopScale, stopKeys, onThemeChange(root, showSelected));
 }
 
 export default { render };

@@ -4,7 +4,7 @@
 // minmax(0, that width)), so the view fits an 800 px notebook column; canvases are drawn at their shown size.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, formatValue } from "./lib/colormap";
-import { activate, applyScale, batched, connect, h, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
+import { activate, applyScale, batched, connect, h, onBackground, onThemeChange, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
@@ -174,6 +174,7 @@ function render({ model, el }: RenderProps<State>) {
     const [n, hm, wm] = maps.shape.length === 3 ? maps.shape : [0, 0, 0];
     const titles = model.get("titles");
     ({ scale: drawn, step } = niceScale(given(), model.get("round_limits")));
+    drawn = onBackground(root, drawn); // a dark theme starts viridis at its blue: 0 ≠ the page
     const s = drawn;
     mapCanvases = [];
     imageCanvases = [];
@@ -257,7 +258,7 @@ function render({ model, el }: RenderProps<State>) {
   ];
   const stopScale = applyScale(root, model, drawAll);
   build();
-  return connect(el, root, model, events, drawAll, stopScale, stopRangeKeys);
+  return connect(el, root, model, events, drawAll, stopScale, stopRangeKeys, onThemeChange(root, build));
 }
 
 export default { render };

@@ -5,7 +5,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, themeHandler, viewRoot } from "./lib/dom";
+import { applyScale, colorFooter, connect, onBackground, onThemeChange, h, injectStyle, onVisible, scaleOf, stepPlayer, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -126,7 +126,8 @@ function render({ model, el }: RenderProps<State>) {
   const stop = player.stop;
   let hovered: [number, number] | null = null;
 
-  const scale = (): ColorScale => ({ kind: "sequential", vmin: model.get("vmin"), vmax: model.get("vmax") });
+  // on the view's background: in a dark theme the map starts at its blue, so a 0 is not the page's colour
+  const scale = (): ColorScale => onBackground(root, { kind: "sequential", vmin: model.get("vmin"), vmax: model.get("vmax") });
   const metricIndex = () => Math.max(0, model.get("metrics").indexOf(model.get("metric")));
   const current = () => Math.min(Math.max(0, model.get("checkpoint")), Math.max(0, T - 1));
 
@@ -139,6 +140,7 @@ function render({ model, el }: RenderProps<State>) {
     if (!cells.length) return;
     const t = current();
     const s = scale();
+    setScale(s, model.get("metric_names")[metricIndex()] ?? ""); // here too: the theme may have changed
     const show = model.get("show_values") && valueFits(4, parseFloat(getComputedStyle(root).fontSize) || 13, cellPx);
     root.dataset.valuesShown = String(show);
     for (let i = 0; i < L; i++) {
@@ -320,8 +322,6 @@ function render({ model, el }: RenderProps<State>) {
     });
     metricSelect.value = model.get("metric");
     metricLabel.style.display = metrics.length > 1 ? "" : "none";
-    const s = scale();
-    setScale(s, names[metricIndex()] ?? "");
     root.dataset.rows = String(L);
     root.dataset.cols = String(Lr);
     root.dataset.checkpoints = String(T);
@@ -341,7 +341,6 @@ function render({ model, el }: RenderProps<State>) {
   metricSelect.addEventListener("change", () => {
     model.set("metric", metricSelect.value); // local switch, synced with the next click...
     if (model.get("selected").length === 3) model.save_changes(); // ...or now, for the selection's chart
-    setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");
     paint();
   });
   root.addEventListener("keydown", (ev) => {
@@ -356,7 +355,6 @@ function render({ model, el }: RenderProps<State>) {
   const rebuild = () => build();
   const onMetric = () => {
     metricSelect.value = model.get("metric");
-    setScale(scale(), model.get("metric_names")[metricIndex()] ?? "");
     paint();
   };
   const onTheme = themeHandler(root, model);
@@ -371,7 +369,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:metric", onMetric], ["change:selected", markSelected], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, layoutCells, stop, stopScale, onVisible(el, layoutCells));
+  return connect(el, root, model, events, layoutCells, stop, stopScale, onVisible(el, layoutCells), onThemeChange(root, paint));
 }
 
 export default { render };

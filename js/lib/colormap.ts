@@ -9,7 +9,9 @@ const DIVERGING: RGB[] = [
   [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31],
 ];
 
-// Sequential (viridis anchors, perceptually uniform, readable on light and dark backgrounds).
+// Sequential (viridis anchors, perceptually uniform, readable with colour-vision deficiency). Its dark end is
+// close to a dark theme's background (1.24 : 1 on #111111), so on dark backgrounds the map starts further along
+// (see `sequentialFloor`): a zero stays distinct from the page.
 const SEQUENTIAL: RGB[] = [
   [68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137],
   [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37],
@@ -36,19 +38,72 @@ export function diverging(v: number, vmax: number): RGB {
   return interpolate(DIVERGING, t);
 }
 
-/** Sequential colour for v in [vmin, vmax]. */
-export function sequential(v: number, vmin: number, vmax: number): RGB {
+/**
+ * Sequential colour for v in [vmin, vmax]. `floor` (0 … < 1) skips the first part of viridis: vmin gets the
+ * colour at `floor`, vmax still the yellow end (a sub-range of a perceptually uniform map stays uniform).
+ */
+export function sequential(v: number, vmin: number, vmax: number, floor = 0): RGB {
   const span = vmax - vmin;
-  return interpolate(SEQUENTIAL, span > 0 ? (v - vmin) / span : 0);
+  let t = span > 0 ? (v - vmin) / span : 0;
+  if (!(t >= 0)) t = 0; // NaN and below-range values take the low end
+  if (t > 1) t = 1;
+  const f = floor > 0 && floor < 1 ? floor : 0;
+  return interpolate(SEQUENTIAL, f + (1 - f) * t);
 }
 
-export type ColorScale = { kind: "diverging" | "sequential"; vmin: number; vmax: number };
+/**
+ * A colour scale. `floor` (sequential only; default 0) is where on viridis the scale starts, set from the view's
+ * background by `sequentialFloor` so that vmin stays distinct from the page in a dark theme.
+ */
+export type ColorScale = { kind: "diverging" | "sequential"; vmin: number; vmax: number; floor?: number };
 
 /** Colour of a value under a scale (diverging scales use max(|vmin|, |vmax|) around zero). */
 export function colorOf(v: number, s: ColorScale): RGB {
   if (s.kind === "diverging") return diverging(v, Math.max(Math.abs(s.vmin), Math.abs(s.vmax)));
-  return sequential(v, s.vmin, s.vmax);
+  return sequential(v, s.vmin, s.vmax, s.floor ?? 0);
 }
+
+/** Relative luminance of an sRGB colour (WCAG 2). */
+export function luminance([r, g, b]: RGB): number {
+  const lin = (c: number) => {
+    const x = c / 255;
+    return x <= 0.04045 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+
+/** WCAG 2 contrast ratio of two colours (1 … 21). */
+export function contrastRatio(a: RGB, b: RGB): number {
+  const [x, y] = [luminance(a), luminance(b)].sort((p, q) => p - q);
+  return (y + 0.05) / (x + 0.05);
+}
+
+/** The contrast a map's low end keeps against the background: WCAG 2.1's 3 : 1 for graphical objects (1.4.11). */
+export const MIN_CONTRAST = 3;
+
+/**
+ * Where the sequential map starts on background `bg`: 0 when viridis' dark end already stands out (≥
+ * `MIN_CONTRAST`, any light background), else the first point (in steps of 0.01) from which every colour does —
+ * on JupyterLab's dark #111111 that is 0.32, a blue (51, 100, 141). Cached per background.
+ */
+export function sequentialFloor(bg: RGB): number {
+  const key = bg.join(",");
+  const known = floors.get(key);
+  if (known !== undefined) return known;
+  let floor = 0;
+  // viridis' luminance rises monotonically, so on a dark background the first t that passes is the floor; on a
+  // light one t = 0 passes at once (its low end is dark). A mid-grey background no start passes: keep 0.
+  for (let i = 0; i <= 100; i++) {
+    const t = i / 100;
+    if (contrastRatio(interpolate(SEQUENTIAL, t), bg) >= MIN_CONTRAST) {
+      floor = luminance(bg) < luminance(interpolate(SEQUENTIAL, t)) ? t : 0;
+      break;
+    }
+  }
+  floors.set(key, floor);
+  return floor;
+}
+const floors = new Map<string, number>();
 
 /** Entries in a lookup table. Odd, so that the middle entry of a symmetric scale is exactly zero. */
 export const LUT_SIZE = 257;

@@ -1,5 +1,5 @@
 // Small DOM helpers shared by every view. Text always goes in through textContent.
-import { type ColorScale, formatValue, paintColorbar } from "./colormap";
+import { type ColorScale, formatValue, paintColorbar, type RGB, sequentialFloor } from "./colormap";
 import baseCss from "./style.css";
 
 /** Create an element with classes and (optional) text content. */
@@ -163,6 +163,57 @@ export function onVisible(el: HTMLElement, redraw: () => void): () => void {
   return () => {
     if (frame) cancelAnimationFrame(frame);
     cleanups.forEach((c) => c());
+  };
+}
+
+/** Parse a computed CSS colour (`rgb(…)`/`rgba(…)`) into RGB bytes and alpha; null if it is not one. */
+export function parseColor(css: string): { rgb: RGB; alpha: number } | null {
+  const m = /rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)(?:[,\s/]+([\d.]+%?))?\s*\)/.exec(css);
+  if (!m) return null;
+  const a = m[4] === undefined ? 1 : m[4].endsWith("%") ? parseFloat(m[4]) / 100 : parseFloat(m[4]);
+  return { rgb: [Math.round(+m[1]), Math.round(+m[2]), Math.round(+m[3])], alpha: a };
+}
+
+/** The colour `el` is drawn on: the first opaque background from `el` up through its ancestors (white if none). */
+export function backgroundOf(el: Element): RGB {
+  for (let node: Element | null = el; node; node = node.parentElement) {
+    const c = parseColor(getComputedStyle(node).backgroundColor);
+    if (c && c.alpha >= 0.5) return c.rgb;
+  }
+  return [255, 255, 255];
+}
+
+/**
+ * `s` as drawn inside `root`: a sequential scale starts where viridis stands out from the view's background
+ * (`sequentialFloor`: the whole map on a light page, from its blue on a dark one), so a zero never looks like
+ * empty page. Diverging scales are returned as they are (their white/grey middle is distinct on both).
+ */
+export function onBackground(root: Element, s: ColorScale): ColorScale {
+  if (s.kind !== "sequential") return s;
+  return { ...s, floor: sequentialFloor(backgroundOf(root)) };
+}
+
+/**
+ * Call `redraw` when the page's colours may have changed: the root's `data-theme` (the widget's `theme` trait) or
+ * JupyterLab's theme (`data-jp-theme-*` on the body). Colour-mapped views redraw so their maps follow the
+ * background (see `onBackground`); pass the cleanup it returns to `connect`.
+ */
+export function onThemeChange(root: HTMLElement, redraw: () => void): () => void {
+  if (typeof MutationObserver === "undefined") return () => {};
+  let frame = 0;
+  const schedule = () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      redraw();
+    });
+  };
+  const mo = new MutationObserver(schedule);
+  mo.observe(root, { attributes: true, attributeFilter: ["data-theme"] });
+  if (document.body) mo.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+  return () => {
+    if (frame) cancelAnimationFrame(frame);
+    mo.disconnect();
   };
 }
 

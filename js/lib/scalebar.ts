@@ -74,7 +74,7 @@ export function scaleTicks(s: ColorScale, step: number, maxTicks = 5): number[] 
 export function scaleWords(s: ColorScale): string {
   return s.kind === "diverging"
     ? `blue negative, white zero, red positive, from ${formatTick(s.vmin)} to ${formatTick(s.vmax)}`
-    : `dark purple low to yellow high, from ${formatTick(s.vmin)} to ${formatTick(s.vmax)}`;
+    : `${(s.floor ?? 0) > 0 ? "blue" : "dark purple"} low to yellow high, from ${formatTick(s.vmin)} to ${formatTick(s.vmax)}`;
 }
 
 const rgb = (c: [number, number, number]) => `rgb(${c[0]}, ${c[1]}, ${c[2]})`;

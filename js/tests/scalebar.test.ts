@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { formatTick } from "../lib/nice_ticks";
-import { niceScale, scaleTicks } from "../lib/scalebar";
+import { niceScale, scaleTicks, scaleWords } from "../lib/scalebar";
 
 
 test("a diverging scale is symmetric with a nice limit that covers the data (two thirds of it at least)", () => {
@@ -46,4 +46,9 @@ test("formatTick is short with a true minus", () => {
   assert.equal(formatTick(0), "0");
   assert.equal(formatTick(1.25e-4), "1.25e-4");
   assert.equal(formatTick(2.5), "2.5");
+});
+
+test("scaleWords names the low colour actually drawn: blue when the map is lifted for a dark theme", () => {
+  assert.match(scaleWords({ kind: "sequential", vmin: 0, vmax: 1 }), /^dark purple low/);
+  assert.match(scaleWords({ kind: "sequential", vmin: 0, vmax: 1, floor: 0.32 }), /^blue low/);
 });

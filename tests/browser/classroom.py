@@ -69,8 +69,34 @@ def has_focus_ring(loc: Any) -> bool:
     return bool(got[0]) and ((got[1] != "none" and got[2] >= 2) or got[3] not in ("", "none"))
 
 
-def dark_theme(nb: Any, root_selector: str, var: str, text: str) -> tuple[float, ...]:
-    """``theme='dark'``: a dark background, the ``text`` element readable on it (≥ 4.5 : 1), no axe violation."""
+# The low end of the first sequential colour bar in a view, as drawn: a colour-bar canvas's first pixel, or the first
+# stop of a scale bar's CSS gradient (js/lib/scalebar.ts).
+LOW_END = """r => {
+  const bar = [...r.querySelectorAll('canvas.nbx-colorbar, .nbx-scalebar[data-kind="sequential"] .nbx-scalebar-ramp')]
+    .find(b => b.tagName !== 'CANVAS' || !(b.getAttribute('aria-label') || '').startsWith('diverging'));
+  if (!bar) return null;
+  if (bar.tagName === 'CANVAS') {
+    const d = bar.getContext('2d').getImageData(0, 0, 1, 1).data;
+    return `rgb(${d[0]}, ${d[1]}, ${d[2]})`;
+  }
+  const m = /rgba?\\([^)]*\\)/.exec(getComputedStyle(bar).backgroundImage);
+  return m ? m[0] : null;
+}"""
+
+
+def low_end_contrast(nb: Any, root_selector: str) -> float:
+    """Contrast (WCAG) of the lowest colour of the view's sequential colour bar — the colour of a zero — against the
+    view's background. WCAG 2.1 (1.4.11) asks ≥ 3 : 1 for graphical objects; viridis' dark end on JupyterLab's dark
+    background is 1.24 : 1 (issue 14: "dark-theme maps that keep zero distinct from the background")."""
+    root = nb.page.locator(root_selector).first
+    low = root.evaluate(LOW_END)
+    assert low, "no sequential colour bar in the view"
+    return contrast(rgb(low), rgb(root.evaluate(RGB)))
+
+
+def dark_theme(nb: Any, root_selector: str, var: str, text: str, sequential: bool = False) -> tuple[float, ...]:
+    """``theme='dark'``: a dark background, the ``text`` element readable on it (≥ 4.5 : 1), no axe violation; with
+    ``sequential`` the view's sequential colour map keeps its low end (a zero) ≥ 3 : 1 from the background."""
     nb.execute(f"{var}.theme = 'dark'")
     nb.page.locator(f"{root_selector}[data-theme='dark']").wait_for(timeout=5000)
     root = nb.page.locator(root_selector).first
@@ -78,6 +104,11 @@ def dark_theme(nb: Any, root_selector: str, var: str, text: str) -> tuple[float,
     assert luminance(bg) < 0.05, bg
     fg = rgb(nb.page.locator(text).first.evaluate(COLOR))
     assert contrast(fg, bg) >= 4.5, (fg, bg)
+    if sequential:
+        # the views recolour on the next animation frame after the theme attribute changes
+        nb.page.wait_for_function(f"() => {{ const r = document.querySelector({root_selector!r}); return r && ({LOW_END})(r); }}")
+        nb.page.wait_for_timeout(200)
+        assert low_end_contrast(nb, root_selector) >= 3, "a zero on the sequential map looks like the dark background"
     assert axe_violations(nb.page, root_selector) == []
     return bg
 

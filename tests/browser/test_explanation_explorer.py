@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from classroom import contrast as _contrast
+from classroom import low_end_contrast
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from harness import VIEW_LAYOUT, axe_violations
@@ -179,7 +180,8 @@ CLASS_CELLS = [
     "net = zoo.cnn(width=4)\n"
     "x = torch.rand(3, 1, 28, 28)\n"
     "ec = ExplanationExplorer(net, x, methods=['gradient', 'gradient_x_input', 'lrp:epsilon_plus_flat',\n"
-    "                                          'lrp:epsilon_gamma_box'], n_shown=2, cell_size=96)\n"
+    "                                          'lrp:epsilon_gamma_box'], n_shown=2, cell_size=96,\n"
+    "                          method_options={'gradient': {'absolute': True}})  # one unsigned (sequential) map\n"
     "ec",
 ]
 KEYS = ["gradient", "gradient_x_input", "lrp:epsilon_plus_flat", "lrp:epsilon_gamma_box"]
@@ -315,6 +317,9 @@ def test_explorer_fits_800_px_with_labelled_scores_scale_keyboard_and_dark_theme
             fg = _rgb(page.locator(f"{SEL} {css}").first.evaluate(_FG))
             assert _contrast(fg, bg) >= 4.5, (css, fg, bg)
         assert _contrast((247, 247, 247), bg) > 3
+        # the unsigned maps (gradient: |∂f/∂x|, viridis) keep their zero distinct from the dark background
+        page.wait_for_timeout(300)
+        assert low_end_contrast(nb, SEL) >= 3
         nb.screenshot("explanation-explorer-dark", root)
         assert axe_violations(nb.page, SEL) == []
         nb.execute("ec.theme = 'auto'")

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from classroom import low_end_contrast
 from harness import VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
@@ -200,6 +201,11 @@ def test_feature_gallery_in_a_classroom(lab):
         nb.execute("g.theme = 'dark'")
         page.locator(f"{ROOT}[data-theme='dark']").wait_for(timeout=5000)
         assert axe_violations(page, ROOT) == []
+        # unsigned activation maps (here conv2's, made non-negative as after a ReLU) are drawn on viridis: their
+        # zero is not the dark page's colour
+        nb.execute("import numpy as np; g.top_maps = np.abs(g.top_maps)")
+        page.locator(f"{ROOT} .nbx-scalebar[data-kind='sequential']").wait_for(timeout=5000)
+        assert low_end_contrast(nb, ROOT) >= 3
         nb.execute("g.theme = 'auto'")
 
         page.set_viewport_size({"width": 1400, "height": 1400})

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from classroom import contrast as _contrast
+from classroom import low_end_contrast
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations
@@ -329,6 +330,12 @@ def test_heatmap_fits_800_px_nice_colour_bar_keyboard_scale_and_dark_theme(lab):
         assert _contrast(tuple(zero), bg) > 3, (zero, bg)
         nb.screenshot("heatmap-dark", root)
         assert axe_violations(page, ROOT) == []
+        # an unsigned map in the dark theme: its zero (viridis' low end) stays distinct from the background
+        nb.execute("ht.cmap = 'sequential'")
+        page.locator(f"{ROOT}[data-cmap='sequential']").wait_for(timeout=5000)
+        assert low_end_contrast(nb, ROOT) >= 3
+        nb.execute("ht.cmap = 'diverging'")
+        page.locator(f"{ROOT}[data-cmap='diverging']").wait_for(timeout=5000)
         nb.execute("ht.theme = 'auto'")
         page.locator(f"{ROOT}[data-theme='auto']").wait_for(timeout=5000)
 

@@ -203,7 +203,7 @@ CLASSROOM = [CELLS[0].replace("g = SimilarityGrid(res, cell_size=40, interval_ms
 def test_similarity_grid_in_the_classroom(lab):
     """800 px column, values and labels ≥ 13 px, scale 1.5, keyboard (one tab stop, arrows, Enter/Space) with a
     focus ring and accessible names, axe-core in light and dark theme, screenshots, a clean console."""
-    from classroom import dark_theme, fits_column, has_focus_ring, scaled, screenshots
+    from classroom import RGB, contrast, dark_theme, fits_column, has_focus_ring, rgb, scaled, screenshots
 
     root_sel = ".nbx-similarity-grid"
     nb = lab.open_notebook(CLASSROOM, name="similarity_grid_classroom", viewport=(800, 1000))
@@ -257,7 +257,11 @@ def test_similarity_grid_in_the_classroom(lab):
         nb.execute("g.scale = 1.0")
         nb.page.locator(f"{root_sel}[data-scale='1']").wait_for(timeout=5000)
 
-        dark_theme(nb, root_sel, "g", f"{root_sel} .nbx-row-label")
+        dark_theme(nb, root_sel, "g", f"{root_sel} .nbx-row-label", sequential=True)
+        # what a student sees: the lowest cell (a 0 where the layers share nothing) is no darker than the bar says
+        low = min(c.evaluate("e => [parseFloat(e.dataset.value), getComputedStyle(e).backgroundColor]")
+                  for c in nb.page.locator(f"{root_sel} .nbx-sim-cell:not(.nbx-undefined)").all())
+        assert contrast(rgb(low[1]), rgb(root.evaluate(RGB))) >= 3, low
         nb.execute("g.theme = 'auto'")
         nb.page.locator(f"{root_sel}[data-theme='auto']").wait_for(timeout=5000)
         screenshots(nb, "similarity-grid", root_sel)
