@@ -113,6 +113,35 @@ def dark_theme(nb: Any, root_selector: str, var: str, text: str, sequential: boo
     return bg
 
 
+def follows_lab_dark_theme(nb: Any, root_selector: str) -> None:
+    """With ``theme='auto'``, switching JupyterLab to its dark theme recolours the view's sequential map (its low end
+    ≥ 3 : 1 from the new background) and switching back restores viridis' own dark purple end. The server's theme
+    setting is shared by the session's other tests: it is always set back to light."""
+    root = nb.page.locator(root_selector).first
+    low = lambda: rgb(root.evaluate(LOW_END))  # noqa: E731
+    assert low() == (68, 1, 84)  # light: the whole of viridis
+    try:
+        nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+        nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15000)
+        for _ in range(50):  # the theme's CSS loads, then the view recolours on the next frame
+            if luminance(rgb(root.evaluate(RGB))) < 0.05 and low() != (68, 1, 84):
+                break
+            nb.page.wait_for_timeout(100)
+        assert low_end_contrast(nb, root_selector) >= 3
+    finally:
+        # JupyterLab shows a splash while it changes theme and removes it 200 ms after; a second change before
+        # that removes it twice (a page error from JupyterLab itself): wait until it is gone
+        nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
+        nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+        nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15000)
+        nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
+    for _ in range(50):
+        if low() == (68, 1, 84):
+            break
+        nb.page.wait_for_timeout(100)
+    assert low() == (68, 1, 84)
+
+
 def screenshots(nb: Any, name: str, root_selector: str) -> list[Path]:
     """``<name>-800`` in an 800 px wide window and ``<name>-1400`` in a 1400 px one (both tall, so that the whole
     view is above JupyterLab's status bar); copied to ``docs/screens`` with ``NBEXPLAIN_UPDATE_DOCS=1``. The window
