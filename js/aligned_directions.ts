@@ -4,7 +4,7 @@
 // direction sends `selected` and overlays its A and B traces in a line chart with ρ.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { keepNavigationKeys } from "./lib/keys";
-import { colorOf, formatValue, paintColorbar, sequentialFloor } from "./lib/colormap";
+import { colorOf, formatValue, mapFloor, paintColorbar } from "./lib/colormap";
 import { activate, applyScale, backgroundOf, connect, h, onThemeChange, injectStyle, offscreen, onVisible, scaleOf, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { niceTicks } from "./lib/nice_ticks";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
@@ -103,15 +103,15 @@ export function rowRange(data: ArrayLike<number>, row: number, cols: number): [n
 
 /**
  * RGBA pixels of the first `rows` rows, each coloured on its own scale: [min, max] on the sequential map, or
- * (`signed`) −max|v| … +max|v| on the diverging map, zero in its white middle. `floor`: where the sequential map
- * starts (`sequentialFloor` of the view's background; 0 on a light one).
+ * (`signed`) −max|v| … +max|v| on the diverging map, zero in its white middle. `floor`: the scale's `floor`
+ * (`mapFloor` of the map's kind on the view's background; 0 on a light one).
  */
 export function stripPixels(data: ArrayLike<number>, rows: number, cols: number, signed = false, floor = 0): Uint8ClampedArray {
   const px = new Uint8ClampedArray(rows * cols * 4);
   for (let i = 0; i < rows; i++) {
     const [lo, hi] = rowRange(data, i, cols);
     const m = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
-    const scale = signed ? { kind: "diverging" as const, vmin: -m, vmax: m } : { kind: "sequential" as const, vmin: lo, vmax: hi, floor };
+    const scale = signed ? { kind: "diverging" as const, vmin: -m, vmax: m, floor } : { kind: "sequential" as const, vmin: lo, vmax: hi, floor };
     for (let j = 0; j < cols; j++) {
       const [r, g, b] = colorOf(data[i * cols + j], scale);
       px.set([r, g, b, 255], 4 * (i * cols + j));
@@ -159,17 +159,19 @@ function render({ model, el }: RenderProps<State>) {
     return group;
   };
   // where the sequential map starts on this view's background (0 on a light page; its blue on a dark one)
-  const floor = () => sequentialFloor(backgroundOf(root));
+  const floor = (signed: boolean) => mapFloor(signed ? "diverging" : "sequential", backgroundOf(root));
   let sequentialBar: HTMLCanvasElement | null = null;
+  let divergingBar: HTMLCanvasElement | null = null;
   const paintLegend = () => {
-    if (sequentialBar) paintColorbar(sequentialBar, { kind: "sequential", vmin: 0, vmax: 1, floor: floor() });
+    if (sequentialBar) paintColorbar(sequentialBar, { kind: "sequential", vmin: 0, vmax: 1, floor: floor(false) });
+    if (divergingBar) paintColorbar(divergingBar, { kind: "diverging", vmin: -1, vmax: 1, floor: floor(true) });
   };
   const legend = (signed: boolean) => {
     const row = h("div", "nbx-ad-legend-row");
     const bar = h("canvas", "nbx-colorbar");
     bar.setAttribute("role", "img");
-    if (signed) paintColorbar(bar, { kind: "diverging", vmin: -1, vmax: 1 });
-    else sequentialBar = bar; // painted by paintLegend, which follows the theme
+    if (signed) divergingBar = bar; // both painted by paintLegend, which follows the theme
+    else sequentialBar = bar;
     if (signed) {
       bar.setAttribute("aria-label", "diverging colour scale, blue negative, white zero, red positive");
       row.append(h("span", "", "variate, each row on its own scale (white: 0, ends: ± the row's largest |value|):"),
@@ -259,7 +261,7 @@ function render({ model, el }: RenderProps<State>) {
     const strips = h("div", `nbx-ad-strips${kind === "directions" ? " nbx-ad-dirs" : ""}`);
     strips.style.gridRow = `2 / ${n + 2}`;
     const t = tensors[k];
-    const canvas = t && n ? offscreen(stripPixels(t.data, n, cols, kind === "directions", floor()), cols, n) : h("canvas");
+    const canvas = t && n ? offscreen(stripPixels(t.data, n, cols, kind === "directions", floor(kind === "directions")), cols, n) : h("canvas");
     canvas.className = "nbx-ad-canvas";
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", `${model.get("names")[side] ?? ""}: ${
@@ -463,7 +465,7 @@ function render({ model, el }: RenderProps<State>) {
       const n = shown(k);
       const ctx = canvas.isConnected && n && cols ? canvas.getContext("2d") : null;
       const signed = k.startsWith("directions");
-      if (ctx) ctx.putImageData(new ImageData(stripPixels(tensors[k].data, n, cols, signed, floor()) as Uint8ClampedArray<ArrayBuffer>, cols, n), 0, 0);
+      if (ctx) ctx.putImageData(new ImageData(stripPixels(tensors[k].data, n, cols, signed, floor(signed)) as Uint8ClampedArray<ArrayBuffer>, cols, n), 0, 0);
     }
   };
   const onWidth = () => {

@@ -2,8 +2,8 @@
 // or target, wrapping like text. Pure render from model state; the intents sent back are `selected`,
 // `sequence` and `shared_scale`. Hover and focus only change the readout (no kernel message).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, formatValue, type RGB } from "./lib/colormap";
-import { batched, connect, h, injectStyle, themeHandler, viewRoot } from "./lib/dom";
+import { colorOf, divergingTrim, formatValue, type RGB } from "./lib/colormap";
+import { backgroundOf, batched, connect, h, injectStyle, onThemeChange, themeHandler, viewRoot } from "./lib/dom";
 import { formatTick, niceStep, signed } from "./lib/nice_ticks";
 import { decodeTensor, type WireTensor } from "./lib/tensor";
 
@@ -151,9 +151,12 @@ export function textColor(bg: RGB): RGB {
   return contrast(bg, BLACK) >= contrast(bg, WHITE) ? BLACK : WHITE;
 }
 
-/** Chip colour of a value under a symmetric limit (diverging RdBu, zero = the neutral middle). */
-export function chipColor(v: number, limit: number): RGB {
-  return colorOf(v, { kind: "diverging", vmin: -limit, vmax: limit });
+/**
+ * Chip colour of a value under a symmetric limit (diverging RdBu, zero = the neutral middle); `trim` cuts RdBu's
+ * darkest ends on a dark page (`divergingTrim`), so the strongest chips do not look like the background.
+ */
+export function chipColor(v: number, limit: number, trim = 0): RGB {
+  return colorOf(v, { kind: "diverging", vmin: -limit, vmax: limit, floor: trim });
 }
 
 /** The accessible name of a token: its raw text (quoted, escapes visible), position and labelled value. */
@@ -222,13 +225,13 @@ const CSS = `
 const css = (rgb: RGB) => `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
 
 /** A horizontal colour bar for −limit … limit with labelled nice ticks (0 in the middle). */
-function colorBar(limit: number, step: number, caption: string): HTMLDivElement {
+function colorBar(limit: number, step: number, caption: string, trim: number): HTMLDivElement {
   const bar = h("div", "nbx-cbar");
   const cap = h("span", "nbx-cbar-caption", caption);
   const body = h("div", "nbx-cbar-body");
   const ramp = h("div", "nbx-cbar-ramp");
   const stops: string[] = [];
-  for (let i = 0; i <= 20; i++) stops.push(`${css(chipColor(-limit + (2 * limit * i) / 20, limit))} ${i * 5}%`);
+  for (let i = 0; i <= 20; i++) stops.push(`${css(chipColor(-limit + (2 * limit * i) / 20, limit, trim))} ${i * 5}%`);
   ramp.style.background = `linear-gradient(to right, ${stops.join(", ")})`;
   ramp.setAttribute("role", "img");
   const ticks = symmetricTicks(limit, step);
@@ -327,6 +330,7 @@ function render({ model, el }: RenderProps<State>) {
   }
 
   function build() {
+    const trim = divergingTrim(backgroundOf(root)); // on a dark page RdBu's darkest ends are cut
     const rel = decodeTensor(model.get("relevance"));
     const tokens = model.get("tokens") ?? [];
     const offsets = model.get("offsets") ?? [];
@@ -367,7 +371,7 @@ function render({ model, el }: RenderProps<State>) {
       const head = h("div", "nbx-row-head");
       head.setAttribute("role", "rowheader");
       head.appendChild(h("span", "nbx-row-label", labels[r] ?? `row ${r}`));
-      if (!sharedScale) head.appendChild(colorBar(limits[r].limit, limits[r].step, `${valueLabel}, this row`));
+      if (!sharedScale) head.appendChild(colorBar(limits[r].limit, limits[r].step, `${valueLabel}, this row`, trim));
       const flow = h("div", "nbx-token-flow");
       flow.setAttribute("role", "presentation");
       const rowCells: HTMLSpanElement[] = [];
@@ -380,7 +384,7 @@ function render({ model, el }: RenderProps<State>) {
           if (seg.marker) cell.appendChild(h("span", "nbx-ws", seg.text));
           else cell.appendChild(document.createTextNode(seg.text));
         }
-        const bg = chipColor(v, limits[r].limit);
+        const bg = chipColor(v, limits[r].limit, trim);
         cell.style.background = css(bg);
         cell.style.color = css(textColor(bg));
         cell.setAttribute("role", "gridcell");
@@ -418,7 +422,7 @@ function render({ model, el }: RenderProps<State>) {
       cells.push(rowCells);
     }
     barSlot.replaceChildren();
-    if (ok && sharedScale) barSlot.appendChild(colorBar(limits[0].limit, limits[0].step, valueLabel));
+    if (ok && sharedScale) barSlot.appendChild(colorBar(limits[0].limit, limits[0].step, valueLabel, trim));
     const [ar, at] = active;
     setActive(ok && ar < rows ? ar : 0, ok && at < T ? at : 0, false);
     root.dataset.rows = String(ok ? rows : 0);
@@ -454,7 +458,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:scale", applyScale], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, () => undefined);
+  return connect(el, root, model, events, () => undefined, onThemeChange(root, rebuild));
 }
 
 export default { render };

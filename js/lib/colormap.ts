@@ -32,10 +32,14 @@ function interpolate(anchors: RGB[], t: number): RGB {
   ];
 }
 
-/** Diverging colour for v in [-vmax, vmax]; zero is exactly the neutral middle colour. */
-export function diverging(v: number, vmax: number): RGB {
+/**
+ * Diverging colour for v in [-vmax, vmax]; zero is exactly the neutral middle colour. `trim` (0 … < 0.5) skips
+ * that much of the map at both ends (RdBu's darkest blue and red), symmetrically, so zero stays in the middle.
+ */
+export function diverging(v: number, vmax: number, trim = 0): RGB {
   const t = vmax > 0 ? 0.5 + 0.5 * (v / vmax) : 0.5;
-  return interpolate(DIVERGING, t);
+  const f = trim > 0 && trim < 0.5 ? trim : 0;
+  return interpolate(DIVERGING, f + (1 - 2 * f) * (t >= 0 ? Math.min(t, 1) : 0));
 }
 
 /**
@@ -52,14 +56,15 @@ export function sequential(v: number, vmin: number, vmax: number, floor = 0): RG
 }
 
 /**
- * A colour scale. `floor` (sequential only; default 0) is where on viridis the scale starts, set from the view's
- * background by `sequentialFloor` so that vmin stays distinct from the page in a dark theme.
+ * A colour scale. `floor` (default 0) is how much of the map's dark end is skipped, set from the view's background
+ * by `mapFloor` so that no value is drawn in the page's own colour in a dark theme: on a sequential scale, where
+ * viridis starts (vmin's colour); on a diverging one, how much is cut from both ends (zero stays the middle).
  */
 export type ColorScale = { kind: "diverging" | "sequential"; vmin: number; vmax: number; floor?: number };
 
 /** Colour of a value under a scale (diverging scales use max(|vmin|, |vmax|) around zero). */
 export function colorOf(v: number, s: ColorScale): RGB {
-  if (s.kind === "diverging") return diverging(v, Math.max(Math.abs(s.vmin), Math.abs(s.vmax)));
+  if (s.kind === "diverging") return diverging(v, Math.max(Math.abs(s.vmin), Math.abs(s.vmax)), s.floor ?? 0);
   return sequential(v, s.vmin, s.vmax, s.floor ?? 0);
 }
 
@@ -104,6 +109,36 @@ export function sequentialFloor(bg: RGB): number {
   return floor;
 }
 const floors = new Map<string, number>();
+
+/**
+ * How much to cut from both ends of the diverging map on background `bg`: 0 when RdBu's darkest blue and red
+ * stand out (any light background), else the least cut (steps of 0.01) after which both ends reach
+ * `MIN_CONTRAST` — on JupyterLab's dark #111111 that is 0.12, ends (40, 111, 177) and (185, 38, 50).
+ */
+export function divergingTrim(bg: RGB): number {
+  const key = bg.join(",");
+  const known = trims.get(key);
+  if (known !== undefined) return known;
+  let trim = 0;
+  const dark = luminance(bg) < luminance(DIVERGING[0]) || luminance(bg) < luminance(DIVERGING[DIVERGING.length - 1]);
+  if (dark) {
+    for (let i = 0; i < 40; i++) {
+      const f = i / 100;
+      if (contrastRatio(interpolate(DIVERGING, f), bg) >= MIN_CONTRAST && contrastRatio(interpolate(DIVERGING, 1 - f), bg) >= MIN_CONTRAST) {
+        trim = f;
+        break;
+      }
+    }
+  }
+  trims.set(key, trim);
+  return trim;
+}
+const trims = new Map<string, number>();
+
+/** The `floor` of a scale of `kind` drawn on background `bg` (`sequentialFloor` or `divergingTrim`). */
+export function mapFloor(kind: ColorScale["kind"], bg: RGB): number {
+  return kind === "sequential" ? sequentialFloor(bg) : divergingTrim(bg);
+}
 
 /** Entries in a lookup table. Odd, so that the middle entry of a symmetric scale is exactly zero. */
 export const LUT_SIZE = 257;

@@ -1,5 +1,5 @@
 // Small DOM helpers shared by every view. Text always goes in through textContent.
-import { type ColorScale, formatValue, paintColorbar, type RGB, sequentialFloor } from "./colormap";
+import { type ColorScale, formatValue, mapFloor, paintColorbar, type RGB } from "./colormap";
 import baseCss from "./style.css";
 
 /** Create an element with classes and (optional) text content. */
@@ -184,36 +184,54 @@ export function backgroundOf(el: Element): RGB {
 }
 
 /**
- * `s` as drawn inside `root`: a sequential scale starts where viridis stands out from the view's background
- * (`sequentialFloor`: the whole map on a light page, from its blue on a dark one), so a zero never looks like
- * empty page. Diverging scales are returned as they are (their white/grey middle is distinct on both).
+ * `s` as drawn inside `root`, with the `floor` that keeps every colour distinct from the view's background
+ * (`mapFloor`): on a light page the whole map; on a dark one viridis starts at its blue (a zero is not the page's
+ * colour) and RdBu loses its darkest blue and red ends (the strongest values are not the page's colour either).
  */
 export function onBackground(root: Element, s: ColorScale): ColorScale {
-  if (s.kind !== "sequential") return s;
-  return { ...s, floor: sequentialFloor(backgroundOf(root)) };
+  return { ...s, floor: mapFloor(s.kind, backgroundOf(root)) };
 }
 
 /**
- * Call `redraw` when the page's colours may have changed: the root's `data-theme` (the widget's `theme` trait) or
- * JupyterLab's theme (`data-jp-theme-*` on the body). Colour-mapped views redraw so their maps follow the
- * background (see `onBackground`); pass the cleanup it returns to `connect`.
+ * Call `redraw` when the background the view is drawn on changes: the widget's `theme` trait (the root's
+ * `data-theme`), JupyterLab's theme (its stylesheet may load after the `data-jp-theme-*` attributes on the body
+ * change), a custom theme, or the view being first attached to the page (a view built while detached saw no
+ * background). Colour-mapped views pass their recolouring here (see `onBackground`); the cleanup goes to
+ * `connect`. Watched through the root's background-color transition (style.css gives it a 1 ms one), a mutation
+ * observer and a resize observer; `redraw` runs at most once a frame and only when the colour really changed.
  */
 export function onThemeChange(root: HTMLElement, redraw: () => void): () => void {
-  if (typeof MutationObserver === "undefined") return () => {};
+  let last = backgroundOf(root).join(",");
   let frame = 0;
-  const schedule = () => {
+  const check = () => {
     if (frame) return;
     frame = requestAnimationFrame(() => {
       frame = 0;
+      const now = backgroundOf(root).join(",");
+      if (now === last) return;
+      last = now;
       redraw();
     });
   };
-  const mo = new MutationObserver(schedule);
-  mo.observe(root, { attributes: true, attributeFilter: ["data-theme"] });
-  if (document.body) mo.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+  const onTransition = (ev: TransitionEvent) => {
+    if (ev.target === root && ev.propertyName === "background-color") check();
+  };
+  root.addEventListener("transitionend", onTransition);
+  const cleanups: Array<() => void> = [() => root.removeEventListener("transitionend", onTransition)];
+  if (typeof MutationObserver !== "undefined") {
+    const mo = new MutationObserver(check);
+    mo.observe(root, { attributes: true, attributeFilter: ["data-theme"] });
+    if (document.body) mo.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+    cleanups.push(() => mo.disconnect());
+  }
+  if (typeof ResizeObserver !== "undefined") {
+    const ro = new ResizeObserver(check);
+    ro.observe(root);
+    cleanups.push(() => ro.disconnect());
+  }
   return () => {
     if (frame) cancelAnimationFrame(frame);
-    mo.disconnect();
+    cleanups.forEach((c) => c());
   };
 }
 

@@ -5,7 +5,7 @@ import { type ColorScale, lut, lutIndex } from "./colormap";
 export function effectiveScale(scale: ColorScale): ColorScale {
   if (scale.kind !== "diverging") return scale;
   const m = Math.max(Math.abs(scale.vmin), Math.abs(scale.vmax));
-  return { kind: "diverging", vmin: -m, vmax: m };
+  return { ...scale, kind: "diverging", vmin: -m, vmax: m };
 }
 
 /** RGBA bytes for an (h, w) map under a colour scale. */

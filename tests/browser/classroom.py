@@ -84,6 +84,32 @@ LOW_END = """r => {
 }"""
 
 
+# Both ends of the first diverging colour bar in a view, as drawn (canvas pixels or the CSS gradient's stops).
+ENDS = """r => {
+  const bar = [...r.querySelectorAll('canvas.nbx-colorbar, .nbx-scalebar[data-kind="diverging"] .nbx-scalebar-ramp, .nbx-cbar-ramp')]
+    .find(b => b.tagName !== 'CANVAS' || (b.getAttribute('aria-label') || '').startsWith('diverging')
+               || b.dataset.kind === 'diverging');
+  if (!bar) return null;
+  if (bar.tagName === 'CANVAS') {
+    const d = bar.getContext('2d').getImageData(0, 0, bar.width, 1).data, n = d.length - 4;
+    return [`rgb(${d[0]}, ${d[1]}, ${d[2]})`, `rgb(${d[n]}, ${d[n + 1]}, ${d[n + 2]})`];
+  }
+  const all = getComputedStyle(bar).backgroundImage.match(/rgba?\\([^)]*\\)/g);
+  return all ? [all[0], all[all.length - 1]] : null;
+}"""
+
+
+def end_contrast(nb: Any, root_selector: str) -> float:
+    """The lower contrast (WCAG) of the two ends of the view's diverging colour bar — the colours of its strongest
+    negative and positive values — against the view's background (≥ 3 : 1 wanted; RdBu's own ends on JupyterLab's
+    dark background are 1.44 : 1)."""
+    root = nb.page.locator(root_selector).first
+    ends = root.evaluate(ENDS)
+    assert ends, "no diverging colour bar in the view"
+    bg = rgb(root.evaluate(RGB))
+    return min(contrast(rgb(e), bg) for e in ends)
+
+
 def low_end_contrast(nb: Any, root_selector: str) -> float:
     """Contrast (WCAG) of the lowest colour of the view's sequential colour bar — the colour of a zero — against the
     view's background. WCAG 2.1 (1.4.11) asks ≥ 3 : 1 for graphical objects; viridis' dark end on JupyterLab's dark
@@ -94,9 +120,11 @@ def low_end_contrast(nb: Any, root_selector: str) -> float:
     return contrast(rgb(low), rgb(root.evaluate(RGB)))
 
 
-def dark_theme(nb: Any, root_selector: str, var: str, text: str, sequential: bool = False) -> tuple[float, ...]:
+def dark_theme(nb: Any, root_selector: str, var: str, text: str, sequential: bool = False,
+               diverging: bool = False) -> tuple[float, ...]:
     """``theme='dark'``: a dark background, the ``text`` element readable on it (≥ 4.5 : 1), no axe violation; with
-    ``sequential`` the view's sequential colour map keeps its low end (a zero) ≥ 3 : 1 from the background."""
+    ``sequential`` the view's sequential colour map keeps its low end (a zero) ≥ 3 : 1 from the background, with
+    ``diverging`` its diverging map keeps both ends ≥ 3 : 1."""
     nb.execute(f"{var}.theme = 'dark'")
     nb.page.locator(f"{root_selector}[data-theme='dark']").wait_for(timeout=5000)
     root = nb.page.locator(root_selector).first
@@ -109,6 +137,9 @@ def dark_theme(nb: Any, root_selector: str, var: str, text: str, sequential: boo
         nb.page.wait_for_function(f"() => {{ const r = document.querySelector({root_selector!r}); return r && ({LOW_END})(r); }}")
         nb.page.wait_for_timeout(200)
         assert low_end_contrast(nb, root_selector) >= 3, "a zero on the sequential map looks like the dark background"
+    if diverging:
+        nb.page.wait_for_timeout(200)
+        assert end_contrast(nb, root_selector) >= 3, "the strongest values look like the dark background"
     assert axe_violations(nb.page, root_selector) == []
     return bg
 

@@ -136,7 +136,7 @@ def test_aligned_directions_in_the_classroom(lab):
         nb.execute("w.scale = 1.0")
         nb.page.locator(f"{SELECTOR}[data-scale='1']").wait_for(timeout=5000)
 
-        dark_theme(nb, SELECTOR, "w", f"{SELECTOR} .nbx-ad-note", sequential=True)
+        dark_theme(nb, SELECTOR, "w", f"{SELECTOR} .nbx-ad-note", sequential=True, diverging=True)
         nb.execute("w.theme = 'auto'")
         nb.page.locator(f"{SELECTOR}[data-theme='auto']").wait_for(timeout=5000)
         screenshots(nb, "aligned-directions", SELECTOR)

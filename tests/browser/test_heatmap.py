@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from classroom import contrast as _contrast
-from classroom import low_end_contrast
+from classroom import end_contrast, low_end_contrast
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations
@@ -328,6 +328,7 @@ def test_heatmap_fits_800_px_nice_colour_bar_keyboard_scale_and_dark_theme(lab):
           return best; }""")
         assert tuple(zero) == (247, 247, 247), zero
         assert _contrast(tuple(zero), bg) > 3, (zero, bg)
+        assert end_contrast(nb, ROOT) >= 3  # and the strongest values are not the page's colour either
         nb.screenshot("heatmap-dark", root)
         assert axe_violations(page, ROOT) == []
         # an unsigned map in the dark theme: its zero (viridis' low end) stays distinct from the background

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from classroom import contrast as _contrast
+from classroom import end_contrast
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
@@ -188,6 +189,11 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
         assert _luminance(bg) < 0.05, bg
         zero = _rgb(nb.page.locator(cell(0, 5)).evaluate(_RGB))
         assert _contrast(zero, bg) > 3, (zero, bg)
+        # the strongest chips (the colour bar's ends) are not the page's colour either
+        nb.page.wait_for_timeout(200)
+        assert end_contrast(nb, ROOT) >= 3
+        chips = nb.page.locator(f"{ROOT} .nbx-token").evaluate_all("cs => cs.map(c => getComputedStyle(c).backgroundColor)")
+        assert min(_contrast(_rgb(c), bg) for c in chips) >= 3, chips
         label = nb.page.locator(f"{ROOT} .nbx-row-label").first.evaluate("e => getComputedStyle(e).color")
         assert _contrast(_rgb(label), bg) >= 4.5, label
         for r, t in ((0, 5), (1, 3), (2, 7)):
