@@ -5,7 +5,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorOf, paintColorbar } from "./lib/colormap";
-import { activate, applyScale, connect, h, injectStyle, offscreen, onVisible, scaleOf, svgPlot, themeHandler, viewRoot } from "./lib/dom";
+import { activate, applyScale, connect, h, injectStyle, offscreen, scaleOf, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { formatNumber, niceTicks } from "./lib/nice_ticks";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -456,11 +456,12 @@ function render({ model, el }: RenderProps<State>) {
       if (ctx) ctx.putImageData(new ImageData(stripPixels(tensors[k].data, n, cols, signed) as Uint8ClampedArray<ArrayBuffer>, cols, n), 0, 0);
     }
   };
+  // one watcher (connect's, on the root): a new width rebuilds, a return to view repaints
   const onWidth = () => {
     if (el.clientWidth !== lastWidth) build();
     else repaint();
   };
-  return connect(el, root, model, events, repaint, stopScale, onVisible(el, onWidth));
+  return connect(el, root, model, events, onWidth, stopScale);
 }
 
 export default { render };

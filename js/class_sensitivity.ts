@@ -8,7 +8,7 @@ import { formatNumber } from "./lib/nice_ticks";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorFooter } from "./lib/scalebar";
-import { applyScale, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, themeHandler, viewRoot } from "./lib/dom";
+import { applyScale, connect, h, injectStyle, scaleOf, stepPlayer, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";
 
@@ -426,7 +426,7 @@ function render({ model, el }: RenderProps<State>) {
       build();
     } else paint();
   };
-  return connect(el, root, model, events, redraw, stop, stopScale, onVisible(el, redraw));
+  return connect(el, root, model, events, redraw, stop, stopScale);
 }
 
 export default { render };

@@ -7,7 +7,7 @@ import { formatNumber } from "./lib/nice_ticks";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorFooter } from "./lib/scalebar";
-import { applyScale, connect, h, injectStyle, onVisible, scaleOf, stepPlayer, themeHandler, viewRoot } from "./lib/dom";
+import { applyScale, connect, h, injectStyle, scaleOf, stepPlayer, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -373,7 +373,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:metric", onMetric], ["change:selected", markSelected], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, layoutCells, stop, stopScale, onVisible(el, layoutCells));
+  return connect(el, root, model, events, layoutCells, stop, stopScale);
 }
 
 export default { render };
