@@ -4,9 +4,9 @@
 // direction sends `selected` and overlays its A and B traces in a line chart with ρ.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { keepNavigationKeys } from "./lib/keys";
-import { colorOf, formatValue, mapFloor, paintColorbar } from "./lib/colormap";
-import { activate, applyScale, backgroundOf, connect, h, onThemeChange, injectStyle, offscreen, onVisible, scaleOf, svgPlot, themeHandler, viewRoot } from "./lib/dom";
-import { niceTicks } from "./lib/nice_ticks";
+import { colorOf, mapFloor, paintColorbar } from "./lib/colormap";
+import { activate, applyScale, backgroundOf, connect, h, injectStyle, offscreen, onThemeChange, scaleOf, svgPlot, themeHandler, viewRoot } from "./lib/dom";
+import { formatNumber, niceTicks } from "./lib/nice_ticks";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -323,9 +323,9 @@ function render({ model, el }: RenderProps<State>) {
     const input = model.get("input_ids")[col] ?? col;
     const cls = model.get("column_classes")[col];
     const net = model.get("names")[side] ?? "";
-    const what = kind === "directions" ? `direction ${row + 1} (ρ ${formatValue(model.get("coefficients")[row])})` : rowName(kind, side, row);
+    const what = kind === "directions" ? `direction ${row + 1} (ρ ${formatNumber(model.get("coefficients")[row])})` : rowName(kind, side, row);
     const quantity = kind === "directions" ? "variate" : "activation";
-    readout.textContent = `${net} · ${what} · input #${input} (class ${className(cls)}) — ${quantity} ${formatValue(v)}`;
+    readout.textContent = `${net} · ${what} · input #${input} (class ${className(cls)}) — ${quantity} ${formatNumber(v)}`;
     root.dataset.hover = `${k},${row},${col}`;
     root.dataset.value = String(v);
     rowLabels[k]?.forEach((el, i) => el.classList.toggle("nbx-active", i === row));
@@ -365,7 +365,7 @@ function render({ model, el }: RenderProps<State>) {
     if (sel < 0 || !a || sel >= rowsOf("directions_a")) return;
     const rho = model.get("coefficients")[sel];
     const names = model.get("names");
-    const head = h("div", "nbx-ad-title nbx-ad-chart-title", `direction ${sel + 1}: ρ = ${formatValue(rho)} between ${names[0]} and ${names[1]}`);
+    const head = h("div", "nbx-ad-title nbx-ad-chart-title", `direction ${sel + 1}: ρ = ${formatNumber(rho)} between ${names[0]} and ${names[1]}`);
     const legend = h("div", "nbx-ad-legend");
     for (const [side, color] of [[0, "#1f77b4"], [1, "#ff7f0e"]] as Array<[number, string]>) {
       const item = h("span", "");
@@ -398,7 +398,7 @@ function render({ model, el }: RenderProps<State>) {
     const yOf = (v: number) => height - ((v - lo) / (hi > lo ? hi - lo : 1)) * height;
     for (const v of ticks) {
       mk("path", { class: "nbx-axis", d: `M-4,${yOf(v)}H0` });
-      mk("text", { x: "-6", y: String(yOf(v) + 0.35 * fs), "text-anchor": "end" }, formatValue(v));
+      mk("text", { x: "-6", y: String(yOf(v) + 0.35 * fs), "text-anchor": "end" }, formatNumber(v));
     }
     if (lo < 0 && hi > 0) mk("path", { class: "nbx-axis", d: `M0,${yOf(0)}H${width}`, "stroke-dasharray": "3 3" });
     mk("text", { x: String(-left + 0.8 * fs), y: String(height / 2), transform: `rotate(-90 ${-left + 0.8 * fs} ${height / 2})`, "text-anchor": "middle" }, "variate");
@@ -468,11 +468,12 @@ function render({ model, el }: RenderProps<State>) {
       if (ctx) ctx.putImageData(new ImageData(stripPixels(tensors[k].data, n, cols, signed, floor(signed)) as Uint8ClampedArray<ArrayBuffer>, cols, n), 0, 0);
     }
   };
+  // one watcher (connect's, on the root): a new width rebuilds, a return to view repaints
   const onWidth = () => {
     if (el.clientWidth !== lastWidth) build();
     else repaint();
   };
-  return connect(el, root, model, events, repaint, stopScale, onVisible(el, onWidth), onThemeChange(root, repaint));
+  return connect(el, root, model, events, onWidth, stopScale, onThemeChange(root, repaint));
 }
 
 export default { render };

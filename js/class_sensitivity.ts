@@ -3,10 +3,12 @@
 // an SVG line chart of the clicked class over the checkpoints — one line per layer, with each layer's
 // learned-at checkpoint (first from which the value stays ≥ threshold; computed in Python by core) marked.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
+import { colorOf, type ColorScale } from "./lib/colormap";
+import { formatNumber } from "./lib/nice_ticks";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, onBackground, onThemeChange, h, injectStyle, onVisible, scaleOf, stepPlayer, svgPlot, themeHandler, viewRoot } from "./lib/dom";
+import { colorFooter } from "./lib/scalebar";
+import { applyScale, connect, h, injectStyle, onBackground, onThemeChange, scaleOf, stepPlayer, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 import { textColor } from "./similarity_grid";
 
@@ -182,7 +184,7 @@ function render({ model, el }: RenderProps<State>) {
         const cell = cells[c * L + l];
         const v = value(t, l, c);
         cell.setAttribute("aria-label", `class ${model.get("class_names")[c] ?? c}, layer ${model.get("layers")[l] ?? l} at ${
-          ckName(t)}: SVCCA ${v === null ? "undefined" : formatValue(v)}`);
+          ckName(t)}: SVCCA ${v === null ? "undefined" : formatNumber(v)}`);
         if (v === null) {
           cell.classList.add("nbx-undefined");
           cell.style.background = "";
@@ -211,8 +213,8 @@ function render({ model, el }: RenderProps<State>) {
     const names = model.get("class_names");
     const learned = model.get("learned_at")[l]?.[c] ?? -1;
     readout.textContent = `class ${names[c]} × ${model.get("layers")[l]} @ ${ckName(t)} — SVCCA ${
-      v === null ? "undefined (no variance)" : formatValue(v)
-    } · ≥ ${formatValue(model.get("threshold"))} ${learnedText(learned, model.get("checkpoint_labels"))}`;
+      v === null ? "undefined (no variance)" : formatNumber(v)
+    } · ≥ ${formatNumber(model.get("threshold"))} ${learnedText(learned, model.get("checkpoint_labels"))}`;
     root.dataset.hover = `${c},${l}`;
     root.dataset.value = v === null ? "NaN" : String(v);
     rowLabels.forEach((e, k) => e.classList.toggle("nbx-active", k === c));
@@ -303,7 +305,7 @@ function render({ model, el }: RenderProps<State>) {
       const item = h("span", "nbx-cs-legend-item");
       const sw = h("span", "nbx-cs-swatch");
       sw.style.background = color;
-      item.append(sw, document.createTextNode(`layer ${layers[l]}: SVCCA ≥ ${formatValue(thr)} ${learnedText(at, labels)}`));
+      item.append(sw, document.createTextNode(`layer ${layers[l]}: SVCCA ≥ ${formatNumber(thr)} ${learnedText(at, labels)}`));
       legend.appendChild(item);
     }
     const key = (cls: string, text: string) => {
@@ -311,7 +313,7 @@ function render({ model, el }: RenderProps<State>) {
       item.append(h("span", `nbx-cs-swatch ${cls}`), document.createTextNode(text));
       legend.appendChild(item);
     };
-    key("nbx-cs-swatch-threshold", `dashed line: threshold, SVCCA ${formatValue(thr)}`);
+    key("nbx-cs-swatch-threshold", `dashed line: threshold, SVCCA ${formatNumber(thr)}`);
     key("nbx-cs-swatch-now", `vertical line: the checkpoint shown (${ckName(current())})`);
     chartBox.append(svg, legend, h("div", "nbx-cs-hint", "ring: the checkpoint from which the layer stays above the dashed threshold"));
   }
@@ -426,7 +428,7 @@ function render({ model, el }: RenderProps<State>) {
       build();
     } else paint();
   };
-  return connect(el, root, model, events, redraw, stop, stopScale, onVisible(el, redraw), onThemeChange(root, paint));
+  return connect(el, root, model, events, redraw, stop, stopScale, onThemeChange(root, paint));
 }
 
 export default { render };

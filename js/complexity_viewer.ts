@@ -5,12 +5,12 @@
 // its reconstruction, one for the components (or one per order when each order is scaled separately). Limits
 // set from Python (`feature_limit`, `component_limit`, `chart_limits`) put several viewers on one scale.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { type ColorScale, formatValue } from "./lib/colormap";
+import { type ColorScale } from "./lib/colormap";
 import { activate, applyScale, connect, h, injectStyle, offscreen, scaleOf, themeHandler, viewRoot } from "./lib/dom";
-import { formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
+import { formatNumber, formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA } from "./lib/raster";
-import { SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
+import { scaleBar } from "./lib/scalebar";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -48,7 +48,7 @@ const CHART_HELP: Record<string, string> = {
 const SVG = "http://www.w3.org/2000/svg";
 
 // Every label at the view's font size (≥ 13 px, times `scale`); SVG text in CSS px (no viewBox shrinks it).
-const CSS = SCALEBAR_CSS + `
+const CSS = `
 .nbx-complexity-viewer .nbx-cv-header { font-weight: 600; margin-bottom: 4px; overflow-wrap: anywhere; }
 .nbx-complexity-viewer .nbx-control { color: var(--nbx-fg); flex-wrap: wrap; max-width: 100%; }
 .nbx-complexity-viewer select, .nbx-complexity-viewer input { font: inherit; }
@@ -478,11 +478,11 @@ function render({ model, el }: RenderProps<State>) {
       rect.dataset.index = String(i);
       rect.dataset.value = ok[i] ? String(vals[i]) : "NaN";
       const title = document.createElementNS(SVG, "title");
-      title.textContent = `${name}, order ${orders()[i]}: ${ok[i] ? formatValue(vals[i]) : "not computed"}`;
+      title.textContent = `${name}, order ${orders()[i]}: ${ok[i] ? formatNumber(vals[i]) : "not computed"}`;
       rect.appendChild(title);
       rect.addEventListener("click", () => selectOrder(i));
       const show = () => {
-        readout.textContent = `${name}, order ${orders()[i]}: ${ok[i] ? formatValue(vals[i]) : "not computed"}`;
+        readout.textContent = `${name}, order ${orders()[i]}: ${ok[i] ? formatNumber(vals[i]) : "not computed"}`;
       };
       rect.addEventListener("pointerenter", show);
       hit.addEventListener("pointerenter", show);

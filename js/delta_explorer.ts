@@ -5,8 +5,8 @@
 // RequestWidget protocol (js/lib/requests.ts: one latest-wins request matched by id; busy shown).
 // Both charts are SVG with text in CSS px (≥ 13 px, × the widget's `scale`), ticks and axis titles on every axis.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { formatValue } from "./lib/colormap";
 import { applyScale, batched, connect, errorHandler, h, injectStyle, offscreen, scaleOf, sizeCanvas, svgPlot, themeHandler, viewRoot } from "./lib/dom";
+import { formatNumber, niceTicks } from "./lib/nice_ticks";
 import { keepNavigationKeys } from "./lib/keys";
 import { imageRGBA } from "./lib/raster";
 import { kernelRequests } from "./lib/requests";
@@ -90,20 +90,6 @@ export function metricLabel(name: string): string {
   return name === "mse" ? "mean squared error" : name;
 }
 
-/** About `count` round tick values (1, 2 or 5 × 10^e apart) inside [lo, hi]. */
-export function niceTicks(lo: number, hi: number, count = 4): number[] {
-  if (!(Number.isFinite(lo) && Number.isFinite(hi)) || hi <= lo) return Number.isFinite(lo) ? [lo] : [];
-  const raw = (hi - lo) / Math.max(1, count);
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const r = raw / mag; // in [1, 10): the nearest of 1, 2, 5, 10 on a log scale (as d3 does)
-  const step = (r >= Math.sqrt(50) ? 10 : r >= Math.sqrt(10) ? 5 : r >= Math.sqrt(2) ? 2 : 1) * mag;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) {
-    out.push(Number((Math.round(v / step) * step).toPrecision(12)));
-  }
-  return out;
-}
-
 /**
  * Slider positions to label on a δ axis, most important first (a crowded axis keeps the first ones): the last
  * position at δ = 1, then the positions nearest 0.5, 0.9, 0.99, 0.999 and 0.9999 on the nines scale (where one
@@ -143,7 +129,7 @@ export function spaced<T>(ticks: T[], at: (t: T) => number, gap: number): T[] {
 /** The k readout: "k = 5 of 32 directions · saturation 0.156 · mean squared error 0.0123 (random subspace)". */
 export function readoutText(k: number, width: number, metricName: string, value: number, random: boolean): string {
   return `k = ${k} of ${width} directions · saturation ${(width ? k / width : 0).toFixed(3)} · ` +
-    `${metricLabel(metricName)} ${formatValue(value)}${random ? " (random subspace)" : ""}`;
+    `${metricLabel(metricName)} ${formatNumber(value)}${random ? " (random subspace)" : ""}`;
 }
 
 type Mk = (tag: string, attrs: Record<string, string>, text?: string) => SVGElement;
@@ -293,7 +279,7 @@ function render({ model, el }: RenderProps<State>) {
     }
     mk("path", { d: line, fill: "none", stroke: "var(--nbx-fg)", "stroke-width": "2", class: "nbx-cumulative" });
     mk("line", { x1: "0", x2: String(pw), y1: String(ph), y2: String(ph), class: "nbx-axis-line" });
-    const xt = spaced([1, ...niceTicks(1, d, 4).filter((v) => v > 1 && v <= d && Number.isInteger(v)), d],
+    const xt = spaced([1, ...niceTicks(1, d, 4, { inside: true }).filter((v) => v > 1 && v <= d && Number.isInteger(v)), d],
       (v) => x(v - 1), 3 * fs);
     for (const v of xt) {
       mk("line", { x1: String(x(v - 1)), x2: String(x(v - 1)), y1: String(ph), y2: String(ph + 0.4 * fs), class: "nbx-axis-line" });
@@ -343,21 +329,21 @@ function render({ model, el }: RenderProps<State>) {
     const base = model.get("baseline");
     metricKey.replaceChildren(
       keyItem("", "top-k eigen-directions"), keyItem("nbx-random", "random k-dim subspace (control)"),
-      keyItem("nbx-base", `no projection (baseline): ${formatValue(base)}`),
+      keyItem("nbx-base", `no projection (baseline): ${formatNumber(base)}`),
     );
     if (!n || !metric.data.length) return;
     const values = (t: Tensor) => Array.from({ length: n }, (_, p) => t.data[kIndex.data[p]] ?? 0);
     const a = values(metric), b = values(metricRandom);
     let lo = Math.min(...a, ...b, base), hi = Math.max(...a, ...b, base);
     if (hi - lo < 1e-12) hi = lo + 1;
-    const yt = niceTicks(lo, hi, 4);
+    const yt = niceTicks(lo, hi, 4, { inside: true });
     lo = Math.min(lo, yt[0] ?? lo);
     hi = Math.max(hi, yt[yt.length - 1] ?? hi);
     const x = (p: number) => (n > 1 ? p / (n - 1) : 0.5) * pw;
     const y = (v: number) => ph - ((v - lo) / (hi - lo)) * ph;
     for (const v of yt) {
       mk("line", { x1: "0", x2: String(pw), y1: String(y(v)), y2: String(y(v)), class: "nbx-gridline" });
-      mk("text", { x: String(-0.4 * fs), y: String(y(v) + 0.35 * fs), "text-anchor": "end", class: "nbx-tick" }, formatValue(v));
+      mk("text", { x: String(-0.4 * fs), y: String(y(v) + 0.35 * fs), "text-anchor": "end", class: "nbx-tick" }, formatNumber(v));
     }
     axisTitle(mk, -4.6 * fs, ph / 2, name, true);
     mk("line", { x1: "0", x2: String(pw), y1: String(ph), y2: String(ph), class: "nbx-axis-line" });
@@ -382,8 +368,8 @@ function render({ model, el }: RenderProps<State>) {
       dot.setAttribute("cx", String(x(p)));
       dot.setAttribute("cy", String(y((random ? b : a)[p] ?? lo)));
       svg.setAttribute("aria-label", `${name} by δ from ${formatDelta(deltas.data[0])} to ` +
-        `${formatDelta(deltas.data[n - 1])}: at δ = ${formatDelta(deltas.data[p])} it is ${formatValue(a[p])} with the ` +
-        `top-k eigen-directions and ${formatValue(b[p])} with a random subspace; ${formatValue(base)} with no projection.`);
+        `${formatDelta(deltas.data[n - 1])}: at δ = ${formatDelta(deltas.data[p])} it is ${formatNumber(a[p])} with the ` +
+        `top-k eigen-directions and ${formatNumber(b[p])} with a random subspace; ${formatNumber(base)} with no projection.`);
     };
     root.dataset.deltaTicks = xt.map(([, lab]) => lab).join(",");
   }

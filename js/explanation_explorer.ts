@@ -6,14 +6,14 @@
 // Layout: each sample is a row that wraps (the info block, then one fixed-width cell per column, each with its
 // own title, map, colour bar and labelled scores), so every row wraps alike and the view fits an 800 px column.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { signed } from "./lib/nice_ticks";
-import { type ColorScale, formatValue } from "./lib/colormap";
-import { applyScale, batched, connect, errorHandler, h, onBackground, onThemeChange, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
+import { formatNumber, signed } from "./lib/nice_ticks";
+import { type ColorScale } from "./lib/colormap";
+import { applyScale, batched, connect, errorHandler, h, injectStyle, offscreen, onBackground, onThemeChange, rangeControl, sizeToWidth, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt } from "./lib/raster";
 import { kernelRequests } from "./lib/requests";
-import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
+import { niceScale, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface MethodInfo {
@@ -77,7 +77,7 @@ const CSS = `
 .nbx-scores { display: flex; flex-direction: column; }
 .nbx-explorer-legend { margin-top: 0.7em; color: var(--nbx-fg); display: flex; flex-direction: column; gap: 0.2em; }
 .nbx-explanation-explorer .nbx-readout { overflow-wrap: anywhere; }
-${SCALEBAR_CSS}`;
+`;
 
 /** Index of the cache entry for (sample, target), or -1. */
 export function findEntry(entries: Array<[number, number]>, sample: number, target: number): number {
@@ -134,7 +134,7 @@ function breakable(text: string): DocumentFragment {
 }
 
 function fmtScore(v: number | null | undefined): string {
-  return v === null || v === undefined || !Number.isFinite(v) ? "n/a" : signed(formatValue(v));
+  return v === null || v === undefined || !Number.isFinite(v) ? "n/a" : signed(formatNumber(v));
 }
 
 function render({ model, el }: RenderProps<State>) {
@@ -219,20 +219,6 @@ function render({ model, el }: RenderProps<State>) {
     return c;
   }
 
-  /** Size a canvas bitmap to its shown CSS width (the cell's) and the input's aspect, at the device ratio. */
-  function sized(canvas: HTMLCanvasElement): CanvasRenderingContext2D | null {
-    const [sh, sw] = model.get("source_shape");
-    const dpr = window.devicePixelRatio || 1;
-    const cssW = canvas.clientWidth || model.get("cell_size");
-    const w = Math.max(1, Math.round(cssW * dpr));
-    const hh = Math.max(1, Math.round((cssW * dpr * (sh || 1)) / (sw || 1)));
-    if (canvas.width !== w) canvas.width = w;
-    if (canvas.height !== hh) canvas.height = hh;
-    const ctx = canvas.getContext("2d");
-    if (ctx) ctx.imageSmoothingEnabled = false;
-    return ctx;
-  }
-
   /** The colour bar, scores and accessible name of map cell (i, col) for `entry`. */
   function labelCell(i: number, col: number, entry: number) {
     if (barEntry[i][col] === entry) return;
@@ -260,10 +246,11 @@ function render({ model, el }: RenderProps<State>) {
     if (!cached) entry = drawnEntry[i] ?? -1;
     else drawnEntry[i] = entry;
     const alpha = model.get("opacity");
+    const [sh, sw] = model.get("source_shape");
     for (let col = 0; col <= methods.length; col++) {
       const canvas = rowCanvases[i]?.[col];
       if (!canvas) continue;
-      const ctx = sized(canvas);
+      const ctx = sizeToWidth(canvas, sh, sw, model.get("cell_size"));
       if (!ctx) continue;
       const W = canvas.width;
       const H = canvas.height;
@@ -346,9 +333,9 @@ function render({ model, el }: RenderProps<State>) {
       }
       if (entry < 0) continue;
       const v = maps.data[((entry * methods.length + (col - 1)) * hm + r) * wm + c];
-      rowValues[i][col].textContent = `value ${signed(formatValue(v))}`;
+      rowValues[i][col].textContent = `value ${signed(formatNumber(v))}`;
       rowCells[i][col].dataset.value = String(v);
-      parts.push(`${methods[col - 1].title} ${signed(formatValue(v))}`);
+      parts.push(`${methods[col - 1].title} ${signed(formatNumber(v))}`);
     }
     readout.textContent = parts.join(" · ");
     root.dataset.hover = `${i},${sr},${sc}`;

@@ -5,14 +5,14 @@
 // (js/lib/requests.ts). The activation maps over the top examples are drawn opaque by default, so their colours
 // are exactly the colour bar's, with the example as a thin outline on top (the opacity slider blends it back in).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { formatTick } from "./lib/nice_ticks";
-import { type ColorScale, formatValue } from "./lib/colormap";
-import { activate, applyScale, connect, errorHandler, onBackground, onThemeChange, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
+import { formatNumber, formatTick } from "./lib/nice_ticks";
+import { type ColorScale } from "./lib/colormap";
+import { activate, applyScale, connect, errorHandler, h, injectStyle, offscreen, onBackground, onThemeChange, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { colorize, effectiveScale, imageRGBA } from "./lib/raster";
 import { keepNavigationKeys } from "./lib/keys";
 import { kernelRequests } from "./lib/requests";
-import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
+import { niceScale, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -46,7 +46,7 @@ interface State {
 const STEP_CHOICES = [16, 32, 64, 128, 256, 512, 1024];
 
 // Every label at the view's font size (≥ 13 px, times `scale`), in --nbx-fg or --nbx-muted (≥ 4.5:1 contrast).
-const CSS = SCALEBAR_CSS + `
+const CSS = `
 .nbx-feature-gallery .nbx-title { font-size: 1em; color: var(--nbx-fg); }
 .nbx-feature-gallery .nbx-sparkline { display: block; background: transparent; }
 .nbx-feature-gallery .nbx-cell:focus-visible { outline: 3px solid var(--nbx-accent); outline-offset: 2px; }
@@ -381,8 +381,8 @@ function render({ model, el }: RenderProps<State>) {
       const spark = h("canvas", "nbx-sparkline");
       spark.setAttribute("role", "img");
       const steps = model.get("steps");
-      spark.setAttribute("aria-label", `objective over the ${steps} optimisation steps, ending at ${formatValue(finals[i] ?? NaN)}`);
-      spark.title = `objective over the optimisation (final ${formatValue(finals[i] ?? NaN)})`;
+      spark.setAttribute("aria-label", `objective over the ${steps} optimisation steps, ending at ${formatNumber(finals[i] ?? NaN)}`);
+      spark.title = `objective over the optimisation (final ${formatNumber(finals[i] ?? NaN)})`;
       const obj = h("span", "nbx-objective", objectiveLabel(finals[i]));
       obj.style.maxWidth = width;
       const pct = h("span", "nbx-percentile", percentileLabel(pcts[i]));

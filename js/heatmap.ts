@@ -3,12 +3,13 @@
 // Layout: every cell is at most `cell_size × scale` CSS px wide and shrinks with the column (the grid's tracks are
 // minmax(0, that width)), so the view fits an 800 px notebook column; canvases are drawn at their shown size.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { type ColorScale, formatValue } from "./lib/colormap";
-import { activate, applyScale, batched, connect, h, onBackground, onThemeChange, injectStyle, offscreen, rangeControl, themeHandler, viewRoot } from "./lib/dom";
+import { type ColorScale } from "./lib/colormap";
+import { formatNumber } from "./lib/nice_ticks";
+import { activate, applyScale, batched, connect, h, injectStyle, offscreen, onBackground, onThemeChange, rangeControl, sizeToWidth, themeHandler, viewRoot } from "./lib/dom";
 import { outlineRGBA } from "./lib/outline";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
-import { niceScale, SCALEBAR_CSS, scaleBar } from "./lib/scalebar";
+import { niceScale, scaleBar } from "./lib/scalebar";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -42,12 +43,12 @@ const CSS = `
 .nbx-heatmap .nbx-footer { align-items: flex-start; }
 .nbx-heatmap .nbx-footer .nbx-scalebar { flex: 0 1 24em; }
 .nbx-heatmap .nbx-readout { overflow-wrap: anywhere; min-width: 0; }
-${SCALEBAR_CSS}`;
+`;
 
 /** The readout line for pixel (row, col) of map `title`: every number named ("value" when no label is given). */
 function heatmapReadout(title: string, row: number, col: number, pooled: boolean, value: number, label: string):
 string {
-  return `${title} · row ${row}, col ${col}${pooled ? " (pooled)" : ""} · ${label || "value"} ${formatValue(value)}`;
+  return `${title} · row ${row}, col ${col}${pooled ? " (pooled)" : ""} · ${label || "value"} ${formatNumber(value)}`;
 }
 
 
@@ -82,22 +83,8 @@ function render({ model, el }: RenderProps<State>) {
   let step = 0.25;
   const given = (): ColorScale => ({ kind: model.get("cmap"), vmin: model.get("vmin"), vmax: model.get("vmax") });
 
-  /** Size the canvas bitmap to its shown CSS size (the cell's width, the map's aspect) at the device ratio. */
-  function sized(canvas: HTMLCanvasElement): CanvasRenderingContext2D | null {
-    const [, hm, wm] = maps.shape;
-    const dpr = window.devicePixelRatio || 1;
-    const cssW = canvas.clientWidth || model.get("cell_size");
-    const w = Math.max(1, Math.round(cssW * dpr));
-    const hh = Math.max(1, Math.round((cssW * dpr * hm) / wm));
-    if (canvas.width !== w) canvas.width = w;
-    if (canvas.height !== hh) canvas.height = hh;
-    const ctx = canvas.getContext("2d");
-    if (ctx) ctx.imageSmoothingEnabled = false;
-    return ctx;
-  }
-
   function draw(i: number) {
-    const ctx = sized(canvases[i]);
+    const ctx = sizeToWidth(canvases[i], maps.shape[1], maps.shape[2], model.get("cell_size"));
     if (!ctx) return;
     const W = canvases[i].width;
     const H = canvases[i].height;

@@ -3,10 +3,11 @@
 // hands it on, and a conservation chart of Σ relevance per step against the explained score.
 // Everything is precomputed in Python; the view sends back only `step`, `sample` and `opacity`.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
+import { colorOf, type ColorScale } from "./lib/colormap";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
-import { niceCeil, niceTicks } from "./lib/nice_ticks";
+import { colorFooter } from "./lib/scalebar";
+import { applyScale, connect, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
+import { formatNumber, formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
 
@@ -70,21 +71,24 @@ export function topUnits(vals: ArrayLike<number>, k: number): TopUnits {
 export function changeWords(absorbed: number, score: number): string {
   const tol = 1e-6 * Math.max(Math.abs(score), 1e-12);
   if (Math.abs(absorbed) <= tol) return "kept all of it (conserved)";
-  if (absorbed > 0) return `absorbed ${formatValue(absorbed)} (biases, ε stabiliser)`;
-  return `added ${formatValue(-absorbed)} (e.g. negative biases, αβ's negative share)`;
+  if (absorbed > 0) return `absorbed ${formatNumber(absorbed)} (biases, ε stabiliser)`;
+  return `added ${formatNumber(-absorbed)} (e.g. negative biases, αβ's negative share)`;
 }
 
-/** The chart's label for what a step changed: "Δ −x" absorbed, "Δ +x" added, "Δ 0" within rounding of the score. */
+/**
+ * The chart's label for what a step changed: "Δ −x" absorbed, "Δ +x" added, "Δ 0" within rounding of the score;
+ * x has 3 significant digits written out ("Δ −0.000705", never "−7.054e-4").
+ */
 export function deltaLabel(absorbed: number, score: number): string {
   const tol = 1e-6 * Math.max(Math.abs(score), 1e-12);
   if (Math.abs(absorbed) <= tol) return "Δ 0";
-  return `Δ ${absorbed > 0 ? "−" : "+"}${formatValue(Math.abs(absorbed))}`;
+  return `Δ ${absorbed > 0 ? "−" : "+"}${formatNumber(Math.abs(absorbed), 3)}`;
 }
 
 /** A total as a share of the score ("" when the score is zero). */
 export function shareOf(total: number, score: number): string {
   if (!(Math.abs(score) > 0)) return "";
-  return `${formatValue((100 * total) / score)} % of the score`;
+  return `${formatNumber((100 * total) / score)} % of the score`;
 }
 
 /** The value range a chart of `vals` (and a reference value) needs, always including zero. */
@@ -98,15 +102,6 @@ export function chartRange(vals: ArrayLike<number>, ref: number): [number, numbe
   if (hi === lo) hi = lo + 1;
   const pad = 0.08 * (hi - lo);
   return [lo < 0 ? lo - pad : lo, hi > 0 ? hi + pad : hi];
-}
-
-/** A round tick value as a student reads it: up to 3 significant digits, no exponent, a true minus. */
-export function roundText(v: number): string {
-  const t = Number(v.toPrecision(3));
-  const a = Math.abs(t);
-  const fixed = a.toFixed(Math.max(0, 2 - Math.floor(Math.log10(a || 1))));
-  const text = a !== 0 && (a < 1e-6 || a >= 1e6) ? a.toExponential() : fixed.includes(".") ? fixed.replace(/\.?0+$/, "") : fixed;
-  return (t < 0 ? "−" : "") + text;
 }
 
 /** Next step after a key press, or null for keys the view does not handle. */
@@ -150,9 +145,7 @@ const CSS = `
 .nbx-relevance-flow .nbx-flow-pictures { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .nbx-relevance-flow .nbx-flow-input { margin: 0; display: flex; flex-direction: column; align-items: center; }
 .nbx-relevance-flow .nbx-muted { color: var(--nbx-muted); }
-.nbx-relevance-flow .nbx-colorbar-wrap { flex-wrap: wrap; }
-.nbx-relevance-flow .nbx-cbar-label { flex-basis: 100%; }
-.nbx-relevance-flow .nbx-cbar-min, .nbx-relevance-flow .nbx-cbar-max { white-space: nowrap; }
+.nbx-relevance-flow .nbx-colorbar-wrap { flex: none; width: min(24em, 100%); }
 `;
 
 function svgEl<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number> = {}, text?: string) {
@@ -203,8 +196,7 @@ function render({ model, el }: RenderProps<State>) {
   pictures.append(canvas, inputFigure);
   const marker = h("div", "nbx-marker");
   const bars = svgEl("svg", { class: "nbx-bars" });
-  const { footer, readout, setScale } = colorFooter();
-  const cbarWrap = footer.querySelector(".nbx-colorbar-wrap") as HTMLElement;
+  const { bar: cbarWrap, readout, setScale } = colorFooter();
   const barsNote = h("div", "nbx-muted nbx-bars-note", "bars: relevance R per unit, largest |R| first");
   panel.append(caption, pictures, bars, barsNote, marker, cbarWrap);
   const info = h("div", "nbx-flow-info");
@@ -306,10 +298,10 @@ function render({ model, el }: RenderProps<State>) {
         svgEl("text", { x: labelW - 6, y: y + rowH - 0.4 * fs, "text-anchor": "end" }, unitName(u)),
         svgEl("rect", { x: v >= 0 ? x0 : x0 - len, y: y + 3, width: Math.max(1, len), height: rowH - 6,
           fill: `rgb(${cr},${cg},${cb})`, "pointer-events": "none" }),
-        svgEl("text", { x: W - 2, y: y + rowH - 0.4 * fs, "text-anchor": "end" }, formatValue(v)),
+        svgEl("text", { x: W - 2, y: y + rowH - 0.4 * fs, "text-anchor": "end" }, formatNumber(v)),
       );
       g.addEventListener("pointerenter", () => {
-        readout.textContent = `${s.name} · ${unitName(u)}: R = ${formatValue(v)}`;
+        readout.textContent = `${s.name} · ${unitName(u)}: R = ${formatNumber(v)}`;
         root.dataset.hover = `${cur()},${u}`;
         root.dataset.value = String(v);
       });
@@ -318,7 +310,7 @@ function render({ model, el }: RenderProps<State>) {
     if (top.restCount > 0) {
       const y = top.indices.length * rowH;
       bars.appendChild(svgEl("text", { x: 4, y: y + rowH - 0.4 * fs, class: "nbx-muted" },
-        `other ${top.restCount} units: Σ R = ${formatValue(top.restSum)}`));
+        `other ${top.restCount} units: Σ R = ${formatNumber(top.restSum)}`));
     }
     // the bar axis: −m, 0, +m under the bars
     const axisY = rows * rowH + 2;
@@ -327,7 +319,7 @@ function render({ model, el }: RenderProps<State>) {
       const x = x0 + (t / m) * (plotW / 2);
       bars.appendChild(svgEl("line", { class: "nbx-axis", x1: x, x2: x, y1: axisY, y2: axisY + 4 }));
       bars.appendChild(svgEl("text", { x, y: axisY + 1.2 * fs, "text-anchor": anchor, class: "nbx-muted nbx-bar-tick" },
-        roundText(t)));
+        formatTick(t)));
     }
 
     root.dataset.units = String(top.indices.length);
@@ -345,8 +337,8 @@ function render({ model, el }: RenderProps<State>) {
     const t = total(i);
     const share = shareOf(t, sc);
     const parts = [
-      line("explained score f", formatValue(sc)),
-      line("Σ relevance at this step", `${formatValue(t)}${share ? ` (${share})` : ""}`),
+      line("explained score f", formatNumber(sc)),
+      line("Σ relevance at this step", `${formatNumber(t)}${share ? ` (${share})` : ""}`),
     ];
     if (s.rule) parts.push(line(`rule of ${s.name}`, `${s.rule} — takes this relevance to the layer's input`, "nbx-flow-rule"));
     else if (s.name === "output") parts.push(line("rule", "none: the score itself is the starting relevance"));
@@ -397,7 +389,7 @@ function render({ model, el }: RenderProps<State>) {
     for (const t of ticks) {
       chart.append(
         svgEl("line", { class: "nbx-axis", x1: left - 4, x2: left, y1: y(t), y2: y(t) }),
-        svgEl("text", { x: left - 6, y: y(t) + 0.35 * fs, "text-anchor": "end", class: "nbx-muted nbx-y-tick" }, roundText(t)),
+        svgEl("text", { x: left - 6, y: y(t) + 0.35 * fs, "text-anchor": "end", class: "nbx-muted nbx-y-tick" }, formatTick(t)),
       );
     }
     cols = [];
@@ -414,14 +406,14 @@ function render({ model, el }: RenderProps<State>) {
       const ly = top + plotH + 1.2 * fs + (twoRows && i % 2 ? rowGap : 0);
       const label = svgEl("text", { x: x + colW / 2, y: ly, "text-anchor": "middle", "pointer-events": "none" }, name);
       const valueText = svgEl("text", { x: x + colW / 2, y: (v >= 0 ? y(v) - 4 : y(v) + 1.1 * fs), "text-anchor": "middle",
-        "pointer-events": "none", class: "nbx-muted" }, formatValue(v));
-      const tip = svgEl("title", {}, `${name}: Σ R = ${formatValue(v)}`);
+        "pointer-events": "none", class: "nbx-muted" }, formatNumber(v));
+      const tip = svgEl("title", {}, `${name}: Σ R = ${formatNumber(v)}`);
       col.appendChild(tip);
       col.addEventListener("click", () => setStep(i));
       col.addEventListener("pointerenter", () => {
         const share = shareOf(v, sc);
         const change = i > 0 ? `; from ${layout[i - 1].name}: ${changeWords(absorbedAt(i - 1), sc)}` : "";
-        readout.textContent = `step ${i} (${name}): Σ R = ${formatValue(v)}${share ? ` (${share})` : ""}${change}`;
+        readout.textContent = `step ${i} (${name}): Σ R = ${formatNumber(v)}${share ? ` (${share})` : ""}${change}`;
         root.dataset.hover = `chart,${i}`;
         root.dataset.value = String(v);
       });
@@ -438,7 +430,7 @@ function render({ model, el }: RenderProps<State>) {
       "layer (output → input)"));
     chart.append(
       svgEl("line", { class: "nbx-ref", x1: left, x2: W - 4, y1: y(sc), y2: y(sc), "pointer-events": "none" }),
-      svgEl("text", { x: W - 6, y: y(sc) - 5, "text-anchor": "end", "pointer-events": "none" }, `score f = ${formatValue(sc)}`),
+      svgEl("text", { x: W - 6, y: y(sc) - 5, "text-anchor": "end", "pointer-events": "none" }, `score f = ${formatNumber(sc)}`),
     );
     markStep();
   }
@@ -483,10 +475,6 @@ function render({ model, el }: RenderProps<State>) {
       barsNote.style.display = "none";
       cbarWrap.style.display = "";
       setScale(scale, "relevance R (0 = white)");
-      // round ends written out in full (formatValue would print 6.000e-4)
-      const ends = cbarWrap.querySelectorAll(".nbx-cbar-min, .nbx-cbar-max");
-      ends[0].textContent = roundText(-lim);
-      ends[1].textContent = roundText(lim);
       drawMap();
     } else {
       pictures.style.display = "none";
@@ -517,7 +505,7 @@ function render({ model, el }: RenderProps<State>) {
     const [srcH, srcW] = s.source_shape;
     const [sr, sc] = sourceCoord(r, c, hm, wm, srcH, srcW);
     const pooled = srcH !== hm || srcW !== wm;
-    readout.textContent = `${s.name} · row ${sr}, col ${sc}${pooled ? " (pooled)" : ""}: R = ${formatValue(v)}`;
+    readout.textContent = `${s.name} · row ${sr}, col ${sc}${pooled ? " (pooled)" : ""}: R = ${formatNumber(v)}`;
     root.dataset.hover = `${cur()},${sr},${sc}`;
     root.dataset.value = String(v);
     const cw = rect.width / wm;
@@ -558,7 +546,7 @@ function render({ model, el }: RenderProps<State>) {
   function onSample() {
     const i = smp();
     sampleSelect.value = String(i);
-    title.textContent = `Relevance flow · ${model.get("titles")[i] ?? `sample ${i}`} · score f = ${formatValue(scoreOf())}`;
+    title.textContent = `Relevance flow · ${model.get("titles")[i] ?? `sample ${i}`} · score f = ${formatNumber(scoreOf())}`;
     root.dataset.sample = String(i);
     drawChart();
     drawStep();

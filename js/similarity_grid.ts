@@ -2,10 +2,12 @@
 // arrives once as one (M, T, L, Lr) float32 tensor; the slider, play button and metric menu repaint from
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, type ColorScale, formatValue } from "./lib/colormap";
+import { colorOf, type ColorScale } from "./lib/colormap";
+import { formatNumber } from "./lib/nice_ticks";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
-import { applyScale, colorFooter, connect, onBackground, onThemeChange, h, injectStyle, onVisible, scaleOf, stepPlayer, themeHandler, viewRoot } from "./lib/dom";
+import { colorFooter } from "./lib/scalebar";
+import { applyScale, connect, h, injectStyle, onBackground, onThemeChange, scaleOf, stepPlayer, themeHandler, viewRoot } from "./lib/dom";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
 
 interface State {
@@ -181,7 +183,7 @@ function render({ model, el }: RenderProps<State>) {
     const cols = model.get("col_labels");
     const ck = model.get("checkpoint_labels")[t] ?? `checkpoint ${t}`;
     const mname = model.get("metric_names")[metricIndex()] ?? model.get("metric");
-    return `${rows[i] ?? i} × ${cols[j] ?? j} at ${ck}: ${mname} ${v === null ? "undefined" : formatValue(v)}`;
+    return `${rows[i] ?? i} × ${cols[j] ?? j} at ${ck}: ${mname} ${v === null ? "undefined" : formatNumber(v)}`;
   }
 
   /** Cells as large as asked (× scale), but never wider than the column the view is shown in. */
@@ -207,7 +209,7 @@ function render({ model, el }: RenderProps<State>) {
     const cols = model.get("col_labels");
     const ck = model.get("checkpoint_labels")[t] ?? String(t);
     const mname = model.get("metric_names")[metricIndex()] ?? model.get("metric");
-    readout.textContent = `${rows[i]} × ${cols[j]} @ ${ck} — ${mname} ${v === null ? "undefined (zero variance)" : formatValue(v)}`;
+    readout.textContent = `${rows[i]} × ${cols[j]} @ ${ck} — ${mname} ${v === null ? "undefined (zero variance)" : formatNumber(v)}`;
     root.dataset.hover = `${i},${j}`;
     root.dataset.value = v === null ? "NaN" : String(v);
     rowLabels.forEach((el, k) => el.classList.toggle("nbx-active", k === i));
@@ -369,7 +371,7 @@ function render({ model, el }: RenderProps<State>) {
     ["change:metric", onMetric], ["change:selected", markSelected], ["change:theme", onTheme],
   ];
   build();
-  return connect(el, root, model, events, layoutCells, stop, stopScale, onVisible(el, layoutCells), onThemeChange(root, paint));
+  return connect(el, root, model, events, layoutCells, stop, stopScale, onThemeChange(root, paint));
 }
 
 export default { render };

@@ -2,9 +2,9 @@
 // or target, wrapping like text. Pure render from model state; the intents sent back are `selected`,
 // `sequence` and `shared_scale`. Hover and focus only change the readout (no kernel message).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, divergingTrim, formatValue, type RGB } from "./lib/colormap";
+import { colorOf, divergingTrim, type RGB } from "./lib/colormap";
 import { backgroundOf, batched, connect, h, injectStyle, onThemeChange, themeHandler, viewRoot } from "./lib/dom";
-import { formatTick, niceStep, signed } from "./lib/nice_ticks";
+import { formatNumber, formatTick, niceStep, signed } from "./lib/nice_ticks";
 import { decodeTensor, type WireTensor } from "./lib/tensor";
 
 export { formatTick }; // (tested with the view's own helpers)
@@ -100,7 +100,7 @@ export function symmetricTicks(limit: number, step: number): number[] {
 
 /** A value as the readout shows it (4 significant digits, true minus sign). */
 export function formatSigned(v: number): string {
-  return signed(formatValue(v));
+  return signed(formatNumber(v));
 }
 
 /** Largest |value| in `data[start, end)`. */

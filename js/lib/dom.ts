@@ -1,5 +1,5 @@
 // Small DOM helpers shared by every view. Text always goes in through textContent.
-import { type ColorScale, formatValue, mapFloor, paintColorbar, type RGB } from "./colormap";
+import { type ColorScale, mapFloor, type RGB } from "./colormap";
 import baseCss from "./style.css";
 
 /** Create an element with classes and (optional) text content. */
@@ -249,6 +249,23 @@ export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeigh
   return ctx;
 }
 
+/**
+ * Size a canvas's bitmap to the width it is shown at (its CSS width, `fallbackWidth` px before layout gives it
+ * one) and the aspect of a `rows` × `cols` picture, at the device pixel ratio; the CSS size is left to the page
+ * (a canvas that fills its cell). Returns its 2-D context, smoothing off (pixels stay square).
+ */
+export function sizeToWidth(canvas: HTMLCanvasElement, rows: number, cols: number, fallbackWidth: number): CanvasRenderingContext2D | null {
+  const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+  const cssW = canvas.clientWidth || fallbackWidth;
+  const w = Math.max(1, Math.round(cssW * dpr));
+  const hgt = Math.max(1, Math.round((cssW * dpr * (rows || 1)) / (cols || 1)));
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== hgt) canvas.height = hgt;
+  const ctx = canvas.getContext("2d");
+  if (ctx) ctx.imageSmoothingEnabled = false;
+  return ctx;
+}
+
 /** A canvas holding RGBA pixels at their own resolution (drawn scaled with drawImage). */
 export function offscreen(rgba: Uint8ClampedArray, w: number, hgt: number): HTMLCanvasElement {
   const c = document.createElement("canvas");
@@ -291,36 +308,6 @@ export function connect(
     stopVisible();
     unlisten();
     el.replaceChildren();
-  };
-}
-
-/** The footer shared by colour-mapped views: a labelled colour bar and a readout line. */
-export interface ColorFooter {
-  footer: HTMLDivElement;
-  readout: HTMLDivElement;
-  /** Paint the bar for `scale` (as drawn) and set its end values and caption. */
-  setScale(scale: ColorScale, label: string): void;
-}
-
-export function colorFooter(): ColorFooter {
-  const footer = h("div", "nbx-footer");
-  const wrap = h("span", "nbx-colorbar-wrap");
-  const label = h("span", "nbx-cbar-label");
-  const min = h("span", "nbx-cbar-min");
-  const bar = h("canvas", "nbx-colorbar");
-  const max = h("span", "nbx-cbar-max");
-  wrap.append(label, min, bar, max);
-  const readout = h("div", "nbx-readout");
-  footer.append(wrap, readout);
-  return {
-    footer,
-    readout,
-    setScale(scale, text) {
-      paintColorbar(bar, scale);
-      min.textContent = formatValue(scale.vmin);
-      max.textContent = formatValue(scale.vmax);
-      label.textContent = text;
-    },
   };
 }
 

@@ -1,10 +1,11 @@
-// A colour bar with labelled ticks at "nice" values (1, 2, 2.5 or 5 × 10^k), used under colour-mapped rasters
-// (Heatmap, ExplanationExplorer). The pure part (limits, ticks, labels) is unit-tested in js/tests/scalebar.test.ts;
-// `scaleBar` builds the DOM (a CSS gradient ramp, absolutely placed tick labels, sizes in em so the bar follows
-// the view's font size and `scale`).
+// The one colour bar of the views: labelled ticks at "nice" values (1, 2, 2.5 or 5 × 10^k), 0 among them when in
+// range, under every colour-mapped picture (Heatmap, ExplanationExplorer, FeatureGallery, ComplexityViewer, and
+// through `colorFooter` ClassSensitivity, SimilarityGrid, RelevanceFlow). The pure part (limits, ticks, labels)
+// is unit-tested in js/tests/scalebar.test.ts; `scaleBar` builds the DOM (a CSS gradient ramp, absolutely placed
+// tick labels, sizes in em so the bar follows the view's font size and `scale`; its CSS is in style.css).
 import { type ColorScale, colorOf } from "./colormap";
 import { h } from "./dom";
-import { formatTick, niceStep, signed } from "./nice_ticks";
+import { formatTick, niceStep, powerOfTen, tickExponent } from "./nice_ticks";
 
 
 const clean = (v: number) => (v === 0 ? 0 : Number(v.toPrecision(12)));
@@ -14,7 +15,7 @@ const clean = (v: number) => (v === 0 ? 0 : Number(v.toPrecision(12)));
  * neutral middle colour); with `round` its limit goes up to a multiple of a nice step (so the bar ends on
  * labelled nice numbers and the largest |value| keeps at least two thirds of each half). A sequential scale with
  * `round` has its ends rounded outward to multiples of the step. Without `round` the limits are kept as given.
- * All-zero or empty ranges get a unit range.
+ * All-zero or empty ranges get a unit range. Any other field of `s` is carried over unchanged.
  */
 export function niceScale(s: ColorScale, round = true): { scale: ColorScale; step: number } {
   if (s.kind === "diverging") {
@@ -23,7 +24,7 @@ export function niceScale(s: ColorScale, round = true): { scale: ColorScale; ste
     const step = niceStep(m / 4);
     // (a float32 0.4 is 0.40000000596…: within 1e-6 of a step is on it)
     const limit = round ? clean(Math.ceil(m / step - 1e-6) * step) : m;
-    return { scale: { kind: "diverging", vmin: -limit, vmax: limit }, step };
+    return { scale: { ...s, vmin: -limit, vmax: limit }, step };
   }
   let lo = Number.isFinite(s.vmin) ? s.vmin : 0;
   let hi = Number.isFinite(s.vmax) ? s.vmax : 1;
@@ -33,7 +34,7 @@ export function niceScale(s: ColorScale, round = true): { scale: ColorScale; ste
     lo = clean(Math.floor(lo / step + 1e-6) * step);
     hi = clean(Math.ceil(hi / step - 1e-6) * step);
   }
-  return { scale: { kind: "sequential", vmin: lo, vmax: hi }, step };
+  return { scale: { ...s, vmin: lo, vmax: hi }, step };
 }
 
 /**
@@ -79,29 +80,32 @@ export function scaleWords(s: ColorScale): string {
 
 const rgb = (c: [number, number, number]) => `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
 
-/** CSS for `.nbx-scalebar` (append to a view's CSS). */
-export const SCALEBAR_CSS = `
-.nbx-scalebar { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 0.2em 0.5em; color: var(--nbx-fg);
-  max-width: 100%; min-width: 0; }
-.nbx-scalebar-caption { line-height: 1.2; overflow-wrap: anywhere; }
-.nbx-scalebar-body { position: relative; flex: 1 1 8em; max-width: 100%; min-width: 6em; padding-bottom: 1.3em; }
-.nbx-scalebar-ramp { height: 0.75em; border: 1px solid var(--nbx-border); }
-.nbx-scalebar-tick { position: absolute; top: 0.75em; transform: translateX(-50%); display: flex;
-  flex-direction: column; align-items: center; line-height: 1.1; white-space: nowrap; }
-.nbx-scalebar-tick::before { content: ""; width: 1px; height: 0.3em; background: var(--nbx-fg); }
-/* the end labels sit inside the bar (left- and right-aligned on their tick), so nothing overhangs the view */
-.nbx-scalebar-tick:first-of-type:not(:last-of-type) { transform: none; align-items: flex-start; }
-.nbx-scalebar-tick:last-of-type:not(:first-of-type) { transform: translateX(-100%); align-items: flex-end; }
-`;
+/**
+ * The tick labels of a colour bar as a student reads them: with a shared power of ten (`tickExponent`) the labels
+ * are the ticks divided by it and `factor` says it once ("× 10⁻⁴"); otherwise `factor` is "".
+ */
+export function tickLabels(ticks: number[]): { labels: string[]; factor: string; exponent: number } {
+  const k = tickExponent(ticks);
+  const labels = ticks.map((t) => formatTick(k ? Number((t / 10 ** k).toPrecision(12)) : t));
+  return { labels, factor: k ? `× ${powerOfTen(k)}` : "", exponent: k };
+}
 
 /**
  * A colour bar for scale `s` (as drawn) with labelled ticks and an optional caption. Its root carries
- * `data-vmin`, `data-vmax` and `data-ticks`; the ramp is an image named in words for screen readers
- * ("colour scale of <name>: …", `name` defaulting to the caption).
+ * `data-vmin`, `data-vmax`, `data-ticks` (the tick values) and `data-exponent` (the power of ten factored out of
+ * the labels, shown once as "(× 10ᵏ)" in `.nbx-scalebar-factor` at the end of the caption; 0 for none); the ramp is an image named in words
+ * for screen readers ("colour scale of <name>: …", `name` defaulting to the caption).
  */
 export function scaleBar(s: ColorScale, step: number, caption = "", maxTicks = 5, name = caption): HTMLDivElement {
   const bar = h("div", "nbx-scalebar");
-  if (caption) bar.appendChild(h("span", "nbx-scalebar-caption", caption));
+  const ticks = scaleTicks(s, step, maxTicks);
+  const { labels, factor, exponent } = tickLabels(ticks);
+  if (caption || factor) {
+    // the shared power of ten goes with the caption, as on an axis title: "relevance (× 10⁻⁴)"
+    const cap = h("span", "nbx-scalebar-caption", caption);
+    if (factor) cap.append(caption ? " " : "", h("span", "nbx-scalebar-factor", `(${factor})`));
+    bar.appendChild(cap);
+  }
   const body = h("div", "nbx-scalebar-body");
   const ramp = h("div", "nbx-scalebar-ramp");
   const stops: string[] = [];
@@ -110,18 +114,46 @@ export function scaleBar(s: ColorScale, step: number, caption = "", maxTicks = 5
   ramp.setAttribute("role", "img");
   ramp.setAttribute("aria-label", `colour scale${name ? ` of ${name}` : ""}: ${scaleWords(s)}`);
   body.appendChild(ramp);
-  const ticks = scaleTicks(s, step, maxTicks);
   const span = s.vmax - s.vmin;
-  for (const t of ticks) {
-    const tick = h("span", "nbx-scalebar-tick", formatTick(t));
+  ticks.forEach((t, i) => {
+    const tick = h("span", "nbx-scalebar-tick", labels[i]);
     tick.style.left = `${(100 * (t - s.vmin)) / span}%`;
     tick.setAttribute("aria-hidden", "true");
     body.appendChild(tick);
-  }
+  });
   bar.appendChild(body);
+  bar.dataset.exponent = String(exponent);
   bar.dataset.vmin = String(s.vmin);
   bar.dataset.vmax = String(s.vmax);
   bar.dataset.ticks = ticks.join(",");
   bar.dataset.kind = s.kind;
   return bar;
+}
+
+/** The footer shared by colour-mapped views: a slot for the labelled colour bar and a readout line. */
+export interface ColorFooter {
+  footer: HTMLDivElement;
+  /** The colour bar's slot (`.nbx-colorbar-wrap`, holding one `.nbx-scalebar`): a view may move it elsewhere. */
+  bar: HTMLDivElement;
+  readout: HTMLDivElement;
+  /**
+   * Show the colour bar of `scale` exactly as the picture is drawn with it (limits kept as given; draw with
+   * `niceScale(s).scale` for ends on nice numbers), ticks at nice values with 0 among them when in range.
+   */
+  setScale(scale: ColorScale, label: string): void;
+}
+
+export function colorFooter(): ColorFooter {
+  const footer = h("div", "nbx-footer");
+  const bar = h("div", "nbx-colorbar-wrap");
+  const readout = h("div", "nbx-readout");
+  footer.append(bar, readout);
+  return {
+    footer,
+    bar,
+    readout,
+    setScale(scale, label) {
+      bar.replaceChildren(scaleBar(scale, niceScale(scale, false).step, label));
+    },
+  };
 }

@@ -27,7 +27,7 @@ test("percentiles, objectives and top examples are labelled in words, with short
   assert.equal(percentileLabel(42.04), "percentile 42");
   assert.equal(percentileLabel(42.45), "percentile 42.5");
   assert.equal(objectiveLabel(3.14159), "final objective 3.14");
-  assert.equal(objectiveLabel(-0.000123456), "final objective −1.23e-4");
+  assert.equal(objectiveLabel(-0.000123456), "final objective −0.000123");
   assert.equal(objectiveLabel(NaN), "final objective: none");
   assert.equal(topExampleLabel(230, 0.50592), "sample #230 · activation 0.506");
   assert.equal(topExampleLabel(7, 75.9000015258789), "sample #7 · activation 75.9");

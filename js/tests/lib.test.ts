@@ -135,3 +135,21 @@ test("batched runs its function once per burst of calls, after the burst", async
   await Promise.resolve();
   assert.equal(runs, 2); // a later burst runs again
 });
+
+test("sizeToWidth sizes the bitmap to the shown width and the picture's aspect, smoothing off", async () => {
+  const { sizeToWidth } = await import("../lib/dom");
+  const ctx = { imageSmoothingEnabled: true };
+  const fake = (clientWidth: number) => ({ clientWidth, width: 300, height: 150, getContext: () => ctx });
+  // shown 120 px wide, a 28 × 56 picture (rows × cols): 120 × 60 bitmap pixels (no window: ratio 1)
+  const c = fake(120);
+  assert.equal(sizeToWidth(c as unknown as HTMLCanvasElement, 28, 56, 64), ctx as unknown as CanvasRenderingContext2D);
+  assert.deepEqual([c.width, c.height, ctx.imageSmoothingEnabled], [120, 60, false]);
+  // not laid out yet (clientWidth 0): the fallback width; a missing shape counts as square
+  const d = fake(0);
+  sizeToWidth(d as unknown as HTMLCanvasElement, 0, 0, 64);
+  assert.deepEqual([d.width, d.height], [64, 64]);
+  // never below one pixel
+  const e = fake(3);
+  sizeToWidth(e as unknown as HTMLCanvasElement, 1, 100, 64);
+  assert.deepEqual([e.width, e.height], [3, 1]);
+});

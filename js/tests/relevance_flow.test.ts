@@ -34,6 +34,7 @@ test("changeWords says absorbed, added or conserved, with the amount", () => {
   assert.equal(changeWords(0.1118, 0.12), "absorbed 0.1118 (biases, ε stabiliser)");
   assert.equal(changeWords(-0.025, 0.12), "added 0.025 (e.g. negative biases, αβ's negative share)");
   assert.equal(changeWords(1e-9, 0.12), "kept all of it (conserved)");
+  assert.equal(changeWords(7.054e-4, 0.12), "absorbed 0.0007054 (biases, ε stabiliser)");
   assert.equal(changeWords(0, 0), "kept all of it (conserved)");
 });
 
@@ -63,18 +64,11 @@ test("keyStep moves with the arrows, Home and End, clamped; other keys are not h
 });
 
 test("deltaLabel signs the change of the running sum and rounds float noise to zero", () => {
-  assert.equal(deltaLabel(0.1117, 0.1381), "Δ −0.1117");
+  assert.equal(deltaLabel(0.1117, 0.1381), "Δ −0.112");
   assert.equal(deltaLabel(-0.0595, 6.35), "Δ +0.0595");
+  // small changes written out, never in e-notation
+  assert.equal(deltaLabel(7.054e-4, 0.1381), "Δ −0.000705");
+  assert.equal(deltaLabel(-1.2e-5, 0.1381), "Δ +0.000012");
   assert.equal(deltaLabel(-3.896e-10, 0.1381), "Δ 0");
 });
 
-import { roundText } from "../relevance_flow";
-
-test("roundText writes round tick values in full, with a true minus", () => {
-  assert.equal(roundText(0.0006), "0.0006");
-  assert.equal(roundText(-0.0006), "−0.0006");
-  assert.equal(roundText(0.15), "0.15");
-  assert.equal(roundText(2), "2");
-  assert.equal(roundText(250), "250");
-  assert.equal(roundText(0), "0");
-});

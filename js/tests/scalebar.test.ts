@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { formatTick } from "../lib/nice_ticks";
-import { niceScale, scaleTicks, scaleWords } from "../lib/scalebar";
+import { niceScale, scaleTicks, scaleWords, tickLabels } from "../lib/scalebar";
 
 
 test("a diverging scale is symmetric with a nice limit that covers the data (two thirds of it at least)", () => {
@@ -44,11 +44,35 @@ test("ticks include 0 when a sequential range spans it and keep both ends of a r
 test("formatTick is short with a true minus", () => {
   assert.equal(formatTick(-0.04), "−0.04");
   assert.equal(formatTick(0), "0");
-  assert.equal(formatTick(1.25e-4), "1.25e-4");
+  assert.equal(formatTick(1.25e-4), "0.000125");
   assert.equal(formatTick(2.5), "2.5");
 });
 
 test("scaleWords names the low colour actually drawn: blue when the map is lifted for a dark theme", () => {
   assert.match(scaleWords({ kind: "sequential", vmin: 0, vmax: 1 }), /^dark purple low/);
   assert.match(scaleWords({ kind: "sequential", vmin: 0, vmax: 1, floor: 0.32 }), /^blue low/);
+});
+
+test("tick labels of tiny values share one power of ten and match the ticks drawn", () => {
+  // the Heatmap case of issue 14: data up to 1.007e-4 used to end the bar at "1.007e-4"
+  const { scale, step } = niceScale({ kind: "diverging", vmin: -0.9e-4, vmax: 1.007e-4 });
+  const ticks = scaleTicks(scale, step);
+  const { labels, factor, exponent } = tickLabels(ticks);
+  assert.deepEqual(ticks, [-1.5e-4, 0, 1.5e-4]);
+  assert.deepEqual(labels, ["−1.5", "0", "1.5"]);
+  assert.equal(factor, "× 10⁻⁴");
+  labels.forEach((l, i) => assert.ok(Math.abs(Number(l.replace("−", "-")) * 10 ** exponent - ticks[i]) < 1e-15, l));
+  // ordinary values: no factor, labels written as they are
+  assert.deepEqual(tickLabels([0, 0.25, 0.5, 0.75, 1]), { labels: ["0", "0.25", "0.5", "0.75", "1"], factor: "", exponent: 0 });
+  // large values
+  assert.deepEqual(tickLabels([0, 25000, 50000]).labels, ["0", "2.5", "5"]);
+  assert.ok(labels.concat(tickLabels([0, 2e-7]).labels).every((l) => !/e/.test(l)));
+});
+
+test("niceScale carries the other fields of a scale through (the dark-theme floor, for one)", () => {
+  const s = { kind: "sequential" as const, vmin: 0.13, vmax: 0.87, floor: 0.32 };
+  assert.deepEqual(niceScale(s).scale, { kind: "sequential", vmin: 0, vmax: 1, floor: 0.32 });
+  const d = { kind: "diverging" as const, vmin: -0.3, vmax: 0.37, floor: 0.12 };
+  assert.equal(niceScale(d).scale.floor, 0.12);
+  assert.equal(niceScale(d, false).scale.floor, 0.12);
 });

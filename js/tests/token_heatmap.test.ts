@@ -81,11 +81,11 @@ test("tick labels and readout values use short forms and a true minus sign", () 
   assert.equal(formatTick(-0.6000000000000001), "−0.6");
   assert.equal(formatTick(0), "0");
   assert.equal(formatTick(0.25), "0.25");
-  assert.equal(formatTick(-2e-7), "−2e-7");
-  assert.equal(formatTick(250000), "2.5e+5");
+  assert.equal(formatTick(-2e-7), "−2 × 10⁻⁷");
+  assert.equal(formatTick(250000), "250000");
   assert.equal(formatSigned(-0.123), "−0.123");
   assert.equal(formatSigned(0.12345), "0.1235");
-  assert.equal(formatSigned(-1.5e-6), "−1.500e-6");
+  assert.equal(formatSigned(-1.5e-6), "−0.0000015");
 });
 
 test("chip colours: zero is the neutral middle, signs go to opposite ends, the limit saturates", () => {

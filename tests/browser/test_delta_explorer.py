@@ -117,7 +117,7 @@ PREDICTIONS = """root => Array.from(root.querySelectorAll('span.nbx-pred')).map(
 
 
 def js_format(v: float) -> str:
-    """The view's formatValue for values in [1e-3, 1e5): 4 significant digits, no trailing zeros."""
+    """The view's formatNumber for values in [1e-3, 1e5): 4 significant digits, no trailing zeros."""
     s = repr(float(f"{v:.4g}"))
     return s[:-2] if s.endswith(".0") else s
 

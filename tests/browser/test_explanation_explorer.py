@@ -193,7 +193,7 @@ FOCUS_JS = """e => { const s = getComputedStyle(e);
 
 
 def js_format(v: float) -> str:
-    """Python twin of the view's score format (``formatValue``, 4 significant digits, for |v| in [1e-3, 1e5),
+    """Python twin of the view's score format (``formatNumber``, 4 significant digits, for |v| in [1e-3, 1e5),
     with a true minus sign)."""
     return repr(float(f"{v:.4g}")).removesuffix(".0").replace("-", "−")
 

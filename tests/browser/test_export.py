@@ -51,7 +51,7 @@ PIXELS = """root => Array.from(root.querySelectorAll('canvas.nbx-recon')).map(c 
 
 
 def js_format(v: float) -> str:
-    """Python twin of the views' ``formatValue`` (4 significant digits) for |v| in [1e-3, 1e5)."""
+    """Python twin of the views' ``formatNumber`` (4 significant digits) for |v| in [1e-3, 1e5)."""
     return repr(float(f"{v:.4g}")).removesuffix(".0")
 
 

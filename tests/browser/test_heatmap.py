@@ -48,7 +48,7 @@ def expected_maps() -> np.ndarray:
 
 
 def js_format(v: float) -> str:
-    """Python twin of the view's ``formatValue`` (4 significant digits) for |v| in [1e-3, 1e5)."""
+    """Python twin of the view's ``formatNumber`` (4 significant digits) for |v| in [1e-3, 1e5)."""
     return repr(float(f"{v:.4g}")).removesuffix(".0")
 
 
@@ -254,10 +254,12 @@ def test_heatmap_fits_800_px_nice_colour_bar_keyboard_scale_and_dark_theme(lab):
         bar = page.locator(f"{ROOT} .nbx-footer .nbx-scalebar")
         ticks = [float(v) for v in bar.get_attribute("data-ticks").split(",")]
         assert ticks[0] == -1.5e-4 and ticks[-1] == 1.5e-4 and 0 in ticks, ticks
+        # tick labels without e-notation: a shared "× 10⁻⁴" written once beside them
         labels = bar.locator(".nbx-scalebar-tick").all_inner_texts()
-        assert labels[0] == "−1.5e-4" and labels[-1] == "1.5e-4" and "0" in labels, labels
-        assert "1.007e-4" not in root.inner_text()
-        assert bar.locator(".nbx-scalebar-caption").inner_text() == "relevance"
+        assert labels[0] == "−1.5" and labels[-1] == "1.5" and "0" in labels, labels
+        assert bar.locator(".nbx-scalebar-factor").inner_text() == "(× 10⁻⁴)" and bar.get_attribute("data-exponent") == "-4"
+        assert "1.007e-4" not in root.inner_text() and not re.search(r"\de[-+]?\d", root.inner_text()), root.inner_text()
+        assert bar.locator(".nbx-scalebar-caption").inner_text() == "relevance (× 10⁻⁴)"
         assert "blue negative, white zero, red positive" in bar.locator(".nbx-scalebar-ramp").get_attribute("aria-label")
         # given limits are kept as given
         nb.execute("ht.set_maps(tiny, imgs, vmin=-2e-4, vmax=2e-4, titles=ht.titles)")
@@ -270,7 +272,7 @@ def test_heatmap_fits_800_px_nice_colour_bar_keyboard_scale_and_dark_theme(lab):
         page.mouse.move(box["x"] + 0.5 * box["width"] / 12, box["y"] + 0.5 * box["height"] / 12)
         page.locator(f"{ROOT}[data-hover='0,0,0']").wait_for(timeout=5000)
         text = page.locator(f"{ROOT} .nbx-readout").inner_text()
-        assert text == "class 0 · relevance of the predicted label · row 0, col 0 · relevance 1.007e-4", text
+        assert text == "class 0 · relevance of the predicted label · row 0, col 0 · relevance 0.0001007", text
         page.mouse.move(0, 0)
         nb.screenshot("heatmap-800", root)
         assert axe_violations(page, ROOT) == []

@@ -3,6 +3,8 @@ hover readouts against the kernel's values; sample selector; fits the column; la
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from harness import VIEW_LAYOUT, axe_violations
 
@@ -66,7 +68,7 @@ def test_relevance_flow_steps_hover_and_sync(lab):
         assert f"input · row {r}, col {c}: R = " in nb.page.locator(f"{ROOT} .nbx-readout").inner_text()
         assert abs(float(root.get_attribute("data-value")) - value) <= 1e-6 * max(1.0, abs(value))
         assert nb.page.locator(f"{ROOT} .nbx-flow-input").is_visible()  # the input beside the map
-        assert "relevance R" in nb.page.locator(f"{ROOT} .nbx-cbar-label").inner_text()
+        assert "relevance R" in nb.page.locator(f"{ROOT} .nbx-colorbar-wrap .nbx-scalebar-caption").inner_text()
 
         # clicking a step in the conservation chart selects it
         nb.page.locator(f"{ROOT} svg.nbx-chart rect.nbx-col[data-step='5']").click()
@@ -103,6 +105,10 @@ def test_relevance_flow_steps_hover_and_sync(lab):
                 break
             nb.page.wait_for_timeout(100)
         nb.page.locator(f"{ROOT} svg.nbx-chart text", has_text="Δ").first.wait_for(timeout=5000)
+        # every number of the chart is written out ("Δ −0.000705", never "Δ −7.054e-4")
+        deltas = nb.page.locator(f"{ROOT} svg.nbx-chart text", has_text="Δ").all_text_contents()
+        assert len(deltas) == n_steps - 1 and all(re.fullmatch(r"Δ (0|[−+]\d+(\.\d+)?)", t) for t in deltas), deltas
+        assert not re.search(r"\de[-+]?\d", nb.page.locator(f"{ROOT} svg.nbx-chart").text_content())
         layout = root.evaluate(VIEW_LAYOUT)
         assert layout["scroll"] <= layout["client"] + 1 and layout["min"] >= 13 - 0.01, layout
         total8 = float(nb.execute("print(repr(float(w.totals[1, 8])))"))
@@ -149,12 +155,21 @@ def test_relevance_flow_in_the_classroom(lab):
         nb.execute("w.step = 8")
         nb.page.locator(f"{ROOT}[data-step='8'][data-kind='map']").wait_for(timeout=5000)
         fits_column(root)
-        # the colour bar ends at ±(a round value ≥ max |R|), written out (not -5.513e-4)
-        lo = nb.page.locator(f"{ROOT} .nbx-cbar-min").inner_text()
-        hi = nb.page.locator(f"{ROOT} .nbx-cbar-max").inner_text()
+        # the colour bar ends at ±(a round value ≥ max |R|), labelled at nice ticks with 0 among them; the labels
+        # are the ticks, written out or over one shared power of ten (not -5.513e-4)
+        bar = nb.page.locator(f"{ROOT} .nbx-colorbar-wrap .nbx-scalebar")
+        lo, hi = float(bar.get_attribute("data-vmin")), float(bar.get_attribute("data-vmax"))
+        ticks = [float(t) for t in bar.get_attribute("data-ticks").split(",")]
         biggest = float(nb.execute("print(repr(float(abs(w.shown()).max())))"))
-        assert "e" not in hi and lo == "−" + hi, (lo, hi)
-        assert biggest <= float(hi) <= 2.5 * biggest and float(f"{float(hi):.2g}") == float(hi), (hi, biggest)
+        assert lo == -hi and ticks[0] == lo and ticks[-1] == hi and 0 in ticks, (lo, hi, ticks)
+        assert biggest <= hi <= 2.5 * biggest and float(f"{hi:.2g}") == hi, (hi, biggest)
+        labels = bar.locator(".nbx-scalebar-tick").all_inner_texts()
+        k = int(bar.get_attribute("data-exponent"))
+        assert [float(t.replace("−", "-")) * 10.0**k for t in labels] == pytest.approx(ticks), (labels, k, ticks)
+        assert not any("e" in t for t in labels), labels
+        if k:
+            assert bar.locator(".nbx-scalebar-factor").inner_text() == "(× 10" + "".join(
+                "⁰¹²³⁴⁵⁶⁷⁸⁹"[int(d)] if d.isdigit() else "⁻" for d in str(k)) + ")", k
         assert axe_violations(nb.page, ROOT) == []
         scaled(nb, ROOT, "w", nb.page.locator(f"{ROOT} .nbx-flow-title"))
         assert nb.page.locator(f"{ROOT} svg.nbx-chart text").first.evaluate(

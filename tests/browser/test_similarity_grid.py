@@ -21,7 +21,7 @@ CELLS = [
 
 
 def js_format(v: float) -> str:
-    """Python twin of the view's ``formatValue`` (4 significant digits) for |v| in [1e-3, 1e5)."""
+    """Python twin of the view's ``formatNumber`` (4 significant digits) for |v| in [1e-3, 1e5)."""
     return repr(float(f"{v:.4g}")).removesuffix(".0")
 
 

@@ -233,6 +233,11 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
         if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
             DOCS.mkdir(exist_ok=True)
             shutil.copyfile(shot, DOCS / "token-heatmap.png")
+        # and the classroom pair every view has in docs/screens (800 px column, 1400 px window)
+        from classroom import screenshots
+
+        nb.page.mouse.move(0, 0)
+        screenshots(nb, "token-heatmap", ROOT)
 
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors
