@@ -6,7 +6,7 @@
 // set from Python (`feature_limit`, `component_limit`, `chart_limits`) put several viewers on one scale.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale } from "./lib/colormap";
-import { activate, applyScale, connect, h, injectStyle, offscreen, scaleOf, themeHandler, viewRoot } from "./lib/dom";
+import { activate, applyScale, connect, h, injectStyle, offscreen, onBackground, onThemeChange, scaleOf, themeHandler, viewRoot } from "./lib/dom";
 import { formatNumber, formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA } from "./lib/raster";
@@ -292,7 +292,8 @@ function render({ model, el }: RenderProps<State>) {
     return symmetricAxis(m);
   }
 
-  const asScale = (ax: NiceAxis): ColorScale => ({ kind: "diverging", vmin: ax.lo, vmax: ax.hi });
+  // on a dark background RdBu's darkest ends are cut (onBackground), so the strongest values are not the page's colour
+  const asScale = (ax: NiceAxis): ColorScale => onBackground(root, { kind: "diverging", vmin: ax.lo, vmax: ax.hi });
 
   function paint(canvas: HTMLCanvasElement, t: Tensor, l: number, s: number, hasOrder: boolean, ax: NiceAxis,
     outline: ArrayLike<number> | null = null) {
@@ -691,7 +692,7 @@ function render({ model, el }: RenderProps<State>) {
     drawAll();
     layoutTables();
   };
-  const onTheme = themeHandler(root, model, () => drawAll());
+  const onTheme = themeHandler(root, model); // the colours follow through onThemeChange
   const events: Array<[string, () => void]> = [
     ["change:feature", build], ["change:recon", build], ["change:components", build],
     ["change:inputs", build], ["change:metrics", build], ["change:orders", build],
@@ -703,7 +704,7 @@ function render({ model, el }: RenderProps<State>) {
   const stopScale = applyScale(root, model, build);
   const stopKeys = keepNavigationKeys(root); // arrows move the slider inside JupyterLab too
   build();
-  return connect(el, root, model, events, redraw, stopScale, stopKeys);
+  return connect(el, root, model, events, redraw, stopScale, stopKeys, onThemeChange(root, drawAll));
 }
 
 export default { render };

@@ -6,7 +6,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale } from "./lib/colormap";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorFooter } from "./lib/scalebar";
-import { applyScale, connect, h, injectStyle, offscreen, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
+import { applyScale, connect, h, injectStyle, offscreen, onBackground, onThemeChange, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { formatNumber, formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
 import { decodeTensor, slice0, type Tensor, type WireTensor } from "./lib/tensor";
@@ -450,7 +450,8 @@ function render({ model, el }: RenderProps<State>) {
     for (let j = 0; j < vals.length; j++) m = Math.max(m, Math.abs(vals[j]));
     // the colour scale ends at a round value at or above the largest |R| (0 stays the white middle)
     const lim = m > 0 ? niceCeil(m) : 1;
-    const scale: ColorScale = effectiveScale({ kind: "diverging", vmin: -lim, vmax: lim });
+    // on a dark background RdBu's darkest ends are cut (onBackground): the strongest R is not the page's colour
+    const scale: ColorScale = onBackground(root, effectiveScale({ kind: "diverging", vmin: -lim, vmax: lim }));
     caption.textContent = describe(i);
     slider.value = String(i);
     stepLabel.textContent = `step ${i + 1} of ${nSteps()}: ${s.name}`;
@@ -595,7 +596,7 @@ function render({ model, el }: RenderProps<State>) {
       drawStep();
     } else drawMap();
   };
-  return connect(el, root, model, events, redraw, stopScale);
+  return connect(el, root, model, events, redraw, stopScale, onThemeChange(root, drawStep));
 }
 
 export default { render };

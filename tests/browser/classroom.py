@@ -69,11 +69,12 @@ def has_focus_ring(loc: Any) -> bool:
     return bool(got[0]) and ((got[1] != "none" and got[2] >= 2) or got[3] not in ("", "none"))
 
 
-# The low end of the first sequential colour bar in a view, as drawn: a colour-bar canvas's first pixel, or the first
+# The low end of the first shown sequential colour bar in a view, as drawn: a colour-bar canvas's first pixel, or the first
 # stop of a scale bar's CSS gradient (js/lib/scalebar.ts).
 LOW_END = """r => {
   const bar = [...r.querySelectorAll('canvas.nbx-colorbar, .nbx-scalebar[data-kind="sequential"] .nbx-scalebar-ramp')]
-    .find(b => b.tagName !== 'CANVAS' || !(b.getAttribute('aria-label') || '').startsWith('diverging'));
+    .find(b => b.getClientRects().length > 0 && (b.tagName !== 'CANVAS'
+               || !(b.getAttribute('aria-label') || '').startsWith('diverging')));
   if (!bar) return null;
   if (bar.tagName === 'CANVAS') {
     const d = bar.getContext('2d').getImageData(0, 0, 1, 1).data;
@@ -84,11 +85,11 @@ LOW_END = """r => {
 }"""
 
 
-# Both ends of the first diverging colour bar in a view, as drawn (canvas pixels or the CSS gradient's stops).
+# Both ends of the first shown diverging colour bar in a view, as drawn (canvas pixels or the CSS gradient's stops).
 ENDS = """r => {
   const bar = [...r.querySelectorAll('canvas.nbx-colorbar, .nbx-scalebar[data-kind="diverging"] .nbx-scalebar-ramp, .nbx-cbar-ramp')]
-    .find(b => b.tagName !== 'CANVAS' || (b.getAttribute('aria-label') || '').startsWith('diverging')
-               || b.dataset.kind === 'diverging');
+    .find(b => b.getClientRects().length > 0 && (b.tagName !== 'CANVAS'
+               || (b.getAttribute('aria-label') || '').startsWith('diverging') || b.dataset.kind === 'diverging'));
   if (!bar) return null;
   if (bar.tagName === 'CANVAS') {
     const d = bar.getContext('2d').getImageData(0, 0, bar.width, 1).data, n = d.length - 4;

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from classroom import end_contrast
 from harness import VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
@@ -202,6 +203,9 @@ def test_complexity_viewer_in_a_classroom(lab):
         nb.execute("cv.theme = 'dark'")
         page.locator(f"{ROOT}[data-theme='dark']").first.wait_for(timeout=5000)
         assert axe_violations(page, ROOT) == []
+        # the strongest components (RdBu's ends) are not drawn in the dark page's own colour
+        page.wait_for_timeout(200)
+        assert end_contrast(nb, ROOT) >= 3
         nb.execute("cv.theme = 'auto'")
 
         # 1400 px: the whole table shows (it clipped its last column before)

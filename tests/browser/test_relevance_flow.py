@@ -181,11 +181,11 @@ def test_relevance_flow_in_the_classroom(lab):
         nb.execute("w.scale = 1.0")
         nb.page.locator(f"{ROOT}[data-scale='1']").wait_for(timeout=5000)
 
-        dark_theme(nb, ROOT, "w", f"{ROOT} .nbx-flow-caption")
+        nb.execute("w.step = 8")  # the input's relevance map, drawn with its colour bar
+        nb.page.locator(f"{ROOT}[data-step='8']").wait_for(timeout=5000)
+        dark_theme(nb, ROOT, "w", f"{ROOT} .nbx-flow-caption", diverging=True)
         nb.execute("w.theme = 'auto'")
         nb.page.locator(f"{ROOT}[data-theme='auto']").wait_for(timeout=5000)
-        nb.execute("w.step = 8")
-        nb.page.locator(f"{ROOT}[data-step='8']").wait_for(timeout=5000)
         screenshots(nb, "relevance-flow", ROOT)
         fits_column(root, 1400)
         assert nb.page_errors == [], nb.page_errors
