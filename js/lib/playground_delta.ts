@@ -88,7 +88,7 @@ export function deltaPanel(root: HTMLElement, get: { projection(): Projection; d
     }
     const d = deltas.data[p];
     text.textContent = `δ = ${d >= 0.99995 ? "1" : d.toFixed(4)} → k = ${k} of ${width} ` +
-      `${random ? "random" : "top eigen-"}directions of ${projection.layer} (epoch ${projection.epoch})`;
+      `${random ? "random " : "top eigen-"}directions of ${projection.layer} (epoch ${projection.epoch})`;
     slider.setAttribute("aria-valuetext", `δ ${d.toFixed(4)}, k ${k} of ${width}`);
     root.dataset.delta = String(d);
     root.dataset.k = String(k);
@@ -119,7 +119,11 @@ export function deltaPanel(root: HTMLElement, get: { projection(): Projection; d
     },
     show(layer: string, basis: string): void {
       layerSel.value = layer;
-      randomBox.checked = basis === "random";
+      const random = basis === "random";
+      if (randomBox.checked !== random) { // set from Python: redraw with that basis
+        randomBox.checked = random;
+        draw();
+      }
     },
   };
 }
