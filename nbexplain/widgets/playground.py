@@ -1,6 +1,7 @@
 """``Playground``: a small network trained live on 2-D toy data, with its decision surface, neurons, relevance,
 saturation and similarity drawn as it learns (issue 15). Every map comes from ``nbexplain.core.playground``;
-this module runs the training loop, encodes frames and keeps the recording."""
+this module builds a run (data, network, trainer, the plane's sampler), encodes its frames and keeps the
+recording; the training loop and the commands (play, pause, step, train, rewind) are in ``playground_run``."""
 
 from __future__ import annotations
 
