@@ -7,11 +7,13 @@ import { connect, h, injectStyle, offscreen, sizeCanvas, themeHandler, viewRoot 
 import { keepNavigationKeys } from "./lib/keys";
 import { lineChart, similarityStrip } from "./lib/playground_charts";
 import {
-  boxAt, cellAt, classColor, decodeRecording, FIELD_MODES, type FieldMode, fieldRGBA, type FrameData, liveFrame,
+  boxAt, cellAt, classColor, decodedOnce, decodeRecording, FIELD_MODES, type FieldMode, fieldRGBA, type FrameData, liveFrame,
   misclassified, planeAt, recordedFrame, surfaceRGBA, unitRGBA, unitValue,
 } from "./lib/playground_draw";
+import { deltaPanel, type Projection } from "./lib/playground_delta";
 import { type Diagram, networkDiagram } from "./lib/playground_network";
 import { decodeTensor, type Tensor, type WireTensor } from "./lib/tensor";
+import { labelled, runControls, select, SETTINGS, type Settings } from "./lib/playground_controls";
 import { PLAYGROUND_CSS } from "./lib/playground_style";
 
 interface Config {
@@ -23,20 +25,16 @@ interface Config {
 type Wired = Record<string, WireTensor> & { count?: number; epoch?: number; layer?: string; width?: number;
   layers?: string[]; similarity_layers?: string[] };
 
+// every synced trait (tests/widgets/test_trait_names.py checks them against Python); the run's settings are
+// the same names and types as `Settings` (js/lib/playground_controls.ts), which the controls set
 interface State {
   state: string; error: string; dataset: string; features: string[]; hidden: number[]; activation: string;
   noise: number; test_fraction: number;
   learning_rate: number; l2: number; batch_size: number; epoch_limit: number; relevance_method: string;
   delta: number; delta_layer: string; basis: string; scale: number; theme: string; config: Config;
-  static: Wired; frame: Wired; recording: Wired; history: Wired; projection: Wired;
+  static: Wired; frame: Wired; recording: Wired; history: Wired; projection: Projection;
 }
 
-const DATASETS = ["moons", "circles", "xor", "spiral", "blobs"];
-const FEATURES = ["x", "y", "x^2", "y^2", "xy", "sin x", "sin y"];
-const RATES = [0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3];
-const L2S = [0, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1];
-const NOISES = [0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5];
-const TEST_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7];
 const PLANE = 300;
 
 /** FNV-1a hash of bytes (the view's fingerprint of a frame: equal frames give equal hashes). */
@@ -46,38 +44,6 @@ export function fnv(...parts: ArrayLike<number>[]): string {
   return hsh.toString(16);
 }
 
-function select(cls: string, options: Array<[string, string]>): HTMLSelectElement {
-  const s = h("select", cls);
-  for (const [value, text] of options) {
-    const o = h("option", "", text);
-    o.value = value;
-    s.appendChild(o);
-  }
-  return s;
-}
-
-/** Show `value` in a select, adding it as an option when it is not one of the listed values. */
-function selectValue(sel: HTMLSelectElement, value: string, text = value): void {
-  if (!Array.from(sel.options).some((o) => o.value === value)) {
-    const o = h("option", "", text);
-    o.value = value;
-    sel.appendChild(o);
-  }
-  sel.value = value;
-}
-
-function labelled(text: string, control: HTMLElement, kernel = true): HTMLLabelElement {
-  const l = h("label", `nbx-control${kernel ? " nbx-needs-kernel" : ""}`, text);
-  l.appendChild(control);
-  return l;
-}
-
-function button(cls: string, text: string, kernel = true): HTMLButtonElement {
-  const b = h("button", `nbx-button ${cls}${kernel ? " nbx-needs-kernel" : ""}`, text);
-  b.type = "button";
-  return b;
-}
-
 function render({ model, el }: RenderProps<State>) {
   const root = viewRoot("playground", model.get("theme"));
   injectStyle(el, PLAYGROUND_CSS);
@@ -85,47 +51,16 @@ function render({ model, el }: RenderProps<State>) {
   const send = (action: string) => model.send({ type: "command", action });
 
   // ---- controls
-  const bar = h("div", "nbx-controls");
-  const playBtn = button("nbx-pg-play", "▶ play");
-  const stepBtn = button("nbx-pg-step", "step (1 epoch)");
-  const rewindBtn = button("nbx-pg-rewind", "rewind");
-  const pngBtn = button("nbx-pg-png", "save PNG", false);
-  const status = h("span", "nbx-pg-status");
-  status.setAttribute("aria-live", "polite");
-  bar.append(playBtn, stepBtn, rewindBtn, pngBtn, status);
-  const settings = h("div", "nbx-controls nbx-pg-settings");
-  const dataSel = select("nbx-pg-dataset", DATASETS.map((d) => [d, d]));
-  const featureBox = h("span", "nbx-pg-features nbx-needs-kernel");
-  featureBox.setAttribute("role", "group");
-  featureBox.setAttribute("aria-label", "input features");
-  const featureChecks = FEATURES.map((f) => {
-    const lab = h("label", "nbx-control");
-    const c = h("input", "nbx-pg-feature");
-    c.type = "checkbox";
-    c.value = f;
-    lab.append(c, document.createTextNode(f));
-    featureBox.appendChild(lab);
-    return c;
-  });
-  const hiddenIn = h("input", "nbx-pg-hidden");
-  hiddenIn.type = "text";
-  hiddenIn.size = 10;
-  const actSel = select("nbx-pg-activation", ["relu", "tanh", "sigmoid", "gelu"].map((a) => [a, a]));
-  const rateSel = select("nbx-pg-rate", RATES.map((r) => [String(r), String(r)]));
-  const l2Sel = select("nbx-pg-l2", L2S.map((r) => [String(r), String(r)]));
-  const noiseSel = select("nbx-pg-noise", NOISES.map((r) => [String(r), String(r)]));
-  const splitSel = select("nbx-pg-split", TEST_FRACTIONS.map((r) => [String(r), `${Math.round(r * 100)} %`]));
-  const batchIn = h("input", "nbx-pg-batch");
-  batchIn.type = "number";
-  batchIn.min = "1";
-  batchIn.max = "500";
-  const limitIn = h("input", "nbx-pg-limit");
-  limitIn.type = "number";
-  limitIn.min = "0";
-  const netOnly = [labelled("features", featureBox), labelled("hidden widths", hiddenIn), labelled("activation", actSel)];
-  const dataOnly = [labelled("noise", noiseSel), labelled("test points", splitSel)];
-  settings.append(labelled("data", dataSel), ...dataOnly, ...netOnly, labelled("learning rate", rateSel), labelled("L2", l2Sel),
-    labelled("batch", batchIn), labelled("epoch limit (0 = none)", limitIn));
+  const setTrait = <K extends keyof State>(k: K, v: State[K]) => {
+    model.set(k, v);
+    model.save_changes();
+  };
+  // a setting is a trait of the same name and type
+  const sameTypes: (s: State) => Settings = (s) => s; // compile-time check: State has every setting, of its type
+  const setSetting = <K extends keyof Settings>(k: K, v: Settings[K]) => setTrait(k, v as State[K]);
+  void sameTypes;
+  const controls = runControls(setSetting, send, (msg) => (error.textContent = msg), () => model.get("state"));
+  const { bar, settings, status, pngBtn } = controls;
   const error = h("div", "nbx-error");
   error.setAttribute("role", "alert");
 
@@ -149,22 +84,9 @@ function render({ model, el }: RenderProps<State>) {
   const charts = h("div", "nbx-pg-charts");
 
   // ---- δ and timeline
-  const deltaBox = h("div", "nbx-pg-delta");
-  const layerSel = h("select", "nbx-pg-delta-layer");
-  const deltaSlider = h("input", "nbx-pg-delta-slider");
-  deltaSlider.type = "range";
-  deltaSlider.setAttribute("aria-label", "δ: fraction of the layer's variance kept");
-  const randomBox = h("input", "nbx-pg-random");
-  randomBox.type = "checkbox";
-  const deltaText = h("div", "nbx-pg-delta-text");
-  const projCanvas = h("canvas", "nbx-pg-projected");
-  const deltaControls = h("div", "nbx-controls");
-  deltaControls.append(labelled("project layer", layerSel), labelled("δ", deltaSlider, false));
-  const randomLabel = h("label", "nbx-control");
-  randomLabel.append(randomBox, document.createTextNode("random subspace (control)"));
-  deltaControls.appendChild(randomLabel);
-  deltaBox.append(h("div", "nbx-pg-chart-title", "decision surface with one layer projected onto k(δ) directions"),
-    deltaControls, projCanvas, deltaText);
+  const delta = deltaPanel(root, { projection: () => model.get("projection"), delta: () => model.get("delta") },
+    { layer: (name) => setTrait("delta_layer", name), delta: (value) => setTrait("delta", value),
+      basis: (random) => setTrait("basis", random ? "random" : "eigen") });
   const timeline = h("div", "nbx-controls nbx-pg-timeline");
   const timeSlider = h("input", "nbx-pg-time");
   timeSlider.type = "range";
@@ -173,7 +95,7 @@ function render({ model, el }: RenderProps<State>) {
   const timeText = h("span", "nbx-pg-time-text");
   timeline.append(labelled("replay", timeSlider, false), timeText);
   const stopKeys = keepNavigationKeys(root); // the sliders' arrows stay in the view (JupyterLab takes them)
-  root.append(bar, settings, error, main, charts, deltaBox, timeline);
+  root.append(bar, settings, error, main, charts, delta.el, timeline);
 
   // ---- state
   let diagram: Diagram | null = null;
@@ -187,9 +109,20 @@ function render({ model, el }: RenderProps<State>) {
   let inspected: [number, number] | null = null;
   let pinned = false;
   let hover: [number, number] | null = null;
-  let projection: Wired = {};
 
-  const shown = (): FrameData | null => (cursorT !== null && rec.stacked ? recordedFrame(rec.stacked, cursorT) : live);
+  // decoded once per trait change (not on every hover, slider move or timeline step)
+  let inputMaps: Tensor = decodeTensor(null);
+  let inputRanges: Tensor = decodeTensor(null);
+  const decodeHistory = decodedOnce((hist: Wired) => ({ metrics: decodeTensor(hist.metrics),
+    saturation: decodeTensor(hist.saturation), similarity: decodeTensor(hist.similarity) }));
+  let replayed: { stacked: FrameData; t: number; frame: FrameData } | null = null;
+  const shown = (): FrameData | null => {
+    if (cursorT === null || !rec.stacked) return live;
+    if (!replayed || replayed.stacked !== rec.stacked || replayed.t !== cursorT) {
+      replayed = { stacked: rec.stacked, t: cursorT, frame: recordedFrame(rec.stacked, cursorT) };
+    }
+    return replayed.frame;
+  };
   const neuronName = (c: number, u: number) => (c === 0 ? `input ${cfg.inputs[u]}` : `${cfg.layers[c - 1].name} unit ${u}`);
 
   function buildLayout() {
@@ -197,15 +130,10 @@ function render({ model, el }: RenderProps<State>) {
     const st = model.get("static");
     points = decodeTensor(st.points);
     labels = decodeTensor(st.labels);
+    inputMaps = decodeTensor(st.inputs);
+    inputRanges = decodeTensor(st.input_ranges);
     buildDiagram();
-    layerSel.replaceChildren();
-    for (const name of cfg.delta_layers ?? []) {
-      const o = h("option", "", name);
-      o.value = name;
-      layerSel.appendChild(o);
-    }
-    for (const e of netOnly) e.style.display = cfg.custom_model ? "none" : "";
-    dataOnly[0].style.display = cfg.dataset === "custom" ? "none" : ""; // noise: only for generated data sets
+    delta.setLayers(cfg.delta_layers ?? []);
     syncControls();
     pinned = false;
     inspected = null;
@@ -216,14 +144,11 @@ function render({ model, el }: RenderProps<State>) {
   let diagramWidth = 0;
 
   function buildDiagram() {
-    const st = model.get("static");
     diagramWidth = availableWidth();
     const columns = [{ title: "inputs", units: cfg.inputs.length }, ...cfg.layers.map((l) => ({ title: l.name, units: l.units }))];
     diagram = networkDiagram(columns, neuronName, inspect, () => { if (!pinned) uninspect(); }, diagramWidth);
     netBox.replaceChildren(h("div", "nbx-pg-chart-title", "network (edge width = |weight|, blue +, orange −)"), diagram.el, enlarge);
-    const inputs = decodeTensor(st.inputs);
-    const ranges = decodeTensor(st.input_ranges);
-    diagram.canvases[0].forEach((cv, u) => paintUnit(cv, inputs, ranges, u));
+    diagram.canvases[0].forEach((cv, u) => paintUnit(cv, inputMaps, inputRanges, u));
   }
 
   function onResize() {
@@ -296,11 +221,10 @@ function render({ model, el }: RenderProps<State>) {
     const f = shown();
     if (!inspected || !f || !diagram) return;
     const [c, u] = inspected;
-    const st = model.get("static");
     let maps: Tensor, ranges: Tensor, idx = u;
     if (c === 0) {
-      maps = decodeTensor(st.inputs);
-      ranges = decodeTensor(st.input_ranges);
+      maps = inputMaps;
+      ranges = inputRanges;
     } else {
       maps = f.neurons;
       ranges = f.ranges;
@@ -348,14 +272,12 @@ function render({ model, el }: RenderProps<State>) {
 
   function drawCharts() {
     const hist = model.get("history");
-    const m = decodeTensor(hist.metrics);
+    const { metrics: m, saturation: sat, similarity: sim } = decodeHistory(hist);
     const E = m.shape.length === 2 ? m.shape[0] : 0;
     const col = (j: number): Array<[number, number]> => Array.from({ length: E }, (_, e) => [m.data[5 * e], m.data[5 * e + j]]);
     const f = shown();
     const cursor = cursorT !== null && f ? f.meta.data[0] : null;
     const layers = hist.layers ?? [];
-    const sat = decodeTensor(hist.saturation);
-    const sim = decodeTensor(hist.similarity);
     const palette = ["#0877bd", "#f59322", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#5a5a5a"];
     charts.replaceChildren(
       lineChart({ title: "loss", xLabel: "epoch", yLabel: "cross-entropy", yRange: null, cursor, series: [
@@ -371,49 +293,6 @@ function render({ model, el }: RenderProps<State>) {
       similarityStrip(sim.data, sim.shape.length === 2 ? sim.shape[0] : 0, hist.similarity_layers ?? [], cursor),
     );
     root.dataset.epochs = String(E);
-  }
-
-  function drawProjection() {
-    projection = model.get("projection") ?? {};
-    const width = projection.width ?? 0;
-    const deltas = decodeTensor(projection.deltas);
-    const ks = decodeTensor(projection.ks);
-    const G = deltas.data.length;
-    deltaSlider.disabled = !width || !G;
-    randomBox.disabled = !width;
-    if (!width || !G) {
-      deltaText.textContent = "train at least one epoch (then pause) to project a layer";
-      sizeCanvas(projCanvas, 160, 160)?.clearRect(0, 0, projCanvas.width, projCanvas.height);
-      delete root.dataset.k;
-      return;
-    }
-    deltaSlider.min = "0";
-    deltaSlider.max = String(G - 1);
-    let p = Number(deltaSlider.value);
-    if (!(root.dataset.deltaSet === "true")) {
-      p = 0;
-      for (let i = 0; i < G; i++) if (Math.abs(deltas.data[i] - model.get("delta")) < Math.abs(deltas.data[p] - model.get("delta"))) p = i;
-      deltaSlider.value = String(p);
-    }
-    const k = ks.data[p];
-    const random = randomBox.checked;
-    const surfaces = decodeTensor(projection.surfaces); // (2, width, C, R, R)
-    const [, , C, R] = surfaces.shape;
-    const size = C * R * R;
-    const start = ((random ? 1 : 0) * width + (k - 1)) * size;
-    const img = offscreen(surfaceRGBA(surfaces.data.subarray(start, start + size), C, R), R, R);
-    const ctx = sizeCanvas(projCanvas, 160, 160);
-    if (ctx) {
-      ctx.imageSmoothingEnabled = true;
-      ctx.drawImage(img, 0, 0, projCanvas.width, projCanvas.height);
-    }
-    const d = deltas.data[p];
-    deltaText.textContent = `δ = ${d >= 0.99995 ? "1" : d.toFixed(4)} → k = ${k} of ${width} ` +
-      `${random ? "random" : "top eigen-"}directions of ${projection.layer} (epoch ${projection.epoch})`;
-    deltaSlider.setAttribute("aria-valuetext", `δ ${d.toFixed(4)}, k ${k} of ${width}`);
-    root.dataset.delta = String(d);
-    root.dataset.k = String(k);
-    root.dataset.basis = random ? "random" : "eigen";
   }
 
   function drawFrame() {
@@ -472,28 +351,10 @@ function render({ model, el }: RenderProps<State>) {
 
   function syncControls() {
     const state = model.get("state");
-    playBtn.textContent = state === "training" ? "⏸ pause" : "▶ play";
-    playBtn.setAttribute("aria-pressed", String(state === "training"));
-    const name = model.get("dataset");
-    if (![...dataSel.options].some((o) => o.value === name)) { // your own data: shown, not re-generated
-      const o = h("option", "", name);
-      o.value = name;
-      dataSel.appendChild(o);
-    }
-    dataSel.value = name;
-    const feats = model.get("features");
-    featureChecks.forEach((c) => (c.checked = feats.includes(c.value)));
-    hiddenIn.value = model.get("hidden").join(", ");
-    actSel.value = model.get("activation");
-    rateSel.value = String(model.get("learning_rate"));
-    selectValue(noiseSel, String(model.get("noise")));
-    selectValue(splitSel, String(model.get("test_fraction")), `${Math.round(model.get("test_fraction") * 100)} %`);
-    l2Sel.value = String(model.get("l2"));
-    batchIn.value = String(model.get("batch_size"));
-    limitIn.value = String(model.get("epoch_limit"));
+    const values = Object.fromEntries(SETTINGS.map((k) => [k, model.get(k)])) as unknown as Settings;
+    controls.show(values, state, { customModel: cfg.custom_model, ownData: cfg.dataset === "custom" });
     methodSel.value = model.get("relevance_method");
-    layerSel.value = model.get("delta_layer");
-    randomBox.checked = model.get("basis") === "random";
+    delta.show(model.get("delta_layer"), model.get("basis"));
     root.dataset.state = state;
     timeSlider.disabled = rec.count < 2 || state === "training"; // the recording arrives when training stops
     error.textContent = model.get("error");
@@ -501,45 +362,10 @@ function render({ model, el }: RenderProps<State>) {
     root.dataset.scale = String(model.get("scale") || 1);
   }
 
-  const setTrait = <K extends keyof State>(k: K, v: State[K]) => {
-    model.set(k, v);
-    model.save_changes();
-  };
-  playBtn.addEventListener("click", () => send(model.get("state") === "training" ? "pause" : "play"));
-  stepBtn.addEventListener("click", () => send("step"));
-  rewindBtn.addEventListener("click", () => send("rewind"));
-  dataSel.addEventListener("change", () => setTrait("dataset", dataSel.value));
-  featureChecks.forEach((c) => c.addEventListener("change", () => {
-    const chosen = featureChecks.filter((x) => x.checked).map((x) => x.value);
-    if (chosen.length) setTrait("features", chosen);
-    else c.checked = true;
-  }));
-  hiddenIn.addEventListener("change", () => {
-    const widths = hiddenIn.value.split(/[ ,]+/).filter(Boolean).map(Number);
-    if (widths.every((w) => Number.isInteger(w) && w > 0)) setTrait("hidden", widths);
-    else error.textContent = "hidden widths: positive integers separated by commas, e.g. 8, 8 (empty = linear)";
-  });
-  actSel.addEventListener("change", () => setTrait("activation", actSel.value));
-  rateSel.addEventListener("change", () => setTrait("learning_rate", Number(rateSel.value)));
-  noiseSel.addEventListener("change", () => setTrait("noise", Number(noiseSel.value)));
-  splitSel.addEventListener("change", () => setTrait("test_fraction", Number(splitSel.value)));
-  l2Sel.addEventListener("change", () => setTrait("l2", Number(l2Sel.value)));
-  batchIn.addEventListener("change", () => setTrait("batch_size", Math.max(1, Math.round(Number(batchIn.value)))));
-  limitIn.addEventListener("change", () => setTrait("epoch_limit", Math.max(0, Math.round(Number(limitIn.value)))));
   methodSel.addEventListener("change", () => setTrait("relevance_method", methodSel.value));
-  layerSel.addEventListener("change", () => setTrait("delta_layer", layerSel.value));
   fieldSel.addEventListener("change", () => {
     root.dataset.field = fieldSel.value;
     drawFrame();
-  });
-  deltaSlider.addEventListener("input", () => {
-    root.dataset.deltaSet = "true";
-    drawProjection();
-  });
-  deltaSlider.addEventListener("change", () => setTrait("delta", Number(root.dataset.delta)));
-  randomBox.addEventListener("change", () => {
-    setTrait("basis", randomBox.checked ? "random" : "eigen");
-    drawProjection();
   });
   timeSlider.addEventListener("input", () => {
     const t = Number(timeSlider.value);
@@ -574,7 +400,7 @@ function render({ model, el }: RenderProps<State>) {
     ctx.imageSmoothingEnabled = false;
     nodes.forEach((n) => ctx.drawImage(n, n.offsetLeft, n.offsetTop, n.offsetWidth, n.offsetHeight));
     ctx.drawImage(plane, netW + 10, 0, PLANE, PLANE);
-    if (!deltaSlider.disabled) ctx.drawImage(projCanvas, netW + PLANE + 16, 0, 160, 160);
+    if (delta.active()) ctx.drawImage(delta.canvas, netW + PLANE + 16, 0, 160, 160);
     const url = out.toDataURL("image/png");
     const a = document.createElement("a");
     a.href = url;
@@ -588,11 +414,11 @@ function render({ model, el }: RenderProps<State>) {
     onRecording();
     onLive();
     drawCharts();
-    drawProjection();
+    delta.draw(true);
   };
   const events: Array<[string, () => void]> = [
     ["change:config", full], ["change:static", full], ["change:frame", onLive], ["change:recording", onRecording],
-    ["change:history", chartsSoon], ["change:projection", () => { delete root.dataset.deltaSet; drawProjection(); }],
+    ["change:history", chartsSoon], ["change:projection", () => delta.draw(true)],
     ...(["state", "error", "dataset", "noise", "test_fraction", "features", "hidden", "activation", "learning_rate", "l2", "batch_size",
       "epoch_limit", "relevance_method", "delta_layer", "basis", "scale"] as const).map(
       (k): [string, () => void] => [`change:${k}`, syncControls]),

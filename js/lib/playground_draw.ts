@@ -28,6 +28,24 @@ const KEYS = ["surface", "neurons", "ranges", "weights", "predicted", "relevance
 
 type Wired = Partial<Record<(typeof KEYS)[number], WireTensor>> & { count?: number };
 
+/**
+ * `decode` memoised on its argument's identity: a trait's value (the same object until the trait changes) is
+ * decoded once per change, however often it is drawn — on every hover, slider move or timeline step.
+ */
+export function decodedOnce<T, R>(decode: (value: T) => R): (value: T) => R {
+  let seen = false;
+  let last: T | undefined;
+  let out: R | undefined;
+  return (value: T): R => {
+    if (!seen || value !== last) {
+      seen = true;
+      last = value;
+      out = decode(value);
+    }
+    return out as R;
+  };
+}
+
 /** The live frame from the `frame` trait, or null when it has none. */
 export function liveFrame(wired: Wired | null | undefined): FrameData | null {
   if (!wired || !wired.surface) return null;

@@ -22,6 +22,14 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 export const POSITIVE = "rgb(8, 119, 189)";
 export const NEGATIVE = "rgb(245, 147, 34)";
 
+/** Whether two lists of edge shapes ([out, in] per Linear) are equal: the same array at once (every frame of a
+ * run draws with the config's one array), element by element otherwise — never serialised. */
+export function sameShapes(a: number[][] | null, b: number[][]): boolean {
+  if (a === b) return true;
+  if (!a || a.length !== b.length) return false;
+  return a.every((s, i) => s.length === b[i].length && s.every((v, j) => v === b[i][j]));
+}
+
 /** Node size and positions: columns spread over `width`, units centred vertically in `height`. */
 export function layoutNodes(columns: Column[], width: number, maxHeight: number): { size: number; gap: number;
   height: number; x: number[]; y: number[][] } {
@@ -91,11 +99,10 @@ export function networkDiagram(
 
   // The lines are made once and only restyled per frame (a frame changes weights, never the wiring).
   let lines: SVGLineElement[] = [];
-  let wiring = "";
+  let wiring: number[][] | null = null;
   function drawEdges(weights: ArrayLike<number>, shapes: number[][]) {
-    const key = JSON.stringify(shapes);
-    if (key !== wiring) {
-      wiring = key;
+    if (!sameShapes(wiring, shapes)) {
+      wiring = shapes;
       svg.replaceChildren();
       lines = [];
       shapes.forEach(([outs, ins], l) => {

@@ -1,12 +1,15 @@
 // Unit tests of the Playground view's pure logic: surface colours, unit decoding, plane geometry, epoch ticks,
-// edge widths, the frame fingerprint and the diagram layout.
+// edge widths, the frame fingerprint and the diagram layout; decoding once per trait change, edge shapes compared
+// without serialising, the settings' parsing and the δ slider's start.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  boxAt, cellAt, classColor, edgeWidth, epochTicks, fieldRGBA, misclassified, planeAt, recordedFrame, surfaceRGBA,
+  boxAt, cellAt, classColor, decodedOnce, edgeWidth, epochTicks, fieldRGBA, misclassified, planeAt, recordedFrame, surfaceRGBA,
   unitValue, type FrameData,
 } from "../lib/playground_draw";
-import { layoutNodes } from "../lib/playground_network";
+import { parseWidths, SETTINGS } from "../lib/playground_controls";
+import { nearestDelta } from "../lib/playground_delta";
+import { layoutNodes, sameShapes } from "../lib/playground_network";
 import { fnv } from "../playground";
 
 test("a certain class is drawn in a strong shade of its colour; an undecided point is near white", () => {
@@ -91,3 +94,44 @@ test("the diagram fits its columns and centres short ones", () => {
   assert.equal(wide.size, 14);
 });
 
+
+test("a trait's value is decoded once per change, however often it is drawn", () => {
+  let decodes = 0;
+  const decode = decodedOnce((v: { n: number }) => {
+    decodes += 1;
+    return v.n * 2;
+  });
+  const a = { n: 1 };
+  assert.equal(decode(a), 2);
+  assert.equal(decode(a), 2); // the same trait value (hover, slider, timeline): no decoding
+  assert.equal(decodes, 1);
+  assert.equal(decode({ n: 1 }), 2); // a new value (the trait changed): decoded again
+  assert.equal(decodes, 2);
+  const nothing = decodedOnce((v: null) => (decodes += 1, v));
+  nothing(null);
+  nothing(null);
+  assert.equal(decodes, 3); // null is a value too: decoded once
+});
+
+test("edge shapes are compared by identity, then element by element", () => {
+  const shapes = [[8, 2], [2, 8]];
+  assert.ok(sameShapes(shapes, shapes));
+  assert.ok(sameShapes([[8, 2], [2, 8]], shapes));
+  assert.ok(!sameShapes(null, shapes));
+  assert.ok(!sameShapes([[8, 2]], shapes));
+  assert.ok(!sameShapes([[8, 2], [2, 7]], shapes));
+  assert.ok(!sameShapes([[8, 2], [2, 8, 1]], shapes));
+});
+
+test("settings: hidden widths parse or are refused; the δ slider starts nearest δ", () => {
+  assert.deepEqual(parseWidths("8, 8"), [8, 8]);
+  assert.deepEqual(parseWidths(" 4 3,2 "), [4, 3, 2]);
+  assert.deepEqual(parseWidths(""), []);
+  assert.equal(parseWidths("8, 0"), null);
+  assert.equal(parseWidths("8, x"), null);
+  assert.equal(parseWidths("2.5"), null);
+  assert.ok(SETTINGS.includes("test_fraction") && SETTINGS.length === 10);
+  assert.equal(nearestDelta([0.5, 0.9, 0.99, 0.999], 0.98), 2);
+  assert.equal(nearestDelta([0.5, 0.9], 1), 1);
+  assert.equal(nearestDelta([], 0.9), 0);
+});

@@ -1,6 +1,7 @@
 """``Playground``: a small network trained live on 2-D toy data, with its decision surface, neurons, relevance,
 saturation and similarity drawn as it learns (issue 15). Every map comes from ``nbexplain.core.playground``;
-this module runs the training loop, encodes frames and keeps the recording."""
+this module builds a run (data, network, trainer, the plane's sampler), encodes its frames and keeps the
+recording; the training loop and the commands (play, pause, step, train, rewind) are in ``playground_run``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import asyncio
 import copy
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,22 +17,20 @@ import torch
 import traitlets
 from torch import nn
 
+from ..core._base.model_io import OutputArg, check_output_arg
 from ..core.feature_space.tracking import intrinsic_dimension
 from ..core.playground import (
     FeatureMap,
+    PlaneSampler,
     PlaygroundTrainer,
+    SelectedOutput,
     ToyDataset,
     as_toy_dataset,
-    decision_surface,
     hidden_layers,
-    neuron_maps,
-    plane_grid,
     playground_network,
     projected_surfaces,
-    relevance_field,
     toy_dataset,
 )
-from ..core.playground.plane import forward_layers
 from .base import NbxWidget
 from .delta_explorer import slider_deltas
 from .playground_frames import (
@@ -44,6 +42,7 @@ from .playground_frames import (
     quantize_units,
     wire,
 )
+from .playground_run import PlaygroundRun, single_thread
 
 __all__ = ["Playground"]
 
@@ -54,41 +53,16 @@ _NEURON_BUDGET = 20_000
 _FRAME_BUDGET = 49_000
 #: Resolution of the relevance field in a frame (float32, 3 channels: 12 kB at 32).
 _RELEVANCE_RES = 32
-#: Seconds of SGD between two frames while training live.
-_SLICE_S = 0.012
-#: Seconds the loop is left to the kernel after each frame.
-_YIELD_S = 0.005
 #: While training, the δ projections are recomputed at an epoch's end at most this often (seconds).
 _PROJECTION_EVERY_S = 2.0
 _REBUILD = ("dataset", "noise", "test_fraction", "features", "hidden", "activation", "learning_rate", "l2", "batch_size")
-
-
-_THREADS_LOCK = threading.Lock()
-_THREADS_USERS: list[int] = []  # [the thread count to restore] while any block is inside single_thread()
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """torch on one thread inside the block, restored when the last such block (in any thread) ends: the
-    playground's tensors are tiny, and on a busy machine intra-op threads only contend (measured: a training
-    step and a frame 10× slower with two)."""
-    with _THREADS_LOCK:
-        _THREADS_USERS.append(torch.get_num_threads() if not _THREADS_USERS else _THREADS_USERS[0])
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            restore = _THREADS_USERS.pop()
-            if not _THREADS_USERS:
-                torch.set_num_threads(restore)
 
 
 def _dict_trait() -> traitlets.Dict:
     return traitlets.Dict().tag(sync=True, to_json=wire)
 
 
-class Playground(NbxWidget):
+class Playground(PlaygroundRun, NbxWidget):
     """A TensorFlow-Playground-like trainer in the notebook, with explanations none of the originals has.
 
     A small network learns a 2-D toy problem live, in the kernel, while the notebook stays usable (training
@@ -108,6 +82,11 @@ class Playground(NbxWidget):
         Your own ``nn.Module`` taking ``(N, 2)`` points to ``(N, C)`` logits; ``features``, ``hidden`` and
         ``activation`` are then ignored (the view hides those controls). The playground trains a copy of it
         (``.model``); your module is left exactly as it was, and every new run starts again from its weights.
+    output
+        For your own ``model`` that returns a tuple, a dict or an output object (e.g. ``(logits, hidden)``): which
+        of its outputs are the class logits — an index (``output=0``), a key or attribute name
+        (``output="logits"``) or a function of the model's output, as ``output=`` of ``nx.lrp`` and the other
+        explainers. ``None`` (default): the model returns the logits tensor itself.
     features, hidden, activation
         The playground network (``nx.playground_network``): input features, hidden widths, activation.
     learning_rate, l2, batch_size
@@ -192,6 +171,7 @@ class Playground(NbxWidget):
         data: Any = "moons",
         *,
         model: nn.Module | None = None,
+        output: OutputArg = None,
         features: Sequence[str] = ("x", "y"),
         hidden: Sequence[int] = (8, 8),
         activation: str = "tanh",
@@ -212,6 +192,10 @@ class Playground(NbxWidget):
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be an nn.Module taking (N, 2) points to class logits, or None for the "
                             f"playground network; got {type(model).__name__}.")
+        check_output_arg(output)
+        if output is not None and model is None:
+            raise ValueError("`output` selects the logits of your own `model` (one that returns a tuple or dict); "
+                             "the playground network returns logits itself: leave `output` out.")
         if not isinstance(resolution, int) or not 8 <= resolution <= 256:
             raise ValueError(f"`resolution` must be an integer in 8…256 (pixels per side), got {resolution!r}.")
         if not (isinstance(delta, (int, float)) and 0 < delta <= 1):
@@ -223,6 +207,7 @@ class Playground(NbxWidget):
         super().__init__(scale=scale, **kwargs)
         self._ready = False
         self._user_model = model  # never trained itself: every run trains a copy (the user's module stays as given)
+        self._output = output
         self._given_data: ToyDataset | None = None
         if isinstance(data, ToyDataset):
             self._given_data = data
@@ -271,13 +256,16 @@ class Playground(NbxWidget):
         else:
             model = playground_network(tuple(self.features), tuple(self.hidden), data.classes,
                                        activation=self.activation, seed=self._seed)
-        trainer = PlaygroundTrainer(model, data, learning_rate=self.learning_rate, l2=self.l2,
+        # what core runs: the model, or the model with `output=` choosing its logits (training it trains `model`)
+        net = model if self._output is None else SelectedOutput(model, self._output)
+        trainer = PlaygroundTrainer(net, data, learning_rate=self.learning_rate, l2=self.l2,
                                     batch_size=self.batch_size, seed=self._seed, delta=self.delta)
-        self.data, self.model, self.trainer = data, model, trainer
-        self._layers = hidden_layers(model)
+        self.data, self.model, self.trainer, self._net = data, model, trainer, net
+        self._layers = hidden_layers(net)
         self._layout()
         self._recording.clear()
         self._similarity_cache = np.zeros((0, len(self._layers)), np.float32)
+        self._similarity_of: dict[str, torch.Tensor] | None = None  # the snapshot the cache was computed up to
         with self.hold_sync():
             self.state = "idle"
             self.error = ""
@@ -294,9 +282,11 @@ class Playground(NbxWidget):
         return inner[-1] if inner else ""
 
     def _layout(self) -> None:
-        """Sizes and names the view needs, and the static part (points, labels, input maps)."""
-        model, data = self.model, self.data
-        units = {k: int(v.shape[0]) for k, v in neuron_maps(model, data.extent, 2, layers=self._layers).items()}
+        """Sizes and names the view needs, the static part (points, labels, input maps), and the run's
+        :class:`PlaneSampler` (the model checked and the plane's grids built once for every frame of the run)."""
+        model, data = self._net, self.data
+        self._plane = PlaneSampler(model, data.extent)
+        units = {k: int(v.shape[0]) for k, v in self._plane.neuron_maps(2, self._layers).items()}
         total = sum(units.values())
         # the neuron maps take what a frame has left under _FRAME_BUDGET (at most _NEURON_BUDGET), at r ≥ 8
         n_points = len(data.y_train) + len(data.y_test)
@@ -308,7 +298,7 @@ class Playground(NbxWidget):
         r = int(max(8, min(32, self._resolution, int((budget / max(total, 1)) ** 0.5))))
         self._r = r
         feature_map = next((m for m in model.children() if isinstance(m, FeatureMap)), None)
-        grid = plane_grid(data.extent, r)
+        grid = self._plane.grid(r)
         if feature_map is not None:
             names = list(feature_map.features)
             with torch.no_grad():
@@ -340,16 +330,16 @@ class Playground(NbxWidget):
 
     # ---------------------------------------------------------------- frames
     def _make_frame(self) -> Frame:
-        model, ext, R = self.model, self.data.extent, self._resolution
-        surface = decision_surface(model, ext, R)
-        maps = neuron_maps(model, ext, self._r, layers=self._layers)
+        plane, R = self._plane, self._resolution
+        surface = plane.surface(R)
+        maps = plane.neuron_maps(self._r, self._layers)
         neurons, ranges = quantize_units(torch.cat([maps[n] for n in self._layers]))  # float32 CPU
         if self._linears:
             weights = torch.cat([m.weight.detach().float().cpu().reshape(-1) for m in self._linears]).numpy()
         else:
             weights = np.zeros((0,), np.float32)
-        predicted = forward_layers(model, self._points)[0].argmax(1).cpu().numpy().astype(np.uint8)
-        rel = relevance_field(model, ext, _RELEVANCE_RES, method=self.relevance_method)
+        predicted = plane.predict(self._points).cpu().numpy().astype(np.uint8)
+        rel = plane.relevance(_RELEVANCE_RES, self.relevance_method)
         relevance = torch.cat([rel.relevance, rel.output[None]]).numpy()  # float32 CPU images
         t = self.trainer
         return Frame(surface=quantize_probabilities(surface), neurons=neurons, ranges=ranges,
@@ -384,8 +374,11 @@ class Playground(NbxWidget):
         metrics = np.array([[m.epoch, m.train_loss, m.test_loss, m.train_accuracy, m.test_accuracy]
                             for m in t.history], dtype=np.float32).reshape(-1, 5)
         sat = np.array([[s.get(n, 0.0) for n in inner] for s in t.saturation], dtype=np.float32)
-        if similarity:  # (epochs + 1, layers): CKA of each layer, from the start on, with its latest state
-            self._similarity_cache = self.trainer.similarity().float().numpy()
+        # (epochs + 1, layers): CKA of each layer, from the start on, with its latest state — computed once per
+        # new snapshot (an epoch's end, a rewind), however often the history is sent
+        if similarity and (t.snapshots[-1] is not self._similarity_of):
+            self._similarity_cache = t.similarity().float().numpy()
+            self._similarity_of = t.snapshots[-1]
             self._last_similarity = time.perf_counter()
         return {"layers": inner, "metrics": metrics, "saturation": sat.reshape(len(t.saturation), len(inner)),
                 "similarity": self._similarity_cache, "similarity_layers": self._layers}
@@ -411,7 +404,7 @@ class Playground(NbxWidget):
         width = int(vals.numel())
         ext, R = self.data.extent, self._resolution
         surfaces = np.stack([quantize_probabilities(projected_surfaces(
-            self.model, layer, st, extent=ext, resolution=R, basis=basis, seed=self._seed))
+            self._net, layer, st, extent=ext, resolution=R, basis=basis, seed=self._seed))
             for basis in ("eigen", "random")])
         grid = slider_deltas()
         ks = np.array([max(intrinsic_dimension(vals, float(d)), 1) for d in grid], dtype=np.float32)
@@ -419,157 +412,7 @@ class Playground(NbxWidget):
                            "spectrum": vals.numpy().astype(np.float32), "deltas": grid.astype(np.float32),
                            "ks": ks, "surfaces": surfaces}
 
-    # ---------------------------------------------------------------- training
-    def _advance(self, batches: int) -> None:
-        """SGD on ``batches`` minibatches (fewer at the epoch limit), noting each finished epoch."""
-        t = self.trainer
-        while batches > 0 and not self._limit_reached():
-            b = min(batches, self._batches_left_in_epoch())
-            before = t.epoch
-            t.step(b)
-            batches -= b
-            if t.epoch != before:
-                self._on_epoch()
-
-    def _epoch(self) -> None:
-        """Train to the end of the current epoch (a whole one when none is under way)."""
-        self._advance(self._batches_left_in_epoch())
-
-    def _batches_left_in_epoch(self) -> int:
-        """Minibatches to the end of the epoch under way (a whole epoch when none is): every epoch takes exactly
-        ⌈n_train / batch_size⌉ steps."""
-        per_epoch = -(-len(self.data.y_train) // self.trainer.batch_size)
-        return per_epoch - (self.trainer.steps - self.trainer.epoch * per_epoch)
-
-    def _limit_reached(self) -> bool:
-        return self.epoch_limit > 0 and self.trainer.epoch >= self.epoch_limit
-
-    def _settle(self, state: str) -> None:
-        """Training stopped: δ projections, the recording and the state go to the view in one update."""
-        with self.hold_sync():
-            self._compute_projection()
-            self.history = self._history()
-            self._sync_recording()
-            self.state = state
-
-    def play(self) -> None:
-        """Train live in the background (an asyncio task on the kernel's event loop) until paused or the epoch
-        limit. Raises in a plain script (no running event loop): use :meth:`train` there."""
-        if self.state == "training":
-            return
-        if self._limit_reached():
-            raise RuntimeError(f"The run reached `epoch_limit`={self.epoch_limit}; raise it (or set 0 for no limit) "
-                               "or .rewind() to train again.")
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError("Playground.play() trains in the background on a running event loop (a Jupyter "
-                               "kernel's); none is running here. In a script, call .train(epochs) instead.") from None
-        self.state = "training"
-        if self._task is None or self._task.done():  # a task paused a moment ago may still be winding down
-            self._task = loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while self.state == "training":
-                with self._lock, single_thread():
-                    if self.state != "training":  # paused while this task waited for the lock
-                        break
-                    t0, per_batch = time.perf_counter(), 0.0
-                    while (left := _SLICE_S - (time.perf_counter() - t0)) > 0 and not self._limit_reached() \
-                            and self.state == "training":
-                        batches = max(1, min(64, int(left / per_batch))) if per_batch > 0 else 1
-                        t1 = time.perf_counter()
-                        self._advance(batches)
-                        per_batch = (time.perf_counter() - t1) / batches
-                    if self.state != "training":
-                        break
-                    self._push_frame()
-                    if self._limit_reached():
-                        self._settle("done")
-                        break
-                # Other cells and the view's messages are served here. A kernel message takes a chain of a few
-                # loop callbacks: a short sleep (rather than sleep(0), one loop pass) lets the whole chain run.
-                await asyncio.sleep(_YIELD_S)
-        except Exception as err:  # shown in the view; the widget stays usable
-            with self._lock:
-                self.error = f"{type(err).__name__}: {err}"
-                self._settle("paused")
-        finally:
-            self._task = None
-
-    def pause(self) -> None:
-        """Stop live training now (after the minibatch in progress); the recording goes to the view."""
-        with self._lock:  # waits for a slice of SGD in progress (a view's message may come from another thread)
-            if self.state == "training":
-                with single_thread():
-                    self._push_frame()
-                    self._settle("paused")
-
-    def step(self, batches: int | None = None) -> None:
-        """Train one epoch (or ``batches`` minibatches) and show it; pauses live training first."""
-        if batches is not None and (not isinstance(batches, int) or batches < 1):
-            raise ValueError(f"`batches` must be a positive integer (minibatches) or None for one epoch, got {batches!r}.")
-        self.pause()
-        with self._lock, single_thread():
-            if batches is None:
-                self._epoch()
-            else:
-                self._advance(batches)
-            self._push_frame()
-            self._settle("done" if self._limit_reached() else "paused")
-
-    def train(self, epochs: int) -> None:
-        """Train ``epochs`` epochs synchronously (for scripts and tests), one recorded frame per epoch."""
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}.")
-        self.pause()
-        from ..core._base.machinery import progress_bar
-
-        with self._lock, single_thread(), progress_bar(total=epochs, desc="Playground") as bar:
-            for _ in range(epochs):
-                if self._limit_reached():
-                    break
-                self._epoch()
-                self._push_frame()
-                bar.update(1)
-            self._settle("done" if self._limit_reached() else "paused")
-
-    def rewind(self) -> None:
-        """Back to the identical initial weights and batch order; the recording starts over."""
-        self.pause()
-        with self._lock, single_thread(), self.hold_sync():
-            self.trainer.rewind()
-            self._recording.clear()
-            self.error = ""
-            self.history = self._history()
-            self._push_frame()
-            self.projection = {}
-            self._sync_recording()
-            self.state = "idle"
-
-    # ---------------------------------------------------------------- view messages and settings
-    def _handle_message(self, _widget: Any, content: Any, buffers: list) -> None:
-        if not isinstance(content, dict) or content.get("type") != "command":
-            return
-        action = content.get("action")
-        try:
-            if action == "pause":  # takes the lock itself, right after the slice in progress
-                self.pause()
-                return
-            with self._lock:
-                self._command(action)
-        except Exception as err:  # shown in the view
-            self.error = f"{type(err).__name__}: {err}"
-
-    def _command(self, action: Any) -> None:
-        if action == "play":
-            self.play()
-        elif action == "step":
-            self.step()
-        elif action == "rewind":
-            self.rewind()
-
+    # ---------------------------------------------------------------- settings
     @traitlets.observe(*_REBUILD)
     def _settings_changed(self, change: dict[str, Any]) -> None:
         if not self._ready or self._reverting:

@@ -174,15 +174,15 @@ def follows_lab_dark_theme(nb: Any, root_selector: str) -> None:
     assert low() == (68, 1, 84)
 
 
-def screenshots(nb: Any, name: str, root_selector: str) -> list[Path]:
-    """``<name>-800`` in an 800 px wide window and ``<name>-1400`` in a 1400 px one (both tall, so that the whole
-    view is above JupyterLab's status bar); copied to ``docs/screens`` with ``NBEXPLAIN_UPDATE_DOCS=1``. The window
-    is left at 1400 px."""
+def screenshots(nb: Any, name: str, root_selector: str, height: int = 2400) -> list[Path]:
+    """``<name>-800`` in an 800 px wide window and ``<name>-1400`` in a 1400 px one (both ``height`` px tall, so
+    that the whole view is above JupyterLab's status bar); copied to ``docs/screens`` with
+    ``NBEXPLAIN_UPDATE_DOCS=1``. The window is left at 1400 px."""
     nb.page.evaluate("() => document.activeElement && document.activeElement.blur()")
-    nb.page.set_viewport_size({"width": 800, "height": 2400})  # tall: the whole view above JupyterLab's status bar
+    nb.page.set_viewport_size({"width": 800, "height": height})  # tall: the whole view above JupyterLab's status bar
     nb.page.wait_for_timeout(300)
     shots = [nb.screenshot(f"{name}-800", nb.page.locator(root_selector).first)]
-    nb.page.set_viewport_size({"width": 1400, "height": 2400})
+    nb.page.set_viewport_size({"width": 1400, "height": height})
     nb.page.wait_for_timeout(400)
     shots.append(nb.screenshot(f"{name}-1400", nb.page.locator(root_selector).first))
     for shot in shots:

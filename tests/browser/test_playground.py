@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
+from classroom import screenshots
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
 
 pytestmark = pytest.mark.browser
@@ -152,6 +153,15 @@ def test_playground_trains_live_and_every_control_works(lab):
         assert _luminance(_rgb(root.evaluate("e => getComputedStyle(e).backgroundColor"))) < 0.05
         nb.screenshot("playground-dark", root)
         assert axe_violations(nb.page, ROOT) == []
+        nb.execute("pg.theme = 'auto'")
+        nb.page.locator(f"{ROOT}[data-theme='auto']").wait_for(timeout=5000)
+        # docs/screens/playground-{800,1400}.png: a run trained 12 epochs, the probabilities over the plane
+        nb.execute("pg.rewind()\npg.basis = 'eigen'\npg.train(12)")
+        nb.page.locator(f"{ROOT} select.nbx-pg-field").select_option("probabilities")
+        nb.page.locator(f"{ROOT}[data-epoch='12'][data-field='probabilities'][data-basis='eigen'][data-k]").wait_for(
+            timeout=20_000)  # the basis set in Python redraws the δ panel
+        assert "top eigen-directions of act2" in nb.page.locator(f"{ROOT} .nbx-pg-delta-text").inner_text()
+        screenshots(nb, "playground", ROOT, height=3000)  # at 800 px the view is taller than 2400 px
 
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

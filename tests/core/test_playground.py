@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.playground import FEATURES, layer_activations
+from nbexplain.core.playground import FEATURES, PlaneSampler, SelectedOutput, layer_activations
+from nbexplain.core.playground.plane import forward_layers
 from tests.models.state import dress, untouched
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -327,6 +328,79 @@ def test_user_model_surface_and_hygiene():
     torch.testing.assert_close(surf.double(), as_image(ref_softmax(logits), r), atol=1e-5, rtol=1e-5)
     assert list(maps) == ["act", "b"] and maps["act"].shape == (6, r, r)
     assert calls["forward"] == 2  # the user's own hook saw each call's forward pass
+
+
+class TupleNet(UserNet):
+    """A user's model that returns (logits, hidden)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        h = self.act(self.a(x))
+        return self.b(h), h
+
+
+def test_user_model_maps_through_capture_equal_float64_forward():
+    """Any model's layer outputs are read through nx.capture: equal to a float64 forward, hooks all removed."""
+    net = UserNet()
+    calls = dress(net, "b")
+    r = 7
+    pts = nx.plane_grid((-1, 2, -2, 1), r).double()
+    wa, ba, wb, bb = (t.detach().double() for t in (net.a.weight, net.a.bias, net.b.weight, net.b.bias))
+    hidden = torch.tanh(pts @ wa.T + ba)
+    with untouched(net):
+        maps = nx.neuron_maps(net, (-1, 2, -2, 1), r)
+        logits, outs = forward_layers(net, nx.plane_grid((-1, 2, -2, 1), r), ["a", "act"])
+    torch.testing.assert_close(maps["act"].double(), as_image(hidden, r), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(maps["b"].double(), as_image(hidden @ wb.T + bb, r), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(outs["a"].double(), pts @ wa.T + ba, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(logits.double(), hidden @ wb.T + bb, atol=1e-6, rtol=1e-5)
+    assert calls["forward"] == 2
+    with pytest.raises(ValueError, match=r"`layers` \['nope'\]|nope"):
+        forward_layers(net, pts.float(), ["nope"])
+
+
+@pytest.mark.parametrize("make", [lambda: nx.playground_network(("x", "y", "xy"), (5, 4), 3, seed=2), UserNet])
+def test_plane_sampler_equals_the_core_functions(make):
+    """A run's PlaneSampler (grids and checked model kept) gives exactly what the one-off functions give."""
+    net = make()
+    ext = (-1.5, 2.0, -1.0, 1.0)
+    plane = PlaneSampler(net, ext)
+    with untouched(net):
+        assert torch.equal(plane.surface(12), nx.decision_surface(net, ext, 12))
+        got, want = plane.neuron_maps(6), nx.neuron_maps(net, ext, 6)
+        assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
+        for method in ("lrp", "gradient_x_input"):
+            a, b = plane.relevance(8, method), nx.relevance_field(net, ext, 8, method=method)
+            assert torch.equal(a.relevance, b.relevance) and torch.equal(a.output, b.output)
+        pts = torch.randn(20, 2, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(plane.predict(pts), forward_layers(net, pts)[0].argmax(1))
+    assert plane.grid(12) is plane.grid(12) and torch.equal(plane.grid(5), nx.plane_grid(ext, 5))
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        plane.relevance(8, "saliency")
+    with pytest.raises(TypeError, match="`extent` must be"):
+        PlaneSampler(net, (0, 1))
+
+
+def test_a_tuple_model_needs_output_and_selected_output_gives_its_logits():
+    net = TupleNet()
+    pts = nx.plane_grid((-2, 2, -2, 2), 5)
+    with untouched(net), pytest.raises(ValueError, match=r"returned tuple of 2: \[0\] Tensor\(25, 3\).*`output=`"):
+        nx.decision_surface(net, (-2, 2, -2, 2), 5)
+    sel = SelectedOutput(net, 0)
+    wa, ba, wb, bb = (t.detach().double() for t in (net.a.weight, net.a.bias, net.b.weight, net.b.bias))
+    logits = torch.tanh(pts.double() @ wa.T + ba) @ wb.T + bb
+    with untouched(net):
+        surf = nx.decision_surface(sel, (-2, 2, -2, 2), 5)
+    torch.testing.assert_close(surf.double(), as_image(ref_softmax(logits), 5), atol=1e-5, rtol=1e-5)
+    assert nx.hidden_layers(sel) == ["model.act", "model.b"] and sel.model is net
+    data = nx.toy_dataset("blobs", 90, classes=3, seed=0)
+    trainer = nx.PlaygroundTrainer(SelectedOutput(net, lambda out: out[0]), data, learning_rate=0.1)
+    before = net.a.weight.detach().clone()
+    trainer.run_epoch()
+    assert not torch.equal(before, net.a.weight)  # training the selection trains the model itself
+    with pytest.raises(ValueError, match="`output` must choose the logits"):
+        SelectedOutput(net, None)
+    with pytest.raises(TypeError, match="`model` must be an nn.Module"):
+        SelectedOutput("net", 0)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------- relevance

@@ -20,6 +20,7 @@ from nbexplain.core.playground import (
     FEATURES,
     decision_surface,
     neuron_maps,
+    plane_grid,
     projected_surface,
     relevance_field,
 )
@@ -355,3 +356,126 @@ def test_noise_and_test_split_are_settings_of_the_run() -> None:
     assert len(mine.data.y_test) == 30
     mine.test_fraction = 0.5
     assert len(mine.data.y_test) == 60 and mine.dataset == "custom"
+
+
+def test_layer_similarity_is_computed_once_per_new_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """step() ends an epoch (the history is built) and settles (the history is sent again): the CKA strip is
+    computed once, not twice; a call that adds no snapshot computes none; a rewind computes it again."""
+    import nbexplain.core.playground.trainer as trainer_mod
+
+    calls = []
+    real = trainer_mod.layer_similarity
+    monkeypatch.setattr(trainer_mod, "layer_similarity", lambda snaps: calls.append(len(snaps)) or real(snaps))
+    pg = Playground("xor", hidden=(4,), n=120, seed=2)
+    calls.clear()
+    pg.step()
+    assert calls == [2]  # one epoch: the start and epoch 1 compared, once
+    pg.step(batches=1)  # no epoch ended: no new snapshot, no new CKA
+    assert calls == [2]
+    pg.train(2)  # one per epoch, none more when it settles
+    assert calls == [2, 3, 4]
+    assert pg.history["similarity"].shape == (4, len(pg.config["layers"]))
+    assert np.array_equal(pg.history["similarity"], real(pg.trainer.snapshots).float().numpy())
+    pg.rewind()
+    assert calls == [2, 3, 4, 1] and pg.history["similarity"].shape[0] == 1
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, targets: list[tuple[Any, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for module, name in targets:
+        real = getattr(module, name)
+        key = f"{module.__name__}.{name}"
+        counts[key] = 0
+
+        def counted(*args: Any, _real: Any = real, _key: str = key, **kwargs: Any) -> Any:
+            counts[_key] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    return counts
+
+
+def test_frames_reuse_the_runs_grids_and_checked_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame builds no plane grid and checks no model (the run's PlaneSampler holds both); a new run (new
+    data, network or resolution) gets a new sampler, and its frames are what the core computes afresh."""
+    import nbexplain.core.playground.plane as plane_mod
+    import nbexplain.core.playground.relevance as relevance_mod
+    import nbexplain.core.playground.sampler as sampler_mod
+
+    pg = Playground("moons", hidden=(6,), n=150, seed=4)
+    counts = _count_calls(monkeypatch, [(plane_mod, "plane_grid"), (sampler_mod, "plane_grid"),
+                                        (relevance_mod, "plane_grid"), (plane_mod, "check_model"),
+                                        (relevance_mod, "check_model"), (sampler_mod, "check_model")])
+    pg.step(batches=3)
+    pg._push_frame()
+    assert sum(counts.values()) == 0, counts
+    first = pg._plane
+    pg.dataset = "circles"  # a new run: new data (a new extent), so a new sampler with its own grids
+    assert pg._plane is not first and pg._plane.extent == pg.data.extent and pg._plane.model is pg.model
+    built = sum(counts.values())
+    assert built > 0  # the new run built its grids and checked its model …
+    pg.step(batches=2)
+    pg._push_frame()
+    assert sum(counts.values()) == built  # … once
+    monkeypatch.undo()
+    f = pg.frames[-1]
+    p = decision_surface(pg.model, pg.data.extent, 64).numpy()
+    assert np.abs(f.surface / 255.0 - p).max() <= 0.5 / 255 + 1e-6
+    rel = relevance_field(pg.model, pg.data.extent, 32)
+    assert np.array_equal(f.relevance[:2], rel.relevance.numpy())
+    hidden = pg._plane
+    pg.hidden = [3, 3]  # a new network: a new sampler bound to it
+    assert pg._plane is not hidden and pg._plane.model is pg.model
+    small = Playground("moons", hidden=(6,), n=150, seed=4, resolution=16)
+    assert small._plane.grid(16).shape == (256, 2) and small.frames[0].surface.shape == (2, 16, 16)
+
+
+class _LogitsAndHidden(nn.Module):
+    """A user's model that returns (logits, hidden) — as many research models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(2, 6)
+        self.act = nn.Tanh()
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.act(self.fc1(x))
+        return self.head(h), h
+
+
+def test_a_model_returning_a_tuple_needs_output() -> None:
+    torch.manual_seed(0)
+    net = _LogitsAndHidden()
+    with untouched(net), pytest.raises(ValueError, match=r"returned tuple of 2: \[0\] Tensor\(2, 2\).*`output=`"):
+        Playground("moons", model=net, n=100)
+    with pytest.raises(ValueError, match="`output` selects the logits of your own `model`"):
+        Playground("moons", output=0, n=100)
+    with pytest.raises(TypeError, match="`output` must be None, an int index"):
+        Playground("moons", model=net, output=1.5, n=100)
+    with pytest.raises(ValueError, match=r"`output`=2 is out of range"):
+        Playground("moons", model=net, output=2, n=100)
+
+
+@pytest.mark.parametrize("output", [0, lambda out: out[0]])
+def test_output_selects_the_logits_of_a_tuple_model(output: Any) -> None:
+    torch.manual_seed(0)
+    net = _LogitsAndHidden()
+    with untouched(net):
+        pg = Playground("moons", model=net, output=output, n=120, seed=1)
+        assert [layer["name"] for layer in pg.config["layers"]] == ["model.act", "model.head"]
+        assert pg.config["delta_layers"] == ["model.act"] and pg.config["edges"] == [[6, 2], [2, 6]]
+        before = pg.model.fc1.weight.detach().clone()
+        pg.train(2)
+        assert isinstance(pg.model, _LogitsAndHidden)  # the export is the user's kind of module, trained
+        assert not torch.equal(before, pg.model.fc1.weight)
+        f = pg.frames[-1]
+        logits, _ = pg.model(plane_grid(pg.data.extent, 64))
+        p = torch.softmax(logits.detach(), 1).T.reshape(2, 64, 64).numpy()
+        assert np.abs(f.surface / 255.0 - p).max() <= 0.5 / 255 + 1e-6
+        with torch.no_grad():
+            pred = pg.model(torch.cat([pg.data.x_train, pg.data.x_test]))[0].argmax(1).numpy()
+        assert np.array_equal(f.predicted, pred)
+        pg.delta_layer = "model.act"
+        assert pg.projection["width"] == 6 and pg.projection["surfaces"].shape[:2] == (2, 6)
+        assert pg.history["similarity"].shape == (3, 2)

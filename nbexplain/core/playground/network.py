@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._base.model_io import OutputArg, check_output_arg, select_output
 from .._base.validation import check_choice, check_model, check_positive_int
 
-__all__ = ["FEATURES", "ACTIVATIONS", "FeatureMap", "playground_network", "hidden_layers", "is_playground_network"]
+__all__ = ["FEATURES", "ACTIVATIONS", "FeatureMap", "playground_network", "hidden_layers", "is_playground_network",
+           "SelectedOutput"]
 
 #: Input features a :class:`FeatureMap` can compute from a point ``(x, y)``.
 FEATURES = ("x", "y", "x^2", "y^2", "xy", "sin x", "sin y")
@@ -186,3 +188,44 @@ def hidden_layers(model: nn.Module) -> list[str]:
     # the output layer: the last Linear, when it comes after the last activation
     tail = [linears[-1]] if linears and named.index(linears[-1]) > named.index(acts[-1]) else []
     return acts + tail
+
+
+class SelectedOutput(nn.Module):
+    """``model`` whose forward returns the one tensor ``output=`` selects from what ``model`` returns.
+
+    For a model that returns a tuple, a dict or an output object (e.g. ``(logits, hidden)``): the playground's
+    functions take class logits ``(N, C)``, and ``output=`` chooses them with the same vocabulary as
+    :func:`nbexplain.lrp` and the other explainers — an index (``output=0``), a key or attribute name
+    (``output="logits"``) or a function of the model's output. ``model`` is a submodule (its layers are named
+    ``model.…``), trained and hooked as it is: nothing is copied.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from nbexplain.core.playground import SelectedOutput
+    >>> class TwoHeads(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = nn.Linear(2, 2)
+    ...     def forward(self, x):
+    ...         return self.fc(x), x
+    >>> SelectedOutput(TwoHeads(), 0)(torch.zeros(3, 2)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(self, model: nn.Module, output: OutputArg) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}.")
+        if output is None:
+            raise ValueError("`output` must choose the logits (an index, a key or attribute name, or a function of "
+                             "the model's output); with output=None use the model itself.")
+        self.model = model
+        self.output: OutputArg = check_output_arg(output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return select_output(self.model(x), self.output)
+
+    def extra_repr(self) -> str:
+        return f"output={self.output!r}"

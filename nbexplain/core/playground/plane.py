@@ -6,7 +6,8 @@ no-grad mode; the returned tensors are float32 on the CPU.
 
 A :func:`~nbexplain.core.playground.network.playground_network` without hooks is run module by module (no
 hooks, no mode switch: it has no dropout or batch norm, so train and eval modes compute the same); any other
-model is run in eval mode through forward hooks inside :func:`~nbexplain.preserved`, and left as found.
+model is run in eval mode, its layers' outputs read through :func:`~nbexplain.capture` (the shared hooks),
+and left as found. :class:`PlaneSampler` holds a model with its grids for the many frames of one run.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._base.capturing import capture
 from .._base.hygiene import model_device, model_dtype, preserved
-from .._base.layer_select import resolve_modules
-from .._base.machinery import Handles
+from .._base.model_io import describe_output
 from .._base.validation import check_model
 from .network import hidden_layers, is_playground_network
 
 __all__ = ["plane_grid", "decision_surface", "neuron_maps", "check_extent", "check_resolution", "forward_layers",
-           "probabilities"]
+           "run_layers", "probabilities"]
 
 Extent = tuple[float, float, float, float]
 
@@ -92,7 +94,14 @@ def plane_grid(extent: Any, resolution: int = 64) -> torch.Tensor:
 
 
 def _logits_2d(out: Any) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < 2:
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"The model returned {describe_output(out)}; the playground needs one tensor of class logits (N, C). "
+            "Choose it with `output=`: nx.widgets.Playground(data, model=model, output=0) (an index, a key or "
+            "attribute name such as output='logits', or a function of the model's output), or for the core "
+            "functions wrap the model: nbexplain.core.playground.SelectedOutput(model, output=0)."
+        )
+    if out.ndim != 2 or out.shape[1] < 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
             f"The model must return class logits of shape (N, C) with C ≥ 2 for points (N, 2), got {shape}; for a "
@@ -106,45 +115,48 @@ def forward_layers(model: nn.Module, points: torch.Tensor,
     """Logits ``(N, C)`` and the outputs of ``layers`` for ``points`` ``(N, 2)``, on the model's device (no grad).
 
     The model is left as found (see the module's notes)."""
-    dev, dtype = model_device(model), model_dtype(model)
-    pts = points.to(dev, dtype)
-    wanted = set(layers)
-    outs: dict[str, torch.Tensor] = {}
     if is_playground_network(model):
-        children = [n for n, _ in model.named_children()]
+        return run_layers(model, points, layers)
+    return run_layers(check_model(model, what="the playground"), points, layers)
+
+
+def run_layers(net: nn.Module, points: torch.Tensor,
+               layers: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`forward_layers` for a model already through ``check_model`` (what a run's :class:`PlaneSampler`
+    holds): a playground network module by module, any other model through :func:`nbexplain.capture`."""
+    dev, dtype = model_device(net), model_dtype(net)
+    pts = points.to(dev, dtype)
+    if is_playground_network(net):
+        wanted = set(layers)
+        outs: dict[str, torch.Tensor] = {}
+        children = [n for n, _ in net.named_children()]
         unknown = [n for n in layers if n not in children]
         if unknown:
             raise ValueError(f"`layers` {unknown} are not layers of this network; its layers: {children}.")
         h = pts
         with torch.no_grad():
-            for name, mod in model.named_children():
+            for name, mod in net.named_children():
                 h = mod(h)
                 if name in wanted:
                     outs[name] = h
         return _logits_2d(h), outs
-    net = check_model(model, what="the playground")
-    modules = resolve_modules(net, list(layers), "layers") if layers else {}
-
-    def keep(name: str) -> Any:
-        def hook(m: nn.Module, inputs: Any, out: Any) -> None:
-            if not isinstance(out, torch.Tensor):
-                raise TypeError(f"Layer {name!r} returned {type(out).__name__}, not a tensor; it cannot be drawn.")
-            outs[name] = out.detach()
-        return hook
-
-    with preserved(model), Handles() as hooks, torch.no_grad():
-        model.eval()
-        for name, mod in modules.items():
-            hooks.add(mod.register_forward_hook(keep(name)))
+    with ExitStack() as stack:
+        # capture restores the model (hooks, mode, …) on exit; preserved covers a forward pass without layers
+        stack.enter_context(preserved(net))
+        captured = stack.enter_context(capture(net, list(layers))) if layers else {}
+        stack.enter_context(torch.no_grad())
+        net.eval()
         try:
-            out = model(pts)
+            out = net(pts)
         except RuntimeError as e:
             raise ValueError(f"`model` could not run on points of shape (N, 2): {e} — the playground needs a model "
                              "from 2 inputs (x, y) to class logits.") from e
         logits = _logits_2d(out)
-    missing = [n for n in modules if n not in outs]
-    if missing:
-        raise ValueError(f"`layers` {missing} did not run in the model's forward pass; pick from the modules it calls.")
+        missing = [n for n in layers if n not in captured]
+        if missing:
+            raise ValueError(f"`layers` {missing} did not run in the model's forward pass; pick from the modules it "
+                             "calls.")
+        outs = {n: captured[n] for n in layers}
     return logits, outs
 
 

@@ -24,6 +24,7 @@ inputs' relevance) equals ``output`` minus those shares — the view shows both.
 from __future__ import annotations
 
 import numbers
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,9 @@ from .._base.hygiene import model_device, model_dtype
 from .._base.validation import check_choice, check_model
 from ..attribution.lrp.rules import stabilize
 from .network import FEATURE_SOURCES, FeatureMap, is_playground_network
-from .plane import check_resolution, forward_layers, plane_grid
+from .plane import check_resolution, plane_grid, run_layers
 
-__all__ = ["RelevanceFieldResult", "relevance_field", "RELEVANCE_METHODS", "mlp_lrp_epsilon"]
+__all__ = ["RelevanceFieldResult", "relevance_field", "relevance_on_grid", "RELEVANCE_METHODS", "mlp_lrp_epsilon"]
 
 #: Methods :func:`relevance_field` computes.
 RELEVANCE_METHODS = ("lrp", "gradient_x_input")
@@ -162,15 +163,21 @@ def relevance_field(
     r = check_resolution(resolution)
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not float(epsilon) > 0:
         raise ValueError(f"`epsilon` must be a number > 0 (LRP-ε's stabiliser, e.g. 0.01), got {epsilon!r}.")
-    points = plane_grid(extent, r)
+    return relevance_on_grid(net, plane_grid(extent, r), r, method, target, float(epsilon))
+
+
+def relevance_on_grid(net: nn.Module, points: torch.Tensor, r: int, method: str, target: int | None,
+                      epsilon: float) -> RelevanceFieldResult:
+    """:func:`relevance_field` on the ``(r·r, 2)`` points of a plane grid, for a model and arguments already
+    checked (what a run's :class:`~nbexplain.core.playground.sampler.PlaneSampler` calls every frame)."""
     children = list(net.children()) if isinstance(net, nn.Sequential) else []
     if is_playground_network(net):
-        fmap: FeatureMap = net[0]
+        fmap = typing.cast(FeatureMap, children[0])
         features = fmap.features
         dev, dtype = model_device(net), model_dtype(net)
         feats = fmap(points.to(dev, dtype))
         head = children[1:]
-        tgt = _check_target(target, head[-1].out_features)
+        tgt = _check_target(target, typing.cast(nn.Linear, head[-1]).out_features)
         tvec = None if tgt is None else torch.full((len(points),), tgt, dtype=torch.int64, device=dev)
         if method == "lrp":
             frel, out, tvec_used = mlp_lrp_epsilon(head, feats, tvec, float(epsilon))
@@ -216,7 +223,7 @@ def _generic(model: nn.Module, points: torch.Tensor, target: int | None, method:
     from ..attribution.gradients import gradient_x_input
     from ..attribution.lrp import lrp
 
-    logits, _ = forward_layers(model, points)
+    logits, _ = run_layers(model, points)  # model: checked by relevance_field (or a Sequential of its parts)
     tgt_int = _check_target(target, logits.shape[1])
     tvec = logits.argmax(1).cpu() if tgt_int is None else torch.full((len(points),), tgt_int, dtype=torch.int64)
     picked = logits.gather(1, tvec.to(logits.device)[:, None])[:, 0]

@@ -83,7 +83,7 @@ def layer_similarity(
     --------
     >>> import torch, nbexplain as nx
     >>> a = {"h": torch.randn(50, 4)}
-    >>> nx.layer_similarity([a, {"h": 2 * a["h"]}])
+    >>> nx.layer_similarity([a, {"h": 2 * a["h"]}]).round(decimals=6)  # CKA is scale-invariant: 1 up to rounding
     tensor([[1.],
             [1.]], dtype=torch.float64)
     """
