@@ -2,13 +2,14 @@
 // pushes (decision surface + points, neuron maps and weighted edges, relevance) and, from precomputed state with
 // no kernel round trip, the δ projection slider, the hover readout and the timeline replay of the recording.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { formatValue } from "./lib/colormap";
-import { connect, h, injectStyle, offscreen, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
+import { mapFloor } from "./lib/colormap";
+import { formatNumber } from "./lib/nice_ticks";
+import { backgroundOf, connect, h, injectStyle, offscreen, onThemeChange, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { keepNavigationKeys } from "./lib/keys";
 import { lineChart, similarityStrip } from "./lib/playground_charts";
 import {
   boxAt, cellAt, classColor, decodedOnce, decodeRecording, FIELD_MODES, type FieldMode, fieldRGBA, type FrameData, liveFrame,
-  misclassified, planeAt, recordedFrame, surfaceRGBA, unitRGBA, unitValue,
+  type MapFloors, misclassified, planeAt, recordedFrame, surfaceRGBA, unitRGBA, unitValue,
 } from "./lib/playground_draw";
 import { deltaPanel, type Projection } from "./lib/playground_delta";
 import { type Diagram, networkDiagram } from "./lib/playground_network";
@@ -156,12 +157,18 @@ function render({ model, el }: RenderProps<State>) {
     drawFrame();
   }
 
+  // colour maps lifted off a dark background (mapFloor): no value is drawn in the page's own colour
+  const floors = (): MapFloors => {
+    const bg = backgroundOf(root);
+    return { diverging: mapFloor("diverging", bg), sequential: mapFloor("sequential", bg) };
+  };
+
   function paintUnit(cv: HTMLCanvasElement, maps: Tensor, ranges: Tensor, u: number) {
     const r = maps.shape[1];
     if (!r) return;
     cv.width = r;
     cv.height = r;
-    cv.getContext("2d")?.putImageData(new ImageData(unitRGBA(maps, ranges, u) as Uint8ClampedArray<ArrayBuffer>, r, r), 0, 0);
+    cv.getContext("2d")?.putImageData(new ImageData(unitRGBA(maps, ranges, u, floors().diverging) as Uint8ClampedArray<ArrayBuffer>, r, r), 0, 0);
   }
 
   function drawPlane(f: FrameData) {
@@ -171,7 +178,7 @@ function render({ model, el }: RenderProps<State>) {
     const R = f.surface.shape[1];
     const q = f.relevance.shape[1];
     const src = mode === "probabilities" ? offscreen(surfaceRGBA(f.surface.data, cfg.classes, R), R, R)
-      : offscreen(fieldRGBA(f.relevance, mode), q, q);
+      : offscreen(fieldRGBA(f.relevance, mode, floors()), q, q);
     const W = plane.width, H = plane.height, s = W / PLANE;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(src, 0, 0, W, H);
@@ -233,7 +240,7 @@ function render({ model, el }: RenderProps<State>) {
     paintUnit(bigCanvas, maps, ranges, idx);
     bigCanvas.style.width = "160px";
     bigCanvas.style.height = "160px";
-    bigTitle.textContent = `${neuronName(c, u)} · from ${formatValue(ranges.data[2 * idx])} to ${formatValue(ranges.data[2 * idx + 1])}` +
+    bigTitle.textContent = `${neuronName(c, u)} · from ${formatNumber(ranges.data[2 * idx])} to ${formatNumber(ranges.data[2 * idx + 1])}` +
       " (blue −, white 0, red +)";
     enlarge.classList.add("nbx-pg-open");
   }
@@ -245,7 +252,7 @@ function render({ model, el }: RenderProps<State>) {
     const R = f.surface.shape[1];
     const [sr, sc] = cellAt(x, y, R, cfg.extent);
     const probs = Array.from({ length: cfg.classes }, (_, c) => f.surface.data[(c * R + sr) * R + sc] / 255);
-    const lines = [`x ${formatValue(Number(x.toFixed(3)))}, y ${formatValue(Number(y.toFixed(3)))} · output: ` +
+    const lines = [`x ${formatNumber(Number(x.toFixed(3)))}, y ${formatNumber(Number(y.toFixed(3)))} · output: ` +
       probs.map((p, c) => `p(class ${c}) ${p.toFixed(2)}`).join(", ")];
     const r = f.neurons.shape[1];
     const [nr, nc] = cellAt(x, y, r, cfg.extent);
@@ -253,7 +260,7 @@ function render({ model, el }: RenderProps<State>) {
     for (const layer of cfg.layers) {
       const vals: string[] = [];
       for (let k = 0; k < layer.units; k++, u++) {
-        vals.push(formatValue(Number(unitValue(f.neurons.data[(u * r + nr) * r + nc], f.ranges.data[2 * u], f.ranges.data[2 * u + 1]).toFixed(2))));
+        vals.push(formatNumber(Number(unitValue(f.neurons.data[(u * r + nr) * r + nc], f.ranges.data[2 * u], f.ranges.data[2 * u + 1]).toFixed(2))));
       }
       lines.push(`${layer.name}: ${vals.join(" ")}`);
     }
@@ -262,8 +269,8 @@ function render({ model, el }: RenderProps<State>) {
     const at = (ch: number) => f.relevance.data[(ch * q + qr) * q + qc];
     const rx = at(0), ry = at(1), out = at(2);
     const method = model.get("relevance_method") === "lrp" ? "LRP" : "gradient × input";
-    lines.push(`relevance (${method}) of the predicted class: x ${formatValue(rx)}, y ${formatValue(ry)} · ` +
-      `Σ ${formatValue(rx + ry)} vs output logit ${formatValue(out)}`);
+    lines.push(`relevance (${method}) of the predicted class: x ${formatNumber(rx)}, y ${formatNumber(ry)} · ` +
+      `Σ ${formatNumber(rx + ry)} vs output logit ${formatNumber(out)}`);
     readout.replaceChildren(...lines.map((t) => h("div", "", t)));
     hover = [px, py];
     root.dataset.hover = `${x.toFixed(3)},${y.toFixed(3)}`;
@@ -290,7 +297,8 @@ function render({ model, el }: RenderProps<State>) {
         cursor, series: layers.map((name, l) => ({ label: name, color: palette[l % palette.length],
           points: Array.from({ length: E }, (_, e): [number, number] => [m.data[5 * e], sat.data[e * layers.length + l]]) })) },
       "nbx-pg-saturation"),
-      similarityStrip(sim.data, sim.shape.length === 2 ? sim.shape[0] : 0, hist.similarity_layers ?? [], cursor),
+      similarityStrip(sim.data, sim.shape.length === 2 ? sim.shape[0] : 0, hist.similarity_layers ?? [], cursor,
+        floors().sequential),
     );
     root.dataset.epochs = String(E);
   }
@@ -303,8 +311,8 @@ function render({ model, el }: RenderProps<State>) {
     diagram.canvases.slice(1).forEach((col) => col.forEach((cv) => paintUnit(cv, f.neurons, f.ranges, u++)));
     if (cfg.edges.length) diagram.drawEdges(f.weights.data, cfg.edges);
     const meta = f.meta.data;
-    status.textContent = `epoch ${meta[0]} · step ${meta[1]}` + (meta[6] ? ` · loss ${formatValue(Number(meta[2].toPrecision(3)))} train, ` +
-      `${formatValue(Number(meta[3].toPrecision(3)))} test · accuracy ${meta[4].toFixed(2)} train, ${meta[5].toFixed(2)} test` : "");
+    status.textContent = `epoch ${meta[0]} · step ${meta[1]}` + (meta[6] ? ` · loss ${formatNumber(Number(meta[2].toPrecision(3)))} train, ` +
+      `${formatNumber(Number(meta[3].toPrecision(3)))} test · accuracy ${meta[4].toFixed(2)} train, ${meta[5].toFixed(2)} test` : "");
     if (inspected) drawEnlarged();
     if (hover) readPoint(hover[0], hover[1]);
     drawn += 1;
@@ -426,7 +434,7 @@ function render({ model, el }: RenderProps<State>) {
   ];
   full();
   root.dataset.ready = "true";
-  return connect(el, root, model, events, onResize, stopKeys, () => {
+  return connect(el, root, model, events, onResize, stopKeys, onThemeChange(root, full), () => {
     cancelAnimationFrame(pending);
     if (chartTimer !== null) clearTimeout(chartTimer);
   });

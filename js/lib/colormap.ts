@@ -180,11 +180,3 @@ export function paintColorbar(canvas: HTMLCanvasElement, s: ColorScale): void {
   }
   ctx.putImageData(img, 0, 0);
 }
-
-/** Short, locale-independent number formatting for readouts and colour-bar labels. */
-export function formatValue(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(3);
-  return Number(v.toPrecision(4)).toString();
-}

@@ -1,6 +1,7 @@
 // SVG charts of the Playground view: lines over epochs with labelled axes and integer epoch ticks, and the
 // similarity strip (one row per layer, one cell per epoch). Text through textContent only.
-import { formatValue, sequential } from "./colormap";
+import { sequential } from "./colormap";
+import { formatNumber } from "./nice_ticks";
 import { h, svgPlot } from "./dom";
 import { epochTicks } from "./playground_draw";
 
@@ -48,7 +49,7 @@ export function lineChart(spec: ChartSpec, className: string): HTMLDivElement {
   for (let i = 0; i <= 2; i++) {
     const v = y0 + ((y1 - y0) * i) / 2;
     mk("line", { x1: "-4", x2: "0", y1: String(sy(v)), y2: String(sy(v)), class: "nbx-pg-axis" });
-    mk("text", { x: "-6", y: String(sy(v) + 4), "text-anchor": "end", class: "nbx-pg-tick" }, formatValue(Number(v.toPrecision(2))));
+    mk("text", { x: "-6", y: String(sy(v) + 4), "text-anchor": "end", class: "nbx-pg-tick" }, formatNumber(Number(v.toPrecision(2))));
   }
   mk("text", { x: String(W / 2), y: String(H + 36), "text-anchor": "middle", class: "nbx-pg-label" }, spec.xLabel);
   mk("text", { x: String(-H / 2), y: "-34", transform: "rotate(-90)", "text-anchor": "middle", class: "nbx-pg-label" },
@@ -69,7 +70,7 @@ export function lineChart(spec: ChartSpec, className: string): HTMLDivElement {
   }
   const latest = spec.series.map((s) => {
     const p = s.points[s.points.length - 1];
-    return `${s.label} ${p ? formatValue(Number(p[1].toPrecision(3))) : "–"}`;
+    return `${s.label} ${p ? formatNumber(Number(p[1].toPrecision(3))) : "–"}`;
   });
   svg.setAttribute("aria-label", `${spec.title} over epochs 0 to ${last}: ${latest.join(", ")}`);
   wrap.appendChild(svg);
@@ -90,7 +91,8 @@ export function lineChart(spec: ChartSpec, className: string): HTMLDivElement {
  * epoch with its latest state (sequential, 0 … 1; NaN, a layer without variance, grey). `values` is row-major
  * (epochs, layers); `epochs` counts the columns.
  */
-export function similarityStrip(values: ArrayLike<number>, epochs: number, layers: string[], cursor: number | null): HTMLDivElement {
+export function similarityStrip(values: ArrayLike<number>, epochs: number, layers: string[], cursor: number | null,
+  floor = 0): HTMLDivElement {
   const wrap = h("div", "nbx-pg-chart nbx-pg-similarity");
   wrap.appendChild(h("div", "nbx-pg-chart-title", "CKA of each layer with its latest state"));
   const cell = Math.max(3, Math.min(18, Math.floor(260 / Math.max(1, epochs))));
@@ -102,12 +104,12 @@ export function similarityStrip(values: ArrayLike<number>, epochs: number, layer
     mk("text", { x: "-6", y: String(l * rowH + 13), "text-anchor": "end", class: "nbx-pg-tick" }, name);
     for (let e = 0; e < epochs; e++) {
       const v = values[e * layers.length + l];
-      const [r, g, b] = sequential(v, 0, 1);
+      const [r, g, b] = sequential(v, 0, 1, floor); // floor: viridis lifted off a dark background
       const rect = mk("rect", { x: String(e * cell), y: String(l * rowH), width: String(cell), height: String(rowH - 2),
         fill: Number.isFinite(v) ? `rgb(${r},${g},${b})` : "var(--nbx-bg2)", class: "nbx-pg-sim-cell" });
       rect.dataset.value = String(v);
       const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
-      title.textContent = `${name}, epoch ${e}: CKA ${Number.isFinite(v) ? formatValue(v) : "none (no variance)"}`;
+      title.textContent = `${name}, epoch ${e}: CKA ${Number.isFinite(v) ? formatNumber(v) : "none (no variance)"}`;
       rect.appendChild(title);
     }
   });
@@ -116,10 +118,10 @@ export function similarityStrip(values: ArrayLike<number>, epochs: number, layer
     mk("line", { x1: String(x), x2: String(x), y1: "0", y2: String(box.height), class: "nbx-pg-cursor" });
   }
   mk("text", { x: String(box.width / 2), y: String(box.height + 30), "text-anchor": "middle", class: "nbx-pg-label" },
-    epochs ? `epoch 0 … ${epochs - 1} (dark 0, yellow 1)` : "no epoch yet");
-  const lastRow = layers.map((n, l) => `${n} ${epochs ? formatValue(values[(epochs - 1) * layers.length + l]) : "–"}`);
+    epochs ? `epoch 0 … ${epochs - 1} (${floor > 0 ? "blue" : "dark"} 0, yellow 1)` : "no epoch yet");
+  const lastRow = layers.map((n, l) => `${n} ${epochs ? formatNumber(values[(epochs - 1) * layers.length + l]) : "–"}`);
   svg.setAttribute("aria-label", `CKA with the latest state per layer over ${epochs} epochs; first epoch: ${
-    layers.map((n, l) => `${n} ${epochs ? formatValue(values[l]) : "–"}`).join(", ")}; last: ${lastRow.join(", ")}`);
+    layers.map((n, l) => `${n} ${epochs ? formatNumber(values[l]) : "–"}`).join(", ")}; last: ${lastRow.join(", ")}`);
   wrap.appendChild(svg);
   return wrap;
 }

@@ -109,10 +109,23 @@ export function unitValue(byte: number, lo: number, hi: number): number {
   return lo + (byte / 255) * (hi - lo);
 }
 
-const UNIT_LUT = lut({ kind: "diverging", vmin: -1, vmax: 1 });
+const UNIT_LUTS = new Map<number, Uint8Array>();
+/** The diverging lookup table over −1 … 1 with RdBu's ends cut by `trim` (one per trim, made once). */
+function unitLut(trim: number): Uint8Array {
+  let table = UNIT_LUTS.get(trim);
+  if (!table) {
+    table = lut({ kind: "diverging", vmin: -1, vmax: 1, floor: trim });
+    UNIT_LUTS.set(trim, table);
+  }
+  return table;
+}
 
-/** RGBA of unit `u` of uint8 maps `(U, r, r)` with float32 ranges `(U, 2)`: diverging around zero. */
-export function unitRGBA(maps: Tensor, ranges: Tensor, u: number): Uint8ClampedArray {
+/**
+ * RGBA of unit `u` of uint8 maps `(U, r, r)` with float32 ranges `(U, 2)`: diverging around zero. `trim`: how much
+ * of RdBu's dark ends to cut (`divergingTrim` of the view's background; 0 on a light page).
+ */
+export function unitRGBA(maps: Tensor, ranges: Tensor, u: number, trim = 0): Uint8ClampedArray {
+  const UNIT_LUT = unitLut(trim);
   const r = maps.shape[1];
   const n = r * r;
   const lo = ranges.data[2 * u];
@@ -131,6 +144,10 @@ export function unitRGBA(maps: Tensor, ranges: Tensor, u: number): Uint8ClampedA
   return out;
 }
 
+/** The `floor` of each kind of colour scale on the view's background (see `mapFloor` in colormap.ts). */
+export interface MapFloors { diverging: number; sequential: number }
+export const NO_FLOORS: MapFloors = { diverging: 0, sequential: 0 };
+
 export type FieldMode = "probabilities" | "relevance x" | "relevance y" | "which input";
 export const FIELD_MODES: FieldMode[] = ["probabilities", "relevance x", "relevance y", "which input"];
 
@@ -145,8 +162,9 @@ export function relevanceLimit(rel: Tensor): number {
 /**
  * RGBA of a relevance field `(3, q, q)`: the relevance of x or of y (diverging, one limit for both), or "which
  * input decides": the share |R_x| / (|R_x| + |R_y|) on a sequential map (bright = x decides, dark = y).
+ * `floors`: the scales' `floor`s on the view's background (`mapFloor`; 0 on a light page).
  */
-export function fieldRGBA(rel: Tensor, mode: FieldMode): Uint8ClampedArray {
+export function fieldRGBA(rel: Tensor, mode: FieldMode, floors: MapFloors = NO_FLOORS): Uint8ClampedArray {
   const q = rel.shape[1];
   const n = q * q;
   const out = new Uint8ClampedArray(n * 4);
@@ -155,11 +173,11 @@ export function fieldRGBA(rel: Tensor, mode: FieldMode): Uint8ClampedArray {
     const rx = rel.data[i];
     const ry = rel.data[n + i];
     let col: RGB;
-    if (mode === "relevance x") col = diverging(rx, limit);
-    else if (mode === "relevance y") col = diverging(ry, limit);
+    if (mode === "relevance x") col = diverging(rx, limit, floors.diverging);
+    else if (mode === "relevance y") col = diverging(ry, limit, floors.diverging);
     else {
       const s = Math.abs(rx) + Math.abs(ry);
-      col = sequential(s > 0 ? Math.abs(rx) / s : 0.5, 0, 1);
+      col = sequential(s > 0 ? Math.abs(rx) / s : 0.5, 0, 1, floors.sequential);
     }
     out[4 * i] = col[0];
     out[4 * i + 1] = col[1];

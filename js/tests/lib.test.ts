@@ -1,7 +1,7 @@
 // Unit tests of the shared view logic (run by `npm test` with node's test runner).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { colorOf, diverging, formatValue, LUT_SIZE, lut, lutIndex, sequential } from "../lib/colormap";
+import { colorOf, diverging, LUT_SIZE, lut, lutIndex, sequential } from "../lib/colormap";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "../lib/raster";
 import { decodeTensor, numel, slice0 } from "../lib/tensor";
 
@@ -93,13 +93,6 @@ test("sourceCoord scales pooled pixels back to source coordinates", () => {
   assert.deepEqual(sourceCoord(3, 5, 28, 28, 28, 28), [3, 5]);
   assert.deepEqual(sourceCoord(3, 5, 14, 14, 28, 28), [6, 10]);
   assert.deepEqual(sourceCoord(13, 13, 14, 14, 27, 27), [26, 26]);
-});
-
-test("formatValue is short and exact for ordinary numbers", () => {
-  assert.equal(formatValue(0.123456), "0.1235");
-  assert.equal(formatValue(-2), "-2");
-  assert.equal(formatValue(1e-6), "1.000e-6");
-  assert.equal(formatValue(Number.POSITIVE_INFINITY), "Infinity");
 });
 
 test("connect subscribes the handlers and its cleanup undoes everything once", async () => {

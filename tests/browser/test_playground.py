@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from classroom import contrast as _contrast
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from classroom import screenshots
@@ -150,7 +151,22 @@ def test_playground_trains_live_and_every_control_works(lab):
         # dark theme
         nb.execute("pg.theme = 'dark'")
         nb.page.locator(f"{ROOT}[data-theme='dark']").wait_for(timeout=5000)
-        assert _luminance(_rgb(root.evaluate("e => getComputedStyle(e).backgroundColor"))) < 0.05
+        bg = _rgb(root.evaluate("e => getComputedStyle(e).backgroundColor"))
+        assert _luminance(bg) < 0.05
+        # no value is drawn in the page's own colour: the neurons' maps (RdBu, its darkest ends cut) and the CKA
+        # strip (viridis from its blue) stay ≥ 3 : 1 from the dark background, after the view recoloured
+        darkest = """() => [...document.querySelectorAll('.nbx-playground canvas.nbx-pg-neuron')].map(c => {
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let best = [255, 255, 255], lo = 1e9;
+          for (let i = 0; i < d.length; i += 4) { const l = 0.2126 * d[i] + 0.7152 * d[i + 1] + 0.0722 * d[i + 2];
+            if (l < lo) { lo = l; best = [d[i], d[i + 1], d[i + 2]]; } } return best; })"""
+        for _ in range(30):
+            maps = nb.page.evaluate(darkest)
+            if maps and min(_contrast(tuple(p), bg) for p in maps) >= 3:
+                break
+            nb.page.wait_for_timeout(100)
+        assert maps and min(_contrast(tuple(p), bg) for p in maps) >= 3, maps
+        cka = nb.page.locator(f"{ROOT} rect.nbx-pg-sim-cell").evaluate_all("rs => rs.map(r => r.getAttribute('fill'))")
+        assert cka and min(_contrast(_rgb(f), bg) for f in cka if f.startswith("rgb")) >= 3, cka
         nb.screenshot("playground-dark", root)
         assert axe_violations(nb.page, ROOT) == []
         nb.execute("pg.theme = 'auto'")
