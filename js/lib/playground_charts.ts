@@ -1,7 +1,7 @@
 // SVG charts of the Playground view: lines over epochs with labelled axes and integer epoch ticks, and the
 // similarity strip (one row per layer, one cell per epoch). Text through textContent only.
 import { sequential } from "./colormap";
-import { formatNumber } from "./nice_ticks";
+import { formatNumber, formatTick, niceTicks } from "./nice_ticks";
 import { h, svgPlot } from "./dom";
 import { epochTicks } from "./playground_draw";
 
@@ -24,20 +24,33 @@ export interface ChartSpec {
   cursor: number | null;
 }
 
-const BOX = { left: 46, top: 8, width: 270, height: 120, padRight: 12, padBottom: 44 };
+const BOX = { top: 8, width: 270, height: 120, padRight: 12, padBottom: 44 };
+
+/**
+ * The y axis of a line chart: nice ticks (0 first) covering the data, or `range` split in halves, and the left
+ * margin that fits the widest tick label plus the rotated axis title beside it (no overlap, whatever the values).
+ */
+export function yAxis(values: number[], range: [number, number] | null): { ticks: number[]; labels: string[]; left: number } {
+  const finite = values.filter(Number.isFinite);
+  const ticks = range
+    ? [range[0], (range[0] + range[1]) / 2, range[1]]
+    : niceTicks(0, Math.max(1e-6, ...finite), 3);
+  const labels = ticks.map((t) => formatTick(t));
+  const chars = Math.max(1, ...labels.map((l) => l.length));
+  // tick labels at 13 px (digits ≈ 7.2 px wide) end 6 px from the axis; the title's line (≈ 15 px) 4 px further out
+  return { ticks, labels, left: Math.ceil(6 + 7.2 * chars + 4 + 15) };
+}
 
 /** A line chart of values over epochs: axes labelled, integer epoch ticks, a legend row under it. */
 export function lineChart(spec: ChartSpec, className: string): HTMLDivElement {
   const wrap = h("div", `nbx-pg-chart ${className}`);
   wrap.appendChild(h("div", "nbx-pg-chart-title", spec.title));
-  const { svg, mk } = svgPlot("nbx-pg-svg", BOX);
+  const axis = yAxis(spec.series.flatMap((s) => s.points.map((p) => p[1])), spec.yRange);
+  const { svg, mk } = svgPlot("nbx-pg-svg", { ...BOX, left: axis.left });
   svg.setAttribute("role", "img");
   const last = Math.max(1, ...spec.series.flatMap((s) => s.points.map((p) => p[0])));
-  let [y0, y1] = spec.yRange ?? [0, 0];
-  if (!spec.yRange) {
-    const vals = spec.series.flatMap((s) => s.points.map((p) => p[1])).filter(Number.isFinite);
-    y1 = Math.max(1e-6, ...vals) * 1.05;
-  }
+  const y0 = axis.ticks[0];
+  const y1 = axis.ticks[axis.ticks.length - 1];
   const W = BOX.width, H = BOX.height;
   const sx = (e: number) => (e / last) * W;
   const sy = (v: number) => H - ((v - y0) / (y1 - y0 || 1)) * H;
@@ -46,14 +59,13 @@ export function lineChart(spec: ChartSpec, className: string): HTMLDivElement {
     mk("line", { x1: String(sx(t)), x2: String(sx(t)), y1: String(H), y2: String(H + 4), class: "nbx-pg-axis" });
     mk("text", { x: String(sx(t)), y: String(H + 18), "text-anchor": "middle", class: "nbx-pg-tick" }, String(t));
   }
-  for (let i = 0; i <= 2; i++) {
-    const v = y0 + ((y1 - y0) * i) / 2;
+  axis.ticks.forEach((v, i) => {
     mk("line", { x1: "-4", x2: "0", y1: String(sy(v)), y2: String(sy(v)), class: "nbx-pg-axis" });
-    mk("text", { x: "-6", y: String(sy(v) + 4), "text-anchor": "end", class: "nbx-pg-tick" }, formatNumber(Number(v.toPrecision(2))));
-  }
+    mk("text", { x: "-6", y: String(sy(v) + 4), "text-anchor": "end", class: "nbx-pg-tick" }, axis.labels[i]);
+  });
   mk("text", { x: String(W / 2), y: String(H + 36), "text-anchor": "middle", class: "nbx-pg-label" }, spec.xLabel);
-  mk("text", { x: String(-H / 2), y: "-34", transform: "rotate(-90)", "text-anchor": "middle", class: "nbx-pg-label" },
-    spec.yLabel);
+  mk("text", { x: String(-H / 2), y: String(4 - axis.left), transform: "rotate(-90)", "text-anchor": "middle",
+    "dominant-baseline": "hanging", class: "nbx-pg-label" }, spec.yLabel);
   for (const s of spec.series) {
     if (!s.points.length) continue;
     const d = s.points.map(([e, v], i) => `${i ? "L" : "M"}${sx(e).toFixed(1)},${sy(v).toFixed(1)}`).join("");

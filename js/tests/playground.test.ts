@@ -7,6 +7,7 @@ import {
   boxAt, cellAt, classColor, decodedOnce, edgeWidth, epochTicks, fieldRGBA, misclassified, planeAt, recordedFrame, surfaceRGBA,
   unitValue, type FrameData,
 } from "../lib/playground_draw";
+import { yAxis } from "../lib/playground_charts";
 import { parseWidths, SETTINGS } from "../lib/playground_controls";
 import { nearestDelta } from "../lib/playground_delta";
 import { layoutNodes, sameShapes } from "../lib/playground_network";
@@ -134,4 +135,17 @@ test("settings: hidden widths parse or are refused; the δ slider starts nearest
   assert.equal(nearestDelta([0.5, 0.9, 0.99, 0.999], 0.98), 2);
   assert.equal(nearestDelta([0.5, 0.9], 1), 1);
   assert.equal(nearestDelta([], 0.9), 0);
+});
+
+test("yAxis: nice ticks from 0 covering the data, and a left margin that grows with the widest label", () => {
+  const loss = yAxis([0.69, 0.5, 0.31], null);
+  assert.deepEqual(loss.ticks, [0, 0.5, 1]);
+  assert.deepEqual(loss.labels, ["0", "0.5", "1"]);
+  const big = yAxis([1234.5], null);
+  assert.equal(big.ticks[big.ticks.length - 1] >= 1234.5, true);
+  assert.ok(big.left > loss.left, `${big.left} vs ${loss.left}`);
+  // the widest label fits between the axis title and the axis (7.2 px a digit at 13 px; 6 and 4 px gaps)
+  for (const a of [loss, big]) assert.ok(a.left >= 6 + 7.2 * Math.max(...a.labels.map((l) => l.length)) + 4 + 15);
+  // a fixed range is split in halves
+  assert.deepEqual(yAxis([0.2, 0.9], [0, 1]).ticks, [0, 0.5, 1]);
 });

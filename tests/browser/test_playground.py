@@ -147,6 +147,14 @@ def test_playground_trains_live_and_every_control_works(lab):
         assert layout["min"] >= 13 - 0.01, f"{layout}"
         nb.screenshot("playground-800", root)
         assert axe_violations(nb.page, ROOT) == []
+        # each chart's rotated y-axis title sits clear of its tick labels (it overlapped "0.72" before)
+        overlaps = nb.page.evaluate("""() => [...document.querySelectorAll('.nbx-playground svg.nbx-pg-svg')].map(svg => {
+          const title = [...svg.querySelectorAll('text.nbx-pg-label')].find(t => t.getAttribute('transform'));
+          if (!title) return 0;
+          const a = title.getBoundingClientRect();
+          return [...svg.querySelectorAll('text.nbx-pg-tick')].filter(t => { const b = t.getBoundingClientRect();
+            return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom; }).length; })""")
+        assert overlaps and not any(overlaps), overlaps
 
         # dark theme
         nb.execute("pg.theme = 'dark'")
