@@ -61,6 +61,18 @@ def short_names(names: list[str], max_chars: int = 10) -> list[str]:
     return [n if s in clashes else s for n, s in zip(names, out, strict=True)]
 
 
+# Text, background, axis lines and grid of each theme. "auto" follows JupyterLab's theme variables (light fallbacks);
+# "light"/"dark" force the same colours as the anywidget views' (js/lib/style.css). bqplot's own dark-theme style
+# colours axis labels orange and tick text at 54 % opacity: every chart text takes the theme's text colour instead.
+_PALETTES = {
+    "auto": {"fg": "var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87))", "bg": "var(--jp-layout-color0, #ffffff)",
+             "axis": "var(--jp-ui-font-color2, rgba(0, 0, 0, 0.54))", "grid": "var(--jp-layout-color2, #eeeeee)"},
+    "light": {"fg": "rgba(0, 0, 0, 0.87)", "bg": "#ffffff", "axis": "rgba(0, 0, 0, 0.54)", "grid": "#eeeeee"},
+    "dark": {"fg": "rgba(255, 255, 255, 0.87)", "bg": "#111111", "axis": "rgba(255, 255, 255, 0.54)",
+             "grid": "#2a2a2a"},
+}
+
+
 def _font(scale: float, factor: float = 1.0) -> str:
     """A CSS font size from JupyterLab's UI font size, never below 13 px, times the presentation scale."""
     return f"calc(max(13px, var(--jp-ui-font-size1, 13px)) * {scale * factor:g})"
@@ -87,6 +99,9 @@ class SaturationDashboard(w.VBox):
         Heading text.
     scale
         Presentation scale of text and charts (1.5 for a projector); can be changed later.
+    theme
+        ``"auto"`` (default) follows the Jupyter theme; ``"light"`` or ``"dark"`` forces one. Every text, the
+        charts' axis labels and tick values included, takes the theme's text colour; can be changed later.
 
     Examples
     --------
@@ -103,9 +118,12 @@ class SaturationDashboard(w.VBox):
 
     #: Presentation scale of text and charts (1 = JupyterLab's font size, never below 13 px; 1.5 for a projector).
     scale = traitlets.Float(1.0, min=0.5, max=4.0)
+    #: ``"auto"`` follows the Jupyter theme; ``"light"``/``"dark"`` force one (the root then carries the class
+    #: ``nbx-theme-light``/``nbx-theme-dark``, else ``nbx-theme-auto``).
+    theme = traitlets.Enum(["auto", "light", "dark"], default_value="auto")
 
     def __init__(self, tracker: SaturationTracker, *, title: str = "Feature-space saturation", scale: float = 1.0,
-                 **kwargs: Any) -> None:
+                 theme: str = "auto", **kwargs: Any) -> None:
         import bqplot as bq
 
         if not isinstance(tracker, SaturationTracker):
@@ -171,8 +189,9 @@ class SaturationDashboard(w.VBox):
         self.add_class(self._uid)
         self.epochs = 0
         self.scale = scale
-        self._apply_scale()
-        self.observe(lambda _c: self._apply_scale(), names="scale")
+        self.theme = theme
+        self._apply_style()
+        self.observe(lambda _c: self._apply_style(), names=["scale", "theme"])
         self._unobserve = tracker.observe(self._on_record)
         self.refresh()
 
@@ -196,24 +215,38 @@ class SaturationDashboard(w.VBox):
                          "</span>probe accuracy</span>")
         return "<div class='nbx-sd-legend'>" + "".join(items) + "</div>"
 
-    def _apply_scale(self) -> None:
-        """Fonts, chart heights and margins for the current ``scale``."""
+    def _apply_style(self) -> None:
+        """Colours for the current ``theme``; fonts, chart heights and margins for the current ``scale``."""
         s = float(self.scale)
         u = self._uid
         tick = _font(s)
+        c = _PALETTES[self.theme]
+        for name in _PALETTES:
+            self.remove_class(f"nbx-theme-{name}")
+        self.add_class(f"nbx-theme-{self.theme}")
         self._style.value = (
             "<style>"
-            f".{u} {{ --bq-font: {tick} sans-serif; --bq-axis-tick-text-font: {tick} sans-serif;"
+            f".{u} {{ --nbx-sd-fg: {c['fg']}; --nbx-sd-bg: {c['bg']}; color: var(--nbx-sd-fg);"
+            " background: var(--nbx-sd-bg);"
+            f" --bq-font: {tick} sans-serif; --bq-axis-tick-text-font: {tick} sans-serif;"
             f" --bq-axislabel-font: {tick} sans-serif; --bq-mainheading-font: {_font(s, 1.15)} sans-serif;"
             f" --bq-mainheading-font-size: {_font(s, 1.15)}; }}"
+            # on the figure itself: bqplot sets its theme's variables there (.classic), and orange text on the
+            # page's [data-jp-theme-light='false']
+            f".{u} .bqplot.figure {{ --bq-content-font-color: var(--nbx-sd-fg);"
+            " --bq-axislabel-fill: var(--nbx-sd-fg); --bq-mainheading-fill: var(--nbx-sd-fg);"
+            " --bq-axis-tick-text-fill: var(--nbx-sd-fg); --bq-background: var(--nbx-sd-bg);"
+            f" --bq-plotarea-background-fill: var(--nbx-sd-bg); --bq-axis-border-color: {c['axis']};"
+            f" --bq-axis-path-stroke: {c['axis']}; --bq-axis-rect-stroke: {c['axis']};"
+            f" --bq-axis-tick-short-stroke: {c['axis']}; --bq-grid-color: {c['grid']};"
+            f" --bq-axis-tick-stroke: {c['grid']}; }}"
+            f".{u} .jupyter-widgets, .{u} .widget-html-content {{ color: var(--nbx-sd-fg); }}"
             f".{u} .widget-html-content {{ font-size: {tick}; line-height: 1.35; white-space: normal; }}"
-            f".{u} .nbx-sd-heading {{ font-size: {_font(s, 1.15)}; font-weight: 600;"
-            " color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }"
-            f".{u} .nbx-sd-caption {{ font-weight: 600; color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }}"
-            f".{u} .nbx-sd-legend {{ display: flex; flex-wrap: wrap; gap: 2px 14px;"
-            " color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }"
+            f".{u} .nbx-sd-heading {{ font-size: {_font(s, 1.15)}; font-weight: 600; color: var(--nbx-sd-fg); }}"
+            f".{u} .nbx-sd-caption {{ font-weight: 600; color: var(--nbx-sd-fg); }}"
+            f".{u} .nbx-sd-legend {{ display: flex; flex-wrap: wrap; gap: 2px 14px; color: var(--nbx-sd-fg); }}"
             f".{u} .nbx-sd-line {{ display: inline-block; width: 1.8em; height: 0; vertical-align: middle;"
-            " margin-right: 4px; border-top: 3px solid var(--jp-ui-font-color1, #333); }"
+            " margin-right: 4px; border-top: 3px solid var(--nbx-sd-fg); }"
             f".{u} .nbx-sd-dashed {{ border-top-style: dashed; }}"
             f".{u} .nbx-sd-box {{ display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle;"
             " margin-right: 4px; }"

@@ -210,3 +210,98 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
         nb.execute("tracker.close()")
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Theme (issue 14): bqplot's own dark-theme style colours axis labels orange and tick values at 54 % opacity; every
+# chart text takes the view's text colour instead, readable (≥ 4.5 : 1) on the chart's background, in JupyterLab's
+# light and dark themes and with theme='light' / 'dark' forced against them.
+
+from classroom import contrast, luminance  # noqa: E402
+
+THEME_CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import mlp\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "net = mlp(20, (16, 12), seed=0)\n"
+    "tracker = nx.SaturationTracker(net).start()\n"
+    "dash = SaturationDashboard(tracker)\n"
+    "for _ in range(3):\n"
+    "    with torch.no_grad():\n"
+    "        net.train(); net(torch.randn(200, 20)); net.eval(); net(torch.randn(100, 20)); net.train()\n"
+    "    _ = tracker.end_epoch()\n"
+    "tracker.close()\n"
+    "dash",
+]
+
+# Colours as seen: every text of the charts (tick values, axis labels) and the view's caption, each composited over
+# the backgrounds behind it (alpha included), with that background.
+SEEN_TEXT = """root => {
+  const parse = s => { const m = (s || '').match(/[\\d.]+/g);
+    return m && m.length >= 3 ? [+m[0], +m[1], +m[2], m.length > 3 ? +m[3] : 1] : null; };
+  const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3]));
+  const behind = e => { const layers = [];
+    for (let n = e; n && n.nodeType === 1; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor); if (c && c[3] > 0) layers.push(c); }
+    let bg = [255, 255, 255]; for (const c of layers.reverse()) bg = over(c, bg); return bg; };
+  const seen = (e, colour) => { const bg = behind(e); return {text: e.textContent.trim(), fg: over(parse(colour), bg), bg}; };
+  const charts = Array.from(root.querySelectorAll('.bqplot svg text'))
+    .filter(t => t.getClientRects().length && t.textContent.trim())
+    .map(t => seen(t, getComputedStyle(t).fill));
+  const caption = root.querySelector('.nbx-sd-caption');
+  return {charts, caption: seen(caption, getComputedStyle(caption).color), root: behind(root)};
+}"""
+
+
+def _check_theme(nb, dark: bool) -> None:
+    """Every chart text readable on its background and in the view's own text colour; the view light or dark."""
+    seen = nb.page.locator(ROOT).first.evaluate(SEEN_TEXT)
+    assert (luminance(seen["root"]) < 0.05) if dark else (luminance(seen["root"]) > 0.9), seen["root"]
+    caption = seen["caption"]["fg"]
+    assert contrast(caption, seen["caption"]["bg"]) >= 4.5, seen["caption"]
+    texts = seen["charts"]
+    assert {"epoch", "layer"} <= {t["text"] for t in texts}, texts  # axis labels among them, not only ticks
+    for t in texts:
+        assert contrast(t["fg"], t["bg"]) >= 4.5, t
+        assert max(abs(a - b) for a, b in zip(t["fg"], caption, strict=True)) <= 2, (t, caption)
+
+
+def _lab_theme(nb, dark: bool) -> None:
+    name, light = ("JupyterLab Dark", "false") if dark else ("JupyterLab Light", "true")
+    nb.page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})")
+    nb.page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=15000)
+    nb.page.wait_for_timeout(500)
+
+
+def _view_theme(nb, theme: str) -> None:
+    nb.execute(f"dash.theme = '{theme}'")
+    nb.page.locator(f"{ROOT}.nbx-theme-{theme}").wait_for(timeout=10000)
+    nb.page.wait_for_timeout(300)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dashboard_chart_text_follows_the_theme(lab):
+    nb = lab.open_notebook(THEME_CELLS, name="saturation_dashboard_theme")
+    with nb:
+        root = nb.view(ROOT)
+        nb.page.wait_for_function(
+            "r => r.innerText.includes('epoch 2 (latest)') && r.querySelectorAll('path.line[id^=\"curve\"]').length",
+            arg=root.element_handle(), timeout=20000)
+        nb.page.wait_for_timeout(800)  # bqplot animates its axes
+        _check_theme(nb, dark=False)  # JupyterLab light, theme='auto'
+        _view_theme(nb, "dark")  # forced dark in a light JupyterLab
+        _check_theme(nb, dark=True)
+        assert axe_violations(nb.page, ROOT) == []
+        nb.screenshot("saturation-dashboard-theme-dark", root)
+        try:
+            _lab_theme(nb, dark=True)
+            _view_theme(nb, "auto")  # JupyterLab dark: bqplot's orange labels before
+            _check_theme(nb, dark=True)
+            assert axe_violations(nb.page, ROOT) == []
+            nb.screenshot("saturation-dashboard-lab-dark-auto", root)
+            _view_theme(nb, "light")  # forced light in a dark JupyterLab
+            _check_theme(nb, dark=False)
+        finally:  # the server's settings are shared by the session's other tests
+            _lab_theme(nb, dark=False)
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import traitlets
 
 import nbexplain as nx
 from nbexplain.widgets.saturation_dashboard import SaturationDashboard, epoch_ticks, short_names
@@ -131,3 +132,21 @@ def test_layer_names_are_escaped_and_abbreviated_on_the_axis():
     assert dash.layer_axis.tick_labels == {"encoder.0": "encoder.0", "encoder.2": "encoder.2",
                                            "decoder.0": "decoder.0", "decoder.2": "decoder.2"}
     assert dash.bars.tooltip is not None and dash.bars.tooltip.fields == ["x", "y"]  # full names on hover
+
+
+def test_theme_colours_every_text_and_the_charts():
+    net = mlp(10, (6,), seed=0)
+    with nx.SaturationTracker(net) as tr:
+        dash = SaturationDashboard(tr, theme="dark")
+        style = dash._style.value
+        assert "nbx-theme-dark" in dash._dom_classes and "nbx-theme-auto" not in dash._dom_classes
+        assert "--nbx-sd-fg: rgba(255, 255, 255, 0.87)" in style and "--nbx-sd-bg: #111111" in style
+        # bqplot's figure variables (set on .bqplot.figure, where bqplot's own theme sets them) use the theme's text
+        for var in ("--bq-axislabel-fill", "--bq-axis-tick-text-fill", "--bq-content-font-color"):
+            assert f"{var}: var(--nbx-sd-fg)" in style, var
+        dash.theme = "auto"
+        assert "nbx-theme-auto" in dash._dom_classes and "nbx-theme-dark" not in dash._dom_classes
+        assert "--nbx-sd-fg: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87))" in dash._style.value
+        with pytest.raises(traitlets.TraitError, match="theme"):
+            dash.theme = "blue"
+        dash.close()
