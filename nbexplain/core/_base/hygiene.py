@@ -112,7 +112,7 @@ class ModelSnapshot:
     tensor_hooks: dict[str, OrderedDict | None] = field(default_factory=dict)
 
     @classmethod
-    def take(cls, model: nn.Module, values: bool = False) -> "ModelSnapshot":
+    def take(cls, model: nn.Module, values: bool = False) -> ModelSnapshot:
         snap = cls(model)
         for name, mod in model.named_modules(remove_duplicate=False):
             snap.training[name] = mod.training

@@ -16,14 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .delta_metrics import MetricArg, check_metric, scorer
 from .._base.hygiene import preserved
 from .._base.layer_select import resolve_modules
 from .._base.layouts import LayoutProbe, known_layout, rank_layout
 from .._base.machinery import Handles, check_progress, progress_bar
 from .._base.model_inputs import Inputs, as_inputs, call_model
 from .._base.model_io import OutputArg, check_output_arg, check_runnable, probe_output, select_output
-from .tracking import COUNTING_MODES, intrinsic_dimension
 from .._base.moments import RunningMoments
 from .._base.validation import (
     check_choice,
@@ -33,6 +31,8 @@ from .._base.validation import (
     check_tensor,
     renamed_arguments,
 )
+from .delta_metrics import MetricArg, check_metric, scorer
+from .tracking import COUNTING_MODES, intrinsic_dimension
 
 __all__ = ["DeltaProjection", "DeltaCurveResult", "projected_outputs", "delta_curve", "SUBSPACES"]
 

@@ -11,8 +11,6 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..result import resolved_target
-from ..space import AttributionInputs, attribution_inputs, bind_target, predicted_classes
 from ..._base.compiled import strip_compiled
 from ..._base.hygiene import model_device, model_dtype
 from ..._base.machinery import batch_slices, check_progress, progress_bar
@@ -34,6 +32,8 @@ from ..._base.validation import (
     match_layer_names,
     renamed_arguments,
 )
+from ..result import resolved_target
+from ..space import AttributionInputs, attribution_inputs, bind_target, predicted_classes
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
 from .engine import LRPResult
