@@ -253,9 +253,10 @@ SEEN_TEXT = """root => {
 }"""
 
 
-def _check_theme(nb, dark: bool) -> None:
-    """Every chart text readable on its background and in the view's own text colour; the view light or dark."""
-    seen = nb.page.locator(ROOT).first.evaluate(SEEN_TEXT)
+def _check_theme(root, dark: bool) -> None:
+    """Every chart text of the view ``root`` (a locator) readable on its background and in the view's own text
+    colour; the view light or dark."""
+    seen = root.evaluate(SEEN_TEXT)
     assert (luminance(seen["root"]) < 0.05) if dark else (luminance(seen["root"]) > 0.9), seen["root"]
     caption = seen["caption"]["fg"]
     assert contrast(caption, seen["caption"]["bg"]) >= 4.5, seen["caption"]
@@ -288,20 +289,93 @@ def test_dashboard_chart_text_follows_the_theme(lab):
             "r => r.innerText.includes('epoch 2 (latest)') && r.querySelectorAll('path.line[id^=\"curve\"]').length",
             arg=root.element_handle(), timeout=20000)
         nb.page.wait_for_timeout(800)  # bqplot animates its axes
-        _check_theme(nb, dark=False)  # JupyterLab light, theme='auto'
+        _check_theme(root, dark=False)  # JupyterLab light, theme='auto'
         _view_theme(nb, "dark")  # forced dark in a light JupyterLab
-        _check_theme(nb, dark=True)
+        _check_theme(root, dark=True)
         assert axe_violations(nb.page, ROOT) == []
         nb.screenshot("saturation-dashboard-theme-dark", root)
         try:
             _lab_theme(nb, dark=True)
             _view_theme(nb, "auto")  # JupyterLab dark: bqplot's orange labels before
-            _check_theme(nb, dark=True)
+            _check_theme(root, dark=True)
             assert axe_violations(nb.page, ROOT) == []
             nb.screenshot("saturation-dashboard-lab-dark-auto", root)
             _view_theme(nb, "light")  # forced light in a dark JupyterLab
-            _check_theme(nb, dark=False)
+            _check_theme(root, dark=False)
         finally:  # the server's settings are shared by the session's other tests
             _lab_theme(nb, dark=False)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Offline export (issue 14): the presentation scale and a forced theme are saved with the widget state, so an
+# exported page shows the dashboard as it was — bqplot charts drawn from the local AMD modules, text 1.5× larger.
+
+from harness import ARTIFACTS, offline_only  # noqa: E402
+from test_export import write_notebook  # noqa: E402
+
+EXPORT_CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import mlp\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "net = mlp(20, (16, 12, 8), seed=0)\n"
+    "tracker = nx.SaturationTracker(net).start()\n"
+    "plain = SaturationDashboard(tracker, title='scale 1')\n"
+    "big = SaturationDashboard(tracker, title='scale 1.5, dark', theme='dark')\n"
+    "for _ in range(2):\n"
+    "    with torch.no_grad():\n"
+    "        net(torch.randn(200, 20))\n"
+    "    _ = tracker.end_epoch()\n"
+    "tracker.close()\n"
+    "big.scale = 1.5\n"
+    "plain",
+    "big",
+]
+FONT = "e => parseFloat(getComputedStyle(e).fontSize)"
+
+
+def test_dashboard_scale_and_theme_survive_an_offline_export(chromium, tmp_path):
+    from nbexplain.export import export_html
+
+    write_notebook(tmp_path / "dash.ipynb", EXPORT_CELLS)
+    page_path = export_html(tmp_path / "dash.ipynb", tmp_path / "out" / "dash.html", execute=True, timeout=120)
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 2400})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    console: list[str] = []
+    allowed, blocked = offline_only(context)
+    page.on("pageerror", lambda e: errors.append(f"{getattr(e, 'name', 'Error')}: {getattr(e, 'message', e)}"))
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(page_path.as_uri(), wait_until="load")
+        roots = page.locator(ROOT)
+        plain, big = roots.nth(0), roots.nth(1)
+        big.wait_for()
+        for root in (plain, big):  # both charts drawn: four train lines of two epochs, and the bars
+            page.wait_for_function(f"f => ({TRAIN_LINES})(f).filter(n => n == 2).length == 4",
+                                   arg=root.locator(".bqplot").first.element_handle(), timeout=30_000)
+            assert root.locator(".bqplot .bargroup rect").count() > 0
+        page.wait_for_timeout(800)  # bqplot animates its axes
+        assert "scale 1.5" in big.inner_text() and "scale 1" in plain.inner_text()
+        assert page.locator(".widget-error, .jupyter-widgets.widget-error").count() == 0
+
+        # the scale: chart text (tick values and axis labels) 1.5× larger, and the charts taller
+        for sel in (".bqplot g.axis .tick text", ".bqplot text.axislabel"):
+            small, large = plain.locator(sel).first.evaluate(FONT), big.locator(sel).first.evaluate(FONT)
+            assert small >= 13 - 0.01 and large == pytest.approx(1.5 * small), (sel, small, large)
+        heights = [r.locator(".bqplot").first.evaluate("e => e.getBoundingClientRect().height") for r in roots.all()]
+        assert heights[1] == pytest.approx(1.5 * heights[0], rel=0.02), heights
+        # the theme: forced dark in the (light) exported page, every chart text readable in the view's colour
+        assert "nbx-theme-dark" in (big.get_attribute("class") or "")
+        _check_theme(big, dark=True)
+        _check_theme(plain, dark=False)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        big.screenshot(path=str(ARTIFACTS / "saturation-dashboard-export-scaled.png"))
+    finally:
+        context.close()
+    assert blocked == [], blocked
+    assert any(u.endswith("/dash_files/bqplot.js") for u in allowed), allowed
+    assert errors == [], errors
+    assert console == [], console
