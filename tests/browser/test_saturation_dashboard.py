@@ -379,3 +379,74 @@ def test_dashboard_scale_and_theme_survive_an_offline_export(chromium, tmp_path)
     assert any(u.endswith("/dash_files/bqplot.js") for u in allowed), allowed
     assert errors == [], errors
     assert console == [], console
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The bqplot console errors of issue 14 (`translate(…,undefined)`, `<path> d: "null"`): bqplot puts each line's
+# hidden label at its last point and draws a line with no finite point as "null". A layer run only in eval mode
+# (no train value ever) and an epoch with only an eval pass (every train line ending in NaN) gave 39 errors over
+# these steps; played through epochs, resized to 800 px while hidden and shown again, the console stays clean.
+
+NAN_CELLS = [
+    "import time, torch, nbexplain as nx\n"
+    "from torch import nn\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "class Net(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        torch.manual_seed(0)\n"
+    "        self.fc1, self.const, self.evalonly = nn.Linear(10, 8), nn.Linear(8, 6), nn.Linear(8, 4)\n"
+    "        self.out = nn.Linear(6, 3)\n"
+    "        nn.init.zeros_(self.const.weight)  # constant output: a dead layer\n"
+    "    def forward(self, x):\n"
+    "        h = torch.relu(self.fc1(x))\n"
+    "        if not self.training:\n"
+    "            self.evalonly(h)  # run in eval mode only\n"
+    "        return self.out(self.const(h))\n"
+    "net = Net()\n"
+    "tracker = nx.SaturationTracker(net, layers=['fc1', 'const', 'evalonly', 'out']).start()\n"
+    "def epoch(train=True, probes=None):\n"
+    "    with torch.no_grad():\n"
+    "        if train:\n"
+    "            net.train(); net(torch.randn(64, 10))\n"
+    "        net.eval(); net(torch.randn(32, 10)); net.train()\n"
+    "    return tracker.end_epoch(probes=probes)\n"
+    "dash = SaturationDashboard(tracker)\n"
+    "dash",
+]
+DASHED = TRAIN_LINES.replace("includes('dasharray: none')", "includes('dasharray: none') === false")
+PATHS = """f => Array.from(f.querySelectorAll('path.line[id^="curve"]')).map(p => p.getAttribute('d'))"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dashboard_with_missing_values_logs_no_svg_errors(lab):
+    nb = lab.open_notebook(NAN_CELLS, name="saturation_dashboard_missing", viewport=(1400, 1000))
+    with nb:
+        root = nb.view(ROOT)
+        fig = nb.page.locator(f"{ROOT} .bqplot").first
+        nb.page.wait_for_timeout(500)
+        for code in ("_ = epoch()",  # one epoch (drawn as a repeated point); evalonly has no train value
+                     "_ = epoch(probes={'fc1': 0.5, 'const': float('nan')})",
+                     "_ = epoch(train=False)",  # an eval pass only: every train line ends in NaN
+                     "for _ in range(4):\n    _ = epoch(); time.sleep(0.05)"):  # played through
+            nb.execute(code)
+            nb.page.wait_for_timeout(600)
+        # hidden, resized to 800 px, two more epochs, shown again
+        nb.page.evaluate("() => document.querySelectorAll('.jp-Cell-outputWrapper').forEach(o => o.style.display = 'none')")
+        nb.page.set_viewport_size({"width": 800, "height": 1000})
+        nb.execute("for _ in range(2):\n    _ = epoch()")
+        nb.page.wait_for_timeout(600)
+        nb.page.evaluate("() => document.querySelectorAll('.jp-Cell-outputWrapper').forEach(o => o.style.display = '')")
+        nb.page.wait_for_function("r => r.innerText.includes('epoch 8 (latest)')", arg=root.element_handle(),
+                                  timeout=20000)
+        nb.page.wait_for_timeout(1000)  # bqplot animates
+        # what is drawn: three train lines (evalonly has none) of 8 points each (a gap at the eval-only epoch 2),
+        # and four eval lines of 9 points; every path a real path
+        assert fig.evaluate(TRAIN_LINES) == [8, 8, 8], fig.evaluate(TRAIN_LINES)
+        assert fig.evaluate(DASHED) == [9, 9, 9, 9], fig.evaluate(DASHED)
+        assert all(d and "NaN" not in d and "undefined" not in d for d in fig.evaluate(PATHS))
+        row = nb.page.locator(f"{ROOT} table.nbx-sd-table tbody tr").nth(2)
+        assert row.locator("th").inner_text() == "evalonly" and row.locator("td").first.inner_text() == "–"
+        nb.execute("tracker.close()")
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
