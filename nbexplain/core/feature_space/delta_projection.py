@@ -500,7 +500,7 @@ def delta_curve(
         plain = _run(model, batch, batch_size, output)
     score = scorer(metric, first, plain, labels, ignore_index)  # checks labels and shapes before the projections
 
-    options = dict(ks=distinct, seed=seed, batch_size=batch_size, output=output, progress=progress)
+    options: dict[str, Any] = dict(ks=distinct, seed=seed, batch_size=batch_size, output=output, progress=progress)
     eig = projected_outputs(model, batch, layer, stats, subspace="eigen", **options)
     rnd = projected_outputs(model, batch, layer, stats, subspace="random", **options)
     by_k = {k: (score(e), score(r)) for k, e, r in zip(distinct, eig, rnd, strict=False)}
