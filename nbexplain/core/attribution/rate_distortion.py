@@ -560,7 +560,8 @@ def _fit(
     space: AttributionSpace, target: Any, stats: tuple[torch.Tensor, torch.Tensor] | None, gen: torch.Generator,
     mean: Any, std: Any, reference: Any, ints: dict[str, int], fr: torch.Tensor, score: str, l1: float, lr: float,
     init: float, per_channel: bool, progress: bool | None,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Target,
+           torch.Tensor, torch.Tensor]:
     """The work (inside ``space.active``): the points and noise statistics, Φ(x), the optimised mask and its
     curves. Returns ``z, mask, distortion, rate, curve, random_curve, Φ(x)``, the target, the output and the
     explained score."""
