@@ -8,7 +8,7 @@ subspace through the same mean is the control.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -253,7 +253,7 @@ def _check_call(model: Any, x: Any, output: Any, what: str) -> tuple[nn.Module, 
 @renamed_arguments(x="inputs")
 def projected_outputs(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple | Mapping[str, Any] | Inputs,
     layer: str,
     stats: RunningMoments,
     *,
@@ -422,7 +422,7 @@ class DeltaCurveResult:
 @renamed_arguments(x="inputs", target="labels")
 def delta_curve(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple | Mapping[str, Any] | Inputs,
     layer: str,
     stats: RunningMoments,
     *,
