@@ -375,12 +375,12 @@ def _make_plan(
     the requested layer names (as given → the model's own spelling)."""
     plan_output = check_output_arg(output)
     batch, key, name = attribution_inputs(x, wrt)
-    x = batch[key]
-    emb = resolve_embedding(model, x, embedding, f"`{name}`")
-    if emb is None and not x.is_floating_point():
-        raise TypeError(f"`{name}` must hold floating-point values, got {x.dtype}; use {name}.float().")
-    if x.is_floating_point():
-        _check_finite(x)
+    explained = batch[key]
+    emb = resolve_embedding(model, explained, embedding, f"`{name}`")
+    if emb is None and not explained.is_floating_point():
+        raise TypeError(f"`{name}` must hold floating-point values, got {explained.dtype}; use {name}.float().")
+    if explained.is_floating_point():
+        _check_finite(explained)
     if init not in ("logit", "one"):
         raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
     comp = get_composite(composite, **params)
