@@ -13,7 +13,7 @@ import traitlets
 
 from ..core.feature_space.tracking import EpochRecord, SaturationTracker
 
-__all__ = ["SaturationDashboard", "epoch_ticks", "short_names"]
+__all__ = ["SaturationDashboard", "drawable_lines", "epoch_ticks", "short_names"]
 
 # Tableau 10: distinct hues in order; every line is also named in the legend beside the chart.
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -61,6 +61,50 @@ def short_names(names: list[str], max_chars: int = 10) -> list[str]:
     return [n if s in clashes else s for n, s in zip(names, out, strict=True)]
 
 
+# Text, background, axis lines and grid of each theme. "auto" follows JupyterLab's theme variables (light fallbacks);
+# "light"/"dark" force the same colours as the anywidget views' (js/lib/style.css). bqplot's own dark-theme style
+# colours axis labels orange and tick text at 54 % opacity: every chart text takes the theme's text colour instead.
+_PALETTES = {
+    "auto": {"fg": "var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87))", "bg": "var(--jp-layout-color0, #ffffff)",
+             "axis": "var(--jp-ui-font-color2, rgba(0, 0, 0, 0.54))", "grid": "var(--jp-layout-color2, #eeeeee)"},
+    "light": {"fg": "rgba(0, 0, 0, 0.87)", "bg": "#ffffff", "axis": "rgba(0, 0, 0, 0.54)", "grid": "#eeeeee"},
+    "dark": {"fg": "rgba(255, 255, 255, 0.87)", "bg": "#111111", "axis": "rgba(255, 255, 255, 0.54)",
+             "grid": "#2a2a2a"},
+}
+
+
+def drawable_lines(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lines ``y`` (one row per layer, over epochs ``x``) as bqplot can draw them with no SVG error.
+
+    bqplot places each line's (hidden) label at the line's last point and draws a line with no finite point as
+    ``d="null"``: a NaN there is a console error on every redraw (``translate(…,undefined)``). So lines with no
+    finite value are left out, and a line whose last epochs are NaN (a layer not run in them) gets its own x row
+    that ends at its last finite point, repeated — the same drawing; NaN gaps inside a line stay gaps.
+
+    Returns
+    -------
+    x, y, rows
+        ``x`` 1-d (shared) when no kept line ends in NaN, else 2-d like ``y``; ``rows`` are the kept rows'
+        indices into the input ``y``.
+
+    Examples
+    --------
+    >>> nan = float("nan")
+    >>> x, y, rows = drawable_lines(np.arange(3.0), np.array([[0.5, 0.6, nan], [nan, nan, nan], [0.1, 0.2, 0.3]]))
+    >>> x.tolist(), y.tolist(), rows.tolist()
+    ([[0.0, 1.0, 1.0], [0.0, 1.0, 2.0]], [[0.5, 0.6, 0.6], [0.1, 0.2, 0.3]], [0, 2])
+    """
+    rows = np.flatnonzero(np.isfinite(y).any(axis=1))
+    y = y[rows]
+    if y.size == 0 or np.isfinite(y[:, -1]).all():
+        return x, y, rows
+    xs, y = np.tile(x, (len(rows), 1)), y.copy()
+    for i in range(len(rows)):
+        last = int(np.flatnonzero(np.isfinite(y[i]))[-1])
+        xs[i, last + 1:], y[i, last + 1:] = x[last], y[i, last]
+    return xs, y, rows
+
+
 def _font(scale: float, factor: float = 1.0) -> str:
     """A CSS font size from JupyterLab's UI font size, never below 13 px, times the presentation scale."""
     return f"calc(max(13px, var(--jp-ui-font-size1, 13px)) * {scale * factor:g})"
@@ -77,7 +121,9 @@ class SaturationDashboard(w.VBox):
     layer names are shortened on the bar chart's axis (the full names are in the legends, the table and
     the bars' hover tooltips). Text is at least 13 px (JupyterLab's UI font size) times ``scale``; the two
     charts sit side by side in a wide column and one above the other in a narrow one (800 px).
-    Colours: Tableau 10 hues per layer, each also named in the legend.
+    Colours: Tableau 10 hues per layer, each also named in the legend. A layer with no value in a phase (run
+    only in eval mode, say) has no line of that phase, and a line stops at its last measured epoch
+    (see :func:`drawable_lines`); the table shows "–" for a missing value.
 
     Parameters
     ----------
@@ -87,6 +133,9 @@ class SaturationDashboard(w.VBox):
         Heading text.
     scale
         Presentation scale of text and charts (1.5 for a projector); can be changed later.
+    theme
+        ``"auto"`` (default) follows the Jupyter theme; ``"light"`` or ``"dark"`` forces one. Every text, the
+        charts' axis labels and tick values included, takes the theme's text colour; can be changed later.
 
     Examples
     --------
@@ -103,9 +152,12 @@ class SaturationDashboard(w.VBox):
 
     #: Presentation scale of text and charts (1 = JupyterLab's font size, never below 13 px; 1.5 for a projector).
     scale = traitlets.Float(1.0, min=0.5, max=4.0)
+    #: ``"auto"`` follows the Jupyter theme; ``"light"``/``"dark"`` force one (the root then carries the class
+    #: ``nbx-theme-light``/``nbx-theme-dark``, else ``nbx-theme-auto``).
+    theme = traitlets.Enum(["auto", "light", "dark"], default_value="auto")
 
     def __init__(self, tracker: SaturationTracker, *, title: str = "Feature-space saturation", scale: float = 1.0,
-                 **kwargs: Any) -> None:
+                 theme: str = "auto", **kwargs: Any) -> None:
         import bqplot as bq
 
         if not isinstance(tracker, SaturationTracker):
@@ -116,6 +168,7 @@ class SaturationDashboard(w.VBox):
         self.layers = list(tracker.layers)
         self.short_layers = short_names(self.layers)
         colors = [_COLORS[i % len(_COLORS)] for i in range(len(self.layers))]
+        self._colors = colors
         self._uid = f"nbx-sd-{next(_ids)}"
 
         xs = bq.LinearScale(min=0.0, max=1.0)
@@ -171,8 +224,9 @@ class SaturationDashboard(w.VBox):
         self.add_class(self._uid)
         self.epochs = 0
         self.scale = scale
-        self._apply_scale()
-        self.observe(lambda _c: self._apply_scale(), names="scale")
+        self.theme = theme
+        self._apply_style()
+        self.observe(lambda _c: self._apply_style(), names=["scale", "theme"])
         self._unobserve = tracker.observe(self._on_record)
         self.refresh()
 
@@ -196,24 +250,38 @@ class SaturationDashboard(w.VBox):
                          "</span>probe accuracy</span>")
         return "<div class='nbx-sd-legend'>" + "".join(items) + "</div>"
 
-    def _apply_scale(self) -> None:
-        """Fonts, chart heights and margins for the current ``scale``."""
+    def _apply_style(self) -> None:
+        """Colours for the current ``theme``; fonts, chart heights and margins for the current ``scale``."""
         s = float(self.scale)
         u = self._uid
         tick = _font(s)
+        c = _PALETTES[self.theme]
+        for name in _PALETTES:
+            self.remove_class(f"nbx-theme-{name}")
+        self.add_class(f"nbx-theme-{self.theme}")
         self._style.value = (
             "<style>"
-            f".{u} {{ --bq-font: {tick} sans-serif; --bq-axis-tick-text-font: {tick} sans-serif;"
+            f".{u} {{ --nbx-sd-fg: {c['fg']}; --nbx-sd-bg: {c['bg']}; color: var(--nbx-sd-fg);"
+            " background: var(--nbx-sd-bg);"
+            f" --bq-font: {tick} sans-serif; --bq-axis-tick-text-font: {tick} sans-serif;"
             f" --bq-axislabel-font: {tick} sans-serif; --bq-mainheading-font: {_font(s, 1.15)} sans-serif;"
             f" --bq-mainheading-font-size: {_font(s, 1.15)}; }}"
+            # on the figure itself: bqplot sets its theme's variables there (.classic), and orange text on the
+            # page's [data-jp-theme-light='false']
+            f".{u} .bqplot.figure {{ --bq-content-font-color: var(--nbx-sd-fg);"
+            " --bq-axislabel-fill: var(--nbx-sd-fg); --bq-mainheading-fill: var(--nbx-sd-fg);"
+            " --bq-axis-tick-text-fill: var(--nbx-sd-fg); --bq-background: var(--nbx-sd-bg);"
+            f" --bq-plotarea-background-fill: var(--nbx-sd-bg); --bq-axis-border-color: {c['axis']};"
+            f" --bq-axis-path-stroke: {c['axis']}; --bq-axis-rect-stroke: {c['axis']};"
+            f" --bq-axis-tick-short-stroke: {c['axis']}; --bq-grid-color: {c['grid']};"
+            f" --bq-axis-tick-stroke: {c['grid']}; }}"
+            f".{u} .jupyter-widgets, .{u} .widget-html-content {{ color: var(--nbx-sd-fg); }}"
             f".{u} .widget-html-content {{ font-size: {tick}; line-height: 1.35; white-space: normal; }}"
-            f".{u} .nbx-sd-heading {{ font-size: {_font(s, 1.15)}; font-weight: 600;"
-            " color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }"
-            f".{u} .nbx-sd-caption {{ font-weight: 600; color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }}"
-            f".{u} .nbx-sd-legend {{ display: flex; flex-wrap: wrap; gap: 2px 14px;"
-            " color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87)); }"
+            f".{u} .nbx-sd-heading {{ font-size: {_font(s, 1.15)}; font-weight: 600; color: var(--nbx-sd-fg); }}"
+            f".{u} .nbx-sd-caption {{ font-weight: 600; color: var(--nbx-sd-fg); }}"
+            f".{u} .nbx-sd-legend {{ display: flex; flex-wrap: wrap; gap: 2px 14px; color: var(--nbx-sd-fg); }}"
             f".{u} .nbx-sd-line {{ display: inline-block; width: 1.8em; height: 0; vertical-align: middle;"
-            " margin-right: 4px; border-top: 3px solid var(--jp-ui-font-color1, #333); }"
+            " margin-right: 4px; border-top: 3px solid var(--nbx-sd-fg); }"
             f".{u} .nbx-sd-dashed {{ border-top-style: dashed; }}"
             f".{u} .nbx-sd-box {{ display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle;"
             " margin-right: 4px; }"
@@ -272,16 +340,17 @@ class SaturationDashboard(w.VBox):
         self.lines_train.scales["x"].max = float(max(1, len(hist) - 1))
         self.epoch_axis.tick_values = np.array(epoch_ticks(len(hist)), dtype=float)
         with self.lines_train.hold_sync(), self.lines_eval.hold_sync():
-            if np.isnan(train).all():  # no train epochs (only eval passes): no train lines
-                self.lines_train.x, self.lines_train.y = np.zeros(0), np.zeros((0, 0))
-            else:
-                # a marker at a NaN point (a layer not run in some epoch) is an SVG error: no markers then
-                self.lines_train.marker = "circle" if np.isfinite(train).all() else None
-                self.lines_train.x, self.lines_train.y = x, train
-            if np.isnan(ev).all():  # no eval epochs yet: no eval lines (all-NaN lines are SVG errors)
-                self.lines_eval.x, self.lines_eval.y = np.zeros(0), np.zeros((0, 0))
-            else:
-                self.lines_eval.x, self.lines_eval.y = x, ev
+            for lines, series, labels in ((self.lines_train, train, self.layers),
+                                          (self.lines_eval, ev, [f"{n} (eval)" for n in self.layers])):
+                lx, ly, rows = drawable_lines(x, series)
+                if not rows.size:  # no epochs of this phase (yet): no lines
+                    lines.x, lines.y = np.zeros(0), np.zeros((0, 0))
+                    continue
+                lines.colors = [self._colors[i] for i in rows]
+                lines.labels = [labels[i] for i in rows]
+                lines.x, lines.y = lx, ly
+            # a marker at a NaN point (a layer not run in some epoch) is an SVG error: no markers then
+            self.lines_train.marker = "circle" if np.isfinite(self.lines_train.y).all() else None
         if not hist:
             self.status.value = "<div class='nbx-sd-status'>waiting for the first end_epoch()…</div>"
             return

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import traitlets
 
-from ..core.similarity.grids import SimilarityGridResult
 from ..core._base.validation import check_choice
+from ..core.similarity.grids import SimilarityGridResult
 from .base import NbxWidget
 from .tensor import TensorTrait
 
@@ -242,7 +242,7 @@ class SimilarityGrid(NbxWidget):
         if not sel:
             return sel
         shape = tuple(self.result.grid.shape)
-        if len(sel) != 3 or any(not 0 <= v < n for v, n in zip(sel, shape)):
+        if len(sel) != 3 or any(not 0 <= v < n for v, n in zip(sel, shape, strict=True)):
             raise traitlets.TraitError(f"`selected` must be [] or [checkpoint, row, column] within {shape}, got {sel}.")
         return sel
 
@@ -328,5 +328,5 @@ class SimilarityGrid(NbxWidget):
             self.selected = [int(change["new"]), self.selected[1], self.selected[2]]
 
     def _repr_fields(self) -> dict[str, Any]:
-        t, l, lr = self.result.grid.shape
-        return {"checkpoints": t, "layers": f"{l}×{lr}", "metrics": self.metrics, "metric": self.metric}
+        t, n_layers, n_ref = self.result.grid.shape
+        return {"checkpoints": t, "layers": f"{n_layers}×{n_ref}", "metrics": self.metrics, "metric": self.metric}

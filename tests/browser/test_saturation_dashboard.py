@@ -210,3 +210,243 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
         nb.execute("tracker.close()")
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Theme (issue 14): bqplot's own dark-theme style colours axis labels orange and tick values at 54 % opacity; every
+# chart text takes the view's text colour instead, readable (≥ 4.5 : 1) on the chart's background, in JupyterLab's
+# light and dark themes and with theme='light' / 'dark' forced against them.
+
+from classroom import contrast, luminance  # noqa: E402
+
+THEME_CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import mlp\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "net = mlp(20, (16, 12), seed=0)\n"
+    "tracker = nx.SaturationTracker(net).start()\n"
+    "dash = SaturationDashboard(tracker)\n"
+    "for _ in range(3):\n"
+    "    with torch.no_grad():\n"
+    "        net.train(); net(torch.randn(200, 20)); net.eval(); net(torch.randn(100, 20)); net.train()\n"
+    "    _ = tracker.end_epoch()\n"
+    "tracker.close()\n"
+    "dash",
+]
+
+# Colours as seen: every text of the charts (tick values, axis labels) and the view's caption, each composited over
+# the backgrounds behind it (alpha included), with that background.
+SEEN_TEXT = """root => {
+  const parse = s => { const m = (s || '').match(/[\\d.]+/g);
+    return m && m.length >= 3 ? [+m[0], +m[1], +m[2], m.length > 3 ? +m[3] : 1] : null; };
+  const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3]));
+  const behind = e => { const layers = [];
+    for (let n = e; n && n.nodeType === 1; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor); if (c && c[3] > 0) layers.push(c); }
+    let bg = [255, 255, 255]; for (const c of layers.reverse()) bg = over(c, bg); return bg; };
+  const seen = (e, colour) => { const bg = behind(e); return {text: e.textContent.trim(), fg: over(parse(colour), bg), bg}; };
+  const charts = Array.from(root.querySelectorAll('.bqplot svg text'))
+    .filter(t => t.getClientRects().length && t.textContent.trim())
+    .map(t => seen(t, getComputedStyle(t).fill));
+  const caption = root.querySelector('.nbx-sd-caption');
+  return {charts, caption: seen(caption, getComputedStyle(caption).color), root: behind(root)};
+}"""
+
+
+def _check_theme(root, dark: bool) -> None:
+    """Every chart text of the view ``root`` (a locator) readable on its background and in the view's own text
+    colour; the view light or dark."""
+    seen = root.evaluate(SEEN_TEXT)
+    assert (luminance(seen["root"]) < 0.05) if dark else (luminance(seen["root"]) > 0.9), seen["root"]
+    caption = seen["caption"]["fg"]
+    assert contrast(caption, seen["caption"]["bg"]) >= 4.5, seen["caption"]
+    texts = seen["charts"]
+    assert {"epoch", "layer"} <= {t["text"] for t in texts}, texts  # axis labels among them, not only ticks
+    for t in texts:
+        assert contrast(t["fg"], t["bg"]) >= 4.5, t
+        assert max(abs(a - b) for a, b in zip(t["fg"], caption, strict=True)) <= 2, (t, caption)
+
+
+def _lab_theme(nb, dark: bool) -> None:
+    name, light = ("JupyterLab Dark", "false") if dark else ("JupyterLab Light", "true")
+    nb.page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})")
+    nb.page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=15000)
+    nb.page.wait_for_timeout(500)
+
+
+def _view_theme(nb, theme: str) -> None:
+    nb.execute(f"dash.theme = '{theme}'")
+    nb.page.locator(f"{ROOT}.nbx-theme-{theme}").wait_for(timeout=10000)
+    nb.page.wait_for_timeout(300)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dashboard_chart_text_follows_the_theme(lab):
+    nb = lab.open_notebook(THEME_CELLS, name="saturation_dashboard_theme")
+    with nb:
+        root = nb.view(ROOT)
+        nb.page.wait_for_function(
+            "r => r.innerText.includes('epoch 2 (latest)') && r.querySelectorAll('path.line[id^=\"curve\"]').length",
+            arg=root.element_handle(), timeout=20000)
+        nb.page.wait_for_timeout(800)  # bqplot animates its axes
+        _check_theme(root, dark=False)  # JupyterLab light, theme='auto'
+        _view_theme(nb, "dark")  # forced dark in a light JupyterLab
+        _check_theme(root, dark=True)
+        assert axe_violations(nb.page, ROOT) == []
+        nb.screenshot("saturation-dashboard-theme-dark", root)
+        try:
+            _lab_theme(nb, dark=True)
+            _view_theme(nb, "auto")  # JupyterLab dark: bqplot's orange labels before
+            _check_theme(root, dark=True)
+            assert axe_violations(nb.page, ROOT) == []
+            nb.screenshot("saturation-dashboard-lab-dark-auto", root)
+            _view_theme(nb, "light")  # forced light in a dark JupyterLab
+            _check_theme(root, dark=False)
+        finally:  # the server's settings are shared by the session's other tests
+            _lab_theme(nb, dark=False)
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Offline export (issue 14): the presentation scale and a forced theme are saved with the widget state, so an
+# exported page shows the dashboard as it was — bqplot charts drawn from the local AMD modules, text 1.5× larger.
+
+from harness import ARTIFACTS, offline_only  # noqa: E402
+from test_export import write_notebook  # noqa: E402
+
+EXPORT_CELLS = [
+    "import torch, nbexplain as nx\n"
+    "from nbexplain.zoo import mlp\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "net = mlp(20, (16, 12, 8), seed=0)\n"
+    "tracker = nx.SaturationTracker(net).start()\n"
+    "plain = SaturationDashboard(tracker, title='scale 1')\n"
+    "big = SaturationDashboard(tracker, title='scale 1.5, dark', theme='dark')\n"
+    "for _ in range(2):\n"
+    "    with torch.no_grad():\n"
+    "        net(torch.randn(200, 20))\n"
+    "    _ = tracker.end_epoch()\n"
+    "tracker.close()\n"
+    "big.scale = 1.5\n"
+    "plain",
+    "big",
+]
+FONT = "e => parseFloat(getComputedStyle(e).fontSize)"
+
+
+def test_dashboard_scale_and_theme_survive_an_offline_export(chromium, tmp_path):
+    from nbexplain.export import export_html
+
+    write_notebook(tmp_path / "dash.ipynb", EXPORT_CELLS)
+    page_path = export_html(tmp_path / "dash.ipynb", tmp_path / "out" / "dash.html", execute=True, timeout=120)
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 2400})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    console: list[str] = []
+    allowed, blocked = offline_only(context)
+    page.on("pageerror", lambda e: errors.append(f"{getattr(e, 'name', 'Error')}: {getattr(e, 'message', e)}"))
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(page_path.as_uri(), wait_until="load")
+        roots = page.locator(ROOT)
+        plain, big = roots.nth(0), roots.nth(1)
+        big.wait_for()
+        for root in (plain, big):  # both charts drawn: four train lines of two epochs, and the bars
+            page.wait_for_function(f"f => ({TRAIN_LINES})(f).filter(n => n == 2).length == 4",
+                                   arg=root.locator(".bqplot").first.element_handle(), timeout=30_000)
+            assert root.locator(".bqplot .bargroup rect").count() > 0
+        page.wait_for_timeout(800)  # bqplot animates its axes
+        assert "scale 1.5" in big.inner_text() and "scale 1" in plain.inner_text()
+        assert page.locator(".widget-error, .jupyter-widgets.widget-error").count() == 0
+
+        # the scale: chart text (tick values and axis labels) 1.5× larger, and the charts taller
+        for sel in (".bqplot g.axis .tick text", ".bqplot text.axislabel"):
+            small, large = plain.locator(sel).first.evaluate(FONT), big.locator(sel).first.evaluate(FONT)
+            assert small >= 13 - 0.01 and large == pytest.approx(1.5 * small), (sel, small, large)
+        heights = [r.locator(".bqplot").first.evaluate("e => e.getBoundingClientRect().height") for r in roots.all()]
+        assert heights[1] == pytest.approx(1.5 * heights[0], rel=0.02), heights
+        # the theme: forced dark in the (light) exported page, every chart text readable in the view's colour
+        assert "nbx-theme-dark" in (big.get_attribute("class") or "")
+        _check_theme(big, dark=True)
+        _check_theme(plain, dark=False)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        big.screenshot(path=str(ARTIFACTS / "saturation-dashboard-export-scaled.png"))
+    finally:
+        context.close()
+    assert blocked == [], blocked
+    assert any(u.endswith("/dash_files/bqplot.js") for u in allowed), allowed
+    assert errors == [], errors
+    assert console == [], console
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The bqplot console errors of issue 14 (`translate(…,undefined)`, `<path> d: "null"`): bqplot puts each line's
+# hidden label at its last point and draws a line with no finite point as "null". A layer run only in eval mode
+# (no train value ever) and an epoch with only an eval pass (every train line ending in NaN) gave 39 errors over
+# these steps; played through epochs, resized to 800 px while hidden and shown again, the console stays clean.
+
+NAN_CELLS = [
+    "import time, torch, nbexplain as nx\n"
+    "from torch import nn\n"
+    "from nbexplain.widgets import SaturationDashboard\n"
+    "class Net(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        torch.manual_seed(0)\n"
+    "        self.fc1, self.const, self.evalonly = nn.Linear(10, 8), nn.Linear(8, 6), nn.Linear(8, 4)\n"
+    "        self.out = nn.Linear(6, 3)\n"
+    "        nn.init.zeros_(self.const.weight)  # constant output: a dead layer\n"
+    "    def forward(self, x):\n"
+    "        h = torch.relu(self.fc1(x))\n"
+    "        if not self.training:\n"
+    "            self.evalonly(h)  # run in eval mode only\n"
+    "        return self.out(self.const(h))\n"
+    "net = Net()\n"
+    "tracker = nx.SaturationTracker(net, layers=['fc1', 'const', 'evalonly', 'out']).start()\n"
+    "def epoch(train=True, probes=None):\n"
+    "    with torch.no_grad():\n"
+    "        if train:\n"
+    "            net.train(); net(torch.randn(64, 10))\n"
+    "        net.eval(); net(torch.randn(32, 10)); net.train()\n"
+    "    return tracker.end_epoch(probes=probes)\n"
+    "dash = SaturationDashboard(tracker)\n"
+    "dash",
+]
+DASHED = TRAIN_LINES.replace("includes('dasharray: none')", "includes('dasharray: none') === false")
+PATHS = """f => Array.from(f.querySelectorAll('path.line[id^="curve"]')).map(p => p.getAttribute('d'))"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dashboard_with_missing_values_logs_no_svg_errors(lab):
+    nb = lab.open_notebook(NAN_CELLS, name="saturation_dashboard_missing", viewport=(1400, 1000))
+    with nb:
+        root = nb.view(ROOT)
+        fig = nb.page.locator(f"{ROOT} .bqplot").first
+        nb.page.wait_for_timeout(500)
+        for code in ("_ = epoch()",  # one epoch (drawn as a repeated point); evalonly has no train value
+                     "_ = epoch(probes={'fc1': 0.5, 'const': float('nan')})",
+                     "_ = epoch(train=False)",  # an eval pass only: every train line ends in NaN
+                     "for _ in range(4):\n    _ = epoch(); time.sleep(0.05)"):  # played through
+            nb.execute(code)
+            nb.page.wait_for_timeout(600)
+        # hidden, resized to 800 px, two more epochs, shown again
+        nb.page.evaluate("() => document.querySelectorAll('.jp-Cell-outputWrapper').forEach(o => o.style.display = 'none')")
+        nb.page.set_viewport_size({"width": 800, "height": 1000})
+        nb.execute("for _ in range(2):\n    _ = epoch()")
+        nb.page.wait_for_timeout(600)
+        nb.page.evaluate("() => document.querySelectorAll('.jp-Cell-outputWrapper').forEach(o => o.style.display = '')")
+        nb.page.wait_for_function("r => r.innerText.includes('epoch 8 (latest)')", arg=root.element_handle(),
+                                  timeout=20000)
+        nb.page.wait_for_timeout(1000)  # bqplot animates
+        # what is drawn: three train lines (evalonly has none) of 8 points each (a gap at the eval-only epoch 2),
+        # and four eval lines of 9 points; every path a real path
+        assert fig.evaluate(TRAIN_LINES) == [8, 8, 8], fig.evaluate(TRAIN_LINES)
+        assert fig.evaluate(DASHED) == [9, 9, 9, 9], fig.evaluate(DASHED)
+        assert all(d and "NaN" not in d and "undefined" not in d for d in fig.evaluate(PATHS))
+        row = nb.page.locator(f"{ROOT} table.nbx-sd-table tbody tr").nth(2)
+        assert row.locator("th").inner_text() == "evalonly" and row.locator("td").first.inner_text() == "–"
+        nb.execute("tracker.close()")
+        assert nb.page_errors == [], nb.page_errors
+        assert nb.console_errors == [], nb.console_errors

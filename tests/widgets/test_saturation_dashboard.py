@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import traitlets
 
 import nbexplain as nx
-from nbexplain.widgets.saturation_dashboard import SaturationDashboard, epoch_ticks, short_names
+from nbexplain.widgets.saturation_dashboard import (
+    SaturationDashboard,
+    drawable_lines,
+    epoch_ticks,
+    short_names,
+)
 from nbexplain.zoo import mlp
 
 
@@ -131,3 +138,60 @@ def test_layer_names_are_escaped_and_abbreviated_on_the_axis():
     assert dash.layer_axis.tick_labels == {"encoder.0": "encoder.0", "encoder.2": "encoder.2",
                                            "decoder.0": "decoder.0", "decoder.2": "decoder.2"}
     assert dash.bars.tooltip is not None and dash.bars.tooltip.fields == ["x", "y"]  # full names on hover
+
+
+def test_theme_colours_every_text_and_the_charts():
+    net = mlp(10, (6,), seed=0)
+    with nx.SaturationTracker(net) as tr:
+        dash = SaturationDashboard(tr, theme="dark")
+        style = dash._style.value
+        assert "nbx-theme-dark" in dash._dom_classes and "nbx-theme-auto" not in dash._dom_classes
+        assert "--nbx-sd-fg: rgba(255, 255, 255, 0.87)" in style and "--nbx-sd-bg: #111111" in style
+        # bqplot's figure variables (set on .bqplot.figure, where bqplot's own theme sets them) use the theme's text
+        for var in ("--bq-axislabel-fill", "--bq-axis-tick-text-fill", "--bq-content-font-color"):
+            assert f"{var}: var(--nbx-sd-fg)" in style, var
+        dash.theme = "auto"
+        assert "nbx-theme-auto" in dash._dom_classes and "nbx-theme-dark" not in dash._dom_classes
+        assert "--nbx-sd-fg: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87))" in dash._style.value
+        with pytest.raises(traitlets.TraitError, match="theme"):
+            dash.theme = "blue"
+        dash.close()
+
+
+def test_lines_sent_to_bqplot_have_no_undrawable_rows():
+    """A line with no finite value is left out (bqplot draws it as d="null"); one ending in NaN ends at its last
+    finite point (bqplot puts its label at the last point: NaN there is an SVG error)."""
+    nan = math.nan
+    x, y, rows = drawable_lines(np.arange(4.0), np.array([[0.1, nan, 0.3, nan], [nan] * 4, [0.5, 0.6, 0.7, 0.8]]))
+    assert rows.tolist() == [0, 2]
+    np.testing.assert_array_equal(x, [[0, 1, 2, 2], [0, 1, 2, 3]])
+    np.testing.assert_array_equal(y, [[0.1, nan, 0.3, 0.3], [0.5, 0.6, 0.7, 0.8]])  # the inner gap stays
+    x, y, rows = drawable_lines(np.arange(2.0), np.array([[nan, 0.2], [0.3, 0.4]]))  # ends finite: unchanged
+    assert x.tolist() == [0, 1] and rows.tolist() == [0, 1] and np.isnan(y[0, 0])
+
+    class Net(torch.nn.Module):  # "late" runs in eval mode only: no train value, ever
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.late, self.out = torch.nn.Linear(10, 8), torch.nn.Linear(8, 4), torch.nn.Linear(8, 3)
+
+        def forward(self, h):
+            h = self.fc1(h)
+            if not self.training:
+                self.late(h)
+            return self.out(h)
+
+    net = Net()
+    with nx.SaturationTracker(net) as tr:
+        dash = SaturationDashboard(tr)
+        run_epoch(net, tr, evaluate=True)
+        with torch.no_grad():  # an epoch with an eval pass only
+            net.eval()
+            net(torch.randn(64, 10))
+            net.train()
+        tr.end_epoch()
+    train_colors = [dash._colors[0], dash._colors[2]]
+    assert dash.lines_train.labels == ["fc1", "out"] and list(dash.lines_train.colors) == train_colors
+    assert np.isfinite(dash.lines_train.y).all() and dash.lines_train.x.shape == (2, 2)  # ends at epoch 0
+    assert dash.lines_train.marker == "circle"
+    assert dash.lines_eval.labels == ["fc1 (eval)", "late (eval)", "out (eval)"] and dash.lines_eval.x.shape == (2,)
+    dash.close()

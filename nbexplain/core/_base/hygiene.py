@@ -112,7 +112,7 @@ class ModelSnapshot:
     tensor_hooks: dict[str, OrderedDict | None] = field(default_factory=dict)
 
     @classmethod
-    def take(cls, model: nn.Module, values: bool = False) -> "ModelSnapshot":
+    def take(cls, model: nn.Module, values: bool = False) -> ModelSnapshot:
         snap = cls(model)
         for name, mod in model.named_modules(remove_duplicate=False):
             snap.training[name] = mod.training
@@ -235,10 +235,10 @@ def _attach(exc: BaseException, failure: RestoreError) -> None:
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from types import FrameType
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -44,7 +45,8 @@ def user_stacklevel() -> int:
     >>> def note():  # a function in nbexplain would warn like this
     ...     warnings.warn("look here", UserWarning, stacklevel=user_stacklevel())
     """
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None:
         name = frame.f_code.co_filename
         if not (is_nbexplain_code(name) or _TORCH_DIR in name or name.startswith("<frozen")):

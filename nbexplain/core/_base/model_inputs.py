@@ -326,5 +326,5 @@ def call_model(model: Callable[..., Any], batch: Inputs, argname: str = "inputs"
                 if hasattr(err, "add_note"):
                     err.add_note(note)
                 else:  # Python 3.10: stored where 3.11's traceback (and the exceptiongroup backport) looks
-                    err.__notes__ = [*getattr(err, "__notes__", []), note]  # type: ignore[attr-defined]
+                    err.__notes__ = [*getattr(err, "__notes__", []), note]  # type: ignore[union-attr]
         raise

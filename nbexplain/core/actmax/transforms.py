@@ -82,9 +82,9 @@ class Pad(Transform):
             raise ValueError(f"`width` must be an integer ≥ 0, got {width!r}.")
         if mode not in _PAD_MODES:
             raise ValueError(f"`mode` must be one of {list(_PAD_MODES)}, got {mode!r}.")
-        self.width = int(width)
-        self.mode = mode
-        self.value = float(value)
+        self.width: int = int(width)
+        self.mode: str = mode
+        self.value: float = float(value)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_images(x)
@@ -108,7 +108,7 @@ class Jitter(Transform):
     def __init__(self, pixels: int) -> None:
         if isinstance(pixels, bool) or not isinstance(pixels, numbers.Integral) or pixels < 0:
             raise ValueError(f"`pixels` must be an integer ≥ 0, got {pixels!r}.")
-        self.pixels = int(pixels)
+        self.pixels: int = int(pixels)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_images(x)

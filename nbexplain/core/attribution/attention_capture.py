@@ -220,7 +220,7 @@ class AttentionRecorder(TorchFunctionMode):
     def start(self, rows: int) -> None:
         """Forget the previous pass; the next one runs ``rows`` samples."""
         self.records, self._rows = [], int(rows)
-        self.conv_grid: tuple[int, int] | None = None
+        self.conv_grid = None
         self._stack.clear()
         self._mha_calls.clear()
         self._tracked.clear()

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from .._base.model_inputs import Inputs
-from .result import AttributionResult
 from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
+from .result import AttributionResult
 
 __all__ = ["continuity", "ContinuityResult", "translate"]
 

@@ -59,6 +59,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._base.machinery import batch_slices, check_progress, progress_bar
+from .._base.model_inputs import InputKey
+from .._base.model_io import OutputArg, model_input
+from .._base.targets import Target, TargetArg, as_target
+from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
 from .result import AttributionResult, IntegratedGradientsResult, resolved_target
 from .space import (
     AttributionInputs,
@@ -68,11 +73,6 @@ from .space import (
     prepare_attribution,
     target_scores,
 )
-from .._base.machinery import batch_slices, check_progress, progress_bar
-from .._base.model_inputs import InputKey
-from .._base.model_io import OutputArg, model_input
-from .._base.targets import Target, TargetArg, as_target
-from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
 
 __all__ = [
     "gradient",

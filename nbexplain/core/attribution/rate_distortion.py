@@ -39,6 +39,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._base.machinery import batch_slices, check_progress, progress_bar
+from .._base.model_inputs import InputKey, Inputs, as_inputs
+from .._base.model_io import OutputArg
+from .._base.targets import Target, TargetArg, as_target, describe_axes
+from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
 from .result import AttributionResult, resolved_target
 from .space import (
     AttributionInputs,
@@ -48,11 +53,6 @@ from .space import (
     prepare_attribution,
     target_scores,
 )
-from .._base.machinery import batch_slices, check_progress, progress_bar
-from .._base.model_inputs import InputKey, Inputs, as_inputs
-from .._base.model_io import OutputArg
-from .._base.targets import Target, TargetArg, as_target, describe_axes
-from .._base.validation import check_choice, check_positive_int, check_tensor, renamed_arguments
 
 __all__ = ["rde", "RDEResult", "SCORES"]
 
@@ -560,7 +560,8 @@ def _fit(
     space: AttributionSpace, target: Any, stats: tuple[torch.Tensor, torch.Tensor] | None, gen: torch.Generator,
     mean: Any, std: Any, reference: Any, ints: dict[str, int], fr: torch.Tensor, score: str, l1: float, lr: float,
     init: float, per_channel: bool, progress: bool | None,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Target,
+           torch.Tensor, torch.Tensor]:
     """The work (inside ``space.active``): the points and noise statistics, Φ(x), the optimised mask and its
     curves. Returns ``z, mask, distortion, rate, curve, random_curve, Φ(x)``, the target, the output and the
     explained score."""

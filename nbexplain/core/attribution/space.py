@@ -309,7 +309,9 @@ class AttributionSpace:
         """The embedding-layer output of another batch of the model's inputs (same structure as ``x``)."""
         return self._embed(batch.to_model(self.model))
 
-    def grad(self, idx: Any, t: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def grad(
+        self, idx: Any, t: Target | torch.Tensor | None, z: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the target scores w.r.t. the points, and the points themselves."""
         g, leaf, _, _, _ = self.grad_output(idx, t, z)
         return g, leaf
@@ -328,7 +330,7 @@ class AttributionSpace:
             (g,) = torch.autograd.grad(scores.sum(), leaf)
         return g, leaf.detach(), out.detach(), t, scores.detach()
 
-    def scores(self, idx: Any, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, idx: Any, t: Target | torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
             return target_scores(self.forward(idx, z)[0], t)
 

@@ -3,10 +3,11 @@ disentanglers read, the ``(x, y)`` splits, orders, epochs, and the whole call (:
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from .disentanglers import FAMILIES
 from .task import LossFn, _probe_task_loss, _resolve_loss
 
 
-def _check_inputs(x: Any, argname: str, input_shape: Optional[tuple[int, ...]] = None) -> torch.Tensor:
+def _check_inputs(x: Any, argname: str, input_shape: tuple[int, ...] | None = None) -> torch.Tensor:
     if isinstance(x, torch.Tensor) and not x.is_floating_point() and not x.is_complex():
         raise TypeError(
             f"`{argname}` has dtype {x.dtype}; decompose_complexity needs float inputs, because the "
@@ -98,7 +99,7 @@ def _check_orders(orders: Any) -> tuple[int, ...]:
         if int(o) < 0:
             raise ValueError(f"`orders` must be ≥ 0 (0 = an affine disentangler), got {o}.")
         out.append(int(o))
-    if any(b <= a for a, b in zip(out, out[1:])):
+    if any(b <= a for a, b in itertools.pairwise(out)):
         raise ValueError(
             f"`orders` must be strictly increasing (each order warm-starts from the previous), got {tuple(out)}."
         )
@@ -135,12 +136,12 @@ class _Call:
     seed: int
     family: Any
     custom: bool
-    width: Optional[int]
+    width: int | None
     kernel_size: int
     lr: tuple[float, float]
     batch_size: int
     reference_model: Union[None, bool, nn.Module]
-    reference_layer: Optional[str]
+    reference_layer: str | None
     reference_epochs: int
     loss: Any
     loss_fn: LossFn
@@ -148,7 +149,7 @@ class _Call:
     shapley: str
     shapley_permutations: int
     resume: Any
-    progress: Optional[bool]
+    progress: bool | None
 
 
 def _check_lr(lr: Any) -> tuple[float, float]:

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -95,19 +95,19 @@ def decompose_complexity(
     orders: Union[int, Sequence[int]] = DEFAULT_ORDERS,
     epochs: Union[int, Sequence[int]] = 10,
     seed: int = 0,
-    family: Union[str, Callable[[int, Optional[nn.Module]], nn.Module]] = "auto",
-    width: Optional[int] = None,
+    family: Union[str, Callable[[int, nn.Module | None], nn.Module]] = "auto",
+    width: int | None = None,
     kernel_size: int = 3,
     lr: tuple[float, float] = (1e-3, 1e-5),
     train_batch_size: int = 64,
     reference_model: Union[None, bool, nn.Module] = None,
-    reference_layer: Optional[str] = None,
+    reference_layer: str | None = None,
     reference_epochs: int = 2,
     loss: Union[str, LossFn] = "auto",
     metric_samples: int = 1000,
     shapley: str = "auto",
     shapley_permutations: int = 200,
-    resume: Optional[ComplexityResult] = None,
+    resume: ComplexityResult | None = None,
     progress: bool | None = None,
     output: OutputArg = None,
     wrt: InputKey | None = None,

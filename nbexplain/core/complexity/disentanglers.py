@@ -39,7 +39,6 @@ from __future__ import annotations
 import abc
 import copy
 import math
-from typing import Optional
 
 import torch
 from torch import nn
@@ -162,7 +161,7 @@ class Disentangler(nn.Module, abc.ABC):
         self.gain.copy_(gain.to(self.gain))
         self.offset.copy_(offset.to(self.offset))
 
-    def grow(self, order: int, generator_seed: Optional[int] = None) -> "Disentangler":
+    def grow(self, order: int, generator_seed: int | None = None) -> Disentangler:
         """A deeper disentangler that starts as exactly this function (warm start).
 
         The copy keeps the stem, head and existing blocks; ``order − self.order`` new blocks with zero
@@ -318,7 +317,7 @@ class ElementwiseFit:
 
     def __init__(self) -> None:
         self.n = 0
-        self.sums: Optional[list[torch.Tensor]] = None
+        self.sums: list[torch.Tensor] | None = None
 
     @torch.no_grad()
     def add(self, u: torch.Tensor, t: torch.Tensor) -> None:

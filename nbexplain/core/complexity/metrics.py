@@ -28,7 +28,7 @@ def _metric_indices(y_tr: torch.Tensor, y_te: torch.Tensor, n: int) -> tuple[tor
     share = counts.double() / counts.sum()
     sel_tr, sel_te = [], []
     n_each = min(n, y_tr.shape[0], y_te.shape[0])
-    for c, p in zip(classes.tolist(), share.tolist()):
+    for c, p in zip(classes.tolist(), share.tolist(), strict=True):
         k = int(round(p * n_each))
         idx_tr = torch.nonzero(y_tr == c).flatten()
         idx_te = torch.nonzero(y_te == c).flatten()

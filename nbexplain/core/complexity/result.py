@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -85,9 +85,9 @@ class ComplexityResult:
     reliability_feature: float
     history: dict[int, dict[str, Any]]
     losses: dict[str, float]
-    shapley: Optional[ShapleyResult]
-    reference_model: Optional[nn.Module] = None
-    reference_layer: Optional[str] = None
+    shapley: ShapleyResult | None
+    reference_model: nn.Module | None = None
+    reference_layer: str | None = None
     consistency_maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     constant_units: int = 0
@@ -183,7 +183,7 @@ class ComplexityResult:
             out.append(_from_rows(pred.float(), x.n, self.feature_shape))
         return torch.stack(out)
 
-    def to(self, device: Union[str, torch.device]) -> "ComplexityResult":
+    def to(self, device: Union[str, torch.device]) -> ComplexityResult:
         """Move the disentanglers to ``device`` (in place; returns self)."""
         for d in self.disentanglers.values():
             d.to(device)

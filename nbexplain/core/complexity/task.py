@@ -7,7 +7,7 @@ A forward hook on the analysed layer records its output (:func:`_layer_outputs`)
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from .._base.validation import check_choice
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _single_forward_hook(module: nn.Module, layer: str, replace: Optional[list] = None):
+def _single_forward_hook(module: nn.Module, layer: str, replace: list | None = None):
     """Register a hook that records the module's output (or replaces it by ``replace[0]``)."""
     box: dict[str, Any] = {"calls": 0, "out": None}
 
@@ -133,7 +133,7 @@ def _head_loss(
     layer: str,
     x: Inputs | torch.Tensor,
     y: torch.Tensor,
-    feature: Optional[torch.Tensor],
+    feature: torch.Tensor | None,
     loss_fn: LossFn,
     batch_size: int,
     output: OutputArg = None,

@@ -8,7 +8,7 @@ subspace through the same mean is the control.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,14 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .delta_metrics import MetricArg, check_metric, scorer
 from .._base.hygiene import preserved
 from .._base.layer_select import resolve_modules
 from .._base.layouts import LayoutProbe, known_layout, rank_layout
 from .._base.machinery import Handles, check_progress, progress_bar
 from .._base.model_inputs import Inputs, as_inputs, call_model
 from .._base.model_io import OutputArg, check_output_arg, check_runnable, probe_output, select_output
-from .tracking import COUNTING_MODES, intrinsic_dimension
 from .._base.moments import RunningMoments
 from .._base.validation import (
     check_choice,
@@ -33,6 +31,8 @@ from .._base.validation import (
     check_tensor,
     renamed_arguments,
 )
+from .delta_metrics import MetricArg, check_metric, scorer
+from .tracking import COUNTING_MODES, intrinsic_dimension
 
 __all__ = ["DeltaProjection", "DeltaCurveResult", "projected_outputs", "delta_curve", "SUBSPACES"]
 
@@ -253,7 +253,7 @@ def _check_call(model: Any, x: Any, output: Any, what: str) -> tuple[nn.Module, 
 @renamed_arguments(x="inputs")
 def projected_outputs(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple | Mapping[str, Any] | Inputs,
     layer: str,
     stats: RunningMoments,
     *,
@@ -422,7 +422,7 @@ class DeltaCurveResult:
 @renamed_arguments(x="inputs", target="labels")
 def delta_curve(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple | Mapping[str, Any] | Inputs,
     layer: str,
     stats: RunningMoments,
     *,
@@ -500,7 +500,7 @@ def delta_curve(
         plain = _run(model, batch, batch_size, output)
     score = scorer(metric, first, plain, labels, ignore_index)  # checks labels and shapes before the projections
 
-    options = dict(ks=distinct, seed=seed, batch_size=batch_size, output=output, progress=progress)
+    options: dict[str, Any] = dict(ks=distinct, seed=seed, batch_size=batch_size, output=output, progress=progress)
     eig = projected_outputs(model, batch, layer, stats, subspace="eigen", **options)
     rnd = projected_outputs(model, batch, layer, stats, subspace="random", **options)
     by_k = {k: (score(e), score(r)) for k, e, r in zip(distinct, eig, rnd, strict=False)}

@@ -209,7 +209,7 @@ def probe_accuracy(
     batch_size = check_positive_int(batch_size, "batch_size")
     progress = check_progress(progress)
     with preserved(model):
-        options = dict(conv=conv, batch_size=batch_size, eval_mode=eval_mode, progress=progress)
+        options: dict[str, Any] = dict(conv=conv, batch_size=batch_size, eval_mode=eval_mode, progress=progress)
         f_tr = activations(model, x_tr, names, **options)
         f_te = activations(model, x_te, names, **options)
     out: dict[str, float] = {}

@@ -73,7 +73,7 @@ def _pair_key(a: torch.Tensor, b: torch.Tensor, conv: str) -> tuple[Any, ...]:
     sa, sb = _spatial(a), _spatial(b)
     if not sa or not sb or len(sa) != len(sb):
         return ("pool",)
-    return ("res", tuple(min(u, v) for u, v in zip(sa, sb)))
+    return ("res", tuple(min(u, v) for u, v in zip(sa, sb, strict=True)))
 
 
 def _features(o: torch.Tensor, key: tuple[Any, ...], max_samples: int, seed: int) -> torch.Tensor:
@@ -167,10 +167,10 @@ def _cross_products(
     widths = [b.k if svcca_only else b.z.shape[1] for b in alive]
     left = a.z[:, : a.k] if svcca_only else a.z
     if cache_key is None:  # a one-off set of columns: one product per layer, no concatenated copy
-        parts = iter([dense_linalg.cross(left, b.z[:, :w]) for b, w in zip(alive, widths)])
+        parts = iter([dense_linalg.cross(left, b.z[:, :w]) for b, w in zip(alive, widths, strict=True)])
     else:
         if cache_key not in concat_cache:
-            concat_cache[cache_key] = torch.cat([b.z[:, :w] for b, w in zip(alive, widths)], dim=1)
+            concat_cache[cache_key] = torch.cat([b.z[:, :w] for b, w in zip(alive, widths, strict=True)], dim=1)
         parts = iter(dense_linalg.cross(left, concat_cache[cache_key]).split(widths, dim=1))
     return [None if b.dead else next(parts) for b in bs]
 

@@ -151,14 +151,14 @@ class SimilarityGridResult:
         return s[~torch.isnan(s)]
 
     def __repr__(self) -> str:
-        t, l, lr = self.shape
+        t, n_layers, n_ref = self.shape
         counts: dict[str, int] = {}
         for layout in self.layouts.values():
             counts[layout] = counts.get(layout, 0) + 1
         shown = ", ".join(f"{v} {k}" for k, v in counts.items())
         return (
             f"SimilarityGridResult(kind={self.kind!r}, metrics={self.metrics}, checkpoints={t}, "
-            f"layers={l}, reference_layers={lr}, reference={self.reference_label!r}"
+            f"layers={n_layers}, reference_layers={n_ref}, reference={self.reference_label!r}"
             + (f", layouts: {shown})" if shown else ")")
         )
 

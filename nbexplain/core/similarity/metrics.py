@@ -676,11 +676,12 @@ def hsic_biased_gram(kc: torch.Tensor, lc: torch.Tensor) -> float:
     return float((kc * lc).sum())
 
 
-def hsic_unbiased_gram(k: torch.Tensor, l: torch.Tensor) -> float:
-    """Song et al. (2012)'s unbiased HSIC estimator times n(n − 3) (the factor cancels in CKA)."""
-    n = k.shape[0]
-    kt = k - torch.diag_embed(torch.diagonal(k))
-    lt = l - torch.diag_embed(torch.diagonal(l))
+def hsic_unbiased_gram(k_gram: torch.Tensor, l_gram: torch.Tensor) -> float:
+    """Song et al. (2012)'s unbiased HSIC estimator of the grams K and L, times n(n − 3) (the factor cancels in
+    CKA)."""
+    n = k_gram.shape[0]
+    kt = k_gram - torch.diag_embed(torch.diagonal(k_gram))
+    lt = l_gram - torch.diag_embed(torch.diagonal(l_gram))
     k1, l1 = kt.sum(dim=1), lt.sum(dim=1)
     term = (kt * lt).sum() + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 * l1).sum()
     return float(term)
@@ -799,16 +800,17 @@ def cka(
         return CKAResult(value=value, kernel=kernel, debiased=debiased, n_samples=n)
     if kernel == "linear":
         xc, yc = centred(xt), centred(yt)
-        k, l = xc @ xc.T, yc @ yc.T
+        k_gram, l_gram = xc @ xc.T, yc @ yc.T
     else:
         for t, name in ((xt, "x"), (yt, "y")):
             if not bool(centred(t).any()):
                 raise zero_variance_error(name)
-        k, l = rbf_gram(xt, float(threshold)), rbf_gram(yt, float(threshold))
+        k_gram, l_gram = rbf_gram(xt, float(threshold)), rbf_gram(yt, float(threshold))
     if debiased:
-        hxy, hxx, hyy = hsic_unbiased_gram(k, l), hsic_unbiased_gram(k, k), hsic_unbiased_gram(l, l)
+        hxy = hsic_unbiased_gram(k_gram, l_gram)
+        hxx, hyy = hsic_unbiased_gram(k_gram, k_gram), hsic_unbiased_gram(l_gram, l_gram)
     else:
-        kc, lc = _center_gram(k), _center_gram(l)
+        kc, lc = _center_gram(k_gram), _center_gram(l_gram)
         hxy, hxx, hyy = hsic_biased_gram(kc, lc), hsic_biased_gram(kc, kc), hsic_biased_gram(lc, lc)
     value = _ratio(hxy, hxx, hyy, debiased=debiased, n=n)
     return CKAResult(

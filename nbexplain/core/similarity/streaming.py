@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .._base.moments import RunningMoments
+from .._base.validation import check_choice, check_positive_int, check_same_samples
 from .metrics import (
     CCAResult,
     CKAResult,
@@ -30,8 +32,6 @@ from .metrics import (
     linear_cka_from_covariances,
     zero_constant,
 )
-from .._base.moments import RunningMoments
-from .._base.validation import check_choice, check_positive_int, check_same_samples
 
 __all__ = ["StreamingSimilarity"]
 

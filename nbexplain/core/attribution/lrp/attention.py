@@ -342,7 +342,6 @@ def norm_node(
             f"nx.rules.NormIdentity applies to LayerNorm, RMSNorm and GroupNorm modules, not {type(module).__name__}; "
             "map nx.rules.Gradient() to it instead."
         )
-        return _norm_rule(x, output, 1, module.weight, eps, False, epsilon)
     return _constant_normaliser(fn, x, rest, output, epsilon)
 
 

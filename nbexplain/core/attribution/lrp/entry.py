@@ -11,8 +11,6 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..result import resolved_target
-from ..space import AttributionInputs, attribution_inputs, bind_target, predicted_classes
 from ..._base.compiled import strip_compiled
 from ..._base.hygiene import model_device, model_dtype
 from ..._base.machinery import batch_slices, check_progress, progress_bar
@@ -34,6 +32,8 @@ from ..._base.validation import (
     match_layer_names,
     renamed_arguments,
 )
+from ..result import resolved_target
+from ..space import AttributionInputs, attribution_inputs, bind_target, predicted_classes
 from .canonizers import Canonizer, MergeBatchNorm, default_canonizers
 from .composites import Composite, Key, get_composite
 from .engine import LRPResult
@@ -375,12 +375,12 @@ def _make_plan(
     the requested layer names (as given → the model's own spelling)."""
     plan_output = check_output_arg(output)
     batch, key, name = attribution_inputs(x, wrt)
-    x = batch[key]
-    emb = resolve_embedding(model, x, embedding, f"`{name}`")
-    if emb is None and not x.is_floating_point():
-        raise TypeError(f"`{name}` must hold floating-point values, got {x.dtype}; use {name}.float().")
-    if x.is_floating_point():
-        _check_finite(x)
+    explained = batch[key]
+    emb = resolve_embedding(model, explained, embedding, f"`{name}`")
+    if emb is None and not explained.is_floating_point():
+        raise TypeError(f"`{name}` must hold floating-point values, got {explained.dtype}; use {name}.float().")
+    if explained.is_floating_point():
+        _check_finite(explained)
     if init not in ("logit", "one"):
         raise ValueError(f"`init` must be 'logit' or 'one', got {init!r}.")
     comp = get_composite(composite, **params)

@@ -413,6 +413,10 @@ class LayerOp(abc.ABC):
             self._weight = self.weight_map(None)
         return self._weight
 
+    @weight.setter
+    def weight(self, value: torch.Tensor | None) -> None:
+        self._weight = value
+
     def weight_map(self, fn: Any = None) -> torch.Tensor:
         """The (merged) weight, modified by ``fn``, as one new tensor.
 
@@ -467,10 +471,6 @@ class LayerOp(abc.ABC):
             for i in range(0, w.shape[0], step):
                 fn(out[i : i + step])
         return out
-
-    @weight.setter
-    def weight(self, value: torch.Tensor | None) -> None:
-        self._weight = value
 
     #: Whether :meth:`weight_map` derives modified weights from the raw (unmerged) weight: a merged op whose
     #: batch-norm factors are all > 0. Every modification the rules make (``w⁺``, ``w⁻``, ``w + γw⁺``) is

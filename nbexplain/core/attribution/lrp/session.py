@@ -25,6 +25,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from types import FrameType
 from typing import Any
 
 import torch
@@ -216,7 +217,7 @@ class Session:
     def _running(self) -> bool:
         """Whether the pass that began is still on the call stack (else a KeyboardInterrupt, which runs no
         always-called hook, cut it short)."""
-        frame = sys._getframe(2)
+        frame: FrameType | None = sys._getframe(2)
         while frame is not None:
             if frame is self._frame:
                 return True
