@@ -40,3 +40,10 @@ def test_every_view_has_its_800_and_1400_px_screenshots(view: str):
                                "with NBEXPLAIN_UPDATE_DOCS=1"
         w, _ = _png_size(shot)
         assert 100 < w <= width, (shot.name, w)  # the view's own box, inside its window
+
+
+def test_the_index_links_every_pair():
+    """docs/screens/README.md (lesson → view → pictures) names every picture, and only pictures that exist."""
+    index = (SCREENS / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\(([a-z-]+-(?:800|1400)\.png)\)", index))
+    assert linked == {f"{v}-{w}.png" for v in _views() for w in (800, 1400)}, linked
