@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
+from classroom import contrast, luminance
+from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
+from test_export import write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -54,11 +61,7 @@ def test_dashboard_draws_one_line_per_layer_and_grows(lab):
 # Classroom checks (issue 14): 800 px column, whole-epoch ticks, legends beside the charts, readable layer names,
 # the whole summary, text ≥ 13 px, presentation scale, accessibility, and a console with no errors.
 
-import os  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from harness import VIEW_LAYOUT, axe_violations  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
 ROOT = ".nbx-saturation-dashboard"
@@ -217,7 +220,6 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
 # chart text takes the view's text colour instead, readable (≥ 4.5 : 1) on the chart's background, in JupyterLab's
 # light and dark themes and with theme='light' / 'dark' forced against them.
 
-from classroom import contrast, luminance  # noqa: E402
 
 THEME_CELLS = [
     "import torch, nbexplain as nx\n"
@@ -312,8 +314,6 @@ def test_dashboard_chart_text_follows_the_theme(lab):
 # Offline export (issue 14): the presentation scale and a forced theme are saved with the widget state, so an
 # exported page shows the dashboard as it was — bqplot charts drawn from the local AMD modules, text 1.5× larger.
 
-from harness import ARTIFACTS, offline_only  # noqa: E402
-from test_export import write_notebook  # noqa: E402
 
 EXPORT_CELLS = [
     "import torch, nbexplain as nx\n"
