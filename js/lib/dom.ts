@@ -197,8 +197,9 @@ export function onBackground(root: Element, s: ColorScale): ColorScale {
  * `data-theme`), JupyterLab's theme (its stylesheet may load after the `data-jp-theme-*` attributes on the body
  * change), a custom theme, or the view being first attached to the page (a view built while detached saw no
  * background). Colour-mapped views pass their recolouring here (see `onBackground`); the cleanup goes to
- * `connect`. Watched through the root's background-color transition (style.css gives it a 1 ms one), a mutation
- * observer and a resize observer; `redraw` runs at most once a frame and only when the colour really changed.
+ * `connect`. Watched through a 1 ms transition of the root's `column-rule-color`, which style.css sets to the
+ * background (a property with no effect there, so the background itself never lags), a mutation observer and a
+ * resize observer; `redraw` runs at most once a frame and only when the colour really changed.
  */
 export function onThemeChange(root: HTMLElement, redraw: () => void): () => void {
   let last = backgroundOf(root).join(",");
@@ -214,7 +215,7 @@ export function onThemeChange(root: HTMLElement, redraw: () => void): () => void
     });
   };
   const onTransition = (ev: TransitionEvent) => {
-    if (ev.target === root && ev.propertyName === "background-color") check();
+    if (ev.target === root && ev.propertyName === "column-rule-color") check();
   };
   root.addEventListener("transitionend", onTransition);
   const cleanups: Array<() => void> = [() => root.removeEventListener("transitionend", onTransition)];

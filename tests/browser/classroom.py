@@ -174,6 +174,25 @@ def follows_lab_dark_theme(nb: Any, root_selector: str) -> None:
     assert low() == (68, 1, 84)
 
 
+def follows_custom_background(nb: Any, root_selector: str) -> None:
+    """A page style that darkens JupyterLab's background variable (a custom theme: no theme attribute changes)
+    recolours the view's sequential map off the new background too, and removing it restores viridis' purple."""
+    root = nb.page.locator(root_selector).first
+    low = lambda: rgb(root.evaluate(LOW_END))  # noqa: E731
+    assert low() == (68, 1, 84)
+    nb.page.evaluate("""() => { const s = document.createElement('style'); s.id = 'nbx-test-custom-theme';
+      s.textContent = 'body { --jp-layout-color0: #000000; }'; document.head.appendChild(s); }""")
+    try:
+        nb.page.wait_for_function(f"() => {{ const r = document.querySelector({root_selector!r});"
+                                  f" return ({LOW_END})(r) !== 'rgb(68, 1, 84)'; }}", timeout=5000)
+        assert rgb(root.evaluate(RGB)) == (0, 0, 0)
+        assert low_end_contrast(nb, root_selector) >= 3
+    finally:
+        nb.page.evaluate("() => document.getElementById('nbx-test-custom-theme').remove()")
+    nb.page.wait_for_function(f"() => {{ const r = document.querySelector({root_selector!r});"
+                              f" return ({LOW_END})(r) === 'rgb(68, 1, 84)'; }}", timeout=5000)
+
+
 def screenshots(nb: Any, name: str, root_selector: str, height: int = 2400) -> list[Path]:
     """``<name>-800`` in an 800 px wide window and ``<name>-1400`` in a 1400 px one (both ``height`` px tall, so
     that the whole view is above JupyterLab's status bar); copied to ``docs/screens`` with

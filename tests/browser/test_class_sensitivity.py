@@ -93,7 +93,15 @@ def test_class_sensitivity_slider_hover_click(lab):
 def test_class_sensitivity_in_the_classroom(lab):
     """800 px column, text ≥ 13 px (cells, chart), scale 1.5, keyboard (one tab stop, arrows, Enter/Space) with a
     focus ring and accessible names, a labelled threshold and chart ticks, axe-core light and dark, screenshots."""
-    from classroom import dark_theme, fits_column, follows_lab_dark_theme, has_focus_ring, scaled, screenshots
+    from classroom import (
+        dark_theme,
+        fits_column,
+        follows_custom_background,
+        follows_lab_dark_theme,
+        has_focus_ring,
+        scaled,
+        screenshots,
+    )
 
     nb = lab.open_notebook(CELLS, name="class_sensitivity_classroom", viewport=(800, 1000))
     with nb:
@@ -137,6 +145,7 @@ def test_class_sensitivity_in_the_classroom(lab):
         nb.execute("w.theme = 'auto'")
         nb.page.locator(f"{SELECTOR}[data-theme='auto']").wait_for(timeout=5000)
         follows_lab_dark_theme(nb, SELECTOR)
+        follows_custom_background(nb, SELECTOR)
         screenshots(nb, "class-sensitivity", SELECTOR)
         fits_column(root, 1400)
         assert nb.page_errors == [], nb.page_errors
