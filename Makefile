@@ -17,7 +17,7 @@ SITE_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 help:
 	@echo "make demo   - install everything, build the JS, open JupyterLab on examples/"
-	@echo "make test   - install everything (incl. Chromium when root), run JS, Python and browser tests"
+	@echo "make test   - install everything (incl. Chromium when root), run lint, JS, Python and browser tests"
 	@echo "make dev    - JupyterLab with hot-reloading views (esbuild --watch + ANYWIDGET_HMR=1)"
 	@echo "make bench  - run every benchmark in benchmarks/"
 	@echo "make export NB=examples/00_tour.ipynb - run a notebook, write build/export/<name>.html (+ _files/), works offline"
@@ -75,7 +75,7 @@ js-test: node_modules/.package-lock.json
 typecheck: node_modules/.package-lock.json
 	npm run typecheck
 
-test: setup-test browser js-test typecheck
+test: setup-test browser js-test typecheck lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 export: setup

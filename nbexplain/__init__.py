@@ -16,7 +16,8 @@ from .core import *  # noqa: F403 - the public API is core's __all__
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "objectives", "rules", "canonizers", "widgets", "data", "zoo", "architectures", *_core.__all__]
+# the lazily imported submodules are named as strings: they are attributes only once imported (see __getattr__)
+__all__ = ["__version__", "objectives", "rules", "canonizers", "widgets", "data", "zoo", "architectures", *_core.__all__]  # noqa: F405
 
 _LAZY = ("objectives", "widgets", "data", "zoo", "architectures")
 

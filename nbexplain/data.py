@@ -57,7 +57,7 @@ class Dataset:
         """Shape of one image, ``(C, H, W)``."""
         return tuple(self.x_train.shape[1:])
 
-    def flat(self) -> "Dataset":
+    def flat(self) -> Dataset:
         """The same data with images flattened to vectors ``(N, H·W)`` (for dense models)."""
         return Dataset(
             self.x_train.flatten(1), self.y_train, self.x_test.flatten(1), self.y_test, self.classes, self.name

@@ -324,7 +324,6 @@ def train(
         Mean training loss per epoch and, when a test set is known, test loss and accuracy.
     """
     from .core._base.machinery import progress_bar
-
     from .data import Dataset
 
     check_model(model, hooks=False, unwrap=False)  # runs the model as it is (compiled or scripted too)

@@ -42,7 +42,7 @@ def test_models_have_readable_layers_and_correct_shapes() -> None:
     state = torch.random.get_rng_state()
     a, b = zoo.cnn(seed=3), zoo.cnn(seed=3)
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_train_reaches_useful_accuracy_and_restores_mode() -> None:
@@ -97,7 +97,7 @@ def test_negation_language_follows_its_rule() -> None:
     pos = {"good", "great", "fine", "happy", "nice"}
     neg = {"bad", "awful", "poor", "sad", "ugly"}
     distractors = 0
-    for ids, y, ev in zip(data.ids_train, data.y_train, data.evidence_train):
+    for ids, y, ev in zip(data.ids_train, data.y_train, data.evidence_train, strict=True):
         words = data.words(ids)
         (p,) = [i for i, w in enumerate(words) if w in pos | neg]
         negated = p > 0 and words[p - 1] == "not"

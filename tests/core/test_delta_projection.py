@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import nbexplain as nx
-from nbexplain.core.feature_space.delta_projection import DeltaProjection
 from nbexplain.core._base.moments import RunningMoments
+from nbexplain.core.feature_space.delta_projection import DeltaProjection
 from nbexplain.zoo import cnn, dense_autoencoder, mlp
 
 

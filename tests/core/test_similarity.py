@@ -66,8 +66,8 @@ def _center(k: np.ndarray) -> np.ndarray:
     return h @ k @ h
 
 
-def ref_cka_gram(k: np.ndarray, l: np.ndarray) -> float:
-    kc, lc = _center(k), _center(l)
+def ref_cka_gram(k: np.ndarray, lg: np.ndarray) -> float:
+    kc, lc = _center(k), _center(lg)
     return float(np.sum(kc * lc) / np.sqrt(np.sum(kc * kc) * np.sum(lc * lc)))
 
 
@@ -76,12 +76,12 @@ def ref_rbf(x: np.ndarray, threshold: float) -> np.ndarray:
     return np.exp(-d2 / (2 * threshold**2 * np.median(d2)))
 
 
-def ref_hsic_u_bruteforce(k: np.ndarray, l: np.ndarray) -> float:
+def ref_hsic_u_bruteforce(k: np.ndarray, lg: np.ndarray) -> float:
     """Song et al. (2012): the order-4 U-statistic, averaged over every 4-tuple of distinct samples."""
     n = k.shape[0]
     total, count = 0.0, 0
     for i, j, q, r in itertools.permutations(range(n), 4):
-        total += k[i, j] * l[i, j] + k[i, j] * l[q, r] - 2 * k[i, j] * l[i, q]
+        total += k[i, j] * lg[i, j] + k[i, j] * lg[q, r] - 2 * k[i, j] * lg[i, q]
         count += 1
     return total / count
 
@@ -233,10 +233,10 @@ def test_debiased_cka_matches_bruteforce_u_statistic(kernel):
     x, y = g.standard_normal((n, 3)), g.standard_normal((n, 4))
     y[:, 0] += x[:, 0]
     if kernel == "linear":
-        k, l = x @ x.T, y @ y.T  # uncentred: the U-statistic is translation invariant
+        k, lg = x @ x.T, y @ y.T  # uncentred: the U-statistic is translation invariant
     else:
-        k, l = ref_rbf(x, 1.0), ref_rbf(y, 1.0)
-    ref = ref_hsic_u_bruteforce(k, l) / math.sqrt(ref_hsic_u_bruteforce(k, k) * ref_hsic_u_bruteforce(l, l))
+        k, lg = ref_rbf(x, 1.0), ref_rbf(y, 1.0)
+    ref = ref_hsic_u_bruteforce(k, lg) / math.sqrt(ref_hsic_u_bruteforce(k, k) * ref_hsic_u_bruteforce(lg, lg))
     assert nx.cka(x, y, kernel=kernel, debiased=True).value == pytest.approx(ref, abs=1e-10)
 
 
@@ -245,9 +245,9 @@ def test_debiased_linear_feature_path_equals_gram_path():
     x, y = g.standard_normal((300, 4)) + 7.0, g.standard_normal((300, 5)) - 3.0
     y[:, 0] += x[:, 1]
     feat = nx.cka(x, y, debiased=True).value  # 300 samples, 9 features: feature-space path
-    k, l = x @ x.T, y @ y.T
-    gram = sim.hsic_unbiased_gram(torch.tensor(k), torch.tensor(l)) / math.sqrt(
-        sim.hsic_unbiased_gram(torch.tensor(k), torch.tensor(k)) * sim.hsic_unbiased_gram(torch.tensor(l), torch.tensor(l))
+    k, lg = x @ x.T, y @ y.T
+    gram = sim.hsic_unbiased_gram(torch.tensor(k), torch.tensor(lg)) / math.sqrt(
+        sim.hsic_unbiased_gram(torch.tensor(k), torch.tensor(k)) * sim.hsic_unbiased_gram(torch.tensor(lg), torch.tensor(lg))
     )
     assert feat == pytest.approx(gram, abs=1e-10)
 

@@ -25,7 +25,7 @@ def checkpoints(t=3):
     for s in torch.linspace(0, 1, t):
         m = mlp(12, (10, 6), seed=0)
         with torch.no_grad():
-            for pm, pa, pb in zip(m.parameters(), a.parameters(), b.parameters()):
+            for pm, pa, pb in zip(m.parameters(), a.parameters(), b.parameters(), strict=True):
                 pm.copy_((1 - s) * pa + s * pb)
         out.append(m)
     return out
