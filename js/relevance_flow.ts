@@ -5,7 +5,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { colorOf, type ColorScale } from "./lib/colormap";
 import { keepNavigationKeys } from "./lib/keys";
-import { colorFooter } from "./lib/scalebar";
+import { colorFooter, niceScale } from "./lib/scalebar";
 import { applyScale, connect, h, injectStyle, offscreen, onBackground, onThemeChange, rangeControl, scaleOf, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { formatNumber, formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
 import { colorize, effectiveScale, imageRGBA, pixelAt, sourceCoord } from "./lib/raster";
@@ -153,6 +153,15 @@ function svgEl<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<strin
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+/**
+ * The limit ±L of a relevance map's colour scale for its largest |R| = `m`: a multiple of the colour bar's tick
+ * step at or above `m` (`niceScale`), so both ends of the bar are labelled ticks (a niceCeil such as 1.2 under
+ * ticks of 0.5 left the ends unlabelled). 1 for an all-zero map.
+ */
+export function mapLimit(m: number): number {
+  return m > 0 && Number.isFinite(m) ? niceScale({ kind: "diverging", vmin: -m, vmax: m }).scale.vmax : 1;
 }
 
 function render({ model, el }: RenderProps<State>) {
@@ -448,8 +457,8 @@ function render({ model, el }: RenderProps<State>) {
     const vals = stepValues(values, s, smp());
     let m = 0;
     for (let j = 0; j < vals.length; j++) m = Math.max(m, Math.abs(vals[j]));
-    // the colour scale ends at a round value at or above the largest |R| (0 stays the white middle)
-    const lim = m > 0 ? niceCeil(m) : 1;
+    // the colour scale ends at a labelled nice value at or above the largest |R| (0 stays the white middle)
+    const lim = mapLimit(m);
     // on a dark background RdBu's darkest ends are cut (onBackground): the strongest R is not the page's colour
     const scale: ColorScale = onBackground(root, effectiveScale({ kind: "diverging", vmin: -lim, vmax: lim }));
     caption.textContent = describe(i);

@@ -2,7 +2,8 @@
 // units, the words for what a step absorbed, chart ranges and the keyboard.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { changeWords, chartRange, deltaLabel, keyStep, shareOf, type StepLayout, stepValues, topUnits } from "../relevance_flow";
+import { changeWords, chartRange, deltaLabel, keyStep, mapLimit, shareOf, type StepLayout, stepValues, topUnits } from "../relevance_flow";
+import { niceScale, scaleTicks } from "../lib/scalebar";
 
 function step(shape: number[], offset: number): StepLayout {
   return { name: "s", kind: shape.length === 3 ? "map" : "bars", shape, offset, source_shape: shape.slice(1),
@@ -72,3 +73,17 @@ test("deltaLabel signs the change of the running sum and rounds float noise to z
   assert.equal(deltaLabel(-3.896e-10, 0.1381), "Δ 0");
 });
 
+
+test("mapLimit: the colour bar's ends are labelled ticks for any largest |R|", () => {
+  for (const m of [1.1, 1.2, 3, 7.05e-4, 0.37, 42, 5.513e-4]) {
+    const lim = mapLimit(m);
+    assert.ok(lim >= m && lim <= 2 * m, `${m} → ${lim}`);
+    // the bar (js/lib/scalebar.ts: colorFooter) ticks the drawn scale at niceScale(scale, false).step
+    const scale = { kind: "diverging" as const, vmin: -lim, vmax: lim };
+    const ticks = scaleTicks(scale, niceScale(scale, false).step);
+    assert.equal(ticks[0], -lim, `${m}: ${ticks}`);
+    assert.equal(ticks[ticks.length - 1], lim, `${m}: ${ticks}`);
+    assert.ok(ticks.includes(0));
+  }
+  assert.equal(mapLimit(0), 1);
+});
