@@ -134,6 +134,9 @@ export function scaleOf(root: HTMLElement): number {
   return Number.isFinite(v) && v > 0 ? v : 1;
 }
 
+/** Fired on an element watched by `onVisible` after each redraw (`connect` watches the view's root). */
+export const VISIBLE_EVENT = "nbx-visible";
+
 /**
  * Call `redraw` when the element changes size or becomes visible again (JupyterLab's windowed notebook
  * detaches off-screen outputs and may drop canvas contents). Returns a cleanup function.
@@ -145,6 +148,7 @@ export function onVisible(el: HTMLElement, redraw: () => void): () => void {
     frame = requestAnimationFrame(() => {
       frame = 0;
       redraw();
+      el.dispatchEvent(new Event(VISIBLE_EVENT)); // for onThemeChange: a view attached or shown again
     });
   };
   const cleanups: Array<() => void> = [];
@@ -198,8 +202,9 @@ export function onBackground(root: Element, s: ColorScale): ColorScale {
  * change), a custom theme, or the view being first attached to the page (a view built while detached saw no
  * background). Colour-mapped views pass their recolouring here (see `onBackground`); the cleanup goes to
  * `connect`. Watched through a 1 ms transition of the root's `column-rule-color`, which style.css sets to the
- * background (a property with no effect there, so the background itself never lags), a mutation observer and a
- * resize observer; `redraw` runs at most once a frame and only when the colour really changed.
+ * background (a property with no effect there, so the background itself never lags), a mutation observer and
+ * `connect`'s visibility watch (`VISIBLE_EVENT`); `redraw` runs at most once a frame and only when the colour
+ * really changed.
  */
 export function onThemeChange(root: HTMLElement, redraw: () => void): () => void {
   let last = backgroundOf(root).join(",");
@@ -225,11 +230,9 @@ export function onThemeChange(root: HTMLElement, redraw: () => void): () => void
     if (document.body) mo.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
     cleanups.push(() => mo.disconnect());
   }
-  if (typeof ResizeObserver !== "undefined") {
-    const ro = new ResizeObserver(check);
-    ro.observe(root);
-    cleanups.push(() => ro.disconnect());
-  }
+  // attached or shown again (connect's onVisible on the root, so no second resize observer)
+  root.addEventListener(VISIBLE_EVENT, check);
+  cleanups.push(() => root.removeEventListener(VISIBLE_EVENT, check));
   return () => {
     if (frame) cancelAnimationFrame(frame);
     cleanups.forEach((c) => c());
