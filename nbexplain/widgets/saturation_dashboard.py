@@ -261,7 +261,9 @@ class SaturationDashboard(w.VBox):
         self.add_class(f"nbx-theme-{self.theme}")
         self._style.value = (
             "<style>"
-            f".{u} {{ --nbx-sd-fg: {c['fg']}; --nbx-sd-bg: {c['bg']}; color: var(--nbx-sd-fg);"
+            # the anywidget views' font (style.css): in an exported page there is no JupyterLab font to inherit
+            f".{u} {{ font-family: var(--jp-ui-font-family, system-ui, -apple-system, 'Segoe UI', sans-serif);"
+            f" --nbx-sd-fg: {c['fg']}; --nbx-sd-bg: {c['bg']}; color: var(--nbx-sd-fg);"
             " background: var(--nbx-sd-bg);"
             f" --bq-font: {tick} sans-serif; --bq-axis-tick-text-font: {tick} sans-serif;"
             f" --bq-axislabel-font: {tick} sans-serif; --bq-mainheading-font: {_font(s, 1.15)} sans-serif;"

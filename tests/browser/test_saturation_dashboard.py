@@ -371,6 +371,10 @@ def test_dashboard_scale_and_theme_survive_an_offline_export(chromium, tmp_path)
         assert "nbx-theme-dark" in (big.get_attribute("class") or "")
         _check_theme(big, dark=True)
         _check_theme(plain, dark=False)
+        # the heading, legends and table in the views' sans-serif font, also with no JupyterLab to inherit it from
+        fonts = plain.evaluate("r => [...r.querySelectorAll('*')].filter(e => e.childElementCount === 0"
+                               " && e.textContent.trim() && !e.closest('svg')).map(e => getComputedStyle(e).fontFamily)")
+        assert fonts and not [f for f in set(fonts) if "sans-serif" not in f and "monospace" not in f], set(fonts)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         big.screenshot(path=str(ARTIFACTS / "saturation-dashboard-export-scaled.png"))
     finally:
