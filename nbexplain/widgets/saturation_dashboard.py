@@ -289,6 +289,7 @@ class SaturationDashboard(w.VBox):
             " margin-right: 4px; }"
             f".{u} table.nbx-sd-table {{ border-collapse: collapse; max-width: 100%; }}"
             f".{u} table.nbx-sd-table caption {{ text-align: left; font-weight: 600; }}"
+            f".{u} .nbx-sd-note {{ margin-top: 0.3em; max-width: 40em; color: var(--nbx-sd-fg); }}"
             f".{u} table.nbx-sd-table th, .{u} table.nbx-sd-table td {{ padding: 1px 6px 1px 0; text-align: left;"
             " vertical-align: top; }"
             f".{u} table.nbx-sd-table tbody th {{ overflow-wrap: anywhere; }}"
@@ -398,9 +399,12 @@ class SaturationDashboard(w.VBox):
             if probes:
                 cells.append(self._num(probes.get(n), 3))
             rows.append("<tr>" + "".join(cells) + "</tr>")
-        return (f"<table class='nbx-sd-table'><caption>epoch {last.epoch} (latest): k = dimensions that explain "
-                f"{self.tracker.delta:g} of the variance</caption><thead><tr>" + "".join(top) + "</tr><tr>" + sub
-                + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        # a short caption (a caption is only as wide as its table: a long one wrapped into a narrow block), the
+        # meaning of k below the table, where it wraps at the column's width
+        return (f"<table class='nbx-sd-table'><caption>epoch {last.epoch} (latest), per layer</caption><thead><tr>"
+                + "".join(top) + "</tr><tr>" + sub + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+                f"<div class='nbx-sd-note'>k = the number of dimensions that explain {self.tracker.delta:g} of the "
+                "variance of a layer's features; saturation = k / width</div>")
 
     @staticmethod
     def _num(value: float | None, digits: int) -> str:

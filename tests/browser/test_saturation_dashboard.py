@@ -205,6 +205,12 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
         assert abs(a[1] - b[1]) < 2, (a, b)  # side by side in a wide column
         wide = root.evaluate(VIEW_LAYOUT)
         assert wide["contentRight"] <= wide["right"] + 1 and wide["min"] >= 13 - 0.01, wide
+        # the table's caption reads on one line in a wide column (it wrapped to the narrow table's width)
+        lines = root.locator("table.nbx-sd-table caption").evaluate(
+            "c => c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).lineHeight || '0')"
+            " || c.getBoundingClientRect().height / (1.2 * parseFloat(getComputedStyle(c).fontSize))")
+        assert lines < 1.6, lines
+        assert "k = the number of dimensions that explain 0.99" in root.locator(".nbx-sd-note").inner_text()
         shot = nb.screenshot("saturation-dashboard-1400", root)
         if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
             DOCS.mkdir(parents=True, exist_ok=True)
