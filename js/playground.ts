@@ -4,7 +4,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { mapFloor } from "./lib/colormap";
 import { formatNumber } from "./lib/nice_ticks";
-import { backgroundOf, connect, h, injectStyle, offscreen, onThemeChange, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
+import { backgroundOf, connect, h, injectStyle, offscreen, onThemeChange, perFrame, sizeCanvas, themeHandler, viewRoot } from "./lib/dom";
 import { keepNavigationKeys } from "./lib/keys";
 import { lineChart, similarityStrip } from "./lib/playground_charts";
 import {
@@ -333,14 +333,7 @@ function render({ model, el }: RenderProps<State>) {
   }
 
   // frames arrive faster than the screen may need: draw the latest once per animation frame
-  let pending = 0;
-  const scheduleFrame = () => {
-    if (pending) return;
-    pending = requestAnimationFrame(() => {
-      pending = 0;
-      drawFrame();
-    });
-  };
+  const { schedule: scheduleFrame, cancel: cancelFrame } = perFrame(() => drawFrame());
 
   function onLive() {
     live = liveFrame(model.get("frame"));
@@ -435,7 +428,7 @@ function render({ model, el }: RenderProps<State>) {
   full();
   root.dataset.ready = "true";
   return connect(el, root, model, events, onResize, stopKeys, onThemeChange(root, full), () => {
-    cancelAnimationFrame(pending);
+    cancelFrame();
     if (chartTimer !== null) clearTimeout(chartTimer);
   });
 }

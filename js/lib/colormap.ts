@@ -86,54 +86,46 @@ export function contrastRatio(a: RGB, b: RGB): number {
 /** The contrast a map's low end keeps against the background: WCAG 2.1's 3 : 1 for graphical objects (1.4.11). */
 export const MIN_CONTRAST = 3;
 
-/**
- * Where the sequential map starts on background `bg`: 0 when viridis' dark end already stands out (≥
- * `MIN_CONTRAST`, any light background), else the first point (in steps of 0.01) from which every colour does —
- * on JupyterLab's dark #111111 that is 0.32, a blue (51, 100, 141). Cached per background.
- */
-export function sequentialFloor(bg: RGB): number {
-  const key = bg.join(",");
-  const known = floors.get(key);
-  if (known !== undefined) return known;
-  let floor = 0;
-  // viridis' luminance rises monotonically, so on a dark background the first t that passes is the floor; on a
-  // light one t = 0 passes at once (its low end is dark). A mid-grey background no start passes: keep 0.
-  for (let i = 0; i <= 100; i++) {
-    const t = i / 100;
-    if (contrastRatio(interpolate(SEQUENTIAL, t), bg) >= MIN_CONTRAST) {
-      floor = luminance(bg) < luminance(interpolate(SEQUENTIAL, t)) ? t : 0;
-      break;
-    }
-  }
-  floors.set(key, floor);
-  return floor;
-}
-const floors = new Map<string, number>();
+const cuts = new Map<string, number>();
 
 /**
- * How much to cut from both ends of the diverging map on background `bg`: 0 when RdBu's darkest blue and red
- * stand out (any light background), else the least cut (steps of 0.01) after which both ends reach
- * `MIN_CONTRAST` — on JupyterLab's dark #111111 that is 0.12, ends (40, 111, 177) and (185, 38, 50).
+ * The least cut `f` (in steps of 0.01, at most `max` of them) after which every colour `ends(f)` reaches
+ * `MIN_CONTRAST` on `bg`; 0 when none does. Cached per map and background.
  */
-export function divergingTrim(bg: RGB): number {
-  const key = bg.join(",");
-  const known = trims.get(key);
-  if (known !== undefined) return known;
-  let trim = 0;
-  const dark = luminance(bg) < luminance(DIVERGING[0]) || luminance(bg) < luminance(DIVERGING[DIVERGING.length - 1]);
-  if (dark) {
-    for (let i = 0; i < 40; i++) {
-      const f = i / 100;
-      if (contrastRatio(interpolate(DIVERGING, f), bg) >= MIN_CONTRAST && contrastRatio(interpolate(DIVERGING, 1 - f), bg) >= MIN_CONTRAST) {
-        trim = f;
+function leastCut(map: string, bg: RGB, max: number, ends: (f: number) => RGB[]): number {
+  const key = `${map}:${bg.join(",")}`;
+  let cut = cuts.get(key);
+  if (cut === undefined) {
+    cut = 0;
+    for (let i = 0; i <= max; i++) {
+      if (ends(i / 100).every((c) => contrastRatio(c, bg) >= MIN_CONTRAST)) {
+        cut = i / 100;
         break;
       }
     }
+    cuts.set(key, cut);
   }
-  trims.set(key, trim);
-  return trim;
+  return cut;
 }
-const trims = new Map<string, number>();
+
+/**
+ * Where the sequential map starts on background `bg`: 0 when viridis' dark end already stands out (≥
+ * `MIN_CONTRAST`, any light background), else the first point from which it does (viridis' luminance rises
+ * monotonically, so every colour after it does too) — on JupyterLab's dark #111111 that is 0.32, a blue
+ * (51, 100, 141).
+ */
+export function sequentialFloor(bg: RGB): number {
+  return leastCut("sequential", bg, 100, (f) => [interpolate(SEQUENTIAL, f)]);
+}
+
+/**
+ * How much to cut from both ends of the diverging map on background `bg`: 0 when RdBu's darkest blue and red
+ * stand out (any light background), else the least cut after which both ends reach `MIN_CONTRAST` — on
+ * JupyterLab's dark #111111 that is 0.12, ends (40, 111, 177) and (185, 38, 50).
+ */
+export function divergingTrim(bg: RGB): number {
+  return leastCut("diverging", bg, 39, (f) => [interpolate(DIVERGING, f), interpolate(DIVERGING, 1 - f)]);
+}
 
 /** The `floor` of a scale of `kind` drawn on background `bg` (`sequentialFloor` or `divergingTrim`). */
 export function mapFloor(kind: ColorScale["kind"], bg: RGB): number {

@@ -134,6 +134,27 @@ export function scaleOf(root: HTMLElement): number {
   return Number.isFinite(v) && v > 0 ? v : 1;
 }
 
+/**
+ * `fn` run at most once per animation frame however often `schedule` is called before it; `cancel` drops a
+ * pending run.
+ */
+export function perFrame(fn: () => void): { schedule: () => void; cancel: () => void } {
+  let frame = 0;
+  return {
+    schedule: () => {
+      if (frame) return;
+      frame = requestAnimationFrame(() => {
+        frame = 0;
+        fn();
+      });
+    },
+    cancel: () => {
+      if (frame) cancelAnimationFrame(frame);
+      frame = 0;
+    },
+  };
+}
+
 /** Fired on an element watched by `onVisible` after each redraw (`connect` watches the view's root). */
 export const VISIBLE_EVENT = "nbx-visible";
 
@@ -142,15 +163,10 @@ export const VISIBLE_EVENT = "nbx-visible";
  * detaches off-screen outputs and may drop canvas contents). Returns a cleanup function.
  */
 export function onVisible(el: HTMLElement, redraw: () => void): () => void {
-  let frame = 0;
-  const schedule = () => {
-    if (frame) return;
-    frame = requestAnimationFrame(() => {
-      frame = 0;
-      redraw();
-      el.dispatchEvent(new Event(VISIBLE_EVENT)); // for onThemeChange: a view attached or shown again
-    });
-  };
+  const { schedule, cancel } = perFrame(() => {
+    redraw();
+    el.dispatchEvent(new Event(VISIBLE_EVENT)); // for onThemeChange: a view attached or shown again
+  });
   const cleanups: Array<() => void> = [];
   if (typeof ResizeObserver !== "undefined") {
     const ro = new ResizeObserver(schedule);
@@ -165,7 +181,7 @@ export function onVisible(el: HTMLElement, redraw: () => void): () => void {
     cleanups.push(() => io.disconnect());
   }
   return () => {
-    if (frame) cancelAnimationFrame(frame);
+    cancel();
     cleanups.forEach((c) => c());
   };
 }
@@ -208,17 +224,12 @@ export function onBackground(root: Element, s: ColorScale): ColorScale {
  */
 export function onThemeChange(root: HTMLElement, redraw: () => void): () => void {
   let last = backgroundOf(root).join(",");
-  let frame = 0;
-  const check = () => {
-    if (frame) return;
-    frame = requestAnimationFrame(() => {
-      frame = 0;
-      const now = backgroundOf(root).join(",");
-      if (now === last) return;
-      last = now;
-      redraw();
-    });
-  };
+  const { schedule: check, cancel } = perFrame(() => {
+    const now = backgroundOf(root).join(",");
+    if (now === last) return;
+    last = now;
+    redraw();
+  });
   const onTransition = (ev: TransitionEvent) => {
     if (ev.target === root && ev.propertyName === "column-rule-color") check();
   };
@@ -234,23 +245,28 @@ export function onThemeChange(root: HTMLElement, redraw: () => void): () => void
   root.addEventListener(VISIBLE_EVENT, check);
   cleanups.push(() => root.removeEventListener(VISIBLE_EVENT, check));
   return () => {
-    if (frame) cancelAnimationFrame(frame);
+    cancel();
     cleanups.forEach((c) => c());
   };
 }
 
-/** Size a canvas for crisp drawing at the device pixel ratio; returns its 2-D context. */
-export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeight: number): CanvasRenderingContext2D | null {
+/** The canvas's bitmap sized to `cssWidth` × `cssHeight` CSS px at the device pixel ratio; its 2-D context, smoothing off. */
+function fitBitmap(canvas: HTMLCanvasElement, cssWidth: number, cssHeight: number): CanvasRenderingContext2D | null {
   const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
   const w = Math.max(1, Math.round(cssWidth * dpr));
   const hgt = Math.max(1, Math.round(cssHeight * dpr));
   if (canvas.width !== w) canvas.width = w;
   if (canvas.height !== hgt) canvas.height = hgt;
-  canvas.style.width = `${cssWidth}px`;
-  canvas.style.height = `${cssHeight}px`;
   const ctx = canvas.getContext("2d");
   if (ctx) ctx.imageSmoothingEnabled = false;
   return ctx;
+}
+
+/** Size a canvas for crisp drawing at the device pixel ratio; returns its 2-D context. */
+export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeight: number): CanvasRenderingContext2D | null {
+  canvas.style.width = `${cssWidth}px`;
+  canvas.style.height = `${cssHeight}px`;
+  return fitBitmap(canvas, cssWidth, cssHeight);
 }
 
 /**
@@ -259,15 +275,8 @@ export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeigh
  * (a canvas that fills its cell). Returns its 2-D context, smoothing off (pixels stay square).
  */
 export function sizeToWidth(canvas: HTMLCanvasElement, rows: number, cols: number, fallbackWidth: number): CanvasRenderingContext2D | null {
-  const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
   const cssW = canvas.clientWidth || fallbackWidth;
-  const w = Math.max(1, Math.round(cssW * dpr));
-  const hgt = Math.max(1, Math.round((cssW * dpr * (rows || 1)) / (cols || 1)));
-  if (canvas.width !== w) canvas.width = w;
-  if (canvas.height !== hgt) canvas.height = hgt;
-  const ctx = canvas.getContext("2d");
-  if (ctx) ctx.imageSmoothingEnabled = false;
-  return ctx;
+  return fitBitmap(canvas, cssW, (cssW * (rows || 1)) / (cols || 1));
 }
 
 /** A canvas holding RGBA pixels at their own resolution (drawn scaled with drawImage). */
