@@ -103,6 +103,8 @@ class RequestWidget(NbxWidget):
             self._serve(content)
         except Exception as err:  # shown in the view; the widget stays usable
             self.error = f"{type(err).__name__}: {err}"
+        else:
+            self.error = ""  # a request answered clears the last one's error
         finally:
             with self.hold_sync():
                 self.busy = False

@@ -337,7 +337,7 @@ class ComplexityViewer(NbxWidget):
             if self.selected_order >= L:
                 self.selected_order = 0
         self._shown = True
-        if len(getattr(self, "_scale_group", ())) > 1:
+        if len(self._scale_group) > 1:
             self._apply_shared_limits()
 
     @property

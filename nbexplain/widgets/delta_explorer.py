@@ -149,7 +149,6 @@ class DeltaExplorer(RequestWidget):
     """
 
     _bundle = "delta_explorer"
-    _request_type = "request"
 
     layer = traitlets.Unicode("").tag(sync=True)
     layer_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
@@ -275,19 +274,19 @@ class DeltaExplorer(RequestWidget):
             raise ValueError(f"`sample_seed` must be a non-negative int, got {seed!r}.")
         before = (self.layer, self.sample_seed)
         if (layer, seed) == before:
-            self.error = ""
             return
+        # _compute writes only these before its one synced write at the end: a failure leaves the rest as it was
+        computed = (self.stats, self.sample_indices)
         self._serving = True
         try:
             self.layer, self.sample_seed = layer, seed
             self._compute()
         except Exception:
             self.layer, self.sample_seed = before
-            self._compute()  # the previous state again (it computed before)
+            self.stats, self.sample_indices = computed  # the previous state again, without computing it twice
             raise
         finally:
             self._serving = False
-        self.error = ""
 
     # -------------------------------------------------------------- compute
     def _compute(self) -> None:

@@ -18,8 +18,10 @@ import traitlets
 from torch import nn
 
 from ..core._base.model_io import OutputArg, check_output_arg
+from ..core.feature_space.delta_projection import SUBSPACES
 from ..core.feature_space.tracking import intrinsic_dimension
 from ..core.playground import (
+    RELEVANCE_METHODS,
     FeatureMap,
     PlaneSampler,
     PlaygroundTrainer,
@@ -149,10 +151,10 @@ class Playground(PlaygroundRun, NbxWidget):
     l2 = traitlets.Float(0.0).tag(sync=True)
     batch_size = traitlets.Int(10).tag(sync=True)
     epoch_limit = traitlets.Int(0, min=0).tag(sync=True)
-    relevance_method = traitlets.Enum(["lrp", "gradient_x_input"], default_value="lrp").tag(sync=True)
+    relevance_method = traitlets.Enum(RELEVANCE_METHODS, default_value="lrp").tag(sync=True)
     delta = traitlets.Float(0.99).tag(sync=True)
     delta_layer = traitlets.Unicode("").tag(sync=True)
-    basis = traitlets.Enum(["eigen", "random"], default_value="eigen").tag(sync=True)
+    basis = traitlets.Enum(SUBSPACES, default_value="eigen").tag(sync=True)
     #: Layout and names: extent, classes, layers [{name, units}], inputs, edge shapes, resolutions, …
     config = traitlets.Dict().tag(sync=True)
     #: Points (N, 2) float32 (train then test), labels uint8, the input column's maps.
@@ -209,19 +211,19 @@ class Playground(PlaygroundRun, NbxWidget):
         self._user_model = model  # never trained itself: every run trains a copy (the user's module stays as given)
         self._output = output
         self._given_data: ToyDataset | None = None
+        self._given_xy: tuple[Any, Any] | None = None
         if isinstance(data, ToyDataset):
             self._given_data = data
             name = data.name
         elif isinstance(data, str):
             name = data
         elif isinstance(data, (tuple, list)) and len(data) == 2:
-            self._given_data = as_toy_dataset(data[0], data[1], test_fraction=test_fraction, seed=seed)
+            self._given_xy = (data[0], data[1])
             name = "custom"
         else:
             raise TypeError(f"`data` must be a dataset name ('moons', 'circles', 'xor', 'spiral', 'blobs'), an "
                             f"(x, y) pair or an nx.ToyDataset; got {type(data).__name__}.")
         self._n, self._classes = n, classes
-        self._given_xy = (data[0], data[1]) if name == "custom" and not isinstance(data, ToyDataset) else None
         self._seed, self._resolution = seed, resolution
         self._recording = Recording(RECORDING_BUDGET)
         self._task: asyncio.Task | None = None
@@ -241,9 +243,9 @@ class Playground(PlaygroundRun, NbxWidget):
 
     # ---------------------------------------------------------------- building a run
     def _make_data(self) -> ToyDataset:
+        if self._given_xy is not None and self.dataset == "custom":  # the user's (x, y), split at the current fraction
+            return as_toy_dataset(*self._given_xy, test_fraction=self.test_fraction, seed=self._seed)
         if self._given_data is not None and self.dataset == self._given_data.name:
-            if self._given_xy is not None:  # the user's (x, y): split again at the current test fraction
-                return as_toy_dataset(*self._given_xy, test_fraction=self.test_fraction, seed=self._seed)
             return self._given_data  # a ToyDataset is used as split
         return toy_dataset(self.dataset, self._n, noise=self.noise, test_fraction=self.test_fraction,
                            classes=self._classes, seed=self._seed)
@@ -289,7 +291,8 @@ class Playground(PlaygroundRun, NbxWidget):
         units = {k: int(v.shape[0]) for k, v in self._plane.neuron_maps(2, self._layers).items()}
         total = sum(units.values())
         # the neuron maps take what a frame has left under _FRAME_BUDGET (at most _NEURON_BUDGET), at r ≥ 8
-        n_points = len(data.y_train) + len(data.y_test)
+        x, y = data.x.float(), data.y
+        n_points = len(y)
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         weights = sum(m.weight.numel() for m in linears)
         rest = (data.classes * self._resolution**2 + 3 * 4 * _RELEVANCE_RES**2 + n_points + 4 * weights
@@ -314,8 +317,6 @@ class Playground(PlaygroundRun, NbxWidget):
             s == [columns[i + 1], columns[i]] for i, s in enumerate(shapes))
         if not chained:
             self._linears = []
-        x = torch.cat([data.x_train, data.x_test]).float()
-        y = torch.cat([data.y_train, data.y_test])
         self._points = x
         self.config = {
             "dataset": data.name, "classes": int(data.classes), "extent": [float(v) for v in data.extent],
@@ -405,7 +406,7 @@ class Playground(PlaygroundRun, NbxWidget):
         ext, R = self.data.extent, self._resolution
         surfaces = np.stack([quantize_probabilities(projected_surfaces(
             self._net, layer, st, extent=ext, resolution=R, basis=basis, seed=self._seed))
-            for basis in ("eigen", "random")])
+            for basis in SUBSPACES])
         grid = slider_deltas()
         ks = np.array([max(intrinsic_dimension(vals, float(d)), 1) for d in grid], dtype=np.float32)
         self.projection = {"layer": layer, "width": width, "epoch": int(self.trainer.epoch),

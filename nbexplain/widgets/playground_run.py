@@ -74,7 +74,7 @@ class PlaygroundRun:
         """SGD on ``batches`` minibatches (fewer at the epoch limit), noting each finished epoch."""
         t = self.trainer
         while batches > 0 and not self._limit_reached():
-            b = min(batches, self._batches_left_in_epoch())
+            b = min(batches, self.trainer.batches_left())
             before = t.epoch
             t.step(b)
             batches -= b
@@ -83,13 +83,7 @@ class PlaygroundRun:
 
     def _epoch(self) -> None:
         """Train to the end of the current epoch (a whole one when none is under way)."""
-        self._advance(self._batches_left_in_epoch())
-
-    def _batches_left_in_epoch(self) -> int:
-        """Minibatches to the end of the epoch under way (a whole epoch when none is): every epoch takes exactly
-        ⌈n_train / batch_size⌉ steps."""
-        per_epoch = -(-len(self.data.y_train) // self.trainer.batch_size)
-        return per_epoch - (self.trainer.steps - self.trainer.epoch * per_epoch)
+        self._advance(self.trainer.batches_left())
 
     def _limit_reached(self) -> bool:
         return self.epoch_limit > 0 and self.trainer.epoch >= self.epoch_limit

@@ -168,21 +168,21 @@ class SaturationDashboard(w.VBox):
         self.layers = list(tracker.layers)
         self.short_layers = short_names(self.layers)
         colors = [_COLORS[i % len(_COLORS)] for i in range(len(self.layers))]
+        self._eval_labels = [f"{n} (eval)" for n in self.layers]
         self._colors = colors
         self._uid = f"nbx-sd-{next(_ids)}"
 
-        xs = bq.LinearScale(min=0.0, max=1.0)
+        xs = self._epoch_scale = bq.LinearScale(min=0.0, max=1.0)
         ys = bq.LinearScale(min=0.0, max=1.0)
         self.lines_train = bq.Lines(x=[], y=[], scales={"x": xs, "y": ys}, colors=colors, labels=self.layers,
                                     marker="circle", marker_size=24)
         self.lines_eval = bq.Lines(x=[], y=[], scales={"x": xs, "y": ys}, colors=colors, line_style="dashed",
-                                   labels=[f"{n} (eval)" for n in self.layers])
+                                   labels=self._eval_labels)
         self.epoch_axis = bq.Axis(scale=xs, label="epoch", tick_format="d", tick_values=np.array([0]))
         self.fig_epochs = bq.Figure(
             marks=[self.lines_train, self.lines_eval],
             axes=[self.epoch_axis,
                   bq.Axis(scale=ys, orientation="vertical", label="saturation k/width", tick_format=".1f")],
-            fig_margin={"top": 12, "bottom": 50, "left": 62, "right": 16},
             layout=w.Layout(width="100%"),
         )
         bx = bq.OrdinalScale(domain=self.layers)
@@ -202,7 +202,6 @@ class SaturationDashboard(w.VBox):
             marks=[self.bars, self.probe_line],
             axes=[self.layer_axis,
                   bq.Axis(scale=by, orientation="vertical", label="saturation / accuracy", tick_format=".1f")],
-            fig_margin={"top": 12, "bottom": 50, "left": 62, "right": 16},
             layout=w.Layout(width="100%"),
         )
         self._style = w.HTML(layout=w.Layout(display="none"))
@@ -211,7 +210,7 @@ class SaturationDashboard(w.VBox):
         self.caption_layers = w.HTML("<div class='nbx-sd-caption'>latest epoch, per layer</div>")
         self.legend_epochs = w.HTML(self._epochs_legend(colors))
         self.legend_layers = w.HTML(self._layers_legend(eval_shown=False, probes_shown=False))
-        column = dict(flex="1 1 340px", min_width="0", max_width="640px", margin="0 16px 8px 0")
+        column = dict(min_width="0", margin="0 16px 8px 0")  # flex basis and max width: _apply_style (× scale)
         self.panel_epochs = w.VBox([self.caption_epochs, self.fig_epochs, self.legend_epochs],
                                    layout=w.Layout(**column))
         self.panel_layers = w.VBox([self.caption_layers, self.fig_layers, self.legend_layers],
@@ -340,11 +339,11 @@ class SaturationDashboard(w.VBox):
         if len(hist) == 1:
             # bqplot squeezes (layers, 1) to (layers,) and would read it as one line: repeat the point.
             x, train, ev = np.zeros(2), np.repeat(train, 2, axis=1), np.repeat(ev, 2, axis=1)
-        self.lines_train.scales["x"].max = float(max(1, len(hist) - 1))
+        self._epoch_scale.max = float(max(1, len(hist) - 1))
         self.epoch_axis.tick_values = np.array(epoch_ticks(len(hist)), dtype=float)
         with self.lines_train.hold_sync(), self.lines_eval.hold_sync():
             for lines, series, labels in ((self.lines_train, train, self.layers),
-                                          (self.lines_eval, ev, [f"{n} (eval)" for n in self.layers])):
+                                          (self.lines_eval, ev, self._eval_labels)):
                 lx, ly, rows = drawable_lines(x, series)
                 if not rows.size:  # no epochs of this phase (yet): no lines
                     lines.x, lines.y = np.zeros(0), np.zeros((0, 0))
@@ -390,7 +389,7 @@ class SaturationDashboard(w.VBox):
         for n in self.layers:
             r = last.train.get(n)
             e = last.eval.get(n)
-            name = "<wbr>".join(html.escape(p) + "." for p in n.split(".")[:-1]) + html.escape(n.split(".")[-1])
+            name = ".<wbr>".join(html.escape(p) for p in n.split("."))  # may break after each dot
             cells = [f"<th scope='row'>{name}</th>", self._num(r.saturation if r else None, 2)]
             if ev:
                 cells.append(self._num(e.saturation if e else None, 2))

@@ -148,7 +148,7 @@ def _check_test_fraction(test_fraction: Any) -> float:
     return check_fraction(test_fraction, "test_fraction", low_open=True, high_closed=False)
 
 
-def _check_seed(seed: Any) -> int:
+def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"`seed` must be an integer, got {seed!r}.")
     return int(seed)
@@ -224,7 +224,7 @@ def toy_dataset(
         raise ValueError(f"{name!r} has 2 classes; `classes` applies to 'spiral' and 'blobs' only, got {classes}.")
     if n < 2 * classes:
         raise ValueError(f"`n`={n} is too few for {classes} classes; use at least {2 * classes} points.")
-    _check_seed(seed)
+    check_seed(seed)
     gen = torch.Generator().manual_seed(int(seed))
     sizes = _class_sizes(n, classes)
     parts = _GENERATORS[name](sizes, gen)
@@ -286,6 +286,6 @@ def as_toy_dataset(x: Any, y: Any, *, test_fraction: float = 0.3, seed: int = 0)
     if classes < 2:
         raise ValueError("`y` has a single class (all labels 0); a classifier needs at least 2 classes.")
     test_fraction = _check_test_fraction(test_fraction)
-    _check_seed(seed)
+    check_seed(seed)
     return _split(xt.detach().cpu().to(torch.float64), yt.detach().cpu(), test_fraction, int(seed), "custom",
                   classes)

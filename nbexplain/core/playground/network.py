@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from torch import nn
 
 from .._base.model_io import OutputArg, check_output_arg, select_output
 from .._base.validation import check_choice, check_model, check_positive_int
+from .datasets import check_seed
 
 __all__ = ["FEATURES", "ACTIVATIONS", "FeatureMap", "playground_network", "hidden_layers", "is_playground_network",
            "SelectedOutput"]
@@ -131,8 +131,7 @@ def playground_network(
     if classes < 2:
         raise ValueError(f"`classes` must be ≥ 2 (one logit per class), got {classes}.")
     check_choice(activation, "activation", ACTIVATIONS)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    seed = check_seed(seed)
     layers: OrderedDict[str, nn.Module] = OrderedDict(features=FeatureMap(feats))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))

@@ -102,9 +102,8 @@ def _logits_2d(out: Any) -> torch.Tensor:
             "functions wrap the model: nbexplain.core.playground.SelectedOutput(model, output=0)."
         )
     if out.ndim != 2 or out.shape[1] < 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
-            f"The model must return class logits of shape (N, C) with C ≥ 2 for points (N, 2), got {shape}; for a "
+            f"The model must return class logits of shape (N, C) with C ≥ 2 for points (N, 2), got {tuple(out.shape)}; for a "
             "single logit z return torch.cat([-z / 2, z / 2], 1), and return logits, not probabilities."
         )
     return out
@@ -160,10 +159,14 @@ def run_layers(net: nn.Module, points: torch.Tensor,
     return logits, outs
 
 
+def as_images(t: torch.Tensor, r: int) -> torch.Tensor:
+    """``(R·R, K)`` values at the grid points as ``(K, R, R)`` float32 CPU images."""
+    return t.float().T.reshape(t.shape[1], r, r).cpu().contiguous()
+
+
 def probabilities(logits: torch.Tensor, resolution: int) -> torch.Tensor:
     """Softmax of ``(R·R, C)`` logits as ``(C, R, R)`` float32 images on the CPU."""
-    p = torch.softmax(logits.float(), dim=1)
-    return p.T.reshape(p.shape[1], resolution, resolution).cpu().contiguous()
+    return as_images(torch.softmax(logits.float(), dim=1), resolution)
 
 
 def decision_surface(model: nn.Module, extent: Any, resolution: int = 64) -> torch.Tensor:
@@ -191,7 +194,7 @@ def decision_surface(model: nn.Module, extent: Any, resolution: int = 64) -> tor
     torch.Size([2, 16, 16])
     """
     r = check_resolution(resolution)
-    logits, _ = forward_layers(check_model(model, what="nx.decision_surface"), plane_grid(extent, r))
+    logits, _ = run_layers(check_model(model, what="nx.decision_surface"), plane_grid(extent, r))
     return probabilities(logits, r)
 
 
@@ -235,7 +238,7 @@ def neuron_maps(model: nn.Module, extent: Any, resolution: int = 64,
     net = check_model(model, what="nx.neuron_maps")
     r = check_resolution(resolution)
     names = _check_layers(net, layers)
-    _, outs = forward_layers(net, plane_grid(extent, r), names)
+    _, outs = run_layers(net, plane_grid(extent, r), names)
     return maps_from_outputs(outs, names, r)
 
 
@@ -247,5 +250,5 @@ def maps_from_outputs(outs: Mapping[str, torch.Tensor], names: Sequence[str], r:
         if o.ndim != 2:
             raise ValueError(f"Layer {n!r} gives outputs of shape {tuple(o.shape)} for a batch of points; a neuron "
                              "map needs (N, units). Pick layers of the MLP part (see nx.hidden_layers(model)).")
-        maps[n] = o.float().T.reshape(o.shape[1], r, r).cpu().contiguous()
+        maps[n] = as_images(o, r)
     return maps

@@ -18,7 +18,7 @@ from .._base.moments import RunningMoments
 from .._base.validation import check_choice, check_model, check_positive_int
 from ..feature_space.delta_projection import SUBSPACES, DeltaProjection
 from .network import is_playground_network
-from .plane import check_resolution, forward_layers, plane_grid, probabilities
+from .plane import check_resolution, plane_grid, probabilities, run_layers
 
 __all__ = ["projected_surface", "projected_surfaces"]
 
@@ -55,6 +55,21 @@ def _surface_fast(net: nn.Sequential, points: torch.Tensor, layer: str,
             for _, mod in children[idx + 1:]:
                 z = mod(z)
             out.append(probabilities(z, r))
+    return out
+
+
+def _surfaces(net: nn.Module, layer: str, projections: list[DeltaProjection], extent: Any,
+              r: int) -> list[torch.Tensor]:
+    """Each projection's ``(C, R, R)`` surface: a playground network through :func:`_surface_fast`, any other
+    model with the projection inserted as a hook."""
+    points = plane_grid(extent, r)
+    if is_playground_network(net):
+        return _surface_fast(typing.cast(nn.Sequential, net), points, layer, projections, r)
+    out = []
+    for proj in projections:
+        with proj.inserted(net, layer):
+            logits, _ = run_layers(net, points)
+        out.append(probabilities(logits, r))
     return out
 
 
@@ -110,12 +125,7 @@ def projected_surface(
         raise ValueError(f"`k` must be ≤ the layer's width {stats.n_features}, got {k}.")
     r = check_resolution(resolution)
     proj = DeltaProjection(stats, k=k, subspace=basis, seed=seed)
-    points = plane_grid(extent, r)
-    if is_playground_network(net):
-        return _surface_fast(typing.cast(nn.Sequential, net), points, layer, [proj], r)[0]
-    with proj.inserted(net, layer):
-        logits, _ = forward_layers(net, points)
-    return probabilities(logits, r)
+    return _surfaces(net, layer, [proj], extent, r)[0]
 
 
 def projected_surfaces(
@@ -148,12 +158,4 @@ def projected_surfaces(
     check_choice(basis, "basis", SUBSPACES)
     r = check_resolution(resolution)
     projs = [DeltaProjection(stats, k=k, subspace=basis, seed=seed) for k in range(1, stats.n_features + 1)]
-    points = plane_grid(extent, r)
-    if is_playground_network(net):
-        return torch.stack(_surface_fast(typing.cast(nn.Sequential, net), points, layer, projs, r))
-    out = []
-    for proj in projs:
-        with proj.inserted(net, layer):
-            logits, _ = forward_layers(net, points)
-        out.append(probabilities(logits, r))
-    return torch.stack(out)
+    return torch.stack(_surfaces(net, layer, projs, extent, r))

@@ -35,7 +35,7 @@ from .._base.hygiene import model_device, model_dtype
 from .._base.validation import check_choice, check_model
 from ..attribution.lrp.rules import stabilize
 from .network import FEATURE_SOURCES, FeatureMap, is_playground_network
-from .plane import check_resolution, plane_grid, run_layers
+from .plane import as_images, check_resolution, plane_grid, run_layers
 
 __all__ = ["RelevanceFieldResult", "relevance_field", "relevance_on_grid", "RELEVANCE_METHODS", "mlp_lrp_epsilon"]
 
@@ -196,8 +196,7 @@ def relevance_on_grid(net: nn.Module, points: torch.Tensor, r: int, method: str,
     raw = _to_raw(frel.float(), features)
 
     def img(t: torch.Tensor) -> torch.Tensor:
-        return t.float().T.reshape(t.shape[1], r, r).cpu().contiguous() if t.ndim == 2 else \
-            t.reshape(r, r).cpu().contiguous()
+        return as_images(t, r) if t.ndim == 2 else t.reshape(r, r).cpu().contiguous()
 
     relevance = img(raw)
     return RelevanceFieldResult(

@@ -17,7 +17,7 @@ from torch import nn
 
 from .._base.validation import check_model
 from .network import hidden_layers
-from .plane import forward_layers
+from .plane import run_layers
 
 __all__ = ["layer_activations", "layer_similarity"]
 
@@ -38,7 +38,7 @@ def layer_activations(model: nn.Module, x: Any, layers: Sequence[str] | None = N
     pts = torch.as_tensor(x, dtype=torch.float32)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"`x` must be probe points of shape (N, 2), got {tuple(pts.shape)}.")
-    _, outs = forward_layers(net, pts, names)
+    _, outs = run_layers(net, pts, names)
     return {n: outs[n].float().reshape(len(pts), -1).cpu() for n in names}
 
 

@@ -28,9 +28,9 @@ from .._base.moments import RunningMoments
 from .._base.validation import check_fraction, check_model, check_positive_int
 from ..feature_space.tracking import layer_statistics as _layer_statistics
 from ..feature_space.tracking import saturation as _saturation
-from .datasets import ToyDataset
+from .datasets import ToyDataset, check_seed
 from .network import hidden_layers
-from .plane import forward_layers
+from .plane import run_layers
 from .similarity import layer_activations, layer_similarity
 
 __all__ = ["PlaygroundTrainer", "EpochMetrics"]
@@ -119,15 +119,13 @@ class PlaygroundTrainer:
         self.learning_rate = _number(learning_rate, "learning_rate", positive=True)
         self.l2 = _number(l2, "l2", positive=False)
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"`seed` must be an integer, got {seed!r}.")
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.delta: float = check_fraction(delta, "delta")
-        logits, _ = forward_layers(self.model, data.x_train[:2])
+        logits, _ = run_layers(self.model, data.x_train[:2])
         if logits.shape[1] != data.classes:
             raise ValueError(f"`model` returns {logits.shape[1]} logits but `data` has {data.classes} classes; "
                              f"build it with classes={data.classes}.")
-        drawn = hidden_layers(self.model)
+        drawn = self._drawn = hidden_layers(self.model)
         self.layers: list[str] = drawn[:-1] if len(drawn) > 1 else drawn
         self._modules: dict[str, nn.Module] = resolve_modules(self.model, self.layers, "layers")
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -157,7 +155,7 @@ class PlaygroundTrainer:
         self._pos = 0
         self._moments: dict[str, RunningMoments] = {}
         self._last_stats: dict[str, RunningMoments] = {}
-        self.snapshots: list[dict[str, torch.Tensor]] = [layer_activations(self.model, self._probe)]
+        self.snapshots: list[dict[str, torch.Tensor]] = [layer_activations(self.model, self._probe, self._drawn)]
 
     def rewind(self) -> None:
         """Back to the initial weights, optimizer state and batch order: training again gives identical weights."""
@@ -179,14 +177,17 @@ class PlaygroundTrainer:
             m.update(h)
         return hook
 
+    def _attach(self, hooks: Handles) -> None:
+        for name, mod in self._modules.items():
+            hooks.add(mod.register_forward_hook(self._hook(name)))
+
     def step(self, batches: int = 1) -> None:
         """Train on ``batches`` minibatches (continuing the current epoch; an epoch ends when every point was seen)."""
         batches = check_positive_int(batches, "batches")
         n = len(self._y)
         with preserved(self.model), Handles() as hooks:
             self.model.train()
-            for name, mod in self._modules.items():
-                hooks.add(mod.register_forward_hook(self._hook(name)))
+            self._attach(hooks)
             for _ in range(batches):
                 if self._order is None:
                     self._order = torch.randperm(n, generator=self._gen)
@@ -201,15 +202,18 @@ class PlaygroundTrainer:
                 if self._pos >= n:
                     hooks.remove()  # the epoch's metrics are computed without feeding the statistics
                     self._end_epoch()
-                    for name, mod in self._modules.items():
-                        hooks.add(mod.register_forward_hook(self._hook(name)))
+                    self._attach(hooks)
             self.optimizer.zero_grad(set_to_none=True)
+
+    def batches_left(self) -> int:
+        """Minibatches to the end of the epoch under way (a whole epoch when none is)."""
+        n = len(self._y)
+        remaining = n - self._pos if self._order is not None else n
+        return -(-remaining // self.batch_size)
 
     def run_epoch(self) -> EpochMetrics:
         """Train to the end of the current epoch (a whole epoch when none is under way); its metrics."""
-        n = len(self._y)
-        remaining = n - self._pos if self._order is not None else n
-        self.step(-(-remaining // self.batch_size))
+        self.step(self.batches_left())
         return self.history[-1]
 
     def _end_epoch(self) -> None:
@@ -218,7 +222,7 @@ class PlaygroundTrainer:
         self.saturation.append({n: _saturation(m.eigenvalues.cpu(), self.delta) for n, m in self._moments.items()})
         self._last_stats, self._moments = self._moments, {}
         self.history.append(self.evaluate())
-        self.snapshots.append(layer_activations(self.model, self._probe))
+        self.snapshots.append(layer_activations(self.model, self._probe, self._drawn))
 
     def evaluate(self) -> EpochMetrics:
         """Loss and accuracy of the model as it is now, on both splits (eval mode; the model is left as found)."""
