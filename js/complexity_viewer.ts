@@ -6,7 +6,7 @@
 // set from Python (`feature_limit`, `component_limit`, `chart_limits`) put several viewers on one scale.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale } from "./lib/colormap";
-import { activate, applyScale, connect, h, injectStyle, offscreen, onBackground, onThemeChange, scaleOf, themeHandler, viewRoot } from "./lib/dom";
+import { activate, applyScale, connect, fitBitmap, h, injectStyle, offscreen, onBackground, onThemeChange, scaleOf, svgPlot, themeHandler, viewRoot } from "./lib/dom";
 import { formatNumber, formatTick, niceCeil, niceTicks } from "./lib/nice_ticks";
 import { keepNavigationKeys } from "./lib/keys";
 import { colorize, imageRGBA } from "./lib/raster";
@@ -199,14 +199,9 @@ function drawBars(canvas: HTMLCanvasElement, vals: ArrayLike<number>, vmax: numb
 /** Size a canvas's pixels for `w × hgt` CSS px; CSS lets it shrink with its column (width 100 %, height auto). */
 function sizeFluid(canvas: HTMLCanvasElement, w: number, hgt: number): CanvasRenderingContext2D | null {
   const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
-  const pw = Math.max(1, Math.round(w * dpr));
-  const ph = Math.max(1, Math.round(hgt * dpr));
-  if (canvas.width !== pw) canvas.width = pw;
-  if (canvas.height !== ph) canvas.height = ph;
+  const ctx = fitBitmap(canvas, Math.round(w * dpr), Math.round(hgt * dpr));
   canvas.style.maxWidth = `${w}px`;
   canvas.style.minWidth = `${Math.round(0.7 * w)}px`; // shrinks with the view down to 70 %, then the table reflows
-  const ctx = canvas.getContext("2d");
-  if (ctx) ctx.imageSmoothingEnabled = false;
   return ctx;
 }
 
@@ -295,8 +290,14 @@ function render({ model, el }: RenderProps<State>) {
   // on a dark background RdBu's darkest ends are cut (onBackground), so the strongest values are not the page's colour
   const asScale = (ax: NiceAxis): ColorScale => onBackground(root, { kind: "diverging", vmin: ax.lo, vmax: ax.hi });
 
-  function paint(canvas: HTMLCanvasElement, t: Tensor, l: number, s: number, hasOrder: boolean, ax: NiceAxis,
+  /** What a set of canvases on axis `ax` is drawn with: read once per set (reading styles after sizing a canvas
+   * forces a style recalculation, once per canvas on the order slider's path otherwise). */
+  const look = (ax: NiceAxis) => ({ ax, scale: asScale(ax), fill: accent(), line: fg() });
+  type Look = ReturnType<typeof look>;
+
+  function paint(canvas: HTMLCanvasElement, t: Tensor, l: number, s: number, hasOrder: boolean, lk: Look,
     outline: ArrayLike<number> | null = null) {
+    const ax = lk.ax;
     const size = cellPx();
     canvas.dataset.vmax = String(ax.hi);
     if (kind() === "images") {
@@ -305,12 +306,12 @@ function render({ model, el }: RenderProps<State>) {
       const wm = t.shape[off + 3];
       const ctx = sizeFluid(canvas, size, Math.max(1, Math.round((size * hm) / wm)));
       if (!ctx) return;
-      const img = offscreen(colorize(mapOf(t, l, s, channelIndex, hasOrder), hm, wm, asScale(ax)), wm, hm);
+      const img = offscreen(colorize(mapOf(t, l, s, channelIndex, hasOrder), hm, wm, lk.scale), wm, hm);
       ctx.clearRect(0, 0, canvas.width, canvas.height);
       ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
     } else {
       sizeFluid(canvas, size, Math.round(size * 0.6));
-      drawBars(canvas, barsOf(t, l, s, hasOrder), ax.hi, outline, accent(), fg());
+      drawBars(canvas, barsOf(t, l, s, hasOrder), ax.hi, outline, lk.fill, lk.line);
     }
   }
 
@@ -349,10 +350,10 @@ function render({ model, el }: RenderProps<State>) {
   }
 
   function drawRecon() {
-    const ax = featureAxis();
+    const lk = look(featureAxis());
     for (let s = 0; s < reconCanvases.length; s++) {
       const outline = kind() === "bars" ? barsOf(feature, 0, s, false) : null;
-      paint(reconCanvases[s], recon, orderIndex, s, true, ax, outline);
+      paint(reconCanvases[s], recon, orderIndex, s, true, lk, outline);
     }
     const o = orders()[orderIndex];
     orderValue.textContent = String(o);
@@ -370,8 +371,8 @@ function render({ model, el }: RenderProps<State>) {
 
   function drawSelected() {
     const l = Math.min(model.get("selected_order"), Math.max(orders().length - 1, 0));
-    const ax = componentAxis(l);
-    for (let s = 0; s < selCanvases.length; s++) paint(selCanvases[s], comps, l, s, true, ax);
+    const lk = look(componentAxis(l));
+    for (let s = 0; s < selCanvases.length; s++) paint(selCanvases[s], comps, l, s, true, lk);
     if (selHead) selHead.textContent = `component of order ${orders()[l]}`;
     selCanvases.forEach((c, s) => c.setAttribute("aria-label", `${model.get("titles")[s] ?? `sample ${s}`}: component of order ${orders()[l]}${channelText()}`));
     orderHeads.forEach((hd, i) => {
@@ -384,13 +385,13 @@ function render({ model, el }: RenderProps<State>) {
   }
 
   function drawStatic() {
-    const fax = featureAxis();
-    for (let s = 0; s < featCanvases.length; s++) paint(featCanvases[s], feature, 0, s, false, fax);
+    const flk = look(featureAxis());
+    for (let s = 0; s < featCanvases.length; s++) paint(featCanvases[s], feature, 0, s, false, flk);
     const L = orders().length;
-    const shared = perOrder ? null : componentAxis(0); // one scan of every order's components, not one per order
+    const shared = perOrder ? null : look(componentAxis(0)); // one scan of every order's components, not one per order
     for (let l = 0; l < L; l++) {
-      const ax = shared ?? componentAxis(l);
-      for (let s = 0; s < compCanvases.length; s++) paint(compCanvases[s][l], comps, l, s, true, ax);
+      const lk = shared ?? look(componentAxis(l));
+      for (let s = 0; s < compCanvases.length; s++) paint(compCanvases[s][l], comps, l, s, true, lk);
     }
     if (inputs.shape.length === 4) {
       const [, hi, wi, ci] = inputs.shape;
@@ -436,23 +437,13 @@ function render({ model, el }: RenderProps<State>) {
     const box = h("div", "nbx-chart-box");
     box.dataset.metric = name;
     box.append(h("span", "nbx-chart-title", name), h("span", "nbx-chart-help", CHART_HELP[name] ?? ""));
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("class", "nbx-chart");
-    svg.setAttribute("width", String(W));
-    svg.setAttribute("height", String(H));
+    const { svg, mk } = svgPlot("nbx-chart", { left: 0, top: 0, width: W, height: H, padRight: 0, padBottom: 0 });
     svg.setAttribute("role", "img");
     const said = vals.map((v, i) => `order ${orders()[i]} ${ok[i] ? formatTick(v) : "not computed"}`).join(", ");
     svg.setAttribute("aria-label", `${name} per order (axis ${formatTick(ax.lo)} to ${formatTick(ax.hi)}): ${said}`);
     svg.dataset.ticks = ax.ticks.join(",");
     svg.dataset.lo = String(ax.lo);
     svg.dataset.hi = String(ax.hi);
-    const mk = (tag: string, attrs: Record<string, string>, text?: string) => {
-      const e = document.createElementNS(SVG, tag);
-      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-      if (text !== undefined) e.textContent = text;
-      svg.appendChild(e);
-      return e;
-    };
     const span = ax.hi - ax.lo || 1;
     const y = (v: number) => top + ((ax.hi - v) / span) * plotH;
     // y axis: nice ticks with grid lines and labels

@@ -240,15 +240,22 @@ function render({ model, el }: RenderProps<State>) {
     mk("text", attrs, text);
   }
 
-  function buildSpectrum() {
-    const vals = eig.data;
-    const d = vals.length;
+  /** An empty chart in `holder`: an SVG sized to the view's width and font, its plot area `pw` × `ph`; `xMid` is the
+   * x (in plot coordinates) of the middle of the whole chart, where the x-axis title goes. */
+  function plotFrame(cls: string, holder: HTMLElement) {
     const { fs, width } = chartMetrics(Math.round(330 * scaleOf(root)));
     const L = 5.6 * fs, R = 1.2 * fs, T = 1.4 * fs, B = 3.0 * fs;
     const pw = width - L - R, ph = Math.round(11 * fs);
-    const { svg, mk } = svgPlot("nbx-spectrum", { left: L, top: T, width: pw, height: ph + T, padRight: R, padBottom: B });
+    const { svg, mk } = svgPlot(cls, { left: L, top: T, width: pw, height: ph + T, padRight: R, padBottom: B });
     svg.setAttribute("role", "img");
-    specHolder.replaceChildren(svg);
+    holder.replaceChildren(svg);
+    return { svg, mk, fs, pw, ph, xMid: (L + pw + R) / 2 - L };
+  }
+
+  function buildSpectrum() {
+    const vals = eig.data;
+    const d = vals.length;
+    const { svg, mk, fs, pw, ph, xMid } = plotFrame("nbx-spectrum", specHolder);
     moveSpectrum = () => {};
     if (!d) return;
     let total = 0;
@@ -285,7 +292,7 @@ function render({ model, el }: RenderProps<State>) {
       mk("line", { x1: String(x(v - 1)), x2: String(x(v - 1)), y1: String(ph), y2: String(ph + 0.4 * fs), class: "nbx-axis-line" });
       mk("text", { x: String(x(v - 1)), y: String(ph + 1.4 * fs), "text-anchor": "middle", class: "nbx-tick" }, String(v));
     }
-    axisTitle(mk, (L + pw + R) / 2 - L, ph + 2.7 * fs, "component (largest first)");
+    axisTitle(mk, xMid, ph + 2.7 * fs, "component (largest first)");
     // δ (horizontal) and k (vertical) markers, moved by show().
     const dLine = mk("line", { x1: "0", x2: String(pw), stroke: "var(--nbx-warn)", "stroke-width": "2", class: "nbx-delta-line" });
     const kLine = mk("line", { y1: "0", y2: String(ph), stroke: "var(--nbx-accent)", "stroke-width": "2", class: "nbx-k-line" });
@@ -319,12 +326,7 @@ function render({ model, el }: RenderProps<State>) {
     const n = nPositions();
     const name = metricLabel(model.get("metric_name"));
     metricCaption.textContent = `${name} of the model with the layer projected, by δ`;
-    const { fs, width } = chartMetrics(Math.round(330 * scaleOf(root)));
-    const L = 5.6 * fs, R = 1.2 * fs, T = 1.4 * fs, B = 3.0 * fs;
-    const pw = width - L - R, ph = Math.round(11 * fs);
-    const { svg, mk } = svgPlot("nbx-metric-plot", { left: L, top: T, width: pw, height: ph + T, padRight: R, padBottom: B });
-    svg.setAttribute("role", "img");
-    metricHolder.replaceChildren(svg);
+    const { svg, mk, fs, pw, ph, xMid } = plotFrame("nbx-metric-plot", metricHolder);
     moveMetric = () => {};
     const base = model.get("baseline");
     metricKey.replaceChildren(
@@ -352,7 +354,7 @@ function render({ model, el }: RenderProps<State>) {
       mk("line", { x1: String(x(p)), x2: String(x(p)), y1: String(ph), y2: String(ph + 0.4 * fs), class: "nbx-axis-line" });
       mk("text", { x: String(x(p)), y: String(ph + 1.4 * fs), "text-anchor": "middle", class: "nbx-tick nbx-delta-tick" }, lab);
     }
-    axisTitle(mk, (L + pw + R) / 2 - L, ph + 2.7 * fs, "δ, on a nines scale");
+    axisTitle(mk, xMid, ph + 2.7 * fs, "δ, on a nines scale");
     const path = (vals: number[]) => vals.map((v, p) => `${p ? "L" : "M"}${x(p).toFixed(2)} ${y(v).toFixed(2)}`).join("");
     mk("line", { x1: "0", x2: String(pw), y1: String(y(base)), y2: String(y(base)), stroke: "var(--nbx-muted)",
       "stroke-width": "2", "stroke-dasharray": "2 3", class: "nbx-baseline" });

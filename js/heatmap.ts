@@ -41,7 +41,6 @@ const CSS = `
 .nbx-heatmap .nbx-control input { font: inherit; }
 .nbx-heatmap .nbx-control input:focus-visible { outline: 2px solid var(--nbx-accent); outline-offset: 2px; }
 .nbx-heatmap .nbx-footer { align-items: flex-start; }
-.nbx-heatmap .nbx-footer .nbx-scalebar { flex: 0 1 24em; }
 .nbx-heatmap .nbx-readout { overflow-wrap: anywhere; min-width: 0; }
 `;
 

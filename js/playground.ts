@@ -311,8 +311,8 @@ function render({ model, el }: RenderProps<State>) {
     diagram.canvases.slice(1).forEach((col) => col.forEach((cv) => paintUnit(cv, f.neurons, f.ranges, u++)));
     if (cfg.edges.length) diagram.drawEdges(f.weights.data, cfg.edges);
     const meta = f.meta.data;
-    status.textContent = `epoch ${meta[0]} · step ${meta[1]}` + (meta[6] ? ` · loss ${formatNumber(Number(meta[2].toPrecision(3)))} train, ` +
-      `${formatNumber(Number(meta[3].toPrecision(3)))} test · accuracy ${meta[4].toFixed(2)} train, ${meta[5].toFixed(2)} test` : "");
+    status.textContent = `epoch ${meta[0]} · step ${meta[1]}` + (meta[6] ? ` · loss ${formatNumber(meta[2], 3)} train, ` +
+      `${formatNumber(meta[3], 3)} test · accuracy ${meta[4].toFixed(2)} train, ${meta[5].toFixed(2)} test` : "");
     if (inspected) drawEnlarged();
     if (hover) readPoint(hover[0], hover[1]);
     drawn += 1;

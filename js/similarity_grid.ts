@@ -2,7 +2,7 @@
 // arrives once as one (M, T, L, Lr) float32 tensor; the slider, play button and metric menu repaint from
 // it locally (no kernel message). A click sends `selected = [t, i, j]` (with the shown checkpoint/metric).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, type ColorScale } from "./lib/colormap";
+import { colorOf, type ColorScale, luminance } from "./lib/colormap";
 import { formatNumber } from "./lib/nice_ticks";
 import { cellGridKeys, fitCellSize, valueFits } from "./lib/cell_grid";
 import { keepNavigationKeys } from "./lib/keys";
@@ -63,11 +63,7 @@ const CSS = `
 
 /** Black or white text for a background colour (relative luminance). */
 export function textColor(rgb: [number, number, number]): string {
-  const [r, g, b] = rgb.map((c) => {
-    const s = c / 255;
-    return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
-  });
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.35 ? "#000" : "#fff";
+  return luminance(rgb) > 0.35 ? "#000" : "#fff";
 }
 
 /** Offset of cell (m, t, i, j) in a row-major (M, T, L, Lr) array. */

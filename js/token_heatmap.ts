@@ -2,9 +2,10 @@
 // or target, wrapping like text. Pure render from model state; the intents sent back are `selected`,
 // `sequence` and `shared_scale`. Hover and focus only change the readout (no kernel message).
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { colorOf, divergingTrim, type RGB } from "./lib/colormap";
+import { colorOf, contrastRatio as contrast, divergingTrim, luminance, type RGB } from "./lib/colormap";
 import { backgroundOf, batched, connect, h, injectStyle, onThemeChange, themeHandler, viewRoot } from "./lib/dom";
-import { formatNumber, formatTick, niceStep, signed } from "./lib/nice_ticks";
+import { formatNumber, formatTick, signed } from "./lib/nice_ticks";
+import { niceScale } from "./lib/scalebar";
 import { decodeTensor, type WireTensor } from "./lib/tensor";
 
 export { formatTick }; // (tested with the view's own helpers)
@@ -78,11 +79,9 @@ export function displayToken(raw: string): TokenDisplay {
  * at least two thirds of the colour range; all-zero data get L = 1. A fixed limit is kept as given.
  */
 export function colorLimit(maxAbs: number, fixed = 0): { limit: number; step: number } {
-  if (fixed > 0) return { limit: fixed, step: niceStep(fixed / 4) };
-  const m = maxAbs > 0 && Number.isFinite(maxAbs) ? maxAbs : 1;
-  const step = niceStep(m / 4);
-  // (a float32 0.4 is 0.40000000596…: within 1e-6 of a step is on it)
-  return { limit: Number((Math.ceil(m / step - 1e-6) * step).toPrecision(12)), step };
+  const auto = !(fixed > 0);
+  const { scale, step } = niceScale({ kind: "diverging", vmin: 0, vmax: auto ? maxAbs : fixed }, auto);
+  return { limit: scale.vmax, step };
 }
 
 /**
@@ -128,20 +127,8 @@ export function rowLimits(
   return own.map((m) => colorLimit(m, fixed));
 }
 
-/** WCAG relative luminance of an sRGB colour. */
-export function luminance([r, g, b]: RGB): number {
-  const lin = (c: number) => {
-    const s = c / 255;
-    return s <= 0.04045 ? s / 12.92 : Math.pow((s + 0.055) / 1.055, 2.4);
-  };
-  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
-}
-
-/** WCAG contrast ratio of two colours (1 … 21). */
-export function contrast(a: RGB, b: RGB): number {
-  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
-  return (hi + 0.05) / (lo + 0.05);
-}
+// the WCAG luminance and contrast of js/lib/colormap.ts (re-exported: the view's tests use them by these names)
+export { contrast, luminance };
 
 const BLACK: RGB = [0, 0, 0];
 const WHITE: RGB = [255, 255, 255];

@@ -124,7 +124,9 @@ export function sequentialFloor(bg: RGB): number {
  * JupyterLab's dark #111111 that is 0.12, ends (40, 111, 177) and (185, 38, 50).
  */
 export function divergingTrim(bg: RGB): number {
-  return leastCut("diverging", bg, 39, (f) => [interpolate(DIVERGING, f), interpolate(DIVERGING, 1 - f)]);
+  // only a background darker than an end needs a cut (on a mid grey, lighter ends would not help)
+  const dark = luminance(bg) < Math.max(luminance(DIVERGING[0]), luminance(DIVERGING[DIVERGING.length - 1]));
+  return dark ? leastCut("diverging", bg, 39, (f) => [interpolate(DIVERGING, f), interpolate(DIVERGING, 1 - f)]) : 0;
 }
 
 /** The `floor` of a scale of `kind` drawn on background `bg` (`sequentialFloor` or `divergingTrim`). */

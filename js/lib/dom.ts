@@ -250,11 +250,12 @@ export function onThemeChange(root: HTMLElement, redraw: () => void): () => void
   };
 }
 
-/** The canvas's bitmap sized to `cssWidth` × `cssHeight` CSS px at the device pixel ratio; its 2-D context, smoothing off. */
-function fitBitmap(canvas: HTMLCanvasElement, cssWidth: number, cssHeight: number): CanvasRenderingContext2D | null {
-  const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
-  const w = Math.max(1, Math.round(cssWidth * dpr));
-  const hgt = Math.max(1, Math.round(cssHeight * dpr));
+const devicePixels = () => (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+
+/** A canvas's bitmap set to `w` × `hgt` device pixels (at least 1); its 2-D context, smoothing off. */
+export function fitBitmap(canvas: HTMLCanvasElement, w: number, hgt: number): CanvasRenderingContext2D | null {
+  w = Math.max(1, w);
+  hgt = Math.max(1, hgt);
   if (canvas.width !== w) canvas.width = w;
   if (canvas.height !== hgt) canvas.height = hgt;
   const ctx = canvas.getContext("2d");
@@ -266,7 +267,8 @@ function fitBitmap(canvas: HTMLCanvasElement, cssWidth: number, cssHeight: numbe
 export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeight: number): CanvasRenderingContext2D | null {
   canvas.style.width = `${cssWidth}px`;
   canvas.style.height = `${cssHeight}px`;
-  return fitBitmap(canvas, cssWidth, cssHeight);
+  const r = devicePixels();
+  return fitBitmap(canvas, Math.round(cssWidth * r), Math.round(cssHeight * r));
 }
 
 /**
@@ -275,8 +277,9 @@ export function sizeCanvas(canvas: HTMLCanvasElement, cssWidth: number, cssHeigh
  * (a canvas that fills its cell). Returns its 2-D context, smoothing off (pixels stay square).
  */
 export function sizeToWidth(canvas: HTMLCanvasElement, rows: number, cols: number, fallbackWidth: number): CanvasRenderingContext2D | null {
+  const r = devicePixels();
   const cssW = canvas.clientWidth || fallbackWidth;
-  return fitBitmap(canvas, cssW, (cssW * (rows || 1)) / (cols || 1));
+  return fitBitmap(canvas, Math.round(cssW * r), Math.round((cssW * r * (rows || 1)) / (cols || 1)));
 }
 
 /** A canvas holding RGBA pixels at their own resolution (drawn scaled with drawImage). */

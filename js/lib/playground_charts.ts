@@ -82,7 +82,7 @@ export function lineChart(spec: ChartSpec, className: string): HTMLDivElement {
   }
   const latest = spec.series.map((s) => {
     const p = s.points[s.points.length - 1];
-    return `${s.label} ${p ? formatNumber(Number(p[1].toPrecision(3))) : "–"}`;
+    return `${s.label} ${p ? formatNumber(p[1], 3) : "–"}`;
   });
   svg.setAttribute("aria-label", `${spec.title} over epochs 0 to ${last}: ${latest.join(", ")}`);
   wrap.appendChild(svg);
