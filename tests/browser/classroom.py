@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,34 @@ def dark_theme(nb: Any, root_selector: str, var: str, text: str, sequential: boo
     return bg
 
 
+def _lab_theme(nb: Any, name: str, light: str) -> None:
+    # JupyterLab shows a splash while it changes theme and removes it 200 ms after; a second change before that
+    # removes it twice (a page error from JupyterLab itself): wait until it is gone, before and after
+    nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
+    nb.page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})")
+    nb.page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=15000)
+    nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
+
+
+@contextmanager
+def lab_dark(nb: Any) -> Iterator[None]:
+    """JupyterLab's dark theme for the block, always set back to light (the server's setting is shared by the
+    session's other tests)."""
+    try:
+        _lab_theme(nb, "JupyterLab Dark", "false")
+        yield
+    finally:
+        _lab_theme(nb, "JupyterLab Light", "true")
+
+
+def to_docs(*shots: Path, folder: Path = DOCS) -> None:
+    """Copy screenshots into the docs (``docs/screens`` unless ``folder``) when ``NBEXPLAIN_UPDATE_DOCS=1``."""
+    if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
+        folder.mkdir(parents=True, exist_ok=True)
+        for shot in shots:
+            shutil.copyfile(shot, folder / shot.name)
+
+
 def follows_lab_dark_theme(nb: Any, root_selector: str) -> None:
     """With ``theme='auto'``, switching JupyterLab to its dark theme recolours the view's sequential map (its low end
     ≥ 3 : 1 from the new background) and switching back restores viridis' own dark purple end. The server's theme
@@ -152,21 +182,12 @@ def follows_lab_dark_theme(nb: Any, root_selector: str) -> None:
     root = nb.page.locator(root_selector).first
     low = lambda: rgb(root.evaluate(LOW_END))  # noqa: E731
     assert low() == (68, 1, 84)  # light: the whole of viridis
-    try:
-        nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-        nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15000)
+    with lab_dark(nb):
         for _ in range(50):  # the theme's CSS loads, then the view recolours on the next frame
             if luminance(rgb(root.evaluate(RGB))) < 0.05 and low() != (68, 1, 84):
                 break
             nb.page.wait_for_timeout(100)
         assert low_end_contrast(nb, root_selector) >= 3
-    finally:
-        # JupyterLab shows a splash while it changes theme and removes it 200 ms after; a second change before
-        # that removes it twice (a page error from JupyterLab itself): wait until it is gone
-        nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
-        nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-        nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15000)
-        nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
     for _ in range(50):
         if low() == (68, 1, 84):
             break
@@ -206,8 +227,5 @@ def screenshots(nb: Any, name: str, root_selector: str, height: int = 2400) -> l
     shots.append(nb.screenshot(f"{name}-1400", nb.page.locator(root_selector).first))
     for shot in shots:
         assert shot.stat().st_size > 5_000, shot
-    if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-        DOCS.mkdir(parents=True, exist_ok=True)
-        for shot in shots:
-            shutil.copyfile(shot, DOCS / shot.name)
+    to_docs(*shots)
     return shots

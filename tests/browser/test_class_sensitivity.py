@@ -155,21 +155,14 @@ def test_class_sensitivity_in_the_classroom(lab):
 def test_a_view_rendered_in_jupyterlab_dark_starts_on_its_dark_map(lab):
     """Rendered while JupyterLab is already dark (theme='auto'): the view's map is lifted off the dark background
     from the start — a view built before it is attached sees no background, and recolours once it is shown."""
-    from classroom import LOW_END, low_end_contrast
+    from classroom import LOW_END, lab_dark, low_end_contrast
 
     nb = lab.open_notebook(CELLS, name="class_sensitivity_lab_dark", run=False, viewport=(1000, 1000))
     with nb:
-        try:
-            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15000)
-            nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
+        with lab_dark(nb):
             nb.run_all()
             nb.page.locator(f"{SELECTOR}[data-ready='true']").wait_for()
             nb.page.wait_for_function(f"() => ({LOW_END})(document.querySelector({SELECTOR!r})) !== 'rgb(68, 1, 84)'",
                                       timeout=5000)
             assert low_end_contrast(nb, SELECTOR) >= 3
-        finally:  # the server's settings are shared by the session's other tests
-            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15000)
-            nb.page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=15000)
         assert nb.page_errors == [], nb.page_errors

@@ -3,12 +3,8 @@ reconstructions with no kernel message; clicking an order selects its component 
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
-from classroom import end_contrast
+from classroom import end_contrast, to_docs
 from harness import VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
@@ -81,7 +77,6 @@ def test_order_slider_is_local_and_click_selects_an_order(lab):
 
 
 # Issue 14 (classroom): two viewers meant to be compared, in an 800 px column.
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
 ROOT = ".nbx-complexity-viewer"
 PAIR_CELLS = [
     CELLS[0].removesuffix("cv")
@@ -214,9 +209,6 @@ def test_complexity_viewer_in_a_classroom(lab):
         layout = root.evaluate(VIEW_LAYOUT)
         assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
         wide = nb.screenshot("complexity-viewer-1400", root)
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-            DOCS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shot, DOCS / "complexity-viewer-800.png")
-            shutil.copyfile(wide, DOCS / "complexity-viewer-1400.png")
+        to_docs(shot, wide)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

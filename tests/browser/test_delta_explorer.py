@@ -6,7 +6,8 @@ import json
 import statistics
 
 import pytest
-from harness import ARTIFACTS
+from classroom import fits_column, to_docs
+from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -178,13 +179,6 @@ def test_classifier_mode_shows_predictions_and_accuracy_per_k_locally(lab):
 # ≥ 13 px, presentation scale, keyboard and accessible names (axe, light and dark), kernel requests by the
 # RequestWidget protocol, and a console with no errors.
 
-import os  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from harness import VIEW_LAYOUT, axe_violations  # noqa: E402
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
 ROOT = ".nbx-delta-explorer"
 SMALL_CELLS = [
     "import torch, nbexplain as nx\n"
@@ -197,14 +191,6 @@ SMALL_CELLS = [
     "ex = DeltaExplorer(ae, d.x_test, n_samples=6, max_eval_samples=200)\n"
     "ex",
 ]
-
-
-def _layout_ok(root) -> dict:
-    layout = root.evaluate(VIEW_LAYOUT)
-    assert layout["scroll"] <= layout["client"] + 1 and layout["right"] <= 800, f"{layout}"
-    assert layout["contentRight"] <= layout["right"] + 1, f"{layout}"
-    assert layout["min"] >= 13 - 0.01, f"{layout}"
-    return layout
 
 
 def test_delta_explorer_in_an_800px_column_is_labelled_legible_and_accessible(lab):
@@ -255,7 +241,7 @@ def test_delta_explorer_in_an_800px_column_is_labelled_legible_and_accessible(la
         assert len(names) == 12 and all(names), names
 
         # fits the column, text ≥ 13 px (the charts' text included), accessible in light and dark
-        _layout_ok(root)
+        fits_column(root)
         nb.screenshot("delta-explorer-800", root)
         assert axe_violations(nb.page, ROOT) == []
         nb.execute("ex.theme = 'dark'")
@@ -270,7 +256,7 @@ def test_delta_explorer_in_an_800px_column_is_labelled_legible_and_accessible(la
         nb.execute("ex.scale = 1.5")
         nb.page.locator(f"{ROOT}[data-scale='1.5']").wait_for(timeout=5000)
         assert size() == pytest.approx(1.5 * before)
-        _layout_ok(root)
+        fits_column(root)
         nb.screenshot("delta-explorer-scaled", root)
         nb.execute("ex.scale = 1.0")
         nb.page.locator(f"{ROOT}[data-scale='1']").wait_for(timeout=5000)
@@ -287,9 +273,6 @@ def test_delta_explorer_in_an_800px_column_is_labelled_legible_and_accessible(la
         layout = root.evaluate(VIEW_LAYOUT)
         assert layout["contentRight"] <= layout["right"] + 1 and layout["min"] >= 13 - 0.01, layout
         shot = nb.screenshot("delta-explorer-1400", root)
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-            DOCS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shot, DOCS / "delta-explorer-1400.png")
-            shutil.copyfile(shot.with_name("delta-explorer-800.png"), DOCS / "delta-explorer-800.png")
+        to_docs(shot, shot.with_name("delta-explorer-800.png"))
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

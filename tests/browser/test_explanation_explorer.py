@@ -5,21 +5,17 @@ back to a class already computed is drawn from the view's cache)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 from classroom import contrast as _contrast
-from classroom import low_end_contrast
+from classroom import low_end_contrast, to_docs
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from harness import VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
 
-SCREENS = Path(__file__).resolve().parents[2] / "docs" / "screens"
 
 CELLS = [
     "import torch\n"
@@ -331,10 +327,7 @@ def test_explorer_fits_800_px_with_labelled_scores_scale_keyboard_and_dark_theme
         page.wait_for_timeout(300)
         _fits(root)
         wide = nb.screenshot("explanation-explorer-1400", root)
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-            SCREENS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(wide.with_name("explanation-explorer-800.png"), SCREENS / "explanation-explorer-800.png")
-            shutil.copyfile(wide, SCREENS / "explanation-explorer-1400.png")
+        to_docs(wide.with_name("explanation-explorer-800.png"), wide)
 
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

@@ -3,13 +3,10 @@ precomputed state, and a re-run request from the controls reaches Python (latest
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from classroom import low_end_contrast
+from classroom import fits_column, low_end_contrast, to_docs
 from harness import VIEW_LAYOUT, axe_violations
 
 pytestmark = pytest.mark.browser
@@ -109,7 +106,6 @@ def test_feature_gallery_titles_wrap(lab):
 
 # Issue 14 (classroom): an 800 px column, words instead of codes, opaque maps with a true colour bar, keyboard,
 # projector scale, dark theme, screenshots for the docs.
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
 ROOT = ".nbx-feature-gallery"
 
 
@@ -171,9 +167,7 @@ def test_feature_gallery_in_a_classroom(lab):
         assert canvas.evaluate(pixels) == opaque
 
         # fits the column, labels >= 13 px, accessible
-        layout = root.evaluate(VIEW_LAYOUT)
-        assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
-        assert layout["right"] <= 800 and layout["min"] >= 13 - 0.01, layout
+        fits_column(root)
         assert axe_violations(page, ROOT) == []
         page.set_viewport_size({"width": 800, "height": 2000})
         page.wait_for_timeout(300)
@@ -213,10 +207,7 @@ def test_feature_gallery_in_a_classroom(lab):
         layout = root.evaluate(VIEW_LAYOUT)
         assert layout["scroll"] <= layout["client"] + 1 and layout["contentRight"] <= layout["right"] + 1, layout
         big = nb.screenshot("feature-gallery-1400", root)
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-            DOCS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shot, DOCS / "feature-gallery-800.png")
-            shutil.copyfile(big, DOCS / "feature-gallery-1400.png")
+        to_docs(shot, big)
         assert re.fullmatch(r"\d+", root.get_attribute("data-completed"))
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from classroom import contrast as _contrast
-from classroom import end_contrast, low_end_contrast
+from classroom import end_contrast, low_end_contrast, to_docs
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations
@@ -19,7 +17,6 @@ from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations
 pytestmark = pytest.mark.browser
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-SCREENS = DOCS / "screens"
 
 # One test digit per class 0..7, shown as its difference from the mean training digit (a signed map
 # over the digit itself): real data, and both signs, so the diverging colour map is exercised.
@@ -116,9 +113,7 @@ def test_heatmap_hover_click_select(lab):
         nb.page.locator(f".nbx-heatmap[data-hover='6,{r},{c}']").wait_for(timeout=5000)
         shot = nb.screenshot("heatmap", root)
         assert shot == ARTIFACTS / "heatmap.png" and shot.stat().st_size > 10_000
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":  # refresh the README's screenshot on request only,
-            DOCS.mkdir(exist_ok=True)  # so that `make test` leaves the working tree clean
-            shutil.copyfile(shot, DOCS / "heatmap.png")
+        to_docs(shot, folder=DOCS)  # the README's picture, refreshed on request only (make test leaves the tree clean)
 
         assert nb.page_errors == [], nb.page_errors
 
@@ -351,9 +346,6 @@ def test_heatmap_fits_800_px_nice_colour_bar_keyboard_scale_and_dark_theme(lab):
             boxes = [page.locator(f"{ROOT} .nbx-cell[data-index='{i}'] canvas").bounding_box() for i in range(5)]
             assert len({round(b["y"]) for b in boxes}) == 1 and all(abs(b["width"] - 160) < 1 for b in boxes), boxes
         wide = nb.screenshot("heatmap-1400", root)
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-            SCREENS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ARTIFACTS / "heatmap-800.png", SCREENS / "heatmap-800.png")
-            shutil.copyfile(wide, SCREENS / "heatmap-1400.png")
+        to_docs(ARTIFACTS / "heatmap-800.png", wide)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors

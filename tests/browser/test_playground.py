@@ -192,13 +192,11 @@ def test_playground_trains_live_and_every_control_works(lab):
 
 
 def test_playground_exported_page_replays_offline(chromium, tmp_path):
-    import nbformat
+    from test_export import write_notebook
 
     from nbexplain.export import export_html
 
-    nbk = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SETUP + "pg.train(4)\npg")])
-    nbk.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nbk, str(tmp_path / "playground.ipynb"))
+    write_notebook(tmp_path / "playground.ipynb", [SETUP + "pg.train(4)\npg"])
     page_path = export_html(tmp_path / "playground.ipynb", tmp_path / "out" / "playground.html", execute=True,
                             timeout=180)
     context = chromium.browser.new_context(viewport={"width": 900, "height": 1200})

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
-from classroom import contrast, luminance
+from classroom import contrast, fits_column, lab_dark, luminance, to_docs
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
 from test_export import write_notebook
 
@@ -63,7 +59,6 @@ def test_dashboard_draws_one_line_per_layer_and_grows(lab):
 
 
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
 ROOT = ".nbx-saturation-dashboard"
 
 # An autoencoder (six layers with long dotted names); epoch 0 has no eval pass (a NaN start of every eval line),
@@ -95,14 +90,6 @@ RECT = "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.rig
 
 def _overlap(a: list[float], b: list[float]) -> bool:
     return a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
-
-
-def _check_layout(nb, root) -> dict:
-    layout = root.evaluate(VIEW_LAYOUT)
-    assert layout["scroll"] <= layout["client"] + 1 and layout["right"] <= 800, f"{layout}"
-    assert layout["contentRight"] <= layout["right"] + 1, f"{layout}"
-    assert layout["min"] >= 13 - 0.01, f"{layout}"
-    return layout
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -162,21 +149,14 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
         # 800 px: the charts stack, nothing sideways, text ≥ 13 px (bqplot's tick text included)
         a, b = epochs_fig.evaluate(RECT), layers_fig.evaluate(RECT)
         assert b[1] >= a[3] - 1 or b[0] >= a[2] - 1, (a, b)
-        _check_layout(nb, root)
+        fits_column(root)
         nb.screenshot("saturation-dashboard-800", root)
         assert axe_violations(nb.page, ROOT) == []
         # JupyterLab's dark theme: the legends, captions and table follow its font colours
-        try:
-            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
-                             "{theme: 'JupyterLab Dark'})")
-            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15000)
+        with lab_dark(nb):
             nb.page.wait_for_timeout(500)
             assert axe_violations(nb.page, ROOT) == []
             nb.screenshot("saturation-dashboard-lab-dark", root)
-        finally:  # the server's settings are shared by the session's other tests
-            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
-                             "{theme: 'JupyterLab Light'})")
-            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15000)
 
         # presentation scale: larger text and charts, still in the column
         size = lambda: epochs_fig.locator("g.axis .tick text").first.evaluate(  # noqa: E731
@@ -187,7 +167,7 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
                                   arg=epochs_fig.element_handle(), timeout=10000)
         nb.page.wait_for_timeout(800)
         assert size() == pytest.approx(1.5 * before)
-        _check_layout(nb, root)
+        fits_column(root)
         assert nb.page.locator(f"{ROOT} .widget-html").last.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
         nb.screenshot("saturation-dashboard-scaled", root)
         nb.execute("dash.scale = 1.0")
@@ -212,10 +192,7 @@ def test_dashboard_in_an_800px_column_is_readable_and_console_clean(lab):
         assert lines < 1.6, lines
         assert "k = the number of dimensions that explain 0.99" in root.locator(".nbx-sd-note").inner_text()
         shot = nb.screenshot("saturation-dashboard-1400", root)
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-            DOCS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shot, DOCS / "saturation-dashboard-1400.png")
-            shutil.copyfile(shot.with_name("saturation-dashboard-800.png"), DOCS / "saturation-dashboard-800.png")
+        to_docs(shot, shot.with_name("saturation-dashboard-800.png"))
         nb.execute("tracker.close()")
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors
@@ -275,13 +252,6 @@ def _check_theme(root, dark: bool) -> None:
         assert max(abs(a - b) for a, b in zip(t["fg"], caption, strict=True)) <= 2, (t, caption)
 
 
-def _lab_theme(nb, dark: bool) -> None:
-    name, light = ("JupyterLab Dark", "false") if dark else ("JupyterLab Light", "true")
-    nb.page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})")
-    nb.page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=15000)
-    nb.page.wait_for_timeout(500)
-
-
 def _view_theme(nb, theme: str) -> None:
     nb.execute(f"dash.theme = '{theme}'")
     nb.page.locator(f"{ROOT}.nbx-theme-{theme}").wait_for(timeout=10000)
@@ -302,16 +272,15 @@ def test_dashboard_chart_text_follows_the_theme(lab):
         _check_theme(root, dark=True)
         assert axe_violations(nb.page, ROOT) == []
         nb.screenshot("saturation-dashboard-theme-dark", root)
-        try:
-            _lab_theme(nb, dark=True)
+        with lab_dark(nb):
+            nb.page.wait_for_timeout(500)
             _view_theme(nb, "auto")  # JupyterLab dark: bqplot's orange labels before
             _check_theme(root, dark=True)
             assert axe_violations(nb.page, ROOT) == []
             nb.screenshot("saturation-dashboard-lab-dark-auto", root)
             _view_theme(nb, "light")  # forced light in a dark JupyterLab
             _check_theme(root, dark=False)
-        finally:  # the server's settings are shared by the session's other tests
-            _lab_theme(nb, dark=False)
+        nb.page.wait_for_timeout(500)
         assert nb.page_errors == [], nb.page_errors
         assert nb.console_errors == [], nb.console_errors
 

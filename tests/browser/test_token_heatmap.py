@@ -4,14 +4,12 @@ the dark theme, no console errors; and an exported page that works offline."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from classroom import contrast as _contrast
-from classroom import end_contrast
+from classroom import end_contrast, lab_dark, to_docs
 from classroom import luminance as _luminance
 from classroom import rgb as _rgb
 from harness import ARTIFACTS, VIEW_LAYOUT, axe_violations, offline_only
@@ -204,10 +202,7 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
         nb.execute("w.theme = 'auto'")
         nb.page.locator(f"{ROOT}[data-theme='auto']").wait_for(timeout=5000)
         # JupyterLab's own dark theme: the view follows it through the theme variables
-        try:
-            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
-                             "{theme: 'JupyterLab Dark'})")
-            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15000)
+        with lab_dark(nb):
             for _ in range(50):
                 bg = _rgb(root.evaluate(_RGB))
                 if _luminance(bg) < 0.05:
@@ -218,10 +213,6 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
             assert _contrast(_rgb(label), bg) >= 4.5, (label, bg)
             assert _contrast(_rgb(nb.page.locator(cell(0, 5)).evaluate(_RGB)), bg) > 3
             nb.screenshot("token-heatmap-lab-dark", root)
-        finally:  # the server's settings are shared by the session's other tests
-            nb.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
-                             "{theme: 'JupyterLab Light'})")
-            nb.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15000)
 
         # the picture for the docs, in a wide window
         nb.page.set_viewport_size({"width": 1200, "height": 1000})
@@ -230,9 +221,7 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
         nb.page.locator(f"{ROOT}[data-hovered='1,3']").wait_for(timeout=5000)
         shot = nb.screenshot("token-heatmap", root)
         assert shot == ARTIFACTS / "token-heatmap.png" and shot.stat().st_size > 10_000
-        if os.environ.get("NBEXPLAIN_UPDATE_DOCS") == "1":
-            DOCS.mkdir(exist_ok=True)
-            shutil.copyfile(shot, DOCS / "token-heatmap.png")
+        to_docs(shot, folder=DOCS)
         # and the classroom pair every view has in docs/screens (800 px column, 1400 px window)
         from classroom import screenshots
 
@@ -244,13 +233,11 @@ def test_token_heatmap_hover_click_keyboard_and_layout(lab):
 
 
 def test_token_heatmap_exported_page_works_offline(chromium, tmp_path):
-    import nbformat
+    from test_export import write_notebook
 
     from nbexplain.export import export_html
 
-    nbk = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SETUP + "w")])
-    nbk.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nbk, str(tmp_path / "tokens.ipynb"))
+    write_notebook(tmp_path / "tokens.ipynb", [SETUP + "w"])
     page_path = export_html(tmp_path / "tokens.ipynb", tmp_path / "out" / "tokens.html", execute=True, timeout=120)
     tokens, vals = expected()
 
